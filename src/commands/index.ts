@@ -1,0 +1,34 @@
+// The command table: `puffgres --help`, each command's help and README's CLI reference come from here.
+import type { Config } from '../config/load.ts'
+import * as init from './init.ts'
+import * as migrate from './migrate.ts'
+import * as local from './local.ts'
+
+export interface CommandContext {
+  /** loads and validates the configuration (-c); throws ConfigError */
+  config: () => Config
+  configPath: string
+}
+
+export interface Command {
+  name: string
+  summary: string
+  help: string
+  run(argv: string[], ctx: CommandContext): Promise<number> | number
+}
+
+export const commands: Command[] = [
+  { name: 'init', summary: 'scaffold a project (puffgres.toml, migrations, transforms)', help: init.help, run: (a) => init.initCommand(a) },
+  {
+    name: 'migrate',
+    summary: 'check the database, apply migrations, maintain the publication',
+    help: migrate.help,
+    run: (a, c) => migrate.migrateCommand(a, c.config),
+  },
+  {
+    name: 'local',
+    summary: 'run the turbopuffer-compatible local server (development, demos, tests)',
+    help: local.help,
+    run: (a) => local.localCommand(a),
+  },
+]

@@ -1,0 +1,188 @@
+// `puffgres migrate [--dry-run]`: checks the source database, records the migrations, maintains the publication.
+import { existsSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+import type postgres from 'postgres'
+import type { Config, Mapping } from '../config/load.ts'
+import { ConfigError } from '../config/errors.ts'
+import { connect, qualified } from '../postgres/connect.ts'
+import { tableInfo } from '../postgres/catalog.ts'
+import { publicationChange, publicationTables } from '../postgres/publication.ts'
+import { appliedMigrations, ensureStateTables, existingStateTables, STATE_TABLES } from '../postgres/state.ts'
+import { predicateColumns } from '../pipeline/membership.ts'
+import { validateTransformFile } from '../pipeline/transform.ts'
+
+export const help = `puffgres migrate [--dry-run]
+
+Applies the migration files in puffgres/migrations/ to the source database:
+  - checks that wal_level is logical and that every source table, id column and mapped column exists
+  - creates the __puffgres_* state tables
+  - records each new migration with a content hash (an applied file must not be edited: add a new version)
+  - creates or updates the publication the stream uses (default puffgres_pub)
+Warns where a table's REPLICA IDENTITY cannot give puffgres the id of updated or deleted rows.
+
+Options:
+  --dry-run   print the plan and change nothing
+`
+
+export interface MigratePlan {
+  /** SQL-level steps, in order, as human-readable lines */
+  steps: string[]
+  warnings: string[]
+  createState: boolean
+  toRecord: Mapping[]
+  publicationSql?: string
+}
+
+export class MigrateError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'MigrateError'
+  }
+}
+
+const WAL_LEVEL_HELP = 'set wal_level = logical and restart PostgreSQL ' +
+  '(self-hosted: ALTER SYSTEM SET wal_level = logical; AWS RDS/Aurora: set rds.logical_replication = 1 in the ' +
+  'parameter group; Google Cloud SQL: cloudsql.logical_decoding = on; Azure: wal_level = logical in server ' +
+  'parameters; Supabase and Neon: enable logical replication in the project settings)'
+
+/** Works out what `migrate` would do. Reads only; throws MigrateError for anything that must stop it. */
+export async function planMigrate(config: Config, sql: postgres.Sql): Promise<MigratePlan> {
+  const [{ wal_level }] = await sql<{ wal_level: string }[]>`SHOW wal_level`
+  if (wal_level !== 'logical') {
+    throw new MigrateError(`wal_level is "${wal_level}", puffgres needs "logical": ${WAL_LEVEL_HELP}`)
+  }
+  const warnings: string[] = []
+  const steps: string[] = []
+  for (const m of config.mappings) await checkMapping(sql, m, warnings)
+
+  const existing = await existingStateTables(sql)
+  const createState = existing.length < STATE_TABLES.length
+  if (createState) steps.push(`create state tables ${STATE_TABLES.filter((t) => !existing.includes(t)).join(', ')}`)
+
+  const applied = new Map((await appliedMigrations(sql)).map((a) => [`${a.name}@${a.version}`, a]))
+  const toRecord: Mapping[] = []
+  for (const m of config.migrations) {
+    const a = applied.get(`${m.name}@${m.version}`)
+    if (!a) {
+      toRecord.push(m)
+      steps.push(
+        `apply ${m.name} v${m.version} (${m.file}): ${m.schema}.${m.table} → namespace ${m.namespace}`,
+      )
+    } else if (a.hash !== m.hash) {
+      throw new MigrateError(
+        `${m.file}: was edited after it was applied on ${a.applied_at.toISOString()} ` +
+          `(recorded hash ${a.hash.slice(0, 12)}, file now ${m.hash.slice(0, 12)}); ` +
+          `restore it and add a new version (e.g. a file with version = ${m.version + 1}) instead`,
+      )
+    }
+    applied.delete(`${m.name}@${m.version}`)
+  }
+  for (const a of applied.values()) {
+    warnings.push(`${a.file}: applied as ${a.name} v${a.version} but the file is gone`)
+  }
+
+  const current = await publicationTables(sql, config.stream.publication)
+  const publicationSql = publicationChange(
+    config.stream.publication,
+    current,
+    config.mappings.map((m) => ({ schema: m.schema, table: m.table })),
+  )
+  if (publicationSql) steps.push(`publication: ${publicationSql}`)
+  return { steps, warnings, createState, toRecord, publicationSql }
+}
+
+async function checkMapping(sql: postgres.Sql, m: Mapping, warnings: string[]) {
+  const where = `${m.file}: source`
+  const t = await tableInfo(sql, m.schema, m.table)
+  if (!t) throw new MigrateError(`${where}: table ${m.schema}.${m.table} does not exist`)
+  const names = new Set(t.columns.map((c) => c.name))
+  for (const c of m.idColumns) {
+    if (!names.has(c)) throw new MigrateError(`${m.file}: mapping.id: column "${c}" not in ${m.schema}.${m.table}`)
+  }
+  for (const c of m.columns ?? []) {
+    if (!names.has(c)) {
+      throw new MigrateError(`${m.file}: mapping.columns: column "${c}" not in ${m.schema}.${m.table}`)
+    }
+  }
+  if (m.membership) {
+    for (const c of predicateColumns(m.membership)) {
+      if (!names.has(c)) {
+        throw new MigrateError(`${m.file}: mapping.membership: column "${c}" not in ${m.schema}.${m.table}`)
+      }
+    }
+  }
+  for (const c of m.embedding?.source ?? []) {
+    if (!m.transform && !names.has(c)) {
+      throw new MigrateError(`${m.file}: mapping.embedding.source: column "${c}" not in ${m.schema}.${m.table}`)
+    }
+  }
+  if (m.transform?.startsWith('bin:')) {
+    const exe = m.transform.slice(4).trim().split(/\s+/)[0]
+    if (exe.includes('/') && !existsSync(exe)) {
+      throw new MigrateError(`${m.file}: mapping.transform: executable ${exe} not found`)
+    }
+  } else if (m.transform) {
+    try {
+      await validateTransformFile(m.transform)
+    } catch (e) {
+      throw new MigrateError(`${m.file}: mapping.transform: ${(e as Error).message}`)
+    }
+  }
+  const covered = m.idColumns.every((c) => t.identityColumns.includes(c))
+  if (!covered) {
+    const fix = `ALTER TABLE ${qualified(m.schema, m.table)} REPLICA IDENTITY FULL`
+    warnings.push(
+      t.replicaIdentity === 'n' || (t.replicaIdentity === 'd' && !t.primaryKey.length)
+        ? `${m.file}: ${m.schema}.${m.table} has no replica identity: PostgreSQL will refuse UPDATE and DELETE on ` +
+          `it once it is published, and puffgres cannot delete its documents; add a primary key or run: ${fix}`
+        : `${m.file}: mapping.id (${m.idColumns.join(', ')}) is not covered by the replica identity of ` +
+          `${m.schema}.${m.table} (${t.identityColumns.join(', ')}): deletes and id changes cannot be streamed; ` +
+          `run: ${fix}`,
+    )
+  }
+}
+
+export async function applyMigrate(config: Config, sql: postgres.Sql, plan: MigratePlan): Promise<void> {
+  await sql.begin(async (tx) => {
+    // one migrate at a time: a second concurrent one waits, then finds nothing to do
+    await tx`SELECT pg_advisory_xact_lock(hashtext('puffgres.migrate'))`
+    if (plan.createState) await ensureStateTables(tx as unknown as postgres.Sql)
+    for (const m of plan.toRecord) {
+      await tx`
+        INSERT INTO __puffgres_migrations (name, version, file, hash, source, namespace)
+        VALUES (${m.name}, ${m.version}, ${m.file}, ${m.hash}, ${m.schema + '.' + m.table}, ${m.namespace})
+        ON CONFLICT (name, version) DO NOTHING`
+    }
+    if (plan.publicationSql) await tx.unsafe(plan.publicationSql)
+  })
+}
+
+export async function migrateCommand(argv: string[], config: () => Config): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { 'dry-run': { type: 'boolean' } }, strict: true })
+  const cfg = config()
+  const sql = connect(cfg.postgres.connectionString, { max: 2 })
+  try {
+    const plan = await planMigrate(cfg, sql)
+    for (const w of plan.warnings) console.error(`warning: ${w}`)
+    if (!plan.steps.length) {
+      console.log('Nothing to migrate: the database is up to date.')
+      return 0
+    }
+    const dry = values['dry-run']
+    console.log(dry ? 'Plan (dry run, nothing changed):' : 'Migrating:')
+    for (const s of plan.steps) console.log(`  ${s}`)
+    if (!dry) {
+      await applyMigrate(cfg, sql, plan)
+      console.log('Done.')
+    }
+    return 0
+  } catch (e) {
+    if (e instanceof MigrateError || e instanceof ConfigError) {
+      console.error(`error: ${e.message}`)
+      return 1
+    }
+    throw e
+  } finally {
+    await sql.end({ timeout: 2 })
+  }
+}

@@ -1,0 +1,183 @@
+// Reads puffgres.toml and the migration files into one validated, resolved configuration.
+import { createHash } from 'node:crypto'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { basename, dirname, join, relative, resolve } from 'node:path'
+import { parse as parseToml } from 'smol-toml'
+import { type Predicate, parseMembership } from '../pipeline/membership.ts'
+import { configEnv, expandEnv } from './env.ts'
+import { ConfigError } from './errors.ts'
+import { describeIssues, type MigrationFile, migrationSchema, type ProjectFile, projectSchema } from './schema.ts'
+
+export const DEFAULT_SLOT = 'puffgres'
+export const DEFAULT_PUBLICATION = 'puffgres_pub'
+
+export interface Mapping {
+  /** the migration's name: one mapping per name, its highest version wins */
+  name: string
+  version: number
+  /** the migration file, relative to the project folder */
+  file: string
+  /** sha256 of the file's bytes, to refuse edits to an applied migration */
+  hash: string
+  schema: string
+  table: string
+  idColumns: string[]
+  /** undefined: every column of the table */
+  columns?: string[]
+  membership?: Predicate
+  membershipText?: string
+  /** absolute path of a .ts transform, or `bin:<command>` */
+  transform?: string
+  truncate: 'delete_all' | 'ignore'
+  embedding?: { source: string[]; attribute: string }
+  namespace: string
+  distanceMetric?: 'cosine_distance' | 'euclidean_squared'
+  schemaHints?: Record<string, unknown>
+}
+
+export interface Config {
+  /** the puffgres.toml file */
+  file: string
+  /** the folder holding puffgres.toml */
+  root: string
+  postgres: { connectionString: string }
+  turbopuffer: { apiKey: string; baseUrl?: string; region?: string }
+  embeddings?: { type: 'together' | 'openai'; model: string; api_key: string; base_url?: string; batch_size?: number }
+  stream: NonNullable<ProjectFile['stream']> & { slot: string; publication: string }
+  /** every migration file, sorted by name then version */
+  migrations: Mapping[]
+  /** the active mapping of each name (highest version) */
+  mappings: Mapping[]
+}
+
+function readToml(file: string): unknown {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (e) {
+    throw new ConfigError(`${file}: cannot read: ${(e as Error).message}`)
+  }
+  try {
+    return parseToml(text, { integersAsBigInt: false })
+  } catch (e) {
+    const first = String((e as Error).message).split('\n')[0]
+    throw new ConfigError(`${file}: invalid TOML: ${first}`)
+  }
+}
+
+/** The environment variables of the original puffgres and of turbopuffer's SDK that override the file. */
+function envOverrides(env: Record<string, string | undefined>) {
+  return {
+    baseUrl: env.TURBOPUFFER_BASE_URL || undefined,
+    region: env.TURBOPUFFER_REGION || undefined,
+    namespacePrefix: env.PUFFGRES_BASE_NAMESPACE || '',
+  }
+}
+
+export function loadConfig(path = 'puffgres.toml', baseEnv: Record<string, string | undefined> = process.env): Config {
+  const file = resolve(path)
+  if (!existsSync(file)) {
+    throw new ConfigError(`${path}: not found (run \`puffgres init\` to create a project, or pass -c <path>)`)
+  }
+  const root = dirname(file)
+  const env = configEnv(root, baseEnv)
+  const shown = relative(process.cwd(), file) || basename(file)
+  const parsed = projectSchema.safeParse(expandEnv(readToml(file), env, shown))
+  if (!parsed.success) throw new ConfigError(describeIssues(shown, parsed.error))
+  const p = parsed.data
+  const over = envOverrides(env)
+  const migrations = loadMigrations(root, env, over.namespacePrefix)
+  const latest = new Map<string, Mapping>()
+  for (const m of migrations) latest.set(m.name, m)
+  const namespaces = new Map<string, string>()
+  for (const m of latest.values()) {
+    const other = namespaces.get(m.namespace)
+    if (other) {
+      throw new ConfigError(`${m.file}: target.namespace: "${m.namespace}" is also the namespace of mapping "${other}"`)
+    }
+    namespaces.set(m.namespace, m.name)
+  }
+  return {
+    file,
+    root,
+    postgres: { connectionString: p.postgres.connection_string },
+    turbopuffer: {
+      apiKey: p.turbopuffer.api_key,
+      baseUrl: over.baseUrl ?? p.turbopuffer.base_url,
+      region: over.region ?? p.turbopuffer.region,
+    },
+    embeddings: p.providers?.embeddings,
+    stream: {
+      ...p.stream,
+      slot: p.stream?.slot ?? DEFAULT_SLOT,
+      publication: p.stream?.publication ?? DEFAULT_PUBLICATION,
+    },
+    migrations,
+    mappings: [...latest.values()],
+  }
+}
+
+const MIGRATION_FILE = /^(\d+)_([A-Za-z0-9_.-]+)\.toml$/
+
+function loadMigrations(root: string, env: Record<string, string | undefined>, prefix: string): Mapping[] {
+  const dir = join(root, 'puffgres', 'migrations')
+  if (!existsSync(dir)) return []
+  const out: Mapping[] = []
+  for (const name of readdirSync(dir).sort()) {
+    if (!name.endsWith('.toml')) continue
+    const rel = join('puffgres', 'migrations', name)
+    if (!MIGRATION_FILE.test(name)) {
+      throw new ConfigError(`${rel}: migration files are named NNN_name.toml (e.g. 001_products.toml)`)
+    }
+    const full = join(dir, name)
+    const bytes = readFileSync(full)
+    const parsed = migrationSchema.safeParse(expandEnv(readToml(full), env, rel))
+    if (!parsed.success) throw new ConfigError(describeIssues(rel, parsed.error))
+    out.push(toMapping(parsed.data, rel, root, createHash('sha256').update(bytes).digest('hex'), prefix))
+  }
+  const seen = new Map<string, string>()
+  for (const m of out) {
+    const key = `${m.name}@${m.version}`
+    if (seen.has(key)) {
+      throw new ConfigError(`${m.file}: migration.version: ${m.name} version ${m.version} is also in ${seen.get(key)}`)
+    }
+    seen.set(key, m.file)
+  }
+  return out.sort((a, b) => a.name.localeCompare(b.name) || a.version - b.version)
+}
+
+function toMapping(f: MigrationFile, rel: string, root: string, hash: string, prefix: string): Mapping {
+  let membership: Predicate | undefined
+  if (f.mapping.membership !== undefined) {
+    try {
+      membership = parseMembership(f.mapping.membership)
+    } catch (e) {
+      throw new ConfigError(`${rel}: mapping.membership: ${(e as Error).message}`)
+    }
+  }
+  let transform = f.mapping.transform
+  if (transform && !transform.startsWith('bin:')) transform = resolve(root, 'puffgres', transform)
+  const idColumns = typeof f.mapping.id === 'string' ? [f.mapping.id] : f.mapping.id
+  const embedding = f.mapping.embedding && {
+    source: typeof f.mapping.embedding.source === 'string' ? [f.mapping.embedding.source] : f.mapping.embedding.source,
+    attribute: f.mapping.embedding.attribute,
+  }
+  return {
+    name: f.migration.name,
+    version: f.migration.version,
+    file: rel,
+    hash,
+    schema: f.source.schema,
+    table: f.source.table,
+    idColumns,
+    columns: f.mapping.columns,
+    membership,
+    membershipText: f.mapping.membership,
+    transform,
+    truncate: f.mapping.truncate,
+    embedding,
+    namespace: prefix + f.target.namespace,
+    distanceMetric: f.target.distance_metric,
+    schemaHints: f.target.schema,
+  }
+}
