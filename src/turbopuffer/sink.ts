@@ -1,0 +1,307 @@
+// Writes versioned ops to turbopuffer through the official SDK: conditional writes, retries without a time limit
+// (backpressure), and isolation of the rows turbopuffer refuses so that the caller can dead-letter exactly those.
+import type { Filter, Namespace, NamespaceWriteResponse, Row, Turbopuffer } from '@turbopuffer/turbopuffer'
+import { type Id, type Logger, VERSION_ATTR, type WriteOp } from '../types.ts'
+import { createClient, type TurbopufferConfig } from './client.ts'
+import {
+  abortError,
+  backoffDelay,
+  type BackoffPolicy,
+  classifyError,
+  DEFAULT_BACKOFF,
+  type Failure,
+  sleep,
+} from './retry.ts'
+import type { FailedOp, Sink, SinkStats, WriteOptions, WriteResult } from './types.ts'
+import { chunkOps, collapseOps, countWritten, DEFAULT_LIMITS, type Limits, prepareOp, writeBody } from './write-plan.ts'
+
+export type { TurbopufferConfig } from './client.ts'
+
+export interface RetryInfo {
+  namespace: string
+  operation: 'write' | 'query' | 'delete_by_filter' | 'delete_namespace'
+  /** 1 for the first retry */
+  attempt: number
+  delayMs: number
+  status?: number
+  error: string
+}
+
+export interface TurbopufferSinkOptions {
+  log?: Logger
+  /** gives up waiting and retrying (shutdown): pending calls reject with the signal's reason */
+  signal?: AbortSignal
+  limits?: Partial<Limits>
+  backoff?: Partial<BackoffPolicy>
+  /** requests in flight at once for one `write` call (its chunks hold disjoint ids, so order does not matter) */
+  concurrency?: number
+  /** per-request timeout, ms (a timeout is retried) */
+  timeoutMs?: number
+  /** a client to use instead of one built from the config (tests, custom fetch) */
+  client?: Turbopuffer
+  env?: Record<string, string | undefined>
+  onRetry?(info: RetryInfo): void
+  /** every HTTP request's duration and outcome, for latency metrics */
+  onRequest?(ms: number, ok: boolean): void
+}
+
+/** A request turbopuffer refused in a way that retrying cannot change. */
+export class TurbopufferRequestError extends Error {
+  constructor(readonly status: number, message: string, readonly fatal: boolean) {
+    super(message)
+    this.name = 'TurbopufferRequestError'
+  }
+}
+
+const NAMESPACE_NAME = /^[A-Za-z0-9_.-]{1,128}$/
+
+const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} }
+
+export class TurbopufferSink implements Sink {
+  readonly #client: Turbopuffer
+  readonly #namespaces = new Map<string, Namespace>()
+  readonly #log: Logger
+  readonly #signal?: AbortSignal
+  readonly #limits: Limits
+  readonly #backoff: BackoffPolicy
+  readonly #concurrency: number
+  readonly #onRetry?: (info: RetryInfo) => void
+  readonly #onRequest?: (ms: number, ok: boolean) => void
+  readonly #stats: SinkStats = { requests: 0, retries: 0, written: 0, skipped: 0, failed: 0 }
+
+  constructor(config: TurbopufferConfig, opts: TurbopufferSinkOptions = {}) {
+    this.#client = opts.client ?? createClient(config, { timeoutMs: opts.timeoutMs, env: opts.env })
+    this.#log = opts.log ?? silent
+    this.#signal = opts.signal
+    this.#limits = { ...DEFAULT_LIMITS, ...opts.limits }
+    this.#backoff = { ...DEFAULT_BACKOFF, ...opts.backoff }
+    this.#concurrency = Math.max(1, opts.concurrency ?? 2)
+    this.#onRetry = opts.onRetry
+    this.#onRequest = opts.onRequest
+    for (const [k, v] of Object.entries(this.#limits)) {
+      if (!Number.isInteger(v) || v < 1) throw new Error(`turbopuffer sink: limits.${k} must be a positive integer`)
+    }
+  }
+
+  stats(): SinkStats {
+    return { ...this.#stats }
+  }
+
+  async write(namespace: string, ops: WriteOp[], opts: WriteOptions = {}): Promise<WriteResult> {
+    const ns = this.#namespace(namespace)
+    const result: WriteResult = { written: 0, skipped: 0, failed: [] }
+    const prepared = []
+    for (const op of collapseOps(ops)) {
+      const p = prepareOp(op)
+      if (typeof p === 'string') result.failed.push({ op, error: p })
+      else prepared.push(p)
+    }
+    const chunks = chunkOps(prepared, this.#limits)
+    try {
+      await forEachLimited(chunks, this.#concurrency, async (chunk) => {
+        await this.#writeChunk(namespace, ns, chunk, opts, result)
+      })
+    } finally {
+      this.#stats.written += result.written
+      this.#stats.skipped += result.skipped
+      this.#stats.failed += result.failed.length
+    }
+    for (const f of result.failed) {
+      this.#log.warn('turbopuffer refused a document', { namespace, id: f.op.id, status: f.status, error: f.error })
+    }
+    return result
+  }
+
+  /**
+   * Sends one chunk. A permanent refusal of a chunk of several ops is narrowed down by halving, so that the good
+   * ops are written and only the refused ones come back in `failed`: O(bad · log n) extra requests.
+   */
+  async #writeChunk(
+    namespace: string,
+    ns: Namespace,
+    chunk: ReturnType<typeof chunkOps>[number],
+    opts: WriteOptions,
+    result: WriteResult,
+  ): Promise<void> {
+    let res: NamespaceWriteResponse
+    try {
+      const body = writeBody(chunk, opts)
+      res = await this.#call(namespace, 'write', (signal) => ns.write(body, { signal, maxRetries: 0 }))
+    } catch (err) {
+      if (!(err instanceof TurbopufferRequestError) || err.fatal) throw err
+      if (chunk.length === 1) {
+        const failed: FailedOp = { op: chunk[0].op, error: err.message, status: err.status }
+        result.failed.push(failed)
+        return
+      }
+      this.#log.info('turbopuffer refused a request; splitting it to find the refused documents', {
+        namespace,
+        ops: chunk.length,
+        status: err.status,
+        error: err.message,
+      })
+      const mid = chunk.length >> 1
+      await this.#writeChunk(namespace, ns, chunk.slice(0, mid), opts, result)
+      await this.#writeChunk(namespace, ns, chunk.slice(mid), opts, result)
+      return
+    }
+    const written = countWritten(res, chunk.length)
+    result.written += written
+    result.skipped += chunk.length - written
+  }
+
+  /**
+   * TRUNCATE: deletes every document older than `version`, keeping the ones written after the truncate. A namespace
+   * that does not exist is already empty.
+   */
+  async deleteAllBefore(namespace: string, version: string): Promise<void> {
+    const ns = this.#namespace(namespace)
+    const filter: Filter = [VERSION_ATTR, 'Lt', version]
+    // with allow_partial turbopuffer deletes what it can per request and says whether rows remain
+    for (let round = 0;; round++) {
+      let res: NamespaceWriteResponse
+      try {
+        res = await this.#call(
+          namespace,
+          'delete_by_filter',
+          (signal) =>
+            ns.write({ delete_by_filter: filter, delete_by_filter_allow_partial: true }, { signal, maxRetries: 0 }),
+        )
+      } catch (err) {
+        if (err instanceof TurbopufferRequestError && err.status === 404) return
+        throw err
+      }
+      this.#log.info('deleted documents older than a truncate', {
+        namespace,
+        version,
+        deleted: res.rows_deleted ?? res.rows_affected,
+        round,
+      })
+      if (!res.rows_remaining) return
+    }
+  }
+
+  /**
+   * Every document of `namespace` in id order, `pageSize` per query (ranked by id, continuing after the last id
+   * seen). Yields nothing for a namespace that does not exist.
+   */
+  async *listDocuments(
+    namespace: string,
+    opts: { attributes?: string[] | true; pageSize?: number } = {},
+  ): AsyncGenerator<Row> {
+    const ns = this.#namespace(namespace)
+    const pageSize = opts.pageSize ?? 1000
+    if (!Number.isInteger(pageSize) || pageSize < 1) throw new Error('listDocuments: pageSize must be >= 1')
+    let last: Id | undefined
+    for (;;) {
+      const after = last
+      let rows: Row[]
+      try {
+        const res = await this.#call(namespace, 'query', (signal) =>
+          ns.query({
+            rank_by: ['id', 'asc'],
+            limit: pageSize,
+            include_attributes: opts.attributes ?? true,
+            ...(after === undefined ? {} : { filters: ['id', 'Gt', after] }),
+          }, { signal }))
+        rows = res.rows ?? []
+      } catch (err) {
+        if (err instanceof TurbopufferRequestError && err.status === 404) return
+        throw err
+      }
+      for (const row of rows) yield row
+      if (rows.length < pageSize) return
+      last = rows[rows.length - 1].id
+    }
+  }
+
+  /** Deletes the namespace and all its documents; fine if it does not exist. */
+  async deleteNamespace(namespace: string): Promise<void> {
+    const ns = this.#namespace(namespace)
+    try {
+      await this.#call(namespace, 'delete_namespace', (signal) => ns.deleteAll({}, { signal }))
+    } catch (err) {
+      if (err instanceof TurbopufferRequestError && err.status === 404) return
+      throw err
+    }
+  }
+
+  #namespace(name: string): Namespace {
+    let ns = this.#namespaces.get(name)
+    if (!ns) {
+      if (!NAMESPACE_NAME.test(name)) {
+        throw new Error(`turbopuffer namespace "${name}": names are 1-128 of A-Z a-z 0-9 - _ .`)
+      }
+      ns = this.#client.namespace(name)
+      this.#namespaces.set(name, ns)
+    }
+    return ns
+  }
+
+  /**
+   * One logical request: retried on transient failures for as long as it takes (the pipeline waits meanwhile), with
+   * capped exponential backoff and full jitter, or the wait the server asks for. Replaying a write is harmless:
+   * every write is conditional on versions.
+   */
+  async #call<T>(
+    namespace: string,
+    operation: RetryInfo['operation'],
+    send: (signal?: AbortSignal) => Promise<T>,
+  ): Promise<T> {
+    const signal = this.#signal
+    for (let attempt = 0;; attempt++) {
+      if (signal?.aborted) throw abortError(signal)
+      this.#stats.requests++
+      const started = performance.now()
+      let failure: Failure
+      try {
+        const res = await send(signal)
+        this.#onRequest?.(performance.now() - started, true)
+        return res
+      } catch (err) {
+        this.#onRequest?.(performance.now() - started, false)
+        failure = classifyError(err, signal)
+      }
+      if (failure.kind === 'aborted') throw abortError(signal)
+      if (failure.kind === 'fatal') {
+        throw new TurbopufferRequestError(
+          failure.status,
+          `turbopuffer refused the request (check the API key): ${failure.message}`,
+          true,
+        )
+      }
+      if (failure.kind === 'permanent') throw new TurbopufferRequestError(failure.status, failure.message, false)
+      const delayMs = Math.round(failure.retryAfterMs ?? backoffDelay(attempt, this.#backoff))
+      const info: RetryInfo = {
+        namespace,
+        operation,
+        attempt: attempt + 1,
+        delayMs,
+        status: failure.status,
+        error: failure.message,
+      }
+      this.#stats.retries++
+      this.#log.warn('turbopuffer request failed; retrying', { ...info })
+      this.#onRetry?.(info)
+      await sleep(delayMs, signal)
+    }
+  }
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight; stops taking new items after the first error. */
+async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  let failed = false
+  const worker = async () => {
+    while (!failed && next < items.length) {
+      const item = items[next++]
+      try {
+        await fn(item)
+      } catch (err) {
+        failed = true
+        throw err
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+}

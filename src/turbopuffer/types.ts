@@ -1,0 +1,47 @@
+// The contract between the pipeline and whatever stores its documents (turbopuffer, or nothing for benchmarks).
+import type { DistanceMetric, WriteOp } from '../types.ts'
+
+export interface WriteOptions {
+  /** the caller's attribute schema; the sink adds `VERSION_ATTR: 'string'` */
+  schema?: Record<string, unknown>
+  /** sent with the request (turbopuffer needs it once a namespace holds vectors) */
+  distanceMetric?: DistanceMetric
+}
+
+export interface FailedOp {
+  op: WriteOp
+  /** one line: what turbopuffer (or the local check) said about this op */
+  error: string
+  /** the HTTP status turbopuffer answered, when the failure came from the service */
+  status?: number
+}
+
+export interface WriteResult {
+  /** ops that changed the namespace (an upsert applied, a document deleted) */
+  written: number
+  /** ops the version condition turned down (an older version), and deletes of documents that do not exist */
+  skipped: number
+  /** ops refused permanently; the caller puts them in the dead-letter queue */
+  failed: FailedOp[]
+}
+
+export interface SinkStats {
+  /** HTTP requests sent, retries included */
+  requests: number
+  retries: number
+  written: number
+  skipped: number
+  failed: number
+}
+
+export interface Sink {
+  /**
+   * Writes `ops` to `namespace`, each conditional on its version. Resolves once every op is durably written,
+   * skipped or failed permanently; waits (retrying) for as long as turbopuffer is unavailable. Rejects only when
+   * aborted, or when retrying cannot help (e.g. the API key is refused).
+   */
+  write(namespace: string, ops: WriteOp[], opts?: WriteOptions): Promise<WriteResult>
+  /** Deletes every document whose version is older than `version` (TRUNCATE); later writes are kept. */
+  deleteAllBefore(namespace: string, version: string): Promise<void>
+  stats(): SinkStats
+}

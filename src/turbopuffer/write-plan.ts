@@ -1,0 +1,188 @@
+// Turns versioned write ops into turbopuffer write requests: one op per id, local checks, size-bounded chunks, and
+// the version conditions that keep an older version from overwriting a newer one (ARCHITECTURE.md invariant 2).
+import { Buffer } from 'node:buffer'
+import type { Filter, NamespaceWriteParams } from '@turbopuffer/turbopuffer'
+import { type Id, VERSION_ATTR, type WriteOp } from '../types.ts'
+import type { WriteOptions } from './types.ts'
+
+export interface Limits {
+  /** rows (upserts + deletes) per request */
+  maxRows: number
+  /** approximate JSON bytes per request; a single larger op is sent alone */
+  maxBytes: number
+  /** distinct delete versions per request: each is one clause of the request's delete_condition */
+  maxDeleteVersions: number
+}
+
+export const DEFAULT_LIMITS: Limits = { maxRows: 10_000, maxBytes: 64 * 1024 * 1024, maxDeleteVersions: 256 }
+
+/** An op ready to send: the row it becomes (upserts) and its approximate share of the request body. */
+export interface PreparedOp {
+  op: WriteOp
+  row?: Record<string, unknown>
+  bytes: number
+}
+
+/**
+ * One op per id: turbopuffer answers 400 when one request names an id twice. The op with the highest version wins;
+ * on a tie the later one.
+ */
+export function collapseOps(ops: WriteOp[]): WriteOp[] {
+  const byId = new Map<string, WriteOp>()
+  for (const op of ops) {
+    const key = idKey(op.id)
+    const seen = byId.get(key)
+    if (!seen || seen.version <= op.version) {
+      // delete first so the surviving op takes the position of the latest one (order does not matter otherwise)
+      byId.delete(key)
+      byId.set(key, op)
+    }
+  }
+  return [...byId.values()]
+}
+
+function idKey(id: Id): string {
+  return `${typeof id}:${id}`
+}
+
+/** Checks what turbopuffer would refuse anyway, and builds the row. Returns an error message for a bad op. */
+export function prepareOp(op: WriteOp): PreparedOp | string {
+  const idError = checkId(op.id)
+  if (idError) return idError
+  if (typeof op.version !== 'string' || op.version === '') return `op for id ${JSON.stringify(op.id)}: no version`
+  if (op.kind === 'delete') {
+    // the id appears in `deletes` and again in the delete condition
+    return { op, bytes: 2 * JSON.stringify(op.id).length + op.version.length + 48 }
+  }
+  if (op.kind !== 'upsert') {
+    const bad = op as { id: unknown; kind: unknown }
+    return `op for id ${JSON.stringify(bad.id)}: unknown kind ${JSON.stringify(bad.kind)}`
+  }
+  const row: Record<string, unknown> = {}
+  for (const [name, value] of Object.entries(op.attributes ?? {})) {
+    if (name === 'id') {
+      if (value === op.id) continue
+      return `attribute "id" (${JSON.stringify(value)}) differs from the document id ${JSON.stringify(op.id)}`
+    }
+    if (name === VERSION_ATTR && value !== op.version) return `attribute "${VERSION_ATTR}" is reserved for puffgres`
+    if (name.startsWith('$')) return `attribute "${name}": names must not start with "$"`
+    if (Buffer.byteLength(name) > 128) return `attribute "${name.slice(0, 40)}…": names are at most 128 bytes`
+    if (name === 'vector' && op.vector !== undefined) return 'attribute "vector" given twice (attributes and vector)'
+    if (value !== undefined) row[name] = value
+  }
+  row.id = op.id
+  if (op.vector !== undefined) row.vector = op.vector
+  row[VERSION_ATTR] = op.version
+  let json: string
+  try {
+    json = JSON.stringify(row)
+  } catch (err) {
+    return `document ${JSON.stringify(op.id)} cannot be encoded as JSON: ${(err as Error).message}`
+  }
+  return { op, row, bytes: Buffer.byteLength(json) + 1 }
+}
+
+function checkId(id: unknown): string | undefined {
+  if (typeof id === 'number') {
+    if (Number.isSafeInteger(id) && id >= 0) return undefined
+    return `id ${id}: numeric ids must be unsigned integers below 2^53`
+  }
+  if (typeof id === 'string') {
+    if (id === '') return 'id "": ids must not be empty'
+    if (Buffer.byteLength(id) > 64) return `id "${id.slice(0, 40)}…": string ids are at most 64 bytes`
+    return undefined
+  }
+  return `id ${String(id)}: ids are strings or unsigned integers, not ${typeof id}`
+}
+
+/** Greedy split into requests within `limits`, keeping the ops' order. */
+export function chunkOps(ops: PreparedOp[], limits: Limits): PreparedOp[][] {
+  const chunks: PreparedOp[][] = []
+  let chunk: PreparedOp[] = []
+  let bytes = 0
+  let versions = new Set<string>()
+  for (const p of ops) {
+    const newVersion = p.op.kind === 'delete' && !versions.has(p.op.version)
+    const full = chunk.length >= limits.maxRows || bytes + p.bytes > limits.maxBytes ||
+      (newVersion && versions.size >= limits.maxDeleteVersions)
+    if (chunk.length > 0 && full) {
+      chunks.push(chunk)
+      chunk = []
+      bytes = 0
+      versions = new Set()
+    }
+    chunk.push(p)
+    bytes += p.bytes
+    if (p.op.kind === 'delete') versions.add(p.op.version)
+  }
+  if (chunk.length > 0) chunks.push(chunk)
+  return chunks
+}
+
+/** Applies when the stored document is older, or when there is none (ARCHITECTURE.md invariant 2). */
+export const UPSERT_CONDITION: Filter = ['Or', [[VERSION_ATTR, 'Lt', { $ref_new: VERSION_ATTR }], [
+  VERSION_ATTR,
+  'Eq',
+  null,
+]]]
+
+/**
+ * A request has one delete_condition, evaluated against each targeted document, and `$ref_new` is null for deletes,
+ * so each delete's version must appear as a literal. When all deletes share a version that is the plain
+ * `[v, Lt, version]`; otherwise one clause per distinct version, `And(id In [ids with that version], v Lt version)`,
+ * joined by `Or`. A document matches only the clause of its own id, so each delete is compared with its own version:
+ * exact, in one request. (`delete_by_filter` cannot do this: it is unconditional per document and not limited to the
+ * given ids' versions.) Changes of one transaction carry distinct versions (commit LSN + position), so a bulk DELETE
+ * yields one clause per row; `Limits.maxDeleteVersions` bounds the clauses per request.
+ */
+export function deleteCondition(deletes: Array<{ id: Id; version: string }>): Filter {
+  const byVersion = new Map<string, Id[]>()
+  for (const d of deletes) {
+    const ids = byVersion.get(d.version)
+    if (ids) ids.push(d.id)
+    else byVersion.set(d.version, [d.id])
+  }
+  if (byVersion.size === 1) return [VERSION_ATTR, 'Lt', deletes[0].version]
+  const clauses: Filter[] = []
+  for (const [version, ids] of byVersion) {
+    const idFilter: Filter = ids.length === 1 ? ['id', 'Eq', ids[0]] : ['id', 'In', ids]
+    clauses.push(['And', [idFilter, [VERSION_ATTR, 'Lt', version]]])
+  }
+  return ['Or', clauses]
+}
+
+/** The write request for one chunk. */
+export function writeBody(chunk: PreparedOp[], opts: WriteOptions): Omit<NamespaceWriteParams, 'namespace'> {
+  const rows: Record<string, unknown>[] = []
+  const deletes: Array<{ id: Id; version: string }> = []
+  for (const p of chunk) {
+    if (p.op.kind === 'upsert') rows.push(p.row!)
+    else deletes.push(p.op)
+  }
+  const body: Omit<NamespaceWriteParams, 'namespace'> = {
+    // the caller's schema first: the version attribute's type is not the caller's to change
+    schema: { ...(opts.schema as NamespaceWriteParams['schema']), [VERSION_ATTR]: 'string' },
+  }
+  if (rows.length > 0) {
+    body.upsert_rows = rows as NamespaceWriteParams['upsert_rows']
+    body.upsert_condition = UPSERT_CONDITION
+  }
+  if (deletes.length > 0) {
+    body.deletes = deletes.map((d) => d.id)
+    body.delete_condition = deleteCondition(deletes)
+  }
+  if (opts.distanceMetric) body.distance_metric = opts.distanceMetric
+  return body
+}
+
+/** How many of a request's ops changed something, from the write response. */
+export function countWritten(
+  res: { rows_upserted?: number; rows_deleted?: number; rows_affected?: number },
+  sent: number,
+): number {
+  let n: number
+  if (res.rows_upserted !== undefined || res.rows_deleted !== undefined) {
+    n = (res.rows_upserted ?? 0) + (res.rows_deleted ?? 0)
+  } else n = res.rows_affected ?? sent
+  return Math.max(0, Math.min(sent, n))
+}
