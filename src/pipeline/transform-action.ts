@@ -1,0 +1,202 @@
+// Validates what a transform returned and turns it into one canonical action. Every transform (TypeScript module,
+// `bin:` process, identity) goes through `normalizeAction`, so the sink only ever sees well-formed actions.
+import { z } from 'zod'
+import { type DistanceMetric, type Id, type RowEvent, VERSION_ATTR } from '../types.ts'
+
+export type NormalizedAction =
+  | {
+    type: 'upsert'
+    id: Id
+    attributes: Record<string, unknown>
+    vector?: number[]
+    distance_metric?: DistanceMetric
+  }
+  | { type: 'delete'; id: Id }
+  | { type: 'skip' }
+
+/**
+ * The outcome of transforming one event. `retryable` marks failures caused by an unavailable dependency (the
+ * embedding provider after its retries), which the caller should retry rather than dead-letter.
+ */
+export type TransformResult =
+  | { ok: true; action: NormalizedAction }
+  | { ok: false; error: string; retryable?: boolean }
+
+const MAX_ID_BYTES = 64
+const MAX_ATTR_NAME_BYTES = 128
+const encoder = new TextEncoder()
+
+const idSchema = z.union([
+  z.string().min(1).refine((s) => encoder.encode(s).length <= MAX_ID_BYTES, {
+    message: `string ids are limited to ${MAX_ID_BYTES} bytes`,
+  }),
+  z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  z.bigint().nonnegative().max(BigInt(Number.MAX_SAFE_INTEGER), {
+    message: 'bigint ids above 2^53 lose precision: return them as strings',
+  }),
+])
+
+const attributesSchema = z.record(z.string(), z.unknown())
+
+// The original puffgres spelled attributes `doc`; some of its templates used `document`.
+const upsertSchema = z.strictObject({
+  type: z.literal('upsert'),
+  op: z.literal('upsert').optional(),
+  id: idSchema.optional(),
+  attributes: attributesSchema.optional(),
+  doc: attributesSchema.optional(),
+  document: attributesSchema.optional(),
+  vector: z.array(z.number().finite()).min(1).optional(),
+  distance_metric: z.enum(['cosine_distance', 'euclidean_squared']).optional(),
+})
+const deleteSchema = z.strictObject({
+  type: z.literal('delete'),
+  op: z.literal('delete').optional(),
+  id: idSchema.optional(),
+})
+const skipSchema = z.strictObject({ type: z.literal('skip'), op: z.literal('skip').optional() })
+
+function describe(value: unknown): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  return typeof value === 'string' ? JSON.stringify(value) : typeof value
+}
+
+function formatIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 3)
+    .map((i) => (i.path.length ? i.path.join('.') + ': ' : '') + i.message)
+    .join('; ')
+}
+
+/** Why an attribute value cannot be stored, or undefined when it can. Walks arrays; `undefined` never gets here. */
+function badValue(value: unknown): string | undefined {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+    case 'bigint':
+      return undefined
+    case 'number':
+      // JSON would silently turn these into null
+      return Number.isFinite(value) ? undefined : `${value} is not a finite number`
+    case 'function':
+    case 'symbol':
+      return `a ${typeof value} cannot be stored`
+    case 'undefined':
+      return 'undefined inside an array cannot be stored'
+  }
+  if (value === null || value instanceof Date || value instanceof Uint8Array) return undefined
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const bad = badValue(value[i])
+      if (bad) return `[${i}]: ${bad}`
+    }
+  }
+  return undefined
+}
+
+function normalizeId(id: Id | bigint): Id {
+  return typeof id === 'bigint' ? Number(id) : id
+}
+
+function sameId(a: unknown, b: Id): boolean {
+  return a === b || String(a) === String(b)
+}
+
+/**
+ * Checks attribute names and values and copies them (the transform may have handed us the row object itself).
+ * `id` equal to the document id is dropped (the original puffgres put it in `doc`); `vector` in the attributes is
+ * the original's way of setting the vector, so it is moved there.
+ */
+function normalizeAttributes(
+  attrs: Record<string, unknown>,
+  field: string,
+  id: Id,
+): { attributes: Record<string, unknown>; vector?: unknown } | string {
+  const out: Record<string, unknown> = {}
+  let vector: unknown
+  for (const name in attrs) {
+    if (!Object.hasOwn(attrs, name)) continue
+    const value = attrs[name]
+    if (value === undefined) continue
+    if (name === 'id') {
+      if (sameId(value, id)) continue
+      return `${field}.id: ${describe(value)} differs from the document id ${JSON.stringify(id)}; set the action's id`
+    }
+    if (name === 'vector') {
+      vector = value
+      continue
+    }
+    if (name === '') return `${field}: attribute names cannot be empty`
+    if (name.charCodeAt(0) === 36 /* $ */) return `${field}.${name}: attribute names cannot start with '$'`
+    if (name === VERSION_ATTR) return `${field}.${name}: reserved for puffgres's row versions`
+    if (name.length * 3 > MAX_ATTR_NAME_BYTES && encoder.encode(name).length > MAX_ATTR_NAME_BYTES) {
+      return `${field}.${name.slice(0, 40)}…: attribute names are limited to ${MAX_ATTR_NAME_BYTES} bytes`
+    }
+    const bad = badValue(value)
+    if (bad) return `${field}.${name}${bad.startsWith('[') ? '' : ': '}${bad}`
+    out[name] = value
+  }
+  return { attributes: out, vector }
+}
+
+function invalid(label: string, event: RowEvent, detail: string): TransformResult {
+  return { ok: false, error: `${label} returned an invalid action for id ${JSON.stringify(event.id)}: ${detail}` }
+}
+
+/**
+ * Validates one action returned for `event`. `label` names the transform in errors, e.g.
+ * `transform transforms/x.ts`. Never throws.
+ */
+export function normalizeAction(raw: unknown, event: RowEvent, label: string): TransformResult {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    return invalid(
+      label,
+      event,
+      `expected an action object like { type: 'upsert' | 'delete' | 'skip' }, got ${describe(raw)}`,
+    )
+  }
+  const obj = raw as Record<string, unknown>
+  // `op` is accepted for `type` (the original puffgres's event field name, which transforms tend to echo)
+  const type = obj.type ?? obj.op
+  const input = obj.type === undefined ? { ...obj, type } : obj
+  if (type === 'skip') {
+    const r = skipSchema.safeParse(input)
+    return r.success ? { ok: true, action: { type: 'skip' } } : invalid(label, event, formatIssues(r.error))
+  }
+  if (type === 'delete') {
+    const r = deleteSchema.safeParse(input)
+    if (!r.success) return invalid(label, event, formatIssues(r.error))
+    return { ok: true, action: { type: 'delete', id: r.data.id === undefined ? event.id : normalizeId(r.data.id) } }
+  }
+  if (type !== 'upsert') {
+    return invalid(label, event, `type: expected 'upsert', 'delete' or 'skip', got ${describe(type)}`)
+  }
+  const r = upsertSchema.safeParse(input)
+  if (!r.success) return invalid(label, event, formatIssues(r.error))
+  const a = r.data
+  const spellings = [a.attributes && 'attributes', a.doc && 'doc', a.document && 'document'].filter(Boolean)
+  if (spellings.length > 1) return invalid(label, event, `${spellings.join(' and ')}: give only one of them`)
+  const field = (spellings[0] || 'attributes') as string
+  const id = a.id === undefined ? event.id : normalizeId(a.id)
+  const attrs = normalizeAttributes(a.attributes ?? a.doc ?? a.document ?? {}, field, id)
+  if (typeof attrs === 'string') return invalid(label, event, attrs)
+  let vector = a.vector
+  if (attrs.vector !== undefined && attrs.vector !== null) {
+    if (vector) return invalid(label, event, `${field}.vector: the vector is given twice (also as vector)`)
+    const v = z.array(z.number().finite()).min(1).safeParse(attrs.vector)
+    if (!v.success) return invalid(label, event, `${field}.vector: ${formatIssues(v.error)}`)
+    vector = v.data
+  }
+  const action: NormalizedAction = { type: 'upsert', id, attributes: attrs.attributes }
+  if (vector) action.vector = vector
+  if (a.distance_metric) action.distance_metric = a.distance_metric
+  return { ok: true, action }
+}
+
+/** The error text of anything thrown, one line. */
+export function errorMessage(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err)
+  const line = msg.split('\n', 1)[0]
+  return line.length > 500 ? line.slice(0, 500) + '…' : line
+}
