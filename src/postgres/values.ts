@@ -1,0 +1,381 @@
+// Text-format PostgreSQL values → JS values for turbopuffer attributes, and the turbopuffer attribute type that
+// declares each PostgreSQL type in a namespace schema.
+//
+// Decisions (each one keeps a value exact or makes a loss visible):
+// - int8 (and int8[] elements): a JS number when |v| ≤ 2^53-1, otherwise a bigint. turbopuffer's `int` is 64-bit
+//   and a string would not match the declared type, so a bigint keeps the exact value; the JSON writer must emit
+//   it as a bare integer (JSON.stringify throws on a bigint instead of rounding it, so nothing is lost silently).
+// - numeric: the exact decimal text, as a string (never rounded through a float).
+// - float4/float8 NaN and ±Infinity: null (JSON and turbopuffer `float` cannot represent them).
+// - timestamp (read as UTC) and timestamptz: ISO 8601 in UTC with a `Z`, millisecond precision
+//   (`2024-01-02T03:04:05.123Z`). turbopuffer datetimes hold milliseconds, so microseconds are truncated here,
+//   once, and every path (stream, backfill, verify) sees the same value. ±infinity → null.
+// - char(n): trailing padding removed (as `::text` does).
+// - date, time, timetz, interval, money, inet, ...: PostgreSQL's own text (dates are `YYYY-MM-DD` under DateStyle
+//   ISO, which the replication connection sets).
+// - bytea: base64. json/jsonb: parsed. pgvector `vector`/`halfvec`: number[]. Enums and unknown types: the text.
+import { Buffer } from 'node:buffer'
+import type { Row } from '../types.ts'
+import type { RelationColumn, Tuple } from './pgoutput.ts'
+
+/**
+ * Session settings under which PostgreSQL prints values in the text format this module reads. The replication
+ * connection passes them as startup parameters; any other connection whose `::text` output is decoded here (e.g.
+ * backfill) must use the same (`SET TimeZone = 'UTC'`, ...).
+ */
+export const TEXT_FORMAT_SETTINGS = {
+  DateStyle: 'ISO, MDY',
+  TimeZone: 'UTC',
+  IntervalStyle: 'postgres',
+  extra_float_digits: '3',
+  bytea_output: 'hex',
+} as const
+
+/** OIDs of the builtin types this module knows (fixed in every PostgreSQL installation). */
+export const OID = {
+  bool: 16,
+  bytea: 17,
+  char: 18,
+  name: 19,
+  int8: 20,
+  int2: 21,
+  int4: 23,
+  text: 25,
+  oid: 26,
+  json: 114,
+  xml: 142,
+  float4: 700,
+  float8: 701,
+  money: 790,
+  bpchar: 1042,
+  varchar: 1043,
+  date: 1082,
+  time: 1083,
+  timestamp: 1114,
+  timestamptz: 1184,
+  interval: 1186,
+  timetz: 1266,
+  numeric: 1700,
+  uuid: 2950,
+  jsonb: 3802,
+  // arrays
+  _bool: 1000,
+  _bytea: 1001,
+  _char: 1002,
+  _name: 1003,
+  _int2: 1005,
+  _int4: 1007,
+  _text: 1009,
+  _bpchar: 1014,
+  _varchar: 1015,
+  _int8: 1016,
+  _float4: 1021,
+  _float8: 1022,
+  _oid: 1028,
+  _json: 199,
+  _xml: 143,
+  _money: 791,
+  _date: 1182,
+  _time: 1183,
+  _timestamp: 1115,
+  _timestamptz: 1185,
+  _interval: 1187,
+  _timetz: 1270,
+  _numeric: 1231,
+  _uuid: 2951,
+  _jsonb: 3807,
+} as const
+
+/** array type OID → element type OID */
+const ARRAY_ELEMENT: Record<number, number> = {
+  [OID._bool]: OID.bool,
+  [OID._bytea]: OID.bytea,
+  [OID._char]: OID.char,
+  [OID._name]: OID.name,
+  [OID._int2]: OID.int2,
+  [OID._int4]: OID.int4,
+  [OID._text]: OID.text,
+  [OID._bpchar]: OID.bpchar,
+  [OID._varchar]: OID.varchar,
+  [OID._int8]: OID.int8,
+  [OID._float4]: OID.float4,
+  [OID._float8]: OID.float8,
+  [OID._oid]: OID.oid,
+  [OID._json]: OID.json,
+  [OID._xml]: OID.xml,
+  [OID._money]: OID.money,
+  [OID._date]: OID.date,
+  [OID._time]: OID.time,
+  [OID._timestamp]: OID.timestamp,
+  [OID._timestamptz]: OID.timestamptz,
+  [OID._interval]: OID.interval,
+  [OID._timetz]: OID.timetz,
+  [OID._numeric]: OID.numeric,
+  [OID._uuid]: OID.uuid,
+  [OID._jsonb]: OID.jsonb,
+}
+
+/** turbopuffer attribute type of a scalar type; types missing here are declared 'string' (their text) */
+const SCALAR_TPUF: Record<number, string | undefined> = {
+  [OID.bool]: 'bool',
+  [OID.int2]: 'int',
+  [OID.int4]: 'int',
+  [OID.int8]: 'int',
+  [OID.oid]: 'int',
+  [OID.float4]: 'float',
+  [OID.float8]: 'float',
+  [OID.uuid]: 'uuid',
+  [OID.timestamp]: 'datetime',
+  [OID.timestamptz]: 'datetime',
+  // json has no attribute type of its own: the transform decides what to keep of it
+  [OID.json]: undefined,
+  [OID.jsonb]: undefined,
+}
+
+const VECTOR_TYPES = new Set(['vector', 'halfvec'])
+
+/**
+ * The turbopuffer attribute type for a PostgreSQL column type, or undefined when there is none to declare (json,
+ * jsonb, pgvector vectors: those go to a transform or to the document's vector).
+ */
+export function tpufType(typeOid: number, typeName?: string): string | undefined {
+  if (typeName !== undefined && VECTOR_TYPES.has(typeName)) return undefined
+  const element = ARRAY_ELEMENT[typeOid]
+  if (element !== undefined) {
+    const t = scalarTpufType(element)
+    return t === undefined ? undefined : '[]' + t
+  }
+  if (typeName !== undefined && typeName.startsWith('_') && !(typeOid in SCALAR_TPUF)) {
+    // a non-builtin array (enum[], citext[], ...): its elements are text
+    return VECTOR_TYPES.has(typeName.slice(1)) ? undefined : '[]string'
+  }
+  return scalarTpufType(typeOid)
+}
+
+function scalarTpufType(oid: number): string | undefined {
+  return oid in SCALAR_TPUF ? SCALAR_TPUF[oid] : 'string'
+}
+
+/**
+ * Decodes one value in PostgreSQL's text format. `typeName` (from a Type message) identifies non-builtin types
+ * whose OIDs differ between databases (pgvector's `vector`; `_name` for arrays of them). null stays null.
+ */
+export function decodeValue(text: string | null, typeOid: number, typeName?: string): unknown {
+  if (text === null) return null
+  switch (typeOid) {
+    case OID.bpchar:
+      // char(n) padding carries no meaning in PostgreSQL (and `::text` drops it): drop it so every path agrees
+      return trimPadding(text)
+    case OID.text:
+    case OID.varchar:
+    case OID.name:
+    case OID.char:
+    case OID.uuid:
+    case OID.numeric:
+    case OID.date:
+    case OID.time:
+    case OID.timetz:
+    case OID.interval:
+    case OID.money:
+    case OID.xml:
+      return text
+    case OID.int2:
+    case OID.int4:
+    case OID.oid:
+      return parseInt(text, 10)
+    case OID.int8:
+      return decodeInt8(text)
+    case OID.float4:
+    case OID.float8:
+      return decodeFloat(text)
+    case OID.bool:
+      return decodeBool(text)
+    case OID.timestamp:
+      return decodeTimestamp(text, false)
+    case OID.timestamptz:
+      return decodeTimestamp(text, true)
+    case OID.json:
+    case OID.jsonb:
+      return JSON.parse(text)
+    case OID.bytea:
+      return decodeBytea(text)
+  }
+  const element = ARRAY_ELEMENT[typeOid]
+  if (element !== undefined) return parseArray(text, (s) => decodeValue(s, element))
+  if (typeName !== undefined) {
+    if (VECTOR_TYPES.has(typeName)) return decodeVector(text, typeName)
+    if (typeName.startsWith('_') && text.startsWith('{')) {
+      const elementName = typeName.slice(1)
+      return parseArray(text, (s) => decodeValue(s, 0, elementName))
+    }
+  }
+  // enums, citext, domains over text, and every type we do not know: the text itself
+  return text
+}
+
+/** Decodes a pgoutput tuple against its relation's columns; TOAST-unchanged columns are left out of `row`. */
+export function decodeTuple(columns: readonly RelationColumn[], tuple: Tuple): { row: Row; unchanged: string[] } {
+  const row: Row = {}
+  let unchanged: string[] | undefined
+  for (let i = 0; i < columns.length; i++) {
+    const col = columns[i]
+    const v = tuple[i]
+    if (v.kind === 'text') {
+      try {
+        row[col.name] = decodeValue(v.value, col.typeOid, col.typeName)
+      } catch (e) {
+        throw new Error(`column "${col.name}": ${(e as Error).message}`)
+      }
+    } else if (v.kind === 'null') row[col.name] = null
+    else if (v.kind === 'unchanged') (unchanged ??= []).push(col.name)
+    else throw new Error(`column "${col.name}": binary values are not supported (stream with binary 'false')`)
+  }
+  return { row, unchanged: unchanged ?? [] }
+}
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
+
+function decodeInt8(text: string): number | bigint {
+  // up to 15 digits always fits a double exactly
+  if (text.length <= 15) return parseInt(text, 10)
+  const b = BigInt(text)
+  return b <= MAX_SAFE && b >= -MAX_SAFE ? Number(b) : b
+}
+
+function trimPadding(text: string): string {
+  let end = text.length
+  while (end > 0 && text.charCodeAt(end - 1) === 0x20) end--
+  return end === text.length ? text : text.slice(0, end)
+}
+
+function decodeBool(text: string): boolean {
+  // the output function prints t/f; `bool::text` prints true/false
+  if (text === 't' || text === 'true') return true
+  if (text === 'f' || text === 'false') return false
+  throw new Error(`invalid boolean ${JSON.stringify(text)}`)
+}
+
+function decodeFloat(text: string): number | null {
+  const n = Number(text)
+  return Number.isFinite(n) ? n : null
+}
+
+function decodeVector(text: string, typeName: string): number[] {
+  const v = JSON.parse(text)
+  if (!Array.isArray(v)) throw new Error(`invalid ${typeName} value ${JSON.stringify(text.slice(0, 40))}`)
+  return v
+}
+
+// DateStyle ISO: `2024-01-02 03:04:05.123456`, timestamptz adds `+00`, `+05:30` or `+05:30:15`; ` BC` for BC.
+const TIMESTAMP_RE =
+  /^(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?(?:([+-])(\d\d)(?::(\d\d))?(?::(\d\d))?)?( BC)?$/
+
+function decodeTimestamp(text: string, withZone: boolean): string | null {
+  const m = TIMESTAMP_RE.exec(text)
+  if (!m) {
+    if (text === 'infinity' || text === '-infinity') return null
+    throw new Error(`cannot read timestamp ${JSON.stringify(text)} (expected DateStyle ISO)`)
+  }
+  if (withZone !== (m[8] !== undefined)) {
+    throw new Error(`cannot read ${withZone ? 'timestamptz' : 'timestamp'} ${JSON.stringify(text)}`)
+  }
+  let year = parseInt(m[1], 10)
+  if (m[12]) year = 1 - year // 1 BC is year 0
+  const ms = m[7] ? parseInt(m[7].padEnd(6, '0').slice(0, 3), 10) : 0
+  const d = new Date(0)
+  // setUTCFullYear, unlike Date.UTC, does not map years 0-99 to 1900-1999
+  d.setUTCFullYear(year, parseInt(m[2], 10) - 1, parseInt(m[3], 10))
+  d.setUTCHours(parseInt(m[4], 10), parseInt(m[5], 10), parseInt(m[6], 10), ms)
+  let t = d.getTime()
+  if (m[8]) {
+    const offset = parseInt(m[9], 10) * 3600 + (m[10] ? parseInt(m[10], 10) * 60 : 0) +
+      (m[11] ? parseInt(m[11], 10) : 0)
+    t -= (m[8] === '-' ? -offset : offset) * 1000
+  }
+  if (!Number.isFinite(t)) throw new Error(`timestamp ${JSON.stringify(text)} is outside the range of a JS Date`)
+  return new Date(t).toISOString()
+}
+
+function decodeBytea(text: string): string {
+  if (text.startsWith('\\x')) return Buffer.from(text.slice(2), 'hex').toString('base64')
+  // bytea_output = 'escape': printable bytes as themselves, `\\` for a backslash, `\ooo` octal for the rest
+  const out: number[] = []
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c !== 0x5c) out.push(c)
+    else if (text[i + 1] === '\\') {
+      out.push(0x5c)
+      i++
+    } else {
+      out.push(parseInt(text.slice(i + 1, i + 4), 8))
+      i += 3
+    }
+  }
+  return Buffer.from(out).toString('base64')
+}
+
+/**
+ * Parses an array literal (`{1,2,NULL}`, `{"a \"b\"",c}`, nested `{{1,2},{3,4}}`, optional `[0:1]=` bounds) and
+ * decodes each element with `element`. An unquoted NULL is null; quoted "NULL" is the string.
+ */
+export function parseArray(text: string, element: (s: string) => unknown): unknown[] {
+  let i = 0
+  if (text[0] === '[') {
+    // explicit bounds, e.g. [0:2]={1,2,3}
+    i = text.indexOf('=') + 1
+    if (i === 0) throw new Error(`invalid array literal ${JSON.stringify(text.slice(0, 40))}`)
+  }
+  const bad = () => new Error(`invalid array literal ${JSON.stringify(text.slice(0, 60))}`)
+  const parseLevel = (): unknown[] => {
+    if (text[i] !== '{') throw bad()
+    i++
+    const out: unknown[] = []
+    if (text[i] === '}') {
+      i++
+      return out
+    }
+    for (;;) {
+      if (text[i] === '{') out.push(parseLevel())
+      else if (text[i] === '"') {
+        let s = ''
+        let start = ++i
+        for (;;) {
+          const c = text[i]
+          if (c === undefined) throw bad()
+          if (c === '"') break
+          if (c === '\\') {
+            s += text.slice(start, i)
+            start = ++i
+          }
+          i++
+        }
+        s += text.slice(start, i)
+        i++
+        out.push(element(s))
+      } else {
+        const start = i
+        let s = ''
+        let escaped = false
+        while (i < text.length && text[i] !== ',' && text[i] !== '}') {
+          if (text[i] === '\\') {
+            escaped = true
+            i++
+          }
+          s += text[i]
+          i++
+        }
+        if (i >= text.length) throw bad()
+        const raw = text.slice(start, i).trim()
+        out.push(!escaped && raw.toUpperCase() === 'NULL' ? null : element(escaped ? s.trim() : raw))
+      }
+      if (text[i] === ',') i++
+      else if (text[i] === '}') {
+        i++
+        return out
+      } else throw bad()
+    }
+  }
+  const result = parseLevel()
+  if (i !== text.length) throw bad()
+  return result
+}
