@@ -288,7 +288,10 @@ export class TurbopufferSink implements Sink {
   }
 }
 
-/** Runs `fn` over `items` with at most `limit` in flight; stops taking new items after the first error. */
+/**
+ * Runs `fn` over `items` with at most `limit` in flight; after the first error no new item starts, and the call
+ * rejects with that error once the items in flight have settled.
+ */
 async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0
   let failed = false
@@ -303,5 +306,7 @@ async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Pro
       }
     }
   }
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+  const settled = await Promise.allSettled(Array.from({ length: Math.min(limit, items.length) }, worker))
+  const rejected = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected')
+  if (rejected) throw rejected.reason
 }

@@ -1,0 +1,150 @@
+// The request planning and retry policy of the turbopuffer sink, without a server.
+import { describe, expect, test } from 'bun:test'
+import { resolveBaseUrl } from '../src/turbopuffer/client.ts'
+import { backoffDelay, retryAfterMs } from '../src/turbopuffer/retry.ts'
+import {
+  chunkOps,
+  collapseOps,
+  countWritten,
+  deleteCondition,
+  type PreparedOp,
+  prepareOp,
+  writeBody,
+} from '../src/turbopuffer/write-plan.ts'
+import { VERSION_ATTR, type WriteOp } from '../src/types.ts'
+
+const up = (id: string | number, version: string, attributes: Record<string, unknown> = {}): WriteOp => ({
+  kind: 'upsert',
+  id,
+  version,
+  attributes,
+})
+const del = (id: string | number, version: string): WriteOp => ({ kind: 'delete', id, version })
+
+describe('collapseOps', () => {
+  test('keeps one op per id, the highest version, the later one on a tie', () => {
+    const ops = [up(1, 'b', { n: 1 }), del(1, 'a'), up(2, 'a'), up('1', 'a'), up(2, 'a', { n: 2 }), del(3, 'c')]
+    const out = collapseOps(ops)
+    expect(out).toHaveLength(4)
+    expect(out.find((o) => o.id === 1)).toEqual(up(1, 'b', { n: 1 }))
+    // the number 1 and the string '1' are different ids
+    expect(out.find((o) => o.id === '1')).toEqual(up('1', 'a'))
+    expect(out.find((o) => o.id === 2)).toEqual(up(2, 'a', { n: 2 }))
+  })
+})
+
+describe('prepareOp', () => {
+  test('builds the row with id, vector and the version attribute', () => {
+    const p = prepareOp({ kind: 'upsert', id: 7, version: 'v1', attributes: { a: 'x', id: 7 }, vector: [1, 2] })
+    expect(typeof p).toBe('object')
+    expect((p as PreparedOp).row).toEqual({ a: 'x', id: 7, vector: [1, 2], [VERSION_ATTR]: 'v1' })
+  })
+
+  test('refuses what turbopuffer would refuse, with a message naming the problem', () => {
+    expect(prepareOp(up(-1, 'v'))).toContain('unsigned')
+    expect(prepareOp(up(1.5, 'v'))).toContain('unsigned')
+    expect(prepareOp(up('x'.repeat(65), 'v'))).toContain('64 bytes')
+    expect(prepareOp(up(1, ''))).toContain('no version')
+    expect(prepareOp(up(1, 'v', { $dist: 1 }))).toContain('"$dist"')
+    expect(prepareOp(up(1, 'v', { id: 2 }))).toContain('differs')
+    expect(prepareOp(up(1, 'v', { [VERSION_ATTR]: 'other' }))).toContain('reserved')
+    expect(prepareOp(up(1, 'v', { big: 10n }))).toContain('JSON')
+    expect(typeof prepareOp(del('ok', 'v'))).toBe('object')
+  })
+})
+
+describe('chunkOps', () => {
+  const prepared = (ops: WriteOp[]) => ops.map((op) => prepareOp(op) as PreparedOp)
+
+  test('splits by row count and by bytes, keeping order; an oversized op goes alone', () => {
+    const ops = prepared(Array.from({ length: 25 }, (_, i) => up(i, 'v')))
+    const byRows = chunkOps(ops, { maxRows: 10, maxBytes: 1e9, maxDeleteVersions: 100 })
+    expect(byRows.map((c) => c.length)).toEqual([10, 10, 5])
+    expect(byRows.flat().map((p) => p.op.id)).toEqual(ops.map((p) => p.op.id))
+
+    const big = prepared([
+      up(1, 'v', { s: 'x'.repeat(1000) }),
+      up(2, 'v'),
+      up(3, 'v', { s: 'y'.repeat(5000) }),
+      up(4, 'v'),
+    ])
+    const byBytes = chunkOps(big, { maxRows: 100, maxBytes: 2000, maxDeleteVersions: 100 })
+    expect(byBytes.map((c) => c.map((p) => p.op.id))).toEqual([[1, 2], [3], [4]])
+  })
+
+  test('bounds the distinct delete versions per request', () => {
+    const ops = prepared([del(1, 'a'), del(2, 'a'), del(3, 'b'), del(4, 'c'), up(5, 'z'), del(6, 'a')])
+    const chunks = chunkOps(ops, { maxRows: 100, maxBytes: 1e9, maxDeleteVersions: 2 })
+    expect(chunks.map((c) => c.map((p) => p.op.id))).toEqual([[1, 2, 3], [4, 5, 6]])
+  })
+})
+
+describe('conditions', () => {
+  test('deletes sharing one version get a plain literal condition', () => {
+    expect(deleteCondition([{ id: 1, version: 'v5' }, { id: 2, version: 'v5' }])).toEqual([VERSION_ATTR, 'Lt', 'v5'])
+  })
+
+  test('deletes with different versions compare each document with its own delete version', () => {
+    expect(deleteCondition([{ id: 1, version: 'a' }, { id: 2, version: 'b' }, { id: 3, version: 'a' }])).toEqual([
+      'Or',
+      [
+        ['And', [['id', 'In', [1, 3]], [VERSION_ATTR, 'Lt', 'a']]],
+        ['And', [['id', 'Eq', 2], [VERSION_ATTR, 'Lt', 'b']]],
+      ],
+    ])
+  })
+
+  test('a request declares the version attribute as string and guards upserts', () => {
+    const chunk = [prepareOp(up(1, 'v1', { n: 1 })) as PreparedOp, prepareOp(del(2, 'v2')) as PreparedOp]
+    const body = writeBody(chunk, { schema: { n: 'int', [VERSION_ATTR]: 'uint' }, distanceMetric: 'cosine_distance' })
+    expect(body.schema).toEqual({ n: 'int', [VERSION_ATTR]: 'string' })
+    expect(body.upsert_condition).toEqual([
+      'Or',
+      [[VERSION_ATTR, 'Lt', { $ref_new: VERSION_ATTR }], [VERSION_ATTR, 'Eq', null]],
+    ])
+    expect(body.deletes).toEqual([2])
+    expect(body.delete_condition).toEqual([VERSION_ATTR, 'Lt', 'v2'])
+    expect(body.distance_metric).toBe('cosine_distance')
+  })
+
+  test('countWritten reads rows_upserted and rows_deleted, else rows_affected', () => {
+    expect(countWritten({ rows_upserted: 2, rows_deleted: 1, rows_affected: 9 }, 5)).toBe(3)
+    expect(countWritten({ rows_affected: 4 }, 5)).toBe(4)
+    expect(countWritten({}, 5)).toBe(5)
+  })
+})
+
+describe('retry policy', () => {
+  test('full jitter below a doubling, capped ceiling', () => {
+    const policy = { baseMs: 250, capMs: 30_000 }
+    expect(backoffDelay(0, policy, () => 0.999)).toBe(249)
+    expect(backoffDelay(3, policy, () => 0.5)).toBe(1000)
+    expect(backoffDelay(20, policy, () => 0.999)).toBe(29_970)
+    expect(backoffDelay(5000, policy, () => 0)).toBe(0)
+  })
+
+  test('retry-after-ms, then retry-after in seconds or as a date', () => {
+    expect(retryAfterMs(new Headers({ 'retry-after-ms': '120', 'retry-after': '9' }))).toBe(120)
+    expect(retryAfterMs(new Headers({ 'retry-after': '2' }))).toBe(2000)
+    const now = Date.parse('2024-01-01T00:00:00Z')
+    expect(retryAfterMs(new Headers({ 'retry-after': 'Mon, 01 Jan 2024 00:00:03 GMT' }), now)).toBe(3000)
+    expect(retryAfterMs(new Headers({ 'retry-after': 'soon' }))).toBeUndefined()
+    expect(retryAfterMs(new Headers({ 'retry-after': '86400' }))).toBeUndefined()
+    expect(retryAfterMs(undefined)).toBeUndefined()
+  })
+})
+
+describe('base URL', () => {
+  test('a region fills the default URL; an explicit base URL without {region} ignores TURBOPUFFER_REGION', () => {
+    expect(resolveBaseUrl({ region: 'gcp-us-central1' }, {})).toBe('https://gcp-us-central1.turbopuffer.com')
+    expect(resolveBaseUrl({}, { TURBOPUFFER_REGION: 'aws-eu-central-1' })).toBe(
+      'https://aws-eu-central-1.turbopuffer.com',
+    )
+    expect(resolveBaseUrl({ base_url: 'http://127.0.0.1:9' }, { TURBOPUFFER_REGION: 'x' })).toBe('http://127.0.0.1:9')
+    expect(resolveBaseUrl({}, { TURBOPUFFER_BASE_URL: 'http://h:1/{region}', TURBOPUFFER_REGION: 'r1' })).toBe(
+      'http://h:1/r1',
+    )
+    expect(() => resolveBaseUrl({}, {})).toThrow('no region')
+    expect(() => resolveBaseUrl({ region: 'a/b' }, {})).toThrow('not a region name')
+  })
+})
