@@ -145,8 +145,6 @@ export function createEmbedder(config: EmbeddingProviderConfig, opts: EmbedderOp
     model: config.model,
     embed(texts: string[]): Promise<number[][]> {
       if (!Array.isArray(texts)) return Promise.reject(new TypeError('embed: expected a string or an array of strings'))
-      const out = new Array<number[] | Promise<number[]>>(texts.length)
-      let waiting = false
       for (let i = 0; i < texts.length; i++) {
         const text = texts[i]
         if (typeof text !== 'string') {
@@ -154,6 +152,11 @@ export function createEmbedder(config: EmbeddingProviderConfig, opts: EmbedderOp
             new TypeError(`embed: texts[${i}] is ${text === null ? 'null' : typeof text}, not a string`),
           )
         }
+      }
+      const out = new Array<number[] | Promise<number[]>>(texts.length)
+      let waiting = false
+      for (let i = 0; i < texts.length; i++) {
+        const text = texts[i]
         const key = keyOf(text)
         const hit = cache.get(key) ?? inFlight.get(key)
         if (hit) counters.cacheHits++

@@ -26,15 +26,21 @@ const MAX_ID_BYTES = 64
 const MAX_ATTR_NAME_BYTES = 128
 const encoder = new TextEncoder()
 
-const idSchema = z.union([
-  z.string().min(1).refine((s) => encoder.encode(s).length <= MAX_ID_BYTES, {
-    message: `string ids are limited to ${MAX_ID_BYTES} bytes`,
-  }),
-  z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
-  z.bigint().nonnegative().max(BigInt(Number.MAX_SAFE_INTEGER), {
-    message: 'bigint ids above 2^53 lose precision: return them as strings',
-  }),
-])
+const ID_RULE = `expected a non-negative integer or a non-empty string of at most ${MAX_ID_BYTES} bytes`
+const idSchema = z.union([z.string(), z.number(), z.bigint()], { error: ID_RULE }).superRefine((id, ctx) => {
+  const ok = typeof id === 'string'
+    ? id !== '' && encoder.encode(id).length <= MAX_ID_BYTES
+    : id >= 0 && (typeof id === 'bigint' ? id <= BigInt(Number.MAX_SAFE_INTEGER) : Number.isSafeInteger(id))
+  if (!ok) {
+    const big = typeof id !== 'string' && id > Number.MAX_SAFE_INTEGER
+    ctx.addIssue({
+      code: 'custom',
+      message: `${ID_RULE}${big ? ' (integers above 2^53 lose precision: use a string)' : ''}, got ${
+        typeof id === 'string' ? JSON.stringify(id.slice(0, 80)) : String(id)
+      }`,
+    })
+  }
+})
 
 const attributesSchema = z.record(z.string(), z.unknown())
 
