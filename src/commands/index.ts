@@ -3,6 +3,7 @@ import type { Config } from '../config/load.ts'
 import * as init from './init.ts'
 import * as migrate from './migrate.ts'
 import * as local from './local.ts'
+import * as run from './run.ts'
 
 export interface CommandContext {
   /** loads and validates the configuration (-c); throws ConfigError */
@@ -18,12 +19,23 @@ export interface Command {
 }
 
 export const commands: Command[] = [
-  { name: 'init', summary: 'scaffold a project (puffgres.toml, migrations, transforms)', help: init.help, run: (a) => init.initCommand(a) },
+  {
+    name: 'init',
+    summary: 'scaffold a project (puffgres.toml, migrations, transforms)',
+    help: init.help,
+    run: (a) => init.initCommand(a),
+  },
   {
     name: 'migrate',
     summary: 'check the database, apply migrations, maintain the publication',
     help: migrate.help,
     run: (a, c) => migrate.migrateCommand(a, c.config),
+  },
+  {
+    name: 'run',
+    summary: 'stream changes into turbopuffer, forever (logical replication)',
+    help: run.help,
+    run: (a, c) => run.runCommand(a, c.config),
   },
   {
     name: 'local',

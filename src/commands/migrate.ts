@@ -1,5 +1,4 @@
 // `puffgres migrate [--dry-run]`: checks the source database, records the migrations, maintains the publication.
-import { existsSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import type postgres from 'postgres'
 import type { Config, Mapping } from '../config/load.ts'
@@ -9,7 +8,7 @@ import { tableInfo } from '../postgres/catalog.ts'
 import { publicationChange, publicationTables } from '../postgres/publication.ts'
 import { appliedMigrations, ensureStateTables, existingStateTables, STATE_TABLES } from '../postgres/state.ts'
 import { predicateColumns } from '../pipeline/membership.ts'
-import { validateTransformFile } from '../pipeline/transform.ts'
+import { validateTransform } from '../pipeline/transform.ts'
 
 export const help = `puffgres migrate [--dry-run]
 
@@ -116,14 +115,9 @@ async function checkMapping(sql: postgres.Sql, m: Mapping, warnings: string[]) {
       throw new MigrateError(`${m.file}: mapping.embedding.source: column "${c}" not in ${m.schema}.${m.table}`)
     }
   }
-  if (m.transform?.startsWith('bin:')) {
-    const exe = m.transform.slice(4).trim().split(/\s+/)[0]
-    if (exe.includes('/') && !existsSync(exe)) {
-      throw new MigrateError(`${m.file}: mapping.transform: executable ${exe} not found`)
-    }
-  } else if (m.transform) {
+  if (m.transform) {
     try {
-      await validateTransformFile(m.transform)
+      await validateTransform(m.transform)
     } catch (e) {
       throw new MigrateError(`${m.file}: mapping.transform: ${(e as Error).message}`)
     }

@@ -1,9 +1,10 @@
 // Reads puffgres.toml and the migration files into one validated, resolved configuration.
 import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
-import { basename, dirname, join, relative, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { parse as parseToml } from 'smol-toml'
-import { type Predicate, parseMembership } from '../pipeline/membership.ts'
+import { parseMembership, type Predicate } from '../pipeline/membership.ts'
+import { parseTransformSpec, type TransformSpec } from '../pipeline/transform-spec.ts'
 import { configEnv, expandEnv } from './env.ts'
 import { ConfigError } from './errors.ts'
 import { describeIssues, type MigrationFile, migrationSchema, type ProjectFile, projectSchema } from './schema.ts'
@@ -26,8 +27,8 @@ export interface Mapping {
   columns?: string[]
   membership?: Predicate
   membershipText?: string
-  /** absolute path of a .ts transform, or `bin:<command>` */
-  transform?: string
+  /** a TypeScript module (path resolved against the project's puffgres/ folder) or a `bin:` command */
+  transform?: TransformSpec
   truncate: 'delete_all' | 'ignore'
   embedding?: { source: string[]; attribute: string }
   namespace: string
@@ -50,18 +51,18 @@ export interface Config {
   mappings: Mapping[]
 }
 
-function readToml(file: string): unknown {
+function readToml(file: string, shown = file): unknown {
   let text: string
   try {
     text = readFileSync(file, 'utf8')
   } catch (e) {
-    throw new ConfigError(`${file}: cannot read: ${(e as Error).message}`)
+    throw new ConfigError(`${shown}: cannot read: ${(e as Error).message}`)
   }
   try {
     return parseToml(text, { integersAsBigInt: false })
   } catch (e) {
     const first = String((e as Error).message).split('\n')[0]
-    throw new ConfigError(`${file}: invalid TOML: ${first}`)
+    throw new ConfigError(`${shown}: invalid TOML: ${first}`)
   }
 }
 
@@ -81,8 +82,8 @@ export function loadConfig(path = 'puffgres.toml', baseEnv: Record<string, strin
   }
   const root = dirname(file)
   const env = configEnv(root, baseEnv)
-  const shown = relative(process.cwd(), file) || basename(file)
-  const parsed = projectSchema.safeParse(expandEnv(readToml(file), env, shown))
+  const shown = path
+  const parsed = projectSchema.safeParse(expandEnv(readToml(file, shown), env, shown))
   if (!parsed.success) throw new ConfigError(describeIssues(shown, parsed.error))
   const p = parsed.data
   const over = envOverrides(env)
@@ -131,7 +132,7 @@ function loadMigrations(root: string, env: Record<string, string | undefined>, p
     }
     const full = join(dir, name)
     const bytes = readFileSync(full)
-    const parsed = migrationSchema.safeParse(expandEnv(readToml(full), env, rel))
+    const parsed = migrationSchema.safeParse(expandEnv(readToml(full, rel), env, rel))
     if (!parsed.success) throw new ConfigError(describeIssues(rel, parsed.error))
     out.push(toMapping(parsed.data, rel, root, createHash('sha256').update(bytes).digest('hex'), prefix))
   }
@@ -155,8 +156,14 @@ function toMapping(f: MigrationFile, rel: string, root: string, hash: string, pr
       throw new ConfigError(`${rel}: mapping.membership: ${(e as Error).message}`)
     }
   }
-  let transform = f.mapping.transform
-  if (transform && !transform.startsWith('bin:')) transform = resolve(root, 'puffgres', transform)
+  let transform: TransformSpec | undefined
+  try {
+    transform = f.mapping.transform === undefined
+      ? undefined
+      : parseTransformSpec(f.mapping.transform, join(root, 'puffgres'))
+  } catch (e) {
+    throw new ConfigError(`${rel}: mapping.transform: ${(e as Error).message}`)
+  }
   const idColumns = typeof f.mapping.id === 'string' ? [f.mapping.id] : f.mapping.id
   const embedding = f.mapping.embedding && {
     source: typeof f.mapping.embedding.source === 'string' ? [f.mapping.embedding.source] : f.mapping.embedding.source,

@@ -1,0 +1,219 @@
+// `puffgres run`: streams every committed change of the mapped tables into their namespaces, until stopped.
+import process from 'node:process'
+import { parseArgs } from 'node:util'
+import type { Config } from '../config/load.ts'
+import { createLogger } from '../log.ts'
+import { connect } from '../postgres/connect.ts'
+import { formatLsn } from '../postgres/lsn.ts'
+import { checkMigrated, NotMigratedError } from '../postgres/preflight.ts'
+import { ReplicationStream, SlotInUseError, SlotMissingError } from '../postgres/replication.ts'
+import { ChangeProcessor, type FlushInfo } from '../pipeline/processor.ts'
+import { buildRoutes } from '../pipeline/routes.ts'
+import { DiscardSink } from '../turbopuffer/discard.ts'
+import { TurbopufferSink } from '../turbopuffer/sink.ts'
+import type { Sink } from '../turbopuffer/types.ts'
+import type { Logger } from '../types.ts'
+
+export const help = `puffgres run [options]
+
+Streams every committed change of the mapped tables into their turbopuffer namespaces, until SIGINT/SIGTERM
+(which finishes the batches in flight, confirms them and exits 0). Resumes from the replication slot: nothing
+committed while puffgres was stopped is lost. A second \`run\` on the same slot waits as a hot standby and takes
+over when the first one stops.
+
+Options:
+  --slot <NAME>             replication slot (default: [stream] slot, or "puffgres")
+  --create-slot <BOOL>      create the slot when it is missing (default true; false: error if missing)
+  --poll-interval-ms <MS>   the longest a change waits in a batch before it is written (default 1000)
+  --batch-size <N>          documents per batch (default 1000)
+  --discard                 write nothing to turbopuffer (benchmarks; still confirms the slot!)
+`
+
+export interface RunOptions {
+  slot: string
+  createSlot: boolean
+  pollIntervalMs: number
+  batchSize: number
+  discard?: boolean
+  /** stops the stream (graceful) when aborted */
+  signal?: AbortSignal
+  log?: Logger
+  onFlush?: (info: FlushInfo) => void
+  /** called once streaming (not waiting as a standby) */
+  onStreaming?: () => void
+  standbyRetryMs?: number
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms)
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t)
+      resolve()
+    }, { once: true })
+  })
+
+/** Runs the stream until `signal` aborts. Throws for problems that retrying cannot fix (config, missing slot). */
+export async function runStream(config: Config, opts: RunOptions): Promise<void> {
+  const log = opts.log ?? createLogger()
+  const sql = connect(config.postgres.connectionString, { max: 4 })
+  const sink: Sink = opts.discard ? new DiscardSink() : new TurbopufferSink(
+    { api_key: config.turbopuffer.apiKey, base_url: config.turbopuffer.baseUrl, region: config.turbopuffer.region },
+    { log, signal: opts.signal },
+  )
+  try {
+    await checkMigrated(config, sql)
+    const routes = await buildRoutes(config, sql, log)
+    let waitingLogged = false
+    let failures = 0
+    while (!opts.signal?.aborted) {
+      const rs = new ReplicationStream(config.postgres.connectionString, { applicationName: 'puffgres' })
+      let processor: ChangeProcessor | undefined
+      try {
+        const { created } = await rs.ensureSlot(opts.slot, { create: opts.createSlot })
+        if (created) log.info('created replication slot', { slot: opts.slot })
+        let iter
+        try {
+          iter = await rs.start({ slot: opts.slot, publication: config.stream.publication })
+        } catch (e) {
+          if (!(e instanceof SlotInUseError)) throw e
+          if (!waitingLogged) log.info('slot in use: waiting as a hot standby', { slot: opts.slot, pid: e.activePid })
+          waitingLogged = true
+          await rs.close()
+          await sleep(opts.standbyRetryMs ?? 1000, opts.signal)
+          continue
+        }
+        log.info('streaming', { slot: opts.slot, publication: config.stream.publication })
+        waitingLogged = false
+        opts.onStreaming?.()
+        processor = new ChangeProcessor({
+          routes,
+          sink,
+          sql,
+          log,
+          batchSize: opts.batchSize,
+          pollIntervalMs: opts.pollIntervalMs,
+          confirm: (lsn) => rs.confirm(lsn),
+          onFlush: (info) => {
+            failures = 0
+            log.debug('batch written', { ...info, confirmed: formatLsn(info.confirmed), byMapping: undefined })
+            opts.onFlush?.(info)
+          },
+        })
+        processor.start()
+        const onAbort = async () => {
+          // finish what was read, confirm it, then end the stream (which ends the loop below)
+          try {
+            await processor!.drain()
+          } catch { /* logged by the processor */ }
+          await rs.close()
+        }
+        opts.signal?.addEventListener('abort', onAbort, { once: true })
+        try {
+          for await (const ev of iter) {
+            if (opts.signal?.aborted) break
+            await processor.handle(ev.msg)
+          }
+        } finally {
+          opts.signal?.removeEventListener('abort', onAbort)
+        }
+        if (opts.signal?.aborted) {
+          await onAbort()
+          break
+        }
+      } catch (e) {
+        if (e instanceof SlotMissingError) throw e
+        if (opts.signal?.aborted) break
+        failures++
+        const delay = Math.min(30_000, 500 * 2 ** Math.min(failures, 6))
+        log.error('stream interrupted; reconnecting (unconfirmed changes will be replayed)', {
+          error: (e as Error).message,
+          retry_in_ms: delay,
+        })
+        // let a flush in flight finish so that writes stay in commit order across the reconnect
+        await processor?.drain().catch(() => {})
+        await sleep(delay, opts.signal)
+      } finally {
+        processor?.stop()
+        await rs.close().catch(() => {})
+      }
+    }
+  } finally {
+    await sql.end({ timeout: 2 })
+  }
+}
+
+function parseBool(v: string, flag: string): boolean {
+  if (/^(true|1|yes|on)$/i.test(v)) return true
+  if (/^(false|0|no|off)$/i.test(v)) return false
+  throw new Error(`${flag}: expected true or false, got "${v}"`)
+}
+
+function parsePositiveInt(v: string | undefined, flag: string, fallback: number): number {
+  if (v === undefined) return fallback
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag}: expected a positive whole number, got "${v}"`)
+  return n
+}
+
+export async function runCommand(argv: string[], config: () => Config): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      slot: { type: 'string' },
+      'create-slot': { type: 'string' },
+      'no-create-slot': { type: 'boolean' },
+      'poll-interval-ms': { type: 'string' },
+      'batch-size': { type: 'string' },
+      discard: { type: 'boolean' },
+    },
+    strict: true,
+  })
+  let opts: RunOptions
+  let cfg: Config
+  try {
+    cfg = config()
+    opts = {
+      slot: values.slot ?? cfg.stream.slot,
+      createSlot: values['no-create-slot'] ? false : parseBool(values['create-slot'] ?? 'true', '--create-slot'),
+      pollIntervalMs: parsePositiveInt(
+        values['poll-interval-ms'],
+        '--poll-interval-ms',
+        cfg.stream.poll_interval_ms ?? 1000,
+      ),
+      batchSize: parsePositiveInt(values['batch-size'], '--batch-size', cfg.stream.batch_size ?? 1000),
+      discard: values.discard,
+    }
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`)
+    return 1
+  }
+  const stop = new AbortController()
+  const log = createLogger()
+  const onSignal = (sig: string) => {
+    if (stop.signal.aborted) {
+      log.warn(`second ${sig}: exiting now (unconfirmed changes will be replayed on the next start)`)
+      process.exit(130)
+    }
+    log.info(`${sig}: finishing the batches in flight, then stopping`)
+    stop.abort()
+  }
+  const onInt = () => onSignal('SIGINT')
+  const onTerm = () => onSignal('SIGTERM')
+  process.on('SIGINT', onInt)
+  process.on('SIGTERM', onTerm)
+  try {
+    await runStream(cfg, { ...opts, signal: stop.signal, log })
+    log.info('stopped')
+    return 0
+  } catch (e) {
+    if (e instanceof SlotMissingError || e instanceof NotMigratedError) {
+      console.error(`error: ${e.message}`)
+      return 1
+    }
+    throw e
+  } finally {
+    process.off('SIGINT', onInt)
+    process.off('SIGTERM', onTerm)
+  }
+}

@@ -1,0 +1,56 @@
+// Builds what the stream (and backfill) need per mapping: compiled membership, needed columns, transform runner.
+import type postgres from 'postgres'
+import type { Config, Mapping } from '../config/load.ts'
+import { tableInfo } from '../postgres/catalog.ts'
+import { createEmbedder, type Embedder } from '../embeddings/embedder.ts'
+import type { Logger } from '../types.ts'
+import { compileMembership, predicateColumns } from './membership.ts'
+import type { RouteRuntime } from './processor.ts'
+import { createTransformRunner } from './transform.ts'
+
+/** The columns a mapping reads; undefined when it reads the whole row (a transform, or no column list). */
+export function neededColumns(m: Mapping): Set<string> | undefined {
+  if (m.transform || !m.columns) return undefined
+  return new Set([
+    ...m.columns,
+    ...m.idColumns,
+    ...(m.membership ? predicateColumns(m.membership) : []),
+    ...(m.embedding?.source ?? []),
+  ])
+}
+
+export function embedderFor(config: Config, log: Logger): Embedder | undefined {
+  return config.embeddings ? createEmbedder(config.embeddings, { log }) : undefined
+}
+
+export async function buildRoutes(
+  config: Config,
+  sql: postgres.Sql,
+  log: Logger,
+  embedder = embedderFor(config, log),
+): Promise<RouteRuntime[]> {
+  const routes: RouteRuntime[] = []
+  for (const m of config.mappings) {
+    const info = await tableInfo(sql, m.schema, m.table)
+    if (!info) throw new Error(`${m.file}: source: table ${m.schema}.${m.table} does not exist`)
+    const types = Object.fromEntries(info.columns.map((c) => [c.name, c.typeOid]))
+    const runner = await createTransformRunner(
+      m.transform,
+      {
+        mapping: m.name,
+        log,
+        embedder,
+        columns: m.transform ? undefined : m.columns,
+        embedding: m.embedding,
+      },
+    )
+    const member = m.membership ? compileMembership(m.membership, types) : undefined
+    routes.push({
+      mapping: m,
+      isMember: member && ((row) => member(row) === true),
+      needed: neededColumns(m),
+      runner,
+    })
+  }
+  return routes
+}

@@ -1,0 +1,135 @@
+// Intents → transform → versioned writes → dead-letter queue. Shared by the stream and backfill, so a row takes
+// the same path whichever way it arrives.
+import type postgres from 'postgres'
+import { addDeadLetters, type DeadLetter } from '../postgres/dlq.ts'
+import type { Sink } from '../turbopuffer/types.ts'
+import type { Logger, WriteOp } from '../types.ts'
+import type { Intent, MappingRoute } from './changes.ts'
+import { namespaceSchema } from './schema.ts'
+import type { TransformResult, TransformRunner } from './transform.ts'
+
+export interface RouteRuntime extends MappingRoute {
+  runner: TransformRunner
+  /** the source table's columns (types for the namespace schema): from the Relation message or the catalog */
+  columnTypes?: readonly { name: string; typeOid: number; typeName?: string }[]
+}
+
+export interface WriterDeps {
+  sink: Sink
+  sql: postgres.Sql
+  log: Logger
+  /** first pause after a retryable transform failure (embedding provider down); doubles up to 30 s */
+  retryDelayMs?: number
+}
+
+export interface WriteSummary {
+  upserted: number
+  deleted: number
+  /** turned down by the version condition: an older version than the namespace holds */
+  skipped: number
+  deadLettered: number
+  byMapping: Map<string, { upserted: number; deleted: number }>
+}
+
+/**
+ * Transforms and writes one batch of intents (at most one per mapping and id) and dead-letters what a transform
+ * rejected or turbopuffer refused, together with `dead` (failures found earlier). Resolves once all of it is durable.
+ */
+export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: WriterDeps): Promise<WriteSummary> {
+  const byRoute = new Map<RouteRuntime, Intent[]>()
+  for (const i of intents) {
+    const r = i.route as RouteRuntime
+    const list = byRoute.get(r)
+    if (list) list.push(i)
+    else byRoute.set(r, [i])
+  }
+  const byNamespace = new Map<string, { route: RouteRuntime; ops: WriteOp[]; origin: Map<WriteOp, Intent> }>()
+  for (const [route, list] of byRoute) {
+    const results = await transformWithRetry(route, list, deps)
+    let ns = byNamespace.get(route.mapping.namespace)
+    if (!ns) byNamespace.set(route.mapping.namespace, ns = { route, ops: [], origin: new Map() })
+    for (let k = 0; k < results.length; k++) {
+      const res = results[k]
+      const intent = list[k]
+      if (!res.ok) {
+        dead.push({
+          mapping: route.mapping.name,
+          docId: String(intent.id),
+          lsn: intent.lsn,
+          event: intent.event,
+          error: res.error,
+        })
+        continue
+      }
+      const a = res.action
+      if (a.type === 'skip') continue
+      const op: WriteOp = a.type === 'upsert'
+        ? { kind: 'upsert', id: a.id, attributes: a.attributes, vector: a.vector, version: intent.version }
+        : { kind: 'delete', id: a.id, version: intent.version }
+      ns.ops.push(op)
+      ns.origin.set(op, intent)
+    }
+  }
+  const summary: WriteSummary = { upserted: 0, deleted: 0, skipped: 0, deadLettered: 0, byMapping: new Map() }
+  await Promise.all([...byNamespace].map(async ([namespace, { route, ops, origin }]) => {
+    if (!ops.length) return
+    const res = await deps.sink.write(namespace, ops, {
+      schema: namespaceSchema(route.mapping, route.columnTypes),
+      distanceMetric: route.mapping.distanceMetric,
+    })
+    const failed = new Set<WriteOp>()
+    for (const f of res.failed) {
+      failed.add(f.op)
+      const intent = origin.get(f.op)
+      dead.push({
+        mapping: route.mapping.name,
+        docId: String(f.op.id),
+        lsn: intent?.lsn ?? 0n,
+        event: intent?.event,
+        error: `turbopuffer refused the write${f.status ? ` (${f.status})` : ''}: ${f.error}`,
+      })
+    }
+    const counts = summary.byMapping.get(route.mapping.name) ?? { upserted: 0, deleted: 0 }
+    for (const op of ops) {
+      if (failed.has(op)) continue
+      if (op.kind === 'upsert') counts.upserted++
+      else counts.deleted++
+    }
+    summary.byMapping.set(route.mapping.name, counts)
+    summary.skipped += res.skipped
+  }))
+  for (const c of summary.byMapping.values()) {
+    summary.upserted += c.upserted
+    summary.deleted += c.deleted
+  }
+  if (dead.length) {
+    for (const d of dead) {
+      deps.log.warn('row sent to the dead-letter queue', { mapping: d.mapping, id: d.docId, error: d.error })
+    }
+    await addDeadLetters(deps.sql, dead)
+  }
+  summary.deadLettered = dead.length
+  return summary
+}
+
+/** Runs a route's transform; failures an unavailable dependency caused are retried, not dead-lettered. */
+async function transformWithRetry(route: RouteRuntime, intents: Intent[], deps: WriterDeps) {
+  const events = intents.map((i) => i.event)
+  let results: TransformResult[] = await route.runner.run(events)
+  for (let attempt = 1; results.some((r) => !r.ok && r.retryable); attempt++) {
+    const idx = results.flatMap((r, k) => (!r.ok && r.retryable ? [k] : []))
+    const delay = Math.min(30_000, (deps.retryDelayMs ?? 500) * 2 ** Math.min(attempt - 1, 6))
+    deps.log.warn('transform failed for a reason that can pass (e.g. the embedding provider); retrying', {
+      mapping: route.mapping.name,
+      rows: idx.length,
+      attempt,
+      delay_ms: delay,
+      error: (results[idx[0]] as { error: string }).error,
+    })
+    await new Promise((r) => setTimeout(r, delay))
+    const again = await route.runner.run(idx.map((k) => events[k]))
+    results = results.slice()
+    idx.forEach((k, j) => results[k] = again[j])
+  }
+  return results
+}

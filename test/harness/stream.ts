@@ -1,0 +1,56 @@
+// Runs `puffgres run` in-process against a test project, and reads what reached the local turbopuffer server.
+import { loadConfig } from '../../src/config/load.ts'
+import { runStream } from '../../src/commands/run.ts'
+import type { FlushInfo } from '../../src/pipeline/processor.ts'
+import { createLogger } from '../../src/log.ts'
+import type { Logger } from '../../src/types.ts'
+
+export interface RunningStream {
+  stop(): Promise<void>
+  done: Promise<void>
+  flushes: FlushInfo[]
+  logs: string[]
+}
+
+export function quietLogger(lines: string[] = []): Logger {
+  return createLogger({ json: true, level: 'debug', write: (l) => lines.push(l) })
+}
+
+export function startStream(
+  configPath: string,
+  opts: { slot?: string; pollIntervalMs?: number; batchSize?: number; env?: Record<string, string> } = {},
+): RunningStream {
+  const config = loadConfig(configPath, { ...process.env, ...opts.env })
+  const stop = new AbortController()
+  const flushes: FlushInfo[] = []
+  const logs: string[] = []
+  const done = runStream(config, {
+    slot: opts.slot ?? 'puffgres',
+    createSlot: true,
+    pollIntervalMs: opts.pollIntervalMs ?? 50,
+    batchSize: opts.batchSize ?? 1000,
+    signal: stop.signal,
+    log: quietLogger(logs),
+    onFlush: (f) => flushes.push(f),
+  })
+  done.catch(() => {})
+  return {
+    flushes,
+    logs,
+    done,
+    async stop() {
+      stop.abort()
+      await done
+    },
+  }
+}
+
+/** The documents of a namespace on the local server, by id (without the version attribute). */
+export function docsById(docs: Array<Record<string, unknown>>): Map<unknown, Record<string, unknown>> {
+  const out = new Map<unknown, Record<string, unknown>>()
+  for (const d of docs) {
+    const { id, _puffgres_version: _v, ...rest } = d
+    out.set(id, rest)
+  }
+  return out
+}

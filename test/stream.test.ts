@@ -1,0 +1,168 @@
+// `puffgres run` end to end: real PostgreSQL, logical replication, the local turbopuffer server.
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { startLocalServer, type LocalServer } from '../src/local/server.ts'
+import { runCli } from './harness/cli.ts'
+import { testDatabase, type TestDatabase } from './harness/pg.ts'
+import { makeProject, migration, type Project } from './harness/project.ts'
+import { docsById, type RunningStream, startStream } from './harness/stream.ts'
+import { waitFor } from './harness/wait.ts'
+
+let db: TestDatabase
+let server: LocalServer
+let project: Project
+let stream: RunningStream
+
+const BIG = () => Array.from({ length: 400 }, () => Math.random().toString(36).slice(2, 10)).join('') // ~3 kB
+
+beforeAll(async () => {
+  db = await testDatabase('stream')
+  server = await startLocalServer()
+  await db.sql.unsafe(`
+    CREATE TABLE items (id int PRIMARY KEY, name text, status text, price numeric(10,2), body text);
+    ALTER TABLE items ALTER COLUMN body SET STORAGE EXTERNAL;
+    CREATE TABLE pairs (a int, b text, v int, PRIMARY KEY (a, b));
+    CREATE TABLE typed (
+      id bigint PRIMARY KEY, i2 int2, i4 int4, i8 int8, n numeric, f4 float4, f8 float8, b bool, t text,
+      vc varchar(20), u uuid, d date, ts timestamp, tstz timestamptz, j json, jb jsonb, ia int[], ta text[],
+      by bytea, e mood);
+  `.replace('CREATE TABLE typed', "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy'); CREATE TABLE typed"))
+  project = makeProject({
+    databaseUrl: db.url,
+    turbopufferUrl: server.url,
+    migrations: {
+      '001_items.toml': migration({
+        name: 'items',
+        table: 'items',
+        columns: ['name', 'status', 'price', 'body'],
+        membership: "status = 'active'",
+      }),
+      '002_pairs.toml': migration({ name: 'pairs', table: 'pairs', id: ['a', 'b'] }),
+      '003_typed.toml': migration({ name: 'typed', table: 'typed' }),
+      '004_items_all.toml': migration({ name: 'items_all', table: 'items', columns: ['name'], namespace: 'all' })
+        .replace('[mapping]', '[mapping]\ntruncate = "ignore"'),
+    },
+  })
+  const m = await runCli(['-c', project.config, 'migrate'])
+  expect(m.code).toBe(0)
+  stream = startStream(project.config)
+  await waitFor('the slot to stream', async () =>
+    (await db.sql`SELECT active FROM pg_replication_slots WHERE slot_name = 'puffgres'`)[0]?.active)
+})
+
+afterAll(async () => {
+  await stream?.stop()
+  await server?.stop()
+  project?.remove()
+  await db?.drop()
+})
+
+const docs = (ns: string) => docsById(server.documents(ns))
+
+describe('puffgres run', () => {
+  test('insert, update, membership leave and enter, delete', async () => {
+    await db.sql`INSERT INTO items VALUES (1, 'one', 'active', 1.50, 'b1'), (2, 'two', 'draft', 2, 'b2')`
+    await waitFor('item 1', () => docs('items').get(1)?.name === 'one')
+    expect(docs('items').get(1)).toEqual({ name: 'one', status: 'active', price: '1.50', body: 'b1' })
+    expect(docs('items').has(2)).toBe(false) // not a member
+    await waitFor('both in "all"', () => docs('all').size === 2)
+
+    await db.sql`UPDATE items SET name = 'uno' WHERE id = 1`
+    await waitFor('item 1 updated', () => docs('items').get(1)?.name === 'uno')
+
+    await db.sql`UPDATE items SET status = 'draft' WHERE id = 1` // leaves
+    await db.sql`UPDATE items SET status = 'active' WHERE id = 2` // enters
+    await waitFor('1 gone, 2 in', () => !docs('items').has(1) && docs('items').get(2)?.name === 'two')
+
+    await db.sql`DELETE FROM items WHERE id = 2`
+    await waitFor('2 deleted', () => !docs('items').has(2) && !docs('all').has(2))
+  })
+
+  test('a primary-key change deletes the old document', async () => {
+    await db.sql`INSERT INTO items VALUES (10, 'ten', 'active', 10, 'x')`
+    await waitFor('10', () => docs('items').has(10))
+    await db.sql`UPDATE items SET id = 11 WHERE id = 10`
+    await waitFor('10 → 11', () => !docs('items').has(10) && docs('items').get(11)?.name === 'ten')
+    expect(docs('all').has(10)).toBe(false)
+  })
+
+  test('an unchanged TOASTed column is never blanked', async () => {
+    const body = BIG()
+    await db.sql`INSERT INTO items VALUES (20, 'toast', 'active', 1, ${body})`
+    await waitFor('20', () => docs('items').get(20)?.body === body)
+    await db.sql`UPDATE items SET name = 'toasted' WHERE id = 20`
+    await waitFor('20 renamed', () => docs('items').get(20)?.name === 'toasted')
+    expect(docs('items').get(20)?.body).toBe(body)
+  })
+
+  test('composite ids', async () => {
+    await db.sql`INSERT INTO pairs VALUES (1, 'x:y', 1), (1, 'x', 2)`
+    await waitFor('pairs', () => docs('pairs').size === 2)
+    expect(docs('pairs').get('1:x\\:y')).toEqual({ a: 1, b: 'x:y', v: 1 })
+    await db.sql`DELETE FROM pairs WHERE b = 'x'`
+    await waitFor('pair deleted', () => docs('pairs').size === 1)
+  })
+
+  test('a big transaction streams and coalesces to the last version', async () => {
+    await db.sql.begin(async (tx) => {
+      await tx`INSERT INTO pairs SELECT 2, g::text, 0 FROM generate_series(1, 3000) g`
+      await tx`UPDATE pairs SET v = v + 1 WHERE a = 2`
+      await tx`UPDATE pairs SET v = v + 1 WHERE a = 2 AND b::int % 2 = 0`
+    })
+    await waitFor('3000 pairs', () => [...docs('pairs').keys()].filter((k) => String(k).startsWith('2:')).length === 3000)
+    const d = docs('pairs')
+    expect(d.get('2:7')?.v).toBe(1)
+    expect(d.get('2:8')?.v).toBe(2)
+  })
+
+  test('every common type maps as README says', async () => {
+    await db.sql`INSERT INTO typed VALUES (9007199254740993, 1, 2, 9007199254740993, 12345678901234567890.123456789,
+      1.5, 2.25, true, 'text', 'vc', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '2024-02-29', '2024-01-02 03:04:05.678',
+      '2024-01-02 03:04:05.678+02', '{"a": [1, 2]}', '{"b": null}', '{1,NULL,3}', '{"x y", "z"}', '\\xdeadbeef', 'happy')`
+    await waitFor('typed row', () => docs('typed').size === 1)
+    const [[id, doc]] = [...docs('typed')]
+    expect(id).toBe('9007199254740993') // beyond 2^53: a string id, exact
+    expect(doc).toMatchObject({
+      i2: 1,
+      i4: 2,
+      n: '12345678901234567890.123456789',
+      f4: 1.5,
+      f8: 2.25,
+      b: true,
+      t: 'text',
+      vc: 'vc',
+      u: 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+      d: '2024-02-29',
+      ts: '2024-01-02T03:04:05.678Z',
+      tstz: '2024-01-02T01:04:05.678Z',
+      j: { a: [1, 2] },
+      jb: { b: null },
+      ia: [1, null, 3],
+      ta: ['x y', 'z'],
+      by: '3q2+7w==',
+      e: 'happy',
+    })
+    expect(String(doc.i8)).toBe('9007199254740993')
+  })
+
+  test('TRUNCATE deletes the namespace documents, or is ignored where configured', async () => {
+    await db.sql`INSERT INTO items VALUES (30, 'a', 'active', 1, 'x'), (31, 'b', 'active', 1, 'x')`
+    await waitFor('30, 31', () => docs('items').has(30) && docs('items').has(31))
+    const allBefore = docs('all').size
+    await db.sql`TRUNCATE items`
+    await db.sql`INSERT INTO items VALUES (32, 'after', 'active', 1, 'x')`
+    await waitFor('only 32 left', () => docs('items').size === 1 && docs('items').has(32))
+    expect(docs('all').size).toBeGreaterThanOrEqual(allBefore) // "ignore" keeps them
+  })
+
+  test('the slot is confirmed only up to what was written', async () => {
+    await db.sql`INSERT INTO items VALUES (40, 'c', 'active', 1, 'x')`
+    const [{ lsn }] = await db.sql`SELECT pg_current_wal_lsn()::text AS lsn`
+    await waitFor('40', () => docs('items').has(40))
+    await waitFor('confirmed past the insert', async () => {
+      // the stream sends its status every few seconds; ask for it now through a keepalive round trip
+      const [r] = await db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
+        WHERE slot_name = 'puffgres'`
+      return r?.ok
+    }, 20_000, 200)
+  })
+})
