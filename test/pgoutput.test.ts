@@ -140,6 +140,17 @@ describe('PgOutputDecoder', () => {
     })
   })
 
+  test('text of every length and script decodes as UTF-8', () => {
+    const d = new PgOutputDecoder()
+    d.decode(relationMsg())
+    for (
+      const s of ['', 'a', 'é', '😀', 'x'.repeat(24), 'x'.repeat(23) + 'é', 'ünïcödé '.repeat(20), 'y'.repeat(5000)]
+    ) {
+      const m = d.decode(new Msg().byte('I').i32(16384).byte('N').i16(3).text(s).text(s).byte('n').build())
+      expect((m as { new: { value?: string }[] }).new.slice(0, 2).map((v) => v.value)).toEqual([s, s])
+    }
+  })
+
   test('binary tuple values are kept as bytes', () => {
     const d = new PgOutputDecoder()
     d.decode(relationMsg())

@@ -131,6 +131,20 @@ export const UNCHANGED_VALUE: TupleValue = Object.freeze({ kind: 'unchanged' })
 
 const utf8 = new TextDecoder('utf-8', { fatal: true })
 
+/** UTF-8 text of buf[start, end). Short ASCII (most keys, numbers, dates) skips TextDecoder's per-call cost. */
+function decodeUtf8(buf: Uint8Array, start: number, end: number): string {
+  if (end - start <= 24) {
+    let s = ''
+    for (let i = start; i < end; i++) {
+      const c = buf[i]
+      if (c > 0x7f) return utf8.decode(buf.subarray(start, end))
+      s += String.fromCharCode(c)
+    }
+    return s
+  }
+  return utf8.decode(buf.subarray(start, end))
+}
+
 // PostgreSQL timestamps count microseconds from 2000-01-01 UTC.
 const PG_EPOCH_MS = Date.UTC(2000, 0, 1)
 
@@ -308,7 +322,9 @@ export class PgOutputDecoder {
       const kind = this.u8()
       if (kind === 0x74) { // t
         const len = this.u32()
-        values[i] = { kind: 'text', value: utf8.decode(this.bytes(len)) }
+        const start = this.pos
+        this.bytes(len)
+        values[i] = { kind: 'text', value: decodeUtf8(this.buf, start, this.pos) }
       } else if (kind === 0x6e) { // n
         values[i] = NULL_VALUE
       } else if (kind === 0x75) { // u
@@ -359,7 +375,7 @@ export class PgOutputDecoder {
   private cstring(): string {
     const end = this.buf.indexOf(0, this.pos)
     if (end < 0) throw new RangeError('unterminated string')
-    const s = utf8.decode(this.buf.subarray(this.pos, end))
+    const s = decodeUtf8(this.buf, this.pos, end)
     this.pos = end + 1
     return s
   }
