@@ -508,7 +508,19 @@ class Compiler {
       case 'in': {
         // x IN (a, b) is x = a OR x = b; NOT IN is its negation
         const x = this.operand(e.arg)
-        const orders = e.list.map((item) => compileOrder(x, this.operand(item)))
+        // PostgreSQL compares an IN list with two or more constants in the common type of the left side and the
+        // constants. It differs from pairwise `=` only for float4: `r IN (1.1, 2)` casts 1.1 to float4, while
+        // `r = 1.1` widens r to float8. Reading such numbers as unknown-typed literals gives exactly the cast.
+        const constants = e.list.filter((item) => item.kind === 'literal').length
+        const asFloat4 = x.cat === 'float4' && constants >= 2
+        const orders = e.list.map((item) => {
+          const o = this.operand(item)
+          if (asFloat4 && o.literal?.type === 'number') {
+            const text = o.literal.text
+            return compileOrder(x, { ...o, cat: 'string', literal: { type: 'string', value: text } })
+          }
+          return compileOrder(x, o)
+        })
         const negated = e.negated
         return (row) => {
           let sawNull = false

@@ -293,7 +293,7 @@ class Parser {
     if (tok.t === 'op' && tok.op === '(') {
       this.i++
       const e = this.parseOr()
-      if (!this.isOp(')')) throw this.fail(`')' to close the '(' at column ${tok.pos + 1}`)
+      if (!this.isOp(')')) throw this.fail(`')' (to close the '(' of column ${tok.pos + 1})`)
       this.i++
       return e
     }

@@ -113,9 +113,10 @@ export function compareInstant(a: Instant, b: Instant): number {
   return a.us === b.us ? 0 : a.us < b.us ? -1 : 1
 }
 
-// `2024-01-02`, `2024-01-02 03:04:05.123456+05:30`, `2024-01-02T03:04:05.123Z`, `0044-03-15 BC`
+// `2024-01-02`, `2024-01-02 03:04:05.123456+05:30`, `2024-01-02T03:04:05.123Z`, `0044-03-15 BC`, and ISO 8601's
+// signed astronomical years as JS writes them (`-000043-03-15T12:00:00.000Z` is 44 BC)
 const TEMPORAL_RE =
-  /^\s*(\d{4,})-(\d{1,2})-(\d{1,2})(?:(?:T|\s+)(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d*))?)?)?\s*(?:(Z)|([+-])(\d{1,2})(?::?(\d{2}))?(?::?(\d{2}))?)?(\s+BC)?\s*$/i
+  /^\s*([+-]\d{6}|\d{4,})-(\d{1,2})-(\d{1,2})(?:(?:T|\s+)(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d*))?)?)?\s*(?:(Z)|([+-])(\d{1,2})(?::?(\d{2}))?(?::?(\d{2}))?)?(\s+BC)?\s*$/i
 
 const US_PER_DAY = 86_400_000_000
 
@@ -132,11 +133,15 @@ export function parseInstant(text: string, kind: 'date' | 'timestamp' | 'timesta
     if (word === 'epoch') return { day: 0, us: 0 }
     return undefined
   }
+  const signed = m[1][0] === '-' || m[1][0] === '+'
   let year = parseInt(m[1], 10)
   const month = parseInt(m[2], 10)
   const dayOfMonth = parseInt(m[3], 10)
-  if (year === 0 || month < 1 || month > 12 || dayOfMonth < 1) return undefined
-  if (m[13]) year = 1 - year // 1 BC is year 0
+  if (month < 1 || month > 12 || dayOfMonth < 1) return undefined
+  if (!signed) {
+    if (year === 0) return undefined
+    if (m[13]) year = 1 - year // 1 BC is year 0
+  } else if (m[13]) return undefined
   if (dayOfMonth > daysInMonth(year, month)) return undefined
   const day = daysFromCivil(year, month, dayOfMonth)
   if (kind === 'date' || m[4] === undefined) return { day, us: 0 }
