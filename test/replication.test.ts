@@ -315,6 +315,16 @@ describe('slots and failures', () => {
     await other.close()
   })
 
+  test("a publication that does not exist fails the stream with the server's message", async () => {
+    const rs = await setup('t9', 'id int')
+    const it = await rs.start({ slot: 't9_slot', publication: 'no_such_pub' })
+    await db.sql`INSERT INTO t9 VALUES (1)`
+    const err = await it.next().catch((e) => e)
+    expect(err).toBeInstanceOf(ReplicationError)
+    expect(err.message).toMatch(/publication "no_such_pub" does not exist/)
+    await rs.close()
+  })
+
   test('a terminated walsender rejects the pending next() instead of hanging', async () => {
     const rs = await setup('t7', 'id int')
     const it = await rs.start({ slot: 't7_slot', publication: 't7_pub' })
@@ -342,7 +352,7 @@ describe('a slow consumer', () => {
   })
 
   /** Fills the stream with one big transaction, then blocks the consumer for 3× wal_sender_timeout. */
-  async function blockConsumer(name: string, statusIntervalMs: number): Promise<number> {
+  async function blockConsumer(name: string, statusIntervalMs?: number): Promise<number> {
     await sql.unsafe(`CREATE TABLE ${name} (id int, pad text); CREATE PUBLICATION ${name}_pub FOR TABLE ${name}`)
     const rs = stream(cluster.url(), { statusIntervalMs })
     await rs.ensureSlot(`${name}_slot`, { create: true })
@@ -363,7 +373,8 @@ describe('a slow consumer', () => {
   }
 
   test('timer-driven status updates keep the connection alive past wal_sender_timeout', async () => {
-    expect(await blockConsumer('slow_ok', 500)).toBe(50000)
+    // default interval: derived from the server's wal_sender_timeout
+    expect(await blockConsumer('slow_ok')).toBe(50000)
   }, 60_000)
 
   test('control: without them the server drops the connection, and the consumer is told', async () => {

@@ -15,7 +15,10 @@ import { TEXT_FORMAT_SETTINGS } from './values.ts'
 export interface ReplicationOptions {
   /** application_name of the walsender connection (shows in pg_stat_replication) */
   applicationName?: string
-  /** how often a standby status update is sent regardless of traffic; default 10 s */
+  /**
+   * how often a standby status update is sent regardless of traffic; default: a third of the server's
+   * wal_sender_timeout, at most 10 s
+   */
   statusIntervalMs?: number
   /** frames buffered before the stream is paused; default 1000 */
   maxQueuedFrames?: number
@@ -112,7 +115,7 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
   /** pgoutput decoder; its `relations` cache holds what the consumer has been given so far */
   readonly decoder = new PgOutputDecoder()
   private readonly sql: postgres.Sql
-  private readonly statusIntervalMs: number
+  private readonly statusIntervalMs: number | undefined
   private readonly maxQueuedFrames: number
   private readonly maxQueuedBytes: number
 
@@ -137,7 +140,7 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
   private lastReceived = 0n
 
   constructor(url: string, options: ReplicationOptions = {}) {
-    this.statusIntervalMs = options.statusIntervalMs ?? 10_000
+    this.statusIntervalMs = options.statusIntervalMs
     this.maxQueuedFrames = options.maxQueuedFrames ?? 1000
     this.maxQueuedBytes = options.maxQueuedBytes ?? 16 * 1024 * 1024
     this.sql = postgres(url, {
@@ -233,6 +236,7 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
     if (pubs.length === 0) throw new Error('no publication to stream from')
     const pubList = pubs.map((p) => '"' + p.replaceAll('"', '""') + '"').join(',')
     this.slot = opts.slot
+    const interval = this.statusIntervalMs ?? await this.defaultStatusInterval()
     const command = `START_REPLICATION SLOT ${opts.slot} LOGICAL ${formatLsn(opts.startLsn ?? 0n)} ` +
       `(proto_version '1', publication_names ${quoteLiteral(pubList)}, messages '${opts.messages ?? true}')`
     let stream: Duplex
@@ -252,8 +256,15 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
     stream.on('end', () => {
       if (!this.closing) this.fail(new Error('the server ended the replication stream'))
     })
-    this.timer = setInterval(() => this.sendStatus(), this.statusIntervalMs)
+    this.timer = setInterval(() => this.sendStatus(), interval)
     return this
+  }
+
+  /** A third of wal_sender_timeout (any status update resets the server's timer), at most 10 s. */
+  private async defaultStatusInterval(): Promise<number> {
+    const [r] = await this.sql.unsafe(`SELECT setting FROM pg_settings WHERE name = 'wal_sender_timeout'`)
+    const timeoutMs = Number(r?.setting ?? 0)
+    return timeoutMs > 0 ? Math.max(100, Math.min(10_000, Math.floor(timeoutMs / 3))) : 10_000
   }
 
   /**
