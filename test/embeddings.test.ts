@@ -35,6 +35,18 @@ describe('embedder', () => {
     expect(e.stats()).toEqual({ requests: 3, retries: 0, texts: 10, cacheHits: 0 })
   })
 
+  test("the provider config's batch_size sets the request size", async () => {
+    const e = createEmbedder({
+      type: 'openai',
+      model: 'test-model',
+      api_key: 'secret-key',
+      base_url: server.url,
+      batch_size: 2,
+    })
+    await e.embed(['p', 'q', 'r'])
+    expect(server.requests.map((r) => r.input)).toEqual([['p', 'q'], ['r']])
+  })
+
   test('merges calls made by many rows in the same tick into one request', async () => {
     const e = embedder()
     const texts = ['a', 'b', 'c', 'd', 'e']

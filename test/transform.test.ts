@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createEmbedder } from '../src/embeddings/embedder.ts'
-import { normalizeAction } from '../src/pipeline/transform-action.ts'
+import { deleteSchema, normalizeAction, plainShapeOk, upsertSchema } from '../src/pipeline/transform-action.ts'
 import { parseTransformSpec, splitCommandLine } from '../src/pipeline/transform-spec.ts'
 import {
   createTransformRunner,
@@ -310,4 +310,67 @@ describe('action validation', () => {
     expect(err({ type: 'upsert', distance_metric: 'dot' })).toMatch(/^distance_metric: /)
     expect(err({ type: 'upsert', attribute: { a: 1 } })).toMatch(/attribute/)
   })
+})
+
+test('the hand-written fast path accepts only what the zod schemas accept', () => {
+  // a seeded generator, so a failure reproduces
+  let seed = 12345
+  const rand = (n: number) => {
+    // mulberry32
+    seed = (seed + 0x6d2b79f5) | 0
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+    return (((t ^ (t >>> 14)) >>> 0) / 4294967296 * n) | 0
+  }
+  const pick = <T>(xs: T[]): T => xs[rand(xs.length)]
+  const pools: Record<string, unknown[]> = {
+    type: ['upsert', 'upsert', 'delete', 'skip', 'merge', undefined],
+    op: [undefined, undefined, undefined, 'upsert', 'delete', 'x'],
+    id: [
+      undefined,
+      0,
+      7,
+      -1,
+      1.5,
+      2 ** 53,
+      '',
+      'a',
+      'x'.repeat(21),
+      'x'.repeat(64),
+      'x'.repeat(65),
+      'é'.repeat(32),
+      'é'.repeat(33),
+      5n,
+      null,
+    ],
+    attributes: [undefined, {}, { a: 1 }, [], null, new Date(0), Object.create(null), 'x'],
+    doc: [undefined, undefined, undefined, { b: 2 }, []],
+    document: [undefined, undefined, undefined, { c: 3 }, 1],
+    vector: [undefined, [], [1], [0.5, 2], [Number.NaN], ['a'], [Infinity], [1, null], 'v'],
+    distance_metric: [undefined, undefined, 'cosine_distance', 'euclidean_squared', 'dot'],
+    extra: [undefined, undefined, undefined, undefined, undefined, 1],
+  }
+  let fast = 0
+  for (let n = 0; n < 20000; n++) {
+    const obj: Record<string, unknown> = {}
+    for (const [k, pool] of Object.entries(pools)) {
+      const v = pick(pool)
+      if (v !== undefined || rand(8) === 0) obj[k] = v
+    }
+    const type = obj.type ?? obj.op
+    if (type !== 'upsert' && type !== 'delete') continue
+    if (!plainShapeOk(obj, type)) continue
+    fast++
+    const schema = type === 'upsert' ? upsertSchema : deleteSchema
+    const r = schema.safeParse(obj.type === undefined ? { ...obj, type } : obj)
+    if (!r.success) {
+      throw new Error(
+        `fast path accepted what zod refuses: ${
+          JSON.stringify(obj, (_k, v) => typeof v === 'bigint' ? `${v}n` : v)
+        }: ${r.error.message}`,
+      )
+    }
+  }
+  console.log('fast', fast)
+  expect(fast).toBeGreaterThan(100)
 })

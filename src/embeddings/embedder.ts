@@ -79,7 +79,7 @@ export function validateProviderConfig(config: EmbeddingProviderConfig): void {
 
 export function createEmbedder(config: EmbeddingProviderConfig, opts: EmbedderOptions = {}): Embedder {
   validateProviderConfig(config)
-  const maxBatchSize = opts.maxBatchSize ?? 128
+  const maxBatchSize = opts.maxBatchSize ?? config.batch_size ?? 128
   if (!(maxBatchSize >= 1)) throw new Error(`embeddings: batch size must be >= 1, got ${maxBatchSize}`)
   const flushDelayMs = opts.flushDelayMs ?? 2
   const policy: RetryPolicy = {

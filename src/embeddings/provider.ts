@@ -8,6 +8,8 @@ export interface EmbeddingProviderConfig {
   api_key: string
   /** defaults to the provider's public API */
   base_url?: string
+  /** inputs per request; `EmbedderOptions.maxBatchSize` wins over it (default 128) */
+  batch_size?: number
 }
 
 export const DEFAULT_BASE_URLS: Record<EmbeddingProviderConfig['type'], string> = {

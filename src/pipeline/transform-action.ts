@@ -45,7 +45,7 @@ const idSchema = z.union([z.string(), z.number(), z.bigint()], { error: ID_RULE 
 const attributesSchema = z.record(z.string(), z.unknown())
 
 // The original puffgres spelled attributes `doc`; some of its templates used `document`.
-const upsertSchema = z.strictObject({
+export const upsertSchema = z.strictObject({
   type: z.literal('upsert'),
   op: z.literal('upsert').optional(),
   id: idSchema.optional(),
@@ -55,12 +55,47 @@ const upsertSchema = z.strictObject({
   vector: z.array(z.number().finite()).min(1).optional(),
   distance_metric: z.enum(['cosine_distance', 'euclidean_squared']).optional(),
 })
-const deleteSchema = z.strictObject({
+export const deleteSchema = z.strictObject({
   type: z.literal('delete'),
   op: z.literal('delete').optional(),
   id: idSchema.optional(),
 })
 const skipSchema = z.strictObject({ type: z.literal('skip'), op: z.literal('skip').optional() })
+
+const UPSERT_KEYS = new Set(['type', 'op', 'id', 'attributes', 'doc', 'document', 'vector', 'distance_metric'])
+const DELETE_KEYS = new Set(['type', 'op', 'id'])
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (v === null || typeof v !== 'object') return false
+  const proto = Object.getPrototypeOf(v)
+  return proto === Object.prototype || proto === null
+}
+
+function plainIdOk(id: unknown): boolean {
+  if (typeof id === 'number') return Number.isSafeInteger(id) && id >= 0
+  // 21 UTF-16 units are at most 63 UTF-8 bytes
+  return typeof id === 'string' && id !== '' && (id.length <= 21 || encoder.encode(id).length <= MAX_ID_BYTES)
+}
+
+/**
+ * The common well-formed actions, checked by hand: zod costs microseconds per action, which adds up at stream
+ * rates. Accepts a subset of what the schemas accept; anything else (errors, bigint ids) goes through zod.
+ */
+export function plainShapeOk(obj: Record<string, unknown>, type: unknown): boolean {
+  const keys = type === 'upsert' ? UPSERT_KEYS : DELETE_KEYS
+  for (const k in obj) if (!keys.has(k)) return false
+  if (obj.op !== undefined && obj.op !== type) return false
+  if (obj.id !== undefined && !plainIdOk(obj.id)) return false
+  if (type === 'delete') return true
+  for (const k of ['attributes', 'doc', 'document']) if (obj[k] !== undefined && !isPlainObject(obj[k])) return false
+  const v = obj.vector
+  if (v !== undefined) {
+    if (!Array.isArray(v) || v.length === 0) return false
+    for (let i = 0; i < v.length; i++) if (typeof v[i] !== 'number' || !Number.isFinite(v[i])) return false
+  }
+  const m = obj.distance_metric
+  return m === undefined || m === 'cosine_distance' || m === 'euclidean_squared'
+}
 
 function describe(value: unknown): string {
   if (value === null) return 'null'
@@ -171,16 +206,23 @@ export function normalizeAction(raw: unknown, event: RowEvent, label: string): T
     return r.success ? { ok: true, action: { type: 'skip' } } : invalid(label, event, formatIssues(r.error))
   }
   if (type === 'delete') {
-    const r = deleteSchema.safeParse(input)
-    if (!r.success) return invalid(label, event, formatIssues(r.error))
-    return { ok: true, action: { type: 'delete', id: r.data.id === undefined ? event.id : normalizeId(r.data.id) } }
+    let id = obj.id as Id | bigint | undefined
+    if (!plainShapeOk(obj, type)) {
+      const r = deleteSchema.safeParse(input)
+      if (!r.success) return invalid(label, event, formatIssues(r.error))
+      id = r.data.id
+    }
+    return { ok: true, action: { type: 'delete', id: id === undefined ? event.id : normalizeId(id) } }
   }
   if (type !== 'upsert') {
     return invalid(label, event, `type: expected 'upsert', 'delete' or 'skip', got ${describe(type)}`)
   }
-  const r = upsertSchema.safeParse(input)
-  if (!r.success) return invalid(label, event, formatIssues(r.error))
-  const a = r.data
+  let a = obj as z.infer<typeof upsertSchema>
+  if (!plainShapeOk(obj, type)) {
+    const r = upsertSchema.safeParse(input)
+    if (!r.success) return invalid(label, event, formatIssues(r.error))
+    a = r.data
+  }
   const spellings = [a.attributes && 'attributes', a.doc && 'doc', a.document && 'document'].filter(Boolean)
   if (spellings.length > 1) return invalid(label, event, `${spellings.join(' and ')}: give only one of them`)
   const field = (spellings[0] || 'attributes') as string
