@@ -183,6 +183,23 @@ describe('per-event module runner', () => {
       ['one', 'two', 'three'].map((t) => expectedVector(t)),
     )
     expect(server.requests).toHaveLength(1)
+    // the provider down (after its retries): the event fails as retryable, so the caller retries instead of DLQ
+    const flaky = createEmbedder(
+      { type: 'together', model: 'test-model', api_key: 'test-key', base_url: server.url },
+      { maxRetries: 0 },
+    )
+    server.failNext({ status: 503 })
+    const down = await createTransformRunner(fixture('embed-each.ts'), {
+      mapping: 'items',
+      log: silentLog,
+      embedder: flaky,
+    })
+    expect(await down.run([ev(9, { text: 'nine' })])).toEqual([{
+      ok: false,
+      error:
+        'transform transforms/embed-each.ts threw for id 9: embeddings (together, test-model) failed after 1 attempts: HTTP 503: planned failure 503',
+      retryable: true,
+    }])
     const none = await createTransformRunner(fixture('embed-each.ts'), { mapping: 'items', log: silentLog })
     expect(await none.run([ev(1, { text: 'x' })])).toEqual([{
       ok: false,
