@@ -4,11 +4,17 @@
 // quoting and spacing), so the parser is exercised too.
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import postgres from 'postgres'
-import { compileMembership, parseMembership, quoteLiteral, toSql } from '../src/pipeline/membership.ts'
+import {
+  compileMembership,
+  parseMembership,
+  predicateColumns,
+  quoteLiteral,
+  toSql,
+} from '../src/pipeline/membership.ts'
 import { decodeValue, OID, TEXT_FORMAT_SETTINGS } from '../src/postgres/values.ts'
 import { type TestDatabase, testDatabase } from './harness/pg.ts'
 
-type Group = 'int' | 'numeric' | 'float' | 'float4' | 'text' | 'bool' | 'date' | 'ts'
+type Group = 'enum' | 'bpchar' | 'int' | 'numeric' | 'float' | 'float4' | 'text' | 'bool' | 'date' | 'ts'
 interface Col {
   name: string
   sqlType: string
@@ -88,6 +94,8 @@ const COLUMNS: Col[] = [
   { name: 'r', sqlType: 'float4', oid: OID.float4, group: 'float4', pool: [...FLOATS.slice(0, 9), '1.1', '16777217'] },
   { name: 's', sqlType: 'text', oid: OID.text, group: 'text', pool: TEXT_VALUES.map(quoteLiteral) },
   { name: 's2', sqlType: 'text', oid: OID.text, group: 'text', pool: TEXT_VALUES.slice(0, 8).map(quoteLiteral) },
+  { name: 'e', sqlType: 'mood', oid: 0, group: 'enum', pool: ["'sad'", "'ok'", "'happy'"] },
+  { name: 'c', sqlType: 'char(3)', oid: OID.bpchar, group: 'bpchar', pool: ["'ab'", "'ab '", "'a'", "'abc'", "''"] },
   { name: 'b', sqlType: 'bool', oid: OID.bool, group: 'bool', pool: ['true', 'false'] },
   { name: 'b2', sqlType: 'bool', oid: OID.bool, group: 'bool', pool: ['true', 'false'] },
   { name: 'd', sqlType: 'date', oid: OID.date, group: 'date', pool: DATES },
@@ -95,7 +103,8 @@ const COLUMNS: Col[] = [
   { name: 'ts', sqlType: 'timestamptz', oid: OID.timestamptz, group: 'ts', pool: TIMESTAMPS },
   { name: 'ts2', sqlType: 'timestamptz', oid: OID.timestamptz, group: 'ts', pool: TIMESTAMPS.slice(0, 4) },
 ]
-const TYPES = Object.fromEntries(COLUMNS.map((c) => [c.name, c.oid]))
+// the enum's OID differs per database: the stream knows it by the name a Type message carries
+const TYPES = Object.fromEntries(COLUMNS.map((c) => [c.name, c.oid || c.sqlType]))
 
 // literals a predicate may compare each group with, as predicate text
 const LITERALS: Record<Group, string[]> = {
@@ -146,6 +155,8 @@ const LITERALS: Record<Group, string[]> = {
     "'-Infinity'",
     "'1.5'",
   ],
+  enum: ["'sad'", "'ok'", "'happy'"],
+  bpchar: ["'ab'", "'ab '", "'ab  '", "' ab'", "'a'", "'abc'", "''", "'b'"],
   float4: ['1.1', "'1.1'", '1.5', "'1.5'", '0.1', "'0.1'", '16777217', "'16777217'", '0', "'NaN'", '-0.25'],
   text: [...TEXT_VALUES.map(lit), "'a'", "'abc'", "'c'", "'ZZ'", "'10'", "'\u00e9'"],
   bool: ['TRUE', 'FALSE', 'true', "'t'", "'false'", "'yes'", "'off'", "'1'", "'0'", "'N'"],
@@ -201,30 +212,31 @@ function genPredicate(r: Rng, ctx: { untypedExact: boolean }, depth = 0): string
     const lit = r.pick(LITERALS[c.group])
     const isString = lit.startsWith("'")
     if (c.group === 'numeric' && isString) ctx.untypedExact = false
-    if (c.group === 'date' || c.group === 'ts' || c.group === 'float4') ctx.untypedExact = false
+    if (['date', 'ts', 'float4', 'bpchar'].includes(c.group)) ctx.untypedExact = false
     if (c.group === 'float' && LONG_LITERALS.has(lit)) ctx.untypedExact = false
     return lit
   }
-  const op = () => r.pick(['=', '<>', '!=', '<', '<=', '>', '>='])
+  const ops = ['=', '<>', '!=', '<', '<=', '>', '>=']
+  const op = (c?: Col) => r.pick(c?.group === 'enum' ? ops.slice(0, 3) : ops)
   const leaf = (): string => {
     switch (r.int(10)) {
       case 0:
       case 1: {
         const c = pickCol()
         if (c.group === 'bool' && r.chance(0.3)) return `${col(c)} ${op()} ${col(pickCol(['bool']))}`
-        return r.chance(0.8) ? `${col(c)} ${op()} ${literalFor(c)}` : `${literalFor(c)} ${op()} ${col(c)}`
+        return r.chance(0.8) ? `${col(c)} ${op(c)} ${literalFor(c)}` : `${literalFor(c)} ${op(c)} ${col(c)}`
       }
       case 2: {
         // column against column: numbers of any kind (PostgreSQL casts), other groups with their own group
         const a = pickCol()
         const numeric: Group[] = ['int', 'numeric', 'float', 'float4']
         const b = pickCol(numeric.includes(a.group) ? numeric : [a.group])
-        if (a.group === 'date' || a.group === 'ts' || a.group === 'float4' || b.group === 'float4') {
+        if (['date', 'ts', 'float4', 'bpchar'].includes(a.group) || b.group === 'float4') {
           ctx.untypedExact = false
         }
         if (a.group === 'numeric' && b.group === 'numeric') ctx.untypedExact = false
         if ((a.group === 'float') !== (b.group === 'float') && numeric.includes(b.group)) ctx.untypedExact = false
-        return `${col(a)} ${op()} ${col(b)}`
+        return `${col(a)} ${op(a)} ${col(b)}`
       }
       case 3: {
         const c = pickCol()
@@ -233,7 +245,7 @@ function genPredicate(r: Rng, ctx: { untypedExact: boolean }, depth = 0): string
         return `${col(c)} ${r.chance(0.4) ? kw('NOT') + ' ' : ''}${kw('IN')} (${items.join(', ')})`
       }
       case 4: {
-        const c = pickCol(['int', 'numeric', 'float', 'float4', 'text', 'date', 'ts'])
+        const c = pickCol(['int', 'numeric', 'float', 'float4', 'text', 'bpchar', 'date', 'ts'])
         const not = r.chance(0.3) ? kw('NOT') + ' ' : ''
         const low = r.chance(0.1) ? kw('NULL') : literalFor(c)
         return `${col(c)} ${not}${kw('BETWEEN')} ${low} ${kw('AND')} ${literalFor(c)}`
@@ -255,7 +267,7 @@ function genPredicate(r: Rng, ctx: { untypedExact: boolean }, depth = 0): string
           : col(COLUMNS.find((x) => x.group === c.group && x !== c) ?? c)
         if (other === 'NULL' || other === 'null') {
           // fine
-        } else if (['date', 'ts', 'numeric', 'float4'].includes(c.group) && !other.startsWith("'")) {
+        } else if (['date', 'ts', 'numeric', 'float4', 'bpchar'].includes(c.group) && !other.startsWith("'")) {
           ctx.untypedExact = false
         }
         return `${col(c)} ${kw('IS')} ${r.chance(0.5) ? kw('NOT') + ' ' : ''}${kw('DISTINCT FROM')} ${other}`
@@ -296,6 +308,7 @@ beforeAll(async () => {
   db = await testDatabase('membership')
   // the same session settings as the connections whose text output values.ts decodes
   sql = postgres(db.url, { max: 1, onnotice: () => {}, connection: { ...TEXT_FORMAT_SETTINGS } })
+  await sql.unsafe(`CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')`)
   await sql.unsafe(`CREATE TABLE t (id int PRIMARY KEY, ${COLUMNS.map((c) => `${c.name} ${c.sqlType}`).join(', ')})`)
 }, 60_000)
 
@@ -313,7 +326,9 @@ async function loadRows(seed: number, count: number) {
     values.push(`(${id}, ${vs.join(', ')})`)
   }
   await sql.unsafe(`INSERT INTO t (id, ${COLUMNS.map((c) => c.name).join(', ')}) VALUES ${values.join(', ')}`)
-  const texts = await sql.unsafe(`SELECT id, ${COLUMNS.map((c) => `${c.name}::text AS ${c.name}`).join(', ')} FROM t
+  // each value's output-function text, as pgoutput sends it (a char(n)::text cast would drop the padding)
+  const asText = (c: Col) => c.group === 'bpchar' ? `bpcharout(${c.name})::text` : `${c.name}::text`
+  const texts = await sql.unsafe(`SELECT id, ${COLUMNS.map((c) => `${asText(c)} AS ${c.name}`).join(', ')} FROM t
     ORDER BY id`)
   return texts.map((t) => {
     const row: Record<string, unknown> = {}
@@ -326,17 +341,21 @@ function show(v: unknown): string {
   return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? `${x}n` : x))
 }
 
-for (const seed of [1, 20240601, 987654321]) {
+// MEMBERSHIP_SEEDS=1,2,3 explores other seeds; a failure names its seed so that it can be replayed
+const SEEDS = process.env.MEMBERSHIP_SEEDS?.split(',').map(Number) ?? [1, 20240601, 987654321]
+for (const seed of SEEDS) {
   test(`puffgres and PostgreSQL agree on random predicates and rows (seed ${seed})`, async () => {
     const rows = await loadRows(seed, 300)
     const r = prng(seed ^ 0x5eed)
     const failures: string[] = []
     let untypedChecked = 0
+    const columnUse = new Map<string, number>()
     let decided = { true: 0, false: 0, null: 0 }
     for (let k = 0; k < 250; k++) {
       const ctx = { untypedExact: true }
       const text = genPredicate(r, ctx)
       const p = parseMembership(text)
+      for (const c of predicateColumns(p)) columnUse.set(c, (columnUse.get(c) ?? 0) + 1)
       const where = toSql(p)
       let pgRows: { id: number; m: boolean | null }[]
       try {
@@ -380,6 +399,7 @@ for (const seed of [1, 20240601, 987654321]) {
     expect(decided.false).toBeGreaterThan(5000)
     expect(decided.null).toBeGreaterThan(2000)
     expect(untypedChecked).toBeGreaterThan(50)
+    for (const c of COLUMNS) expect([c.name, (columnUse.get(c.name) ?? 0) >= 10]).toEqual([c.name, true])
     decided = { true: 0, false: 0, null: 0 }
   })
 }

@@ -42,7 +42,12 @@ type Kind =
   | 'date'
   | 'timestamp'
   | 'timestamptz'
+  /** blank-padded char(n): compared without its trailing spaces */
+  | 'bpchar'
+  /** a type puffgres does not know (enums, domains, extension types): its text, for = / <> / IN only */
   | 'other'
+  /** json, jsonb, bytea, citext, arrays: IS NULL only */
+  | 'unsupported'
 
 const KIND_BY_OID: Record<number, Kind> = {
   16: 'bool',
@@ -53,6 +58,10 @@ const KIND_BY_OID: Record<number, Kind> = {
   25: 'text',
   1043: 'text',
   19: 'text',
+  1042: 'bpchar',
+  114: 'unsupported',
+  3802: 'unsupported',
+  17: 'unsupported',
   700: 'float4',
   701: 'float8',
   1700: 'numeric',
@@ -92,10 +101,47 @@ const KIND_BY_NAME: Record<string, Kind> = {
   'timestamp without time zone': 'timestamp',
   timestamptz: 'timestamptz',
   'timestamp with time zone': 'timestamptz',
+  bpchar: 'bpchar',
+  char: 'bpchar',
+  character: 'bpchar',
+  json: 'unsupported',
+  jsonb: 'unsupported',
+  bytea: 'unsupported',
+  citext: 'unsupported',
 }
 
+const ARRAY_OIDS = new Set([
+  199,
+  143,
+  1000,
+  1001,
+  1002,
+  1003,
+  1005,
+  1007,
+  1009,
+  1014,
+  1015,
+  1016,
+  1021,
+  1022,
+  1028,
+  1115,
+  1182,
+  1183,
+  1185,
+  1187,
+  1231,
+  1270,
+  2951,
+  3807,
+  791,
+])
+
 function kindOf(t: ColumnType): Kind {
-  if (typeof t === 'number') return KIND_BY_OID[t] ?? 'other'
+  // array types: OIDs of the builtin ones lie in these ranges; names start with '_' or end with '[]'
+  if (typeof t === 'number') return KIND_BY_OID[t] ?? (ARRAY_OIDS.has(t) ? 'unsupported' : 'other')
+  if (t.startsWith('_') || t.endsWith('[]')) return 'unsupported'
   const name = t.trim().toLowerCase().replace(/\s*\(.*\)\s*/, ' ').trim().replace(/^pg_catalog\./, '')
   return KIND_BY_NAME[name] ?? 'other'
 }
@@ -122,6 +168,8 @@ const DOMAIN_OF_KIND: Partial<Record<Cat, Domain>> = {
   float4: 'float',
   text: 'text',
   uuid: 'text',
+  bpchar: 'text',
+  other: 'text',
   bool: 'bool',
   date: 'date',
   timestamp: 'timestamp',
@@ -138,7 +186,9 @@ function resolveDomain(a: Cat, b: Cat): Domain | undefined {
   if (NUMERIC.has(a) && NUMERIC.has(b)) {
     return a === 'float4' || a === 'float8' || b === 'float4' || b === 'float8' ? 'float' : 'exact'
   }
-  if (a === b || (a === 'text' && b === 'text')) return DOMAIN_OF_KIND[a]
+  if (a === b) return DOMAIN_OF_KIND[a]
+  // char(n) against text is compared as text (the cast drops the padding)
+  if ((a === 'bpchar' && b === 'text') || (a === 'text' && b === 'bpchar')) return 'text'
   return undefined
 }
 
@@ -277,7 +327,7 @@ function literalIn(lit: Literal, domain: Domain, self: Operand, other: Operand):
         if (u === undefined) throw invalid('uuid')
         return u
       }
-      return s
+      return other.cat === 'bpchar' ? trimPadding(s) : s
     case 'bool': {
       const b = parseBoolText(s)
       if (b === undefined) throw invalid('boolean')
@@ -308,17 +358,20 @@ const ONE_NULL = 2
 const BOTH_NULL = 3
 
 /** Compiles `a <op> b` into a closure returning -1/0/1, or ONE_NULL / BOTH_NULL. */
-function compileOrder(a: Operand, b: Operand): (row: Row) => number {
+function compileOrder(a: Operand, b: Operand, ordering: boolean): (row: Row) => number {
   if (a.cat === 'null' || b.cat === 'null') {
     if (a.cat === 'null' && b.cat === 'null') return () => BOTH_NULL
     const other = a.cat === 'null' ? b : a
     return (row) => (other.get(row) === null ? BOTH_NULL : ONE_NULL)
   }
-  if (a.cat === 'other' || b.cat === 'other') {
-    const o = a.cat === 'other' ? a : b
-    throw new MembershipError(
-      `${o.label} has type ${o.typeName}, which membership comparisons do not support (IS NULL works)`,
-    )
+  for (const o of [a, b]) {
+    if (o.cat === 'unsupported' || (o.cat === 'other' && ordering)) {
+      throw new MembershipError(
+        `${o.label} has type ${o.typeName}, which membership ${
+          o.cat === 'other' ? 'can only test with =, <>, IN or IS DISTINCT FROM' : 'comparisons do not support'
+        } (IS NULL works)`,
+      )
+    }
   }
   if (a.cat !== 'dynamic' && b.cat !== 'dynamic') {
     const domain = resolveDomain(a.cat, b.cat)
@@ -353,6 +406,7 @@ function staticConverter(self: Operand, other: Operand, domain: Domain): (v: unk
     const c = literalIn(self.literal, domain, self, other)
     return () => c
   }
+  if (self.cat === 'bpchar') return (v) => trimPadding(valueIn(v, domain, self) as string)
   // a boolean expression already yields booleans; text and bool values are used as they are
   if (domain === 'bool' || domain === 'text') {
     const isBool = domain === 'bool'
@@ -365,6 +419,12 @@ function staticConverter(self: Operand, other: Operand, domain: Domain): (v: unk
     return (v) => (typeof v === 'number' && Number.isSafeInteger(v) ? v : valueIn(v, domain, self))
   }
   return (v) => valueIn(v, domain, self)
+}
+
+function trimPadding(s: string): string {
+  let end = s.length
+  while (end > 0 && s.charCodeAt(end - 1) === 32) end--
+  return end === s.length ? s : s.slice(0, end)
 }
 
 function dynamicValue(self: Operand, other: Operand, v: unknown, domain: Domain, cache: Map<Domain, unknown>) {
@@ -501,8 +561,8 @@ class Compiler {
         }
       }
       case 'compare': {
-        const order = compileOrder(this.operand(e.left), this.operand(e.right))
         const op = e.op
+        const order = compileOrder(this.operand(e.left), this.operand(e.right), op !== '=' && op !== '<>')
         return (row) => testOrder(op, order(row))
       }
       case 'in': {
@@ -517,9 +577,9 @@ class Compiler {
           const o = this.operand(item)
           if (asFloat4 && o.literal?.type === 'number') {
             const text = o.literal.text
-            return compileOrder(x, { ...o, cat: 'string', literal: { type: 'string', value: text } })
+            return compileOrder(x, { ...o, cat: 'string', literal: { type: 'string', value: text } }, false)
           }
-          return compileOrder(x, o)
+          return compileOrder(x, o, false)
         })
         const negated = e.negated
         return (row) => {
@@ -535,8 +595,8 @@ class Compiler {
       case 'between': {
         // x BETWEEN a AND b is x >= a AND x <= b
         const x = this.operand(e.arg)
-        const low = compileOrder(x, this.operand(e.low))
-        const high = compileOrder(x, this.operand(e.high))
+        const low = compileOrder(x, this.operand(e.low), true)
+        const high = compileOrder(x, this.operand(e.high), true)
         const negated = e.negated
         return (row) => {
           const l = testOrder('>=', low(row))
@@ -559,7 +619,7 @@ class Compiler {
         return (row) => (f(row) === want) !== negated
       }
       case 'distinct': {
-        const order = compileOrder(this.operand(e.left), this.operand(e.right))
+        const order = compileOrder(this.operand(e.left), this.operand(e.right), false)
         const negated = e.negated
         return (row) => {
           const c = order(row)
