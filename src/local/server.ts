@@ -1,0 +1,85 @@
+// startLocalServer: a turbopuffer-compatible HTTP server for development, demos and tests.
+import { serveHttp } from '../runtime.ts'
+import { createHandler } from './api.ts'
+import { checkFailRate, checkLatency, emptyStats, Faults, type FaultScope, type LocalServerStats } from './faults.ts'
+import { Store } from './store.ts'
+
+export type { FaultScope, LocalServerStats }
+
+export interface LocalServerOptions {
+  /** 0 (default) picks a free port */
+  port?: number
+  /** default 127.0.0.1 */
+  hostname?: string
+  /** keep namespaces in this folder (created if missing); in memory only when omitted */
+  dataDir?: string
+  /** accept only this key; by default any non-empty bearer key is accepted */
+  apiKey?: string
+  /** share of writes (0..1) answered with 500 without being applied */
+  failRate?: number
+  /** delay before every API request is handled */
+  latencyMs?: number
+  /** largest request body, after gunzip (default 256 MiB); larger ones get 413 */
+  maxBodyBytes?: number
+  /** fold a namespace's log into its snapshot once the log is larger than this and than the snapshot (4 MiB) */
+  compactAfterBytes?: number
+}
+
+export interface LocalServer {
+  /** e.g. http://127.0.0.1:40123 — pass it as the SDK's baseURL / TURBOPUFFER_BASE_URL */
+  url: string
+  port: number
+  stop(): Promise<void>
+  /** the next `count` writes (or requests of any kind with scope 'all') fail with `status` (default 500) */
+  failNext(count: number, status?: number, retryAfterMs?: number, scope?: FaultScope): void
+  setLatency(ms: number): void
+  setFailRate(rate: number): void
+  stats(): LocalServerStats
+  namespaces(): string[]
+  /** every document of a namespace ordered by id, with `id` and `vector`; [] when the namespace does not exist */
+  documents(ns: string): Array<Record<string, unknown>>
+}
+
+export async function startLocalServer(opts: LocalServerOptions = {}): Promise<LocalServer> {
+  const port = opts.port ?? 0
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid port ${port}: expected 0-65535`)
+  const maxBodyBytes = opts.maxBodyBytes ?? 256 * 1024 * 1024
+  if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1) {
+    throw new Error(`invalid maxBodyBytes ${maxBodyBytes}: expected a positive integer`)
+  }
+  if (opts.apiKey !== undefined && opts.apiKey === '') throw new Error('invalid apiKey: must not be empty')
+  const faults = new Faults()
+  faults.failRate = checkFailRate(opts.failRate ?? 0)
+  faults.latencyMs = checkLatency(opts.latencyMs ?? 0)
+  const store = new Store(opts.dataDir, opts.compactAfterBytes)
+  const stats = emptyStats()
+  const hostname = opts.hostname ?? '127.0.0.1'
+  let http
+  try {
+    http = await serveHttp({
+      port,
+      hostname,
+      fetch: createHandler(store, faults, stats, { apiKey: opts.apiKey, maxBodyBytes }),
+      maxRequestBodySize: maxBodyBytes * 2 + 1024 * 1024,
+    })
+  } catch (e) {
+    store.close()
+    throw new Error(`local turbopuffer server cannot listen on ${hostname}:${port}: ${(e as Error).message}`)
+  }
+  const urlHost = hostname.includes(':') ? `[${hostname}]` : hostname === '0.0.0.0' ? '127.0.0.1' : hostname
+  let stopped: Promise<void> | undefined
+  return {
+    url: `http://${urlHost}:${http.port}`,
+    port: http.port,
+    stop() {
+      stopped ??= http.stop().finally(() => store.close())
+      return stopped
+    },
+    failNext: (count, status, retryAfterMs, scope) => faults.failNext(count, status, retryAfterMs, scope),
+    setLatency: (ms) => void (faults.latencyMs = checkLatency(ms)),
+    setFailRate: (rate) => void (faults.failRate = checkFailRate(rate)),
+    stats: () => structuredClone(stats),
+    namespaces: () => store.names(),
+    documents: (name) => structuredClone(store.get(name)?.sorted() ?? []),
+  }
+}

@@ -1,0 +1,68 @@
+// The only module that knows whether puffgres runs on Bun or Deno. Everything else calls these functions.
+
+export type Runtime = 'bun' | 'deno' | 'node'
+
+const g = globalThis as any
+
+export function runtimeName(): Runtime {
+  if (g.Bun) return 'bun'
+  if (g.Deno) return 'deno'
+  return 'node'
+}
+
+export interface ServeOptions {
+  /** 0 picks a free port */
+  port: number
+  hostname: string
+  fetch: (req: Request) => Promise<Response>
+  /** largest request body the runtime itself lets through; the handler can enforce a smaller one */
+  maxRequestBodySize?: number
+}
+
+export interface HttpServer {
+  port: number
+  /** stops listening and closes open connections */
+  stop(): Promise<void>
+}
+
+/** Serves HTTP with the runtime's native server (`Bun.serve` or `Deno.serve`). */
+export async function serveHttp(opts: ServeOptions): Promise<HttpServer> {
+  if (g.Bun) {
+    const server = g.Bun.serve({
+      port: opts.port,
+      hostname: opts.hostname,
+      fetch: opts.fetch,
+      // Bun's default (128 MiB) would answer 413 itself with a non-JSON body before our handler sees the request.
+      maxRequestBodySize: opts.maxRequestBodySize ?? 1024 * 1024 * 1024,
+      // Bun closes connections idle for 10 s by default, which cuts off requests delayed by injected latency.
+      idleTimeout: 255,
+    })
+    return {
+      port: server.port,
+      async stop() {
+        await server.stop(true)
+      },
+    }
+  }
+  if (g.Deno) {
+    let port = 0
+    let listened!: () => void
+    const listening = new Promise<void>((resolve) => listened = resolve)
+    const server = g.Deno.serve({
+      port: opts.port,
+      hostname: opts.hostname,
+      onListen: (addr: { port: number }) => {
+        port = addr.port
+        listened()
+      },
+    }, opts.fetch)
+    await listening
+    return {
+      port,
+      async stop() {
+        await server.shutdown()
+      },
+    }
+  }
+  throw new Error('serving HTTP needs Bun or Deno (Node.js is not supported)')
+}
