@@ -126,6 +126,7 @@ export class TurbopufferSink implements Sink {
     let res: NamespaceWriteResponse
     try {
       const body = writeBody(chunk, opts)
+      // per request: the SDK's write() sets maxRetries: 6 itself, overriding the client's 0
       res = await this.#call(namespace, 'write', (signal) => ns.write(body, { signal, maxRetries: 0 }))
     } catch (err) {
       if (!(err instanceof TurbopufferRequestError) || err.fatal) throw err
