@@ -9,6 +9,7 @@ import {
   deleteCondition,
   type PreparedOp,
   prepareOp,
+  restoreBigints,
   writeBody,
 } from '../src/turbopuffer/write-plan.ts'
 import { VERSION_ATTR, type WriteOp } from '../src/types.ts'
@@ -146,5 +147,32 @@ describe('base URL', () => {
     )
     expect(() => resolveBaseUrl({}, {})).toThrow('no region')
     expect(() => resolveBaseUrl({ region: 'a/b' }, {})).toThrow('not a region name')
+  })
+})
+
+describe('versions and big integers', () => {
+  test('deletes of one transaction share one clause, compared with the highest version of that transaction', () => {
+    const c = 'aaaaaaaaaaaaaaaa'
+    expect(deleteCondition([{ id: 1, version: c + '00000001' }, { id: 2, version: c + '00000005' }])).toEqual([
+      VERSION_ATTR,
+      'Lt',
+      c + '00000005',
+    ])
+    const d = 'bbbbbbbbbbbbbbbb'
+    expect(deleteCondition([{ id: 1, version: c + '00000001' }, { id: 2, version: d + '00000001' }])).toEqual([
+      'Or',
+      [
+        ['And', [['id', 'Eq', 1], [VERSION_ATTR, 'Lt', c + '00000001']]],
+        ['And', [['id', 'Eq', 2], [VERSION_ATTR, 'Lt', d + '00000001']]],
+      ],
+    ])
+  })
+
+  test('a bigint attribute is sent as an exact bare JSON integer', () => {
+    const p = prepareOp({ kind: 'upsert', id: 1, attributes: { big: 9007199254740993n, a: [1n] }, version: 'v' })
+    if (typeof p === 'string') throw new Error(p)
+    expect(restoreBigints(JSON.stringify(p.row))).toBe(
+      '{"big":9007199254740993,"a":[1],"id":1,"_puffgres_version":"v"}',
+    )
   })
 })

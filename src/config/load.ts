@@ -153,7 +153,7 @@ function toMapping(f: MigrationFile, rel: string, root: string, hash: string, pr
     try {
       membership = parseMembership(f.mapping.membership)
     } catch (e) {
-      throw new ConfigError(`${rel}: mapping.membership: ${(e as Error).message}`)
+      throw new ConfigError(`${rel}: mapping.membership: ${(e as Error).message.replace(/^membership: /, '')}`)
     }
   }
   let transform: TransformSpec | undefined

@@ -116,7 +116,16 @@ export function changeIntents(
         reread: { relation: rel, keyTexts: keyTexts(rel, msg.new, m.idColumns) },
         ...base,
       })
-    } else if (!route.isMember || route.isMember(row)) {
+      continue
+    }
+    let member: boolean
+    try {
+      member = !route.isMember || route.isMember(row)
+    } catch (e) {
+      bad({ route, lsn: pos.commitLsn, event: { type, id, new: row }, error: `membership: ${(e as Error).message}` })
+      continue
+    }
+    if (member) {
       out({ route, id, kind: 'upsert', event: event(type, id, rel, route, lsnText, { new: row, old }), ...base })
     } else if (type === 'update') {
       // the row left the membership predicate (or never was in it): its document must not exist

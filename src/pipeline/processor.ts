@@ -218,7 +218,7 @@ export class ChangeProcessor {
 
   private async flush(batch: Batch): Promise<void> {
     const started = Date.now()
-    const intents = await this.reread([...batch.intents.values()])
+    const intents = await this.reread([...batch.intents.values()], batch.dead)
     const w = await writeIntents(intents, batch.dead, this.opts)
     const progress: MappingProgress[] = [...w.byMapping].map(([mapping, c]) => ({
       mapping,
@@ -232,7 +232,7 @@ export class ChangeProcessor {
   }
 
   /** Replaces intents whose update left needed TOASTed columns out by the row as it is now. */
-  private async reread(intents: Intent[]): Promise<Intent[]> {
+  private async reread(intents: Intent[], dead: DeadLetter[]): Promise<Intent[]> {
     const need = intents.filter((i) => i.reread)
     if (!need.length) return intents
     const groups = new Map<string, Intent[]>()
@@ -259,7 +259,14 @@ export class ChangeProcessor {
           replaced.set(i, undefined)
           continue
         }
-        const member = !i.route.isMember || i.route.isMember(row)
+        let member: boolean
+        try {
+          member = !i.route.isMember || i.route.isMember(row)
+        } catch (e) {
+          dead.push({ mapping: m.name, docId: String(i.id), lsn: i.lsn, event: i.event, error: `membership: ${e}` })
+          replaced.set(i, undefined)
+          continue
+        }
         replaced.set(i, {
           ...i,
           reread: undefined,

@@ -33,7 +33,8 @@ export async function buildRoutes(
   for (const m of config.mappings) {
     const info = await tableInfo(sql, m.schema, m.table)
     if (!info) throw new Error(`${m.file}: source: table ${m.schema}.${m.table} does not exist`)
-    const types = Object.fromEntries(info.columns.map((c) => [c.name, c.typeOid]))
+    // builtin types by OID; enums, domains and other user types by name (their OIDs differ per database)
+    const types = Object.fromEntries(info.columns.map((c) => [c.name, c.typeOid < 16384 ? c.typeOid : c.typeName]))
     const runner = await createTransformRunner(
       m.transform,
       {

@@ -61,7 +61,9 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
         })
         continue
       }
-      const a = res.action
+      let a = res.action
+      // a row that was deleted, or left the membership, must lose its document whatever the transform says
+      if (a.type === 'skip' && intent.kind === 'delete') a = { type: 'delete', id: intent.id }
       if (a.type === 'skip') continue
       const op: WriteOp = a.type === 'upsert'
         ? { kind: 'upsert', id: a.id, attributes: a.attributes, vector: a.vector, version: intent.version }

@@ -1,6 +1,7 @@
 // Builds the official SDK client from puffgres's `[turbopuffer]` settings.
 import process from 'node:process'
 import { Turbopuffer } from '@turbopuffer/turbopuffer'
+import { restoreBigints } from './write-plan.ts'
 
 export interface TurbopufferConfig {
   api_key?: string
@@ -38,6 +39,12 @@ export function resolveBaseUrl(config: TurbopufferConfig, env: Record<string, st
   return base.replace('{region}', region)
 }
 
+/** The SDK serializes bodies with JSON.stringify, which cannot write a bigint: write-plan.ts marks them instead. */
+const fetchWithBigints: typeof fetch = (input, init) => {
+  if (init && typeof init.body === 'string') init = { ...init, body: restoreBigints(init.body) }
+  return fetch(input, init)
+}
+
 export function createClient(config: TurbopufferConfig, settings: ClientSettings = {}): Turbopuffer {
   const env = settings.env ?? process.env
   const apiKey = config.api_key || env.TURBOPUFFER_API_KEY
@@ -58,5 +65,6 @@ export function createClient(config: TurbopufferConfig, settings: ClientSettings
     timeout: settings.timeoutMs ?? 120_000,
     // our logger reports retries and failures; the SDK's console output would duplicate them
     logLevel: 'off',
+    fetch: fetchWithBigints,
   })
 }

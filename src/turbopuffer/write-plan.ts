@@ -74,12 +74,19 @@ export function prepareOp(op: WriteOp): PreparedOp | string {
   if (op.vector !== undefined) row.vector = op.vector
   row[VERSION_ATTR] = op.version
   let json: string
+  let out = row
   try {
     json = JSON.stringify(row)
   } catch (err) {
-    return `document ${JSON.stringify(op.id)} cannot be encoded as JSON: ${(err as Error).message}`
+    // an int8 beyond 2^53 arrives as a bigint: carried as a marked string, sent as a bare integer (client.ts)
+    try {
+      out = markBigints(row) as Record<string, unknown>
+      json = JSON.stringify(out)
+    } catch {
+      return `document ${JSON.stringify(op.id)} cannot be encoded as JSON: ${(err as Error).message}`
+    }
   }
-  return { op, row, bytes: Buffer.byteLength(json) + 1 }
+  return { op, row: out, bytes: Buffer.byteLength(json) + 1 }
 }
 
 function checkId(id: unknown): string | undefined {
@@ -95,6 +102,23 @@ function checkId(id: unknown): string | undefined {
   return `id ${String(id)}: ids are strings or unsigned integers, not ${typeof id}`
 }
 
+/** Marks bigints so that JSON can carry them; `restoreBigints` turns the marks into bare JSON integers. */
+export const BIGINT_MARK = '\u0000bigint:'
+
+function markBigints(v: unknown): unknown {
+  if (typeof v === 'bigint') return BIGINT_MARK + v.toString()
+  if (Array.isArray(v)) return v.map(markBigints)
+  if (v && typeof v === 'object' && !(v instanceof Date)) {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, markBigints(x)]))
+  }
+  return v
+}
+
+/** In a JSON text: `"\u0000bigint:123"` → `123`. */
+export function restoreBigints(json: string): string {
+  return json.includes('\\u0000bigint:') ? json.replace(/"\\u0000bigint:(-?\d+)"/g, '$1') : json
+}
+
 /** Greedy split into requests within `limits`, keeping the ops' order. */
 export function chunkOps(ops: PreparedOp[], limits: Limits): PreparedOp[][] {
   const chunks: PreparedOp[][] = []
@@ -102,7 +126,7 @@ export function chunkOps(ops: PreparedOp[], limits: Limits): PreparedOp[][] {
   let bytes = 0
   let versions = new Set<string>()
   for (const p of ops) {
-    const newVersion = p.op.kind === 'delete' && !versions.has(p.op.version)
+    const newVersion = p.op.kind === 'delete' && !versions.has(deleteGroup(p.op.version))
     const full = chunk.length >= limits.maxRows || bytes + p.bytes > limits.maxBytes ||
       (newVersion && versions.size >= limits.maxDeleteVersions)
     if (chunk.length > 0 && full) {
@@ -113,7 +137,7 @@ export function chunkOps(ops: PreparedOp[], limits: Limits): PreparedOp[][] {
     }
     chunk.push(p)
     bytes += p.bytes
-    if (p.op.kind === 'delete') versions.add(p.op.version)
+    if (p.op.kind === 'delete') versions.add(deleteGroup(p.op.version))
   }
   if (chunk.length > 0) chunks.push(chunk)
   return chunks
@@ -126,27 +150,38 @@ export const UPSERT_CONDITION: Filter = ['Or', [[VERSION_ATTR, 'Lt', { $ref_new:
   null,
 ]]]
 
+/** Deletes of one transaction (same commit LSN: the version's first 16 hex digits) share one clause. */
+function deleteGroup(version: string): string {
+  return version.slice(0, 16)
+}
+
 /**
  * A request has one delete_condition, evaluated against each targeted document, and `$ref_new` is null for deletes,
- * so each delete's version must appear as a literal. When all deletes share a version that is the plain
- * `[v, Lt, version]`; otherwise one clause per distinct version, `And(id In [ids with that version], v Lt version)`,
- * joined by `Or`. A document matches only the clause of its own id, so each delete is compared with its own version:
- * exact, in one request. (`delete_by_filter` cannot do this: it is unconditional per document and not limited to the
- * given ids' versions.) Changes of one transaction carry distinct versions (commit LSN + position), so a bulk DELETE
- * yields one clause per row; `Limits.maxDeleteVersions` bounds the clauses per request.
+ * so versions appear as literals. Deletes are grouped by transaction (commit LSN) and each group is compared with the
+ * highest version in it: `Or(And(id In [ids of the group], v Lt max), ...)`, or plain `[v, Lt, max]` for one group.
+ * (`delete_by_filter` cannot do this: it is unconditional per document.)
+ *
+ * Comparing a delete at (C, s) with (C, max) instead of its own version is safe for the batches puffgres sends: a
+ * document whose version lies between the two was written by a later change of the same id in the same transaction,
+ * which falls inside the same contiguous, per-id-coalesced batch, so no delete of that id would be in the batch at
+ * all. This keeps a bulk DELETE to one clause instead of one per row; `Limits.maxDeleteVersions` bounds the clauses.
  */
 export function deleteCondition(deletes: Array<{ id: Id; version: string }>): Filter {
-  const byVersion = new Map<string, Id[]>()
+  const groups = new Map<string, { max: string; ids: Id[] }>()
   for (const d of deletes) {
-    const ids = byVersion.get(d.version)
-    if (ids) ids.push(d.id)
-    else byVersion.set(d.version, [d.id])
+    const key = deleteGroup(d.version)
+    const g = groups.get(key)
+    if (!g) groups.set(key, { max: d.version, ids: [d.id] })
+    else {
+      g.ids.push(d.id)
+      if (d.version > g.max) g.max = d.version
+    }
   }
-  if (byVersion.size === 1) return [VERSION_ATTR, 'Lt', deletes[0].version]
+  if (groups.size === 1) return [VERSION_ATTR, 'Lt', [...groups.values()][0].max]
   const clauses: Filter[] = []
-  for (const [version, ids] of byVersion) {
+  for (const { max, ids } of groups.values()) {
     const idFilter: Filter = ids.length === 1 ? ['id', 'Eq', ids[0]] : ['id', 'In', ids]
-    clauses.push(['And', [idFilter, [VERSION_ATTR, 'Lt', version]]])
+    clauses.push(['And', [idFilter, [VERSION_ATTR, 'Lt', max]]])
   }
   return ['Or', clauses]
 }
