@@ -49,7 +49,9 @@ describe('prepareOp', () => {
     expect(prepareOp(up(1, 'v', { $dist: 1 }))).toContain('"$dist"')
     expect(prepareOp(up(1, 'v', { id: 2 }))).toContain('differs')
     expect(prepareOp(up(1, 'v', { [VERSION_ATTR]: 'other' }))).toContain('reserved')
-    expect(prepareOp(up(1, 'v', { big: 10n }))).toContain('JSON')
+    const loop: Record<string, unknown> = {}
+    loop.self = loop
+    expect(prepareOp(up(1, 'v', { loop }))).toContain('JSON')
     expect(typeof prepareOp(del('ok', 'v'))).toBe('object')
   })
 })
