@@ -2,6 +2,8 @@
 
 export type Runtime = 'bun' | 'deno' | 'node'
 
+import process from 'node:process'
+
 const g = globalThis as any
 
 export function runtimeName(): Runtime {
@@ -65,4 +67,19 @@ export async function serveHttp(opts: ServeOptions): Promise<HttpServer> {
     }
   }
   throw new Error('serving HTTP needs Bun or Deno (Node.js is not supported)')
+}
+
+/** Resolves with the signal's name on the first SIGINT or SIGTERM (Bun and Deno both implement `process.on`). */
+export function waitForShutdownSignal(): Promise<'SIGINT' | 'SIGTERM'> {
+  return new Promise((resolve) => {
+    const on = (sig: 'SIGINT' | 'SIGTERM') => () => {
+      process.off('SIGINT', onInt)
+      process.off('SIGTERM', onTerm)
+      resolve(sig)
+    }
+    const onInt = on('SIGINT')
+    const onTerm = on('SIGTERM')
+    process.on('SIGINT', onInt)
+    process.on('SIGTERM', onTerm)
+  })
 }
