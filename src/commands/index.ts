@@ -1,5 +1,6 @@
 // The command table: `puffgres --help`, each command's help and README's CLI reference come from here.
 import type { Config } from '../config/load.ts'
+import * as backfill from './backfill.ts'
 import * as init from './init.ts'
 import * as migrate from './migrate.ts'
 import * as local from './local.ts'
@@ -36,6 +37,12 @@ export const commands: Command[] = [
     summary: 'stream changes into turbopuffer, forever (logical replication)',
     help: run.help,
     run: (a, c) => run.runCommand(a, c.config),
+  },
+  {
+    name: 'backfill',
+    summary: 'copy the rows already in a mapping\'s table into its namespace (resumable)',
+    help: backfill.help,
+    run: (a, c) => backfill.backfillCommand(a, c.config),
   },
   {
     name: 'local',

@@ -1,0 +1,364 @@
+// `puffgres backfill`: copies every member row of one mapping's table into its namespace, through the stream's own
+// transform → versioned conditional writes → dead-letter queue path (pipeline/writer.ts), in keyset pages with a
+// checkpoint per page. Versions and the re-check that keeps deleted rows from coming back: see page.ts.
+//
+// Pipeline: page n+1 is read while page n is written; page n's re-check and checkpoint run while page n+1 is
+// written. At most three pages are in memory, whatever the table size. A checkpoint is saved only once its page is
+// written and re-checked, in page order, so `--resume` never skips a row or a re-check.
+import type postgres from 'postgres'
+import type { Config, Mapping } from '../config/load.ts'
+import { createLogger } from '../log.ts'
+import { connect } from '../postgres/connect.ts'
+import type { DeadLetter } from '../postgres/dlq.ts'
+import { formatLsn } from '../postgres/lsn.ts'
+import { checkMigrated } from '../postgres/preflight.ts'
+import { ReplicationStream } from '../postgres/replication.ts'
+import type { Intent } from '../pipeline/changes.ts'
+import { docId, idKey } from '../pipeline/docid.ts'
+import { buildRoutes } from '../pipeline/routes.ts'
+import { type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
+import { DiscardSink } from '../turbopuffer/discard.ts'
+import { TurbopufferSink } from '../turbopuffer/sink.ts'
+import type { Sink } from '../turbopuffer/types.ts'
+import { encodeVersion, type Logger, type Row } from '../types.ts'
+import {
+  type BackfillRecord,
+  finishBackfill,
+  getBackfill,
+  lockBackfill,
+  saveCheckpoint,
+  startBackfill,
+} from './checkpoint.ts'
+import { type Page, readPage, recheckPage } from './page.ts'
+import { type BackfillPlan, planBackfill } from './plan.ts'
+import { createProgress, formatCount } from './progress.ts'
+
+export const DEFAULT_BATCH_SIZE = 1000
+
+export interface BackfillOptions {
+  /** the mapping's name */
+  mapping: string
+  /** rows per page (default 1000) */
+  batchSize?: number
+  /** continue an unfinished backfill from its last checkpoint */
+  resume?: boolean
+  /** start over even when a backfill is unfinished */
+  restart?: boolean
+  /** the replication slot created first (default: [stream] slot) */
+  slot?: string
+  /** write nothing (benchmarks) */
+  discard?: boolean
+  /** a sink to use instead of the configured one (tests, benchmarks) */
+  sink?: Sink
+  log?: Logger
+  /** where the progress goes: a bar drawn with `write` when `tty`, log lines otherwise; false: none */
+  progress?: { tty: boolean; write(s: string): void } | false
+  /** what the user is told (start, resume, restart); the CLI prints it */
+  say?: (line: string) => void
+  /** stops after the page being written is checkpointed */
+  signal?: AbortSignal
+  /** after each checkpoint (tests) */
+  onCheckpoint?: (p: { lastKey: string[]; rowsDone: number }) => void
+}
+
+export interface BackfillStats {
+  mapping: string
+  /** rows read by this run */
+  rows: number
+  /** rows of the whole backfill, earlier runs of a resumed one included */
+  rowsDone: number
+  docsWritten: number
+  /** re-checked rows that had gone (or left the predicate) and were deleted */
+  deleted: number
+  /** writes turned down because the namespace already held a newer version */
+  skipped: number
+  deadLettered: number
+  /** member rows with a NULL id column, which cannot be documents */
+  nullIds: number
+  ms: number
+  resumed: boolean
+}
+
+export type BackfillResult =
+  | ({ outcome: 'done' } & BackfillStats)
+  | ({ outcome: 'stopped' } & BackfillStats)
+  /** nothing done: an unfinished backfill exists and neither --resume nor --restart was given */
+  | { outcome: 'unfinished'; record: BackfillRecord; lastKey: string }
+  /** nothing done: --resume, but the backfill finished */
+  | { outcome: 'finished-before'; record: BackfillRecord }
+  /** nothing done: another backfill of the mapping holds the lock */
+  | { outcome: 'busy'; heldBy: number | null }
+
+/** A problem with what was asked (unknown mapping, bad option): a one-line message. */
+export class BackfillError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'BackfillError'
+  }
+}
+
+/** A key for people: `id = (42)`, `(a, b) = (7, x)` (texts as PostgreSQL prints them, unquoted). */
+export function showKey(m: Mapping, key: readonly string[] | null): string {
+  if (!key) return '(start)'
+  return `${m.idColumns.length > 1 ? `(${m.idColumns.join(', ')})` : m.idColumns[0]} = (${key.join(', ')})`
+}
+
+const when = (d: Date | null) => d ? d.toISOString().replace(/\.\d+Z$/, 'Z') : '?'
+
+export async function backfill(config: Config, opts: BackfillOptions): Promise<BackfillResult> {
+  const mapping = config.mappings.find((m) => m.name === opts.mapping)
+  if (!mapping) {
+    const names = config.mappings.map((m) => m.name)
+    throw new BackfillError(
+      `no mapping named "${opts.mapping}" (${names.length ? `mappings: ${names.join(', ')}` : 'no migrations'})`,
+    )
+  }
+  if (opts.resume && opts.restart) throw new BackfillError('--resume and --restart exclude each other')
+  const batchSize = opts.batchSize ?? DEFAULT_BATCH_SIZE
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new BackfillError(`batch size must be a positive integer`)
+  const log = opts.log ?? createLogger()
+  const say = opts.say ?? (() => {})
+  const sql = connect(config.postgres.connectionString, { max: 4, application: 'puffgres backfill' })
+  try {
+    await checkMigrated(config, sql)
+    const locked = await lockBackfill(sql, mapping.name)
+    if (!locked.lock) return { outcome: 'busy', heldBy: locked.heldBy }
+    try {
+      return await underLock(config, mapping, opts, { sql, log, say, batchSize })
+    } finally {
+      await locked.lock.release().catch(() => {})
+    }
+  } finally {
+    await sql.end({ timeout: 5 })
+  }
+}
+
+interface Ctx {
+  sql: postgres.Sql
+  log: Logger
+  say: (line: string) => void
+  batchSize: number
+}
+
+async function underLock(config: Config, m: Mapping, opts: BackfillOptions, ctx: Ctx): Promise<BackfillResult> {
+  const { sql, log, say } = ctx
+  const record = await getBackfill(sql, m.name, m.version)
+  let resumeFrom: BackfillRecord | undefined
+  if (record?.status === 'running') {
+    if (opts.resume) resumeFrom = record
+    else if (!opts.restart) return { outcome: 'unfinished', record, lastKey: showKey(m, record.lastKey) }
+    else {
+      say(
+        `discarding the unfinished backfill of mapping "${m.name}" (${formatCount(record.rowsDone)} rows copied, ` +
+          `up to ${showKey(m, record.lastKey)}): starting over`,
+      )
+    }
+  } else if (record?.status === 'done') {
+    if (opts.resume) return { outcome: 'finished-before', record }
+    say(
+      `the backfill of mapping "${m.name}" finished before (${when(record.finishedAt)}, ` +
+        `${formatCount(record.rowsDone)} rows): starting over`,
+    )
+  } else if (opts.resume) {
+    say(`no unfinished backfill of mapping "${m.name}" to resume: starting from the beginning`)
+  }
+
+  // The slot first: every change committed from here on is kept for `puffgres run`, which may not have started yet.
+  const slot = opts.slot ?? config.stream.slot
+  const rs = new ReplicationStream(config.postgres.connectionString, { applicationName: 'puffgres backfill' })
+  try {
+    const { created } = await rs.createSlot(slot)
+    if (created && resumeFrom) {
+      log.warn(
+        'the replication slot was missing and was created now: changes committed since the backfill started, to ' +
+          'rows it had already copied, were not kept; consider --restart',
+        { slot },
+      )
+    } else if (created) {
+      say(`created replication slot "${slot}": \`puffgres run\` will stream every change committed from now on`)
+    }
+  } finally {
+    await rs.close().catch(() => {})
+  }
+
+  const [route] = await buildRoutes({ ...config, mappings: [m] }, sql, log)
+  try {
+    const plan = await planBackfill(sql, m, route.needed)
+    // the stream declares attribute types from the Relation message's columns; these are the same columns
+    route.columnTypes = plan.tableColumns
+    if (!plan.keyIndexed) {
+      log.warn(
+        'no unique index covers the id column(s): each page scans the table, and rows with equal ids can be ' +
+          'skipped at a page boundary (they would be one document anyway)',
+        { mapping: m.name, id: m.idColumns.join(', ') },
+      )
+    }
+    if (resumeFrom) {
+      say(
+        `resuming the backfill of mapping "${m.name}" after ${showKey(m, resumeFrom.lastKey)} ` +
+          `(${formatCount(resumeFrom.rowsDone)} rows already copied)`,
+      )
+    } else await startBackfill(sql, m.name, m.version, plan.estimate)
+    const est = plan.estimate === undefined ? 'row count unknown' : `~${formatCount(plan.estimate)} rows`
+    say(
+      `backfilling mapping "${m.name}": ${m.schema}.${m.table} → namespace "${m.namespace}" (${est}, ` +
+        `pages of ${ctx.batchSize})`,
+    )
+    return await copy(config, m, plan, route, opts, ctx, resumeFrom)
+  } finally {
+    await route.runner.close().catch(() => {})
+  }
+}
+
+/** Swallows an unhandled rejection of a promise that is awaited later (or abandoned on an earlier failure). */
+function later<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => {})
+  return p
+}
+
+async function copy(
+  config: Config,
+  m: Mapping,
+  plan: BackfillPlan,
+  route: RouteRuntime,
+  opts: BackfillOptions,
+  ctx: Ctx,
+  resumeFrom: BackfillRecord | undefined,
+): Promise<BackfillResult> {
+  const { sql, log, batchSize } = ctx
+  const sink = opts.sink ?? (opts.discard ? new DiscardSink() : new TurbopufferSink(
+    { api_key: config.turbopuffer.apiKey, base_url: config.turbopuffer.baseUrl, region: config.turbopuffer.region },
+    { log },
+  ))
+  const deps = { sink, sql, log }
+  const started = Date.now()
+  const stats: BackfillStats = {
+    mapping: m.name,
+    rows: 0,
+    rowsDone: resumeFrom?.rowsDone ?? 0,
+    docsWritten: 0,
+    deleted: 0,
+    skipped: 0,
+    deadLettered: 0,
+    nullIds: 0,
+    ms: 0,
+    resumed: !!resumeFrom,
+  }
+  const progress = opts.progress === false ? undefined : createProgress({
+    mapping: m.name,
+    total: plan.estimate,
+    startRows: stats.rowsDone,
+    tty: opts.progress?.tty ?? false,
+    write: opts.progress?.write ?? (() => {}),
+    log,
+  })
+  const base = { schema: m.schema, table: m.table, mapping: m.name }
+
+  const writePage = (page: Page): Promise<WriteSummary> => {
+    const lsnText = formatLsn(page.lsn)
+    const version = encodeVersion(page.lsn, 0)
+    const rows = page.rows
+    let intents: Intent[] = new Array(rows.length)
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[i]
+      const id = docId(row, m.idColumns)!
+      intents[i] = {
+        route,
+        id,
+        kind: 'upsert',
+        version,
+        lsn: page.lsn,
+        event: { type: 'insert', op: 'insert', id, ...base, new: row, lsn: lsnText },
+      }
+    }
+    // without a unique index two rows can share an id; one write per id and request (the last one read)
+    if (!plan.keyIndexed) intents = [...new Map(intents.map((i) => [idKey(i.id), i])).values()]
+    const dead: DeadLetter[] = page.bad.map((b) => ({
+      mapping: m.name,
+      docId: b.keys.join(':'),
+      lsn: page.lsn,
+      event: { type: 'insert', key: Object.fromEntries(m.idColumns.map((c, j) => [c, b.keys[j]])) },
+      error: `backfill of ${m.schema}.${m.table}: ${b.error}`,
+    }))
+    return writeIntents(intents, dead, deps)
+  }
+
+  const recheckAndSave = async (page: Page, written: WriteSummary) => {
+    const { lsn, stale } = await recheckPage(sql, plan, page)
+    let deleted = 0
+    if (stale.length) {
+      const lsnText = formatLsn(lsn)
+      const version = encodeVersion(lsn, 0)
+      const intents: Intent[] = stale.map((i) => {
+        const row = page.rows[i]
+        const old: Row = {}
+        for (const c of m.idColumns) old[c] = row[c]
+        const id = docId(row, m.idColumns)!
+        return {
+          route,
+          id,
+          kind: 'delete',
+          version,
+          lsn,
+          event: { type: 'delete', op: 'delete', id, ...base, old, lsn: lsnText },
+        }
+      })
+      const w = await writeIntents(intents, [], deps)
+      deleted = w.deleted
+      stats.skipped += w.skipped
+      stats.deadLettered += w.deadLettered
+      log.debug('re-check: rows gone or out of the predicate since their page was read', {
+        mapping: m.name,
+        deleted: stale.length,
+      })
+    }
+    await saveCheckpoint(sql, m.name, m.version, {
+      lastKey: page.lastKey!,
+      rows: page.count,
+      docs: written.upserted,
+      snapshotLsn: formatLsn(page.lsn),
+    })
+    stats.rows += page.count
+    stats.rowsDone += page.count
+    stats.docsWritten += written.upserted
+    stats.skipped += written.skipped
+    stats.deadLettered += written.deadLettered
+    stats.deleted += deleted
+    progress?.update(stats.rowsDone)
+    opts.onCheckpoint?.({ lastKey: page.lastKey!, rowsDone: stats.rowsDone })
+  }
+
+  let fetching: Promise<Page> | undefined = later(readPage(sql, plan, resumeFrom?.lastKey ?? undefined, batchSize))
+  let tail: Promise<void> = Promise.resolve()
+  let stopped = false
+  try {
+    while (fetching) {
+      const page: Page = await fetching
+      const last = page.count < batchSize
+      stopped = !last && !!opts.signal?.aborted
+      fetching = last || stopped ? undefined : later(readPage(sql, plan, page.lastKey, batchSize))
+      if (page.count) {
+        const written = await writePage(page)
+        await tail
+        tail = later(recheckAndSave(page, written))
+      }
+    }
+    await tail
+  } finally {
+    await Promise.allSettled([fetching, tail])
+    progress?.stop()
+  }
+  stats.ms = Date.now() - started
+  if (stopped) return { outcome: 'stopped', ...stats }
+  const [{ n }] = await sql.unsafe<{ n: number }[]>(plan.nullIdSql)
+  stats.nullIds = n
+  if (n > 0) {
+    log.warn('rows with a NULL id column cannot be documents: skipped', {
+      mapping: m.name,
+      rows: n,
+      id: m.idColumns.join(', '),
+    })
+  }
+  await finishBackfill(sql, m.name, m.version)
+  return { outcome: 'done', ...stats }
+}

@@ -1,0 +1,148 @@
+// What one mapping's backfill reads and how: the selected columns with the types that decode them, and the SQL of
+// its keyset pages, of the re-check of a written page, and of the count of rows that cannot be paged (NULL ids).
+import type postgres from 'postgres'
+import type { Mapping } from '../config/load.ts'
+import { ident, qualified } from '../postgres/connect.ts'
+import { toSql } from '../pipeline/membership.ts'
+
+export interface PlanColumn {
+  name: string
+  typeOid: number
+  /**
+   * The type's name for non-builtin types only, exactly what the stream gets from pgoutput's Type messages (sent for
+   * OIDs ≥ 10000), so that both paths decode a value and declare its attribute type the same way.
+   */
+  typeName?: string
+}
+
+export interface BackfillPlan {
+  mapping: Mapping
+  /** `"schema"."table"` */
+  table: string
+  /** every column of the table (the namespace schema is declared from these) */
+  tableColumns: PlanColumn[]
+  /** the columns a page selects, in table order */
+  columns: PlanColumn[]
+  /** position of each id column in `columns` */
+  keyIndex: number[]
+  /** a unique index (or the primary key) covers the id columns: keyset paging is exact and uses the index */
+  keyIndexed: boolean
+  /** `pg_class.reltuples`; undefined when the table was never analyzed */
+  estimate?: number
+  /** page SQL without a lower bound; `$1` is the limit */
+  firstPageSql: string
+  /** page SQL after a key; `$1..$k` are the last key's texts, `$k+1` the limit */
+  nextPageSql: string
+  /**
+   * `$1..$k`: text[] of key texts, one array per id column. Returns (`i`) the 1-based positions of the keys whose row
+   * is gone or no longer satisfies the membership predicate.
+   */
+  recheckSql: string
+  /** counts the member rows with a NULL id column (they cannot be documents, and paging skips them) */
+  nullIdSql: string
+}
+
+/** PostgreSQL's first OID of objects that are not builtin (pgoutput sends Type messages only for those). */
+const FIRST_NON_BUILTIN_OID = 10000
+
+interface CatalogColumn {
+  name: string
+  typeOid: number
+  typname: string
+  /** the column's type as a cast names it, typmod included (`character(10)`: a bare `character` is char(1)) */
+  castType: string
+}
+
+/** Reads the table from the catalog and renders the SQL; throws a one-line error naming the mapping's file. */
+export async function planBackfill(
+  sql: postgres.Sql,
+  mapping: Mapping,
+  needed: Set<string> | undefined,
+): Promise<BackfillPlan> {
+  const where = `${mapping.file}: source`
+  const [rel] = await sql<{ oid: number; reltuples: number }[]>`
+    SELECT c.oid::int AS oid, c.reltuples::float8 AS reltuples FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = ${mapping.schema} AND c.relname = ${mapping.table} AND c.relkind IN ('r', 'p')`
+  if (!rel) throw new Error(`${where}: table ${mapping.schema}.${mapping.table} does not exist`)
+  const cols = await sql<CatalogColumn[]>`
+    SELECT a.attname AS name, a.atttypid::int AS "typeOid", t.typname, format_type(a.atttypid, a.atttypmod) AS "castType"
+    FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+    WHERE a.attrelid = ${rel.oid} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`
+  const byName = new Map(cols.map((c) => [c.name, c]))
+  for (const k of mapping.idColumns) {
+    if (!byName.has(k)) {
+      throw new Error(`${mapping.file}: mapping.id: column "${k}" is not in ${mapping.schema}.${mapping.table}`)
+    }
+  }
+  for (const c of needed ?? []) {
+    if (!byName.has(c)) throw new Error(`${mapping.file}: column "${c}" is not in ${mapping.schema}.${mapping.table}`)
+  }
+  const unique = await sql<{ cols: string[] }[]>`
+    SELECT ARRAY(SELECT a.attname::text FROM unnest(i.indkey) k(attnum) JOIN pg_attribute a
+                 ON a.attrelid = i.indrelid AND a.attnum = k.attnum) AS cols
+    FROM pg_index i WHERE i.indrelid = ${rel.oid} AND i.indisunique AND i.indpred IS NULL AND i.indisvalid`
+  const ids = new Set(mapping.idColumns)
+  const keyIndexed = unique.some((u) => u.cols.length > 0 && u.cols.every((c) => ids.has(c)))
+
+  const toPlan = (c: CatalogColumn): PlanColumn =>
+    c.typeOid >= FIRST_NON_BUILTIN_OID ? { name: c.name, typeOid: c.typeOid, typeName: c.typname } : {
+      name: c.name,
+      typeOid: c.typeOid,
+    }
+  const selected = cols.filter((c) => !needed || needed.has(c.name) || ids.has(c.name))
+  const columns = selected.map(toPlan)
+  const keyIndex = mapping.idColumns.map((k) => columns.findIndex((c) => c.name === k))
+  const keyTypes = mapping.idColumns.map((k) => byName.get(k)!.castType)
+  const table = qualified(mapping.schema, mapping.table)
+  return {
+    mapping,
+    table,
+    tableColumns: cols.map(toPlan),
+    columns,
+    keyIndex,
+    keyIndexed,
+    estimate: rel.reltuples >= 0 ? Math.round(rel.reltuples) : undefined,
+    ...renderSql(table, columns.map((c) => c.name), mapping, keyTypes),
+  }
+}
+
+const T = '__puffgres_t'
+const K = '__puffgres_k'
+
+/** Renders the queries of a plan (exported for tests). */
+export function renderSql(
+  table: string,
+  columns: readonly string[],
+  mapping: Pick<Mapping, 'idColumns' | 'membership'>,
+  keyTypes: readonly string[],
+): Pick<BackfillPlan, 'firstPageSql' | 'nextPageSql' | 'recheckSql' | 'nullIdSql'> {
+  const col = (name: string) => `${T}.${ident(name)}`
+  // qualified everywhere: a bare name in ORDER BY would be the `::text` output column (text order, the original's
+  // integer-id bug), and in the re-check join it could be the key list's column
+  const member = mapping.membership ? toSql(mapping.membership, col) : undefined
+  const keys = mapping.idColumns.map(col)
+  const keyRow = keys.length === 1 ? keys[0] : `(${keys.join(', ')})`
+  const notNull = keys.map((k) => `${k} IS NOT NULL`).join(' AND ')
+  const select = columns.map((c) => `${col(c)}::text`).join(', ')
+  const base = `SELECT ${select} FROM ${table} AS ${T} WHERE ${notNull}${member ? ` AND ${member}` : ''}`
+  const order = `ORDER BY ${keys.join(', ')}`
+  const k = mapping.idColumns.length
+  const after = k === 1 ? '$1' : `(${mapping.idColumns.map((_, i) => `$${i + 1}`).join(', ')})`
+  const names = mapping.idColumns.map((_, i) => `k${i}`)
+  const params = mapping.idColumns.map((_, i) => `$${i + 1}::text[]`)
+  const casted = names.map((n, i) => `${K}.${n}::${keyTypes[i]}`)
+  const recheckSql = `SELECT ${K}.i::int AS i FROM unnest(${params.join(', ')}) WITH ORDINALITY AS ${K}(${
+    names.join(', ')
+  }, i) WHERE NOT EXISTS (SELECT 1 FROM ${table} AS ${T} WHERE ${keyRow} = ${
+    k === 1 ? casted[0] : `(${casted.join(', ')})`
+  }${member ? ` AND ${member}` : ''}) ORDER BY 1`
+  return {
+    firstPageSql: `${base} ${order} LIMIT $1`,
+    nextPageSql: `${base} AND ${keyRow} > ${after} ${order} LIMIT $${k + 1}`,
+    recheckSql,
+    nullIdSql: `SELECT count(*)::float8 AS n FROM ${table} AS ${T} WHERE NOT (${notNull})${
+      member ? ` AND ${member}` : ''
+    }`,
+  }
+}
