@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs test files under Deno. They are written for bun:test; deno.test.json (generated here from deno.json, plus
+# "bun:test" → test/harness/bun-test-shim.ts) makes them run on Deno.test.
+#   scripts/test-deno.sh                    the default list below
+#   scripts/test-deno.sh test/x.test.ts ... only these files (extra deno flags may follow `--`)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DENO=./node_modules/.bin/deno
+
+# The tests known to pass on Deno; add yours once it does.
+DEFAULT_TESTS=(
+  test/local-server.test.ts
+  test/local-persistence.test.ts
+  test/local-faults.test.ts
+  test/local-command.test.ts
+)
+
+# deno.json's settings and import map, plus the shim; regenerated so it never drifts from deno.json.
+"$DENO" eval --quiet '
+  const cfg = JSON.parse(Deno.readTextFileSync("deno.json"))
+  for (const k of ["name", "version", "exports", "publish"]) delete cfg[k]
+  cfg.imports = { ...cfg.imports, "bun:test": "./test/harness/bun-test-shim.ts" }
+  const text = JSON.stringify(cfg, null, 2) + "\n"
+  let old = ""
+  try { old = Deno.readTextFileSync("deno.test.json") } catch { /* first run */ }
+  if (old !== text) Deno.writeTextFileSync("deno.test.json", text)
+'
+
+files=()
+extra=()
+seen_dashes=0
+for a in "$@"; do
+  if [[ $seen_dashes == 1 ]]; then extra+=("$a"); elif [[ $a == -- ]]; then seen_dashes=1; else files+=("$a"); fi
+done
+[[ ${#files[@]} -eq 0 ]] && files=("${DEFAULT_TESTS[@]}")
+
+exec "$DENO" test -A --config deno.test.json "${extra[@]}" "${files[@]}"
