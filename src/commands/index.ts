@@ -5,6 +5,9 @@ import * as init from './init.ts'
 import * as migrate from './migrate.ts'
 import * as local from './local.ts'
 import * as run from './run.ts'
+import * as status from './status.ts'
+import * as dlq from './dlq.ts'
+import * as verify from './verify.ts'
 
 export interface CommandContext {
   /** loads and validates the configuration (-c); throws ConfigError */
@@ -43,6 +46,24 @@ export const commands: Command[] = [
     summary: 'copy the rows already in a mapping\'s table into its namespace (resumable)',
     help: backfill.help,
     run: (a, c) => backfill.backfillCommand(a, c.config),
+  },
+  {
+    name: 'status',
+    summary: 'per mapping and stream: progress, lag, backfill, dead letters',
+    help: status.help,
+    run: (a, c) => status.statusCommand(a, c.config),
+  },
+  {
+    name: 'dlq',
+    summary: 'list, show, retry or clear the dead-letter queue',
+    help: dlq.help,
+    run: (a, c) => dlq.dlqCommand(a, c.config),
+  },
+  {
+    name: 'verify',
+    summary: 'compare a namespace with its table; --repair fixes the drift',
+    help: verify.help,
+    run: (a, c) => verify.verifyCommand(a, c.config),
   },
   {
     name: 'local',

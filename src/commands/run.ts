@@ -3,6 +3,9 @@ import process from 'node:process'
 import { parseArgs } from 'node:util'
 import type { Config } from '../config/load.ts'
 import { createLogger } from '../log.ts'
+import { Heartbeat } from '../ops/heartbeat.ts'
+import { startMetricsServer } from '../ops/metrics-server.ts'
+import { StreamMonitor } from '../ops/stream-monitor.ts'
 import { connect } from '../postgres/connect.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import { checkMigrated, NotMigratedError } from '../postgres/preflight.ts'
@@ -12,6 +15,7 @@ import { buildRoutes } from '../pipeline/routes.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
 import { TurbopufferSink } from '../turbopuffer/sink.ts'
 import type { Sink } from '../turbopuffer/types.ts'
+import type { HttpServer } from '../runtime.ts'
 import type { Logger } from '../types.ts'
 
 export const help = `puffgres run [options]
@@ -27,6 +31,12 @@ Options:
   --poll-interval-ms <MS>   the longest a change waits in a batch before it is written (default 1000)
   --batch-size <N>          documents per batch (default 1000)
   --discard                 write nothing to turbopuffer (benchmarks; still confirms the slot!)
+  --metrics-port <PORT>     serve Prometheus /metrics and /healthz on this port (default: [stream] metrics_port;
+                            none when unset)
+  --metrics-host <ADDR>     address the metrics server listens on (default 0.0.0.0)
+
+Config ([stream]): heartbeat_interval_ms (default 10000; 0 = no heartbeat), max_lag_seconds (/healthz bound,
+default 60), max_retained_wal_mb (warn when the slot retains more WAL), metrics_port.
 `
 
 export interface RunOptions {
@@ -42,6 +52,19 @@ export interface RunOptions {
   /** called once streaming (not waiting as a standby) */
   onStreaming?: () => void
   standbyRetryMs?: number
+  /** serve /metrics and /healthz on this port (0: any free port); undefined: no server */
+  metricsPort?: number
+  metricsHost?: string
+  /** called with the metrics server's port once it listens */
+  onMetricsServer?: (port: number) => void
+  /** metrics and health state; one is made when not given */
+  monitor?: StreamMonitor
+  /** /healthz answers 503 above this lag (default 60 s) */
+  maxLagSeconds?: number
+  /** ms between heartbeat messages (default 10000; 0: none) */
+  heartbeatIntervalMs?: number
+  /** warn when the slot retains more WAL than this many MiB */
+  maxRetainedWalMb?: number
 }
 
 const sleep = (ms: number, signal?: AbortSignal) =>
@@ -57,12 +80,33 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 export async function runStream(config: Config, opts: RunOptions): Promise<void> {
   const log = opts.log ?? createLogger()
   const sql = connect(config.postgres.connectionString, { max: 4 })
+  const monitor = opts.monitor ?? new StreamMonitor(opts.maxLagSeconds ?? config.stream.max_lag_seconds ?? 60)
   const sink: Sink = opts.discard ? new DiscardSink() : new TurbopufferSink(
     { api_key: config.turbopuffer.apiKey, base_url: config.turbopuffer.baseUrl, region: config.turbopuffer.region },
-    { log, signal: opts.signal },
+    {
+      log,
+      signal: opts.signal,
+      onRequest: (ms, ok) => monitor.sinkRequest(ms, ok),
+      onRetry: (info) => monitor.sinkRetry(info.operation),
+    },
   )
+  const heartbeat = new Heartbeat(sql, {
+    slot: opts.slot,
+    intervalMs: opts.heartbeatIntervalMs ?? config.stream.heartbeat_interval_ms ?? 10_000,
+    maxRetainedWalMb: opts.maxRetainedWalMb ?? config.stream.max_retained_wal_mb,
+    log,
+    monitor,
+    streaming: () => monitor.streaming,
+  })
+  let metricsServer: HttpServer | undefined
   try {
     await checkMigrated(config, sql)
+    if (opts.metricsPort !== undefined) {
+      metricsServer = await startMetricsServer(monitor, { port: opts.metricsPort, hostname: opts.metricsHost })
+      log.info('serving /metrics and /healthz', { port: metricsServer.port })
+      opts.onMetricsServer?.(metricsServer.port)
+    }
+    heartbeat.start()
     const routes = await buildRoutes(config, sql, log)
     let waitingLogged = false
     let failures = 0
@@ -85,6 +129,7 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
         }
         log.info('streaming', { slot: opts.slot, publication: config.stream.publication })
         waitingLogged = false
+        monitor.setStreaming(true)
         opts.onStreaming?.()
         processor = new ChangeProcessor({
           routes,
@@ -93,9 +138,13 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
           log,
           batchSize: opts.batchSize,
           pollIntervalMs: opts.pollIntervalMs,
-          confirm: (lsn) => rs.confirm(lsn),
+          confirm: (lsn) => {
+            rs.confirm(lsn)
+            monitor.confirmed(lsn)
+          },
           onFlush: (info) => {
             failures = 0
+            monitor.batch(info)
             log.debug('batch written', { ...info, confirmed: formatLsn(info.confirmed), byMapping: undefined })
             opts.onFlush?.(info)
           },
@@ -112,6 +161,7 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
         try {
           for await (const ev of iter) {
             if (opts.signal?.aborted) break
+            if (ev.msg.tag === 'commit') monitor.commit(ev.msg.endLsn, ev.msg.commitTime)
             await processor.handle(ev.msg)
           }
         } finally {
@@ -134,11 +184,15 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
         await processor?.drain().catch(() => {})
         await sleep(delay, opts.signal)
       } finally {
+        monitor.setStreaming(false)
         processor?.stop()
         await rs.close().catch(() => {})
       }
     }
   } finally {
+    monitor.setStreaming(false)
+    await heartbeat.stop()
+    await metricsServer?.stop().catch(() => {})
     await sql.end({ timeout: 2 })
   }
 }
@@ -156,6 +210,15 @@ function parsePositiveInt(v: string | undefined, flag: string, fallback: number)
   return n
 }
 
+function parsePort(v: string | undefined, fallback: number | undefined): number | undefined {
+  if (v === undefined) return fallback
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 0 || n > 65535) {
+    throw new Error(`--metrics-port: expected a port (0-65535), got "${v}"`)
+  }
+  return n
+}
+
 export async function runCommand(argv: string[], config: () => Config): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -166,6 +229,8 @@ export async function runCommand(argv: string[], config: () => Config): Promise<
       'poll-interval-ms': { type: 'string' },
       'batch-size': { type: 'string' },
       discard: { type: 'boolean' },
+      'metrics-port': { type: 'string' },
+      'metrics-host': { type: 'string' },
     },
     strict: true,
   })
@@ -183,6 +248,8 @@ export async function runCommand(argv: string[], config: () => Config): Promise<
       ),
       batchSize: parsePositiveInt(values['batch-size'], '--batch-size', cfg.stream.batch_size ?? 1000),
       discard: values.discard,
+      metricsPort: parsePort(values['metrics-port'], cfg.stream.metrics_port),
+      metricsHost: values['metrics-host'],
     }
   } catch (e) {
     console.error(`error: ${(e as Error).message}`)

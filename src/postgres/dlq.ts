@@ -61,3 +61,31 @@ export async function countDeadLetters(sql: postgres.Sql): Promise<Map<string, n
     SELECT mapping, count(*)::int AS n FROM __puffgres_dlq GROUP BY mapping`
   return new Map(rows.map((r) => [r.mapping, r.n]))
 }
+
+export async function getDeadLetter(sql: postgres.Sql, id: string): Promise<DlqEntry | undefined> {
+  const [row] = await sql<DlqEntry[]>`
+    SELECT id::text, mapping, doc_id, lsn::text, event, error, attempts, first_failed_at, last_failed_at
+    FROM __puffgres_dlq WHERE id = ${id}::bigint`
+  return row
+}
+
+/** Removes entries: one by id, all of a mapping, or every entry. Returns how many were removed. */
+export async function deleteDeadLetters(
+  sql: postgres.Sql,
+  which: { id: string } | { mapping: string } | { all: true },
+): Promise<number> {
+  const where = 'id' in which
+    ? sql`id = ${which.id}::bigint`
+    : 'mapping' in which
+    ? sql`mapping = ${which.mapping}`
+    : sql`true`
+  const rows = await sql`DELETE FROM __puffgres_dlq WHERE ${where} RETURNING id`
+  return rows.length
+}
+
+/** A retry failed again: one more attempt, the new error and time. */
+export async function recordRetryFailure(sql: postgres.Sql, id: string, error: string): Promise<void> {
+  await sql`
+    UPDATE __puffgres_dlq SET attempts = attempts + 1, last_failed_at = now(), error = ${error}
+    WHERE id = ${id}::bigint`
+}

@@ -1,0 +1,209 @@
+// `puffgres dlq`: list, show, retry and clear the rows in the dead-letter queue (__puffgres_dlq).
+import { parseArgs } from 'node:util'
+import type { Config } from '../config/load.ts'
+import { createLogger } from '../log.ts'
+import { retryDeadLetters } from '../ops/dlq-retry.ts'
+import { findMapping } from '../ops/mapping-runtime.ts'
+import { connect } from '../postgres/connect.ts'
+import { deleteDeadLetters, type DlqEntry, getDeadLetter, listDeadLetters } from '../postgres/dlq.ts'
+import { existingStateTables } from '../postgres/state.ts'
+import { TurbopufferSink } from '../turbopuffer/sink.ts'
+
+export const help = `puffgres dlq <list|show|retry|clear> [options]
+
+The dead-letter queue holds rows a transform rejected or turbopuffer refused for good, with the event, the error,
+the attempt count, the first and last failure times and the LSN.
+
+  puffgres dlq list [--mapping <M>] [--limit <N>] [--json]
+      entries, oldest first (default limit 100)
+  puffgres dlq show <ID> [--json]
+      one entry with its full error and event
+  puffgres dlq retry --id <ID> | --mapping <M>
+      re-runs transform + write against the row's CURRENT state in PostgreSQL (upsert if it exists and belongs to
+      the mapping, else delete), versioned so that it never overwrites a newer document; an entry is removed only
+      when its write succeeds, otherwise its attempt count and error are updated. Exit 1 if any retry failed.
+  puffgres dlq clear --id <ID> | --mapping <M> | --all
+      removes entries without retrying them
+`
+
+function parsePositive(v: string | undefined, flag: string, fallback: number): number {
+  if (v === undefined) return fallback
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag}: expected a positive whole number, got "${v}"`)
+  return n
+}
+
+function checkId(id: string): string {
+  if (!/^[0-9]{1,18}$/.test(id)) throw new Error(`dlq: "${id}" is not an entry id (a number, see puffgres dlq list)`)
+  return id
+}
+
+function oneLine(s: string, max: number): string {
+  const flat = s.replace(/\s+/g, ' ').trim()
+  return flat.length > max ? flat.slice(0, max - 1) + '…' : flat
+}
+
+const iso = (d: Date) => new Date(d).toISOString()
+
+function entryJson(e: DlqEntry) {
+  return {
+    id: Number(e.id),
+    mapping: e.mapping,
+    doc_id: e.doc_id,
+    lsn: e.lsn,
+    attempts: e.attempts,
+    first_failed_at: iso(e.first_failed_at),
+    last_failed_at: iso(e.last_failed_at),
+    error: e.error,
+    event: e.event,
+  }
+}
+
+export function formatList(entries: DlqEntry[]): string {
+  if (!entries.length) return 'the dead-letter queue is empty'
+  const header = ['ID', 'MAPPING', 'DOC ID', 'ATTEMPTS', 'LAST FAILED', 'LSN', 'ERROR']
+  const rows = entries.map((e) => [
+    e.id,
+    e.mapping,
+    e.doc_id ?? '-',
+    String(e.attempts),
+    iso(e.last_failed_at).replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
+    e.lsn ?? '-',
+    oneLine(e.error, 80),
+  ])
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()
+  return [line(header), ...rows.map(line)].join('\n')
+}
+
+export function formatEntry(e: DlqEntry): string {
+  return [
+    `id:              ${e.id}`,
+    `mapping:         ${e.mapping}`,
+    `doc id:          ${e.doc_id ?? '-'}`,
+    `lsn:             ${e.lsn ?? '-'}`,
+    `attempts:        ${e.attempts}`,
+    `first failed at: ${iso(e.first_failed_at)}`,
+    `last failed at:  ${iso(e.last_failed_at)}`,
+    `error:           ${e.error}`,
+    `event:`,
+    JSON.stringify(e.event, null, 2),
+  ].join('\n')
+}
+
+export async function dlqCommand(argv: string[], config: () => Config): Promise<number> {
+  const [sub, ...rest] = argv
+  const subs = ['list', 'show', 'retry', 'clear']
+  if (!sub || !subs.includes(sub)) {
+    console.error(
+      `error: dlq: expected one of ${subs.join(', ')}${sub ? `, got "${sub}"` : ''} (see puffgres dlq --help)`,
+    )
+    return 2
+  }
+  const { values, positionals } = parseArgs({
+    args: rest,
+    options: {
+      mapping: { type: 'string' },
+      limit: { type: 'string' },
+      id: { type: 'string' },
+      all: { type: 'boolean' },
+      json: { type: 'boolean' },
+    },
+    allowPositionals: sub === 'show',
+    strict: true,
+  })
+  let limit: number
+  try {
+    limit = parsePositive(values.limit, '--limit', 100)
+    if (values.id !== undefined) checkId(values.id)
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`)
+    return 2
+  }
+  const cfg = config()
+  const sql = connect(cfg.postgres.connectionString, { max: 2, application: 'puffgres dlq' })
+  try {
+    if (!(await existingStateTables(sql)).includes('__puffgres_dlq')) {
+      console.error('error: __puffgres_dlq does not exist in this database (run puffgres migrate first)')
+      return 1
+    }
+    switch (sub) {
+      case 'list': {
+        const entries = await listDeadLetters(sql, { mapping: values.mapping, limit })
+        console.log(values.json ? JSON.stringify(entries.map(entryJson), null, 2) : formatList(entries))
+        return 0
+      }
+      case 'show': {
+        if (positionals.length !== 1) {
+          console.error('error: dlq show: expected one entry id, e.g. puffgres dlq show 12')
+          return 2
+        }
+        const e = await getDeadLetter(sql, checkId(positionals[0]))
+        if (!e) {
+          console.error(`error: dlq: no entry ${positionals[0]}`)
+          return 1
+        }
+        console.log(values.json ? JSON.stringify(entryJson(e), null, 2) : formatEntry(e))
+        return 0
+      }
+      case 'clear': {
+        const chosen = [values.id !== undefined, values.mapping !== undefined, !!values.all].filter(Boolean).length
+        if (chosen !== 1) {
+          console.error('error: dlq clear: give exactly one of --id <ID>, --mapping <M>, --all')
+          return 2
+        }
+        const n = await deleteDeadLetters(
+          sql,
+          values.id !== undefined ? { id: values.id } : values.mapping !== undefined ? { mapping: values.mapping } : {
+            all: true,
+          },
+        )
+        if (values.id !== undefined && n === 0) {
+          console.error(`error: dlq: no entry ${values.id}`)
+          return 1
+        }
+        console.log(`removed ${n} ${n === 1 ? 'entry' : 'entries'}`)
+        return 0
+      }
+      case 'retry': {
+        if ((values.id === undefined) === (values.mapping === undefined)) {
+          console.error('error: dlq retry: give exactly one of --id <ID>, --mapping <M>')
+          return 2
+        }
+        let entries: DlqEntry[]
+        if (values.id !== undefined) {
+          const e = await getDeadLetter(sql, values.id)
+          if (!e) {
+            console.error(`error: dlq: no entry ${values.id}`)
+            return 1
+          }
+          entries = [e]
+        } else {
+          try {
+            findMapping(cfg, values.mapping!)
+          } catch (e) {
+            console.error(`error: ${(e as Error).message}`)
+            return 1
+          }
+          entries = await listDeadLetters(sql, { mapping: values.mapping, limit: Number.MAX_SAFE_INTEGER })
+        }
+        const log = createLogger()
+        const sink = new TurbopufferSink(
+          { api_key: cfg.turbopuffer.apiKey, base_url: cfg.turbopuffer.baseUrl, region: cfg.turbopuffer.region },
+          { log },
+        )
+        const results = await retryDeadLetters(cfg, sql, sink, entries, log)
+        for (const r of results) {
+          const what = `${r.id} (${r.mapping} id ${r.doc_id ?? '-'})`
+          console.log(r.ok ? `retried ${what}: ${r.action}` : `failed  ${what}: ${oneLine(r.error ?? '', 200)}`)
+        }
+        const failed = results.filter((r) => !r.ok).length
+        console.log(`${results.length - failed} retried, ${failed} failed`)
+        return failed ? 1 : 0
+      }
+    }
+    return 2
+  } finally {
+    await sql.end({ timeout: 2 })
+  }
+}

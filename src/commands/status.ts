@@ -1,0 +1,33 @@
+// `puffgres status`: where each mapping and the stream stand.
+import { parseArgs } from 'node:util'
+import type { Config } from '../config/load.ts'
+import { connect } from '../postgres/connect.ts'
+import { formatStatus, gatherStatus } from '../ops/status.ts'
+
+export const help = `puffgres status [--json] [--slot <NAME>]
+
+Per mapping: namespace, migration version, documents written (upserts/deletes), the last change applied (time and
+LSN), backfill state and progress, dead-letter queue count. For the stream: the slot, whether a \`run\` streams it
+(and which server pid), its confirmed flush LSN, lag behind the server in bytes and time, and the WAL it retains.
+
+Options:
+  --json         one JSON object (stable field names, for scripts)
+  --slot <NAME>  the replication slot (default: [stream] slot, or "puffgres")
+`
+
+export async function statusCommand(argv: string[], config: () => Config): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { json: { type: 'boolean' }, slot: { type: 'string' } },
+    strict: true,
+  })
+  const cfg = config()
+  const sql = connect(cfg.postgres.connectionString, { max: 2, application: 'puffgres status' })
+  try {
+    const report = await gatherStatus(cfg, sql, values.slot ?? cfg.stream.slot)
+    console.log(values.json ? JSON.stringify(report, null, 2) : formatStatus(report))
+    return 0
+  } finally {
+    await sql.end({ timeout: 2 })
+  }
+}

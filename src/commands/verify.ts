@@ -1,0 +1,68 @@
+// `puffgres verify <mapping>`: compares a namespace with its table's projection; --repair fixes the drift.
+import { parseArgs } from 'node:util'
+import type { Config } from '../config/load.ts'
+import { createLogger } from '../log.ts'
+import { findMapping } from '../ops/mapping-runtime.ts'
+import { formatDriftReport, verifyMapping } from '../ops/verify.ts'
+import { connect } from '../postgres/connect.ts'
+import { TurbopufferSink } from '../turbopuffer/sink.ts'
+
+export const help = `puffgres verify <mapping> [--repair] [--sample <N>] [--json]
+
+Compares the mapping's namespace with what the mapping would write for the table as it is now (the member rows
+through the transform): documents missing, extra, and with different attributes (compared by content hash; the
+version attribute is left out). Prints a drift report. Run it when the stream has caught up: documents changed
+while verify runs are counted apart, not judged.
+
+Options:
+  --repair      rewrite the missing and mismatched documents from their rows' current state and delete the extra
+                ones, versioned so that a change streamed meanwhile still wins
+  --sample <N>  check N randomly chosen member rows only (finds missing and mismatched documents, not extra ones)
+  --json        the report as one JSON object
+
+Exit status: 0 in sync; 1 drift (with --repair: 0 once every drifted document was rewritten or deleted, 1 when a
+repair write failed); 2 bad usage.
+`
+
+export async function verifyCommand(argv: string[], config: () => Config): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { repair: { type: 'boolean' }, sample: { type: 'string' }, json: { type: 'boolean' } },
+    allowPositionals: true,
+    strict: true,
+  })
+  if (positionals.length !== 1) {
+    console.error('error: verify: expected one mapping name, e.g. puffgres verify products')
+    return 2
+  }
+  let sample: number | undefined
+  if (values.sample !== undefined) {
+    sample = Number(values.sample)
+    if (!Number.isInteger(sample) || sample < 1) {
+      console.error(`error: --sample: expected a positive whole number, got "${values.sample}"`)
+      return 2
+    }
+  }
+  const cfg = config()
+  let mapping
+  try {
+    mapping = findMapping(cfg, positionals[0])
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`)
+    return 1
+  }
+  const log = createLogger()
+  const sql = connect(cfg.postgres.connectionString, { max: 2, application: 'puffgres verify' })
+  const sink = new TurbopufferSink(
+    { api_key: cfg.turbopuffer.apiKey, base_url: cfg.turbopuffer.baseUrl, region: cfg.turbopuffer.region },
+    { log },
+  )
+  try {
+    const report = await verifyMapping(cfg, mapping, { sql, sink }, { sample, repair: values.repair, log })
+    console.log(values.json ? JSON.stringify(report, null, 2) : formatDriftReport(report))
+    if (!report.drift) return 0
+    return report.repair && report.repair.failed === 0 ? 0 : 1
+  } finally {
+    await sql.end({ timeout: 2 })
+  }
+}

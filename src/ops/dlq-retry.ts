@@ -1,0 +1,118 @@
+// `puffgres dlq retry`: re-runs transform + sink for dead-lettered rows against their *current* state in PostgreSQL
+// and removes an entry only when that write succeeded (a retried old event never regresses a newer document).
+import type postgres from 'postgres'
+import type { Config } from '../config/load.ts'
+import { docId } from '../pipeline/docid.ts'
+import { writeIntents } from '../pipeline/writer.ts'
+import type { DeadLetter, DlqEntry } from '../postgres/dlq.ts'
+import { deleteDeadLetters, recordRetryFailure } from '../postgres/dlq.ts'
+import { stableLsn } from '../postgres/stable-lsn.ts'
+import type { Sink } from '../turbopuffer/types.ts'
+import type { Logger, Row } from '../types.ts'
+import { currentStateIntents } from './current-state.ts'
+import { findMapping, type MappingRuntime, openMapping } from './mapping-runtime.ts'
+
+export interface RetryOutcome {
+  id: string
+  mapping: string
+  doc_id: string | null
+  ok: boolean
+  /** what was written: the row's current state (upsert), its absence (delete), or nothing (the transform skipped) */
+  action?: 'upsert' | 'delete'
+  error?: string
+}
+
+/** The row an entry's event carried (new for inserts and updates, old for deletes). */
+function eventRow(entry: DlqEntry): Row | undefined {
+  const e = entry.event as { new?: unknown; old?: unknown; key?: unknown } | null
+  for (const r of [e?.new, e?.old, e?.key]) if (r && typeof r === 'object' && !Array.isArray(r)) return r as Row
+  return undefined
+}
+
+/**
+ * Retries entries one mapping at a time. Each entry: L = stableLsn() first, then the row is read as it is now and
+ * written (upsert if it exists and is a member, else delete) with version L through the stream's writer. Success
+ * removes the entry; failure records one more attempt with the new error.
+ */
+export async function retryDeadLetters(
+  config: Config,
+  sql: postgres.Sql,
+  sink: Sink,
+  entries: DlqEntry[],
+  log: Logger,
+): Promise<RetryOutcome[]> {
+  const out: RetryOutcome[] = []
+  const byMapping = new Map<string, DlqEntry[]>()
+  for (const e of entries) byMapping.set(e.mapping, [...(byMapping.get(e.mapping) ?? []), e])
+  for (const [name, list] of byMapping) {
+    let rt: MappingRuntime
+    try {
+      rt = await openMapping(config, sql, log, findMapping(config, name))
+    } catch (err) {
+      const error = `cannot retry: ${(err as Error).message}`
+      for (const e of list) {
+        await recordRetryFailure(sql, e.id, error)
+        out.push({ id: e.id, mapping: name, doc_id: e.doc_id, ok: false, error })
+      }
+      continue
+    }
+    try {
+      for (const e of list) out.push(await retryOne(sql, sink, rt, e, log))
+    } finally {
+      await rt.close()
+    }
+  }
+  return out
+}
+
+async function retryOne(
+  sql: postgres.Sql,
+  sink: Sink,
+  rt: MappingRuntime,
+  entry: DlqEntry,
+  log: Logger,
+): Promise<RetryOutcome> {
+  const base = { id: entry.id, mapping: entry.mapping, doc_id: entry.doc_id }
+  const fail = async (error: string): Promise<RetryOutcome> => {
+    await recordRetryFailure(sql, entry.id, error)
+    log.warn('dead-letter retry failed', { mapping: entry.mapping, id: entry.doc_id, entry: entry.id, error })
+    return { ...base, ok: false, error }
+  }
+  const known = eventRow(entry)
+  if (!known || docId(known, rt.mapping.idColumns) === undefined) {
+    return await fail(
+      `cannot retry: the event has no value for id column(s) ${rt.mapping.idColumns.join(', ')} (clear it instead)`,
+    )
+  }
+  // L before the read: a change committed after it is streamed with a higher version and wins over this write
+  const lsn = await stableLsn(sql, { log })
+  const [intent] = await currentStateIntents(sql, rt.route, rt.plan.columns, [{ known }], lsn)
+  if (!intent) return await fail('cannot retry: no id')
+  const dead: DeadLetter[] = []
+  let summary
+  try {
+    summary = await writeIntents([intent], dead, { sink, sql, log })
+  } catch (err) {
+    return await fail((err as Error).message)
+  }
+  if (summary.deadLettered) {
+    // the writer has already recorded the failure on the entry of this mapping and document (attempts + 1, error);
+    // an entry for another document id (a transform that renames ids) is counted here
+    if (!dead.some((d) => d.docId === entry.doc_id)) await recordRetryFailure(sql, entry.id, dead[0].error)
+    log.warn('dead-letter retry failed', {
+      mapping: entry.mapping,
+      id: entry.doc_id,
+      entry: entry.id,
+      error: dead[0].error,
+    })
+    return { ...base, ok: false, error: dead[0].error }
+  }
+  await deleteDeadLetters(sql, { id: entry.id })
+  log.info('dead-letter entry retried', {
+    mapping: entry.mapping,
+    id: entry.doc_id,
+    entry: entry.id,
+    write: intent.kind,
+  })
+  return { ...base, ok: true, action: intent.kind }
+}

@@ -1,0 +1,205 @@
+// `puffgres status`: per mapping (namespace, migration version, documents written, last change, backfill, DLQ) and
+// for the stream (slot, who streams it, confirmed LSN, lag, retained WAL). Read-only.
+import type postgres from 'postgres'
+import type { Config } from '../config/load.ts'
+import { existingStateTables } from '../postgres/state.ts'
+import { type SlotState, slotState } from './slot.ts'
+
+export interface BackfillStatus {
+  version: number
+  /** as the backfill records it (e.g. running, done, failed) */
+  status: string
+  rows_done: number
+  total_estimate: number | null
+  /** rows_done / total_estimate, 0..1; null without an estimate */
+  progress: number | null
+  docs_written: number
+  snapshot_lsn: string | null
+  started_at: string
+  updated_at: string
+  finished_at: string | null
+}
+
+export interface MappingStatus {
+  mapping: string
+  namespace: string
+  table: string
+  /** the version in the migration files */
+  version: number
+  /** the highest version `migrate` applied; null when never applied */
+  applied_version: number | null
+  docs_upserted: number
+  docs_deleted: number
+  last_applied_at: string | null
+  last_lsn: string | null
+  /** the backfill of the applied version (or the latest one recorded); null when none was recorded */
+  backfill: BackfillStatus | null
+  dlq: number
+}
+
+export interface StatusReport {
+  /** the time the report was made (server clock) */
+  at: string
+  stream: SlotState & { publication: string }
+  mappings: MappingStatus[]
+}
+
+const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOString())
+
+export async function gatherStatus(
+  config: Config,
+  sql: postgres.Sql,
+  slot = config.stream.slot,
+): Promise<StatusReport> {
+  const tables = new Set(await existingStateTables(sql))
+  const [{ now }] = await sql<{ now: Date }[]>`SELECT now()`
+  const applied = new Map<string, number>()
+  if (tables.has('__puffgres_migrations')) {
+    for (
+      const r of await sql<{ name: string; v: number }[]>`
+      SELECT name, max(version)::int AS v FROM __puffgres_migrations GROUP BY name`
+    ) applied.set(r.name, r.v)
+  }
+  const progress = new Map<string, { up: number; del: number; at: Date | null; lsn: string | null }>()
+  if (tables.has('__puffgres_checkpoints')) {
+    for (
+      const r of await sql<{ mapping: string; up: string; del: string; at: Date | null; lsn: string | null }[]>`
+      SELECT mapping, docs_upserted::text AS up, docs_deleted::text AS del, last_applied_at AS at,
+             last_lsn::text AS lsn FROM __puffgres_checkpoints`
+    ) {
+      progress.set(r.mapping, { up: Number(r.up), del: Number(r.del), at: r.at, lsn: r.lsn })
+    }
+  }
+  const dlq = new Map<string, number>()
+  if (tables.has('__puffgres_dlq')) {
+    for (
+      const r of await sql<{ mapping: string; n: number }[]>`
+      SELECT mapping, count(*)::int AS n FROM __puffgres_dlq GROUP BY mapping`
+    ) dlq.set(r.mapping, r.n)
+  }
+  const backfills = new Map<string, BackfillStatus[]>()
+  if (tables.has('__puffgres_backfill')) {
+    const rows = await sql<
+      {
+        mapping: string
+        version: number
+        status: string
+        rows_done: string
+        total_estimate: string | null
+        docs_written: string
+        snapshot_lsn: string | null
+        started_at: Date
+        updated_at: Date
+        finished_at: Date | null
+      }[]
+    >`SELECT mapping, version, status, rows_done::text, total_estimate::text, docs_written::text,
+             snapshot_lsn::text, started_at, updated_at, finished_at
+      FROM __puffgres_backfill ORDER BY mapping, version DESC`
+    for (const r of rows) {
+      const total = r.total_estimate === null ? null : Number(r.total_estimate)
+      const done = Number(r.rows_done)
+      const b: BackfillStatus = {
+        version: r.version,
+        status: r.status,
+        rows_done: done,
+        total_estimate: total,
+        progress: total ? Math.min(1, done / total) : r.finished_at ? 1 : null,
+        docs_written: Number(r.docs_written),
+        snapshot_lsn: r.snapshot_lsn,
+        started_at: iso(r.started_at)!,
+        updated_at: iso(r.updated_at)!,
+        finished_at: iso(r.finished_at),
+      }
+      backfills.set(r.mapping, [...(backfills.get(r.mapping) ?? []), b])
+    }
+  }
+  const mappings = config.mappings.map((m): MappingStatus => {
+    const p = progress.get(m.name)
+    const av = applied.get(m.name) ?? null
+    const bs = backfills.get(m.name) ?? []
+    return {
+      mapping: m.name,
+      namespace: m.namespace,
+      table: `${m.schema}.${m.table}`,
+      version: m.version,
+      applied_version: av,
+      docs_upserted: p?.up ?? 0,
+      docs_deleted: p?.del ?? 0,
+      last_applied_at: iso(p?.at ?? null),
+      last_lsn: p?.lsn ?? null,
+      backfill: bs.find((b) => b.version === av) ?? bs[0] ?? null,
+      dlq: dlq.get(m.name) ?? 0,
+    }
+  })
+  const stream = { ...(await slotState(sql, slot)), publication: config.stream.publication }
+  return { at: now.toISOString(), stream, mappings }
+}
+
+/** Bytes as B, kB, MB, GB (powers of 1024). */
+export function formatBytes(n: number | null): string {
+  if (n === null) return '-'
+  const units = ['B', 'kB', 'MB', 'GB', 'TB']
+  let v = n
+  let u = 0
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024
+    u++
+  }
+  return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`
+}
+
+function formatSeconds(s: number | null): string {
+  if (s === null) return '-'
+  if (s < 60) return `${s.toFixed(1)} s`
+  if (s < 3600) return `${(s / 60).toFixed(1)} min`
+  return `${(s / 3600).toFixed(1)} h`
+}
+
+function ago(at: string | null, now: string): string {
+  if (at === null) return 'never'
+  return `${formatSeconds(Math.max(0, (Date.parse(now) - Date.parse(at)) / 1000))} ago`
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()
+  return [line(header), ...rows.map(line)].join('\n')
+}
+
+function backfillText(b: BackfillStatus | null): string {
+  if (!b) return 'none'
+  const pct = b.progress === null ? '' : ` ${(b.progress * 100).toFixed(1)}%`
+  const of = b.total_estimate === null ? '' : `/~${b.total_estimate}`
+  return `${b.status}${pct} (${b.rows_done}${of} rows)`
+}
+
+/** The human report: one table of mappings, then the stream. */
+export function formatStatus(r: StatusReport): string {
+  const rows = r.mappings.map((m) => [
+    m.mapping,
+    m.namespace,
+    m.applied_version === null
+      ? `${m.version} (not applied)`
+      : m.applied_version === m.version
+      ? String(m.version)
+      : `${m.applied_version} (files: ${m.version})`,
+    `${m.docs_upserted}/${m.docs_deleted}`,
+    m.last_applied_at === null ? 'never' : `${ago(m.last_applied_at, r.at)} @ ${m.last_lsn}`,
+    backfillText(m.backfill),
+    String(m.dlq),
+  ])
+  const s = r.stream
+  const who = s.active ? `active (pid ${s.pid}${s.client ? `, ${s.client}` : ''})` : 'inactive (no consumer)'
+  const stream = !s.exists ? [`slot ${s.slot}: does not exist (puffgres run creates it)`] : [
+    `slot ${s.slot} (publication ${s.publication}): ${who}`,
+    `  confirmed flush LSN  ${s.confirmed_flush_lsn ?? '-'} (server at ${s.current_wal_lsn})`,
+    `  lag                  ${formatBytes(s.lag_bytes)}${
+      s.lag_seconds === null ? '' : `, ${formatSeconds(s.lag_seconds)} behind`
+    }`,
+    `  WAL retained         ${formatBytes(s.retained_wal_bytes)}${s.wal_status ? ` (${s.wal_status})` : ''}`,
+  ]
+  const mappings = r.mappings.length
+    ? table(['MAPPING', 'NAMESPACE', 'VERSION', 'UPSERTS/DELETES', 'LAST CHANGE', 'BACKFILL', 'DLQ'], rows)
+    : 'no mappings (add a migration under puffgres/migrations/)'
+  return `${mappings}\n\n${stream.join('\n')}`
+}

@@ -1,0 +1,132 @@
+// What `puffgres run` knows about itself while it streams: Prometheus metrics, replication lag, health. run.ts feeds
+// it (batches, confirmations, commits, sink requests); the metrics server and the heartbeat read it.
+import type { FlushInfo } from '../pipeline/processor.ts'
+import { Registry } from './metrics.ts'
+
+/** Sink request latency buckets, seconds. */
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+
+export interface Health {
+  ok: boolean
+  streaming: boolean
+  lag_seconds: number
+  max_lag_seconds: number
+  reason?: string
+}
+
+export class StreamMonitor {
+  readonly registry = new Registry()
+  readonly changes = this.registry.counter(
+    'puffgres_changes_applied_total',
+    'Documents written to turbopuffer by the stream, by mapping and kind (upsert, delete).',
+  )
+  readonly batches = this.registry.counter('puffgres_batches_total', 'Batches written (transform, sink, DLQ).')
+  readonly skipped = this.registry.counter(
+    'puffgres_writes_skipped_total',
+    'Writes turned down by the version condition (an older version than the namespace holds).',
+  )
+  readonly sinkLatency = this.registry.histogram(
+    'puffgres_sink_request_duration_seconds',
+    'Duration of each turbopuffer HTTP request, by outcome (ok, error).',
+    LATENCY_BUCKETS,
+  )
+  readonly retries = this.registry.counter('puffgres_sink_retries_total', 'turbopuffer requests retried, by operation.')
+  readonly dlqInserts = this.registry.counter(
+    'puffgres_dlq_inserts_total',
+    'Rows sent to the dead-letter queue by the stream.',
+  )
+  readonly lagBytes = this.registry.gauge(
+    'puffgres_replication_lag_bytes',
+    "WAL bytes between the server's current position and the slot's confirmed flush LSN.",
+  )
+  readonly lagSeconds = this.registry.gauge(
+    'puffgres_replication_lag_seconds',
+    'Age of the oldest commit received but not yet confirmed (0 when caught up).',
+  )
+  readonly confirmedLsn = this.registry.gauge(
+    'puffgres_confirmed_flush_lsn',
+    'The LSN this process last confirmed to the slot, as a number.',
+  )
+  readonly retainedWal = this.registry.gauge(
+    'puffgres_slot_retained_wal_bytes',
+    'WAL the slot keeps on the server (current position minus restart_lsn).',
+  )
+  readonly streamingGauge = this.registry.gauge('puffgres_streaming', '1 while this process streams the slot.')
+  readonly heartbeats = this.registry.counter('puffgres_heartbeats_total', 'Heartbeat messages written to the WAL.')
+
+  streaming = false
+  /** commits received and not yet confirmed, oldest first: end LSN and commit time (ms) */
+  #unconfirmed: { endLsn: bigint; at: number }[] = []
+  #head = 0
+
+  constructor(readonly maxLagSeconds = 60, private readonly now: () => number = Date.now) {
+    this.streamingGauge.set(0)
+    this.lagSeconds.set(0)
+  }
+
+  setStreaming(on: boolean): void {
+    this.streaming = on
+    this.streamingGauge.set(on ? 1 : 0)
+    if (!on) {
+      // a new stream replays from the slot: what was pending is received again
+      this.#unconfirmed = []
+      this.#head = 0
+    }
+  }
+
+  /** A Commit message was read (its changes may still be pending). `commitTime` is the server's commit timestamp. */
+  commit(endLsn: bigint, commitTime: Date | number): void {
+    this.#unconfirmed.push({ endLsn, at: typeof commitTime === 'number' ? commitTime : commitTime.getTime() })
+  }
+
+  /** The processor confirmed every commit ending at or before `lsn`. */
+  confirmed(lsn: bigint): void {
+    this.confirmedLsn.set(Number(lsn))
+    const q = this.#unconfirmed
+    while (this.#head < q.length && q[this.#head].endLsn <= lsn) this.#head++
+    if (this.#head > 1024 && this.#head * 2 > q.length) {
+      this.#unconfirmed = q.slice(this.#head)
+      this.#head = 0
+    }
+  }
+
+  /** Seconds since the oldest unconfirmed commit was made on the server; 0 when everything read is confirmed. */
+  lag(): number {
+    const oldest = this.#unconfirmed[this.#head]
+    const s = oldest ? Math.max(0, (this.now() - oldest.at) / 1000) : 0
+    this.lagSeconds.set(s)
+    return s
+  }
+
+  batch(info: FlushInfo): void {
+    this.batches.inc()
+    for (const [mapping, c] of info.byMapping) {
+      if (c.upserted) this.changes.inc({ mapping, kind: 'upsert' }, c.upserted)
+      if (c.deleted) this.changes.inc({ mapping, kind: 'delete' }, c.deleted)
+    }
+    if (info.skipped) this.skipped.inc({}, info.skipped)
+    this.dlqInserts.inc({}, info.deadLettered)
+    this.confirmed(info.confirmed)
+  }
+
+  sinkRequest(ms: number, ok: boolean): void {
+    this.sinkLatency.observe(ms / 1000, { outcome: ok ? 'ok' : 'error' })
+  }
+
+  sinkRetry(operation: string): void {
+    this.retries.inc({ operation })
+  }
+
+  health(): Health {
+    const lag = this.lag()
+    const base = { streaming: this.streaming, lag_seconds: lag, max_lag_seconds: this.maxLagSeconds }
+    if (!this.streaming) return { ok: false, ...base, reason: 'not streaming (starting, standby or reconnecting)' }
+    if (lag > this.maxLagSeconds) return { ok: false, ...base, reason: `lag ${lag.toFixed(1)} s is over the bound` }
+    return { ok: true, ...base }
+  }
+
+  metrics(): string {
+    this.lag()
+    return this.registry.render()
+  }
+}

@@ -1,0 +1,341 @@
+// `puffgres verify`: compares a namespace with the projection of its table (ARCHITECTURE.md invariant 3) and, with
+// `repair`, rewrites or deletes exactly the drifted documents with proper versions.
+//
+// The projection is the stream's own path without the sink: member rows read with `::text` and decoded as the
+// stream decodes them (the backfill plan's keyset pages), run through the mapping's transform as insert events.
+// Documents are compared by a hash of their canonical attributes (normalize.ts), the version attribute excluded.
+// Documents whose version is newer than the read were changed while verify ran: they are counted, not judged.
+import type postgres from 'postgres'
+import { decodePage, readPage } from '../backfill/page.ts'
+import type { Config, Mapping } from '../config/load.ts'
+import { docId, idKey } from '../pipeline/docid.ts'
+import { namespaceSchema } from '../pipeline/schema.ts'
+import { type RouteRuntime, writeIntents } from '../pipeline/writer.ts'
+import { formatLsn } from '../postgres/lsn.ts'
+import type { ColumnType } from '../postgres/read-rows.ts'
+import { stableLsn } from '../postgres/stable-lsn.ts'
+import type { DeadLetter } from '../postgres/dlq.ts'
+import { createClient } from '../turbopuffer/client.ts'
+import type { TurbopufferSink } from '../turbopuffer/sink.ts'
+import { encodeVersion, type Id, type Logger, type Row, type RowEvent, VERSION_ATTR } from '../types.ts'
+import { currentStateIntents, type RowRef } from './current-state.ts'
+import { openMapping } from './mapping-runtime.ts'
+import { canonicalAttributes, contentHash } from './normalize.ts'
+
+export interface VerifyOptions {
+  /** check this many randomly chosen member rows only (missing and mismatched documents; extras are not looked for) */
+  sample?: number
+  repair?: boolean
+  /** rows per page and per transform call (default 500) */
+  pageSize?: number
+  /** ids listed per kind of drift in the report (default 20) */
+  listLimit?: number
+  log: Logger
+}
+
+export interface Mismatch {
+  id: Id
+  /** attributes whose values differ, are missing or are extra */
+  attributes: string[]
+}
+
+export interface DriftReport {
+  mapping: string
+  namespace: string
+  /** the sample size, or null for a full check */
+  sample: number | null
+  /** the LSN the rows were read after */
+  lsn: string
+  /** member rows read */
+  rows: number
+  /** documents the projection expects */
+  expected: number
+  /** documents read from the namespace */
+  documents: number
+  matching: number
+  missing: { count: number; ids: Id[] }
+  extra: { count: number; ids: Id[] }
+  mismatched: { count: number; items: Mismatch[] }
+  /** rows the transform rejected or that could not be decoded (see the DLQ); their documents are not judged */
+  failed: { count: number; ids: string[] }
+  /** documents with a version newer than the read (changed while verify ran): not judged */
+  changed_during_verify: number
+  drift: boolean
+  repair?: { lsn: string; upserted: number; deleted: number; skipped: number; failed: number }
+}
+
+interface Expected {
+  id: Id
+  hash: string
+  attrs: Record<string, string>
+  ref: RowRef
+}
+
+export interface VerifyDeps {
+  sql: postgres.Sql
+  sink: TurbopufferSink
+}
+
+export async function verifyMapping(
+  config: Config,
+  mapping: Mapping,
+  deps: VerifyDeps,
+  opts: VerifyOptions,
+): Promise<DriftReport> {
+  const { sql, sink } = deps
+  const log = opts.log
+  const pageSize = opts.pageSize ?? 500
+  const listLimit = opts.listLimit ?? 20
+  const rt = await openMapping(config, sql, log, mapping)
+  try {
+    const schema = namespaceSchema(mapping, rt.plan.tableColumns)
+    const expected = new Map<string, Expected>()
+    /** ids the projection says must not exist (transform delete or skip) or cannot judge (failures) */
+    const notJudged = new Set<string>()
+    const failedIds: string[] = []
+    let failedCount = 0
+    let rows = 0
+    const start = await stableLsn(sql, { log })
+    const startVersion = encodeVersion(start, 0)
+
+    const project = async (pageRows: Row[], lsn: bigint) => {
+      rows += pageRows.length
+      const lsnText = formatLsn(lsn)
+      const events: RowEvent[] = []
+      const refs: RowRef[] = []
+      for (const row of pageRows) {
+        const id = docIdOf(row, mapping)
+        if (id === undefined) continue
+        events.push({
+          type: 'insert',
+          op: 'insert',
+          id,
+          schema: mapping.schema,
+          table: mapping.table,
+          new: row,
+          lsn: lsnText,
+          mapping: mapping.name,
+        })
+        refs.push({ known: Object.fromEntries(mapping.idColumns.map((c) => [c, row[c]])) })
+      }
+      for (let i = 0; i < events.length; i += pageSize) {
+        const results = await rt.route.runner.run(events.slice(i, i + pageSize))
+        results.forEach((res, j) => {
+          const ev = events[i + j]
+          if (!res.ok) {
+            failedCount++
+            if (failedIds.length < listLimit) failedIds.push(String(ev.id))
+            notJudged.add(idKey(ev.id))
+            return
+          }
+          const a = res.action
+          if (a.type !== 'upsert') return
+          const doc = a.vector ? { ...a.attributes, vector: a.vector } : a.attributes
+          const { hash, attrs } = contentHash(canonicalAttributes(doc, schema))
+          expected.set(idKey(a.id), { id: a.id, hash, attrs, ref: refs[i + j] })
+        })
+      }
+    }
+
+    const bad = (b: { keys: string[]; error: string }) => {
+      failedCount++
+      if (failedIds.length < listLimit) failedIds.push(b.keys.join(':'))
+      log.warn('verify: a row could not be decoded', { mapping: mapping.name, id: b.keys.join(':'), error: b.error })
+    }
+
+    if (opts.sample !== undefined) {
+      const sampleSql = rt.plan.firstPageSql.slice(0, rt.plan.firstPageSql.lastIndexOf(' ORDER BY ')) +
+        ' ORDER BY random() LIMIT $1'
+      const lsn = await stableLsn(sql, { log })
+      const values = await sql.unsafe(sampleSql, [opts.sample]).values() as unknown as (string | null)[][]
+      const page = decodePage(rt.plan, lsn, values)
+      page.bad.forEach(bad)
+      await project(page.rows, lsn)
+    } else {
+      let after: string[] | undefined
+      for (;;) {
+        const page = await readPage(sql, rt.plan, after, pageSize)
+        page.bad.forEach(bad)
+        await project(page.rows, page.lsn)
+        if (page.count < pageSize || !page.lastKey) break
+        after = page.lastKey
+      }
+    }
+
+    const seen = new Set<string>()
+    const drifted: Expected[] = []
+    const extra: Id[] = []
+    const mismatched: Mismatch[] = []
+    let matching = 0
+    let changed = 0
+    let documents = 0
+    const judge = (doc: Record<string, unknown>) => {
+      documents++
+      const { id, [VERSION_ATTR]: version, $dist: _dist, ...attrs } = doc
+      const key = idKey(id as Id)
+      const exp = expected.get(key)
+      const newer = typeof version === 'string' && version > startVersion
+      if (exp) {
+        seen.add(key)
+        const got = contentHash(canonicalAttributes(attrs, schema))
+        if (got.hash === exp.hash) matching++
+        else if (newer) changed++
+        else {
+          drifted.push(exp)
+          if (mismatched.length < listLimit) {
+            mismatched.push({ id: exp.id, attributes: diffAttributes(exp.attrs, got.attrs) })
+          }
+        }
+      } else if (notJudged.has(key)) {
+        // the transform failed for this row: the DLQ has it
+      } else if (newer) changed++
+      else extra.push(id as Id)
+    }
+    if (opts.sample !== undefined) {
+      const ids = [...expected.values()].map((e) => e.id)
+      for (const doc of await fetchByIds(config, mapping.namespace, ids)) judge(doc)
+    } else {
+      for await (const doc of sink.listDocuments(mapping.namespace, { attributes: true })) judge(doc)
+    }
+    const missing = [...expected].filter(([k]) => !seen.has(k)).map(([, e]) => e)
+    const mismatchCount = drifted.length
+
+    const report: DriftReport = {
+      mapping: mapping.name,
+      namespace: mapping.namespace,
+      sample: opts.sample ?? null,
+      lsn: formatLsn(start),
+      rows,
+      expected: expected.size,
+      documents,
+      matching,
+      missing: { count: missing.length, ids: missing.slice(0, listLimit).map((e) => e.id) },
+      extra: { count: extra.length, ids: extra.slice(0, listLimit) },
+      mismatched: { count: mismatchCount, items: mismatched },
+      failed: { count: failedCount, ids: failedIds },
+      changed_during_verify: changed,
+      drift: missing.length + extra.length + mismatchCount > 0,
+    }
+    if (opts.repair && report.drift) {
+      report.repair = await repair(deps, rt.route, rt.plan.columns, [...missing, ...drifted], extra, log)
+    }
+    return report
+  } finally {
+    await rt.close()
+  }
+}
+
+function docIdOf(row: Row, m: Mapping): Id | undefined {
+  return docId(row, m.idColumns)
+}
+
+function diffAttributes(want: Record<string, string>, got: Record<string, string>): string[] {
+  const names = new Set([...Object.keys(want), ...Object.keys(got)])
+  return [...names].filter((k) => want[k] !== got[k]).sort()
+}
+
+/** Documents of `namespace` with these ids (the sample check), 1000 ids per query. */
+async function fetchByIds(config: Config, namespace: string, ids: Id[]): Promise<Record<string, unknown>[]> {
+  const client = createClient({
+    api_key: config.turbopuffer.apiKey,
+    base_url: config.turbopuffer.baseUrl,
+    region: config.turbopuffer.region,
+  })
+  const ns = client.namespace(namespace)
+  const out: Record<string, unknown>[] = []
+  for (let i = 0; i < ids.length; i += 1000) {
+    const chunk = ids.slice(i, i + 1000)
+    try {
+      const res = await ns.query({
+        rank_by: ['id', 'asc'],
+        limit: chunk.length,
+        filters: ['id', 'In', chunk],
+        include_attributes: true,
+      })
+      out.push(...((res.rows ?? []) as Record<string, unknown>[]))
+    } catch (e) {
+      if ((e as { status?: number }).status === 404) return out
+      throw e
+    }
+  }
+  return out
+}
+
+/**
+ * Rewrites the drifted documents from their rows' current state and deletes the extra ones, all versioned with an
+ * L = stableLsn() taken before the rows are read again: a change streamed meanwhile carries a higher version and
+ * wins.
+ */
+async function repair(
+  deps: VerifyDeps,
+  route: RouteRuntime,
+  columns: readonly ColumnType[],
+  rewrite: Expected[],
+  extra: Id[],
+  log: Logger,
+): Promise<NonNullable<DriftReport['repair']>> {
+  const lsn = await stableLsn(deps.sql, { log })
+  const result = { lsn: formatLsn(lsn), upserted: 0, deleted: 0, skipped: 0, failed: 0 }
+  const version = encodeVersion(lsn, 0)
+  for (let i = 0; i < rewrite.length; i += 500) {
+    const chunk = rewrite.slice(i, i + 500)
+    const intents = (await currentStateIntents(deps.sql, route, columns, chunk.map((e) => e.ref), lsn))
+      .filter((x) => x !== undefined)
+    const dead: DeadLetter[] = []
+    const w = await writeIntents(intents, dead, { sink: deps.sink, sql: deps.sql, log })
+    result.upserted += w.upserted
+    result.deleted += w.deleted
+    result.skipped += w.skipped
+    result.failed += w.deadLettered
+  }
+  for (let i = 0; i < extra.length; i += 1000) {
+    const ops = extra.slice(i, i + 1000).map((id) => ({ kind: 'delete' as const, id, version }))
+    const w = await deps.sink.write(route.mapping.namespace, ops)
+    result.deleted += w.written
+    result.skipped += w.skipped
+    result.failed += w.failed.length
+    for (const f of w.failed) {
+      log.warn('verify --repair: delete refused', { mapping: route.mapping.name, id: f.op.id, error: f.error })
+    }
+  }
+  for (const e of rewrite) log.debug('verify --repair: rewrote', { mapping: route.mapping.name, id: e.id })
+  return result
+}
+
+function formatIds(ids: Id[], count: number): string {
+  const shown = ids.map((id) => JSON.stringify(id)).join(', ')
+  return count > ids.length ? `${shown}, … (${count - ids.length} more)` : shown
+}
+
+/** The human drift report. */
+export function formatDriftReport(r: DriftReport): string {
+  const lines = [
+    `verify ${r.mapping} → namespace ${r.namespace}${r.sample === null ? '' : ` (sample of ${r.sample} rows)`}`,
+    `  rows read ${r.rows} (after LSN ${r.lsn}), documents expected ${r.expected}, documents read ${r.documents}`,
+    `  matching      ${r.matching}`,
+    `  missing       ${r.missing.count}${r.missing.count ? `: ${formatIds(r.missing.ids, r.missing.count)}` : ''}`,
+    `  extra         ${r.extra.count}${r.extra.count ? `: ${formatIds(r.extra.ids, r.extra.count)}` : ''}`,
+    `  mismatched    ${r.mismatched.count}`,
+    ...r.mismatched.items.map((m) => `    ${JSON.stringify(m.id)}: ${m.attributes.join(', ')}`),
+  ]
+  if (r.mismatched.count > r.mismatched.items.length) {
+    lines.push(`    … (${r.mismatched.count - r.mismatched.items.length} more)`)
+  }
+  if (r.failed.count) {
+    lines.push(
+      `  not judged    ${r.failed.count} (transform failed or row unreadable; see puffgres dlq list): ${
+        r.failed.ids.join(', ')
+      }`,
+    )
+  }
+  if (r.changed_during_verify) lines.push(`  changed while verifying (not judged) ${r.changed_during_verify}`)
+  if (r.sample !== null) lines.push('  (a sample does not look for extra documents)')
+  lines.push(r.drift ? '  DRIFT' : '  in sync')
+  if (r.repair) {
+    lines.push(
+      `  repaired at ${r.repair.lsn}: ${r.repair.upserted} upserted, ${r.repair.deleted} deleted, ` +
+        `${r.repair.skipped} skipped (a newer version is there), ${r.repair.failed} failed`,
+    )
+  }
+  return lines.join('\n')
+}
