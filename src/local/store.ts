@@ -20,11 +20,16 @@ export class Store {
 
   constructor(private readonly dataDir?: string, private readonly compactAfterBytes = 4 * 1024 * 1024) {
     if (!dataDir) return
-    for (const name of listNamespaceDirs(dataDir)) {
-      const loaded = NamespaceFiles.load(join(dataDir, 'namespaces', name), name, compactAfterBytes)
-      if (!loaded) continue
-      this.namespaces.set(name, loaded.ns)
-      this.files.set(name, loaded.files)
+    try {
+      for (const name of listNamespaceDirs(dataDir)) {
+        const loaded = NamespaceFiles.load(join(dataDir, 'namespaces', name), name, compactAfterBytes)
+        if (!loaded) continue
+        this.namespaces.set(name, loaded.ns)
+        this.files.set(name, loaded.files)
+      }
+    } catch (e) {
+      this.close()
+      throw e
     }
   }
 

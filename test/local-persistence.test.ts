@@ -1,0 +1,126 @@
+// The local server with a data dir: acknowledged writes survive a restart, compaction and a torn log line.
+import { afterEach, describe, expect, test } from 'bun:test'
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import Turbopuffer from '@turbopuffer/turbopuffer'
+import { type LocalServer, startLocalServer } from '../src/local/server.ts'
+
+const dirs: string[] = []
+const servers: LocalServer[] = []
+
+function dataDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'puffgres-local-'))
+  dirs.push(d)
+  return d
+}
+
+async function start(dir: string, extra: Parameters<typeof startLocalServer>[0] = {}) {
+  const server = await startLocalServer({ dataDir: dir, ...extra })
+  servers.push(server)
+  return { server, tpuf: new Turbopuffer({ apiKey: 'k', baseURL: server.url, maxRetries: 0 }) }
+}
+
+afterEach(async () => {
+  for (const s of servers.splice(0)) await s.stop()
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true })
+})
+
+describe('persistence', () => {
+  test('namespaces, documents, schema and metric survive a restart; deletes stay deleted', async () => {
+    const dir = dataDir()
+    const a = await start(dir)
+    await a.tpuf.namespace('docs').write({
+      distance_metric: 'cosine_distance',
+      schema: { at: 'datetime' },
+      upsert_rows: [
+        { id: 1, vector: [1, 0], title: 'one', at: '2024-05-01' },
+        { id: 2, vector: [0, 1], title: 'two' },
+        { id: 3, vector: [1, 1], title: 'three' },
+      ],
+    })
+    await a.tpuf.namespace('docs').write({ deletes: [2], patch_rows: [{ id: 3, title: 'THREE' }] })
+    await a.tpuf.namespace('other').write({ upsert_rows: [{ id: 'x' }] })
+    await a.tpuf.namespace('gone').write({ upsert_rows: [{ id: 'y' }] })
+    await a.tpuf.namespace('gone').deleteAll()
+    const before = a.server.documents('docs')
+    await a.server.stop()
+
+    const b = await start(dir)
+    expect(b.server.namespaces()).toEqual(['docs', 'other'])
+    expect(b.server.documents('docs')).toEqual(before)
+    expect(before.map((d) => d.id)).toEqual([1, 3])
+    const schema = await b.tpuf.namespace('docs').schema()
+    expect(schema.at.type).toBe('datetime')
+    expect(schema.vector).toEqual({ type: '[2]f32', ann: { distance_metric: 'cosine_distance' } })
+    // the restarted namespace keeps accepting writes with the same rules
+    const e = await b.tpuf.namespace('docs').write({ upsert_rows: [{ id: 4, vector: [1, 2, 3] }] }).catch((e) => e)
+    expect(e.status).toBe(400)
+    await b.tpuf.namespace('docs').write({ upsert_rows: [{ id: 4, vector: [2, 0] }] })
+    await b.server.stop()
+
+    const c = await start(dir)
+    expect(c.server.documents('docs').map((d) => d.id)).toEqual([1, 3, 4])
+  })
+
+  test('compaction folds the log into a snapshot without losing anything', async () => {
+    const dir = dataDir()
+    const a = await start(dir, { compactAfterBytes: 2000 })
+    const ns = a.tpuf.namespace('big')
+    for (let i = 0; i < 40; i++) {
+      await ns.write({ upsert_rows: [{ id: i % 15, round: i, text: 'x'.repeat(50) }] })
+    }
+    const nsDir = join(dir, 'namespaces', 'big')
+    expect(existsSync(join(nsDir, 'snapshot.json'))).toBe(true)
+    // the log was truncated at the last compaction, so it holds fewer than all 40 writes
+    const walLines = readFileSync(join(nsDir, 'wal.jsonl'), 'utf8').split('\n').filter(Boolean).length
+    expect(walLines).toBeLessThan(40)
+    const before = a.server.documents('big')
+    expect(before).toHaveLength(15)
+    await a.server.stop()
+    const b = await start(dir)
+    expect(b.server.documents('big')).toEqual(before)
+  })
+
+  test('a torn last log line (a write never acknowledged) is dropped; a corrupt middle line refuses to start', async () => {
+    const dir = dataDir()
+    const a = await start(dir)
+    await a.tpuf.namespace('t').write({ upsert_rows: [{ id: 1, v: 'a' }] })
+    await a.tpuf.namespace('t').write({ upsert_rows: [{ id: 2, v: 'b' }] })
+    await a.server.stop()
+    const wal = join(dir, 'namespaces', 't', 'wal.jsonl')
+    const goodSize = statSync(wal).size
+    appendFileSync(wal, '{"seq":3,"meta":{"crea')
+    const b = await start(dir)
+    expect(b.server.documents('t').map((d) => d.id)).toEqual([1, 2])
+    expect(statSync(wal).size).toBe(goodSize)
+    await b.tpuf.namespace('t').write({ upsert_rows: [{ id: 3, v: 'c' }] })
+    await b.server.stop()
+    const c = await start(dir)
+    expect(c.server.documents('t').map((d) => d.id)).toEqual([1, 2, 3])
+    await c.server.stop()
+
+    appendFileSync(wal, 'garbage\n{"seq":99}\n')
+    await expect(startLocalServer({ dataDir: dir })).rejects.toThrow('wal.jsonl line 4')
+  })
+
+  test('without a data dir nothing is written and a restart starts empty', async () => {
+    const first = await startLocalServer()
+    servers.push(first)
+    const c = new Turbopuffer({ apiKey: 'k', baseURL: first.url, maxRetries: 0 })
+    await c.namespace('m').write({ upsert_rows: [{ id: 1 }] })
+    expect(first.namespaces()).toEqual(['m'])
+    const second = await startLocalServer()
+    servers.push(second)
+    expect(second.namespaces()).toEqual([])
+  })
+
+  test('a deleted namespace leaves no folder behind', async () => {
+    const dir = dataDir()
+    const a = await start(dir)
+    await a.tpuf.namespace('tmp').write({ upsert_rows: [{ id: 1 }] })
+    expect(readdirSync(join(dir, 'namespaces'))).toEqual(['tmp'])
+    await a.tpuf.namespace('tmp').deleteAll()
+    expect(readdirSync(join(dir, 'namespaces'))).toEqual([])
+  })
+})
