@@ -1,0 +1,159 @@
+// `puffgres verify` end to end: a namespace written by the stream, corrupted through the SDK, then verified and
+// repaired. Real PostgreSQL, the local turbopuffer server.
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { type LocalServer, startLocalServer } from '../src/local/server.ts'
+import { createClient } from '../src/turbopuffer/client.ts'
+import { VERSION_ATTR } from '../src/types.ts'
+import { runCli } from './harness/cli.ts'
+import { type TestDatabase, testDatabase } from './harness/pg.ts'
+import { makeProject, migration, type Project } from './harness/project.ts'
+import { docsById, type RunningStream, startStream } from './harness/stream.ts'
+import { waitFor } from './harness/wait.ts'
+
+let db: TestDatabase
+let server: LocalServer
+let project: Project
+let stream: RunningStream
+
+const TRANSFORM = `export default function (event) {
+  const r = event.new
+  return { type: 'upsert', id: 'p-' + r.id, attributes: { title: r.name.toUpperCase(), price: Number(r.price) } }
+}
+`
+
+beforeAll(async () => {
+  db = await testDatabase('verify')
+  server = await startLocalServer()
+  await db.sql.unsafe(`
+    CREATE TABLE items (id int PRIMARY KEY, name text, status text, price numeric(10,2), at timestamptz,
+                        tags text[], note text);`)
+  project = makeProject({
+    databaseUrl: db.url,
+    turbopufferUrl: server.url,
+    migrations: {
+      '001_items.toml': migration({ name: 'items', table: 'items', membership: "status = 'active'" }),
+      '002_titles.toml': migration({ name: 'titles', table: 'items', transform: 'transforms/titles.ts' }),
+    },
+    files: { 'transforms/titles.ts': TRANSFORM },
+  })
+  expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
+  stream = startStream(project.config)
+  await waitFor(
+    'the slot to stream',
+    async () => (await db.sql`SELECT active FROM pg_replication_slots WHERE slot_name = 'puffgres'`)[0]?.active,
+  )
+  await db.sql`
+    INSERT INTO items SELECT g, 'item ' || g, CASE WHEN g % 5 = 0 THEN 'draft' ELSE 'active' END, g * 1.25,
+      '2024-01-02 03:04:05.678+00'::timestamptz + g * interval '1 hour', ARRAY['a', 'b' || g],
+      CASE WHEN g % 2 = 0 THEN NULL ELSE 'odd' END
+    FROM generate_series(1, 50) g`
+  await waitFor(
+    'the stream to write both namespaces',
+    () => server.documents('items').length === 40 && server.documents('titles').length === 50,
+    40_000,
+  ).catch((e) => {
+    console.log(stream.logs.slice(-20).join('\n'), server.documents('items').length, server.documents('titles').length)
+    throw e
+  })
+  await stream.stop()
+}, 60_000)
+
+afterAll(async () => {
+  await stream?.stop()
+  await server?.stop()
+  project?.remove()
+  await db?.drop()
+})
+
+const verify = (...args: string[]) => runCli(['-c', project.config, 'verify', ...args])
+const ns = (name: string) => createClient({ api_key: 'test-key', base_url: server.url }).namespace(name)
+
+describe('puffgres verify', () => {
+  test('a namespace the stream wrote is in sync (every attribute type, nulls, a transform)', async () => {
+    const r = await verify('items')
+    expect(r.err).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.out).toContain('in sync')
+    expect(r.out).toContain('matching      40')
+    const t = await verify('titles', '--json')
+    expect(t.code).toBe(0)
+    const report = JSON.parse(t.out)
+    expect(report).toMatchObject({ mapping: 'titles', expected: 50, documents: 50, matching: 50, drift: false })
+  })
+
+  test('finds missing, extra and mismatched documents; --repair fixes exactly those', async () => {
+    await ns('items').write({
+      patch_rows: [{ id: 1, name: 'corrupted' }, { id: 3, tags: ['x'] }],
+      deletes: [2],
+    })
+    await ns('items').write({
+      upsert_rows: [{ id: 999, name: 'ghost', [VERSION_ATTR]: '0'.repeat(24) }],
+      schema: { [VERSION_ATTR]: 'string' },
+    })
+    // row 5 is a draft: its document must not exist
+    await ns('items').write({ upsert_rows: [{ id: 5, name: 'item 5', [VERSION_ATTR]: '0'.repeat(24) }] })
+    const untouched = docsById(server.documents('items')).get(4)
+
+    const r = await verify('items', '--json')
+    expect(r.code).toBe(1)
+    const report = JSON.parse(r.out)
+    expect(report.drift).toBe(true)
+    expect(report.missing).toEqual({ count: 1, ids: [2] })
+    expect(report.extra.count).toBe(2)
+    expect(report.extra.ids.sort()).toEqual([5, 999])
+    expect(report.mismatched.count).toBe(2)
+    expect(report.mismatched.items).toEqual([{ id: 1, attributes: ['name'] }, { id: 3, attributes: ['tags'] }])
+
+    const human = await verify('items')
+    expect(human.code).toBe(1)
+    expect(human.out).toContain('missing       1: 2')
+    expect(human.out).toContain('1: name')
+    expect(human.out).toContain('DRIFT')
+
+    const fixed = await verify('items', '--repair')
+    expect(fixed.code).toBe(0)
+    expect(fixed.out).toMatch(/repaired at [0-9A-F]+\/[0-9A-F]+: 3 upserted, 2 deleted, 0 skipped/)
+    const docs = docsById(server.documents('items'))
+    expect(docs.get(1)?.name).toBe('item 1')
+    expect(docs.get(2)?.name).toBe('item 2')
+    expect(docs.get(3)?.tags).toEqual(['a', 'b3'])
+    expect(docs.has(5)).toBe(false)
+    expect(docs.has(999)).toBe(false)
+    expect(docs.get(4)).toEqual(untouched!)
+    const again = await verify('items')
+    expect(again.code).toBe(0)
+    expect(again.out).toContain('in sync')
+  })
+
+  test('a repair never overwrites a newer document (versions)', async () => {
+    // a document with a version from the future stands for a change streamed after the repair's read
+    await ns('items').write({ upsert_rows: [{ id: 7, name: 'from the future', [VERSION_ATTR]: 'f'.repeat(24) }] })
+    const r = JSON.parse((await verify('items', '--json', '--repair')).out)
+    expect(r.changed_during_verify).toBe(1)
+    expect(r.drift).toBe(false)
+    expect(docsById(server.documents('items')).get(7)?.name).toBe('from the future')
+    // an extra document from the future is not judged either
+    await ns('items').write({ upsert_rows: [{ id: 7, name: 'item 7', [VERSION_ATTR]: 'f'.repeat(24) }] })
+  })
+
+  test('--sample checks random member rows through the transform', async () => {
+    await ns('titles').write({ patch_rows: [{ id: 'p-10', title: 'WRONG' }] })
+    const r = await verify('titles', '--sample', '50', '--json')
+    expect(r.code).toBe(1)
+    const report = JSON.parse(r.out)
+    expect(report.sample).toBe(50)
+    expect(report.mismatched.items).toEqual([{ id: 'p-10', attributes: ['title'] }])
+    const small = JSON.parse((await verify('titles', '--sample', '3', '--json')).out)
+    expect(small.rows).toBe(3)
+    expect((await verify('titles', '--repair')).code).toBe(0)
+    expect(docsById(server.documents('titles')).get('p-10')?.title).toBe('ITEM 10')
+  })
+
+  test('bad usage', async () => {
+    expect((await verify()).code).toBe(2)
+    expect((await verify('items', '--sample', '0')).code).toBe(2)
+    const r = await verify('nope')
+    expect(r.code).toBe(1)
+    expect(r.err).toContain('no mapping named "nope"')
+  })
+})
