@@ -1,0 +1,154 @@
+// Every `puffgres dlq` subcommand end to end: a transform that throws for some rows while a flag file exists; the
+// stream dead-letters them; list, show, a failing retry, the fix, retries against the rows' current state, clear.
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { existsSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { type LocalServer, startLocalServer } from '../src/local/server.ts'
+import { runCli } from './harness/cli.ts'
+import { type TestDatabase, testDatabase } from './harness/pg.ts'
+import { makeProject, migration, type Project } from './harness/project.ts'
+import { docsById, type RunningStream, startStream } from './harness/stream.ts'
+import { waitFor } from './harness/wait.ts'
+
+let db: TestDatabase
+let server: LocalServer
+let project: Project
+let stream: RunningStream
+let flag: string
+
+// Throws for rows named "bad…" while the file `broken` exists next to it (the "bug"); removing the file "fixes" it.
+const TRANSFORM = `import { existsSync } from 'node:fs'
+const flag = new URL('./broken', import.meta.url)
+export default function (event) {
+  if (event.type === 'delete') return { type: 'delete' }
+  if (existsSync(flag) && event.new.name.startsWith('bad')) throw new Error('cannot handle ' + event.new.name)
+  return { type: 'upsert', attributes: { name: event.new.name } }
+}
+`
+
+beforeAll(async () => {
+  db = await testDatabase('dlq')
+  server = await startLocalServer()
+  await db.sql`CREATE TABLE items (id int PRIMARY KEY, name text, secret text)`
+  project = makeProject({
+    databaseUrl: db.url,
+    turbopufferUrl: server.url,
+    migrations: { '001_items.toml': migration({ name: 'items', table: 'items', transform: 'transforms/items.ts' }) },
+    files: { 'transforms/items.ts': TRANSFORM },
+  })
+  flag = join(project.dir, 'puffgres', 'transforms', 'broken')
+  writeFileSync(flag, '')
+  expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
+  stream = startStream(project.config)
+  await waitFor(
+    'the slot to stream',
+    async () => (await db.sql`SELECT active FROM pg_replication_slots WHERE slot_name = 'puffgres'`)[0]?.active,
+  )
+}, 60_000)
+
+afterAll(async () => {
+  await stream?.stop()
+  await server?.stop()
+  project?.remove()
+  await db?.drop()
+})
+
+const dlq = (...args: string[]) => runCli(['-c', project.config, 'dlq', ...args])
+const docs = () => docsById(server.documents('items'))
+const entries = async () =>
+  await db.sql<{ id: string; doc_id: string; attempts: number; error: string }[]>`
+    SELECT id::text, doc_id, attempts, error FROM __puffgres_dlq ORDER BY id`
+
+describe('puffgres dlq', () => {
+  test('rows a transform rejects are listed and shown', async () => {
+    await db
+      .sql`INSERT INTO items VALUES (1, 'one', 's1'), (2, 'bad two', 's2'), (3, 'three', 's3'), (4, 'bad four', 's4')`
+    await waitFor('two dead letters', async () => (await entries()).length === 2)
+    await waitFor('the good rows', () => docs().size === 2)
+    expect([...docs().keys()].sort()).toEqual([1, 3])
+
+    const list = await dlq('list')
+    expect(list.code).toBe(0)
+    const lines = list.out.split('\n')
+    expect(lines[0]).toMatch(/^ID\s+MAPPING\s+DOC ID\s+ATTEMPTS\s+LAST FAILED\s+LSN\s+ERROR$/)
+    expect(lines).toHaveLength(3)
+    expect(lines[1]).toMatch(
+      /^\d+\s+items\s+2\s+1\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ\s+[0-9A-F]+\/[0-9A-F]+\s+.*cannot handle bad two/,
+    )
+    expect((await dlq('list', '--limit', '1')).out.split('\n')).toHaveLength(2)
+    expect((await dlq('list', '--mapping', 'other')).out).toBe('the dead-letter queue is empty')
+    const json = JSON.parse((await dlq('list', '--json')).out)
+    expect(json.map((e: { doc_id: string }) => e.doc_id)).toEqual(['2', '4'])
+    expect(json[0]).toMatchObject({ mapping: 'items', attempts: 1, event: { type: 'insert', new: { id: 2 } } })
+
+    const [first] = await entries()
+    const show = await dlq('show', first.id)
+    expect(show.code).toBe(0)
+    expect(show.out).toContain(`id:              ${first.id}`)
+    expect(show.out).toContain('doc id:          2')
+    expect(show.out).toMatch(/error: .*cannot handle bad two/)
+    expect(show.out).toContain('"name": "bad two"')
+    expect((await dlq('show', '999999')).code).toBe(1)
+    expect((await dlq('show')).code).toBe(2)
+  })
+
+  test('a retry that fails again keeps the entry and counts the attempt', async () => {
+    const [first] = await entries()
+    const r = await dlq('retry', '--id', first.id)
+    expect(r.code).toBe(1)
+    expect(r.out).toContain(`failed  ${first.id} (items id 2)`)
+    expect(r.out).toContain('0 retried, 1 failed')
+    const [after] = await entries()
+    expect(after.id).toBe(first.id)
+    expect(after.attempts).toBe(2)
+    expect(after.error).toContain('cannot handle bad two')
+  })
+
+  test("after the fix, retries write the rows' current state and remove the entries", async () => {
+    // row 2 changes after it failed (a retry of the old event would write "bad two"); row 4 is deleted meanwhile
+    await db.sql`UPDATE items SET name = 'good two' WHERE id = 2`
+    await db.sql`DELETE FROM items WHERE id = 4`
+    await waitFor('row 2 streamed', () => docs().get(2)?.name === 'good two')
+    rmSync(flag) // the fix
+    const [e2, e4] = await entries()
+
+    const one = await dlq('retry', '--id', e2.id)
+    expect(one.code).toBe(0)
+    expect(one.out).toBe(`retried ${e2.id} (items id 2): upsert\n1 retried, 0 failed`)
+    expect(docs().get(2)?.name).toBe('good two')
+
+    const all = await dlq('retry', '--mapping', 'items')
+    expect(all.code).toBe(0)
+    expect(all.out).toBe(`retried ${e4.id} (items id 4): delete\n1 retried, 0 failed`)
+    expect(docs().has(4)).toBe(false)
+    expect(await entries()).toEqual([])
+  })
+
+  test('clear by id, by mapping, all', async () => {
+    writeFileSync(flag, '')
+    await db.sql`INSERT INTO items VALUES (10, 'bad ten', 'x'), (11, 'bad eleven', 'x'), (12, 'bad twelve', 'x')`
+    await waitFor('three dead letters', async () => (await entries()).length === 3)
+    const [a] = await entries()
+    expect((await dlq('clear')).code).toBe(2)
+    expect((await dlq('clear', '--id', a.id, '--all')).code).toBe(2)
+    expect((await dlq('clear', '--id', a.id)).out).toBe('removed 1 entry')
+    expect((await dlq('clear', '--id', a.id)).code).toBe(1)
+    expect((await dlq('clear', '--mapping', 'other')).out).toBe('removed 0 entries')
+    expect((await dlq('clear', '--mapping', 'items')).out).toBe('removed 2 entries')
+    await db.sql`INSERT INTO items VALUES (13, 'bad thirteen', 'x')`
+    await waitFor('one dead letter', async () => (await entries()).length === 1)
+    expect((await dlq('clear', '--all')).out).toBe('removed 1 entry')
+    expect(await entries()).toEqual([])
+    expect(existsSync(flag)).toBe(true)
+  })
+
+  test('bad usage', async () => {
+    expect((await dlq()).code).toBe(2)
+    expect((await dlq('frobnicate')).code).toBe(2)
+    expect((await dlq('retry')).code).toBe(2)
+    expect((await dlq('retry', '--id', 'x')).code).toBe(2)
+    const r = await dlq('retry', '--mapping', 'nope')
+    expect(r.code).toBe(1)
+    expect(r.err).toContain('no mapping named "nope"')
+  })
+})
