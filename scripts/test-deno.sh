@@ -13,6 +13,7 @@ DEFAULT_TESTS=(
   test/local-persistence.test.ts
   test/local-faults.test.ts
   test/local-command.test.ts
+  test/local-bun-test-shim.test.ts
 )
 
 # deno.json's settings and import map, plus the shim; regenerated so it never drifts from deno.json.

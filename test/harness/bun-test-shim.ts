@@ -317,14 +317,14 @@ function makeMatchers(actual: unknown, negate: boolean): Matchers {
       if (typeof actual !== 'function') throw new AssertionError('toThrow needs a function')
       let threw = false
       let err: unknown
+      let r: unknown
       try {
-        const r = actual()
-        if (r instanceof Promise) throw new AssertionError('toThrow got an async function: use rejects.toThrow')
+        r = actual()
       } catch (e) {
-        if (e instanceof AssertionError) throw e
         threw = true
         err = e
       }
+      if (r instanceof Promise) throw new AssertionError('toThrow got an async function: use rejects.toThrow')
       const pass = threw && errorMatches(err, expected)
       if (pass === negate) {
         const got = threw ? `threw ${inspect(err instanceof Error ? err.message : err)}` : 'did not throw'
