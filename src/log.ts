@@ -20,10 +20,18 @@ export function levelFromEnv(env: Record<string, string | undefined> = process.e
   return 'info'
 }
 
+/** `scheme://user:password@` in a URL (a connection string inside an error message, say). */
+const URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/[^:/?#@\s]*):[^@\s]*@/gi
+
+/** Masks the password of any URL in the text. */
+export function scrub(text: string): string {
+  return text.replace(URL_CREDENTIALS, '$1:[redacted]@')
+}
+
 export function redact(fields: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {}
   for (const [k, v] of Object.entries(fields)) {
-    out[k] = SECRET.test(k) ? '[redacted]' : typeof v === 'bigint' ? v.toString() : v
+    out[k] = SECRET.test(k) ? '[redacted]' : typeof v === 'bigint' ? v.toString() : typeof v === 'string' ? scrub(v) : v
   }
   return out
 }
@@ -38,8 +46,9 @@ export function createLogger(opts: LogOptions = {}): Logger {
   const min = LEVELS[opts.level ?? levelFromEnv()]
   const json = opts.json ?? !process.stderr.isTTY
   const write = opts.write ?? ((line: string) => process.stderr.write(line + '\n'))
-  const emit = (level: Level, msg: string, fields?: Record<string, unknown>) => {
+  const emit = (level: Level, text: string, fields?: Record<string, unknown>) => {
     if (LEVELS[level] < min) return
+    const msg = scrub(text)
     const f = fields ? redact(fields) : {}
     if (json) {
       write(JSON.stringify({ ts: new Date().toISOString(), level, msg, ...f }))
