@@ -52,6 +52,8 @@ export interface RunOptions {
   /** called once streaming (not waiting as a standby) */
   onStreaming?: () => void
   standbyRetryMs?: number
+  /** on stop, how long the batch in flight may take before it is abandoned (default 30 s) */
+  drainTimeoutMs?: number
   /** serve /metrics and /healthz on this port (0: any free port); undefined: no server */
   metricsPort?: number
   metricsHost?: string
@@ -80,12 +82,14 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 export async function runStream(config: Config, opts: RunOptions): Promise<void> {
   const log = opts.log ?? createLogger()
   const sql = connect(config.postgres.connectionString, { max: 4 })
+  const sinkAbort = new AbortController()
   const monitor = opts.monitor ?? new StreamMonitor(opts.maxLagSeconds ?? config.stream.max_lag_seconds ?? 60)
   const sink: Sink = opts.discard ? new DiscardSink() : new TurbopufferSink(
     { api_key: config.turbopuffer.apiKey, base_url: config.turbopuffer.baseUrl, region: config.turbopuffer.region },
     {
       log,
-      signal: opts.signal,
+      // not opts.signal: a graceful stop still writes the batch in flight; this one gives up after the drain timeout
+      signal: sinkAbort.signal,
       onRequest: (ms, ok) => monitor.sinkRequest(ms, ok),
       onRetry: (info) => monitor.sinkRetry(info.operation),
     },
@@ -140,6 +144,8 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
           pollIntervalMs: opts.pollIntervalMs,
           confirm: (lsn) => {
             rs.confirm(lsn)
+            // tell the server at once (not at the next status interval), so a restart replays little
+            rs.sendStatus()
             monitor.confirmed(lsn)
           },
           onFlush: (info) => {
@@ -150,11 +156,20 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
           },
         })
         processor.start()
-        const onAbort = async () => {
+        let stopping: Promise<void> | undefined
+        const onAbort = () => stopping ??= stopStream()
+        const stopStream = async () => {
           // finish what was read, confirm it, then end the stream (which ends the loop below)
+          const giveUp = setTimeout(() => {
+            log.warn('stopping: the batch in flight did not finish in time; it will be replayed on the next start', {
+              timeout_ms: opts.drainTimeoutMs ?? 30_000,
+            })
+            sinkAbort.abort()
+          }, opts.drainTimeoutMs ?? 30_000)
           try {
             await processor!.drain()
           } catch { /* logged by the processor */ }
+          clearTimeout(giveUp)
           await rs.close()
         }
         opts.signal?.addEventListener('abort', onAbort, { once: true })

@@ -97,10 +97,11 @@ export function fitsType(type: string, value: unknown): boolean {
   switch (type) {
     case 'string':
       return typeof value === 'string'
+    // integers beyond 2^53 are valid 64-bit values on the wire; JSON.parse rounds them here (documented)
     case 'int':
-      return typeof value === 'number' && Number.isSafeInteger(value)
+      return typeof value === 'number' && Number.isInteger(value) && Math.abs(value) <= 2 ** 63
     case 'uint':
-      return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
+      return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value < 2 ** 64
     case 'float':
       return typeof value === 'number' && Number.isFinite(value)
     case 'bool':

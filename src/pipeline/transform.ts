@@ -123,6 +123,19 @@ export async function createTransformRunner(
   }
 }
 
+/**
+ * turbopuffer attributes are scalars or flat arrays of non-null scalars: a json/jsonb object, or an array holding
+ * objects or arrays, is written as its JSON text (a transform gets the parsed value and can pick fields instead).
+ */
+function attributeValue(v: unknown): unknown {
+  if (v === null || typeof v !== 'object') return v
+  if (Array.isArray(v) ? v.some((x) => x !== null && typeof x === 'object') : true) {
+    return JSON.stringify(v, (_k, x) => typeof x === 'bigint' ? x.toString() : x)
+  }
+  // turbopuffer arrays hold no nulls: NULL elements of a PostgreSQL array are left out
+  return v.includes(null) ? v.filter((x) => x !== null) : v
+}
+
 /** No transform: an upsert of the row's columns (all, or `columns`), a delete on delete. */
 export function createIdentityRunner(opts: Pick<TransformRunnerOptions, 'mapping' | 'columns'>): TransformRunner {
   const label = `mapping ${opts.mapping}`
@@ -131,14 +144,10 @@ export function createIdentityRunner(opts: Pick<TransformRunnerOptions, 'mapping
     if (event.type === 'delete') return { ok: true, action: { type: 'delete', id: event.id } }
     const row = event.new
     if (!row) return { ok: false, error: `${label}: ${event.type} event for id ${JSON.stringify(event.id)} has no row` }
-    let attributes: Record<string, unknown>
-    if (columns) {
-      attributes = {}
-      for (const c of columns) if (c !== 'id' && Object.hasOwn(row, c)) attributes[c] = row[c]
-    } else {
-      // `id` is the document's id in turbopuffer, never an attribute
-      const { id: _id, ...rest } = row
-      attributes = rest
+    const attributes: Record<string, unknown> = {}
+    // `id` is the document's id in turbopuffer, never an attribute
+    for (const c of columns ?? Object.keys(row)) {
+      if (c !== 'id' && Object.hasOwn(row, c)) attributes[c] = attributeValue(row[c])
     }
     return normalizeAction({ type: 'upsert', attributes }, event, label)
   }
