@@ -1,6 +1,7 @@
 // The declaration file `init` writes so that `import type { RowEvent, Action } from 'puffgres'` type-checks in a
 // user's editor without installing anything. test/init.test.ts type-checks the scaffold against it.
-export const TYPES_FILE = `// Types for puffgres transforms (written by \`puffgres init\`; editors find it through tsconfig.json paths).
+export const TYPES_FILE =
+  `// Types for puffgres transforms (written by \`puffgres init\`; editors find it through tsconfig.json paths).
 export type Id = string | number
 export type Row = Record<string, unknown>
 export interface RowEvent {

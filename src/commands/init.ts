@@ -16,7 +16,8 @@ Creates a puffgres project in PATH (default: the current folder):
 Refuses to overwrite any existing file.
 `
 
-const CONFIG = `# puffgres configuration. \${VAR} is replaced by the environment variable VAR (a .env file next to this one,
+const CONFIG =
+  `# puffgres configuration. \${VAR} is replaced by the environment variable VAR (a .env file next to this one,
 # or in a parent folder, is read too); \${VAR:-default} gives a default.
 
 [postgres]
@@ -46,7 +47,8 @@ TURBOPUFFER_API_KEY=tpuf_your_key
 # PUFFGRES_BASE_NAMESPACE=dev_      # prefix for every namespace, e.g. per environment
 `
 
-const MIGRATION = `# A migration maps one table to one turbopuffer namespace. Once applied (puffgres migrate), a file must not
+const MIGRATION =
+  `# A migration maps one table to one turbopuffer namespace. Once applied (puffgres migrate), a file must not
 # change: to change a mapping, add a file with the same [migration] name and a higher version.
 
 [migration]
