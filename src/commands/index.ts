@@ -1,6 +1,7 @@
 // The command table: `puffgres --help`, each command's help and README's CLI reference come from here.
 import type { Config } from '../config/load.ts'
 import * as backfill from './backfill.ts'
+import * as demo from './demo.ts'
 import * as init from './init.ts'
 import * as migrate from './migrate.ts'
 import * as local from './local.ts'
@@ -64,6 +65,12 @@ export const commands: Command[] = [
     summary: 'compare a namespace with its table; --repair fixes the drift',
     help: verify.help,
     run: (a, c) => verify.verifyCommand(a, c.config),
+  },
+  {
+    name: 'demo',
+    summary: 'the whole pipeline once, on a throwaway PostgreSQL and the local turbopuffer server',
+    help: demo.help,
+    run: (a) => demo.demoCommand(a),
   },
   {
     name: 'local',
