@@ -17,7 +17,7 @@ export interface Page {
   /** the snapshot LSN the page was read at */
   lsn: bigint
   rows: Row[]
-  /** key texts column-wise: keys[j][i] is id column j of row i (the re-check's parameters) */
+  /** key texts column-wise: keys[j][i] is id column j of row i (what the re-check compares) */
   keys: string[][]
   /** rows whose values could not be decoded: the row's key texts and the error */
   bad: { keys: string[]; error: string }[]
@@ -35,9 +35,11 @@ export async function readPage(
   limit: number,
 ): Promise<Page> {
   const lsn = await stableLsn(sql)
-  const values =
-    await (after ? sql.unsafe(plan.nextPageSql, [...after, limit]) : sql.unsafe(plan.firstPageSql, [limit]))
-      .values() as unknown as (string | null)[][]
+  // prepared: the same two statements run for every page
+  const query = after
+    ? sql.unsafe(plan.nextPageSql, [...after, limit], { prepare: true })
+    : sql.unsafe(plan.firstPageSql, [limit], { prepare: true })
+  const values = await query.values() as unknown as (string | null)[][]
   return decodePage(plan, lsn, values)
 }
 
@@ -85,8 +87,21 @@ export async function recheckPage(
   plan: BackfillPlan,
   page: Page,
 ): Promise<{ lsn: bigint; stale: number[] }> {
-  if (!page.rows.length) return { lsn: page.lsn, stale: [] }
+  const n = page.rows.length
+  if (!n) return { lsn: page.lsn, stale: [] }
   const lsn = await stableLsn(sql)
-  const rows = await sql.unsafe<{ i: number }[]>(plan.recheckSql, page.keys)
-  return { lsn, stale: rows.map((r) => r.i - 1) }
+  const { keys } = page
+  const first = keys.map((col) => col[0])
+  const last = keys.map((col) => col[n - 1])
+  const found = await sql.unsafe(plan.recheckSql, [...first, ...last], { prepare: true })
+    .values() as unknown as string[][]
+  // `::text` of the same columns in the same session settings: equal keys give equal texts
+  const members = new Set<string>()
+  for (const r of found) members.add(r.length === 1 ? r[0] : r.join('\u0000'))
+  const stale: number[] = []
+  for (let i = 0; i < n; i++) {
+    const key = keys.length === 1 ? keys[0][i] : keys.map((col) => col[i]).join('\u0000')
+    if (!members.has(key)) stale.push(i)
+  }
+  return { lsn, stale }
 }

@@ -168,7 +168,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     step('4. migrate')
     const plan = await planMigrate(config, sql)
     for (const s of plan.steps) say(`  ${s}`)
-    await applyMigrate(config, sql, plan)
+    await applyMigrate(sql, plan)
     cleanups.push(async () => {
       await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${SLOT}`
       await sql.unsafe(`DROP PUBLICATION IF EXISTS ${PUBLICATION}`)

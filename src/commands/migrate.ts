@@ -136,7 +136,7 @@ async function checkMapping(sql: postgres.Sql, m: Mapping, warnings: string[]) {
   }
 }
 
-export async function applyMigrate(config: Config, sql: postgres.Sql, plan: MigratePlan): Promise<void> {
+export async function applyMigrate(sql: postgres.Sql, plan: MigratePlan): Promise<void> {
   await sql.begin(async (tx) => {
     // one migrate at a time: a second concurrent one waits, then finds nothing to do
     await tx`SELECT pg_advisory_xact_lock(hashtext('puffgres.migrate'))`
@@ -166,7 +166,7 @@ export async function migrateCommand(argv: string[], config: () => Config): Prom
     console.log(dry ? 'Plan (dry run, nothing changed):' : 'Migrating:')
     for (const s of plan.steps) console.log(`  ${s}`)
     if (!dry) {
-      await applyMigrate(cfg, sql, plan)
+      await applyMigrate(sql, plan)
       console.log('Done.')
     }
     return 0

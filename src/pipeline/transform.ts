@@ -129,7 +129,7 @@ export async function createTransformRunner(
  */
 function attributeValue(v: unknown): unknown {
   if (v === null || typeof v !== 'object') return v
-  if (Array.isArray(v) ? v.some((x) => x !== null && typeof x === 'object') : true) {
+  if (!Array.isArray(v) || v.some((x) => x !== null && typeof x === 'object')) {
     return JSON.stringify(v, (_k, x) => typeof x === 'bigint' ? x.toString() : x)
   }
   // turbopuffer arrays hold no nulls: NULL elements of a PostgreSQL array are left out
