@@ -236,7 +236,9 @@ describe('failures', () => {
 
   test('ops refused by the local checks fail without a request', async () => {
     const sink = sinkFor()
-    const res = await sink.write(freshNamespace(), [up(1, 'v1', { big: 2n ** 70n }), up('', 'v1')])
+    const cycle: Record<string, unknown> = {}
+    cycle.self = cycle
+    const res = await sink.write(freshNamespace(), [up(1, 'v1', { cycle }), up('', 'v1')])
     expect(res.written).toBe(0)
     expect(res.failed.map((f) => f.op.id)).toEqual([1, ''])
     expect(sink.stats().requests).toBe(0)
