@@ -148,16 +148,16 @@ export const describe: DescribeFn = Object.assign((name: string, fn: () => void)
   skipIf: (cond: boolean) => (name: string, fn: () => void) => describeWith(name, fn, cond),
 })
 
-export function beforeAll(fn: Fn) {
+export function beforeAll(fn: Fn, _timeout?: number) {
   current.beforeAll.push(fn)
 }
-export function afterAll(fn: Fn) {
+export function afterAll(fn: Fn, _timeout?: number) {
   current.afterAll.push(fn)
 }
-export function beforeEach(fn: Fn) {
+export function beforeEach(fn: Fn, _timeout?: number) {
   current.beforeEach.push(fn)
 }
-export function afterEach(fn: Fn) {
+export function afterEach(fn: Fn, _timeout?: number) {
   current.afterEach.push(fn)
 }
 
