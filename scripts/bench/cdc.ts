@@ -1,0 +1,510 @@
+// Streaming throughput and latency of `puffgres run` against its floor, pg_recvlogical, on a throwaway cluster:
+//   ./node_modules/.bin/bun scripts/bench/cdc.ts [--rows 200000] [--poll-interval-ms 1000] [--latency-seconds 20]
+//     [--rate 1000] [--batch-size 1000]
+// One workload (big INSERT ... SELECT and UPDATE transactions, 100-row transactions, single-row inserts and updates;
+// ~200-byte rows) is committed while nothing consumes. Three slots created before it are then drained, one after
+// the other, by (a) pg_recvlogical to /dev/null (decoding alone), (b) `puffgres run --discard`, (c) `puffgres run`
+// into the local turbopuffer server (`puffgres local`, its own process). Each run ends when the slot's confirmed
+// flush LSN passes the workload's last commit. puffgres runs as a child process; its peak RSS is its VmHWM.
+// Last, commit→visible latency at a steady rate: single-row commits while `puffgres run` streams into the local
+// server through a proxy in this process that stamps each document's arrival (the write's acknowledgement).
+// Targets: ≥ 70% of pg_recvlogical into the discard sink, ≥ 40% into the local server, p99 latency below the poll
+// interval + 100 ms, peak RSS < 300 MB.
+import { type ChildProcess, spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import process from 'node:process'
+import { parseArgs } from 'node:util'
+import { gunzipSync } from 'node:zlib'
+import postgres from 'postgres'
+import { formatLsn, parseLsn } from '../../src/postgres/lsn.ts'
+import { freePort, pgBinDir, startCluster } from '../../src/postgres/throwaway.ts'
+import { serveHttp } from '../../src/runtime.ts'
+import { makeProject, migration, type Project } from '../../test/harness/project.ts'
+
+const { values: args } = parseArgs({
+  options: {
+    rows: { type: 'string', default: '100000' },
+    'poll-interval-ms': { type: 'string', default: '1000' },
+    'latency-seconds': { type: 'string', default: '20' },
+    rate: { type: 'string', default: '1000' },
+    'batch-size': { type: 'string', default: '1000' },
+  },
+})
+function positive(name: keyof typeof args): number {
+  const n = Number(args[name])
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name}: expected a positive whole number, got "${args[name]}"`)
+  return n
+}
+const ROWS = positive('rows')
+const POLL_MS = positive('poll-interval-ms')
+const LATENCY_S = positive('latency-seconds')
+const RATE = positive('rate')
+const BATCH = positive('batch-size')
+// throughput runs flush a partial batch after this long, so the drain's tail does not wait a whole poll interval
+const THROUGHPUT_POLL_MS = 50
+const PUBLICATION = 'puffgres_pub'
+
+const root = new URL('../..', import.meta.url).pathname
+const bun = join(root, 'node_modules/.bin/bun')
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0
+const fmt = (n: number) => Math.round(n).toLocaleString('en-US')
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** A child process with its stderr lines, exit, and peak RSS (VmHWM) sampled from /proc while it runs. */
+interface Child {
+  proc: ChildProcess
+  lines: string[]
+  exited: Promise<number | null>
+  peakMb(): number
+}
+
+function startChild(cmd: string, argv: string[], env: Record<string, string> = {}): Child {
+  const proc = spawn(cmd, argv, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const lines: string[] = []
+  let buf = ''
+  const onData = (d: Buffer) => {
+    buf += d
+    const parts = buf.split('\n')
+    buf = parts.pop()!
+    lines.push(...parts)
+  }
+  proc.stdout!.on('data', onData)
+  proc.stderr!.on('data', onData)
+  let peakKb = 0
+  const sample = () => {
+    try {
+      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.pid}/status`, 'utf8'))
+      if (m) peakKb = Math.max(peakKb, Number(m[1]))
+    } catch { /* exited */ }
+  }
+  const timer = setInterval(sample, 25)
+  const exited = new Promise<number | null>((resolve) =>
+    proc.on('exit', (code) => {
+      clearInterval(timer)
+      resolve(code)
+    })
+  )
+  return {
+    proc,
+    lines,
+    exited,
+    peakMb: () => {
+      sample()
+      return peakKb / 1024
+    },
+  }
+}
+
+async function waitUntil(what: string, ok: () => boolean | Promise<boolean>, child?: Child, timeoutMs = 600_000) {
+  const until = performance.now() + timeoutMs
+  while (!(await ok())) {
+    if (child && child.proc.exitCode !== null) {
+      throw new Error(`waiting for ${what}: the process exited (${child.proc.exitCode}):\n${child.lines.join('\n')}`)
+    }
+    if (performance.now() > until) throw new Error(`timed out waiting for ${what}`)
+    await sleep(10)
+  }
+}
+
+async function stopChild(child: Child): Promise<void> {
+  if (child.proc.exitCode !== null) return
+  child.proc.kill('SIGTERM')
+  const code = await Promise.race([child.exited, sleep(15_000).then(() => 'timeout' as const)])
+  if (code === 'timeout') {
+    child.proc.kill('SIGKILL')
+    await child.exited
+  }
+}
+
+// ---- the workload ----
+
+const ROW_VALUES = (g: string) =>
+  `${g}, 'item number ' || ${g}, repeat(md5(${g}::text), 4), ${g} % 97, (${g} % 10000) / 100.0, ` +
+  `'2024-01-01'::timestamptz + ${g} * interval '1 second'`
+
+/** The parts of the workload, in changes; they add up to `rows`. */
+function plan(rows: number) {
+  const bigInsert = Math.floor(rows * 0.3)
+  const batchInsert = Math.floor(rows * 0.2)
+  const singleInsert = Math.floor(rows * 0.15)
+  const bigUpdate = Math.floor(rows * 0.2)
+  const singleUpdate = rows - bigInsert - batchInsert - singleInsert - bigUpdate
+  return { bigInsert, batchInsert, singleInsert, bigUpdate, singleUpdate }
+}
+
+async function workload(sql: postgres.Sql, rows: number) {
+  const p = plan(rows)
+  const ids = p.bigInsert + p.batchInsert + p.singleInsert
+  const chunk = 50_000
+  let next = 1
+  for (let left = p.bigInsert; left > 0; left -= chunk) {
+    const n = Math.min(chunk, left)
+    await sql.unsafe(`INSERT INTO items SELECT ${ROW_VALUES('g')} FROM generate_series(${next}, ${next + n - 1}) g`)
+    next += n
+  }
+  if (p.batchInsert) {
+    await sql.unsafe(`DO $$ BEGIN
+      FOR s IN ${next}..${next + p.batchInsert - 1} BY 100 LOOP
+        INSERT INTO items SELECT ${ROW_VALUES('g')} FROM generate_series(s, least(s + 99, ${
+      next + p.batchInsert - 1
+    })) g;
+        COMMIT;
+      END LOOP; END $$`)
+    next += p.batchInsert
+  }
+  if (p.singleInsert) {
+    await sql.unsafe(`DO $$ BEGIN
+      FOR i IN ${next}..${next + p.singleInsert - 1} LOOP
+        INSERT INTO items VALUES (${ROW_VALUES('i')});
+        COMMIT;
+      END LOOP; END $$`)
+    next += p.singleInsert
+  }
+  for (let from = 1, left = p.bigUpdate; left > 0; left -= chunk) {
+    const n = Math.min(chunk, left)
+    await sql.unsafe(
+      `UPDATE items SET qty = qty + 1, updated_at = clock_timestamp() WHERE id BETWEEN ${from} AND ${from + n - 1}`,
+    )
+    from += n
+  }
+  if (p.singleUpdate) {
+    // spread over the table: 7919 is prime, so consecutive updates hit scattered rows
+    await sql.unsafe(`DO $$ BEGIN
+      FOR i IN 1..${p.singleUpdate} LOOP
+        UPDATE items SET qty = qty + 1, updated_at = clock_timestamp() WHERE id = 1 + (i::bigint * 7919) % ${ids};
+        COMMIT;
+      END LOOP; END $$`)
+  }
+  return {
+    ...p,
+    ids,
+    transactions: Math.ceil(p.bigInsert / chunk) + Math.ceil(p.batchInsert / 100) +
+      p.singleInsert + Math.ceil(p.bigUpdate / chunk) + p.singleUpdate,
+  }
+}
+
+/**
+ * The end LSN of one more (marker) transaction committed after the workload: a consumer has consumed everything
+ * once its slot's confirmed flush LSN reaches it. Read from the Commit message of a slot made just before it.
+ */
+async function markEnd(sql: postgres.Sql): Promise<bigint> {
+  await sql`SELECT pg_create_logical_replication_slot('bench_end', 'pgoutput')`
+  await sql`UPDATE items SET qty = qty + 1 WHERE id = 1`
+  // with synchronous_commit off the commit reaches decoding (flushed WAL) within wal_writer_delay
+  let commit: Buffer | undefined
+  for (let tries = 0; !commit && tries < 200; tries++) {
+    const rows = await sql<{ data: Uint8Array }[]>`
+      SELECT data FROM pg_logical_slot_peek_binary_changes('bench_end', NULL, NULL,
+        'proto_version', '1', 'publication_names', ${PUBLICATION})`
+    commit = rows.map((r) => Buffer.from(r.data)).find((d) => d[0] === 'C'.charCodeAt(0))
+    if (!commit) await sleep(25)
+  }
+  await sql`SELECT pg_drop_replication_slot('bench_end')`
+  if (!commit) throw new Error('the marker transaction did not show up in its slot')
+  return commit.readBigUInt64BE(10)
+}
+
+async function confirmed(sql: postgres.Sql, slot: string): Promise<bigint> {
+  const [r] = await sql<{ lsn: string | null }[]>`
+    SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = ${slot}`
+  return r?.lsn ? parseLsn(r.lsn) : 0n
+}
+
+// ---- consumers ----
+
+interface Result {
+  label: string
+  seconds: number
+  peakMb?: number
+  startupSeconds?: number
+}
+
+async function recvlogical(url: string, slot: string, end: bigint): Promise<Result> {
+  const cmd = join(pgBinDir(), 'pg_recvlogical')
+  const argv = [
+    '-d',
+    url,
+    '--slot',
+    slot,
+    '--start',
+    '-o',
+    'proto_version=1',
+    '-o',
+    `publication_names=${PUBLICATION}`,
+    '-f',
+    '/dev/null',
+    '--endpos',
+    formatLsn(end),
+    '--no-loop',
+  ]
+  const started = performance.now()
+  const child = isRoot ? startChild('runuser', ['-u', 'postgres', '--', cmd, ...argv]) : startChild(cmd, argv)
+  const code = await child.exited
+  if (code !== 0) throw new Error(`pg_recvlogical exited ${code}:\n${child.lines.join('\n')}`)
+  return { label: 'pg_recvlogical', seconds: (performance.now() - started) / 1000 }
+}
+
+/** `puffgres run` as a child until the slot is confirmed at `end`; timed from its "streaming" log line. */
+async function puffgresRun(
+  label: string,
+  sql: postgres.Sql,
+  project: Project,
+  slot: string,
+  end: bigint,
+  extra: string[],
+): Promise<Result> {
+  const spawned = performance.now()
+  const child = startChild(bun, [
+    'src/cli.ts',
+    '-c',
+    project.config,
+    'run',
+    '--slot',
+    slot,
+    '--create-slot',
+    'false',
+    '--poll-interval-ms',
+    String(THROUGHPUT_POLL_MS),
+    '--batch-size',
+    String(BATCH),
+    ...extra,
+  ], { PUFFGRES_LOG: 'info' })
+  try {
+    await waitUntil(`${label}: streaming`, () => child.lines.some((l) => l.includes('"streaming"')), child)
+    const started = performance.now()
+    await waitUntil(
+      `${label}: slot ${slot} confirmed at ${formatLsn(end)}`,
+      async () => (await confirmed(sql, slot)) >= end,
+      child,
+    )
+    const seconds = (performance.now() - started) / 1000
+    return { label, seconds, peakMb: child.peakMb(), startupSeconds: (started - spawned) / 1000 }
+  } finally {
+    await stopChild(child)
+  }
+}
+
+/** `puffgres local` as a child; resolves once it answers. */
+async function localServer(): Promise<{ url: string; child: Child }> {
+  const port = await freePort()
+  const child = startChild(bun, ['src/cli.ts', 'local', '--port', String(port)])
+  const url = `http://127.0.0.1:${port}`
+  await waitUntil('puffgres local', async () => {
+    try {
+      return (await fetch(`${url}/v1/namespaces`, { headers: { authorization: 'Bearer x' } })).ok
+    } catch {
+      return false
+    }
+  }, child)
+  return { url, child }
+}
+
+async function countDocs(url: string, ns: string): Promise<number> {
+  const r = await fetch(`${url}/v2/namespaces/${ns}/query`, {
+    method: 'POST',
+    headers: { authorization: 'Bearer x', 'content-type': 'application/json' },
+    body: JSON.stringify({ aggregate_by: { n: ['Count'] } }),
+  })
+  if (!r.ok) throw new Error(`counting documents of ${ns}: ${r.status} ${await r.text()}`)
+  return (await r.json()).aggregations.n
+}
+
+// ---- latency ----
+
+/** A proxy in front of the local server that stamps when each upserted id's write was acknowledged. */
+async function arrivalProxy(upstream: string) {
+  const arrived = new Map<number, number>()
+  const server = await serveHttp({
+    port: 0,
+    hostname: '127.0.0.1',
+    fetch: async (req) => {
+      const url = new URL(req.url)
+      const body = req.method === 'GET' || req.method === 'HEAD' ? undefined : new Uint8Array(await req.arrayBuffer())
+      const headers = new Headers(req.headers)
+      headers.delete('host')
+      headers.delete('content-length')
+      const res = await fetch(upstream + url.pathname + url.search, { method: req.method, headers, body })
+      const out = await res.arrayBuffer()
+      const now = performance.now()
+      if (res.ok && body && req.method === 'POST' && /^\/v2\/namespaces\/[^/]+$/.test(url.pathname)) {
+        const raw = req.headers.get('content-encoding') === 'gzip' ? gunzipSync(body) : body
+        const w = JSON.parse(new TextDecoder().decode(raw))
+        const ids: unknown[] = [
+          ...(w.upsert_rows ?? []).map((r: { id: unknown }) => r.id),
+          ...(w.upsert_columns?.id ?? []),
+        ]
+        for (const id of ids) if (typeof id === 'number' && !arrived.has(id)) arrived.set(id, now)
+      }
+      const h = new Headers(res.headers)
+      h.delete('content-encoding')
+      h.delete('content-length')
+      return new Response(out, { status: res.status, headers: h })
+    },
+  })
+  return { url: `http://127.0.0.1:${server.port}`, arrived, stop: () => server.stop() }
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]
+}
+
+async function latency(sql: postgres.Sql, dbUrl: string, serverUrl: string) {
+  const proxy = await arrivalProxy(serverUrl)
+  const project = makeProject({
+    databaseUrl: dbUrl,
+    turbopufferUrl: proxy.url,
+    migrations: { '001_items.toml': migration({ name: 'items', table: 'items' }) },
+  })
+  await sql`SELECT pg_create_logical_replication_slot('bench_latency', 'pgoutput')`
+  const child = startChild(bun, [
+    'src/cli.ts',
+    '-c',
+    project.config,
+    'run',
+    '--slot',
+    'bench_latency',
+    '--create-slot',
+    'false',
+    '--poll-interval-ms',
+    String(POLL_MS),
+    '--batch-size',
+    String(BATCH),
+  ], { PUFFGRES_LOG: 'info' })
+  const committed = new Map<number, number>()
+  try {
+    await waitUntil('latency run: streaming', () => child.lines.some((l) => l.includes('"streaming"')), child)
+    // single-row transactions, RATE per second in ticks of 10 ms, each stamped when its commit returns
+    const base = 1_000_000_000
+    const perTick = RATE / 100
+    const total = RATE * LATENCY_S
+    const started = performance.now()
+    let sent = 0
+    const inflight = new Set<Promise<unknown>>()
+    while (sent < total) {
+      const due = Math.min(total, Math.floor(((performance.now() - started) / 10) * perTick))
+      for (; sent < due; sent++) {
+        const id = base + sent
+        const p = sql.unsafe(`INSERT INTO items VALUES (${ROW_VALUES(String(id))})`).then(() => {
+          committed.set(id, performance.now())
+        })
+        inflight.add(p)
+        p.finally(() => inflight.delete(p))
+      }
+      await sleep(10)
+    }
+    await Promise.all(inflight)
+    const achieved = total / ((performance.now() - started) / 1000)
+    await waitUntil('every latency row to arrive', () => proxy.arrived.size >= total, child, POLL_MS * 10 + 30_000)
+    const lat = [...committed].map(([id, t]) => proxy.arrived.get(id)! - t).sort((a, b) => a - b)
+    return {
+      rows: total,
+      rate: achieved,
+      p50: percentile(lat, 50),
+      p99: percentile(lat, 99),
+      max: lat[lat.length - 1],
+      peakMb: child.peakMb(),
+    }
+  } finally {
+    await stopChild(child)
+    await sql`SELECT pg_drop_replication_slot('bench_latency')`.catch(() => {})
+    await proxy.stop()
+    project.remove()
+  }
+}
+
+// ---- main ----
+
+// commits wait for the WAL flush as in production (else the walsender sees a commit only after wal_writer_delay);
+// fsync stays off: the benchmark measures CPU, not this machine's disk
+const cluster = await startCluster({ synchronous_commit: 'on' })
+let server: { url: string; child: Child } | undefined
+const projects: Project[] = []
+try {
+  const admin = postgres(cluster.url(), { max: 1, onnotice: () => {} })
+  await admin.unsafe('CREATE DATABASE bench')
+  await admin.end()
+  const url = cluster.url('bench')
+  const sql = postgres(url, { max: 4, onnotice: () => {} })
+  await sql.unsafe(`CREATE TABLE items (
+    id bigint PRIMARY KEY, title text NOT NULL, body text, qty int, price numeric(10,2), updated_at timestamptz)`)
+  server = await localServer()
+  const project = (tpUrl?: string) => {
+    const p = makeProject({
+      databaseUrl: url,
+      turbopufferUrl: tpUrl,
+      migrations: { '001_items.toml': migration({ name: 'items', table: 'items' }) },
+    })
+    projects.push(p)
+    return p
+  }
+  const discardProject = project()
+  const localProject = project(server.url)
+  const m = startChild(bun, ['src/cli.ts', '-c', discardProject.config, 'migrate'])
+  if ((await m.exited) !== 0) throw new Error(`migrate failed:\n${m.lines.join('\n')}`)
+
+  const slots = ['bench_recv', 'bench_discard', 'bench_local']
+  for (const s of slots) await sql`SELECT pg_create_logical_replication_slot(${s}, 'pgoutput')`
+  console.log(`committing the workload (${fmt(ROWS)} changes) with nothing consuming ...`)
+  const w0 = performance.now()
+  const w = await workload(sql, ROWS)
+  const end = await markEnd(sql)
+  const changes = ROWS + 1 // the marker update
+  const [{ wal }] = await sql<{ wal: string }[]>`
+    SELECT pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)) AS wal
+    FROM pg_replication_slots WHERE slot_name = 'bench_recv'`
+  console.log(
+    `  ${fmt(w.bigInsert)} in INSERT ... SELECT transactions, ${fmt(w.batchInsert)} in 100-row transactions, ` +
+      `${fmt(w.singleInsert)} single-row inserts, ${fmt(w.bigUpdate)} in big UPDATEs, ${fmt(w.singleUpdate)} ` +
+      `single-row updates: ${fmt(w.transactions)} transactions, ${wal} of WAL, in ` +
+      `${((performance.now() - w0) / 1000).toFixed(1)} s; end ${formatLsn(end)}`,
+  )
+
+  const results: Result[] = []
+  const report = (r: Result) => {
+    results.push(r)
+    const floor = results[0]
+    const pct = r === floor ? '' : ` (${((floor.seconds / r.seconds) * 100).toFixed(0)}% of pg_recvlogical)`
+    console.log(
+      `${r.label.padEnd(24)} ${fmt(changes)} changes in ${r.seconds.toFixed(2)} s: ${fmt(changes / r.seconds)} ` +
+        `changes/s${pct}${r.peakMb ? `, peak RSS ${fmt(r.peakMb)} MB, startup ${r.startupSeconds!.toFixed(2)} s` : ''}`,
+    )
+  }
+  report(await recvlogical(url, 'bench_recv', end))
+  report(await puffgresRun('puffgres → discard', sql, discardProject, 'bench_discard', end, ['--discard']))
+  report(await puffgresRun('puffgres → local server', sql, localProject, 'bench_local', end, []))
+  const docs = await countDocs(server.url, 'items')
+  if (docs !== w.ids) throw new Error(`the local server holds ${docs} documents of items, expected ${w.ids}`)
+  for (const s of slots) await sql`SELECT pg_drop_replication_slot(${s})`
+
+  console.log(`latency: ${fmt(RATE)} single-row commits/s for ${LATENCY_S} s, --poll-interval-ms ${POLL_MS} ...`)
+  const lat = await latency(sql, url, server.url)
+  console.log(
+    `  ${fmt(lat.rows)} rows at ${fmt(lat.rate)}/s: commit→visible p50 ${fmt(lat.p50)} ms, p99 ${fmt(lat.p99)} ms, ` +
+      `max ${fmt(lat.max)} ms; peak RSS ${fmt(lat.peakMb)} MB`,
+  )
+  await sql.end()
+
+  const [floor, discard, local] = results
+  const pct = (r: Result) => (floor.seconds / r.seconds) * 100
+  const peak = Math.max(discard.peakMb!, local.peakMb!, lat.peakMb)
+  const ok = (b: boolean) => (b ? 'yes' : '**no**')
+  console.log(`
+| measure (${fmt(changes)} changes, ${fmt(w.transactions)} transactions) | result | target | met |
+| --- | --- | --- | --- |
+| pg_recvlogical (decoding alone) | ${fmt(changes / floor.seconds)} changes/s | floor | |
+| puffgres run → discard sink | ${fmt(changes / discard.seconds)} changes/s (${pct(discard).toFixed(0)}%) | ≥ 70% | ${
+    ok(pct(discard) >= 70)
+  } |
+| puffgres run → local server | ${fmt(changes / local.seconds)} changes/s (${pct(local).toFixed(0)}%) | ≥ 40% | ${
+    ok(pct(local) >= 40)
+  } |
+| commit→visible at ${fmt(RATE)}/s, poll ${POLL_MS} ms | p50 ${fmt(lat.p50)} ms, p99 ${fmt(lat.p99)} ms | p99 < ${
+    POLL_MS + 100
+  } ms | ${ok(lat.p99 < POLL_MS + 100)} |
+| peak RSS of puffgres run | ${fmt(peak)} MB | < 300 MB | ${ok(peak < 300)} |`)
+} finally {
+  if (server) await stopChild(server.child)
+  for (const p of projects) p.remove()
+  cluster.stop()
+}
