@@ -170,4 +170,10 @@ describe('puffgres run', () => {
       return r?.ok
     }, 20_000, 200)
   })
+
+  test('--create-slot false with a missing slot is a clear error', async () => {
+    const r = await runCli(['-c', project.config, 'run', '--slot', 'nosuch', '--create-slot', 'false'])
+    expect(r.code).toBe(1)
+    expect(r.err).toBe('error: replication slot "nosuch" does not exist (run with --create-slot or create it)')
+  })
 })
