@@ -5,6 +5,8 @@ import { ConfigError } from './config/errors.ts'
 import { loadConfig } from './config/load.ts'
 import { type CommandContext, commands } from './commands/index.ts'
 import { VERSION } from './version.ts'
+import * as transformApi from './mod.ts'
+import { registerVirtualModule } from './runtime.ts'
 
 export function mainHelp(): string {
   const width = Math.max(...commands.map((c) => c.name.length))
@@ -43,6 +45,8 @@ function splitGlobal(argv: string[]) {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // transforms may `import { defineTransform } from 'puffgres'`, also inside the single-file binary
+  registerVirtualModule('puffgres', { ...transformApi })
   try {
     const { configPath, rest, flag } = splitGlobal(argv)
     if (flag === 'version') {

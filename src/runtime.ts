@@ -83,3 +83,24 @@ export function waitForShutdownSignal(): Promise<'SIGINT' | 'SIGTERM'> {
     process.on('SIGTERM', onTerm)
   })
 }
+
+const virtualModules = new Set<string>()
+
+/**
+ * Makes `import { … } from '<name>'` in files loaded at run time (user transforms) resolve to `exports`. Under Bun
+ * this registers a runtime plugin: a `bun build --compile` binary cannot otherwise import the modules bundled into
+ * it by name, and plain `bun src/cli.ts` would look for the package in the user's project (or try to install it).
+ * Deno has no runtime module hooks; there a transform imports types only (erased) or maps the name in its own
+ * deno.json. Returns whether the module was registered; registering the same name twice is a no-op.
+ */
+export function registerVirtualModule(name: string, exports: Record<string, unknown>): boolean {
+  if (!g.Bun || virtualModules.has(name)) return false
+  virtualModules.add(name)
+  g.Bun.plugin({
+    name: `virtual module ${name}`,
+    setup(build: any) {
+      build.module(name, () => ({ exports, loader: 'object' }))
+    },
+  })
+  return true
+}
