@@ -1,0 +1,32 @@
+# puffgres as a container: the single-file binary (bun build --compile) on a distroless base, as a non-root user.
+#   docker build -t puffgres .
+#   docker run --rm -v "$PWD:/work" -e DATABASE_URL -e TURBOPUFFER_API_KEY puffgres            # puffgres run
+#   docker run --rm -v "$PWD:/work" puffgres migrate --dry-run
+# The project folder (puffgres.toml, puffgres/migrations, puffgres/transforms) is mounted at /work.
+
+# Build on the builder's own platform and cross-compile for the target's (Bun fetches the other runtime from npm).
+FROM --platform=$BUILDPLATFORM node:20-bookworm-slim AS build
+ARG TARGETARCH
+WORKDIR /src
+COPY package.json package-lock.json ./
+# runtime packages plus the optional `bun` package, which does the compiling; no dev tools
+RUN npm ci --omit=dev --no-audit --no-fund
+COPY src/ src/
+COPY scripts/build.ts scripts/
+RUN set -e; \
+    case "$TARGETARCH" in \
+      amd64) t=linux-x64 ;; \
+      arm64) t=linux-arm64 ;; \
+      *) echo "unsupported architecture: $TARGETARCH" >&2; exit 1 ;; \
+    esac; \
+    ./node_modules/.bin/bun scripts/build.ts --target "$t" --outdir /out; \
+    mv "/out/puffgres-$t" /out/puffgres; \
+    if [ "$TARGETARCH" = "$(dpkg --print-architecture)" ]; then /out/puffgres --version; fi
+
+# glibc and libstdc++, no shell; the image's nonroot user is uid 65532
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /out/puffgres /usr/local/bin/puffgres
+USER nonroot
+WORKDIR /work
+ENTRYPOINT ["/usr/local/bin/puffgres"]
+CMD ["run"]
