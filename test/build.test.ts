@@ -7,8 +7,11 @@ import { createHash } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { type LocalServer, startLocalServer } from '../src/local/server.ts'
+import { loadTransform } from '../src/pipeline/transform.ts'
 import { VERSION } from '../src/version.ts'
+import { runCli } from './harness/cli.ts'
 import { type TestDatabase, testDatabase } from './harness/pg.ts'
 import { waitFor } from './harness/wait.ts'
 
@@ -161,4 +164,26 @@ export default defineTransform((event: RowEvent) => {
     expect(await exited).toBe(0)
     expect(out).not.toContain('"level":"error"')
   }, 60_000)
+})
+
+describe('under Bun, without a build', () => {
+  test("a transform file imports the value defineTransform from 'puffgres' once the CLI has started", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'puffgres-virtual-'))
+    try {
+      const file = join(dir, 'double.ts')
+      writeFileSync(
+        file,
+        `import { defineBatchTransform, defineTransform } from 'puffgres'
+export default defineTransform((event: { new?: { n: number } }) => ({ type: 'upsert', attributes: { n: event.new!.n * 2 } }))
+export const helpers = typeof defineBatchTransform
+`,
+      )
+      expect((await runCli(['--version'])).code).toBe(0)
+      const t = await loadTransform(file)
+      expect(t.fn({ new: { n: 21 } })).toEqual({ type: 'upsert', attributes: { n: 42 } })
+      expect((await import(pathToFileURL(file).href)).helpers).toBe('function')
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
 })
