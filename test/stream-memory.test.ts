@@ -1,0 +1,133 @@
+// Bounded memory (ARCHITECTURE.md invariant 4): one transaction far larger than the memory bound streams through
+// `puffgres run` (a child process, so its RSS is its own) into the local turbopuffer server, and the child's peak
+// RSS (VmHWM, sampled from /proc while it streams) stays under the bound. The rows carry ~1 kB each, 200 MB in all:
+// a `run` that held the transaction (or the table) in memory would pass the bound many times over.
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { readFileSync } from 'node:fs'
+import { type LocalServer, startLocalServer } from '../src/local/server.ts'
+import { parseLsn } from '../src/postgres/lsn.ts'
+import { type Child, spawnCli } from './harness/child.ts'
+import { runCli } from './harness/cli.ts'
+import { type TestDatabase, testDatabase } from './harness/pg.ts'
+import { makeProject, migration, type Project } from './harness/project.ts'
+import { waitFor } from './harness/wait.ts'
+
+const ROWS = 200_000
+const ROW_BYTES = 1000
+const BOUND_MB = 300
+
+let db: TestDatabase
+let server: LocalServer
+let project: Project
+let child: Child | undefined
+
+beforeAll(async () => {
+  db = await testDatabase('memory')
+  server = await startLocalServer()
+  await db.sql`CREATE TABLE big (id int PRIMARY KEY, body text)`
+  // stored inline and uncompressed, so the WAL and pgoutput carry every byte
+  await db.sql`ALTER TABLE big ALTER COLUMN body SET STORAGE PLAIN`
+  project = makeProject({
+    databaseUrl: db.url,
+    turbopufferUrl: server.url,
+    migrations: { '001_big.toml': migration({ name: 'big', table: 'big' }) },
+  })
+  expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
+})
+
+afterAll(async () => {
+  if (child) {
+    child.kill('SIGKILL')
+    await child.exited
+  }
+  await server?.stop()
+  project?.remove()
+  await db?.drop()
+})
+
+function peakRssKb(pid: number): number | undefined {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    return m ? Number(m[1]) : undefined
+  } catch {
+    return undefined // exited
+  }
+}
+
+async function confirmedFlush(slot: string): Promise<bigint> {
+  const [r] = await db.sql<{ lsn: string | null }[]>`
+    SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = ${slot}`
+  return r?.lsn ? parseLsn(r.lsn) : 0n
+}
+
+async function docCount(ns: string): Promise<number> {
+  const r = await fetch(`${server.url}/v2/namespaces/${ns}/query`, {
+    method: 'POST',
+    headers: { authorization: 'Bearer test-key', 'content-type': 'application/json' },
+    body: JSON.stringify({ aggregate_by: { n: ['Count'] } }),
+  })
+  return r.ok ? (await r.json()).aggregations.n : 0
+}
+
+describe('puffgres run memory', () => {
+  test(
+    `a ${ROWS}-row transaction of ${(ROWS * ROW_BYTES) / 1e6} MB streams with peak RSS under ${BOUND_MB} MB`,
+    async () => {
+      child = spawnCli(['-c', project.config, 'run', '--slot', 'memory', '--poll-interval-ms', '100'], {
+        PUFFGRES_LOG: 'info',
+      })
+      const pid = child.proc.pid!
+      await waitFor(
+        'the slot to stream',
+        async () => (await db.sql`SELECT active FROM pg_replication_slots WHERE slot_name = 'memory'`)[0]?.active,
+        30_000,
+      )
+      const idle = peakRssKb(pid)!
+
+      let peakKb = 0
+      const sampler = setInterval(() => peakKb = Math.max(peakKb, peakRssKb(pid) ?? 0), 20)
+      // the commit record lies past this position, so a confirmed flush LSN beyond it covers the whole transaction
+      let beforeCommit = 0n
+      await db.sql.begin(async (tx) => {
+        await tx.unsafe(
+          `INSERT INTO big SELECT g, repeat(chr(97 + g % 26), ${ROW_BYTES}) FROM generate_series(1, ${ROWS}) g`,
+        )
+        const [{ lsn }] = await tx<{ lsn: string }[]>`SELECT pg_current_wal_insert_lsn()::text AS lsn`
+        beforeCommit = parseLsn(lsn)
+      })
+      try {
+        await waitFor(
+          'the transaction to be confirmed',
+          async () => {
+            if (child!.proc.exitCode !== null) {
+              throw new Error(
+                `run exited ${child!.proc.exitCode}: ${child!.output()}`,
+              )
+            }
+            return (await confirmedFlush('memory')) > beforeCommit
+          },
+          240_000,
+          100,
+        ).catch((e) => {
+          throw new Error(`${(e as Error).message}; puffgres run said:\n${child!.output().slice(-3000)}`)
+        })
+        peakKb = Math.max(peakKb, peakRssKb(pid) ?? 0)
+      } finally {
+        clearInterval(sampler)
+      }
+      console.log(
+        `puffgres run streamed ${ROWS} rows (${(ROWS * ROW_BYTES) / 1e6} MB) in one transaction: ` +
+          `peak RSS ${(peakKb / 1024).toFixed(0)} MB (idle ${(idle / 1024).toFixed(0)} MB, bound ${BOUND_MB} MB)`,
+      )
+      expect(child.proc.exitCode).toBeNull()
+      expect(await docCount('big')).toBe(ROWS)
+      expect(peakKb).toBeGreaterThan(0)
+      expect(peakKb / 1024).toBeLessThan(BOUND_MB)
+
+      child.kill('SIGTERM')
+      expect(await child.exited).toBe(0)
+      child = undefined
+    },
+    300_000,
+  )
+})
