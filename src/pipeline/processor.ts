@@ -228,6 +228,9 @@ export class ChangeProcessor {
     }))
     if (progress.length) await recordProgress(this.opts.sql, progress)
     if (batch.confirmable) this.confirmIfAhead(batch.confirmable)
+    // The commit of the batch's last transaction may have arrived while the batch was being written, with nothing
+    // after it: then everything handled is durable, and that commit is confirmed too.
+    if (!this.inTxn && !this.pending.size && !this.dead.length) this.confirmIfAhead(this.lastCommitEnd)
     this.opts.onFlush?.({ ...w, docs: intents.length, ms: Date.now() - started, confirmed: this.lastConfirmed })
   }
 
