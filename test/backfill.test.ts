@@ -217,7 +217,7 @@ describe('backfill SQL and progress', () => {
     const q = renderSql('"public"."t"', ['a', 'b', 'x'], {
       idColumns: ['a', 'b'],
       membership: parseMembership("x = 'y'"),
-    })
+    }, ['integer', 'text'])
     expect(q.nextPageSql).toBe(
       'SELECT __puffgres_t."a"::text, __puffgres_t."b"::text, __puffgres_t."x"::text FROM "public"."t" AS __puffgres_t ' +
         `WHERE __puffgres_t."a" IS NOT NULL AND __puffgres_t."b" IS NOT NULL AND (__puffgres_t."x" = 'y') ` +

@@ -2,9 +2,9 @@
 // transform → versioned conditional writes → dead-letter queue path (pipeline/writer.ts), in keyset pages with a
 // checkpoint per page. Versions and the re-check that keeps deleted rows from coming back: see page.ts.
 //
-// Pipeline: page n+1 is read while page n is written; page n's re-check and checkpoint run while page n+1 is
-// written. At most three pages are in memory, whatever the table size. A checkpoint is saved only once its page is
-// written and re-checked, in page order, so `--resume` never skips a row or a re-check.
+// Pipeline: page n+1 is read while page n is written; the re-checks of the last few written pages run meanwhile.
+// At most MAX_RECHECKS + 2 pages are in memory, whatever the table size. A checkpoint covers a page only once it and
+// every page before it are written and re-checked, so `--resume` never skips a row or a re-check.
 import type postgres from 'postgres'
 import type { Config, Mapping } from '../config/load.ts'
 import { createLogger } from '../log.ts'
@@ -34,6 +34,9 @@ import { type BackfillPlan, planBackfill } from './plan.ts'
 import { createProgress, formatCount } from './progress.ts'
 
 export const DEFAULT_BATCH_SIZE = 1000
+
+/** written pages whose re-check may be in flight at once */
+const MAX_RECHECKS = 4
 
 export interface BackfillOptions {
   /** the mapping's name */
@@ -283,69 +286,95 @@ async function copy(
     return writeIntents(intents, dead, deps)
   }
 
-  const recheckAndSave = async (page: Page, written: WriteSummary) => {
-    const { lsn, stale } = await recheckPage(sql, plan, page)
-    let deleted = 0
-    if (stale.length) {
-      const lsnText = formatLsn(lsn)
-      const version = encodeVersion(lsn, 0)
-      const intents: Intent[] = stale.map((i) => {
-        const row = page.rows[i]
-        const old: Row = {}
-        for (const c of m.idColumns) old[c] = row[c]
-        const id = docId(row, m.idColumns)!
-        return {
-          route,
-          id,
-          kind: 'delete',
-          version,
-          lsn,
-          event: { type: 'delete', op: 'delete', id, ...base, old, lsn: lsnText },
-        }
-      })
-      const w = await writeIntents(intents, [], deps)
-      deleted = w.deleted
-      stats.skipped += w.skipped
-      stats.deadLettered += w.deadLettered
-      log.debug('re-check: rows gone or out of the predicate since their page was read', {
-        mapping: m.name,
-        deleted: stale.length,
-      })
-    }
-    await saveCheckpoint(sql, m.name, m.version, {
-      lastKey: page.lastKey!,
-      rows: page.count,
-      docs: written.upserted,
-      snapshotLsn: formatLsn(page.lsn),
+  /** Deletes the rows of a written page that went away (or left the predicate) since it was read. */
+  const recheck = async (page: Page): Promise<WriteSummary | undefined> => {
+    const { lsn, stale } = await recheckPage(sql, plan, page, log)
+    if (!stale.length) return undefined
+    const lsnText = formatLsn(lsn)
+    const version = encodeVersion(lsn, 0)
+    const intents: Intent[] = stale.map((i) => {
+      const row = page.rows[i]
+      const old: Row = {}
+      for (const c of m.idColumns) old[c] = row[c]
+      const id = docId(row, m.idColumns)!
+      return {
+        route,
+        id,
+        kind: 'delete',
+        version,
+        lsn,
+        event: { type: 'delete', op: 'delete', id, ...base, old, lsn: lsnText },
+      }
     })
+    log.debug('re-check: rows gone or out of the predicate since their page was read', {
+      mapping: m.name,
+      rows: stale.length,
+    })
+    return await writeIntents(intents, [], deps)
+  }
+
+  // Pages completed in order (written and re-checked) whose progress is not saved yet. Saves are coalesced: one in
+  // flight, then one for the newest completed page, so a slow commit does not hold the pipeline up.
+  let unsaved = { rows: 0, docs: 0, lastKey: undefined as string[] | undefined, lsn: 0n }
+  let saving: Promise<void> = Promise.resolve()
+  const save = (): Promise<void> => {
+    saving = saving.then(async () => {
+      const u = unsaved
+      if (!u.lastKey) return
+      unsaved = { rows: 0, docs: 0, lastKey: undefined, lsn: 0n }
+      await saveCheckpoint(sql, m.name, m.version, {
+        lastKey: u.lastKey,
+        rows: u.rows,
+        docs: u.docs,
+        snapshotLsn: formatLsn(u.lsn),
+      })
+      opts.onCheckpoint?.({ lastKey: u.lastKey, rowsDone: stats.rowsDone })
+    })
+    return saving
+  }
+  const complete = (page: Page, written: WriteSummary, deletes: WriteSummary | undefined) => {
     stats.rows += page.count
     stats.rowsDone += page.count
     stats.docsWritten += written.upserted
-    stats.skipped += written.skipped
-    stats.deadLettered += written.deadLettered
-    stats.deleted += deleted
+    stats.skipped += written.skipped + (deletes?.skipped ?? 0)
+    stats.deadLettered += written.deadLettered + (deletes?.deadLettered ?? 0)
+    stats.deleted += deletes?.deleted ?? 0
+    unsaved.rows += page.count
+    unsaved.docs += written.upserted
+    unsaved.lastKey = page.lastKey
+    unsaved.lsn = page.lsn
     progress?.update(stats.rowsDone)
-    opts.onCheckpoint?.({ lastKey: page.lastKey!, rowsDone: stats.rowsDone })
   }
 
-  let fetching: Promise<Page> | undefined = later(readPage(sql, plan, resumeFrom?.lastKey ?? undefined, batchSize))
-  let tail: Promise<void> = Promise.resolve()
+  let fetching: Promise<Page> | undefined = later(readPage(sql, plan, resumeFrom?.lastKey ?? undefined, batchSize, log))
+  /** the last written page's re-check and checkpoint; each waits for the one before (checkpoints in page order) */
+  let ordered: Promise<void> = Promise.resolve()
+  const finishing: Promise<void>[] = []
   let stopped = false
   try {
     while (fetching) {
       const page: Page = await fetching
       const last = page.count < batchSize
       stopped = !last && !!opts.signal?.aborted
-      fetching = last || stopped ? undefined : later(readPage(sql, plan, page.lastKey, batchSize))
-      if (page.count) {
-        const written = await writePage(page)
-        await tail
-        tail = later(recheckAndSave(page, written))
-      }
+      fetching = last || stopped ? undefined : later(readPage(sql, plan, page.lastKey, batchSize, log))
+      if (!page.count) continue
+      const written = await writePage(page)
+      const checked = later(recheck(page))
+      const before = ordered
+      ordered = later((async () => {
+        const deletes = await checked
+        await before
+        complete(page, written, deletes)
+        await save()
+      })())
+      finishing.push(ordered)
+      // bounded: a few pages being re-checked at once, whatever the table size
+      if (finishing.length >= MAX_RECHECKS) await finishing.shift()
     }
-    await tail
+    await ordered
+    await saving
   } finally {
-    await Promise.allSettled([fetching, tail])
+    await Promise.allSettled([fetching, ordered, saving])
     progress?.stop()
   }
   stats.ms = Date.now() - started

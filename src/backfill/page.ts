@@ -10,14 +10,20 @@
 import type postgres from 'postgres'
 import { stableLsn } from '../postgres/stable-lsn.ts'
 import { decodeValue } from '../postgres/values.ts'
-import type { Row } from '../types.ts'
+import type { Logger, Row } from '../types.ts'
 import type { BackfillPlan } from './plan.ts'
+
+/**
+ * How often to look again while transactions that were running at the stable LSN end. Usually they are short (often
+ * this backfill's own checkpoint), so a long sleep would be most of a page's time.
+ */
+const POLL_MS = 1
 
 export interface Page {
   /** the snapshot LSN the page was read at */
   lsn: bigint
   rows: Row[]
-  /** key texts column-wise: keys[j][i] is id column j of row i (what the re-check compares) */
+  /** key texts column-wise: keys[j][i] is id column j of row i (the re-check's parameters) */
   keys: string[][]
   /** rows whose values could not be decoded: the row's key texts and the error */
   bad: { keys: string[]; error: string }[]
@@ -33,8 +39,9 @@ export async function readPage(
   plan: BackfillPlan,
   after: readonly string[] | undefined,
   limit: number,
+  log?: Logger,
 ): Promise<Page> {
-  const lsn = await stableLsn(sql)
+  const lsn = await stableLsn(sql, { pollMs: POLL_MS, log })
   // prepared: the same two statements run for every page
   const query = after
     ? sql.unsafe(plan.nextPageSql, [...after, limit], { prepare: true })
@@ -86,22 +93,12 @@ export async function recheckPage(
   sql: postgres.Sql,
   plan: BackfillPlan,
   page: Page,
+  log?: Logger,
 ): Promise<{ lsn: bigint; stale: number[] }> {
   const n = page.rows.length
   if (!n) return { lsn: page.lsn, stale: [] }
-  const lsn = await stableLsn(sql)
-  const { keys } = page
-  const first = keys.map((col) => col[0])
-  const last = keys.map((col) => col[n - 1])
-  const found = await sql.unsafe(plan.recheckSql, [...first, ...last], { prepare: true })
-    .values() as unknown as string[][]
-  // `::text` of the same columns in the same session settings: equal keys give equal texts
-  const members = new Set<string>()
-  for (const r of found) members.add(r.length === 1 ? r[0] : r.join('\u0000'))
-  const stale: number[] = []
-  for (let i = 0; i < n; i++) {
-    const key = keys.length === 1 ? keys[0][i] : keys.map((col) => col[i]).join('\u0000')
-    if (!members.has(key)) stale.push(i)
-  }
+  const lsn = await stableLsn(sql, { pollMs: POLL_MS, log })
+  const rows = await sql.unsafe(plan.recheckSql, page.keys, { prepare: true }).values() as unknown as number[][]
+  const stale = rows.map((r) => r[0] - 1)
   return { lsn, stale }
 }

@@ -34,9 +34,8 @@ export interface BackfillPlan {
   /** page SQL after a key; `$1..$k` are the last key's texts, `$k+1` the limit */
   nextPageSql: string
   /**
-   * The key texts of the member rows between two keys (`$1..$k` the first, `$k+1..$2k` the last, both included): a
-   * page's key that is not among them is gone or no longer a member. One index range scan, where looking each key
-   * up would be a probe per row.
+   * `$1..$k`: text[] of key texts, one array per id column. Returns (`i`) the 1-based positions of the keys whose row
+   * is gone or no longer satisfies the membership predicate: usually none, so the answer costs next to nothing.
    */
   recheckSql: string
   /** counts the member rows with a NULL id column (they cannot be documents, and paging skips them) */
@@ -50,6 +49,8 @@ interface CatalogColumn {
   name: string
   typeOid: number
   typname: string
+  /** the column's type as a cast names it, typmod included (`character(10)`: a bare `character` is char(1)) */
+  castType: string
 }
 
 /** Reads the table from the catalog and renders the SQL; throws a one-line error naming the mapping's file. */
@@ -65,7 +66,8 @@ export async function planBackfill(
     WHERE n.nspname = ${mapping.schema} AND c.relname = ${mapping.table} AND c.relkind IN ('r', 'p')`
   if (!rel) throw new Error(`${where}: table ${mapping.schema}.${mapping.table} does not exist`)
   const cols = await sql<CatalogColumn[]>`
-    SELECT a.attname AS name, a.atttypid::int AS "typeOid", t.typname
+    SELECT a.attname AS name, a.atttypid::int AS "typeOid", t.typname,
+           format_type(a.atttypid, a.atttypmod) AS "castType"
     FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
     WHERE a.attrelid = ${rel.oid} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`
   const byName = new Map(cols.map((c) => [c.name, c]))
@@ -101,17 +103,19 @@ export async function planBackfill(
     keyIndex,
     keyIndexed,
     estimate: rel.reltuples >= 0 ? Math.round(rel.reltuples) : undefined,
-    ...renderSql(table, columns.map((c) => c.name), mapping),
+    ...renderSql(table, columns.map((c) => c.name), mapping, mapping.idColumns.map((k) => byName.get(k)!.castType)),
   }
 }
 
 const T = '__puffgres_t'
+const K = '__puffgres_k'
 
 /** Renders the queries of a plan (exported for tests). */
 export function renderSql(
   table: string,
   columns: readonly string[],
   mapping: Pick<Mapping, 'idColumns' | 'membership'>,
+  keyTypes: readonly string[],
 ): Pick<BackfillPlan, 'firstPageSql' | 'nextPageSql' | 'recheckSql' | 'nullIdSql'> {
   const col = (name: string) => `${T}.${ident(name)}`
   // qualified everywhere: a bare name in ORDER BY would be the `::text` output column (text order, the original's
@@ -125,10 +129,14 @@ export function renderSql(
   const order = `ORDER BY ${keys.join(', ')}`
   const k = mapping.idColumns.length
   const after = k === 1 ? '$1' : `(${mapping.idColumns.map((_, i) => `$${i + 1}`).join(', ')})`
-  const from = k === 1 ? '$1' : `(${mapping.idColumns.map((_, i) => `$${i + 1}`).join(', ')})`
-  const to = k === 1 ? '$2' : `(${mapping.idColumns.map((_, i) => `$${k + i + 1}`).join(', ')})`
-  const recheckSql = `SELECT ${keys.map((c) => `${c}::text`).join(', ')} FROM ${table} AS ${T} WHERE ${keyRow} >= ` +
-    `${from} AND ${keyRow} <= ${to}${member ? ` AND ${member}` : ''}`
+  const names = mapping.idColumns.map((_, i) => `k${i}`)
+  const arrays = mapping.idColumns.map((_, i) => `$${i + 1}::text[]`)
+  const casted = names.map((n, i) => `${K}.${n}::${keyTypes[i]}`)
+  const recheckSql = `SELECT ${K}.i::int AS i FROM unnest(${arrays.join(', ')}) WITH ORDINALITY AS ${K}(${
+    names.join(', ')
+  }, i) WHERE NOT EXISTS (SELECT 1 FROM ${table} AS ${T} WHERE ${keyRow} = ${
+    k === 1 ? casted[0] : `(${casted.join(', ')})`
+  }${member ? ` AND ${member}` : ''})`
   return {
     firstPageSql: `${base} ${order} LIMIT $1`,
     nextPageSql: `${base} AND ${keyRow} > ${after} ${order} LIMIT $${k + 1}`,
