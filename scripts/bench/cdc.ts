@@ -57,6 +57,33 @@ interface Child {
   lines: string[]
   exited: Promise<number | null>
   peakMb(): number
+  /** CPU seconds (user + system) used so far (the last sample once it exited) */
+  cpuSeconds(): number
+}
+
+/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat; undefined once it is gone. */
+function cpuOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    // fields 14 and 15 of stat(5) (utime, stime), counted from the state (field 3); clock ticks of 1/100 s
+    return (Number(f[11]) + Number(f[12])) / 100
+  } catch {
+    return undefined
+  }
+}
+
+/** Follows a process's CPU time while it lives (a walsender vanishes at the end; its last sample stays). */
+function watchCpu(pid: number) {
+  let last = cpuOf(pid) ?? 0
+  const timer = setInterval(() => last = cpuOf(pid) ?? last, 25)
+  return {
+    stop: () => {
+      last = cpuOf(pid) ?? last
+      clearInterval(timer)
+      return last
+    },
+  }
 }
 
 function startChild(cmd: string, argv: string[], env: Record<string, string> = {}): Child {
@@ -72,7 +99,9 @@ function startChild(cmd: string, argv: string[], env: Record<string, string> = {
   proc.stdout!.on('data', onData)
   proc.stderr!.on('data', onData)
   let peakKb = 0
+  let cpu = 0
   const sample = () => {
+    cpu = cpuOf(proc.pid!) ?? cpu
     try {
       const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.pid}/status`, 'utf8'))
       if (m) peakKb = Math.max(peakKb, Number(m[1]))
@@ -92,6 +121,10 @@ function startChild(cmd: string, argv: string[], env: Record<string, string> = {
     peakMb: () => {
       sample()
       return peakKb / 1024
+    },
+    cpuSeconds: () => {
+      sample()
+      return cpu
     },
   }
 }
@@ -218,9 +251,34 @@ interface Result {
   seconds: number
   peakMb?: number
   startupSeconds?: number
+  /** CPU seconds of the consumer process, of the walsender that fed it, and of the local server */
+  cpu?: number
+  walsenderCpu?: number
+  serverCpu?: number
 }
 
-async function recvlogical(url: string, slot: string, end: bigint): Promise<Result> {
+/** Watches the CPU time of the walsender serving `slot`, from the moment it is active. */
+function watchWalsender(sql: postgres.Sql, slot: string) {
+  let watch: ReturnType<typeof watchCpu> | undefined
+  let stopped = false
+  const found = (async () => {
+    while (!stopped && !watch) {
+      const [r] = await sql<{ pid: number | null }[]>`
+        SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = ${slot}`
+      if (r?.pid) watch = watchCpu(r.pid)
+      else await sleep(5)
+    }
+  })()
+  return {
+    async stop() {
+      stopped = true
+      await found
+      return watch?.stop()
+    },
+  }
+}
+
+async function recvlogical(sql: postgres.Sql, url: string, slot: string, end: bigint): Promise<Result> {
   const cmd = join(pgBinDir(), 'pg_recvlogical')
   const argv = [
     '-d',
@@ -240,9 +298,11 @@ async function recvlogical(url: string, slot: string, end: bigint): Promise<Resu
   ]
   const started = performance.now()
   const child = isRoot ? startChild('runuser', ['-u', 'postgres', '--', cmd, ...argv]) : startChild(cmd, argv)
+  const walsender = watchWalsender(sql, slot)
   const code = await child.exited
+  const seconds = (performance.now() - started) / 1000
   if (code !== 0) throw new Error(`pg_recvlogical exited ${code}:\n${child.lines.join('\n')}`)
-  return { label: 'pg_recvlogical', seconds: (performance.now() - started) / 1000 }
+  return { label: `pg_recvlogical (${slot})`, seconds, walsenderCpu: await walsender.stop() }
 }
 
 /** `puffgres run` as a child until the slot is confirmed at `end`; timed from its "streaming" log line. */
@@ -253,6 +313,7 @@ async function puffgresRun(
   slot: string,
   end: bigint,
   extra: string[],
+  server?: Child,
 ): Promise<Result> {
   const spawned = performance.now()
   const child = startChild(bun, [
@@ -273,13 +334,24 @@ async function puffgresRun(
   try {
     await waitUntil(`${label}: streaming`, () => child.lines.some((l) => l.includes('"streaming"')), child)
     const started = performance.now()
+    const cpu0 = child.cpuSeconds()
+    const serverCpu0 = server?.cpuSeconds() ?? 0
+    const walsender = watchWalsender(sql, slot)
     await waitUntil(
       `${label}: slot ${slot} confirmed at ${formatLsn(end)}`,
       async () => (await confirmed(sql, slot)) >= end,
       child,
     )
     const seconds = (performance.now() - started) / 1000
-    return { label, seconds, peakMb: child.peakMb(), startupSeconds: (started - spawned) / 1000 }
+    return {
+      label,
+      seconds,
+      peakMb: child.peakMb(),
+      startupSeconds: (started - spawned) / 1000,
+      cpu: child.cpuSeconds() - cpu0,
+      walsenderCpu: await walsender.stop(),
+      serverCpu: server ? server.cpuSeconds() - serverCpu0 : undefined,
+    }
   } finally {
     await stopChild(child)
   }
@@ -443,7 +515,7 @@ try {
   const m = startChild(bun, ['src/cli.ts', '-c', discardProject.config, 'migrate'])
   if ((await m.exited) !== 0) throw new Error(`migrate failed:\n${m.lines.join('\n')}`)
 
-  const slots = ['bench_recv', 'bench_discard', 'bench_local']
+  const slots = ['bench_recv', 'bench_discard', 'bench_local', 'bench_recv2']
   for (const s of slots) await sql`SELECT pg_create_logical_replication_slot(${s}, 'pgoutput')`
   console.log(`committing the workload (${fmt(ROWS)} changes) with nothing consuming ...`)
   const w0 = performance.now()
@@ -460,19 +532,29 @@ try {
       `${((performance.now() - w0) / 1000).toFixed(1)} s; end ${formatLsn(end)}`,
   )
 
-  const results: Result[] = []
   const report = (r: Result) => {
-    results.push(r)
-    const floor = results[0]
-    const pct = r === floor ? '' : ` (${((floor.seconds / r.seconds) * 100).toFixed(0)}% of pg_recvlogical)`
+    const cpu = [
+      r.cpu !== undefined ? `puffgres ${r.cpu.toFixed(1)}` : '',
+      r.walsenderCpu !== undefined ? `walsender ${r.walsenderCpu.toFixed(1)}` : '',
+      r.serverCpu !== undefined ? `local server ${r.serverCpu.toFixed(1)}` : '',
+    ].filter(Boolean).join(', ')
     console.log(
-      `${r.label.padEnd(24)} ${fmt(changes)} changes in ${r.seconds.toFixed(2)} s: ${fmt(changes / r.seconds)} ` +
-        `changes/s${pct}${r.peakMb ? `, peak RSS ${fmt(r.peakMb)} MB, startup ${r.startupSeconds!.toFixed(2)} s` : ''}`,
+      `${r.label.padEnd(28)} ${fmt(changes)} changes in ${r.seconds.toFixed(2)} s: ${fmt(changes / r.seconds)} ` +
+        `changes/s; CPU s: ${cpu}` +
+        (r.peakMb ? `; peak RSS ${fmt(r.peakMb)} MB; startup ${r.startupSeconds!.toFixed(2)} s (not timed)` : ''),
     )
+    return r
   }
-  report(await recvlogical(url, 'bench_recv', end))
-  report(await puffgresRun('puffgres → discard', sql, discardProject, 'bench_discard', end, ['--discard']))
-  report(await puffgresRun('puffgres → local server', sql, localProject, 'bench_local', end, []))
+  // the floor runs first and last (the faster one counts), so no consumer gains from running later
+  const recv1 = report(await recvlogical(sql, url, 'bench_recv', end))
+  const discard = report(
+    await puffgresRun('puffgres run → discard', sql, discardProject, 'bench_discard', end, ['--discard']),
+  )
+  const local = report(
+    await puffgresRun('puffgres run → local server', sql, localProject, 'bench_local', end, [], server.child),
+  )
+  const recv2 = report(await recvlogical(sql, url, 'bench_recv2', end))
+  const floor = recv1.seconds <= recv2.seconds ? recv1 : recv2
   const docs = await countDocs(server.url, 'items')
   if (docs !== w.ids) throw new Error(`the local server holds ${docs} documents of items, expected ${w.ids}`)
   for (const s of slots) await sql`SELECT pg_drop_replication_slot(${s})`
@@ -485,7 +567,6 @@ try {
   )
   await sql.end()
 
-  const [floor, discard, local] = results
   const pct = (r: Result) => (floor.seconds / r.seconds) * 100
   const peak = Math.max(discard.peakMb!, local.peakMb!, lat.peakMb)
   const ok = (b: boolean) => (b ? 'yes' : '**no**')
