@@ -69,7 +69,8 @@ export class ChangeProcessor {
 
   /** Starts the timer that flushes a batch once its oldest change has waited pollIntervalMs. */
   start(): void {
-    const tick = Math.max(10, Math.min(250, Math.floor(this.pollIntervalMs / 4)))
+    // a change waits up to pollIntervalMs + tick: a small tick keeps the latency bound (a wake-up costs ~nothing)
+    const tick = Math.max(10, Math.min(25, Math.floor(this.pollIntervalMs / 4)))
     this.timer = setInterval(() => {
       if (this.pending.size || this.dead.length) {
         if (Date.now() - this.pendingSince >= this.pollIntervalMs) this.startFlush().catch(() => {})
