@@ -2,6 +2,7 @@
 // puffgres: change-data-capture from PostgreSQL to turbopuffer. The single entry point (Bun, Deno, binaries).
 import process from 'node:process'
 import { ConfigError } from './config/errors.ts'
+import { UsageError } from './commands/flags.ts'
 import { loadConfig } from './config/load.ts'
 import { type CommandContext, commands } from './commands/index.ts'
 import { VERSION } from './version.ts'
@@ -75,6 +76,10 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof ConfigError) {
       console.error(`error: ${e.message}`)
       return 1
+    }
+    if (e instanceof UsageError) {
+      console.error(`error: ${e.message}`)
+      return 2
     }
     const code = (e as { code?: string }).code
     if (code && code.startsWith('ERR_PARSE_ARGS')) {

@@ -1,4 +1,5 @@
 // `puffgres backfill <mapping>`: copies the rows already in a mapping's table into its namespace.
+import { positiveInt, UsageError } from './flags.ts'
 import process from 'node:process'
 import { parseArgs } from 'node:util'
 import type { Config } from '../config/load.ts'
@@ -24,13 +25,6 @@ Options:
   --slot <NAME>      replication slot to create first (default: [stream] slot, or "puffgres")
   --discard          write nothing to turbopuffer (benchmarks)
 `
-
-function positiveInt(v: string | undefined, flag: string, fallback: number): number {
-  if (v === undefined) return fallback
-  const n = Number(v)
-  if (!Number.isInteger(n) || n < 1) throw new BackfillError(`${flag}: expected a positive whole number, got "${v}"`)
-  return n
-}
 
 function seconds(ms: number): string {
   return ms < 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 1000)} s`
@@ -125,7 +119,7 @@ export async function backfillCommand(argv: string[], config: () => Config): Pro
     batchSize = positiveInt(values['batch-size'], '--batch-size', DEFAULT_BATCH_SIZE)
     cfg = config()
   } catch (e) {
-    if (!(e instanceof BackfillError)) throw e
+    if (!(e instanceof BackfillError || e instanceof UsageError)) throw e
     console.error(`error: ${e.message}`)
     return 2
   }

@@ -1,4 +1,5 @@
 // `puffgres dlq`: list, show, retry and clear the rows in the dead-letter queue (__puffgres_dlq).
+import { positiveInt } from './flags.ts'
 import { parseArgs } from 'node:util'
 import type { Config } from '../config/load.ts'
 import { createLogger } from '../log.ts'
@@ -25,13 +26,6 @@ the attempt count, the first and last failure times and the LSN.
   puffgres dlq clear --id <ID> | --mapping <M> | --all
       removes entries without retrying them
 `
-
-function parsePositive(v: string | undefined, flag: string, fallback: number): number {
-  if (v === undefined) return fallback
-  const n = Number(v)
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag}: expected a positive whole number, got "${v}"`)
-  return n
-}
 
 function checkId(id: string): string {
   if (!/^[0-9]{1,18}$/.test(id)) throw new Error(`dlq: "${id}" is not an entry id (a number, see puffgres dlq list)`)
@@ -114,7 +108,7 @@ export async function dlqCommand(argv: string[], config: () => Config): Promise<
   })
   let limit: number
   try {
-    limit = parsePositive(values.limit, '--limit', 100)
+    limit = positiveInt(values.limit, '--limit', 100)
     if (values.id !== undefined) checkId(values.id)
   } catch (e) {
     console.error(`error: ${(e as Error).message}`)

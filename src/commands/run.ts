@@ -3,6 +3,7 @@ import process from 'node:process'
 import { parseArgs } from 'node:util'
 import type { Config } from '../config/load.ts'
 import { createLogger } from '../log.ts'
+import { bool, port, positiveInt, UsageError } from './flags.ts'
 import { Heartbeat } from '../ops/heartbeat.ts'
 import { startMetricsServer } from '../ops/metrics-server.ts'
 import { StreamMonitor } from '../ops/stream-monitor.ts'
@@ -212,28 +213,6 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
   }
 }
 
-function parseBool(v: string, flag: string): boolean {
-  if (/^(true|1|yes|on)$/i.test(v)) return true
-  if (/^(false|0|no|off)$/i.test(v)) return false
-  throw new Error(`${flag}: expected true or false, got "${v}"`)
-}
-
-function parsePositiveInt(v: string | undefined, flag: string, fallback: number): number {
-  if (v === undefined) return fallback
-  const n = Number(v)
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag}: expected a positive whole number, got "${v}"`)
-  return n
-}
-
-function parsePort(v: string | undefined, fallback: number | undefined): number | undefined {
-  if (v === undefined) return fallback
-  const n = Number(v)
-  if (!Number.isInteger(n) || n < 0 || n > 65535) {
-    throw new Error(`--metrics-port: expected a port (0-65535), got "${v}"`)
-  }
-  return n
-}
-
 export async function runCommand(argv: string[], config: () => Config): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -255,20 +234,20 @@ export async function runCommand(argv: string[], config: () => Config): Promise<
     cfg = config()
     opts = {
       slot: values.slot ?? cfg.stream.slot,
-      createSlot: values['no-create-slot'] ? false : parseBool(values['create-slot'] ?? 'true', '--create-slot'),
-      pollIntervalMs: parsePositiveInt(
+      createSlot: values['no-create-slot'] ? false : bool(values['create-slot'] ?? 'true', '--create-slot'),
+      pollIntervalMs: positiveInt(
         values['poll-interval-ms'],
         '--poll-interval-ms',
         cfg.stream.poll_interval_ms ?? 1000,
       ),
-      batchSize: parsePositiveInt(values['batch-size'], '--batch-size', cfg.stream.batch_size ?? 1000),
+      batchSize: positiveInt(values['batch-size'], '--batch-size', cfg.stream.batch_size ?? 1000),
       discard: values.discard,
-      metricsPort: parsePort(values['metrics-port'], cfg.stream.metrics_port),
+      metricsPort: port(values['metrics-port'], '--metrics-port', cfg.stream.metrics_port),
       metricsHost: values['metrics-host'],
     }
   } catch (e) {
     console.error(`error: ${(e as Error).message}`)
-    return 1
+    return e instanceof UsageError ? 2 : 1
   }
   const stop = new AbortController()
   const log = createLogger()
