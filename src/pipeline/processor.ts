@@ -113,7 +113,7 @@ export class ChangeProcessor {
             event: b.event,
             error: b.error,
           }))
-        if (this.pending.size >= this.batchSize) await this.startFlush()
+        if (this.pending.size + this.dead.length >= this.batchSize) await this.startFlush()
         return
       }
       case 'truncate':
