@@ -29,7 +29,7 @@ import {
   saveCheckpoint,
   startBackfill,
 } from './checkpoint.ts'
-import { type Page, readPage, recheckPage } from './page.ts'
+import { decodePage, lastKeyOf, type Page, pageLsn, type RawPage, readRawPage, recheckPage } from './page.ts'
 import { type BackfillPlan, planBackfill } from './plan.ts'
 import { createProgress, formatCount } from './progress.ts'
 
@@ -346,18 +346,28 @@ async function copy(
     progress?.update(stats.rowsDone)
   }
 
-  let fetching: Promise<Page> | undefined = later(readPage(sql, plan, resumeFrom?.lastKey ?? undefined, batchSize, log))
+  // Page n+1 is read while page n is decoded and written, and the snapshot LSN of page n+2 is taken meanwhile (any
+  // LSN taken before a page's read can version it), so the loop waits for PostgreSQL as little as possible.
+  let nextLsn = later(pageLsn(sql, log))
+  const fetch = (after: readonly string[] | undefined): Promise<RawPage> => {
+    const lsn = nextLsn
+    const raw = readRawPage(sql, plan, after, batchSize, { log, lsn })
+    nextLsn = later(lsn.then(() => pageLsn(sql, log)))
+    return later(raw)
+  }
+  let fetching: Promise<RawPage> | undefined = fetch(resumeFrom?.lastKey ?? undefined)
   /** the last written page's re-check and checkpoint; each waits for the one before (checkpoints in page order) */
   let ordered: Promise<void> = Promise.resolve()
   const finishing: Promise<void>[] = []
   let stopped = false
   try {
     while (fetching) {
-      const page: Page = await fetching
-      const last = page.count < batchSize
+      const raw: RawPage = await fetching
+      const last = raw.rows.length < batchSize
       stopped = !last && !!opts.signal?.aborted
-      fetching = last || stopped ? undefined : later(readPage(sql, plan, page.lastKey, batchSize, log))
-      if (!page.count) continue
+      fetching = last || stopped ? undefined : fetch(lastKeyOf(plan, raw.rows))
+      if (!raw.rows.length) continue
+      const page = decodePage(plan, raw.lsn, raw.rows)
       const written = await writePage(page)
       const checked = later(recheck(page))
       const before = ordered
@@ -374,7 +384,7 @@ async function copy(
     await ordered
     await saving
   } finally {
-    await Promise.allSettled([fetching, ordered, saving])
+    await Promise.allSettled([fetching, nextLsn, ordered, saving])
     progress?.stop()
   }
   stats.ms = Date.now() - started

@@ -7,17 +7,22 @@
 // document always passes its condition). So once a page is written, its keys are looked up again after
 // R = stableLsn(): the ones gone or no longer members get a delete at version R, which removes only documents
 // older than R; any change committed after R is streamed, and applied after this write, with a higher version.
+import { Buffer } from 'node:buffer'
 import type postgres from 'postgres'
+import { type CopyRow, CopyTextParser } from '../postgres/copy-text.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
 import { decodeValue } from '../postgres/values.ts'
 import type { Logger, Row } from '../types.ts'
-import type { BackfillPlan } from './plan.ts'
+import { type BackfillPlan, copyPageSql } from './plan.ts'
 
 /**
  * How often to look again while transactions that were running at the stable LSN end. Usually they are short (often
  * this backfill's own checkpoint), so a long sleep would be most of a page's time.
  */
 const POLL_MS = 1
+
+/** COPY data gathered before it is parsed (one text decode per this much) */
+const PARSE_BYTES = 256 * 1024
 
 export interface Page {
   /** the snapshot LSN the page was read at */
@@ -33,7 +38,41 @@ export interface Page {
   count: number
 }
 
-/** Reads the page after `after` (from the beginning when undefined). */
+/** A page as COPY printed it, not decoded yet. */
+export interface RawPage {
+  /** the snapshot LSN the page was read at */
+  lsn: bigint
+  rows: CopyRow[]
+}
+
+/** Takes a page's snapshot LSN: see the top of this file. */
+export function pageLsn(sql: postgres.Sql, log?: Logger): Promise<bigint> {
+  return stableLsn(sql, { pollMs: POLL_MS, log })
+}
+
+/**
+ * Reads the page after `after` (from the beginning when undefined) with `COPY (…) TO STDOUT`, whose text format is
+ * parsed here in one pass per chunk (row by row results cost a string per field, most of a backfill's time). `lsn`:
+ * a pageLsn() taken at any moment before this call (the backfill takes the next page's while reading this one).
+ */
+export async function readRawPage(
+  sql: postgres.Sql,
+  plan: BackfillPlan,
+  after: readonly string[] | undefined,
+  limit: number,
+  opts: { log?: Logger; lsn?: Promise<bigint> } = {},
+): Promise<RawPage> {
+  const lsn = await (opts.lsn ?? pageLsn(sql, opts.log))
+  // a connection of its own: postgres.js pipelines queries onto busy connections, and one in COPY refuses them
+  const conn = await sql.reserve()
+  try {
+    return { lsn, rows: await copyRows(conn, copyPageSql(plan, after, limit), plan.columns.length) }
+  } finally {
+    conn.release()
+  }
+}
+
+/** Reads and decodes the page after `after` (from the beginning when undefined). */
 export async function readPage(
   sql: postgres.Sql,
   plan: BackfillPlan,
@@ -41,13 +80,55 @@ export async function readPage(
   limit: number,
   log?: Logger,
 ): Promise<Page> {
-  const lsn = await stableLsn(sql, { pollMs: POLL_MS, log })
-  // prepared: the same two statements run for every page
-  const query = after
-    ? sql.unsafe(plan.nextPageSql, [...after, limit], { prepare: true })
-    : sql.unsafe(plan.firstPageSql, [limit], { prepare: true })
-  const values = await query.values() as unknown as (string | null)[][]
-  return decodePage(plan, lsn, values)
+  const raw = await readRawPage(sql, plan, after, limit, { log })
+  return decodePage(plan, raw.lsn, raw.rows)
+}
+
+/** The last row's key texts (where the next page starts); undefined for an empty page. */
+export function lastKeyOf(plan: BackfillPlan, rows: readonly CopyRow[]): string[] | undefined {
+  const last = rows[rows.length - 1]
+  return last && plan.keyIndex.map((k) => last[k] as string)
+}
+
+/** Runs a `COPY … TO STDOUT` and parses its rows. */
+async function copyRows(conn: postgres.ReservedSql, copySql: string, ncols: number): Promise<CopyRow[]> {
+  const stream = await conn.unsafe(copySql).readable()
+  const parser = new CopyTextParser(ncols)
+  await new Promise<void>((resolve, reject) => {
+    // postgres.js sends each row (one CopyData message) as its own chunk: gather them and parse many at once
+    let chunks: Uint8Array[] = []
+    let size = 0
+    const parse = () => {
+      parser.push(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size))
+      chunks = []
+      size = 0
+    }
+    stream.on('data', (chunk: Uint8Array) => {
+      chunks.push(chunk)
+      size += chunk.length
+      if (size < PARSE_BYTES) return
+      try {
+        parse()
+      } catch (e) {
+        stream.destroy()
+        reject(e)
+      }
+    })
+    stream.once('end', () => {
+      // postgres.js pauses the socket when the stream's buffer is full and resumes it only when the stream asks for
+      // more; a stream that ended full never asks, and the connection would never read the end of the query
+      ;(stream as unknown as { _read(n: number): void })._read(0)
+      try {
+        if (size) parse()
+        resolve()
+      } catch (e) {
+        reject(e)
+      }
+    })
+    stream.once('error', reject)
+  })
+  parser.end()
+  return parser.rows
 }
 
 /** Decodes the `::text` values of a page into rows, as the stream decodes pgoutput's text values. */

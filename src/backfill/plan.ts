@@ -4,6 +4,7 @@ import type postgres from 'postgres'
 import type { Mapping } from '../config/load.ts'
 import { ident, qualified } from '../postgres/connect.ts'
 import { toSql } from '../pipeline/membership.ts'
+import { quoteLiteral } from '../pipeline/membership-sql.ts'
 
 export interface PlanColumn {
   name: string
@@ -29,6 +30,10 @@ export interface BackfillPlan {
   keyIndexed: boolean
   /** `pg_class.reltuples`; undefined when the table was never analyzed */
   estimate?: number
+  /** each id column's type as a cast names it (`bigint`, `character(10)`): the COPY page's key literals */
+  keyTypes: string[]
+  /** the page queries' parts: `select` (up to its WHERE conditions), the id columns' row, `order` (ORDER BY) */
+  pageParts: { select: string; keyRow: string; order: string }
   /** page SQL without a lower bound; `$1` is the limit */
   firstPageSql: string
   /** page SQL after a key; `$1..$k` are the last key's texts, `$k+1` the limit */
@@ -95,6 +100,7 @@ export async function planBackfill(
   const columns = selected.map(toPlan)
   const keyIndex = mapping.idColumns.map((k) => columns.findIndex((c) => c.name === k))
   const table = qualified(mapping.schema, mapping.table)
+  const keyTypes = mapping.idColumns.map((k) => byName.get(k)!.castType)
   return {
     mapping,
     table,
@@ -102,9 +108,30 @@ export async function planBackfill(
     columns,
     keyIndex,
     keyIndexed,
+    keyTypes,
     estimate: rel.reltuples >= 0 ? Math.round(rel.reltuples) : undefined,
-    ...renderSql(table, columns.map((c) => c.name), mapping, mapping.idColumns.map((k) => byName.get(k)!.castType)),
+    ...renderSql(table, columns.map((c) => c.name), mapping, keyTypes),
   }
+}
+
+/**
+ * The page after `after` (from the beginning when undefined) as `COPY (…) TO STDOUT`: the same rows in the same order
+ * as the page queries. COPY takes no parameters, so the last key's texts become literals cast to the id columns'
+ * types, which is what a parameter of that type is.
+ */
+export function copyPageSql(
+  plan: Pick<BackfillPlan, 'pageParts' | 'keyTypes'>,
+  after: readonly string[] | undefined,
+  limit: number,
+): string {
+  if (!Number.isSafeInteger(limit) || limit < 1) throw new Error(`page size: expected a positive integer, got ${limit}`)
+  const { select, keyRow, order } = plan.pageParts
+  if (!after) return `COPY (${select} ${order} LIMIT ${limit}) TO STDOUT`
+  const k = plan.keyTypes.length
+  if (after.length !== k) throw new Error(`page key: expected ${k} values, got ${after.length}`)
+  const literals = after.map((t, i) => `${quoteLiteral(t)}::${plan.keyTypes[i]}`)
+  const bound = k === 1 ? literals[0] : `(${literals.join(', ')})`
+  return `COPY (${select} AND ${keyRow} > ${bound} ${order} LIMIT ${limit}) TO STDOUT`
 }
 
 const T = '__puffgres_t'
@@ -116,7 +143,7 @@ export function renderSql(
   columns: readonly string[],
   mapping: Pick<Mapping, 'idColumns' | 'membership'>,
   keyTypes: readonly string[],
-): Pick<BackfillPlan, 'firstPageSql' | 'nextPageSql' | 'recheckSql' | 'nullIdSql'> {
+): Pick<BackfillPlan, 'pageParts' | 'firstPageSql' | 'nextPageSql' | 'recheckSql' | 'nullIdSql'> {
   const col = (name: string) => `${T}.${ident(name)}`
   // qualified everywhere: a bare name in ORDER BY would be the `::text` output column (text order, the original's
   // integer-id bug), and in the re-check join it could be the key list's column
@@ -138,6 +165,7 @@ export function renderSql(
     k === 1 ? casted[0] : `(${casted.join(', ')})`
   }${member ? ` AND ${member}` : ''})`
   return {
+    pageParts: { select: base, keyRow, order },
     firstPageSql: `${base} ${order} LIMIT $1`,
     nextPageSql: `${base} AND ${keyRow} > ${after} ${order} LIMIT $${k + 1}`,
     recheckSql,

@@ -201,7 +201,7 @@ export function decodeValue(text: string | null, typeOid: number, typeName?: str
       return decodeBytea(text)
   }
   const element = ARRAY_ELEMENT[typeOid]
-  if (element !== undefined) return parseArray(text, (s) => decodeValue(s, element))
+  if (element !== undefined) return simpleArray(text, element) ?? parseArray(text, (s) => decodeValue(s, element))
   if (typeName !== undefined) {
     if (VECTOR_TYPES.has(typeName)) return decodeVector(text, typeName)
     if (typeName.startsWith('_') && text.startsWith('{')) {
@@ -270,7 +270,52 @@ function decodeVector(text: string, typeName: string): number[] {
 const TIMESTAMP_RE =
   /^(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?(?:([+-])(\d\d)(?::(\d\d))?(?::(\d\d))?)?( BC)?$/
 
+const isDigit = (text: string, i: number) => {
+  const c = text.charCodeAt(i)
+  return c >= 0x30 && c <= 0x39
+}
+const two = (text: string, i: number) => (text.charCodeAt(i) - 0x30) * 10 + text.charCodeAt(i + 1) - 0x30
+
+/**
+ * The common case without a regex or a Date: `YYYY-MM-DD HH:MM:SS[.ffffff]` (plus `+00` for timestamptz, which is
+ * what TimeZone UTC prints), a valid date and time. Gives what decodeTimestamp's general path gives; undefined for
+ * anything else, which takes that path.
+ */
+function fastTimestamp(text: string, withZone: boolean): string | undefined {
+  let end = text.length
+  if (withZone) {
+    if (text.charCodeAt(end - 3) !== 0x2b || text.charCodeAt(end - 2) !== 0x30 || text.charCodeAt(end - 1) !== 0x30) {
+      return undefined
+    }
+    end -= 3
+  }
+  if (
+    end < 19 || end === 20 || end > 26 || text.charCodeAt(4) !== 0x2d || text.charCodeAt(7) !== 0x2d ||
+    text.charCodeAt(10) !== 0x20 || text.charCodeAt(13) !== 0x3a || text.charCodeAt(16) !== 0x3a ||
+    (end > 19 && text.charCodeAt(19) !== 0x2e)
+  ) return undefined
+  for (let i = 0; i < end; i++) {
+    if (i !== 4 && i !== 7 && i !== 10 && i !== 13 && i !== 16 && i !== 19 && !isDigit(text, i)) return undefined
+  }
+  const year = two(text, 0) * 100 + two(text, 2)
+  const month = two(text, 5)
+  const day = two(text, 8)
+  if (
+    year === 0 || month < 1 || month > 12 || day < 1 || two(text, 11) > 23 || two(text, 14) > 59 || two(text, 17) > 59
+  ) {
+    return undefined
+  }
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0)
+  if (day > (month === 2 ? (leap ? 29 : 28) : month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31)) {
+    return undefined
+  }
+  const ms = end > 19 ? (text.slice(20, Math.min(end, 23)) + '00').slice(0, 3) : '000'
+  return text.slice(0, 10) + 'T' + text.slice(11, 19) + '.' + ms + 'Z'
+}
+
 function decodeTimestamp(text: string, withZone: boolean): string | null {
+  const fast = fastTimestamp(text, withZone)
+  if (fast !== undefined) return fast
   const m = TIMESTAMP_RE.exec(text)
   if (!m) {
     if (text === 'infinity' || text === '-infinity') return null
@@ -312,6 +357,24 @@ function decodeBytea(text: string): string {
     }
   }
   return Buffer.from(out).toString('base64')
+}
+
+/**
+ * A one-dimensional array with no quoted or escaped element (`{a,b,NULL}`), split without a parser: what parseArray
+ * gives for it. Undefined for anything else.
+ */
+function simpleArray(text: string, element: number): unknown[] | undefined {
+  const last = text.length - 1
+  if (text.charCodeAt(0) !== 0x7b || text.indexOf('}') !== last || text.indexOf('{', 1) !== -1) return undefined
+  if (text.indexOf('"') !== -1 || text.indexOf('\\') !== -1) return undefined
+  if (last === 1) return []
+  const parts = text.slice(1, last).split(',')
+  const out: unknown[] = new Array(parts.length)
+  for (let i = 0; i < parts.length; i++) {
+    const raw = parts[i].trim()
+    out[i] = raw.length === 4 && raw.toUpperCase() === 'NULL' ? null : decodeValue(raw, element)
+  }
+  return out
 }
 
 /**
