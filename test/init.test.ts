@@ -12,7 +12,15 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }))
 test('init scaffolds a project that loads, and refuses to overwrite', async () => {
   const r = await runCli(['init', dir])
   expect(r.code).toBe(0)
-  for (const f of ['puffgres.toml', '.env.example', 'puffgres/migrations/001_example.toml', 'puffgres/transforms/example.ts', 'puffgres/puffgres.d.ts']) {
+  for (
+    const f of [
+      'puffgres.toml',
+      '.env.example',
+      'puffgres/migrations/001_example.toml',
+      'puffgres/transforms/example.ts',
+      'puffgres/puffgres.d.ts',
+    ]
+  ) {
     expect(existsSync(join(dir, f))).toBe(true)
   }
   const c = loadConfig(join(dir, 'puffgres.toml'), { DATABASE_URL: 'postgres://x', TURBOPUFFER_API_KEY: 'k' })
@@ -36,8 +44,11 @@ test("the scaffolded transform type-checks against the scaffolded types (import 
     const ok = spawnSync(deno, ['check', '--quiet', 'puffgres/transforms/example.ts'], { cwd: d, encoding: 'utf8' })
     expect(ok.stderr + ok.stdout).toBe('')
     expect(ok.status).toBe(0)
-    writeFileSync(join(d, 'puffgres/transforms/bad.ts'), `import type { Action } from 'puffgres'
-export default (): Action => ({ type: 'upsert', attributes: 5 })\n`)
+    writeFileSync(
+      join(d, 'puffgres/transforms/bad.ts'),
+      `import type { Action } from 'puffgres'
+export default (): Action => ({ type: 'upsert', attributes: 5 })\n`,
+    )
     const bad = spawnSync(deno, ['check', '--quiet', 'puffgres/transforms/bad.ts'], { cwd: d, encoding: 'utf8' })
     expect(bad.status).not.toBe(0)
   } finally {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { startCluster, testDatabase, type TestDatabase } from './harness/pg.ts'
+import { startCluster, type TestDatabase, testDatabase } from './harness/pg.ts'
 import { runCli } from './harness/cli.ts'
 import { makeProject, migration, type Project } from './harness/project.ts'
 
@@ -36,7 +36,9 @@ async function stateTables() {
 
 describe('migrate', () => {
   test('--dry-run prints the plan and touches nothing', async () => {
-    const p = project({ '001_items.toml': migration({ name: 'items', table: 'items', membership: 'deleted_at IS NULL' }) })
+    const p = project({
+      '001_items.toml': migration({ name: 'items', table: 'items', membership: 'deleted_at IS NULL' }),
+    })
     const r = await migrate(p, '--dry-run')
     expect(r.err).toBe('')
     expect(r.code).toBe(0)
@@ -85,7 +87,10 @@ describe('migrate', () => {
       /^error: puffgres\/migrations\/001_items\.toml: was edited after it was applied .* add a new version/,
     )
     // a new version is the way: accepted, and the publication follows the active mappings
-    p.write('puffgres/migrations/001_items.toml', migration({ name: 'items', table: 'items', columns: ['name', 'status'] }))
+    p.write(
+      'puffgres/migrations/001_items.toml',
+      migration({ name: 'items', table: 'items', columns: ['name', 'status'] }),
+    )
     p.write('puffgres/migrations/004_items.toml', migration({ name: 'items', version: 2, table: 'items' }))
     const v2 = await migrate(p)
     expect(v2.code).toBe(0)
@@ -96,7 +101,10 @@ describe('migrate', () => {
   test('unknown table, column, id and membership column are named', async () => {
     const cases: Array<[string, RegExp]> = [
       [migration({ name: 'x', table: 'nope' }), /001_x\.toml: source: table public\.nope does not exist/],
-      [migration({ name: 'x', table: 'items', id: 'uid' }), /001_x\.toml: mapping\.id: column "uid" not in public\.items/],
+      [
+        migration({ name: 'x', table: 'items', id: 'uid' }),
+        /001_x\.toml: mapping\.id: column "uid" not in public\.items/,
+      ],
       [
         migration({ name: 'x', table: 'items', columns: ['name', 'colour'] }),
         /mapping\.columns: column "colour" not in public\.items/,
@@ -117,7 +125,10 @@ describe('migrate', () => {
     const r = await migrate(project({ '001_n.toml': migration({ name: 'n', table: 'nokey', id: 'x' }) }), '--dry-run')
     expect(r.code).toBe(0)
     expect(r.err).toMatch(/warning: .*public\.nokey has no replica identity.*REPLICA IDENTITY FULL/)
-    const r2 = await migrate(project({ '001_i.toml': migration({ name: 'i', table: 'items', id: 'name' }) }), '--dry-run')
+    const r2 = await migrate(
+      project({ '001_i.toml': migration({ name: 'i', table: 'items', id: 'name' }) }),
+      '--dry-run',
+    )
     expect(r2.err).toMatch(/mapping\.id \(name\) is not covered by the replica identity of public\.items \(id\)/)
   })
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { parseLsn } from '../src/postgres/lsn.ts'
 import { stableLsn } from '../src/postgres/stable-lsn.ts'
-import { testDatabase, type TestDatabase } from './harness/pg.ts'
+import { type TestDatabase, testDatabase } from './harness/pg.ts'
 
 let db: TestDatabase
 beforeAll(async () => {

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { type LocalServer, startLocalServer } from '../src/local/server.ts'
 import { type Child, spawnCli } from './harness/child.ts'
 import { runCli } from './harness/cli.ts'
-import { testDatabase, type TestDatabase } from './harness/pg.ts'
+import { type TestDatabase, testDatabase } from './harness/pg.ts'
 import { makeProject, migration, type Project } from './harness/project.ts'
 import { waitFor } from './harness/wait.ts'
 
@@ -84,10 +84,15 @@ async function drift(): Promise<string> {
   const want = new Map(rows.map((r) => [r.id, r.v]))
   const missing = rows.filter((r) => !docs.has(r.id)).map((r) => r.id)
   const extra = [...docs.keys()].filter((id) => !want.has(id as number))
-  const wrong = rows.filter((r) => docs.has(r.id) && docs.get(r.id) !== r.v).map((r) => `${r.id}:${docs.get(r.id)}≠${r.v}`)
+  const wrong = rows.filter((r) => docs.has(r.id) && docs.get(r.id) !== r.v).map((r) =>
+    `${r.id}:${docs.get(r.id)}≠${r.v}`
+  )
   const dlq = await db.sql`SELECT doc_id, error FROM __puffgres_dlq LIMIT 3`
-  const [slot] = await db.sql`SELECT confirmed_flush_lsn::text AS c, pg_current_wal_lsn()::text AS now FROM pg_replication_slots`
-  return `slot ${JSON.stringify(slot)} dlq ${JSON.stringify(dlq)} missing ${missing.slice(0, 10)} (${missing.length}), extra ${extra.slice(0, 10)} (${extra.length}), ` +
+  const [slot] = await db
+    .sql`SELECT confirmed_flush_lsn::text AS c, pg_current_wal_lsn()::text AS now FROM pg_replication_slots`
+  return `slot ${JSON.stringify(slot)} dlq ${JSON.stringify(dlq)} missing ${
+    missing.slice(0, 10)
+  } (${missing.length}), extra ${extra.slice(0, 10)} (${extra.length}), ` +
     `wrong ${wrong.slice(0, 10)} (${wrong.length})`
 }
 

@@ -1,8 +1,8 @@
 // `puffgres run` end to end: real PostgreSQL, logical replication, the local turbopuffer server.
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { startLocalServer, type LocalServer } from '../src/local/server.ts'
+import { type LocalServer, startLocalServer } from '../src/local/server.ts'
 import { runCli } from './harness/cli.ts'
-import { testDatabase, type TestDatabase } from './harness/pg.ts'
+import { type TestDatabase, testDatabase } from './harness/pg.ts'
 import { makeProject, migration, type Project } from './harness/project.ts'
 import { docsById, type RunningStream, startStream } from './harness/stream.ts'
 import { waitFor } from './harness/wait.ts'
@@ -45,8 +45,10 @@ beforeAll(async () => {
   const m = await runCli(['-c', project.config, 'migrate'])
   expect(m.code).toBe(0)
   stream = startStream(project.config)
-  await waitFor('the slot to stream', async () =>
-    (await db.sql`SELECT active FROM pg_replication_slots WHERE slot_name = 'puffgres'`)[0]?.active)
+  await waitFor(
+    'the slot to stream',
+    async () => (await db.sql`SELECT active FROM pg_replication_slots WHERE slot_name = 'puffgres'`)[0]?.active,
+  )
 })
 
 afterAll(async () => {
@@ -163,12 +165,17 @@ describe('puffgres run', () => {
     await db.sql`INSERT INTO items VALUES (40, 'c', 'active', 1, 'x')`
     const [{ lsn }] = await db.sql`SELECT pg_current_wal_lsn()::text AS lsn`
     await waitFor('40', () => docs('items').has(40))
-    await waitFor('confirmed past the insert', async () => {
-      // the stream sends its status every few seconds; ask for it now through a keepalive round trip
-      const [r] = await db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
+    await waitFor(
+      'confirmed past the insert',
+      async () => {
+        // the stream sends its status every few seconds; ask for it now through a keepalive round trip
+        const [r] = await db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
         WHERE slot_name = 'puffgres'`
-      return r?.ok
-    }, 20_000, 200)
+        return r?.ok
+      },
+      20_000,
+      200,
+    )
   })
 
   test('--create-slot false with a missing slot is a clear error', async () => {

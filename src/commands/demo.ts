@@ -1,6 +1,6 @@
 // `puffgres demo`: the whole pipeline on a throwaway PostgreSQL and the local turbopuffer server (or on real
 // services when DATABASE_URL / TURBOPUFFER_API_KEY are set), then everything cleaned up.
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import process from 'node:process'
@@ -190,7 +190,12 @@ export async function demoCommand(argv: string[]): Promise<number> {
       return r.aggregations?.n ?? 0
     }
     const doc = async (id: number) => {
-      const r = await ns.query({ rank_by: ['id', 'asc'], top_k: 1, filters: ['id', 'Eq', id], include_attributes: true })
+      const r = await ns.query({
+        rank_by: ['id', 'asc'],
+        top_k: 1,
+        filters: ['id', 'Eq', id],
+        include_attributes: true,
+      })
       return r.rows?.[0] as Record<string, unknown> | undefined
     }
     say(`the namespace holds ${await count()} documents (drafts are not members)`)
@@ -249,8 +254,10 @@ export async function demoCommand(argv: string[]): Promise<number> {
     await server?.stop()
     cluster?.stop()
     if (!values.keep) rmSync(dir, { recursive: true, force: true })
-    say(`stopped the stream, dropped the demo slot, publication and table${server ? ', the local server' : ''}` +
-      `${cluster ? ', the throwaway PostgreSQL' : ''}${values.keep ? `; kept ${dir}` : ''}`)
+    say(
+      `stopped the stream, dropped the demo slot, publication and table${server ? ', the local server' : ''}` +
+        `${cluster ? ', the throwaway PostgreSQL' : ''}${values.keep ? `; kept ${dir}` : ''}`,
+    )
   }
 }
 

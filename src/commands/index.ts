@@ -44,7 +44,7 @@ export const commands: Command[] = [
   },
   {
     name: 'backfill',
-    summary: 'copy the rows already in a mapping\'s table into its namespace (resumable)',
+    summary: "copy the rows already in a mapping's table into its namespace (resumable)",
     help: backfill.help,
     run: (a, c) => backfill.backfillCommand(a, c.config),
   },
