@@ -11,7 +11,7 @@ import { connect } from '../postgres/connect.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import { checkMigrated, NotMigratedError } from '../postgres/preflight.ts'
 import { ReplicationStream, SlotInUseError, SlotMissingError } from '../postgres/replication.ts'
-import { ChangeProcessor, type FlushInfo } from '../pipeline/processor.ts'
+import { ChangeProcessor, type FlushInfo, type RouteRuntime } from '../pipeline/processor.ts'
 import { buildRoutes } from '../pipeline/routes.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
 import { TurbopufferSink } from '../turbopuffer/sink.ts'
@@ -104,6 +104,7 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
     streaming: () => monitor.streaming,
   })
   let metricsServer: HttpServer | undefined
+  let routes: RouteRuntime[] = []
   try {
     await checkMigrated(config, sql)
     if (opts.metricsPort !== undefined) {
@@ -112,7 +113,7 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
       opts.onMetricsServer?.(metricsServer.port)
     }
     heartbeat.start()
-    const routes = await buildRoutes(config, sql, log)
+    routes = await buildRoutes(config, sql, log)
     let waitingLogged = false
     let failures = 0
     while (!opts.signal?.aborted) {
@@ -208,6 +209,8 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
   } finally {
     monitor.setStreaming(false)
     await heartbeat.stop()
+    // transform runners: `bin:` child processes end here
+    for (const r of routes) await r.runner.close().catch(() => {})
     await metricsServer?.stop().catch(() => {})
     await sql.end({ timeout: 2 })
   }
