@@ -7,7 +7,6 @@
 // document always passes its condition). So once a page is written, its keys are looked up again after
 // R = stableLsn(): the ones gone or no longer members get a delete at version R, which removes only documents
 // older than R; any change committed after R is streamed, and applied after this write, with a higher version.
-import { Buffer } from 'node:buffer'
 import type postgres from 'postgres'
 import { type CopyRow, CopyTextParser } from '../postgres/copy-text.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
@@ -95,17 +94,23 @@ async function copyRows(conn: postgres.ReservedSql, copySql: string, ncols: numb
   const stream = await conn.unsafe(copySql).readable()
   const parser = new CopyTextParser(ncols)
   await new Promise<void>((resolve, reject) => {
-    // postgres.js sends each row (one CopyData message) as its own chunk: gather them and parse many at once
-    let chunks: Uint8Array[] = []
+    // postgres.js sends each row (one CopyData message) as its own chunk: copy them into one buffer and parse many
+    // at once (Buffer.concat of a page's worth of small chunks costs more than copying each as it comes)
+    let buf = new Uint8Array(PARSE_BYTES)
     let size = 0
     const parse = () => {
-      parser.push(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size))
-      chunks = []
+      parser.push(buf.subarray(0, size))
       size = 0
     }
     stream.on('data', (chunk: Uint8Array) => {
-      chunks.push(chunk)
-      size += chunk.length
+      const n = chunk.length
+      if (size + n > buf.length) {
+        const bigger = new Uint8Array(Math.max(buf.length * 2, size + n))
+        bigger.set(buf.subarray(0, size))
+        buf = bigger
+      }
+      buf.set(chunk, size)
+      size += n
       if (size < PARSE_BYTES) return
       try {
         parse()

@@ -242,6 +242,31 @@ export function normalizeAction(raw: unknown, event: RowEvent, label: string): T
   return { ok: true, action }
 }
 
+/**
+ * `normalizeAction({ type: 'upsert', attributes }, event, label)` for attributes the caller built itself and no
+ * one else holds (the identity transform), without copying them when every name and value is plainly storable; the
+ * rest (a `vector` or `id` column, reserved or long names, unstorable values) takes normalizeAction's path.
+ */
+export function normalizeOwnedAttributes(
+  attributes: Record<string, unknown>,
+  event: RowEvent,
+  label: string,
+): TransformResult {
+  for (const name in attributes) {
+    const value = attributes[name]
+    if (
+      value === undefined || name === 'id' || name === 'vector' || name === '' || name.charCodeAt(0) === 36 ||
+      name === VERSION_ATTR || name.length * 3 > MAX_ATTR_NAME_BYTES ||
+      (typeof value === 'object' && value !== null
+        ? badValue(value)
+        : typeof value === 'number'
+        ? !Number.isFinite(value)
+        : typeof value !== 'string' && typeof value !== 'boolean' && typeof value !== 'bigint')
+    ) return normalizeAction({ type: 'upsert', attributes }, event, label)
+  }
+  return { ok: true, action: { type: 'upsert', id: event.id, attributes } }
+}
+
 /** The error text of anything thrown, one line. */
 export function errorMessage(err: unknown): string {
   const msg = err instanceof Error ? err.message : String(err)

@@ -7,7 +7,7 @@ import { pathToFileURL } from 'node:url'
 import { applyEmbedding, type EmbeddingSpec } from '../embeddings/declarative.ts'
 import type { Embedder } from '../embeddings/embedder.ts'
 import type { Logger, RowEvent, TransformContext } from '../types.ts'
-import { errorMessage, normalizeAction, type TransformResult } from './transform-action.ts'
+import { errorMessage, normalizeAction, normalizeOwnedAttributes, type TransformResult } from './transform-action.ts'
 import { createTransformContext } from './transform-context.ts'
 import { createProcessRunner } from './transform-process.ts'
 import { resolveProgram, specLabel, type TransformSpec } from './transform-spec.ts'
@@ -149,7 +149,7 @@ export function createIdentityRunner(opts: Pick<TransformRunnerOptions, 'mapping
     for (const c of columns ?? Object.keys(row)) {
       if (c !== 'id' && Object.hasOwn(row, c)) attributes[c] = attributeValue(row[c])
     }
-    return normalizeAction({ type: 'upsert', attributes }, event, label)
+    return normalizeOwnedAttributes(attributes, event, label)
   }
   return {
     label,

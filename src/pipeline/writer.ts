@@ -43,11 +43,11 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
     if (list) list.push(i)
     else byRoute.set(r, [i])
   }
-  const byNamespace = new Map<string, { route: RouteRuntime; ops: WriteOp[]; origin: Map<WriteOp, Intent> }>()
+  const byNamespace = new Map<string, { route: RouteRuntime; ops: WriteOp[]; origin: Intent[] }>()
   for (const [route, list] of byRoute) {
     const results = await transformWithRetry(route, list, deps)
     let ns = byNamespace.get(route.mapping.namespace)
-    if (!ns) byNamespace.set(route.mapping.namespace, ns = { route, ops: [], origin: new Map() })
+    if (!ns) byNamespace.set(route.mapping.namespace, ns = { route, ops: [], origin: [] })
     for (let k = 0; k < results.length; k++) {
       const res = results[k]
       const intent = list[k]
@@ -68,8 +68,9 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
       const op: WriteOp = a.type === 'upsert'
         ? { kind: 'upsert', id: a.id, attributes: a.attributes, vector: a.vector, version: intent.version }
         : { kind: 'delete', id: a.id, version: intent.version }
+      // origin[k] is the intent of ops[k]: looked up only for the ops the sink refuses
       ns.ops.push(op)
-      ns.origin.set(op, intent)
+      ns.origin.push(intent)
     }
   }
   const summary: WriteSummary = { upserted: 0, deleted: 0, skipped: 0, deadLettered: 0, byMapping: new Map() }
@@ -80,9 +81,11 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
       distanceMetric: route.mapping.distanceMetric,
     })
     const failed = new Set<WriteOp>()
+    const position = res.failed.length ? new Map(ops.map((op, k) => [op, k])) : undefined
     for (const f of res.failed) {
       failed.add(f.op)
-      const intent = origin.get(f.op)
+      const k = position!.get(f.op)
+      const intent = k === undefined ? undefined : origin[k]
       dead.push({
         mapping: route.mapping.name,
         docId: String(f.op.id),
@@ -93,7 +96,7 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
     }
     const counts = summary.byMapping.get(route.mapping.name) ?? { upserted: 0, deleted: 0 }
     for (const op of ops) {
-      if (failed.has(op)) continue
+      if (failed.size && failed.has(op)) continue
       if (op.kind === 'upsert') counts.upserted++
       else counts.deleted++
     }
