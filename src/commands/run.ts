@@ -146,8 +146,6 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
           pollIntervalMs: opts.pollIntervalMs,
           confirm: (lsn) => {
             rs.confirm(lsn)
-            // tell the server at once (not at the next status interval), so a restart replays little
-            rs.sendStatus()
             monitor.confirmed(lsn)
           },
           onFlush: (info) => {

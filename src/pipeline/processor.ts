@@ -130,7 +130,7 @@ export class ChangeProcessor {
     await this.lock
     if (this.inflight) await this.inflight
     if (this.failure) throw this.failure
-    if (this.lastCommitEnd > this.lastConfirmed && !this.inTxn) this.confirmIfAhead(this.lastCommitEnd)
+    if (!this.inTxn) this.confirmIfAhead(this.lastCommitEnd)
   }
 
   stop(): void {

@@ -268,10 +268,11 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
   }
 
   /**
-   * Records that every transaction whose Commit endLsn ≤ `lsn` is durable downstream. Sent to the server with the
-   * next status update (timer, keepalive reply, sendStatus(), close()). Never moves backwards.
+   * Records that every transaction whose Commit endLsn ≤ `lsn` is durable downstream, and tells the server at once
+   * when that moves the flush position (so a restart replays little). Never moves backwards.
    */
   confirm(lsn: bigint): void {
+    const before = this.safe
     if (lsn > this.confirmed) this.confirmed = lsn
     if (lsn > this.safe) this.safe = lsn
     const k = this.pendingKeepalive
@@ -279,6 +280,7 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
       if (k.walEnd > this.safe) this.safe = k.walEnd
       this.pendingKeepalive = undefined
     }
+    if (this.safe > before) this.sendStatus()
   }
 
   /** What the consumer confirmed. */
