@@ -12,7 +12,7 @@ import type { Sink } from '../src/turbopuffer/types.ts'
 import { runCli } from './harness/cli.ts'
 import { type TestDatabase, testDatabase } from './harness/pg.ts'
 import { makeProject, migration, type Project } from './harness/project.ts'
-import { docsById, quietLogger, type RunningStream, startStream } from './harness/stream.ts'
+import { docsById, quietLogger, type RunningStream, startStream, waitForSlotActive } from './harness/stream.ts'
 import { waitFor } from './harness/wait.ts'
 
 const ROWS = 1500
@@ -187,10 +187,7 @@ describe('backfill while `run` streams', () => {
     expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
     // the rows above exist before the slot: only the backfill can bring them
     stream = startStream(project.config, { pollIntervalMs: 10, batchSize: 50 })
-    await waitFor(
-      'the slot to stream',
-      async () => (await db.sql`SELECT active FROM pg_replication_slots WHERE slot_name = 'puffgres'`)[0]?.active,
-    )
+    await waitForSlotActive(db.sql)
   })
 
   afterAll(async () => {

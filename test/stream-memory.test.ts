@@ -10,6 +10,7 @@ import { type Child, spawnCli } from './harness/child.ts'
 import { runCli } from './harness/cli.ts'
 import { type TestDatabase, testDatabase } from './harness/pg.ts'
 import { makeProject, migration, type Project } from './harness/project.ts'
+import { waitForSlotActive } from './harness/stream.ts'
 import { waitFor } from './harness/wait.ts'
 
 const ROWS = 200_000
@@ -77,11 +78,7 @@ describe('puffgres run memory', () => {
         PUFFGRES_LOG: 'info',
       })
       const pid = child.proc.pid!
-      await waitFor(
-        'the slot to stream',
-        async () => (await db.sql`SELECT active FROM pg_replication_slots WHERE slot_name = 'memory'`)[0]?.active,
-        30_000,
-      )
+      await waitForSlotActive(db.sql, 'memory', 30_000)
       const idle = peakRssKb(pid)!
 
       let peakKb = 0

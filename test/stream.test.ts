@@ -4,7 +4,7 @@ import { type LocalServer, startLocalServer } from '../src/local/server.ts'
 import { runCli } from './harness/cli.ts'
 import { type TestDatabase, testDatabase } from './harness/pg.ts'
 import { makeProject, migration, type Project } from './harness/project.ts'
-import { docsById, type RunningStream, startStream } from './harness/stream.ts'
+import { docsById, type RunningStream, startStream, waitForSlotActive } from './harness/stream.ts'
 import { waitFor } from './harness/wait.ts'
 
 let db: TestDatabase
@@ -45,10 +45,7 @@ beforeAll(async () => {
   const m = await runCli(['-c', project.config, 'migrate'])
   expect(m.code).toBe(0)
   stream = startStream(project.config)
-  await waitFor(
-    'the slot to stream',
-    async () => (await db.sql`SELECT active FROM pg_replication_slots WHERE slot_name = 'puffgres'`)[0]?.active,
-  )
+  await waitForSlotActive(db.sql)
 })
 
 afterAll(async () => {

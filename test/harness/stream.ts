@@ -1,5 +1,7 @@
 // Runs `puffgres run` in-process against a test project, and reads what reached the local turbopuffer server.
+import type postgres from 'postgres'
 import { loadConfig } from '../../src/config/load.ts'
+import { waitFor } from './wait.ts'
 import { runStream } from '../../src/commands/run.ts'
 import type { FlushInfo } from '../../src/pipeline/processor.ts'
 import { createLogger } from '../../src/log.ts'
@@ -53,4 +55,13 @@ export function docsById(docs: Array<Record<string, unknown>>): Map<unknown, Rec
     out.set(id, rest)
   }
   return out
+}
+
+/** Waits until a `run` streams from `slot` (the slot is active). */
+export async function waitForSlotActive(sql: postgres.Sql, slot = 'puffgres', timeoutMs = 20_000): Promise<void> {
+  await waitFor(
+    `slot ${slot} to stream`,
+    async () => (await sql`SELECT active FROM pg_replication_slots WHERE slot_name = ${slot}`)[0]?.active,
+    timeoutMs,
+  )
 }
