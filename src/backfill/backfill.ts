@@ -1,11 +1,17 @@
 // `puffgres backfill`: copies every member row of one mapping's table into its namespace, through the stream's own
-// transform → versioned conditional writes → dead-letter queue path (pipeline/writer.ts), in keyset pages with a
-// checkpoint per page. Versions and the re-check that keeps deleted rows from coming back: see page.ts.
+// transform → versioned conditional writes → dead-letter queue path (pipeline/writer.ts). Versions and the re-check
+// that keeps deleted rows from coming back: see page.ts.
 //
-// Pipeline: page n+1 is read while page n is written; the re-checks of the last few written pages run meanwhile.
-// At most MAX_RECHECKS + 2 pages are in memory, whatever the table size. A checkpoint covers a page only once it and
+// Rows are read in keyset pages, one COPY each, of several batches (about PAGE_ROWS rows), so that the costs paid
+// per query (PostgreSQL's round trip, the snapshot LSN, the re-check, the checkpoint) are paid once per many rows.
+// A batch (`--batch-size` rows) is one transform call and one write; a page's batches are written a few at a time.
+// Pipeline: page n+1 is fetched while page n is written; the re-checks of the last pages written run meanwhile, so
+// at most MAX_RECHECKS + 2 pages are in memory whatever the table size. A checkpoint covers a page only once it and
 // every page before it are written and re-checked, so `--resume` never skips a row or a re-check.
 import type postgres from 'postgres'
+import { setImmediate } from 'node:timers'
+import { decodeValue } from '../postgres/values.ts'
+import { forEachLimited } from '../concurrency.ts'
 import type { Config, Mapping } from '../config/load.ts'
 import { createLogger } from '../log.ts'
 import { connect } from '../postgres/connect.ts'
@@ -14,7 +20,7 @@ import { formatLsn } from '../postgres/lsn.ts'
 import { checkMigrated } from '../postgres/preflight.ts'
 import { ReplicationStream } from '../postgres/replication.ts'
 import type { Intent } from '../pipeline/changes.ts'
-import { docId, idKey } from '../pipeline/docid.ts'
+import { docId } from '../pipeline/docid.ts'
 import { buildRoutes } from '../pipeline/routes.ts'
 import { type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
@@ -29,19 +35,43 @@ import {
   saveCheckpoint,
   startBackfill,
 } from './checkpoint.ts'
-import { decodePage, lastKeyOf, type Page, pageLsn, type RawPage, readRawPage, recheckPage } from './page.ts'
+import {
+  decodePage,
+  lastKeyOf,
+  type Page,
+  pageLsn,
+  type RawPage,
+  readRawPage,
+  type RecheckedPage,
+  recheckPage,
+} from './page.ts'
 import { type BackfillPlan, planBackfill } from './plan.ts'
+import type { CopyRow } from '../postgres/copy-text.ts'
 import { createProgress, formatCount } from './progress.ts'
 
 export const DEFAULT_BATCH_SIZE = 1000
 
+/** the rows a keyset page (one COPY) aims at */
+const PAGE_ROWS = 10_000
+/** at most this many batches per page, so that small batches still checkpoint often */
+const MAX_BATCHES_PER_PAGE = 10
+/**
+ * batches written at once: a turbopuffer write takes hundreds of milliseconds whatever its size, and one batch at a
+ * time would bind the backfill to that latency
+ */
+const WRITES_IN_FLIGHT = 4
 /** written pages whose re-check may be in flight at once */
-const MAX_RECHECKS = 4
+const MAX_RECHECKS = 2
+
+/** Rows per keyset page for a batch size: a whole number of batches, about PAGE_ROWS, 1 to MAX_BATCHES_PER_PAGE. */
+export function pageRows(batchSize: number): number {
+  return batchSize * Math.max(1, Math.min(MAX_BATCHES_PER_PAGE, Math.floor(PAGE_ROWS / batchSize)))
+}
 
 export interface BackfillOptions {
   /** the mapping's name */
   mapping: string
-  /** rows per page (default 1000) */
+  /** rows per batch: one transform call and one write (default 1000) */
   batchSize?: number
   /** continue an unfinished backfill from its last checkpoint */
   resume?: boolean
@@ -91,6 +121,16 @@ export type BackfillResult =
   | { outcome: 'finished-before'; record: BackfillRecord }
   /** nothing done: another backfill of the mapping holds the lock */
   | { outcome: 'busy'; heldBy: number | null }
+
+/** The rows of `rows` with distinct key texts, the last of each. */
+function dedupeByKey(plan: BackfillPlan, rows: CopyRow[]): CopyRow[] {
+  const byKey = new Map<string, CopyRow>()
+  for (const r of rows) byKey.set(plan.keyIndex.map((k) => r[k]).join('\0'), r)
+  return byKey.size === rows.length ? rows : [...byKey.values()]
+}
+
+/** What is kept of a page once it is written (not its rows): for its re-check and its checkpoint. */
+type WrittenPage = RecheckedPage & Pick<Page, 'count' | 'lastKey'>
 
 /** A problem with what was asked (unknown mapping, bad option): a one-line message. */
 export class BackfillError extends Error {
@@ -205,7 +245,7 @@ async function underLock(config: Config, m: Mapping, opts: BackfillOptions, ctx:
     const est = plan.estimate === undefined ? 'row count unknown' : `~${formatCount(plan.estimate)} rows`
     say(
       `backfilling mapping "${m.name}": ${m.schema}.${m.table} → namespace "${m.namespace}" (${est}, ` +
-        `pages of ${ctx.batchSize})`,
+        `pages of ${formatCount(pageRows(ctx.batchSize))} rows, written in batches of ${formatCount(ctx.batchSize)})`,
     )
     return await copy(config, m, plan, route, opts, ctx, resumeFrom)
   } finally {
@@ -255,55 +295,79 @@ async function copy(
     write: opts.progress?.write ?? (() => {}),
     log,
   })
-  const base = { schema: m.schema, table: m.table, mapping: m.name }
+  const { schema, table } = m
 
-  const writePage = (page: Page): Promise<WriteSummary> => {
-    const lsnText = formatLsn(page.lsn)
-    const version = encodeVersion(page.lsn, 0)
-    const rows = page.rows
-    let intents: Intent[] = new Array(rows.length)
-    for (let i = 0; i < rows.length; i++) {
-      const row = rows[i]
-      const id = docId(row, m.idColumns)!
-      intents[i] = {
-        route,
-        id,
-        kind: 'upsert',
-        version,
-        lsn: page.lsn,
-        event: { type: 'insert', op: 'insert', id, ...base, new: row, lsn: lsnText },
+  /**
+   * Decodes and writes a page in batches, WRITES_IN_FLIGHT at once (decoded a batch at a time, so that memory holds
+   * the page's texts and a few batches' rows); rows that cannot be decoded go to the DLQ. Returns what was written
+   * and what its re-check needs.
+   */
+  const writePage = async (raw: RawPage): Promise<{ written: WriteSummary; keys: string[][] }> => {
+    const lsnText = formatLsn(raw.lsn)
+    const version = encodeVersion(raw.lsn, 0)
+    // without a unique index two rows can share an id; one write per id (the last one read)
+    const values = plan.keyIndexed ? raw.rows : dedupeByKey(plan, raw.rows)
+    const keys: string[][] = plan.keyIndex.map(() => [])
+    const starts: number[] = []
+    for (let i = 0; i < values.length; i += batchSize) starts.push(i)
+    const written: WriteSummary = { upserted: 0, deleted: 0, skipped: 0, deadLettered: 0, byMapping: new Map() }
+    await forEachLimited(starts, WRITES_IN_FLIGHT, async (start) => {
+      // let the socket be read between batches: with a sink that answers at once, PostgreSQL would otherwise wait,
+      // its socket buffer full, until the whole page is written
+      await new Promise((resolve) => setImmediate(resolve))
+      const batch = decodePage(plan, raw.lsn, values.slice(start, start + batchSize))
+      for (let j = 0; j < keys.length; j++) keys[j].push(...batch.keys[j])
+      const intents: Intent[] = new Array(batch.rows.length)
+      for (let i = 0; i < batch.rows.length; i++) {
+        const row = batch.rows[i]
+        const id = docId(row, m.idColumns)!
+        intents[i] = {
+          route,
+          id,
+          kind: 'upsert',
+          version,
+          lsn: raw.lsn,
+          event: { type: 'insert', op: 'insert', id, schema, table, mapping: m.name, new: row, lsn: lsnText },
+        }
       }
-    }
-    // without a unique index two rows can share an id; one write per id and request (the last one read)
-    if (!plan.keyIndexed) intents = [...new Map(intents.map((i) => [idKey(i.id), i])).values()]
-    const dead: DeadLetter[] = page.bad.map((b) => ({
-      mapping: m.name,
-      docId: b.keys.join(':'),
-      lsn: page.lsn,
-      event: { type: 'insert', key: Object.fromEntries(m.idColumns.map((c, j) => [c, b.keys[j]])) },
-      error: `backfill of ${m.schema}.${m.table}: ${b.error}`,
-    }))
-    return writeIntents(intents, dead, deps)
+      const dead: DeadLetter[] = batch.bad.map((b) => ({
+        mapping: m.name,
+        docId: b.keys.join(':'),
+        lsn: raw.lsn,
+        event: { type: 'insert', key: Object.fromEntries(m.idColumns.map((c, j) => [c, b.keys[j]])) },
+        error: `backfill of ${m.schema}.${m.table}: ${b.error}`,
+      }))
+      const s = await writeIntents(intents, dead, deps)
+      written.upserted += s.upserted
+      written.deleted += s.deleted
+      written.skipped += s.skipped
+      written.deadLettered += s.deadLettered
+    })
+    return { written, keys }
   }
 
+  const keyColumns = plan.keyIndex.map((k) => plan.columns[k])
   /** Deletes the rows of a written page that went away (or left the predicate) since it was read. */
-  const recheck = async (page: Page): Promise<WriteSummary | undefined> => {
+  const recheck = async (page: RecheckedPage): Promise<WriteSummary | undefined> => {
     const { lsn, stale } = await recheckPage(sql, plan, page, log)
     if (!stale.length) return undefined
     const lsnText = formatLsn(lsn)
     const version = encodeVersion(lsn, 0)
     const intents: Intent[] = stale.map((i) => {
-      const row = page.rows[i]
+      // from the key texts: the page's rows are not kept once written
       const old: Row = {}
-      for (const c of m.idColumns) old[c] = row[c]
-      const id = docId(row, m.idColumns)!
+      for (let j = 0; j < keyColumns.length; j++) {
+        const c = keyColumns[j]
+        old[c.name] = decodeValue(page.keys[j][i], c.typeOid, c.typeName)
+      }
+      const id = docId(old, m.idColumns)!
       return {
         route,
         id,
         kind: 'delete',
         version,
         lsn,
-        event: { type: 'delete', op: 'delete', id, ...base, old, lsn: lsnText },
+        event: { type: 'delete', op: 'delete', id, schema, table, mapping: m.name, old, lsn: lsnText },
       }
     })
     log.debug('re-check: rows gone or out of the predicate since their page was read', {
@@ -332,7 +396,7 @@ async function copy(
     })
     return saving
   }
-  const complete = (page: Page, written: WriteSummary, deletes: WriteSummary | undefined) => {
+  const complete = (page: WrittenPage, written: WriteSummary, deletes: WriteSummary | undefined) => {
     stats.rows += page.count
     stats.rowsDone += page.count
     stats.docsWritten += written.upserted
@@ -346,12 +410,24 @@ async function copy(
     progress?.update(stats.rowsDone)
   }
 
+  /** Re-checks a written page, then (after the page before it) counts it and saves the checkpoint. */
+  const finish = (page: WrittenPage, written: WriteSummary, before: Promise<void>): Promise<void> => {
+    const checked = later(recheck(page))
+    return later((async () => {
+      const deletes = await checked
+      await before
+      complete(page, written, deletes)
+      await save()
+    })())
+  }
+
   // Page n+1 is read while page n is decoded and written, and the snapshot LSN of page n+2 is taken meanwhile (any
   // LSN taken before a page's read can version it), so the loop waits for PostgreSQL as little as possible.
+  const limit = pageRows(batchSize)
   let nextLsn = later(pageLsn(sql, log))
   const fetch = (after: readonly string[] | undefined): Promise<RawPage> => {
     const lsn = nextLsn
-    const raw = readRawPage(sql, plan, after, batchSize, { log, lsn })
+    const raw = readRawPage(sql, plan, after, limit, { log, lsn })
     nextLsn = later(lsn.then(() => pageLsn(sql, log)))
     return later(raw)
   }
@@ -363,20 +439,13 @@ async function copy(
   try {
     while (fetching) {
       const raw: RawPage = await fetching
-      const last = raw.rows.length < batchSize
+      const last = raw.rows.length < limit
       stopped = !last && !!opts.signal?.aborted
       fetching = last || stopped ? undefined : fetch(lastKeyOf(plan, raw.rows))
       if (!raw.rows.length) continue
-      const page = decodePage(plan, raw.lsn, raw.rows)
-      const written = await writePage(page)
-      const checked = later(recheck(page))
-      const before = ordered
-      ordered = later((async () => {
-        const deletes = await checked
-        await before
-        complete(page, written, deletes)
-        await save()
-      })())
+      const { written, keys } = await writePage(raw)
+      const page = { lsn: raw.lsn, keys, count: raw.rows.length, lastKey: lastKeyOf(plan, raw.rows) }
+      ordered = finish(page, written, ordered)
       finishing.push(ordered)
       // bounded: a few pages being re-checked at once, whatever the table size
       if (finishing.length >= MAX_RECHECKS) await finishing.shift()

@@ -37,6 +37,9 @@ export interface Page {
   count: number
 }
 
+/** What the re-check of a written page needs of it. */
+export type RecheckedPage = Pick<Page, 'lsn' | 'keys'>
+
 /** A page as COPY printed it, not decoded yet. */
 export interface RawPage {
   /** the snapshot LSN the page was read at */
@@ -178,13 +181,28 @@ export function decodePage(plan: BackfillPlan, lsn: bigint, values: (string | nu
 export async function recheckPage(
   sql: postgres.Sql,
   plan: BackfillPlan,
-  page: Page,
+  page: RecheckedPage,
   log?: Logger,
 ): Promise<{ lsn: bigint; stale: number[] }> {
-  const n = page.rows.length
+  const n = page.keys[0]?.length ?? 0
   if (!n) return { lsn: page.lsn, stale: [] }
   const lsn = await stableLsn(sql, { pollMs: POLL_MS, log })
-  const rows = await sql.unsafe(plan.recheckSql, page.keys, { prepare: true }).values() as unknown as number[][]
+  const params = page.keys.map(textArrayLiteral)
+  const rows = await sql.unsafe(plan.recheckSql, params, { prepare: true }).values() as unknown as number[][]
   const stale = rows.map((r) => r[0] - 1)
   return { lsn, stale }
+}
+
+const ESCAPE = /[\\"]/g
+
+/**
+ * A text[] literal (`{"1","2"}`) of `texts`: every element quoted, `\` and `"` escaped. What postgres.js would send
+ * for the array, built here because its serializer (two regex replaces per element) stood out in profiles.
+ */
+export function textArrayLiteral(texts: readonly string[]): string {
+  let plain = true
+  for (let i = 0; plain && i < texts.length; i++) plain = texts[i].indexOf('\\') < 0 && texts[i].indexOf('"') < 0
+  if (!texts.length) return '{}'
+  if (plain) return '{"' + texts.join('","') + '"}'
+  return '{"' + texts.map((t) => t.replace(ESCAPE, '\\$&')).join('","') + '"}'
 }

@@ -371,7 +371,9 @@ function simpleArray(text: string, element: number): unknown[] | undefined {
   const parts = text.slice(1, last).split(',')
   const out: unknown[] = new Array(parts.length)
   for (let i = 0; i < parts.length; i++) {
-    const raw = parts[i].trim()
+    let raw = parts[i]
+    // array_out quotes elements with surrounding spaces; trimmed anyway, as parseArray does
+    if (raw.charCodeAt(0) === 0x20 || raw.charCodeAt(raw.length - 1) === 0x20) raw = raw.trim()
     out[i] = raw.length === 4 && raw.toUpperCase() === 'NULL' ? null : decodeValue(raw, element)
   }
   return out

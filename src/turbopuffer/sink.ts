@@ -13,6 +13,7 @@ import {
   sleep,
 } from './retry.ts'
 import type { FailedOp, Sink, SinkStats, WriteOptions, WriteResult } from './types.ts'
+import { forEachLimited } from '../concurrency.ts'
 import { chunkOps, collapseOps, countWritten, DEFAULT_LIMITS, type Limits, prepareOp, writeBody } from './write-plan.ts'
 
 export type { TurbopufferConfig } from './client.ts'
@@ -287,27 +288,4 @@ export class TurbopufferSink implements Sink {
       await sleep(delayMs, signal)
     }
   }
-}
-
-/**
- * Runs `fn` over `items` with at most `limit` in flight; after the first error no new item starts, and the call
- * rejects with that error once the items in flight have settled.
- */
-async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0
-  let failed = false
-  const worker = async () => {
-    while (!failed && next < items.length) {
-      const item = items[next++]
-      try {
-        await fn(item)
-      } catch (err) {
-        failed = true
-        throw err
-      }
-    }
-  }
-  const settled = await Promise.allSettled(Array.from({ length: Math.min(limit, items.length) }, worker))
-  const rejected = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected')
-  if (rejected) throw rejected.reason
 }

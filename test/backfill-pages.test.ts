@@ -1,0 +1,127 @@
+// How a backfill cuts its work: keyset pages of several batches (one COPY, one re-check, one checkpoint each),
+// batches written a few at a time, and the re-check's key list for ids that need quoting.
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { backfill, pageRows } from '../src/backfill/backfill.ts'
+import { readPage, recheckPage, textArrayLiteral } from '../src/backfill/page.ts'
+import { planBackfill } from '../src/backfill/plan.ts'
+import { loadConfig } from '../src/config/load.ts'
+import { runCli } from './harness/cli.ts'
+import { type TestDatabase, testDatabase } from './harness/pg.ts'
+import { makeProject, migration, type Project } from './harness/project.ts'
+import { quietLogger } from './harness/stream.ts'
+import type { Sink, SinkStats, WriteResult } from '../src/turbopuffer/types.ts'
+import type { WriteOp } from '../src/types.ts'
+
+let db: TestDatabase
+let project: Project
+
+// ids that a text[] literal must quote or escape
+const ODD_KEYS = ['a"b', 'c\\d', 'e,f', '{g}', ' h ', 'NULL', '', 'ünï', 'x\ty', 'line\nbreak', 'plain']
+
+beforeAll(async () => {
+  db = await testDatabase('backfill_pages')
+  await db.sql.unsafe(`
+    CREATE TABLE nums (id int PRIMARY KEY, v text);
+    INSERT INTO nums SELECT g, 'v' || g FROM generate_series(1, 1000) g;
+    CREATE TABLE odd (k text PRIMARY KEY, shown bool NOT NULL DEFAULT true);
+  `)
+  for (const k of ODD_KEYS) await db.sql`INSERT INTO odd (k) VALUES (${k})`
+  project = makeProject({
+    databaseUrl: db.url,
+    migrations: {
+      '001_nums.toml': migration({ name: 'nums', table: 'nums' }),
+      '002_odd.toml': migration({ name: 'odd', table: 'odd', id: 'k', membership: 'shown = true' }),
+    },
+  })
+  const m = await runCli(['-c', project.config, 'migrate'])
+  expect(m.err).toBe('')
+  expect(m.code).toBe(0)
+})
+
+afterAll(async () => {
+  project?.remove()
+  await db?.drop()
+})
+
+/** A sink that takes `delayMs` per write and records each write's size and how many were in flight at once. */
+function recordingSink(delayMs: number) {
+  const sizes: number[] = []
+  const ids: unknown[] = []
+  let inFlight = 0
+  let maxInFlight = 0
+  const sink: Sink = {
+    async write(_ns: string, ops: WriteOp[]): Promise<WriteResult> {
+      maxInFlight = Math.max(maxInFlight, ++inFlight)
+      try {
+        await new Promise((r) => setTimeout(r, delayMs))
+        sizes.push(ops.length)
+        for (const op of ops) ids.push(op.id)
+        return { written: ops.length, skipped: 0, failed: [] }
+      } finally {
+        inFlight--
+      }
+    },
+    deleteAllBefore: () => Promise.resolve(),
+    stats: (): SinkStats => ({ requests: sizes.length, retries: 0, written: ids.length, skipped: 0, failed: 0 }),
+  }
+  return { sink, sizes, ids, maxInFlight: () => maxInFlight }
+}
+
+describe('pages and batches', () => {
+  test('a page is a whole number of batches, about 10,000 rows, at most 10 batches', () => {
+    expect(pageRows(1000)).toBe(10_000)
+    expect(pageRows(1)).toBe(10)
+    expect(pageRows(30)).toBe(300)
+    expect(pageRows(3000)).toBe(9000)
+    expect(pageRows(20_000)).toBe(20_000)
+  })
+
+  test('batches of --batch-size rows, several in flight; one checkpoint per page; every row once', async () => {
+    const rec = recordingSink(15)
+    const checkpoints: { lastKey: string[]; rowsDone: number }[] = []
+    const r = await backfill(loadConfig(project.config), {
+      mapping: 'nums',
+      batchSize: 30,
+      sink: rec.sink,
+      log: quietLogger(),
+      progress: false,
+      onCheckpoint: (c) => checkpoints.push(c),
+    })
+    expect(r.outcome).toBe('done')
+    expect(rec.sizes.every((n) => n <= 30)).toBe(true)
+    expect(rec.sizes.reduce((a, b) => a + b, 0)).toBe(1000)
+    expect(new Set(rec.ids).size).toBe(1000)
+    // a page's 10 batches go out 4 at a time: a slow sink does not serialize the backfill
+    expect(rec.maxInFlight()).toBe(4)
+    // pages of 300 rows: checkpoints after rows 300, 600, 900 and the last page of 100 (saves may coalesce)
+    expect(checkpoints.length).toBeGreaterThanOrEqual(1)
+    expect(checkpoints.length).toBeLessThanOrEqual(4)
+    for (const c of checkpoints) expect([300, 600, 900, 1000]).toContain(c.rowsDone)
+    expect(checkpoints.at(-1)).toEqual({ lastKey: ['1000'], rowsDone: 1000 })
+  })
+})
+
+describe('the re-check', () => {
+  test('text[] literal: quoted, escaped, and read back by PostgreSQL as the same texts', async () => {
+    expect(textArrayLiteral([])).toBe('{}')
+    expect(textArrayLiteral(['1', '2'])).toBe('{"1","2"}')
+    expect(textArrayLiteral(['a"b', 'c\\d'])).toBe('{"a\\"b","c\\\\d"}')
+    const [{ back }] = await db.sql<{ back: string[] }[]>`SELECT ${textArrayLiteral(ODD_KEYS)}::text[] AS back`
+    expect(back).toEqual(ODD_KEYS)
+  })
+
+  test('finds exactly the ids that went away or left the predicate, whatever their text', async () => {
+    const config = loadConfig(project.config)
+    const m = config.mappings.find((x) => x.name === 'odd')!
+    const plan = await planBackfill(db.sql, m, undefined)
+    const page = await readPage(db.sql, plan, undefined, 100)
+    expect(page.keys[0].slice().sort()).toEqual(ODD_KEYS.slice().sort())
+    expect((await recheckPage(db.sql, plan, page)).stale).toEqual([])
+
+    await db.sql`DELETE FROM odd WHERE k IN ('a"b', 'NULL', '')`
+    await db.sql`UPDATE odd SET shown = false WHERE k IN ('c\\d', 'line\nbreak')`
+    const { lsn, stale } = await recheckPage(db.sql, plan, page)
+    expect(lsn).toBeGreaterThan(page.lsn)
+    expect(stale.map((i) => page.keys[0][i]).sort()).toEqual(['', 'NULL', 'a"b', 'c\\d', 'line\nbreak'])
+  })
+})
