@@ -15,11 +15,13 @@ same transform and versioned writes as \`puffgres run\`. Safe while \`run\` stre
 replication slot is created first, so every change committed during the backfill is streamed afterwards). A row
 changed or deleted during the backfill never ends up older, or back, in the namespace.
 
-Progress is saved after every page. A backfill that was interrupted (killed, crashed, Ctrl-C) is reported, and
-continues with --resume or starts over with --restart. A finished backfill run again starts over.
+Rows are read in keyset pages of up to 10 batches (about 10,000 rows) by one COPY each; a batch is one transform
+call and one write, and 4 batches are written at once. Progress is saved after every page. A backfill that was
+interrupted (killed, crashed, Ctrl-C) is reported, and continues with --resume or starts over with --restart. A
+finished backfill run again starts over.
 
 Options:
-  --batch-size <N>   rows per page (default ${DEFAULT_BATCH_SIZE})
+  --batch-size <N>   rows per transform call and write (default ${DEFAULT_BATCH_SIZE})
   --resume           continue an unfinished backfill after its last saved page
   --restart          start over, discarding an unfinished backfill's progress
   --slot <NAME>      replication slot to create first (default: [stream] slot, or "puffgres")
