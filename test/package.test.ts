@@ -81,7 +81,10 @@ describe.skipIf(!node || !npm)('the npm package', () => {
         throw new Error(`${d} has bun or deno: the test could not tell which runtime the launcher found`)
       }
     }
-    env = { PATH: path.join(delimiter), HOME: process.env.HOME ?? work }
+    // everything else kept: Deno fetches the package's npm dependencies on first run, and needs the machine's CA
+    // certificates and proxy settings (SSL_CERT_FILE, HTTPS_PROXY, ...) for that
+    const { PUFFGRES_RUNTIME: _, ...rest } = process.env
+    env = { ...rest, PATH: path.join(delimiter), HOME: process.env.HOME ?? work } as Record<string, string>
   }, 180_000)
 
   afterAll(() => {
