@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 DENO=./node_modules/.bin/deno
 
 # The smoke subset that CI runs on Deno too (npm test): the local server, the sink, the stream, config, migrate,
-# membership and transforms. Add a file once it passes on Deno.
+# membership, transforms and backfill. Add a file once it passes on Deno.
 DEFAULT_TESTS=(
   test/local-server.test.ts
   test/local-persistence.test.ts
@@ -22,6 +22,8 @@ DEFAULT_TESTS=(
   test/migrate.test.ts
   test/membership.test.ts
   test/transform.test.ts
+  test/backfill.test.ts
+  test/backfill-pages.test.ts
 )
 
 # deno.json's settings and import map, plus the shim; regenerated so it never drifts from deno.json.
