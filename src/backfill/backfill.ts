@@ -60,8 +60,10 @@ const MAX_BATCHES_PER_PAGE = 10
  * time would bind the backfill to that latency
  */
 const WRITES_IN_FLIGHT = 4
-/** written pages whose re-check may be in flight at once */
-const MAX_RECHECKS = 2
+/** written pages whose re-check may be in flight at once (each holds only its key texts) */
+const MAX_RECHECKS = 4
+/** rows decoded per turn of the event loop given to reading the socket (see writePage) */
+const ROWS_PER_YIELD = 250
 
 /** Rows per keyset page for a batch size: a whole number of batches, about PAGE_ROWS, 1 to MAX_BATCHES_PER_PAGE. */
 export function pageRows(batchSize: number): number {
@@ -312,9 +314,12 @@ async function copy(
     for (let i = 0; i < values.length; i += batchSize) starts.push(i)
     const written: WriteSummary = { upserted: 0, deleted: 0, skipped: 0, deadLettered: 0, byMapping: new Map() }
     await forEachLimited(starts, WRITES_IN_FLIGHT, async (start) => {
-      // let the socket be read between batches: with a sink that answers at once, PostgreSQL would otherwise wait,
-      // its socket buffer full, until the whole page is written
-      await new Promise((resolve) => setImmediate(resolve))
+      // Let the socket be read between batches: the next page arrives while this one is decoded, and PostgreSQL
+      // does not sit with a full socket buffer. A turn of the event loop reads only part of what has come, so as
+      // many turns as the batch has ROWS_PER_YIELD rows (with a sink that answers at once, nothing else yields).
+      for (let n = Math.min(batchSize, values.length - start); n > 0; n -= ROWS_PER_YIELD) {
+        await new Promise((resolve) => setImmediate(resolve))
+      }
       const batch = decodePage(plan, raw.lsn, values.slice(start, start + batchSize))
       for (let j = 0; j < keys.length; j++) keys[j].push(...batch.keys[j])
       const intents: Intent[] = new Array(batch.rows.length)
