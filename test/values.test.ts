@@ -118,6 +118,31 @@ describe('decodeValue of PostgreSQL text output', () => {
     await sql.unsafe(`SET TimeZone = 'UTC'`)
   })
 
+  test('5,000 random timestamps and timestamptz (UTC) decode to what PostgreSQL itself prints as ISO 8601', async () => {
+    // years 1-9999, any day, microseconds (printed with 0-6 fraction digits): the fast path and the general one
+    const rows = await sql.unsafe<{ ts: string; tstz: string; iso: string }[]>(`
+      SELECT t::text AS ts, t::timestamptz::text AS tstz,
+             to_char(date_trunc('milliseconds', t), 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS iso
+      FROM (SELECT '0001-01-01'::timestamp + random() * ('9999-12-31'::timestamp - '0001-01-01'::timestamp)
+                   + (g % 7) * interval '1 microsecond' AS t
+            FROM generate_series(1, 5000) g) x`)
+    for (const r of rows) {
+      // date_trunc rounds toward the earlier millisecond, as decoding does (it keeps the first 3 fraction digits)
+      expect([r.ts, decodeValue(r.ts, 1114)]).toEqual([r.ts, r.iso])
+      expect([r.tstz, decodeValue(r.tstz, 1184)]).toEqual([r.tstz, r.iso])
+    }
+  })
+
+  test('text[] and int[] with NULLs, empty strings, spaces and quotes decode as PostgreSQL reads them back', async () => {
+    const rows = await sql.unsafe<{ a: string; j: string }[]>(`
+      SELECT a::text AS a, array_to_json(a)::text AS j FROM (VALUES
+        (ARRAY['t1', 'x']), (ARRAY['a', NULL, 'b']), (ARRAY[]::text[]), (ARRAY['', ' s ', 'NULL', 'null', 'q"u']),
+        (ARRAY['a,b', '{c}', 'back\\slash'])) v(a)`)
+    for (const r of rows) expect([r.a, decodeValue(r.a, 1009)]).toEqual([r.a, JSON.parse(r.j) ?? []])
+    const [n] = await sql.unsafe<{ a: string }[]>(`SELECT ARRAY[1, NULL, -3]::int[]::text AS a`)
+    expect(decodeValue(n.a, 1007)).toEqual([1, null, -3])
+  })
+
   test('a DateStyle it cannot read is a clear error, not a wrong value', () => {
     expect(() => decodeValue('01/02/2024 03:04:05', 1114)).toThrow(/cannot read timestamp .*DateStyle ISO/)
   })

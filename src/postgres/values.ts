@@ -270,33 +270,20 @@ function decodeVector(text: string, typeName: string): number[] {
 const TIMESTAMP_RE =
   /^(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?(?:([+-])(\d\d)(?::(\d\d))?(?::(\d\d))?)?( BC)?$/
 
-const isDigit = (text: string, i: number) => {
-  const c = text.charCodeAt(i)
-  return c >= 0x30 && c <= 0x39
-}
 const two = (text: string, i: number) => (text.charCodeAt(i) - 0x30) * 10 + text.charCodeAt(i + 1) - 0x30
 
+// the shape fastTimestamp takes (a regex test is cheaper here than a loop over the characters)
+const PLAIN_TIMESTAMP = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,6})?$/
+const PLAIN_TIMESTAMPTZ = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,6})?\+00$/
+
 /**
- * The common case without a regex or a Date: `YYYY-MM-DD HH:MM:SS[.ffffff]` (plus `+00` for timestamptz, which is
- * what TimeZone UTC prints), a valid date and time. Gives what decodeTimestamp's general path gives; undefined for
+ * The common case without a Date: `YYYY-MM-DD HH:MM:SS[.ffffff]` (plus `+00` for timestamptz, which is what
+ * TimeZone UTC prints), a valid date and time. Gives what decodeTimestamp's general path gives; undefined for
  * anything else, which takes that path.
  */
 function fastTimestamp(text: string, withZone: boolean): string | undefined {
-  let end = text.length
-  if (withZone) {
-    if (text.charCodeAt(end - 3) !== 0x2b || text.charCodeAt(end - 2) !== 0x30 || text.charCodeAt(end - 1) !== 0x30) {
-      return undefined
-    }
-    end -= 3
-  }
-  if (
-    end < 19 || end === 20 || end > 26 || text.charCodeAt(4) !== 0x2d || text.charCodeAt(7) !== 0x2d ||
-    text.charCodeAt(10) !== 0x20 || text.charCodeAt(13) !== 0x3a || text.charCodeAt(16) !== 0x3a ||
-    (end > 19 && text.charCodeAt(19) !== 0x2e)
-  ) return undefined
-  for (let i = 0; i < end; i++) {
-    if (i !== 4 && i !== 7 && i !== 10 && i !== 13 && i !== 16 && i !== 19 && !isDigit(text, i)) return undefined
-  }
+  if (!(withZone ? PLAIN_TIMESTAMPTZ : PLAIN_TIMESTAMP).test(text)) return undefined
+  const end = withZone ? text.length - 3 : text.length
   const year = two(text, 0) * 100 + two(text, 2)
   const month = two(text, 5)
   const day = two(text, 8)
@@ -359,14 +346,16 @@ function decodeBytea(text: string): string {
   return Buffer.from(out).toString('base64')
 }
 
+/** `{…}` with no nested braces, quotes or backslashes inside */
+const SIMPLE_ARRAY = /^\{[^{}"\\]*\}$/
+
 /**
  * A one-dimensional array with no quoted or escaped element (`{a,b,NULL}`), split without a parser: what parseArray
  * gives for it. Undefined for anything else.
  */
 function simpleArray(text: string, element: number): unknown[] | undefined {
+  if (!SIMPLE_ARRAY.test(text)) return undefined
   const last = text.length - 1
-  if (text.charCodeAt(0) !== 0x7b || text.indexOf('}') !== last || text.indexOf('{', 1) !== -1) return undefined
-  if (text.indexOf('"') !== -1 || text.indexOf('\\') !== -1) return undefined
   if (last === 1) return []
   const parts = text.slice(1, last).split(',')
   const out: unknown[] = new Array(parts.length)
