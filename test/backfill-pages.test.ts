@@ -101,6 +101,53 @@ describe('pages and batches', () => {
   })
 })
 
+describe('stopping', () => {
+  test('an abort stops after the page being written is checkpointed; --resume writes the rest exactly once', async () => {
+    const config = loadConfig(project.config)
+    const stop = new AbortController()
+    const first = recordingSink(5)
+    const checkpoints: number[] = []
+    const r = await backfill(config, {
+      mapping: 'nums',
+      batchSize: 30,
+      restart: true,
+      sink: first.sink,
+      log: quietLogger(),
+      progress: false,
+      signal: stop.signal,
+      onCheckpoint: (c) => {
+        checkpoints.push(c.rowsDone)
+        stop.abort()
+      },
+    })
+    expect(r.outcome).toBe('stopped')
+    if (r.outcome !== 'stopped') return
+    // the abort came with the first checkpoint (300 rows); the page being written then is finished, and every
+    // written page is re-checked and checkpointed before the backfill returns
+    expect(r.rows % 300).toBe(0)
+    expect(r.rows).toBeGreaterThanOrEqual(300)
+    expect(r.rows).toBeLessThan(1000)
+    expect(checkpoints.at(-1)).toBe(r.rows)
+    expect(first.ids.length).toBe(r.rows)
+    const [saved] = await db.sql`SELECT status, rows_done::int AS rows, last_key FROM __puffgres_backfill
+      WHERE mapping = 'nums'`
+    expect(saved).toEqual({ status: 'running', rows: r.rows, last_key: [String(r.rows)] })
+
+    const rest = recordingSink(0)
+    const resumed = await backfill(config, {
+      mapping: 'nums',
+      batchSize: 30,
+      resume: true,
+      sink: rest.sink,
+      log: quietLogger(),
+      progress: false,
+    })
+    expect(resumed.outcome).toBe('done')
+    expect(rest.ids.length).toBe(1000 - r.rows)
+    expect(new Set([...first.ids, ...rest.ids]).size).toBe(1000)
+  })
+})
+
 describe('the re-check', () => {
   test('text[] literal: quoted, escaped, and read back by PostgreSQL as the same texts', async () => {
     expect(textArrayLiteral([])).toBe('{}')
