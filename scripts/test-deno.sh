@@ -24,6 +24,7 @@ DEFAULT_TESTS=(
   test/transform.test.ts
   test/backfill.test.ts
   test/backfill-pages.test.ts
+  test/backfill-crash.test.ts
 )
 
 # deno.json's settings and import map, plus the shim; regenerated so it never drifts from deno.json.

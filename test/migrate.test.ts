@@ -62,6 +62,7 @@ describe('migrate', () => {
     expect(r.code).toBe(0)
     expect(await stateTables()).toEqual([
       '__puffgres_backfill',
+      '__puffgres_backfill_pages',
       '__puffgres_checkpoints',
       '__puffgres_dlq',
       '__puffgres_migrations',

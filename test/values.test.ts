@@ -137,7 +137,9 @@ describe('decodeValue of PostgreSQL text output', () => {
     const rows = await sql.unsafe<{ a: string; j: string }[]>(`
       SELECT a::text AS a, array_to_json(a)::text AS j FROM (VALUES
         (ARRAY['t1', 'x']), (ARRAY['a', NULL, 'b']), (ARRAY[]::text[]), (ARRAY['', ' s ', 'NULL', 'null', 'q"u']),
-        (ARRAY['a,b', '{c}', 'back\\slash'])) v(a)`)
+        (ARRAY['a,b', '{c}', 'back\\slash']),
+        -- Unicode spaces are not array whitespace: PostgreSQL leaves them unquoted, and they are kept
+        (ARRAY[chr(160) || 'x', 'y']), (ARRAY[chr(160) || 'x', 'a b', chr(8195) || 'NULL', chr(12288)])) v(a)`)
     for (const r of rows) expect([r.a, decodeValue(r.a, 1009)]).toEqual([r.a, JSON.parse(r.j) ?? []])
     const [n] = await sql.unsafe<{ a: string }[]>(`SELECT ARRAY[1, NULL, -3]::int[]::text AS a`)
     expect(decodeValue(n.a, 1007)).toEqual([1, null, -3])

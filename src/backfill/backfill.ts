@@ -8,6 +8,11 @@
 // Pipeline: page n+1 is fetched while page n is written; the re-checks of the last pages written run meanwhile, so
 // at most MAX_RECHECKS + 2 pages are in memory whatever the table size. A checkpoint covers a page only once it and
 // every page before it are written and re-checked, so `--resume` never skips a row or a re-check.
+//
+// A page's key texts are recorded (__puffgres_backfill_pages) before any of its documents is written, and forgotten
+// with the checkpoint that covers it. A run that dies between the two may have written documents it never
+// re-checked, and a page read again after it no longer holds the rows deleted meanwhile; so every backfill first
+// re-checks the pages an earlier run left recorded.
 import type postgres from 'postgres'
 import { setImmediate } from 'node:timers'
 import { decodeValue } from '../postgres/values.ts'
@@ -16,7 +21,7 @@ import type { Config, Mapping } from '../config/load.ts'
 import { createLogger } from '../log.ts'
 import { connect } from '../postgres/connect.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
-import { formatLsn } from '../postgres/lsn.ts'
+import { formatLsn, parseLsn } from '../postgres/lsn.ts'
 import { checkMigrated } from '../postgres/preflight.ts'
 import { ReplicationStream } from '../postgres/replication.ts'
 import type { Intent } from '../pipeline/changes.ts'
@@ -30,8 +35,11 @@ import { encodeVersion, type Logger, type Row } from '../types.ts'
 import {
   type BackfillRecord,
   finishBackfill,
+  forgetPage,
   getBackfill,
   lockBackfill,
+  pagesInFlight,
+  recordPage,
   saveCheckpoint,
   startBackfill,
 } from './checkpoint.ts'
@@ -132,7 +140,10 @@ function dedupeByKey(plan: BackfillPlan, rows: CopyRow[]): CopyRow[] {
 }
 
 /** What is kept of a page once it is written (not its rows): for its re-check and its checkpoint. */
-type WrittenPage = RecheckedPage & Pick<Page, 'count' | 'lastKey'>
+type WrittenPage = RecheckedPage & Pick<Page, 'count' | 'lastKey'> & { pageId: string }
+
+/** A page as read, with its id in the journal of pages in flight (empty pages are not recorded). */
+type ReadPage = RawPage & { pageId?: string }
 
 /** A problem with what was asked (unknown mapping, bad option): a one-line message. */
 export class BackfillError extends Error {
@@ -309,7 +320,8 @@ async function copy(
     const version = encodeVersion(raw.lsn, 0)
     // without a unique index two rows can share an id; one write per id (the last one read)
     const values = plan.keyIndexed ? raw.rows : dedupeByKey(plan, raw.rows)
-    const keys: string[][] = plan.keyIndex.map(() => [])
+    // each batch's key texts, joined in read order once every batch is decoded
+    const batchKeys: string[][][] = []
     const starts: number[] = []
     for (let i = 0; i < values.length; i += batchSize) starts.push(i)
     const written: WriteSummary = { upserted: 0, deleted: 0, skipped: 0, deadLettered: 0, byMapping: new Map() }
@@ -321,7 +333,7 @@ async function copy(
         await new Promise((resolve) => setImmediate(resolve))
       }
       const batch = decodePage(plan, raw.lsn, values.slice(start, start + batchSize))
-      for (let j = 0; j < keys.length; j++) keys[j].push(...batch.keys[j])
+      batchKeys[start / batchSize] = batch.keys
       const intents: Intent[] = new Array(batch.rows.length)
       for (let i = 0; i < batch.rows.length; i++) {
         const row = batch.rows[i]
@@ -348,7 +360,7 @@ async function copy(
       written.skipped += s.skipped
       written.deadLettered += s.deadLettered
     })
-    return { written, keys }
+    return { written, keys: plan.keyIndex.map((_, j) => batchKeys.flatMap((k) => k[j])) }
   }
 
   const keyColumns = plan.keyIndex.map((k) => plan.columns[k])
@@ -384,18 +396,19 @@ async function copy(
 
   // Pages completed in order (written and re-checked) whose progress is not saved yet. Saves are coalesced: one in
   // flight, then one for the newest completed page, so a slow commit does not hold the pipeline up.
-  let unsaved = { rows: 0, docs: 0, lastKey: undefined as string[] | undefined, lsn: 0n }
+  let unsaved = { rows: 0, docs: 0, lastKey: undefined as string[] | undefined, lsn: 0n, pageId: '' }
   let saving: Promise<void> = Promise.resolve()
   const save = (): Promise<void> => {
     saving = saving.then(async () => {
       const u = unsaved
       if (!u.lastKey) return
-      unsaved = { rows: 0, docs: 0, lastKey: undefined, lsn: 0n }
+      unsaved = { rows: 0, docs: 0, lastKey: undefined, lsn: 0n, pageId: '' }
       await saveCheckpoint(sql, m.name, m.version, {
         lastKey: u.lastKey,
         rows: u.rows,
         docs: u.docs,
         snapshotLsn: formatLsn(u.lsn),
+        pageId: u.pageId,
       })
       opts.onCheckpoint?.({ lastKey: u.lastKey, rowsDone: stats.rowsDone })
     })
@@ -412,6 +425,7 @@ async function copy(
     unsaved.docs += written.upserted
     unsaved.lastKey = page.lastKey
     unsaved.lsn = page.lsn
+    unsaved.pageId = page.pageId
     progress?.update(stats.rowsDone)
   }
 
@@ -426,30 +440,61 @@ async function copy(
     })())
   }
 
+  // What an earlier run may have written and never re-checked (see the top of this file).
+  const leftovers = await pagesInFlight(sql, m.name, m.version)
+  if (leftovers.length) {
+    let rows = 0
+    let deleted = 0
+    for (const p of leftovers) {
+      const deletes = await recheck({ lsn: parseLsn(p.lsn), keys: p.keys })
+      rows += p.keys[0]?.length ?? 0
+      deleted += deletes?.deleted ?? 0
+      stats.skipped += deletes?.skipped ?? 0
+      stats.deadLettered += deletes?.deadLettered ?? 0
+      await forgetPage(sql, p.id)
+    }
+    stats.deleted += deleted
+    ctx.say(
+      `re-checked ${formatCount(rows)} rows of ${leftovers.length} page(s) an interrupted backfill was writing; ` +
+        `deleted ${formatCount(deleted)} document(s) whose rows are gone or left the predicate`,
+    )
+  }
+
   // Page n+1 is read while page n is decoded and written, and the snapshot LSN of page n+2 is taken meanwhile (any
-  // LSN taken before a page's read can version it), so the loop waits for PostgreSQL as little as possible.
+  // LSN taken before a page's read can version it), so the loop waits for PostgreSQL as little as possible. A page
+  // is recorded in the journal of pages in flight before the loop gets it.
   const limit = pageRows(batchSize)
   let nextLsn = later(pageLsn(sql, log))
-  const fetch = (after: readonly string[] | undefined): Promise<RawPage> => {
+  const fetch = (after: readonly string[] | undefined): Promise<ReadPage> => {
     const lsn = nextLsn
-    const raw = readRawPage(sql, plan, after, limit, { log, lsn })
+    const raw = readRawPage(sql, plan, after, limit, { log, lsn }).then(async (raw): Promise<ReadPage> => {
+      if (!raw.rows.length) return raw
+      const keys = plan.keyIndex.map((k) => raw.rows.map((r) => r[k] as string))
+      return { ...raw, pageId: await recordPage(sql, m.name, m.version, formatLsn(raw.lsn), keys) }
+    })
     nextLsn = later(lsn.then(() => pageLsn(sql, log)))
     return later(raw)
   }
-  let fetching: Promise<RawPage> | undefined = fetch(resumeFrom?.lastKey ?? undefined)
+  let fetching: Promise<ReadPage> | undefined = fetch(resumeFrom?.lastKey ?? undefined)
   /** the last written page's re-check and checkpoint; each waits for the one before (checkpoints in page order) */
   let ordered: Promise<void> = Promise.resolve()
   const finishing: Promise<void>[] = []
   let stopped = false
   try {
     while (fetching) {
-      const raw: RawPage = await fetching
+      const raw: ReadPage = await fetching
       const last = raw.rows.length < limit
       stopped = !last && !!opts.signal?.aborted
       fetching = last || stopped ? undefined : fetch(lastKeyOf(plan, raw.rows))
       if (!raw.rows.length) continue
       const { written, keys } = await writePage(raw)
-      const page = { lsn: raw.lsn, keys, count: raw.rows.length, lastKey: lastKeyOf(plan, raw.rows) }
+      const page = {
+        lsn: raw.lsn,
+        keys,
+        count: raw.rows.length,
+        lastKey: lastKeyOf(plan, raw.rows),
+        pageId: raw.pageId!,
+      }
       ordered = finish(page, written, ordered)
       finishing.push(ordered)
       // bounded: a few pages being re-checked at once, whatever the table size

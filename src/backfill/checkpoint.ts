@@ -1,6 +1,7 @@
 // A backfill's durable progress in `__puffgres_backfill` (one row per mapping and version): the last key whose
-// page is written and re-checked, so that `--resume` continues after it. Also the lock that keeps two backfills of
-// one mapping from running at once.
+// page is written and re-checked, so that `--resume` continues after it. In `__puffgres_backfill_pages`, the key
+// texts of every page that may be written but is not checkpointed yet (see backfill.ts). Also the lock that keeps
+// two backfills of one mapping from running at once.
 import type postgres from 'postgres'
 
 export interface BackfillRecord {
@@ -84,9 +85,11 @@ export interface PageProgress {
   rows: number
   docs: number
   snapshotLsn: string
+  /** the journal id of the last page covered (recordPage); the journal is cleared up to it */
+  pageId: string
 }
 
-/** Records that every row up to `lastKey` is written and re-checked. */
+/** Records that every row up to `lastKey` is written and re-checked, and forgets the keys of those pages. */
 export async function saveCheckpoint(
   sql: postgres.Sql,
   mapping: string,
@@ -94,9 +97,46 @@ export async function saveCheckpoint(
   p: PageProgress,
 ): Promise<void> {
   await sql`
+    WITH done AS (
+      DELETE FROM __puffgres_backfill_pages WHERE mapping = ${mapping} AND version = ${version} AND id <= ${p.pageId}
+    )
     UPDATE __puffgres_backfill SET last_key = ${sql.json(p.lastKey)}, rows_done = rows_done + ${p.rows},
       docs_written = docs_written + ${p.docs}, snapshot_lsn = ${p.snapshotLsn}, updated_at = now()
     WHERE mapping = ${mapping} AND version = ${version}`
+}
+
+/** A page whose documents may be written but which is not checkpointed: its read LSN and key texts. */
+export interface PageInFlight {
+  id: string
+  lsn: string
+  /** keys[j][i]: id column j of row i */
+  keys: string[][]
+}
+
+/** Records a page's key texts before any of its documents is written; returns its journal id. */
+export async function recordPage(
+  sql: postgres.Sql,
+  mapping: string,
+  version: number,
+  lsn: string,
+  keys: string[][],
+): Promise<string> {
+  const [r] = await sql<{ id: string }[]>`
+    INSERT INTO __puffgres_backfill_pages (mapping, version, lsn, keys)
+    VALUES (${mapping}, ${version}, ${lsn}, ${sql.json(keys)}) RETURNING id::text`
+  return r.id
+}
+
+/** The pages an interrupted backfill of the mapping may have written without checkpointing them, oldest first. */
+export async function pagesInFlight(sql: postgres.Sql, mapping: string, version: number): Promise<PageInFlight[]> {
+  return await sql<PageInFlight[]>`
+    SELECT id::text, lsn::text, keys FROM __puffgres_backfill_pages
+    WHERE mapping = ${mapping} AND version = ${version} ORDER BY id`
+}
+
+/** Forgets one page of the journal (its re-check is done). */
+export async function forgetPage(sql: postgres.Sql, id: string): Promise<void> {
+  await sql`DELETE FROM __puffgres_backfill_pages WHERE id = ${id}`
 }
 
 export async function finishBackfill(sql: postgres.Sql, mapping: string, version: number): Promise<void> {

@@ -175,7 +175,7 @@ export function decodePage(plan: BackfillPlan, lsn: bigint, values: (string | nu
 }
 
 /**
- * After a page is written: the positions (0-based, into `page.rows`) of its rows that no longer exist or no longer
+ * After a page is written: the positions (0-based, into `page.keys[j]`) of its rows that no longer exist or no longer
  * satisfy the membership predicate, and the LSN R their deletes are versioned with.
  */
 export async function recheckPage(

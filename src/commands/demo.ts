@@ -176,6 +176,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
         await sql.unsafe(`DELETE FROM ${t} WHERE ${t === '__puffgres_migrations' ? 'name' : 'mapping'} = 'products'`)
       }
       await sql`DELETE FROM __puffgres_backfill WHERE mapping = 'products'`
+      await sql`DELETE FROM __puffgres_backfill_pages WHERE mapping = 'products'`
     })
 
     step('5. backfill')

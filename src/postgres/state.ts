@@ -6,6 +6,7 @@ export const STATE_TABLES = [
   '__puffgres_checkpoints',
   '__puffgres_dlq',
   '__puffgres_backfill',
+  '__puffgres_backfill_pages',
 ] as const
 
 const DDL = `
@@ -52,6 +53,15 @@ CREATE TABLE IF NOT EXISTS __puffgres_backfill (
   finished_at     timestamptz,
   PRIMARY KEY (mapping, version)
 );
+CREATE TABLE IF NOT EXISTS __puffgres_backfill_pages (
+  id       bigserial   PRIMARY KEY,
+  mapping  text        NOT NULL,
+  version  integer     NOT NULL,
+  lsn      pg_lsn      NOT NULL,
+  keys     jsonb       NOT NULL,
+  read_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS __puffgres_backfill_pages_mapping ON __puffgres_backfill_pages (mapping, version, id);
 `
 
 /** Creates the state tables that do not exist yet. Safe to run any number of times. */

@@ -346,6 +346,17 @@ function decodeBytea(text: string): string {
   return Buffer.from(out).toString('base64')
 }
 
+/** The whitespace PostgreSQL's array input skips around an unquoted element (and array_out quotes): not Unicode's. */
+const isArraySpace = (c: number) => c === 0x20 || (c >= 0x09 && c <= 0x0d)
+
+function trimArraySpace(s: string): string {
+  let from = 0
+  let to = s.length
+  while (from < to && isArraySpace(s.charCodeAt(from))) from++
+  while (to > from && isArraySpace(s.charCodeAt(to - 1))) to--
+  return from === 0 && to === s.length ? s : s.slice(from, to)
+}
+
 /** `{…}` with no nested braces, quotes or backslashes inside */
 const SIMPLE_ARRAY = /^\{[^{}"\\]*\}$/
 
@@ -360,9 +371,7 @@ function simpleArray(text: string, element: number): unknown[] | undefined {
   const parts = text.slice(1, last).split(',')
   const out: unknown[] = new Array(parts.length)
   for (let i = 0; i < parts.length; i++) {
-    let raw = parts[i]
-    // array_out quotes elements with surrounding spaces; trimmed anyway, as parseArray does
-    if (raw.charCodeAt(0) === 0x20 || raw.charCodeAt(raw.length - 1) === 0x20) raw = raw.trim()
+    const raw = trimArraySpace(parts[i])
     out[i] = raw.length === 4 && raw.toUpperCase() === 'NULL' ? null : decodeValue(raw, element)
   }
   return out
@@ -419,8 +428,8 @@ export function parseArray(text: string, element: (s: string) => unknown): unkno
           i++
         }
         if (i >= text.length) throw bad()
-        const raw = text.slice(start, i).trim()
-        out.push(!escaped && raw.toUpperCase() === 'NULL' ? null : element(escaped ? s.trim() : raw))
+        const raw = trimArraySpace(text.slice(start, i))
+        out.push(!escaped && raw.toUpperCase() === 'NULL' ? null : element(escaped ? trimArraySpace(s) : raw))
       }
       if (text[i] === ',') i++
       else if (text[i] === '}') {
