@@ -69,7 +69,15 @@ test('kill -9 mid-backfill, then --resume: exact final state, nothing copied twi
   expect(refused.err).toContain(`is unfinished: ${killed.rows.toLocaleString('en-US')} rows copied`)
   expect(refused.err).toContain('puffgres backfill docs --resume')
 
-  const upsertsBefore = server.stats().rowsUpserted
+  // writes the killed process had sent are still being answered (40 ms each, 4 at once): wait until they are in
+  let upsertsBefore = -1
+  await waitFor("the killed run's last writes to land", async () => {
+    const now = server.stats().rowsUpserted
+    const settled = now === upsertsBefore
+    upsertsBefore = now
+    if (!settled) await new Promise((r) => setTimeout(r, 100))
+    return settled
+  }, 10_000)
   const resumed = await runCli(['-c', project.config, 'backfill', 'docs', '--resume', '--batch-size', '25'])
   expect(resumed.err).toBe('')
   expect(resumed.code).toBe(0)

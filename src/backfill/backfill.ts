@@ -52,6 +52,7 @@ import {
   readRawPage,
   type RecheckedPage,
   recheckPage,
+  textArrayLiteral,
 } from './page.ts'
 import { type BackfillPlan, planBackfill } from './plan.ts'
 import type { CopyRow } from '../postgres/copy-text.ts'
@@ -142,8 +143,8 @@ function dedupeByKey(plan: BackfillPlan, rows: CopyRow[]): CopyRow[] {
 /** What is kept of a page once it is written (not its rows): for its re-check and its checkpoint. */
 type WrittenPage = RecheckedPage & Pick<Page, 'count' | 'lastKey'> & { pageId: string }
 
-/** A page as read, with its id in the journal of pages in flight (empty pages are not recorded). */
-type ReadPage = RawPage & { pageId?: string }
+/** A page as read, with its keys and its id in the journal of pages in flight (not for an empty page). */
+type ReadPage = RawPage & Partial<RecheckedPage> & { pageId?: string }
 
 /** A problem with what was asked (unknown mapping, bad option): a one-line message. */
 export class BackfillError extends Error {
@@ -315,13 +316,11 @@ async function copy(
    * the page's texts and a few batches' rows); rows that cannot be decoded go to the DLQ. Returns what was written
    * and what its re-check needs.
    */
-  const writePage = async (raw: RawPage): Promise<{ written: WriteSummary; keys: string[][] }> => {
+  const writePage = async (raw: RawPage): Promise<WriteSummary> => {
     const lsnText = formatLsn(raw.lsn)
     const version = encodeVersion(raw.lsn, 0)
     // without a unique index two rows can share an id; one write per id (the last one read)
     const values = plan.keyIndexed ? raw.rows : dedupeByKey(plan, raw.rows)
-    // each batch's key texts, joined in read order once every batch is decoded
-    const batchKeys: string[][][] = []
     const starts: number[] = []
     for (let i = 0; i < values.length; i += batchSize) starts.push(i)
     const written: WriteSummary = { upserted: 0, deleted: 0, skipped: 0, deadLettered: 0, byMapping: new Map() }
@@ -333,7 +332,6 @@ async function copy(
         await new Promise((resolve) => setImmediate(resolve))
       }
       const batch = decodePage(plan, raw.lsn, values.slice(start, start + batchSize))
-      batchKeys[start / batchSize] = batch.keys
       const intents: Intent[] = new Array(batch.rows.length)
       for (let i = 0; i < batch.rows.length; i++) {
         const row = batch.rows[i]
@@ -360,7 +358,7 @@ async function copy(
       written.skipped += s.skipped
       written.deadLettered += s.deadLettered
     })
-    return { written, keys: plan.keyIndex.map((_, j) => batchKeys.flatMap((k) => k[j])) }
+    return written
   }
 
   const keyColumns = plan.keyIndex.map((k) => plan.columns[k])
@@ -469,8 +467,10 @@ async function copy(
     const lsn = nextLsn
     const raw = readRawPage(sql, plan, after, limit, { log, lsn }).then(async (raw): Promise<ReadPage> => {
       if (!raw.rows.length) return raw
+      // the re-check's parameters, built once: recorded now, sent after the write
       const keys = plan.keyIndex.map((k) => raw.rows.map((r) => r[k] as string))
-      return { ...raw, pageId: await recordPage(sql, m.name, m.version, formatLsn(raw.lsn), keys) }
+      const literals = keys.map(textArrayLiteral)
+      return { ...raw, keys, literals, pageId: await recordPage(sql, m.name, m.version, formatLsn(raw.lsn), literals) }
     })
     nextLsn = later(lsn.then(() => pageLsn(sql, log)))
     return later(raw)
@@ -487,10 +487,11 @@ async function copy(
       stopped = !last && !!opts.signal?.aborted
       fetching = last || stopped ? undefined : fetch(lastKeyOf(plan, raw.rows))
       if (!raw.rows.length) continue
-      const { written, keys } = await writePage(raw)
-      const page = {
+      const written = await writePage(raw)
+      const page: WrittenPage = {
         lsn: raw.lsn,
-        keys,
+        keys: raw.keys!,
+        literals: raw.literals,
         count: raw.rows.length,
         lastKey: lastKeyOf(plan, raw.rows),
         pageId: raw.pageId!,

@@ -113,17 +113,22 @@ export interface PageInFlight {
   keys: string[][]
 }
 
-/** Records a page's key texts before any of its documents is written; returns its journal id. */
+/**
+ * Records a page's key texts before any of its documents is written; returns its journal id. `literals`: each id
+ * column's texts as a text[] literal (textArrayLiteral), stored as one text[][] (the re-check sends the same ones).
+ */
 export async function recordPage(
   sql: postgres.Sql,
   mapping: string,
   version: number,
   lsn: string,
-  keys: string[][],
+  literals: string[],
 ): Promise<string> {
-  const [r] = await sql<{ id: string }[]>`
-    INSERT INTO __puffgres_backfill_pages (mapping, version, lsn, keys)
-    VALUES (${mapping}, ${version}, ${lsn}, ${sql.json(keys)}) RETURNING id::text`
+  const [r] = await sql.unsafe<{ id: string }[]>(
+    `INSERT INTO __puffgres_backfill_pages (mapping, version, lsn, keys) VALUES ($1, $2, $3, $4::text[])
+     RETURNING id::text`,
+    [mapping, version, lsn, `{${literals.join(',')}}`],
+  )
   return r.id
 }
 

@@ -38,7 +38,10 @@ export interface Page {
 }
 
 /** What the re-check of a written page needs of it. */
-export type RecheckedPage = Pick<Page, 'lsn' | 'keys'>
+export type RecheckedPage = Pick<Page, 'lsn' | 'keys'> & {
+  /** textArrayLiteral of each `keys[j]`, when already built */
+  literals?: string[]
+}
 
 /** A page as COPY printed it, not decoded yet. */
 export interface RawPage {
@@ -187,7 +190,7 @@ export async function recheckPage(
   const n = page.keys[0]?.length ?? 0
   if (!n) return { lsn: page.lsn, stale: [] }
   const lsn = await stableLsn(sql, { pollMs: POLL_MS, log })
-  const params = page.keys.map(textArrayLiteral)
+  const params = page.literals ?? page.keys.map(textArrayLiteral)
   const rows = await sql.unsafe(plan.recheckSql, params, { prepare: true }).values() as unknown as number[][]
   const stale = rows.map((r) => r[0] - 1)
   return { lsn, stale }

@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS __puffgres_backfill_pages (
   mapping  text        NOT NULL,
   version  integer     NOT NULL,
   lsn      pg_lsn      NOT NULL,
-  keys     jsonb       NOT NULL,
+  keys     text[]      NOT NULL,
   read_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS __puffgres_backfill_pages_mapping ON __puffgres_backfill_pages (mapping, version, id);
