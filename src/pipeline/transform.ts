@@ -146,8 +146,11 @@ export function createIdentityRunner(opts: Pick<TransformRunnerOptions, 'mapping
     if (!row) return { ok: false, error: `${label}: ${event.type} event for id ${JSON.stringify(event.id)} has no row` }
     const attributes: Record<string, unknown> = {}
     // `id` is the document's id in turbopuffer, never an attribute
-    for (const c of columns ?? Object.keys(row)) {
-      if (c !== 'id' && Object.hasOwn(row, c)) attributes[c] = attributeValue(row[c])
+    if (columns) {
+      for (const c of columns) if (c !== 'id' && Object.hasOwn(row, c)) attributes[c] = attributeValue(row[c])
+    } else {
+      // rows are plain objects of own properties (decodeTuple, decodePage): no key array per row
+      for (const c in row) if (c !== 'id') attributes[c] = attributeValue(row[c])
     }
     return normalizeOwnedAttributes(attributes, event, label)
   }
