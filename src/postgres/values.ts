@@ -343,22 +343,24 @@ function trimArraySpace(s: string): string {
   return from === 0 && to === s.length ? s : s.slice(from, to)
 }
 
-/** `{…}` with no nested braces, quotes or backslashes inside */
-const SIMPLE_ARRAY = /^\{[^{}"\\]*\}$/
-
 /**
- * A one-dimensional array with no quoted or escaped element (`{a,b,NULL}`), split without a parser: what parseArray
- * gives for it. Undefined for anything else.
+ * A one-dimensional array with no quoted or escaped element (`{a,b,NULL}`: what array_out prints for most arrays),
+ * split in one pass without a parser: what parseArray gives for it. Undefined for anything else (quotes,
+ * backslashes, nested braces, whitespace), which parseArray handles.
  */
 function simpleArray(text: string, element: number): unknown[] | undefined {
-  if (!SIMPLE_ARRAY.test(text)) return undefined
   const last = text.length - 1
+  if (last < 1 || text.charCodeAt(0) !== 0x7b || text.charCodeAt(last) !== 0x7d) return undefined
   if (last === 1) return []
-  const parts = text.slice(1, last).split(',')
-  const out: unknown[] = new Array(parts.length)
-  for (let i = 0; i < parts.length; i++) {
-    const raw = trimArraySpace(parts[i])
-    out[i] = raw.length === 4 && raw.toUpperCase() === 'NULL' ? null : decodeValue(raw, element)
+  const out: unknown[] = []
+  let start = 1
+  for (let i = 1; i <= last; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 0x2c || i === last) {
+      const raw = text.slice(start, i)
+      out.push(raw.length === 4 && raw.toUpperCase() === 'NULL' ? null : decodeValue(raw, element))
+      start = i + 1
+    } else if (c === 0x22 || c === 0x5c || c === 0x7b || c === 0x7d || isArraySpace(c)) return undefined
   }
   return out
 }
