@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { type LocalServer, startLocalServer } from '../src/local/server.ts'
 import { formatBar, formatDuration } from '../src/backfill/progress.ts'
-import { renderSql } from '../src/backfill/plan.ts'
+import { copyPageSql, renderSql } from '../src/backfill/plan.ts'
 import { parseMembership } from '../src/pipeline/membership.ts'
 import { runCli } from './harness/cli.ts'
 import { type TestDatabase, testDatabase } from './harness/pg.ts'
@@ -34,10 +34,10 @@ beforeAll(async () => {
     CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
     CREATE TABLE typed (
       id bigint PRIMARY KEY, n numeric, f8 float8, b bool, u uuid, d date, ts timestamp, tstz timestamptz,
-      ia int[], ta text[], by bytea, e mood, c char(5));
+      ia int[], ta text[], by bytea, e mood, c char(5), ip inet, net cidr);
     INSERT INTO typed VALUES (9007199254740993, 12345678901234567890.123456789, 2.25, true,
       'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '2024-02-29', '2024-01-02 03:04:05.678', '2024-01-02 03:04:05.678+02',
-      '{1,2,3}', '{"x y", "z"}', '\\xdeadbeef', 'happy', 'ab');
+      '{1,2,3}', '{"x y", "z"}', '\\xdeadbeef', 'happy', 'ab', '192.168.0.1', '10.0.0.0/8');
     CREATE TABLE loose (code text, label text);
     ALTER TABLE loose REPLICA IDENTITY FULL;
     INSERT INTO loose VALUES ('a', 'A'), ('b', 'B'), (NULL, 'no id'), ('c', 'C');
@@ -125,6 +125,9 @@ describe('puffgres backfill', () => {
       by: '3q2+7w==',
       e: 'happy',
       c: 'ab',
+      // as the type's output function prints it, which is what pgoutput sends the stream (`::text` adds /32)
+      ip: '192.168.0.1',
+      net: '10.0.0.0/8',
     })
   })
 
@@ -218,10 +221,11 @@ describe('backfill SQL and progress', () => {
       idColumns: ['a', 'b'],
       membership: parseMembership("x = 'y'"),
     }, ['integer', 'text'])
-    expect(q.nextPageSql).toBe(
-      'SELECT __puffgres_t."a"::text, __puffgres_t."b"::text, __puffgres_t."x"::text FROM "public"."t" AS __puffgres_t ' +
+    expect(copyPageSql({ ...q, keyTypes: ['integer', 'text'] }, ['7', "o'k"], 100)).toBe(
+      'COPY (SELECT __puffgres_t."a", __puffgres_t."b", __puffgres_t."x" FROM "public"."t" AS __puffgres_t ' +
         `WHERE __puffgres_t."a" IS NOT NULL AND __puffgres_t."b" IS NOT NULL AND (__puffgres_t."x" = 'y') ` +
-        'AND (__puffgres_t."a", __puffgres_t."b") > ($1, $2) ORDER BY __puffgres_t."a", __puffgres_t."b" LIMIT $3',
+        `AND (__puffgres_t."a", __puffgres_t."b") > ('7'::integer, 'o''k'::text) ORDER BY __puffgres_t."a", ` +
+        '__puffgres_t."b" LIMIT 100) TO STDOUT',
     )
   })
 

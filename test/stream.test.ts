@@ -24,7 +24,7 @@ beforeAll(async () => {
     CREATE TABLE typed (
       id bigint PRIMARY KEY, i2 int2, i4 int4, i8 int8, n numeric, f4 float4, f8 float8, b bool, t text,
       vc varchar(20), u uuid, d date, ts timestamp, tstz timestamptz, j json, jb jsonb, ia int[], ta text[],
-      by bytea, e mood);
+      by bytea, e mood, ip inet);
   `.replace('CREATE TABLE typed', "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy'); CREATE TABLE typed"))
   project = makeProject({
     databaseUrl: db.url,
@@ -118,7 +118,7 @@ describe('puffgres run', () => {
   test('every common type maps as README says', async () => {
     await db.sql`INSERT INTO typed VALUES (9007199254740993, 1, 2, 9007199254740993, 12345678901234567890.123456789,
       1.5, 2.25, true, 'text', 'vc', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '2024-02-29', '2024-01-02 03:04:05.678',
-      '2024-01-02 03:04:05.678+02', '{"a": [1, 2]}', '{"b": null}', '{1,NULL,3}', '{"x y", "z"}', '\\xdeadbeef', 'happy')`
+      '2024-01-02 03:04:05.678+02', '{"a": [1, 2]}', '{"b": null}', '{1,NULL,3}', '{"x y", "z"}', '\\xdeadbeef', 'happy', '192.168.0.1')`
     await waitFor('typed row', () => docs('typed').size === 1).catch((e) => {
       throw new Error(`${e.message}; stream log: ${stream.logs.filter((l) => !l.includes('"debug"')).join('\n')}`)
     })
@@ -143,6 +143,7 @@ describe('puffgres run', () => {
       ta: ['x y', 'z'],
       by: '3q2+7w==',
       e: 'happy',
+      ip: '192.168.0.1', // the backfill reads the same text (test/backfill.test.ts)
     })
     // beyond 2^53 the sink sends the exact integer (test/sink-plan.test.ts); the local server keeps JS numbers
     expect(Number(doc.i8)).toBe(9007199254740992)

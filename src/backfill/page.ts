@@ -12,7 +12,7 @@ import { type CopyRow, CopyTextParser } from '../postgres/copy-text.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
 import { decodeValue } from '../postgres/values.ts'
 import type { Logger, Row } from '../types.ts'
-import { type BackfillPlan, copyPageSql } from './plan.ts'
+import { type BackfillPlan, copyPageSql, copySampleSql } from './plan.ts'
 
 /**
  * How often to look again while transactions that were running at the stable LSN end. Usually they are short (often
@@ -89,6 +89,17 @@ export async function readPage(
   return decodePage(plan, raw.lsn, raw.rows)
 }
 
+/** `n` member rows picked at random (verify --sample), read after a stable LSN and decoded like a page. */
+export async function readSample(sql: postgres.Sql, plan: BackfillPlan, n: number, log?: Logger): Promise<Page> {
+  const lsn = await pageLsn(sql, log)
+  const conn = await sql.reserve()
+  try {
+    return decodePage(plan, lsn, await copyRows(conn, copySampleSql(plan, n), plan.columns.length))
+  } finally {
+    conn.release()
+  }
+}
+
 /** The last row's key texts (where the next page starts); undefined for an empty page. */
 export function lastKeyOf(plan: BackfillPlan, rows: readonly CopyRow[]): string[] | undefined {
   const last = rows[rows.length - 1]
@@ -142,7 +153,7 @@ async function copyRows(conn: postgres.ReservedSql, copySql: string, ncols: numb
   return parser.rows
 }
 
-/** Decodes the `::text` values of a page into rows, as the stream decodes pgoutput's text values. */
+/** Decodes a page's text values into rows, as the stream decodes pgoutput's text values. */
 export function decodePage(plan: BackfillPlan, lsn: bigint, values: (string | null)[][]): Page {
   const { columns, keyIndex } = plan
   const ncols = columns.length

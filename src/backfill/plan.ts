@@ -32,12 +32,12 @@ export interface BackfillPlan {
   estimate?: number
   /** each id column's type as a cast names it (`bigint`, `character(10)`): the COPY page's key literals */
   keyTypes: string[]
-  /** the page queries' parts: `select` (up to its WHERE conditions), the id columns' row, `order` (ORDER BY) */
+  /**
+   * the page queries' parts: `select` (up to its WHERE conditions), the id columns' row, `order` (ORDER BY). The
+   * columns are selected as they are: COPY prints each with its type's output function, as pgoutput does for the
+   * stream (a `::text` cast would cost PostgreSQL a third more per row, and prints inet and bool otherwise)
+   */
   pageParts: { select: string; keyRow: string; order: string }
-  /** page SQL without a lower bound; `$1` is the limit */
-  firstPageSql: string
-  /** page SQL after a key; `$1..$k` are the last key's texts, `$k+1` the limit */
-  nextPageSql: string
   /**
    * `$1..$k`: text[] of key texts, one array per id column. Returns (`i`) the 1-based positions of the keys whose row
    * is gone or no longer satisfies the membership predicate: usually none, so the answer costs next to nothing.
@@ -134,6 +134,12 @@ export function copyPageSql(
   return `COPY (${select} AND ${keyRow} > ${bound} ${order} LIMIT ${limit}) TO STDOUT`
 }
 
+/** `n` member rows picked at random, as `COPY (…) TO STDOUT` (verify --sample). */
+export function copySampleSql(plan: Pick<BackfillPlan, 'pageParts'>, n: number): string {
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`sample size: expected a positive integer, got ${n}`)
+  return `COPY (${plan.pageParts.select} ORDER BY random() LIMIT ${n}) TO STDOUT`
+}
+
 const T = '__puffgres_t'
 const K = '__puffgres_k'
 
@@ -143,7 +149,7 @@ export function renderSql(
   columns: readonly string[],
   mapping: Pick<Mapping, 'idColumns' | 'membership'>,
   keyTypes: readonly string[],
-): Pick<BackfillPlan, 'pageParts' | 'firstPageSql' | 'nextPageSql' | 'recheckSql' | 'nullIdSql'> {
+): Pick<BackfillPlan, 'pageParts' | 'recheckSql' | 'nullIdSql'> {
   const col = (name: string) => `${T}.${ident(name)}`
   // qualified everywhere: a bare name in ORDER BY would be the `::text` output column (text order, the original's
   // integer-id bug), and in the re-check join it could be the key list's column
@@ -151,11 +157,10 @@ export function renderSql(
   const keys = mapping.idColumns.map(col)
   const keyRow = keys.length === 1 ? keys[0] : `(${keys.join(', ')})`
   const notNull = keys.map((k) => `${k} IS NOT NULL`).join(' AND ')
-  const select = columns.map((c) => `${col(c)}::text`).join(', ')
+  const select = columns.map(col).join(', ')
   const base = `SELECT ${select} FROM ${table} AS ${T} WHERE ${notNull}${member ? ` AND ${member}` : ''}`
   const order = `ORDER BY ${keys.join(', ')}`
   const k = mapping.idColumns.length
-  const after = k === 1 ? '$1' : `(${mapping.idColumns.map((_, i) => `$${i + 1}`).join(', ')})`
   const names = mapping.idColumns.map((_, i) => `k${i}`)
   const arrays = mapping.idColumns.map((_, i) => `$${i + 1}::text[]`)
   const casted = names.map((n, i) => `${K}.${n}::${keyTypes[i]}`)
@@ -166,8 +171,6 @@ export function renderSql(
   }${member ? ` AND ${member}` : ''})`
   return {
     pageParts: { select: base, keyRow, order },
-    firstPageSql: `${base} ${order} LIMIT $1`,
-    nextPageSql: `${base} AND ${keyRow} > ${after} ${order} LIMIT $${k + 1}`,
     recheckSql,
     nullIdSql: `SELECT count(*)::float8 AS n FROM ${table} AS ${T} WHERE NOT (${notNull})${
       member ? ` AND ${member}` : ''

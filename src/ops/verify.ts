@@ -1,12 +1,13 @@
 // `puffgres verify`: compares a namespace with the projection of its table (ARCHITECTURE.md invariant 3) and, with
 // `repair`, rewrites or deletes exactly the drifted documents with proper versions.
 //
-// The projection is the stream's own path without the sink: member rows read with `::text` and decoded as the
-// stream decodes them (the backfill plan's keyset pages), run through the mapping's transform as insert events.
+// The projection is the stream's own path without the sink: member rows read as COPY prints them (the backfill
+// plan's keyset pages: each type's output function, as pgoutput uses) and decoded as the stream decodes them, run
+// through the mapping's transform as insert events.
 // Documents are compared by a hash of their canonical attributes (normalize.ts), the version attribute excluded.
 // Documents whose version is newer than the read were changed while verify ran: they are counted, not judged.
 import type postgres from 'postgres'
-import { decodePage, readPage } from '../backfill/page.ts'
+import { readPage, readSample } from '../backfill/page.ts'
 import type { Config, Mapping } from '../config/load.ts'
 import { docId, idKey } from '../pipeline/docid.ts'
 import { namespaceSchema } from '../pipeline/schema.ts'
@@ -144,13 +145,9 @@ export async function verifyMapping(
     }
 
     if (opts.sample !== undefined) {
-      const sampleSql = rt.plan.firstPageSql.slice(0, rt.plan.firstPageSql.lastIndexOf(' ORDER BY ')) +
-        ' ORDER BY random() LIMIT $1'
-      const lsn = await stableLsn(sql, { log })
-      const values = await sql.unsafe(sampleSql, [opts.sample]).values() as unknown as (string | null)[][]
-      const page = decodePage(rt.plan, lsn, values)
+      const page = await readSample(sql, rt.plan, opts.sample, log)
       page.bad.forEach(bad)
-      await project(page.rows, lsn)
+      await project(page.rows, page.lsn)
     } else {
       let after: string[] | undefined
       for (;;) {
