@@ -144,7 +144,7 @@ function dedupeByKey(plan: BackfillPlan, rows: CopyRow[]): CopyRow[] {
 type WrittenPage = RecheckedPage & Pick<Page, 'count' | 'lastKey'> & { pageId: string }
 
 /** A page as read, with its keys and its id in the journal of pages in flight (not for an empty page). */
-type ReadPage = RawPage & Partial<RecheckedPage> & { pageId?: string }
+type ReadPage = RawPage & Partial<RecheckedPage> & { recorded?: Promise<string> }
 
 /** A problem with what was asked (unknown mapping, bad option): a one-line message. */
 export class BackfillError extends Error {
@@ -316,7 +316,7 @@ async function copy(
    * the page's texts and a few batches' rows); rows that cannot be decoded go to the DLQ. Returns what was written
    * and what its re-check needs.
    */
-  const writePage = async (raw: RawPage): Promise<WriteSummary> => {
+  const writePage = async (raw: ReadPage): Promise<WriteSummary> => {
     const lsnText = formatLsn(raw.lsn)
     const version = encodeVersion(raw.lsn, 0)
     // without a unique index two rows can share an id; one write per id (the last one read)
@@ -352,6 +352,8 @@ async function copy(
         event: { type: 'insert', key: Object.fromEntries(m.idColumns.map((c, j) => [c, b.keys[j]])) },
         error: `backfill of ${m.schema}.${m.table}: ${b.error}`,
       }))
+      // nothing is written before the page is in the journal of pages in flight (its insert ran meanwhile)
+      await raw.recorded
       const s = await writeIntents(intents, dead, deps)
       written.upserted += s.upserted
       written.deleted += s.deleted
@@ -460,7 +462,7 @@ async function copy(
 
   // Page n+1 is read while page n is decoded and written, and the snapshot LSN of page n+2 is taken meanwhile (any
   // LSN taken before a page's read can version it), so the loop waits for PostgreSQL as little as possible. A page
-  // is recorded in the journal of pages in flight before the loop gets it.
+  // is recorded in the journal of pages in flight while its first batch is decoded, and written only after that.
   const limit = pageRows(batchSize)
   let nextLsn = later(pageLsn(sql, log))
   const fetch = (after: readonly string[] | undefined): Promise<ReadPage> => {
@@ -470,7 +472,12 @@ async function copy(
       // the re-check's parameters, built once: recorded now, sent after the write
       const keys = plan.keyIndex.map((k) => raw.rows.map((r) => r[k] as string))
       const literals = keys.map(textArrayLiteral)
-      return { ...raw, keys, literals, pageId: await recordPage(sql, m.name, m.version, formatLsn(raw.lsn), literals) }
+      return {
+        ...raw,
+        keys,
+        literals,
+        recorded: later(recordPage(sql, m.name, m.version, formatLsn(raw.lsn), literals)),
+      }
     })
     nextLsn = later(lsn.then(() => pageLsn(sql, log)))
     return later(raw)
@@ -494,7 +501,7 @@ async function copy(
         literals: raw.literals,
         count: raw.rows.length,
         lastKey: lastKeyOf(plan, raw.rows),
-        pageId: raw.pageId!,
+        pageId: await raw.recorded!,
       }
       ordered = finish(page, written, ordered)
       finishing.push(ordered)

@@ -115,7 +115,8 @@ export interface PageInFlight {
 
 /**
  * Records a page's key texts before any of its documents is written; returns its journal id. `literals`: each id
- * column's texts as a text[] literal (textArrayLiteral), stored as one text[][] (the re-check sends the same ones).
+ * column's texts as a text[] literal (textArrayLiteral), stored as the text of one text[][] (the re-check sends the
+ * same literals; parsed only if a later run reads the page back).
  */
 export async function recordPage(
   sql: postgres.Sql,
@@ -125,8 +126,7 @@ export async function recordPage(
   literals: string[],
 ): Promise<string> {
   const [r] = await sql.unsafe<{ id: string }[]>(
-    `INSERT INTO __puffgres_backfill_pages (mapping, version, lsn, keys) VALUES ($1, $2, $3, $4::text[])
-     RETURNING id::text`,
+    `INSERT INTO __puffgres_backfill_pages (mapping, version, lsn, keys) VALUES ($1, $2, $3, $4) RETURNING id::text`,
     [mapping, version, lsn, `{${literals.join(',')}}`],
   )
   return r.id
@@ -135,7 +135,7 @@ export async function recordPage(
 /** The pages an interrupted backfill of the mapping may have written without checkpointing them, oldest first. */
 export async function pagesInFlight(sql: postgres.Sql, mapping: string, version: number): Promise<PageInFlight[]> {
   return await sql<PageInFlight[]>`
-    SELECT id::text, lsn::text, keys FROM __puffgres_backfill_pages
+    SELECT id::text, lsn::text, keys::text[] AS keys FROM __puffgres_backfill_pages
     WHERE mapping = ${mapping} AND version = ${version} ORDER BY id`
 }
 

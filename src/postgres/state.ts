@@ -58,10 +58,12 @@ CREATE TABLE IF NOT EXISTS __puffgres_backfill_pages (
   mapping  text        NOT NULL,
   version  integer     NOT NULL,
   lsn      pg_lsn      NOT NULL,
-  keys     text[]      NOT NULL,
+  keys     text        NOT NULL,
   read_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS __puffgres_backfill_pages_mapping ON __puffgres_backfill_pages (mapping, version, id);
+-- a text[][] literal, written once and read back only after a crash: not worth compressing
+ALTER TABLE __puffgres_backfill_pages ALTER COLUMN keys SET STORAGE EXTERNAL;
 `
 
 /** Creates the state tables that do not exist yet. Safe to run any number of times. */
