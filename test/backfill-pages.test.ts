@@ -24,6 +24,8 @@ beforeAll(async () => {
     CREATE TABLE nums (id int PRIMARY KEY, v text);
     INSERT INTO nums SELECT g, 'v' || g FROM generate_series(1, 1000) g;
     CREATE TABLE odd (k text PRIMARY KEY, shown bool NOT NULL DEFAULT true);
+    CREATE TABLE pairs (org int, slug text, shown bool NOT NULL DEFAULT true, PRIMARY KEY (org, slug));
+    INSERT INTO pairs SELECT g % 5, 's' || g, true FROM generate_series(1, 200) g;
   `)
   for (const k of ODD_KEYS) await db.sql`INSERT INTO odd (k) VALUES (${k})`
   project = makeProject({
@@ -31,6 +33,7 @@ beforeAll(async () => {
     migrations: {
       '001_nums.toml': migration({ name: 'nums', table: 'nums' }),
       '002_odd.toml': migration({ name: 'odd', table: 'odd', id: 'k', membership: 'shown = true' }),
+      '003_pairs.toml': migration({ name: 'pairs', table: 'pairs', id: ['org', 'slug'], membership: 'shown = true' }),
     },
   })
   const m = await runCli(['-c', project.config, 'migrate'])
@@ -170,5 +173,29 @@ describe('the re-check', () => {
     const { lsn, stale } = await recheckPage(db.sql, plan, page)
     expect(lsn).toBeGreaterThan(page.lsn)
     expect(stale.map((i) => page.keys[0][i]).sort()).toEqual(['', 'NULL', 'a"b', 'c\\d', 'line\nbreak'])
+  })
+
+  test('composite keys: the first and last keys of the page bound the lookup; exactly its stale rows are found', async () => {
+    const config = loadConfig(project.config)
+    const m = config.mappings.find((x) => x.name === 'pairs')!
+    const plan = await planBackfill(db.sql, m, undefined)
+    // a page from the middle: rows before and after it must not count
+    const first = await readPage(db.sql, plan, undefined, 50)
+    const page = await readPage(db.sql, plan, first.lastKey, 100)
+    expect(page.count).toBe(100)
+    const at = (i: number) => `${page.keys[0][i]}:${page.keys[1][i]}`
+    // nothing changed: nothing stale (keys outside a wrongly taken range would be)
+    expect((await recheckPage(db.sql, plan, page)).stale).toEqual([])
+    const victims = [0, 1, 57, 99].map(at) // the page's edges and its middle
+    for (const v of victims.slice(0, 3)) {
+      const [org, slug] = v.split(':')
+      await db.sql`DELETE FROM pairs WHERE org = ${Number(org)} AND slug = ${slug}`
+    }
+    const [org, slug] = victims[3].split(':')
+    await db.sql`UPDATE pairs SET shown = false WHERE org = ${Number(org)} AND slug = ${slug}`
+    // outside the page: changes there are not its business
+    await db.sql`DELETE FROM pairs WHERE (org, slug) IN (SELECT org, slug FROM pairs ORDER BY org, slug LIMIT 3)`
+    const { stale } = await recheckPage(db.sql, plan, page)
+    expect(stale.map(at).sort()).toEqual(victims.slice().sort())
   })
 })

@@ -190,7 +190,8 @@ export function decodePage(plan: BackfillPlan, lsn: bigint, values: (string | nu
 
 /**
  * After a page is written: the positions (0-based, into `page.keys[j]`) of its rows that no longer exist or no longer
- * satisfy the membership predicate, and the LSN R their deletes are versioned with.
+ * satisfy the membership predicate, and the LSN R their deletes are versioned with. The keys must be in the order
+ * the page was read (ascending): the first and the last bound the lookups.
  */
 export async function recheckPage(
   sql: postgres.Sql,
@@ -201,8 +202,13 @@ export async function recheckPage(
   const n = page.keys[0]?.length ?? 0
   if (!n) return { lsn: page.lsn, stale: [] }
   const lsn = await stableLsn(sql, { pollMs: POLL_MS, log })
-  const params = page.literals ?? page.keys.map(textArrayLiteral)
-  const rows = await sql.unsafe(plan.recheckSql, params, { prepare: true }).values() as unknown as number[][]
+  const params = [
+    ...page.literals ?? page.keys.map(textArrayLiteral),
+    ...page.keys.map((k) => k[0]),
+    ...page.keys.map((k) => k[n - 1]),
+  ]
+  // not prepared: planned with the actual keys, PostgreSQL sees how many there are and the range they span
+  const rows = await sql.unsafe(plan.recheckSql, params, { prepare: false }).values() as unknown as number[][]
   const stale = rows.map((r) => r[0] - 1)
   return { lsn, stale }
 }

@@ -39,8 +39,9 @@ export interface BackfillPlan {
    */
   pageParts: { select: string; keyRow: string; order: string }
   /**
-   * `$1..$k`: text[] of key texts, one array per id column. Returns (`i`) the 1-based positions of the keys whose row
-   * is gone or no longer satisfies the membership predicate: usually none, so the answer costs next to nothing.
+   * `$1..$k`: text[] of key texts, one array per id column, in the page's (ascending key) order; `$k+1..$2k`: the
+   * first key, `$2k+1..$3k`: the last. Returns (`i`) the 1-based positions of the keys whose row is gone or no longer
+   * satisfies the membership predicate: usually none, so the answer costs next to nothing.
    */
   recheckSql: string
   /** counts the member rows with a NULL id column (they cannot be documents, and paging skips them) */
@@ -151,8 +152,7 @@ export function renderSql(
   keyTypes: readonly string[],
 ): Pick<BackfillPlan, 'pageParts' | 'recheckSql' | 'nullIdSql'> {
   const col = (name: string) => `${T}.${ident(name)}`
-  // qualified everywhere: a bare name in ORDER BY would be the `::text` output column (text order, the original's
-  // integer-id bug), and in the re-check join it could be the key list's column
+  // qualified everywhere: in the re-check a bare name could be the key list's column
   const member = mapping.membership ? toSql(mapping.membership, col) : undefined
   const keys = mapping.idColumns.map(col)
   const keyRow = keys.length === 1 ? keys[0] : `(${keys.join(', ')})`
@@ -164,11 +164,18 @@ export function renderSql(
   const names = mapping.idColumns.map((_, i) => `k${i}`)
   const arrays = mapping.idColumns.map((_, i) => `$${i + 1}::text[]`)
   const casted = names.map((n, i) => `${K}.${n}::${keyTypes[i]}`)
+  // the page's first and last keys bound the lookups to its key range: PostgreSQL then reads that range once and
+  // hashes it (a hash anti join) instead of one index lookup per key, less than half the work
+  const bound = (from: number) => {
+    const ps = keyTypes.map((t, i) => `$${from + i}::${t}`)
+    return k === 1 ? ps[0] : `(${ps.join(', ')})`
+  }
+  const range = `${keyRow} >= ${bound(k + 1)} AND ${keyRow} <= ${bound(2 * k + 1)}`
   const recheckSql = `SELECT ${K}.i::int AS i FROM unnest(${arrays.join(', ')}) WITH ORDINALITY AS ${K}(${
     names.join(', ')
   }, i) WHERE NOT EXISTS (SELECT 1 FROM ${table} AS ${T} WHERE ${keyRow} = ${
     k === 1 ? casted[0] : `(${casted.join(', ')})`
-  }${member ? ` AND ${member}` : ''})`
+  } AND ${range}${member ? ` AND ${member}` : ''})`
   return {
     pageParts: { select: base, keyRow, order },
     recheckSql,
