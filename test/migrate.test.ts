@@ -96,6 +96,18 @@ describe('migrate', () => {
     const v2 = await migrate(p)
     expect(v2.code).toBe(0)
     expect(v2.out).toContain('apply items v2')
+
+    // a database migrated by an older puffgres, without a state table added since: named, and migrate adds it
+    await db.sql.unsafe('DROP TABLE __puffgres_backfill_pages')
+    const old = await runCli(['-c', p.config, 'backfill', 'items'])
+    expect(old.code).toBe(1)
+    expect(old.err).toBe(
+      'error: state table __puffgres_backfill_pages is missing: run `puffgres migrate` to create it',
+    )
+    const upgrade = await migrate(p)
+    expect(upgrade.code).toBe(0)
+    expect(upgrade.out).toContain('create state tables __puffgres_backfill_pages')
+    expect(await stateTables()).toContain('__puffgres_backfill_pages')
     await db.sql.unsafe('DROP PUBLICATION puffgres_pub')
   })
 

@@ -14,7 +14,12 @@ export class NotMigratedError extends Error {
 export async function checkMigrated(config: Config, sql: postgres.Sql): Promise<void> {
   const existing = await existingStateTables(sql)
   if (existing.length < STATE_TABLES.length) {
-    throw new NotMigratedError('the database has no puffgres state tables: run `puffgres migrate` first')
+    if (!existing.length) {
+      throw new NotMigratedError('the database has no puffgres state tables: run `puffgres migrate` first')
+    }
+    // a database migrated by an older puffgres
+    const missing = STATE_TABLES.filter((t) => !existing.includes(t))
+    throw new NotMigratedError(`state table ${missing.join(', ')} is missing: run \`puffgres migrate\` to create it`)
   }
   const applied = new Map((await appliedMigrations(sql)).map((a) => [`${a.name}@${a.version}`, a]))
   for (const m of config.migrations) {
