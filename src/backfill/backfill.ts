@@ -465,6 +465,7 @@ async function copy(
   // is recorded in the journal of pages in flight while its first batch is decoded, and written only after that.
   const limit = pageRows(batchSize)
   let nextLsn = later(pageLsn(sql, log))
+  let recording: Promise<string> = Promise.resolve('')
   const fetch = (after: readonly string[] | undefined): Promise<ReadPage> => {
     const lsn = nextLsn
     const raw = readRawPage(sql, plan, after, limit, { log, lsn }).then(async (raw): Promise<ReadPage> => {
@@ -472,12 +473,9 @@ async function copy(
       // the re-check's parameters, built once: recorded now, sent after the write
       const keys = plan.keyIndex.map((k) => raw.rows.map((r) => r[k] as string))
       const literals = keys.map(textArrayLiteral)
-      return {
-        ...raw,
-        keys,
-        literals,
-        recorded: later(recordPage(sql, m.name, m.version, formatLsn(raw.lsn), literals)),
-      }
+      // one after another: journal ids follow page order, which the checkpoint's clean-up (id <= its page's) needs
+      recording = later(recording.then(() => recordPage(sql, m.name, m.version, formatLsn(raw.lsn), literals)))
+      return { ...raw, keys, literals, recorded: recording }
     })
     nextLsn = later(lsn.then(() => pageLsn(sql, log)))
     return later(raw)

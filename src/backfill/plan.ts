@@ -166,8 +166,10 @@ export function renderSql(
   const casted = names.map((n, i) => `${K}.${n}::${keyTypes[i]}`)
   // the page's first and last keys bound the lookups to its key range: PostgreSQL then reads that range once and
   // hashes it (a hash anti join) instead of one index lookup per key, less than half the work
+  // sent as text and cast here: a parameter of the key's type would go through postgres.js's serializer for that
+  // type, which does not take PostgreSQL's text ('t' is not true to it; a timestamp passes through a JS Date)
   const bound = (from: number) => {
-    const ps = keyTypes.map((t, i) => `$${from + i}::${t}`)
+    const ps = keyTypes.map((t, i) => `$${from + i}::text::${t}`)
     return k === 1 ? ps[0] : `(${ps.join(', ')})`
   }
   const range = `${keyRow} >= ${bound(k + 1)} AND ${keyRow} <= ${bound(2 * k + 1)}`

@@ -5,13 +5,19 @@ import type { Row } from '../types.ts'
 import { ident, qualified } from './connect.ts'
 import { decodeValue } from './values.ts'
 
+const decoder = new TextDecoder()
+
 export interface ColumnType {
   name: string
   typeOid: number
   typeName?: string
 }
 
-/** `SELECT col::text, …` with the columns decoded; `keys` are id-column values, one array per row. */
+/**
+ * The rows with these keys, their columns decoded; `keys` are id-column values, one array per row. The columns are
+ * read as their types' output functions print them (raw text results), as pgoutput sends them to the stream and COPY
+ * to backfill and verify (`::text` prints inet and bool otherwise).
+ */
 export async function readRowsByKey(
   sql: postgres.Sql,
   source: { schema: string; table: string },
@@ -20,7 +26,7 @@ export async function readRowsByKey(
   keys: unknown[][],
 ): Promise<Row[]> {
   if (!keys.length) return []
-  const select = columns.map((c) => `${ident(c.name)}::text`).join(', ')
+  const select = columns.map((c) => ident(c.name)).join(', ')
   const keyList = keyColumns.map(ident).join(', ')
   const params: unknown[] = []
   const tuples = keys.map((k) =>
@@ -33,10 +39,13 @@ export async function readRowsByKey(
   const rows = await sql.unsafe(
     `SELECT ${select} FROM ${qualified(source.schema, source.table)} WHERE (${keyList}) IN (${tuples.join(', ')})`,
     params as postgres.ParameterOrJSON<never>[],
-  ).values()
-  return rows.map((values: unknown[]) => {
+  ).raw()
+  return rows.map((values: (Uint8Array | null)[]) => {
     const row: Row = {}
-    columns.forEach((c, i) => row[c.name] = decodeValue(values[i] as string | null, c.typeOid, c.typeName))
+    columns.forEach((c, i) => {
+      const v = values[i]
+      row[c.name] = decodeValue(v === null ? null : decoder.decode(v), c.typeOid, c.typeName)
+    })
     return row
   })
 }
