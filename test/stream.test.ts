@@ -21,6 +21,8 @@ beforeAll(async () => {
     CREATE TABLE items (id int PRIMARY KEY, name text, status text, price numeric(10,2), body text);
     ALTER TABLE items ALTER COLUMN body SET STORAGE EXTERNAL;
     CREATE TABLE pairs (a int, b text, v int, PRIMARY KEY (a, b));
+    CREATE TABLE events (dev int, at timestamptz, n int, body text, PRIMARY KEY (dev, at));
+    ALTER TABLE events ALTER COLUMN body SET STORAGE EXTERNAL;
     CREATE TABLE typed (
       id bigint PRIMARY KEY, i2 int2, i4 int4, i8 int8, n numeric, f4 float4, f8 float8, b bool, t text,
       vc varchar(20), u uuid, d date, ts timestamp, tstz timestamptz, j json, jb jsonb, ia int[], ta text[],
@@ -38,6 +40,7 @@ beforeAll(async () => {
       }),
       '002_pairs.toml': migration({ name: 'pairs', table: 'pairs', id: ['a', 'b'] }),
       '003_typed.toml': migration({ name: 'typed', table: 'typed' }),
+      '005_events.toml': migration({ name: 'events', table: 'events', id: ['dev', 'at'] }),
       '004_items_all.toml': migration({ name: 'items_all', table: 'items', columns: ['name'], namespace: 'all' })
         .replace('[mapping]', '[mapping]\ntruncate = "ignore"'),
     },
@@ -91,6 +94,16 @@ describe('puffgres run', () => {
     await db.sql`UPDATE items SET name = 'toasted' WHERE id = 20`
     await waitFor('20 renamed', () => docs('items').get(20)?.name === 'toasted')
     expect(docs('items').get(20)?.body).toBe(body)
+  })
+
+  test('the TOASTed row is re-read by its exact key texts (a timestamp with microseconds in the key)', async () => {
+    const body = BIG()
+    await db.sql`INSERT INTO events VALUES (7, '2024-05-06 07:08:09.123456+00', 1, ${body})`
+    const id = '7:2024-05-06T07\\:08\\:09.123Z' // composite ids escape `:`
+    await waitFor('event', () => docs('events').get(id)?.n === 1)
+    await db.sql`UPDATE events SET n = 2 WHERE dev = 7`
+    await waitFor('event updated', () => docs('events').get(id)?.n === 2)
+    expect(docs('events').get(id)?.body).toBe(body)
   })
 
   test('composite ids', async () => {

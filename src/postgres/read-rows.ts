@@ -28,16 +28,27 @@ export async function readRowsByKey(
   if (!keys.length) return []
   const select = columns.map((c) => ident(c.name)).join(', ')
   const keyList = keyColumns.map(ident).join(', ')
+  const table = qualified(source.schema, source.table)
+  // Each key text is sent as text and cast to its column's type here: PostgreSQL reads it exactly as it printed it.
+  // A parameter of the column's own type would go through postgres.js's serializer for that type, which does not
+  // take PostgreSQL's text (a timestamp passes through a JS Date and loses its microseconds: the row is not found).
+  const typed = await sql<{ name: string; type: string }[]>`
+    SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a
+    WHERE a.attrelid = ${table}::regclass AND a.attname = ANY(${keyColumns as string[]}) AND NOT a.attisdropped`
+  const castTo = keyColumns.map((k) => {
+    const t = typed.find((x) => x.name === k)
+    if (!t) throw new Error(`${source.schema}.${source.table} has no column "${k}"`)
+    return t.type
+  })
   const params: unknown[] = []
   const tuples = keys.map((k) =>
-    '(' + k.map((v) => {
-      // sent as untyped text: PostgreSQL reads it as the key column's type (exact, and the index is used)
+    '(' + k.map((v, j) => {
       params.push(v === null || v === undefined ? null : String(v))
-      return `$${params.length}`
+      return `$${params.length}::text::${castTo[j]}`
     }).join(', ') + ')'
   )
   const rows = await sql.unsafe(
-    `SELECT ${select} FROM ${qualified(source.schema, source.table)} WHERE (${keyList}) IN (${tuples.join(', ')})`,
+    `SELECT ${select} FROM ${table} WHERE (${keyList}) IN (${tuples.join(', ')})`,
     params as postgres.ParameterOrJSON<never>[],
   ).raw()
   return rows.map((values: (Uint8Array | null)[]) => {
