@@ -26,13 +26,16 @@ beforeAll(async () => {
   server = await startLocalServer()
   await db.sql.unsafe(`
     CREATE TABLE items (id int PRIMARY KEY, name text, status text, price numeric(10,2), at timestamptz,
-                        tags text[], note text);`)
+                        tags text[], note text);
+    CREATE TABLE events (dev int, at timestamptz, n int, PRIMARY KEY (dev, at));
+    INSERT INTO events VALUES (7, '2024-05-06 07:08:09.123456+00', 1), (7, '2024-05-06 07:08:09.123999+00', 2);`)
   project = makeProject({
     databaseUrl: db.url,
     turbopufferUrl: server.url,
     migrations: {
       '001_items.toml': migration({ name: 'items', table: 'items', membership: "status = 'active'" }),
       '002_titles.toml': migration({ name: 'titles', table: 'items', transform: 'transforms/titles.ts' }),
+      '003_events.toml': migration({ name: 'events', table: 'events', id: ['dev', 'at'] }),
     },
     files: { 'transforms/titles.ts': TRANSFORM },
   })
@@ -123,6 +126,18 @@ describe('puffgres verify', () => {
     const again = await verify('items')
     expect(again.code).toBe(0)
     expect(again.out).toContain('in sync')
+  })
+
+  test('a repair finds rows keyed by a timestamp with microseconds (by the key as PostgreSQL printed it)', async () => {
+    // two rows whose keys differ only below the millisecond: one document (ids hold milliseconds), the last read
+    expect((await runCli(['-c', project.config, 'backfill', 'events'])).code).toBe(0)
+    const id = '7:2024-05-06T07\\:08\\:09.123Z'
+    expect(docsById(server.documents('events')).get(id)?.n).toBe(2)
+    await ns('events').write({ patch_rows: [{ id, n: 99 }] })
+    const fixed = await verify('events', '--repair')
+    expect(fixed.out).toMatch(/repaired at [0-9A-F]+\/[0-9A-F]+: 1 upserted, 0 deleted, 0 skipped/)
+    expect(docsById(server.documents('events')).get(id)?.n).toBe(2)
+    expect((await verify('events')).out).toContain('in sync')
   })
 
   test('a repair never overwrites a newer document (versions)', async () => {

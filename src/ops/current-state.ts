@@ -13,6 +13,11 @@ import { encodeVersion, type Row } from '../types.ts'
 export interface RowRef {
   /** the last known values of (at least) the row's id columns: they find the row, and name it once it is gone */
   known: Row
+  /**
+   * the id columns as PostgreSQL printed them, when known: they find the row exactly (a decoded timestamp has lost
+   * its microseconds, so `known` alone cannot find a row keyed by one)
+   */
+  keyTexts?: string[]
 }
 
 /**
@@ -28,7 +33,9 @@ export async function currentStateIntents(
 ): Promise<(Intent | undefined)[]> {
   const m = route.mapping
   const ids = refs.map((r) => docId(r.known, m.idColumns))
-  const keys = refs.flatMap((r, i) => (ids[i] === undefined ? [] : [m.idColumns.map((c) => keyText(r.known[c]))]))
+  const keys = refs.flatMap((r, i) =>
+    ids[i] === undefined ? [] : [r.keyTexts ?? m.idColumns.map((c) => keyText(r.known[c]))]
+  )
   const rows = await readRowsByKey(sql, { schema: m.schema, table: m.table }, columns, m.idColumns, keys)
   const found = new Map(rows.map((r) => [idKey(docId(r, m.idColumns)!), r]))
   const version = encodeVersion(lsn, 0)

@@ -99,12 +99,14 @@ export async function verifyMapping(
     const start = await stableLsn(sql, { log })
     const startVersion = encodeVersion(start, 0)
 
-    const project = async (pageRows: Row[], lsn: bigint) => {
+    /** `keys[j][i]`: id column j of row i as PostgreSQL printed it (the page's key texts) */
+    const project = async (pageRows: Row[], keys: string[][], lsn: bigint) => {
       rows += pageRows.length
       const lsnText = formatLsn(lsn)
       const events: RowEvent[] = []
       const refs: RowRef[] = []
-      for (const row of pageRows) {
+      for (let r = 0; r < pageRows.length; r++) {
+        const row = pageRows[r]
         const id = docIdOf(row, mapping)
         if (id === undefined) continue
         events.push({
@@ -117,7 +119,10 @@ export async function verifyMapping(
           lsn: lsnText,
           mapping: mapping.name,
         })
-        refs.push({ known: Object.fromEntries(mapping.idColumns.map((c) => [c, row[c]])) })
+        refs.push({
+          known: Object.fromEntries(mapping.idColumns.map((c) => [c, row[c]])),
+          keyTexts: keys.map((k) => k[r]),
+        })
       }
       for (let i = 0; i < events.length; i += pageSize) {
         const results = await rt.route.runner.run(events.slice(i, i + pageSize))
@@ -147,13 +152,13 @@ export async function verifyMapping(
     if (opts.sample !== undefined) {
       const page = await readSample(sql, rt.plan, opts.sample, log)
       page.bad.forEach(bad)
-      await project(page.rows, page.lsn)
+      await project(page.rows, page.keys, page.lsn)
     } else {
       let after: string[] | undefined
       for (;;) {
         const page = await readPage(sql, rt.plan, after, pageSize)
         page.bad.forEach(bad)
-        await project(page.rows, page.lsn)
+        await project(page.rows, page.keys, page.lsn)
         if (page.count < pageSize || !page.lastKey) break
         after = page.lastKey
       }
