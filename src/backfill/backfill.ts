@@ -313,8 +313,8 @@ async function copy(
 
   /**
    * Decodes and writes a page in batches, WRITES_IN_FLIGHT at once (decoded a batch at a time, so that memory holds
-   * the page's texts and a few batches' rows); rows that cannot be decoded go to the DLQ. Returns what was written
-   * and what its re-check needs.
+   * the page's texts and a few batches' rows); rows that cannot be decoded go to the DLQ. Nothing is written before
+   * the page is in the journal of pages in flight.
    */
   const writePage = async (raw: ReadPage): Promise<WriteSummary> => {
     const lsnText = formatLsn(raw.lsn)
@@ -509,7 +509,7 @@ async function copy(
     await ordered
     await saving
   } finally {
-    await Promise.allSettled([fetching, nextLsn, ordered, saving])
+    await Promise.allSettled([fetching, nextLsn, recording, ordered, saving])
     progress?.stop()
   }
   stats.ms = Date.now() - started
