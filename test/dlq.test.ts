@@ -30,10 +30,19 @@ beforeAll(async () => {
   db = await testDatabase('dlq')
   server = await startLocalServer()
   await db.sql`CREATE TABLE items (id int PRIMARY KEY, name text, secret text)`
+  await db.sql`CREATE TABLE events (dev int, at timestamptz, name text, PRIMARY KEY (dev, at))`
   project = makeProject({
     databaseUrl: db.url,
     turbopufferUrl: server.url,
-    migrations: { '001_items.toml': migration({ name: 'items', table: 'items', transform: 'transforms/items.ts' }) },
+    migrations: {
+      '001_items.toml': migration({ name: 'items', table: 'items', transform: 'transforms/items.ts' }),
+      '002_events.toml': migration({
+        name: 'events',
+        table: 'events',
+        id: ['dev', 'at'],
+        transform: 'transforms/items.ts',
+      }),
+    },
     files: { 'transforms/items.ts': TRANSFORM },
   })
   flag = join(project.dir, 'puffgres', 'transforms', 'broken')
@@ -147,5 +156,16 @@ describe('puffgres dlq', () => {
     const r = await dlq('retry', '--mapping', 'nope')
     expect(r.code).toBe(1)
     expect(r.err).toContain('no mapping named "nope"')
+  })
+
+  test('a retry finds a row keyed by a timestamp with microseconds (the entry keeps the key texts)', async () => {
+    writeFileSync(flag, '')
+    await db.sql`INSERT INTO events VALUES (3, '2024-05-06 07:08:09.123456+00', 'bad event')`
+    await waitFor('the dead letter', async () => (await entries()).length === 1)
+    const [e] = await entries()
+    rmSync(flag)
+    const r = await dlq('retry', '--id', e.id)
+    expect(r.out).toBe(`retried ${e.id} (events id 3:2024-05-06T07\\:08\\:09.123Z): upsert\n1 retried, 0 failed`)
+    expect(docsById(server.documents('events')).get('3:2024-05-06T07\\:08\\:09.123Z')).toEqual({ name: 'bad event' })
   })
 })

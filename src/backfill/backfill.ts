@@ -343,6 +343,7 @@ async function copy(
           version,
           lsn: raw.lsn,
           event: { type: 'insert', op: 'insert', id, schema, table, mapping: m.name, new: row, lsn: lsnText },
+          keyTexts: batch.keys.map((k) => k[i]),
         }
       }
       const dead: DeadLetter[] = batch.bad.map((b) => ({

@@ -86,7 +86,13 @@ async function retryOne(
   }
   // L before the read: a change committed after it is streamed with a higher version and wins over this write
   const lsn = await stableLsn(sql, { log })
-  const [intent] = await currentStateIntents(sql, rt.route, rt.plan.columns, [{ known }], lsn)
+  // the key texts the stream or backfill kept find the row exactly; the decoded values are what older entries have
+  const texts = (entry.event as { key_texts?: unknown } | null)?.key_texts
+  const keyTexts = Array.isArray(texts) && texts.length === rt.mapping.idColumns.length &&
+      texts.every((t) => typeof t === 'string')
+    ? texts as string[]
+    : undefined
+  const [intent] = await currentStateIntents(sql, rt.route, rt.plan.columns, [{ known, keyTexts }], lsn)
   if (!intent) return await fail('cannot retry: no id')
   const dead: DeadLetter[] = []
   let summary

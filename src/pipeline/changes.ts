@@ -27,6 +27,11 @@ export interface Intent {
   lsn: bigint
   /** the update left needed TOASTed columns unchanged: re-read the row (by these key texts) before transforming */
   reread?: { relation: Relation; keyTexts: (string | null)[] }
+  /**
+   * the id columns as PostgreSQL printed them: a dead letter keeps them, so that a retry finds the row exactly (a
+   * decoded timestamp has lost its microseconds)
+   */
+  keyTexts?: (string | null)[]
 }
 
 /** A change whose id cannot be read (NULL id column): it goes to the dead-letter queue. */
@@ -84,7 +89,15 @@ export function changeIntents(
         bad({ route, lsn: pos.commitLsn, event: { type: 'delete', old }, error: idError(route, rel, 'delete') })
         continue
       }
-      out({ route, id, kind: 'delete', event: event('delete', id, rel, route, lsnText, { old }), ...base })
+      const keys = oldTuple && keyTexts(rel, oldTuple, route.mapping.idColumns)
+      out({
+        route,
+        id,
+        kind: 'delete',
+        event: event('delete', id, rel, route, lsnText, { old }),
+        keyTexts: keys,
+        ...base,
+      })
     }
     return
   }
@@ -104,16 +117,26 @@ export function changeIntents(
       const oldId = docId(old, m.idColumns)
       // an id change: the old document goes (the new one is written below if the row belongs)
       if (oldId !== undefined && oldId !== id) {
-        out({ route, id: oldId, kind: 'delete', event: event('delete', oldId, rel, route, lsnText, { old }), ...base })
+        const keys = keyTexts(rel, oldTuple!, m.idColumns)
+        out({
+          route,
+          id: oldId,
+          kind: 'delete',
+          event: event('delete', oldId, rel, route, lsnText, { old }),
+          keyTexts: keys,
+          ...base,
+        })
       }
     }
+    const keys = keyTexts(rel, msg.new, m.idColumns)
     if (needsReread) {
       out({
         route,
         id,
         kind: 'upsert',
         event: event(type, id, rel, route, lsnText, { new: row, old }),
-        reread: { relation: rel, keyTexts: keyTexts(rel, msg.new, m.idColumns) },
+        reread: { relation: rel, keyTexts: keys },
+        keyTexts: keys,
         ...base,
       })
       continue
@@ -126,10 +149,24 @@ export function changeIntents(
       continue
     }
     if (member) {
-      out({ route, id, kind: 'upsert', event: event(type, id, rel, route, lsnText, { new: row, old }), ...base })
+      out({
+        route,
+        id,
+        kind: 'upsert',
+        event: event(type, id, rel, route, lsnText, { new: row, old }),
+        keyTexts: keys,
+        ...base,
+      })
     } else if (type === 'update') {
       // the row left the membership predicate (or never was in it): its document must not exist
-      out({ route, id, kind: 'delete', event: event('delete', id, rel, route, lsnText, { old: row }), ...base })
+      out({
+        route,
+        id,
+        kind: 'delete',
+        event: event('delete', id, rel, route, lsnText, { old: row }),
+        keyTexts: keys,
+        ...base,
+      })
     }
   }
 }

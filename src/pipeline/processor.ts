@@ -267,7 +267,13 @@ export class ChangeProcessor {
         try {
           member = !i.route.isMember || i.route.isMember(row)
         } catch (e) {
-          dead.push({ mapping: m.name, docId: String(i.id), lsn: i.lsn, event: i.event, error: `membership: ${e}` })
+          dead.push({
+            mapping: m.name,
+            docId: String(i.id),
+            lsn: i.lsn,
+            event: { ...i.event, key_texts: i.keyTexts },
+            error: `membership: ${e}`,
+          })
           replaced.set(i, undefined)
           continue
         }

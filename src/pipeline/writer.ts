@@ -56,7 +56,7 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
           mapping: route.mapping.name,
           docId: String(intent.id),
           lsn: intent.lsn,
-          event: intent.event,
+          event: deadEvent(intent),
           error: res.error,
         })
         continue
@@ -90,7 +90,7 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
         mapping: route.mapping.name,
         docId: String(f.op.id),
         lsn: intent?.lsn ?? 0n,
-        event: intent?.event,
+        event: intent && deadEvent(intent),
         error: `turbopuffer refused the write${f.status ? ` (${f.status})` : ''}: ${f.error}`,
       })
     }
@@ -137,4 +137,9 @@ async function transformWithRetry(route: RouteRuntime, intents: Intent[], deps: 
     idx.forEach((k, j) => results[k] = again[j])
   }
   return results
+}
+
+/** What a dead letter keeps of an intent's event: the event, and the key texts that find its row again. */
+function deadEvent(intent: Intent): unknown {
+  return intent.keyTexts ? { ...intent.event, key_texts: intent.keyTexts } : intent.event
 }
