@@ -95,3 +95,18 @@ test('the pages a dead backfill was writing are re-checked by the next one: no d
   expect(ids()).toEqual(rows.map((x) => x.id))
   expect(await journal()).toBe(0)
 }, 60_000)
+
+test('pages an older version of the mapping left are forgotten with a warning that says what to run', async () => {
+  await db.sql`INSERT INTO __puffgres_backfill_pages (mapping, version, lsn, keys)
+    VALUES ('ghosts', 0, '0/1', '{{"1","2"}}')`
+  const logs: string[] = []
+  const r = await backfill(loadConfig(project.config), {
+    mapping: 'ghosts',
+    restart: true,
+    log: quietLogger(logs),
+    progress: false,
+  })
+  expect(r.outcome).toBe('done')
+  expect(logs.join('\n')).toContain('run `puffgres verify --repair`')
+  expect(await journal()).toBe(0)
+})

@@ -35,6 +35,7 @@ import { encodeVersion, type Logger, type Row } from '../types.ts'
 import {
   type BackfillRecord,
   finishBackfill,
+  forgetOtherVersions,
   forgetPage,
   getBackfill,
   lockBackfill,
@@ -442,6 +443,14 @@ async function copy(
   }
 
   // What an earlier run may have written and never re-checked (see the top of this file).
+  const orphans = await forgetOtherVersions(sql, m.name, m.version)
+  if (orphans) {
+    log.warn(
+      'a backfill of an earlier version of this mapping died while writing; its pages cannot be re-checked now: ' +
+        'run `puffgres verify --repair` to remove documents of rows deleted meanwhile',
+      { mapping: m.name, pages: orphans },
+    )
+  }
   const leftovers = await pagesInFlight(sql, m.name, m.version)
   if (leftovers.length) {
     let rows = 0

@@ -139,6 +139,16 @@ export async function pagesInFlight(sql: postgres.Sql, mapping: string, version:
     WHERE mapping = ${mapping} AND version = ${version} ORDER BY id`
 }
 
+/**
+ * Forgets the pages other versions of the mapping left in the journal (a run of an older version that died): they
+ * are re-checked against that version's table, transform and namespace, which are gone. Returns how many.
+ */
+export async function forgetOtherVersions(sql: postgres.Sql, mapping: string, version: number): Promise<number> {
+  const rows = await sql`DELETE FROM __puffgres_backfill_pages WHERE mapping = ${mapping} AND version <> ${version}
+    RETURNING 1`
+  return rows.length
+}
+
 /** Forgets one page of the journal (its re-check is done). */
 export async function forgetPage(sql: postgres.Sql, id: string): Promise<void> {
   await sql`DELETE FROM __puffgres_backfill_pages WHERE id = ${id}`
