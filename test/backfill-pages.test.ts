@@ -254,3 +254,24 @@ test('rows re-read by key (TOAST re-reads, DLQ retry, verify --repair) decode as
   // OID is not bool's, so it stays text)
   expect(byKey).toMatchObject({ ip: '10.1.2.3', b: true, f: 'f', arr: '{10.0.0.1,::1}' })
 })
+
+test('a dead letter of a row keyed by a timestamp keeps the key as PostgreSQL printed it; of an int key, no need', async () => {
+  const refusing: Sink = {
+    write: (_ns, ops) => Promise.resolve({ written: 0, skipped: 0, failed: ops.map((op) => ({ op, error: 'no' })) }),
+    deleteAllBefore: () => Promise.resolve(),
+    stats: () => ({ requests: 0, retries: 0, written: 0, skipped: 0, failed: 0 }),
+  }
+  const config = loadConfig(project.config)
+  for (const mapping of ['k_ts', 'nums']) {
+    const r = await backfill(config, { mapping, restart: true, sink: refusing, log: quietLogger(), progress: false })
+    expect(r.outcome).toBe('done')
+  }
+  const ts = await db.sql<{ texts: string[] | null }[]>`
+    SELECT event->'key_texts' AS texts FROM __puffgres_dlq WHERE mapping = 'k_ts' ORDER BY id`
+  const printed = await db.sql<{ k: string }[]>`SELECT k::text AS k FROM k_ts ORDER BY k_ts.k`
+  expect(ts.map((x) => x.texts)).toEqual(printed.map((x) => [x.k]))
+  expect(ts.some((x) => /\.\d{6}\+00$/.test(x.texts![0]))).toBe(true) // microseconds kept
+  const [nums] = await db.sql`SELECT count(*)::int AS n, count(event->'key_texts')::int AS with_texts
+    FROM __puffgres_dlq WHERE mapping = 'nums'`
+  expect(nums).toEqual({ n: 1000, with_texts: 0 })
+})

@@ -15,7 +15,7 @@
 // re-checks the pages an earlier run left recorded.
 import type postgres from 'postgres'
 import { setImmediate } from 'node:timers'
-import { decodeValue } from '../postgres/values.ts'
+import { decodeValue, OID } from '../postgres/values.ts'
 import { forEachLimited } from '../concurrency.ts'
 import type { Config, Mapping } from '../config/load.ts'
 import { createLogger } from '../log.ts'
@@ -74,6 +74,22 @@ const WRITES_IN_FLIGHT = 4
 const MAX_RECHECKS = 4
 /** rows decoded per turn of the event loop given to reading the socket (see writePage) */
 const ROWS_PER_YIELD = 250
+
+/** Types whose decoded values PostgreSQL reads back as the same key (numbers, texts, uuid, date, bool). */
+const EXACT_KEY_TYPES = new Set<number>([
+  OID.int2,
+  OID.int4,
+  OID.int8,
+  OID.oid,
+  OID.text,
+  OID.varchar,
+  OID.bpchar,
+  OID.name,
+  OID.uuid,
+  OID.numeric,
+  OID.date,
+  OID.bool,
+])
 
 /** Rows per keyset page for a batch size: a whole number of batches, about PAGE_ROWS, 1 to MAX_BATCHES_PER_PAGE. */
 export function pageRows(batchSize: number): number {
@@ -311,6 +327,9 @@ async function copy(
     log,
   })
   const { schema, table } = m
+  // a dead letter's retry finds its row by the decoded key values when they print back exactly; otherwise (a
+  // timestamp decoded to milliseconds, bytea as base64, ...) each intent carries its key texts
+  const exactKeys = plan.keyIndex.every((k) => EXACT_KEY_TYPES.has(plan.columns[k].typeOid))
 
   /**
    * Decodes and writes a page in batches, WRITES_IN_FLIGHT at once (decoded a batch at a time, so that memory holds
@@ -344,7 +363,7 @@ async function copy(
           version,
           lsn: raw.lsn,
           event: { type: 'insert', op: 'insert', id, schema, table, mapping: m.name, new: row, lsn: lsnText },
-          keyTexts: batch.keys.map((k) => k[i]),
+          keyTexts: exactKeys ? undefined : batch.keys.map((k) => k[i]),
         }
       }
       const dead: DeadLetter[] = batch.bad.map((b) => ({
