@@ -25,13 +25,27 @@ export interface Intent {
   version: string
   /** commit LSN of the change */
   lsn: bigint
-  /** the update left needed TOASTed columns unchanged: re-read the row (by these key texts) before transforming */
-  reread?: { relation: Relation; keyTexts: (string | null)[] }
-  /**
-   * the id columns as PostgreSQL printed them: a dead letter keeps them, so that a retry finds the row exactly (a
-   * decoded timestamp has lost its microseconds)
-   */
+  /** the update left needed TOASTed columns unchanged: re-read the row (by its key texts) before transforming */
+  reread?: true
+  /** the change's relation and the tuple holding the row's key (stream): its key texts are read from them on demand */
+  relation?: Relation
+  tuple?: Tuple
+  /** the key texts where there is no tuple (backfill; only for keys whose decoded values do not find the row) */
   keyTexts?: (string | null)[]
+}
+
+/**
+ * The id columns of an intent's row as PostgreSQL printed them, if known: they find the row exactly (a decoded
+ * timestamp has lost its microseconds). Read only when needed: for a re-read, or kept by a dead letter.
+ */
+export function intentKeyTexts(i: Intent): (string | null)[] | undefined {
+  return i.keyTexts ?? (i.relation && i.tuple && keyTexts(i.relation, i.tuple, i.route.mapping.idColumns))
+}
+
+/** What a dead letter keeps of an intent's event: the event, and the key texts that find its row again. */
+export function deadLetterEvent(i: Intent): unknown {
+  const keyTexts = intentKeyTexts(i)
+  return keyTexts ? { ...i.event, key_texts: keyTexts } : i.event
 }
 
 /** A change whose id cannot be read (NULL id column): it goes to the dead-letter queue. */
@@ -79,7 +93,7 @@ export function changeIntents(
 ): void {
   const rel = msg.relation
   const lsnText = formatLsn(pos.commitLsn)
-  const base = { version: pos.version, lsn: pos.commitLsn }
+  const base = { version: pos.version, lsn: pos.commitLsn, relation: rel }
   if (msg.tag === 'delete') {
     const oldTuple = msg.old ?? msg.key
     const old = oldTuple ? decodeTuple(rel.columns, oldTuple).row : {}
@@ -89,13 +103,12 @@ export function changeIntents(
         bad({ route, lsn: pos.commitLsn, event: { type: 'delete', old }, error: idError(route, rel, 'delete') })
         continue
       }
-      const keys = oldTuple && keyTexts(rel, oldTuple, route.mapping.idColumns)
       out({
         route,
         id,
         kind: 'delete',
         event: event('delete', id, rel, route, lsnText, { old }),
-        keyTexts: keys,
+        tuple: oldTuple,
         ...base,
       })
     }
@@ -117,28 +130,20 @@ export function changeIntents(
       const oldId = docId(old, m.idColumns)
       // an id change: the old document goes (the new one is written below if the row belongs)
       if (oldId !== undefined && oldId !== id) {
-        const keys = keyTexts(rel, oldTuple!, m.idColumns)
         out({
           route,
           id: oldId,
           kind: 'delete',
           event: event('delete', oldId, rel, route, lsnText, { old }),
-          keyTexts: keys,
+          tuple: oldTuple,
           ...base,
         })
       }
     }
-    const keys = keyTexts(rel, msg.new, m.idColumns)
+    const tuple = msg.new
     if (needsReread) {
-      out({
-        route,
-        id,
-        kind: 'upsert',
-        event: event(type, id, rel, route, lsnText, { new: row, old }),
-        reread: { relation: rel, keyTexts: keys },
-        keyTexts: keys,
-        ...base,
-      })
+      const e = event(type, id, rel, route, lsnText, { new: row, old })
+      out({ route, id, kind: 'upsert', event: e, reread: true, tuple, ...base })
       continue
     }
     let member: boolean
@@ -149,24 +154,11 @@ export function changeIntents(
       continue
     }
     if (member) {
-      out({
-        route,
-        id,
-        kind: 'upsert',
-        event: event(type, id, rel, route, lsnText, { new: row, old }),
-        keyTexts: keys,
-        ...base,
-      })
+      out({ route, id, kind: 'upsert', event: event(type, id, rel, route, lsnText, { new: row, old }), tuple, ...base })
     } else if (type === 'update') {
       // the row left the membership predicate (or never was in it): its document must not exist
-      out({
-        route,
-        id,
-        kind: 'delete',
-        event: event('delete', id, rel, route, lsnText, { old: row }),
-        keyTexts: keys,
-        ...base,
-      })
+      const e = event('delete', id, rel, route, lsnText, { old: row })
+      out({ route, id, kind: 'delete', event: e, tuple, ...base })
     }
   }
 }

@@ -9,7 +9,7 @@ import type { DeadLetter } from '../postgres/dlq.ts'
 import { type MappingProgress, recordProgress } from '../postgres/checkpoints.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import { encodeVersion, type Logger } from '../types.ts'
-import { changeIntents, type Intent } from './changes.ts'
+import { changeIntents, deadLetterEvent, type Intent, intentKeyTexts } from './changes.ts'
 import { docId, idKey } from './docid.ts'
 import { type RouteRuntime, writeIntents, type WriteSummary } from './writer.ts'
 
@@ -241,19 +241,19 @@ export class ChangeProcessor {
     if (!need.length) return intents
     const groups = new Map<string, Intent[]>()
     for (const i of need) {
-      const k = `${i.route.mapping.name}\u0000${i.reread!.relation.oid}`
+      const k = `${i.route.mapping.name}\u0000${i.relation!.oid}`
       groups.set(k, [...(groups.get(k) ?? []), i])
     }
     const replaced = new Map<Intent, Intent | undefined>()
     for (const group of groups.values()) {
-      const { relation } = group[0].reread!
+      const relation = group[0].relation!
       const m = group[0].route.mapping
       const rows = await readRowsByKey(
         this.opts.sql,
         { schema: relation.schema, table: relation.name },
         relation.columns,
         m.idColumns,
-        group.map((i) => i.reread!.keyTexts),
+        group.map((i) => intentKeyTexts(i)!),
       )
       const found = new Map(rows.map((r) => [idKey(docId(r, m.idColumns)!), r]))
       for (const i of group) {
@@ -271,7 +271,7 @@ export class ChangeProcessor {
             mapping: m.name,
             docId: String(i.id),
             lsn: i.lsn,
-            event: { ...i.event, key_texts: i.keyTexts },
+            event: deadLetterEvent(i),
             error: `membership: ${e}`,
           })
           replaced.set(i, undefined)

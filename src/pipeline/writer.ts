@@ -4,7 +4,7 @@ import type postgres from 'postgres'
 import { addDeadLetters, type DeadLetter } from '../postgres/dlq.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import type { Logger, WriteOp } from '../types.ts'
-import type { Intent, MappingRoute } from './changes.ts'
+import { deadLetterEvent, type Intent, type MappingRoute } from './changes.ts'
 import { namespaceSchema } from './schema.ts'
 import type { TransformResult, TransformRunner } from './transform.ts'
 
@@ -56,7 +56,7 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
           mapping: route.mapping.name,
           docId: String(intent.id),
           lsn: intent.lsn,
-          event: deadEvent(intent),
+          event: deadLetterEvent(intent),
           error: res.error,
         })
         continue
@@ -90,7 +90,7 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
         mapping: route.mapping.name,
         docId: String(f.op.id),
         lsn: intent?.lsn ?? 0n,
-        event: intent && deadEvent(intent),
+        event: intent && deadLetterEvent(intent),
         error: `turbopuffer refused the write${f.status ? ` (${f.status})` : ''}: ${f.error}`,
       })
     }
@@ -137,9 +137,4 @@ async function transformWithRetry(route: RouteRuntime, intents: Intent[], deps: 
     idx.forEach((k, j) => results[k] = again[j])
   }
   return results
-}
-
-/** What a dead letter keeps of an intent's event: the event, and the key texts that find its row again. */
-function deadEvent(intent: Intent): unknown {
-  return intent.keyTexts ? { ...intent.event, key_texts: intent.keyTexts } : intent.event
 }
