@@ -248,7 +248,8 @@ test('rows re-read by key (TOAST re-reads, DLQ retry, verify --repair) decode as
   const m = loadConfig(project.config).mappings.find((x) => x.name === 'rr')!
   const plan = await planBackfill(db.sql, m, undefined)
   const [fromCopy] = (await readPage(db.sql, plan, undefined, 10)).rows
-  const [byKey] = await readRowsByKey(db.sql, { schema: 'public', table: 'rr' }, plan.tableColumns, ['id'], [[1]])
+  const source = { schema: 'public', table: 'rr' }
+  const [byKey] = await readRowsByKey(db.sql, source, plan.tableColumns, ['id'], plan.keyTypes, [[1]])
   expect(byKey).toEqual(fromCopy)
   // the output functions' text, which the stream gets: no /32 on a host address, t/f for a domain over bool (its
   // OID is not bool's, so it stays text)

@@ -95,7 +95,7 @@ describe('row logs', () => {
     const lines: string[] = []
     const log = createLogger({ json: true, level: 'debug', write: (l) => lines.push(l) })
     const runner = await createTransformRunner({ kind: 'module', path: file }, { mapping: 'items', log })
-    const route = { mapping, runner }
+    const route = { mapping, runner, keyTypes: ['integer'] }
     const intent: Intent = {
       route,
       id: 42,

@@ -36,7 +36,8 @@ export async function currentStateIntents(
   const keys = refs.flatMap((r, i) =>
     ids[i] === undefined ? [] : [r.keyTexts ?? m.idColumns.map((c) => keyText(r.known[c]))]
   )
-  const rows = await readRowsByKey(sql, { schema: m.schema, table: m.table }, columns, m.idColumns, keys)
+  const source = { schema: m.schema, table: m.table }
+  const rows = await readRowsByKey(sql, source, columns, m.idColumns, route.keyTypes, keys)
   const found = new Map(rows.map((r) => [idKey(docId(r, m.idColumns)!), r]))
   const version = encodeVersion(lsn, 0)
   const lsnText = formatLsn(lsn)

@@ -13,6 +13,8 @@ export interface MappingRoute {
   isMember?: (row: Row) => boolean
   /** columns the mapping reads (mapped, id, membership, embedding); undefined: all of them */
   needed?: Set<string>
+  /** the id columns' types as a cast names them (`timestamp with time zone`, `character(10)`): re-reads by key */
+  keyTypes: string[]
 }
 
 /** One document's wanted state after a change. */

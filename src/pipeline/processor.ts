@@ -253,6 +253,7 @@ export class ChangeProcessor {
         { schema: relation.schema, table: relation.name },
         relation.columns,
         m.idColumns,
+        group[0].route.keyTypes,
         group.map((i) => intentKeyTexts(i)!),
       )
       const found = new Map(rows.map((r) => [idKey(docId(r, m.idColumns)!), r]))

@@ -46,8 +46,10 @@ export async function buildRoutes(
       },
     )
     const member = m.membership ? compileMembership(m.membership, types) : undefined
+    const typeOf = new Map(info.columns.map((c) => [c.name, c.typeName]))
     routes.push({
       mapping: m,
+      keyTypes: m.idColumns.map((c) => typeOf.get(c) ?? 'text'),
       isMember: member && ((row) => member(row) === true),
       needed: neededColumns(m),
       runner,

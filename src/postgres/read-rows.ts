@@ -23,6 +23,8 @@ export async function readRowsByKey(
   source: { schema: string; table: string },
   columns: readonly ColumnType[],
   keyColumns: readonly string[],
+  /** each id column's type as a cast names it (format_type, typmod included) */
+  keyTypes: readonly string[],
   keys: unknown[][],
 ): Promise<Row[]> {
   if (!keys.length) return []
@@ -32,19 +34,11 @@ export async function readRowsByKey(
   // Each key text is sent as text and cast to its column's type here: PostgreSQL reads it exactly as it printed it.
   // A parameter of the column's own type would go through postgres.js's serializer for that type, which does not
   // take PostgreSQL's text (a timestamp passes through a JS Date and loses its microseconds: the row is not found).
-  const typed = await sql<{ name: string; type: string }[]>`
-    SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a
-    WHERE a.attrelid = ${table}::regclass AND a.attname = ANY(${keyColumns as string[]}) AND NOT a.attisdropped`
-  const castTo = keyColumns.map((k) => {
-    const t = typed.find((x) => x.name === k)
-    if (!t) throw new Error(`${source.schema}.${source.table} has no column "${k}"`)
-    return t.type
-  })
   const params: unknown[] = []
   const tuples = keys.map((k) =>
     '(' + k.map((v, j) => {
       params.push(v === null || v === undefined ? null : String(v))
-      return `$${params.length}::text::${castTo[j]}`
+      return `$${params.length}::text::${keyTypes[j]}`
     }).join(', ') + ')'
   )
   const rows = await sql.unsafe(
