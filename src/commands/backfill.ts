@@ -128,9 +128,9 @@ export async function backfillCommand(argv: string[], config: () => Config): Pro
   const name = positionals[0]
   const log = createLogger()
   const stop = new AbortController()
-  const onInt = () => {
+  const onInt = (signal: string) => {
     if (stop.signal.aborted) process.exit(130) // the last saved page is where --resume continues
-    process.stderr.write('\nSIGINT: finishing the page being written (Ctrl-C again to quit at once)\n')
+    process.stderr.write(`\n${signal}: finishing the page being written (Ctrl-C again to quit at once)\n`)
     stop.abort()
   }
   process.on('SIGINT', onInt)

@@ -3,6 +3,7 @@
 import type postgres from 'postgres'
 import type { Config } from '../config/load.ts'
 import { docId } from '../pipeline/docid.ts'
+import type { Intent } from '../pipeline/changes.ts'
 import { writeIntents } from '../pipeline/writer.ts'
 import type { DeadLetter, DlqEntry } from '../postgres/dlq.ts'
 import { deleteDeadLetters, recordRetryFailure } from '../postgres/dlq.ts'
@@ -92,8 +93,8 @@ async function retryOne(
       texts.every((t) => typeof t === 'string')
     ? texts as string[]
     : undefined
-  const [intent] = await currentStateIntents(sql, rt.route, rt.plan.columns, [{ known, keyTexts }], lsn)
-  if (!intent) return await fail('cannot retry: no id')
+  // the id was checked above, so there is an intent
+  const [intent] = await currentStateIntents(sql, rt.route, rt.plan.columns, [{ known, keyTexts }], lsn) as Intent[]
   const dead: DeadLetter[] = []
   let summary
   try {

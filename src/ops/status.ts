@@ -1,6 +1,7 @@
 // `puffgres status`: per mapping (namespace, migration version, documents written, last change, backfill, DLQ) and
 // for the stream (slot, who streams it, confirmed LSN, lag, retained WAL). Read-only.
 import type postgres from 'postgres'
+import { countDeadLetters } from '../postgres/dlq.ts'
 import type { Config } from '../config/load.ts'
 import { existingStateTables } from '../postgres/state.ts'
 import { type SlotState, slotState } from './slot.ts'
@@ -70,13 +71,7 @@ export async function gatherStatus(
       progress.set(r.mapping, { up: Number(r.up), del: Number(r.del), at: r.at, lsn: r.lsn })
     }
   }
-  const dlq = new Map<string, number>()
-  if (tables.has('__puffgres_dlq')) {
-    for (
-      const r of await sql<{ mapping: string; n: number }[]>`
-      SELECT mapping, count(*)::int AS n FROM __puffgres_dlq GROUP BY mapping`
-    ) dlq.set(r.mapping, r.n)
-  }
+  const dlq = tables.has('__puffgres_dlq') ? await countDeadLetters(sql) : new Map<string, number>()
   const backfills = new Map<string, BackfillStatus[]>()
   if (tables.has('__puffgres_backfill')) {
     const rows = await sql<

@@ -106,7 +106,6 @@ export class StreamMonitor {
     }
     if (info.skipped) this.skipped.inc({}, info.skipped)
     this.dlqInserts.inc({}, info.deadLettered)
-    this.confirmed(info.confirmed)
   }
 
   sinkRequest(ms: number, ok: boolean): void {
