@@ -1,16 +1,8 @@
 // The only module that knows whether puffgres runs on Bun or Deno. Everything else calls these functions.
 
-export type Runtime = 'bun' | 'deno' | 'node'
-
 import process from 'node:process'
 
 const g = globalThis as any
-
-export function runtimeName(): Runtime {
-  if (g.Bun) return 'bun'
-  if (g.Deno) return 'deno'
-  return 'node'
-}
 
 export interface ServeOptions {
   /** 0 picks a free port */

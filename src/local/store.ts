@@ -5,11 +5,10 @@ import { badRequest, notFound } from './errors.ts'
 import type { DocId } from './ids.ts'
 import { type Doc, Namespace, type NamespaceMeta } from './namespace.ts'
 import { listNamespaceDirs, NamespaceFiles, removeNamespaceDir } from './persistence.ts'
-
-const NAME = /^[A-Za-z0-9_.-]{1,128}$/
+import { NAMESPACE_NAME } from '../turbopuffer/types.ts'
 
 export function checkNamespaceName(name: string): void {
-  if (!NAME.test(name) || name === '.' || name === '..') {
+  if (!NAMESPACE_NAME.test(name) || name === '.' || name === '..') {
     throw badRequest(`invalid namespace name '${name}': use 1 to 128 characters from [A-Za-z0-9-_.]`)
   }
 }

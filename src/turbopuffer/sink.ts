@@ -12,7 +12,14 @@ import {
   type Failure,
   sleep,
 } from './retry.ts'
-import type { FailedOp, Sink, SinkStats, WriteOptions, WriteResult } from './types.ts'
+import {
+  type FailedOp,
+  NAMESPACE_NAME,
+  type Sink,
+  type SinkStats,
+  type WriteOptions,
+  type WriteResult,
+} from './types.ts'
 import { forEachLimited } from '../concurrency.ts'
 import { chunkOps, collapseOps, countWritten, DEFAULT_LIMITS, type Limits, prepareOp, writeBody } from './write-plan.ts'
 
@@ -53,8 +60,6 @@ export class TurbopufferRequestError extends Error {
     this.name = 'TurbopufferRequestError'
   }
 }
-
-const NAMESPACE_NAME = /^[A-Za-z0-9_.-]{1,128}$/
 
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} }
 

@@ -1,6 +1,9 @@
 // The contract between the pipeline and whatever stores its documents (turbopuffer, or nothing for benchmarks).
 import type { DistanceMetric, WriteOp } from '../types.ts'
 
+/** What turbopuffer accepts as a namespace name (the sink and the local server check it). */
+export const NAMESPACE_NAME = /^[A-Za-z0-9_.-]{1,128}$/
+
 export interface WriteOptions {
   /** the caller's attribute schema; the sink adds `VERSION_ATTR: 'string'` */
   schema?: Record<string, unknown>

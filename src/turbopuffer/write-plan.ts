@@ -10,7 +10,7 @@ export interface Limits {
   maxRows: number
   /** approximate JSON bytes per request; a single larger op is sent alone */
   maxBytes: number
-  /** distinct delete versions per request: each is one clause of the request's delete_condition */
+  /** transactions (commit LSNs) with deletes per request: each is one clause of the request's delete_condition */
   maxDeleteVersions: number
 }
 
@@ -77,13 +77,13 @@ export function prepareOp(op: WriteOp): PreparedOp | string {
   let out = row
   try {
     json = JSON.stringify(row)
-  } catch (err) {
+  } catch {
     // an int8 beyond 2^53 arrives as a bigint: carried as a marked string, sent as a bare integer (client.ts)
     try {
-      out = markBigints(row) as Record<string, unknown>
-      json = JSON.stringify(out)
-    } catch {
-      return `document ${JSON.stringify(op.id)} cannot be encoded as JSON: ${(err as Error).message}`
+      json = JSON.stringify(row, (_k, x) => typeof x === 'bigint' ? BIGINT_MARK + x : x)
+      out = JSON.parse(json)
+    } catch (e) {
+      return `document ${JSON.stringify(op.id)} cannot be encoded as JSON: ${(e as Error).message}`
     }
   }
   return { op, row: out, bytes: Buffer.byteLength(json) + 1 }
@@ -105,15 +105,6 @@ function checkId(id: unknown): string | undefined {
 /** Marks bigints so that JSON can carry them; `restoreBigints` turns the marks into bare JSON integers. */
 export const BIGINT_MARK = '\u0000bigint:'
 
-function markBigints(v: unknown): unknown {
-  if (typeof v === 'bigint') return BIGINT_MARK + v.toString()
-  if (Array.isArray(v)) return v.map(markBigints)
-  if (v && typeof v === 'object' && !(v instanceof Date)) {
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, markBigints(x)]))
-  }
-  return v
-}
-
 /** In a JSON text: `"\u0000bigint:123"` → `123`. */
 export function restoreBigints(json: string): string {
   return json.includes('\\u0000bigint:') ? json.replace(/"\\u0000bigint:(-?\d+)"/g, '$1') : json
@@ -126,7 +117,8 @@ export function chunkOps(ops: PreparedOp[], limits: Limits): PreparedOp[][] {
   let bytes = 0
   let versions = new Set<string>()
   for (const p of ops) {
-    const newVersion = p.op.kind === 'delete' && !versions.has(deleteGroup(p.op.version))
+    const group = p.op.kind === 'delete' ? deleteGroup(p.op.version) : undefined
+    const newVersion = group !== undefined && !versions.has(group)
     const full = chunk.length >= limits.maxRows || bytes + p.bytes > limits.maxBytes ||
       (newVersion && versions.size >= limits.maxDeleteVersions)
     if (chunk.length > 0 && full) {
@@ -137,7 +129,7 @@ export function chunkOps(ops: PreparedOp[], limits: Limits): PreparedOp[][] {
     }
     chunk.push(p)
     bytes += p.bytes
-    if (p.op.kind === 'delete') versions.add(deleteGroup(p.op.version))
+    if (group !== undefined) versions.add(group)
   }
   if (chunk.length > 0) chunks.push(chunk)
   return chunks
