@@ -13,6 +13,7 @@
 // with the checkpoint that covers it. A run that dies between the two may have written documents it never
 // re-checked, and a page read again after it no longer holds the rows deleted meanwhile; so every backfill first
 // re-checks the pages an earlier run left recorded.
+import { clientConfig } from '../turbopuffer/client.ts'
 import type postgres from 'postgres'
 import { setImmediate } from 'node:timers'
 import { decodeValue, OID } from '../postgres/values.ts'
@@ -301,7 +302,7 @@ async function copy(
 ): Promise<BackfillResult> {
   const { sql, log, batchSize } = ctx
   const sink = opts.sink ?? (opts.discard ? new DiscardSink() : new TurbopufferSink(
-    { api_key: config.turbopuffer.apiKey, base_url: config.turbopuffer.baseUrl, region: config.turbopuffer.region },
+    clientConfig(config.turbopuffer),
     { log },
   ))
   const deps = { sink, sql, log }

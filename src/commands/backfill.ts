@@ -33,7 +33,7 @@ function seconds(ms: number): string {
 }
 
 /** The lines printed for a result; `code` is the exit status. */
-export function describeResult(result: BackfillResult, mappingName: string): { code: number; out: string[] } {
+function describeResult(result: BackfillResult, mappingName: string): { code: number; out: string[] } {
   const resume = `puffgres backfill ${mappingName} --resume`
   switch (result.outcome) {
     case 'busy':

@@ -1,4 +1,5 @@
 // `puffgres dlq`: list, show, retry and clear the rows in the dead-letter queue (__puffgres_dlq).
+import { clientConfig } from '../turbopuffer/client.ts'
 import { positiveInt } from './flags.ts'
 import { parseArgs } from 'node:util'
 import type { Config } from '../config/load.ts'
@@ -53,7 +54,7 @@ function entryJson(e: DlqEntry) {
   }
 }
 
-export function formatList(entries: DlqEntry[]): string {
+function formatList(entries: DlqEntry[]): string {
   if (!entries.length) return 'the dead-letter queue is empty'
   const header = ['ID', 'MAPPING', 'DOC ID', 'ATTEMPTS', 'LAST FAILED', 'LSN', 'ERROR']
   const rows = entries.map((e) => [
@@ -70,7 +71,7 @@ export function formatList(entries: DlqEntry[]): string {
   return [line(header), ...rows.map(line)].join('\n')
 }
 
-export function formatEntry(e: DlqEntry): string {
+function formatEntry(e: DlqEntry): string {
   return [
     `id:              ${e.id}`,
     `mapping:         ${e.mapping}`,
@@ -183,7 +184,7 @@ export async function dlqCommand(argv: string[], config: () => Config): Promise<
         }
         const log = createLogger()
         const sink = new TurbopufferSink(
-          { api_key: cfg.turbopuffer.apiKey, base_url: cfg.turbopuffer.baseUrl, region: cfg.turbopuffer.region },
+          clientConfig(cfg.turbopuffer),
           { log },
         )
         const results = await retryDeadLetters(cfg, sql, sink, entries, log)

@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util'
 import { startLocalServer } from '../local/server.ts'
 import { waitForShutdownSignal } from '../runtime.ts'
 
-export const DEFAULT_PORT = 8787
+const DEFAULT_PORT = 8787
 
 export const help = `puffgres local: run a turbopuffer-compatible server on this machine (development, demos, tests)
 

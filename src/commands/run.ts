@@ -1,4 +1,5 @@
 // `puffgres run`: streams every committed change of the mapped tables into their namespaces, until stopped.
+import { clientConfig } from '../turbopuffer/client.ts'
 import process from 'node:process'
 import { parseArgs } from 'node:util'
 import type { Config } from '../config/load.ts'
@@ -86,7 +87,7 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
   const sinkAbort = new AbortController()
   const monitor = opts.monitor ?? new StreamMonitor(opts.maxLagSeconds ?? config.stream.max_lag_seconds ?? 60)
   const sink: Sink = opts.discard ? new DiscardSink() : new TurbopufferSink(
-    { api_key: config.turbopuffer.apiKey, base_url: config.turbopuffer.baseUrl, region: config.turbopuffer.region },
+    clientConfig(config.turbopuffer),
     {
       log,
       // not opts.signal: a graceful stop still writes the batch in flight; this one gives up after the drain timeout

@@ -1,4 +1,6 @@
 // `puffgres verify <mapping>`: compares a namespace with its table's projection; --repair fixes the drift.
+import { clientConfig } from '../turbopuffer/client.ts'
+import { positiveInt } from './flags.ts'
 import { parseArgs } from 'node:util'
 import type { Config } from '../config/load.ts'
 import { createLogger } from '../log.ts'
@@ -35,14 +37,7 @@ export async function verifyCommand(argv: string[], config: () => Config): Promi
     console.error('error: verify: expected one mapping name, e.g. puffgres verify products')
     return 2
   }
-  let sample: number | undefined
-  if (values.sample !== undefined) {
-    sample = Number(values.sample)
-    if (!Number.isInteger(sample) || sample < 1) {
-      console.error(`error: --sample: expected a positive whole number, got "${values.sample}"`)
-      return 2
-    }
-  }
+  const sample = values.sample === undefined ? undefined : positiveInt(values.sample, '--sample', 1)
   const cfg = config()
   let mapping
   try {
@@ -54,7 +49,7 @@ export async function verifyCommand(argv: string[], config: () => Config): Promi
   const log = createLogger()
   const sql = connect(cfg.postgres.connectionString, { max: 2, application: 'puffgres verify' })
   const sink = new TurbopufferSink(
-    { api_key: cfg.turbopuffer.apiKey, base_url: cfg.turbopuffer.baseUrl, region: cfg.turbopuffer.region },
+    clientConfig(cfg.turbopuffer),
     { log },
   )
   try {

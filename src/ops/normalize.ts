@@ -52,7 +52,7 @@ export function canonicalAttributes(
   return out
 }
 
-export function hashText(s: string): string {
+function hashText(s: string): string {
   return createHash('sha256').update(s).digest('hex').slice(0, 16)
 }
 

@@ -131,7 +131,7 @@ export async function gatherStatus(
 }
 
 /** Bytes as B, kB, MB, GB (powers of 1024). */
-export function formatBytes(n: number | null): string {
+function formatBytes(n: number | null): string {
   if (n === null) return '-'
   const units = ['B', 'kB', 'MB', 'GB', 'TB']
   let v = n

@@ -16,7 +16,7 @@ import { formatLsn } from '../postgres/lsn.ts'
 import type { ColumnType } from '../postgres/read-rows.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
-import { createClient } from '../turbopuffer/client.ts'
+import { clientConfig, createClient } from '../turbopuffer/client.ts'
 import type { TurbopufferSink } from '../turbopuffer/sink.ts'
 import { encodeVersion, type Id, type Logger, type Row, type RowEvent, VERSION_ATTR } from '../types.ts'
 import { currentStateIntents, type RowRef } from './current-state.ts'
@@ -238,11 +238,7 @@ function diffAttributes(want: Record<string, string>, got: Record<string, string
 
 /** Documents of `namespace` with these ids (the sample check), 1000 ids per query. */
 async function fetchByIds(config: Config, namespace: string, ids: Id[]): Promise<Record<string, unknown>[]> {
-  const client = createClient({
-    api_key: config.turbopuffer.apiKey,
-    base_url: config.turbopuffer.baseUrl,
-    region: config.turbopuffer.region,
-  })
+  const client = createClient(clientConfig(config.turbopuffer))
   const ns = client.namespace(namespace)
   const out: Record<string, unknown>[] = []
   for (let i = 0; i < ids.length; i += 1000) {

@@ -9,6 +9,11 @@ export interface TurbopufferConfig {
   region?: string
 }
 
+/** The client settings of a loaded config's `[turbopuffer]` section. */
+export function clientConfig(t: { apiKey: string; baseUrl?: string; region?: string }): TurbopufferConfig {
+  return { api_key: t.apiKey, base_url: t.baseUrl, region: t.region }
+}
+
 export interface ClientSettings {
   /** request timeout in ms; a timed-out request is retried like a network error */
   timeoutMs?: number
