@@ -1,4 +1,5 @@
 // `puffgres dlq`: list, show, retry and clear the rows in the dead-letter queue (__puffgres_dlq).
+import { table } from '../ops/status.ts'
 import { clientConfig } from '../turbopuffer/client.ts'
 import { positiveInt } from './flags.ts'
 import { parseArgs } from 'node:util'
@@ -66,9 +67,7 @@ function formatList(entries: DlqEntry[]): string {
     e.lsn ?? '-',
     oneLine(e.error, 80),
   ])
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()
-  return [line(header), ...rows.map(line)].join('\n')
+  return table(header, rows)
 }
 
 function formatEntry(e: DlqEntry): string {

@@ -155,7 +155,8 @@ function ago(at: string | null, now: string): string {
   return `${formatSeconds(Math.max(0, (Date.parse(now) - Date.parse(at)) / 1000))} ago`
 }
 
-function table(header: string[], rows: string[][]): string {
+/** Columns padded to their widest cell, two spaces apart (the human output of status and dlq list). */
+export function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()
   return [line(header), ...rows.map(line)].join('\n')
