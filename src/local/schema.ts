@@ -150,7 +150,8 @@ export function checkValue(name: string, cfg: AttrConfig, value: unknown): void 
   if (!fitsType(type, value)) {
     const got = inferType(name, value) // throws for nested arrays, objects and mixed arrays
     const shown = typeof value === 'bigint' ? String(value) : show(value)
-    if (got === undefined || got === type) {
+    // same kind of value, out of its range (a negative uint, an int beyond 64 bits): not a type change
+    if (got === undefined || got === type.replace('uint', 'int')) {
       throw violation('attribute-type', `invalid value for attribute ${show(name)} of type ${type}: ${shown}`)
     }
     throw violation('attribute-type', `invalid value for attribute ${show(name)}: cannot change type ${type} to ${got}`)

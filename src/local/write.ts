@@ -76,7 +76,7 @@ export function planWrite(
     meta.idType ??= t
     const key = idKey(id as DocId, meta.idType)
     if (seen.has(key)) {
-      throw violation('duplicate-id', `invalid write: the id ${showId(id)} appears more than once in one request`)
+      throw violation('duplicate-id', `invalid write: duplicate id ${showId(id)} in one request`)
     }
     seen.add(key)
   }
