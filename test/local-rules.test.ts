@@ -3,6 +3,9 @@
 // accepted, all through the official SDK. A rule without a case here fails the suite.
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import Turbopuffer from '@turbopuffer/turbopuffer'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { type LocalServer, startLocalServer } from '../src/local/server.ts'
 import { LIMITS, type RuleId, WRITE_RULES } from '../src/local/rules.ts'
 
@@ -376,4 +379,35 @@ describe('turbopuffer write rules (src/local/rules.ts)', () => {
     })
     expect(await res.text()).toContain('"id":18446744073709551615,"n":9007199254740993')
   })
+})
+
+test("README's local-server section lists every rule as the table words it", () => {
+  const readme = readFileSync(join(import.meta.dirname!, '..', 'README.md'), 'utf8')
+  for (const r of Object.values(WRITE_RULES)) {
+    const line = `- \`${r.id}\` (${r.status}): ${r.description}`
+    if (!readme.includes(line)) throw new Error(`README.md does not list the rule ${r.id} as: ${line}`)
+  }
+})
+
+test('big integers survive a restart of a server with a data dir', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'puffgres-rules-'))
+  try {
+    const first = await startLocalServer({ dataDir: dir })
+    const client = new Turbopuffer({ apiKey: 'k', baseURL: first.url, maxRetries: 0 })
+    await client.namespace('big').write({
+      upsert_rows: [{ id: big('18446744073709551615') as number, n: big('-9223372036854775808') }, { id: 1, n: 2 }],
+    })
+    await first.stop()
+    const second = await startLocalServer({ dataDir: dir })
+    try {
+      expect(second.documents('big')).toEqual([{ id: 1, n: 2 }, {
+        id: 18446744073709551615n,
+        n: -9223372036854775808n,
+      }])
+    } finally {
+      await second.stop()
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
 })
