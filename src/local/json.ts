@@ -2,8 +2,11 @@
 // double (uint64 ids and int64 values would silently change). Such integers are read as bigints instead, and
 // bigints are written back as bare JSON integers.
 
-/** A run of 16+ digits that is not part of a fraction or exponent: the only place an unsafe integer can hide. */
-const LONG_INTEGER = /(?<![\d.])\d{16,}(?![\d.eE])/
+/**
+ * An integer literal of 16+ digits where a JSON value starts and ends (after `:`, `,` or `[`; before `,`, `]` or `}`):
+ * the only place an unsafe integer can be. Digits inside strings (hex versions, phone numbers) rarely look like that.
+ */
+const LONG_INTEGER = /[:,[]\s*-?\d{16,}\s*[,\]}]/
 
 type Reviver = (this: unknown, key: string, value: unknown, context?: { source?: string }) => unknown
 
