@@ -26,7 +26,7 @@ import { formatLsn, parseLsn } from '../postgres/lsn.ts'
 import { checkMigrated } from '../postgres/preflight.ts'
 import { ReplicationStream } from '../postgres/replication.ts'
 import type { Intent } from '../pipeline/changes.ts'
-import { docId } from '../pipeline/docid.ts'
+import { deleteIntent, docId } from '../pipeline/row-identity.ts'
 import { buildRoutes } from '../pipeline/routes.ts'
 import { type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
@@ -390,8 +390,6 @@ async function copy(
   const recheck = async (page: RecheckedPage): Promise<WriteSummary | undefined> => {
     const { lsn, stale } = await recheckPage(sql, plan, page, log)
     if (!stale.length) return undefined
-    const lsnText = formatLsn(lsn)
-    const version = encodeVersion(lsn, 0)
     const intents: Intent[] = stale.map((i) => {
       // from the key texts: the page's rows are not kept once written
       const old: Row = {}
@@ -399,15 +397,7 @@ async function copy(
         const c = keyColumns[j]
         old[c.name] = decodeValue(page.keys[j][i], c.typeOid, c.typeName)
       }
-      const id = docId(old, m.idColumns)!
-      return {
-        route,
-        id,
-        kind: 'delete',
-        version,
-        lsn,
-        event: { type: 'delete', op: 'delete', id, schema, table, mapping: m.name, old, lsn: lsnText },
-      }
+      return deleteIntent(route, docId(old, m.idColumns)!, old, lsn)
     })
     log.debug('re-check: rows gone or out of the predicate since their page was read', {
       mapping: m.name,
