@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { existsSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { type LocalServer, startLocalServer } from '../src/local/server.ts'
+import { createClient } from '../src/turbopuffer/client.ts'
 import { runCli } from './harness/cli.ts'
 import { type TestDatabase, testDatabase } from './harness/pg.ts'
 import { makeProject, migration, type Project } from './harness/project.ts'
@@ -20,8 +21,8 @@ let dir: string
 const BIG = () => Array.from({ length: 400 }, () => Math.random().toString(36).slice(2, 10)).join('') // ~3 kB
 
 // Rejects inserts and updates while `reject` exists; while `slow` exists, says it `started` and waits for `release`
-// (a slow embedding call). Deletes pass at once (the stream's delete is applied while a retry waits).
-const TRANSFORM = `import { existsSync, writeFileSync } from 'node:fs'
+// (a slow embedding call), which it consumes. Deletes pass at once (the stream's delete is applied while a retry waits).
+const TRANSFORM = `import { existsSync, rmSync, writeFileSync } from 'node:fs'
 const at = (f) => new URL('./' + f, import.meta.url)
 export default async function (event) {
   if (event.type === 'delete') return { type: 'delete' }
@@ -29,6 +30,7 @@ export default async function (event) {
   if (existsSync(at('slow'))) {
     writeFileSync(at('started'), '')
     while (!existsSync(at('release'))) await new Promise((r) => setTimeout(r, 20))
+    rmSync(at('release'))
   }
   return { type: 'upsert', attributes: { name: event.new.name } }
 }
@@ -108,6 +110,33 @@ describe('row identity', () => {
       const r = await retry
       expect(r.code).toBe(0)
       expect(docs('slow').has(5)).toBe(false)
+    } finally {
+      for (const f of ['slow', 'started', 'release']) flag(f, false)
+    }
+  })
+
+  test('verify --repair does not bring back a row deleted while its transform ran', async () => {
+    await db.sql`INSERT INTO slow VALUES (6, 'six')`
+    await waitFor('document 6', () => docs('slow').get(6)?.name === 'six')
+    // drift: the document went missing, so the repair writes it again from the row
+    await createClient({ api_key: 'test-key', base_url: server.url }).namespace('slow').write({ deletes: [6] })
+    const started = join(dir, 'started')
+    flag('slow', true)
+    try {
+      const verify = runCli(['-c', project.config, 'verify', 'slow', '--repair'])
+      // verify's projection transforms row 6 first
+      await waitFor('the projection in its transform', () => existsSync(started), 30_000)
+      flag('started', false)
+      flag('release', true)
+      // then the repair, which has read row 6 again (it exists)
+      await waitFor('the repair in its transform', () => existsSync(started), 30_000)
+      const before = stream.flushes.length
+      await db.sql`DELETE FROM slow WHERE id = 6`
+      await waitFor('the stream handled the delete', () => stream.flushes.slice(before).some((f) => f.docs > 0))
+      flag('release', true)
+      const r = await verify
+      expect(r.out).toMatch(/repaired at [0-9A-F]+\/[0-9A-F]+: 1 upserted, 1 deleted/)
+      expect(docs('slow').has(6)).toBe(false)
     } finally {
       for (const f of ['slow', 'started', 'release']) flag(f, false)
     }
