@@ -19,8 +19,11 @@ Applies the migration files in puffgres/migrations/ to the source database:
   - checks that wal_level is logical and that every source table, id column and mapped column exists
   - creates the __puffgres_* state tables
   - records each new migration with a content hash (an applied file must not be edited: add a new version)
-  - creates or updates the publication the stream uses (default puffgres_pub)
-Warns where a table's REPLICA IDENTITY cannot give puffgres the id of updated or deleted rows.
+  - checks each membership predicate against the column types exactly as \`run\` and \`backfill\` do
+  - creates or updates the publication the stream uses (default puffgres_pub), publishing partitioned tables
+    through their root (publish_via_partition_root = true; an existing publication is switched over)
+Warns where a table's REPLICA IDENTITY cannot give puffgres the id of updated or deleted rows, where a mapping needs
+generated columns (not in the replication stream: \`run\` re-reads those rows), and for partitioned tables.
 
 Options:
   --dry-run   print the plan and change nothing
