@@ -43,6 +43,8 @@ beforeAll(async () => {
     CREATE TABLE notes (id int PRIMARY KEY, name text, extra int, body text);
     ALTER TABLE notes ALTER COLUMN body SET STORAGE EXTERNAL;
     CREATE TABLE slow (id int PRIMARY KEY, name text);
+    CREATE TABLE memo (id int PRIMARY KEY, label text, body text);
+    ALTER TABLE memo ALTER COLUMN body SET STORAGE EXTERNAL;
   `)
   project = makeProject({
     databaseUrl: db.url,
@@ -50,6 +52,7 @@ beforeAll(async () => {
     migrations: {
       '001_notes.toml': migration({ name: 'notes', table: 'notes' }),
       '002_slow.toml': migration({ name: 'slow', table: 'slow', transform: 'transforms/slow.ts' }),
+      '003_memo.toml': migration({ name: 'memo', table: 'memo' }),
     },
     files: { 'transforms/slow.ts': TRANSFORM },
   })
@@ -87,6 +90,25 @@ describe('row identity', () => {
     // and the stream goes on
     await db.sql`INSERT INTO notes VALUES (2, 'two', 'b2')`
     await waitFor('note 2', () => docs('notes').get(2)?.name === 'two')
+  })
+
+  test('a TOAST re-read after a column and the table were renamed finds the table by OID', async () => {
+    const body = BIG()
+    await db.sql`INSERT INTO memo VALUES (1, 'one', ${body})`
+    await waitFor('memo 1', () => docs('memo').get(1)?.body === body)
+    // in the update's own transaction: its relation message names `memo` and `label`, which are gone by the re-read
+    await db.sql.begin(async (tx) => {
+      await tx`UPDATE memo SET label = 'uno' WHERE id = 1`
+      await tx`ALTER TABLE memo RENAME COLUMN label TO caption`
+      await tx`ALTER TABLE memo RENAME TO memo_renamed`
+    })
+    try {
+      await waitFor('memo 1 re-read', () => docs('memo').get(1)?.caption === 'uno', 30_000)
+      expect(docs('memo').get(1)?.body).toBe(body)
+      expect(stream.logs.join('\n')).not.toContain('writing a batch failed')
+    } finally {
+      await db.sql`ALTER TABLE memo_renamed RENAME TO memo` // the project names it `memo`
+    }
   })
 
   test('dlq retry does not bring back a row deleted while its transform ran', async () => {

@@ -7,7 +7,9 @@ import { type LocalServer, startLocalServer } from '../src/local/server.ts'
 import { runCli } from './harness/cli.ts'
 import { type Cluster, startCluster, type TestDatabase, testDatabase } from './harness/pg.ts'
 import { makeProject, migration, type Project } from './harness/project.ts'
-import { startStream, waitForSlotActive } from './harness/stream.ts'
+import { quietLogger, startStream, waitForSlotActive } from './harness/stream.ts'
+import { backfill } from '../src/backfill/backfill.ts'
+import { loadConfig } from '../src/config/load.ts'
 import { waitFor } from './harness/wait.ts'
 
 let server: LocalServer
@@ -70,6 +72,13 @@ describe('run and its slot', () => {
     expect(r.err).toContain('puffgres run --create-slot true')
     expect(r.err).toContain('puffgres backfill')
     expect(await db.sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = 'puffgres'`).toHaveLength(0)
+
+    // a backfill creates it (it is the remedy), warning that it covers only its own mapping
+    const lines: string[] = []
+    const b = await backfill(loadConfig(project.config), { mapping: 'items', log: quietLogger(lines), progress: false })
+    expect(b.outcome).toBe('done')
+    expect(lines.join('\n')).toContain('the replication slot was missing although puffgres had written changes before')
+    await db.sql`SELECT pg_drop_replication_slot('puffgres')`
 
     // told to: created again, with a warning naming the gap
     const stream = startStream(project.config) // createSlot: true

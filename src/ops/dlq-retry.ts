@@ -3,7 +3,7 @@
 import type postgres from 'postgres'
 import type { Config } from '../config/load.ts'
 import type { Intent } from '../pipeline/changes.ts'
-import { currentStateIntents, docId, eventKeyTexts, recheckWritten } from '../pipeline/row-identity.ts'
+import { currentStateIntents, eventKeyTexts, recheckWritten, rowDocId } from '../pipeline/row-identity.ts'
 import { writeIntents } from '../pipeline/writer.ts'
 import type { DeadLetter, DlqEntry } from '../postgres/dlq.ts'
 import { deleteDeadLetters, recordRetryFailure } from '../postgres/dlq.ts'
@@ -79,7 +79,7 @@ async function retryOne(
     return { ...base, ok: false, error }
   }
   const known = eventRow(entry)
-  if (!known || docId(known, rt.mapping.idColumns) === undefined) {
+  if (!known || rowDocId(rt.mapping, known) === undefined) {
     return await fail(
       `cannot retry: the event has no value for id column(s) ${rt.mapping.idColumns.join(', ')} (clear it instead)`,
     )

@@ -5,6 +5,7 @@
 //   PostgreSQL before 17 does not carry logical slots over): a new slot starts now, and whatever was committed in
 //   between would never reach the namespaces. It is created again only when asked (`--create-slot true`).
 import type postgres from 'postgres'
+import { recordedProgress } from '../postgres/checkpoints.ts'
 import type { Logger } from '../types.ts'
 
 /** What `run` does with a missing slot: create it (true), refuse (false), or create it only if nothing was ever streamed. */
@@ -53,14 +54,4 @@ export async function checkSlot(sql: postgres.Sql, slot: string, create: CreateS
       `while puffgres was stopped, or lost in a failover): what was committed since is not in the namespaces. ` +
       `Nothing was done; ${recovery(slot)}`,
   )
-}
-
-/** The last LSN the stream or a backfill recorded in the state tables (as text), or undefined when none. */
-async function recordedProgress(sql: postgres.Sql): Promise<string | undefined> {
-  const [r] = await sql<{ lsn: string | null }[]>`
-    SELECT greatest(
-      (SELECT max(last_lsn) FROM __puffgres_checkpoints),
-      (SELECT max(snapshot_lsn) FROM __puffgres_backfill)
-    )::text AS lsn`
-  return r?.lsn ?? undefined
 }

@@ -11,7 +11,7 @@ import { readPage, readSample } from '../backfill/page.ts'
 import type { Config, Mapping } from '../config/load.ts'
 import { namespaceSchema } from '../pipeline/schema.ts'
 import { type RouteRuntime, writeIntents } from '../pipeline/writer.ts'
-import { currentStateIntents, docId, idKey, recheckWritten, type RowRef } from '../pipeline/row-identity.ts'
+import { currentStateIntents, idKey, recheckWritten, rowDocId, type RowRef } from '../pipeline/row-identity.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import type { ColumnType } from '../postgres/read-rows.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
@@ -106,7 +106,7 @@ export async function verifyMapping(
       const refs: RowRef[] = []
       for (let r = 0; r < pageRows.length; r++) {
         const row = pageRows[r]
-        const id = docIdOf(row, mapping)
+        const id = rowDocId(mapping, row)
         if (id === undefined) continue
         events.push({
           type: 'insert',
@@ -224,10 +224,6 @@ export async function verifyMapping(
   } finally {
     await rt.close()
   }
-}
-
-function docIdOf(row: Row, m: Mapping): Id | undefined {
-  return docId(row, m.idColumns)
 }
 
 function diffAttributes(want: Record<string, string>, got: Record<string, string>): string[] {

@@ -14,6 +14,8 @@ import { formatLsn } from '../postgres/lsn.ts'
 import { type ColumnType, readRowsByKey } from '../postgres/read-rows.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
 import { tableByOid } from '../postgres/table-shape.ts'
+import { decodeValue } from '../postgres/values.ts'
+import type { Mapping } from '../config/load.ts'
 import { encodeVersion, type Id, type Logger, type Row } from '../types.ts'
 import { deadLetterEvent, type Intent, intentKeyTexts, type MappingRoute } from './changes.ts'
 import { docId, idKey } from './docid.ts'
@@ -51,6 +53,28 @@ export function eventKeyTexts(event: unknown, n: number): string[] | undefined {
     : undefined
 }
 
+/** The document id of a row under mapping `m`: the one call of docId for rows read or rebuilt here. */
+export function rowDocId(m: Mapping, row: Row): Id | undefined {
+  return docId(row, m.idColumns)
+}
+
+/**
+ * The id columns of a row decoded from their texts as PostgreSQL printed them, as the stream and backfill decode
+ * them (a column missing from `columns` is left out).
+ */
+export function keyRow(
+  columns: readonly ColumnType[],
+  idColumns: readonly string[],
+  texts: readonly (string | null)[],
+): Row {
+  const row: Row = {}
+  idColumns.forEach((name, j) => {
+    const c = columns.find((col) => col.name === name)
+    if (c) row[name] = decodeValue(texts[j], c.typeOid, c.typeName)
+  })
+  return row
+}
+
 /** Where the rows are read: a table by name with known columns, or (the stream) by OID with its current columns. */
 export type RowSource = { schema: string; table: string; columns: readonly ColumnType[] } | { oid: number }
 
@@ -67,7 +91,7 @@ export async function readCurrent(
   // dropped: no row exists any more (the stream's later changes say what happened to the documents)
   if (!table) return new Map()
   const rows = await readRowsByKey(sql, table, table.columns, m.idColumns, route.keyTypes, keys)
-  return new Map(rows.map((r) => [idKey(docId(r, m.idColumns)!), r]))
+  return new Map(rows.map((r) => [idKey(rowDocId(m, r)!), r]))
 }
 
 /** What the document of an existing row must be: an upsert when it is a member. Throws what membership throws. */
@@ -104,7 +128,8 @@ export async function currentStateIntents(
   lsn: bigint,
 ): Promise<(Intent | undefined)[]> {
   const m = route.mapping
-  const ids = refs.map((r) => docId(r.known, m.idColumns))
+  // from the key texts when known: decoded as the stream and backfill decoded them when they named the document
+  const ids = refs.map((r) => rowDocId(m, r.keyTexts ? keyRow(columns, m.idColumns, r.keyTexts) : r.known))
   const keys = refs.flatMap((r, i) => ids[i] === undefined ? [] : [refKeyTexts(r, m.idColumns)])
   const found = await readCurrent(sql, route, { schema: m.schema, table: m.table, columns }, keys)
   return refs.map((ref, i): Intent | undefined => {
