@@ -96,6 +96,23 @@ describe('table shapes', () => {
     expect(dead).toEqual([])
   })
 
+  test('migrate warns about a nullable id column', async () => {
+    await db.sql`CREATE TABLE IF NOT EXISTS loose (code text UNIQUE, label text)`
+    const p = makeProject({
+      databaseUrl: db.url,
+      migrations: { '010_loose.toml': migration({ name: 'loose', table: 'loose', id: 'code' }) },
+    })
+    try {
+      const r = await runCli(['-c', p.config, 'migrate', '--dry-run'])
+      expect(r.code).toBe(0)
+      expect(r.err).toContain(
+        'warning: puffgres/migrations/010_loose.toml: public.loose: mapping.id column(s) code may be NULL',
+      )
+    } finally {
+      p.remove()
+    }
+  })
+
   test('migrate refuses a membership predicate that run would refuse (an int column against a string)', async () => {
     const p = makeProject({
       databaseUrl: db.url,

@@ -16,6 +16,13 @@ export function migrateWarnings(m: Mapping, table: TableShape): string[] {
         `row by its id to get them (one query per batch and table)`,
     )
   }
+  const nullable = m.idColumns.filter((c) => table.nullable.includes(c))
+  if (nullable.length) {
+    warnings.push(
+      `${where}: mapping.id column(s) ${nullable.join(', ')} may be NULL: a row with a NULL id has no document ` +
+        `(backfill skips and counts it, the stream does not write it); add NOT NULL if it never is`,
+    )
+  }
   if (table.partitioned) {
     warnings.push(
       `${where}: partitioned table: published through its root (publish_via_partition_root = true), so the changes ` +

@@ -220,6 +220,11 @@ export async function rereadIntents(
         replaced.set(i, undefined)
         continue
       }
+      // an inserted row that is not a member never had a document (a later change that made it one is streamed)
+      if (kind === 'delete' && i.event.type === 'insert') {
+        replaced.set(i, undefined)
+        continue
+      }
       replaced.set(i, {
         ...i,
         reread: undefined,

@@ -15,6 +15,8 @@ export interface TableShape {
   columns: ColumnType[]
   /** stored generated columns: pgoutput does not send them (before PostgreSQL 18, and after it by default) */
   generated: string[]
+  /** columns without NOT NULL */
+  nullable: string[]
   /** relkind 'p': a partitioned table (streamed through its root: publish_via_partition_root) */
   partitioned: boolean
 }
@@ -25,8 +27,9 @@ export async function tableByOid(sql: postgres.Sql, oid: number): Promise<TableS
     SELECT n.nspname AS schema, c.relname AS table, c.relkind FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ${oid}`
   if (!t) return undefined
-  const cols = await sql<{ name: string; typeOid: number; typname: string; generated: boolean }[]>`
-    SELECT a.attname AS name, a.atttypid::int AS "typeOid", t.typname, a.attgenerated <> '' AS generated
+  const cols = await sql<{ name: string; typeOid: number; typname: string; generated: boolean; notNull: boolean }[]>`
+    SELECT a.attname AS name, a.atttypid::int AS "typeOid", t.typname, a.attgenerated <> '' AS generated,
+           a.attnotnull AS "notNull"
     FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
     WHERE a.attrelid = ${oid} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`
   return {
@@ -39,6 +42,7 @@ export async function tableByOid(sql: postgres.Sql, oid: number): Promise<TableS
         : { name: c.name, typeOid: c.typeOid }
     ),
     generated: cols.filter((c) => c.generated).map((c) => c.name),
+    nullable: cols.filter((c) => !c.notNull).map((c) => c.name),
     partitioned: t.relkind === 'p',
   }
 }
