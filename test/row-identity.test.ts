@@ -44,6 +44,8 @@ beforeAll(async () => {
     ALTER TABLE notes ALTER COLUMN body SET STORAGE EXTERNAL;
     CREATE TABLE slow (id int PRIMARY KEY, name text);
     CREATE TABLE memo (id int PRIMARY KEY, label text, body text);
+    CREATE TABLE keyed (id int PRIMARY KEY, n int, body text);
+    ALTER TABLE keyed ALTER COLUMN body SET STORAGE EXTERNAL;
     ALTER TABLE memo ALTER COLUMN body SET STORAGE EXTERNAL;
   `)
   project = makeProject({
@@ -53,6 +55,7 @@ beforeAll(async () => {
       '001_notes.toml': migration({ name: 'notes', table: 'notes' }),
       '002_slow.toml': migration({ name: 'slow', table: 'slow', transform: 'transforms/slow.ts' }),
       '003_memo.toml': migration({ name: 'memo', table: 'memo' }),
+      '004_keyed.toml': migration({ name: 'keyed', table: 'keyed' }),
     },
     files: { 'transforms/slow.ts': TRANSFORM },
   })
@@ -108,6 +111,27 @@ describe('row identity', () => {
       expect(stream.logs.join('\n')).not.toContain('writing a batch failed')
     } finally {
       await db.sql`ALTER TABLE memo_renamed RENAME TO memo` // the project names it `memo`
+    }
+  })
+
+  test('a TOAST re-read after the id column was renamed: a dead letter, and the stream goes on', async () => {
+    await db.sql`INSERT INTO keyed VALUES (1, 1, ${BIG()})`
+    await waitFor('keyed 1', () => docs('keyed').get(1)?.n === 1)
+    await db.sql.begin(async (tx) => {
+      await tx`UPDATE keyed SET n = 2 WHERE id = 1`
+      await tx`ALTER TABLE keyed RENAME COLUMN id TO key`
+    })
+    try {
+      await waitFor(
+        'a dead letter for keyed 1',
+        async () =>
+          (await db.sql`SELECT error FROM __puffgres_dlq WHERE mapping = 'keyed' AND doc_id = '1'`)[0]?.error
+            ?.includes('re-read: id column(s) id no longer in public.keyed (renamed or dropped)'),
+      )
+      await db.sql`INSERT INTO notes (id, name) VALUES (3, 'three')`
+      await waitFor('the stream goes on', () => docs('notes').get(3)?.name === 'three')
+    } finally {
+      await db.sql`ALTER TABLE keyed RENAME COLUMN key TO id`
     }
   })
 

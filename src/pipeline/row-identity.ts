@@ -75,8 +75,12 @@ export function keyRow(
   return row
 }
 
-/** Where the rows are read: a table by name with known columns, or (the stream) by OID with its current columns. */
-export type RowSource = { schema: string; table: string; columns: readonly ColumnType[] } | { oid: number }
+/** Where the rows are read: a table and the columns to read. */
+export interface RowSource {
+  schema: string
+  table: string
+  columns: readonly ColumnType[]
+}
 
 /** The referenced rows as they are now, by idKey of their document id. */
 export async function readCurrent(
@@ -87,10 +91,7 @@ export async function readCurrent(
 ): Promise<Map<string, Row>> {
   const m = route.mapping
   if (!keys.length) return new Map()
-  const table = 'oid' in source ? await tableByOid(sql, source.oid) : source
-  // dropped: no row exists any more (the stream's later changes say what happened to the documents)
-  if (!table) return new Map()
-  const rows = await readRowsByKey(sql, table, table.columns, m.idColumns, route.keyTypes, keys)
+  const rows = await readRowsByKey(sql, source, source.columns, m.idColumns, route.keyTypes, keys)
   return new Map(rows.map((r) => [idKey(rowDocId(m, r)!), r]))
 }
 
@@ -199,7 +200,26 @@ export async function rereadIntents(
   for (const group of groups.values()) {
     const route = group[0].route
     const m = route.mapping
-    const found = await readCurrent(sql, route, { oid: group[0].relation!.oid }, group.map((i) => intentKeyTexts(i)!))
+    // the table as it is now, by OID: the relation message's name and columns may be out of date (DROP COLUMN, renames)
+    const table = await tableByOid(sql, group[0].relation!.oid)
+    const lost = table ? m.idColumns.filter((c) => !table.columns.some((col) => col.name === c)) : []
+    if (lost.length) {
+      // an id column renamed or dropped since: these rows cannot be found by key; they wait in the DLQ, the stream goes on
+      for (const i of group) {
+        dead.push({
+          mapping: m.name,
+          docId: String(i.id),
+          lsn: i.lsn,
+          event: deadLetterEvent(i),
+          error: `re-read: id column(s) ${lost.join(', ')} no longer in ${table!.schema}.${table!.table} (renamed or ` +
+            `dropped): give the mapping its new id in a new migration version`,
+        })
+        replaced.set(i, undefined)
+      }
+      continue
+    }
+    // a dropped table has no rows: its later changes (if any) say what happened to the documents
+    const found = table ? await readCurrent(sql, route, table, group.map((i) => intentKeyTexts(i)!)) : new Map()
     for (const i of group) {
       const row = found.get(idKey(i.id))
       if (!row) {
