@@ -62,7 +62,12 @@ beforeAll(async () => {
     files: { 'transforms/named.ts': TRANSFORM },
   })
   const m = await runCli(['-c', project.config, 'migrate'])
-  expect(m.err).toBe('')
+  // the one thing migrate foresees here: `loose` has a nullable id
+  expect(m.err).toBe(
+    'warning: puffgres/migrations/004_loose.toml: public.loose: mapping.id column(s) code may be NULL: a row with a ' +
+      'NULL id has no document (backfill skips and counts it, the stream does not write it); add NOT NULL if it ' +
+      'never is',
+  )
   expect(m.code).toBe(0)
 })
 

@@ -16,7 +16,7 @@
 import { clientConfig } from '../turbopuffer/client.ts'
 import type postgres from 'postgres'
 import { setImmediate } from 'node:timers'
-import { decodeValue, OID } from '../postgres/values.ts'
+import { OID } from '../postgres/values.ts'
 import { forEachLimited } from '../concurrency.ts'
 import type { Config, Mapping } from '../config/load.ts'
 import { createLogger } from '../log.ts'
@@ -24,15 +24,16 @@ import { connect } from '../postgres/connect.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
 import { formatLsn, parseLsn } from '../postgres/lsn.ts'
 import { checkMigrated } from '../postgres/preflight.ts'
+import { recordedProgress } from '../postgres/checkpoints.ts'
 import { ReplicationStream } from '../postgres/replication.ts'
 import type { Intent } from '../pipeline/changes.ts'
-import { docId } from '../pipeline/docid.ts'
+import { deleteIntent, keyRow, rowDocId } from '../pipeline/row-identity.ts'
 import { buildRoutes } from '../pipeline/routes.ts'
 import { type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
 import { TurbopufferSink } from '../turbopuffer/sink.ts'
 import type { Sink } from '../turbopuffer/types.ts'
-import { encodeVersion, type Logger, type Row } from '../types.ts'
+import { encodeVersion, type Logger } from '../types.ts'
 import {
   type BackfillRecord,
   finishBackfill,
@@ -242,8 +243,16 @@ async function underLock(config: Config, m: Mapping, opts: BackfillOptions, ctx:
   const slot = opts.slot ?? config.stream.slot
   const rs = new ReplicationStream(config.postgres.connectionString, { applicationName: 'puffgres backfill' })
   try {
+    const earlier = await recordedProgress(sql)
     const { created } = await rs.createSlot(slot)
-    if (created && resumeFrom) {
+    if (created && earlier && !resumeFrom) {
+      // the slot went away after puffgres had written (see ops/slot-guard.ts): this backfill covers one mapping
+      log.warn(
+        'the replication slot was missing although puffgres had written changes before: changes committed while ' +
+          'it was missing are not in the namespaces of the other mappings; backfill (or verify --repair) them too',
+        { slot, last_recorded: earlier },
+      )
+    } else if (created && resumeFrom) {
       log.warn(
         'the replication slot was missing and was created now: changes committed since the backfill started, to ' +
           'rows it had already copied, were not kept; consider --restart',
@@ -356,7 +365,7 @@ async function copy(
       const intents: Intent[] = new Array(batch.rows.length)
       for (let i = 0; i < batch.rows.length; i++) {
         const row = batch.rows[i]
-        const id = docId(row, m.idColumns)!
+        const id = rowDocId(m, row)!
         intents[i] = {
           route,
           id,
@@ -390,24 +399,10 @@ async function copy(
   const recheck = async (page: RecheckedPage): Promise<WriteSummary | undefined> => {
     const { lsn, stale } = await recheckPage(sql, plan, page, log)
     if (!stale.length) return undefined
-    const lsnText = formatLsn(lsn)
-    const version = encodeVersion(lsn, 0)
     const intents: Intent[] = stale.map((i) => {
       // from the key texts: the page's rows are not kept once written
-      const old: Row = {}
-      for (let j = 0; j < keyColumns.length; j++) {
-        const c = keyColumns[j]
-        old[c.name] = decodeValue(page.keys[j][i], c.typeOid, c.typeName)
-      }
-      const id = docId(old, m.idColumns)!
-      return {
-        route,
-        id,
-        kind: 'delete',
-        version,
-        lsn,
-        event: { type: 'delete', op: 'delete', id, schema, table, mapping: m.name, old, lsn: lsnText },
-      }
+      const old = keyRow(keyColumns, m.idColumns, page.keys.map((k) => k[i]))
+      return deleteIntent(route, rowDocId(m, old)!, old, lsn)
     })
     log.debug('re-check: rows gone or out of the predicate since their page was read', {
       mapping: m.name,

@@ -5,9 +5,12 @@ import type { Config, Mapping } from '../config/load.ts'
 import { ConfigError } from '../config/errors.ts'
 import { connect, qualified } from '../postgres/connect.ts'
 import { tableInfo } from '../postgres/catalog.ts'
-import { publicationChange, publicationTables } from '../postgres/publication.ts'
+import { publicationChange, publicationTables, viaRootChange } from '../postgres/publication.ts'
 import { appliedMigrations, ensureStateTables, existingStateTables, STATE_TABLES } from '../postgres/state.ts'
 import { predicateColumns } from '../pipeline/membership.ts'
+import { compileMappingMembership } from '../pipeline/routes.ts'
+import { migrateWarnings } from '../ops/migrate-warnings.ts'
+import { tableByOid } from '../postgres/table-shape.ts'
 import { validateTransform } from '../pipeline/transform.ts'
 
 export const help = `puffgres migrate [--dry-run]
@@ -16,8 +19,11 @@ Applies the migration files in puffgres/migrations/ to the source database:
   - checks that wal_level is logical and that every source table, id column and mapped column exists
   - creates the __puffgres_* state tables
   - records each new migration with a content hash (an applied file must not be edited: add a new version)
-  - creates or updates the publication the stream uses (default puffgres_pub)
-Warns where a table's REPLICA IDENTITY cannot give puffgres the id of updated or deleted rows.
+  - checks each membership predicate against the column types exactly as \`run\` and \`backfill\` do
+  - creates or updates the publication the stream uses (default puffgres_pub), publishing partitioned tables
+    through their root (publish_via_partition_root = true; an existing publication is switched over)
+Warns where a table's REPLICA IDENTITY cannot give puffgres the id of updated or deleted rows, where a mapping needs
+generated columns (not in the replication stream: \`run\` re-reads those rows), and for partitioned tables.
 
 Options:
   --dry-run   print the plan and change nothing
@@ -30,7 +36,11 @@ export interface MigratePlan {
   createState: boolean
   toRecord: Mapping[]
   publicationSql?: string
+  /** makes an existing publication publish partitioned tables through their root */
+  publicationRootSql?: string
 }
+
+const sources = (config: Config) => config.mappings.map((m) => ({ schema: m.schema, table: m.table }))
 
 export class MigrateError extends Error {
   constructor(message: string) {
@@ -84,10 +94,12 @@ export async function planMigrate(config: Config, sql: postgres.Sql): Promise<Mi
   const publicationSql = publicationChange(
     config.stream.publication,
     current,
-    config.mappings.map((m) => ({ schema: m.schema, table: m.table })),
+    sources(config),
   )
   if (publicationSql) steps.push(`publication: ${publicationSql}`)
-  return { steps, warnings, createState, toRecord, publicationSql }
+  const publicationRootSql = await viaRootChange(sql, config.stream.publication, sources(config))
+  if (publicationRootSql) steps.push(`publication: ${publicationRootSql}`)
+  return { steps, warnings, createState, toRecord, publicationSql, publicationRootSql }
 }
 
 async function checkMapping(sql: postgres.Sql, m: Mapping, warnings: string[]) {
@@ -110,6 +122,12 @@ async function checkMapping(sql: postgres.Sql, m: Mapping, warnings: string[]) {
       }
     }
   }
+  // the very check `run` and `backfill` make before they start (one function): a type error refuses the migration
+  try {
+    compileMappingMembership(m, t.columns)
+  } catch (e) {
+    throw new MigrateError(`${m.file}: mapping.membership: ${(e as Error).message.replace(/^membership: /, '')}`)
+  }
   for (const c of m.embedding?.source ?? []) {
     if (!m.transform && !names.has(c)) {
       throw new MigrateError(`${m.file}: mapping.embedding.source: column "${c}" not in ${m.schema}.${m.table}`)
@@ -122,6 +140,8 @@ async function checkMapping(sql: postgres.Sql, m: Mapping, warnings: string[]) {
       throw new MigrateError(`${m.file}: mapping.transform: ${(e as Error).message}`)
     }
   }
+  const shape = await tableByOid(sql, t.oid)
+  if (shape) warnings.push(...migrateWarnings(m, shape))
   const covered = m.idColumns.every((c) => t.identityColumns.includes(c))
   if (!covered) {
     const fix = `ALTER TABLE ${qualified(m.schema, m.table)} REPLICA IDENTITY FULL`
@@ -148,6 +168,7 @@ export async function applyMigrate(sql: postgres.Sql, plan: MigratePlan): Promis
         ON CONFLICT (name, version) DO NOTHING`
     }
     if (plan.publicationSql) await tx.unsafe(plan.publicationSql)
+    if (plan.publicationRootSql) await tx.unsafe(plan.publicationRootSql)
   })
 }
 

@@ -8,6 +8,7 @@ import { bool, port, positiveInt, UsageError } from './flags.ts'
 import { Heartbeat } from '../ops/heartbeat.ts'
 import { startMetricsServer } from '../ops/metrics-server.ts'
 import { StreamMonitor } from '../ops/stream-monitor.ts'
+import { checkSlot, type CreateSlot, SlotGoneError } from '../ops/slot-guard.ts'
 import { connect } from '../postgres/connect.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import { checkMigrated, NotMigratedError } from '../postgres/preflight.ts'
@@ -29,7 +30,9 @@ over when the first one stops.
 
 Options:
   --slot <NAME>             replication slot (default: [stream] slot, or "puffgres")
-  --create-slot <BOOL>      create the slot when it is missing (default true; false: error if missing)
+  --create-slot <BOOL>      create the slot when it is missing. Default: only when puffgres never streamed or
+                            backfilled into this database (else a gap: exit 1 with what to do); true: create
+                            it anyway (then backfill); false: exit 1 when it is missing
   --poll-interval-ms <MS>   the longest a change waits in a batch before it is written (default 1000)
   --batch-size <N>          documents per batch (default 1000)
   --discard                 write nothing to turbopuffer (benchmarks; still confirms the slot!)
@@ -43,7 +46,8 @@ default 60), max_retained_wal_mb (warn when the slot retains more WAL), metrics_
 
 export interface RunOptions {
   slot: string
-  createSlot: boolean
+  /** create a missing slot: true, false, or only when nothing was streamed or backfilled before ('if-new') */
+  createSlot: CreateSlot
   pollIntervalMs: number
   batchSize: number
   discard?: boolean
@@ -121,7 +125,9 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
       const rs = new ReplicationStream(config.postgres.connectionString, { applicationName: 'puffgres' })
       let processor: ChangeProcessor | undefined
       try {
-        const { created } = await rs.ensureSlot(opts.slot, { create: opts.createSlot })
+        // an invalidated slot, or one gone after progress: stop with what happened and what to do
+        await checkSlot(sql, opts.slot, opts.createSlot, log)
+        const { created } = await rs.ensureSlot(opts.slot, { create: opts.createSlot !== false })
         if (created) log.info('created replication slot', { slot: opts.slot })
         let iter
         try {
@@ -188,7 +194,7 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
           break
         }
       } catch (e) {
-        if (e instanceof SlotMissingError) throw e
+        if (e instanceof SlotMissingError || e instanceof SlotGoneError) throw e
         if (opts.signal?.aborted) break
         failures++
         const delay = Math.min(30_000, 500 * 2 ** Math.min(failures, 6))
@@ -236,7 +242,11 @@ export async function runCommand(argv: string[], config: () => Config): Promise<
     cfg = config()
     opts = {
       slot: values.slot ?? cfg.stream.slot,
-      createSlot: values['no-create-slot'] ? false : bool(values['create-slot'] ?? 'true', '--create-slot'),
+      createSlot: values['no-create-slot']
+        ? false
+        : values['create-slot'] === undefined
+        ? 'if-new'
+        : bool(values['create-slot'], '--create-slot'),
       pollIntervalMs: positiveInt(
         values['poll-interval-ms'],
         '--poll-interval-ms',
@@ -270,7 +280,7 @@ export async function runCommand(argv: string[], config: () => Config): Promise<
     log.info('stopped')
     return 0
   } catch (e) {
-    if (e instanceof SlotMissingError || e instanceof NotMigratedError) {
+    if (e instanceof SlotMissingError || e instanceof SlotGoneError || e instanceof NotMigratedError) {
       console.error(`error: ${e.message}`)
       return 1
     }

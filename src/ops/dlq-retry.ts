@@ -2,15 +2,14 @@
 // and removes an entry only when that write succeeded (a retried old event never regresses a newer document).
 import type postgres from 'postgres'
 import type { Config } from '../config/load.ts'
-import { docId } from '../pipeline/docid.ts'
 import type { Intent } from '../pipeline/changes.ts'
+import { currentStateIntents, eventKeyTexts, recheckWritten, rowDocId } from '../pipeline/row-identity.ts'
 import { writeIntents } from '../pipeline/writer.ts'
 import type { DeadLetter, DlqEntry } from '../postgres/dlq.ts'
 import { deleteDeadLetters, recordRetryFailure } from '../postgres/dlq.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import type { Logger, Row } from '../types.ts'
-import { currentStateIntents } from './current-state.ts'
 import { findMapping, type MappingRuntime, openMapping } from './mapping-runtime.ts'
 
 export interface RetryOutcome {
@@ -80,7 +79,7 @@ async function retryOne(
     return { ...base, ok: false, error }
   }
   const known = eventRow(entry)
-  if (!known || docId(known, rt.mapping.idColumns) === undefined) {
+  if (!known || rowDocId(rt.mapping, known) === undefined) {
     return await fail(
       `cannot retry: the event has no value for id column(s) ${rt.mapping.idColumns.join(', ')} (clear it instead)`,
     )
@@ -88,17 +87,24 @@ async function retryOne(
   // L before the read: a change committed after it is streamed with a higher version and wins over this write
   const lsn = await stableLsn(sql, { log })
   // the key texts the stream or backfill kept find the row exactly; the decoded values are what older entries have
-  const texts = (entry.event as { key_texts?: unknown } | null)?.key_texts
-  const keyTexts = Array.isArray(texts) && texts.length === rt.mapping.idColumns.length &&
-      texts.every((t) => typeof t === 'string')
-    ? texts as string[]
-    : undefined
+  const keyTexts = eventKeyTexts(entry.event, rt.mapping.idColumns.length)
+  const ref = { known, keyTexts }
   // the id was checked above, so there is an intent
-  const [intent] = await currentStateIntents(sql, rt.route, rt.plan.columns, [{ known, keyTexts }], lsn) as Intent[]
+  const [intent] = await currentStateIntents(sql, rt.route, rt.plan.columns, [ref], lsn) as Intent[]
   const dead: DeadLetter[] = []
   let summary
+  const deps = { sink, sql, log }
   try {
-    summary = await writeIntents([intent], dead, { sink, sql, log })
+    summary = await writeIntents([intent], dead, deps)
+    // the row may have been deleted while it was transformed and its streamed delete applied before this upsert
+    // (an embedding call takes seconds): look again, and delete what is gone (docs/ARCHITECTURE.md invariant 2)
+    if (intent.kind === 'upsert' && !summary.deadLettered) {
+      const deleted = await recheckWritten(rt.route, rt.plan.columns, [ref], deps)
+      // that delete's failure is a dead letter of its own (the writer recorded it on this entry)
+      if (deleted?.deadLettered) {
+        return { ...base, ok: false, error: 'the row was deleted meanwhile; its delete failed' }
+      }
+    }
   } catch (err) {
     return await fail((err as Error).message)
   }

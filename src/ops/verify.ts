@@ -9,9 +9,9 @@
 import type postgres from 'postgres'
 import { readPage, readSample } from '../backfill/page.ts'
 import type { Config, Mapping } from '../config/load.ts'
-import { docId, idKey } from '../pipeline/docid.ts'
 import { namespaceSchema } from '../pipeline/schema.ts'
 import { type RouteRuntime, writeIntents } from '../pipeline/writer.ts'
+import { currentStateIntents, idKey, recheckWritten, rowDocId, type RowRef } from '../pipeline/row-identity.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import type { ColumnType } from '../postgres/read-rows.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
@@ -19,7 +19,6 @@ import type { DeadLetter } from '../postgres/dlq.ts'
 import { clientConfig, createClient } from '../turbopuffer/client.ts'
 import type { TurbopufferSink } from '../turbopuffer/sink.ts'
 import { encodeVersion, type Id, type Logger, type Row, type RowEvent, VERSION_ATTR } from '../types.ts'
-import { currentStateIntents, type RowRef } from './current-state.ts'
 import { openMapping } from './mapping-runtime.ts'
 import { canonicalAttributes, contentHash } from './normalize.ts'
 
@@ -107,7 +106,7 @@ export async function verifyMapping(
       const refs: RowRef[] = []
       for (let r = 0; r < pageRows.length; r++) {
         const row = pageRows[r]
-        const id = docIdOf(row, mapping)
+        const id = rowDocId(mapping, row)
         if (id === undefined) continue
         events.push({
           type: 'insert',
@@ -227,10 +226,6 @@ export async function verifyMapping(
   }
 }
 
-function docIdOf(row: Row, m: Mapping): Id | undefined {
-  return docId(row, m.idColumns)
-}
-
 function diffAttributes(want: Record<string, string>, got: Record<string, string>): string[] {
   const names = new Set([...Object.keys(want), ...Object.keys(got)])
   return [...names].filter((k) => want[k] !== got[k]).sort()
@@ -277,14 +272,23 @@ async function repair(
   const version = encodeVersion(lsn, 0)
   for (let i = 0; i < rewrite.length; i += 500) {
     const chunk = rewrite.slice(i, i + 500)
-    const intents = (await currentStateIntents(deps.sql, route, columns, chunk.map((e) => e.ref), lsn))
-      .filter((x) => x !== undefined)
+    const refs = chunk.map((e) => e.ref)
+    const all = await currentStateIntents(deps.sql, route, columns, refs, lsn)
+    const intents = all.filter((x) => x !== undefined)
     const dead: DeadLetter[] = []
-    const w = await writeIntents(intents, dead, { sink: deps.sink, sql: deps.sql, log })
+    const writer = { sink: deps.sink, sql: deps.sql, log }
+    const w = await writeIntents(intents, dead, writer)
     result.upserted += w.upserted
     result.deleted += w.deleted
     result.skipped += w.skipped
     result.failed += w.deadLettered
+    // rows deleted while they were transformed: their streamed delete may have landed before this upsert
+    const again = await recheckWritten(route, columns, refs.filter((_r, k) => all[k]?.kind === 'upsert'), writer)
+    if (again) {
+      result.deleted += again.deleted
+      result.skipped += again.skipped
+      result.failed += again.deadLettered
+    }
   }
   for (let i = 0; i < extra.length; i += 1000) {
     const ops = extra.slice(i, i + 1000).map((id) => ({ kind: 'delete' as const, id, version }))

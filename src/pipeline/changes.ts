@@ -15,6 +15,8 @@ export interface MappingRoute {
   needed?: Set<string>
   /** the id columns' types as a cast names them (`timestamp with time zone`, `character(10)`): re-reads by key */
   keyTypes: string[]
+  /** needed columns pgoutput does not send (generated columns): every insert and update is re-read by key */
+  notStreamed?: string[]
 }
 
 /** One document's wanted state after a change. */
@@ -121,7 +123,8 @@ export function changeIntents(
   const old = oldTuple ? decodeTuple(rel.columns, oldTuple).row : undefined
   for (const route of routes) {
     const m = route.mapping
-    const needsReread = unchanged.length > 0 && unchanged.some((c) => !route.needed || route.needed.has(c))
+    const needsReread = !!route.notStreamed ||
+      (unchanged.length > 0 && unchanged.some((c) => !route.needed || route.needed.has(c)))
     const id = docId(row, m.idColumns)
     if (id === undefined) {
       bad({ route, lsn: pos.commitLsn, event: { type: msg.tag, new: row }, error: idError(route, rel, msg.tag) })

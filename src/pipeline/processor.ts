@@ -4,13 +4,13 @@
 // (ARCHITECTURE.md invariants 1, 2, 4, 6).
 import type postgres from 'postgres'
 import type { PgOutputMessage, Relation } from '../postgres/pgoutput.ts'
-import { readRowsByKey } from '../postgres/read-rows.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
 import { type MappingProgress, recordProgress } from '../postgres/checkpoints.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import { encodeVersion, type Logger } from '../types.ts'
-import { changeIntents, deadLetterEvent, type Intent, intentKeyTexts } from './changes.ts'
-import { docId, idKey } from './docid.ts'
+import { changeIntents, type Intent } from './changes.ts'
+import { idKey } from './docid.ts'
+import { rereadIntents } from './row-identity.ts'
 import { type RouteRuntime, writeIntents, type WriteSummary } from './writer.ts'
 
 export type { RouteRuntime } from './writer.ts'
@@ -219,7 +219,8 @@ export class ChangeProcessor {
 
   private async flush(batch: Batch): Promise<void> {
     const started = Date.now()
-    const intents = await this.reread([...batch.intents.values()], batch.dead)
+    // changes that lack needed columns (unchanged TOAST values, generated columns): their rows as they are now
+    const intents = await rereadIntents(this.opts.sql, [...batch.intents.values()], batch.dead)
     const w = await writeIntents(intents, batch.dead, this.opts)
     const progress: MappingProgress[] = [...w.byMapping].map(([mapping, c]) => ({
       mapping,
@@ -233,65 +234,5 @@ export class ChangeProcessor {
     // after it: then everything handled is durable, and that commit is confirmed too.
     if (!this.inTxn && !this.pending.size && !this.dead.length) this.confirmIfAhead(this.lastCommitEnd)
     this.opts.onFlush?.({ ...w, docs: intents.length, ms: Date.now() - started, confirmed: this.lastConfirmed })
-  }
-
-  /** Replaces intents whose update left needed TOASTed columns out by the row as it is now. */
-  private async reread(intents: Intent[], dead: DeadLetter[]): Promise<Intent[]> {
-    const need = intents.filter((i) => i.reread)
-    if (!need.length) return intents
-    const groups = new Map<string, Intent[]>()
-    for (const i of need) {
-      const k = `${i.route.mapping.name}\u0000${i.relation!.oid}`
-      groups.set(k, [...(groups.get(k) ?? []), i])
-    }
-    const replaced = new Map<Intent, Intent | undefined>()
-    for (const group of groups.values()) {
-      const relation = group[0].relation!
-      const m = group[0].route.mapping
-      const rows = await readRowsByKey(
-        this.opts.sql,
-        { schema: relation.schema, table: relation.name },
-        relation.columns,
-        m.idColumns,
-        group[0].route.keyTypes,
-        group.map((i) => intentKeyTexts(i)!),
-      )
-      const found = new Map(rows.map((r) => [idKey(docId(r, m.idColumns)!), r]))
-      for (const i of group) {
-        const row = found.get(idKey(i.id))
-        // Gone: a later change (in this stream, after this one) deleted it; that delete will be applied.
-        if (!row) {
-          replaced.set(i, undefined)
-          continue
-        }
-        let member: boolean
-        try {
-          member = !i.route.isMember || i.route.isMember(row)
-        } catch (e) {
-          dead.push({
-            mapping: m.name,
-            docId: String(i.id),
-            lsn: i.lsn,
-            event: deadLetterEvent(i),
-            error: `membership: ${e}`,
-          })
-          replaced.set(i, undefined)
-          continue
-        }
-        replaced.set(i, {
-          ...i,
-          reread: undefined,
-          kind: member ? 'upsert' : 'delete',
-          event: member
-            ? { ...i.event, new: row }
-            : { ...i.event, type: 'delete', op: 'delete', new: undefined, old: row },
-        })
-      }
-    }
-    return intents.flatMap((i) => {
-      if (!replaced.has(i)) return [i]
-      const r = replaced.get(i)
-      return r ? [r] : []
-    })
   }
 }

@@ -2,9 +2,10 @@
 import type postgres from 'postgres'
 import type { Config, Mapping } from '../config/load.ts'
 import { tableInfo } from '../postgres/catalog.ts'
+import { tableByOid } from '../postgres/table-shape.ts'
 import { createEmbedder, type Embedder } from '../embeddings/embedder.ts'
 import type { Logger } from '../types.ts'
-import { compileMembership, predicateColumns } from './membership.ts'
+import { type CompiledPredicate, compileMembership, predicateColumns } from './membership.ts'
 import type { RouteRuntime } from './processor.ts'
 import { createTransformRunner } from './transform.ts'
 
@@ -17,6 +18,21 @@ export function neededColumns(m: Mapping): Set<string> | undefined {
     ...(m.membership ? predicateColumns(m.membership) : []),
     ...(m.embedding?.source ?? []),
   ])
+}
+
+/**
+ * The mapping's membership predicate compiled against its table's column types (undefined without one). Type errors
+ * (an int column compared with a string literal) surface here: `migrate` calls it too, so it refuses what `run` and
+ * `backfill` would refuse.
+ */
+export function compileMappingMembership(
+  m: Mapping,
+  columns: readonly { name: string; typeOid: number; typeName: string }[],
+): CompiledPredicate | undefined {
+  if (!m.membership) return undefined
+  // builtin types by OID; enums, domains and other user types by name (their OIDs differ per database)
+  const types = Object.fromEntries(columns.map((c) => [c.name, c.typeOid < 16384 ? c.typeOid : c.typeName]))
+  return compileMembership(m.membership, types)
 }
 
 export function embedderFor(config: Config, log: Logger): Embedder | undefined {
@@ -33,8 +49,6 @@ export async function buildRoutes(
   for (const m of config.mappings) {
     const info = await tableInfo(sql, m.schema, m.table)
     if (!info) throw new Error(`${m.file}: source: table ${m.schema}.${m.table} does not exist`)
-    // builtin types by OID; enums, domains and other user types by name (their OIDs differ per database)
-    const types = Object.fromEntries(info.columns.map((c) => [c.name, c.typeOid < 16384 ? c.typeOid : c.typeName]))
     const runner = await createTransformRunner(
       m.transform,
       {
@@ -45,13 +59,18 @@ export async function buildRoutes(
         embedding: m.embedding,
       },
     )
-    const member = m.membership ? compileMembership(m.membership, types) : undefined
+    const member = compileMappingMembership(m, info.columns)
     const typeOf = new Map(info.columns.map((c) => [c.name, c.typeName]))
+    // pgoutput does not send generated columns: a change of a row whose mapping needs one is re-read by key
+    const needed = neededColumns(m)
+    const shape = await tableByOid(sql, info.oid)
+    const generated = shape?.generated.filter((c) => !needed || needed.has(c)) ?? []
     routes.push({
       mapping: m,
+      ...(generated.length ? { notStreamed: generated } : {}),
       keyTypes: m.idColumns.map((c) => typeOf.get(c) ?? 'text'),
       isMember: member && ((row) => member(row) === true),
-      needed: neededColumns(m),
+      needed,
       runner,
     })
   }

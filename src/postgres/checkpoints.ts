@@ -22,3 +22,13 @@ export async function recordProgress(sql: postgres.Sql, progress: MappingProgres
         docs_deleted = __puffgres_checkpoints.docs_deleted + EXCLUDED.docs_deleted`
   }
 }
+
+/** The last LSN the stream or a backfill recorded in the state tables (as text), or undefined when none. */
+export async function recordedProgress(sql: postgres.Sql): Promise<string | undefined> {
+  const [r] = await sql<{ lsn: string | null }[]>`
+    SELECT greatest(
+      (SELECT max(last_lsn) FROM __puffgres_checkpoints),
+      (SELECT max(snapshot_lsn) FROM __puffgres_backfill)
+    )::text AS lsn`
+  return r?.lsn ?? undefined
+}

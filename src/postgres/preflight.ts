@@ -1,7 +1,7 @@
 // Checks, before streaming or backfilling, that `migrate` has been run for the current files.
 import type postgres from 'postgres'
 import type { Config } from '../config/load.ts'
-import { publicationTables } from './publication.ts'
+import { publicationTables, viaRootChange } from './publication.ts'
 import { appliedMigrations, existingStateTables, STATE_TABLES } from './state.ts'
 
 export class NotMigratedError extends Error {
@@ -33,6 +33,14 @@ export async function checkMigrated(config: Config, sql: postgres.Sql): Promise<
   if (!pub) {
     throw new NotMigratedError(
       `publication "${config.stream.publication}" does not exist: run \`puffgres migrate\` first`,
+    )
+  }
+  // a partitioned table is streamed through its root; without it the publication lists its partitions instead
+  const rootSql = await viaRootChange(sql, config.stream.publication, config.mappings)
+  if (rootSql) {
+    throw new NotMigratedError(
+      `publication "${config.stream.publication}" does not publish partitioned tables through their root: run ` +
+        '`puffgres migrate`',
     )
   }
   const have = new Set(pub.map((t) => `${t.schema}.${t.table}`))

@@ -1,4 +1,7 @@
-// The publication the stream subscribes to: exactly the source tables of the active mappings.
+// The publication the stream subscribes to: exactly the source tables of the active mappings, published through
+// their partition roots (publish_via_partition_root = true): a partitioned table's changes then arrive as changes of
+// the table the mapping names, whichever partition holds the row (without it they name the partitions, and the
+// publication lists partitions, not the table).
 import type postgres from 'postgres'
 import { ident, qualified } from './connect.ts'
 
@@ -23,9 +26,41 @@ export function publicationChange(name: string, current: TableName[] | undefined
   const want = [...new Map(tables.map((t) => [key(t), t])).values()].sort((a, b) => key(a).localeCompare(key(b)))
   const list = (ts: TableName[]) => ts.map((t) => qualified(t.schema, t.table)).join(', ')
   if (current === undefined) {
-    return `CREATE PUBLICATION ${ident(name)}${want.length ? ` FOR TABLE ${list(want)}` : ''}`
+    return `CREATE PUBLICATION ${ident(name)}${want.length ? ` FOR TABLE ${list(want)}` : ''}` +
+      ' WITH (publish_via_partition_root = true)'
   }
   if (current.map(key).sort().join('\n') === want.map(key).join('\n')) return undefined
   if (!want.length) return `ALTER PUBLICATION ${ident(name)} DROP TABLE ${list(current)}`
   return `ALTER PUBLICATION ${ident(name)} SET TABLE ${list(want)}`
+}
+
+/** Whether publication `name` publishes partitioned tables through their root; undefined when it does not exist. */
+export async function publicationViaRoot(sql: postgres.Sql, name: string): Promise<boolean | undefined> {
+  const [p] = await sql<
+    { viaroot: boolean }[]
+  >`SELECT pubviaroot AS viaroot FROM pg_publication WHERE pubname = ${name}`
+  return p?.viaroot
+}
+
+/**
+ * The statement that makes an existing publication publish through partition roots, when one of `tables` is
+ * partitioned and it does not yet (a publication created by an older puffgres, or by hand).
+ */
+export async function viaRootChange(
+  sql: postgres.Sql,
+  name: string,
+  tables: TableName[],
+): Promise<string | undefined> {
+  if ((await publicationViaRoot(sql, name)) !== false) return undefined
+  if (!(await partitioned(sql, tables)).length) return undefined
+  return `ALTER PUBLICATION ${ident(name)} SET (publish_via_partition_root = true)`
+}
+
+/** The partitioned tables among `tables`. */
+export async function partitioned(sql: postgres.Sql, tables: TableName[]): Promise<TableName[]> {
+  if (!tables.length) return []
+  const rows = await sql<TableName[]>`
+    SELECT n.nspname AS schema, c.relname AS table FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind = 'p' AND (n.nspname || '.' || c.relname) IN ${sql(tables.map(key))}`
+  return rows
 }

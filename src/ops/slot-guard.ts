@@ -1,0 +1,57 @@
+// Before `run` (re)connects: a slot that can no longer give what it promised stops the stream with what happened and
+// what to do, instead of retrying forever or silently starting over (docs/ARCHITECTURE.md invariants 1 and 7).
+// - invalidated (wal_status = 'lost', max_slot_wal_keep_size): PostgreSQL removed WAL the slot still needed.
+// - gone although puffgres had streamed or backfilled (dropped while puffgres was stopped, or lost in a failover:
+//   PostgreSQL before 17 does not carry logical slots over): a new slot starts now, and whatever was committed in
+//   between would never reach the namespaces. It is created again only when asked (`--create-slot true`).
+import type postgres from 'postgres'
+import { recordedProgress } from '../postgres/checkpoints.ts'
+import type { Logger } from '../types.ts'
+
+/** What `run` does with a missing slot: create it (true), refuse (false), or create it only if nothing was ever streamed. */
+export type CreateSlot = boolean | 'if-new'
+
+/** The slot cannot be used as it is: a configuration-class error (`run` exits 1). */
+export class SlotGoneError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'SlotGoneError'
+  }
+}
+
+const recovery = (slot: string) =>
+  `start \`puffgres run --create-slot true\` to create it again, then run \`puffgres backfill <mapping>\` (or ` +
+  `\`puffgres verify --repair\`) for each mapping to bring the namespaces back in sync (slot "${slot}")`
+
+/**
+ * Throws SlotGoneError for an invalidated slot, and for a missing one that had progress unless `create` is true
+ * (then it only warns). A missing slot without progress is left to ReplicationStream.ensureSlot.
+ */
+export async function checkSlot(sql: postgres.Sql, slot: string, create: CreateSlot, log: Logger): Promise<void> {
+  const [s] = await sql<{ wal_status: string | null; confirmed: string | null }[]>`
+    SELECT wal_status, confirmed_flush_lsn::text AS confirmed FROM pg_replication_slots
+    WHERE slot_name = ${slot} AND database = current_database()`
+  if (s?.wal_status === 'lost') {
+    throw new SlotGoneError(
+      `replication slot "${slot}" was invalidated (wal_status = lost): PostgreSQL removed WAL it still needed ` +
+        `(max_slot_wal_keep_size), so changes committed after ${s.confirmed ?? 'its last confirmed position'} ` +
+        `cannot be streamed. Drop it (SELECT pg_drop_replication_slot('${slot}')), then ${recovery(slot)}`,
+    )
+  }
+  if (s || create === false) return
+  const progress = await recordedProgress(sql)
+  if (!progress) return
+  if (create === true) {
+    log.warn(
+      'creating the replication slot again although puffgres streamed before: changes committed while it was ' +
+        'missing are not in the namespaces; run `puffgres backfill` (or `puffgres verify --repair`) for each mapping',
+      { slot, last_recorded: progress },
+    )
+    return
+  }
+  throw new SlotGoneError(
+    `replication slot "${slot}" is gone, but puffgres had written changes up to ${progress} (the slot was dropped ` +
+      `while puffgres was stopped, or lost in a failover): what was committed since is not in the namespaces. ` +
+      `Nothing was done; ${recovery(slot)}`,
+  )
+}

@@ -1,0 +1,264 @@
+// Row identity: which document a row is (docid.ts), how to find the row again (its key texts), and what its document
+// must be now (re-read by key, then upsert or delete). One path for every writer that brings documents to their
+// rows' current state: the stream (an update that left TOASTed columns out, a row with generated columns), backfill's
+// re-check, `dlq retry` and `verify --repair` (docs/ARCHITECTURE.md invariants 2, 5 and 9).
+//
+// Versions. Current-state writes carry encodeVersion(L) for an L = stableLsn() taken before the rows are read: every
+// commit the read does not see is streamed with a higher version, so they never beat a newer streamed change. But a
+// delete leaves no tombstone: a row deleted after the read, whose streamed delete lands before this upsert, would
+// come back. So whoever writes current state outside the stream re-checks its keys after writing
+// (`recheckWritten`): rows gone or no longer members by then get a delete at a later R = stableLsn().
+import type postgres from 'postgres'
+import type { DeadLetter } from '../postgres/dlq.ts'
+import { formatLsn } from '../postgres/lsn.ts'
+import { type ColumnType, readRowsByKey } from '../postgres/read-rows.ts'
+import { stableLsn } from '../postgres/stable-lsn.ts'
+import { tableByOid } from '../postgres/table-shape.ts'
+import { decodeValue } from '../postgres/values.ts'
+import type { Mapping } from '../config/load.ts'
+import { encodeVersion, type Id, type Logger, type Row } from '../types.ts'
+import { deadLetterEvent, type Intent, intentKeyTexts, type MappingRoute } from './changes.ts'
+import { docId, idKey } from './docid.ts'
+import { type RouteRuntime, writeIntents, type WriterDeps, type WriteSummary } from './writer.ts'
+
+export { docId, idKey }
+
+export interface RowRef {
+  /** the last known values of (at least) the row's id columns: they find the row, and name it once it is gone */
+  known: Row
+  /**
+   * the id columns as PostgreSQL printed them, when known: they find the row exactly (a decoded timestamp has lost
+   * its microseconds, so `known` alone cannot find a row keyed by one)
+   */
+  keyTexts?: (string | null)[]
+}
+
+/** A key value as PostgreSQL reads it back from text (JSON-safe forms: numbers, bigint strings, ISO times). */
+function keyText(v: unknown): string | null {
+  if (v === null || v === undefined) return null
+  if (v instanceof Date) return v.toISOString()
+  return typeof v === 'string' ? v : String(v)
+}
+
+/** The texts that find a referenced row: the ones PostgreSQL printed when kept, else its known id values. */
+export function refKeyTexts(ref: RowRef, idColumns: readonly string[]): (string | null)[] {
+  return ref.keyTexts ?? idColumns.map((c) => keyText(ref.known[c]))
+}
+
+/** The key texts a dead letter's event kept (`key_texts`), when they fit `n` id columns. */
+export function eventKeyTexts(event: unknown, n: number): string[] | undefined {
+  const texts = (event as { key_texts?: unknown } | null)?.key_texts
+  return Array.isArray(texts) && texts.length === n && texts.every((t) => typeof t === 'string')
+    ? texts as string[]
+    : undefined
+}
+
+/** The document id of a row under mapping `m`: the one call of docId for rows read or rebuilt here. */
+export function rowDocId(m: Mapping, row: Row): Id | undefined {
+  return docId(row, m.idColumns)
+}
+
+/**
+ * The id columns of a row decoded from their texts as PostgreSQL printed them, as the stream and backfill decode
+ * them (a column missing from `columns` is left out).
+ */
+export function keyRow(
+  columns: readonly ColumnType[],
+  idColumns: readonly string[],
+  texts: readonly (string | null)[],
+): Row {
+  const row: Row = {}
+  idColumns.forEach((name, j) => {
+    const c = columns.find((col) => col.name === name)
+    if (c) row[name] = decodeValue(texts[j], c.typeOid, c.typeName)
+  })
+  return row
+}
+
+/** Where the rows are read: a table and the columns to read. */
+export interface RowSource {
+  schema: string
+  table: string
+  columns: readonly ColumnType[]
+}
+
+/** The referenced rows as they are now, by idKey of their document id. */
+export async function readCurrent(
+  sql: postgres.Sql,
+  route: MappingRoute,
+  source: RowSource,
+  keys: (string | null)[][],
+): Promise<Map<string, Row>> {
+  const m = route.mapping
+  if (!keys.length) return new Map()
+  const rows = await readRowsByKey(sql, source, source.columns, m.idColumns, route.keyTypes, keys)
+  return new Map(rows.map((r) => [idKey(rowDocId(m, r)!), r]))
+}
+
+/** What the document of an existing row must be: an upsert when it is a member. Throws what membership throws. */
+export function decide(route: MappingRoute, row: Row): 'upsert' | 'delete' {
+  return !route.isMember || route.isMember(row) ? 'upsert' : 'delete'
+}
+
+/** The delete of a row's document at `lsn` (its current state is: gone, or not a member). */
+export function deleteIntent(route: MappingRoute, id: Id, old: Row, lsn: bigint): Intent {
+  const m = route.mapping
+  const event = {
+    type: 'delete' as const,
+    op: 'delete' as const,
+    id,
+    schema: m.schema,
+    table: m.table,
+    mapping: m.name,
+    old,
+    lsn: formatLsn(lsn),
+  }
+  return { route, id, kind: 'delete', version: encodeVersion(lsn, 0), lsn, event }
+}
+
+/**
+ * Reads each referenced row as it is now and returns one intent per reference (same order), versioned with `lsn`
+ * (taken before this read): an upsert when the row exists and is a member, else a delete of its id. `undefined` for
+ * a reference without a usable id.
+ */
+export async function currentStateIntents(
+  sql: postgres.Sql,
+  route: RouteRuntime,
+  columns: readonly ColumnType[],
+  refs: readonly RowRef[],
+  lsn: bigint,
+): Promise<(Intent | undefined)[]> {
+  const m = route.mapping
+  // from the key texts when known: decoded as the stream and backfill decoded them when they named the document
+  const ids = refs.map((r) => rowDocId(m, r.keyTexts ? keyRow(columns, m.idColumns, r.keyTexts) : r.known))
+  const keys = refs.flatMap((r, i) => ids[i] === undefined ? [] : [refKeyTexts(r, m.idColumns)])
+  const found = await readCurrent(sql, route, { schema: m.schema, table: m.table, columns }, keys)
+  return refs.map((ref, i): Intent | undefined => {
+    const id = ids[i]
+    if (id === undefined) return undefined
+    const row = found.get(idKey(id))
+    if (row && decide(route, row) === 'upsert') {
+      const event = {
+        type: 'insert' as const,
+        op: 'insert' as const,
+        id,
+        schema: m.schema,
+        table: m.table,
+        mapping: m.name,
+        new: row,
+        lsn: formatLsn(lsn),
+      }
+      return { route, id, kind: 'upsert', version: encodeVersion(lsn, 0), lsn, event }
+    }
+    return deleteIntent(route, id, row ?? ref.known, lsn)
+  })
+}
+
+/**
+ * After current-state upserts of `refs` were written: deletes, at R = stableLsn(), the documents of the rows that
+ * have gone or left the membership since they were read (their streamed delete may have landed before the upsert,
+ * which then brought the document back). Undefined when every row is still there.
+ */
+export async function recheckWritten(
+  route: RouteRuntime,
+  columns: readonly ColumnType[],
+  refs: readonly RowRef[],
+  deps: WriterDeps,
+): Promise<WriteSummary | undefined> {
+  if (!refs.length) return undefined
+  const lsn = await stableLsn(deps.sql, { log: deps.log })
+  const intents = (await currentStateIntents(deps.sql, route, columns, refs, lsn))
+    .filter((i): i is Intent => i?.kind === 'delete')
+  if (!intents.length) return undefined
+  deps.log.debug('re-check: rows gone or out of the predicate since they were read', {
+    mapping: route.mapping.name,
+    rows: intents.length,
+  })
+  return await writeIntents(intents, [], deps)
+}
+
+/**
+ * The stream's re-read: replaces each intent marked `reread` (its change lacks needed columns: unchanged TOAST
+ * values, generated columns) by its row as it is now, found by the table's OID with the columns the table has now.
+ * A row that is gone is dropped (a later change of the stream deleted it, and that delete will be applied); a row
+ * whose membership cannot be evaluated goes to `dead`.
+ */
+export async function rereadIntents(
+  sql: postgres.Sql,
+  intents: Intent[],
+  dead: DeadLetter[],
+  log?: Logger,
+): Promise<Intent[]> {
+  const need = intents.filter((i) => i.reread)
+  if (!need.length) return intents
+  const groups = new Map<string, Intent[]>()
+  for (const i of need) {
+    const k = `${i.route.mapping.name}\u0000${i.relation!.oid}`
+    groups.set(k, [...(groups.get(k) ?? []), i])
+  }
+  const replaced = new Map<Intent, Intent | undefined>()
+  for (const group of groups.values()) {
+    const route = group[0].route
+    const m = route.mapping
+    // the table as it is now, by OID: the relation message's name and columns may be out of date (DROP COLUMN, renames)
+    const table = await tableByOid(sql, group[0].relation!.oid)
+    const lost = table ? m.idColumns.filter((c) => !table.columns.some((col) => col.name === c)) : []
+    if (lost.length) {
+      // an id column renamed or dropped since: these rows cannot be found by key; they wait in the DLQ, the stream goes on
+      for (const i of group) {
+        dead.push({
+          mapping: m.name,
+          docId: String(i.id),
+          lsn: i.lsn,
+          event: deadLetterEvent(i),
+          error: `re-read: id column(s) ${lost.join(', ')} no longer in ${table!.schema}.${table!.table} (renamed or ` +
+            `dropped): give the mapping its new id in a new migration version`,
+        })
+        replaced.set(i, undefined)
+      }
+      continue
+    }
+    // a dropped table has no rows: its later changes (if any) say what happened to the documents
+    const found = table ? await readCurrent(sql, route, table, group.map((i) => intentKeyTexts(i)!)) : new Map()
+    for (const i of group) {
+      const row = found.get(idKey(i.id))
+      if (!row) {
+        replaced.set(i, undefined)
+        continue
+      }
+      let kind: 'upsert' | 'delete'
+      try {
+        kind = decide(route, row)
+      } catch (e) {
+        dead.push({
+          mapping: m.name,
+          docId: String(i.id),
+          lsn: i.lsn,
+          event: deadLetterEvent(i),
+          error: `membership: ${e}`,
+        })
+        replaced.set(i, undefined)
+        continue
+      }
+      // an inserted row that is not a member never had a document (a later change that made it one is streamed)
+      if (kind === 'delete' && i.event.type === 'insert') {
+        replaced.set(i, undefined)
+        continue
+      }
+      replaced.set(i, {
+        ...i,
+        reread: undefined,
+        kind,
+        event: kind === 'upsert'
+          ? { ...i.event, new: row }
+          : { ...i.event, type: 'delete', op: 'delete', new: undefined, old: row },
+      })
+    }
+  }
+  log?.debug('re-read rows whose change lacked needed columns', { rows: need.length })
+  return intents.flatMap((i) => {
+    if (!replaced.has(i)) return [i]
+    const r = replaced.get(i)
+    return r ? [r] : []
+  })
+}

@@ -1,0 +1,56 @@
+// A table as it is *now*, found by OID: its current name and columns. The stream follows a mapped table by OID
+// (docs/ARCHITECTURE.md invariant 9): after a DROP COLUMN or a rename, the columns of the stream's relation message
+// are out of date, and a re-read built from them would fail on every replay.
+import type postgres from 'postgres'
+import type { ColumnType } from './read-rows.ts'
+
+/** PostgreSQL's first OID of objects that are not builtin (pgoutput sends Type messages only for those). */
+const FIRST_NON_BUILTIN_OID = 10000
+
+export interface TableShape {
+  oid: number
+  schema: string
+  table: string
+  /** every live column, in table order; typeName only for non-builtin types (as pgoutput's Type messages name them) */
+  columns: ColumnType[]
+  /** stored generated columns: pgoutput does not send them (before PostgreSQL 18, and after it by default) */
+  generated: string[]
+  /** columns without NOT NULL */
+  nullable: string[]
+  /** relkind 'p': a partitioned table (streamed through its root: publish_via_partition_root) */
+  partitioned: boolean
+}
+
+/** The table with this OID as it is now; undefined when it was dropped. */
+export async function tableByOid(sql: postgres.Sql, oid: number): Promise<TableShape | undefined> {
+  const [t] = await sql<{ schema: string; table: string; relkind: string }[]>`
+    SELECT n.nspname AS schema, c.relname AS table, c.relkind FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ${oid}`
+  if (!t) return undefined
+  const cols = await sql<{ name: string; typeOid: number; typname: string; generated: boolean; notNull: boolean }[]>`
+    SELECT a.attname AS name, a.atttypid::int AS "typeOid", t.typname, a.attgenerated <> '' AS generated,
+           a.attnotnull AS "notNull"
+    FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+    WHERE a.attrelid = ${oid} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`
+  return {
+    oid,
+    schema: t.schema,
+    table: t.table,
+    columns: cols.map((c) =>
+      c.typeOid >= FIRST_NON_BUILTIN_OID
+        ? { name: c.name, typeOid: c.typeOid, typeName: c.typname }
+        : { name: c.name, typeOid: c.typeOid }
+    ),
+    generated: cols.filter((c) => c.generated).map((c) => c.name),
+    nullable: cols.filter((c) => !c.notNull).map((c) => c.name),
+    partitioned: t.relkind === 'p',
+  }
+}
+
+/** The same, by name (a mapping's source table). */
+export async function tableByName(sql: postgres.Sql, schema: string, table: string): Promise<TableShape | undefined> {
+  const [t] = await sql<{ oid: number }[]>`
+    SELECT c.oid::int AS oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = ${schema} AND c.relname = ${table} AND c.relkind IN ('r', 'p')`
+  return t ? await tableByOid(sql, t.oid) : undefined
+}

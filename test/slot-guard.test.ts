@@ -1,0 +1,118 @@
+// A slot that cannot give what it promised: `run` says what happened and what to do, and exits 1, instead of
+// retrying forever (invalidated: wal_status = lost) or silently creating a new one (dropped while puffgres was
+// stopped, after it had streamed). `--create-slot true` creates it again, with a warning.
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import postgres from 'postgres'
+import { type LocalServer, startLocalServer } from '../src/local/server.ts'
+import { runCli } from './harness/cli.ts'
+import { type Cluster, startCluster, type TestDatabase, testDatabase } from './harness/pg.ts'
+import { makeProject, migration, type Project } from './harness/project.ts'
+import { quietLogger, startStream, waitForSlotActive } from './harness/stream.ts'
+import { backfill } from '../src/backfill/backfill.ts'
+import { loadConfig } from '../src/config/load.ts'
+import { waitFor } from './harness/wait.ts'
+
+let server: LocalServer
+const cleanups: (() => Promise<void> | void)[] = []
+
+beforeAll(async () => {
+  server = await startLocalServer()
+})
+
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c()
+  await server?.stop()
+})
+
+/** `run` from the CLI, given at most `ms` to exit (a run that does not exit is the bug). */
+async function runExits(config: string, ms = 20_000, ...args: string[]) {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const timeout = new Promise<never>((_r, reject) => {
+    timer = setTimeout(() => reject(new Error(`run did not exit within ${ms} ms`)), ms)
+  })
+  try {
+    return await Promise.race([runCli(['-c', config, 'run', '--poll-interval-ms', '50', ...args]), timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** A project streaming table `items` into the local server, migrated, after one row went through `run`. */
+async function streamedOnce(url: string, sql: postgres.Sql): Promise<Project> {
+  await sql`CREATE TABLE items (id int PRIMARY KEY, name text)`
+  const project = makeProject({
+    databaseUrl: url,
+    turbopufferUrl: server.url,
+    migrations: { '001_items.toml': migration({ name: 'items', table: 'items', namespace: `items_${Date.now()}` }) },
+  })
+  cleanups.push(() => project.remove())
+  expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
+  const stream = startStream(project.config)
+  await waitForSlotActive(sql)
+  await sql`INSERT INTO items VALUES (1, 'one')`
+  await waitFor('a batch written', () => stream.flushes.some((f) => f.upserted > 0))
+  await stream.stop()
+  return project
+}
+
+describe('run and its slot', () => {
+  let db: TestDatabase
+  test('a slot dropped while puffgres was stopped: exit 1 with what to do; --create-slot true creates it', async () => {
+    db = await testDatabase('slotgone')
+    cleanups.push(() => db.drop())
+    const project = await streamedOnce(db.url, db.sql)
+    await db.sql`SELECT pg_drop_replication_slot('puffgres')`
+    await db.sql`INSERT INTO items VALUES (2, 'two')` // committed while there is no slot: never streamed
+
+    const r = await runExits(project.config)
+    expect(r.code).toBe(1)
+    expect(r.err).toMatch(
+      /error: replication slot "puffgres" is gone, but puffgres had written changes up to [0-9A-F]+\//,
+    )
+    expect(r.err).toContain('puffgres run --create-slot true')
+    expect(r.err).toContain('puffgres backfill')
+    expect(await db.sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = 'puffgres'`).toHaveLength(0)
+
+    // a backfill creates it (it is the remedy), warning that it covers only its own mapping
+    const lines: string[] = []
+    const b = await backfill(loadConfig(project.config), { mapping: 'items', log: quietLogger(lines), progress: false })
+    expect(b.outcome).toBe('done')
+    expect(lines.join('\n')).toContain('the replication slot was missing although puffgres had written changes before')
+    await db.sql`SELECT pg_drop_replication_slot('puffgres')`
+
+    // told to: created again, with a warning naming the gap
+    const stream = startStream(project.config) // createSlot: true
+    try {
+      await waitForSlotActive(db.sql)
+      expect(stream.logs.join('\n')).toContain('creating the replication slot again')
+    } finally {
+      await stream.stop()
+    }
+  })
+
+  test('an invalidated slot (wal_status = lost): exit 1 with what to do', async () => {
+    // its own cluster: a tiny max_slot_wal_keep_size would invalidate other files' slots
+    const cluster: Cluster = await startCluster({ max_slot_wal_keep_size: "'1MB'" })
+    cleanups.push(() => cluster.stop())
+    const admin = postgres(cluster.url(), { max: 1, onnotice: () => {} })
+    await admin.unsafe('CREATE DATABASE lost')
+    await admin.end()
+    const sql = postgres(cluster.url('lost'), { max: 2, onnotice: () => {} })
+    cleanups.push(() => sql.end({ timeout: 1 }))
+    const project = await streamedOnce(cluster.url('lost'), sql)
+    // more WAL than the slot may keep, then a checkpoint: PostgreSQL invalidates it
+    await waitFor('the slot is lost', async () => {
+      await sql`INSERT INTO items SELECT g, 'x' FROM generate_series(1000 + (random() * 1e6)::int, 1000 + (random() * 1e6)::int + 2000) g ON CONFLICT DO NOTHING`
+      await sql`SELECT pg_switch_wal()`
+      await sql`CHECKPOINT`
+      const [s] = await sql`SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'puffgres'`
+      return s?.wal_status === 'lost'
+    }, 30_000)
+
+    const r = await runExits(project.config)
+    expect(r.code).toBe(1)
+    expect(r.err).toMatch(/error: replication slot "puffgres" was invalidated \(wal_status = lost\)/)
+    expect(r.err).toContain("pg_drop_replication_slot('puffgres')")
+    expect(r.err).toContain('puffgres backfill')
+  })
+})
