@@ -2,7 +2,7 @@
 // (`import type { RowEvent, Action } from 'puffgres'`).
 
 /** A document id: turbopuffer takes unsigned integers, UUIDs or strings. Composite keys are joined into a string. */
-export type Id = string | number
+export type Id = string | number | bigint
 
 /** A row as decoded from PostgreSQL: column name → JS value (see `postgres/values.ts` for the type mapping). */
 export type Row = Record<string, unknown>

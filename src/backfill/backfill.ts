@@ -16,7 +16,7 @@
 import { clientConfig } from '../turbopuffer/client.ts'
 import type postgres from 'postgres'
 import { setImmediate } from 'node:timers'
-import { decodeValue, OID } from '../postgres/values.ts'
+import { decodeColumn, OID } from '../postgres/values.ts'
 import { forEachLimited } from '../concurrency.ts'
 import type { Config, Mapping } from '../config/load.ts'
 import { createLogger } from '../log.ts'
@@ -26,7 +26,7 @@ import { formatLsn, parseLsn } from '../postgres/lsn.ts'
 import { checkMigrated } from '../postgres/preflight.ts'
 import { ReplicationStream } from '../postgres/replication.ts'
 import type { Intent } from '../pipeline/changes.ts'
-import { docId } from '../pipeline/docid.ts'
+import { docId, idProblem } from '../pipeline/docid.ts'
 import { buildRoutes } from '../pipeline/routes.ts'
 import { type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
@@ -344,7 +344,7 @@ async function copy(
     const values = plan.keyIndexed ? raw.rows : dedupeByKey(plan, raw.rows)
     const starts: number[] = []
     for (let i = 0; i < values.length; i += batchSize) starts.push(i)
-    const written: WriteSummary = { upserted: 0, deleted: 0, skipped: 0, deadLettered: 0, byMapping: new Map() }
+    const written: WriteSummary = { upserted: 0, deleted: 0, skipped: 0, deadLettered: 0, typeConflicts: 0, byMapping: new Map() }
     await forEachLimited(starts, WRITES_IN_FLIGHT, async (start) => {
       // Let the socket be read between batches: the next page arrives while this one is decoded, and PostgreSQL
       // does not sit with a full socket buffer. A turn of the event loop reads only part of what has come, so as
@@ -353,11 +353,24 @@ async function copy(
         await new Promise((resolve) => setImmediate(resolve))
       }
       const batch = decodePage(plan, raw.lsn, values.slice(start, start + batchSize))
-      const intents: Intent[] = new Array(batch.rows.length)
+      const intents: Intent[] = []
+      const badIds: DeadLetter[] = []
       for (let i = 0; i < batch.rows.length; i++) {
         const row = batch.rows[i]
-        const id = docId(row, m.idColumns)!
-        intents[i] = {
+        const id = docId(row, m.idColumns, m.idType === 'string')
+        if (id === undefined) {
+          // a negative integer id (NULL ids are not paged): no turbopuffer id, so a dead letter naming the fix
+          const keys = batch.keys.map((k) => k[i])
+          badIds.push({
+            mapping: m.name,
+            docId: keys.join(':'),
+            lsn: raw.lsn,
+            event: { type: 'insert', key: Object.fromEntries(m.idColumns.map((c, j) => [c, keys[j]])) },
+            error: `backfill of ${m.schema}.${m.table}: ${idProblem(row, m.idColumns)}`,
+          })
+          continue
+        }
+        intents.push({
           route,
           id,
           kind: 'upsert',
@@ -365,15 +378,15 @@ async function copy(
           lsn: raw.lsn,
           event: { type: 'insert', op: 'insert', id, schema, table, mapping: m.name, new: row, lsn: lsnText },
           keyTexts: exactKeys ? undefined : batch.keys.map((k) => k[i]),
-        }
+        })
       }
-      const dead: DeadLetter[] = batch.bad.map((b) => ({
+      const dead: DeadLetter[] = badIds.concat(batch.bad.map((b) => ({
         mapping: m.name,
         docId: b.keys.join(':'),
         lsn: raw.lsn,
         event: { type: 'insert', key: Object.fromEntries(m.idColumns.map((c, j) => [c, b.keys[j]])) },
         error: `backfill of ${m.schema}.${m.table}: ${b.error}`,
-      }))
+      })))
       // nothing is written before the page is in the journal of pages in flight (its insert ran meanwhile)
       await raw.recorded
       const s = await writeIntents(intents, dead, deps)
@@ -381,6 +394,7 @@ async function copy(
       written.deleted += s.deleted
       written.skipped += s.skipped
       written.deadLettered += s.deadLettered
+      written.typeConflicts += s.typeConflicts
     })
     return written
   }
@@ -392,22 +406,24 @@ async function copy(
     if (!stale.length) return undefined
     const lsnText = formatLsn(lsn)
     const version = encodeVersion(lsn, 0)
-    const intents: Intent[] = stale.map((i) => {
+    const intents: Intent[] = stale.flatMap((i) => {
       // from the key texts: the page's rows are not kept once written
       const old: Row = {}
       for (let j = 0; j < keyColumns.length; j++) {
         const c = keyColumns[j]
-        old[c.name] = decodeValue(page.keys[j][i], c.typeOid, c.typeName)
+        decodeColumn(old, c.name, page.keys[j][i], c.typeOid, c.typeName)
       }
-      const id = docId(old, m.idColumns)!
-      return {
+      // undefined for a row that never had a document (a negative integer id): nothing to delete
+      const id = docId(old, m.idColumns, m.idType === 'string')
+      if (id === undefined) return []
+      return [{
         route,
         id,
-        kind: 'delete',
+        kind: 'delete' as const,
         version,
         lsn,
-        event: { type: 'delete', op: 'delete', id, schema, table, mapping: m.name, old, lsn: lsnText },
-      }
+        event: { type: 'delete' as const, op: 'delete' as const, id, schema, table, mapping: m.name, old, lsn: lsnText },
+      }]
     })
     log.debug('re-check: rows gone or out of the predicate since their page was read', {
       mapping: m.name,

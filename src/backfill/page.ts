@@ -10,7 +10,7 @@
 import type postgres from 'postgres'
 import { type CopyRow, CopyTextParser } from '../postgres/copy-text.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
-import { decodeValue } from '../postgres/values.ts'
+import { decodeValue, keepSourceText, keepsSourceText } from '../postgres/values.ts'
 import type { Logger, Row } from '../types.ts'
 import { type BackfillPlan, copyPageSql, copySampleSql } from './plan.ts'
 
@@ -160,6 +160,8 @@ export function decodePage(plan: BackfillPlan, lsn: bigint, values: (string | nu
   const names = columns.map((c) => c.name)
   const oids = columns.map((c) => c.typeOid)
   const typeNames = columns.map((c) => c.typeName)
+  const keeps = columns.map((c) => keepsSourceText(c.typeOid, c.typeName))
+  const kept = keeps.some(Boolean)
   const nkeys = keyIndex.length
   const keys: string[][] = keyIndex.map(() => [])
   const rows: Row[] = []
@@ -170,6 +172,7 @@ export function decodePage(plan: BackfillPlan, lsn: bigint, values: (string | nu
     let j = 0
     try {
       for (; j < ncols; j++) row[names[j]] = decodeValue(v[j], oids[j], typeNames[j])
+      if (kept) for (let c = 0; c < ncols; c++) if (keeps[c] && v[c] !== null) keepSourceText(row, names[c], v[c]!)
     } catch (e) {
       bad.push({ keys: keyIndex.map((k) => v[k] as string), error: `column "${names[j]}": ${(e as Error).message}` })
       continue

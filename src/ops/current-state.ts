@@ -32,13 +32,13 @@ export async function currentStateIntents(
   lsn: bigint,
 ): Promise<(Intent | undefined)[]> {
   const m = route.mapping
-  const ids = refs.map((r) => docId(r.known, m.idColumns))
+  const ids = refs.map((r) => docId(r.known, m.idColumns, m.idType === 'string'))
   const keys = refs.flatMap((r, i) =>
     ids[i] === undefined ? [] : [r.keyTexts ?? m.idColumns.map((c) => keyText(r.known[c]))]
   )
   const source = { schema: m.schema, table: m.table }
   const rows = await readRowsByKey(sql, source, columns, m.idColumns, route.keyTypes, keys)
-  const found = new Map(rows.map((r) => [idKey(docId(r, m.idColumns)!), r]))
+  const found = new Map(rows.map((r) => [idKey(docId(r, m.idColumns, m.idType === 'string')!), r]))
   const version = encodeVersion(lsn, 0)
   const lsnText = formatLsn(lsn)
   const base = { schema: m.schema, table: m.table, mapping: m.name, lsn: lsnText }

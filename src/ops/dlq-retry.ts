@@ -80,7 +80,7 @@ async function retryOne(
     return { ...base, ok: false, error }
   }
   const known = eventRow(entry)
-  if (!known || docId(known, rt.mapping.idColumns) === undefined) {
+  if (!known || docId(known, rt.mapping.idColumns, rt.mapping.idType === 'string') === undefined) {
     return await fail(
       `cannot retry: the event has no value for id column(s) ${rt.mapping.idColumns.join(', ')} (clear it instead)`,
     )

@@ -228,7 +228,7 @@ export async function verifyMapping(
 }
 
 function docIdOf(row: Row, m: Mapping): Id | undefined {
-  return docId(row, m.idColumns)
+  return docId(row, m.idColumns, m.idType === 'string')
 }
 
 function diffAttributes(want: Record<string, string>, got: Record<string, string>): string[] {

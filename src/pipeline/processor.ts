@@ -256,7 +256,7 @@ export class ChangeProcessor {
         group[0].route.keyTypes,
         group.map((i) => intentKeyTexts(i)!),
       )
-      const found = new Map(rows.map((r) => [idKey(docId(r, m.idColumns)!), r]))
+      const found = new Map(rows.map((r) => [idKey(docId(r, m.idColumns, m.idType === 'string')!), r]))
       for (const i of group) {
         const row = found.get(idKey(i.id))
         // Gone: a later change (in this stream, after this one) deleted it; that delete will be applied.

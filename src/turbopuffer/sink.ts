@@ -222,6 +222,21 @@ export class TurbopufferSink implements Sink {
     }
   }
 
+  async attributeTypes(namespace: string): Promise<Record<string, string>> {
+    const ns = this.#namespace(namespace)
+    try {
+      const schema = await this.#call(namespace, 'query', (signal) => ns.schema({}, { signal }))
+      const out: Record<string, string> = {}
+      for (const [name, cfg] of Object.entries(schema)) {
+        if (name !== 'id' && name !== 'vector' && typeof cfg?.type === 'string') out[name] = cfg.type
+      }
+      return out
+    } catch (err) {
+      if (err instanceof TurbopufferRequestError && err.status === 404) return {}
+      throw err
+    }
+  }
+
   /** Deletes the namespace and all its documents; fine if it does not exist. */
   async deleteNamespace(namespace: string): Promise<void> {
     const ns = this.#namespace(namespace)
