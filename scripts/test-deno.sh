@@ -11,6 +11,7 @@ DENO=./node_modules/.bin/deno
 # membership, transforms and backfill. Add a file once it passes on Deno.
 DEFAULT_TESTS=(
   test/local-server.test.ts
+  test/local-rules.test.ts
   test/local-persistence.test.ts
   test/local-faults.test.ts
   test/local-command.test.ts

@@ -16,7 +16,7 @@ Options:
   --api-key <KEY>     accept only this API key (default: any non-empty key)
   --fail-rate <R>     answer this share (0..1) of writes with 500, for testing retries (default 0)
   --latency-ms <MS>   delay every request by this many milliseconds (default 0)
-  --max-body-mb <MB>  largest request body in MiB (default 256)
+  --max-body-mb <MB>  largest request body in MiB (default and most: 512, turbopuffer's limit)
   -h, --help          this help
 
 Point puffgres (or any turbopuffer client) at it with
@@ -62,7 +62,7 @@ export async function localCommand(argv: string[]): Promise<number> {
       apiKey: values['api-key'],
       failRate: num('fail-rate', values['fail-rate'], 0, (n) => n >= 0 && n <= 1),
       latencyMs: num('latency-ms', values['latency-ms'], 0, (n) => n >= 0),
-      maxBodyBytes: Math.round(num('max-body-mb', values['max-body-mb'], 256, (n) => n > 0) * 1024 * 1024),
+      maxBodyBytes: Math.round(num('max-body-mb', values['max-body-mb'], 512, (n) => n > 0 && n <= 512) * 1024 * 1024),
     }
     if (opts.apiKey === '') throw new Error('invalid --api-key: must not be empty')
   } catch (e) {

@@ -1,5 +1,7 @@
 // The HTTP face of the local server: routing, auth, body limits and decoding, error bodies like turbopuffer's.
 import { ApiError, badRequest, show } from './errors.ts'
+import { parseJson, toJson } from './json.ts'
+import { violation } from './rules.ts'
 import { checkFailRate, checkLatency, type Faults, type FaultScope, type LocalServerStats } from './faults.ts'
 import { newMeta } from './namespace.ts'
 import { runQuery } from './query.ts'
@@ -17,7 +19,7 @@ type Handler = (req: Request) => Promise<Response>
 const JSON_HEADERS = { 'content-type': 'application/json' }
 
 function reply(status: number, body: unknown, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(body), { status, headers: { ...JSON_HEADERS, ...headers } })
+  return new Response(toJson(body), { status, headers: { ...JSON_HEADERS, ...headers } })
 }
 
 function errorReply(e: ApiError): Response {
@@ -176,7 +178,7 @@ export function createHandler(store: Store, faults: Faults, stats: LocalServerSt
     }
     let body: unknown
     try {
-      body = JSON.parse(text)
+      body = parseJson(text)
     } catch (e) {
       throw new ApiError(422, `failed to decode request body as JSON: ${(e as Error).message}`)
     }
@@ -192,7 +194,7 @@ function allow(method: string, expected: string) {
 }
 
 function tooLarge(limit: number): ApiError {
-  return new ApiError(413, `request body too large: the limit is ${limit} bytes`)
+  return violation('request-size', `request body too large: the limit is ${limit} bytes`)
 }
 
 /** Reads the body (gunzipping `content-encoding: gzip`), refusing more than `limit` bytes either way. */

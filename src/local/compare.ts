@@ -18,7 +18,9 @@ export function compareStrings(a: string, b: string): number {
 
 /** Compares two scalars of the same kind; NaN when they cannot be ordered (different kinds, null). */
 export function compareScalars(a: unknown, b: unknown): number {
-  if (typeof a === 'number' && typeof b === 'number') return a === b ? 0 : a < b ? -1 : 1
+  // integers beyond 2^53 are bigints (json.ts); JavaScript compares a number with a bigint exactly
+  const numeric = (x: unknown) => typeof x === 'number' || typeof x === 'bigint'
+  if (numeric(a) && numeric(b)) return (a as number) < (b as number) ? -1 : (a as number) > (b as number) ? 1 : 0
   if (typeof a === 'string' && typeof b === 'string') return compareStrings(a, b)
   if (typeof a === 'boolean' && typeof b === 'boolean') return Number(a) - Number(b)
   return NaN

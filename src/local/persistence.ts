@@ -18,6 +18,7 @@ import {
 } from 'node:fs'
 import { join } from 'node:path'
 import { Buffer } from 'node:buffer'
+import { parseJson, toJson } from './json.ts'
 import type { DocId } from './ids.ts'
 import { type Doc, Namespace, type NamespaceMeta } from './namespace.ts'
 
@@ -79,7 +80,7 @@ export class NamespaceFiles {
       snapshotBytes = text.length
       let snap: Snapshot
       try {
-        snap = JSON.parse(text)
+        snap = parseJson(text) as Snapshot
       } catch (e) {
         throw new Error(`local turbopuffer data is corrupt: ${snapPath}: ${(e as Error).message}`)
       }
@@ -105,7 +106,7 @@ export class NamespaceFiles {
         }
         let entry: WalEntry
         try {
-          entry = JSON.parse(text.slice(offset, end))
+          entry = parseJson(text.slice(offset, end)) as WalEntry
         } catch (e) {
           throw new Error(`local turbopuffer data is corrupt: ${walPath} line ${lineNo}: ${(e as Error).message}`)
         }
@@ -125,7 +126,7 @@ export class NamespaceFiles {
   /** Appends one applied write and fsyncs it. */
   append(meta: NamespaceMeta, put: Doc[], del: DocId[]): void {
     const entry: WalEntry = { seq: this.seq + 1, meta, put, del }
-    const line = new TextEncoder().encode(JSON.stringify(entry) + '\n')
+    const line = new TextEncoder().encode(toJson(entry) + '\n')
     let written = 0
     while (written < line.length) written += writeSync(this.fd, line, written, line.length - written)
     fsyncSync(this.fd)
@@ -140,7 +141,7 @@ export class NamespaceFiles {
 
   compact(ns: Namespace): void {
     const snap: Snapshot = { seq: this.seq, meta: ns.meta, docs: [...ns.docs.values()] }
-    const text = JSON.stringify(snap)
+    const text = toJson(snap)
     const tmp = join(this.dir, 'snapshot.json.tmp')
     writeFileSync(tmp, text)
     const fd = openSync(tmp, 'r+')

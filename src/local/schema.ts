@@ -1,5 +1,6 @@
 // Attribute types: inferred from the first value written unless declared, then enforced on every write.
 import { badRequest, show } from './errors.ts'
+import { LIMITS, utf8Bytes, violation } from './rules.ts'
 import { isUuid } from './ids.ts'
 
 export interface AttrConfig {
@@ -23,7 +24,6 @@ const OPTIONS = new Set([
   'embed',
   'sparse_knn',
 ])
-const encoder = new TextEncoder()
 // ISO 8601 with a mandatory date and an optional time and zone, as turbopuffer accepts for datetime.
 const DATETIME = /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/
 
@@ -38,11 +38,18 @@ export function vectorDims(type: string): number | undefined {
 }
 
 export function checkAttrName(name: string): void {
-  if (name.length === 0) throw badRequest('invalid attribute name "": names must not be empty')
-  if (name.startsWith('$')) throw badRequest(`invalid attribute name ${show(name)}: names must not start with '$'`)
+  if (name.length === 0) throw violation('attribute-name', 'invalid attribute name "": names must not be empty')
+  if (name.startsWith('$')) {
+    throw violation('attribute-name', `invalid attribute name ${show(name)}: names must not start with '$'`)
+  }
   // Plain objects hold documents here; this one name would set their prototype instead of an attribute.
   if (name === '__proto__') throw badRequest('invalid attribute name "__proto__": not supported by the local server')
-  if (encoder.encode(name).length > 128) throw badRequest(`invalid attribute name ${show(name)}: at most 128 bytes`)
+  if (utf8Bytes(name) > LIMITS.attributeNameBytes) {
+    throw violation(
+      'attribute-name',
+      `invalid attribute name ${show(name)}: at most ${LIMITS.attributeNameBytes} bytes`,
+    )
+  }
 }
 
 /** Normalises one entry of a `schema` object (`"uint"` or `{ type, filterable, ... }`). */
@@ -73,22 +80,37 @@ export function inferType(name: string, value: unknown): string | undefined {
   if (value === null || value === undefined) return undefined
   if (typeof value === 'string') return 'string'
   if (typeof value === 'boolean') return 'bool'
+  if (typeof value === 'bigint') return 'int'
   if (typeof value === 'number') return Number.isInteger(value) ? 'int' : 'float'
   if (Array.isArray(value)) {
-    const first = value.find((v) => v !== null)
-    if (first === undefined) return undefined
-    const t = inferType(name, first)
-    if (t === undefined || t.startsWith('[]')) throw unsupported(name, value)
-    return '[]' + t
+    let type: string | undefined
+    for (const v of value) {
+      if (Array.isArray(v)) throw nested(name, value)
+      const t = inferType(name, v)
+      if (t === undefined) continue
+      type ??= t
+      if (t !== type) {
+        throw violation(
+          'array-element-type',
+          `invalid value for attribute ${show(name)}: an array holds one element type, got ${type} and ${t}`,
+        )
+      }
+    }
+    return type && '[]' + type
   }
-  throw unsupported(name, value)
+  throw nested(name, value)
 }
 
-function unsupported(name: string, value: unknown) {
-  return badRequest(`invalid value for attribute ${show(name)}: unsupported value ${show(value)}`)
+function nested(name: string, value: unknown) {
+  const what = Array.isArray(value) ? 'nested arrays are' : 'objects are'
+  return violation('nested-value', `invalid value for attribute ${show(name)}: ${what} not attribute values`)
 }
 
-/** Whether a non-null value fits a type. */
+const INT_MIN = -(2n ** 63n)
+const INT_MAX = 2n ** 63n - 1n
+const UINT_MAX = 2n ** 64n - 1n
+
+/** Whether a non-null value fits a type. Integers beyond 2^53 are bigints (json.ts). */
 export function fitsType(type: string, value: unknown): boolean {
   if (type.startsWith('[]')) {
     const inner = type.slice(2)
@@ -97,13 +119,14 @@ export function fitsType(type: string, value: unknown): boolean {
   switch (type) {
     case 'string':
       return typeof value === 'string'
-    // integers beyond 2^53 are valid 64-bit values on the wire; JSON.parse rounds them here (documented)
     case 'int':
-      return typeof value === 'number' && Number.isInteger(value) && Math.abs(value) <= 2 ** 63
+      if (typeof value === 'bigint') return value >= INT_MIN && value <= INT_MAX
+      return typeof value === 'number' && Number.isSafeInteger(value)
     case 'uint':
-      return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value < 2 ** 64
+      if (typeof value === 'bigint') return value >= 0n && value <= UINT_MAX
+      return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
     case 'float':
-      return typeof value === 'number' && Number.isFinite(value)
+      return (typeof value === 'number' && Number.isFinite(value)) || typeof value === 'bigint'
     case 'bool':
       return typeof value === 'boolean'
     case 'uuid':
@@ -115,10 +138,51 @@ export function fitsType(type: string, value: unknown): boolean {
   }
 }
 
-export function checkValue(name: string, type: string, value: unknown): void {
-  if (value === null) return
+/** Whether an attribute is indexed for filtering: by default yes, unless it has full-text search. */
+export function isFilterable(cfg: AttrConfig): boolean {
+  return cfg.filterable ?? !cfg.full_text_search
+}
+
+/** Checks a non-null value against its attribute: type, then the size rules. */
+export function checkValue(name: string, cfg: AttrConfig, value: unknown): void {
+  if (value === null || value === undefined) return
+  const type = cfg.type
   if (!fitsType(type, value)) {
-    throw badRequest(`invalid value for attribute ${show(name)} of type ${type}: ${show(value)}`)
+    const got = inferType(name, value) // throws for nested arrays, objects and mixed arrays
+    const shown = typeof value === 'bigint' ? String(value) : show(value)
+    // same kind of value, out of its range (a negative uint, an int beyond 64 bits): not a type change
+    if (got === undefined || got === type.replace('uint', 'int')) {
+      throw violation('attribute-type', `invalid value for attribute ${show(name)} of type ${type}: ${shown}`)
+    }
+    throw violation('attribute-type', `invalid value for attribute ${show(name)}: cannot change type ${type} to ${got}`)
+  }
+  // numbers, bools, uuids and datetimes count 8 bytes each; strings their UTF-8 length
+  if (Array.isArray(value) && typeof value[0] !== 'string' && value.length * 8 > LIMITS.valueBytes) {
+    throw violation(
+      'value-size',
+      `invalid value for attribute ${show(name)}: ${value.length * 8} bytes, the limit is ${LIMITS.valueBytes}`,
+    )
+  }
+  if (type !== 'string' && type !== '[]string') return
+  const strings = typeof value === 'string' ? [value] : value as string[]
+  let total = 0
+  const limit = isFilterable(cfg) ? LIMITS.filterableValueBytes : Infinity
+  for (const s of strings) {
+    const bytes = utf8Bytes(s)
+    total += bytes
+    if (bytes > limit) {
+      throw violation(
+        'filterable-value-size',
+        `invalid value for filterable attribute ${show(name)}: ${bytes} bytes, the limit is ${limit}; ` +
+          'declare it {"filterable": false} or full_text_search to store longer text',
+      )
+    }
+  }
+  if (total > LIMITS.valueBytes) {
+    throw violation(
+      'value-size',
+      `invalid value for attribute ${show(name)}: ${total} bytes, the limit is ${LIMITS.valueBytes}`,
+    )
   }
 }
 

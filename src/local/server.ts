@@ -2,6 +2,7 @@
 import { serveHttp } from '../runtime.ts'
 import { createHandler } from './api.ts'
 import { checkFailRate, checkLatency, emptyStats, Faults, type FaultScope, type LocalServerStats } from './faults.ts'
+import { LIMITS } from './rules.ts'
 import { Store } from './store.ts'
 
 export type { FaultScope, LocalServerStats }
@@ -19,7 +20,7 @@ export interface LocalServerOptions {
   failRate?: number
   /** delay before every API request is handled */
   latencyMs?: number
-  /** largest request body, after gunzip (default 256 MiB); larger ones get 413 */
+  /** largest request body, after gunzip (default and most: turbopuffer's 512 MiB); larger ones get 413 */
   maxBodyBytes?: number
   /** fold a namespace's log into its snapshot once the log is larger than this and than the snapshot (4 MiB) */
   compactAfterBytes?: number
@@ -43,9 +44,10 @@ export interface LocalServer {
 export async function startLocalServer(opts: LocalServerOptions = {}): Promise<LocalServer> {
   const port = opts.port ?? 0
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid port ${port}: expected 0-65535`)
-  const maxBodyBytes = opts.maxBodyBytes ?? 256 * 1024 * 1024
-  if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1) {
-    throw new Error(`invalid maxBodyBytes ${maxBodyBytes}: expected a positive integer`)
+  const maxBodyBytes = opts.maxBodyBytes ?? LIMITS.requestBytes
+  // only lower: a larger limit would accept requests turbopuffer refuses
+  if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1 || maxBodyBytes > LIMITS.requestBytes) {
+    throw new Error(`invalid maxBodyBytes ${maxBodyBytes}: expected an integer from 1 to ${LIMITS.requestBytes}`)
   }
   if (opts.apiKey !== undefined && opts.apiKey === '') throw new Error('invalid apiKey: must not be empty')
   const faults = new Faults()

@@ -1,7 +1,8 @@
 // All namespaces of one server, in memory, optionally backed by a data dir. A change is made durable first and
 // only then applied in memory, and all of it runs synchronously, so concurrent requests never interleave.
 import { join } from 'node:path'
-import { badRequest, notFound } from './errors.ts'
+import { notFound } from './errors.ts'
+import { violation } from './rules.ts'
 import type { DocId } from './ids.ts'
 import { type Doc, Namespace, type NamespaceMeta } from './namespace.ts'
 import { listNamespaceDirs, NamespaceFiles, removeNamespaceDir } from './persistence.ts'
@@ -9,7 +10,7 @@ import { NAMESPACE_NAME } from '../turbopuffer/types.ts'
 
 export function checkNamespaceName(name: string): void {
   if (!NAMESPACE_NAME.test(name) || name === '.' || name === '..') {
-    throw badRequest(`invalid namespace name '${name}': use 1 to 128 characters from [A-Za-z0-9-_.]`)
+    throw violation('namespace-name', `invalid namespace name '${name}': use 1 to 128 characters from [A-Za-z0-9-_.]`)
   }
 }
 

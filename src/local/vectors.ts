@@ -2,6 +2,7 @@
 import { Buffer } from 'node:buffer'
 import type { DistanceMetric } from '../types.ts'
 import { badRequest, show } from './errors.ts'
+import { LIMITS, violation } from './rules.ts'
 
 export const DISTANCE_METRICS: DistanceMetric[] = ['cosine_distance', 'euclidean_squared']
 
@@ -9,6 +10,7 @@ export function parseVector(value: unknown, what = 'vector'): number[] {
   if (typeof value === 'string') {
     const bytes = Buffer.from(value, 'base64')
     if (bytes.length === 0 || bytes.length % 4 !== 0) throw badRequest(`invalid ${what}: bad base64 f32 data`)
+    checkDims(bytes.length / 4, what)
     const out: number[] = []
     for (let i = 0; i < bytes.length; i += 4) out.push(bytes.readFloatLE(i))
     return out
@@ -19,8 +21,17 @@ export function parseVector(value: unknown, what = 'vector'): number[] {
   for (const x of value) {
     if (typeof x !== 'number' || !Number.isFinite(x)) throw badRequest(`invalid ${what}: ${show(x)} is not a number`)
   }
-  if (value.length > 10752) throw badRequest(`invalid ${what}: at most 10752 dimensions`)
+  checkDims(value.length, what)
   return value as number[]
+}
+
+export function checkDims(dims: number, what = 'vector'): void {
+  if (dims > LIMITS.vectorDimensions) {
+    throw violation(
+      'vector-dimensions',
+      `invalid ${what}: ${dims} dimensions, at most ${LIMITS.vectorDimensions}`,
+    )
+  }
 }
 
 export function encodeVectorBase64(v: number[]): string {

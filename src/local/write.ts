@@ -5,8 +5,9 @@ import { ApiError, badRequest, show } from './errors.ts'
 import { compileFilter, type Predicate } from './filter.ts'
 import { checkId, type DocId, idKey } from './ids.ts'
 import { type Doc, type Namespace, type NamespaceMeta, newMeta } from './namespace.ts'
+import { LIMITS, violation } from './rules.ts'
 import { checkAttrName, checkValue, inferType, parseAttrSchema, vectorDims } from './schema.ts'
-import { DISTANCE_METRICS, parseVector } from './vectors.ts'
+import { checkDims, DISTANCE_METRICS, parseVector } from './vectors.ts'
 
 const WRITE_KEYS = new Set([
   'upsert_rows',
@@ -30,7 +31,6 @@ const WRITE_KEYS = new Set([
   'encryption',
   'sharding',
 ])
-const MAX_ATTRIBUTES = 256
 
 export interface WritePlan {
   meta: NamespaceMeta
@@ -75,7 +75,9 @@ export function planWrite(
     const t = checkId(id, meta.idType)
     meta.idType ??= t
     const key = idKey(id as DocId, meta.idType)
-    if (seen.has(key)) throw badRequest(`invalid write: duplicate id ${show(id)} in one request`)
+    if (seen.has(key)) {
+      throw violation('duplicate-id', `invalid write: duplicate id ${showId(id)} in one request`)
+    }
     seen.add(key)
   }
 
@@ -209,7 +211,10 @@ export function applySchema(meta: NamespaceMeta, schema: unknown) {
         throw badRequest(`invalid schema for "id": type must be uint, string or uuid, got ${show(type)}`)
       }
       if (meta.idType && meta.idType !== type) {
-        throw badRequest(`invalid schema for "id": the namespace already has ${meta.idType} ids`)
+        throw violation(
+          'id-type-mixed',
+          `mixing id types is not supported: the namespace has ${meta.idType} ids, the schema says ${type}`,
+        )
       }
       meta.idType = type
       continue
@@ -217,8 +222,9 @@ export function applySchema(meta: NamespaceMeta, schema: unknown) {
     const cfg = parseAttrSchema(name, spec)
     if (name === 'vector') {
       const dims = vectorDims(cfg.type)!
+      checkDims(dims, 'schema for "vector"')
       if (meta.dims !== undefined && meta.dims !== dims) {
-        throw badRequest(`invalid schema for "vector": the namespace has ${meta.dims} dimensions`)
+        throw violation('vector-dimensions', `invalid schema for "vector": the namespace has ${meta.dims} dimensions`)
       }
       meta.dims = dims
       const ann = cfg.ann as { distance_metric?: unknown } | undefined
@@ -228,13 +234,14 @@ export function applySchema(meta: NamespaceMeta, schema: unknown) {
     checkAttrName(name)
     const old = Object.hasOwn(meta.schema, name) ? meta.schema[name] : undefined
     if (old && old.type !== cfg.type) {
-      throw badRequest(`invalid schema for ${show(name)}: cannot change type ${old.type} to ${cfg.type}`)
+      throw violation(
+        'schema-type-change',
+        `invalid schema for ${show(name)}: cannot change type ${old.type} to ${cfg.type}`,
+      )
     }
     meta.schema[name] = { ...old, ...cfg }
   }
-  if (Object.keys(meta.schema).length > MAX_ATTRIBUTES) {
-    throw badRequest(`invalid schema: at most ${MAX_ATTRIBUTES} attributes per namespace`)
-  }
+  checkAttributeCount(meta)
 }
 
 interface RowOp {
@@ -281,7 +288,7 @@ function prepareAttrs(meta: NamespaceMeta, attrs: Attrs) {
       if (value === null || value === undefined) continue
       const v = parseVector(value)
       if (meta.dims !== undefined && meta.dims !== v.length) {
-        throw badRequest(`invalid vector: ${v.length} dimensions, the namespace has ${meta.dims}`)
+        throw violation('vector-dimensions', `invalid vector: ${v.length} dimensions, the namespace has ${meta.dims}`)
       }
       if (!meta.distanceMetric) throw badRequest('invalid write: distance_metric is required when writing vectors')
       meta.dims = v.length
@@ -289,18 +296,16 @@ function prepareAttrs(meta: NamespaceMeta, attrs: Attrs) {
       continue
     }
     checkAttrName(name)
-    if (value === undefined) continue
-    const known = Object.hasOwn(meta.schema, name) ? meta.schema[name] : undefined
-    if (known) {
-      checkValue(name, known.type, value)
-      continue
+    if (value === undefined || value === null) continue
+    if (!Object.hasOwn(meta.schema, name)) {
+      // the first value of an undeclared attribute pins its type for good
+      const type = inferType(name, value)
+      if (type === undefined) continue
+      meta.schema[name] = { type }
     }
-    const type = inferType(name, value)
-    if (type) meta.schema[name] = { type }
+    checkValue(name, meta.schema[name], value)
   }
-  if (Object.keys(meta.schema).length > MAX_ATTRIBUTES) {
-    throw badRequest(`invalid write: at most ${MAX_ATTRIBUTES} attributes per namespace`)
-  }
+  checkAttributeCount(meta)
 }
 
 function planCopy(
@@ -337,4 +342,18 @@ function planCopy(
       billing: { billable_logical_bytes_written: 0 },
     },
   }
+}
+
+function checkAttributeCount(meta: NamespaceMeta) {
+  const n = Object.keys(meta.schema).length
+  if (n > LIMITS.attributesPerNamespace) {
+    throw violation(
+      'attribute-count',
+      `too many attributes: ${n}, at most ${LIMITS.attributesPerNamespace} per namespace`,
+    )
+  }
+}
+
+function showId(id: unknown): string {
+  return typeof id === 'bigint' ? String(id) : show(id)
 }
