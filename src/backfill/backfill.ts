@@ -344,7 +344,14 @@ async function copy(
     const values = plan.keyIndexed ? raw.rows : dedupeByKey(plan, raw.rows)
     const starts: number[] = []
     for (let i = 0; i < values.length; i += batchSize) starts.push(i)
-    const written: WriteSummary = { upserted: 0, deleted: 0, skipped: 0, deadLettered: 0, typeConflicts: 0, byMapping: new Map() }
+    const written: WriteSummary = {
+      upserted: 0,
+      deleted: 0,
+      skipped: 0,
+      deadLettered: 0,
+      typeConflicts: 0,
+      byMapping: new Map(),
+    }
     await forEachLimited(starts, WRITES_IN_FLIGHT, async (start) => {
       // Let the socket be read between batches: the next page arrives while this one is decoded, and PostgreSQL
       // does not sit with a full socket buffer. A turn of the event loop reads only part of what has come, so as
@@ -422,7 +429,16 @@ async function copy(
         kind: 'delete' as const,
         version,
         lsn,
-        event: { type: 'delete' as const, op: 'delete' as const, id, schema, table, mapping: m.name, old, lsn: lsnText },
+        event: {
+          type: 'delete' as const,
+          op: 'delete' as const,
+          id,
+          schema,
+          table,
+          mapping: m.name,
+          old,
+          lsn: lsnText,
+        },
       }]
     })
     log.debug('re-check: rows gone or out of the predicate since their page was read', {

@@ -172,7 +172,7 @@ export function decodePage(plan: BackfillPlan, lsn: bigint, values: (string | nu
     let j = 0
     try {
       for (; j < ncols; j++) row[names[j]] = decodeValue(v[j], oids[j], typeNames[j])
-      if (kept) for (let c = 0; c < ncols; c++) if (keeps[c] && v[c] !== null) keepSourceText(row, names[c], v[c]!)
+      if (kept) { for (let c = 0; c < ncols; c++) if (keeps[c] && v[c] !== null) keepSourceText(row, names[c], v[c]!) }
     } catch (e) {
       bad.push({ keys: keyIndex.map((k) => v[k] as string), error: `column "${names[j]}": ${(e as Error).message}` })
       continue

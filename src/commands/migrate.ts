@@ -9,6 +9,7 @@ import { publicationChange, publicationTables } from '../postgres/publication.ts
 import { appliedMigrations, ensureStateTables, existingStateTables, STATE_TABLES } from '../postgres/state.ts'
 import { predicateColumns } from '../pipeline/membership.ts'
 import { validateTransform } from '../pipeline/transform.ts'
+import { mappingSchema } from '../ops/schema-report.ts'
 
 export const help = `puffgres migrate [--dry-run]
 
@@ -165,6 +166,16 @@ export async function migrateCommand(argv: string[], config: () => Config): Prom
     const dry = values['dry-run']
     console.log(dry ? 'Plan (dry run, nothing changed):' : 'Migrating:')
     for (const s of plan.steps) console.log(`  ${s}`)
+    if (dry) {
+      for (const m of cfg.mappings) {
+        const schema = await mappingSchema(sql, m)
+        if (!schema?.lines.length) continue
+        console.log(
+          `Schema of namespace ${m.namespace} (mapping ${m.name}${schema.id_type === 'string' ? ', string ids' : ''}):`,
+        )
+        for (const l of schema.lines) console.log(`  ${l}`)
+      }
+    }
     if (!dry) {
       await applyMigrate(sql, plan)
       console.log('Done.')

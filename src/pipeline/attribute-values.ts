@@ -123,7 +123,8 @@ export function shapeAttributes(
     if (a.overridden || a.form === 'json-text' || (typeof v === 'string' && a.spec.type.startsWith('[]'))) {
       const c = convertValue(v, a.spec.type)
       if (!c.ok) {
-        const error = `column "${name}" (${a.pgType}, declared ${a.spec.type}${a.overridden ? ' in [target.schema]' : ''}): ` +
+        const error =
+          `column "${name}" (${a.pgType}, declared ${a.spec.type}${a.overridden ? ' in [target.schema]' : ''}): ` +
           `${c.error}; fix: declare the attribute's type in [target.schema] (e.g. ${name} = "string")`
         return { error, conflict: false }
       }
@@ -141,7 +142,8 @@ export function shapeAttributes(
       v = c.value
     }
     if (
-      a.spec.filterable !== false && !a.spec.full_text_search && (a.spec.type === 'string' || a.spec.type === '[]string')
+      a.spec.filterable !== false && !a.spec.full_text_search &&
+      (a.spec.type === 'string' || a.spec.type === '[]string')
     ) {
       if (tooLongForFilter(v)) {
         const error = `column "${name}" (${a.pgType}): a value over ${MAX_FILTERABLE_BYTES} bytes in a filterable ` +

@@ -168,7 +168,9 @@ export function changeIntents(
 function idError(route: MappingRoute, rel: Relation, kind: string, row: Row): string {
   const values = route.mapping.idColumns.map((c) => row[c])
   if (values.every((v) => v !== null && v !== undefined)) {
-    return `mapping ${route.mapping.name}: ${kind} on ${rel.schema}.${rel.name}: ${idProblem(row, route.mapping.idColumns)}`
+    return `mapping ${route.mapping.name}: ${kind} on ${rel.schema}.${rel.name}: ${
+      idProblem(row, route.mapping.idColumns)
+    }`
   }
   return `mapping ${route.mapping.name}: ${kind} on ${rel.schema}.${rel.name} without a value for id column(s) ` +
     `${route.mapping.idColumns.join(', ')} (is the table's REPLICA IDENTITY enough? see puffgres migrate)`

@@ -135,7 +135,13 @@ export function mappingAttributes(
   for (const [name, hint] of Object.entries(mapping.schemaHints ?? {})) {
     const base = out.get(name)
     const spec = normalizeSpec(hint)
-    out.set(name, { column: name, pgType: base?.pgType ?? '(transform)', spec, form: base?.form ?? 'value', overridden: true })
+    out.set(name, {
+      column: name,
+      pgType: base?.pgType ?? '(transform)',
+      spec,
+      form: base?.form ?? 'value',
+      overridden: true,
+    })
   }
   return out
 }

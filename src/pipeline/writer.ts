@@ -158,7 +158,7 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
       deps.log.warn('row sent to the dead-letter queue', { mapping: d.mapping, id: d.docId, error: d.error })
     }
     if (summary.typeConflicts) {
-      deps.log.warn('values the namespace\'s attribute types cannot take went to the dead-letter queue', {
+      deps.log.warn("values the namespace's attribute types cannot take went to the dead-letter queue", {
         rows: summary.typeConflicts,
       })
     }
