@@ -115,10 +115,9 @@ export function shapeAttributes(
     const a = declared.get(name)
     if (!a) continue
     let v = attributes[name]
+    // json's text: a JSON null is the text "null" (a SQL NULL has no text and stays null)
+    if (identity && a.form === 'json-text' && row) v = sourceText(row, name) ?? (v == null ? v : jsonText(row[name]))
     if (v === null || v === undefined) continue
-    if (identity && a.form === 'json-text' && row) {
-      v = sourceText(row, name) ?? jsonText(row[name])
-    }
     // decoded values already have their column's type; a multi-dimensional array arrives as JSON text
     if (a.overridden || a.form === 'json-text' || (typeof v === 'string' && a.spec.type.startsWith('[]'))) {
       const c = convertValue(v, a.spec.type)
