@@ -9,6 +9,7 @@ import type { RouteRuntime } from '../pipeline/writer.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import { type ColumnType, readRowsByKey } from '../postgres/read-rows.ts'
 import { encodeVersion, type Row } from '../types.ts'
+import { decodeColumn } from '../postgres/values.ts'
 
 export interface RowRef {
   /** the last known values of (at least) the row's id columns: they find the row, and name it once it is gone */
@@ -32,7 +33,11 @@ export async function currentStateIntents(
   lsn: bigint,
 ): Promise<(Intent | undefined)[]> {
   const m = route.mapping
-  const ids = refs.map((r) => docId(r.known, m.idColumns, m.idType === 'string'))
+  // from the key texts when known: decoded from them, a timestamp key part keeps its microseconds, as in the id the
+  // stream and backfill gave the document (and the re-read rows below give)
+  const ids = refs.map((r) =>
+    docId(r.keyTexts ? keyRow(columns, m.idColumns, r.keyTexts) : r.known, m.idColumns, m.idType === 'string')
+  )
   const keys = refs.flatMap((r, i) =>
     ids[i] === undefined ? [] : [r.keyTexts ?? m.idColumns.map((c) => keyText(r.known[c]))]
   )
@@ -58,4 +63,14 @@ export async function currentStateIntents(
 function keyText(v: unknown): string {
   if (v instanceof Date) return v.toISOString()
   return typeof v === 'string' ? v : String(v)
+}
+
+/** The id columns of a row, decoded from their texts as PostgreSQL printed them. */
+function keyRow(columns: readonly ColumnType[], idColumns: readonly string[], texts: readonly string[]): Row {
+  const row: Row = {}
+  idColumns.forEach((name, j) => {
+    const c = columns.find((col) => col.name === name)
+    if (c) decodeColumn(row, name, texts[j], c.typeOid, c.typeName)
+  })
+  return row
 }
