@@ -223,6 +223,17 @@ describe('a schema from the column types', () => {
   })
 })
 
+describe('verify', () => {
+  test('finds the namespaces in sync: json text, overrides, big integers, microsecond keys', async () => {
+    for (const m of ['st', 'ovr', 'big', 'tsk']) {
+      const r = await runCli(['-c', project.config, 'verify', m])
+      expect([m, r.code, r.out]).toEqual([m, 0, expect.stringContaining('in sync')])
+    }
+    const sample = await runCli(['-c', project.config, 'verify', 'big', '--sample', '5', '--json'])
+    expect([sample.code, JSON.parse(sample.out).mismatched.items]).toEqual([0, []])
+  })
+})
+
 describe('schema changes while run streams', () => {
   test('ADD, DROP, RENAME and TYPE of a column: the other attributes keep flowing', async () => {
     await db.sql`INSERT INTO alt VALUES (1, 5, 'a', 'x'), (2, 6, 'b', 'y')`

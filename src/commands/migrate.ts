@@ -21,7 +21,7 @@ Applies the migration files in puffgres/migrations/ to the source database:
 Warns where a table's REPLICA IDENTITY cannot give puffgres the id of updated or deleted rows.
 
 Options:
-  --dry-run   print the plan and change nothing
+  --dry-run   print the plan, and each mapping's attribute schema (from its column types), and change nothing
 `
 
 export interface MigratePlan {

@@ -465,7 +465,7 @@ export function parseArray(text: string, element: (s: string) => unknown): unkno
 
 /**
  * The PostgreSQL text of a row's json/jsonb and timestamp columns, kept beside their decoded values under a symbol
- * (invisible to for-in, Object.keys and JSON): json attributes are sent as this text, so integers beyond 2^53 inside
+ * (not enumerable: invisible to for-in, Object.keys, spread, JSON and test equality): json attributes are sent as this text, so integers beyond 2^53 inside
  * stay exact, and timestamp ids and key parts keep their microseconds (decoded values hold milliseconds).
  */
 export const SOURCE_TEXT: unique symbol = Symbol('puffgres.sourceText')
@@ -481,7 +481,13 @@ export function keepsSourceText(typeOid: number, typeName?: string): boolean {
 /** Records a column's PostgreSQL text on a decoded row (for columns where keepsSourceText). */
 export function keepSourceText(row: Row, name: string, text: string): void {
   const r = row as WithSource
-  ;(r[SOURCE_TEXT] ??= {})[name] = text
+  let texts = r[SOURCE_TEXT]
+  if (!texts) {
+    // not enumerable: rows compare, spread and print as their columns alone
+    texts = {}
+    Object.defineProperty(r, SOURCE_TEXT, { value: texts, enumerable: false, writable: true, configurable: true })
+  }
+  texts[name] = text
 }
 
 /** Decodes one column's text onto `row`, keeping the text where keepsSourceText says. */
