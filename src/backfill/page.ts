@@ -10,7 +10,7 @@
 import type postgres from 'postgres'
 import { type CopyRow, CopyTextParser } from '../postgres/copy-text.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
-import { decodeValue, keepSourceText, keepsSourceText } from '../postgres/values.ts'
+import { decodeValue, isJsonType, keepSourceText, keepsSourceText } from '../postgres/values.ts'
 import type { Logger, Row } from '../types.ts'
 import { type BackfillPlan, copyPageSql, copySampleSql } from './plan.ts'
 
@@ -160,7 +160,11 @@ export function decodePage(plan: BackfillPlan, lsn: bigint, values: (string | nu
   const names = columns.map((c) => c.name)
   const oids = columns.map((c) => c.typeOid)
   const typeNames = columns.map((c) => c.typeName)
-  const keeps = columns.map((c) => keepsSourceText(c.typeOid, c.typeName))
+  // json's text always (it is the attribute); a timestamp's only in an id column (the id keeps its microseconds)
+  const keeps = columns.map((c, j) =>
+    keepsSourceText(c.typeOid, c.typeName) &&
+    (keyIndex.includes(j) || isJsonType(c.typeOid, c.typeName))
+  )
   const kept = keeps.some(Boolean)
   const nkeys = keyIndex.length
   const keys: string[][] = keyIndex.map(() => [])

@@ -478,6 +478,12 @@ export function keepsSourceText(typeOid: number, typeName?: string): boolean {
   return t === OID.json || t === OID.jsonb || t === OID.timestamp || t === OID.timestamptz
 }
 
+/** json or jsonb (domains over them included) */
+export function isJsonType(typeOid: number, typeName?: string): boolean {
+  const t = resolveTypeOid(typeOid, typeName)
+  return t === OID.json || t === OID.jsonb
+}
+
 /** Records a column's PostgreSQL text on a decoded row (for columns where keepsSourceText). */
 export function keepSourceText(row: Row, name: string, text: string): void {
   const r = row as WithSource
