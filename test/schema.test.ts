@@ -66,6 +66,7 @@ beforeAll(async () => {
       '003_big.toml': migration({ name: 'big', table: 'bigids' }),
       '004_tsk.toml': migration({ name: 'tsk', table: 'tsk', id: 'at' }),
       '005_alt.toml': migration({ name: 'alt', table: 'alt' }),
+      '007_bigs.toml': migration({ name: 'bigs', table: 'bigids' }) + 'id_type = "string"\n',
       '006_ovr.toml': migration({ name: 'ovr', table: 'alltypes', columns: ['n', 't', 'vc'] }) +
         '\n[target.schema]\nn = "float"\nt = { type = "string", full_text_search = true }\n',
     },
@@ -74,7 +75,7 @@ beforeAll(async () => {
   expect(dry.code).toBe(0)
   dryRun = dry.out
   expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
-  for (const m of ['bf', 'big', 'tsk', 'ovr']) {
+  for (const m of ['bf', 'big', 'bigs', 'tsk', 'ovr']) {
     const r = await runCli(['-c', project.config, 'backfill', m])
     expect([m, r.code, r.err]).toEqual([m, 0, expect.any(String)])
   }
@@ -210,6 +211,12 @@ describe('a schema from the column types', () => {
     await waitFor('big ids streamed', () => docs('big').get(9007199254740993n)?.v === 2 && docs('big').size === 2)
     await waitFor('-7 dead-lettered', async () => (await deadLetters('big')).length === 2)
     expect((await deadLetters('big'))[1].error).toContain('is -7')
+  })
+
+  test('id_type = "string": every id is its text, negative ones included', async () => {
+    // backfilled, then streamed with the test above (-7 inserted, 2^63−1 deleted)
+    expect([...docs('bigs').keys()].sort()).toEqual(['-5', '-7', '0', '9007199254740993'])
+    expect(await deadLetters('bigs')).toEqual([])
   })
 
   test('a timestamptz key keeps its microseconds: two rows 100 µs apart are two documents', async () => {
