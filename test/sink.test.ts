@@ -259,9 +259,11 @@ describe('request splitting', () => {
     expect(res).toEqual({ written: 250, skipped: 0, failed: [] })
     expect(sink.stats().requests - before).toBe(3)
 
+    // 5 kB strings are over turbopuffer's 4 KiB limit for filterable values: declared not filterable
     const bytes = await sink.write(
       ns,
       Array.from({ length: 10 }, (_, i) => up(1000 + i, 'v1', { s: 'y'.repeat(5000) })),
+      { schema: { s: { type: 'string', filterable: false } } },
     )
     expect(bytes.written).toBe(10)
     // 10 rows of ~5 kB under a 20 kB budget: 3 rows per request

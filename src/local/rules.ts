@@ -70,7 +70,7 @@ export const WRITE_RULES = {
   },
   'array-element-type': {
     id: 'array-element-type',
-    description: 'an array holds elements of one type',
+    description: 'an array holds elements of one type (undeclared, `[1, 2.5]` is int and float: declare `[]float`)',
     status: 400,
   },
   'nested-value': {
