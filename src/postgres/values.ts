@@ -464,13 +464,12 @@ export function parseArray(text: string, element: (s: string) => unknown): unkno
 }
 
 /**
- * The PostgreSQL text of a row's json/jsonb and timestamp columns, kept beside their decoded values under a symbol
- * (not enumerable: invisible to for-in, Object.keys, spread, JSON and test equality): json attributes are sent as this text, so integers beyond 2^53 inside
- * stay exact, and timestamp ids and key parts keep their microseconds (decoded values hold milliseconds).
+ * The PostgreSQL text of a row's json/jsonb and timestamp columns, kept beside their decoded values in a side table
+ * (rows compare, spread, print and serialize as their columns alone; a property would also cost every row a slower
+ * shape): json attributes are sent as this text, so integers beyond 2^53 inside stay exact, and timestamp ids and key
+ * parts keep their microseconds (decoded values hold milliseconds).
  */
-export const SOURCE_TEXT: unique symbol = Symbol('puffgres.sourceText')
-
-type WithSource = { [SOURCE_TEXT]?: Record<string, string> }
+const SOURCE_TEXT = new WeakMap<Row, Record<string, string>>()
 
 /** Whether decoding a column of this type keeps its text (see SOURCE_TEXT). */
 export function keepsSourceText(typeOid: number, typeName?: string): boolean {
@@ -486,14 +485,9 @@ export function isJsonType(typeOid: number, typeName?: string): boolean {
 
 /** Records a column's PostgreSQL text on a decoded row (for columns where keepsSourceText). */
 export function keepSourceText(row: Row, name: string, text: string): void {
-  const r = row as WithSource
-  let texts = r[SOURCE_TEXT]
-  if (!texts) {
-    // not enumerable: rows compare, spread and print as their columns alone
-    texts = {}
-    Object.defineProperty(r, SOURCE_TEXT, { value: texts, enumerable: false, writable: true, configurable: true })
-  }
-  texts[name] = text
+  const texts = SOURCE_TEXT.get(row)
+  if (texts) texts[name] = text
+  else SOURCE_TEXT.set(row, { [name]: text })
 }
 
 /** Decodes one column's text onto `row`, keeping the text where keepsSourceText says. */
@@ -504,7 +498,7 @@ export function decodeColumn(row: Row, name: string, text: string | null, typeOi
 
 /** A column's PostgreSQL text as decoding kept it, if it did. */
 export function sourceText(row: Row, name: string): string | undefined {
-  return (row as WithSource)[SOURCE_TEXT]?.[name]
+  return SOURCE_TEXT.get(row)?.[name]
 }
 
 /**
