@@ -9,11 +9,14 @@
 // - float4/float8 NaN and ±Infinity: null (JSON and turbopuffer `float` cannot represent them).
 // - timestamp (read as UTC) and timestamptz: ISO 8601 in UTC with a `Z`, millisecond precision
 //   (`2024-01-02T03:04:05.123Z`). turbopuffer datetimes hold milliseconds, so microseconds are truncated here,
-//   once, and every path (stream, backfill, verify) sees the same value. ±infinity → null.
+//   once, and every path (stream, backfill, verify) sees the same value. ±infinity → null. The text is kept
+//   (SOURCE_TEXT) so that a timestamp id or key part keeps its microseconds (timestampIdText).
+// - domains: decoded as their base type (pgoutput's Type message, and the backfill plan, name the base type).
 // - char(n): trailing padding removed (as `::text` does).
 // - date, time, timetz, interval, money, inet, ...: PostgreSQL's own text (dates are `YYYY-MM-DD` under DateStyle
 //   ISO, which the replication connection sets).
-// - bytea: base64. json/jsonb: parsed. pgvector `vector`/`halfvec`: number[]. Enums and unknown types: the text.
+// - bytea: base64. json/jsonb: parsed (for transforms), the text kept (SOURCE_TEXT): attributes send the text.
+//   pgvector `vector`/`halfvec`: number[]. Enums and unknown types: the text.
 import { Buffer } from 'node:buffer'
 import type { Row } from '../types.ts'
 import type { RelationColumn, Tuple } from './pgoutput.ts'
