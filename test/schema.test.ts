@@ -189,6 +189,10 @@ describe('a schema from the column types', () => {
     expect(dryRun).toContain('t text → string (filterable: false)')
     expect(dryRun).toContain('vc varchar(20) → string')
     expect(dryRun).toContain('jb jsonb → string (filterable: false), JSON text')
+    // once applied too: the schema is what the namespace is declared with, whether or not there is a plan
+    const again = await runCli(['-c', project.config, 'migrate', '--dry-run'])
+    expect(again.out).toContain('Nothing to migrate')
+    expect(again.out).toContain('n numeric → float [target.schema]')
     const status = await runCli(['-c', project.config, 'status', '--json'])
     const report = JSON.parse(status.out)
     const st = report.mappings.find((m: { mapping: string }) => m.mapping === 'st')

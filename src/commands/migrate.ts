@@ -159,14 +159,14 @@ export async function migrateCommand(argv: string[], config: () => Config): Prom
   try {
     const plan = await planMigrate(cfg, sql)
     for (const w of plan.warnings) console.error(`warning: ${w}`)
-    if (!plan.steps.length) {
-      console.log('Nothing to migrate: the database is up to date.')
-      return 0
-    }
     const dry = values['dry-run']
-    console.log(dry ? 'Plan (dry run, nothing changed):' : 'Migrating:')
-    for (const s of plan.steps) console.log(`  ${s}`)
+    if (!plan.steps.length) console.log('Nothing to migrate: the database is up to date.')
+    else {
+      console.log(dry ? 'Plan (dry run, nothing changed):' : 'Migrating:')
+      for (const s of plan.steps) console.log(`  ${s}`)
+    }
     if (dry) {
+      // what each namespace will be declared with (from the column types and [target.schema])
       for (const m of cfg.mappings) {
         const schema = await mappingSchema(sql, m)
         if (!schema?.lines.length) continue
@@ -176,6 +176,7 @@ export async function migrateCommand(argv: string[], config: () => Config): Prom
         for (const l of schema.lines) console.log(`  ${l}`)
       }
     }
+    if (!plan.steps.length) return 0
     if (!dry) {
       await applyMigrate(sql, plan)
       console.log('Done.')
