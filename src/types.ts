@@ -1,8 +1,11 @@
 // Types shared by the parts of the pipeline. The ones a transform author sees are re-exported from `src/mod.ts`
 // (`import type { RowEvent, Action } from 'puffgres'`).
 
-/** A document id: turbopuffer takes unsigned integers, UUIDs or strings. Composite keys are joined into a string. */
-export type Id = string | number
+/**
+ * A document id: turbopuffer takes unsigned integers (a bigint beyond 2^53, sent exactly), UUIDs or strings.
+ * Composite keys are joined into a string.
+ */
+export type Id = string | number | bigint
 
 /** A row as decoded from PostgreSQL: column name → JS value (see `postgres/values.ts` for the type mapping). */
 export type Row = Record<string, unknown>

@@ -129,10 +129,11 @@ describe('puffgres verify', () => {
   })
 
   test('a repair finds rows keyed by a timestamp with microseconds (by the key as PostgreSQL printed it)', async () => {
-    // two rows whose keys differ only below the millisecond: one document (ids hold milliseconds), the last read
+    // two rows whose keys differ only below the millisecond: two documents (key parts keep microseconds)
     expect((await runCli(['-c', project.config, 'backfill', 'events'])).code).toBe(0)
-    const id = '7:2024-05-06T07\\:08\\:09.123Z'
+    const id = '7:2024-05-06T07\\:08\\:09.123999Z'
     expect(docsById(server.documents('events')).get(id)?.n).toBe(2)
+    expect(docsById(server.documents('events')).get('7:2024-05-06T07\\:08\\:09.123456Z')?.n).toBe(1)
     await ns('events').write({ patch_rows: [{ id, n: 99 }] })
     const fixed = await verify('events', '--repair')
     expect(fixed.out).toMatch(/repaired at [0-9A-F]+\/[0-9A-F]+: 1 upserted, 0 deleted, 0 skipped/)

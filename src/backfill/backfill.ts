@@ -28,6 +28,7 @@ import { recordedProgress } from '../postgres/checkpoints.ts'
 import { ReplicationStream } from '../postgres/replication.ts'
 import type { Intent } from '../pipeline/changes.ts'
 import { deleteIntent, keyRow, rowDocId } from '../pipeline/row-identity.ts'
+import { idProblem } from '../pipeline/docid.ts'
 import { buildRoutes } from '../pipeline/routes.ts'
 import { type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
@@ -353,7 +354,14 @@ async function copy(
     const values = plan.keyIndexed ? raw.rows : dedupeByKey(plan, raw.rows)
     const starts: number[] = []
     for (let i = 0; i < values.length; i += batchSize) starts.push(i)
-    const written: WriteSummary = { upserted: 0, deleted: 0, skipped: 0, deadLettered: 0, byMapping: new Map() }
+    const written: WriteSummary = {
+      upserted: 0,
+      deleted: 0,
+      skipped: 0,
+      deadLettered: 0,
+      typeConflicts: 0,
+      byMapping: new Map(),
+    }
     await forEachLimited(starts, WRITES_IN_FLIGHT, async (start) => {
       // Let the socket be read between batches: the next page arrives while this one is decoded, and PostgreSQL
       // does not sit with a full socket buffer. A turn of the event loop reads only part of what has come, so as
@@ -362,11 +370,24 @@ async function copy(
         await new Promise((resolve) => setImmediate(resolve))
       }
       const batch = decodePage(plan, raw.lsn, values.slice(start, start + batchSize))
-      const intents: Intent[] = new Array(batch.rows.length)
+      const intents: Intent[] = []
+      const badIds: DeadLetter[] = []
       for (let i = 0; i < batch.rows.length; i++) {
         const row = batch.rows[i]
-        const id = rowDocId(m, row)!
-        intents[i] = {
+        const id = rowDocId(m, row)
+        if (id === undefined) {
+          // a negative integer id (NULL ids are not paged): no turbopuffer id, so a dead letter naming the fix
+          const keys = batch.keys.map((k) => k[i])
+          badIds.push({
+            mapping: m.name,
+            docId: keys.join(':'),
+            lsn: raw.lsn,
+            event: { type: 'insert', key: Object.fromEntries(m.idColumns.map((c, j) => [c, keys[j]])) },
+            error: `backfill of ${m.schema}.${m.table}: ${idProblem(row, m.idColumns)}`,
+          })
+          continue
+        }
+        intents.push({
           route,
           id,
           kind: 'upsert',
@@ -374,15 +395,15 @@ async function copy(
           lsn: raw.lsn,
           event: { type: 'insert', op: 'insert', id, schema, table, mapping: m.name, new: row, lsn: lsnText },
           keyTexts: exactKeys ? undefined : batch.keys.map((k) => k[i]),
-        }
+        })
       }
-      const dead: DeadLetter[] = batch.bad.map((b) => ({
+      const dead: DeadLetter[] = badIds.concat(batch.bad.map((b) => ({
         mapping: m.name,
         docId: b.keys.join(':'),
         lsn: raw.lsn,
         event: { type: 'insert', key: Object.fromEntries(m.idColumns.map((c, j) => [c, b.keys[j]])) },
         error: `backfill of ${m.schema}.${m.table}: ${b.error}`,
-      }))
+      })))
       // nothing is written before the page is in the journal of pages in flight (its insert ran meanwhile)
       await raw.recorded
       const s = await writeIntents(intents, dead, deps)
@@ -390,6 +411,7 @@ async function copy(
       written.deleted += s.deleted
       written.skipped += s.skipped
       written.deadLettered += s.deadLettered
+      written.typeConflicts += s.typeConflicts
     })
     return written
   }
@@ -399,10 +421,12 @@ async function copy(
   const recheck = async (page: RecheckedPage): Promise<WriteSummary | undefined> => {
     const { lsn, stale } = await recheckPage(sql, plan, page, log)
     if (!stale.length) return undefined
-    const intents: Intent[] = stale.map((i) => {
+    const intents: Intent[] = stale.flatMap((i) => {
       // from the key texts: the page's rows are not kept once written
       const old = keyRow(keyColumns, m.idColumns, page.keys.map((k) => k[i]))
-      return deleteIntent(route, rowDocId(m, old)!, old, lsn)
+      // undefined for a row that never had a document (a negative integer id): nothing to delete
+      const id = rowDocId(m, old)
+      return id === undefined ? [] : [deleteIntent(route, id, old, lsn)]
     })
     log.debug('re-check: rows gone or out of the predicate since their page was read', {
       mapping: m.name,

@@ -10,7 +10,7 @@
 import type postgres from 'postgres'
 import { type CopyRow, CopyTextParser } from '../postgres/copy-text.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
-import { decodeValue } from '../postgres/values.ts'
+import { decodeValue, isJsonType, keepSourceText, keepsSourceText } from '../postgres/values.ts'
 import type { Logger, Row } from '../types.ts'
 import { type BackfillPlan, copyPageSql, copySampleSql } from './plan.ts'
 
@@ -160,6 +160,12 @@ export function decodePage(plan: BackfillPlan, lsn: bigint, values: (string | nu
   const names = columns.map((c) => c.name)
   const oids = columns.map((c) => c.typeOid)
   const typeNames = columns.map((c) => c.typeName)
+  // json's text always (it is the attribute); a timestamp's only in an id column (the id keeps its microseconds)
+  const keeps = columns.map((c, j) =>
+    keepsSourceText(c.typeOid, c.typeName) &&
+    (keyIndex.includes(j) || isJsonType(c.typeOid, c.typeName))
+  )
+  const kept = keeps.some(Boolean)
   const nkeys = keyIndex.length
   const keys: string[][] = keyIndex.map(() => [])
   const rows: Row[] = []
@@ -170,6 +176,7 @@ export function decodePage(plan: BackfillPlan, lsn: bigint, values: (string | nu
     let j = 0
     try {
       for (; j < ncols; j++) row[names[j]] = decodeValue(v[j], oids[j], typeNames[j])
+      if (kept) { for (let c = 0; c < ncols; c++) if (keeps[c] && v[c] !== null) keepSourceText(row, names[c], v[c]!) }
     } catch (e) {
       bad.push({ keys: keyIndex.map((k) => v[k] as string), error: `column "${names[j]}": ${(e as Error).message}` })
       continue

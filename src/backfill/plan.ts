@@ -14,6 +14,8 @@ export interface PlanColumn {
    * OIDs ≥ 10000), so that both paths decode a value and declare its attribute type the same way.
    */
   typeName?: string
+  /** `atttypmod` (-1: none): varchar(n)/char(n) lengths decide whether a string attribute is filterable */
+  typmod: number
 }
 
 export interface BackfillPlan {
@@ -57,6 +59,7 @@ interface CatalogColumn {
   typname: string
   /** the column's type as a cast names it, typmod included (`character(10)`: a bare `character` is char(1)) */
   castType: string
+  typmod: number
 }
 
 /** Reads the table from the catalog and renders the SQL; throws a one-line error naming the mapping's file. */
@@ -72,9 +75,16 @@ export async function planBackfill(
     WHERE n.nspname = ${mapping.schema} AND c.relname = ${mapping.table} AND c.relkind IN ('r', 'p')`
   if (!rel) throw new Error(`${where}: table ${mapping.schema}.${mapping.table} does not exist`)
   const cols = await sql<CatalogColumn[]>`
-    SELECT a.attname AS name, a.atttypid::int AS "typeOid", t.typname,
-           format_type(a.atttypid, a.atttypmod) AS "castType"
-    FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+    SELECT a.attname AS name, a.atttypid::int AS "typeOid", b.typname,
+           format_type(a.atttypid, a.atttypmod) AS "castType", a.atttypmod AS typmod
+    FROM pg_attribute a
+    -- a domain's base type (domains over domains too): pgoutput's Type message names the base type, so must this
+    JOIN LATERAL (
+      WITH RECURSIVE d(oid, depth) AS (
+        SELECT a.atttypid, 0 UNION ALL
+        SELECT t.typbasetype, d.depth + 1 FROM d JOIN pg_type t ON t.oid = d.oid WHERE t.typtype = 'd'
+      ) SELECT t.typname FROM d JOIN pg_type t ON t.oid = d.oid ORDER BY d.depth DESC LIMIT 1
+    ) b ON true
     WHERE a.attrelid = ${rel.oid} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`
   const byName = new Map(cols.map((c) => [c.name, c]))
   for (const k of mapping.idColumns) {
@@ -93,9 +103,10 @@ export async function planBackfill(
   const keyIndexed = unique.some((u) => u.cols.length > 0 && u.cols.every((c) => ids.has(c)))
 
   const toPlan = (c: CatalogColumn): PlanColumn =>
-    c.typeOid >= FIRST_NON_BUILTIN_OID ? { name: c.name, typeOid: c.typeOid, typeName: c.typname } : {
+    c.typeOid >= FIRST_NON_BUILTIN_OID ? { name: c.name, typeOid: c.typeOid, typeName: c.typname, typmod: c.typmod } : {
       name: c.name,
       typeOid: c.typeOid,
+      typmod: c.typmod,
     }
   const selected = cols.filter((c) => !needed || needed.has(c.name) || ids.has(c.name))
   const columns = selected.map(toPlan)

@@ -74,7 +74,10 @@ membership = "status = 'active'"           # which rows belong in the namespace 
 namespace = "products"
 # distance_metric = "cosine_distance"
 
-# [target.schema]                          # turbopuffer attribute types, when inference is not enough
+# id_type = "string"                      # string ids (e.g. negative integer keys); default: integers are uint
+
+# [target.schema]                          # overrides the types derived from the column types (migrate --dry-run)
+# price = "float"
 # name = { type = "string", full_text_search = true }
 `
 

@@ -12,6 +12,7 @@ import { compileMappingMembership } from '../pipeline/routes.ts'
 import { migrateWarnings } from '../ops/migrate-warnings.ts'
 import { tableByOid } from '../postgres/table-shape.ts'
 import { validateTransform } from '../pipeline/transform.ts'
+import { mappingSchema } from '../ops/schema-report.ts'
 
 export const help = `puffgres migrate [--dry-run]
 
@@ -26,7 +27,7 @@ Warns where a table's REPLICA IDENTITY cannot give puffgres the id of updated or
 generated columns (not in the replication stream: \`run\` re-reads those rows), and for partitioned tables.
 
 Options:
-  --dry-run   print the plan and change nothing
+  --dry-run   print the plan, and each mapping's attribute schema (from its column types), and change nothing
 `
 
 export interface MigratePlan {
@@ -179,13 +180,24 @@ export async function migrateCommand(argv: string[], config: () => Config): Prom
   try {
     const plan = await planMigrate(cfg, sql)
     for (const w of plan.warnings) console.error(`warning: ${w}`)
-    if (!plan.steps.length) {
-      console.log('Nothing to migrate: the database is up to date.')
-      return 0
-    }
     const dry = values['dry-run']
-    console.log(dry ? 'Plan (dry run, nothing changed):' : 'Migrating:')
-    for (const s of plan.steps) console.log(`  ${s}`)
+    if (!plan.steps.length) console.log('Nothing to migrate: the database is up to date.')
+    else {
+      console.log(dry ? 'Plan (dry run, nothing changed):' : 'Migrating:')
+      for (const s of plan.steps) console.log(`  ${s}`)
+    }
+    if (dry) {
+      // what each namespace will be declared with (from the column types and [target.schema])
+      for (const m of cfg.mappings) {
+        const schema = await mappingSchema(sql, m)
+        if (!schema?.lines.length) continue
+        console.log(
+          `Schema of namespace ${m.namespace} (mapping ${m.name}${schema.id_type === 'string' ? ', string ids' : ''}):`,
+        )
+        for (const l of schema.lines) console.log(`  ${l}`)
+      }
+    }
+    if (!plan.steps.length) return 0
     if (!dry) {
       await applyMigrate(sql, plan)
       console.log('Done.')

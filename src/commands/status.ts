@@ -7,8 +7,9 @@ import { formatStatus, gatherStatus } from '../ops/status.ts'
 export const help = `puffgres status [--json] [--slot <NAME>]
 
 Per mapping: namespace, migration version, documents written (upserts/deletes), the last change applied (time and
-LSN), backfill state and progress, dead-letter queue count. For the stream: the slot, whether a \`run\` streams it
-(and which server pid), its confirmed flush LSN, lag behind the server in bytes and time, and the WAL it retains.
+LSN), backfill state and progress, dead-letter queue count, and the attribute schema it declares (from the column
+types and [target.schema]). For the stream: the slot, whether a \`run\` streams it (and which server pid), its
+confirmed flush LSN, lag behind the server in bytes and time, and the WAL it retains.
 
 Options:
   --json         one JSON object (stable field names, for scripts)

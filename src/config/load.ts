@@ -34,6 +34,8 @@ export interface Mapping {
   namespace: string
   distanceMetric?: 'cosine_distance' | 'euclidean_squared'
   schemaHints?: Record<string, unknown>
+  /** `[target] id_type = "string"`: every document id is a string (e.g. for negative integer keys) */
+  idType?: 'string'
 }
 
 export interface Config {
@@ -186,5 +188,6 @@ function toMapping(f: MigrationFile, rel: string, root: string, hash: string, pr
     namespace: prefix + f.target.namespace,
     distanceMetric: f.target.distance_metric,
     schemaHints: f.target.schema,
+    idType: f.target.id_type === 'string' ? 'string' : undefined,
   }
 }

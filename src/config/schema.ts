@@ -37,9 +37,20 @@ export type ProjectFile = z.infer<typeof projectSchema>
 
 const identifier = z.string().min(1, 'must not be empty').max(63, 'longer than 63 bytes (PostgreSQL identifier)')
 
+const ATTRIBUTE_TYPE = /^(\[\])?(string|int|uint|float|uuid|datetime|bool)$|^\[\d+\]f(16|32)$/
+const attributeType = z.string().regex(
+  ATTRIBUTE_TYPE,
+  'a turbopuffer type: string, int, uint, float, uuid, datetime, bool, or an array of one ([]string, ...)',
+)
+
+/** `price = "float"` (the original puffgres's shorthand) or `{ type = "string", filterable = false, ... }` */
 export const tpufTypeSchema = z.union([
-  z.string().min(1),
-  z.looseObject({ type: z.string().min(1) }),
+  attributeType,
+  z.looseObject({
+    type: attributeType,
+    filterable: z.boolean().optional(),
+    full_text_search: z.union([z.boolean(), z.record(z.string(), z.unknown())]).optional(),
+  }),
 ])
 
 export const migrationSchema = z.strictObject({
@@ -66,6 +77,7 @@ export const migrationSchema = z.strictObject({
     namespace: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'turbopuffer namespace names are [A-Za-z0-9-_.]{1,128}'),
     distance_metric: z.enum(['cosine_distance', 'euclidean_squared']).optional(),
     schema: z.record(z.string(), tpufTypeSchema).optional(),
+    id_type: z.enum(['auto', 'string']).default('auto'),
   }),
 })
 

@@ -3,6 +3,7 @@
 import type { TransformResult } from '../pipeline/transform-action.ts'
 import type { RowEvent } from '../types.ts'
 import { type Embedder, isRetryableEmbeddingError } from './embedder.ts'
+import { showId } from '../pipeline/docid.ts'
 
 export interface EmbeddingSpec {
   /** column(s) of the PostgreSQL row whose text is embedded; several are joined with a blank line */
@@ -67,7 +68,7 @@ export async function applyEmbedding(
       targets.push(i)
       texts.push(text)
     } else {
-      out[i] = { ok: false, error: `id ${JSON.stringify(events[i].id)}: ${text.error}` }
+      out[i] = { ok: false, error: `id ${showId(events[i].id)}: ${text.error}` }
     }
   }
   if (texts.length === 0) return out

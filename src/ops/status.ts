@@ -5,6 +5,7 @@ import { countDeadLetters } from '../postgres/dlq.ts'
 import type { Config } from '../config/load.ts'
 import { existingStateTables } from '../postgres/state.ts'
 import { type SlotState, slotState } from './slot.ts'
+import { mappingSchema, type SchemaReport } from './schema-report.ts'
 
 export interface BackfillStatus {
   version: number
@@ -36,6 +37,8 @@ export interface MappingStatus {
   /** the backfill of the applied version (or the latest one recorded); null when none was recorded */
   backfill: BackfillStatus | null
   dlq: number
+  /** the attribute schema the mapping declares (from the column types); null when the table cannot be read */
+  schema: SchemaReport | null
 }
 
 export interface StatusReport {
@@ -108,6 +111,8 @@ export async function gatherStatus(
       backfills.set(r.mapping, [...(backfills.get(r.mapping) ?? []), b])
     }
   }
+  const schemas = new Map<string, SchemaReport | undefined>()
+  for (const m of config.mappings) schemas.set(m.name, await mappingSchema(sql, m))
   const mappings = config.mappings.map((m): MappingStatus => {
     const p = progress.get(m.name)
     const av = applied.get(m.name) ?? null
@@ -124,6 +129,7 @@ export async function gatherStatus(
       last_lsn: p?.lsn ?? null,
       backfill: bs.find((b) => b.version === av) ?? bs[0] ?? null,
       dlq: dlq.get(m.name) ?? 0,
+      schema: schemas.get(m.name) ?? null,
     }
   })
   const stream = { ...(await slotState(sql, slot)), publication: config.stream.publication }
@@ -197,5 +203,9 @@ export function formatStatus(r: StatusReport): string {
   const mappings = r.mappings.length
     ? table(['MAPPING', 'NAMESPACE', 'VERSION', 'UPSERTS/DELETES', 'LAST CHANGE', 'BACKFILL', 'DLQ'], rows)
     : 'no mappings (add a migration under puffgres/migrations/)'
-  return `${mappings}\n\n${stream.join('\n')}`
+  const schemas = r.mappings.filter((m) => m.schema?.lines.length).map((m) =>
+    [`schema of ${m.namespace} (mapping ${m.mapping}${m.schema!.id_type === 'string' ? ', string ids' : ''}):`]
+      .concat(m.schema!.lines.map((l) => `  ${l}`)).join('\n')
+  )
+  return `${mappings}\n\n${schemas.length ? schemas.join('\n') + '\n\n' : ''}${stream.join('\n')}`
 }

@@ -31,6 +31,10 @@ export class StreamMonitor {
     LATENCY_BUCKETS,
   )
   readonly retries = this.registry.counter('puffgres_sink_retries_total', 'turbopuffer requests retried, by operation.')
+  readonly typeConflicts = this.registry.counter(
+    'puffgres_type_conflicts_total',
+    "Rows dead-lettered because the namespace's attribute type (set before an ALTER COLUMN TYPE) cannot take the value.",
+  )
   readonly dlqInserts = this.registry.counter(
     'puffgres_dlq_inserts_total',
     'Rows sent to the dead-letter queue by the stream.',
@@ -106,6 +110,7 @@ export class StreamMonitor {
     }
     if (info.skipped) this.skipped.inc({}, info.skipped)
     this.dlqInserts.inc({}, info.deadLettered)
+    this.typeConflicts.inc({}, info.typeConflicts)
   }
 
   sinkRequest(ms: number, ok: boolean): void {

@@ -9,14 +9,17 @@
 import type postgres from 'postgres'
 import { readPage, readSample } from '../backfill/page.ts'
 import type { Config, Mapping } from '../config/load.ts'
-import { namespaceSchema } from '../pipeline/schema.ts'
+import { mappingAttributes, namespaceSchema } from '../pipeline/schema.ts'
+import { shapeAttributes } from '../pipeline/attribute-values.ts'
+import { namespaceTypes } from '../pipeline/namespace-types.ts'
 import { type RouteRuntime, writeIntents } from '../pipeline/writer.ts'
 import { currentStateIntents, idKey, recheckWritten, rowDocId, type RowRef } from '../pipeline/row-identity.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import type { ColumnType } from '../postgres/read-rows.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
-import { clientConfig, createClient } from '../turbopuffer/client.ts'
+import { clientConfig, createClient, unmarkBigints } from '../turbopuffer/client.ts'
+import { BIGINT_MARK } from '../turbopuffer/write-plan.ts'
 import type { TurbopufferSink } from '../turbopuffer/sink.ts'
 import { encodeVersion, type Id, type Logger, type Row, type RowEvent, VERSION_ATTR } from '../types.ts'
 import { openMapping } from './mapping-runtime.ts'
@@ -89,6 +92,13 @@ export async function verifyMapping(
   const rt = await openMapping(config, sql, log, mapping)
   try {
     const schema = namespaceSchema(mapping, rt.plan.tableColumns)
+    // expected documents take the shape the writer gives them (json text, overrides, the namespace's older types)
+    const attributes = mappingAttributes(mapping, rt.plan.tableColumns)
+    const existing = await namespaceTypes(sink, mapping.namespace)
+    const conflicts = new Map([...attributes].flatMap(([name, a]) => {
+      const t = existing.get(name)
+      return t !== undefined && t !== a.spec.type ? [[name, t] as const] : []
+    }))
     const expected = new Map<string, Expected>()
     /** ids the projection says must not exist (transform delete or skip) or cannot judge (failures) */
     const notJudged = new Set<string>()
@@ -135,6 +145,14 @@ export async function verifyMapping(
           }
           const a = res.action
           if (a.type !== 'upsert') return
+          const shaped = shapeAttributes(a.attributes, ev.new, attributes, conflicts, !mapping.transform)
+          if (shaped) {
+            // the writer dead-letters this row: the DLQ has it
+            failedCount++
+            if (failedIds.length < listLimit) failedIds.push(String(ev.id))
+            notJudged.add(idKey(ev.id))
+            return
+          }
           const doc = a.vector ? { ...a.attributes, vector: a.vector } : a.attributes
           const { hash, attrs } = contentHash(canonicalAttributes(doc, schema))
           expected.set(idKey(a.id), { id: a.id, hash, attrs, ref: refs[i + j] })
@@ -242,10 +260,11 @@ async function fetchByIds(config: Config, namespace: string, ids: Id[]): Promise
       const res = await ns.query({
         rank_by: ['id', 'asc'],
         limit: chunk.length,
-        filters: ['id', 'In', chunk],
+        // bigint ids marked, sent as bare integers; big integers in the answer read back exactly (client.ts)
+        filters: ['id', 'In', chunk.map((id) => typeof id === 'bigint' ? BIGINT_MARK + id : id)],
         include_attributes: true,
       })
-      out.push(...((res.rows ?? []) as Record<string, unknown>[]))
+      out.push(...((res.rows ?? []) as Record<string, unknown>[]).map(unmarkBigints))
     } catch (e) {
       if ((e as { status?: number }).status === 404) return out
       throw e

@@ -4,7 +4,7 @@ import type { DeleteMessage, InsertMessage, Relation, Tuple, UpdateMessage } fro
 import { decodeTuple } from '../postgres/values.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import type { Id, Row, RowEvent } from '../types.ts'
-import { docId } from './docid.ts'
+import { docId, idProblem } from './docid.ts'
 
 /** What the stream knows about one mapping while it runs. */
 export interface MappingRoute {
@@ -102,9 +102,9 @@ export function changeIntents(
     const oldTuple = msg.old ?? msg.key
     const old = oldTuple ? decodeTuple(rel.columns, oldTuple).row : {}
     for (const route of routes) {
-      const id = docId(old, route.mapping.idColumns)
+      const id = docId(old, route.mapping.idColumns, route.mapping.idType === 'string')
       if (id === undefined) {
-        bad({ route, lsn: pos.commitLsn, event: { type: 'delete', old }, error: idError(route, rel, 'delete') })
+        bad({ route, lsn: pos.commitLsn, event: { type: 'delete', old }, error: idError(route, rel, 'delete', old) })
         continue
       }
       out({
@@ -125,14 +125,14 @@ export function changeIntents(
     const m = route.mapping
     const needsReread = !!route.notStreamed ||
       (unchanged.length > 0 && unchanged.some((c) => !route.needed || route.needed.has(c)))
-    const id = docId(row, m.idColumns)
+    const id = docId(row, m.idColumns, m.idType === 'string')
     if (id === undefined) {
-      bad({ route, lsn: pos.commitLsn, event: { type: msg.tag, new: row }, error: idError(route, rel, msg.tag) })
+      bad({ route, lsn: pos.commitLsn, event: { type: msg.tag, new: row }, error: idError(route, rel, msg.tag, row) })
       continue
     }
     const type = msg.tag
     if (old) {
-      const oldId = docId(old, m.idColumns)
+      const oldId = docId(old, m.idColumns, m.idType === 'string')
       // an id change: the old document goes (the new one is written below if the row belongs)
       if (oldId !== undefined && oldId !== id) {
         out({
@@ -168,7 +168,13 @@ export function changeIntents(
   }
 }
 
-function idError(route: MappingRoute, rel: Relation, kind: string): string {
+function idError(route: MappingRoute, rel: Relation, kind: string, row: Row): string {
+  const values = route.mapping.idColumns.map((c) => row[c])
+  if (values.every((v) => v !== null && v !== undefined)) {
+    return `mapping ${route.mapping.name}: ${kind} on ${rel.schema}.${rel.name}: ${
+      idProblem(row, route.mapping.idColumns)
+    }`
+  }
   return `mapping ${route.mapping.name}: ${kind} on ${rel.schema}.${rel.name} without a value for id column(s) ` +
     `${route.mapping.idColumns.join(', ')} (is the table's REPLICA IDENTITY enough? see puffgres migrate)`
 }

@@ -14,7 +14,7 @@ import { formatLsn } from '../postgres/lsn.ts'
 import { type ColumnType, readRowsByKey } from '../postgres/read-rows.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
 import { tableByOid } from '../postgres/table-shape.ts'
-import { decodeValue } from '../postgres/values.ts'
+import { decodeColumn } from '../postgres/values.ts'
 import type { Mapping } from '../config/load.ts'
 import { encodeVersion, type Id, type Logger, type Row } from '../types.ts'
 import { deadLetterEvent, type Intent, intentKeyTexts, type MappingRoute } from './changes.ts'
@@ -55,7 +55,7 @@ export function eventKeyTexts(event: unknown, n: number): string[] | undefined {
 
 /** The document id of a row under mapping `m`: the one call of docId for rows read or rebuilt here. */
 export function rowDocId(m: Mapping, row: Row): Id | undefined {
-  return docId(row, m.idColumns)
+  return docId(row, m.idColumns, m.idType === 'string')
 }
 
 /**
@@ -70,7 +70,7 @@ export function keyRow(
   const row: Row = {}
   idColumns.forEach((name, j) => {
     const c = columns.find((col) => col.name === name)
-    if (c) row[name] = decodeValue(texts[j], c.typeOid, c.typeName)
+    if (c) decodeColumn(row, name, texts[j], c.typeOid, c.typeName)
   })
   return row
 }

@@ -2,6 +2,7 @@
 // `bin:` process, identity) goes through `normalizeAction`, so the sink only ever sees well-formed actions.
 import { z } from 'zod'
 import { type DistanceMetric, type Id, type RowEvent, VERSION_ATTR } from '../types.ts'
+import { showId } from './docid.ts'
 
 export type NormalizedAction =
   | {
@@ -30,12 +31,12 @@ const ID_RULE = `expected a non-negative integer or a non-empty string of at mos
 const idSchema = z.union([z.string(), z.number(), z.bigint()], { error: ID_RULE }).superRefine((id, ctx) => {
   const ok = typeof id === 'string'
     ? id !== '' && encoder.encode(id).length <= MAX_ID_BYTES
-    : id >= 0 && (typeof id === 'bigint' ? id <= BigInt(Number.MAX_SAFE_INTEGER) : Number.isSafeInteger(id))
+    : id >= 0 && (typeof id === 'bigint' ? id < 1n << 64n : Number.isSafeInteger(id))
   if (!ok) {
-    const big = typeof id !== 'string' && id > Number.MAX_SAFE_INTEGER
+    const big = typeof id === 'number' && id > Number.MAX_SAFE_INTEGER
     ctx.addIssue({
       code: 'custom',
-      message: `${ID_RULE}${big ? ' (integers above 2^53 lose precision: use a string)' : ''}, got ${
+      message: `${ID_RULE}${big ? ' (integers above 2^53 lose precision as a number: use a bigint)' : ''}, got ${
         typeof id === 'string' ? JSON.stringify(id.slice(0, 80)) : String(id)
       }`,
     })
@@ -137,7 +138,8 @@ function badValue(value: unknown): string | undefined {
 }
 
 function normalizeId(id: Id | bigint): Id {
-  return typeof id === 'bigint' ? Number(id) : id
+  // a bigint within 2^53 is the same uint id as the number
+  return typeof id === 'bigint' && id <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(id) : id
 }
 
 function sameId(a: unknown, b: Id): boolean {
@@ -162,7 +164,7 @@ function normalizeAttributes(
     if (value === undefined) continue
     if (name === 'id') {
       if (sameId(value, id)) continue
-      return `${field}.id: ${describe(value)} differs from the document id ${JSON.stringify(id)}; set the action's id`
+      return `${field}.id: ${describe(value)} differs from the document id ${showId(id)}; set the action's id`
     }
     if (name === 'vector') {
       vector = value
@@ -182,7 +184,7 @@ function normalizeAttributes(
 }
 
 function invalid(label: string, event: RowEvent, detail: string): TransformResult {
-  return { ok: false, error: `${label} returned an invalid action for id ${JSON.stringify(event.id)}: ${detail}` }
+  return { ok: false, error: `${label} returned an invalid action for id ${showId(event.id)}: ${detail}` }
 }
 
 /**

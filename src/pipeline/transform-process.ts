@@ -7,6 +7,7 @@ import type { RowEvent } from '../types.ts'
 import { errorMessage, normalizeAction, type TransformResult } from './transform-action.ts'
 import type { TransformRunner, TransformRunnerOptions } from './transform.ts'
 import { resolveProgram, specLabel, type TransformSpec } from './transform-spec.ts'
+import { showId } from './docid.ts'
 
 type CommandSpec = Extract<TransformSpec, { kind: 'command' }>
 
@@ -83,7 +84,7 @@ export function createProcessRunner(spec: CommandSpec, opts: TransformRunnerOpti
   let watchdog: ReturnType<typeof setInterval> | undefined
   let closed = false
 
-  const idOf = (e: RowEvent) => JSON.stringify(e.id)
+  const idOf = (e: RowEvent) => showId(e.id)
 
   function stderrHint(): string {
     const last = stderrTail[stderrTail.length - 1]

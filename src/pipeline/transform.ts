@@ -11,6 +11,7 @@ import { errorMessage, normalizeAction, normalizeOwnedAttributes, type Transform
 import { createTransformContext } from './transform-context.ts'
 import { createProcessRunner } from './transform-process.ts'
 import { resolveProgram, specLabel, type TransformSpec } from './transform-spec.ts'
+import { showId } from './docid.ts'
 
 export type { NormalizedAction, TransformResult } from './transform-action.ts'
 export { parseTransformSpec, type TransformSpec } from './transform-spec.ts'
@@ -143,7 +144,7 @@ export function createIdentityRunner(opts: Pick<TransformRunnerOptions, 'mapping
   function one(event: RowEvent): TransformResult {
     if (event.type === 'delete') return { ok: true, action: { type: 'delete', id: event.id } }
     const row = event.new
-    if (!row) return { ok: false, error: `${label}: ${event.type} event for id ${JSON.stringify(event.id)} has no row` }
+    if (!row) return { ok: false, error: `${label}: ${event.type} event for id ${showId(event.id)} has no row` }
     const attributes: Record<string, unknown> = {}
     // `id` is the document's id in turbopuffer, never an attribute
     if (columns) {
@@ -194,7 +195,7 @@ export function createModuleRunner(loaded: LoadedTransform, opts: TransformRunne
 
   const threw = (event: RowEvent, err: unknown): TransformResult => {
     const retryable = (err as { retryable?: unknown })?.retryable === true
-    const error = `${label} threw for id ${JSON.stringify(event.id)}: ${errorMessage(err)}`
+    const error = `${label} threw for id ${showId(event.id)}: ${errorMessage(err)}`
     return retryable ? { ok: false, error, retryable } : { ok: false, error }
   }
 
@@ -231,7 +232,7 @@ export function createModuleRunner(loaded: LoadedTransform, opts: TransformRunne
       for (let i = 0; i < events.length; i++) {
         results[i] ??= {
           ok: false,
-          error: `${label} timed out after ${timeoutMs} ms for id ${JSON.stringify(events[i].id)}`,
+          error: `${label} timed out after ${timeoutMs} ms for id ${showId(events[i].id)}`,
         }
       }
     }
@@ -241,7 +242,7 @@ export function createModuleRunner(loaded: LoadedTransform, opts: TransformRunne
   async function runBatch(events: RowEvent[]): Promise<TransformResult[]> {
     const failAll = (error: string, retryable?: boolean): TransformResult[] =>
       events.map(() => (retryable ? { ok: false, error, retryable } : { ok: false, error }))
-    const ids = events.length === 1 ? `id ${JSON.stringify(events[0].id)}` : `a batch of ${events.length} events`
+    const ids = events.length === 1 ? `id ${showId(events[0].id)}` : `a batch of ${events.length} events`
     let out: unknown
     try {
       const r = fn(events.map(withEventAlias), ctx)

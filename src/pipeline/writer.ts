@@ -5,13 +5,15 @@ import { addDeadLetters, type DeadLetter } from '../postgres/dlq.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import type { Logger, WriteOp } from '../types.ts'
 import { deadLetterEvent, type Intent, type MappingRoute } from './changes.ts'
-import { namespaceSchema } from './schema.ts'
+import { type AttributeSpec, type ColumnType, mappingAttributes } from './schema.ts'
+import { shapeAttributes } from './attribute-values.ts'
+import { forgetTypes, namespaceTypes, rememberTypes } from './namespace-types.ts'
 import type { TransformResult, TransformRunner } from './transform.ts'
 
 export interface RouteRuntime extends MappingRoute {
   runner: TransformRunner
   /** the source table's columns (types for the namespace schema): from the Relation message or the catalog */
-  columnTypes?: readonly { name: string; typeOid: number; typeName?: string }[]
+  columnTypes?: readonly ColumnType[]
 }
 
 export interface WriterDeps {
@@ -28,6 +30,8 @@ export interface WriteSummary {
   /** turned down by the version condition: an older version than the namespace holds */
   skipped: number
   deadLettered: number
+  /** dead letters whose value the namespace's (older) attribute type cannot take exactly */
+  typeConflicts: number
   byMapping: Map<string, { upserted: number; deleted: number }>
 }
 
@@ -73,13 +77,55 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
       ns.origin.push(intent)
     }
   }
-  const summary: WriteSummary = { upserted: 0, deleted: 0, skipped: 0, deadLettered: 0, byMapping: new Map() }
-  await Promise.all([...byNamespace].map(async ([namespace, { route, ops, origin }]) => {
+  const summary: WriteSummary = {
+    upserted: 0,
+    deleted: 0,
+    skipped: 0,
+    deadLettered: 0,
+    typeConflicts: 0,
+    byMapping: new Map(),
+  }
+  await Promise.all([...byNamespace].map(async ([namespace, entry]) => {
+    const { route } = entry
+    if (!entry.ops.length) return
+    const attributes = mappingAttributes(route.mapping, route.columnTypes)
+    const existing = await namespaceTypes(deps.sink, namespace)
+    // an attribute the namespace already has with another type (ALTER COLUMN TYPE): not declared again, and its
+    // values are converted to the namespace's type exactly, or dead-lettered
+    let conflicts: Map<string, string> | undefined
+    const schema: Record<string, AttributeSpec> = {}
+    for (const [name, a] of attributes) {
+      const t = existing.get(name)
+      if (t !== undefined && t !== a.spec.type) (conflicts ??= new Map()).set(name, t)
+      else schema[name] = a.spec
+    }
+    const ops: WriteOp[] = []
+    const origin: Intent[] = []
+    const identity = !route.mapping.transform
+    for (let k = 0; k < entry.ops.length; k++) {
+      const op = entry.ops[k]
+      const intent = entry.origin[k]
+      if (op.kind === 'upsert' && attributes.size) {
+        const bad = shapeAttributes(op.attributes, intent.event.new, attributes, conflicts, identity)
+        if (bad) {
+          if (bad.conflict) summary.typeConflicts++
+          dead.push({
+            mapping: route.mapping.name,
+            docId: String(op.id),
+            lsn: intent.lsn,
+            event: deadLetterEvent(intent),
+            error: bad.error,
+          })
+          continue
+        }
+      }
+      ops.push(op)
+      origin.push(intent)
+    }
     if (!ops.length) return
-    const res = await deps.sink.write(namespace, ops, {
-      schema: namespaceSchema(route.mapping, route.columnTypes),
-      distanceMetric: route.mapping.distanceMetric,
-    })
+    const res = await deps.sink.write(namespace, ops, { schema, distanceMetric: route.mapping.distanceMetric })
+    if (res.failed.length) forgetTypes(deps.sink, namespace)
+    else await rememberTypes(deps.sink, namespace, schema)
     const failed = new Set<WriteOp>()
     const position = res.failed.length ? new Map(ops.map((op, k) => [op, k])) : undefined
     for (const f of res.failed) {
@@ -110,6 +156,11 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
   if (dead.length) {
     for (const d of dead) {
       deps.log.warn('row sent to the dead-letter queue', { mapping: d.mapping, id: d.docId, error: d.error })
+    }
+    if (summary.typeConflicts) {
+      deps.log.warn("values the namespace's attribute types cannot take went to the dead-letter queue", {
+        rows: summary.typeConflicts,
+      })
     }
     await addDeadLetters(deps.sql, dead)
   }

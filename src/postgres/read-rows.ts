@@ -3,7 +3,7 @@
 import type postgres from 'postgres'
 import type { Row } from '../types.ts'
 import { ident, qualified } from './connect.ts'
-import { decodeValue } from './values.ts'
+import { decodeColumn } from './values.ts'
 
 const decoder = new TextDecoder()
 
@@ -49,7 +49,7 @@ export async function readRowsByKey(
     const row: Row = {}
     columns.forEach((c, i) => {
       const v = values[i]
-      row[c.name] = decodeValue(v === null ? null : decoder.decode(v), c.typeOid, c.typeName)
+      decodeColumn(row, c.name, v === null ? null : decoder.decode(v), c.typeOid, c.typeName)
     })
     return row
   })

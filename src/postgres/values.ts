@@ -9,11 +9,14 @@
 // - float4/float8 NaN and ±Infinity: null (JSON and turbopuffer `float` cannot represent them).
 // - timestamp (read as UTC) and timestamptz: ISO 8601 in UTC with a `Z`, millisecond precision
 //   (`2024-01-02T03:04:05.123Z`). turbopuffer datetimes hold milliseconds, so microseconds are truncated here,
-//   once, and every path (stream, backfill, verify) sees the same value. ±infinity → null.
+//   once, and every path (stream, backfill, verify) sees the same value. ±infinity → null. The text is kept
+//   (SOURCE_TEXT) so that a timestamp id or key part keeps its microseconds (timestampIdText).
+// - domains: decoded as their base type (pgoutput's Type message, and the backfill plan, name the base type).
 // - char(n): trailing padding removed (as `::text` does).
 // - date, time, timetz, interval, money, inet, ...: PostgreSQL's own text (dates are `YYYY-MM-DD` under DateStyle
 //   ISO, which the replication connection sets).
-// - bytea: base64. json/jsonb: parsed. pgvector `vector`/`halfvec`: number[]. Enums and unknown types: the text.
+// - bytea: base64. json/jsonb: parsed (for transforms), the text kept (SOURCE_TEXT): attributes send the text.
+//   pgvector `vector`/`halfvec`: number[]. Enums and unknown types: the text.
 import { Buffer } from 'node:buffer'
 import type { Row } from '../types.ts'
 import type { RelationColumn, Tuple } from './pgoutput.ts'
@@ -86,6 +89,21 @@ export const OID = {
   _jsonb: 3807,
 } as const
 
+/** builtin type name (pg_type.typname) → OID: pgoutput names a domain's base type, not its OID */
+const BUILTIN_BY_NAME: Record<string, number> = Object.fromEntries(
+  Object.entries(OID).map(([name, oid]) => [name, oid]),
+)
+
+/**
+ * The builtin type a column decodes as: its own OID when builtin, else the builtin its type name names. A domain
+ * arrives with the domain's OID and its base type's name (pgoutput's Type message; the backfill plan does the same),
+ * so a domain over `int4` or `text[]` decodes and is declared like its base type on every path.
+ */
+export function resolveTypeOid(typeOid: number, typeName?: string): number {
+  if (typeOid in SCALAR_TPUF || typeOid in ARRAY_ELEMENT || typeOid < 10000) return typeOid
+  return typeName !== undefined && typeName in BUILTIN_BY_NAME ? BUILTIN_BY_NAME[typeName] : typeOid
+}
+
 /** array type OID → element type OID */
 const ARRAY_ELEMENT: Record<number, number> = {
   [OID._bool]: OID.bool,
@@ -115,6 +133,21 @@ const ARRAY_ELEMENT: Record<number, number> = {
   [OID._jsonb]: OID.jsonb,
 }
 
+/** Stands for the element type of an array of a non-builtin type (enum[], citext[]: their elements are text). */
+export const EXTENSION_ELEMENT = 16384
+
+/**
+ * The element type of an array type (resolved as resolveTypeOid does), EXTENSION_ELEMENT for an array of a
+ * non-builtin type, or undefined when the type is not an array puffgres decodes as one.
+ */
+export function arrayElementOid(typeOid: number, typeName?: string): number | undefined {
+  const oid = resolveTypeOid(typeOid, typeName)
+  const element = ARRAY_ELEMENT[oid]
+  if (element !== undefined) return element
+  if (oid >= 10000 && typeName !== undefined && typeName.startsWith('_')) return EXTENSION_ELEMENT
+  return undefined
+}
+
 /** turbopuffer attribute type of a scalar type; types missing here are declared 'string' (their text) */
 const SCALAR_TPUF: Record<number, string | undefined> = {
   [OID.bool]: 'bool',
@@ -140,6 +173,7 @@ const VECTOR_TYPES = new Set(['vector', 'halfvec'])
  */
 export function tpufType(typeOid: number, typeName?: string): string | undefined {
   if (typeName !== undefined && VECTOR_TYPES.has(typeName)) return undefined
+  typeOid = resolveTypeOid(typeOid, typeName)
   const element = ARRAY_ELEMENT[typeOid]
   if (element !== undefined) {
     const t = scalarTpufType(element)
@@ -162,6 +196,7 @@ function scalarTpufType(oid: number): string | undefined {
  */
 export function decodeValue(text: string | null, typeOid: number, typeName?: string): unknown {
   if (text === null) return null
+  if (typeOid >= 10000) typeOid = resolveTypeOid(typeOid, typeName)
   switch (typeOid) {
     case OID.bpchar:
       // char(n) padding carries no meaning in PostgreSQL (and `::text` drops it): drop it so every path agrees
@@ -222,7 +257,7 @@ export function decodeTuple(columns: readonly RelationColumn[], tuple: Tuple): {
     const v = tuple[i]
     if (v.kind === 'text') {
       try {
-        row[col.name] = decodeValue(v.value, col.typeOid, col.typeName)
+        decodeColumn(row, col.name, v.value, col.typeOid, col.typeName)
       } catch (e) {
         throw new Error(`column "${col.name}": ${(e as Error).message}`)
       }
@@ -429,4 +464,54 @@ export function parseArray(text: string, element: (s: string) => unknown): unkno
   const result = parseLevel()
   if (i !== text.length) throw bad()
   return result
+}
+
+/**
+ * The PostgreSQL text of a row's json/jsonb and timestamp columns, kept beside their decoded values in a side table
+ * (rows compare, spread, print and serialize as their columns alone; a property would also cost every row a slower
+ * shape): json attributes are sent as this text, so integers beyond 2^53 inside stay exact, and timestamp ids and key
+ * parts keep their microseconds (decoded values hold milliseconds).
+ */
+const SOURCE_TEXT = new WeakMap<Row, Record<string, string>>()
+
+/** Whether decoding a column of this type keeps its text (see SOURCE_TEXT). */
+export function keepsSourceText(typeOid: number, typeName?: string): boolean {
+  const t = resolveTypeOid(typeOid, typeName)
+  return t === OID.json || t === OID.jsonb || t === OID.timestamp || t === OID.timestamptz
+}
+
+/** json or jsonb (domains over them included) */
+export function isJsonType(typeOid: number, typeName?: string): boolean {
+  const t = resolveTypeOid(typeOid, typeName)
+  return t === OID.json || t === OID.jsonb
+}
+
+/** Records a column's PostgreSQL text on a decoded row (for columns where keepsSourceText). */
+export function keepSourceText(row: Row, name: string, text: string): void {
+  const texts = SOURCE_TEXT.get(row)
+  if (texts) texts[name] = text
+  else SOURCE_TEXT.set(row, { [name]: text })
+}
+
+/** Decodes one column's text onto `row`, keeping the text where keepsSourceText says. */
+export function decodeColumn(row: Row, name: string, text: string | null, typeOid: number, typeName?: string): void {
+  row[name] = decodeValue(text, typeOid, typeName)
+  if (text !== null && keepsSourceText(typeOid, typeName)) keepSourceText(row, name, text)
+}
+
+/** A column's PostgreSQL text as decoding kept it, if it did. */
+export function sourceText(row: Row, name: string): string | undefined {
+  return SOURCE_TEXT.get(row)?.[name]
+}
+
+/**
+ * A timestamp's text as an id part with all of its microseconds: ISO 8601 in UTC with six fractional digits
+ * (`2024-01-02T03:04:05.123456Z`). ±infinity stay as PostgreSQL prints them.
+ */
+export function timestampIdText(text: string, withZone: boolean): string {
+  const iso = decodeTimestamp(text, withZone)
+  if (iso === null) return text
+  // an offset is whole seconds, so the fraction PostgreSQL printed is the fraction in UTC
+  const frac = /\d\d:\d\d:\d\d\.(\d{1,6})/.exec(text)?.[1] ?? ''
+  return iso.slice(0, -1) + frac.padEnd(6, '0').slice(3) + 'Z'
 }

@@ -1,7 +1,7 @@
 // Builds the official SDK client from puffgres's `[turbopuffer]` settings.
 import process from 'node:process'
 import { Turbopuffer } from '@turbopuffer/turbopuffer'
-import { restoreBigints } from './write-plan.ts'
+import { BIGINT_MARK, restoreBigints } from './write-plan.ts'
 
 export interface TurbopufferConfig {
   api_key?: string
@@ -44,10 +44,60 @@ export function resolveBaseUrl(config: TurbopufferConfig, env: Record<string, st
   return base.replace('{region}', region)
 }
 
-/** The SDK serializes bodies with JSON.stringify, which cannot write a bigint: write-plan.ts marks them instead. */
-const fetchWithBigints: typeof fetch = (input, init) => {
+/**
+ * The SDK serializes bodies with JSON.stringify, which cannot write a bigint: write-plan.ts marks them instead. It
+ * parses answers with JSON.parse, which rounds integers beyond 2^53: those are marked in the answer's text and
+ * turned into bigints by `unmarkBigints` (uint ids and int attributes read back exactly).
+ */
+const fetchWithBigints: typeof fetch = async (input, init) => {
   if (init && typeof init.body === 'string') init = { ...init, body: restoreBigints(init.body) }
-  return fetch(input, init)
+  const res = await fetch(input, init)
+  if (!res.ok || !(res.headers.get('content-type') ?? '').includes('json')) return res
+  const text = await res.text()
+  return new Response(LONG_INTEGER.test(text) ? markBigIntegers(text) : text, {
+    status: res.status,
+    statusText: res.statusText,
+    headers: res.headers,
+  })
+}
+
+/** an integer literal long enough to be beyond 2^53, where a JSON value can be */
+const LONG_INTEGER = /[:,[]\s*-?\d{16,}\s*[,\]}]/
+
+/** In a JSON text, integers beyond ±(2^53−1) outside strings become `"\u0000bigint:N"` (see BIGINT_MARK). */
+export function markBigIntegers(json: string): string {
+  let out = ''
+  let from = 0
+  for (let i = 0; i < json.length; i++) {
+    const c = json.charCodeAt(i)
+    if (c === 0x22) {
+      // skip the string
+      for (i++; i < json.length && json.charCodeAt(i) !== 0x22; i++) if (json.charCodeAt(i) === 0x5c) i++
+      continue
+    }
+    if (c !== 0x2d && (c < 0x30 || c > 0x39)) continue
+    let j = i + 1
+    while (j < json.length && /[0-9.eE+-]/.test(json[j])) j++
+    const token = json.slice(i, j)
+    if (/^-?\d{16,}$/.test(token) && !Number.isSafeInteger(Number(token))) {
+      out += json.slice(from, i) + JSON.stringify(BIGINT_MARK + token)
+      from = j
+    }
+    i = j - 1
+  }
+  return from === 0 ? json : out + json.slice(from)
+}
+
+/** Marked integers (markBigIntegers) in a parsed answer's row → bigints, in place; returns the row. */
+export function unmarkBigints<T extends Record<string, unknown>>(row: T): T {
+  const unmark = (v: unknown): unknown =>
+    typeof v === 'string' && v.startsWith(BIGINT_MARK)
+      ? BigInt(v.slice(BIGINT_MARK.length))
+      : Array.isArray(v)
+      ? v.map(unmark)
+      : v
+  for (const k of Object.keys(row)) (row as Record<string, unknown>)[k] = unmark(row[k])
+  return row
 }
 
 export function createClient(config: TurbopufferConfig, settings: ClientSettings = {}): Turbopuffer {

@@ -2,7 +2,7 @@
 // (backpressure), and isolation of the rows turbopuffer refuses so that the caller can dead-letter exactly those.
 import type { Filter, Namespace, NamespaceWriteResponse, Row, Turbopuffer } from '@turbopuffer/turbopuffer'
 import { type Id, type Logger, VERSION_ATTR, type WriteOp } from '../types.ts'
-import { createClient, type TurbopufferConfig } from './client.ts'
+import { createClient, type TurbopufferConfig, unmarkBigints } from './client.ts'
 import {
   abortError,
   backoffDelay,
@@ -21,7 +21,16 @@ import {
   type WriteResult,
 } from './types.ts'
 import { forEachLimited } from '../concurrency.ts'
-import { chunkOps, collapseOps, countWritten, DEFAULT_LIMITS, type Limits, prepareOp, writeBody } from './write-plan.ts'
+import {
+  BIGINT_MARK,
+  chunkOps,
+  collapseOps,
+  countWritten,
+  DEFAULT_LIMITS,
+  type Limits,
+  prepareOp,
+  writeBody,
+} from './write-plan.ts'
 
 export type { TurbopufferConfig } from './client.ts'
 
@@ -209,17 +218,39 @@ export class TurbopufferSink implements Sink {
             rank_by: ['id', 'asc'],
             limit: pageSize,
             include_attributes: opts.attributes ?? true,
-            ...(after === undefined ? {} : { filters: ['id', 'Gt', after] }),
+            // a bigint id is marked and sent as a bare integer (client.ts)
+            ...(after === undefined
+              ? {}
+              : { filters: ['id', 'Gt', typeof after === 'bigint' ? BIGINT_MARK + after : after] }),
           }, { signal }))
         rows = res.rows ?? []
       } catch (err) {
         if (err instanceof TurbopufferRequestError && err.status === 404) return
         throw err
       }
-      for (const row of rows) yield row
+      for (const row of rows) yield unmarkBigints(row)
       if (rows.length < pageSize) return
       last = rows[rows.length - 1].id
     }
+  }
+
+  /** The namespace's attribute types (name → type), `{}` when it does not exist. */
+  async attributeTypes(namespace: string): Promise<Record<string, string>> {
+    const ns = this.#namespace(namespace)
+    // a namespace that does not exist yet has no types: an answer, not a failed request (metrics, retries)
+    const schema = await this.#call(namespace, 'query', async (signal) => {
+      try {
+        return await ns.schema({}, { signal, maxRetries: 0 })
+      } catch (err) {
+        if ((err as { status?: unknown }).status === 404) return {}
+        throw err
+      }
+    })
+    const out: Record<string, string> = {}
+    for (const [name, cfg] of Object.entries(schema)) {
+      if (name !== 'id' && name !== 'vector' && typeof cfg?.type === 'string') out[name] = cfg.type
+    }
+    return out
   }
 
   /** Deletes the namespace and all its documents; fine if it does not exist. */

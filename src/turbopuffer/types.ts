@@ -47,4 +47,7 @@ export interface Sink {
   /** Deletes every document whose version is older than `version` (TRUNCATE); later writes are kept. */
   deleteAllBefore(namespace: string, version: string): Promise<void>
   stats(): SinkStats
+  /** The namespace's attribute types (name → type; empty when it does not exist). Optional: without it no type
+   * conflict with the namespace is detected before writing. */
+  attributeTypes?(namespace: string): Promise<Record<string, string>>
 }

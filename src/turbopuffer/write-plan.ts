@@ -42,27 +42,33 @@ export function collapseOps(ops: WriteOp[]): WriteOp[] {
 }
 
 function idKey(id: Id): string {
-  return `${typeof id}:${id}`
+  // a uint id is one id whether a number or a bigint holds it
+  return `${typeof id === 'string' ? 's' : 'n'}:${id}`
+}
+
+/** An id as the SDK's JSON carries it: a bigint as a marked string, sent as a bare integer (client.ts). */
+function wireId(id: Id): string | number {
+  return typeof id === 'bigint' ? BIGINT_MARK + id : id
 }
 
 /** Checks what turbopuffer would refuse anyway, and builds the row. Returns an error message for a bad op. */
 export function prepareOp(op: WriteOp): PreparedOp | string {
   const idError = checkId(op.id)
   if (idError) return idError
-  if (typeof op.version !== 'string' || op.version === '') return `op for id ${JSON.stringify(op.id)}: no version`
+  if (typeof op.version !== 'string' || op.version === '') return `op for id ${showId(op.id)}: no version`
   if (op.kind === 'delete') {
     // the id appears in `deletes` and again in the delete condition
-    return { op, bytes: 2 * JSON.stringify(op.id).length + op.version.length + 48 }
+    return { op, bytes: 2 * String(op.id).length + op.version.length + 50 }
   }
   if (op.kind !== 'upsert') {
     const bad = op as { id: unknown; kind: unknown }
-    return `op for id ${JSON.stringify(bad.id)}: unknown kind ${JSON.stringify(bad.kind)}`
+    return `op for id ${showId(bad.id)}: unknown kind ${JSON.stringify(bad.kind)}`
   }
   const row: Record<string, unknown> = {}
   for (const [name, value] of Object.entries(op.attributes ?? {})) {
     if (name === 'id') {
       if (value === op.id) continue
-      return `attribute "id" (${JSON.stringify(value)}) differs from the document id ${JSON.stringify(op.id)}`
+      return `attribute "id" (${JSON.stringify(value)}) differs from the document id ${showId(op.id)}`
     }
     if (name === VERSION_ATTR && value !== op.version) return `attribute "${VERSION_ATTR}" is reserved for puffgres`
     if (name.startsWith('$')) return `attribute "${name}": names must not start with "$"`
@@ -83,7 +89,7 @@ export function prepareOp(op: WriteOp): PreparedOp | string {
       json = JSON.stringify(row, (_k, x) => typeof x === 'bigint' ? BIGINT_MARK + x : x)
       out = JSON.parse(json)
     } catch (e) {
-      return `document ${JSON.stringify(op.id)} cannot be encoded as JSON: ${(e as Error).message}`
+      return `document ${showId(op.id)} cannot be encoded as JSON: ${(e as Error).message}`
     }
   }
   return { op, row: out, bytes: Buffer.byteLength(json) + 1 }
@@ -92,7 +98,11 @@ export function prepareOp(op: WriteOp): PreparedOp | string {
 function checkId(id: unknown): string | undefined {
   if (typeof id === 'number') {
     if (Number.isSafeInteger(id) && id >= 0) return undefined
-    return `id ${id}: numeric ids must be unsigned integers below 2^53`
+    return `id ${id}: numeric ids must be unsigned integers (beyond 2^53 as a bigint, to stay exact)`
+  }
+  if (typeof id === 'bigint') {
+    if (id >= 0n && id < 1n << 64n) return undefined
+    return `id ${id}: integer ids must be within 0…2^64−1`
   }
   if (typeof id === 'string') {
     if (id === '') return 'id "": ids must not be empty'
@@ -172,7 +182,8 @@ export function deleteCondition(deletes: Array<{ id: Id; version: string }>): Fi
   if (groups.size === 1) return [VERSION_ATTR, 'Lt', [...groups.values()][0].max]
   const clauses: Filter[] = []
   for (const { max, ids } of groups.values()) {
-    const idFilter: Filter = ids.length === 1 ? ['id', 'Eq', ids[0]] : ['id', 'In', ids]
+    const wire = ids.map(wireId)
+    const idFilter: Filter = wire.length === 1 ? ['id', 'Eq', wire[0]] : ['id', 'In', wire]
     clauses.push(['And', [idFilter, [VERSION_ATTR, 'Lt', max]]])
   }
   return ['Or', clauses]
@@ -195,7 +206,7 @@ export function writeBody(chunk: PreparedOp[], opts: WriteOptions): Omit<Namespa
     body.upsert_condition = UPSERT_CONDITION
   }
   if (deletes.length > 0) {
-    body.deletes = deletes.map((d) => d.id)
+    body.deletes = deletes.map((d) => wireId(d.id))
     body.delete_condition = deleteCondition(deletes)
   }
   if (opts.distanceMetric) body.distance_metric = opts.distanceMetric
@@ -212,4 +223,9 @@ export function countWritten(
     n = (res.rows_upserted ?? 0) + (res.rows_deleted ?? 0)
   } else n = res.rows_affected ?? sent
   return Math.max(0, Math.min(sent, n))
+}
+
+/** An id for a message (JSON.stringify throws on a bigint). */
+function showId(id: unknown): string {
+  return typeof id === 'bigint' ? id.toString() : JSON.stringify(id)
 }
