@@ -149,6 +149,8 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
             rs.confirm(lsn)
             monitor.confirmed(lsn)
           },
+          // a failed batch: let go of the walsender now, not when the next message arrives (invariant 7)
+          onFailure: (e) => void rs.abort(e),
           onFlush: (info) => {
             failures = 0
             monitor.batch(info)
@@ -196,6 +198,8 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
           error: (e as Error).message,
           retry_in_ms: delay,
         })
+        // the walsender first: held while we wait, it would keep PostgreSQL from shutting down (invariant 7)
+        await rs.abort(e as Error)
         // let a flush in flight finish so that writes stay in commit order across the reconnect
         await processor?.drain().catch(() => {})
         await sleep(delay, opts.signal)

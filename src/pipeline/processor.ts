@@ -31,6 +31,8 @@ export interface ProcessorOptions {
   onFlush?: (info: FlushInfo) => void
   /** first pause after a retryable transform failure (embedding provider down) */
   retryDelayMs?: number
+  /** called once when a flush fails: the stream must let go of its replication connection at once */
+  onFailure?: (e: Error) => void
 }
 
 export interface FlushInfo extends WriteSummary {
@@ -205,10 +207,12 @@ export class ChangeProcessor {
       this.dead = []
       this.pendingSince = Date.now()
       this.inflight = this.flush(batch).catch((e) => {
-        this.failure ??= e instanceof Error ? e : new Error(String(e))
+        if (this.failure) return
+        this.failure = e instanceof Error ? e : new Error(String(e))
         this.opts.log.error('writing a batch failed; the stream stops (nothing after it is confirmed)', {
           error: this.failure.message,
         })
+        this.opts.onFailure?.(this.failure)
       }).finally(() => {
         this.inflight = undefined
       })

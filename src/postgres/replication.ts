@@ -346,6 +346,33 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
     return this.closing
   }
 
+  /**
+   * Drops the connection at once: no final status update, no CopyDone handshake, no waiting. For failures: a
+   * walsender left connected waits for a flush confirmation that will not come, and PostgreSQL cannot shut down
+   * while it waits (ARCHITECTURE.md invariant 7). Everything after the flush LSN is streamed again next time.
+   * A pending next() rejects with `reason`.
+   */
+  abort(reason: Error): Promise<void> {
+    if (this.closing) return this.closing
+    if (!this.failure) {
+      this.failure = reason
+      const w = this.waiter
+      this.waiter = undefined
+      w?.reject(reason)
+    }
+    clearInterval(this.timer)
+    const stream = this.stream
+    if (stream) {
+      stream.removeAllListeners('data')
+      stream.on('error', () => {})
+    }
+    this.queue = []
+    this.head = 0
+    this.ended = true
+    this.closing = this.sql.end({ timeout: 0 }).catch(() => {})
+    return this.closing
+  }
+
   private async shutdown() {
     clearInterval(this.timer)
     const stream = this.stream
