@@ -5,6 +5,7 @@ import type { Config, Mapping } from '../config/load.ts'
 import { ConfigError } from '../config/errors.ts'
 import { connect, qualified } from '../postgres/connect.ts'
 import { tableInfo } from '../postgres/catalog.ts'
+import { nullableIdWarnings } from './migrate-nullable-id.ts'
 import { publicationChange, publicationTables } from '../postgres/publication.ts'
 import { appliedMigrations, ensureStateTables, existingStateTables, STATE_TABLES } from '../postgres/state.ts'
 import { predicateColumns } from '../pipeline/membership.ts'
@@ -122,6 +123,7 @@ async function checkMapping(sql: postgres.Sql, m: Mapping, warnings: string[]) {
       throw new MigrateError(`${m.file}: mapping.transform: ${(e as Error).message}`)
     }
   }
+  warnings.push(...nullableIdWarnings(m, t))
   const covered = m.idColumns.every((c) => t.identityColumns.includes(c))
   if (!covered) {
     const fix = `ALTER TABLE ${qualified(m.schema, m.table)} REPLICA IDENTITY FULL`

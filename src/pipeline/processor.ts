@@ -111,6 +111,7 @@ export class ChangeProcessor {
         changeIntents(msg, routes, pos, (i) => this.add(i), (b) =>
           this.dead.push({
             mapping: b.route.mapping.name,
+            docId: b.docId,
             lsn: b.lsn,
             event: b.event,
             error: b.error,
@@ -153,8 +154,22 @@ export class ChangeProcessor {
     return { commitLsn: t.commitLsn, version: encodeVersion(t.commitLsn, t.seq) }
   }
 
+  /**
+   * The routes of a relation: by OID (a renamed table keeps its mappings, ARCHITECTURE.md invariant 9); by name
+   * only for routes built without the catalog's OID.
+   */
   private routesFor(rel: Relation): RouteRuntime[] {
-    const routes = this.opts.routes.filter((r) => r.mapping.schema === rel.schema && r.mapping.table === rel.name)
+    const sameName = (r: RouteRuntime) => r.mapping.schema === rel.schema && r.mapping.table === rel.name
+    const routes = this.opts.routes.filter((r) => r.relid === undefined ? sameName(r) : r.relid === rel.oid)
+    const other = this.opts.routes.filter((r) => r.relid !== undefined && r.relid !== rel.oid && sameName(r))
+    if (other.length) {
+      // a new table under a mapped table's name (dropped and created again): not the table run follows
+      this.opts.log.warn('a table now has a mapped table\'s name but is not the table run follows: its changes are ' +
+        'not streamed; restart run to follow it (then backfill)', {
+        table: `${rel.schema}.${rel.name}`,
+        mappings: other.map((r) => r.mapping.name).join(', '),
+      })
+    }
     for (const r of routes) r.columnTypes = rel.columns
     return routes
   }

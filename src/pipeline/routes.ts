@@ -49,6 +49,7 @@ export async function buildRoutes(
     const typeOf = new Map(info.columns.map((c) => [c.name, c.typeName]))
     routes.push({
       mapping: m,
+      relid: info.oid,
       keyTypes: m.idColumns.map((c) => typeOf.get(c) ?? 'text'),
       isMember: member && ((row) => member(row) === true),
       needed: neededColumns(m),
