@@ -114,7 +114,18 @@ describe('run through a PostgreSQL restart', () => {
     server.setLatency(300)
     await waitFor('a batch in flight', () => stream!.flushes.length >= 22)
     const started = Date.now()
-    const restart = await pgCtl(['-D', join(cluster.dir, 'data'), '-l', join(cluster.dir, 'log'), '-m', 'fast', '-w', '-t', '25', 'restart'])
+    const restart = await pgCtl([
+      '-D',
+      join(cluster.dir, 'data'),
+      '-l',
+      join(cluster.dir, 'log'),
+      '-m',
+      'fast',
+      '-w',
+      '-t',
+      '25',
+      'restart',
+    ])
     const ms = Date.now() - started
     expect({ code: restart.code, output: restart.code ? restart.output : '' }).toEqual({ code: 0, output: '' })
     expect(ms).toBeLessThan(10_000)

@@ -78,7 +78,7 @@ describe('run on real databases', () => {
     await db.sql`ALTER TABLE ren RENAME TO ren_renamed`
     await db.sql`INSERT INTO ren_renamed VALUES (2, 2)`
     await db.sql`UPDATE ren_renamed SET v = 10 WHERE id = 1`
-    await waitFor('the renamed table\'s changes', () => docs('ren').get(2)?.v === 2 && docs('ren').get(1)?.v === 10)
+    await waitFor("the renamed table's changes", () => docs('ren').get(2)?.v === 2 && docs('ren').get(1)?.v === 10)
     await db.sql`DELETE FROM ren_renamed WHERE id = 2`
     await waitFor('the delete', () => !docs('ren').has(2))
   })
