@@ -162,4 +162,19 @@ describe('run through a PostgreSQL restart', () => {
     await sql`DROP TRIGGER refuse_progress ON __puffgres_checkpoints`
     await waitFor('the namespace to equal the table', converged, 30_000, 100)
   }, 60_000)
+
+  test('PostgreSQL down when run starts: run waits for it, then streams', async () => {
+    await stream?.stop()
+    const data = join(cluster.dir, 'data')
+    expect((await pgCtl(['-D', data, '-m', 'fast', '-w', 'stop'])).code).toBe(0)
+    stream = startStream(project.config, { pollIntervalMs: 20 })
+    let exited = false
+    stream.done.then(() => exited = true, () => exited = true)
+    await waitFor('run to wait for PostgreSQL', () => stream!.logs.some((l) => /cannot reach PostgreSQL/.test(l)))
+    expect(exited).toBe(false)
+    expect((await pgCtl(['-D', data, '-l', join(cluster.dir, 'log'), '-w', 'start'])).code).toBe(0)
+    await waitForSlotActive(sql, 'puffgres', 60_000)
+    await sql`INSERT INTO kv VALUES (20001, 1)`
+    await waitFor('20001 written', () => server.documents('kv').some((d) => d.id === 20001), 30_000)
+  }, 120_000)
 })

@@ -231,11 +231,10 @@ function notInIdentity(rel: Relation, wholeRow: boolean, route: MappingRoute): s
 
 function nullIdError(route: MappingRoute, rel: Relation, kind: string, hadOld: boolean): string {
   const cols = route.mapping.idColumns.join(', ')
-  const what = `mapping ${route.mapping.name}: ${kind} on ${rel.schema}.${rel.name} with NULL in id column(s) ${cols}: ` +
+  const what =
+    `mapping ${route.mapping.name}: ${kind} on ${rel.schema}.${rel.name} with NULL in id column(s) ${cols}: ` +
     `a row without an id cannot be a document`
   if (kind !== 'update') return what
-  return what + (hadOld
-    ? ''
-    : `; its old document, if it had one, stays (the change does not carry the old id: ` +
-      `ALTER TABLE ${rel.schema}.${rel.name} REPLICA IDENTITY FULL would)`)
+  return what + (hadOld ? '' : `; its old document, if it had one, stays (the change does not carry the old id: ` +
+    `ALTER TABLE ${rel.schema}.${rel.name} REPLICA IDENTITY FULL would)`)
 }

@@ -164,11 +164,14 @@ export class ChangeProcessor {
     const other = this.opts.routes.filter((r) => r.relid !== undefined && r.relid !== rel.oid && sameName(r))
     if (other.length) {
       // a new table under a mapped table's name (dropped and created again): not the table run follows
-      this.opts.log.warn('a table now has a mapped table\'s name but is not the table run follows: its changes are ' +
-        'not streamed; restart run to follow it (then backfill)', {
-        table: `${rel.schema}.${rel.name}`,
-        mappings: other.map((r) => r.mapping.name).join(', '),
-      })
+      this.opts.log.warn(
+        "a table now has a mapped table's name but is not the table run follows: its changes are " +
+          'not streamed; restart run to follow it (then backfill)',
+        {
+          table: `${rel.schema}.${rel.name}`,
+          mappings: other.map((r) => r.mapping.name).join(', '),
+        },
+      )
     }
     for (const r of routes) r.columnTypes = rel.columns
     return routes
