@@ -12,6 +12,7 @@ import { checkSlot, type CreateSlot, SlotGoneError } from '../ops/slot-guard.ts'
 import { connect } from '../postgres/connect.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import { checkMigrated, NotMigratedError } from '../postgres/preflight.ts'
+import { isUnreachable } from '../postgres/unreachable.ts'
 import { ReplicationStream, SlotInUseError, SlotMissingError } from '../postgres/replication.ts'
 import { ChangeProcessor, type FlushInfo, type RouteRuntime } from '../pipeline/processor.ts'
 import { buildRoutes } from '../pipeline/routes.ts'
@@ -111,7 +112,19 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
   let metricsServer: HttpServer | undefined
   let routes: RouteRuntime[] = []
   try {
-    await checkMigrated(config, sql)
+    // PostgreSQL down or starting up when run starts: wait for it, as for a restart while streaming
+    for (let attempt = 1;; attempt++) {
+      try {
+        await checkMigrated(config, sql)
+        break
+      } catch (e) {
+        if (!isUnreachable(e) || opts.signal?.aborted) throw e
+        const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6))
+        log.error('cannot reach PostgreSQL; retrying', { error: (e as Error).message, retry_in_ms: delay })
+        await sleep(delay, opts.signal)
+        if (opts.signal?.aborted) return
+      }
+    }
     if (opts.metricsPort !== undefined) {
       metricsServer = await startMetricsServer(monitor, { port: opts.metricsPort, hostname: opts.metricsHost })
       log.info('serving /metrics and /healthz', { port: metricsServer.port })
@@ -155,6 +168,8 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
             rs.confirm(lsn)
             monitor.confirmed(lsn)
           },
+          // a failed batch: let go of the walsender now, not when the next message arrives (invariant 7)
+          onFailure: (e) => void rs.abort(e),
           onFlush: (info) => {
             failures = 0
             monitor.batch(info)
@@ -202,6 +217,8 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
           error: (e as Error).message,
           retry_in_ms: delay,
         })
+        // the walsender first: held while we wait, it would keep PostgreSQL from shutting down (invariant 7)
+        await rs.abort(e as Error)
         // let a flush in flight finish so that writes stay in commit order across the reconnect
         await processor?.drain().catch(() => {})
         await sleep(delay, opts.signal)

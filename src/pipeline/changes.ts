@@ -1,7 +1,7 @@
 // Decoded pgoutput changes → per-document intents for each mapping of the table (ARCHITECTURE.md invariant 5).
 import type { Mapping } from '../config/load.ts'
 import type { DeleteMessage, InsertMessage, Relation, Tuple, UpdateMessage } from '../postgres/pgoutput.ts'
-import { decodeTuple } from '../postgres/values.ts'
+import { decodeColumns } from '../postgres/values.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import type { Id, Row, RowEvent } from '../types.ts'
 import { docId, idProblem } from './docid.ts'
@@ -13,6 +13,8 @@ export interface MappingRoute {
   isMember?: (row: Row) => boolean
   /** columns the mapping reads (mapped, id, membership, embedding); undefined: all of them */
   needed?: Set<string>
+  /** the source table's OID when it was read from the catalog: the stream follows it through renames */
+  relid?: number
   /** the id columns' types as a cast names them (`timestamp with time zone`, `character(10)`): re-reads by key */
   keyTypes: string[]
   /** needed columns pgoutput does not send (generated columns): every insert and update is re-read by key */
@@ -52,10 +54,11 @@ export function deadLetterEvent(i: Intent): unknown {
   return keyTexts ? { ...i.event, key_texts: keyTexts } : i.event
 }
 
-/** A change whose id cannot be read (NULL id column): it goes to the dead-letter queue. */
+/** A change that cannot become a document (NULL id, a value that cannot be decoded): it goes to the DLQ. */
 export interface BadChange {
   route: MappingRoute
   lsn: bigint
+  docId?: string
   event: unknown
   error: string
 }
@@ -84,9 +87,36 @@ function keyTexts(rel: Relation, tuple: Tuple, idColumns: readonly string[]): (s
   })
 }
 
+/** The columns any route of a table reads (decoded once for all of them); undefined: every column. */
+const tableNeeds = new WeakMap<readonly MappingRoute[], { only: Set<string> | undefined }>()
+
+function neededByAny(routes: readonly MappingRoute[]): Set<string> | undefined {
+  let n = tableNeeds.get(routes)
+  if (!n) {
+    const all = routes.some((r) => !r.needed)
+    n = { only: all ? undefined : new Set(routes.flatMap((r) => [...r.needed!])) }
+    tableNeeds.set(routes, n)
+  }
+  return n.only
+}
+
+/** The decode failures among the columns a route reads, as one reason; undefined when there are none. */
+function brokenFor(route: MappingRoute, errors: Map<string, string>, columns?: readonly string[]): string | undefined {
+  if (!errors.size) return undefined
+  const reasons: string[] = []
+  for (const [column, error] of errors) {
+    if (columns ? columns.includes(column) : !route.needed || route.needed.has(column)) {
+      reasons.push(`column "${column}": ${error}`)
+    }
+  }
+  return reasons.length ? `cannot decode ${reasons.join('; ')}` : undefined
+}
+
 /**
- * Turns one change into intents, calling `out` for each. Decodes each tuple once for all routes of the table.
- * Membership decides upsert or delete; an update that changes the id also deletes the old id.
+ * Turns one change into intents, calling `out` for each. Decodes each tuple once for all routes of the table, and
+ * only the columns some route reads. Membership decides upsert or delete; an update that changes the id also
+ * deletes the old id. A row a route cannot read (a value that cannot be decoded, no id) goes to `bad` for that
+ * route alone; the stream goes on.
  */
 export function changeIntents(
   msg: InsertMessage | UpdateMessage | DeleteMessage,
@@ -98,13 +128,30 @@ export function changeIntents(
   const rel = msg.relation
   const lsnText = formatLsn(pos.commitLsn)
   const base = { version: pos.version, lsn: pos.commitLsn, relation: rel }
+  const only = neededByAny(routes)
+  const failed = (route: MappingRoute, tuple: Tuple, event: Record<string, unknown>, error: string, id?: Id) =>
+    bad({
+      route,
+      lsn: pos.commitLsn,
+      docId: id === undefined ? undefined : String(id),
+      event: { ...event, key_texts: keyTexts(rel, tuple, route.mapping.idColumns) },
+      error,
+    })
   if (msg.tag === 'delete') {
-    const oldTuple = msg.old ?? msg.key
-    const old = oldTuple ? decodeTuple(rel.columns, oldTuple).row : {}
+    const oldTuple = (msg.old ?? msg.key)!
+    const { row: old, errors } = decodeColumns(rel.columns, oldTuple, only)
     for (const route of routes) {
+      // a delete needs only the id: other columns that cannot be decoded are left out of the event
+      const broken = brokenFor(route, errors, route.mapping.idColumns)
+      if (broken) {
+        failed(route, oldTuple, { type: 'delete', old }, `delete on ${rel.schema}.${rel.name}: ${broken}`)
+        continue
+      }
       const id = docId(old, route.mapping.idColumns, route.mapping.idType === 'string')
       if (id === undefined) {
-        bad({ route, lsn: pos.commitLsn, event: { type: 'delete', old }, error: idError(route, rel, 'delete', old) })
+        // a row whose id was NULL never had a document: nothing to delete
+        const missing = notInIdentity(rel, msg.old !== undefined, route)
+        if (missing) bad({ route, lsn: pos.commitLsn, event: { type: 'delete', old }, error: missing })
         continue
       }
       out({
@@ -118,32 +165,43 @@ export function changeIntents(
     }
     return
   }
-  const { row, unchanged } = decodeTuple(rel.columns, msg.new)
+  const { row, unchanged, errors } = decodeColumns(rel.columns, msg.new, only)
   const oldTuple = msg.tag === 'update' ? (msg.old ?? msg.key) : undefined
-  const old = oldTuple ? decodeTuple(rel.columns, oldTuple).row : undefined
+  const oldDecoded = oldTuple ? decodeColumns(rel.columns, oldTuple, only) : undefined
+  const old = oldDecoded?.row
+  const type = msg.tag
   for (const route of routes) {
     const m = route.mapping
     const needsReread = !!route.notStreamed ||
       (unchanged.length > 0 && unchanged.some((c) => !route.needed || route.needed.has(c)))
-    const id = docId(row, m.idColumns, m.idType === 'string')
-    if (id === undefined) {
-      bad({ route, lsn: pos.commitLsn, event: { type: msg.tag, new: row }, error: idError(route, rel, msg.tag, row) })
+    const broken = brokenFor(route, errors)
+    const stringIds = m.idType === 'string'
+    const id = brokenFor(route, errors, m.idColumns) ? undefined : docId(row, m.idColumns, stringIds)
+    // the old id, when the change carries it (a key change, REPLICA IDENTITY FULL)
+    const oldId = old && !brokenFor(route, oldDecoded!.errors, m.idColumns)
+      ? docId(old, m.idColumns, stringIds)
+      : undefined
+    if (oldId !== undefined && oldId !== id) {
+      // an id change, or an id set to NULL: the old document goes (the new one is written below if it can be)
+      out({
+        route,
+        id: oldId,
+        kind: 'delete',
+        event: event('delete', oldId, rel, route, lsnText, { old }),
+        tuple: oldTuple,
+        ...base,
+      })
+    }
+    if (broken) {
+      failed(route, msg.new, { type, id, new: row }, `${type} on ${rel.schema}.${rel.name}: ${broken}`, id)
       continue
     }
-    const type = msg.tag
-    if (old) {
-      const oldId = docId(old, m.idColumns, m.idType === 'string')
-      // an id change: the old document goes (the new one is written below if the row belongs)
-      if (oldId !== undefined && oldId !== id) {
-        out({
-          route,
-          id: oldId,
-          kind: 'delete',
-          event: event('delete', oldId, rel, route, lsnText, { old }),
-          tuple: oldTuple,
-          ...base,
-        })
+    if (id === undefined) {
+      // a row without an id cannot be a document; its old document, if the change names it, was deleted above
+      if (oldId === undefined) {
+        failed(route, msg.new, { type, new: row }, noIdError(route, rel, type, row, oldTuple !== undefined))
       }
+      continue
     }
     const tuple = msg.new
     if (needsReread) {
@@ -168,13 +226,26 @@ export function changeIntents(
   }
 }
 
-function idError(route: MappingRoute, rel: Relation, kind: string, row: Row): string {
-  const values = route.mapping.idColumns.map((c) => row[c])
-  if (values.every((v) => v !== null && v !== undefined)) {
-    return `mapping ${route.mapping.name}: ${kind} on ${rel.schema}.${rel.name}: ${
-      idProblem(row, route.mapping.idColumns)
-    }`
+/** Why a delete carries no id: its id columns are not in the replica identity. undefined: the id was NULL. */
+function notInIdentity(rel: Relation, wholeRow: boolean, route: MappingRoute): string | undefined {
+  if (wholeRow) return undefined
+  const outside = route.mapping.idColumns.filter((c) => !rel.columns.find((col) => col.name === c)?.isKey)
+  if (!outside.length) return undefined
+  return `mapping ${route.mapping.name}: delete on ${rel.schema}.${rel.name} without a value for id column(s) ` +
+    `${outside.join(', ')}: they are not in the table's REPLICA IDENTITY (see puffgres migrate)`
+}
+
+function noIdError(route: MappingRoute, rel: Relation, kind: string, row: Row, hadOld: boolean): string {
+  const m = route.mapping
+  if (m.idColumns.every((c) => row[c] !== null && row[c] !== undefined)) {
+    // a value turbopuffer cannot take as an id (a negative integer)
+    return `mapping ${m.name}: ${kind} on ${rel.schema}.${rel.name}: ${idProblem(row, m.idColumns)}`
   }
-  return `mapping ${route.mapping.name}: ${kind} on ${rel.schema}.${rel.name} without a value for id column(s) ` +
-    `${route.mapping.idColumns.join(', ')} (is the table's REPLICA IDENTITY enough? see puffgres migrate)`
+  const cols = route.mapping.idColumns.join(', ')
+  const what =
+    `mapping ${route.mapping.name}: ${kind} on ${rel.schema}.${rel.name} with NULL in id column(s) ${cols}: ` +
+    `a row without an id cannot be a document`
+  if (kind !== 'update') return what
+  return what + (hadOld ? '' : `; its old document, if it had one, stays (the change does not carry the old id: ` +
+    `ALTER TABLE ${rel.schema}.${rel.name} REPLICA IDENTITY FULL would)`)
 }

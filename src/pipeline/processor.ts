@@ -31,6 +31,8 @@ export interface ProcessorOptions {
   onFlush?: (info: FlushInfo) => void
   /** first pause after a retryable transform failure (embedding provider down) */
   retryDelayMs?: number
+  /** called once when a flush fails: the stream must let go of its replication connection at once */
+  onFailure?: (e: Error) => void
 }
 
 export interface FlushInfo extends WriteSummary {
@@ -109,6 +111,7 @@ export class ChangeProcessor {
         changeIntents(msg, routes, pos, (i) => this.add(i), (b) =>
           this.dead.push({
             mapping: b.route.mapping.name,
+            docId: b.docId,
             lsn: b.lsn,
             event: b.event,
             error: b.error,
@@ -151,8 +154,25 @@ export class ChangeProcessor {
     return { commitLsn: t.commitLsn, version: encodeVersion(t.commitLsn, t.seq) }
   }
 
+  /**
+   * The routes of a relation: by OID (a renamed table keeps its mappings, ARCHITECTURE.md invariant 9); by name
+   * only for routes built without the catalog's OID.
+   */
   private routesFor(rel: Relation): RouteRuntime[] {
-    const routes = this.opts.routes.filter((r) => r.mapping.schema === rel.schema && r.mapping.table === rel.name)
+    const sameName = (r: RouteRuntime) => r.mapping.schema === rel.schema && r.mapping.table === rel.name
+    const routes = this.opts.routes.filter((r) => r.relid === undefined ? sameName(r) : r.relid === rel.oid)
+    const other = this.opts.routes.filter((r) => r.relid !== undefined && r.relid !== rel.oid && sameName(r))
+    if (other.length) {
+      // a new table under a mapped table's name (dropped and created again): not the table run follows
+      this.opts.log.warn(
+        "a table now has a mapped table's name but is not the table run follows: its changes are " +
+          'not streamed; restart run to follow it (then backfill)',
+        {
+          table: `${rel.schema}.${rel.name}`,
+          mappings: other.map((r) => r.mapping.name).join(', '),
+        },
+      )
+    }
     for (const r of routes) r.columnTypes = rel.columns
     return routes
   }
@@ -205,10 +225,12 @@ export class ChangeProcessor {
       this.dead = []
       this.pendingSince = Date.now()
       this.inflight = this.flush(batch).catch((e) => {
-        this.failure ??= e instanceof Error ? e : new Error(String(e))
+        if (this.failure) return
+        this.failure = e instanceof Error ? e : new Error(String(e))
         this.opts.log.error('writing a batch failed; the stream stops (nothing after it is confirmed)', {
           error: this.failure.message,
         })
+        this.opts.onFailure?.(this.failure)
       }).finally(() => {
         this.inflight = undefined
       })

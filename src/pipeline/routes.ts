@@ -68,6 +68,7 @@ export async function buildRoutes(
     routes.push({
       mapping: m,
       ...(generated.length ? { notStreamed: generated } : {}),
+      relid: info.oid,
       keyTypes: m.idColumns.map((c) => typeOf.get(c) ?? 'text'),
       isMember: member && ((row) => member(row) === true),
       needed,

@@ -36,6 +36,8 @@ export type TupleValue =
   | { readonly kind: 'text'; readonly value: string }
   /** only with the `binary 'true'` option: the type's binary send format */
   | { readonly kind: 'binary'; readonly value: Uint8Array }
+  /** text that is not valid UTF-8 (a SQL_ASCII database holds any bytes): its bytes, for the row's dead letter */
+  | { readonly kind: 'invalid'; readonly value: Uint8Array }
 
 /** One value per relation column, in the Relation message's column order. */
 export type Tuple = TupleValue[]
@@ -143,6 +145,15 @@ function decodeUtf8(buf: Uint8Array, start: number, end: number): string {
     return s
   }
   return utf8.decode(buf.subarray(start, end))
+}
+
+/** A text value; bytes that are not UTF-8 fail only the rows that need this column, not the whole stream. */
+function textValue(buf: Uint8Array, start: number, end: number): TupleValue {
+  try {
+    return { kind: 'text', value: decodeUtf8(buf, start, end) }
+  } catch {
+    return { kind: 'invalid', value: buf.slice(start, end) }
+  }
 }
 
 // PostgreSQL timestamps count microseconds from 2000-01-01 UTC.
@@ -324,7 +335,7 @@ export class PgOutputDecoder {
         const len = this.u32()
         const start = this.pos
         this.bytes(len)
-        values[i] = { kind: 'text', value: decodeUtf8(this.buf, start, this.pos) }
+        values[i] = textValue(this.buf, start, this.pos)
       } else if (kind === 0x6e) { // n
         values[i] = NULL_VALUE
       } else if (kind === 0x75) { // u

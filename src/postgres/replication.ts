@@ -236,7 +236,8 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
     if (pubs.length === 0) throw new Error('no publication to stream from')
     const pubList = pubs.map((p) => '"' + p.replaceAll('"', '""') + '"').join(',')
     this.slot = opts.slot
-    const interval = this.statusIntervalMs ?? await this.defaultStatusInterval()
+    const session = await this.session()
+    const interval = this.statusIntervalMs ?? session.statusIntervalMs
     const command = `START_REPLICATION SLOT ${opts.slot} LOGICAL ${formatLsn(opts.startLsn ?? 0n)} ` +
       `(proto_version '1', publication_names ${quoteLiteral(pubList)}, messages '${opts.messages ?? true}')`
     let stream: Duplex
@@ -260,11 +261,19 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
     return this
   }
 
-  /** A third of wal_sender_timeout (any status update resets the server's timer), at most 10 s. */
-  private async defaultStatusInterval(): Promise<number> {
-    const [r] = await this.sql.unsafe(`SELECT setting FROM pg_settings WHERE name = 'wal_sender_timeout'`)
+  /**
+   * Reads the server's settings and prepares the session: the status interval (a third of wal_sender_timeout, which
+   * any status update resets, at most 10 s); and in a SQL_ASCII database, client_encoding SQL_ASCII, because a
+   * SQL_ASCII value may hold any bytes and converting one that is not UTF-8 fails the whole walsender: raw, it
+   * fails only the rows that need it (pgoutput.ts keeps it as an 'invalid' value).
+   */
+  private async session(): Promise<{ statusIntervalMs: number }> {
+    const [r] = await this.sql.unsafe(
+      `SELECT setting, current_setting('server_encoding') AS encoding FROM pg_settings WHERE name = 'wal_sender_timeout'`,
+    )
+    if (r?.encoding === 'SQL_ASCII') await this.sql.unsafe(`SET client_encoding = 'SQL_ASCII'`)
     const timeoutMs = Number(r?.setting ?? 0)
-    return timeoutMs > 0 ? Math.max(100, Math.min(10_000, Math.floor(timeoutMs / 3))) : 10_000
+    return { statusIntervalMs: timeoutMs > 0 ? Math.max(100, Math.min(10_000, Math.floor(timeoutMs / 3))) : 10_000 }
   }
 
   /**
@@ -343,6 +352,33 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
    */
   close(): Promise<void> {
     this.closing ??= this.shutdown()
+    return this.closing
+  }
+
+  /**
+   * Drops the connection at once: no final status update, no CopyDone handshake, no waiting. For failures: a
+   * walsender left connected waits for a flush confirmation that will not come, and PostgreSQL cannot shut down
+   * while it waits (ARCHITECTURE.md invariant 7). Everything after the flush LSN is streamed again next time.
+   * A pending next() rejects with `reason`.
+   */
+  abort(reason: Error): Promise<void> {
+    if (this.closing) return this.closing
+    if (!this.failure) {
+      this.failure = reason
+      const w = this.waiter
+      this.waiter = undefined
+      w?.reject(reason)
+    }
+    clearInterval(this.timer)
+    const stream = this.stream
+    if (stream) {
+      stream.removeAllListeners('data')
+      stream.on('error', () => {})
+    }
+    this.queue = []
+    this.head = 0
+    this.ended = true
+    this.closing = this.sql.end({ timeout: 0 }).catch(() => {})
     return this.closing
   }
 

@@ -250,22 +250,41 @@ export function decodeValue(text: string | null, typeOid: number, typeName?: str
 
 /** Decodes a pgoutput tuple against its relation's columns; TOAST-unchanged columns are left out of `row`. */
 export function decodeTuple(columns: readonly RelationColumn[], tuple: Tuple): { row: Row; unchanged: string[] } {
+  const { row, unchanged, errors } = decodeColumns(columns, tuple)
+  for (const [column, error] of errors) throw new Error(`column "${column}": ${error}`)
+  return { row, unchanged }
+}
+
+/**
+ * Decodes the columns of a pgoutput tuple that `only` names (all when undefined); the others are left out of
+ * `row`, so a value nobody reads cannot fail anything. A value that cannot be decoded is left out too, its reason
+ * in `errors` (column → reason): the caller decides whose row it breaks. TOAST-unchanged columns go to `unchanged`.
+ */
+export function decodeColumns(
+  columns: readonly RelationColumn[],
+  tuple: Tuple,
+  only?: ReadonlySet<string>,
+): { row: Row; unchanged: string[]; errors: Map<string, string> } {
   const row: Row = {}
   let unchanged: string[] | undefined
+  const errors = new Map<string, string>()
   for (let i = 0; i < columns.length; i++) {
     const col = columns[i]
+    if (only && !only.has(col.name)) continue
     const v = tuple[i]
     if (v.kind === 'text') {
       try {
         decodeColumn(row, col.name, v.value, col.typeOid, col.typeName)
       } catch (e) {
-        throw new Error(`column "${col.name}": ${(e as Error).message}`)
+        errors.set(col.name, (e as Error).message)
       }
     } else if (v.kind === 'null') row[col.name] = null
     else if (v.kind === 'unchanged') (unchanged ??= []).push(col.name)
-    else throw new Error(`column "${col.name}": binary values are not supported (stream with binary 'false')`)
+    else if (v.kind === 'invalid') {
+      errors.set(col.name, `the value is not valid UTF-8 (${v.value.length} bytes; a SQL_ASCII database?)`)
+    } else errors.set(col.name, `binary values are not supported (stream with binary 'false')`)
   }
-  return { row, unchanged: unchanged ?? [] }
+  return { row, unchanged: unchanged ?? [], errors }
 }
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)

@@ -1,0 +1,180 @@
+// `pg_ctl restart -m fast` under a steady write load with `run` connected: PostgreSQL must be able to shut down
+// (run never holds its walsender waiting for a flush confirmation), run reconnects and nothing is lost
+// (ARCHITECTURE.md invariants 1, 7). A dedicated cluster: restarting the shared one would disturb other test files.
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { spawn } from 'node:child_process'
+import { join } from 'node:path'
+import process from 'node:process'
+import postgres from 'postgres'
+import { type LocalServer, startLocalServer } from '../src/local/server.ts'
+import { type Cluster, pgBinDir, startCluster } from '../src/postgres/throwaway.ts'
+import { runCli } from './harness/cli.ts'
+import { makeProject, migration, type Project } from './harness/project.ts'
+import { type RunningStream, startStream, waitForSlotActive } from './harness/stream.ts'
+import { waitFor } from './harness/wait.ts'
+
+let cluster: Cluster
+let sql: postgres.Sql
+let server: LocalServer
+let project: Project
+let stream: RunningStream | undefined
+
+beforeAll(async () => {
+  cluster = await startCluster()
+  sql = postgres(cluster.url(), { max: 2, onnotice: () => {} })
+  server = await startLocalServer()
+  await sql`CREATE TABLE kv (id int PRIMARY KEY, v int NOT NULL)`
+  project = makeProject({
+    databaseUrl: cluster.url(),
+    turbopufferUrl: server.url,
+    migrations: { '001_kv.toml': migration({ name: 'kv', table: 'kv' }) },
+    // no heartbeat messages: nothing but the test's own writes reaches the stream
+    extra: '[stream]\nheartbeat_interval_ms = 0',
+  })
+  expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
+})
+
+afterAll(async () => {
+  await stream?.stop().catch(() => {})
+  await sql?.end({ timeout: 1 })
+  await server?.stop()
+  project?.remove()
+  cluster?.stop()
+})
+
+/** pg_ctl without blocking the event loop (the stream runs in this process and must go on reacting). */
+function pgCtl(args: string[]): Promise<{ code: number | null; output: string }> {
+  const cmd = join(pgBinDir(), 'pg_ctl')
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0
+  const child = isRoot ? spawn('runuser', ['-u', 'postgres', '--', cmd, ...args]) : spawn(cmd, args)
+  let output = ''
+  child.stdout.on('data', (d) => output += d)
+  child.stderr.on('data', (d) => output += d)
+  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, output })))
+}
+
+/**
+ * Small transactions of upserts and deletes until `stop()`, from psql child processes (a postgres.js pool in this
+ * process can crash it when the server goes away under it: a write scheduled on a closed socket), retried through
+ * the restart.
+ */
+function writeLoad() {
+  let stopped = false
+  let i = 0
+  const txn = (n: number) => {
+    const parts = []
+    for (let k = 0; k < 5; k++) {
+      const id = 1 + ((n * 7 + k * 13) % 400)
+      parts.push(
+        (n + k) % 9 === 0
+          ? `DELETE FROM kv WHERE id = ${id};`
+          : `INSERT INTO kv VALUES (${id}, ${n}) ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v;`,
+      )
+    }
+    return `BEGIN; ${parts.join(' ')} COMMIT;`
+  }
+  const psql = (commands: string[]) =>
+    new Promise<number | null>((resolve) => {
+      const args = ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', cluster.url(), ...commands.flatMap((c) => ['-c', c])]
+      const child = spawn('psql', args, { stdio: 'ignore' })
+      child.on('exit', (code) => resolve(code))
+    })
+  const done = (async () => {
+    while (!stopped) {
+      const commands = Array.from({ length: 10 }, (_, k) => txn(i + k + 1))
+      // a failed run may have committed some of its transactions: those count, the rest is written again
+      i += 10
+      if (await psql(commands) !== 0) await new Promise((r) => setTimeout(r, 50))
+    }
+  })()
+  return {
+    txns: () => i,
+    stop: () => {
+      stopped = true
+      return done
+    },
+  }
+}
+
+async function converged(): Promise<boolean> {
+  const rows = await sql<{ id: number; v: number }[]>`SELECT id, v FROM kv ORDER BY id`
+  const docs = server.documents('kv')
+  if (docs.length !== rows.length) return false
+  const byId = new Map(docs.map((d) => [d.id, d.v]))
+  return rows.every((r) => byId.get(r.id) === r.v)
+}
+
+describe('run through a PostgreSQL restart', () => {
+  test('pg_ctl restart -m fast under a write load completes at once; run reconnects; nothing lost', async () => {
+    stream = startStream(project.config, { pollIntervalMs: 20, batchSize: 50 })
+    await waitForSlotActive(sql)
+    const load = writeLoad()
+    await waitFor('the stream to write under load', () => stream!.flushes.length >= 20 && load.txns() >= 100)
+    // a write to turbopuffer takes a while (as the real service's do): the shutdown lands while a batch is in flight
+    server.setLatency(300)
+    await waitFor('a batch in flight', () => stream!.flushes.length >= 22)
+    const started = Date.now()
+    const restart = await pgCtl([
+      '-D',
+      join(cluster.dir, 'data'),
+      '-l',
+      join(cluster.dir, 'log'),
+      '-m',
+      'fast',
+      '-w',
+      '-t',
+      '25',
+      'restart',
+    ])
+    const ms = Date.now() - started
+    expect({ code: restart.code, output: restart.code ? restart.output : '' }).toEqual({ code: 0, output: '' })
+    expect(ms).toBeLessThan(10_000)
+    // the load goes on after the restart, and run follows it
+    server.setLatency(0)
+    const before = load.txns()
+    await waitFor('the load to go on after the restart', () => load.txns() >= before + 200, 30_000)
+    await load.stop()
+    await waitFor('the namespace to equal the table', converged, 60_000, 200)
+    expect(stream.logs.some((l) => /stream interrupted; reconnecting/.test(l))).toBe(true)
+    expect((await sql`SELECT count(*)::int AS n FROM __puffgres_dlq`)[0].n).toBe(0)
+    console.log(`pg_ctl restart -m fast took ${ms} ms`)
+  }, 150_000)
+
+  test('a batch that fails lets go of the walsender at once (not when the next change arrives)', async () => {
+    await stream?.stop()
+    stream = startStream(project.config, { pollIntervalMs: 20 })
+    await waitForSlotActive(sql)
+    await sql`INSERT INTO kv VALUES (10001, 1)`
+    await waitFor('10001 written', () => server.documents('kv').some((d) => d.id === 10001))
+    const walsender = async () =>
+      (await sql`SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = 'puffgres'`)[0]?.pid
+    const first = await walsender()
+    // every batch fails while this trigger exists (recording progress is part of a batch)
+    await sql.unsafe(`
+      CREATE FUNCTION refuse_progress() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'progress refused by the test'; END $$;
+      CREATE TRIGGER refuse_progress BEFORE INSERT OR UPDATE ON __puffgres_checkpoints
+        FOR EACH ROW EXECUTE FUNCTION refuse_progress()`)
+    await sql`INSERT INTO kv VALUES (10002, 1)`
+    await waitFor('the batch to fail', () => stream!.logs.some((l) => /writing a batch failed/.test(l)))
+    // nothing else is written: only letting go at once ends this walsender
+    await waitFor('the walsender of the failed stream to go', async () => (await walsender()) !== first, 5_000)
+    await sql`DROP TRIGGER refuse_progress ON __puffgres_checkpoints`
+    await waitFor('the namespace to equal the table', converged, 30_000, 100)
+  }, 60_000)
+
+  test('PostgreSQL down when run starts: run waits for it, then streams', async () => {
+    await stream?.stop()
+    const data = join(cluster.dir, 'data')
+    expect((await pgCtl(['-D', data, '-m', 'fast', '-w', 'stop'])).code).toBe(0)
+    stream = startStream(project.config, { pollIntervalMs: 20 })
+    let exited = false
+    stream.done.then(() => exited = true, () => exited = true)
+    await waitFor('run to wait for PostgreSQL', () => stream!.logs.some((l) => /cannot reach PostgreSQL/.test(l)))
+    expect(exited).toBe(false)
+    expect((await pgCtl(['-D', data, '-l', join(cluster.dir, 'log'), '-w', 'start'])).code).toBe(0)
+    await waitForSlotActive(sql, 'puffgres', 60_000)
+    await sql`INSERT INTO kv VALUES (20001, 1)`
+    await waitFor('20001 written', () => server.documents('kv').some((d) => d.id === 20001), 30_000)
+  }, 120_000)
+})

@@ -1,0 +1,168 @@
+// `run` on real databases: a value it cannot decode, bytes that are not UTF-8 (SQL_ASCII), a table renamed while
+// it streams, a nullable id set to NULL. None of them may stop the stream or lose a change silently
+// (ARCHITECTURE.md invariants 1, 7, 9).
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import postgres from 'postgres'
+import { type LocalServer, startLocalServer } from '../src/local/server.ts'
+import { runCli } from './harness/cli.ts'
+import { sharedCluster, type TestDatabase, testDatabase } from './harness/pg.ts'
+import { makeProject, migration, type Project } from './harness/project.ts'
+import { docsById, type RunningStream, startStream, waitForSlotActive } from './harness/stream.ts'
+import { waitFor } from './harness/wait.ts'
+
+let db: TestDatabase
+let server: LocalServer
+let project: Project
+let stream: RunningStream
+let migrateErr = ''
+
+beforeAll(async () => {
+  db = await testDatabase('robust')
+  server = await startLocalServer()
+  await db.sql.unsafe(`
+    CREATE TABLE ev (id int PRIMARY KEY, name text, at timestamptz);
+    CREATE TABLE ren (id int PRIMARY KEY, v int);
+    CREATE TABLE nid (pk serial PRIMARY KEY, ext text UNIQUE, v int);
+    ALTER TABLE nid REPLICA IDENTITY FULL;
+    CREATE TABLE nid_key (pk serial PRIMARY KEY, ext text UNIQUE, v int);
+  `)
+  project = makeProject({
+    databaseUrl: db.url,
+    turbopufferUrl: server.url,
+    migrations: {
+      '001_ev.toml': migration({ name: 'ev', table: 'ev', columns: ['name'] }),
+      '002_ev_at.toml': migration({ name: 'ev_at', table: 'ev', columns: ['at'] }),
+      '003_ren.toml': migration({ name: 'ren', table: 'ren' }),
+      '004_nid.toml': migration({ name: 'nid', table: 'nid', id: 'ext', columns: ['v'] }),
+      '005_nid_key.toml': migration({ name: 'nid_key', table: 'nid_key', id: 'ext', columns: ['v'] }),
+    },
+  })
+  const m = await runCli(['-c', project.config, 'migrate'])
+  expect(m.code).toBe(0)
+  migrateErr = m.err
+  stream = startStream(project.config)
+  await waitForSlotActive(db.sql)
+})
+
+afterAll(async () => {
+  await stream?.stop()
+  await server?.stop()
+  project?.remove()
+  await db?.drop()
+})
+
+const docs = (ns: string) => docsById(server.documents(ns))
+const deadLetters = async (mapping: string) =>
+  await db.sql<{ doc_id: string | null; error: string }[]>`
+    SELECT doc_id, error FROM __puffgres_dlq WHERE mapping = ${mapping} ORDER BY id`
+
+describe('run on real databases', () => {
+  test('a timestamptz outside a JS Date: nothing in a mapping that does not read it, a dead letter in one that does', async () => {
+    await db.sql`INSERT INTO ev VALUES (1, 'far', '290000-01-01')`
+    await db.sql`INSERT INTO ev VALUES (2, 'near', '2024-01-02 03:04:05+00')`
+    await waitFor('both rows in "ev" (it does not read "at")', () => docs('ev').size === 2)
+    expect(docs('ev').get(1)).toEqual({ name: 'far' })
+    await waitFor('row 2 in "ev_at"', () => docs('ev_at').has(2))
+    expect(docs('ev_at').get(2)).toEqual({ at: '2024-01-02T03:04:05.000Z' })
+    expect(docs('ev_at').has(1)).toBe(false)
+    const dead = await deadLetters('ev_at')
+    expect(dead).toHaveLength(1)
+    expect(dead[0].doc_id).toBe('1')
+    expect(dead[0].error).toMatch(/column "at".*outside the range of a JS Date/)
+    expect(await deadLetters('ev')).toHaveLength(0)
+  })
+
+  test('a table renamed while run streams: its changes still flow', async () => {
+    await db.sql`INSERT INTO ren VALUES (1, 1)`
+    await waitFor('ren 1', () => docs('ren').get(1)?.v === 1)
+    await db.sql`ALTER TABLE ren RENAME TO ren_renamed`
+    await db.sql`INSERT INTO ren_renamed VALUES (2, 2)`
+    await db.sql`UPDATE ren_renamed SET v = 10 WHERE id = 1`
+    await waitFor("the renamed table's changes", () => docs('ren').get(2)?.v === 2 && docs('ren').get(1)?.v === 10)
+    await db.sql`DELETE FROM ren_renamed WHERE id = 2`
+    await waitFor('the delete', () => !docs('ren').has(2))
+  })
+
+  test('a nullable id set to NULL: the old document is deleted (REPLICA IDENTITY FULL)', async () => {
+    await db.sql`INSERT INTO nid (ext, v) VALUES ('a', 1), ('b', 2)`
+    await waitFor('a and b', () => docs('nid').size === 2)
+    await db.sql`UPDATE nid SET ext = NULL WHERE ext = 'a'`
+    await db.sql`UPDATE nid SET v = 3 WHERE ext = 'b'` // a later change: the stream went on
+    await waitFor('a gone, b updated', () => !docs('nid').has('a') && docs('nid').get('b')?.v === 3)
+    expect(await deadLetters('nid')).toHaveLength(0)
+    // the row without an id comes back with one: a document again
+    await db.sql`UPDATE nid SET ext = 'c' WHERE ext IS NULL`
+    await waitFor('c', () => docs('nid').get('c')?.v === 1)
+  })
+
+  test('a nullable id set to NULL where the change does not carry the old id: a dead letter with the real cause', async () => {
+    await db.sql`INSERT INTO nid_key (ext, v) VALUES ('a', 1)`
+    await waitFor('a', () => docs('nid_key').has('a'))
+    await db.sql`UPDATE nid_key SET ext = NULL WHERE ext = 'a'`
+    await waitFor('a dead letter', async () => (await deadLetters('nid_key')).length === 1)
+    const [dead] = await deadLetters('nid_key')
+    expect(dead.error).toMatch(/NULL in id column\(s\) ext: a row without an id cannot be a document/)
+    expect(dead.error).toMatch(/REPLICA IDENTITY FULL would/)
+    expect(dead.error).not.toMatch(/is the table's REPLICA IDENTITY enough/)
+  })
+
+  test('migrate warns about a nullable id column', () => {
+    expect(migrateErr).toMatch(/004_nid\.toml: public\.nid: mapping\.id column\(s\) ext may be NULL/)
+    expect(migrateErr).toMatch(/005_nid_key\.toml: public\.nid_key: mapping\.id column\(s\) ext may be NULL/)
+    expect(migrateErr).not.toMatch(/001_ev\.toml: .*may be NULL/)
+  })
+})
+
+describe('run on a SQL_ASCII database', () => {
+  let name = ''
+  let sql: postgres.Sql
+  let proj: Project
+  let run: RunningStream | undefined
+
+  beforeAll(async () => {
+    const cluster = await sharedCluster()
+    name = `robust_ascii_${process.pid}_${Date.now() % 100000}`
+    const admin = postgres(cluster.url(), { max: 1, onnotice: () => {} })
+    await admin.unsafe(
+      `CREATE DATABASE "${name}" ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`,
+    )
+    await admin.end()
+    sql = postgres(cluster.url(name), { max: 2, onnotice: () => {} })
+    await sql`CREATE TABLE words (id int PRIMARY KEY, word text, other text)`
+    proj = makeProject({
+      databaseUrl: cluster.url(name),
+      turbopufferUrl: server.url,
+      migrations: { '001_words.toml': migration({ name: 'words', table: 'words', columns: ['word'] }) },
+    })
+    expect((await runCli(['-c', proj.config, 'migrate'])).code).toBe(0)
+    // slot names are per cluster: the other database of this file streams from "puffgres"
+    run = startStream(proj.config, { slot: 'puffgres_ascii' })
+    await waitForSlotActive(sql, 'puffgres_ascii')
+  })
+
+  afterAll(async () => {
+    await run?.stop()
+    await sql?.unsafe(`SELECT pg_drop_replication_slot('puffgres_ascii')`).catch(() => {})
+    await sql?.end({ timeout: 1 })
+    proj?.remove()
+    const admin = postgres((await sharedCluster()).url(), { max: 1, onnotice: () => {} })
+    await admin.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).catch(() => {})
+    await admin.end()
+  })
+
+  test('bytes that are not UTF-8: a dead letter where the mapping reads them, nothing where not; the stream goes on', async () => {
+    // E'\xe9': one byte, Latin-1 é, which is not UTF-8 (SQL_ASCII stores whatever bytes it gets)
+    await sql.unsafe(`INSERT INTO words VALUES (1, E'caf\\xe9', 'x')`)
+    await sql.unsafe(`INSERT INTO words VALUES (2, 'fine', E'na\\xefve')`)
+    await sql.unsafe(`INSERT INTO words VALUES (3, 'later', 'y')`)
+    await waitFor('rows 2 and 3', () => docs('words').has(2) && docs('words').has(3), 8000).catch((e) => {
+      throw new Error(e.message + run!.logs.filter((l) => /warn|error/.test(l)).slice(-5).join('\n'))
+    })
+    expect(docs('words').get(2)).toEqual({ word: 'fine' })
+    expect(docs('words').has(1)).toBe(false)
+    const dead = await sql<{ doc_id: string; error: string }[]>`SELECT doc_id, error FROM __puffgres_dlq`
+    expect(dead).toHaveLength(1)
+    expect(dead[0].doc_id).toBe('1')
+    expect(dead[0].error).toMatch(/column "word": the value is not valid UTF-8/)
+  })
+})
