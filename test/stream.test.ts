@@ -47,6 +47,9 @@ beforeAll(async () => {
   })
   const m = await runCli(['-c', project.config, 'migrate'])
   expect(m.code).toBe(0)
+  // short, so that a stream which stops sending status updates is cut off within the test (and the status interval,
+  // a third of it, is short too)
+  await db.sql.unsafe(`ALTER DATABASE "${db.name}" SET wal_sender_timeout = '2s'`)
   stream = startStream(project.config)
   await waitForSlotActive(db.sql)
 })
@@ -172,22 +175,54 @@ describe('puffgres run', () => {
     expect(docs('all').size).toBeGreaterThanOrEqual(allBefore) // "ignore" keeps them
   })
 
-  test('the slot is confirmed only up to what was written', async () => {
-    await db.sql`INSERT INTO items VALUES (40, 'c', 'active', 1, 'x')`
-    const [{ lsn }] = await db.sql`SELECT pg_current_wal_lsn()::text AS lsn`
-    await waitFor('40', () => docs('items').has(40))
-    await waitFor(
-      'confirmed past the insert',
-      async () => {
-        // the stream sends its status every few seconds; ask for it now through a keepalive round trip
-        const [r] = await db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
-        WHERE slot_name = 'puffgres'`
-        return r?.ok
-      },
-      20_000,
-      200,
-    )
-  })
+  test('the slot is confirmed only up to what was written; status updates flow while turbopuffer refuses', async () => {
+    // wal_sender_timeout is 2 s in this database (beforeAll): a stream that stops sending status updates while its
+    // writes are held is cut off by the server within 2 s, which the walsender pid below would show.
+    const walsender = async () => {
+      const [r] = await db.sql`SELECT r.pid, r.reply_time::text AS reply, s.confirmed_flush_lsn::text AS confirmed
+        FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = 'puffgres'`
+      return r as { pid: number; reply: string; confirmed: string } | undefined
+    }
+    const before = await waitFor('the walsender', walsender)
+    const writesBefore = server.stats().writes
+    server.failNext(1_000_000, 503, 100) // hold the sink: every write is refused (transient) until released
+    try {
+      // a position inside the transaction, below its commit (synchronous_commit is off: pg_current_wal_lsn() after
+      // the commit may not have reached it yet)
+      const lsn = await db.sql.begin(async (tx) => {
+        await tx`INSERT INTO items VALUES (40, 'c', 'active', 1, 'x')`
+        return (await tx`SELECT pg_current_wal_insert_lsn()::text AS lsn`)[0].lsn as string
+      })
+      // a big transaction behind it fills the stream's buffer, so reading pauses (backpressure) during the hold
+      await db.sql`INSERT INTO pairs SELECT 4, g::text, 0 FROM generate_series(1, 20000) g`
+      await waitFor('the batch to reach the sink and be refused', () => server.stats().writes >= writesBefore + 2)
+      const heldSince = Date.now()
+      const replies = new Set<string>()
+      // The hold lasts until 3 status updates arrived after the write was refused, and at least 3 × the timeout.
+      while (replies.size < 3 || Date.now() - heldSince < 6_000) {
+        const w = await walsender()
+        expect(w?.pid).toBe(before.pid) // never cut off for a replication timeout
+        const [{ passed }] = await db.sql`SELECT ${w!.confirmed}::pg_lsn >= ${lsn}::pg_lsn AS passed`
+        expect(passed).toBe(false) // the held write is not confirmed
+        if (w!.reply) replies.add(w!.reply)
+        if (Date.now() - heldSince > 60_000) throw new Error(`only ${replies.size} status updates in 60 s`)
+        await new Promise((r) => setTimeout(r, 100))
+      }
+      expect(docs('items').has(40)).toBe(false)
+      server.failNext(0)
+      await waitFor('40', () => docs('items').has(40))
+      await waitFor(
+        'confirmed past the insert',
+        async () => (await db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
+          WHERE slot_name = 'puffgres'`)[0]?.ok,
+        30_000,
+        100,
+      )
+      expect((await walsender())?.pid).toBe(before.pid)
+    } finally {
+      server.failNext(0)
+    }
+  }, 120_000)
 
   test('--create-slot false with a missing slot is a clear error', async () => {
     const r = await runCli(['-c', project.config, 'run', '--slot', 'nosuch', '--create-slot', 'false'])
