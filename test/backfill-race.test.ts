@@ -219,7 +219,7 @@ describe('backfill while `run` streams', () => {
       write: async (ns, ops, opts) => {
         if (victim === undefined) {
           victim = ops.find((o) => o.kind === 'upsert' && o.id !== 0)?.id // not the marker row
-          await db.sql.unsafe(`DELETE FROM ${table} WHERE id = $1`, [victim])
+          await db.sql.unsafe(`DELETE FROM ${table} WHERE id = $1`, [victim as number])
           const [{ lsn }] = await db.sql`SELECT pg_current_wal_insert_lsn()::text AS lsn`
           await waitFor(
             'the stream to apply the delete',

@@ -192,7 +192,7 @@ describe('puffgres run', () => {
         FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = 'puffgres'`
       return r as { pid: number; reply: string; confirmed: string } | undefined
     }
-    const before = await waitFor('the walsender', walsender)
+    const before = (await waitFor('the walsender', walsender))!
     const writesBefore = server.stats().writes
     server.failNext(1_000_000, 503, 100) // hold the sink: every write is refused (transient) until released
     try {
