@@ -261,7 +261,7 @@ describe('backfill before `run` ever started', () => {
     let stream: RunningStream | undefined
     try {
       expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
-      server.setLatency(5)
+      server.setLatency(20) // long enough for the writer's 30+ commits to overlap it, even on a loaded machine
       const { commits, out } = await backfillUnderWrites(db, project.config, table, 44)
       server.setLatency(0)
       expect(out).toContain('created replication slot "puffgres"')
