@@ -375,8 +375,10 @@ for (const seed of SEEDS) {
         const want = pgRows[i].m
         expect(pgRows[i].id).toBe(id)
         if (pgRows[i].w !== want) {
-          failures.push(`seed ${seed} (rendered SQL): ${text}\n  sql ${where}\n  row ${show(row)}\n  postgres ${want}, ` +
-            `rendered ${pgRows[i].w}`)
+          failures.push(
+            `seed ${seed} (rendered SQL): ${text}\n  sql ${where}\n  row ${show(row)}\n  postgres ${want}, ` +
+              `rendered ${pgRows[i].w}`,
+          )
         }
         decided[String(want) as 'true']++
         for (const [mode, f] of [['typed', typed], ['untyped', untyped]] as const) {

@@ -222,7 +222,8 @@ describe('puffgres run', () => {
       await waitFor('40', () => docs('items').has(40))
       await waitFor(
         'confirmed past the insert',
-        async () => (await db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
+        async () =>
+          (await db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
           WHERE slot_name = 'puffgres'`)[0]?.ok,
         30_000,
         100,
@@ -233,62 +234,69 @@ describe('puffgres run', () => {
     }
   }, 120_000)
 
-  test('a permanent 4xx becomes a dead letter and the stream goes on; the slot waits for the dead-letter insert', async () => {
-    await db.sql`INSERT INTO vecs VALUES (1, '{1,2,3}')` // the namespace now has 3 dimensions
-    await waitFor('vector 1', () => docs('vecs').has(1)).catch((e) => {
-      throw new Error(`${e.message}: ${stream.logs.filter((l) => !l.includes('"debug"')).join('\n')}`)
-    })
-    // hold the dead-letter queue: the stream's insert into it waits for this lock
-    const locker = await db.sql.reserve()
-    let locked = true
-    try {
-      await locker`BEGIN`
-      await locker`LOCK TABLE __puffgres_dlq IN EXCLUSIVE MODE`
-      const refusedBefore = server.stats().statuses['400'] ?? 0
-      const lsn = await db.sql.begin(async (tx) => {
-        await tx`INSERT INTO vecs VALUES (2, '{1,2}')` // 2 dimensions: refused for good
-        return (await tx`SELECT pg_current_wal_insert_lsn()::text AS lsn`)[0].lsn as string
+  test(
+    'a permanent 4xx becomes a dead letter and the stream goes on; the slot waits for the dead-letter insert',
+    async () => {
+      await db.sql`INSERT INTO vecs VALUES (1, '{1,2,3}')` // the namespace now has 3 dimensions
+      await waitFor('vector 1', () => docs('vecs').has(1)).catch((e) => {
+        throw new Error(`${e.message}: ${stream.logs.filter((l) => !l.includes('"debug"')).join('\n')}`)
       })
-      await waitFor('turbopuffer to refuse vector 2', () => (server.stats().statuses['400'] ?? 0) > refusedBefore)
-      await waitFor(
-        'the dead-letter insert to wait for the lock',
-        async () =>
-          (await db.sql`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = ${db.name}
+      // hold the dead-letter queue: the stream's insert into it waits for this lock
+      const locker = await db.sql.reserve()
+      let locked = true
+      try {
+        await locker`BEGIN`
+        await locker`LOCK TABLE __puffgres_dlq IN EXCLUSIVE MODE`
+        const refusedBefore = server.stats().statuses['400'] ?? 0
+        const lsn = await db.sql.begin(async (tx) => {
+          await tx`INSERT INTO vecs VALUES (2, '{1,2}')` // 2 dimensions: refused for good
+          return (await tx`SELECT pg_current_wal_insert_lsn()::text AS lsn`)[0].lsn as string
+        })
+        await waitFor('turbopuffer to refuse vector 2', () => (server.stats().statuses['400'] ?? 0) > refusedBefore)
+        await waitFor(
+          'the dead-letter insert to wait for the lock',
+          async () =>
+            (await db.sql`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = ${db.name}
             AND query ILIKE '%__puffgres_dlq%'`).length > 0,
-      )
-      const replies = new Set<string>()
-      const heldSince = Date.now()
-      while (replies.size < 3 || Date.now() - heldSince < 3_000) { // status updates go out, none confirms it
-        const [r] = await db.sql`SELECT r.reply_time::text AS reply, s.confirmed_flush_lsn >= ${lsn}::pg_lsn AS passed
+        )
+        const replies = new Set<string>()
+        const heldSince = Date.now()
+        while (replies.size < 3 || Date.now() - heldSince < 3_000) { // status updates go out, none confirms it
+          const [r] = await db.sql`SELECT r.reply_time::text AS reply, s.confirmed_flush_lsn >= ${lsn}::pg_lsn AS passed
           FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = 'puffgres'`
-        expect(r?.passed).toBe(false)
-        if (r?.reply) replies.add(r.reply)
-        if (Date.now() - heldSince > 60_000) throw new Error(`only ${replies.size} status updates in 60 s`)
-        await new Promise((res) => setTimeout(res, 100))
+          expect(r?.passed).toBe(false)
+          if (r?.reply) replies.add(r.reply)
+          if (Date.now() - heldSince > 60_000) throw new Error(`only ${replies.size} status updates in 60 s`)
+          await new Promise((res) => setTimeout(res, 100))
+        }
+        await locker`COMMIT`
+        locked = false
+      } finally {
+        if (locked) await locker`ROLLBACK`.catch(() => {})
+        locker.release()
       }
-      await locker`COMMIT`
-      locked = false
-    } finally {
-      if (locked) await locker`ROLLBACK`.catch(() => {})
-      locker.release()
-    }
-    await waitFor('the dead letter', async () =>
-      (await db.sql`SELECT error FROM __puffgres_dlq WHERE mapping = 'vecs' AND doc_id = '2'`)[0]?.error)
-    const [{ error }] = await db.sql`SELECT error FROM __puffgres_dlq WHERE mapping = 'vecs' AND doc_id = '2'`
-    expect(error).toContain('400')
-    expect(error).toContain('dimensions')
-    // the stream goes on
-    await db.sql`INSERT INTO vecs VALUES (3, '{4,5,6}')`
-    const [{ lsn: after }] = await db.sql`SELECT pg_current_wal_insert_lsn()::text AS lsn`
-    await waitFor('vector 3', () => docs('vecs').has(3))
-    expect(docs('vecs').has(2)).toBe(false)
-    await waitFor(
-      'confirmed past both',
-      async () => (await db.sql`SELECT confirmed_flush_lsn >= ${after}::pg_lsn AS ok FROM pg_replication_slots
+      await waitFor(
+        'the dead letter',
+        async () => (await db.sql`SELECT error FROM __puffgres_dlq WHERE mapping = 'vecs' AND doc_id = '2'`)[0]?.error,
+      )
+      const [{ error }] = await db.sql`SELECT error FROM __puffgres_dlq WHERE mapping = 'vecs' AND doc_id = '2'`
+      expect(error).toContain('400')
+      expect(error).toContain('dimensions')
+      // the stream goes on
+      await db.sql`INSERT INTO vecs VALUES (3, '{4,5,6}')`
+      const [{ lsn: after }] = await db.sql`SELECT pg_current_wal_insert_lsn()::text AS lsn`
+      await waitFor('vector 3', () => docs('vecs').has(3))
+      expect(docs('vecs').has(2)).toBe(false)
+      await waitFor(
+        'confirmed past both',
+        async () =>
+          (await db.sql`SELECT confirmed_flush_lsn >= ${after}::pg_lsn AS ok FROM pg_replication_slots
         WHERE slot_name = 'puffgres'`)[0]?.ok,
-    )
-    await db.sql`DELETE FROM __puffgres_dlq WHERE mapping = 'vecs'`
-  }, 120_000)
+      )
+      await db.sql`DELETE FROM __puffgres_dlq WHERE mapping = 'vecs'`
+    },
+    120_000,
+  )
 
   test('--create-slot false with a missing slot is a clear error', async () => {
     const r = await runCli(['-c', project.config, 'run', '--slot', 'nosuch', '--create-slot', 'false'])
