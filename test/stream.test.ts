@@ -58,7 +58,7 @@ beforeAll(async () => {
   expect(m.code).toBe(0)
   // short, so that a stream which stops sending status updates is cut off within the test (and the status interval,
   // a third of it, is short too)
-  await db.sql.unsafe(`ALTER DATABASE "${db.name}" SET wal_sender_timeout = '2s'`)
+  await db.sql.unsafe(`ALTER DATABASE "${db.name}" SET wal_sender_timeout = '3s'`)
   stream = startStream(project.config)
   await waitForSlotActive(db.sql)
 })
@@ -185,8 +185,8 @@ describe('puffgres run', () => {
   })
 
   test('the slot is confirmed only up to what was written; status updates flow while turbopuffer refuses', async () => {
-    // wal_sender_timeout is 2 s in this database (beforeAll): a stream that stops sending status updates while its
-    // writes are held is cut off by the server within 2 s, which the walsender pid below would show.
+    // wal_sender_timeout is 3 s in this database (beforeAll): a stream that stops sending status updates while its
+    // writes are held is cut off by the server within 3 s, which the walsender pid below would show.
     const walsender = async () => {
       const [r] = await db.sql`SELECT r.pid, r.reply_time::text AS reply, s.confirmed_flush_lsn::text AS confirmed
         FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = 'puffgres'`
@@ -207,8 +207,8 @@ describe('puffgres run', () => {
       await waitFor('the batch to reach the sink and be refused', () => server.stats().writes >= writesBefore + 2)
       const heldSince = Date.now()
       const replies = new Set<string>()
-      // The hold lasts until 3 status updates arrived after the write was refused, and at least 3 × the timeout.
-      while (replies.size < 3 || Date.now() - heldSince < 6_000) {
+      // The hold lasts until 3 status updates arrived after the write was refused, and at least 2.5 × the timeout.
+      while (replies.size < 3 || Date.now() - heldSince < 7_500) {
         const w = await walsender()
         expect(w?.pid).toBe(before.pid) // never cut off for a replication timeout
         const [{ passed }] = await db.sql`SELECT ${w!.confirmed}::pg_lsn >= ${lsn}::pg_lsn AS passed`
