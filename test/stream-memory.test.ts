@@ -17,7 +17,7 @@ import { waitFor } from './harness/wait.ts'
 const ROWS = 200_000
 const ROW_BYTES = 1000
 const BOUND_MB = 300
-/** measured: 162 MB (1,000-row batches: 280-310 MB, the garbage collector's slack grows with the page) */
+/** measured: 160-180 MB (1,000-row batches: 280-310 MB, the garbage collector's slack grows with the page) */
 const BACKFILL_BOUND_MB = 250
 
 let db: TestDatabase
