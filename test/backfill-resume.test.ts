@@ -44,7 +44,7 @@ const progress = async () =>
     SELECT status, rows_done::int AS rows FROM __puffgres_backfill WHERE mapping = 'docs'`)[0]
 
 test('kill -9 mid-backfill, then --resume: exact final state, nothing copied twice past the checkpoint', async () => {
-  server.setLatency(40) // every write takes 40 ms: the kill lands in the middle
+  server.setLatency(200) // every write takes 200 ms (4 at once): the whole copy takes ~5 s, the kill lands early in it
   const child = spawn(
     './node_modules/.bin/bun',
     ['src/cli.ts', '-c', project.config, 'backfill', 'docs', '--batch-size', '25'],
@@ -69,15 +69,11 @@ test('kill -9 mid-backfill, then --resume: exact final state, nothing copied twi
   expect(refused.err).toContain(`is unfinished: ${killed.rows.toLocaleString('en-US')} rows copied`)
   expect(refused.err).toContain('puffgres backfill docs --resume')
 
-  // writes the killed process had sent are still being answered (40 ms each, 4 at once): wait until they are in
-  let upsertsBefore = -1
-  await waitFor("the killed run's last writes to land", async () => {
-    const now = server.stats().rowsUpserted
-    const settled = now === upsertsBefore
-    upsertsBefore = now
-    if (!settled) await new Promise((r) => setTimeout(r, 100))
-    return settled
-  }, 10_000)
+  // writes the killed process had sent may still be being answered (200 ms each, 4 at once): wait until the server
+  // has answered every request it received (it counts a request on arrival and its status when it answers)
+  const answered = () => Object.values(server.stats().statuses).reduce((a, b) => a + b, 0)
+  await waitFor("the killed run's last writes to land", () => server.stats().requests === answered(), 10_000, 10)
+  const upsertsBefore = server.stats().rowsUpserted
   const resumed = await runCli(['-c', project.config, 'backfill', 'docs', '--resume', '--batch-size', '25'])
   expect(resumed.err).toBe('')
   expect(resumed.code).toBe(0)

@@ -207,6 +207,18 @@ describe('puffgres backfill', () => {
     }
   })
 
+  test('--discard reads and transforms every member row and writes nothing', async () => {
+    const writes = server.stats().writes
+    const before = docs('items')
+    const r = await backfill('items', '--discard', '--batch-size', '20')
+    expect(r.err).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.out).toContain('done: 150 rows')
+    expect(await record('items')).toMatchObject({ status: 'done', rows: 150 })
+    expect(server.stats().writes).toBe(writes)
+    expect(docs('items')).toEqual(before)
+  })
+
   test('bad input: one-line errors', async () => {
     const unknown = await backfill('nope')
     expect(unknown.code).toBe(1)

@@ -1,12 +1,12 @@
 // README's first command: `puffgres demo` runs the whole pipeline on a throwaway PostgreSQL + the local server.
 import { expect, test } from 'bun:test'
 import { spawnSync } from 'node:child_process'
-import { CLI } from './harness/child.ts'
+import { cliCommand } from './harness/child.ts'
 
 test('puffgres demo runs end to end and cleans up', () => {
   const env = { ...process.env }
   for (const k of ['DATABASE_URL', 'TURBOPUFFER_API_KEY', 'TURBOPUFFER_BASE_URL', 'TURBOPUFFER_REGION']) delete env[k]
-  const r = spawnSync(process.execPath, [CLI, 'demo', '--rows', '200'], { env, encoding: 'utf8', timeout: 120_000 })
+  const r = spawnSync(...cliCommand(['demo', '--rows', '200']), { env, encoding: 'utf8', timeout: 120_000 })
   expect(r.stderr).toBe('')
   expect(r.status).toBe(0)
   expect(r.stdout).toContain('backfilled 180 member rows')
@@ -27,7 +27,7 @@ test('puffgres demo uses DATABASE_URL and TURBOPUFFER_BASE_URL when they are set
   try {
     const env = { ...process.env, DATABASE_URL: db.url, TURBOPUFFER_BASE_URL: server.url, TURBOPUFFER_API_KEY: 'k' }
     const { spawn } = await import('node:child_process')
-    const child = spawn(process.execPath, [CLI, 'demo', '--rows', '50'], { env })
+    const child = spawn(...cliCommand(['demo', '--rows', '50']), { env })
     let out = ''
     child.stdout.on('data', (d) => out += d)
     child.stderr.on('data', (d) => out += d)

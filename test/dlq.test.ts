@@ -4,6 +4,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { existsSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { type LocalServer, startLocalServer } from '../src/local/server.ts'
+import { createClient } from '../src/turbopuffer/client.ts'
+import { VERSION_ATTR } from '../src/types.ts'
 import { runCli } from './harness/cli.ts'
 import { type TestDatabase, testDatabase } from './harness/pg.ts'
 import { makeProject, migration, type Project } from './harness/project.ts'
@@ -111,12 +113,30 @@ describe('puffgres dlq', () => {
   })
 
   test("after the fix, retries write the rows' current state and remove the entries", async () => {
-    // row 2 changes after it failed (a retry of the old event would write "bad two"); row 4 is deleted meanwhile
+    // The stream is stopped, so whatever reaches the namespace now is the retry's doing. Row 2 changes after it
+    // failed (a retry of the stale event would write "bad two"); row 4 is deleted meanwhile and a stale document 4
+    // waits in the namespace (only a retry that deletes by the row's current state removes it).
+    await stream.stop()
     await db.sql`UPDATE items SET name = 'good two' WHERE id = 2`
     await db.sql`DELETE FROM items WHERE id = 4`
-    await waitFor('row 2 streamed', () => docs().get(2)?.name === 'good two')
+    await createClient({ api_key: 'test-key', base_url: server.url }).namespace('items').write({
+      upsert_rows: [{ id: 4, name: 'stale four', [VERSION_ATTR]: '0'.repeat(24) }],
+    })
+    expect(docs().has(2)).toBe(false)
+    expect(docs().get(4)?.name).toBe('stale four')
     rmSync(flag) // the fix
     const [e2, e4] = await entries()
+
+    // a retry whose write fails keeps its entry (and counts the attempt)
+    server.failNext(100, 400)
+    const refused = await dlq('retry', '--id', e2.id)
+    server.failNext(0)
+    expect(refused.code).toBe(1)
+    expect(refused.out).toContain('0 retried, 1 failed')
+    const kept = (await entries()).find((e) => e.id === e2.id)
+    expect(kept?.attempts).toBe(3)
+    expect(kept?.error).toContain('400')
+    expect(docs().has(2)).toBe(false)
 
     const one = await dlq('retry', '--id', e2.id)
     expect(one.code).toBe(0)
@@ -128,6 +148,9 @@ describe('puffgres dlq', () => {
     expect(all.out).toBe(`retried ${e4.id} (items id 4): delete\n1 retried, 0 failed`)
     expect(docs().has(4)).toBe(false)
     expect(await entries()).toEqual([])
+
+    stream = startStream(project.config)
+    await waitForSlotActive(db.sql)
   })
 
   test('clear by id, by mapping, all', async () => {

@@ -83,8 +83,11 @@ describe('embedder', () => {
 
   test('retries 429 (honouring Retry-After) and 500, then succeeds', async () => {
     const e = embedder()
-    server.failNext({ status: 429, retryAfter: '0' }, { status: 500 })
+    server.failNext({ status: 429, retryAfter: '1' }, { status: 500 })
+    const started = Date.now()
     expect(await e.embed(['retry me'])).toEqual([expectedVector('retry me')])
+    // the backoff here is at most 5 ms: only the Retry-After of 1 s makes the call take a second
+    expect(Date.now() - started).toBeGreaterThanOrEqual(990)
     expect(server.requests).toHaveLength(3)
     expect(e.stats()).toMatchObject({ requests: 3, retries: 2, texts: 1 })
   })

@@ -4,6 +4,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadConfig } from '../src/config/load.ts'
+import { fileURLToPath } from 'node:url'
+import { cliCommand } from './harness/child.ts'
 import { runCli } from './harness/cli.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'puffgres-init-'))
@@ -37,8 +39,8 @@ test('init scaffolds a project that loads, and refuses to overwrite', async () =
 test("the scaffolded transform type-checks against the scaffolded types (import type from 'puffgres')", () => {
   const d = mkdtempSync(join(tmpdir(), 'puffgres-init-tc-'))
   try {
-    spawnSync(process.execPath, [join(import.meta.dir, '../src/cli.ts'), 'init', d])
-    const deno = join(import.meta.dir, '../node_modules/.bin/deno')
+    spawnSync(...cliCommand(['init', d]))
+    const deno = fileURLToPath(new URL('../node_modules/.bin/deno', import.meta.url))
     // Deno resolves the bare 'puffgres' specifier through an import map, as an editor would through tsconfig paths
     writeFileSync(join(d, 'deno.json'), JSON.stringify({ imports: { puffgres: './puffgres/puffgres.d.ts' } }))
     const ok = spawnSync(deno, ['check', '--quiet', 'puffgres/transforms/example.ts'], { cwd: d, encoding: 'utf8' })

@@ -48,6 +48,24 @@ describe('log level and format', () => {
     ])
   })
 
+  test('by default: human text when stderr is a terminal, JSON lines otherwise', () => {
+    const had = Object.getOwnPropertyDescriptor(process.stderr, 'isTTY')
+    const withTty = (tty: boolean) => {
+      Object.defineProperty(process.stderr, 'isTTY', { value: tty, configurable: true, writable: true })
+      const lines: string[] = []
+      createLogger({ level: 'info', write: (l) => lines.push(l) }).info('streaming', { slot: 'puffgres' })
+      return lines
+    }
+    try {
+      expect(withTty(true)).toEqual(['streaming  slot=puffgres'])
+      const [line] = withTty(false)
+      expect(JSON.parse(line)).toMatchObject({ level: 'info', msg: 'streaming', slot: 'puffgres' })
+    } finally {
+      if (had) Object.defineProperty(process.stderr, 'isTTY', had)
+      else delete (process.stderr as { isTTY?: boolean }).isTTY
+    }
+  })
+
   test('secrets are never written: secret-named fields and passwords inside URLs', () => {
     const lines: string[] = []
     const log = createLogger({ json: true, level: 'debug', write: (l) => lines.push(l) })

@@ -1,4 +1,5 @@
-// Differential test: PostgreSQL evaluates toSql(p) over a table of random rows; puffgres evaluates the same parsed
+// Differential test: PostgreSQL evaluates each random predicate's text as written over a table of random rows (the
+// reference), and puffgres's SQL rendering of it, toSql(p) (backfill's WHERE); puffgres evaluates the parsed
 // predicate on the same rows as the stream would see them (each column's text decoded by postgres/values.ts).
 // Every row × predicate must agree on true / false / null. Predicates are random SQL text (random keyword case,
 // quoting and spacing), so the parser is exercised too.
@@ -357,11 +358,13 @@ for (const seed of SEEDS) {
       const p = parseMembership(text)
       for (const c of predicateColumns(p)) columnUse.set(c, (columnUse.get(c) ?? 0) + 1)
       const where = toSql(p)
-      let pgRows: { id: number; m: boolean | null }[]
+      // PostgreSQL evaluates the predicate as the user wrote it (the reference), and puffgres's SQL rendering of it
+      // (backfill's WHERE), which must agree with it
+      let pgRows: { id: number; m: boolean | null; w: boolean | null }[]
       try {
-        pgRows = await sql.unsafe(`SELECT id, (${where}) AS m FROM t ORDER BY id`) as any
+        pgRows = await sql.unsafe(`SELECT id, (${text}) AS m, (${where}) AS w FROM t ORDER BY id`) as any
       } catch (e) {
-        failures.push(`seed ${seed}: PostgreSQL rejected ${where} (from ${text}): ${(e as Error).message}`)
+        failures.push(`seed ${seed}: PostgreSQL rejected ${text} (rendered ${where}): ${(e as Error).message}`)
         continue
       }
       const typed = compileMembership(p, TYPES)
@@ -371,6 +374,12 @@ for (const seed of SEEDS) {
         const { id, row } = rows[i]
         const want = pgRows[i].m
         expect(pgRows[i].id).toBe(id)
+        if (pgRows[i].w !== want) {
+          failures.push(
+            `seed ${seed} (rendered SQL): ${text}\n  sql ${where}\n  row ${show(row)}\n  postgres ${want}, ` +
+              `rendered ${pgRows[i].w}`,
+          )
+        }
         decided[String(want) as 'true']++
         for (const [mode, f] of [['typed', typed], ['untyped', untyped]] as const) {
           if (!f) continue

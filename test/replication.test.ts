@@ -11,6 +11,7 @@ import {
 } from '../src/postgres/replication.ts'
 import { decodeTuple } from '../src/postgres/values.ts'
 import { type Cluster, startCluster, type TestDatabase, testDatabase } from './harness/pg.ts'
+import { waitFor } from './harness/wait.ts'
 
 let db: TestDatabase
 const open: ReplicationStream[] = []
@@ -99,6 +100,16 @@ async function waitForFlush(rs: ReplicationStream, slot: string, lsn: bigint, sq
     if (await slotFlush(slot, sql) >= lsn) return
   }
   throw new Error(`slot ${slot} never reached confirmed_flush_lsn ${lsn}`)
+}
+
+/** Sends a status update and waits until the walsender has processed it (its reply time changed). */
+async function statusArrives(rs: ReplicationStream, slot: string, sql = db.sql) {
+  const replyTime = async () =>
+    (await sql`SELECT r.reply_time::text AS t FROM pg_stat_replication r
+      JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.slot_name = ${slot}`)[0]?.t ?? null
+  const before = await replyTime()
+  rs.sendStatus()
+  await waitFor(`a status update of ${slot} to arrive`, async () => (await replyTime()) !== before)
 }
 
 describe('decoding changes', () => {
@@ -228,11 +239,9 @@ describe('acknowledgement', () => {
     await db.sql`INSERT INTO t4 VALUES (2)`
     const first = await until(it, 2)
     const commits = first.map((e) => e.msg).filter((m) => m.tag === 'commit') as { endLsn: bigint }[]
-    // status updates go out, but nothing was confirmed: the slot must not pass the first commit
-    for (let i = 0; i < 5; i++) {
-      rs.sendStatus()
-      await sleep(100)
-    }
+    // status updates go out (and arrive), but nothing was confirmed: the slot must not pass the first commit
+    await statusArrives(rs, 't4_slot')
+    await statusArrives(rs, 't4_slot')
     expect(await slotFlush('t4_slot')).toBeLessThan(commits[0].endLsn)
     expect(await slotFlush('t4_slot')).toBeGreaterThanOrEqual(startFlush)
     rs.confirm(commits[0].endLsn)
@@ -269,11 +278,9 @@ describe('acknowledgement', () => {
     const [commit] = (await until(it, 1)).map((e) => e.msg).filter((m) => m.tag === 'commit') as { endLsn: bigint }[]
     await db.sql`INSERT INTO t5_other VALUES (1)`
     const [{ lsn }] = await db.sql`SELECT pg_current_wal_lsn()::text AS lsn`
-    // not confirmed yet: keepalives must not move the slot past the delivered commit
-    for (let i = 0; i < 5; i++) {
-      rs.sendStatus()
-      await sleep(100)
-    }
+    // not confirmed yet: keepalives must not move the slot past the delivered commit (status updates that arrived)
+    await statusArrives(rs, 't5_slot')
+    await statusArrives(rs, 't5_slot')
     expect(await slotFlush('t5_slot')).toBeLessThan(commit.endLsn)
     rs.confirm(commit.endLsn)
     // keep a next() pending, as an idle consumer does

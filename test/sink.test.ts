@@ -128,11 +128,14 @@ describe('failures', () => {
     const retries: RetryInfo[] = []
     const sink = sinkFor({ onRetry: (i) => retries.push(i) })
     const ns = freshNamespace()
-    server.failNext(5, 429, 7)
+    server.failNext(5, 429, 150)
+    const started = Date.now()
     const res = await sink.write(ns, Array.from({ length: 20 }, (_, i) => up(i, 'v1', { i })))
+    // the backoff here is at most 20 ms per retry: only the retry-after of 150 ms makes 5 retries take 750 ms
+    expect(Date.now() - started).toBeGreaterThanOrEqual(740)
     expect(res).toEqual({ written: 20, skipped: 0, failed: [] })
     expect(retries).toHaveLength(5)
-    expect(retries.every((r) => r.status === 429 && r.delayMs === 7 && r.operation === 'write')).toBe(true)
+    expect(retries.every((r) => r.status === 429 && r.delayMs === 150 && r.operation === 'write')).toBe(true)
     expect(retries.map((r) => r.attempt)).toEqual([1, 2, 3, 4, 5])
     expect(sink.stats()).toMatchObject({ retries: 5, requests: 6, written: 20, failed: 0 })
     expect((await docs(sink, ns)).size).toBe(20)

@@ -97,22 +97,28 @@ describe('puffgres status', () => {
 
   test('the lag grows while the sink is blocked and shrinks after', async () => {
     await waitFor('caught up', async () => (await status()).stream.lag_bytes < 64 * 1024, 30_000)
-    server.setLatency(60_000)
-    await db.sql`INSERT INTO items SELECT g, repeat('x', 1000) FROM generate_series(100, 400) g`
-    const [{ written }] = await db.sql<{ written: string }[]>`SELECT pg_current_wal_lsn()::text AS written`
-    // the slot stays behind everything written while the write hangs (status updates every few seconds meanwhile)
-    await new Promise((r) => setTimeout(r, 500))
-    const blocked = await status()
-    expect(blocked.stream.lag_bytes).toBeGreaterThan(200 * 1000)
-    const [{ behind }] = await db.sql<{ behind: boolean }[]>`
-      SELECT confirmed_flush_lsn < ${written}::pg_lsn AS behind FROM pg_replication_slots WHERE slot_name = 'puffgres'`
-    expect(behind).toBe(true)
-    server.setLatency(0)
-    // the hanging request times out on the sink side only after a while: restart the stream to unblock at once
-    await stream.stop()
-    stream = startStream(project.config)
-    await waitFor('the rows written', () => server.documents('items').length === 4 + 301, 30_000)
-    await waitFor('the lag to shrink', async () => (await status()).stream.lag_bytes < blocked.stream.lag_bytes, 30_000)
+    const writes = server.stats().writes
+    server.failNext(1_000_000, 503, 100) // hold the sink: every write is refused (and retried) until released
+    try {
+      await db.sql`INSERT INTO items SELECT g, repeat('x', 1000) FROM generate_series(100, 400) g`
+      const [{ written }] = await db.sql<{ written: string }[]>`SELECT pg_current_wal_insert_lsn()::text AS written`
+      // the slot stays behind everything written while the write is held
+      await waitFor('the write to reach the sink and be refused', () => server.stats().writes > writes)
+      const blocked = await status()
+      expect(blocked.stream.lag_bytes).toBeGreaterThan(200 * 1000)
+      const [{ behind }] = await db.sql<{ behind: boolean }[]>`
+        SELECT confirmed_flush_lsn < ${written}::pg_lsn AS behind FROM pg_replication_slots WHERE slot_name = 'puffgres'`
+      expect(behind).toBe(true)
+      server.failNext(0)
+      await waitFor('the rows written', () => server.documents('items').length === 4 + 301, 30_000)
+      await waitFor(
+        'the lag to shrink',
+        async () => (await status()).stream.lag_bytes < blocked.stream.lag_bytes,
+        30_000,
+      )
+    } finally {
+      server.failNext(0)
+    }
   }, 90_000)
 
   test('a stopped stream shows an inactive slot', async () => {

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { type LocalServer, startLocalServer } from '../src/local/server.ts'
 import { type Child, spawnCli } from './harness/child.ts'
 import { runCli } from './harness/cli.ts'
-import { type TestDatabase, testDatabase } from './harness/pg.ts'
+import { freePort, type TestDatabase, testDatabase } from './harness/pg.ts'
 import { makeProject, migration, type Project } from './harness/project.ts'
 import { waitFor } from './harness/wait.ts'
 
@@ -21,6 +21,8 @@ beforeAll(async () => {
     databaseUrl: db.url,
     turbopufferUrl: server.url,
     migrations: { '001_kv.toml': migration({ name: 'kv', table: 'kv', membership: 'member' }) },
+    // no heartbeat: its commits would count as received changes in the lag gauge the signal tests wait on
+    extra: '[stream]\nheartbeat_interval_ms = 0',
   })
   expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
 })
@@ -96,6 +98,20 @@ async function drift(): Promise<string> {
     `wrong ${wrong.slice(0, 10)} (${wrong.length})`
 }
 
+/** Inserts a member row; returns a WAL position inside its transaction, below its commit. */
+async function insertAt(id: number): Promise<string> {
+  return await db.sql.begin(async (tx) => {
+    await tx`INSERT INTO kv VALUES (${id}, 1, true)`
+    return (await tx`SELECT pg_current_wal_insert_lsn()::text AS lsn`)[0].lsn as string
+  })
+}
+
+/** `puffgres_replication_lag_seconds` from a run's /metrics: above 0 while a received commit is unconfirmed. */
+async function lagSeconds(port: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
+  return Number(/^puffgres_replication_lag_seconds (\S+)$/m.exec(text)?.[1] ?? NaN)
+}
+
 async function dlqCount(): Promise<number> {
   return (await db.sql`SELECT count(*)::int AS n FROM __puffgres_dlq`)[0].n
 }
@@ -150,26 +166,88 @@ describe('run as a process', () => {
     await waitFor('a streams', () => /"streaming"/.test(a.output()))
     const b = run()
     await waitFor('b waits as a standby', () => /hot standby/.test(b.output()))
+    const streamingLines = () => b.output().split('\n').filter((l) => l.includes('"streaming"')).length
     a.kill('SIGKILL')
     await a.exited
+    const ended = Date.now()
+    await waitFor('b to take over', () => streamingLines() > 0, 30_000, 20)
+    // README: within about a second of the first one's end (b retries every second); 3 s leaves room for load
+    expect(Date.now() - ended).toBeLessThan(3_000)
     await db.sql`INSERT INTO kv VALUES (1001, 1, true)`
-    await waitFor('b took over and wrote the change', () => server.documents('kv').some((d) => d.id === 1001), 30_000)
-    expect(b.output()).toMatch(/"streaming"/)
+    await waitFor('b wrote the change', () => server.documents('kv').some((d) => d.id === 1001), 30_000)
     b.kill('SIGTERM')
     expect(await b.exited).toBe(0)
   }, 60_000)
 
-  test('SIGTERM finishes the batch in flight, confirms it and exits 0', async () => {
-    const c = run('--poll-interval-ms', '3000')
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    test(`${sig} writes the change waiting in its batch, confirms it and exits 0`, async () => {
+      const id = sig === 'SIGTERM' ? 2001 : 2002
+      const port = await freePort()
+      const c = run('--poll-interval-ms', '600000', '--metrics-port', String(port), '--metrics-host', '127.0.0.1')
+      await waitFor('streams', () => /"streaming"/.test(c.output()))
+      const lsn = await insertAt(id)
+      // received (the lag gauge counts an unconfirmed commit), but waiting in the batch (poll interval 10 min)
+      await waitFor('the change to be received', async () => await lagSeconds(port) > 0)
+      expect(server.documents('kv').some((d) => d.id === id)).toBe(false)
+      c.kill(sig)
+      expect(await c.exited).toBe(0)
+      expect(server.documents('kv').some((d) => d.id === id)).toBe(true)
+      const [slot] = await db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok, active FROM pg_replication_slots
+        WHERE slot_name = 'puffgres'`
+      expect(slot).toEqual({ ok: true, active: false })
+    }, 60_000)
+  }
+
+  test('a second signal exits at once, without confirming; the next run writes the change', async () => {
+    const c = run()
     await waitFor('streams', () => /"streaming"/.test(c.output()))
-    await db.sql`INSERT INTO kv VALUES (2001, 1, true)`
-    const [{ lsn }] = await db.sql`SELECT pg_current_wal_lsn()::text AS lsn`
-    await new Promise((r) => setTimeout(r, 300)) // received, but still waiting in the batch (poll interval 3 s)
-    c.kill('SIGTERM')
-    expect(await c.exited).toBe(0)
-    expect(server.documents('kv').some((d) => d.id === 2001)).toBe(true)
-    const [slot] = await db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok, active FROM pg_replication_slots
-      WHERE slot_name = 'puffgres'`
-    expect(slot).toEqual({ ok: true, active: false })
+    const writes = server.stats().writes
+    server.failNext(1_000_000, 503, 100) // hold the sink
+    try {
+      const lsn = await insertAt(3001)
+      await waitFor('the batch to be in flight', () => server.stats().writes >= writes + 2)
+      c.kill('SIGTERM')
+      await waitFor('the graceful stop to begin', () => /finishing the batches in flight/.test(c.output()))
+      const second = Date.now()
+      c.kill('SIGTERM')
+      expect(await c.exited).toBe(130)
+      expect(Date.now() - second).toBeLessThan(5_000)
+      expect(c.output()).toContain('second SIGTERM: exiting now')
+      expect(server.documents('kv').some((d) => d.id === 3001)).toBe(false)
+      const [slot] = await db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
+        WHERE slot_name = 'puffgres'`
+      expect(slot.ok).toBe(false)
+    } finally {
+      server.failNext(0)
+    }
+    const next = run()
+    await waitFor('the next run to write it', () => server.documents('kv').some((d) => d.id === 3001))
+    next.kill('SIGTERM')
+    expect(await next.exited).toBe(0)
+  }, 60_000)
+
+  test('--discard confirms the slot and writes nothing', async () => {
+    await db.sql`SELECT pg_create_logical_replication_slot('discard_test', 'pgoutput')`
+    const c = run('--discard', '--slot', 'discard_test')
+    try {
+      await waitFor('streams', () => /"streaming"/.test(c.output()))
+      const writes = server.stats().writes
+      const lsn = await insertAt(4001)
+      await waitFor(
+        'discard_test confirmed past the insert',
+        async () =>
+          (await db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
+            WHERE slot_name = 'discard_test'`)[0]?.ok,
+      )
+      expect(server.stats().writes).toBe(writes)
+      expect(server.documents('kv').some((d) => d.id === 4001)).toBe(false)
+      c.kill('SIGTERM')
+      expect(await c.exited).toBe(0)
+    } finally {
+      c.kill()
+      await c.exited
+      await db.sql`SELECT pg_drop_replication_slot('discard_test')`
+    }
+    await db.sql`DELETE FROM kv WHERE id = 4001`
   }, 60_000)
 })

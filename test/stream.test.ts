@@ -21,6 +21,7 @@ beforeAll(async () => {
     CREATE TABLE items (id int PRIMARY KEY, name text, status text, price numeric(10,2), body text);
     ALTER TABLE items ALTER COLUMN body SET STORAGE EXTERNAL;
     CREATE TABLE pairs (a int, b text, v int, PRIMARY KEY (a, b));
+    CREATE TABLE vecs (id int PRIMARY KEY, v float8[]);
     CREATE TABLE events (dev int, at timestamptz, n int, body text, PRIMARY KEY (dev, at));
     ALTER TABLE events ALTER COLUMN body SET STORAGE EXTERNAL;
     CREATE TABLE typed (
@@ -41,12 +42,23 @@ beforeAll(async () => {
       '002_pairs.toml': migration({ name: 'pairs', table: 'pairs', id: ['a', 'b'] }),
       '003_typed.toml': migration({ name: 'typed', table: 'typed' }),
       '005_events.toml': migration({ name: 'events', table: 'events', id: ['dev', 'at'] }),
+      '006_vecs.toml': migration({ name: 'vecs', table: 'vecs', transform: 'transforms/vecs.ts' }) +
+        'distance_metric = "euclidean_squared"\n',
       '004_items_all.toml': migration({ name: 'items_all', table: 'items', columns: ['name'], namespace: 'all' })
         .replace('[mapping]', '[mapping]\ntruncate = "ignore"'),
+    },
+    // a vector of another dimension than the namespace's is refused by turbopuffer (400): a permanent failure
+    files: {
+      'transforms/vecs.ts': `export default (e) =>
+  e.type === 'delete' ? { type: 'delete' } : { type: 'upsert', attributes: {}, vector: e.new.v }
+`,
     },
   })
   const m = await runCli(['-c', project.config, 'migrate'])
   expect(m.code).toBe(0)
+  // short, so that a stream which stops sending status updates is cut off within the test (and the status interval,
+  // a third of it, is short too)
+  await db.sql.unsafe(`ALTER DATABASE "${db.name}" SET wal_sender_timeout = '3s'`)
   stream = startStream(project.config)
   await waitForSlotActive(db.sql)
 })
@@ -172,22 +184,119 @@ describe('puffgres run', () => {
     expect(docs('all').size).toBeGreaterThanOrEqual(allBefore) // "ignore" keeps them
   })
 
-  test('the slot is confirmed only up to what was written', async () => {
-    await db.sql`INSERT INTO items VALUES (40, 'c', 'active', 1, 'x')`
-    const [{ lsn }] = await db.sql`SELECT pg_current_wal_lsn()::text AS lsn`
-    await waitFor('40', () => docs('items').has(40))
-    await waitFor(
-      'confirmed past the insert',
-      async () => {
-        // the stream sends its status every few seconds; ask for it now through a keepalive round trip
-        const [r] = await db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
-        WHERE slot_name = 'puffgres'`
-        return r?.ok
-      },
-      20_000,
-      200,
-    )
-  })
+  test('the slot is confirmed only up to what was written; status updates flow while turbopuffer refuses', async () => {
+    // wal_sender_timeout is 3 s in this database (beforeAll): a stream that stops sending status updates while its
+    // writes are held is cut off by the server within 3 s, which the walsender pid below would show.
+    const walsender = async () => {
+      const [r] = await db.sql`SELECT r.pid, r.reply_time::text AS reply, s.confirmed_flush_lsn::text AS confirmed
+        FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = 'puffgres'`
+      return r as { pid: number; reply: string; confirmed: string } | undefined
+    }
+    const before = (await waitFor('the walsender', walsender))!
+    const writesBefore = server.stats().writes
+    server.failNext(1_000_000, 503, 100) // hold the sink: every write is refused (transient) until released
+    try {
+      // a position inside the transaction, below its commit (synchronous_commit is off: pg_current_wal_lsn() after
+      // the commit may not have reached it yet)
+      const lsn = await db.sql.begin(async (tx) => {
+        await tx`INSERT INTO items VALUES (40, 'c', 'active', 1, 'x')`
+        return (await tx`SELECT pg_current_wal_insert_lsn()::text AS lsn`)[0].lsn as string
+      })
+      // a big transaction behind it fills the stream's buffer, so reading pauses (backpressure) during the hold
+      await db.sql`INSERT INTO pairs SELECT 4, g::text, 0 FROM generate_series(1, 20000) g`
+      await waitFor('the batch to reach the sink and be refused', () => server.stats().writes >= writesBefore + 2)
+      const heldSince = Date.now()
+      const replies = new Set<string>()
+      // The hold lasts until 3 status updates arrived after the write was refused, and at least 2.5 × the timeout.
+      while (replies.size < 3 || Date.now() - heldSince < 7_500) {
+        const w = await walsender()
+        expect(w?.pid).toBe(before.pid) // never cut off for a replication timeout
+        const [{ passed }] = await db.sql`SELECT ${w!.confirmed}::pg_lsn >= ${lsn}::pg_lsn AS passed`
+        expect(passed).toBe(false) // the held write is not confirmed
+        if (w!.reply) replies.add(w!.reply)
+        if (Date.now() - heldSince > 60_000) throw new Error(`only ${replies.size} status updates in 60 s`)
+        await new Promise((r) => setTimeout(r, 100))
+      }
+      expect(docs('items').has(40)).toBe(false)
+      server.failNext(0)
+      await waitFor('40', () => docs('items').has(40))
+      await waitFor(
+        'confirmed past the insert',
+        async () =>
+          (await db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
+          WHERE slot_name = 'puffgres'`)[0]?.ok,
+        30_000,
+        100,
+      )
+      expect((await walsender())?.pid).toBe(before.pid)
+    } finally {
+      server.failNext(0)
+    }
+  }, 120_000)
+
+  test(
+    'a permanent 4xx becomes a dead letter and the stream goes on; the slot waits for the dead-letter insert',
+    async () => {
+      await db.sql`INSERT INTO vecs VALUES (1, '{1,2,3}')` // the namespace now has 3 dimensions
+      await waitFor('vector 1', () => docs('vecs').has(1)).catch((e) => {
+        throw new Error(`${e.message}: ${stream.logs.filter((l) => !l.includes('"debug"')).join('\n')}`)
+      })
+      // hold the dead-letter queue: the stream's insert into it waits for this lock
+      const locker = await db.sql.reserve()
+      let locked = true
+      try {
+        await locker`BEGIN`
+        await locker`LOCK TABLE __puffgres_dlq IN EXCLUSIVE MODE`
+        const refusedBefore = server.stats().statuses['400'] ?? 0
+        const lsn = await db.sql.begin(async (tx) => {
+          await tx`INSERT INTO vecs VALUES (2, '{1,2}')` // 2 dimensions: refused for good
+          return (await tx`SELECT pg_current_wal_insert_lsn()::text AS lsn`)[0].lsn as string
+        })
+        await waitFor('turbopuffer to refuse vector 2', () => (server.stats().statuses['400'] ?? 0) > refusedBefore)
+        await waitFor(
+          'the dead-letter insert to wait for the lock',
+          async () =>
+            (await db.sql`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = ${db.name}
+            AND query ILIKE '%__puffgres_dlq%'`).length > 0,
+        )
+        const replies = new Set<string>()
+        const heldSince = Date.now()
+        while (replies.size < 3 || Date.now() - heldSince < 3_000) { // status updates go out, none confirms it
+          const [r] = await db.sql`SELECT r.reply_time::text AS reply, s.confirmed_flush_lsn >= ${lsn}::pg_lsn AS passed
+          FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = 'puffgres'`
+          expect(r?.passed).toBe(false)
+          if (r?.reply) replies.add(r.reply)
+          if (Date.now() - heldSince > 60_000) throw new Error(`only ${replies.size} status updates in 60 s`)
+          await new Promise((res) => setTimeout(res, 100))
+        }
+        await locker`COMMIT`
+        locked = false
+      } finally {
+        if (locked) await locker`ROLLBACK`.catch(() => {})
+        locker.release()
+      }
+      await waitFor(
+        'the dead letter',
+        async () => (await db.sql`SELECT error FROM __puffgres_dlq WHERE mapping = 'vecs' AND doc_id = '2'`)[0]?.error,
+      )
+      const [{ error }] = await db.sql`SELECT error FROM __puffgres_dlq WHERE mapping = 'vecs' AND doc_id = '2'`
+      expect(error).toContain('400')
+      expect(error).toContain('dimensions')
+      // the stream goes on
+      await db.sql`INSERT INTO vecs VALUES (3, '{4,5,6}')`
+      const [{ lsn: after }] = await db.sql`SELECT pg_current_wal_insert_lsn()::text AS lsn`
+      await waitFor('vector 3', () => docs('vecs').has(3))
+      expect(docs('vecs').has(2)).toBe(false)
+      await waitFor(
+        'confirmed past both',
+        async () =>
+          (await db.sql`SELECT confirmed_flush_lsn >= ${after}::pg_lsn AS ok FROM pg_replication_slots
+        WHERE slot_name = 'puffgres'`)[0]?.ok,
+      )
+      await db.sql`DELETE FROM __puffgres_dlq WHERE mapping = 'vecs'`
+    },
+    120_000,
+  )
 
   test('--create-slot false with a missing slot is a clear error', async () => {
     const r = await runCli(['-c', project.config, 'run', '--slot', 'nosuch', '--create-slot', 'false'])

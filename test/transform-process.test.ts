@@ -107,10 +107,13 @@ describe('bin: transform process', () => {
   })
 
   test('a process that stops answering is killed after the timeout and replaced', async () => {
-    await withRunner(ECHO, { timeoutMs: 200 }, async (r) => {
+    // 1.5 s: far above an answer's time, and above a process start on a loaded machine (the replacement's first
+    // event includes its start); the first process is started before the clock matters
+    await withRunner(ECHO, { timeoutMs: 1500 }, async (r) => {
+      expect((await r.run([ev(0, {})]))[0].ok).toBe(true)
       const out = await r.run([ev(1, {}), ev(2, { hang: true }), ev(3, {})])
       expect(out[0].ok).toBe(true)
-      expect(out[1]).toEqual({ ok: false, error: `transform ${ECHO} timed out after 200 ms for id 2` })
+      expect(out[1]).toEqual({ ok: false, error: `transform ${ECHO} timed out after 1500 ms for id 2` })
       expect(out[2]).toEqual({
         ok: false,
         error: `transform ${ECHO} was restarted because id 2 timed out, while id 3 was in flight`,
