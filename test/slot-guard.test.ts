@@ -90,6 +90,44 @@ describe('run and its slot', () => {
     }
   })
 
+  test('a slot of that name in another database: exit 1 naming it, with or without earlier progress', async () => {
+    // slot names are cluster-wide: a second database configured with the same name finds the first one's slot
+    const other = await testDatabase('slotelse')
+    const here = await testDatabase('slothere')
+    cleanups.push(() => other.drop(), () => here.drop())
+    const slot = `shared_${Date.now() % 100000}`
+    await other.sql`SELECT pg_create_logical_replication_slot(${slot}, 'pgoutput')`
+    await here.sql`CREATE TABLE items (id int PRIMARY KEY, name text)`
+    const project = makeProject({
+      databaseUrl: here.url,
+      turbopufferUrl: server.url,
+      migrations: { '001_items.toml': migration({ name: 'items', table: 'items', namespace: `else_${Date.now()}` }) },
+    })
+    cleanups.push(() => project.remove())
+    expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
+
+    // nothing streamed yet: not a retry loop on "belongs to database"
+    const fresh = await runExits(project.config, 20_000, '--slot', slot)
+    expect(fresh.code).toBe(1)
+    expect(fresh.err).toContain(`error: replication slot "${slot}" belongs to database "${other.name}"`)
+    expect(fresh.err).toContain('--slot')
+
+    // after progress (through a slot of its own): not "gone" either, the slot is there
+    const stream = startStream(project.config, { slot: `own_${slot}` })
+    await waitFor(
+      'the slot is active',
+      async () =>
+        (await here.sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = ${`own_${slot}`} AND active`).length > 0,
+    )
+    await here.sql`INSERT INTO items VALUES (1, 'one')`
+    await waitFor('a batch written', () => stream.flushes.some((f) => f.upserted > 0))
+    await stream.stop()
+    const after = await runExits(project.config, 20_000, '--slot', slot)
+    expect(after.code).toBe(1)
+    expect(after.err).toContain(`error: replication slot "${slot}" belongs to database "${other.name}"`)
+    expect(after.err).not.toContain('is gone')
+  })
+
   test('an invalidated slot (wal_status = lost): exit 1 with what to do', async () => {
     // its own cluster: a tiny max_slot_wal_keep_size would invalidate other files' slots
     const cluster: Cluster = await startCluster({ max_slot_wal_keep_size: "'1MB'" })
