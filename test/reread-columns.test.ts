@@ -1,0 +1,76 @@
+// The stream's re-read (a generated column, an unchanged TOAST value) reads the columns its mapping needs, as
+// backfill, `dlq retry` and `verify` do: not every column of the table. A sync role granted only those columns (a
+// table with a password hash, say) must be able to stream, and a big column no mapping uses is not read again.
+import { afterAll, beforeAll, expect, test } from 'bun:test'
+import { type LocalServer, startLocalServer } from '../src/local/server.ts'
+import { runCli } from './harness/cli.ts'
+import { type TestDatabase, testDatabase } from './harness/pg.ts'
+import { makeProject, migration, type Project } from './harness/project.ts'
+import { docsById, type RunningStream, startStream } from './harness/stream.ts'
+import { waitFor } from './harness/wait.ts'
+
+let db: TestDatabase
+let server: LocalServer
+let admin: Project
+let limited: Project
+let stream: RunningStream | undefined
+const role = `sync_${process.pid}_${Date.now() % 100000}`
+
+beforeAll(async () => {
+  db = await testDatabase('rereadcols')
+  server = await startLocalServer()
+  await db.sql.unsafe(`
+    CREATE TABLE accounts (id int PRIMARY KEY, price int, qty int, total int GENERATED ALWAYS AS (price * qty) STORED,
+                           password_hash text);
+    CREATE ROLE ${role} LOGIN REPLICATION;
+  `)
+  const migrations = {
+    '001_accounts.toml': migration({ name: 'accounts', table: 'accounts', columns: ['price', 'total'] }),
+  }
+  admin = makeProject({ databaseUrl: db.url, turbopufferUrl: server.url, migrations })
+  expect((await runCli(['-c', admin.config, 'migrate'])).code).toBe(0)
+  // least privilege: the columns the mapping needs, and puffgres's own state
+  await db.sql.unsafe(`
+    GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role};
+    REVOKE ALL ON accounts FROM ${role};
+    GRANT SELECT (id, price, total) ON accounts TO ${role};
+    GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ${role};
+  `)
+  const url = db.url.replace('postgres://postgres@', `postgres://${role}@`)
+  limited = makeProject({ databaseUrl: url, turbopufferUrl: server.url, migrations })
+}, 60_000)
+
+afterAll(async () => {
+  await stream?.stop()
+  await server?.stop()
+  admin?.remove()
+  limited?.remove()
+  await db?.drop()
+  const { sharedCluster } = await import('./harness/pg.ts')
+  const postgres = (await import('postgres')).default
+  const a = postgres((await sharedCluster()).url(), { max: 1, onnotice: () => {} })
+  await a.unsafe(`DROP ROLE IF EXISTS ${role}`).catch(() => {})
+  await a.end()
+})
+
+test('a role granted only the needed columns backfills, and streams rows with a generated column', async () => {
+  await db.sql`INSERT INTO accounts (id, price, qty, password_hash) VALUES (1, 2, 3, 'secret')`
+  // backfill reads the needed columns only: the grant is enough
+  const b = await runCli(['-c', limited.config, 'backfill', 'accounts'])
+  expect(b.err).toBe('')
+  expect(b.code).toBe(0)
+  const docs = () => docsById(server.documents('accounts'))
+  expect(docs().get(1)).toEqual({ price: 2, total: 6 })
+
+  stream = startStream(limited.config)
+  await waitFor(
+    'the slot is active',
+    async () => (await db.sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = 'puffgres' AND active`).length > 0,
+  )
+  // every insert and update of this table is re-read for `total`: with the table's every column, it was refused
+  await db.sql`INSERT INTO accounts (id, price, qty, password_hash) VALUES (2, 5, 5, ${'x'.repeat(100_000)})`
+  await db.sql`UPDATE accounts SET qty = 10 WHERE id = 1`
+  await waitFor('2 in, 1 updated', () => docs().get(2)?.total === 25 && docs().get(1)?.total === 20, 20_000)
+  expect(docs().get(2)).toEqual({ price: 5, total: 25 })
+  expect(stream.logs.join('\n')).not.toContain('permission denied')
+})
