@@ -8,6 +8,12 @@ import { type TestDatabase, testDatabase } from './harness/pg.ts'
 import { makeProject, migration, type Project } from './harness/project.ts'
 import { docsById, type RunningStream, startStream } from './harness/stream.ts'
 import { waitFor } from './harness/wait.ts'
+import type { Mapping } from '../src/config/load.ts'
+import type { Intent } from '../src/pipeline/changes.ts'
+import { rereadIntents, rowDocId } from '../src/pipeline/row-identity.ts'
+import type { DeadLetter } from '../src/postgres/dlq.ts'
+import type { Relation } from '../src/postgres/pgoutput.ts'
+import { encodeVersion } from '../src/types.ts'
 
 let db: TestDatabase
 let server: LocalServer
@@ -73,4 +79,34 @@ test('a role granted only the needed columns backfills, and streams rows with a 
   await waitFor('2 in, 1 updated', () => docs().get(2)?.total === 25 && docs().get(1)?.total === 20, 20_000)
   expect(docs().get(2)).toEqual({ price: 5, total: 25 })
   expect(stream.logs.join('\n')).not.toContain('permission denied')
+})
+
+test('a re-read of 40,000 two-column keys (past 65,535 parameters and the planner stack) is read in chunks', async () => {
+  // a batch of 40,000 changes to a table with a two-column key and a generated column: 80,000 key texts
+  const n = 40_000
+  await db.sql.unsafe(`
+    CREATE TABLE pairs (a int, b int, v int, w int GENERATED ALWAYS AS (v * 2) STORED, PRIMARY KEY (a, b));
+    INSERT INTO pairs (a, b, v) SELECT g, g, g FROM generate_series(1, ${n}) g;`)
+  const [{ oid }] = await db.sql`SELECT 'pairs'::regclass::oid::int AS oid`
+  const mapping = { name: 'pairs', schema: 'public', table: 'pairs', idColumns: ['a', 'b'] } as unknown as Mapping
+  const route = { mapping, keyTypes: ['integer', 'integer'] }
+  const intents: Intent[] = Array.from({ length: n }, (_, k) => {
+    const row = { a: k + 1, b: k + 1 }
+    return {
+      route,
+      id: rowDocId(mapping, row)!,
+      kind: 'upsert',
+      event: { type: 'update', op: 'update', new: row },
+      version: encodeVersion(1n),
+      lsn: 1n,
+      reread: true,
+      relation: { oid } as Relation,
+      keyTexts: [String(k + 1), String(k + 1)],
+    } as Intent
+  })
+  const dead: DeadLetter[] = []
+  const out = await rereadIntents(db.sql, intents, dead)
+  expect(dead).toEqual([])
+  expect(out).toHaveLength(n)
+  expect(out[n - 1].event.new).toEqual({ a: n, b: n, v: n, w: 2 * n })
 })
