@@ -205,7 +205,10 @@ export async function rereadIntents(
   const groups = new Map<string, Intent[]>()
   for (const i of need) {
     const k = `${i.route.mapping.name}\u0000${i.relation!.oid}`
-    groups.set(k, [...(groups.get(k) ?? []), i])
+    // push, not spread: a batch is re-read whole when its table has a generated column (spreading was quadratic)
+    const list = groups.get(k)
+    if (list) list.push(i)
+    else groups.set(k, [i])
   }
   const replaced = new Map<Intent, Intent | undefined>()
   for (const group of groups.values()) {
