@@ -153,7 +153,11 @@ export class ChangeProcessor {
 
   private routesFor(rel: Relation): RouteRuntime[] {
     const routes = this.opts.routes.filter((r) => r.mapping.schema === rel.schema && r.mapping.table === rel.name)
-    for (const r of routes) r.columnTypes = rel.columns
+    for (const r of routes) {
+      // generated columns are not in the relation message: their types (for the write schema) come from the catalog
+      const missing = r.notStreamed?.filter((g) => !rel.columns.some((c) => c.name === g.name)) ?? []
+      r.columnTypes = missing.length ? [...rel.columns, ...missing] : rel.columns
+    }
     return routes
   }
 

@@ -64,7 +64,10 @@ export async function buildRoutes(
     // pgoutput does not send generated columns: a change of a row whose mapping needs one is re-read by key
     const needed = neededColumns(m)
     const shape = await tableByOid(sql, info.oid)
-    const generated = shape?.generated.filter((c) => !needed || needed.has(c)) ?? []
+    const generated = shape?.columns.filter((c) =>
+      shape.generated.includes(c.name) && (!needed || needed.has(c.name))
+    ) ??
+      []
     routes.push({
       mapping: m,
       ...(generated.length ? { notStreamed: generated } : {}),
