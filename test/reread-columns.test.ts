@@ -28,12 +28,14 @@ beforeAll(async () => {
   await db.sql.unsafe(`
     CREATE TABLE accounts (id int PRIMARY KEY, price int, qty int, total int GENERATED ALWAYS AS (price * qty) STORED,
                            password_hash text);
+    CREATE TABLE orders (id int PRIMARY KEY, price int, qty int);
     CREATE TABLE ratios (id int PRIMARY KEY, price int, ratio float8 GENERATED ALWAYS AS (price / 4.0) STORED);
     CREATE ROLE ${role} LOGIN REPLICATION;
   `)
   const migrations = {
     '001_accounts.toml': migration({ name: 'accounts', table: 'accounts', columns: ['price', 'total'] }),
     '002_ratios.toml': migration({ name: 'ratios', table: 'ratios', columns: ['ratio'] }),
+    '003_orders.toml': migration({ name: 'orders', table: 'orders' }),
   }
   admin = makeProject({ databaseUrl: db.url, turbopufferUrl: server.url, migrations })
   expect((await runCli(['-c', admin.config, 'migrate'])).code).toBe(0)
@@ -131,4 +133,23 @@ test("a generated column is declared in the streamed writes' schema (its type fr
   )
   expect(await db.sql`SELECT error FROM __puffgres_dlq`).toEqual([])
   expect(docs().get(2)).toEqual({ ratio: 1.5 })
+})
+
+test('a generated column added while run streams is in the documents of later changes', async () => {
+  // a mapping of every column: the column added later is needed too, and pgoutput does not send it
+  stream ??= startStream(limited.config)
+  await waitFor(
+    'the slot is active',
+    async () => (await db.sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = 'puffgres' AND active`).length > 0,
+  )
+  await db.sql`INSERT INTO orders VALUES (1, 2, 3)`
+  const docs = () => docsById(server.documents('orders'))
+  await waitFor('1 in', () => docs().get(1)?.qty === 3)
+  await db.sql`ALTER TABLE orders ADD COLUMN total int GENERATED ALWAYS AS (price * qty) STORED`
+  await db.sql.unsafe(`GRANT SELECT ON orders TO ${role}`)
+  await db.sql`INSERT INTO orders VALUES (2, 5, 5)`
+  await db.sql`UPDATE orders SET qty = 4 WHERE id = 1`
+  await waitFor('2 in, 1 updated', () => docs().get(2)?.qty === 5 && docs().get(1)?.qty === 4)
+  expect(docs().get(2)).toEqual({ price: 5, qty: 5, total: 25 })
+  expect(docs().get(1)).toEqual({ price: 2, qty: 4, total: 8 })
 })

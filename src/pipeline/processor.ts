@@ -11,6 +11,7 @@ import { encodeVersion, type Logger } from '../types.ts'
 import { changeIntents, type Intent } from './changes.ts'
 import { idKey } from './docid.ts'
 import { rereadIntents } from './row-identity.ts'
+import { generatedNeeded, tableByOid } from '../postgres/table-shape.ts'
 import { type RouteRuntime, writeIntents, type WriteSummary } from './writer.ts'
 
 export type { RouteRuntime } from './writer.ts'
@@ -97,7 +98,7 @@ export class ChangeProcessor {
         else if (!this.pending.size && !this.dead.length && !this.inflight) this.confirmIfAhead(msg.endLsn)
         return
       case 'relation':
-        this.byRelation.set(msg.relation.oid, this.routesFor(msg.relation))
+        this.byRelation.set(msg.relation.oid, await this.routesFor(msg.relation))
         return
       case 'insert':
       case 'update':
@@ -151,8 +152,14 @@ export class ChangeProcessor {
     return { commitLsn: t.commitLsn, version: encodeVersion(t.commitLsn, t.seq) }
   }
 
-  private routesFor(rel: Relation): RouteRuntime[] {
+  private async routesFor(rel: Relation): Promise<RouteRuntime[]> {
     const routes = this.opts.routes.filter((r) => r.mapping.schema === rel.schema && r.mapping.table === rel.name)
+    // a relation message follows every change of the table's shape: a generated column added or dropped since the
+    // routes were built changes what must be re-read (the catalog by OID; the message never lists them)
+    if (routes.length) {
+      const shape = await tableByOid(this.opts.sql, rel.oid)
+      for (const r of routes) r.notStreamed = generatedNeeded(shape, r.needed)
+    }
     for (const r of routes) {
       // generated columns are not in the relation message: their types (for the write schema) come from the catalog
       const missing = r.notStreamed?.filter((g) => !rel.columns.some((c) => c.name === g.name)) ?? []
@@ -170,7 +177,7 @@ export class ChangeProcessor {
   private async truncate(relations: Relation[]) {
     const pos = this.position()
     for (const rel of relations) {
-      for (const route of this.byRelation.get(rel.oid) ?? this.routesFor(rel)) {
+      for (const route of this.byRelation.get(rel.oid) ?? await this.routesFor(rel)) {
         const m = route.mapping
         if (m.truncate === 'ignore') {
           this.opts.log.warn('TRUNCATE ignored (mapping.truncate = "ignore"): the namespace keeps its documents', {
