@@ -106,7 +106,7 @@ test('a re-read of 40,000 two-column keys (past 65,535 parameters and the planne
       reread: true,
       relation: { oid } as Relation,
       keyTexts: [String(k + 1), String(k + 1)],
-    } as Intent
+    } as unknown as Intent
   })
   const dead: DeadLetter[] = []
   const out = await rereadIntents(db.sql, intents, dead)
