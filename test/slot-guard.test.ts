@@ -11,6 +11,7 @@ import { quietLogger, startStream, waitForSlotActive } from './harness/stream.ts
 import { backfill } from '../src/backfill/backfill.ts'
 import { loadConfig } from '../src/config/load.ts'
 import { waitFor } from './harness/wait.ts'
+import { runStream } from '../src/commands/run.ts'
 
 let server: LocalServer
 const cleanups: (() => Promise<void> | void)[] = []
@@ -88,6 +89,92 @@ describe('run and its slot', () => {
     } finally {
       await stream.stop()
     }
+  })
+
+  test('a slot of that name in another database: exit 1 naming it, with or without earlier progress', async () => {
+    // slot names are cluster-wide: a second database configured with the same name finds the first one's slot
+    const other = await testDatabase('slotelse')
+    const here = await testDatabase('slothere')
+    cleanups.push(() => other.drop(), () => here.drop())
+    const slot = `shared_${Date.now() % 100000}`
+    await other.sql`SELECT pg_create_logical_replication_slot(${slot}, 'pgoutput')`
+    await here.sql`CREATE TABLE items (id int PRIMARY KEY, name text)`
+    const project = makeProject({
+      databaseUrl: here.url,
+      turbopufferUrl: server.url,
+      migrations: { '001_items.toml': migration({ name: 'items', table: 'items', namespace: `else_${Date.now()}` }) },
+    })
+    cleanups.push(() => project.remove())
+    expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
+
+    // nothing streamed yet: not a retry loop on "belongs to database"
+    const fresh = await runExits(project.config, 20_000, '--slot', slot)
+    expect(fresh.code).toBe(1)
+    expect(fresh.err).toContain(`error: replication slot "${slot}" belongs to database "${other.name}"`)
+    expect(fresh.err).toContain('--slot')
+
+    // after progress (through a slot of its own): not "gone" either, the slot is there
+    const stream = startStream(project.config, { slot: `own_${slot}` })
+    await waitFor(
+      'the slot is active',
+      async () =>
+        (await here.sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = ${`own_${slot}`} AND active`).length > 0,
+    )
+    await here.sql`INSERT INTO items VALUES (1, 'one')`
+    await waitFor('a batch written', () => stream.flushes.some((f) => f.upserted > 0))
+    await stream.stop()
+    const after = await runExits(project.config, 20_000, '--slot', slot)
+    expect(after.code).toBe(1)
+    expect(after.err).toContain(`error: replication slot "${slot}" belongs to database "${other.name}"`)
+    expect(after.err).not.toContain('is gone')
+  })
+
+  test('the default (create only if new) starts on a fresh database, and after a backfill uses its slot', async () => {
+    // the guard's false positives: neither of these is a gap
+    const fresh = await testDatabase('slotfresh')
+    cleanups.push(() => fresh.drop())
+    await fresh.sql`CREATE TABLE items (id int PRIMARY KEY, name text)`
+    await fresh.sql`INSERT INTO items VALUES (1, 'one')`
+    const slot = `fresh_${Date.now() % 100000}`
+    const project = makeProject({
+      databaseUrl: fresh.url,
+      turbopufferUrl: server.url,
+      migrations: { '001_items.toml': migration({ name: 'items', table: 'items', namespace: `fresh_${slot}` }) },
+    })
+    cleanups.push(() => project.remove())
+    expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
+    const config = loadConfig(project.config)
+    const run = async (until: () => Promise<boolean>) => {
+      const stop = new AbortController()
+      const lines: string[] = []
+      const done = runStream(config, {
+        slot,
+        createSlot: 'if-new',
+        pollIntervalMs: 50,
+        batchSize: 1000,
+        signal: stop.signal,
+        log: quietLogger(lines),
+      })
+      try {
+        await Promise.race([waitFor('run to stream', until), done.then(() => Promise.reject(new Error('run ended')))])
+      } finally {
+        stop.abort()
+        await done.catch(() => {})
+      }
+      return lines.join('\n')
+    }
+    const active = async () =>
+      (await fresh.sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = ${slot} AND active`).length > 0
+    // a fresh database: nothing was ever recorded, so the slot is created
+    expect(await run(active)).toContain('created replication slot')
+    await fresh.sql`SELECT pg_drop_replication_slot(${slot})`
+
+    // backfill first (it creates the slot and records its snapshot), then run: the backfill's slot is used
+    const b = await backfill(config, { mapping: 'items', slot, log: quietLogger(), progress: false })
+    expect(b.outcome).toBe('done')
+    const logs = await run(active)
+    expect(logs).not.toContain('created replication slot')
+    expect(logs).not.toContain('creating the replication slot again')
   })
 
   test('an invalidated slot (wal_status = lost): exit 1 with what to do', async () => {

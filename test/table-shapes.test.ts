@@ -57,6 +57,10 @@ describe('table shapes', () => {
     expect(migrateErr).toMatch(
       /warning: .*002_parts\.toml: public\.parts: partitioned table: published through its root/,
     )
+    // pgoutput sends nothing for these (publish_via_partition_root sends only a TRUNCATE of the root): say so
+    expect(migrateErr).toMatch(
+      /TRUNCATE, DETACH PARTITION or DROP TABLE of one partition is not in the replication stream .*verify --repair/,
+    )
     const [p] = await db.sql`SELECT pubviaroot FROM pg_publication WHERE pubname = 'puffgres_pub'`
     expect(p.pubviaroot).toBe(true)
     const again = await runCli(['-c', project.config, 'migrate'])

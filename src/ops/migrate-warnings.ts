@@ -27,7 +27,9 @@ export function migrateWarnings(m: Mapping, table: TableShape): string[] {
     warnings.push(
       `${where}: partitioned table: published through its root (publish_via_partition_root = true), so the changes ` +
         `of every partition stream as changes of ${m.schema}.${m.table}; a row moving between partitions arrives as a ` +
-        `delete and an insert of the same id and ends as one document`,
+        `delete and an insert of the same id and ends as one document. TRUNCATE, DETACH PARTITION or DROP TABLE of ` +
+        `one partition is not in the replication stream (only a TRUNCATE of ${m.schema}.${m.table} itself is): ` +
+        `the documents of that partition's rows stay until \`puffgres verify --repair\` deletes them`,
     )
   }
   return warnings

@@ -28,9 +28,31 @@ const recovery = (slot: string) =>
  * (then it only warns). A missing slot without progress is left to ReplicationStream.ensureSlot.
  */
 export async function checkSlot(sql: postgres.Sql, slot: string, create: CreateSlot, log: Logger): Promise<void> {
-  const [s] = await sql<{ wal_status: string | null; confirmed: string | null }[]>`
-    SELECT wal_status, confirmed_flush_lsn::text AS confirmed FROM pg_replication_slots
-    WHERE slot_name = ${slot} AND database = current_database()`
+  // slot names are cluster-wide: look in every database, so that a namesake elsewhere is named, not taken for "gone"
+  const [s] = await sql<
+    {
+      wal_status: string | null
+      confirmed: string | null
+      slot_type: string
+      plugin: string | null
+      database: string | null
+      here: string
+    }[]
+  >`
+    SELECT wal_status, confirmed_flush_lsn::text AS confirmed, slot_type, plugin, database, current_database() AS here
+    FROM pg_replication_slots WHERE slot_name = ${slot}`
+  if (s && (s.slot_type !== 'logical' || s.database !== s.here || s.plugin !== 'pgoutput')) {
+    // retrying cannot help, and creating one is impossible while the name is taken: a configuration error
+    const what = s.slot_type !== 'logical'
+      ? `is a ${s.slot_type} slot`
+      : s.database !== s.here
+      ? `belongs to database "${s.database}", not "${s.here}"`
+      : `uses the output plugin "${s.plugin}", not pgoutput`
+    throw new SlotGoneError(
+      `replication slot "${slot}" ${what}: slot names are shared by the whole PostgreSQL cluster; give this ` +
+        `database's puffgres a slot name of its own ([stream] slot in puffgres.toml, or --slot)`,
+    )
+  }
   if (s?.wal_status === 'lost') {
     throw new SlotGoneError(
       `replication slot "${slot}" was invalidated (wal_status = lost): PostgreSQL removed WAL it still needed ` +

@@ -17,8 +17,11 @@ export interface MappingRoute {
   relid?: number
   /** the id columns' types as a cast names them (`timestamp with time zone`, `character(10)`): re-reads by key */
   keyTypes: string[]
-  /** needed columns pgoutput does not send (generated columns): every insert and update is re-read by key */
-  notStreamed?: string[]
+  /**
+   * needed columns pgoutput does not send (generated columns), typed from the catalog: every insert and update is
+   * re-read by key, and their types join the relation message's in the schema of the writes
+   */
+  notStreamed?: { name: string; typeOid: number; typeName?: string }[]
 }
 
 /** One document's wanted state after a change. */

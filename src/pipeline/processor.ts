@@ -11,6 +11,7 @@ import { encodeVersion, type Logger } from '../types.ts'
 import { changeIntents, type Intent } from './changes.ts'
 import { idKey } from './docid.ts'
 import { rereadIntents } from './row-identity.ts'
+import { generatedNeeded, tableByOid } from '../postgres/table-shape.ts'
 import { type RouteRuntime, writeIntents, type WriteSummary } from './writer.ts'
 
 export type { RouteRuntime } from './writer.ts'
@@ -99,7 +100,7 @@ export class ChangeProcessor {
         else if (!this.pending.size && !this.dead.length && !this.inflight) this.confirmIfAhead(msg.endLsn)
         return
       case 'relation':
-        this.byRelation.set(msg.relation.oid, this.routesFor(msg.relation))
+        this.byRelation.set(msg.relation.oid, await this.routesFor(msg.relation))
         return
       case 'insert':
       case 'update':
@@ -158,7 +159,7 @@ export class ChangeProcessor {
    * The routes of a relation: by OID (a renamed table keeps its mappings, ARCHITECTURE.md invariant 9); by name
    * only for routes built without the catalog's OID.
    */
-  private routesFor(rel: Relation): RouteRuntime[] {
+  private async routesFor(rel: Relation): Promise<RouteRuntime[]> {
     const sameName = (r: RouteRuntime) => r.mapping.schema === rel.schema && r.mapping.table === rel.name
     const routes = this.opts.routes.filter((r) => r.relid === undefined ? sameName(r) : r.relid === rel.oid)
     const other = this.opts.routes.filter((r) => r.relid !== undefined && r.relid !== rel.oid && sameName(r))
@@ -173,7 +174,17 @@ export class ChangeProcessor {
         },
       )
     }
-    for (const r of routes) r.columnTypes = rel.columns
+    // a relation message follows every change of the table's shape: a generated column added or dropped since the
+    // routes were built changes what must be re-read (the catalog by OID; the message never lists them)
+    if (routes.length) {
+      const shape = await tableByOid(this.opts.sql, rel.oid)
+      for (const r of routes) r.notStreamed = generatedNeeded(shape, r.needed)
+    }
+    for (const r of routes) {
+      // generated columns are not in the relation message: their types (for the write schema) come from the catalog
+      const missing = r.notStreamed?.filter((g) => !rel.columns.some((c) => c.name === g.name)) ?? []
+      r.columnTypes = missing.length ? [...rel.columns, ...missing] : rel.columns
+    }
     return routes
   }
 
@@ -186,7 +197,7 @@ export class ChangeProcessor {
   private async truncate(relations: Relation[]) {
     const pos = this.position()
     for (const rel of relations) {
-      for (const route of this.byRelation.get(rel.oid) ?? this.routesFor(rel)) {
+      for (const route of this.byRelation.get(rel.oid) ?? await this.routesFor(rel)) {
         const m = route.mapping
         if (m.truncate === 'ignore') {
           this.opts.log.warn('TRUNCATE ignored (mapping.truncate = "ignore"): the namespace keeps its documents', {

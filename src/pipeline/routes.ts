@@ -2,7 +2,7 @@
 import type postgres from 'postgres'
 import type { Config, Mapping } from '../config/load.ts'
 import { tableInfo } from '../postgres/catalog.ts'
-import { tableByOid } from '../postgres/table-shape.ts'
+import { generatedNeeded, tableByOid } from '../postgres/table-shape.ts'
 import { createEmbedder, type Embedder } from '../embeddings/embedder.ts'
 import type { Logger } from '../types.ts'
 import { type CompiledPredicate, compileMembership, predicateColumns } from './membership.ts'
@@ -63,11 +63,10 @@ export async function buildRoutes(
     const typeOf = new Map(info.columns.map((c) => [c.name, c.typeName]))
     // pgoutput does not send generated columns: a change of a row whose mapping needs one is re-read by key
     const needed = neededColumns(m)
-    const shape = await tableByOid(sql, info.oid)
-    const generated = shape?.generated.filter((c) => !needed || needed.has(c)) ?? []
+    const notStreamed = generatedNeeded(await tableByOid(sql, info.oid), needed)
     routes.push({
       mapping: m,
-      ...(generated.length ? { notStreamed: generated } : {}),
+      ...(notStreamed ? { notStreamed } : {}),
       relid: info.oid,
       keyTypes: m.idColumns.map((c) => typeOf.get(c) ?? 'text'),
       isMember: member && ((row) => member(row) === true),

@@ -82,6 +82,17 @@ export interface RowSource {
   columns: readonly ColumnType[]
 }
 
+/**
+ * The table with only the columns the route needs (all of them when it does not say), as backfill's plan selects
+ * them: a re-read then needs no more privileges than backfill, and does not fetch big columns no mapping uses.
+ */
+function neededOf(route: MappingRoute, table: RowSource): RowSource {
+  const needed = route.needed
+  if (!needed) return table
+  const ids = route.mapping.idColumns
+  return { ...table, columns: table.columns.filter((c) => needed.has(c.name) || ids.includes(c.name)) }
+}
+
 /** The referenced rows as they are now, by idKey of their document id. */
 export async function readCurrent(
   sql: postgres.Sql,
@@ -194,7 +205,10 @@ export async function rereadIntents(
   const groups = new Map<string, Intent[]>()
   for (const i of need) {
     const k = `${i.route.mapping.name}\u0000${i.relation!.oid}`
-    groups.set(k, [...(groups.get(k) ?? []), i])
+    // push, not spread: a batch is re-read whole when its table has a generated column (spreading was quadratic)
+    const list = groups.get(k)
+    if (list) list.push(i)
+    else groups.set(k, [i])
   }
   const replaced = new Map<Intent, Intent | undefined>()
   for (const group of groups.values()) {
@@ -219,7 +233,9 @@ export async function rereadIntents(
       continue
     }
     // a dropped table has no rows: its later changes (if any) say what happened to the documents
-    const found = table ? await readCurrent(sql, route, table, group.map((i) => intentKeyTexts(i)!)) : new Map()
+    const found = table
+      ? await readCurrent(sql, route, neededOf(route, table), group.map((i) => intentKeyTexts(i)!))
+      : new Map()
     for (const i of group) {
       const row = found.get(idKey(i.id))
       if (!row) {

@@ -14,6 +14,12 @@ export interface ColumnType {
 }
 
 /**
+ * Keys per statement. A batch of the stream can hold more keys than one statement takes: at most 65,535 parameters,
+ * and PostgreSQL runs out of stack planning `(a, b) IN (...)` with about 10,000 tuples.
+ */
+const KEYS_PER_QUERY = 1000
+
+/**
  * The rows with these keys, their columns decoded; `keys` are id-column values, one array per row. The columns are
  * read as their types' output functions print them (raw text results), as pgoutput sends them to the stream and COPY
  * to backfill and verify (`::text` prints inet and bool otherwise).
@@ -28,6 +34,14 @@ export async function readRowsByKey(
   keys: unknown[][],
 ): Promise<Row[]> {
   if (!keys.length) return []
+  if (keys.length > KEYS_PER_QUERY) {
+    const out: Row[] = []
+    for (let i = 0; i < keys.length; i += KEYS_PER_QUERY) {
+      const chunk = keys.slice(i, i + KEYS_PER_QUERY)
+      for (const r of await readRowsByKey(sql, source, columns, keyColumns, keyTypes, chunk)) out.push(r)
+    }
+    return out
+  }
   const select = columns.map((c) => ident(c.name)).join(', ')
   const keyList = keyColumns.map(ident).join(', ')
   const table = qualified(source.schema, source.table)

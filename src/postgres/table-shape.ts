@@ -54,3 +54,13 @@ export async function tableByName(sql: postgres.Sql, schema: string, table: stri
     WHERE n.nspname = ${schema} AND c.relname = ${table} AND c.relkind IN ('r', 'p')`
   return t ? await tableByOid(sql, t.oid) : undefined
 }
+
+/**
+ * The stored generated columns of a table that a mapping needs (`needed` undefined: all columns), with their types;
+ * undefined when there are none. pgoutput does not send them, so changes of such a table are re-read by key.
+ */
+export function generatedNeeded(shape: TableShape | undefined, needed: ReadonlySet<string> | undefined) {
+  if (!shape) return undefined
+  const cols = shape.columns.filter((c) => shape.generated.includes(c.name) && (!needed || needed.has(c.name)))
+  return cols.length ? cols : undefined
+}
