@@ -4,7 +4,7 @@ import type { Config, Mapping } from '../config/load.ts'
 import { tableInfo } from '../postgres/catalog.ts'
 import { createEmbedder, type Embedder } from '../embeddings/embedder.ts'
 import type { Logger } from '../types.ts'
-import { compileMembership, predicateColumns } from './membership.ts'
+import { compileMembership, predicateColumns } from './membership/mod.ts'
 import type { RouteRuntime } from './processor.ts'
 import { createTransformRunner } from './transform.ts'
 
