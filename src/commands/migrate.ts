@@ -8,7 +8,7 @@ import { tableInfo } from '../postgres/catalog.ts'
 import { publicationChange, publicationTables } from '../postgres/publication.ts'
 import { appliedMigrations, ensureStateTables, existingStateTables, STATE_TABLES } from '../postgres/state.ts'
 import { predicateColumns } from '../pipeline/membership/mod.ts'
-import { validateTransform } from '../pipeline/transform.ts'
+import { validateTransform } from '../pipeline/transform/mod.ts'
 
 export const help = `puffgres migrate [--dry-run]
 

@@ -6,7 +6,7 @@ import { createEmbedder, type Embedder } from '../embeddings/embedder.ts'
 import type { Logger } from '../types.ts'
 import { compileMembership, predicateColumns } from './membership/mod.ts'
 import type { RouteRuntime } from './processor.ts'
-import { createTransformRunner } from './transform.ts'
+import { createTransformRunner } from './transform/mod.ts'
 
 /** The columns a mapping reads; undefined when it reads the whole row (a transform, or no column list). */
 export function neededColumns(m: Mapping): Set<string> | undefined {

@@ -6,7 +6,7 @@ import type { Sink } from '../turbopuffer/types.ts'
 import type { Logger, WriteOp } from '../types.ts'
 import { deadLetterEvent, type Intent, type MappingRoute } from './changes.ts'
 import { namespaceSchema } from './schema.ts'
-import type { TransformResult, TransformRunner } from './transform.ts'
+import type { TransformResult, TransformRunner } from './transform/mod.ts'
 
 export interface RouteRuntime extends MappingRoute {
   runner: TransformRunner
