@@ -186,6 +186,17 @@ describe('src/ layout', () => {
       .toEqual([])
   })
 
+  test('a private module (_name.ts, Deno std style) is imported only from its own folder', () => {
+    const leaks: string[] = []
+    for (const [file, targets] of graph) {
+      for (const target of targets) {
+        const name = target.split('/').pop()!
+        if (name.startsWith('_') && dirname(target) !== dirname(file)) leaks.push(`src/${file} imports src/${target}`)
+      }
+    }
+    expect(leaks).toEqual([])
+  })
+
   test(`no module over ${MAX_LINES} lines except the listed ones`, () => {
     const long = new Map<string, number>()
     for (const file of graph.keys()) {
