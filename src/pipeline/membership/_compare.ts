@@ -1,8 +1,7 @@
 // Compiles one comparison of two operands as PostgreSQL resolves it: the domain both sides are compared in, how a
 // row value or a literal is coerced into it, and the ordering closure. Comparison semantics per domain live in
 // _values.ts. Private to membership/ (see eval.ts).
-import type { CompareOp, Literal } from './parse.ts'
-import { MembershipError } from './parse.ts'
+import { type CompareOp, type Literal, MembershipError } from './parse.ts'
 import {
   canonicalUuid,
   compareBool,
