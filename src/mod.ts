@@ -12,7 +12,7 @@ export type {
   Transform,
   TransformContext,
 } from './types.ts'
-export type { NormalizedAction, TransformResult } from './pipeline/transform-action.ts'
+export type { NormalizedAction, TransformResult } from './pipeline/transform/mod.ts'
 import type { BatchTransform, Transform } from './types.ts'
 
 /**

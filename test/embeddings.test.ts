@@ -3,7 +3,7 @@ import { applyEmbedding, embeddingText } from '../src/embeddings/declarative.ts'
 import { createEmbedder, type EmbedderOptions, EmbeddingError } from '../src/embeddings/embedder.ts'
 import { LruCache } from '../src/embeddings/lru.ts'
 import { DEFAULT_BASE_URLS, retryAfterMs } from '../src/embeddings/provider.ts'
-import type { TransformResult } from '../src/pipeline/transform-action.ts'
+import type { TransformResult } from '../src/pipeline/transform/action.ts'
 import type { RowEvent } from '../src/types.ts'
 import { type EmbeddingServer, expectedVector, startEmbeddingServer } from './fixtures/transforms/embedding-server.ts'
 

@@ -11,7 +11,7 @@ import {
   predicateColumns,
   quoteLiteral,
   toSql,
-} from '../src/pipeline/membership.ts'
+} from '../src/pipeline/membership/mod.ts'
 import { decodeValue, OID, TEXT_FORMAT_SETTINGS } from '../src/postgres/values.ts'
 import { type TestDatabase, testDatabase } from './harness/pg.ts'
 
@@ -203,7 +203,7 @@ type Rng = ReturnType<typeof prng>
 
 /**
  * Random predicate text. `ctx.untypedExact` is cleared when the predicate needs column types to be evaluated
- * exactly (the cases membership-eval.ts documents), so that the untyped evaluation is checked on the rest.
+ * exactly (the cases membership/eval.ts documents), so that the untyped evaluation is checked on the rest.
  */
 function genPredicate(r: Rng, ctx: { untypedExact: boolean }, depth = 0): string {
   const kw = (w: string) => (r.chance(0.3) ? w.toLowerCase() : r.chance(0.1) ? w[0] + w.slice(1).toLowerCase() : w)

@@ -2,8 +2,8 @@
 // script that dies at start.
 import { describe, expect, test } from 'bun:test'
 import { fileURLToPath } from 'node:url'
-import { createTransformRunner, type TransformRunner } from '../src/pipeline/transform.ts'
-import { parseTransformSpec } from '../src/pipeline/transform-spec.ts'
+import { createTransformRunner, type TransformRunner } from '../src/pipeline/transform/mod.ts'
+import { parseTransformSpec } from '../src/pipeline/transform/spec.ts'
 import type { Logger, RowEvent } from '../src/types.ts'
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/transforms', import.meta.url))

@@ -4,15 +4,15 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createEmbedder } from '../src/embeddings/embedder.ts'
-import { deleteSchema, normalizeAction, plainShapeOk, upsertSchema } from '../src/pipeline/transform-action.ts'
-import { parseTransformSpec, splitCommandLine } from '../src/pipeline/transform-spec.ts'
+import { deleteSchema, normalizeAction, plainShapeOk, upsertSchema } from '../src/pipeline/transform/action.ts'
+import { parseTransformSpec, splitCommandLine } from '../src/pipeline/transform/spec.ts'
 import {
   createTransformRunner,
   loadTransform,
   type TransformResult,
   validateTransform,
   validateTransformFile,
-} from '../src/pipeline/transform.ts'
+} from '../src/pipeline/transform/mod.ts'
 import type { Logger, RowEvent } from '../src/types.ts'
 import { type EmbeddingServer, expectedVector, startEmbeddingServer } from './fixtures/transforms/embedding-server.ts'
 

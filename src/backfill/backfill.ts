@@ -13,7 +13,7 @@
 // with the checkpoint that covers it. A run that dies between the two may have written documents it never
 // re-checked, and a page read again after it no longer holds the rows deleted meanwhile; so every backfill first
 // re-checks the pages an earlier run left recorded.
-import { clientConfig } from '../turbopuffer/client.ts'
+import { sinkFromConfig } from '../turbopuffer/from-config.ts'
 import type postgres from 'postgres'
 import { setImmediate } from 'node:timers'
 import { OID } from '../postgres/values.ts'
@@ -32,7 +32,6 @@ import { idProblem } from '../pipeline/docid.ts'
 import { buildRoutes } from '../pipeline/routes.ts'
 import { type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
-import { TurbopufferSink } from '../turbopuffer/sink.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import { encodeVersion, type Logger } from '../types.ts'
 import {
@@ -311,8 +310,8 @@ async function copy(
   resumeFrom: BackfillRecord | undefined,
 ): Promise<BackfillResult> {
   const { sql, log, batchSize } = ctx
-  const sink = opts.sink ?? (opts.discard ? new DiscardSink() : new TurbopufferSink(
-    clientConfig(config.turbopuffer),
+  const sink = opts.sink ?? (opts.discard ? new DiscardSink() : sinkFromConfig(
+    config.turbopuffer,
     { log },
   ))
   const deps = { sink, sql, log }

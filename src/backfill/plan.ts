@@ -3,8 +3,8 @@
 import type postgres from 'postgres'
 import type { Mapping } from '../config/load.ts'
 import { ident, qualified } from '../postgres/connect.ts'
-import { toSql } from '../pipeline/membership.ts'
-import { quoteLiteral } from '../pipeline/membership-sql.ts'
+import { toSql } from '../pipeline/membership/mod.ts'
+import { quoteLiteral } from '../pipeline/membership/sql.ts'
 
 export interface PlanColumn {
   name: string

@@ -1,6 +1,6 @@
 // `puffgres dlq`: list, show, retry and clear the rows in the dead-letter queue (__puffgres_dlq).
 import { table } from '../ops/status.ts'
-import { clientConfig } from '../turbopuffer/client.ts'
+import { sinkFromConfig } from '../turbopuffer/from-config.ts'
 import { positiveInt } from './flags.ts'
 import { parseArgs } from 'node:util'
 import type { Config } from '../config/load.ts'
@@ -10,7 +10,6 @@ import { findMapping } from '../ops/mapping-runtime.ts'
 import { connect } from '../postgres/connect.ts'
 import { deleteDeadLetters, type DlqEntry, getDeadLetter, listDeadLetters } from '../postgres/dlq.ts'
 import { existingStateTables } from '../postgres/state.ts'
-import { TurbopufferSink } from '../turbopuffer/sink.ts'
 
 export const help = `puffgres dlq <list|show|retry|clear> [options]
 
@@ -182,8 +181,8 @@ export async function dlqCommand(argv: string[], config: () => Config): Promise<
           entries = await listDeadLetters(sql, { mapping: values.mapping, limit: Number.MAX_SAFE_INTEGER })
         }
         const log = createLogger()
-        const sink = new TurbopufferSink(
-          clientConfig(cfg.turbopuffer),
+        const sink = sinkFromConfig(
+          cfg.turbopuffer,
           { log },
         )
         const results = await retryDeadLetters(cfg, sql, sink, entries, log)

@@ -7,11 +7,11 @@ import { connect, qualified } from '../postgres/connect.ts'
 import { tableInfo } from '../postgres/catalog.ts'
 import { publicationChange, publicationTables, viaRootChange } from '../postgres/publication.ts'
 import { appliedMigrations, ensureStateTables, existingStateTables, STATE_TABLES } from '../postgres/state.ts'
-import { predicateColumns } from '../pipeline/membership.ts'
+import { predicateColumns } from '../pipeline/membership/mod.ts'
 import { compileMappingMembership } from '../pipeline/routes.ts'
 import { migrateWarnings } from '../ops/migrate-warnings.ts'
 import { tableByOid } from '../postgres/table-shape.ts'
-import { validateTransform } from '../pipeline/transform.ts'
+import { validateTransform } from '../pipeline/transform/mod.ts'
 import { mappingSchema } from '../ops/schema-report.ts'
 
 export const help = `puffgres migrate [--dry-run]

@@ -1,5 +1,5 @@
 // `puffgres run`: streams every committed change of the mapped tables into their namespaces, until stopped.
-import { clientConfig } from '../turbopuffer/client.ts'
+import { sinkFromConfig } from '../turbopuffer/from-config.ts'
 import process from 'node:process'
 import { parseArgs } from 'node:util'
 import type { Config } from '../config/load.ts'
@@ -17,7 +17,6 @@ import { ReplicationStream, SlotInUseError, SlotMissingError } from '../postgres
 import { ChangeProcessor, type FlushInfo, type RouteRuntime } from '../pipeline/processor.ts'
 import { buildRoutes } from '../pipeline/routes.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
-import { TurbopufferSink } from '../turbopuffer/sink.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import type { HttpServer } from '../runtime.ts'
 import type { Logger } from '../types.ts'
@@ -91,8 +90,8 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
   const sql = connect(config.postgres.connectionString, { max: 4 })
   const sinkAbort = new AbortController()
   const monitor = opts.monitor ?? new StreamMonitor(opts.maxLagSeconds ?? config.stream.max_lag_seconds ?? 60)
-  const sink: Sink = opts.discard ? new DiscardSink() : new TurbopufferSink(
-    clientConfig(config.turbopuffer),
+  const sink: Sink = opts.discard ? new DiscardSink() : sinkFromConfig(
+    config.turbopuffer,
     {
       log,
       // not opts.signal: a graceful stop still writes the batch in flight; this one gives up after the drain timeout

@@ -1,5 +1,5 @@
 // `puffgres verify <mapping>`: compares a namespace with its table's projection; --repair fixes the drift.
-import { clientConfig } from '../turbopuffer/client.ts'
+import { sinkFromConfig } from '../turbopuffer/from-config.ts'
 import { positiveInt } from './flags.ts'
 import { parseArgs } from 'node:util'
 import type { Config } from '../config/load.ts'
@@ -7,7 +7,6 @@ import { createLogger } from '../log.ts'
 import { findMapping } from '../ops/mapping-runtime.ts'
 import { formatDriftReport, verifyMapping } from '../ops/verify.ts'
 import { connect } from '../postgres/connect.ts'
-import { TurbopufferSink } from '../turbopuffer/sink.ts'
 
 export const help = `puffgres verify <mapping> [--repair] [--sample <N>] [--json]
 
@@ -48,8 +47,8 @@ export async function verifyCommand(argv: string[], config: () => Config): Promi
   }
   const log = createLogger()
   const sql = connect(cfg.postgres.connectionString, { max: 2, application: 'puffgres verify' })
-  const sink = new TurbopufferSink(
-    clientConfig(cfg.turbopuffer),
+  const sink = sinkFromConfig(
+    cfg.turbopuffer,
     { log },
   )
   try {

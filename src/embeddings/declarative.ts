@@ -1,6 +1,6 @@
 // `[mapping.embedding] source = "col" | ["col1", "col2"], attribute = "vector"`: embeddings without code. The
 // source columns of the row are joined into one text, and all upserts of a batch are embedded in one call.
-import type { TransformResult } from '../pipeline/transform-action.ts'
+import type { TransformResult } from '../pipeline/transform/action.ts'
 import type { RowEvent } from '../types.ts'
 import { type Embedder, isRetryableEmbeddingError } from './embedder.ts'
 import { showId } from '../pipeline/docid.ts'

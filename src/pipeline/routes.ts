@@ -5,9 +5,9 @@ import { tableInfo } from '../postgres/catalog.ts'
 import { generatedNeeded, tableByOid } from '../postgres/table-shape.ts'
 import { createEmbedder, type Embedder } from '../embeddings/embedder.ts'
 import type { Logger } from '../types.ts'
-import { type CompiledPredicate, compileMembership, predicateColumns } from './membership.ts'
+import { type CompiledPredicate, compileMembership, predicateColumns } from './membership/mod.ts'
 import type { RouteRuntime } from './processor.ts'
-import { createTransformRunner } from './transform.ts'
+import { createTransformRunner } from './transform/mod.ts'
 
 /** The columns a mapping reads; undefined when it reads the whole row (a transform, or no column list). */
 export function neededColumns(m: Mapping): Set<string> | undefined {

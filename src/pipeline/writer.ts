@@ -8,7 +8,7 @@ import { deadLetterEvent, type Intent, type MappingRoute } from './changes.ts'
 import { type AttributeSpec, type ColumnType, mappingAttributes } from './schema.ts'
 import { shapeAttributes } from './attribute-values.ts'
 import { forgetTypes, namespaceTypes, rememberTypes } from './namespace-types.ts'
-import type { TransformResult, TransformRunner } from './transform.ts'
+import type { TransformResult, TransformRunner } from './transform/mod.ts'
 
 export interface RouteRuntime extends MappingRoute {
   runner: TransformRunner

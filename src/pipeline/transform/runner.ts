@@ -1,48 +1,17 @@
 // Loading and running user transforms. A mapping has either a TypeScript/JavaScript module (imported once, in
-// process), a `bin:` command (a long-running child speaking JSON lines, see transform-process.ts), or no transform
+// process), a `bin:` command (a long-running child speaking JSON lines, see process.ts), or no transform
 // (the identity: the row's columns become the attributes). All three give one validated result per event.
 import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { applyEmbedding, type EmbeddingSpec } from '../embeddings/declarative.ts'
-import type { Embedder } from '../embeddings/embedder.ts'
-import type { Logger, RowEvent, TransformContext } from '../types.ts'
-import { errorMessage, normalizeAction, normalizeOwnedAttributes, type TransformResult } from './transform-action.ts'
-import { createTransformContext } from './transform-context.ts'
-import { createProcessRunner } from './transform-process.ts'
-import { resolveProgram, specLabel, type TransformSpec } from './transform-spec.ts'
-import { showId } from './docid.ts'
-
-export type { NormalizedAction, TransformResult } from './transform-action.ts'
-export { parseTransformSpec, type TransformSpec } from './transform-spec.ts'
-
-export interface TransformRunner {
-  /** how errors name the transform, e.g. `transform transforms/x.ts` */
-  readonly label: string
-  /** One result per event, same order. Never rejects for a bad row; see each runner for fatal conditions. */
-  run(events: RowEvent[]): Promise<TransformResult[]>
-  close(): Promise<void>
-}
-
-export interface TransformRunnerOptions {
-  /** the mapping's name (ctx.mapping, log fields) */
-  mapping: string
-  /** serves ctx.embed and declarative embeddings */
-  embedder?: Embedder
-  log: Logger
-  /** per event: a module's per-event call, or a `bin:` process's answer to one line (default 30 s) */
-  timeoutMs?: number
-  /** per call of a batch-form module (default 120 s) */
-  batchTimeoutMs?: number
-  /** ctx.env, and the environment of a `bin:` process (default: process.env) */
-  env?: Record<string, string | undefined>
-  /** identity runner only: the columns copied to attributes (default: every column of the row) */
-  columns?: string[]
-  /** `[mapping.embedding]`: applied to the upserts after the transform */
-  embedding?: EmbeddingSpec
-  /** `bin:` only: consecutive deaths without one answer before run() rejects (default 5) */
-  maxConsecutiveFailures?: number
-}
+import { applyEmbedding } from '../../embeddings/declarative.ts'
+import type { RowEvent, TransformContext } from '../../types.ts'
+import { errorMessage, normalizeAction, normalizeOwnedAttributes, type TransformResult } from './action.ts'
+import { showId } from '../docid.ts'
+import { createTransformContext } from './_context.ts'
+import { createProcessRunner } from './process.ts'
+import { resolveProgram, specLabel, type TransformSpec } from './spec.ts'
+import type { TransformRunner, TransformRunnerOptions } from './types.ts'
 
 export interface LoadedTransform {
   /** absolute path of the module */

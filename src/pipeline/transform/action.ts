@@ -1,8 +1,8 @@
 // Validates what a transform returned and turns it into one canonical action. Every transform (TypeScript module,
 // `bin:` process, identity) goes through `normalizeAction`, so the sink only ever sees well-formed actions.
 import { z } from 'zod'
-import { type DistanceMetric, type Id, type RowEvent, VERSION_ATTR } from '../types.ts'
-import { showId } from './docid.ts'
+import { type DistanceMetric, type Id, type RowEvent, VERSION_ATTR } from '../../types.ts'
+import { showId } from '../docid.ts'
 
 export type NormalizedAction =
   | {

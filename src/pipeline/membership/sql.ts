@@ -1,8 +1,8 @@
 // Renders a parsed membership predicate as a PostgreSQL boolean expression for backfill's `WHERE (...)`, so that
 // the rows backfill selects are the rows the stream's evaluation admits. Every node is parenthesized (no reliance
 // on precedence), identifiers are quoted, strings are escaped.
-import type { Expr, Literal } from './membership-parse.ts'
-import type { Predicate } from './membership-parse.ts'
+import type { Expr, Literal } from './parse.ts'
+import type { Predicate } from './parse.ts'
 
 /** `"name"`, doubling embedded quotes. */
 export function quoteIdentifier(name: string): string {

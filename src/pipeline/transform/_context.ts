@@ -1,7 +1,7 @@
 // The `ctx` handed to TypeScript transforms. One per runner; `ctx.embed` goes through the shared embedder, so
 // calls from all rows in flight are merged into few provider requests.
-import type { Embedder } from '../embeddings/embedder.ts'
-import type { Logger, TransformContext } from '../types.ts'
+import type { Embedder } from '../../embeddings/embedder.ts'
+import type { Logger, TransformContext } from '../../types.ts'
 
 export function createTransformContext(opts: {
   mapping: string

@@ -3,11 +3,11 @@
 // flight. If it dies or stops answering, the events in flight fail and it is restarted (with backoff) for the next
 // ones; if it keeps dying without answering anything, run() rejects with a clear error. stderr goes to the logger.
 import { type ChildProcess, spawn } from 'node:child_process'
-import type { RowEvent } from '../types.ts'
-import { errorMessage, normalizeAction, type TransformResult } from './transform-action.ts'
-import type { TransformRunner, TransformRunnerOptions } from './transform.ts'
-import { resolveProgram, specLabel, type TransformSpec } from './transform-spec.ts'
-import { showId } from './docid.ts'
+import type { RowEvent } from '../../types.ts'
+import { errorMessage, normalizeAction, type TransformResult } from './action.ts'
+import { showId } from '../docid.ts'
+import type { TransformRunner, TransformRunnerOptions } from './types.ts'
+import { resolveProgram, specLabel, type TransformSpec } from './spec.ts'
 
 type CommandSpec = Extract<TransformSpec, { kind: 'command' }>
 
