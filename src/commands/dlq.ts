@@ -1,8 +1,7 @@
 // `puffgres dlq`: list, show, retry and clear the rows in the dead-letter queue (__puffgres_dlq).
 import { table } from '../ops/status.ts'
 import { clientConfig } from '../turbopuffer/client.ts'
-import { positiveInt } from './flags.ts'
-import { parseArgs } from 'node:util'
+import { parseFlags, positiveInt } from './flags.ts'
 import type { Config } from '../config/load.ts'
 import { createLogger } from '../log.ts'
 import { retryDeadLetters } from '../ops/dlq-retry.ts'
@@ -94,18 +93,13 @@ export async function dlqCommand(argv: string[], config: () => Config): Promise<
     )
     return 2
   }
-  const { values, positionals } = parseArgs({
-    args: rest,
-    options: {
-      mapping: { type: 'string' },
-      limit: { type: 'string' },
-      id: { type: 'string' },
-      all: { type: 'boolean' },
-      json: { type: 'boolean' },
-    },
-    allowPositionals: sub === 'show',
-    strict: true,
-  })
+  const { values, positionals } = parseFlags(rest, {
+    mapping: { type: 'string' },
+    limit: { type: 'string' },
+    id: { type: 'string' },
+    all: { type: 'boolean' },
+    json: { type: 'boolean' },
+  }, { allowPositionals: sub === 'show' })
   let limit: number
   try {
     limit = positiveInt(values.limit, '--limit', 100)

@@ -1,10 +1,9 @@
 // `puffgres run`: streams every committed change of the mapped tables into their namespaces, until stopped.
 import { clientConfig } from '../turbopuffer/client.ts'
 import process from 'node:process'
-import { parseArgs } from 'node:util'
 import type { Config } from '../config/load.ts'
 import { createLogger } from '../log.ts'
-import { bool, port, positiveInt, UsageError } from './flags.ts'
+import { parseFlags, port, positiveInt, UsageError } from './flags.ts'
 import { Heartbeat } from '../ops/heartbeat.ts'
 import { startMetricsServer } from '../ops/metrics-server.ts'
 import { StreamMonitor } from '../ops/stream-monitor.ts'
@@ -29,7 +28,8 @@ over when the first one stops.
 
 Options:
   --slot <NAME>             replication slot (default: [stream] slot, or "puffgres")
-  --create-slot <BOOL>      create the slot when it is missing (default true; false: error if missing)
+  --create-slot[=BOOL]      create the slot when it is missing (default true; --no-create-slot or
+                            --create-slot=false: error if missing)
   --poll-interval-ms <MS>   the longest a change waits in a batch before it is written (default 1000)
   --batch-size <N>          documents per batch (default 1000)
   --discard                 write nothing to turbopuffer (benchmarks; still confirms the slot!)
@@ -216,19 +216,14 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
 }
 
 export async function runCommand(argv: string[], config: () => Config): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
+  const { values } = parseFlags(argv, {
       slot: { type: 'string' },
-      'create-slot': { type: 'string' },
-      'no-create-slot': { type: 'boolean' },
+      'create-slot': { type: 'boolean' },
       'poll-interval-ms': { type: 'string' },
       'batch-size': { type: 'string' },
       discard: { type: 'boolean' },
       'metrics-port': { type: 'string' },
       'metrics-host': { type: 'string' },
-    },
-    strict: true,
   })
   let opts: RunOptions
   let cfg: Config
@@ -236,7 +231,7 @@ export async function runCommand(argv: string[], config: () => Config): Promise<
     cfg = config()
     opts = {
       slot: values.slot ?? cfg.stream.slot,
-      createSlot: values['no-create-slot'] ? false : bool(values['create-slot'] ?? 'true', '--create-slot'),
+      createSlot: values['create-slot'] ?? true,
       pollIntervalMs: positiveInt(
         values['poll-interval-ms'],
         '--poll-interval-ms',
