@@ -1,5 +1,5 @@
 // `puffgres backfill <mapping>`: copies the rows already in a mapping's table into its namespace.
-import { parseFlags, positiveInt, UsageError } from './flags.ts'
+import { parseFlags, positiveInt, slotFlag, UsageError } from './flags.ts'
 import process from 'node:process'
 import type { Config } from '../config/load.ts'
 import { createLogger } from '../log.ts'
@@ -135,7 +135,7 @@ export async function backfillCommand(argv: string[], config: () => Config): Pro
       batchSize,
       resume: values.resume,
       restart: values.restart,
-      slot: values.slot,
+      slot: slotFlag(values.slot),
       discard: values.discard,
       log,
       say: (line) => console.log(line),

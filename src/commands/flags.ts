@@ -83,3 +83,14 @@ export function parseFlags<T extends Record<string, OptionSpec>>(
   })
   return { values: { ...parsed.values, ...explicit } as any, positionals: parsed.positionals }
 }
+
+/**
+ * A `--slot` value. PostgreSQL allows only a-z, 0-9 and "_" in slot names, while the original puffgres's README
+ * shows `--slot my-slot`: a "-" becomes "_" (said on stderr) instead of failing.
+ */
+export function slotFlag(v: string | undefined): string | undefined {
+  if (v === undefined || !v.includes('-')) return v
+  const name = v.replaceAll('-', '_')
+  console.error(`note: --slot ${v}: PostgreSQL slot names allow only a-z, 0-9 and "_"; using "${name}"`)
+  return name
+}

@@ -3,7 +3,7 @@ import { clientConfig } from '../turbopuffer/client.ts'
 import process from 'node:process'
 import type { Config } from '../config/load.ts'
 import { createLogger } from '../log.ts'
-import { parseFlags, port, positiveInt, UsageError } from './flags.ts'
+import { parseFlags, port, positiveInt, slotFlag, UsageError } from './flags.ts'
 import { Heartbeat } from '../ops/heartbeat.ts'
 import { startMetricsServer } from '../ops/metrics-server.ts'
 import { StreamMonitor } from '../ops/stream-monitor.ts'
@@ -230,7 +230,7 @@ export async function runCommand(argv: string[], config: () => Config): Promise<
   try {
     cfg = config()
     opts = {
-      slot: values.slot ?? cfg.stream.slot,
+      slot: slotFlag(values.slot) ?? cfg.stream.slot,
       createSlot: values['create-slot'] ?? true,
       pollIntervalMs: positiveInt(
         values['poll-interval-ms'],

@@ -1,5 +1,5 @@
 // `puffgres status`: where each mapping and the stream stand.
-import { parseFlags } from './flags.ts'
+import { parseFlags, slotFlag } from './flags.ts'
 import type { Config } from '../config/load.ts'
 import { connect } from '../postgres/connect.ts'
 import { formatStatus, gatherStatus } from '../ops/status.ts'
@@ -20,7 +20,7 @@ export async function statusCommand(argv: string[], config: () => Config): Promi
   const cfg = config()
   const sql = connect(cfg.postgres.connectionString, { max: 2, application: 'puffgres status' })
   try {
-    const report = await gatherStatus(cfg, sql, values.slot ?? cfg.stream.slot)
+    const report = await gatherStatus(cfg, sql, slotFlag(values.slot) ?? cfg.stream.slot)
     console.log(values.json ? JSON.stringify(report, null, 2) : formatStatus(report))
     return 0
   } finally {

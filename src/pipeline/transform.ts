@@ -3,13 +3,13 @@
 // (the identity: the row's columns become the attributes). All three give one validated result per event.
 import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import { applyEmbedding, type EmbeddingSpec } from '../embeddings/declarative.ts'
 import type { Embedder } from '../embeddings/embedder.ts'
 import type { Logger, RowEvent, TransformContext } from '../types.ts'
 import { errorMessage, normalizeAction, normalizeOwnedAttributes, type TransformResult } from './transform-action.ts'
 import { createTransformContext } from './transform-context.ts'
 import { createProcessRunner } from './transform-process.ts'
+import { importTransformModule } from './transform-import.ts'
 import { resolveProgram, specLabel, type TransformSpec } from './transform-spec.ts'
 
 export type { NormalizedAction, TransformResult } from './transform-action.ts'
@@ -67,8 +67,7 @@ export async function loadTransform(absPath: string, opts: { label?: string } = 
   if (!existsSync(path)) throw new Error(`transform ${label}: file not found (${path})`)
   let mod: Record<string, unknown>
   try {
-    // always a file: URL (a bare absolute path can resolve against a remote registry, see runtime-notes.md)
-    mod = await import(pathToFileURL(path).href)
+    mod = await importTransformModule(path)
   } catch (err) {
     throw new Error(`transform ${label} could not be loaded: ${errorMessage(err)}`)
   }
