@@ -3,6 +3,7 @@ import { clientConfig } from '../turbopuffer/client.ts'
 import process from 'node:process'
 import type { Config } from '../config/load.ts'
 import { createLogger } from '../log.ts'
+import { isPermanentPostgresFailure } from '../postgres/reach.ts'
 import { parseFlags, port, positiveInt, slotFlag, UsageError } from './flags.ts'
 import { Heartbeat } from '../ops/heartbeat.ts'
 import { startMetricsServer } from '../ops/metrics-server.ts'
@@ -188,7 +189,7 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
           break
         }
       } catch (e) {
-        if (e instanceof SlotMissingError) throw e
+        if (e instanceof SlotMissingError || isPermanentPostgresFailure(e)) throw e
         if (opts.signal?.aborted) break
         failures++
         const delay = Math.min(30_000, 500 * 2 ** Math.min(failures, 6))

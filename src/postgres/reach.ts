@@ -36,8 +36,12 @@ const TLS_CODES = /^(ERR_TLS|ERR_SSL|DEPTH_ZERO|SELF_SIGNED|UNABLE_TO_|CERT_|ERR
  * other error (a failing query, say), which the caller reports as it is.
  */
 export function explainPostgresError(err: unknown, url: string): string | undefined {
-  const e = err as { code?: unknown; message?: unknown; hostname?: string } | undefined
-  if (!e || typeof e !== 'object') return undefined
+  if (!err || typeof err !== 'object') return undefined
+  // the replication stream wraps the connection's error (ReplicationError, cause)
+  const cause = (err as { cause?: unknown }).cause
+  const inner = cause && typeof cause === 'object' ? explainPostgresError(cause, url) : undefined
+  if (inner) return inner
+  const e = err as { code?: unknown; message?: unknown; hostname?: string }
   const code = String(e.code ?? '')
   const message = String(e.message ?? '')
   const t = postgresTarget(url)
@@ -85,4 +89,16 @@ export function explainPostgresError(err: unknown, url: string): string | undefi
 
 function firstLine(s: string): string {
   return s.split('\n')[0].trim()
+}
+
+/**
+ * Failures that retrying cannot fix (password, pg_hba, missing database, no replication privilege): the stream
+ * stops with them instead of reconnecting forever. Looks through `cause` (the replication stream wraps errors).
+ */
+export function isPermanentPostgresFailure(err: unknown): boolean {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0; e && i < 4; e = e.cause as any, i++) {
+    if (['28P01', '28000', '3D000'].includes(String(e.code))) return true
+    if (e.code === '42501' && /replication|walsender/i.test(String((e as Error).message))) return true
+  }
+  return false
 }

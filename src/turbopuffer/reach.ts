@@ -18,8 +18,11 @@ export function explainTurbopufferError(err: unknown, baseUrl: string): string |
     }
     return `cannot reach ${where}: ${text || err.message}; check [turbopuffer] base_url / region and the network`
   }
-  if (err instanceof APIError && (err.status === 401 || err.status === 403)) {
-    return `${where} refused the API key (HTTP ${err.status}); check [turbopuffer] api_key (TURBOPUFFER_API_KEY)` +
+  // the sink's TurbopufferRequestError for a 401/403 (it stops rather than retrying), or the SDK's own error
+  const e = err as { name?: string; status?: number; fatal?: boolean }
+  const refusedKey = err instanceof APIError || (e?.name === 'TurbopufferRequestError' && e.fatal)
+  if (refusedKey && (e.status === 401 || e.status === 403)) {
+    return `${where} refused the API key (HTTP ${e.status}); check [turbopuffer] api_key (TURBOPUFFER_API_KEY)` +
       ` and that the key belongs to this region's organization`
   }
   if (err instanceof APIError && err.status === 404 && !/namespace/i.test(err.message)) {
