@@ -25,6 +25,9 @@ DEFAULT_TESTS=(
   test/backfill.test.ts
   test/backfill-pages.test.ts
   test/backfill-crash.test.ts
+  test/readme-compat.test.ts
+  test/connection-errors.test.ts
+  test/doctor.test.ts
 )
 
 # deno.json's settings and import map, plus the shim; regenerated so it never drifts from deno.json.
