@@ -119,3 +119,29 @@ test('turbopuffer: wrong API key (401)', async () => {
       "(TURBOPUFFER_API_KEY) and that the key belongs to this region's organization",
   )
 }, 60_000)
+
+test('PUFFGRES_LOG=debug adds the stack trace (still without the password)', async () => {
+  const p = project(`postgres://app:${SECRET}@nosuchhost.invalid:5432/shop`)
+  const before = process.env.PUFFGRES_LOG
+  process.env.PUFFGRES_LOG = 'debug'
+  try {
+    const r = await runCli(['-c', p.config, 'migrate'])
+    expect(r.code).toBe(1)
+    expect(r.err.split('\n')[0].startsWith('error: cannot reach PostgreSQL at nosuchhost.invalid:5432')).toBe(true)
+    expect(r.err.split('\n').length).toBeGreaterThan(1)
+    expect(r.err).not.toContain(SECRET)
+  } finally {
+    if (before === undefined) delete process.env.PUFFGRES_LOG
+    else process.env.PUFFGRES_LOG = before
+  }
+})
+
+test('TLS required by the connection string, not offered by the server', async () => {
+  const p = project(`postgres://postgres:${SECRET}@127.0.0.1:${port()}/${db.name}?sslmode=require`)
+  expect(await failure(['-c', p.config, 'migrate'])).toBe(
+    `error: cannot reach PostgreSQL at 127.0.0.1:${port()} (database "${db.name}", user "postgres"): the TLS ` +
+      'handshake failed (ECONNRESET), the server may not offer TLS; check sslmode in the connection string ' +
+      "([postgres] connection_string / DATABASE_URL) (sslmode=disable for a server without TLS) and the server's " +
+      'ssl setting',
+  )
+})

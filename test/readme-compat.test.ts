@@ -216,13 +216,16 @@ describe("the original README's CLI reference", () => {
     // two dead letters for existing users (what a failing transform or a refused write leaves)
     const sql = connect(db.url, { max: 1 })
     try {
-      await addDeadLetters(sql, [1, 2, 3, 4].map((id) => ({
-        mapping: 'users',
-        docId: String(id),
-        lsn: 0n,
-        event: { type: 'update', id, new: { id } },
-        error: `simulated failure ${id}`,
-      })))
+      await addDeadLetters(
+        sql,
+        [1, 2, 3, 4].map((id) => ({
+          mapping: 'users',
+          docId: String(id),
+          lsn: 0n,
+          event: { type: 'update', id, new: { id } },
+          error: `simulated failure ${id}`,
+        })),
+      )
     } finally {
       await sql.end()
     }

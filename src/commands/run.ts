@@ -218,13 +218,13 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
 
 export async function runCommand(argv: string[], config: () => Config): Promise<number> {
   const { values } = parseFlags(argv, {
-      slot: { type: 'string' },
-      'create-slot': { type: 'boolean' },
-      'poll-interval-ms': { type: 'string' },
-      'batch-size': { type: 'string' },
-      discard: { type: 'boolean' },
-      'metrics-port': { type: 'string' },
-      'metrics-host': { type: 'string' },
+    slot: { type: 'string' },
+    'create-slot': { type: 'boolean' },
+    'poll-interval-ms': { type: 'string' },
+    'batch-size': { type: 'string' },
+    discard: { type: 'boolean' },
+    'metrics-port': { type: 'string' },
+    'metrics-host': { type: 'string' },
   })
   let opts: RunOptions
   let cfg: Config

@@ -51,14 +51,15 @@ export async function runDoctor(cfg: Config, opts: { slot?: string; timeoutMs?: 
 type Add = (ok: boolean, name: string, detail: string) => void
 
 async function postgresChecks(cfg: Config, sql: postgres.Sql, slot: string, add: Add) {
-  const setting = async (name: string) =>
-    (await sql<{ v: string }[]>`SELECT current_setting(${name}) AS v`)[0].v
+  const setting = async (name: string) => (await sql<{ v: string }[]>`SELECT current_setting(${name}) AS v`)[0].v
   const wal = await setting('wal_level')
   add(
     wal === 'logical',
     'wal_level',
-    wal === 'logical' ? 'logical' : `is "${wal}", must be "logical": ALTER SYSTEM SET wal_level = logical and restart ` +
-      'PostgreSQL (RDS/Aurora: rds.logical_replication = 1; Cloud SQL: cloudsql.logical_decoding = on)',
+    wal === 'logical'
+      ? 'logical'
+      : `is "${wal}", must be "logical": ALTER SYSTEM SET wal_level = logical and restart ` +
+        'PostgreSQL (RDS/Aurora: rds.logical_replication = 1; Cloud SQL: cloudsql.logical_decoding = on)',
   )
 
   const [role] = await sql<{ user: string; ok: boolean }[]>`
@@ -81,9 +82,10 @@ async function postgresChecks(cfg: Config, sql: postgres.Sql, slot: string, add:
   add(
     maxSlots - used >= needSlots,
     'max_replication_slots',
-    `${maxSlots}, ${used} in use` + (maxSlots - used >= needSlots
-      ? state.exists ? ` (slot "${slot}" is one of them)` : `, ${maxSlots - used} free`
-      : `: no free slot for "${slot}"; raise max_replication_slots (restart) or drop an unused slot`),
+    `${maxSlots}, ${used} in use` +
+      (maxSlots - used >= needSlots
+        ? state.exists ? ` (slot "${slot}" is one of them)` : `, ${maxSlots - used} free`
+        : `: no free slot for "${slot}"; raise max_replication_slots (restart) or drop an unused slot`),
   )
   const maxSenders = Number(await setting('max_wal_senders'))
   const [{ senders }] = await sql<{ senders: number }[]>`SELECT count(*)::int AS senders FROM pg_stat_replication`
@@ -91,9 +93,10 @@ async function postgresChecks(cfg: Config, sql: postgres.Sql, slot: string, add:
   add(
     maxSenders - senders >= needSenders,
     'max_wal_senders',
-    `${maxSenders}, ${senders} in use` + (maxSenders - senders >= needSenders
-      ? ''
-      : ': no free WAL sender for the stream; raise max_wal_senders (restart) or stop another replication client'),
+    `${maxSenders}, ${senders} in use` +
+      (maxSenders - senders >= needSenders
+        ? ''
+        : ': no free WAL sender for the stream; raise max_wal_senders (restart) or stop another replication client'),
   )
 
   const pub = await publicationTables(sql, cfg.stream.publication)
@@ -149,7 +152,11 @@ async function postgresChecks(cfg: Config, sql: postgres.Sql, slot: string, add:
           `${m.idColumns.join(', ')}: deletes cannot be mapped; ${fix}`,
       )
     } else {
-      add(true, name, `${kinds[t.replicaIdentity]}${t.replicaIdentity === 'f' ? '' : ` (${t.identityColumns.join(', ')})`}`)
+      add(
+        true,
+        name,
+        `${kinds[t.replicaIdentity]}${t.replicaIdentity === 'f' ? '' : ` (${t.identityColumns.join(', ')})`}`,
+      )
     }
   }
 }
@@ -191,7 +198,11 @@ async function embeddingsCheck(cfg: Config, add: Add, timeoutMs: number) {
     const [v] = await requestEmbeddings(e, ['puffgres doctor'], policy, { requests: 0, retries: 0 })
     add(true, 'embeddings', `${e.type} ${e.model} answers (${v.length} dimensions)`)
   } catch (err) {
-    add(false, 'embeddings', `${e.type} ${e.model}: ${msg(err)}; check [providers.embeddings] (api_key, base_url, model)`)
+    add(
+      false,
+      'embeddings',
+      `${e.type} ${e.model}: ${msg(err)}; check [providers.embeddings] (api_key, base_url, model)`,
+    )
   }
 }
 

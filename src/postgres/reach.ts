@@ -58,7 +58,12 @@ export function explainPostgresError(err: unknown, url: string): string | undefi
     return `cannot reach ${at}: no answer (${code}); check the host and port in ${where}, and that no firewall ` +
       `or network rule blocks the connection`
   }
-  if (code === 'ECONNRESET' || code === 'CONNECTION_CLOSED' || code === 'CONNECTION_ENDED') {
+  const closed = code === 'ECONNRESET' || code === 'CONNECTION_CLOSED' || code === 'CONNECTION_ENDED'
+  if (closed && wantsTls(url)) {
+    return `cannot reach ${at}: the TLS handshake failed (${code}), the server may not offer TLS; check sslmode in ` +
+      `${where} (sslmode=disable for a server without TLS) and the server's ssl setting`
+  }
+  if (closed) {
     return `cannot reach ${at}: the server closed the connection (${code}); check the port is PostgreSQL's and ` +
       `the server's log`
   }
@@ -85,6 +90,17 @@ export function explainPostgresError(err: unknown, url: string): string | undefi
     return `${at} has no free connection slots (${firstLine(message)}); raise max_connections or close clients`
   }
   return undefined
+}
+
+/** sslmode=require/verify-ca/verify-full or ssl=true/require: postgres.js insists on TLS. */
+function wantsTls(url: string): boolean {
+  try {
+    const q = new URL(url).searchParams
+    return /^(require|verify-ca|verify-full)$/.test(q.get('sslmode') ?? '') ||
+      /^(true|require)$/.test(q.get('ssl') ?? '')
+  } catch {
+    return false
+  }
 }
 
 function firstLine(s: string): string {
