@@ -90,7 +90,7 @@ export async function main(argv: string[]): Promise<number> {
  * PostgreSQL or turbopuffer are explained against the configuration the command loaded (host, port, database or
  * URL; never the password or key). A stack trace only with PUFFGRES_LOG=debug.
  */
-export function describeFailure(e: unknown, config: ReturnType<typeof loadConfig> | undefined): CliError {
+function describeFailure(e: unknown, config: ReturnType<typeof loadConfig> | undefined): CliError {
   if (e instanceof CliError) return e
   if (e instanceof ConfigError) return new CliError(e.message, 1)
   if (e instanceof UsageError) return new CliError(e.message, 2)
