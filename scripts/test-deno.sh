@@ -28,6 +28,7 @@ DEFAULT_TESTS=(
   test/readme-compat.test.ts
   test/connection-errors.test.ts
   test/doctor.test.ts
+  test/transform-import.test.ts
 )
 
 # deno.json's settings and import map, plus the shim; regenerated so it never drifts from deno.json.
