@@ -4,6 +4,7 @@ import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { type LocalServer, startLocalServer } from '../src/local/server.ts'
+import { type RetryInfo, TurbopufferSink } from '../src/turbopuffer/sink.ts'
 import { runCli } from './harness/cli.ts'
 import { freePort, type TestDatabase, testDatabase } from './harness/pg.ts'
 import { makeProject, migration, type Project } from './harness/project.ts'
@@ -143,5 +144,24 @@ test('TLS required by the connection string, not offered by the server', async (
       'handshake failed (ECONNRESET), the server may not offer TLS; check sslmode in the connection string ' +
       "([postgres] connection_string / DATABASE_URL) (sslmode=disable for a server without TLS) and the server's " +
       'ssl setting',
+  )
+})
+
+test('turbopuffer refusing connections: run and backfill retry, each warning naming the URL and what to check', async () => {
+  const closed = await freePort()
+  const stop = new AbortController()
+  const retries: RetryInfo[] = []
+  const sink = new TurbopufferSink({ api_key: SECRET, base_url: `http://127.0.0.1:${closed}` }, {
+    backoff: { baseMs: 1, capMs: 5 },
+    signal: stop.signal,
+    onRetry: (info) => {
+      retries.push(info)
+      if (retries.length === 2) stop.abort(new Error('stopped'))
+    },
+  })
+  await expect(sink.write('ns', [{ kind: 'upsert', id: 1, version: '1', attributes: {} }])).rejects.toThrow('stopped')
+  expect(retries[0].error).toBe(
+    `cannot reach turbopuffer at http://127.0.0.1:${closed}: connection refused; check [turbopuffer] base_url ` +
+      '(TURBOPUFFER_BASE_URL) and that the server runs',
   )
 })
