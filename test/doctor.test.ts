@@ -4,11 +4,13 @@ import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { readFileSync } from 'node:fs'
 import { runCli } from './harness/cli.ts'
 import { type LocalServer, startLocalServer } from '../src/local/server.ts'
+import { type HttpServer, serveHttp } from '../src/runtime.ts'
 import { freePort, type TestDatabase, testDatabase } from './harness/pg.ts'
 import { makeProject, migration, type Project } from './harness/project.ts'
 
 let db: TestDatabase
 let server: LocalServer
+let provider: HttpServer // a stand-in embeddings provider (OpenAI-compatible)
 const projects: Project[] = []
 
 const TRANSFORM = `import { RowEvent, Action } from 'puffgres';
@@ -20,6 +22,17 @@ export default function transform(event: RowEvent): Action {
 beforeAll(async () => {
   db = await testDatabase('doctor')
   server = await startLocalServer({ apiKey: 'test-key' })
+  provider = await serveHttp({
+    port: 0,
+    hostname: '127.0.0.1',
+    fetch: async (req) => {
+      const body = await req.json() as { input: string[] }
+      if (req.headers.get('authorization') !== 'Bearer emb-key') {
+        return new Response('{"error":"bad key"}', { status: 401 })
+      }
+      return Response.json({ data: body.input.map((_, index) => ({ index, embedding: [0.1, 0.2, 0.3] })) })
+    },
+  })
   await db.sql`CREATE TABLE items (id int PRIMARY KEY, name text)`
   await db.sql`CREATE TABLE logs (id int, line text)` // no primary key: replica identity has no columns
 }, 60_000)
@@ -27,6 +40,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const p of projects) p.remove()
   await server?.stop()
+  await provider?.stop()
   await db?.drop()
 })
 
@@ -34,6 +48,8 @@ test('a good setup: every check passes, exit 0', async () => {
   const p = makeProject({
     databaseUrl: db.url,
     turbopufferUrl: server.url,
+    extra: '[providers.embeddings]\ntype = "openai"\nmodel = "tiny"\napi_key = "emb-key"\n' +
+      `base_url = "http://127.0.0.1:${provider.port}"\n`,
     migrations: { '001_items.toml': migration({ name: 'items', table: 'items', transform: 'transforms/items.ts' }) },
     files: { 'transforms/items.ts': TRANSFORM },
   })
@@ -54,12 +70,14 @@ test('a good setup: every check passes, exit 0', async () => {
       'replica identity public.items',
       'turbopuffer',
       'transform items',
+      'embeddings',
     ]
   ) {
     expect(lines.some((l) => l.startsWith(`✓ ${name}: `))).toBe(true)
   }
   expect(lines).toContain('✓ wal_level: logical')
   expect(lines).toContain(`✓ turbopuffer: ${server.url} accepts the API key`)
+  expect(lines).toContain('✓ embeddings: openai tiny answers (3 dimensions)')
   expect(lines.at(-1)).toMatch(/^all \d+ checks passed$/)
   expect(r.code).toBe(0)
 })
@@ -69,7 +87,8 @@ test('a broken setup: one ✗ line per problem with its fix, exit 1', async () =
   const p = makeProject({
     databaseUrl: db.url,
     turbopufferUrl: `http://127.0.0.1:${closed}`,
-    extra: '[stream]\npublication = "doctor_pub"\n',
+    extra: '[stream]\npublication = "doctor_pub"\n\n[providers.embeddings]\ntype = "openai"\nmodel = "tiny"\n' +
+      `api_key = "wrong"\nbase_url = "http://127.0.0.1:${provider.port}"\n`,
     migrations: {
       '001_logs.toml': migration({ name: 'logs', table: 'logs', transform: 'transforms/broken.ts' }),
       '002_gone.toml': migration({ name: 'gone', table: 'no_such_table' }),
@@ -89,8 +108,10 @@ test('a broken setup: one ✗ line per problem with its fix, exit 1', async () =
     `✗ turbopuffer: cannot reach turbopuffer at http://127.0.0.1:${closed}: connection refused; check ` +
     '[turbopuffer] base_url (TURBOPUFFER_BASE_URL) and that the server runs',
     '✗ transform logs: transform transforms/broken.ts could not be loaded: broken at load',
+    `✗ embeddings: openai tiny: embeddings (openai, tiny) refused by http://127.0.0.1:${provider.port}/embeddings: ` +
+    'HTTP 401: bad key; check [providers.embeddings] (api_key, base_url, model)',
   ])
-  expect(r.out.split('\n').at(-1)).toMatch(/^5 of \d+ checks failed$/)
+  expect(r.out.split('\n').at(-1)).toMatch(/^6 of \d+ checks failed$/)
 })
 
 test('a wrong API key and an unreachable PostgreSQL', async () => {
