@@ -64,8 +64,8 @@ export function explainPostgresError(err: unknown, url: string): string | undefi
       `${where} (sslmode=disable for a server without TLS) and the server's ssl setting`
   }
   if (closed) {
-    return `cannot reach ${at}: the server closed the connection (${code}); check the port is PostgreSQL's and ` +
-      `the server's log`
+    return `the connection to ${at} was closed (${code}); check the server's log (a restart?) and that port ` +
+      `${t.port} is PostgreSQL's`
   }
   if (TLS_CODES.test(code) || /\b(SSL|TLS|certificate)\b/i.test(message) && !/^[0-9A-Z]{5}$/.test(code)) {
     return `cannot reach ${at}: TLS failed (${firstLine(message) || code}); check sslmode in ${where} ` +
