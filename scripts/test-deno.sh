@@ -49,6 +49,10 @@ DEFAULT_TESTS=(
   test/backfill-race.test.ts
   test/dlq.test.ts
   test/verify.test.ts
+  test/readme-compat.test.ts
+  test/connection-errors.test.ts
+  test/doctor.test.ts
+  test/transform-import.test.ts
 )
 
 # deno.json's settings and import map, plus the shim; regenerated so it never drifts from deno.json.

@@ -8,6 +8,11 @@ import { type CommandContext, commands } from './commands/index.ts'
 import { VERSION } from './version.ts'
 import * as transformApi from './mod.ts'
 import { registerVirtualModule } from './runtime.ts'
+import { CliError } from './errors.ts'
+import { levelFromEnv, scrub } from './log.ts'
+import { explainPostgresError } from './postgres/reach.ts'
+import { explainTurbopufferError } from './turbopuffer/reach.ts'
+import { clientConfig, resolveBaseUrl } from './turbopuffer/client.ts'
 
 export function mainHelp(): string {
   const width = Math.max(...commands.map((c) => c.name.length))
@@ -48,6 +53,7 @@ function splitGlobal(argv: string[]) {
 export async function main(argv: string[]): Promise<number> {
   // transforms may `import { defineTransform } from 'puffgres'`, also inside the single-file binary
   registerVirtualModule('puffgres', { ...transformApi })
+  let cached: ReturnType<typeof loadConfig> | undefined
   try {
     const { configPath, rest, flag } = splitGlobal(argv)
     if (flag === 'version') {
@@ -69,26 +75,39 @@ export async function main(argv: string[]): Promise<number> {
       console.log(cmd.help)
       return 0
     }
-    let cached: ReturnType<typeof loadConfig> | undefined
     const ctx: CommandContext = { configPath, config: () => (cached ??= loadConfig(configPath)) }
     return await cmd.run(args, ctx)
   } catch (e) {
-    if (e instanceof ConfigError) {
-      console.error(`error: ${e.message}`)
-      return 1
-    }
-    if (e instanceof UsageError) {
-      console.error(`error: ${e.message}`)
-      return 2
-    }
-    const code = (e as { code?: string }).code
-    if (code && code.startsWith('ERR_PARSE_ARGS')) {
-      console.error(`error: ${(e as Error).message}`)
-      return 2
-    }
-    console.error(`error: ${(e as Error)?.stack ?? e}`)
-    return 1
+    const failure = describeFailure(e, cached)
+    console.error(`error: ${scrub(failure.message)}`)
+    if (levelFromEnv() === 'debug' && e instanceof Error && e.stack) console.error(scrub(e.stack))
+    return failure.exitCode
   }
+}
+
+/**
+ * The single error handler: every failure of a command becomes one line and an exit status. Errors reaching
+ * PostgreSQL or turbopuffer are explained against the configuration the command loaded (host, port, database or
+ * URL; never the password or key). A stack trace only with PUFFGRES_LOG=debug.
+ */
+function describeFailure(e: unknown, config: ReturnType<typeof loadConfig> | undefined): CliError {
+  if (e instanceof CliError) return e
+  if (e instanceof ConfigError) return new CliError(e.message, 1)
+  if (e instanceof UsageError) return new CliError(e.message, 2)
+  const code = (e as { code?: unknown } | undefined)?.code
+  if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) return new CliError((e as Error).message, 2)
+  if (config) {
+    const pg = explainPostgresError(e, config.postgres.connectionString)
+    if (pg) return new CliError(pg, 1)
+    let baseUrl: string | undefined
+    try {
+      baseUrl = resolveBaseUrl(clientConfig(config.turbopuffer))
+    } catch { /* no usable URL: nothing to explain against */ }
+    const tp = baseUrl ? explainTurbopufferError(e, baseUrl) : undefined
+    if (tp) return new CliError(tp, 1)
+  }
+  const message = e instanceof Error ? e.message || e.name : String(e)
+  return new CliError(message || 'unknown error', 1)
 }
 
 if (import.meta.main) {

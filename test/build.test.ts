@@ -108,9 +108,10 @@ describe.skipIf(!canRun)('the linux-x64 binary', () => {
       join(project, 'puffgres/transforms/shout.ts'),
       `import { defineTransform } from 'puffgres'
 import type { RowEvent } from 'puffgres'
+import { Action } from 'puffgres' // the original puffgres README's value-style import of a type
 import { shout } from './lib/shout.ts'
 
-export default defineTransform((event: RowEvent) => {
+export default defineTransform((event: RowEvent): Action => {
   if (event.type === 'delete') return { type: 'delete' }
   const row = event.new!
   return { type: 'upsert', attributes: { name: shout(String(row.name)), price: row.price, by: 'binary' } }

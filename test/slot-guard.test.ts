@@ -68,7 +68,7 @@ describe('run and its slot', () => {
     const r = await runExits(project.config)
     expect(r.code).toBe(1)
     expect(r.err).toMatch(
-      /error: replication slot "puffgres" is gone, but puffgres had written changes up to [0-9A-F]+\//,
+      /error: replication slot "puffgres" does not exist, but puffgres had written changes up to [0-9A-F]+\//,
     )
     expect(r.err).toContain('puffgres run --create-slot true')
     expect(r.err).toContain('puffgres backfill')

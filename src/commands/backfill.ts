@@ -1,7 +1,6 @@
 // `puffgres backfill <mapping>`: copies the rows already in a mapping's table into its namespace.
-import { positiveInt, UsageError } from './flags.ts'
+import { parseFlags, positiveInt, slotFlag, UsageError } from './flags.ts'
 import process from 'node:process'
-import { parseArgs } from 'node:util'
 import type { Config } from '../config/load.ts'
 import { createLogger } from '../log.ts'
 import { NotMigratedError } from '../postgres/preflight.ts'
@@ -96,18 +95,13 @@ function describeResult(result: BackfillResult, mappingName: string): { code: nu
 }
 
 export async function backfillCommand(argv: string[], config: () => Config): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: {
-      'batch-size': { type: 'string' },
-      resume: { type: 'boolean' },
-      restart: { type: 'boolean' },
-      slot: { type: 'string' },
-      discard: { type: 'boolean' },
-    },
-    allowPositionals: true,
-    strict: true,
-  })
+  const { values, positionals } = parseFlags(argv, {
+    'batch-size': { type: 'string' },
+    resume: { type: 'boolean' },
+    restart: { type: 'boolean' },
+    slot: { type: 'string' },
+    discard: { type: 'boolean' },
+  }, { allowPositionals: true })
   let cfg: Config
   let batchSize: number
   try {
@@ -141,7 +135,7 @@ export async function backfillCommand(argv: string[], config: () => Config): Pro
       batchSize,
       resume: values.resume,
       restart: values.restart,
-      slot: values.slot,
+      slot: slotFlag(values.slot),
       discard: values.discard,
       log,
       say: (line) => console.log(line),

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import process from 'node:process'
 import { pathToFileURL } from 'node:url'
-import { parseArgs } from 'node:util'
+import { parseFlags } from './flags.ts'
 import { backfill } from '../backfill/backfill.ts'
 import { loadConfig } from '../config/load.ts'
 import { type LocalServer, startLocalServer } from '../local/server.ts'
@@ -96,11 +96,7 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30
 }
 
 export async function demoCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { rows: { type: 'string' }, keep: { type: 'boolean' } },
-    strict: true,
-  })
+  const { values } = parseFlags(argv, { rows: { type: 'string' }, keep: { type: 'boolean' } })
   const rows = Number(values.rows ?? 1000)
   if (!Number.isInteger(rows) || rows < 10) {
     console.error('error: --rows: expected a whole number ≥ 10')

@@ -1,8 +1,8 @@
 // `puffgres dlq`: list, show, retry and clear the rows in the dead-letter queue (__puffgres_dlq).
 import { table } from '../ops/status.ts'
 import { sinkFromConfig } from '../turbopuffer/from-config.ts'
-import { positiveInt } from './flags.ts'
-import { parseArgs } from 'node:util'
+import { CliError } from '../errors.ts'
+import { parseFlags, positiveInt, UsageError } from './flags.ts'
 import type { Config } from '../config/load.ts'
 import { createLogger } from '../log.ts'
 import { retryDeadLetters } from '../ops/dlq-retry.ts'
@@ -29,7 +29,9 @@ the attempt count, the first and last failure times and the LSN.
 `
 
 function checkId(id: string): string {
-  if (!/^[0-9]{1,18}$/.test(id)) throw new Error(`dlq: "${id}" is not an entry id (a number, see puffgres dlq list)`)
+  if (!/^[0-9]{1,18}$/.test(id)) {
+    throw new UsageError(`dlq: "${id}" is not an entry id (a number, see puffgres dlq list)`)
+  }
   return id
 }
 
@@ -88,37 +90,25 @@ export async function dlqCommand(argv: string[], config: () => Config): Promise<
   const [sub, ...rest] = argv
   const subs = ['list', 'show', 'retry', 'clear']
   if (!sub || !subs.includes(sub)) {
-    console.error(
-      `error: dlq: expected one of ${subs.join(', ')}${sub ? `, got "${sub}"` : ''} (see puffgres dlq --help)`,
+    throw new CliError(
+      `dlq: expected one of ${subs.join(', ')}${sub ? `, got "${sub}"` : ''} (see puffgres dlq --help)`,
+      2,
     )
-    return 2
   }
-  const { values, positionals } = parseArgs({
-    args: rest,
-    options: {
-      mapping: { type: 'string' },
-      limit: { type: 'string' },
-      id: { type: 'string' },
-      all: { type: 'boolean' },
-      json: { type: 'boolean' },
-    },
-    allowPositionals: sub === 'show',
-    strict: true,
-  })
-  let limit: number
-  try {
-    limit = positiveInt(values.limit, '--limit', 100)
-    if (values.id !== undefined) checkId(values.id)
-  } catch (e) {
-    console.error(`error: ${(e as Error).message}`)
-    return 2
-  }
+  const { values, positionals } = parseFlags(rest, {
+    mapping: { type: 'string' },
+    limit: { type: 'string' },
+    id: { type: 'string' },
+    all: { type: 'boolean' },
+    json: { type: 'boolean' },
+  }, { allowPositionals: sub === 'show' })
+  const limit = positiveInt(values.limit, '--limit', 100)
+  if (values.id !== undefined) checkId(values.id)
   const cfg = config()
   const sql = connect(cfg.postgres.connectionString, { max: 2, application: 'puffgres dlq' })
   try {
     if (!(await existingStateTables(sql)).includes('__puffgres_dlq')) {
-      console.error('error: __puffgres_dlq does not exist in this database (run puffgres migrate first)')
-      return 1
+      throw new CliError('__puffgres_dlq does not exist in this database (run puffgres migrate first)', 1)
     }
     switch (sub) {
       case 'list': {
@@ -128,13 +118,11 @@ export async function dlqCommand(argv: string[], config: () => Config): Promise<
       }
       case 'show': {
         if (positionals.length !== 1) {
-          console.error('error: dlq show: expected one entry id, e.g. puffgres dlq show 12')
-          return 2
+          throw new CliError('dlq show: expected one entry id, e.g. puffgres dlq show 12', 2)
         }
         const e = await getDeadLetter(sql, checkId(positionals[0]))
         if (!e) {
-          console.error(`error: dlq: no entry ${positionals[0]}`)
-          return 1
+          throw new CliError(`dlq: no entry ${positionals[0]}`, 1)
         }
         console.log(values.json ? JSON.stringify(entryJson(e), null, 2) : formatEntry(e))
         return 0
@@ -142,8 +130,7 @@ export async function dlqCommand(argv: string[], config: () => Config): Promise<
       case 'clear': {
         const chosen = [values.id !== undefined, values.mapping !== undefined, !!values.all].filter(Boolean).length
         if (chosen !== 1) {
-          console.error('error: dlq clear: give exactly one of --id <ID>, --mapping <M>, --all')
-          return 2
+          throw new CliError('dlq clear: give exactly one of --id <ID>, --mapping <M>, --all', 2)
         }
         const n = await deleteDeadLetters(
           sql,
@@ -152,32 +139,24 @@ export async function dlqCommand(argv: string[], config: () => Config): Promise<
           },
         )
         if (values.id !== undefined && n === 0) {
-          console.error(`error: dlq: no entry ${values.id}`)
-          return 1
+          throw new CliError(`dlq: no entry ${values.id}`, 1)
         }
         console.log(`removed ${n} ${n === 1 ? 'entry' : 'entries'}`)
         return 0
       }
       case 'retry': {
         if ((values.id === undefined) === (values.mapping === undefined)) {
-          console.error('error: dlq retry: give exactly one of --id <ID>, --mapping <M>')
-          return 2
+          throw new CliError('dlq retry: give exactly one of --id <ID>, --mapping <M>', 2)
         }
         let entries: DlqEntry[]
         if (values.id !== undefined) {
           const e = await getDeadLetter(sql, values.id)
           if (!e) {
-            console.error(`error: dlq: no entry ${values.id}`)
-            return 1
+            throw new CliError(`dlq: no entry ${values.id}`, 1)
           }
           entries = [e]
         } else {
-          try {
-            findMapping(cfg, values.mapping!)
-          } catch (e) {
-            console.error(`error: ${(e as Error).message}`)
-            return 1
-          }
+          findMapping(cfg, values.mapping!)
           entries = await listDeadLetters(sql, { mapping: values.mapping, limit: Number.MAX_SAFE_INTEGER })
         }
         const log = createLogger()

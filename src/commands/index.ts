@@ -2,6 +2,7 @@
 import type { Config } from '../config/load.ts'
 import * as backfill from './backfill.ts'
 import * as demo from './demo.ts'
+import * as doctor from './doctor.ts'
 import * as init from './init.ts'
 import * as migrate from './migrate.ts'
 import * as local from './local.ts'
@@ -35,6 +36,12 @@ export const commands: Command[] = [
     summary: 'check the database, apply migrations, maintain the publication',
     help: migrate.help,
     run: (a, c) => migrate.migrateCommand(a, c.config),
+  },
+  {
+    name: 'doctor',
+    summary: 'check everything `run` needs (PostgreSQL, slot, publication, turbopuffer, transforms), one line each',
+    help: doctor.help,
+    run: (a, c) => doctor.doctorCommand(a, c.config),
   },
   {
     name: 'run',

@@ -1,5 +1,5 @@
 // `puffgres migrate [--dry-run]`: checks the source database, records the migrations, maintains the publication.
-import { parseArgs } from 'node:util'
+import { parseFlags } from './flags.ts'
 import type postgres from 'postgres'
 import type { Config, Mapping } from '../config/load.ts'
 import { ConfigError } from '../config/errors.ts'
@@ -174,7 +174,7 @@ export async function applyMigrate(sql: postgres.Sql, plan: MigratePlan): Promis
 }
 
 export async function migrateCommand(argv: string[], config: () => Config): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { 'dry-run': { type: 'boolean' } }, strict: true })
+  const { values } = parseFlags(argv, { 'dry-run': { type: 'boolean' } })
   const cfg = config()
   const sql = connect(cfg.postgres.connectionString, { max: 2 })
   try {

@@ -1,10 +1,10 @@
 // `puffgres run`: streams every committed change of the mapped tables into their namespaces, until stopped.
 import { sinkFromConfig } from '../turbopuffer/from-config.ts'
 import process from 'node:process'
-import { parseArgs } from 'node:util'
 import type { Config } from '../config/load.ts'
 import { createLogger } from '../log.ts'
-import { bool, port, positiveInt, UsageError } from './flags.ts'
+import { isPermanentPostgresFailure } from '../postgres/reach.ts'
+import { parseFlags, port, positiveInt, slotFlag, UsageError } from './flags.ts'
 import { Heartbeat } from '../ops/heartbeat.ts'
 import { startMetricsServer } from '../ops/metrics-server.ts'
 import { StreamMonitor } from '../ops/stream-monitor.ts'
@@ -30,9 +30,9 @@ over when the first one stops.
 
 Options:
   --slot <NAME>             replication slot (default: [stream] slot, or "puffgres")
-  --create-slot <BOOL>      create the slot when it is missing. Default: only when puffgres never streamed or
-                            backfilled into this database (else a gap: exit 1 with what to do); true: create
-                            it anyway (then backfill); false: exit 1 when it is missing
+  --create-slot[=BOOL]      create the slot when it is missing. Default: only when puffgres never streamed or
+                            backfilled into this database (else a gap: exit 1 with what to do); --create-slot or
+                            =true: create it anyway (then backfill); --no-create-slot or =false: exit 1 when missing
   --poll-interval-ms <MS>   the longest a change waits in a batch before it is written (default 1000)
   --batch-size <N>          documents per batch (default 1000)
   --discard                 write nothing to turbopuffer (benchmarks; still confirms the slot!)
@@ -208,7 +208,7 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
           break
         }
       } catch (e) {
-        if (e instanceof SlotMissingError || e instanceof SlotGoneError) throw e
+        if (e instanceof SlotMissingError || e instanceof SlotGoneError || isPermanentPostgresFailure(e)) throw e
         if (opts.signal?.aborted) break
         failures++
         const delay = Math.min(30_000, 500 * 2 ** Math.min(failures, 6))
@@ -238,31 +238,22 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
 }
 
 export async function runCommand(argv: string[], config: () => Config): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      slot: { type: 'string' },
-      'create-slot': { type: 'string' },
-      'no-create-slot': { type: 'boolean' },
-      'poll-interval-ms': { type: 'string' },
-      'batch-size': { type: 'string' },
-      discard: { type: 'boolean' },
-      'metrics-port': { type: 'string' },
-      'metrics-host': { type: 'string' },
-    },
-    strict: true,
+  const { values } = parseFlags(argv, {
+    slot: { type: 'string' },
+    'create-slot': { type: 'boolean' },
+    'poll-interval-ms': { type: 'string' },
+    'batch-size': { type: 'string' },
+    discard: { type: 'boolean' },
+    'metrics-port': { type: 'string' },
+    'metrics-host': { type: 'string' },
   })
   let opts: RunOptions
   let cfg: Config
   try {
     cfg = config()
     opts = {
-      slot: values.slot ?? cfg.stream.slot,
-      createSlot: values['no-create-slot']
-        ? false
-        : values['create-slot'] === undefined
-        ? 'if-new'
-        : bool(values['create-slot'], '--create-slot'),
+      slot: slotFlag(values.slot) ?? cfg.stream.slot,
+      createSlot: values['create-slot'] ?? 'if-new',
       pollIntervalMs: positiveInt(
         values['poll-interval-ms'],
         '--poll-interval-ms',

@@ -1,5 +1,5 @@
 // `puffgres status`: where each mapping and the stream stand.
-import { parseArgs } from 'node:util'
+import { parseFlags, slotFlag } from './flags.ts'
 import type { Config } from '../config/load.ts'
 import { connect } from '../postgres/connect.ts'
 import { formatStatus, gatherStatus } from '../ops/status.ts'
@@ -17,15 +17,11 @@ Options:
 `
 
 export async function statusCommand(argv: string[], config: () => Config): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { json: { type: 'boolean' }, slot: { type: 'string' } },
-    strict: true,
-  })
+  const { values } = parseFlags(argv, { json: { type: 'boolean' }, slot: { type: 'string' } })
   const cfg = config()
   const sql = connect(cfg.postgres.connectionString, { max: 2, application: 'puffgres status' })
   try {
-    const report = await gatherStatus(cfg, sql, values.slot ?? cfg.stream.slot)
+    const report = await gatherStatus(cfg, sql, slotFlag(values.slot) ?? cfg.stream.slot)
     console.log(values.json ? JSON.stringify(report, null, 2) : formatStatus(report))
     return 0
   } finally {

@@ -1,7 +1,6 @@
 // `puffgres verify <mapping>`: compares a namespace with its table's projection; --repair fixes the drift.
 import { sinkFromConfig } from '../turbopuffer/from-config.ts'
-import { positiveInt } from './flags.ts'
-import { parseArgs } from 'node:util'
+import { parseFlags, positiveInt } from './flags.ts'
 import type { Config } from '../config/load.ts'
 import { createLogger } from '../log.ts'
 import { findMapping } from '../ops/mapping-runtime.ts'
@@ -26,12 +25,11 @@ repair write failed); 2 bad usage.
 `
 
 export async function verifyCommand(argv: string[], config: () => Config): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: { repair: { type: 'boolean' }, sample: { type: 'string' }, json: { type: 'boolean' } },
-    allowPositionals: true,
-    strict: true,
-  })
+  const { values, positionals } = parseFlags(
+    argv,
+    { repair: { type: 'boolean' }, sample: { type: 'string' }, json: { type: 'boolean' } },
+    { allowPositionals: true },
+  )
   if (positionals.length !== 1) {
     console.error('error: verify: expected one mapping name, e.g. puffgres verify products')
     return 2

@@ -72,8 +72,9 @@ export async function checkSlot(sql: postgres.Sql, slot: string, create: CreateS
     return
   }
   throw new SlotGoneError(
-    `replication slot "${slot}" is gone, but puffgres had written changes up to ${progress} (the slot was dropped ` +
-      `while puffgres was stopped, or lost in a failover): what was committed since is not in the namespaces. ` +
+    `replication slot "${slot}" does not exist, but puffgres had written changes up to ${progress} through a ` +
+      `slot (dropped while puffgres was stopped, lost in a failover, or named differently — backfill and run must ` +
+      `use the same slot): what was committed since is not in the namespaces. ` +
       `Nothing was done; ${recovery(slot)}`,
   )
 }

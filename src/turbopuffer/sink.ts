@@ -1,5 +1,6 @@
 // Writes versioned ops to turbopuffer through the official SDK: conditional writes, retries without a time limit
 // (backpressure), and isolation of the rows turbopuffer refuses so that the caller can dead-letter exactly those.
+import { explainTurbopufferError } from './reach.ts'
 import type { Filter, Namespace, NamespaceWriteResponse, Row, Turbopuffer } from '@turbopuffer/turbopuffer'
 import { type Id, type Logger, VERSION_ATTR, type WriteOp } from '../types.ts'
 import { createClient, type TurbopufferConfig, unmarkBigints } from './client.ts'
@@ -299,6 +300,10 @@ export class TurbopufferSink implements Sink {
       } catch (err) {
         this.#onRequest?.(performance.now() - started, false)
         failure = classifyError(err, signal)
+        // a connection failure names the URL and what to check (the retry warnings below say it)
+        if (failure.kind === 'transient' && failure.status === undefined) {
+          failure.message = explainTurbopufferError(err, this.#client.baseURL) ?? failure.message
+        }
       }
       if (failure.kind === 'aborted') throw abortError(signal)
       if (failure.kind === 'fatal') {

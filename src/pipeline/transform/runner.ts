@@ -3,13 +3,13 @@
 // (the identity: the row's columns become the attributes). All three give one validated result per event.
 import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import { applyEmbedding } from '../../embeddings/declarative.ts'
 import type { RowEvent, TransformContext } from '../../types.ts'
 import { errorMessage, normalizeAction, normalizeOwnedAttributes, type TransformResult } from './action.ts'
 import { showId } from '../docid.ts'
 import { createTransformContext } from './_context.ts'
 import { createProcessRunner } from './process.ts'
+import { importTransformModule } from './import.ts'
 import { resolveProgram, specLabel, type TransformSpec } from './spec.ts'
 import type { TransformRunner, TransformRunnerOptions } from './types.ts'
 
@@ -37,8 +37,7 @@ export async function loadTransform(absPath: string, opts: { label?: string } = 
   if (!existsSync(path)) throw new Error(`transform ${label}: file not found (${path})`)
   let mod: Record<string, unknown>
   try {
-    // always a file: URL (a bare absolute path can resolve against a remote registry, see runtime-notes.md)
-    mod = await import(pathToFileURL(path).href)
+    mod = await importTransformModule(path)
   } catch (err) {
     throw new Error(`transform ${label} could not be loaded: ${errorMessage(err)}`)
   }

@@ -1,0 +1,27 @@
+// `puffgres doctor`: checks everything `run` needs, one line each; exit 0 only when every check passes.
+import type { Config } from '../config/load.ts'
+import { scrub } from '../log.ts'
+import { runDoctor } from '../ops/doctor.ts'
+import { parseFlags, slotFlag } from './flags.ts'
+
+export const help = `puffgres doctor [options]
+
+Checks, without changing anything, everything \`puffgres run\` needs, one line each (✓ fine, ✗ what to fix):
+the connection to PostgreSQL, wal_level, the replication privilege, free replication slots and WAL senders, the
+publication, the replication slot and the WAL it retains, the replica identity of every mapped table, turbopuffer
+(reachable, key accepted), that every transform loads, and the embeddings provider when one is configured.
+Exits 0 when every check passes, 1 otherwise.
+
+Options:
+  --slot <NAME>   replication slot (default: [stream] slot, or "puffgres")
+`
+
+export async function doctorCommand(argv: string[], config: () => Config): Promise<number> {
+  const { values } = parseFlags(argv, { slot: { type: 'string' } })
+  const cfg = config()
+  const checks = await runDoctor(cfg, { slot: slotFlag(values.slot) })
+  for (const c of checks) console.log(scrub(`${c.ok ? '✓' : '✗'} ${c.name}: ${c.detail}`))
+  const failed = checks.filter((c) => !c.ok).length
+  console.log(failed ? `${failed} of ${checks.length} checks failed` : `all ${checks.length} checks passed`)
+  return failed ? 1 : 0
+}
