@@ -1,5 +1,6 @@
 // `puffgres run`: streams every committed change of the mapped tables into their namespaces, until stopped.
 import { clientConfig } from '../turbopuffer/client.ts'
+import { AdaptiveLimit } from '../concurrency.ts'
 import process from 'node:process'
 import { parseArgs } from 'node:util'
 import type { Config } from '../config/load.ts'
@@ -86,6 +87,8 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
   const sql = connect(config.postgres.connectionString, { max: 4 })
   const sinkAbort = new AbortController()
   const monitor = opts.monitor ?? new StreamMonitor(opts.maxLagSeconds ?? config.stream.max_lag_seconds ?? 60)
+  // batches in flight (AIMD): grows while turbopuffer keeps up, halves when it answers 429
+  const writesInFlight = new AdaptiveLimit()
   const sink: Sink = opts.discard ? new DiscardSink() : new TurbopufferSink(
     clientConfig(config.turbopuffer),
     {
@@ -93,7 +96,10 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
       // not opts.signal: a graceful stop still writes the batch in flight; this one gives up after the drain timeout
       signal: sinkAbort.signal,
       onRequest: (ms, ok) => monitor.sinkRequest(ms, ok),
-      onRetry: (info) => monitor.sinkRetry(info.operation),
+      onRetry: (info) => {
+        monitor.sinkRetry(info.operation)
+        if (info.status === 429) writesInFlight.pushback()
+      },
     },
   )
   const heartbeat = new Heartbeat(sql, {
@@ -145,6 +151,7 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
           log,
           batchSize: opts.batchSize,
           pollIntervalMs: opts.pollIntervalMs,
+          concurrency: writesInFlight,
           confirm: (lsn) => {
             rs.confirm(lsn)
             monitor.confirmed(lsn)
