@@ -22,6 +22,8 @@ interface Entry {
   key: string
   intent: Intent
   txn: Txn
+  /** the change's size as decoded (an estimate of what it costs in memory) */
+  bytes: number
 }
 
 export interface Batch {
@@ -34,8 +36,12 @@ export interface WritePipelineOptions<R> {
   batchSize: number
   /** the most documents in one batch */
   maxBatch: number
+  /** the most bytes (as estimated by `add`'s callers) in one batch */
+  maxBatchBytes: number
   /** backpressure: `admit` waits while this many documents are pending or in flight */
   maxOutstanding: number
+  /** backpressure: `admit` waits while this many bytes are pending or in flight */
+  maxOutstandingBytes: number
   /** the longest a change waits before it is written, even inside a transaction */
   pollIntervalMs: number
   /** how many batches may be in flight */
@@ -61,6 +67,8 @@ export class WritePipeline<R = unknown> {
   #lastEnd = 0n
   #inflight = 0
   #inflightDocs = 0
+  #pendingBytes = 0
+  #inflightBytes = 0
   /** when the oldest change not yet cut into a batch arrived */
   #pendingSince = 0
   #waiters: (() => void)[] = []
@@ -88,15 +96,17 @@ export class WritePipeline<R = unknown> {
   }
 
   /** A document's wanted state; replaces a pending change of the same key (the later one wins). */
-  add(key: string, intent: Intent): void {
+  add(key: string, intent: Intent, bytes: number): void {
     const txn = this.#current()
     const old = this.#pending.get(key)
     if (old) {
       this.#pending.delete(key) // re-insert: the map's order stays the order of last change
       old.txn.outstanding--
+      this.#pendingBytes -= old.bytes
     } else if (!this.#pending.size && !this.#dead.length) this.#pendingSince = Date.now()
     txn.outstanding++
-    this.#pending.set(key, { key, intent, txn })
+    this.#pendingBytes += bytes
+    this.#pending.set(key, { key, intent, txn, bytes })
   }
 
   addDead(dead: DeadLetter): void {
@@ -125,7 +135,7 @@ export class WritePipeline<R = unknown> {
   /** Backpressure: writes what is due and resolves once there is room for more changes. */
   async admit(): Promise<void> {
     this.#pump(false)
-    while (!this.#failure && this.#pending.size + this.#dead.length + this.#inflightDocs >= this.opts.maxOutstanding) {
+    while (!this.#failure && this.#full()) {
       this.#pump(true)
       if (!this.#inflight) break // cannot happen with a limit >= 1; never wait for nothing
       await this.#nextLanding()
@@ -158,6 +168,11 @@ export class WritePipeline<R = unknown> {
     while (this.#inflight) await this.#nextLanding()
   }
 
+  #full(): boolean {
+    return this.#pending.size + this.#dead.length + this.#inflightDocs >= this.opts.maxOutstanding ||
+      this.#pendingBytes + this.#inflightBytes >= this.opts.maxOutstandingBytes
+  }
+
   #current(): Txn {
     if (this.#open) return this.#open
     // a change outside a transaction (not sent by pgoutput): it belongs with the last commit
@@ -188,31 +203,36 @@ export class WritePipeline<R = unknown> {
     while (!this.#failure && this.#inflight < this.opts.limit.current) {
       if (!this.#pending.size && !this.#dead.length) return
       const due = force || !this.#open || this.#pending.size + this.#dead.length >= this.opts.batchSize ||
-        Date.now() - this.#pendingSince >= this.opts.pollIntervalMs
+        this.#pendingBytes >= this.opts.maxBatchBytes || Date.now() - this.#pendingSince >= this.opts.pollIntervalMs
       if (!due) return
       const entries: Entry[] = []
+      let bytes = 0
       for (const e of this.#pending.values()) {
-        if (entries.length >= this.opts.maxBatch) break
-        if (!this.#busy.has(e.key)) entries.push(e)
+        if (entries.length >= this.opts.maxBatch || (entries.length && bytes + e.bytes > this.opts.maxBatchBytes)) break
+        if (this.#busy.has(e.key)) continue
+        entries.push(e)
+        bytes += e.bytes
       }
       if (!entries.length && !this.#dead.length) return // all held behind writes in flight
       for (const e of entries) {
         this.#pending.delete(e.key)
         this.#busy.add(e.key)
       }
+      this.#pendingBytes -= bytes
       const dead = this.#dead
       this.#dead = []
       // what is left (held back) waits from now: it is written as soon as its document's write lands
       this.#pendingSince = Date.now()
-      this.#send(entries, dead)
+      this.#send(entries, dead, bytes)
     }
   }
 
-  #send(entries: Entry[], dead: { dead: DeadLetter; txn: Txn }[]): void {
+  #send(entries: Entry[], dead: { dead: DeadLetter; txn: Txn }[], bytes: number): void {
     const limit = this.opts.limit
     this.#inflight++
     const docs = entries.length + dead.length
     this.#inflightDocs += docs
+    this.#inflightBytes += bytes
     const full = this.#inflight >= limit.current
     const token = limit.begin()
     const batch: Batch = { intents: entries.map((e) => e.intent), dead: dead.map((d) => d.dead) }
@@ -236,6 +256,7 @@ export class WritePipeline<R = unknown> {
     }).finally(() => {
       this.#inflight--
       this.#inflightDocs -= docs
+      this.#inflightBytes -= bytes
       this.#pump(false)
       const w = this.#waiters
       this.#waiters = []

@@ -6,7 +6,8 @@ import type postgres from 'postgres'
 import type { PgOutputMessage, Relation } from '../postgres/pgoutput.ts'
 import { readRowsByKey } from '../postgres/read-rows.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
-import { type MappingProgress, recordProgress } from '../postgres/checkpoints.ts'
+import type { MappingProgress } from '../postgres/checkpoints.ts'
+import { ProgressRecorder } from './progress-recorder.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import { encodeVersion, type Logger } from '../types.ts'
 import { changeIntents, deadLetterEvent, type Intent, intentKeyTexts } from './changes.ts'
@@ -45,6 +46,16 @@ export interface FlushInfo extends WriteSummary {
   confirmed: bigint
 }
 
+/** the most bytes of changes (as decoded) in one batch; four batches' worth may be pending or in flight */
+const MAX_BATCH_BYTES = 4 * 1024 * 1024
+
+/** A change's size as decoded: what its row costs in memory, roughly (values, plus a little per column). */
+function changeBytes(i: Intent): number {
+  let n = 64
+  for (const v of i.tuple ?? []) n += 16 + (v.kind === 'text' || v.kind === 'binary' ? v.value.length : 0)
+  return n
+}
+
 export class ChangeProcessor {
   private readonly byRelation = new Map<number, RouteRuntime[]>()
   private readonly pipeline: WritePipeline<Omit<FlushInfo, 'confirmed'>>
@@ -53,16 +64,20 @@ export class ChangeProcessor {
   private lastConfirmed = 0n
   private timer: ReturnType<typeof setInterval> | undefined
   private readonly pollIntervalMs: number
+  private readonly progress: ProgressRecorder
 
   constructor(private readonly opts: ProcessorOptions) {
     const batchSize = opts.batchSize ?? 1000
     this.pollIntervalMs = opts.pollIntervalMs ?? 1000
+    this.progress = new ProgressRecorder(opts.sql, opts.log)
     const maxBatch = opts.maxBatch ?? Math.max(batchSize, Math.min(10_000, batchSize * 10))
     this.pipeline = new WritePipeline<Omit<FlushInfo, 'confirmed'>>({
       batchSize,
       maxBatch,
+      maxBatchBytes: MAX_BATCH_BYTES,
       // memory: what is pending plus what is in flight (invariant 4)
       maxOutstanding: maxBatch * 2,
+      maxOutstandingBytes: MAX_BATCH_BYTES * 4,
       pollIntervalMs: this.pollIntervalMs,
       limit: opts.concurrency ?? new AdaptiveLimit(),
       write: (batch) => this.flush(batch),
@@ -137,6 +152,7 @@ export class ChangeProcessor {
   async drain(): Promise<void> {
     try {
       await this.pipeline.flushAll()
+      await this.progress.idle()
     } catch (e) {
       // the other writes in flight finish first: a new stream must not race them (order per document)
       await this.pipeline.settle()
@@ -170,7 +186,7 @@ export class ChangeProcessor {
   }
 
   private add(i: Intent) {
-    this.pipeline.add(i.route.mapping.name + '\u0000' + idKey(i.id), i)
+    this.pipeline.add(i.route.mapping.name + '\u0000' + idKey(i.id), i, changeBytes(i))
   }
 
   private async truncate(relations: Relation[]) {
@@ -214,7 +230,7 @@ export class ChangeProcessor {
       deleted: c.deleted,
       lsn: newest.get(mapping) ?? 0n,
     }))
-    if (progress.length) await recordProgress(this.opts.sql, progress)
+    if (progress.length) this.progress.add(progress)
     return { ...w, docs: intents.length, ms: Date.now() - started }
   }
 
