@@ -6,6 +6,7 @@ import { ConfigError } from '../config/errors.ts'
 import { connect, qualified } from '../postgres/connect.ts'
 import { tableInfo } from '../postgres/catalog.ts'
 import { publicationChange, publicationTables } from '../postgres/publication.ts'
+import { configSelection } from '../config/selection.ts'
 import { appliedMigrations, ensureStateTables, existingStateTables, STATE_TABLES } from '../postgres/state.ts'
 import { predicateColumns } from '../pipeline/membership.ts'
 import { validateTransform } from '../pipeline/transform.ts'
@@ -84,7 +85,8 @@ export async function planMigrate(config: Config, sql: postgres.Sql): Promise<Mi
   const publicationSql = publicationChange(
     config.stream.publication,
     current,
-    config.mappings.map((m) => ({ schema: m.schema, table: m.table })),
+    // [stream] mappings: this config's processes stream only those (config/selection.ts)
+    configSelection(config).map((m) => ({ schema: m.schema, table: m.table })),
   )
   if (publicationSql) steps.push(`publication: ${publicationSql}`)
   return { steps, warnings, createState, toRecord, publicationSql }

@@ -1,6 +1,8 @@
 // `puffgres run`: streams every committed change of the mapped tables into their namespaces, until stopped.
 import { clientConfig } from '../turbopuffer/client.ts'
 import { AdaptiveLimit } from '../concurrency.ts'
+import { configSelection, selectMappings } from '../config/selection.ts'
+import { ensurePublication } from '../postgres/publication.ts'
 import process from 'node:process'
 import { parseArgs } from 'node:util'
 import type { Config } from '../config/load.ts'
@@ -30,6 +32,9 @@ over when the first one stops.
 
 Options:
   --slot <NAME>             replication slot (default: [stream] slot, or "puffgres")
+  --mapping <A,B>           stream only these mappings (default: [stream] mappings, or all); give the process
+                            its own --slot and --publication (run creates or updates that publication)
+  --publication <NAME>      publication to stream (default: [stream] publication, or "puffgres_pub")
   --create-slot <BOOL>      create the slot when it is missing (default true; false: error if missing)
   --poll-interval-ms <MS>   the longest a change waits in a batch before it is written (default 1000)
   --batch-size <N>          documents per batch (default 1000)
@@ -38,12 +43,16 @@ Options:
                             none when unset)
   --metrics-host <ADDR>     address the metrics server listens on (default 0.0.0.0)
 
-Config ([stream]): heartbeat_interval_ms (default 10000; 0 = no heartbeat), max_lag_seconds (/healthz bound,
+Config ([stream]): mappings (scale-out, as --mapping), heartbeat_interval_ms (default 10000; 0 = no heartbeat), max_lag_seconds (/healthz bound,
 default 60), max_retained_wal_mb (warn when the slot retains more WAL), metrics_port.
 `
 
 export interface RunOptions {
   slot: string
+  /** stream only these mappings (scale-out); default: [stream] mappings, or all */
+  mappings?: string[]
+  /** default: [stream] publication */
+  publication?: string
   createSlot: boolean
   pollIntervalMs: number
   batchSize: number
@@ -82,8 +91,9 @@ const sleep = (ms: number, signal?: AbortSignal) =>
   })
 
 /** Runs the stream until `signal` aborts. Throws for problems that retrying cannot fix (config, missing slot). */
-export async function runStream(config: Config, opts: RunOptions): Promise<void> {
+export async function runStream(fullConfig: Config, opts: RunOptions): Promise<void> {
   const log = opts.log ?? createLogger()
+  const { config, ownPublication } = selectForRun(fullConfig, opts)
   const sql = connect(config.postgres.connectionString, { max: 4 })
   const sinkAbort = new AbortController()
   const monitor = opts.monitor ?? new StreamMonitor(opts.maxLagSeconds ?? config.stream.max_lag_seconds ?? 60)
@@ -113,6 +123,15 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
   let metricsServer: HttpServer | undefined
   let routes: RouteRuntime[] = []
   try {
+    if (ownPublication) {
+      const tables = config.mappings.map((m) => ({ schema: m.schema, table: m.table }))
+      if (await ensurePublication(sql, config.stream.publication, tables)) {
+        log.info('publication set to the selected mappings', {
+          publication: config.stream.publication,
+          mappings: config.mappings.map((m) => m.name).join(','),
+        })
+      }
+    }
     await checkMigrated(config, sql)
     if (opts.metricsPort !== undefined) {
       metricsServer = await startMetricsServer(monitor, { port: opts.metricsPort, hostname: opts.metricsHost })
@@ -222,11 +241,38 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
   }
 }
 
+/**
+ * The mappings this run streams and its publication. A run of some of the mappings keeps its own publication (it
+ * creates or updates it), which must not be the one `migrate` keeps for all of them.
+ */
+function selectForRun(config: Config, opts: RunOptions): { config: Config; ownPublication: boolean } {
+  const fromFlag = opts.mappings !== undefined
+  const mappings = fromFlag
+    ? selectMappings(config, opts.mappings, '--mapping', (m) => new UsageError(m))
+    : configSelection(config)
+  const publication = opts.publication ?? config.stream.publication
+  const subset = mappings.length < config.mappings.length
+  if (subset && fromFlag) {
+    if (publication === config.stream.publication && !config.stream.mappings) {
+      throw new UsageError(
+        `--mapping: give this process its own --publication (publication "${publication}" is the one migrate keeps ` +
+          'for all mappings)',
+      )
+    }
+    if (opts.slot === config.stream.slot && !config.stream.mappings) {
+      throw new UsageError(`--mapping: give this process its own --slot (slot "${opts.slot}" streams all mappings)`)
+    }
+  }
+  return { config: { ...config, mappings, stream: { ...config.stream, publication } }, ownPublication: subset }
+}
+
 export async function runCommand(argv: string[], config: () => Config): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
       slot: { type: 'string' },
+      mapping: { type: 'string', multiple: true },
+      publication: { type: 'string' },
       'create-slot': { type: 'string' },
       'no-create-slot': { type: 'boolean' },
       'poll-interval-ms': { type: 'string' },
@@ -243,6 +289,8 @@ export async function runCommand(argv: string[], config: () => Config): Promise<
     cfg = config()
     opts = {
       slot: values.slot ?? cfg.stream.slot,
+      mappings: values.mapping?.flatMap((v) => v.split(',')).map((v) => v.trim()),
+      publication: values.publication,
       createSlot: values['no-create-slot'] ? false : bool(values['create-slot'] ?? 'true', '--create-slot'),
       pollIntervalMs: positiveInt(
         values['poll-interval-ms'],
@@ -254,6 +302,16 @@ export async function runCommand(argv: string[], config: () => Config): Promise<
       metricsPort: port(values['metrics-port'], '--metrics-port', cfg.stream.metrics_port),
       metricsHost: values['metrics-host'],
     }
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`)
+    return e instanceof UsageError ? 2 : 1
+  }
+  try {
+    // flags and [stream] mappings are checked before anything is touched
+    if (opts.publication !== undefined && !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(opts.publication)) {
+      throw new UsageError(`--publication: expected a plain PostgreSQL identifier, got "${opts.publication}"`)
+    }
+    selectForRun(cfg, opts)
   } catch (e) {
     console.error(`error: ${(e as Error).message}`)
     return e instanceof UsageError ? 2 : 1

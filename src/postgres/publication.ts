@@ -29,3 +29,10 @@ export function publicationChange(name: string, current: TableName[] | undefined
   if (!want.length) return `ALTER PUBLICATION ${ident(name)} DROP TABLE ${list(current)}`
   return `ALTER PUBLICATION ${ident(name)} SET TABLE ${list(want)}`
 }
+
+/** Makes publication `name` cover exactly `tables` (a `run` of some mappings keeps its own); true if it changed. */
+export async function ensurePublication(sql: postgres.Sql, name: string, tables: TableName[]): Promise<boolean> {
+  const change = publicationChange(name, await publicationTables(sql, name), tables)
+  if (change) await sql.unsafe(change)
+  return change !== undefined
+}
