@@ -81,3 +81,32 @@ export class AdaptiveLimit {
     this.#window = Math.max(this.min, this.#window / 2)
   }
 }
+
+/**
+ * forEachLimited with an AdaptiveLimit: a new item starts while fewer than `limit.current` are in flight, so the
+ * limit read at each start follows the service's pushback. Rejects with the first error, like forEachLimited.
+ */
+export function forEachAdaptive<T>(items: T[], limit: AdaptiveLimit, fn: (item: T) => Promise<void>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let next = 0
+    let running = 0
+    let error: { e: unknown } | undefined
+    const pump = () => {
+      while (!error && next < items.length && running < limit.current) {
+        const item = items[next++]
+        running++
+        const full = running >= limit.current
+        const token = limit.begin()
+        fn(item).then(() => limit.landed(token, full), (e) => error ??= { e }).finally(() => {
+          running--
+          if (running === 0 && (error || next >= items.length)) {
+            if (error) reject(error.e)
+            else resolve()
+          } else pump()
+        })
+      }
+      if (!running && next >= items.length) resolve()
+    }
+    pump()
+  })
+}

@@ -1,6 +1,6 @@
 // The AIMD limit on writes in flight: grows by about one per round of full use, halves once per 429 storm.
 import { describe, expect, test } from 'bun:test'
-import { AdaptiveLimit } from '../src/concurrency.ts'
+import { AdaptiveLimit, forEachAdaptive } from '../src/concurrency.ts'
 
 describe('AdaptiveLimit', () => {
   test('grows while used fully, not while idle, and stops at max', () => {
@@ -27,5 +27,27 @@ describe('AdaptiveLimit', () => {
     l.pushback(14_004)
     expect(l.current).toBe(1) // never below min
     expect(() => new AdaptiveLimit({ min: 0 })).toThrow('min')
+  })
+
+  test('forEachAdaptive keeps at most the current limit in flight and follows a pushback', async () => {
+    const l = new AdaptiveLimit({ initial: 4, max: 4, cooldownMs: 0 })
+    let running = 0
+    let peak = 0
+    const peaks: number[] = []
+    await forEachAdaptive(Array.from({ length: 40 }, (_, i) => i), l, async (i) => {
+      running++
+      peak = Math.max(peak, running)
+      // pushed back on every write from the tenth on: the limit stays near 1 (it grows +1 per round in between)
+      if (i >= 10) l.pushback()
+      if (i > 20) peaks.push(running)
+      await new Promise((r) => setTimeout(r, 2))
+      running--
+    })
+    expect(peak).toBe(4)
+    expect(Math.max(...peaks)).toBeLessThanOrEqual(2)
+    await forEachAdaptive([], l, () => Promise.resolve())
+    const err = await forEachAdaptive([1, 2, 3], l, (i) => i === 2 ? Promise.reject(new Error('boom')) : Promise.resolve())
+      .catch((e) => e)
+    expect(err.message).toBe('boom')
   })
 })
