@@ -67,12 +67,12 @@ const PAGE_ROWS = 10_000
 /** at most this many batches per page, so that small batches still checkpoint often */
 const MAX_BATCHES_PER_PAGE = 10
 /**
- * batches written at once, at first: a turbopuffer write takes hundreds of milliseconds whatever its size, and one
- * batch at a time would bind the backfill to that latency. AIMD (concurrency.ts) moves it between 1 and
- * MAX_WRITES_IN_FLIGHT: up while turbopuffer keeps up, halved when it answers 429.
+ * batches written at once, at most: a turbopuffer write takes hundreds of milliseconds whatever its size, and one
+ * batch at a time would bind the backfill to that latency. Four 1000-row batches in flight already pass the
+ * per-namespace limit (10,000 writes/s) at turbopuffer's ~170 ms per write, so the AIMD limit (concurrency.ts) only
+ * halves on 429 and grows back to this: more would only bring 429 storms.
  */
 const WRITES_IN_FLIGHT = 4
-const MAX_WRITES_IN_FLIGHT = 16
 /** written pages whose re-check may be in flight at once (each holds only its key texts) */
 const MAX_RECHECKS = 4
 /** rows decoded per turn of the event loop given to reading the socket (see writePage) */
@@ -303,7 +303,7 @@ async function copy(
   resumeFrom: BackfillRecord | undefined,
 ): Promise<BackfillResult> {
   const { sql, log, batchSize } = ctx
-  const writesInFlight = new AdaptiveLimit({ initial: WRITES_IN_FLIGHT, max: MAX_WRITES_IN_FLIGHT })
+  const writesInFlight = new AdaptiveLimit({ initial: WRITES_IN_FLIGHT, max: WRITES_IN_FLIGHT })
   const sink = opts.sink ?? (opts.discard ? new DiscardSink() : new TurbopufferSink(
     clientConfig(config.turbopuffer),
     {
