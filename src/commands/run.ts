@@ -36,8 +36,9 @@ Options:
                             its own --slot and --publication (run creates or updates that publication)
   --publication <NAME>      publication to stream (default: [stream] publication, or "puffgres_pub")
   --create-slot <BOOL>      create the slot when it is missing (default true; false: error if missing)
-  --poll-interval-ms <MS>   the longest a change waits in a batch before it is written (default 1000)
-  --batch-size <N>          documents per batch (default 1000)
+  --poll-interval-ms <MS>   the longest a change may wait before it is written (default 1000); usually it is
+                            written at its commit (group commit: several writes in flight, AIMD)
+  --batch-size <N>          inside a transaction, write once this many documents are pending (default 1000)
   --discard                 write nothing to turbopuffer (benchmarks; still confirms the slot!)
   --metrics-port <PORT>     serve Prometheus /metrics and /healthz on this port (default: [stream] metrics_port;
                             none when unset)
