@@ -39,11 +39,14 @@ const { values: args } = parseArgs({
     'jitter-ms': { type: 'string', default: '200' },
     'decode-rows': { type: 'string', default: '200000' },
     seconds: { type: 'string', default: '10' },
+    only: { type: 'string' },
   },
 })
 function whole(name: keyof typeof args, min: number): number {
   const n = Number(args[name])
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name}: expected a whole number >= ${min}, got "${args[name]}"`)
+  if (!Number.isInteger(n) || n < min) {
+    throw new Error(`--${name}: expected a whole number >= ${min}, got "${args[name]}"`)
+  }
   return n
 }
 const ROWS = whole('rows', 1000)
@@ -53,6 +56,10 @@ const JIT = whole('jitter-ms', 0)
 const DECODE_ROWS = whole('decode-rows', 1000)
 const SECONDS = whole('seconds', 1)
 const PUBLICATION = 'puffgres_pub'
+const PARTS = ['one', 'decode', 'four', 'backfill', 'latency']
+const ONLY = args.only?.split(',') ?? PARTS
+for (const p of ONLY) if (!PARTS.includes(p)) throw new Error(`--only: expected some of ${PARTS.join(',')}, got "${p}"`)
+const part = (name: string) => ONLY.includes(name)
 const TABLES = ['items', 'q0', 'q1', 'q2', 'q3']
 
 const ROW_VALUES = (g: string) =>
@@ -88,7 +95,14 @@ async function markEnd(sql: postgres.Sql, table: string): Promise<bigint> {
 let peakMb = 0
 
 /** `puffgres run` as a child from an existing slot until it is confirmed at `end`; timed from "streaming". */
-async function drain(label: string, sql: postgres.Sql, project: Project, slot: string, end: bigint, extra: string[] = []) {
+async function drain(
+  label: string,
+  sql: postgres.Sql,
+  project: Project,
+  slot: string,
+  end: bigint,
+  extra: string[] = [],
+) {
   const child = startChild(bun, [
     'src/cli.ts',
     '-c',
@@ -103,7 +117,11 @@ async function drain(label: string, sql: postgres.Sql, project: Project, slot: s
   try {
     await waitUntil(`${label}: streaming`, () => child.lines.some((l) => l.includes('"streaming"')), child)
     const started = performance.now()
-    await waitUntil(`${label}: slot confirmed at ${formatLsn(end)}`, async () => (await confirmed(sql, slot)) >= end, child)
+    await waitUntil(
+      `${label}: slot confirmed at ${formatLsn(end)}`,
+      async () => (await confirmed(sql, slot)) >= end,
+      child,
+    )
     const seconds = (performance.now() - started) / 1000
     peakMb = Math.max(peakMb, child.peakMb())
     return { seconds, peakMb: child.peakMb(), cpu: child.cpuSeconds() }
@@ -249,73 +267,83 @@ try {
   console.log(`machine: ${cpus} CPUs, load average ${load}; latency server: ${LAT} ± ${JIT} ms per request\n`)
   console.log('| measure | result | target | met |\n| --- | --- | --- | --- |')
 
-  // 1. one namespace, against the latency server
+  // 1. one namespace, against the latency server (its rows are the backfill's too)
   await sql`SELECT pg_create_logical_replication_slot('bench_one', 'pgoutput')`
   await commitRows(sql, ['items'], 1, ROWS)
   let end = await markEnd(sql, 'items')
-  const one = await drain('one namespace', sql, remote, 'bench_one', end)
-  const docs = await countDocs(server.url, 'items')
-  if (docs !== ROWS) throw new Error(`the server holds ${docs} documents of items, expected ${ROWS}`)
-  const oneRate = ROWS / one.seconds
-  row(
-    `run, ${fmt(ROWS)} rows in ${TXN}-row txns, one namespace, ${LAT} ± ${JIT} ms`,
-    `${fmt(oneRate)} rows/s`,
-    '≥ 9,000 rows/s',
-    oneRate >= 9000,
-  )
+  if (!part('one')) await sql`SELECT pg_drop_replication_slot('bench_one')`
+  else {
+    const one = await drain('one namespace', sql, remote, 'bench_one', end)
+    const docs = await countDocs(server.url, 'items')
+    if (docs !== ROWS) throw new Error(`the server holds ${docs} documents of items, expected ${ROWS}`)
+    const oneRate = ROWS / one.seconds
+    row(
+      `run, ${fmt(ROWS)} rows in ${TXN}-row txns, one namespace, ${LAT} ± ${JIT} ms`,
+      `${fmt(oneRate)} rows/s`,
+      '≥ 9,000 rows/s',
+      oneRate >= 9000,
+    )
+  }
 
   // 2. decoding: pg_recvlogical, run --discard, pg_recvlogical again (the faster floor counts)
-  for (const s of ['bench_recv', 'bench_discard', 'bench_recv2']) {
-    await sql`SELECT pg_create_logical_replication_slot(${s}, 'pgoutput')`
+  if (part('decode')) {
+    for (const s of ['bench_recv', 'bench_discard', 'bench_recv2']) {
+      await sql`SELECT pg_create_logical_replication_slot(${s}, 'pgoutput')`
+    }
+    await commitRows(sql, ['items'], ROWS + 1, DECODE_ROWS)
+    end = await markEnd(sql, 'items')
+    const recv1 = await recvlogical(sql, url, 'bench_recv', end, PUBLICATION)
+    const discard = await drain('discard', sql, discardProject, 'bench_discard', end, ['--discard'])
+    const recv2 = await recvlogical(sql, url, 'bench_recv2', end, PUBLICATION)
+    for (const s of ['bench_recv', 'bench_recv2']) await sql`SELECT pg_drop_replication_slot(${s})`
+    const floor = Math.min(recv1.seconds, recv2.seconds)
+    const kept = (floor / discard.seconds) * 100
+    row(
+      `run --discard vs pg_recvlogical, ${fmt(DECODE_ROWS)} rows`,
+      `${fmt(DECODE_ROWS / discard.seconds)} vs ${fmt(DECODE_ROWS / floor)} changes/s (${kept.toFixed(0)}%)`,
+      '≥ 85%',
+      kept >= 85,
+    )
   }
-  await commitRows(sql, ['items'], ROWS + 1, DECODE_ROWS)
-  end = await markEnd(sql, 'items')
-  const recv1 = await recvlogical(sql, url, 'bench_recv', end, PUBLICATION)
-  const discard = await drain('discard', sql, discardProject, 'bench_discard', end, ['--discard'])
-  const recv2 = await recvlogical(sql, url, 'bench_recv2', end, PUBLICATION)
-  for (const s of ['bench_recv', 'bench_recv2']) await sql`SELECT pg_drop_replication_slot(${s})`
-  const floor = Math.min(recv1.seconds, recv2.seconds)
-  const kept = (floor / discard.seconds) * 100
-  row(
-    `run --discard vs pg_recvlogical, ${fmt(DECODE_ROWS)} rows`,
-    `${fmt(DECODE_ROWS / discard.seconds)} vs ${fmt(DECODE_ROWS / floor)} changes/s (${kept.toFixed(0)}%)`,
-    '≥ 85%',
-    kept >= 85,
-  )
 
   // 3. four namespaces at once
-  await sql`SELECT pg_create_logical_replication_slot('bench_four', 'pgoutput')`
-  const quarter = Math.floor(ROWS / 4)
-  await commitRows(sql, ['q0', 'q1', 'q2', 'q3'], 1, quarter)
-  end = await markEnd(sql, 'q0')
-  const four = await drain('four namespaces', sql, remote, 'bench_four', end)
-  const fourRate = (quarter * 4) / four.seconds
-  row(
-    `run, ${fmt(quarter * 4)} rows over four namespaces, ${LAT} ± ${JIT} ms`,
-    `${fmt(fourRate)} rows/s`,
-    '≥ 9,000 rows/s',
-    fourRate >= 9000,
-  )
+  if (part('four')) {
+    await sql`SELECT pg_create_logical_replication_slot('bench_four', 'pgoutput')`
+    const quarter = Math.floor(ROWS / 4)
+    await commitRows(sql, ['q0', 'q1', 'q2', 'q3'], 1, quarter)
+    end = await markEnd(sql, 'q0')
+    const four = await drain('four namespaces', sql, remote, 'bench_four', end)
+    const fourRate = (quarter * 4) / four.seconds
+    row(
+      `run, ${fmt(quarter * 4)} rows over four namespaces, ${LAT} ± ${JIT} ms`,
+      `${fmt(fourRate)} rows/s`,
+      '≥ 9,000 rows/s',
+      fourRate >= 9000,
+    )
+  }
 
   // 4. backfill against the latency server
-  const before = await stats(server.url)
-  await fetch(`${server.url}/v2/namespaces/items`, { method: 'DELETE', headers: { authorization: 'Bearer x' } })
-  const bf = startChild(bun, ['src/cli.ts', '-c', remote.config, 'backfill', 'items'], { PUFFGRES_LOG: 'warn' })
-  if ((await bf.exited) !== 0) throw new Error(`backfill failed:\n${bf.lines.join('\n')}`)
-  peakMb = Math.max(peakMb, bf.peakMb())
-  const bfRate = Number(/\(([\d,]+) rows\/s\)/.exec(bf.lines.join('\n'))?.[1].replace(/,/g, '') ?? NaN)
-  const after = await stats(server.url)
-  const tooMany = (after.statuses['429'] ?? 0) - (before.statuses['429'] ?? 0)
-  row(
-    `backfill, ${fmt(ROWS + DECODE_ROWS)} rows, ${LAT} ± ${JIT} ms`,
-    `${fmt(bfRate)} rows/s, ${tooMany} × 429`,
-    '≥ 10,000 rows/s, no 429 storm',
-    bfRate >= 10_000,
-  )
+  if (part('backfill')) {
+    const before = await stats(server.url)
+    await fetch(`${server.url}/v2/namespaces/items`, { method: 'DELETE', headers: { authorization: 'Bearer x' } })
+    const bf = startChild(bun, ['src/cli.ts', '-c', remote.config, 'backfill', 'items'], { PUFFGRES_LOG: 'warn' })
+    if ((await bf.exited) !== 0) throw new Error(`backfill failed:\n${bf.lines.join('\n')}`)
+    peakMb = Math.max(peakMb, bf.peakMb())
+    const docs = Number((await sql`SELECT count(*)::int AS n FROM items`)[0].n)
+    const bfRate = Number(/\(([\d,]+) rows\/s\)/.exec(bf.lines.join('\n'))?.[1].replace(/,/g, '') ?? NaN)
+    const after = await stats(server.url)
+    const tooMany = (after.statuses['429'] ?? 0) - (before.statuses['429'] ?? 0)
+    row(
+      `backfill, ${fmt(docs)} rows, ${LAT} ± ${JIT} ms`,
+      `${fmt(bfRate)} rows/s, ${tooMany} × 429`,
+      '≥ 10,000 rows/s, no 429 storm',
+      bfRate >= 10_000,
+    )
+  }
 
   // 5. commit→visible
   let base = 1_000_000_000
-  for (const [ms, jitter] of [[0, 0], [LAT, JIT]]) {
+  for (const [ms, jitter] of part('latency') ? [[0, 0], [LAT, JIT]] : []) {
     await setLatency(server.url, ms, jitter)
     for (const rate of [200, 1000]) {
       const r = await commitToVisible(sql, project, server.url, rate, base)

@@ -44,6 +44,11 @@ export interface WritePipelineOptions<R> {
   maxOutstandingBytes: number
   /** the longest a change waits before it is written, even inside a transaction */
   pollIntervalMs: number
+  /**
+   * while other writes are in flight, a small batch waits this long for more changes to join it (with nothing in
+   * flight it goes at once): a fast service is not sent one write per commit, a slow one costs this much at most
+   */
+  coalesceMs?: number
   /** how many batches may be in flight */
   limit: AdaptiveLimit
   /** writes a batch; resolves once it is durable (written or dead-lettered) */
@@ -73,6 +78,7 @@ export class WritePipeline<R = unknown> {
   #pendingSince = 0
   #waiters: (() => void)[] = []
   #failure: Error | undefined
+  #coalesceTimer: ReturnType<typeof setTimeout> | undefined
 
   constructor(private readonly opts: WritePipelineOptions<R>) {}
 
@@ -202,9 +208,19 @@ export class WritePipeline<R = unknown> {
   #pump(force: boolean): void {
     while (!this.#failure && this.#inflight < this.opts.limit.current) {
       if (!this.#pending.size && !this.#dead.length) return
-      const due = force || !this.#open || this.#pending.size + this.#dead.length >= this.opts.batchSize ||
-        this.#pendingBytes >= this.opts.maxBatchBytes || Date.now() - this.#pendingSince >= this.opts.pollIntervalMs
+      const big = this.#pending.size + this.#dead.length >= this.opts.batchSize ||
+        this.#pendingBytes >= this.opts.maxBatchBytes
+      const waited = Date.now() - this.#pendingSince
+      const due = force || big || !this.#open || waited >= this.opts.pollIntervalMs
       if (!due) return
+      const coalesce = this.opts.coalesceMs ?? 0
+      if (!force && !big && this.#inflight > 0 && waited < coalesce) {
+        this.#coalesceTimer ??= setTimeout(() => {
+          this.#coalesceTimer = undefined
+          this.#pump(false)
+        }, coalesce - waited)
+        return
+      }
       const entries: Entry[] = []
       let bytes = 0
       for (const e of this.#pending.values()) {

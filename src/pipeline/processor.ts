@@ -46,6 +46,9 @@ export interface FlushInfo extends WriteSummary {
   confirmed: bigint
 }
 
+/** while writes are in flight, a small batch waits this long for company (inflight.ts) */
+const COALESCE_MS = 10
+
 /** the most bytes of changes (as decoded) in one batch; four batches' worth may be pending or in flight */
 const MAX_BATCH_BYTES = 4 * 1024 * 1024
 
@@ -79,6 +82,7 @@ export class ChangeProcessor {
       maxOutstanding: maxBatch * 2,
       maxOutstandingBytes: MAX_BATCH_BYTES * 4,
       pollIntervalMs: this.pollIntervalMs,
+      coalesceMs: Math.min(COALESCE_MS, this.pollIntervalMs),
       limit: opts.concurrency ?? new AdaptiveLimit(),
       write: (batch) => this.flush(batch),
       confirm: (lsn) => this.confirmIfAhead(lsn),
