@@ -46,7 +46,11 @@ describe('AdaptiveLimit', () => {
     expect(peak).toBe(4)
     expect(Math.max(...peaks)).toBeLessThanOrEqual(2)
     await forEachAdaptive([], l, () => Promise.resolve())
-    const err = await forEachAdaptive([1, 2, 3], l, (i) => i === 2 ? Promise.reject(new Error('boom')) : Promise.resolve())
+    const err = await forEachAdaptive(
+      [1, 2, 3],
+      l,
+      (i) => i === 2 ? Promise.reject(new Error('boom')) : Promise.resolve(),
+    )
       .catch((e) => e)
     expect(err.message).toBe('boom')
   })

@@ -32,8 +32,12 @@ describe('latency with jitter', () => {
     const ns = tpuf.namespace('jitter')
     const applied: number[] = []
     // each write stamps its own order; the server's apply order shows up as the order the acks come back
-    await Promise.all(Array.from({ length: 40 }, (_, k) =>
-      ns.write({ upsert_rows: [{ id: k, k }] }, { maxRetries: 0 }).then(() => applied.push(k))))
+    await Promise.all(
+      Array.from(
+        { length: 40 },
+        (_, k) => ns.write({ upsert_rows: [{ id: k, k }] }, { maxRetries: 0 }).then(() => applied.push(k)),
+      ),
+    )
     server.setLatency(0, 0)
     expect(applied.length).toBe(40)
     expect(applied).not.toEqual([...applied].sort((a, b) => a - b))

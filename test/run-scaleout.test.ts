@@ -67,8 +67,10 @@ describe('run --mapping', () => {
       await db.sql`INSERT INTO a VALUES (1, 'a1')`
       await db.sql`INSERT INTO b VALUES (1, 'b1')`
       await db.sql`INSERT INTO c VALUES (1, 'c1')`
-      await waitFor('all three namespaces', () =>
-        ['a', 'b', 'c'].every((ns) => docsById(server.documents(ns)).get(1)?.v === `${ns}1`))
+      await waitFor(
+        'all three namespaces',
+        () => ['a', 'b', 'c'].every((ns) => docsById(server.documents(ns)).get(1)?.v === `${ns}1`),
+      )
       // each slot is confirmed past the changes of its own tables only; the other's are not its business
       expect(logs.some((l) => l.includes('publication set to the selected mappings'))).toBe(true)
     } finally {
@@ -80,7 +82,17 @@ describe('run --mapping', () => {
   })
 
   test('a bad selection is a one-line error before anything is touched', async () => {
-    const unknown = await runCli(['-c', project.config, 'run', '--mapping', 'a,nope', '--slot', 's1', '--publication', 'p1'])
+    const unknown = await runCli([
+      '-c',
+      project.config,
+      'run',
+      '--mapping',
+      'a,nope',
+      '--slot',
+      's1',
+      '--publication',
+      'p1',
+    ])
     expect(unknown.code).toBe(2)
     expect(unknown.err).toContain('--mapping: no mapping named "nope" (mappings: a, b, c)')
     const shared = await runCli(['-c', project.config, 'run', '--mapping', 'a', '--slot', 's1'])
@@ -109,7 +121,10 @@ describe('run --mapping', () => {
     const defaults = makeProject({
       databaseUrl: db.url,
       extra: '[stream]\nmappings = ["b"]',
-      migrations: { '001_a.toml': migration({ name: 'a', table: 'a' }), '002_b.toml': migration({ name: 'b', table: 'b' }) },
+      migrations: {
+        '001_a.toml': migration({ name: 'a', table: 'a' }),
+        '002_b.toml': migration({ name: 'b', table: 'b' }),
+      },
     })
     try {
       const bad = await runCli(['-c', other.config, 'run'])

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { gunzipSync } from 'node:zlib'
 import { loadConfig } from '../src/config/load.ts'
 import { runStream } from '../src/commands/run.ts'
-import { startLocalServer, type LocalServer } from '../src/local/server.ts'
+import { type LocalServer, startLocalServer } from '../src/local/server.ts'
 import { StreamMonitor } from '../src/ops/stream-monitor.ts'
 import { serveHttp } from '../src/runtime.ts'
 import { type TestDatabase, testDatabase } from './harness/pg.ts'
@@ -169,17 +169,18 @@ describe('writes in flight land out of order', () => {
     // every third write request waits 150-400 ms, the others 0-30 ms
     delayFor = (_body, n) => n % 3 === 0 ? 150 + Math.random() * 250 : Math.random() * 30
     await streamed(async () => {
-      const clients = Array.from({ length: 6 }, (_, c) => (async () => {
-        for (let k = 0; k < 60; k++) {
-          const id = 10 + Math.floor(Math.random() * 12)
-          const roll = Math.random()
-          if (roll < 0.3) await db.sql`DELETE FROM hot WHERE id = ${id}`
-          else {
-            await db.sql`INSERT INTO hot VALUES (${id}, ${`c${c}k${k}`}, ${k})
+      const clients = Array.from({ length: 6 }, (_, c) =>
+        (async () => {
+          for (let k = 0; k < 60; k++) {
+            const id = 10 + Math.floor(Math.random() * 12)
+            const roll = Math.random()
+            if (roll < 0.3) await db.sql`DELETE FROM hot WHERE id = ${id}`
+            else {
+              await db.sql`INSERT INTO hot VALUES (${id}, ${`c${c}k${k}`}, ${k})
               ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, n = EXCLUDED.n`
+            }
           }
-        }
-      })())
+        })())
       await Promise.all(clients)
     })
     await expectSameAsTable()

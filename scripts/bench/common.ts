@@ -92,7 +92,12 @@ export function startChild(cmd: string, argv: string[], env: Record<string, stri
   }
 }
 
-export async function waitUntil(what: string, ok: () => boolean | Promise<boolean>, child?: Child, timeoutMs = 600_000) {
+export async function waitUntil(
+  what: string,
+  ok: () => boolean | Promise<boolean>,
+  child?: Child,
+  timeoutMs = 600_000,
+) {
   const until = performance.now() + timeoutMs
   while (!(await ok())) {
     if (child && child.proc.exitCode !== null) {
@@ -212,4 +217,3 @@ export async function countDocs(url: string, ns: string): Promise<number> {
 export function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]
 }
-
