@@ -30,7 +30,7 @@ export interface ProcessorOptions {
   pollIntervalMs?: number
   /** batches in flight at once (AIMD; the sink reports pushback to it); default: a limit of its own */
   concurrency?: AdaptiveLimit
-  /** the most documents in one batch (default 10 × batchSize, at most 10,000: turbopuffer's rows per request) */
+  /** the most documents in one batch (default 4 × batchSize, at most 10,000: turbopuffer's rows per request) */
   maxBatch?: number
   /** called with the end LSN of the last commit whose changes are all durable */
   confirm: (lsn: bigint) => void
@@ -49,7 +49,7 @@ export interface FlushInfo extends WriteSummary {
 /** while writes are in flight, a small batch waits this long for company (inflight.ts) */
 const COALESCE_MS = 10
 
-/** the most bytes of changes (as decoded) in one batch; four batches' worth may be pending or in flight */
+/** the most bytes of changes (as decoded) in one batch; two batches' worth may be pending or in flight */
 const MAX_BATCH_BYTES = 4 * 1024 * 1024
 
 /** A change's size as decoded: what its row costs in memory, roughly (values, plus a little per column). */
@@ -73,14 +73,14 @@ export class ChangeProcessor {
     const batchSize = opts.batchSize ?? 1000
     this.pollIntervalMs = opts.pollIntervalMs ?? 1000
     this.progress = new ProgressRecorder(opts.sql, opts.log)
-    const maxBatch = opts.maxBatch ?? Math.max(batchSize, Math.min(10_000, batchSize * 10))
+    const maxBatch = opts.maxBatch ?? Math.max(batchSize, Math.min(10_000, batchSize * 4))
     this.pipeline = new WritePipeline<Omit<FlushInfo, 'confirmed'>>({
       batchSize,
       maxBatch,
       maxBatchBytes: MAX_BATCH_BYTES,
       // memory: what is pending plus what is in flight (invariant 4)
       maxOutstanding: maxBatch * 2,
-      maxOutstandingBytes: MAX_BATCH_BYTES * 4,
+      maxOutstandingBytes: MAX_BATCH_BYTES * 2,
       pollIntervalMs: this.pollIntervalMs,
       coalesceMs: Math.min(COALESCE_MS, this.pollIntervalMs),
       limit: opts.concurrency ?? new AdaptiveLimit(),
