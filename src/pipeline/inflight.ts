@@ -138,8 +138,21 @@ export class WritePipeline<R = unknown> {
     this.#pump(false)
   }
 
-  /** Backpressure: writes what is due and resolves once there is room for more changes. */
-  async admit(): Promise<void> {
+  /**
+   * Backpressure: writes what is due and resolves once there is room for more changes; undefined (no promise, the
+   * common case, called once per change) when there is nothing to write or wait for.
+   */
+  admit(): Promise<void> | undefined {
+    if (this.#failure) return Promise.reject(this.#failure)
+    // inside a transaction below the batch size nothing is due (the timer sees to the poll interval)
+    if (
+      this.#open && this.#pending.size + this.#dead.length < this.opts.batchSize &&
+      this.#pendingBytes < this.opts.maxBatchBytes && !this.#full()
+    ) return undefined
+    return this.#admit()
+  }
+
+  async #admit(): Promise<void> {
     this.#pump(false)
     while (!this.#failure && this.#full()) {
       this.#pump(true)
@@ -230,8 +243,11 @@ export class WritePipeline<R = unknown> {
         bytes += e.bytes
       }
       if (!entries.length && !this.#dead.length) return // all held behind writes in flight
+      // usually everything pending goes: a new map is cheaper than deleting each key
+      const all = entries.length === this.#pending.size
+      if (all) this.#pending = new Map()
       for (const e of entries) {
-        this.#pending.delete(e.key)
+        if (!all) this.#pending.delete(e.key)
         this.#busy.add(e.key)
       }
       this.#pendingBytes -= bytes

@@ -141,7 +141,8 @@ export class ChangeProcessor {
             event: b.event,
             error: b.error,
           }))
-        await this.pipeline.admit()
+        const wait = this.pipeline.admit()
+        if (wait) await wait
         return
       }
       case 'truncate':
