@@ -101,14 +101,14 @@ afterAll(async () => {
 })
 
 /** Streams while `work` runs, waits until all of it is written and confirmed, and checks confirmation order. */
-async function streamed(work: () => Promise<void>) {
+async function streamed(work: () => Promise<void>, pollIntervalMs = 1000) {
   const monitor = new RecordingMonitor()
   const stop = new AbortController()
   const logs: string[] = []
   const done = runStream(loadConfig(project.config), {
     slot: 'puffgres',
     createSlot: true,
-    pollIntervalMs: 1000,
+    pollIntervalMs,
     batchSize: 1000,
     signal: stop.signal,
     log: quietLogger(logs),
@@ -188,4 +188,18 @@ describe('writes in flight land out of order', () => {
     const order = landed.map((w) => w.lsns.length ? w.lsns.reduce((a, b) => a > b ? a : b) : 0n)
     expect(order.some((l, k) => k > 0 && l < order[k - 1])).toBe(true)
   }, 120_000)
+
+  test('group commit: a change is written at its commit, not after the poll interval', async () => {
+    delayFor = () => 0
+    await streamed(async () => {
+      for (let k = 0; k < 3; k++) {
+        const started = performance.now()
+        await db.sql`INSERT INTO hot VALUES (${500 + k}, 'now', ${k})`
+        // poll_interval_ms is 20 s here: only the longest a change may wait, not the usual wait
+        await waitFor('the row to be visible', () => docsById(server.documents('hot')).has(500 + k), 5_000, 5)
+        expect(performance.now() - started).toBeLessThan(5_000)
+      }
+    }, 20_000)
+    await expectSameAsTable()
+  })
 })
