@@ -153,9 +153,12 @@ async function expectSameAsTable() {
 describe('writes in flight land out of order', () => {
   test('a delete committed after an upsert still in flight waits for it (no resurrection)', async () => {
     // the upsert of "slow" takes 600 ms; the delete and every later write go through at once
-    delayFor = (body) => body.includes('"slow"') ? 600 : 0
+    let slowSent = false
+    delayFor = (body) => body.includes('"slow"') ? (slowSent = true, 600) : 0
     const monitor = await streamed(async () => {
       await db.sql`INSERT INTO hot VALUES (1, 'slow', 1)`
+      // the delete is committed while the upsert's write is in flight (not coalesced with it before the write)
+      await waitFor('the slow write to be in flight', () => slowSent, 10_000, 2)
       await db.sql`DELETE FROM hot WHERE id = 1`
       await db.sql`INSERT INTO hot VALUES (2, 'fast', 2)`
       await db.sql`INSERT INTO hot VALUES (3, 'fast', 3)`
@@ -172,7 +175,7 @@ describe('writes in flight land out of order', () => {
       const clients = Array.from({ length: 6 }, (_, c) =>
         (async () => {
           for (let k = 0; k < 60; k++) {
-            const id = 10 + Math.floor(Math.random() * 12)
+            const id = 10 + Math.floor(Math.random() * 60)
             const roll = Math.random()
             if (roll < 0.3) await db.sql`DELETE FROM hot WHERE id = ${id}`
             else {

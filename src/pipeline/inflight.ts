@@ -6,6 +6,7 @@
 //   no tombstone, so an older upsert landing after a newer delete would bring the document back);
 // - confirmation: commits are kept in order with a count of their changes not yet landed; the LSN confirmed is the
 //   end of the last commit of the longest landed prefix, never past a write in flight, whatever order they land in.
+import { setImmediate } from 'node:timers'
 import type { AdaptiveLimit } from '../concurrency.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
 import type { Intent } from './changes.ts'
@@ -79,6 +80,7 @@ export class WritePipeline<R = unknown> {
   #waiters: (() => void)[] = []
   #failure: Error | undefined
   #coalesceTimer: ReturnType<typeof setTimeout> | undefined
+  #pumpSoon = false
 
   constructor(private readonly opts: WritePipelineOptions<R>) {}
 
@@ -135,7 +137,14 @@ export class WritePipeline<R = unknown> {
       this.#txns[n - 2].end = endLsn
     }
     this.#advance()
-    this.#pump(false)
+    // after the messages already received (a backlog arrives many commits per read): one write for all of them
+    if (!this.#pumpSoon) {
+      this.#pumpSoon = true
+      setImmediate(() => {
+        this.#pumpSoon = false
+        this.#pump(false)
+      })
+    }
   }
 
   /**
