@@ -27,11 +27,13 @@ import {
   percentile,
   recvlogical,
   type Result,
+  ROW_VALUES,
   sleep,
   startChild,
   stopChild,
   waitUntil,
   watchWalsender,
+  workload,
 } from './common.ts'
 
 const { values: args } = parseArgs({
@@ -59,71 +61,6 @@ const THROUGHPUT_POLL_MS = 50
 const PUBLICATION = 'puffgres_pub'
 
 // ---- the workload ----
-
-const ROW_VALUES = (g: string) =>
-  `${g}, 'item number ' || ${g}, repeat(md5(${g}::text), 4), ${g} % 97, (${g} % 10000) / 100.0, ` +
-  `'2024-01-01'::timestamptz + ${g} * interval '1 second'`
-
-/** The parts of the workload, in changes; they add up to `rows`. */
-function plan(rows: number) {
-  const bigInsert = Math.floor(rows * 0.3)
-  const batchInsert = Math.floor(rows * 0.2)
-  const singleInsert = Math.floor(rows * 0.15)
-  const bigUpdate = Math.floor(rows * 0.2)
-  const singleUpdate = rows - bigInsert - batchInsert - singleInsert - bigUpdate
-  return { bigInsert, batchInsert, singleInsert, bigUpdate, singleUpdate }
-}
-
-async function workload(sql: postgres.Sql, rows: number) {
-  const p = plan(rows)
-  const ids = p.bigInsert + p.batchInsert + p.singleInsert
-  const chunk = 50_000
-  let next = 1
-  for (let left = p.bigInsert; left > 0; left -= chunk) {
-    const n = Math.min(chunk, left)
-    await sql.unsafe(`INSERT INTO items SELECT ${ROW_VALUES('g')} FROM generate_series(${next}, ${next + n - 1}) g`)
-    next += n
-  }
-  if (p.batchInsert) {
-    await sql.unsafe(`DO $$ BEGIN
-      FOR s IN ${next}..${next + p.batchInsert - 1} BY 100 LOOP
-        INSERT INTO items SELECT ${ROW_VALUES('g')} FROM generate_series(s, least(s + 99, ${
-      next + p.batchInsert - 1
-    })) g;
-        COMMIT;
-      END LOOP; END $$`)
-    next += p.batchInsert
-  }
-  if (p.singleInsert) {
-    await sql.unsafe(`DO $$ BEGIN
-      FOR i IN ${next}..${next + p.singleInsert - 1} LOOP
-        INSERT INTO items VALUES (${ROW_VALUES('i')});
-        COMMIT;
-      END LOOP; END $$`)
-    next += p.singleInsert
-  }
-  for (let from = 1, left = p.bigUpdate; left > 0; left -= chunk) {
-    const n = Math.min(chunk, left)
-    await sql.unsafe(
-      `UPDATE items SET qty = qty + 1, updated_at = clock_timestamp() WHERE id BETWEEN ${from} AND ${from + n - 1}`,
-    )
-    from += n
-  }
-  if (p.singleUpdate) {
-    // spread over the table: 7919 is prime, so consecutive updates hit scattered rows
-    await sql.unsafe(`DO $$ BEGIN
-      FOR i IN 1..${p.singleUpdate} LOOP
-        UPDATE items SET qty = qty + 1, updated_at = clock_timestamp() WHERE id = 1 + (i::bigint * 7919) % ${ids};
-        COMMIT;
-      END LOOP; END $$`)
-  }
-  return {
-    ...p,
-    ids,
-    transactions: Math.ceil(p.bigInsert / chunk) + Math.ceil(p.batchInsert / 100) +
-      p.singleInsert + Math.ceil(p.bigUpdate / chunk) + p.singleUpdate,
-  }
-}
 
 /**
  * The end LSN of one more (marker) transaction committed after the workload: a consumer has consumed everything

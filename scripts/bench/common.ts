@@ -217,3 +217,71 @@ export async function countDocs(url: string, ns: string): Promise<number> {
 export function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]
 }
+
+// ---- the mixed workload of cdc.ts (big and small inserts and updates of ~200-byte rows) ----
+
+export const ROW_VALUES = (g: string) =>
+  `${g}, 'item number ' || ${g}, repeat(md5(${g}::text), 4), ${g} % 97, (${g} % 10000) / 100.0, ` +
+  `'2024-01-01'::timestamptz + ${g} * interval '1 second'`
+
+/** The parts of the workload, in changes; they add up to `rows`. */
+export function plan(rows: number) {
+  const bigInsert = Math.floor(rows * 0.3)
+  const batchInsert = Math.floor(rows * 0.2)
+  const singleInsert = Math.floor(rows * 0.15)
+  const bigUpdate = Math.floor(rows * 0.2)
+  const singleUpdate = rows - bigInsert - batchInsert - singleInsert - bigUpdate
+  return { bigInsert, batchInsert, singleInsert, bigUpdate, singleUpdate }
+}
+
+/** Commits the mixed workload into `table` (ids from 1; the table must be empty). */
+export async function workload(sql: postgres.Sql, rows: number, table = 'items') {
+  const p = plan(rows)
+  const ids = p.bigInsert + p.batchInsert + p.singleInsert
+  const chunk = 50_000
+  let next = 1
+  for (let left = p.bigInsert; left > 0; left -= chunk) {
+    const n = Math.min(chunk, left)
+    await sql.unsafe(`INSERT INTO ${table} SELECT ${ROW_VALUES('g')} FROM generate_series(${next}, ${next + n - 1}) g`)
+    next += n
+  }
+  if (p.batchInsert) {
+    await sql.unsafe(`DO $$ BEGIN
+      FOR s IN ${next}..${next + p.batchInsert - 1} BY 100 LOOP
+        INSERT INTO ${table} SELECT ${ROW_VALUES('g')} FROM generate_series(s, least(s + 99, ${
+      next + p.batchInsert - 1
+    })) g;
+        COMMIT;
+      END LOOP; END $$`)
+    next += p.batchInsert
+  }
+  if (p.singleInsert) {
+    await sql.unsafe(`DO $$ BEGIN
+      FOR i IN ${next}..${next + p.singleInsert - 1} LOOP
+        INSERT INTO ${table} VALUES (${ROW_VALUES('i')});
+        COMMIT;
+      END LOOP; END $$`)
+    next += p.singleInsert
+  }
+  for (let from = 1, left = p.bigUpdate; left > 0; left -= chunk) {
+    const n = Math.min(chunk, left)
+    await sql.unsafe(
+      `UPDATE ${table} SET qty = qty + 1, updated_at = clock_timestamp() WHERE id BETWEEN ${from} AND ${from + n - 1}`,
+    )
+    from += n
+  }
+  if (p.singleUpdate) {
+    // spread over the table: 7919 is prime, so consecutive updates hit scattered rows
+    await sql.unsafe(`DO $$ BEGIN
+      FOR i IN 1..${p.singleUpdate} LOOP
+        UPDATE ${table} SET qty = qty + 1, updated_at = clock_timestamp() WHERE id = 1 + (i::bigint * 7919) % ${ids};
+        COMMIT;
+      END LOOP; END $$`)
+  }
+  return {
+    ...p,
+    ids,
+    transactions: Math.ceil(p.bigInsert / chunk) + Math.ceil(p.batchInsert / 100) +
+      p.singleInsert + Math.ceil(p.bigUpdate / chunk) + p.singleUpdate,
+  }
+}
