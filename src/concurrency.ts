@@ -22,3 +22,91 @@ export async function forEachLimited<T>(items: T[], limit: number, fn: (item: T)
   const rejected = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected')
   if (rejected) throw rejected.reason
 }
+
+export interface AdaptiveLimitOptions {
+  /** requests allowed in flight at first (default 8) */
+  initial?: number
+  /** never fewer (default 1) */
+  min?: number
+  /** never more (default 32) */
+  max?: number
+  /** pushbacks closer together than this count once: one 429 storm halves the limit once (default 1000 ms) */
+  cooldownMs?: number
+}
+
+/**
+ * How many writes may be in flight at once, found by AIMD (as TCP does): +1 per round of writes that all landed
+ * while the limit was in use, halved when the service pushes back (429). Shared by the stream, backfill and the sink
+ * (which reports the pushback), so one namespace's 429s slow every writer of this process down.
+ */
+export class AdaptiveLimit {
+  #window: number
+  #lastDecrease = -Infinity
+  #decreases = 0
+  readonly min: number
+  readonly max: number
+  readonly #cooldownMs: number
+
+  constructor(opts: AdaptiveLimitOptions = {}) {
+    this.min = opts.min ?? 1
+    this.max = opts.max ?? 32
+    this.#cooldownMs = opts.cooldownMs ?? 1000
+    if (!Number.isInteger(this.min) || this.min < 1 || !Number.isInteger(this.max) || this.max < this.min) {
+      throw new Error(`adaptive limit: expected 1 <= min <= max, got min ${this.min}, max ${this.max}`)
+    }
+    this.#window = Math.min(this.max, Math.max(this.min, opts.initial ?? 8))
+  }
+
+  /** writes allowed in flight now */
+  get current(): number {
+    return Math.floor(this.#window)
+  }
+
+  /** A token for a write starting now; pass it to `landed` (a write that began before a pushback grows nothing). */
+  begin(): number {
+    return this.#decreases
+  }
+
+  /** A write begun with `token` landed without pushback; `full`: the limit was in use when it started. */
+  landed(token: number, full: boolean): void {
+    if (!full || token !== this.#decreases) return
+    this.#window = Math.min(this.max, this.#window + 1 / this.current)
+  }
+
+  /** The service pushed back (429 or similar): halve, at most once per cooldown. */
+  pushback(now = Date.now()): void {
+    if (now - this.#lastDecrease < this.#cooldownMs) return
+    this.#lastDecrease = now
+    this.#decreases++
+    this.#window = Math.max(this.min, this.#window / 2)
+  }
+}
+
+/**
+ * forEachLimited with an AdaptiveLimit: a new item starts while fewer than `limit.current` are in flight, so the
+ * limit read at each start follows the service's pushback. Rejects with the first error, like forEachLimited.
+ */
+export function forEachAdaptive<T>(items: T[], limit: AdaptiveLimit, fn: (item: T) => Promise<void>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let next = 0
+    let running = 0
+    let error: { e: unknown } | undefined
+    const pump = () => {
+      while (!error && next < items.length && running < limit.current) {
+        const item = items[next++]
+        running++
+        const full = running >= limit.current
+        const token = limit.begin()
+        fn(item).then(() => limit.landed(token, full), (e) => error ??= { e }).finally(() => {
+          running--
+          if (running === 0 && (error || next >= items.length)) {
+            if (error) reject(error.e)
+            else resolve()
+          } else pump()
+        })
+      }
+      if (!running && next >= items.length) resolve()
+    }
+    pump()
+  })
+}

@@ -149,17 +149,20 @@ describe('run through a PostgreSQL restart', () => {
     const walsender = async () =>
       (await sql`SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = 'puffgres'`)[0]?.pid
     const first = await walsender()
-    // every batch fails while this trigger exists (recording progress is part of a batch)
+    // a batch fails when its dead letters cannot be recorded (confirmation waits for the DLQ insert): the next
+    // write is refused for good (a 400, isolated row by row into the DLQ) while this trigger refuses DLQ inserts
     await sql.unsafe(`
-      CREATE FUNCTION refuse_progress() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN RAISE EXCEPTION 'progress refused by the test'; END $$;
-      CREATE TRIGGER refuse_progress BEFORE INSERT OR UPDATE ON __puffgres_checkpoints
-        FOR EACH ROW EXECUTE FUNCTION refuse_progress()`)
+      CREATE FUNCTION refuse_dlq() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'dead letters refused by the test'; END $$;
+      CREATE TRIGGER refuse_dlq BEFORE INSERT OR UPDATE ON __puffgres_dlq
+        FOR EACH ROW EXECUTE FUNCTION refuse_dlq()`)
+    server.failNext(1_000, 400)
     await sql`INSERT INTO kv VALUES (10002, 1)`
     await waitFor('the batch to fail', () => stream!.logs.some((l) => /writing a batch failed/.test(l)))
     // nothing else is written: only letting go at once ends this walsender
     await waitFor('the walsender of the failed stream to go', async () => (await walsender()) !== first, 5_000)
-    await sql`DROP TRIGGER refuse_progress ON __puffgres_checkpoints`
+    server.failNext(0, 400)
+    await sql`DROP TRIGGER refuse_dlq ON __puffgres_dlq`
     await waitFor('the namespace to equal the table', converged, 30_000, 100)
   }, 60_000)
 

@@ -158,6 +158,8 @@ describe('run on a SQL_ASCII database', () => {
     await waitFor('rows 2 and 3', () => docs('words').has(2) && docs('words').has(3), 8000).catch((e) => {
       throw new Error(e.message + run!.logs.filter((l) => /warn|error/.test(l)).slice(-5).join('\n'))
     })
+    // dead letters are written with their batch, which may land after later batches (several in flight)
+    await waitFor('the dead letter', async () => (await sql`SELECT 1 FROM __puffgres_dlq`).length > 0)
     expect(docs('words').get(2)).toEqual({ word: 'fine' })
     expect(docs('words').has(1)).toBe(false)
     const dead = await sql<{ doc_id: string; error: string }[]>`SELECT doc_id, error FROM __puffgres_dlq`

@@ -17,7 +17,7 @@ import { sinkFromConfig } from '../turbopuffer/from-config.ts'
 import type postgres from 'postgres'
 import { setImmediate } from 'node:timers'
 import { OID } from '../postgres/values.ts'
-import { forEachLimited } from '../concurrency.ts'
+import { AdaptiveLimit, forEachAdaptive } from '../concurrency.ts'
 import type { Config, Mapping } from '../config/load.ts'
 import { createLogger } from '../log.ts'
 import { connect } from '../postgres/connect.ts'
@@ -68,8 +68,10 @@ const PAGE_ROWS = 10_000
 /** at most this many batches per page, so that small batches still checkpoint often */
 const MAX_BATCHES_PER_PAGE = 10
 /**
- * batches written at once: a turbopuffer write takes hundreds of milliseconds whatever its size, and one batch at a
- * time would bind the backfill to that latency
+ * batches written at once, at most: a turbopuffer write takes hundreds of milliseconds whatever its size, and one
+ * batch at a time would bind the backfill to that latency. Four 1000-row batches in flight already pass the
+ * per-namespace limit (10,000 writes/s) at turbopuffer's ~170 ms per write, so the AIMD limit (concurrency.ts) only
+ * halves on 429 and grows back to this: more would only bring 429 storms.
  */
 const WRITES_IN_FLIGHT = 4
 /** written pages whose re-check may be in flight at once (each holds only its key texts) */
@@ -310,9 +312,15 @@ async function copy(
   resumeFrom: BackfillRecord | undefined,
 ): Promise<BackfillResult> {
   const { sql, log, batchSize } = ctx
+  const writesInFlight = new AdaptiveLimit({ initial: WRITES_IN_FLIGHT, max: WRITES_IN_FLIGHT })
   const sink = opts.sink ?? (opts.discard ? new DiscardSink() : sinkFromConfig(
     config.turbopuffer,
-    { log },
+    {
+      log,
+      onRetry: (info) => {
+        if (info.status === 429) writesInFlight.pushback()
+      },
+    },
   ))
   const deps = { sink, sql, log }
   const started = Date.now()
@@ -342,7 +350,7 @@ async function copy(
   const exactKeys = plan.keyIndex.every((k) => EXACT_KEY_TYPES.has(plan.columns[k].typeOid))
 
   /**
-   * Decodes and writes a page in batches, WRITES_IN_FLIGHT at once (decoded a batch at a time, so that memory holds
+   * Decodes and writes a page in batches, writesInFlight at once (decoded a batch at a time, so that memory holds
    * the page's texts and a few batches' rows); rows that cannot be decoded go to the DLQ. Nothing is written before
    * the page is in the journal of pages in flight.
    */
@@ -361,7 +369,7 @@ async function copy(
       typeConflicts: 0,
       byMapping: new Map(),
     }
-    await forEachLimited(starts, WRITES_IN_FLIGHT, async (start) => {
+    await forEachAdaptive(starts, writesInFlight, async (start) => {
       // Let the socket be read between batches: the next page arrives while this one is decoded, and PostgreSQL
       // does not sit with a full socket buffer. A turn of the event loop reads only part of what has come, so as
       // many turns as the batch has ROWS_PER_YIELD rows (with a sink that answers at once, nothing else yields).

@@ -16,13 +16,15 @@ Options:
   --api-key <KEY>     accept only this API key (default: any non-empty key)
   --fail-rate <R>     answer this share (0..1) of writes with 500, for testing retries (default 0)
   --latency-ms <MS>   delay every request by this many milliseconds (default 0)
+  --jitter-ms <MS>    spread each delay uniformly over latency ± this, never below 0 (default 0); e.g.
+                      --latency-ms 150 --jitter-ms 200 answers out of order like the real service
   --max-body-mb <MB>  largest request body in MiB (default and most: 512, turbopuffer's limit)
   -h, --help          this help
 
 Point puffgres (or any turbopuffer client) at it with
   TURBOPUFFER_BASE_URL=http://127.0.0.1:${DEFAULT_PORT}  TURBOPUFFER_API_KEY=<any non-empty key>
 Fault injection at run time: POST /_admin/fail-next {"count","status","retry_after_ms"}, POST /_admin/latency
-{"ms"}, POST /_admin/fail-rate {"rate"}; GET /_admin/stats.`
+{"ms","jitter_ms"}, POST /_admin/fail-rate {"rate"}; GET /_admin/stats.`
 
 function num(name: string, text: string | undefined, fallback: number, check: (n: number) => boolean): number {
   if (text === undefined) return fallback
@@ -45,6 +47,7 @@ export async function localCommand(argv: string[]): Promise<number> {
         'api-key': { type: 'string' },
         'fail-rate': { type: 'string' },
         'latency-ms': { type: 'string' },
+        'jitter-ms': { type: 'string' },
         'max-body-mb': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -62,6 +65,7 @@ export async function localCommand(argv: string[]): Promise<number> {
       apiKey: values['api-key'],
       failRate: num('fail-rate', values['fail-rate'], 0, (n) => n >= 0 && n <= 1),
       latencyMs: num('latency-ms', values['latency-ms'], 0, (n) => n >= 0),
+      jitterMs: num('jitter-ms', values['jitter-ms'], 0, (n) => n >= 0),
       maxBodyBytes: Math.round(num('max-body-mb', values['max-body-mb'], 512, (n) => n > 0 && n <= 512) * 1024 * 1024),
     }
     if (opts.apiKey === '') throw new Error('invalid --api-key: must not be empty')

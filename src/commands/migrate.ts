@@ -6,6 +6,7 @@ import { ConfigError } from '../config/errors.ts'
 import { connect, qualified } from '../postgres/connect.ts'
 import { tableInfo } from '../postgres/catalog.ts'
 import { publicationChange, publicationTables, viaRootChange } from '../postgres/publication.ts'
+import { configSelection } from '../config/selection.ts'
 import { appliedMigrations, ensureStateTables, existingStateTables, STATE_TABLES } from '../postgres/state.ts'
 import { predicateColumns } from '../pipeline/membership/mod.ts'
 import { compileMappingMembership } from '../pipeline/routes.ts'
@@ -41,7 +42,7 @@ export interface MigratePlan {
   publicationRootSql?: string
 }
 
-const sources = (config: Config) => config.mappings.map((m) => ({ schema: m.schema, table: m.table }))
+const sources = (config: Config) => configSelection(config).map((m) => ({ schema: m.schema, table: m.table }))
 
 export class MigrateError extends Error {
   constructor(message: string) {
@@ -95,6 +96,7 @@ export async function planMigrate(config: Config, sql: postgres.Sql): Promise<Mi
   const publicationSql = publicationChange(
     config.stream.publication,
     current,
+    // [stream] mappings: this config's processes stream only those (config/selection.ts)
     sources(config),
   )
   if (publicationSql) steps.push(`publication: ${publicationSql}`)

@@ -1,5 +1,8 @@
 // `puffgres run`: streams every committed change of the mapped tables into their namespaces, until stopped.
 import { sinkFromConfig } from '../turbopuffer/from-config.ts'
+import { AdaptiveLimit } from '../concurrency.ts'
+import { configSelection, selectMappings } from '../config/selection.ts'
+import { ensurePublication } from '../postgres/publication.ts'
 import process from 'node:process'
 import type { Config } from '../config/load.ts'
 import { createLogger } from '../log.ts'
@@ -30,22 +33,30 @@ over when the first one stops.
 
 Options:
   --slot <NAME>             replication slot (default: [stream] slot, or "puffgres")
+  --mapping <A,B>           stream only these mappings (default: [stream] mappings, or all); give the process
+                            its own --slot and --publication (run creates or updates that publication)
+  --publication <NAME>      publication to stream (default: [stream] publication, or "puffgres_pub")
   --create-slot[=BOOL]      create the slot when it is missing. Default: only when puffgres never streamed or
                             backfilled into this database (else a gap: exit 1 with what to do); --create-slot or
                             =true: create it anyway (then backfill); --no-create-slot or =false: exit 1 when missing
-  --poll-interval-ms <MS>   the longest a change waits in a batch before it is written (default 1000)
-  --batch-size <N>          documents per batch (default 1000)
+  --poll-interval-ms <MS>   the longest a change may wait before it is written (default 1000); usually it is
+                            written at its commit (group commit: several writes in flight, AIMD)
+  --batch-size <N>          inside a transaction, write once this many documents are pending (default 1000)
   --discard                 write nothing to turbopuffer (benchmarks; still confirms the slot!)
   --metrics-port <PORT>     serve Prometheus /metrics and /healthz on this port (default: [stream] metrics_port;
                             none when unset)
   --metrics-host <ADDR>     address the metrics server listens on (default 0.0.0.0)
 
-Config ([stream]): heartbeat_interval_ms (default 10000; 0 = no heartbeat), max_lag_seconds (/healthz bound,
+Config ([stream]): mappings (scale-out, as --mapping), heartbeat_interval_ms (default 10000; 0 = no heartbeat), max_lag_seconds (/healthz bound,
 default 60), max_retained_wal_mb (warn when the slot retains more WAL), metrics_port.
 `
 
 export interface RunOptions {
   slot: string
+  /** stream only these mappings (scale-out); default: [stream] mappings, or all */
+  mappings?: string[]
+  /** default: [stream] publication */
+  publication?: string
   /** create a missing slot: true, false, or only when nothing was streamed or backfilled before ('if-new') */
   createSlot: CreateSlot
   pollIntervalMs: number
@@ -85,11 +96,14 @@ const sleep = (ms: number, signal?: AbortSignal) =>
   })
 
 /** Runs the stream until `signal` aborts. Throws for problems that retrying cannot fix (config, missing slot). */
-export async function runStream(config: Config, opts: RunOptions): Promise<void> {
+export async function runStream(fullConfig: Config, opts: RunOptions): Promise<void> {
   const log = opts.log ?? createLogger()
+  const { config, ownPublication } = selectForRun(fullConfig, opts)
   const sql = connect(config.postgres.connectionString, { max: 4 })
   const sinkAbort = new AbortController()
   const monitor = opts.monitor ?? new StreamMonitor(opts.maxLagSeconds ?? config.stream.max_lag_seconds ?? 60)
+  // batches in flight (AIMD): grows while turbopuffer keeps up, halves when it answers 429
+  const writesInFlight = new AdaptiveLimit()
   const sink: Sink = opts.discard ? new DiscardSink() : sinkFromConfig(
     config.turbopuffer,
     {
@@ -97,7 +111,10 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
       // not opts.signal: a graceful stop still writes the batch in flight; this one gives up after the drain timeout
       signal: sinkAbort.signal,
       onRequest: (ms, ok) => monitor.sinkRequest(ms, ok),
-      onRetry: (info) => monitor.sinkRetry(info.operation),
+      onRetry: (info) => {
+        monitor.sinkRetry(info.operation)
+        if (info.status === 429) writesInFlight.pushback()
+      },
     },
   )
   const heartbeat = new Heartbeat(sql, {
@@ -114,6 +131,15 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
     // PostgreSQL down or starting up when run starts: wait for it, as for a restart while streaming
     for (let attempt = 1;; attempt++) {
       try {
+        if (ownPublication) {
+          const tables = config.mappings.map((m) => ({ schema: m.schema, table: m.table }))
+          if (await ensurePublication(sql, config.stream.publication, tables)) {
+            log.info('publication set to the selected mappings', {
+              publication: config.stream.publication,
+              mappings: config.mappings.map((m) => m.name).join(','),
+            })
+          }
+        }
         await checkMigrated(config, sql)
         break
       } catch (e) {
@@ -163,6 +189,7 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
           log,
           batchSize: opts.batchSize,
           pollIntervalMs: opts.pollIntervalMs,
+          concurrency: writesInFlight,
           confirm: (lsn) => {
             rs.confirm(lsn)
             monitor.confirmed(lsn)
@@ -237,9 +264,36 @@ export async function runStream(config: Config, opts: RunOptions): Promise<void>
   }
 }
 
+/**
+ * The mappings this run streams and its publication. A run of some of the mappings keeps its own publication (it
+ * creates or updates it), which must not be the one `migrate` keeps for all of them.
+ */
+function selectForRun(config: Config, opts: RunOptions): { config: Config; ownPublication: boolean } {
+  const fromFlag = opts.mappings !== undefined
+  const mappings = fromFlag
+    ? selectMappings(config, opts.mappings, '--mapping', (m) => new UsageError(m))
+    : configSelection(config)
+  const publication = opts.publication ?? config.stream.publication
+  const subset = mappings.length < config.mappings.length
+  if (subset && fromFlag) {
+    if (publication === config.stream.publication && !config.stream.mappings) {
+      throw new UsageError(
+        `--mapping: give this process its own --publication (publication "${publication}" is the one migrate keeps ` +
+          'for all mappings)',
+      )
+    }
+    if (opts.slot === config.stream.slot && !config.stream.mappings) {
+      throw new UsageError(`--mapping: give this process its own --slot (slot "${opts.slot}" streams all mappings)`)
+    }
+  }
+  return { config: { ...config, mappings, stream: { ...config.stream, publication } }, ownPublication: subset }
+}
+
 export async function runCommand(argv: string[], config: () => Config): Promise<number> {
   const { values } = parseFlags(argv, {
     slot: { type: 'string' },
+    mapping: { type: 'string' },
+    publication: { type: 'string' },
     'create-slot': { type: 'boolean' },
     'poll-interval-ms': { type: 'string' },
     'batch-size': { type: 'string' },
@@ -253,6 +307,8 @@ export async function runCommand(argv: string[], config: () => Config): Promise<
     cfg = config()
     opts = {
       slot: slotFlag(values.slot) ?? cfg.stream.slot,
+      mappings: values.mapping?.split(',').map((v) => v.trim()),
+      publication: values.publication,
       createSlot: values['create-slot'] ?? 'if-new',
       pollIntervalMs: positiveInt(
         values['poll-interval-ms'],
@@ -264,6 +320,16 @@ export async function runCommand(argv: string[], config: () => Config): Promise<
       metricsPort: port(values['metrics-port'], '--metrics-port', cfg.stream.metrics_port),
       metricsHost: values['metrics-host'],
     }
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`)
+    return e instanceof UsageError ? 2 : 1
+  }
+  try {
+    // flags and [stream] mappings are checked before anything is touched
+    if (opts.publication !== undefined && !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(opts.publication)) {
+      throw new UsageError(`--publication: expected a plain PostgreSQL identifier, got "${opts.publication}"`)
+    }
+    selectForRun(cfg, opts)
   } catch (e) {
     console.error(`error: ${(e as Error).message}`)
     return e instanceof UsageError ? 2 : 1

@@ -30,6 +30,8 @@ export const projectSchema = z.strictObject({
     max_lag_seconds: z.number().positive().optional(),
     heartbeat_interval_ms: z.int().min(0).optional(),
     max_retained_wal_mb: z.number().positive().optional(),
+    /** scale-out: the mappings this process streams (default all); see config/selection.ts */
+    mappings: z.array(z.string().min(1)).optional(),
   }).optional(),
 })
 

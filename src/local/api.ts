@@ -3,6 +3,7 @@ import { ApiError, badRequest, show } from './errors.ts'
 import { parseJson, toJson } from './json.ts'
 import { violation } from './rules.ts'
 import { checkFailRate, checkLatency, type Faults, type FaultScope, type LocalServerStats } from './faults.ts'
+import { checkJitter, drawDelayMs } from './latency.ts'
 import { newMeta } from './namespace.ts'
 import { runQuery } from './query.ts'
 import { checkNamespaceName, type Store } from './store.ts'
@@ -44,7 +45,8 @@ export function createHandler(store: Store, faults: Faults, stats: LocalServerSt
     }
     stats.requests++
     try {
-      if (faults.latencyMs > 0) await sleep(faults.latencyMs)
+      const delay = drawDelayMs(faults.latencyMs, faults.jitterMs)
+      if (delay > 0) await sleep(delay)
       return count(await api(req, url))
     } catch (e) {
       if (e instanceof ApiError) return count(errorReply(e))
@@ -244,6 +246,7 @@ async function admin(req: Request, path: string, faults: Faults, stats: LocalSer
       return reply(200, { status: 'OK' })
     case 'POST /_admin/latency':
       faults.latencyMs = checkLatency(body.ms)
+      if (body.jitter_ms !== undefined) faults.jitterMs = checkJitter(body.jitter_ms)
       return reply(200, { status: 'OK' })
     case 'POST /_admin/fail-rate':
       faults.failRate = checkFailRate(body.rate)

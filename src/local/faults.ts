@@ -51,6 +51,8 @@ export function checkLatency(ms: unknown): number {
 export class Faults {
   failRate = 0
   latencyMs = 0
+  /** each request waits latencyMs ± jitterMs (local/latency.ts) */
+  jitterMs = 0
   private pending = 0
   private status = 500
   private retryAfterMs: number | undefined

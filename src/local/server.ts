@@ -3,6 +3,7 @@ import { serveHttp } from '../runtime.ts'
 import { createHandler } from './api.ts'
 import { checkFailRate, checkLatency, emptyStats, Faults, type FaultScope, type LocalServerStats } from './faults.ts'
 import { LIMITS } from './rules.ts'
+import { checkJitter } from './latency.ts'
 import { Store } from './store.ts'
 
 export type { FaultScope, LocalServerStats }
@@ -20,6 +21,8 @@ export interface LocalServerOptions {
   failRate?: number
   /** delay before every API request is handled */
   latencyMs?: number
+  /** each request's delay is drawn uniformly from latencyMs ± jitterMs (never below 0) */
+  jitterMs?: number
   /** largest request body, after gunzip (default and most: turbopuffer's 512 MiB); larger ones get 413 */
   maxBodyBytes?: number
   /** fold a namespace's log into its snapshot once the log is larger than this and than the snapshot (4 MiB) */
@@ -33,7 +36,7 @@ export interface LocalServer {
   stop(): Promise<void>
   /** the next `count` writes (or requests of any kind with scope 'all') fail with `status` (default 500) */
   failNext(count: number, status?: number, retryAfterMs?: number, scope?: FaultScope): void
-  setLatency(ms: number): void
+  setLatency(ms: number, jitterMs?: number): void
   setFailRate(rate: number): void
   stats(): LocalServerStats
   namespaces(): string[]
@@ -53,6 +56,7 @@ export async function startLocalServer(opts: LocalServerOptions = {}): Promise<L
   const faults = new Faults()
   faults.failRate = checkFailRate(opts.failRate ?? 0)
   faults.latencyMs = checkLatency(opts.latencyMs ?? 0)
+  faults.jitterMs = checkJitter(opts.jitterMs ?? 0)
   const store = new Store(opts.dataDir, opts.compactAfterBytes)
   const stats = emptyStats()
   const hostname = opts.hostname ?? '127.0.0.1'
@@ -78,7 +82,10 @@ export async function startLocalServer(opts: LocalServerOptions = {}): Promise<L
       return stopped
     },
     failNext: (count, status, retryAfterMs, scope) => faults.failNext(count, status, retryAfterMs, scope),
-    setLatency: (ms) => void (faults.latencyMs = checkLatency(ms)),
+    setLatency: (ms, jitterMs) => {
+      faults.latencyMs = checkLatency(ms)
+      if (jitterMs !== undefined) faults.jitterMs = checkJitter(jitterMs)
+    },
     setFailRate: (rate) => void (faults.failRate = checkFailRate(rate)),
     stats: () => structuredClone(stats),
     namespaces: () => store.names(),

@@ -4,14 +4,16 @@
 // (ARCHITECTURE.md invariants 1, 2, 4, 6).
 import type postgres from 'postgres'
 import type { PgOutputMessage, Relation } from '../postgres/pgoutput.ts'
-import type { DeadLetter } from '../postgres/dlq.ts'
-import { type MappingProgress, recordProgress } from '../postgres/checkpoints.ts'
+import type { MappingProgress } from '../postgres/checkpoints.ts'
+import { ProgressRecorder } from './progress-recorder.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import { encodeVersion, type Logger } from '../types.ts'
 import { changeIntents, type Intent } from './changes.ts'
 import { idKey } from './docid.ts'
 import { rereadIntents } from './row-identity.ts'
 import { generatedNeeded, tableByOid } from '../postgres/table-shape.ts'
+import { AdaptiveLimit } from '../concurrency.ts'
+import { type Batch, WritePipeline } from './inflight.ts'
 import { type RouteRuntime, writeIntents, type WriteSummary } from './writer.ts'
 
 export type { RouteRuntime } from './writer.ts'
@@ -22,10 +24,14 @@ export interface ProcessorOptions {
   /** pool for re-reads, the DLQ and progress */
   sql: postgres.Sql
   log: Logger
-  /** flush when this many documents are pending (default 1000) */
+  /** inside a transaction, write once this many documents are pending (default 1000); at a commit, at once */
   batchSize?: number
-  /** the longest a change waits before it is written (default 1000 ms) */
+  /** the longest a change waits before it is written (default 1000 ms); usually it waits for no timer */
   pollIntervalMs?: number
+  /** batches in flight at once (AIMD; the sink reports pushback to it); default: a limit of its own */
+  concurrency?: AdaptiveLimit
+  /** the most documents in one batch (default 4 × batchSize, at most 10,000: turbopuffer's rows per request) */
+  maxBatch?: number
   /** called with the end LSN of the last commit whose changes are all durable */
   confirm: (lsn: bigint) => void
   /** observers for metrics */
@@ -42,48 +48,71 @@ export interface FlushInfo extends WriteSummary {
   confirmed: bigint
 }
 
-interface Batch {
-  intents: Map<string, Intent>
-  dead: DeadLetter[]
-  /** end LSN of the last commit all of whose changes are in this batch or earlier ones */
-  confirmable: bigint
+/** while writes are in flight, a small batch waits this long for company (inflight.ts) */
+const COALESCE_MS = 10
+
+/** the most bytes of changes (as decoded) in one batch; two batches' worth may be pending or in flight */
+const MAX_BATCH_BYTES = 4 * 1024 * 1024
+
+/** A change's size as decoded: what its row costs in memory, roughly (values, plus a little per column). */
+function changeBytes(i: Intent): number {
+  let n = 64
+  for (const v of i.tuple ?? []) n += 16 + (v.kind === 'text' || v.kind === 'binary' ? v.value.length : 0)
+  return n
 }
 
 export class ChangeProcessor {
   private readonly byRelation = new Map<number, RouteRuntime[]>()
-  private pending = new Map<string, Intent>()
-  private dead: DeadLetter[] = []
-  private pendingSince = 0
+  private readonly pipeline: WritePipeline<Omit<FlushInfo, 'confirmed'>>
   private inTxn: { commitLsn: bigint; seq: number } | undefined
   private lastCommitEnd = 0n
   private lastConfirmed = 0n
-  private inflight: Promise<void> | undefined
-  private lock: Promise<unknown> = Promise.resolve()
   private timer: ReturnType<typeof setInterval> | undefined
-  /** the first error of a flush; the stream stops on it (nothing after it is confirmed) */
-  failure: Error | undefined
-  private readonly batchSize: number
   private readonly pollIntervalMs: number
+  private readonly progress: ProgressRecorder
 
   constructor(private readonly opts: ProcessorOptions) {
-    this.batchSize = opts.batchSize ?? 1000
+    const batchSize = opts.batchSize ?? 1000
     this.pollIntervalMs = opts.pollIntervalMs ?? 1000
+    this.progress = new ProgressRecorder(opts.sql, opts.log)
+    const maxBatch = opts.maxBatch ?? Math.max(batchSize, Math.min(10_000, batchSize * 4))
+    this.pipeline = new WritePipeline<Omit<FlushInfo, 'confirmed'>>({
+      batchSize,
+      maxBatch,
+      maxBatchBytes: MAX_BATCH_BYTES,
+      // memory: what is pending plus what is in flight (invariant 4)
+      maxOutstanding: maxBatch * 2,
+      maxOutstandingBytes: MAX_BATCH_BYTES * 2,
+      pollIntervalMs: this.pollIntervalMs,
+      coalesceMs: Math.min(COALESCE_MS, this.pollIntervalMs),
+      limit: opts.concurrency ?? new AdaptiveLimit(),
+      write: (batch) => this.flush(batch),
+      confirm: (lsn) => this.confirmIfAhead(lsn),
+      landed: (info) => this.opts.onFlush?.({ ...info, confirmed: this.lastConfirmed }),
+      failed: (e) => {
+        this.opts.log.error('writing a batch failed; the stream stops (nothing after it is confirmed)', {
+          error: e.message,
+        })
+        this.opts.onFailure?.(e)
+      },
+    })
+  }
+
+  /** the first error of a flush; the stream stops on it (nothing after it is confirmed) */
+  get failure(): Error | undefined {
+    return this.pipeline.failure
   }
 
   /** Starts the timer that flushes a batch once its oldest change has waited pollIntervalMs. */
   start(): void {
     // a change waits up to pollIntervalMs + tick: a small tick keeps the latency bound (a wake-up costs ~nothing)
     const tick = Math.max(10, Math.min(25, Math.floor(this.pollIntervalMs / 4)))
-    this.timer = setInterval(() => {
-      if (this.pending.size || this.dead.length) {
-        if (Date.now() - this.pendingSince >= this.pollIntervalMs) this.startFlush().catch(() => {})
-      }
-    }, tick)
+    this.timer = setInterval(() => this.pipeline.tick(), tick)
   }
 
   /** True when nothing is pending or being written and no transaction is open (keepalives may then be confirmed). */
   get idle(): boolean {
-    return !this.inTxn && !this.pending.size && !this.dead.length && !this.inflight
+    return !this.inTxn && this.pipeline.idle
   }
 
   /** Handles one message; resolves when the processor can take the next (backpressure). */
@@ -92,12 +121,13 @@ export class ChangeProcessor {
     switch (msg.tag) {
       case 'begin':
         this.inTxn = { commitLsn: msg.finalLsn, seq: 0 }
+        this.pipeline.begin()
         return
       case 'commit':
         this.inTxn = undefined
         this.lastCommitEnd = msg.endLsn
-        if (this.pending.size >= this.batchSize) await this.startFlush()
-        else if (!this.pending.size && !this.dead.length && !this.inflight) this.confirmIfAhead(msg.endLsn)
+        // group commit: written now if a slot is free, else with what arrives meanwhile; confirmed once landed
+        this.pipeline.commit(msg.endLsn)
         return
       case 'relation':
         this.byRelation.set(msg.relation.oid, await this.routesFor(msg.relation))
@@ -108,16 +138,16 @@ export class ChangeProcessor {
         const routes = this.byRelation.get(msg.relation.oid) ?? []
         if (!routes.length) return
         const pos = this.position()
-        if (!this.pending.size && !this.dead.length) this.pendingSince = Date.now()
         changeIntents(msg, routes, pos, (i) => this.add(i), (b) =>
-          this.dead.push({
+          this.pipeline.addDead({
             mapping: b.route.mapping.name,
             docId: b.docId,
             lsn: b.lsn,
             event: b.event,
             error: b.error,
           }))
-        if (this.pending.size + this.dead.length >= this.batchSize) await this.startFlush()
+        const wait = this.pipeline.admit()
+        if (wait) await wait
         return
       }
       case 'truncate':
@@ -130,10 +160,14 @@ export class ChangeProcessor {
 
   /** Writes everything pending and waits for it (shutdown). */
   async drain(): Promise<void> {
-    await this.startFlush()
-    await this.lock
-    if (this.inflight) await this.inflight
-    if (this.failure) throw this.failure
+    try {
+      await this.pipeline.flushAll()
+      await this.progress.idle()
+    } catch (e) {
+      // the other writes in flight finish first: a new stream must not race them (order per document)
+      await this.pipeline.settle()
+      throw e
+    }
     if (!this.inTxn) this.confirmIfAhead(this.lastCommitEnd)
   }
 
@@ -189,9 +223,7 @@ export class ChangeProcessor {
   }
 
   private add(i: Intent) {
-    const key = i.route.mapping.name + '\u0000' + idKey(i.id)
-    this.pending.delete(key) // re-insert: the map's order stays the order of last change
-    this.pending.set(key, i)
+    this.pipeline.add(i.route.mapping.name + '\u0000' + idKey(i.id), i, changeBytes(i))
   }
 
   private async truncate(relations: Relation[]) {
@@ -208,10 +240,7 @@ export class ChangeProcessor {
           continue
         }
         // Everything before the truncate must be written first, or a late write could bring back a document.
-        await this.startFlush()
-        await this.lock
-        if (this.inflight) await this.inflight
-        if (this.failure) throw this.failure
+        await this.pipeline.flushAll()
         await this.opts.sink.deleteAllBefore(m.namespace, pos.version)
         this.opts.log.info('TRUNCATE: deleted every document of the namespace written before it', {
           mapping: m.name,
@@ -221,51 +250,25 @@ export class ChangeProcessor {
     }
   }
 
-  /** Hands the pending batch to a flush once the previous flush is done (one in flight: order per document). */
-  private startFlush(): Promise<void> {
-    const run = this.lock.then(async () => {
-      if (this.inflight) await this.inflight
-      if (this.failure) throw this.failure
-      if (!this.pending.size && !this.dead.length) return
-      const batch: Batch = {
-        intents: this.pending,
-        dead: this.dead,
-        confirmable: this.lastCommitEnd,
-      }
-      this.pending = new Map()
-      this.dead = []
-      this.pendingSince = Date.now()
-      this.inflight = this.flush(batch).catch((e) => {
-        if (this.failure) return
-        this.failure = e instanceof Error ? e : new Error(String(e))
-        this.opts.log.error('writing a batch failed; the stream stops (nothing after it is confirmed)', {
-          error: this.failure.message,
-        })
-        this.opts.onFailure?.(this.failure)
-      }).finally(() => {
-        this.inflight = undefined
-      })
-    })
-    this.lock = run.catch(() => {})
-    return run
-  }
-
-  private async flush(batch: Batch): Promise<void> {
+  /** Writes one batch (WritePipeline calls it, several at once); resolves once it is durable. */
+  private async flush(batch: Batch): Promise<Omit<FlushInfo, 'confirmed'>> {
     const started = Date.now()
     // changes that lack needed columns (unchanged TOAST values, generated columns): their rows as they are now
-    const intents = await rereadIntents(this.opts.sql, [...batch.intents.values()], batch.dead)
+    const intents = await rereadIntents(this.opts.sql, batch.intents, batch.dead)
     const w = await writeIntents(intents, batch.dead, this.opts)
+    // per mapping, the newest commit LSN written (GREATEST in the table: batches land in any order)
+    const newest = new Map<string, bigint>()
+    for (const i of intents) {
+      const m = i.route.mapping.name
+      if ((newest.get(m) ?? 0n) < i.lsn) newest.set(m, i.lsn)
+    }
     const progress: MappingProgress[] = [...w.byMapping].map(([mapping, c]) => ({
       mapping,
       upserted: c.upserted,
       deleted: c.deleted,
-      lsn: batch.confirmable,
+      lsn: newest.get(mapping) ?? 0n,
     }))
-    if (progress.length) await recordProgress(this.opts.sql, progress)
-    if (batch.confirmable) this.confirmIfAhead(batch.confirmable)
-    // The commit of the batch's last transaction may have arrived while the batch was being written, with nothing
-    // after it: then everything handled is durable, and that commit is confirmed too.
-    if (!this.inTxn && !this.pending.size && !this.dead.length) this.confirmIfAhead(this.lastCommitEnd)
-    this.opts.onFlush?.({ ...w, docs: intents.length, ms: Date.now() - started, confirmed: this.lastConfirmed })
+    if (progress.length) this.progress.add(progress)
+    return { ...w, docs: intents.length, ms: Date.now() - started }
   }
 }

@@ -64,3 +64,10 @@ export async function partitioned(sql: postgres.Sql, tables: TableName[]): Promi
     WHERE c.relkind = 'p' AND (n.nspname || '.' || c.relname) IN ${sql(tables.map(key))}`
   return rows
 }
+
+/** Makes publication `name` cover exactly `tables` (a `run` of some mappings keeps its own); true if it changed. */
+export async function ensurePublication(sql: postgres.Sql, name: string, tables: TableName[]): Promise<boolean> {
+  const change = publicationChange(name, await publicationTables(sql, name), tables)
+  if (change) await sql.unsafe(change)
+  return change !== undefined
+}

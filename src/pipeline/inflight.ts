@@ -1,0 +1,311 @@
+// Several batches in flight at once, with group commit, per-document order and a commit-ordered confirmation
+// (ARCHITECTURE.md invariants 1, 4, 6):
+// - group commit: when a slot is free, whatever is pending at a commit is written at once; what arrives while
+//   writes are in flight goes into the next one, so batches grow with the backlog (up to maxBatch);
+// - per-document order: a document whose earlier change is in flight is held back for a later batch (a delete leaves
+//   no tombstone, so an older upsert landing after a newer delete would bring the document back);
+// - confirmation: commits are kept in order with a count of their changes not yet landed; the LSN confirmed is the
+//   end of the last commit of the longest landed prefix, never past a write in flight, whatever order they land in.
+import { setImmediate } from 'node:timers'
+import type { AdaptiveLimit } from '../concurrency.ts'
+import type { DeadLetter } from '../postgres/dlq.ts'
+import type { Intent } from './changes.ts'
+
+/** One commit (or several in a row: empty commits merge into the one before), in commit order. */
+interface Txn {
+  /** end LSN of its (last) commit; undefined while the transaction is open */
+  end: bigint | undefined
+  /** its changes pending or in flight (a change replaced by a later change of the same document is done) */
+  outstanding: number
+}
+
+interface Entry {
+  key: string
+  intent: Intent
+  txn: Txn
+  /** the change's size as decoded (an estimate of what it costs in memory) */
+  bytes: number
+}
+
+export interface Batch {
+  intents: Intent[]
+  dead: DeadLetter[]
+}
+
+export interface WritePipelineOptions<R> {
+  /** outside a commit, a batch is cut once this many documents are pending */
+  batchSize: number
+  /** the most documents in one batch */
+  maxBatch: number
+  /** the most bytes (as estimated by `add`'s callers) in one batch */
+  maxBatchBytes: number
+  /** backpressure: `admit` waits while this many documents are pending or in flight */
+  maxOutstanding: number
+  /** backpressure: `admit` waits while this many bytes are pending or in flight */
+  maxOutstandingBytes: number
+  /** the longest a change waits before it is written, even inside a transaction */
+  pollIntervalMs: number
+  /**
+   * while other writes are in flight, a small batch waits this long for more changes to join it (with nothing in
+   * flight it goes at once): a fast service is not sent one write per commit, a slow one costs this much at most
+   */
+  coalesceMs?: number
+  /** how many batches may be in flight */
+  limit: AdaptiveLimit
+  /** writes a batch; resolves once it is durable (written or dead-lettered) */
+  write(batch: Batch): Promise<R>
+  /** called with the end LSN of the last commit whose changes have all landed (never decreasing) */
+  confirm(lsn: bigint): void
+  /** after a batch landed and the confirmation moved */
+  landed?(result: R, batch: Batch): void
+  /** the first failed write (nothing after it is confirmed) */
+  failed?(error: Error): void
+}
+
+export class WritePipeline<R = unknown> {
+  #pending = new Map<string, Entry>()
+  #dead: { dead: DeadLetter; txn: Txn }[] = []
+  /** keys of documents in flight */
+  readonly #busy = new Set<string>()
+  #txns: Txn[] = []
+  #head = 0
+  #open: Txn | undefined
+  #lastEnd = 0n
+  #inflight = 0
+  #inflightDocs = 0
+  #pendingBytes = 0
+  #inflightBytes = 0
+  /** when the oldest change not yet cut into a batch arrived */
+  #pendingSince = 0
+  #waiters: (() => void)[] = []
+  #failure: Error | undefined
+  #coalesceTimer: ReturnType<typeof setTimeout> | undefined
+  #pumpSoon = false
+
+  constructor(private readonly opts: WritePipelineOptions<R>) {}
+
+  get failure(): Error | undefined {
+    return this.#failure
+  }
+
+  /** nothing pending or in flight and no transaction open */
+  get idle(): boolean {
+    return !this.#open && !this.#pending.size && !this.#dead.length && !this.#inflight
+  }
+
+  /** batches in flight now */
+  get inflight(): number {
+    return this.#inflight
+  }
+
+  begin(): void {
+    this.#open = { end: undefined, outstanding: 0 }
+    this.#txns.push(this.#open)
+  }
+
+  /** A document's wanted state; replaces a pending change of the same key (the later one wins). */
+  add(key: string, intent: Intent, bytes: number): void {
+    const txn = this.#current()
+    const old = this.#pending.get(key)
+    if (old) {
+      this.#pending.delete(key) // re-insert: the map's order stays the order of last change
+      old.txn.outstanding--
+      this.#pendingBytes -= old.bytes
+    } else if (!this.#pending.size && !this.#dead.length) this.#pendingSince = Date.now()
+    txn.outstanding++
+    this.#pendingBytes += bytes
+    this.#pending.set(key, { key, intent, txn, bytes })
+  }
+
+  addDead(dead: DeadLetter): void {
+    const txn = this.#current()
+    if (!this.#pending.size && !this.#dead.length) this.#pendingSince = Date.now()
+    txn.outstanding++
+    this.#dead.push({ dead, txn })
+  }
+
+  /** The open transaction committed: confirm it if everything up to it landed, and write what is pending. */
+  commit(endLsn: bigint): void {
+    const t = this.#open ?? this.#current()
+    this.#open = undefined
+    t.end = endLsn
+    this.#lastEnd = endLsn
+    // an empty commit joins the commit before it: the queue is as long as the commits still being written
+    const n = this.#txns.length
+    if (t.outstanding === 0 && n - this.#head >= 2 && this.#txns[n - 1] === t && this.#txns[n - 2].end !== undefined) {
+      this.#txns.pop()
+      this.#txns[n - 2].end = endLsn
+    }
+    this.#advance()
+    // after the messages already received (a backlog arrives many commits per read): one write for all of them
+    if (!this.#pumpSoon) {
+      this.#pumpSoon = true
+      setImmediate(() => {
+        this.#pumpSoon = false
+        this.#pump(false)
+      })
+    }
+  }
+
+  /**
+   * Backpressure: writes what is due and resolves once there is room for more changes; undefined (no promise, the
+   * common case, called once per change) when there is nothing to write or wait for.
+   */
+  admit(): Promise<void> | undefined {
+    if (this.#failure) return Promise.reject(this.#failure)
+    // inside a transaction below the batch size nothing is due (the timer sees to the poll interval)
+    if (
+      this.#open && this.#pending.size + this.#dead.length < this.opts.batchSize &&
+      this.#pendingBytes < this.opts.maxBatchBytes && !this.#full()
+    ) return undefined
+    return this.#admit()
+  }
+
+  async #admit(): Promise<void> {
+    this.#pump(false)
+    while (!this.#failure && this.#full()) {
+      this.#pump(true)
+      if (!this.#inflight) break // cannot happen with a limit >= 1; never wait for nothing
+      await this.#nextLanding()
+    }
+    if (this.#failure) throw this.#failure
+  }
+
+  /** The poll interval's bound: writes pending changes that waited long enough, even inside a transaction. */
+  tick(): void {
+    if ((this.#pending.size || this.#dead.length) && Date.now() - this.#pendingSince >= this.opts.pollIntervalMs) {
+      this.#pump(true)
+    }
+  }
+
+  /** Writes everything pending and waits until all of it, and everything in flight, has landed. */
+  async flushAll(): Promise<void> {
+    for (;;) {
+      if (this.#failure) throw this.#failure
+      this.#pump(true)
+      if (!this.#inflight) {
+        if (!this.#pending.size && !this.#dead.length) return
+        throw new Error('write pipeline: changes pending but nothing can be written (limit below 1?)')
+      }
+      await this.#nextLanding()
+    }
+  }
+
+  /** Waits for the writes in flight only (after a failure, so that nothing is written behind the stream's back). */
+  async settle(): Promise<void> {
+    while (this.#inflight) await this.#nextLanding()
+  }
+
+  #full(): boolean {
+    return this.#pending.size + this.#dead.length + this.#inflightDocs >= this.opts.maxOutstanding ||
+      this.#pendingBytes + this.#inflightBytes >= this.opts.maxOutstandingBytes
+  }
+
+  #current(): Txn {
+    if (this.#open) return this.#open
+    // a change outside a transaction (not sent by pgoutput): it belongs with the last commit
+    const last = this.#txns[this.#txns.length - 1]
+    if (last && this.#txns.length > this.#head) return last
+    const t: Txn = { end: this.#lastEnd, outstanding: 0 }
+    this.#txns.push(t)
+    return t
+  }
+
+  #advance(): void {
+    let lsn: bigint | undefined
+    while (this.#head < this.#txns.length) {
+      const t = this.#txns[this.#head]
+      if (t.end === undefined || t.outstanding > 0) break
+      lsn = t.end
+      this.#head++
+    }
+    if (this.#head > 1024 && this.#head * 2 > this.#txns.length) {
+      this.#txns = this.#txns.slice(this.#head)
+      this.#head = 0
+    }
+    if (lsn !== undefined && lsn > 0n) this.opts.confirm(lsn)
+  }
+
+  /** Cuts and sends batches while a slot is free and something is due. */
+  #pump(force: boolean): void {
+    while (!this.#failure && this.#inflight < this.opts.limit.current) {
+      if (!this.#pending.size && !this.#dead.length) return
+      const big = this.#pending.size + this.#dead.length >= this.opts.batchSize ||
+        this.#pendingBytes >= this.opts.maxBatchBytes
+      const waited = Date.now() - this.#pendingSince
+      const due = force || big || !this.#open || waited >= this.opts.pollIntervalMs
+      if (!due) return
+      const coalesce = this.opts.coalesceMs ?? 0
+      if (!force && !big && this.#inflight > 0 && waited < coalesce) {
+        this.#coalesceTimer ??= setTimeout(() => {
+          this.#coalesceTimer = undefined
+          this.#pump(false)
+        }, coalesce - waited)
+        return
+      }
+      const entries: Entry[] = []
+      let bytes = 0
+      for (const e of this.#pending.values()) {
+        if (entries.length >= this.opts.maxBatch || (entries.length && bytes + e.bytes > this.opts.maxBatchBytes)) break
+        if (this.#busy.has(e.key)) continue
+        entries.push(e)
+        bytes += e.bytes
+      }
+      if (!entries.length && !this.#dead.length) return // all held behind writes in flight
+      // usually everything pending goes: a new map is cheaper than deleting each key
+      const all = entries.length === this.#pending.size
+      if (all) this.#pending = new Map()
+      for (const e of entries) {
+        if (!all) this.#pending.delete(e.key)
+        this.#busy.add(e.key)
+      }
+      this.#pendingBytes -= bytes
+      const dead = this.#dead
+      this.#dead = []
+      // what is left (held back) waits from now: it is written as soon as its document's write lands
+      this.#pendingSince = Date.now()
+      this.#send(entries, dead, bytes)
+    }
+  }
+
+  #send(entries: Entry[], dead: { dead: DeadLetter; txn: Txn }[], bytes: number): void {
+    const limit = this.opts.limit
+    this.#inflight++
+    const docs = entries.length + dead.length
+    this.#inflightDocs += docs
+    this.#inflightBytes += bytes
+    const full = this.#inflight >= limit.current
+    const token = limit.begin()
+    const batch: Batch = { intents: entries.map((e) => e.intent), dead: dead.map((d) => d.dead) }
+    this.opts.write(batch).then((result) => {
+      for (const e of entries) {
+        this.#busy.delete(e.key)
+        e.txn.outstanding--
+      }
+      for (const d of dead) d.txn.outstanding--
+      limit.landed(token, full)
+      this.#advance()
+      try {
+        this.opts.landed?.(result, batch)
+      } catch { /* an observer's error is not the write's */ }
+    }, (e) => {
+      // the documents stay busy and their commits outstanding: nothing after them is written or confirmed
+      if (!this.#failure) {
+        this.#failure = e instanceof Error ? e : new Error(String(e))
+        this.opts.failed?.(this.#failure)
+      }
+    }).finally(() => {
+      this.#inflight--
+      this.#inflightDocs -= docs
+      this.#inflightBytes -= bytes
+      this.#pump(false)
+      const w = this.#waiters
+      this.#waiters = []
+      for (const f of w) f()
+    })
+  }
+
+  #nextLanding(): Promise<void> {
+    return new Promise((resolve) => this.#waiters.push(resolve))
+  }
+}

@@ -1,0 +1,105 @@
+// WritePipeline on its own: group commit, ids held behind their write in flight, confirmation only at the end of
+// the longest landed prefix of commits, whatever order the writes land in.
+import { describe, expect, test } from 'bun:test'
+import { AdaptiveLimit } from '../src/concurrency.ts'
+import type { Intent } from '../src/pipeline/changes.ts'
+import { type Batch, WritePipeline } from '../src/pipeline/inflight.ts'
+
+function setup(opts: { limit?: number; batchSize?: number } = {}) {
+  const writes: { batch: Batch; land(): void; fail(e: Error): void }[] = []
+  const confirmed: bigint[] = []
+  const p = new WritePipeline({
+    batchSize: opts.batchSize ?? 100,
+    maxBatch: 1000,
+    maxBatchBytes: 1 << 20,
+    maxOutstanding: 10_000,
+    maxOutstandingBytes: 1 << 24,
+    pollIntervalMs: 60_000,
+    limit: new AdaptiveLimit({ initial: opts.limit ?? 8, max: opts.limit ?? 8 }),
+    write: (batch) =>
+      new Promise((resolve, reject) => writes.push({ batch, land: () => resolve(undefined), fail: reject })),
+    confirm: (lsn) => confirmed.push(lsn),
+  })
+  const change = (id: number, lsn: number) => p.add(`m\u0000${id}`, { id, lsn: BigInt(lsn) } as unknown as Intent, 100)
+  const ids = (k: number) => writes[k].batch.intents.map((i) => i.id)
+  // a commit's write starts after the messages already received (setImmediate), a landing's effects in microtasks
+  const tick = () => new Promise((r) => setImmediate(r))
+  return { p, writes, confirmed, change, ids, tick }
+}
+
+describe('WritePipeline', () => {
+  test('commits received together go in one write at once; confirmation waits for the earliest write', async () => {
+    const { p, writes, confirmed, change, ids, tick } = setup()
+    p.begin()
+    change(1, 100)
+    p.commit(110n)
+    p.begin()
+    change(2, 200)
+    p.commit(210n)
+    await tick()
+    expect(writes.length).toBe(1) // both commits arrived before the write started: one write
+    expect(ids(0)).toEqual([1, 2])
+    p.begin()
+    change(3, 300)
+    p.commit(310n)
+    await tick()
+    expect(writes.length).toBe(2)
+    writes[1].land() // the later write lands first: nothing may be confirmed yet
+    await tick()
+    expect(confirmed).toEqual([])
+    writes[0].land()
+    await tick()
+    expect(confirmed.at(-1)).toBe(310n)
+    expect(p.idle).toBe(true)
+  })
+
+  test('an id in flight holds its next change for a later write; an empty commit waits its turn', async () => {
+    const { p, writes, confirmed, change, ids, tick } = setup()
+    p.begin()
+    change(1, 100)
+    p.commit(110n)
+    await tick()
+    p.begin()
+    change(1, 200) // delete or update of the same document: must not overtake the write in flight
+    change(2, 200)
+    p.commit(210n)
+    p.begin()
+    p.commit(310n) // no changes of ours
+    await tick()
+    expect(writes.length).toBe(2)
+    expect(ids(1)).toEqual([2])
+    writes[1].land()
+    await tick()
+    expect(confirmed).toEqual([])
+    writes[0].land()
+    await tick()
+    // the held change goes now, and only its landing lets the slot pass 210 (and the empty commit after it)
+    expect(writes.length).toBe(3)
+    expect(ids(2)).toEqual([1])
+    expect(confirmed.at(-1) ?? 0n).toBeLessThan(210n)
+    writes[2].land()
+    await tick()
+    expect(confirmed.at(-1)).toBe(310n)
+  })
+
+  test('with every slot busy, what arrives goes into one next write; a failure stops confirmation', async () => {
+    const { p, writes, confirmed, change, tick } = setup({ limit: 1 })
+    for (let k = 0; k < 5; k++) {
+      p.begin()
+      change(k, 100 * (k + 1))
+      p.commit(BigInt(100 * (k + 1) + 10))
+      if (k === 0) await tick()
+    }
+    await tick()
+    expect(writes.length).toBe(1)
+    writes[0].land()
+    await tick()
+    expect(writes.length).toBe(2)
+    expect(writes[1].batch.intents.length).toBe(4)
+    writes[1].fail(new Error('boom'))
+    await tick()
+    expect(p.failure?.message).toBe('boom')
+    expect(confirmed.at(-1)).toBe(110n)
+    await expect(p.flushAll()).rejects.toThrow('boom')
+  })
+})
