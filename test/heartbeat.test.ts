@@ -2,7 +2,7 @@
 // much WAL is reported. Real PostgreSQL, a real replication stream.
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { loadConfig } from '../src/config/load.ts'
-import { runStream } from '../src/commands/run.ts'
+import { runStream } from '../src/stream/mod.ts'
 import { migrateCommand } from '../src/commands/migrate.ts'
 import { type LocalServer, startLocalServer } from '../src/local/server.ts'
 import { emitHeartbeat, Heartbeat } from '../src/ops/heartbeat.ts'

@@ -3,7 +3,7 @@
 import { describe, expect, test } from 'bun:test'
 import { AdaptiveLimit } from '../src/concurrency.ts'
 import type { Intent } from '../src/pipeline/changes.ts'
-import { type Batch, WritePipeline } from '../src/pipeline/inflight.ts'
+import { type Batch, WritePipeline } from '../src/stream/mod.ts'
 
 function setup(opts: { limit?: number; batchSize?: number } = {}) {
   const writes: { batch: Batch; land(): void; fail(e: Error): void }[] = []

@@ -1,7 +1,7 @@
 // Prometheus metrics: the registry's text format, and /metrics + /healthz scraped from a running stream.
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { loadConfig } from '../src/config/load.ts'
-import { runStream } from '../src/commands/run.ts'
+import { runStream } from '../src/stream/mod.ts'
 import { type LocalServer, startLocalServer } from '../src/local/server.ts'
 import { Registry } from '../src/ops/metrics.ts'
 import { StreamMonitor } from '../src/ops/stream-monitor.ts'

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { readFileSync } from 'node:fs'
 import { loadConfig } from '../src/config/load.ts'
-import { runStream } from '../src/commands/run.ts'
+import { runStream } from '../src/stream/mod.ts'
 import { type LocalServer, startLocalServer } from '../src/local/server.ts'
 import { publicationTables } from '../src/postgres/publication.ts'
 import { runCli } from './harness/cli.ts'

@@ -11,7 +11,7 @@ import { quietLogger, startStream, waitForSlotActive } from './harness/stream.ts
 import { backfill } from '../src/backfill/backfill.ts'
 import { loadConfig } from '../src/config/load.ts'
 import { waitFor } from './harness/wait.ts'
-import { runStream } from '../src/commands/run.ts'
+import { runStream } from '../src/stream/mod.ts'
 
 let server: LocalServer
 const cleanups: (() => Promise<void> | void)[] = []

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { gunzipSync } from 'node:zlib'
 import { loadConfig } from '../src/config/load.ts'
-import { runStream } from '../src/commands/run.ts'
+import { runStream } from '../src/stream/mod.ts'
 import { type LocalServer, startLocalServer } from '../src/local/server.ts'
 import { StreamMonitor } from '../src/ops/stream-monitor.ts'
 import { serveHttp } from '../src/runtime.ts'

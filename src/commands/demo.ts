@@ -14,7 +14,7 @@ import { connect } from '../postgres/connect.ts'
 import { type Cluster, startCluster } from '../postgres/throwaway.ts'
 import { createClient } from '../turbopuffer/client.ts'
 import { applyMigrate, planMigrate } from './migrate.ts'
-import { runStream } from './run.ts'
+import { runStream } from '../stream/mod.ts'
 
 export const help = `puffgres demo [--rows N] [--keep]
 

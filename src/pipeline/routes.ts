@@ -6,7 +6,7 @@ import { generatedNeeded, tableByOid } from '../postgres/table-shape.ts'
 import { createEmbedder, type Embedder } from '../embeddings/embedder.ts'
 import type { Logger } from '../types.ts'
 import { type CompiledPredicate, compileMembership, predicateColumns } from './membership/mod.ts'
-import type { RouteRuntime } from './processor.ts'
+import type { RouteRuntime } from './writer.ts'
 import { createTransformRunner } from './transform/mod.ts'
 
 /** The columns a mapping reads; undefined when it reads the whole row (a transform, or no column list). */

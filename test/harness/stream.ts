@@ -2,8 +2,8 @@
 import type postgres from 'postgres'
 import { loadConfig } from '../../src/config/load.ts'
 import { waitFor } from './wait.ts'
-import { runStream } from '../../src/commands/run.ts'
-import type { FlushInfo } from '../../src/pipeline/processor.ts'
+import { runStream } from '../../src/stream/mod.ts'
+import type { FlushInfo } from '../../src/stream/mod.ts'
 import { createLogger } from '../../src/log.ts'
 import type { Logger } from '../../src/types.ts'
 

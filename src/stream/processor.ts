@@ -8,15 +8,15 @@ import type { MappingProgress } from '../postgres/checkpoints.ts'
 import { ProgressRecorder } from './progress-recorder.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import { encodeVersion, type Logger } from '../types.ts'
-import { changeIntents, type Intent } from './changes.ts'
-import { idKey } from './docid.ts'
-import { rereadIntents } from './row-identity.ts'
+import { changeIntents, type Intent } from '../pipeline/changes.ts'
+import { idKey } from '../pipeline/docid.ts'
+import { rereadIntents } from '../pipeline/row-identity.ts'
 import { generatedNeeded, tableByOid } from '../postgres/table-shape.ts'
 import { AdaptiveLimit } from '../concurrency.ts'
 import { type Batch, WritePipeline } from './inflight.ts'
-import { type RouteRuntime, writeIntents, type WriteSummary } from './writer.ts'
+import { type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
 
-export type { RouteRuntime } from './writer.ts'
+export type { RouteRuntime } from '../pipeline/writer.ts'
 
 export interface ProcessorOptions {
   routes: RouteRuntime[]

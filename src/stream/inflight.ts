@@ -9,7 +9,7 @@
 import { setImmediate } from 'node:timers'
 import type { AdaptiveLimit } from '../concurrency.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
-import type { Intent } from './changes.ts'
+import type { Intent } from '../pipeline/changes.ts'
 
 /** One commit (or several in a row: empty commits merge into the one before), in commit order. */
 interface Txn {

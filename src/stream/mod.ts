@@ -1,0 +1,4 @@
+// The stream stage's public face: the engine (runStream), the processor it drives and the checkpoint it keeps.
+export { runStream, type RunOptions } from './engine.ts'
+export { ChangeProcessor, type FlushInfo, type ProcessorOptions, type RouteRuntime } from './processor.ts'
+export { type Batch, WritePipeline } from './inflight.ts'
