@@ -66,7 +66,7 @@ export type Transform = (event: RowEvent, ctx: TransformContext) => Action | Pro
 export type BatchTransform = (events: RowEvent[], ctx: TransformContext) => Action[] | Promise<Action[]>
 
 /**
- * The version every document carries (ARCHITECTURE.md invariant 2), in the reserved attribute `VERSION_ATTR`.
+ * The version every document carries (docs/ARCHITECTURE.md, invariant 2), in the reserved attribute `VERSION_ATTR`.
  * Encoded as a fixed-width lowercase hex string so that string order is version order and no 64-bit LSN is
  * rounded by a JSON number: 16 hex digits of the commit LSN (backfill: the snapshot LSN), then 8 hex digits of the
  * change's position inside its transaction (backfill: 0), so two changes of one id in one transaction stay ordered.

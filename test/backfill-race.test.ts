@@ -1,4 +1,4 @@
-// Backfill racing concurrent writers (ARCHITECTURE.md invariants 2 and 3): while a backfill runs, a writer updates,
+// Backfill racing concurrent writers (docs/ARCHITECTURE.md, invariants 2 and 3): while a backfill runs, a writer updates,
 // deletes, re-inserts and flips the membership of rows, aiming at the pages being read and written; `run` streams
 // the same changes (already running, or started only after the backfill). Afterwards the namespace must equal the
 // table's member rows exactly: no lost update, no older version winning, no deleted row brought back.

@@ -5,11 +5,13 @@ import type { PgOutputMessage, Tuple } from '../src/postgres/pgoutput.ts'
 import {
   ReplicationError,
   type ReplicationEvent,
+  type ReplicationOptions,
   ReplicationStream,
   SlotInUseError,
   SlotMissingError,
 } from '../src/postgres/replication.ts'
 import { decodeTuple } from '../src/postgres/values.ts'
+import { Checkpoint } from '../src/stream/checkpoint.ts'
 import { type Cluster, startCluster, type TestDatabase, testDatabase } from './harness/pg.ts'
 import { waitFor } from './harness/wait.ts'
 
@@ -27,16 +29,16 @@ afterAll(async () => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-function stream(url = db.url, opts = {}) {
+function stream(url = db.url, opts: ReplicationOptions = {}) {
   const rs = new ReplicationStream(url, opts)
   open.push(rs)
   return rs
 }
 
 /** Table, publication and slot of one test (the slot exists before any change the test makes). */
-async function setup(name: string, columns: string) {
+async function setup(name: string, columns: string, opts: ReplicationOptions = {}) {
   await db.sql.unsafe(`CREATE TABLE ${name} (${columns}); CREATE PUBLICATION ${name}_pub FOR TABLE ${name}`)
-  const rs = stream()
+  const rs = stream(db.url, opts)
   await rs.ensureSlot(`${name}_slot`, { create: true })
   return rs
 }
@@ -271,7 +273,10 @@ describe('acknowledgement', () => {
   })
 
   test('when idle with everything confirmed, keepalives let the slot pass WAL of unpublished tables', async () => {
-    const rs = await setup('t5', 'id int PRIMARY KEY')
+    // the checkpoint (src/stream/checkpoint.ts) decides; the stream tells it where keepalives fall and reports
+    let rs: ReplicationStream | undefined
+    const checkpoint = new Checkpoint({ report: (lsn) => rs!.confirm(lsn) })
+    rs = await setup('t5', 'id int PRIMARY KEY', { position: checkpoint })
     await db.sql`CREATE TABLE t5_other (id int)`
     const it = await rs.start({ slot: 't5_slot', publication: 't5_pub' })
     await db.sql`INSERT INTO t5 VALUES (1)`
@@ -282,7 +287,7 @@ describe('acknowledgement', () => {
     await statusArrives(rs, 't5_slot')
     await statusArrives(rs, 't5_slot')
     expect(await slotFlush('t5_slot')).toBeLessThan(commit.endLsn)
-    rs.confirm(commit.endLsn)
+    checkpoint.landed(commit.endLsn)
     // keep a next() pending, as an idle consumer does
     const pending = it.next()
     await waitForFlush(rs, 't5_slot', parseLsn(lsn))

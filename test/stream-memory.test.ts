@@ -1,4 +1,4 @@
-// Bounded memory (ARCHITECTURE.md invariant 4): one transaction far larger than the memory bound streams through
+// Bounded memory (docs/ARCHITECTURE.md, invariant 4): one transaction far larger than the memory bound streams through
 // `puffgres run` (a child process, so its RSS is its own) into the local turbopuffer server, and the child's peak
 // RSS (VmHWM, sampled from /proc while it streams) stays under the bound. The rows carry ~1 kB each, 200 MB in all:
 // a `run` that held the transaction (or the table) in memory would pass the bound many times over. Then `backfill`

@@ -1,4 +1,4 @@
-// Several writes in flight, landing out of order on purpose (ARCHITECTURE.md invariants 1, 2, 6): a proxy in front
+// Several writes in flight, landing out of order on purpose (docs/ARCHITECTURE.md, invariants 1, 2, 6): a proxy in front
 // of the local server delays chosen write requests so that later requests land first. The namespace must still end
 // as the table is (an id's changes stay in order: an older upsert landing after a newer delete would bring the
 // document back), and the slot is never confirmed past a write that has not landed yet.

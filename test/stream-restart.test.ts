@@ -1,6 +1,6 @@
 // `pg_ctl restart -m fast` under a steady write load with `run` connected: PostgreSQL must be able to shut down
 // (run never holds its walsender waiting for a flush confirmation), run reconnects and nothing is lost
-// (ARCHITECTURE.md invariants 1, 7). A dedicated cluster: restarting the shared one would disturb other test files.
+// (docs/ARCHITECTURE.md, invariants 1, 7). A dedicated cluster: restarting the shared one would disturb other test files.
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'

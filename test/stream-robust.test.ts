@@ -1,6 +1,6 @@
 // `run` on real databases: a value it cannot decode, bytes that are not UTF-8 (SQL_ASCII), a table renamed while
 // it streams, a nullable id set to NULL. None of them may stop the stream or lose a change silently
-// (ARCHITECTURE.md invariants 1, 7, 9).
+// (docs/ARCHITECTURE.md, invariants 1, 7, 9).
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import postgres from 'postgres'
 import { type LocalServer, startLocalServer } from '../src/local/server.ts'

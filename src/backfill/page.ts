@@ -1,6 +1,6 @@
 // Reads one keyset page of a backfill, versioned, and re-checks a written page for rows that went away since.
 //
-// Versions (ARCHITECTURE.md invariant 2). A page is read after L = stableLsn(): every commit below L is visible in
+// Versions (docs/ARCHITECTURE.md, invariant 2). A page is read after L = stableLsn(): every commit below L is visible in
 // it, and every commit it does not see is streamed with a version above encodeVersion(L, 0), so its documents carry
 // that version. A row deleted (or moved out of the membership predicate) after the page was read may have had its
 // streamed delete applied before the page's upsert (which then re-creates the document: an upsert of a missing

@@ -5,7 +5,7 @@
 //   PostgreSQL before 17 does not carry logical slots over): a new slot starts now, and whatever was committed in
 //   between would never reach the namespaces. It is created again only when asked (`--create-slot true`).
 import type postgres from 'postgres'
-import { recordedProgress } from '../postgres/checkpoints.ts'
+import { recordedProgress } from '../postgres/progress.ts'
 import type { Logger } from '../types.ts'
 
 /** What `run` does with a missing slot: create it (true), refuse (false), or create it only if nothing was ever streamed. */

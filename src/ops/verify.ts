@@ -1,4 +1,4 @@
-// `puffgres verify`: compares a namespace with the projection of its table (ARCHITECTURE.md invariant 3) and, with
+// `puffgres verify`: compares a namespace with the projection of its table (docs/ARCHITECTURE.md, invariant 3) and, with
 // `repair`, rewrites or deletes exactly the drifted documents with proper versions.
 //
 // The projection is the stream's own path without the sink: member rows read as COPY prints them (the backfill

@@ -1,4 +1,4 @@
-// Decoded pgoutput changes → per-document intents for each mapping of the table (ARCHITECTURE.md invariant 5).
+// Decoded pgoutput changes → per-document intents for each mapping of the table (docs/ARCHITECTURE.md, invariant 5).
 import type { Mapping } from '../config/load.ts'
 import type { DeleteMessage, InsertMessage, Relation, Tuple, UpdateMessage } from '../postgres/pgoutput.ts'
 import { decodeColumns } from '../postgres/values.ts'

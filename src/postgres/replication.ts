@@ -1,6 +1,8 @@
 // The logical replication stream: a dedicated walsender connection (postgres.js with `replication: 'database'`),
 // START_REPLICATION over copy-both, pgoutput decoding, and standby status updates that we write ourselves so the
-// slot's confirmed flush LSN moves only when the consumer says a commit is durable (ARCHITECTURE.md invariant 1).
+// slot's confirmed flush LSN moves only when the consumer reports a position (docs/ARCHITECTURE.md, invariant 1).
+// What may be reported is not decided here: that is the checkpoint's (src/stream/checkpoint.ts), which this stream
+// tells, in stream order, what the consumer took and where keepalives fell (`position`).
 //
 // Flow control: decoded frames wait in a bounded queue; when it is full the copy stream is paused, postgres.js then
 // pauses the socket and the walsender blocks (invariant 4). Status updates go out from a timer that does not depend
@@ -24,6 +26,17 @@ export interface ReplicationOptions {
   maxQueuedFrames?: number
   /** bytes buffered before the stream is paused; default 16 MiB */
   maxQueuedBytes?: number
+  /** told each message as the consumer takes it and each keepalive at its place in the stream (the checkpoint) */
+  position?: StreamPosition
+}
+
+/**
+ * What the stream tells whoever decides the flush position, in stream order: each message as the consumer takes
+ * it, and each keepalive once the consumer has taken everything before it.
+ */
+export interface StreamPosition {
+  taken(msg: PgOutputMessage): void
+  keepalive(walEnd: bigint): void
 }
 
 export interface StartOptions {
@@ -109,6 +122,9 @@ type QueueItem = Buffer | KeepaliveMark
  *       ... on msg.tag === 'commit', once its changes are durable: rs.confirm(msg.endLsn)
  *     }
  *
+ * The stream engine confirms through a Checkpoint (src/stream/checkpoint.ts) given as `position`, which also lets
+ * keepalives move the flush position while idle.
+ *
  * Streaming is single-use: after the stream ends or fails, close() and make a new ReplicationStream.
  */
 export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent> {
@@ -118,6 +134,7 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
   private readonly statusIntervalMs: number | undefined
   private readonly maxQueuedFrames: number
   private readonly maxQueuedBytes: number
+  private readonly position: StreamPosition | undefined
 
   private slot = ''
   private stream: Duplex | undefined
@@ -131,18 +148,15 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
   private ended = false
   private closing: Promise<void> | undefined
 
-  // Acknowledgement state (see flushLsn).
-  private confirmed = 0n
-  private safe = 0n
-  private inTransaction = false
-  private lastCommitEnd = 0n
-  private pendingKeepalive: { walEnd: bigint; needs: bigint } | undefined
+  /** the flush position reported in status updates (what the consumer confirmed) */
+  private flush = 0n
   private lastReceived = 0n
 
   constructor(url: string, options: ReplicationOptions = {}) {
     this.statusIntervalMs = options.statusIntervalMs
     this.maxQueuedFrames = options.maxQueuedFrames ?? 1000
     this.maxQueuedBytes = options.maxQueuedBytes ?? 16 * 1024 * 1024
+    this.position = options.position
     this.sql = postgres(url, {
       max: 1,
       fetch_types: false,
@@ -277,33 +291,18 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
   }
 
   /**
-   * Records that every transaction whose Commit endLsn ≤ `lsn` is durable downstream, and tells the server at once
-   * when that moves the flush position (so a restart replays little). Never moves backwards.
+   * Reports `lsn` as the flush position (everything before it is durable downstream) and tells the server at once
+   * when that moves it (so a restart replays little). Never moves backwards.
    */
   confirm(lsn: bigint): void {
-    const before = this.safe
-    if (lsn > this.confirmed) this.confirmed = lsn
-    if (lsn > this.safe) this.safe = lsn
-    const k = this.pendingKeepalive
-    if (k && this.confirmed >= k.needs) {
-      if (k.walEnd > this.safe) this.safe = k.walEnd
-      this.pendingKeepalive = undefined
-    }
-    if (this.safe > before) this.sendStatus()
+    if (lsn <= this.flush) return
+    this.flush = lsn
+    this.sendStatus()
   }
 
-  /** What the consumer confirmed. */
-  get confirmedLsn(): bigint {
-    return this.confirmed
-  }
-
-  /**
-   * The flush position we report: what the consumer confirmed, or further to a keepalive's WAL end when the
-   * consumer had everything before that keepalive confirmed and was between transactions (so WAL that carries no
-   * published change is not pinned forever).
-   */
+  /** The flush position we report. */
   get flushLsn(): bigint {
-    return this.safe
+    return this.flush
   }
 
   /** Sends a standby status update now (written = flushed = applied = flushLsn). No-op when not streaming. */
@@ -312,9 +311,9 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
     if (!stream || this.failure || stream.writableEnded || stream.destroyed) return
     const b = Buffer.allocUnsafe(34)
     b[0] = 0x72 // r
-    b.writeBigUInt64BE(this.safe, 1)
-    b.writeBigUInt64BE(this.safe, 9)
-    b.writeBigUInt64BE(this.safe, 17)
+    b.writeBigUInt64BE(this.flush, 1)
+    b.writeBigUInt64BE(this.flush, 9)
+    b.writeBigUInt64BE(this.flush, 17)
     b.writeBigInt64BE(BigInt(Date.now() - PG_EPOCH_MS) * 1000n, 25)
     b[33] = replyRequested ? 1 : 0
     stream.write(b)
@@ -358,7 +357,7 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
   /**
    * Drops the connection at once: no final status update, no CopyDone handshake, no waiting. For failures: a
    * walsender left connected waits for a flush confirmation that will not come, and PostgreSQL cannot shut down
-   * while it waits (ARCHITECTURE.md invariant 7). Everything after the flush LSN is streamed again next time.
+   * while it waits (docs/ARCHITECTURE.md, invariant 7). Everything after the flush LSN is streamed again next time.
    * A pending next() rejects with `reason`.
    */
   abort(reason: Error): Promise<void> {
@@ -417,7 +416,7 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
       const walEnd = frame.readBigUInt64BE(1)
       if (walEnd > this.lastReceived) this.lastReceived = walEnd
       // Its position in the stream matters: it may only count once the consumer has taken what came before it.
-      if (this.head === this.queue.length) this.keepalive(walEnd)
+      if (this.head === this.queue.length) this.position?.keepalive(walEnd)
       else this.enqueue({ keepalive: walEnd }, 0)
       if (frame[17]) this.sendStatus()
     }
@@ -473,25 +472,14 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
         this.stream?.resume()
       }
       if (!(item instanceof Uint8Array)) {
-        this.keepalive(item.keepalive)
+        this.position?.keepalive(item.keepalive)
         continue
       }
       this.queuedBytes -= item.length
       const msg = this.decoder.decode(item, 25)
-      if (msg.tag === 'begin') this.inTransaction = true
-      else if (msg.tag === 'commit') {
-        this.inTransaction = false
-        this.lastCommitEnd = msg.endLsn
-      }
+      this.position?.taken(msg)
       return { done: false, value: { walStart: item.readBigUInt64BE(1), walEnd: item.readBigUInt64BE(9), msg } }
     }
-  }
-
-  /** The consumer has taken everything before a keepalive at walEnd. */
-  private keepalive(walEnd: bigint) {
-    if (this.inTransaction || walEnd <= this.safe) return
-    if (this.confirmed >= this.lastCommitEnd) this.safe = walEnd
-    else this.pendingKeepalive = { walEnd, needs: this.lastCommitEnd }
   }
 
   private fail(e: Error) {

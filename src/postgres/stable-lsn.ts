@@ -6,7 +6,7 @@ import { parseLsn } from './lsn.ts'
 /**
  * Returns L = the current WAL insert position, after waiting until every transaction in progress at that moment
  * has ended. A snapshot taken after this call then sees every commit whose LSN is below L, and every commit it does
- * not see is streamed with a version above L: rows read after it can carry version L (ARCHITECTURE.md invariant 2)
+ * not see is streamed with a version above L: rows read after it can carry version L (docs/ARCHITECTURE.md, invariant 2)
  * without losing to, or wrongly beating, a streamed change.
  *
  * The transactions in progress are the snapshot's xip list plus the xids from its xmax up to a fresh xid of our

@@ -1,4 +1,4 @@
-// The `__puffgres_*` state tables. All durable state lives in the source database (ARCHITECTURE.md "State").
+// The `__puffgres_*` state tables. All durable state lives in the source database (docs/ARCHITECTURE.md, "State").
 import type postgres from 'postgres'
 
 export const STATE_TABLES = [

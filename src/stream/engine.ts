@@ -18,6 +18,7 @@ import { formatLsn } from '../postgres/lsn.ts'
 import { checkMigrated } from '../postgres/preflight.ts'
 import { isUnreachable } from '../postgres/unreachable.ts'
 import { ReplicationStream, SlotInUseError, SlotMissingError } from '../postgres/replication.ts'
+import { Checkpoint } from './checkpoint.ts'
 import { ChangeProcessor, type FlushInfo, type RouteRuntime } from './processor.ts'
 import { buildRoutes } from '../pipeline/routes.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
@@ -134,7 +135,16 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
     let waitingLogged = false
     let failures = 0
     while (!opts.signal?.aborted) {
-      const rs = new ReplicationStream(config.postgres.connectionString, { applicationName: 'puffgres' })
+      // the confirm policy (docs/ARCHITECTURE.md, "Checkpoint"): the stream tells it what was taken, the processor
+      // what landed; it tells the stream what to report
+      const checkpoint = new Checkpoint({
+        report: (lsn) => rs.confirm(lsn),
+        confirmed: (lsn) => monitor.confirmed(lsn),
+      })
+      const rs = new ReplicationStream(config.postgres.connectionString, {
+        applicationName: 'puffgres',
+        position: checkpoint,
+      })
       let processor: ChangeProcessor | undefined
       try {
         // an invalidated slot, or one gone after progress: stop with what happened and what to do
@@ -164,10 +174,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
           batchSize: opts.batchSize,
           pollIntervalMs: opts.pollIntervalMs,
           concurrency: writesInFlight,
-          confirm: (lsn) => {
-            rs.confirm(lsn)
-            monitor.confirmed(lsn)
-          },
+          checkpoint,
           // a failed batch: let go of the walsender now, not when the next message arrives (invariant 7)
           onFailure: (e) => void rs.abort(e),
           onFlush: (info) => {

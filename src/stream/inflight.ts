@@ -1,23 +1,16 @@
 // Several batches in flight at once, with group commit, per-document order and a commit-ordered confirmation
-// (ARCHITECTURE.md invariants 1, 4, 6):
+// (docs/ARCHITECTURE.md, invariants 1, 4, 6):
 // - group commit: when a slot is free, whatever is pending at a commit is written at once; what arrives while
 //   writes are in flight goes into the next one, so batches grow with the backlog (up to maxBatch);
 // - per-document order: a document whose earlier change is in flight is held back for a later batch (a delete leaves
 //   no tombstone, so an older upsert landing after a newer delete would bring the document back);
-// - confirmation: commits are kept in order with a count of their changes not yet landed; the LSN confirmed is the
-//   end of the last commit of the longest landed prefix, never past a write in flight, whatever order they land in.
+// - confirmation: commits are kept in order with a count of their changes not yet landed (CommitLedger, the
+//   checkpoint's, checkpoint.ts); the LSN confirmed is the end of the last commit of the longest landed prefix.
 import { setImmediate } from 'node:timers'
 import type { AdaptiveLimit } from '../concurrency.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
 import type { Intent } from '../pipeline/changes.ts'
-
-/** One commit (or several in a row: empty commits merge into the one before), in commit order. */
-interface Txn {
-  /** end LSN of its (last) commit; undefined while the transaction is open */
-  end: bigint | undefined
-  /** its changes pending or in flight (a change replaced by a later change of the same document is done) */
-  outstanding: number
-}
+import { CommitLedger, type LedgerTxn as Txn } from './checkpoint.ts'
 
 interface Entry {
   key: string
@@ -67,10 +60,7 @@ export class WritePipeline<R = unknown> {
   #dead: { dead: DeadLetter; txn: Txn }[] = []
   /** keys of documents in flight */
   readonly #busy = new Set<string>()
-  #txns: Txn[] = []
-  #head = 0
-  #open: Txn | undefined
-  #lastEnd = 0n
+  readonly #ledger = new CommitLedger()
   #inflight = 0
   #inflightDocs = 0
   #pendingBytes = 0
@@ -90,7 +80,7 @@ export class WritePipeline<R = unknown> {
 
   /** nothing pending or in flight and no transaction open */
   get idle(): boolean {
-    return !this.#open && !this.#pending.size && !this.#dead.length && !this.#inflight
+    return !this.#ledger.open && !this.#pending.size && !this.#dead.length && !this.#inflight
   }
 
   /** batches in flight now */
@@ -99,43 +89,30 @@ export class WritePipeline<R = unknown> {
   }
 
   begin(): void {
-    this.#open = { end: undefined, outstanding: 0 }
-    this.#txns.push(this.#open)
+    this.#ledger.begin()
   }
 
   /** A document's wanted state; replaces a pending change of the same key (the later one wins). */
   add(key: string, intent: Intent, bytes: number): void {
-    const txn = this.#current()
     const old = this.#pending.get(key)
     if (old) {
       this.#pending.delete(key) // re-insert: the map's order stays the order of last change
-      old.txn.outstanding--
+      this.#ledger.done(old.txn)
       this.#pendingBytes -= old.bytes
     } else if (!this.#pending.size && !this.#dead.length) this.#pendingSince = Date.now()
-    txn.outstanding++
+    const txn = this.#ledger.add()
     this.#pendingBytes += bytes
     this.#pending.set(key, { key, intent, txn, bytes })
   }
 
   addDead(dead: DeadLetter): void {
-    const txn = this.#current()
     if (!this.#pending.size && !this.#dead.length) this.#pendingSince = Date.now()
-    txn.outstanding++
-    this.#dead.push({ dead, txn })
+    this.#dead.push({ dead, txn: this.#ledger.add() })
   }
 
   /** The open transaction committed: confirm it if everything up to it landed, and write what is pending. */
   commit(endLsn: bigint): void {
-    const t = this.#open ?? this.#current()
-    this.#open = undefined
-    t.end = endLsn
-    this.#lastEnd = endLsn
-    // an empty commit joins the commit before it: the queue is as long as the commits still being written
-    const n = this.#txns.length
-    if (t.outstanding === 0 && n - this.#head >= 2 && this.#txns[n - 1] === t && this.#txns[n - 2].end !== undefined) {
-      this.#txns.pop()
-      this.#txns[n - 2].end = endLsn
-    }
+    this.#ledger.commit(endLsn)
     this.#advance()
     // after the messages already received (a backlog arrives many commits per read): one write for all of them
     if (!this.#pumpSoon) {
@@ -155,7 +132,7 @@ export class WritePipeline<R = unknown> {
     if (this.#failure) return Promise.reject(this.#failure)
     // inside a transaction below the batch size nothing is due (the timer sees to the poll interval)
     if (
-      this.#open && this.#pending.size + this.#dead.length < this.opts.batchSize &&
+      this.#ledger.open && this.#pending.size + this.#dead.length < this.opts.batchSize &&
       this.#pendingBytes < this.opts.maxBatchBytes && !this.#full()
     ) return undefined
     return this.#admit()
@@ -201,29 +178,9 @@ export class WritePipeline<R = unknown> {
       this.#pendingBytes + this.#inflightBytes >= this.opts.maxOutstandingBytes
   }
 
-  #current(): Txn {
-    if (this.#open) return this.#open
-    // a change outside a transaction (not sent by pgoutput): it belongs with the last commit
-    const last = this.#txns[this.#txns.length - 1]
-    if (last && this.#txns.length > this.#head) return last
-    const t: Txn = { end: this.#lastEnd, outstanding: 0 }
-    this.#txns.push(t)
-    return t
-  }
-
   #advance(): void {
-    let lsn: bigint | undefined
-    while (this.#head < this.#txns.length) {
-      const t = this.#txns[this.#head]
-      if (t.end === undefined || t.outstanding > 0) break
-      lsn = t.end
-      this.#head++
-    }
-    if (this.#head > 1024 && this.#head * 2 > this.#txns.length) {
-      this.#txns = this.#txns.slice(this.#head)
-      this.#head = 0
-    }
-    if (lsn !== undefined && lsn > 0n) this.opts.confirm(lsn)
+    const lsn = this.#ledger.advance()
+    if (lsn !== undefined) this.opts.confirm(lsn)
   }
 
   /** Cuts and sends batches while a slot is free and something is due. */
@@ -233,7 +190,7 @@ export class WritePipeline<R = unknown> {
       const big = this.#pending.size + this.#dead.length >= this.opts.batchSize ||
         this.#pendingBytes >= this.opts.maxBatchBytes
       const waited = Date.now() - this.#pendingSince
-      const due = force || big || !this.#open || waited >= this.opts.pollIntervalMs
+      const due = force || big || !this.#ledger.open || waited >= this.opts.pollIntervalMs
       if (!due) return
       const coalesce = this.opts.coalesceMs ?? 0
       if (!force && !big && this.#inflight > 0 && waited < coalesce) {
@@ -280,9 +237,9 @@ export class WritePipeline<R = unknown> {
     this.opts.write(batch).then((result) => {
       for (const e of entries) {
         this.#busy.delete(e.key)
-        e.txn.outstanding--
+        this.#ledger.done(e.txn)
       }
-      for (const d of dead) d.txn.outstanding--
+      for (const d of dead) this.#ledger.done(d.txn)
       limit.landed(token, full)
       this.#advance()
       try {

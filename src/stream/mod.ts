@@ -2,3 +2,4 @@
 export { runStream, type RunOptions } from './engine.ts'
 export { ChangeProcessor, type FlushInfo, type ProcessorOptions, type RouteRuntime } from './processor.ts'
 export { type Batch, WritePipeline } from './inflight.ts'
+export { Checkpoint, type CheckpointOptions, CommitLedger } from './checkpoint.ts'

@@ -1,10 +1,10 @@
 // The middle of the stream: pgoutput messages in, versioned writes out, and the LSN that may be confirmed.
 // Intents of a batch are coalesced per document (last version wins), transformed per mapping, written per
-// namespace; refused rows go to the dead-letter queue; only then is the batch's last complete commit confirmed
-// (ARCHITECTURE.md invariants 1, 2, 4, 6).
+// namespace; refused rows go to the dead-letter queue; only then is the batch's last complete commit handed to the
+// checkpoint (docs/ARCHITECTURE.md, invariants 1, 2, 4, 6).
 import type postgres from 'postgres'
 import type { PgOutputMessage, Relation } from '../postgres/pgoutput.ts'
-import type { MappingProgress } from '../postgres/checkpoints.ts'
+import type { MappingProgress } from '../postgres/progress.ts'
 import { ProgressRecorder } from './progress-recorder.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import { encodeVersion, type Logger } from '../types.ts'
@@ -14,6 +14,7 @@ import { rereadIntents } from '../pipeline/row-identity.ts'
 import { generatedNeeded, tableByOid } from '../postgres/table-shape.ts'
 import { AdaptiveLimit } from '../concurrency.ts'
 import { type Batch, WritePipeline } from './inflight.ts'
+import type { Checkpoint } from './checkpoint.ts'
 import { type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
 
 export type { RouteRuntime } from '../pipeline/writer.ts'
@@ -32,8 +33,8 @@ export interface ProcessorOptions {
   concurrency?: AdaptiveLimit
   /** the most documents in one batch (default 4 × batchSize, at most 10,000: turbopuffer's rows per request) */
   maxBatch?: number
-  /** called with the end LSN of the last commit whose changes are all durable */
-  confirm: (lsn: bigint) => void
+  /** told the end LSN of each commit whose changes (and all before) are durable; decides what is confirmed */
+  checkpoint: Pick<Checkpoint, 'landed' | 'confirmed'>
   /** observers for metrics */
   onFlush?: (info: FlushInfo) => void
   /** first pause after a retryable transform failure (embedding provider down) */
@@ -66,7 +67,6 @@ export class ChangeProcessor {
   private readonly pipeline: WritePipeline<Omit<FlushInfo, 'confirmed'>>
   private inTxn: { commitLsn: bigint; seq: number } | undefined
   private lastCommitEnd = 0n
-  private lastConfirmed = 0n
   private timer: ReturnType<typeof setInterval> | undefined
   private readonly pollIntervalMs: number
   private readonly progress: ProgressRecorder
@@ -87,8 +87,8 @@ export class ChangeProcessor {
       coalesceMs: Math.min(COALESCE_MS, this.pollIntervalMs),
       limit: opts.concurrency ?? new AdaptiveLimit(),
       write: (batch) => this.flush(batch),
-      confirm: (lsn) => this.confirmIfAhead(lsn),
-      landed: (info) => this.opts.onFlush?.({ ...info, confirmed: this.lastConfirmed }),
+      confirm: (lsn) => this.opts.checkpoint.landed(lsn),
+      landed: (info) => this.opts.onFlush?.({ ...info, confirmed: this.opts.checkpoint.confirmed }),
       failed: (e) => {
         this.opts.log.error('writing a batch failed; the stream stops (nothing after it is confirmed)', {
           error: e.message,
@@ -168,19 +168,12 @@ export class ChangeProcessor {
       await this.pipeline.settle()
       throw e
     }
-    if (!this.inTxn) this.confirmIfAhead(this.lastCommitEnd)
+    if (!this.inTxn) this.opts.checkpoint.landed(this.lastCommitEnd)
   }
 
   stop(): void {
     if (this.timer) clearInterval(this.timer)
     this.timer = undefined
-  }
-
-  private confirmIfAhead(lsn: bigint) {
-    if (lsn > this.lastConfirmed) {
-      this.lastConfirmed = lsn
-      this.opts.confirm(lsn)
-    }
   }
 
   private position() {
@@ -190,7 +183,7 @@ export class ChangeProcessor {
   }
 
   /**
-   * The routes of a relation: by OID (a renamed table keeps its mappings, ARCHITECTURE.md invariant 9); by name
+   * The routes of a relation: by OID (a renamed table keeps its mappings, docs/ARCHITECTURE.md, invariant 9); by name
    * only for routes built without the catalog's OID.
    */
   private async routesFor(rel: Relation): Promise<RouteRuntime[]> {

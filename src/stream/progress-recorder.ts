@@ -2,7 +2,7 @@
 // while it runs is merged into the next one, so many small batches (group commit) cost few round trips. The table
 // only reports; the stream's checkpoint is the slot (so a failed recording is logged and retried with the next).
 import type postgres from 'postgres'
-import { type MappingProgress, recordProgress } from '../postgres/checkpoints.ts'
+import { type MappingProgress, recordProgress } from '../postgres/progress.ts'
 import type { Logger } from '../types.ts'
 
 export class ProgressRecorder {

@@ -1,5 +1,5 @@
 // Turns versioned write ops into turbopuffer write requests: one op per id, local checks, size-bounded chunks, and
-// the version conditions that keep an older version from overwriting a newer one (ARCHITECTURE.md invariant 2).
+// the version conditions that keep an older version from overwriting a newer one (docs/ARCHITECTURE.md, invariant 2).
 import { Buffer } from 'node:buffer'
 import type { Filter, NamespaceWriteParams } from '@turbopuffer/turbopuffer'
 import { type Id, VERSION_ATTR, type WriteOp } from '../types.ts'
@@ -145,7 +145,7 @@ export function chunkOps(ops: PreparedOp[], limits: Limits): PreparedOp[][] {
   return chunks
 }
 
-/** Applies when the stored document is older, or when there is none (ARCHITECTURE.md invariant 2). */
+/** Applies when the stored document is older, or when there is none (docs/ARCHITECTURE.md, invariant 2). */
 export const UPSERT_CONDITION: Filter = ['Or', [[VERSION_ATTR, 'Lt', { $ref_new: VERSION_ATTR }], [
   VERSION_ATTR,
   'Eq',
