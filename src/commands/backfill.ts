@@ -1,5 +1,5 @@
 // `puffgres backfill <mapping>`: copies the rows already in a mapping's table into its namespace.
-import { positiveInt, UsageError } from './flags.ts'
+import { bool, positiveInt, UsageError } from './flags.ts'
 import process from 'node:process'
 import { parseArgs } from 'node:util'
 import type { Config } from '../config/load.ts'
@@ -7,6 +7,7 @@ import { createLogger } from '../log.ts'
 import { NotMigratedError } from '../postgres/preflight.ts'
 import { backfill, BackfillError, type BackfillResult, DEFAULT_BATCH_SIZE } from '../backfill/backfill.ts'
 import { formatCount } from '../backfill/progress.ts'
+import { SlotGoneError } from '../ops/slot-guard.ts'
 
 export const help = `puffgres backfill <mapping> [options]
 
@@ -25,6 +26,9 @@ Options:
   --resume           continue an unfinished backfill after its last saved page
   --restart          start over, discarding an unfinished backfill's progress
   --slot <NAME>      replication slot to create first (default: [stream] slot, or "puffgres")
+  --create-slot <BOOL>
+                     true: create the slot even when it is missing after puffgres had streamed or backfilled
+                     (a gap in every mapping: exit 1 with what to do unless true)
   --discard          write nothing to turbopuffer (benchmarks)
 `
 
@@ -103,6 +107,7 @@ export async function backfillCommand(argv: string[], config: () => Config): Pro
       resume: { type: 'boolean' },
       restart: { type: 'boolean' },
       slot: { type: 'string' },
+      'create-slot': { type: 'string' },
       discard: { type: 'boolean' },
     },
     allowPositionals: true,
@@ -110,6 +115,7 @@ export async function backfillCommand(argv: string[], config: () => Config): Pro
   })
   let cfg: Config
   let batchSize: number
+  let createSlot = false
   try {
     if (positionals.length !== 1) {
       throw new BackfillError(
@@ -119,6 +125,7 @@ export async function backfillCommand(argv: string[], config: () => Config): Pro
     }
     if (values.resume && values.restart) throw new BackfillError('--resume and --restart exclude each other')
     batchSize = positiveInt(values['batch-size'], '--batch-size', DEFAULT_BATCH_SIZE)
+    if (values['create-slot'] !== undefined) createSlot = bool(values['create-slot'], '--create-slot')
     cfg = config()
   } catch (e) {
     if (!(e instanceof BackfillError || e instanceof UsageError)) throw e
@@ -142,6 +149,7 @@ export async function backfillCommand(argv: string[], config: () => Config): Pro
       resume: values.resume,
       restart: values.restart,
       slot: values.slot,
+      createSlot,
       discard: values.discard,
       log,
       say: (line) => console.log(line),
@@ -152,7 +160,7 @@ export async function backfillCommand(argv: string[], config: () => Config): Pro
     for (const line of out) (code === 1 ? console.error : console.log)(line)
     return code
   } catch (e) {
-    if (e instanceof BackfillError || e instanceof NotMigratedError) {
+    if (e instanceof BackfillError || e instanceof NotMigratedError || e instanceof SlotGoneError) {
       console.error(`error: ${e.message}`)
       return 1
     }
