@@ -19,6 +19,7 @@ import type { Mapping } from '../config/load.ts'
 import { encodeVersion, type Id, type Logger, type Row } from '../types.ts'
 import { deadLetterEvent, type Intent, intentKeyTexts, type MappingRoute } from './changes.ts'
 import { docId, idKey } from './docid.ts'
+import { membershipFailure } from './membership/mod.ts'
 import { type RouteRuntime, writeIntents, type WriterDeps, type WriteSummary } from './writer.ts'
 
 export { docId, idKey }
@@ -251,7 +252,7 @@ export async function rereadIntents(
           docId: String(i.id),
           lsn: i.lsn,
           event: deadLetterEvent(i),
-          error: `membership: ${e}`,
+          error: membershipFailure(e),
         })
         replaced.set(i, undefined)
         continue
