@@ -107,7 +107,11 @@ export class DroppedTableWatch {
       if (present.has(r.relid!)) continue
       this.#reported.add(r.relid!)
       const m = r.mapping
-      this.log.error(droppedTableMessage(m, 'streaming'), { mapping: m.name, table: `${m.schema}.${m.table}`, namespace: m.namespace })
+      this.log.error(droppedTableMessage(m, 'streaming'), {
+        mapping: m.name,
+        table: `${m.schema}.${m.table}`,
+        namespace: m.namespace,
+      })
     }
   }
 }
