@@ -2,7 +2,8 @@
 // it: `membership: <what>`, once, with no "Error:" or "MembershipError:" in between. The stream evaluates the
 // predicate on the change's row; the re-read (an unchanged TOASTed column) on the row read back by key. (Backfill
 // selects members in SQL: a predicate PostgreSQL cannot evaluate fails the backfill, it makes no dead letters.)
-// The case: the predicate's column is dropped while `run` streams.
+// The case: the predicate's column is dropped while `run` streams. `dlq retry` of such entries keeps them, saying
+// the same.
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { type LocalServer, startLocalServer } from '../src/local/server.ts'
 import { runCli } from './harness/cli.ts'
@@ -52,5 +53,15 @@ test('stream and re-read: `membership: column "shown" is not in the row`', async
   expect(await letters()).toEqual([
     { doc_id: '1', error: 'membership: column "shown" is not in the row' },
     { doc_id: '2', error: 'membership: column "shown" is not in the row' },
+  ])
+})
+
+test('dlq retry of them: each entry stays with the same error, and the retry goes on to the next', async () => {
+  const r = await runCli(['-c', project.config, 'dlq', 'retry', '--mapping', 'items'])
+  expect(r.err).not.toContain('    at ') // no stack trace: before, the first entry ended the retry with one
+  expect(r.code).toBe(1)
+  expect(await db.sql`SELECT doc_id, error, attempts FROM __puffgres_dlq ORDER BY doc_id`).toEqual([
+    { doc_id: '1', error: 'membership: column "shown" is not in the row', attempts: 2 },
+    { doc_id: '2', error: 'membership: column "shown" is not in the row', attempts: 2 },
   ])
 })
