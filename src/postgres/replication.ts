@@ -236,6 +236,7 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
     if (pubs.length === 0) throw new Error('no publication to stream from')
     const pubList = pubs.map((p) => '"' + p.replaceAll('"', '""') + '"').join(',')
     this.slot = opts.slot
+    await this.checkPublications(pubs)
     const interval = this.statusIntervalMs ?? await this.defaultStatusInterval()
     const command = `START_REPLICATION SLOT ${opts.slot} LOGICAL ${formatLsn(opts.startLsn ?? 0n)} ` +
       `(proto_version '1', publication_names ${quoteLiteral(pubList)}, messages '${opts.messages ?? true}')`
@@ -258,6 +259,21 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
     })
     this.timer = setInterval(() => this.sendStatus(), interval)
     return this
+  }
+
+  // PostgreSQL 14–17 fail the stream at the first change when a publication is missing; 18 only warns and streams
+  // nothing for it. Check first, so that every version fails the same way, and at once.
+  private async checkPublications(pubs: string[]) {
+    const rows = await this.sql.unsafe(
+      `SELECT pubname FROM pg_publication WHERE pubname IN (${pubs.map(quoteLiteral).join(', ')})`,
+    )
+    const missing = pubs.find((p) => !rows.some((r) => r.pubname === p))
+    if (missing) {
+      throw new ReplicationError(
+        `replication stream of slot "${this.slot}" failed: publication "${missing}" does not exist`,
+        '42704',
+      )
+    }
   }
 
   /** A third of wal_sender_timeout (any status update resets the server's timer), at most 10 s. */
