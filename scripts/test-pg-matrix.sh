@@ -19,6 +19,7 @@ FILES=(
   test/backfill-race.test.ts
   test/backfill-resume.test.ts
   test/migrate.test.ts
+  test/generated-columns.test.ts
 )
 
 versions=("$@")

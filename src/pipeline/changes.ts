@@ -15,6 +15,8 @@ export interface MappingRoute {
   needed?: Set<string>
   /** the id columns' types as a cast names them (`timestamp with time zone`, `character(10)`): re-reads by key */
   keyTypes: string[]
+  /** stored generated columns the mapping reads: when a Relation lacks them (pgoutput does not publish them), re-read */
+  generated?: readonly { name: string; typeOid: number; typeName?: string }[]
 }
 
 /** One document's wanted state after a change. */
@@ -34,6 +36,11 @@ export interface Intent {
   tuple?: Tuple
   /** the key texts where there is no tuple (backfill; only for keys whose decoded values do not find the row) */
   keyTexts?: (string | null)[]
+}
+
+/** The stored generated columns the route reads that the relation (as pgoutput sent it) lacks. */
+export function unpublishedGenerated(route: MappingRoute, rel: Relation) {
+  return route.generated?.filter((g) => !rel.columns.some((c) => c.name === g.name)) ?? []
 }
 
 /**
@@ -121,7 +128,8 @@ export function changeIntents(
   const old = oldTuple ? decodeTuple(rel.columns, oldTuple).row : undefined
   for (const route of routes) {
     const m = route.mapping
-    const needsReread = unchanged.length > 0 && unchanged.some((c) => !route.needed || route.needed.has(c))
+    const needsReread = (unchanged.length > 0 && unchanged.some((c) => !route.needed || route.needed.has(c))) ||
+      unpublishedGenerated(route, rel).length > 0
     const id = docId(row, m.idColumns)
     if (id === undefined) {
       bad({ route, lsn: pos.commitLsn, event: { type: msg.tag, new: row }, error: idError(route, rel, msg.tag) })

@@ -9,7 +9,7 @@ import type { DeadLetter } from '../postgres/dlq.ts'
 import { type MappingProgress, recordProgress } from '../postgres/checkpoints.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import { encodeVersion, type Logger } from '../types.ts'
-import { changeIntents, deadLetterEvent, type Intent, intentKeyTexts } from './changes.ts'
+import { changeIntents, deadLetterEvent, type Intent, intentKeyTexts, unpublishedGenerated } from './changes.ts'
 import { docId, idKey } from './docid.ts'
 import { type RouteRuntime, writeIntents, type WriteSummary } from './writer.ts'
 
@@ -251,7 +251,7 @@ export class ChangeProcessor {
       const rows = await readRowsByKey(
         this.opts.sql,
         { schema: relation.schema, table: relation.name },
-        relation.columns,
+        [...relation.columns, ...unpublishedGenerated(group[0].route, relation)],
         m.idColumns,
         group[0].route.keyTypes,
         group.map((i) => intentKeyTexts(i)!),

@@ -47,11 +47,13 @@ export async function buildRoutes(
     )
     const member = m.membership ? compileMembership(m.membership, types) : undefined
     const typeOf = new Map(info.columns.map((c) => [c.name, c.typeName]))
+    const needed = neededColumns(m)
     routes.push({
+      generated: info.columns.filter((c) => c.generated && (!needed || needed.has(c.name))),
       mapping: m,
       keyTypes: m.idColumns.map((c) => typeOf.get(c) ?? 'text'),
       isMember: member && ((row) => member(row) === true),
-      needed: neededColumns(m),
+      needed,
       runner,
     })
   }

@@ -37,7 +37,9 @@ export function findPgBinaries(search: PgSearch = {}): PgBinaries {
   const env = search.env ?? process.env
   if (env.PG_BIN) {
     if (!hasInitdb(env.PG_BIN)) {
-      throw new Error(`PG_BIN=${env.PG_BIN}: no initdb${exe} in that folder (unset PG_BIN to find PostgreSQL elsewhere)`)
+      throw new Error(
+        `PG_BIN=${env.PG_BIN}: no initdb${exe} in that folder (unset PG_BIN to find PostgreSQL elsewhere)`,
+      )
     }
     return { dir: env.PG_BIN, source: 'PG_BIN' }
   }
