@@ -53,8 +53,8 @@ export function findPgBinaries(search: PgSearch = {}): PgBinaries {
   if (npm) return { dir: npm, source: `npm package ${embeddedPackage()}` }
   throw new Error(
     `PostgreSQL server programs not found (looked at PG_BIN, initdb on the PATH, /usr/lib/postgresql/*/bin and ` +
-      `node_modules/${embeddedPackage()}): run \`npm ci\` in puffgres's folder, install PostgreSQL, set PG_BIN to the ` +
-      `folder holding initdb, or set DATABASE_URL to a database with wal_level=logical`,
+      `node_modules/${embeddedPackage()}): install PostgreSQL 14 to 18 or \`npm install ${embeddedPackage()}\` ` +
+      `here, set PG_BIN to the folder holding initdb, or set DATABASE_URL to a database with wal_level=logical`,
   )
 }
 

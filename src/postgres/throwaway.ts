@@ -4,7 +4,7 @@
 // an unprivileged user (initdb and postgres refuse to run as root): `postgres`, else `nobody`.
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { chmodSync, existsSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -33,6 +33,7 @@ export function describePgBinaries(): string {
   const b = pgBinaries()
   return `${b.version} server programs from ${b.source}${b.source === b.dir ? '' : ` (${b.dir})`}`
 }
+
 export interface Cluster {
   port: number
   dir: string
@@ -59,11 +60,13 @@ function asServerUser(cmd: string, args: string[]) {
 }
 
 // The server user may not reach binaries installed under root's folders (node_modules in /root, a 0700 checkout):
-// then run a copy in a world-readable temp folder, made once per source folder and shared by later processes.
+// then run a copy in a world-readable temp folder, made once per source folder (and build of postgres) and shared by
+// later processes.
 function runnableByServerUser(binDir: string): string {
   if (asServerUser(join(binDir, 'postgres'), ['--version']).status === 0) return binDir
   const root = dirname(binDir) // native/: bin, lib and share travel together
-  const hash = createHash('sha256').update(root).digest('hex').slice(0, 12)
+  const { size, mtimeMs } = statSync(join(binDir, 'postgres'))
+  const hash = createHash('sha256').update(`${root}\0${size}\0${mtimeMs}`).digest('hex').slice(0, 12)
   const copy = join(tmpdir(), `puffgres-pg-bin-${hash}`)
   if (!existsSync(join(copy, 'bin', 'initdb'))) {
     const tmp = mkdtempSync(join(tmpdir(), 'puffgres-pg-bin-tmp-'))
