@@ -7,7 +7,11 @@ import { embeddedPackage, npmPackageBinDir, pgVersion } from '../../src/postgres
 
 export function pgBinDirForMajor(major: string): string {
   if (!/^\d+$/.test(major)) throw new Error(`PUFFGRES_TEST_PG=${major}: expected a major version such as 14 or 18`)
-  const candidates = [npmPackageBinDir(`pg${major}`), npmPackageBinDir(embeddedPackage()), `/usr/lib/postgresql/${major}/bin`]
+  const candidates = [
+    npmPackageBinDir(`pg${major}`),
+    npmPackageBinDir(embeddedPackage()),
+    `/usr/lib/postgresql/${major}/bin`,
+  ]
   for (const dir of candidates) {
     if (dir && existsSync(dir) && pgVersion(dir)?.startsWith(`PostgreSQL ${major}.`)) return dir
   }
