@@ -450,7 +450,13 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
       const first = this.queue[this.head]
       if (first instanceof Uint8Array && first[25] === BEGIN) {
         const after = this.queue[this.head + 1]
-        if (after === undefined && !this.ended) return undefined
+        if (after === undefined && !this.ended) {
+          if (this.paused) { // only the Begin is buffered: let the next frame in
+            this.paused = false
+            this.stream?.resume()
+          }
+          return undefined
+        }
         empty = after instanceof Uint8Array && after[25] === COMMIT
       }
       const item = this.queue[this.head++]
