@@ -4,7 +4,7 @@
 // an unprivileged user (initdb and postgres refuse to run as root): `postgres`, else `nobody`.
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { chmodSync, existsSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -60,13 +60,18 @@ function asServerUser(cmd: string, args: string[]) {
 }
 
 // The server user may not reach binaries installed under root's folders (node_modules in /root, a 0700 checkout):
-// then run a copy in a world-readable temp folder, made once per source folder (and build of postgres) and shared by
-// later processes.
+// then run a copy in a world-readable temp folder, made once per source folder and build, and shared by later
+// processes.
 function runnableByServerUser(binDir: string): string {
   if (asServerUser(join(binDir, 'postgres'), ['--version']).status === 0) return binDir
   const root = dirname(binDir) // native/: bin, lib and share travel together
-  const { size, mtimeMs } = statSync(join(binDir, 'postgres'))
-  const hash = createHash('sha256').update(`${root}\0${size}\0${mtimeMs}`).digest('hex').slice(0, 12)
+  // the npm package's version (a reinstall keeps it; mtimes change) and the binary's size tell builds apart
+  let version = ''
+  try {
+    version = JSON.parse(readFileSync(join(dirname(root), 'package.json'), 'utf8')).version ?? ''
+  } catch { /* not an npm package */ }
+  const { size } = statSync(join(binDir, 'postgres'))
+  const hash = createHash('sha256').update(`${root}\0${version}\0${size}`).digest('hex').slice(0, 12)
   const copy = join(tmpdir(), `puffgres-pg-bin-${hash}`)
   if (!existsSync(join(copy, 'bin', 'initdb'))) {
     const tmp = mkdtempSync(join(tmpdir(), 'puffgres-pg-bin-tmp-'))
