@@ -42,6 +42,16 @@ test('PG_BIN first, then initdb on the PATH (symlinks resolved), then the newest
     .toEqual({ dir: npmBin, source: `npm package ${embeddedPackage()}` })
 })
 
+test('a PostgreSQL older than 14 on the PATH or in /usr/lib/postgresql is passed over', () => {
+  const old = binDir('old/bin')
+  writeFileSync(join(old, 'postgres'), '#!/bin/sh\necho "postgres (PostgreSQL) 12.3"\n', { mode: 0o755 })
+  const oldDebian = join(root, 'old-debian')
+  mkdirSync(join(oldDebian, '12'), { recursive: true })
+  symlinkSync(old, join(oldDebian, '12', 'bin'))
+  const found = findPgBinaries({ env: { PATH: old }, debianRoot: oldDebian, npmStarts: [join(project, 'src')] })
+  expect(found).toEqual({ dir: npmBin, source: `npm package ${embeddedPackage()}` })
+})
+
 test('nothing found, or a PG_BIN without initdb: one line that says how to get PostgreSQL', () => {
   const none = () => findPgBinaries({ env: { PATH: nothing }, debianRoot: nothing, npmStarts: [nothing] })
   expect(none).toThrow(

