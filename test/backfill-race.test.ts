@@ -227,7 +227,7 @@ describe('backfill before `run` ever started', () => {
     let stream: RunningStream | undefined
     try {
       expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
-      server.setLatency(5)
+      server.setLatency(15) // slow enough that well over 30 writer commits race the backfill, on every version
       const { commits, out } = await backfillUnderWrites(db, project.config, table, 44)
       server.setLatency(0)
       expect(out).toContain('created replication slot "puffgres"')
