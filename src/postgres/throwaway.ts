@@ -129,7 +129,12 @@ export async function startCluster(
   const dir = mkdtempSync(join(tmpdir(), 'puffgres-pg-'))
   chmodSync(dir, 0o777)
   const data = join(dir, 'data')
-  pgRun('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--locale=C'])
+  try {
+    pgRun('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--locale=C'])
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true })
+    throw e
+  }
   const port = await freePort()
   const conf = {
     listen_addresses: "'127.0.0.1'",
@@ -150,7 +155,15 @@ export async function startCluster(
     join(data, 'postgresql.auto.conf'),
     Object.entries(conf).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n',
   )
-  pgRun('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '60', 'start'])
+  try {
+    pgRun('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '60', 'start'])
+  } catch (e) {
+    // the server's log says why; it goes with the folder
+    const log = existsSync(join(dir, 'log')) ? readFileSync(join(dir, 'log'), 'utf8').trim().split('\n').slice(-5) : []
+    pgRun('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop'], { allowFail: true })
+    rmSync(dir, { recursive: true, force: true })
+    throw new Error(`${(e as Error).message.trim()}${log.length ? `\nserver log: ${log.join('\n')}` : ''}`)
+  }
   let stopped = false
   return {
     port,
