@@ -77,7 +77,9 @@ describe('run and its slot', () => {
     // backfill refuses the same way (it would cover one mapping; the gap is in all of them) ...
     const refused = await runCli(['-c', project.config, 'backfill', 'items'])
     expect(refused.code).toBe(1)
-    expect(refused.err).toMatch(/error: replication slot "puffgres" does not exist, but puffgres had written changes up to /)
+    expect(refused.err).toMatch(
+      /error: replication slot "puffgres" does not exist, but puffgres had written changes up to /,
+    )
     expect(refused.err).toContain('puffgres backfill <mapping> --create-slot true')
     expect(await db.sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = 'puffgres'`).toHaveLength(0)
     // ... and creates it when told to, warning that the other mappings need the same
