@@ -73,7 +73,9 @@ afterAll(async () => {
 })
 
 /** A sink that takes `delayMs` per write and records each write's size and how many were in flight at once. */
-function recordingSink(delayMs: number) {
+/** `hold`: writes of ids above `idsAbove` wait for `until` (a test that aborts at a checkpoint needs later pages
+ * still unwritten then, however fast the machine). */
+function recordingSink(delayMs: number, hold?: { idsAbove: number; until: AbortSignal }) {
   const sizes: number[] = []
   const ids: unknown[] = []
   let inFlight = 0
@@ -83,6 +85,9 @@ function recordingSink(delayMs: number) {
       maxInFlight = Math.max(maxInFlight, ++inFlight)
       try {
         await new Promise((r) => setTimeout(r, delayMs))
+        if (hold && !hold.until.aborted && ops.some((op) => Number(op.id) > hold.idsAbove)) {
+          await new Promise((r) => hold.until.addEventListener('abort', r, { once: true }))
+        }
         sizes.push(ops.length)
         for (const op of ops) ids.push(op.id)
         return { written: ops.length, skipped: 0, failed: [] }
@@ -134,7 +139,7 @@ describe('stopping', () => {
   test('an abort stops after the page being written is checkpointed; --resume writes the rest exactly once', async () => {
     const config = loadConfig(project.config)
     const stop = new AbortController()
-    const first = recordingSink(5)
+    const first = recordingSink(5, { idsAbove: 300, until: stop.signal })
     const checkpoints: number[] = []
     const r = await backfill(config, {
       mapping: 'nums',

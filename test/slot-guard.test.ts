@@ -1,6 +1,6 @@
 // A slot that cannot give what it promised: `run` says what happened and what to do, and exits 1, instead of
 // retrying forever (invalidated: wal_status = lost) or silently creating a new one (dropped while puffgres was
-// stopped, after it had streamed). `--create-slot true` creates it again, with a warning.
+// stopped, after it had streamed). `--create-slot true` creates it again, with a warning. `backfill` alike.
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import postgres from 'postgres'
 import { type LocalServer, startLocalServer } from '../src/local/server.ts'
@@ -74,11 +74,30 @@ describe('run and its slot', () => {
     expect(r.err).toContain('puffgres backfill')
     expect(await db.sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = 'puffgres'`).toHaveLength(0)
 
-    // a backfill creates it (it is the remedy), warning that it covers only its own mapping
+    // backfill refuses the same way (it would cover one mapping; the gap is in all of them) ...
+    const refused = await runCli(['-c', project.config, 'backfill', 'items'])
+    expect(refused.code).toBe(1)
+    expect(refused.err).toMatch(
+      /error: replication slot "puffgres" does not exist, but puffgres had written changes up to /,
+    )
+    expect(refused.err).toContain('puffgres backfill <mapping> --create-slot true')
+    expect(await db.sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = 'puffgres'`).toHaveLength(0)
+    // ... and creates it when told to, warning that the other mappings need the same
+    const cli = await runCli(['-c', project.config, 'backfill', 'items', '--create-slot', 'true'])
+    expect(cli.code).toBe(0)
+    expect(await db.sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = 'puffgres'`).toHaveLength(1)
+    await db.sql`SELECT pg_drop_replication_slot('puffgres')`
     const lines: string[] = []
-    const b = await backfill(loadConfig(project.config), { mapping: 'items', log: quietLogger(lines), progress: false })
-    expect(b.outcome).toBe('done')
-    expect(lines.join('\n')).toContain('the replication slot was missing although puffgres had written changes before')
+    const told = await backfill(loadConfig(project.config), {
+      mapping: 'items',
+      createSlot: true,
+      log: quietLogger(lines),
+      progress: false,
+    })
+    expect(told.outcome).toBe('done')
+    expect(lines.join('\n')).toContain('creating the replication slot again although puffgres streamed before')
+    expect(lines.join('\n')).toContain('this backfill covers one')
+    expect(await db.sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = 'puffgres'`).toHaveLength(1)
     await db.sql`SELECT pg_drop_replication_slot('puffgres')`
 
     // told to: created again, with a warning naming the gap

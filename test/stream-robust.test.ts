@@ -164,7 +164,10 @@ describe('run on a SQL_ASCII database', () => {
     await waitFor('the dead letter', async () => (await sql`SELECT 1 FROM __puffgres_dlq`).length > 0)
     expect(docs('words').get(2)).toEqual({ word: 'fine' })
     expect(docs('words').has(1)).toBe(false)
-    const dead = await sql<{ doc_id: string; error: string }[]>`SELECT doc_id, error FROM __puffgres_dlq`
+    // the writer records a batch's dead letters after its documents are written: wait for them too
+    const deadWords = () => sql<{ doc_id: string; error: string }[]>`SELECT doc_id, error FROM __puffgres_dlq`
+    await waitFor('the dead letter', async () => (await deadWords()).length > 0)
+    const dead = await deadWords()
     expect(dead).toHaveLength(1)
     expect(dead[0].doc_id).toBe('1')
     expect(dead[0].error).toMatch(/column "word": the value is not valid UTF-8/)

@@ -24,7 +24,7 @@ import { connect } from '../postgres/connect.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
 import { formatLsn, parseLsn } from '../postgres/lsn.ts'
 import { checkMigrated } from '../postgres/preflight.ts'
-import { recordedProgress } from '../postgres/progress.ts'
+import { checkSlot } from '../ops/slot-guard.ts'
 import { ReplicationStream } from '../postgres/replication.ts'
 import type { Intent } from '../pipeline/changes.ts'
 import { deleteIntent, keyRow, rowDocId } from '../pipeline/row-identity.ts'
@@ -111,6 +111,8 @@ export interface BackfillOptions {
   restart?: boolean
   /** the replication slot created first (default: [stream] slot) */
   slot?: string
+  /** create the slot even though it is gone after puffgres had written (a gap: see ops/slot-guard.ts) */
+  createSlot?: boolean
   /** write nothing (benchmarks) */
   discard?: boolean
   /** a sink to use instead of the configured one (tests, benchmarks) */
@@ -245,16 +247,10 @@ async function underLock(config: Config, m: Mapping, opts: BackfillOptions, ctx:
   const slot = opts.slot ?? config.stream.slot
   const rs = new ReplicationStream(config.postgres.connectionString, { applicationName: 'puffgres backfill' })
   try {
-    const earlier = await recordedProgress(sql)
+    // a slot that is gone after puffgres had written is a gap for every mapping: refuse as `run` does, unless told
+    await checkSlot(sql, slot, opts.createSlot ? true : 'if-new', log, 'backfill')
     const { created } = await rs.createSlot(slot)
-    if (created && earlier && !resumeFrom) {
-      // the slot went away after puffgres had written (see ops/slot-guard.ts): this backfill covers one mapping
-      log.warn(
-        'the replication slot was missing although puffgres had written changes before: changes committed while ' +
-          'it was missing are not in the namespaces of the other mappings; backfill (or verify --repair) them too',
-        { slot, last_recorded: earlier },
-      )
-    } else if (created && resumeFrom) {
+    if (created && resumeFrom) {
       log.warn(
         'the replication slot was missing and was created now: changes committed since the backfill started, to ' +
           'rows it had already copied, were not kept; consider --restart',

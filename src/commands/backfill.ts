@@ -6,6 +6,7 @@ import { createLogger } from '../log.ts'
 import { NotMigratedError } from '../postgres/preflight.ts'
 import { backfill, BackfillError, type BackfillResult, DEFAULT_BATCH_SIZE } from '../backfill/backfill.ts'
 import { formatCount } from '../backfill/progress.ts'
+import { SlotGoneError } from '../ops/slot-guard.ts'
 
 export const help = `puffgres backfill <mapping> [options]
 
@@ -24,6 +25,9 @@ Options:
   --resume           continue an unfinished backfill after its last saved page
   --restart          start over, discarding an unfinished backfill's progress
   --slot <NAME>      replication slot to create first (default: [stream] slot, or "puffgres")
+  --create-slot[=BOOL]
+                     create the slot even when it is missing after puffgres had streamed or backfilled
+                     (a gap in every mapping: exit 1 with what to do unless true)
   --discard          write nothing to turbopuffer (benchmarks)
 `
 
@@ -100,10 +104,12 @@ export async function backfillCommand(argv: string[], config: () => Config): Pro
     resume: { type: 'boolean' },
     restart: { type: 'boolean' },
     slot: { type: 'string' },
+    'create-slot': { type: 'boolean' },
     discard: { type: 'boolean' },
   }, { allowPositionals: true })
   let cfg: Config
   let batchSize: number
+  const createSlot = values['create-slot'] ?? false
   try {
     if (positionals.length !== 1) {
       throw new BackfillError(
@@ -136,6 +142,7 @@ export async function backfillCommand(argv: string[], config: () => Config): Pro
       resume: values.resume,
       restart: values.restart,
       slot: slotFlag(values.slot),
+      createSlot,
       discard: values.discard,
       log,
       say: (line) => console.log(line),
@@ -146,7 +153,7 @@ export async function backfillCommand(argv: string[], config: () => Config): Pro
     for (const line of out) (code === 1 ? console.error : console.log)(line)
     return code
   } catch (e) {
-    if (e instanceof BackfillError || e instanceof NotMigratedError) {
+    if (e instanceof BackfillError || e instanceof NotMigratedError || e instanceof SlotGoneError) {
       console.error(`error: ${e.message}`)
       return 1
     }

@@ -112,7 +112,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     let databaseUrl = process.env.DATABASE_URL
     if (databaseUrl) say(`using DATABASE_URL (${databaseUrl.replace(/\/\/[^@/]*@/, '//…@')})`)
     else {
-      cluster = await startCluster()
+      cluster = await startCluster({}, say)
       databaseUrl = cluster.url()
       say(`started a throwaway PostgreSQL (wal_level=logical) on port ${cluster.port}`)
     }

@@ -11,6 +11,7 @@ import { stableLsn } from '../postgres/stable-lsn.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import type { Logger, Row } from '../types.ts'
 import { findMapping, type MappingRuntime, openMapping } from './mapping-runtime.ts'
+import { MembershipError, membershipFailure } from '../pipeline/membership/mod.ts'
 
 export interface RetryOutcome {
   id: string
@@ -89,8 +90,16 @@ async function retryOne(
   // the key texts the stream or backfill kept find the row exactly; the decoded values are what older entries have
   const keyTexts = eventKeyTexts(entry.event, rt.mapping.idColumns.length)
   const ref = { known, keyTexts }
-  // the id was checked above, so there is an intent
-  const [intent] = await currentStateIntents(sql, rt.route, rt.plan.columns, [ref], lsn) as Intent[]
+  let intent: Intent
+  try {
+    // the id was checked above, so there is an intent
+    ;[intent] = await currentStateIntents(sql, rt.route, rt.plan.columns, [ref], lsn) as Intent[]
+  } catch (err) {
+    // the row's membership cannot be evaluated (e.g. its column was dropped): the entry stays, saying so as the
+    // stream said it (`membership: …`), instead of ending the whole retry with a stack trace
+    if (err instanceof MembershipError) return await fail(membershipFailure(err))
+    throw err
+  }
   const dead: DeadLetter[] = []
   let summary
   const deps = { sink, sql, log }

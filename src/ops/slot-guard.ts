@@ -3,12 +3,13 @@
 // - invalidated (wal_status = 'lost', max_slot_wal_keep_size): PostgreSQL removed WAL the slot still needed.
 // - gone although puffgres had streamed or backfilled (dropped while puffgres was stopped, or lost in a failover:
 //   PostgreSQL before 17 does not carry logical slots over): a new slot starts now, and whatever was committed in
-//   between would never reach the namespaces. It is created again only when asked (`--create-slot true`).
+//   between would never reach the namespaces. It is created again only when asked (`--create-slot true`), by `run`
+//   and by `backfill` alike (a backfill covers one mapping; the gap is in all of them).
 import type postgres from 'postgres'
 import { recordedProgress } from '../postgres/progress.ts'
 import type { Logger } from '../types.ts'
 
-/** What `run` does with a missing slot: create it (true), refuse (false), or create it only if nothing was ever streamed. */
+/** What `run` (and `backfill`) does with a missing slot: create it (true), refuse (false), or create it only if nothing was ever streamed. */
 export type CreateSlot = boolean | 'if-new'
 
 /** The slot cannot be used as it is: a configuration-class error (`run` exits 1). */
@@ -20,14 +21,21 @@ export class SlotGoneError extends Error {
 }
 
 const recovery = (slot: string) =>
-  `start \`puffgres run --create-slot true\` to create it again, then run \`puffgres backfill <mapping>\` (or ` +
-  `\`puffgres verify --repair\`) for each mapping to bring the namespaces back in sync (slot "${slot}")`
+  `create it again with \`puffgres run --create-slot true\` (or \`puffgres backfill <mapping> --create-slot true\`), ` +
+  `then run \`puffgres backfill <mapping>\` (or \`puffgres verify --repair\`) for each mapping to bring the ` +
+  `namespaces back in sync (slot "${slot}")`
 
 /**
  * Throws SlotGoneError for an invalidated slot, and for a missing one that had progress unless `create` is true
  * (then it only warns). A missing slot without progress is left to ReplicationStream.ensureSlot.
  */
-export async function checkSlot(sql: postgres.Sql, slot: string, create: CreateSlot, log: Logger): Promise<void> {
+export async function checkSlot(
+  sql: postgres.Sql,
+  slot: string,
+  create: CreateSlot,
+  log: Logger,
+  command: 'run' | 'backfill' = 'run',
+): Promise<void> {
   // slot names are cluster-wide: look in every database, so that a namesake elsewhere is named, not taken for "gone"
   const [s] = await sql<
     {
@@ -66,7 +74,8 @@ export async function checkSlot(sql: postgres.Sql, slot: string, create: CreateS
   if (create === true) {
     log.warn(
       'creating the replication slot again although puffgres streamed before: changes committed while it was ' +
-        'missing are not in the namespaces; run `puffgres backfill` (or `puffgres verify --repair`) for each mapping',
+        'missing are not in the namespaces; run `puffgres backfill` (or `puffgres verify --repair`) for each mapping' +
+        (command === 'backfill' ? ' (this backfill covers one)' : ''),
       { slot, last_recorded: progress },
     )
     return

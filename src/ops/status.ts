@@ -6,6 +6,7 @@ import type { Config } from '../config/load.ts'
 import { existingStateTables } from '../postgres/state.ts'
 import { type SlotState, slotState } from './slot.ts'
 import { mappingSchema, type SchemaReport } from './schema-report.ts'
+import { droppedTableMessage, missingTables } from './dropped-tables.ts'
 
 export interface BackfillStatus {
   version: number
@@ -39,6 +40,10 @@ export interface MappingStatus {
   dlq: number
   /** the attribute schema the mapping declares (from the column types); null when the table cannot be read */
   schema: SchemaReport | null
+  /** false when the table does not exist (dropped, or renamed): nothing is streamed for the mapping */
+  table_exists: boolean
+  /** what happened and what to do, when the table does not exist */
+  problem?: string
 }
 
 export interface StatusReport {
@@ -113,6 +118,7 @@ export async function gatherStatus(
   }
   const schemas = new Map<string, SchemaReport | undefined>()
   for (const m of config.mappings) schemas.set(m.name, await mappingSchema(sql, m))
+  const missing = await missingTables(sql, config.mappings)
   const mappings = config.mappings.map((m): MappingStatus => {
     const p = progress.get(m.name)
     const av = applied.get(m.name) ?? null
@@ -130,6 +136,8 @@ export async function gatherStatus(
       backfill: bs.find((b) => b.version === av) ?? bs[0] ?? null,
       dlq: dlq.get(m.name) ?? 0,
       schema: schemas.get(m.name) ?? null,
+      table_exists: !missing.has(m.name),
+      ...(missing.has(m.name) ? { problem: droppedTableMessage(m, 'status') } : {}),
     }
   })
   const stream = { ...(await slotState(sql, slot)), publication: config.stream.publication }
@@ -207,5 +215,7 @@ export function formatStatus(r: StatusReport): string {
     [`schema of ${m.namespace} (mapping ${m.mapping}${m.schema!.id_type === 'string' ? ', string ids' : ''}):`]
       .concat(m.schema!.lines.map((l) => `  ${l}`)).join('\n')
   )
-  return `${mappings}\n\n${schemas.length ? schemas.join('\n') + '\n\n' : ''}${stream.join('\n')}`
+  const problems = r.mappings.flatMap((m) => m.problem ? [`error: ${m.problem}`] : [])
+  return `${mappings}\n${problems.length ? problems.join('\n') + '\n' : ''}\n` +
+    `${schemas.length ? schemas.join('\n') + '\n\n' : ''}${stream.join('\n')}`
 }

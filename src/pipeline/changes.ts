@@ -5,6 +5,7 @@ import { decodeColumns } from '../postgres/values.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import type { Id, Row, RowEvent } from '../types.ts'
 import { docId, idProblem } from './docid.ts'
+import { membershipFailure } from './membership/mod.ts'
 
 /** What the stream knows about one mapping while it runs. */
 export interface MappingRoute {
@@ -216,7 +217,8 @@ export function changeIntents(
     try {
       member = !route.isMember || route.isMember(row)
     } catch (e) {
-      bad({ route, lsn: pos.commitLsn, event: { type, id, new: row }, error: `membership: ${(e as Error).message}` })
+      // with the id and key texts, as every dead letter of a row: `dlq retry` finds the row by them
+      failed(route, tuple, { type, id, new: row }, membershipFailure(e), id)
       continue
     }
     if (member) {

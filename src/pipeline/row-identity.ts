@@ -19,6 +19,7 @@ import type { Mapping } from '../config/load.ts'
 import { encodeVersion, type Id, type Logger, type Row } from '../types.ts'
 import { deadLetterEvent, type Intent, intentKeyTexts, type MappingRoute } from './changes.ts'
 import { docId, idKey } from './docid.ts'
+import { membershipFailure } from './membership/mod.ts'
 import { type RouteRuntime, writeIntents, type WriterDeps, type WriteSummary } from './writer.ts'
 
 export { docId, idKey }
@@ -216,7 +217,23 @@ export async function rereadIntents(
     const m = route.mapping
     // the table as it is now, by OID: the relation message's name and columns may be out of date (DROP COLUMN, renames)
     const table = await tableByOid(sql, group[0].relation!.oid)
-    const lost = table ? m.idColumns.filter((c) => !table.columns.some((col) => col.name === c)) : []
+    if (!table) {
+      // dropped since (DROP TABLE): the row's current state is gone with it, and the change lacks values the
+      // document needs; a dead letter says so (ops/dropped-tables.ts tells what to do with the mapping)
+      for (const i of group) {
+        dead.push({
+          mapping: m.name,
+          docId: String(i.id),
+          lsn: i.lsn,
+          event: deadLetterEvent(i),
+          error: `re-read: table ${m.schema}.${m.table} was dropped before the row could be read again (its change ` +
+            `lacked unchanged TOAST or generated column values): the document keeps its earlier version`,
+        })
+        replaced.set(i, undefined)
+      }
+      continue
+    }
+    const lost = m.idColumns.filter((c) => !table.columns.some((col) => col.name === c))
     if (lost.length) {
       // an id column renamed or dropped since: these rows cannot be found by key; they wait in the DLQ, the stream goes on
       for (const i of group) {
@@ -225,17 +242,14 @@ export async function rereadIntents(
           docId: String(i.id),
           lsn: i.lsn,
           event: deadLetterEvent(i),
-          error: `re-read: id column(s) ${lost.join(', ')} no longer in ${table!.schema}.${table!.table} (renamed or ` +
+          error: `re-read: id column(s) ${lost.join(', ')} no longer in ${table.schema}.${table.table} (renamed or ` +
             `dropped): give the mapping its new id in a new migration version`,
         })
         replaced.set(i, undefined)
       }
       continue
     }
-    // a dropped table has no rows: its later changes (if any) say what happened to the documents
-    const found = table
-      ? await readCurrent(sql, route, neededOf(route, table), group.map((i) => intentKeyTexts(i)!))
-      : new Map()
+    const found = await readCurrent(sql, route, neededOf(route, table), group.map((i) => intentKeyTexts(i)!))
     for (const i of group) {
       const row = found.get(idKey(i.id))
       if (!row) {
@@ -251,7 +265,7 @@ export async function rereadIntents(
           docId: String(i.id),
           lsn: i.lsn,
           event: deadLetterEvent(i),
-          error: `membership: ${e}`,
+          error: membershipFailure(e),
         })
         replaced.set(i, undefined)
         continue

@@ -5,7 +5,8 @@ export interface TableInfo {
   oid: number
   schema: string
   table: string
-  columns: Array<{ name: string; typeOid: number; typeName: string; notNull: boolean }>
+  /** generated: a stored generated column (pgoutput before PostgreSQL 18, and 18 by default, does not send it) */
+  columns: Array<{ name: string; typeOid: number; typeName: string; notNull: boolean; generated: boolean }>
   primaryKey: string[]
   /** d = default (primary key), n = nothing, f = full, i = index */
   replicaIdentity: 'd' | 'n' | 'f' | 'i'
@@ -18,9 +19,11 @@ export async function tableInfo(sql: postgres.Sql, schema: string, table: string
     SELECT c.oid::int AS oid, c.relreplident, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = ${schema} AND c.relname = ${table} AND c.relkind IN ('r', 'p')`
   if (!t) return undefined
-  const columns = await sql<{ name: string; typeOid: number; typeName: string; notNull: boolean }[]>`
+  const columns = await sql<
+    { name: string; typeOid: number; typeName: string; notNull: boolean; generated: boolean }[]
+  >`
     SELECT a.attname AS name, a.atttypid::int AS "typeOid", format_type(a.atttypid, a.atttypmod) AS "typeName",
-           a.attnotnull AS "notNull"
+           a.attnotnull AS "notNull", a.attgenerated <> '' AS generated
     FROM pg_attribute a WHERE a.attrelid = ${t.oid} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`
   const keyOf = async (where: string) =>
     (await sql.unsafe<{ name: string }[]>(

@@ -107,6 +107,9 @@ function quoteLiteral(s: string): string {
 
 // Standby status update clock: microseconds since 2000-01-01 UTC.
 const PG_EPOCH_MS = Date.UTC(2000, 0, 1)
+// pgoutput message tags, at byte 25 of an XLogData frame
+const BEGIN = 0x42
+const COMMIT = 0x43
 
 interface KeepaliveMark {
   keepalive: bigint
@@ -250,6 +253,7 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
     if (pubs.length === 0) throw new Error('no publication to stream from')
     const pubList = pubs.map((p) => '"' + p.replaceAll('"', '""') + '"').join(',')
     this.slot = opts.slot
+    await this.checkPublications(pubs)
     const session = await this.session()
     const interval = this.statusIntervalMs ?? session.statusIntervalMs
     const command = `START_REPLICATION SLOT ${opts.slot} LOGICAL ${formatLsn(opts.startLsn ?? 0n)} ` +
@@ -273,6 +277,21 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
     })
     this.timer = setInterval(() => this.sendStatus(), interval)
     return this
+  }
+
+  // PostgreSQL 14–17 fail the stream at the first change when a publication is missing; 18 only warns and streams
+  // nothing for it. Check first, so that every version fails the same way, and at once.
+  private async checkPublications(pubs: string[]) {
+    const rows = await this.sql.unsafe(
+      `SELECT pubname FROM pg_publication WHERE pubname IN (${pubs.map(quoteLiteral).join(', ')})`,
+    )
+    const missing = pubs.find((p) => !rows.some((r) => r.pubname === p))
+    if (missing) {
+      throw new ReplicationError(
+        `replication stream of slot "${this.slot}" failed: publication "${missing}" does not exist`,
+        '42704',
+      )
+    }
   }
 
   /**
@@ -459,6 +478,22 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
         return undefined
       }
       if (this.failure) throw this.failure
+      // PostgreSQL 14 sends a Begin/Commit pair for every transaction, even one that changed nothing published (DDL,
+      // other tables); 15+ skip them. Skip them here too, so that every version streams the same: the Commit then
+      // counts as a keepalive. Deciding needs the frame after the Begin: wait for it.
+      let empty = false
+      const first = this.queue[this.head]
+      if (first instanceof Uint8Array && first[25] === BEGIN) {
+        const after = this.queue[this.head + 1]
+        if (after === undefined && !this.ended) {
+          if (this.paused) { // only the Begin is buffered: let the next frame in
+            this.paused = false
+            this.stream?.resume()
+          }
+          return undefined
+        }
+        empty = after instanceof Uint8Array && after[25] === COMMIT
+      }
       const item = this.queue[this.head++]
       if (this.head >= 1024 && this.head * 2 >= this.queue.length) {
         this.queue = this.queue.slice(this.head)
@@ -476,6 +511,13 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
         continue
       }
       this.queuedBytes -= item.length
+      if (empty) {
+        const commit = this.queue[this.head++] as Buffer
+        this.queuedBytes -= commit.length
+        const m = this.decoder.decode(commit, 25) as Extract<PgOutputMessage, { tag: 'commit' }>
+        this.position?.keepalive(m.endLsn)
+        continue
+      }
       const msg = this.decoder.decode(item, 25)
       this.position?.taken(msg)
       return { done: false, value: { walStart: item.readBigUInt64BE(1), walEnd: item.readBigUInt64BE(9), msg } }

@@ -1,26 +1,37 @@
 // A throwaway PostgreSQL cluster (initdb in a temp dir, wal_level=logical, a free port, stopped on demand): the
-// embedded default of `puffgres demo`, and the test harness's cluster. Runs the server as the `postgres` OS user
-// when we are root (initdb and postgres refuse to run as root).
+// embedded default of `puffgres demo`, and the test harness's cluster. Its server programs come from
+// findPgBinaries() (PG_BIN, the PATH, /usr/lib/postgresql, the npm-installed ones). When we are root it runs them as
+// an unprivileged user (initdb and postgres refuse to run as root): `postgres`, else `nobody`.
 import { spawnSync } from 'node:child_process'
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { chmodSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import process from 'node:process'
+import { findPgBinaries, type PgBinaries, pgVersion } from './pg-binaries.ts'
 
-let pgBin: string | undefined
+let binaries: (PgBinaries & { version: string }) | undefined
 
-/** The folder of PostgreSQL's server programs: $PG_BIN, else the newest /usr/lib/postgresql/N/bin. */
-export function pgBinDir(): string {
-  return pgBin ??= process.env.PG_BIN ?? findPgBin()
+/** The server programs this process uses (found once), with the version they report. */
+export function pgBinaries(): PgBinaries & { version: string } {
+  if (!binaries) {
+    const found = findPgBinaries()
+    const dir = isRoot ? runnableByServerUser(found.dir) : found.dir
+    binaries = { ...found, dir, version: pgVersion(dir) ?? 'PostgreSQL' }
+  }
+  return binaries
 }
 
-function findPgBin(): string {
-  for (const v of ['18', '17', '16', '15', '14']) {
-    const dir = `/usr/lib/postgresql/${v}/bin`
-    if (existsSync(join(dir, 'initdb'))) return dir
-  }
-  throw new Error('PostgreSQL server binaries not found (set PG_BIN to the folder holding initdb and pg_ctl)')
+/** The folder of PostgreSQL's server programs (see pgBinaries). */
+export function pgBinDir(): string {
+  return pgBinaries().dir
+}
+
+/** One line saying which PostgreSQL the throwaway cluster runs. */
+export function describePgBinaries(): string {
+  const b = pgBinaries()
+  return `${b.version} server programs from ${b.source}${b.source === b.dir ? '' : ` (${b.dir})`}`
 }
 
 export interface Cluster {
@@ -33,12 +44,57 @@ export interface Cluster {
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0
 
-/** Runs a PostgreSQL binary, as the `postgres` OS user when we are root (initdb and postgres refuse root). */
+let serverUserName: string | undefined
+/** The unprivileged OS user that runs the server when we are root: `postgres` if it exists, else `nobody`. */
+function serverUser(): string {
+  return serverUserName ??= spawnSync('id', ['-u', 'postgres']).status === 0 ? 'postgres' : 'nobody'
+}
+
+// runuser lives in /usr/sbin or /sbin, which a trimmed PATH may leave out
+const runuser = ['/usr/sbin/runuser', '/sbin/runuser', '/usr/bin/runuser'].find((p) => existsSync(p)) ?? 'runuser'
+
+function asServerUser(cmd: string, args: string[]) {
+  const r = spawnSync(runuser, ['-u', serverUser(), '--', cmd, ...args], { encoding: 'utf8' })
+  if (r.error) throw new Error(`cannot run ${cmd} as the ${serverUser()} user with ${runuser}: ${r.error.message}`)
+  return r
+}
+
+// The server user may not reach binaries installed under root's folders (node_modules in /root, a 0700 checkout):
+// then run a copy in a world-readable temp folder, made once per source folder and build, and shared by later
+// processes.
+function runnableByServerUser(binDir: string): string {
+  if (asServerUser(join(binDir, 'postgres'), ['--version']).status === 0) return binDir
+  const root = dirname(binDir) // native/: bin, lib and share travel together
+  // the npm package's version (a reinstall keeps it; mtimes change) and the binary's size tell builds apart
+  let version = ''
+  try {
+    version = JSON.parse(readFileSync(join(dirname(root), 'package.json'), 'utf8')).version ?? ''
+  } catch { /* not an npm package */ }
+  const { size } = statSync(join(binDir, 'postgres'))
+  const hash = createHash('sha256').update(`${root}\0${version}\0${size}`).digest('hex').slice(0, 12)
+  const copy = join(tmpdir(), `puffgres-pg-bin-${hash}`)
+  if (!existsSync(join(copy, 'bin', 'initdb'))) {
+    const tmp = mkdtempSync(join(tmpdir(), 'puffgres-pg-bin-tmp-'))
+    const cp = spawnSync('cp', ['-a', `${root}/.`, tmp], { encoding: 'utf8' })
+    if (cp.status !== 0) throw new Error(`copying ${root} to ${tmp} failed: ${cp.stderr.trim()}`)
+    chmodSync(tmp, 0o755)
+    try {
+      renameSync(tmp, copy)
+    } catch {
+      rmSync(tmp, { recursive: true, force: true }) // another process made it first
+    }
+  }
+  const r = asServerUser(join(copy, 'bin', 'postgres'), ['--version'])
+  if (r.status !== 0) {
+    throw new Error(`${join(copy, 'bin', 'postgres')} does not run as the ${serverUser()} user: ${r.stderr.trim()}`)
+  }
+  return join(copy, 'bin')
+}
+
+/** Runs a PostgreSQL binary, as an unprivileged OS user when we are root (initdb and postgres refuse root). */
 export function pgRun(bin: string, args: string[], opts: { allowFail?: boolean } = {}) {
   const cmd = join(pgBinDir(), bin)
-  const r = isRoot
-    ? spawnSync('runuser', ['-u', 'postgres', '--', cmd, ...args], { encoding: 'utf8' })
-    : spawnSync(cmd, args, { encoding: 'utf8' })
+  const r = isRoot ? asServerUser(cmd, args) : spawnSync(cmd, args, { encoding: 'utf8' })
   if (r.status !== 0 && !opts.allowFail) {
     throw new Error(`${bin} ${args.join(' ')} failed (${r.status}): ${r.stderr || r.stdout}`)
   }
@@ -57,12 +113,28 @@ export function freePort(): Promise<number> {
   })
 }
 
-/** Starts a new cluster. Most tests want `sharedCluster()` instead. */
-export async function startCluster(settings: Record<string, string> = {}): Promise<Cluster> {
+let described = false
+
+/**
+ * Starts a new cluster. Most tests want `sharedCluster()` instead. `say` gets one line naming the server programs
+ * used (default: stderr, once per process).
+ */
+export async function startCluster(
+  settings: Record<string, string> = {},
+  say?: (line: string) => void,
+): Promise<Cluster> {
+  if (say) say(`using ${describePgBinaries()}`)
+  else if (!described) process.stderr.write(`puffgres: using ${describePgBinaries()}\n`)
+  described = true
   const dir = mkdtempSync(join(tmpdir(), 'puffgres-pg-'))
   chmodSync(dir, 0o777)
   const data = join(dir, 'data')
-  pgRun('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--locale=C'])
+  try {
+    pgRun('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--locale=C'])
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true })
+    throw e
+  }
   const port = await freePort()
   const conf = {
     listen_addresses: "'127.0.0.1'",
@@ -83,7 +155,15 @@ export async function startCluster(settings: Record<string, string> = {}): Promi
     join(data, 'postgresql.auto.conf'),
     Object.entries(conf).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n',
   )
-  pgRun('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '60', 'start'])
+  try {
+    pgRun('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '60', 'start'])
+  } catch (e) {
+    // the server's log says why; it goes with the folder
+    const log = existsSync(join(dir, 'log')) ? readFileSync(join(dir, 'log'), 'utf8').trim().split('\n').slice(-5) : []
+    pgRun('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop'], { allowFail: true })
+    rmSync(dir, { recursive: true, force: true })
+    throw new Error(`${(e as Error).message.trim()}${log.length ? `\nserver log: ${log.join('\n')}` : ''}`)
+  }
   let stopped = false
   return {
     port,

@@ -13,6 +13,7 @@ import { Heartbeat } from '../ops/heartbeat.ts'
 import { startMetricsServer } from '../ops/metrics-server.ts'
 import { StreamMonitor } from '../ops/stream-monitor.ts'
 import { checkSlot, type CreateSlot, SlotGoneError } from '../ops/slot-guard.ts'
+import { DroppedTableWatch, leaveOutDroppedTables } from '../ops/dropped-tables.ts'
 import { connect } from '../postgres/connect.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import { checkMigrated } from '../postgres/preflight.ts'
@@ -59,6 +60,8 @@ export interface RunOptions {
   heartbeatIntervalMs?: number
   /** warn when the slot retains more WAL than this many MiB */
   maxRetainedWalMb?: number
+  /** ms between looks for dropped mapped tables (default 10000; 0: none) */
+  tableCheckIntervalMs?: number
 }
 
 const sleep = (ms: number, signal?: AbortSignal) =>
@@ -102,20 +105,24 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
   })
   let metricsServer: HttpServer | undefined
   let routes: RouteRuntime[] = []
+  // the mappings streamed: those whose table was dropped after `migrate` are left out (ops/dropped-tables.ts)
+  let streamed = config
+  let tableWatch: DroppedTableWatch | undefined
   try {
     // PostgreSQL down or starting up when run starts: wait for it, as for a restart while streaming
     for (let attempt = 1;; attempt++) {
       try {
+        streamed = await leaveOutDroppedTables(config, sql, log)
         if (ownPublication) {
-          const tables = config.mappings.map((m) => ({ schema: m.schema, table: m.table }))
-          if (await ensurePublication(sql, config.stream.publication, tables)) {
+          const tables = streamed.mappings.map((m) => ({ schema: m.schema, table: m.table }))
+          if (await ensurePublication(sql, streamed.stream.publication, tables)) {
             log.info('publication set to the selected mappings', {
-              publication: config.stream.publication,
-              mappings: config.mappings.map((m) => m.name).join(','),
+              publication: streamed.stream.publication,
+              mappings: streamed.mappings.map((m) => m.name).join(','),
             })
           }
         }
-        await checkMigrated(config, sql)
+        await checkMigrated(streamed, sql)
         break
       } catch (e) {
         if (!isUnreachable(e) || opts.signal?.aborted) throw e
@@ -131,7 +138,9 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
       opts.onMetricsServer?.(metricsServer.port)
     }
     heartbeat.start()
-    routes = await buildRoutes(config, sql, log)
+    routes = await buildRoutes(streamed, sql, log)
+    tableWatch = new DroppedTableWatch(sql, routes, log, opts.tableCheckIntervalMs ?? 10_000)
+    tableWatch.start()
     let waitingLogged = false
     let failures = 0
     while (!opts.signal?.aborted) {
@@ -238,6 +247,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
   } finally {
     monitor.setStreaming(false)
     await heartbeat.stop()
+    await tableWatch?.stop()
     // transform runners: `bin:` child processes end here
     for (const r of routes) await r.runner.close().catch(() => {})
     await metricsServer?.stop().catch(() => {})

@@ -2,8 +2,11 @@
 // use; each test file asks for its own fresh database.
 import postgres from 'postgres'
 import { type Cluster, startCluster } from '../../src/postgres/throwaway.ts'
+import { selectTestPgVersion } from './pg-version.ts'
 
 export { type Cluster, freePort, pgRun, startCluster } from '../../src/postgres/throwaway.ts'
+
+selectTestPgVersion()
 
 let shared: Promise<Cluster> | undefined
 

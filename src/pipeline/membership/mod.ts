@@ -9,7 +9,7 @@
 // Known limits (as of the decoder in postgres/values.ts): it decodes float NaN/±Infinity and timestamp ±infinity
 // as null, and truncates timestamps to milliseconds, so predicates on such values can decide differently from
 // PostgreSQL. Text compares in code-point order, which equals PostgreSQL's only under collation "C".
-export { MembershipError, parseMembership, predicateColumns } from './parse.ts'
+export { MembershipError, membershipFailure, parseMembership, predicateColumns } from './parse.ts'
 export type { CompareOp, Expr, Literal, Predicate } from './parse.ts'
 export { compileMembership, evaluate, isMember } from './eval.ts'
 export type { ColumnType, ColumnTypes, CompiledPredicate } from './eval.ts'

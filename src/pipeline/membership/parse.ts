@@ -14,6 +14,15 @@ export class MembershipError extends Error {
   }
 }
 
+/**
+ * The dead-letter error of a row whose membership could not be evaluated, the same on every path (stream, re-read):
+ * `membership: <what>`, once, without the error's class name.
+ */
+export function membershipFailure(e: unknown): string {
+  const message = e instanceof Error ? e.message : String(e)
+  return message.startsWith('membership:') ? message : `membership: ${message}`
+}
+
 export type Literal =
   | { type: 'string'; value: string }
   /** `text` is the literal as written, minus a leading '+' (e.g. `-1.50`, `1e3`) */

@@ -178,7 +178,9 @@ function normalizeAttributes(
     }
     const bad = badValue(value)
     if (bad) return `${field}.${name}${bad.startsWith('[') ? '' : ': '}${bad}`
-    out[name] = value
+    // turbopuffer arrays hold no nulls: a PostgreSQL array's NULL elements are left out whichever path built the
+    // value (the identity transform does the same; a transform often hands event.new's arrays on as they are)
+    out[name] = Array.isArray(value) && value.includes(null) ? value.filter((x) => x !== null) : value
   }
   return { attributes: out, vector }
 }
