@@ -6,7 +6,8 @@ import type { PgOutputMessage } from '../src/postgres/pgoutput.ts'
 import { Checkpoint, CommitLedger } from '../src/stream/mod.ts'
 
 const begin = { tag: 'begin', finalLsn: 0n, commitTime: 0n, xid: 1 } as unknown as PgOutputMessage
-const commit = (endLsn: bigint) => ({ tag: 'commit', flags: 0, commitLsn: endLsn - 8n, endLsn }) as unknown as PgOutputMessage
+const commit = (endLsn: bigint) =>
+  ({ tag: 'commit', flags: 0, commitLsn: endLsn - 8n, endLsn }) as unknown as PgOutputMessage
 
 function checkpoint() {
   const reported: bigint[] = []

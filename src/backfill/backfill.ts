@@ -30,7 +30,7 @@ import type { Intent } from '../pipeline/changes.ts'
 import { deleteIntent, keyRow, rowDocId } from '../pipeline/row-identity.ts'
 import { idProblem } from '../pipeline/docid.ts'
 import { buildRoutes } from '../pipeline/routes.ts'
-import { type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
+import { emptySummary, type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import { encodeVersion, type Logger } from '../types.ts'
@@ -357,14 +357,7 @@ async function copy(
     const values = plan.keyIndexed ? raw.rows : dedupeByKey(plan, raw.rows)
     const starts: number[] = []
     for (let i = 0; i < values.length; i += batchSize) starts.push(i)
-    const written: WriteSummary = {
-      upserted: 0,
-      deleted: 0,
-      skipped: 0,
-      deadLettered: 0,
-      typeConflicts: 0,
-      byMapping: new Map(),
-    }
+    const written = emptySummary()
     await forEachAdaptive(starts, writesInFlight, async (start) => {
       // Let the socket be read between batches: the next page arrives while this one is decoded, and PostgreSQL
       // does not sit with a full socket buffer. A turn of the event loop reads only part of what has come, so as

@@ -212,6 +212,19 @@ export async function rereadIntents(
     else groups.set(k, [i])
   }
   const replaced = new Map<Intent, Intent | undefined>()
+  /** the whole group cannot be re-read: each change waits in the DLQ with `error`; its document keeps its version */
+  const deadLetterAll = (group: Intent[], error: string) => {
+    for (const i of group) {
+      dead.push({
+        mapping: group[0].route.mapping.name,
+        docId: String(i.id),
+        lsn: i.lsn,
+        event: deadLetterEvent(i),
+        error,
+      })
+      replaced.set(i, undefined)
+    }
+  }
   for (const group of groups.values()) {
     const route = group[0].route
     const m = route.mapping
@@ -220,33 +233,21 @@ export async function rereadIntents(
     if (!table) {
       // dropped since (DROP TABLE): the row's current state is gone with it, and the change lacks values the
       // document needs; a dead letter says so (ops/dropped-tables.ts tells what to do with the mapping)
-      for (const i of group) {
-        dead.push({
-          mapping: m.name,
-          docId: String(i.id),
-          lsn: i.lsn,
-          event: deadLetterEvent(i),
-          error: `re-read: table ${m.schema}.${m.table} was dropped before the row could be read again (its change ` +
-            `lacked unchanged TOAST or generated column values): the document keeps its earlier version`,
-        })
-        replaced.set(i, undefined)
-      }
+      deadLetterAll(
+        group,
+        `re-read: table ${m.schema}.${m.table} was dropped before the row could be read again (its change ` +
+          `lacked unchanged TOAST or generated column values): the document keeps its earlier version`,
+      )
       continue
     }
     const lost = m.idColumns.filter((c) => !table.columns.some((col) => col.name === c))
     if (lost.length) {
       // an id column renamed or dropped since: these rows cannot be found by key; they wait in the DLQ, the stream goes on
-      for (const i of group) {
-        dead.push({
-          mapping: m.name,
-          docId: String(i.id),
-          lsn: i.lsn,
-          event: deadLetterEvent(i),
-          error: `re-read: id column(s) ${lost.join(', ')} no longer in ${table.schema}.${table.table} (renamed or ` +
-            `dropped): give the mapping its new id in a new migration version`,
-        })
-        replaced.set(i, undefined)
-      }
+      deadLetterAll(
+        group,
+        `re-read: id column(s) ${lost.join(', ')} no longer in ${table.schema}.${table.table} (renamed or ` +
+          `dropped): give the mapping its new id in a new migration version`,
+      )
       continue
     }
     const found = await readCurrent(sql, route, neededOf(route, table), group.map((i) => intentKeyTexts(i)!))

@@ -35,6 +35,11 @@ export interface WriteSummary {
   byMapping: Map<string, { upserted: number; deleted: number }>
 }
 
+/** A summary of nothing written yet, to add to. */
+export function emptySummary(): WriteSummary {
+  return { upserted: 0, deleted: 0, skipped: 0, deadLettered: 0, typeConflicts: 0, byMapping: new Map() }
+}
+
 /**
  * Transforms and writes one batch of intents (at most one per mapping and id) and dead-letters what a transform
  * rejected or turbopuffer refused, together with `dead` (failures found earlier). Resolves once all of it is durable.
@@ -77,14 +82,7 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
       ns.origin.push(intent)
     }
   }
-  const summary: WriteSummary = {
-    upserted: 0,
-    deleted: 0,
-    skipped: 0,
-    deadLettered: 0,
-    typeConflicts: 0,
-    byMapping: new Map(),
-  }
+  const summary = emptySummary()
   await Promise.all([...byNamespace].map(async ([namespace, entry]) => {
     const { route } = entry
     if (!entry.ops.length) return

@@ -38,7 +38,6 @@ export const TEXT_FORMAT_SETTINGS = {
   bytea_output: 'hex',
 } as const
 
-
 /**
  * Decodes one value in PostgreSQL's text format. `typeName` (from a Type message) identifies non-builtin types
  * whose OIDs differ between databases (pgvector's `vector`; `_name` for arrays of them). null stays null.

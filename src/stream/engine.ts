@@ -264,9 +264,7 @@ const usageError = (message: string) => new CliError(message, 2)
  */
 export function selectForRun(config: Config, opts: RunOptions): { config: Config; ownPublication: boolean } {
   const fromFlag = opts.mappings !== undefined
-  const mappings = fromFlag
-    ? selectMappings(config, opts.mappings, '--mapping', usageError)
-    : configSelection(config)
+  const mappings = fromFlag ? selectMappings(config, opts.mappings, '--mapping', usageError) : configSelection(config)
   const publication = opts.publication ?? config.stream.publication
   const subset = mappings.length < config.mappings.length
   if (subset && fromFlag) {

@@ -6,11 +6,16 @@ import { fileURLToPath } from 'node:url'
 export const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url))
 const DENO_JSON = fileURLToPath(new URL('../../deno.json', import.meta.url))
 
-/** The command line that runs the CLI on this runtime. */
-export function cliCommand(args: string[]): [string, string[]] {
-  return 'Deno' in globalThis
-    ? [process.execPath, ['run', '-A', '--quiet', '--config', DENO_JSON, CLI, ...args]]
-    : [process.execPath, [CLI, ...args]]
+export const onDeno = 'Deno' in globalThis
+
+/**
+ * The command line that runs the CLI on this runtime. On Deno with the project's deno.json, unless `asUser`: then
+ * `deno run -A src/cli.ts` as `deno run -A jsr:@puffgres/cli` would run, finding no config of ours.
+ */
+export function cliCommand(args: string[], opts: { asUser?: boolean } = {}): [string, string[]] {
+  if (!onDeno) return [process.execPath, [CLI, ...args]]
+  const config = opts.asUser ? [] : ['--quiet', '--config', DENO_JSON]
+  return [process.execPath, ['run', '-A', ...config, CLI, ...args]]
 }
 
 export interface Child {
@@ -22,7 +27,7 @@ export interface Child {
 
 export function spawnCli(args: string[], env: Record<string, string> = {}): Child {
   const [cmd, argv] = cliCommand(args)
-  if ('Deno' in globalThis) return spawnDeno(cmd, argv, { PUFFGRES_LOG: 'debug', ...env })
+  if (onDeno) return spawnDeno(cmd, argv, { PUFFGRES_LOG: 'debug', ...env })
   const proc = spawn(cmd, argv, {
     env: { ...process.env, PUFFGRES_LOG: 'debug', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

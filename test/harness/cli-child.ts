@@ -1,15 +1,10 @@
 // Runs the CLI as a child process of the runtime running the test (Bun: `bun src/cli.ts`; Deno: `deno run -A
 // src/cli.ts`, as `deno run -A jsr:@puffgres/cli` would), in a chosen folder, as a user types the commands.
 import { spawn } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
 import process from 'node:process'
+import { cliCommand } from './child.ts'
 
-export const CLI_PATH = fileURLToPath(new URL('../../src/cli.ts', import.meta.url))
-export const onDeno = typeof (globalThis as { Deno?: unknown }).Deno !== 'undefined'
-
-export function cliArgv(args: string[]): [string, string[]] {
-  return onDeno ? [process.execPath, ['run', '-A', CLI_PATH, ...args]] : [process.execPath, [CLI_PATH, ...args]]
-}
+export { onDeno } from './child.ts'
 
 export interface CliRun {
   code: number | null
@@ -27,7 +22,7 @@ export interface CliProcess {
 
 /** Starts `puffgres <args>` in `cwd`, with `env` added to this process's environment. */
 export function startCli(args: string[], opts: { cwd: string; env?: Record<string, string> }): CliProcess {
-  const [cmd, argv] = cliArgv(args)
+  const [cmd, argv] = cliCommand(args, { asUser: true })
   const proc = spawn(cmd, argv, {
     cwd: opts.cwd,
     env: { ...process.env, NO_COLOR: '1', ...opts.env },
