@@ -19,8 +19,6 @@ const LONG_FOR_GOOD: Record<string, string> = {
 
 /** Over MAX_LINES today and waiting to be split (issue 16). Remove an entry once its file is split. */
 const LONG_TO_SPLIT: Record<string, string> = {
-  // one backfill run end to end (pages, checkpoints, the re-check after writing): split per stage
-  'backfill/backfill.ts': 'backfill run',
   // the replication connection: slot commands, START_REPLICATION, the frame queue, status updates (the confirm
   // policy moved to stream/checkpoint.ts); the slot commands could go to a module of their own
   'postgres/replication.ts': 'replication stream',

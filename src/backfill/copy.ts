@@ -1,0 +1,379 @@
+// The copy of one backfill: keyset pages read, decoded, written and re-checked, checkpointed in page order.
+// Rows are read in keyset pages, one COPY each, of several batches (about PAGE_ROWS rows), so that the costs paid
+// per query (PostgreSQL's round trip, the snapshot LSN, the re-check, the checkpoint) are paid once per many rows.
+// A batch (`--batch-size` rows) is one transform call and one write; a page's batches are written a few at a time.
+// Pipeline: page n+1 is fetched while page n is written; the re-checks of the last pages written run meanwhile, so
+// at most MAX_RECHECKS + 2 pages are in memory whatever the table size. A checkpoint covers a page only once it and
+// every page before it are written and re-checked, so `--resume` never skips a row or a re-check.
+//
+// A page's key texts are recorded (__puffgres_backfill_pages) before any of its documents is written, and forgotten
+// with the checkpoint that covers it. A run that dies between the two may have written documents it never
+// re-checked, and a page read again after it no longer holds the rows deleted meanwhile; so every backfill first
+// re-checks the pages an earlier run left recorded.
+import { sinkFromConfig } from '../turbopuffer/from-config.ts'
+import { setImmediate } from 'node:timers'
+import { OID } from '../postgres/values.ts'
+import { AdaptiveLimit, forEachAdaptive } from '../concurrency.ts'
+import type { Config, Mapping } from '../config/load.ts'
+import type { DeadLetter } from '../postgres/dlq.ts'
+import { formatLsn, parseLsn } from '../postgres/lsn.ts'
+import type { Intent } from '../pipeline/changes.ts'
+import { deleteIntent, keyRow, rowDocId } from '../pipeline/row-identity.ts'
+import { idProblem } from '../pipeline/docid.ts'
+import { emptySummary, type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
+import { DiscardSink } from '../turbopuffer/discard.ts'
+import { encodeVersion } from '../types.ts'
+import {
+  type BackfillRecord,
+  finishBackfill,
+  forgetOtherVersions,
+  forgetPage,
+  pagesInFlight,
+  recordPage,
+  saveCheckpoint,
+} from './checkpoint.ts'
+import {
+  decodePage,
+  lastKeyOf,
+  type Page,
+  pageLsn,
+  type RawPage,
+  readRawPage,
+  type RecheckedPage,
+  recheckPage,
+  textArrayLiteral,
+} from './page.ts'
+import type { BackfillPlan } from './plan.ts'
+import type { CopyRow } from '../postgres/copy-text.ts'
+import { createProgress, formatCount } from './progress.ts'
+import type { BackfillCtx, BackfillOptions, BackfillResult, BackfillStats } from './options.ts'
+
+/** the rows a keyset page (one COPY) aims at */
+const PAGE_ROWS = 10_000
+/** at most this many batches per page, so that small batches still checkpoint often */
+const MAX_BATCHES_PER_PAGE = 10
+/**
+ * batches written at once, at most: a turbopuffer write takes hundreds of milliseconds whatever its size, and one
+ * batch at a time would bind the backfill to that latency. Four 1000-row batches in flight already pass the
+ * per-namespace limit (10,000 writes/s) at turbopuffer's ~170 ms per write, so the AIMD limit (concurrency.ts) only
+ * halves on 429 and grows back to this: more would only bring 429 storms.
+ */
+const WRITES_IN_FLIGHT = 4
+/** written pages whose re-check may be in flight at once (each holds only its key texts) */
+const MAX_RECHECKS = 4
+/** rows decoded per turn of the event loop given to reading the socket (see writePage) */
+const ROWS_PER_YIELD = 250
+
+/** Types whose decoded values PostgreSQL reads back as the same key (numbers, texts, uuid, date, bool). */
+const EXACT_KEY_TYPES = new Set<number>([
+  OID.int2,
+  OID.int4,
+  OID.int8,
+  OID.oid,
+  OID.text,
+  OID.varchar,
+  OID.bpchar,
+  OID.name,
+  OID.uuid,
+  OID.numeric,
+  OID.date,
+  OID.bool,
+])
+
+/** Rows per keyset page for a batch size: a whole number of batches, about PAGE_ROWS, 1 to MAX_BATCHES_PER_PAGE. */
+export function pageRows(batchSize: number): number {
+  return batchSize * Math.max(1, Math.min(MAX_BATCHES_PER_PAGE, Math.floor(PAGE_ROWS / batchSize)))
+}
+
+/** The rows of `rows` with distinct key texts, the last of each. */
+function dedupeByKey(plan: BackfillPlan, rows: CopyRow[]): CopyRow[] {
+  const byKey = new Map<string, CopyRow>()
+  for (const r of rows) byKey.set(plan.keyIndex.map((k) => r[k]).join('\0'), r)
+  return byKey.size === rows.length ? rows : [...byKey.values()]
+}
+
+/** What is kept of a page once it is written (not its rows): for its re-check and its checkpoint. */
+type WrittenPage = RecheckedPage & Pick<Page, 'count' | 'lastKey'> & { pageId: string }
+
+/** A page as read, with its keys and its id in the journal of pages in flight (not for an empty page). */
+type ReadPage = RawPage & Partial<RecheckedPage> & { recorded?: Promise<string> }
+
+/** Swallows an unhandled rejection of a promise that is awaited later (or abandoned on an earlier failure). */
+function later<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => {})
+  return p
+}
+
+export async function copy(
+  config: Config,
+  m: Mapping,
+  plan: BackfillPlan,
+  route: RouteRuntime,
+  opts: BackfillOptions,
+  ctx: BackfillCtx,
+  resumeFrom: BackfillRecord | undefined,
+): Promise<BackfillResult> {
+  const { sql, log, batchSize } = ctx
+  const writesInFlight = new AdaptiveLimit({ initial: WRITES_IN_FLIGHT, max: WRITES_IN_FLIGHT })
+  const sink = opts.sink ?? (opts.discard ? new DiscardSink() : sinkFromConfig(
+    config.turbopuffer,
+    {
+      log,
+      onRetry: (info) => {
+        if (info.status === 429) writesInFlight.pushback()
+      },
+    },
+  ))
+  const deps = { sink, sql, log }
+  const started = Date.now()
+  const stats: BackfillStats = {
+    mapping: m.name,
+    rows: 0,
+    rowsDone: resumeFrom?.rowsDone ?? 0,
+    docsWritten: 0,
+    deleted: 0,
+    skipped: 0,
+    deadLettered: 0,
+    nullIds: 0,
+    ms: 0,
+    resumed: !!resumeFrom,
+  }
+  const progress = opts.progress === false ? undefined : createProgress({
+    mapping: m.name,
+    total: plan.estimate,
+    startRows: stats.rowsDone,
+    tty: opts.progress?.tty ?? false,
+    write: opts.progress?.write ?? (() => {}),
+    log,
+  })
+  const { schema, table } = m
+  // a dead letter's retry finds its row by the decoded key values when they print back exactly; otherwise (a
+  // timestamp decoded to milliseconds, bytea as base64, ...) each intent carries its key texts
+  const exactKeys = plan.keyIndex.every((k) => EXACT_KEY_TYPES.has(plan.columns[k].typeOid))
+
+  /**
+   * Decodes and writes a page in batches, writesInFlight at once (decoded a batch at a time, so that memory holds
+   * the page's texts and a few batches' rows); rows that cannot be decoded go to the DLQ. Nothing is written before
+   * the page is in the journal of pages in flight.
+   */
+  const writePage = async (raw: ReadPage): Promise<WriteSummary> => {
+    const lsnText = formatLsn(raw.lsn)
+    const version = encodeVersion(raw.lsn, 0)
+    // without a unique index two rows can share an id; one write per id (the last one read)
+    const values = plan.keyIndexed ? raw.rows : dedupeByKey(plan, raw.rows)
+    const starts: number[] = []
+    for (let i = 0; i < values.length; i += batchSize) starts.push(i)
+    const written = emptySummary()
+    await forEachAdaptive(starts, writesInFlight, async (start) => {
+      // Let the socket be read between batches: the next page arrives while this one is decoded, and PostgreSQL
+      // does not sit with a full socket buffer. A turn of the event loop reads only part of what has come, so as
+      // many turns as the batch has ROWS_PER_YIELD rows (with a sink that answers at once, nothing else yields).
+      for (let n = Math.min(batchSize, values.length - start); n > 0; n -= ROWS_PER_YIELD) {
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+      const batch = decodePage(plan, raw.lsn, values.slice(start, start + batchSize))
+      const intents: Intent[] = []
+      const badIds: DeadLetter[] = []
+      for (let i = 0; i < batch.rows.length; i++) {
+        const row = batch.rows[i]
+        const id = rowDocId(m, row)
+        if (id === undefined) {
+          // a negative integer id (NULL ids are not paged): no turbopuffer id, so a dead letter naming the fix
+          const keys = batch.keys.map((k) => k[i])
+          badIds.push({
+            mapping: m.name,
+            docId: keys.join(':'),
+            lsn: raw.lsn,
+            event: { type: 'insert', key: Object.fromEntries(m.idColumns.map((c, j) => [c, keys[j]])) },
+            error: `backfill of ${m.schema}.${m.table}: ${idProblem(row, m.idColumns)}`,
+          })
+          continue
+        }
+        intents.push({
+          route,
+          id,
+          kind: 'upsert',
+          version,
+          lsn: raw.lsn,
+          event: { type: 'insert', op: 'insert', id, schema, table, mapping: m.name, new: row, lsn: lsnText },
+          keyTexts: exactKeys ? undefined : batch.keys.map((k) => k[i]),
+        })
+      }
+      const dead: DeadLetter[] = badIds.concat(batch.bad.map((b) => ({
+        mapping: m.name,
+        docId: b.keys.join(':'),
+        lsn: raw.lsn,
+        event: { type: 'insert', key: Object.fromEntries(m.idColumns.map((c, j) => [c, b.keys[j]])) },
+        error: `backfill of ${m.schema}.${m.table}: ${b.error}`,
+      })))
+      // nothing is written before the page is in the journal of pages in flight (its insert ran meanwhile)
+      await raw.recorded
+      const s = await writeIntents(intents, dead, deps)
+      written.upserted += s.upserted
+      written.deleted += s.deleted
+      written.skipped += s.skipped
+      written.deadLettered += s.deadLettered
+      written.typeConflicts += s.typeConflicts
+    })
+    return written
+  }
+
+  const keyColumns = plan.keyIndex.map((k) => plan.columns[k])
+  /** Deletes the rows of a written page that went away (or left the predicate) since it was read. */
+  const recheck = async (page: RecheckedPage): Promise<WriteSummary | undefined> => {
+    const { lsn, stale } = await recheckPage(sql, plan, page, log)
+    if (!stale.length) return undefined
+    const intents: Intent[] = stale.flatMap((i) => {
+      // from the key texts: the page's rows are not kept once written
+      const old = keyRow(keyColumns, m.idColumns, page.keys.map((k) => k[i]))
+      // undefined for a row that never had a document (a negative integer id): nothing to delete
+      const id = rowDocId(m, old)
+      return id === undefined ? [] : [deleteIntent(route, id, old, lsn)]
+    })
+    log.debug('re-check: rows gone or out of the predicate since their page was read', {
+      mapping: m.name,
+      rows: stale.length,
+    })
+    return await writeIntents(intents, [], deps)
+  }
+
+  // Pages completed in order (written and re-checked) whose progress is not saved yet. Saves are coalesced: one in
+  // flight, then one for the newest completed page, so a slow commit does not hold the pipeline up.
+  let unsaved = { rows: 0, docs: 0, lastKey: undefined as string[] | undefined, lsn: 0n, pageId: '' }
+  let saving: Promise<void> = Promise.resolve()
+  const save = (): Promise<void> => {
+    saving = saving.then(async () => {
+      const u = unsaved
+      if (!u.lastKey) return
+      unsaved = { rows: 0, docs: 0, lastKey: undefined, lsn: 0n, pageId: '' }
+      await saveCheckpoint(sql, m.name, m.version, {
+        lastKey: u.lastKey,
+        rows: u.rows,
+        docs: u.docs,
+        snapshotLsn: formatLsn(u.lsn),
+        pageId: u.pageId,
+      })
+      opts.onCheckpoint?.({ lastKey: u.lastKey, rowsDone: stats.rowsDone })
+    })
+    return saving
+  }
+  const complete = (page: WrittenPage, written: WriteSummary, deletes: WriteSummary | undefined) => {
+    stats.rows += page.count
+    stats.rowsDone += page.count
+    stats.docsWritten += written.upserted
+    stats.skipped += written.skipped + (deletes?.skipped ?? 0)
+    stats.deadLettered += written.deadLettered + (deletes?.deadLettered ?? 0)
+    stats.deleted += deletes?.deleted ?? 0
+    unsaved.rows += page.count
+    unsaved.docs += written.upserted
+    unsaved.lastKey = page.lastKey
+    unsaved.lsn = page.lsn
+    unsaved.pageId = page.pageId
+    progress?.update(stats.rowsDone)
+  }
+
+  /** Re-checks a written page, then (after the page before it) counts it and saves the checkpoint. */
+  const finish = (page: WrittenPage, written: WriteSummary, before: Promise<void>): Promise<void> => {
+    const checked = later(recheck(page))
+    return later((async () => {
+      const deletes = await checked
+      await before
+      complete(page, written, deletes)
+      await save()
+    })())
+  }
+
+  // What an earlier run may have written and never re-checked (see the top of this file).
+  const orphans = await forgetOtherVersions(sql, m.name, m.version)
+  if (orphans) {
+    log.warn(
+      'a backfill of an earlier version of this mapping died while writing; its pages cannot be re-checked now: ' +
+        'run `puffgres verify --repair` to remove documents of rows deleted meanwhile',
+      { mapping: m.name, pages: orphans },
+    )
+  }
+  const leftovers = await pagesInFlight(sql, m.name, m.version)
+  if (leftovers.length) {
+    let rows = 0
+    let deleted = 0
+    for (const p of leftovers) {
+      const deletes = await recheck({ lsn: parseLsn(p.lsn), keys: p.keys })
+      rows += p.keys[0]?.length ?? 0
+      deleted += deletes?.deleted ?? 0
+      stats.skipped += deletes?.skipped ?? 0
+      stats.deadLettered += deletes?.deadLettered ?? 0
+      await forgetPage(sql, p.id)
+    }
+    stats.deleted += deleted
+    ctx.say(
+      `re-checked ${formatCount(rows)} rows of ${leftovers.length} page(s) an interrupted backfill was writing; ` +
+        `deleted ${formatCount(deleted)} document(s) whose rows are gone or left the predicate`,
+    )
+  }
+
+  // Page n+1 is read while page n is decoded and written, and the snapshot LSN of page n+2 is taken meanwhile (any
+  // LSN taken before a page's read can version it), so the loop waits for PostgreSQL as little as possible. A page
+  // is recorded in the journal of pages in flight while its first batch is decoded, and written only after that.
+  const limit = pageRows(batchSize)
+  let nextLsn = later(pageLsn(sql, log))
+  let recording: Promise<string> = Promise.resolve('')
+  const fetch = (after: readonly string[] | undefined): Promise<ReadPage> => {
+    const lsn = nextLsn
+    const raw = readRawPage(sql, plan, after, limit, { log, lsn }).then(async (raw): Promise<ReadPage> => {
+      if (!raw.rows.length) return raw
+      // the re-check's parameters, built once: recorded now, sent after the write
+      const keys = plan.keyIndex.map((k) => raw.rows.map((r) => r[k] as string))
+      const literals = keys.map(textArrayLiteral)
+      // one after another: journal ids follow page order, which the checkpoint's clean-up (id <= its page's) needs
+      recording = later(recording.then(() => recordPage(sql, m.name, m.version, formatLsn(raw.lsn), literals)))
+      return { ...raw, keys, literals, recorded: recording }
+    })
+    nextLsn = later(lsn.then(() => pageLsn(sql, log)))
+    return later(raw)
+  }
+  let fetching: Promise<ReadPage> | undefined = fetch(resumeFrom?.lastKey ?? undefined)
+  /** the last written page's re-check and checkpoint; each waits for the one before (checkpoints in page order) */
+  let ordered: Promise<void> = Promise.resolve()
+  const finishing: Promise<void>[] = []
+  let stopped = false
+  try {
+    while (fetching) {
+      const raw: ReadPage = await fetching
+      const last = raw.rows.length < limit
+      stopped = !last && !!opts.signal?.aborted
+      fetching = last || stopped ? undefined : fetch(lastKeyOf(plan, raw.rows))
+      if (!raw.rows.length) continue
+      const written = await writePage(raw)
+      const page: WrittenPage = {
+        lsn: raw.lsn,
+        keys: raw.keys!,
+        literals: raw.literals,
+        count: raw.rows.length,
+        lastKey: lastKeyOf(plan, raw.rows),
+        pageId: await raw.recorded!,
+      }
+      ordered = finish(page, written, ordered)
+      finishing.push(ordered)
+      // bounded: a few pages being re-checked at once, whatever the table size
+      if (finishing.length >= MAX_RECHECKS) await finishing.shift()
+    }
+    await ordered
+    await saving
+  } finally {
+    await Promise.allSettled([fetching, nextLsn, recording, ordered, saving])
+    progress?.stop()
+  }
+  stats.ms = Date.now() - started
+  if (stopped) return { outcome: 'stopped', ...stats }
+  const [{ n }] = await sql.unsafe<{ n: number }[]>(plan.nullIdSql)
+  stats.nullIds = n
+  if (n > 0) {
+    log.warn('rows with a NULL id column cannot be documents: skipped', {
+      mapping: m.name,
+      rows: n,
+      id: m.idColumns.join(', '),
+    })
+  }
+  await finishBackfill(sql, m.name, m.version)
+  return { outcome: 'done', ...stats }
+}
