@@ -19,6 +19,7 @@ import { copy, pageRows } from './copy.ts'
 export const DEFAULT_BATCH_SIZE = 1000
 
 export type { BackfillOptions, BackfillResult, BackfillStats } from './options.ts'
+export { pageRows } from './copy.ts'
 
 /** A problem with what was asked (unknown mapping, bad option): a one-line message. */
 export class BackfillError extends Error {
