@@ -180,21 +180,28 @@ describe('run as a process', () => {
   }, 60_000)
 
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
-    test(`${sig} writes the change waiting in its batch, confirms it and exits 0`, async () => {
+    test(`${sig} finishes the write in flight, confirms it and exits 0`, async () => {
       const id = sig === 'SIGTERM' ? 2001 : 2002
       const port = await freePort()
-      const c = run('--poll-interval-ms', '600000', '--metrics-port', String(port), '--metrics-host', '127.0.0.1')
-      await waitFor('streams', () => /"streaming"/.test(c.output()))
-      const lsn = await insertAt(id)
-      // received (the lag gauge counts an unconfirmed commit), but waiting in the batch (poll interval 10 min)
-      await waitFor('the change to be received', async () => await lagSeconds(port) > 0)
-      expect(server.documents('kv').some((d) => d.id === id)).toBe(false)
-      c.kill(sig)
-      expect(await c.exited).toBe(0)
-      expect(server.documents('kv').some((d) => d.id === id)).toBe(true)
-      const [slot] = await db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok, active FROM pg_replication_slots
-        WHERE slot_name = 'puffgres'`
-      expect(slot).toEqual({ ok: true, active: false })
+      const c = run('--metrics-port', String(port), '--metrics-host', '127.0.0.1')
+      try {
+        await waitFor('streams', () => /"streaming"/.test(c.output()))
+        // every write takes 3 s: the change's write is in flight (received, not yet confirmed) when the signal comes
+        server.setLatency(3_000)
+        const lsn = await insertAt(id)
+        await waitFor('the change to be received', async () => await lagSeconds(port) > 0)
+        expect(server.documents('kv').some((d) => d.id === id)).toBe(false)
+        c.kill(sig)
+        expect(await c.exited).toBe(0)
+        expect(server.documents('kv').some((d) => d.id === id)).toBe(true)
+        const [slot] = await db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok, active FROM pg_replication_slots
+          WHERE slot_name = 'puffgres'`
+        expect(slot).toEqual({ ok: true, active: false })
+      } finally {
+        server.setLatency(0)
+        c.kill('SIGKILL')
+        await c.exited
+      }
     }, 60_000)
   }
 
