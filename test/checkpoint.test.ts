@@ -11,9 +11,14 @@ const commit = (endLsn: bigint) =>
 
 function checkpoint() {
   const reported: bigint[] = []
+  /** which reports are sent at once (a landed commit) rather than with the next periodic status (a keepalive) */
+  const now: boolean[] = []
   const confirmed: bigint[] = []
-  const cp = new Checkpoint({ report: (l) => reported.push(l), confirmed: (l) => confirmed.push(l) })
-  return { cp, reported, confirmed }
+  const cp = new Checkpoint({
+    report: (l, n) => (reported.push(l), now.push(n)),
+    confirmed: (l) => confirmed.push(l),
+  })
+  return { cp, reported, now, confirmed }
 }
 
 describe('Checkpoint', () => {
@@ -30,7 +35,7 @@ describe('Checkpoint', () => {
   })
 
   test('a keepalive moves the flush position only when idle with every taken commit confirmed', () => {
-    const { cp, reported } = checkpoint()
+    const { cp, reported, now } = checkpoint()
     cp.keepalive(50n) // nothing taken: idle
     expect(reported).toEqual([50n])
     cp.taken(begin)
@@ -41,6 +46,8 @@ describe('Checkpoint', () => {
     expect(cp.flushLsn).toBe(50n)
     cp.landed(100n)
     expect(reported).toEqual([50n, 150n])
+    // an idle keepalive waits for the periodic status update; a landed commit (and the keepalive it frees) goes now
+    expect(now).toEqual([false, true])
     expect(cp.confirmed).toBe(100n)
   })
 })

@@ -287,7 +287,7 @@ describe('acknowledgement', () => {
   test('when idle with everything confirmed, keepalives let the slot pass WAL of unpublished tables', async () => {
     // the checkpoint (src/stream/checkpoint.ts) decides; the stream tells it where keepalives fall and reports
     let rs: ReplicationStream | undefined
-    const checkpoint = new Checkpoint({ report: (lsn) => rs!.confirm(lsn) })
+    const checkpoint = new Checkpoint({ report: (lsn, now) => rs!.confirm(lsn, now) })
     rs = await setup('t5', 'id int PRIMARY KEY', { position: checkpoint })
     await db.sql`CREATE TABLE t5_other (id int)`
     const it = await rs.start({ slot: 't5_slot', publication: 't5_pub' })

@@ -310,13 +310,14 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
   }
 
   /**
-   * Reports `lsn` as the flush position (everything before it is durable downstream) and tells the server at once
-   * when that moves it (so a restart replays little). Never moves backwards.
+   * Reports `lsn` as the flush position (everything before it is durable downstream). Never moves backwards. When it
+   * moves, the server is told at once (so a restart replays little), or with the next periodic status update when
+   * not `now`.
    */
-  confirm(lsn: bigint): void {
+  confirm(lsn: bigint, now = true): void {
     if (lsn <= this.flush) return
     this.flush = lsn
-    this.sendStatus()
+    if (now) this.sendStatus()
   }
 
   /** The flush position we report. */

@@ -9,8 +9,11 @@ import type { PgOutputMessage } from '../postgres/pgoutput.ts'
 import type { StreamPosition } from '../postgres/replication.ts'
 
 export interface CheckpointOptions {
-  /** the flush position moved: send it to the server (a standby status update) */
-  report: (flushLsn: bigint) => void
+  /**
+   * the flush position moved: the stream reports it to the server, at once when `now` (a commit landed: a restart
+   * then replays little), else with its next periodic status update (a keepalive while idle)
+   */
+  report: (flushLsn: bigint, now: boolean) => void
   /** a commit was confirmed (metrics) */
   confirmed?: (lsn: bigint) => void
 }
@@ -50,7 +53,7 @@ export class Checkpoint implements StreamPosition {
   /** The consumer took everything before a keepalive at walEnd. */
   keepalive(walEnd: bigint): void {
     if (this.inTransaction || walEnd <= this.flush) return
-    if (this.confirmedLsn >= this.lastCommitTaken) this.advance(walEnd)
+    if (this.confirmedLsn >= this.lastCommitTaken) this.advance(walEnd, false)
     else this.pendingKeepalive = { walEnd, needs: this.lastCommitTaken }
   }
 
@@ -65,13 +68,13 @@ export class Checkpoint implements StreamPosition {
       if (k.walEnd > to) to = k.walEnd
       this.pendingKeepalive = undefined
     }
-    this.advance(to)
+    this.advance(to, true)
   }
 
-  private advance(lsn: bigint) {
+  private advance(lsn: bigint, now: boolean) {
     if (lsn <= this.flush) return
     this.flush = lsn
-    this.opts.report(lsn)
+    this.opts.report(lsn, now)
   }
 }
 

@@ -147,7 +147,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
       // the confirm policy (docs/ARCHITECTURE.md, "Checkpoint"): the stream tells it what was taken, the processor
       // what landed; it tells the stream what to report
       const checkpoint = new Checkpoint({
-        report: (lsn) => rs.confirm(lsn),
+        report: (lsn, now) => rs.confirm(lsn, now),
         confirmed: (lsn) => monitor.confirmed(lsn),
       })
       const rs = new ReplicationStream(config.postgres.connectionString, {
