@@ -91,38 +91,28 @@ function tokenize(src: string): Token[] {
       continue
     }
     const start = i
-    if (c === "'") {
-      let value = ''
+    /** The text between the quote at `start` and its closing quote, a doubled quote standing for one; moves `i`. */
+    const quoted = (quote: string, what: string): string => {
+      let text = ''
       i++
       for (;;) {
-        const j = src.indexOf("'", i)
-        if (j < 0) throw fail(start, 'unterminated string literal')
-        value += src.slice(i, j)
-        if (src[j + 1] === "'") {
-          value += "'"
-          i = j + 2
-        } else {
+        const j = src.indexOf(quote, i)
+        if (j < 0) throw fail(start, `unterminated ${what}`)
+        text += src.slice(i, j)
+        if (src[j + 1] !== quote) {
           i = j + 1
-          break
+          return text
         }
+        text += quote
+        i = j + 2
       }
+    }
+    if (c === "'") {
+      const value = quoted("'", 'string literal')
       if (value.includes('\0')) throw fail(start, 'a string literal cannot contain a NUL character')
       out.push({ t: 'string', value, pos: start, raw: src.slice(start, i) })
     } else if (c === '"') {
-      let name = ''
-      i++
-      for (;;) {
-        const j = src.indexOf('"', i)
-        if (j < 0) throw fail(start, 'unterminated quoted identifier')
-        name += src.slice(i, j)
-        if (src[j + 1] === '"') {
-          name += '"'
-          i = j + 2
-        } else {
-          i = j + 1
-          break
-        }
-      }
+      const name = quoted('"', 'quoted identifier')
       if (name === '') throw fail(start, 'empty quoted identifier')
       if (name.includes('\0')) throw fail(start, 'an identifier cannot contain a NUL character')
       out.push({ t: 'ident', name, quoted: true, pos: start, raw: src.slice(start, i) })
