@@ -25,6 +25,9 @@ beforeAll(async () => {
     CREATE TABLE nid (pk serial PRIMARY KEY, ext text UNIQUE, v int);
     ALTER TABLE nid REPLICA IDENTITY FULL;
     CREATE TABLE nid_key (pk serial PRIMARY KEY, ext text UNIQUE, v int);
+    -- body is stored out of line (TOAST): an update that leaves it alone streams it as "unchanged", and run re-reads
+    CREATE TABLE tev (id int PRIMARY KEY, body text, at timestamptz, other timestamptz, n int);
+    ALTER TABLE tev ALTER body SET STORAGE EXTERNAL;
   `)
   project = makeProject({
     databaseUrl: db.url,
@@ -35,6 +38,8 @@ beforeAll(async () => {
       '003_ren.toml': migration({ name: 'ren', table: 'ren' }),
       '004_nid.toml': migration({ name: 'nid', table: 'nid', id: 'ext', columns: ['v'] }),
       '005_nid_key.toml': migration({ name: 'nid_key', table: 'nid_key', id: 'ext', columns: ['v'] }),
+      '006_tev.toml': migration({ name: 'tev', table: 'tev', columns: ['body'] }),
+      '007_tev_at.toml': migration({ name: 'tev_at', table: 'tev', columns: ['body', 'at'] }),
     },
   })
   const m = await runCli(['-c', project.config, 'migrate'])
@@ -65,6 +70,8 @@ describe('run on real databases', () => {
     await waitFor('row 2 in "ev_at"', () => docs('ev_at').has(2))
     expect(docs('ev_at').get(2)).toEqual({ at: '2024-01-02T03:04:05.000Z' })
     expect(docs('ev_at').has(1)).toBe(false)
+    // dead letters are recorded after the batch's documents are written
+    await waitFor('the dead letter', async () => (await deadLetters('ev_at')).length === 1)
     const dead = await deadLetters('ev_at')
     expect(dead).toHaveLength(1)
     expect(dead[0].doc_id).toBe('1')
@@ -106,6 +113,44 @@ describe('run on real databases', () => {
     expect(dead.error).not.toMatch(/is the table's REPLICA IDENTITY enough/)
   })
 
+  test("a TOAST re-read reads only the mapping's columns: a bad value in another does not stop the stream", async () => {
+    await db.sql`INSERT INTO tev VALUES (1, repeat(md5('1'), 200), '2024-01-01', '290000-01-01', 0)`
+    await waitFor('row 1', () => docs('tev').has(1) && docs('tev_at').has(1))
+    // body unchanged (TOAST): both mappings re-read the row, whose "other" no JS Date holds
+    await db.sql`UPDATE tev SET n = 1 WHERE id = 1`
+    // a later change of another row (one of the same row could replace the re-read in its batch): the stream went on
+    await db.sql`INSERT INTO tev VALUES (10, 'later', '2024-01-10', NULL, 0)`
+    await waitFor('the later row', () => docs('tev').has(10) && docs('tev_at').has(10))
+    expect(docs('tev').get(1)).toEqual({ body: 'c4ca4238a0b923820dcc509a6f75849b'.repeat(200) })
+    expect(await deadLetters('tev')).toHaveLength(0)
+    expect(await deadLetters('tev_at')).toHaveLength(0)
+  })
+
+  test('a TOAST re-read that finds a value it cannot decode: a dead letter for that row, the stream goes on', async () => {
+    await db.sql`INSERT INTO tev VALUES (2, repeat(md5('2'), 200), '2024-01-01', NULL, 0)`
+    await waitFor('row 2', () => docs('tev_at').has(2))
+    // one transaction: the first update is re-read (body unchanged) after the second made "at" unreadable
+    await db.sql.begin(async (tx) => {
+      await tx`UPDATE tev SET n = 2 WHERE id = 2`
+      await tx`UPDATE tev SET at = '290000-01-01' WHERE id = 2`
+    })
+    await db.sql`INSERT INTO tev VALUES (3, 'later', '2024-01-03', NULL, 0)`
+    await waitFor('the later row', () => docs('tev_at').has(3) && docs('tev').has(3))
+    await waitFor(
+      "the re-read's dead letter",
+      async () => /^re-read/.test((await deadLetters('tev_at'))[0]?.error ?? ''),
+    )
+    // one entry per mapping and document: the stream's for the second update, then the re-read's (the last error)
+    const dead = await deadLetters('tev_at')
+    expect(dead.map((d) => d.doc_id)).toEqual(['2'])
+    expect(dead[0].error).toMatch(
+      /^re-read of public\.tev: cannot decode column "at": .*outside the range of a JS Date/,
+    )
+    // the mapping that does not read "at" re-read the row as it is
+    expect(docs('tev').get(2)?.body).toBe('c81e728d9d4c2f636f067f89cc14862c'.repeat(200))
+    expect(await deadLetters('tev')).toHaveLength(0)
+  })
+
   test('migrate warns about a nullable id column', () => {
     expect(migrateErr).toMatch(/004_nid\.toml: public\.nid: mapping\.id column\(s\) ext may be NULL/)
     expect(migrateErr).toMatch(/005_nid_key\.toml: public\.nid_key: mapping\.id column\(s\) ext may be NULL/)
@@ -129,10 +174,15 @@ describe('run on a SQL_ASCII database', () => {
     await admin.end()
     sql = postgres(cluster.url(name), { max: 2, onnotice: () => {} })
     await sql`CREATE TABLE words (id int PRIMARY KEY, word text, other text)`
+    await sql.unsafe(`CREATE TABLE pages (id int PRIMARY KEY, body text, note text, n int);
+      ALTER TABLE pages ALTER body SET STORAGE EXTERNAL`)
     proj = makeProject({
       databaseUrl: cluster.url(name),
       turbopufferUrl: server.url,
-      migrations: { '001_words.toml': migration({ name: 'words', table: 'words', columns: ['word'] }) },
+      migrations: {
+        '001_words.toml': migration({ name: 'words', table: 'words', columns: ['word'] }),
+        '002_pages.toml': migration({ name: 'pages', table: 'pages', columns: ['body', 'note'] }),
+      },
     })
     expect((await runCli(['-c', proj.config, 'migrate'])).code).toBe(0)
     // slot names are per cluster: the other database of this file streams from "puffgres"
@@ -160,9 +210,36 @@ describe('run on a SQL_ASCII database', () => {
     })
     expect(docs('words').get(2)).toEqual({ word: 'fine' })
     expect(docs('words').has(1)).toBe(false)
-    const dead = await sql<{ doc_id: string; error: string }[]>`SELECT doc_id, error FROM __puffgres_dlq`
+    // dead letters are recorded after the batch's documents are written
+    const count = async () => (await sql`SELECT count(*)::int AS n FROM __puffgres_dlq WHERE mapping = 'words'`)[0].n
+    await waitFor('the dead letter', async () => await count() === 1)
+    const dead = await sql<{ doc_id: string; error: string }[]>`
+      SELECT doc_id, error FROM __puffgres_dlq WHERE mapping = 'words'`
     expect(dead).toHaveLength(1)
     expect(dead[0].doc_id).toBe('1')
     expect(dead[0].error).toMatch(/column "word": the value is not valid UTF-8/)
+  })
+
+  test('a TOAST re-read of bytes that are not UTF-8: a dead letter, never U+FFFD in the document', async () => {
+    await sql`INSERT INTO pages VALUES (1, repeat(md5('1'), 200), 'ok', 0)`
+    await waitFor('page 1', () => docs('pages').get(1)?.note === 'ok')
+    // one transaction: the first update is re-read (body unchanged) after the second wrote a Latin-1 byte
+    await sql.begin(async (tx) => {
+      await tx`UPDATE pages SET n = 1 WHERE id = 1`
+      await tx.unsafe(`UPDATE pages SET note = E'caf\\xe9' WHERE id = 1`)
+    })
+    await sql`INSERT INTO pages VALUES (2, 'later', 'fine', 0)`
+    await waitFor('page 2', () => docs('pages').has(2)).catch((e) => {
+      throw new Error(e.message + run!.logs.filter((l) => /warn|error/.test(l)).slice(-5).join('\n'))
+    })
+    const error = async () => (await sql`SELECT error FROM __puffgres_dlq WHERE mapping = 'pages'`)[0]?.error ?? ''
+    await waitFor("the re-read's dead letter", async () => /^re-read/.test(await error()))
+    expect(docs('pages').get(1)?.note).toBe('ok')
+    const dead = await sql<{ doc_id: string; error: string }[]>`
+      SELECT doc_id, error FROM __puffgres_dlq WHERE mapping = 'pages' ORDER BY id`
+    expect(dead.map((d) => d.doc_id)).toEqual(['1'])
+    expect(dead[0].error).toMatch(
+      /^re-read of public\.pages: cannot decode column "note": the value is not valid UTF-8/,
+    )
   })
 })

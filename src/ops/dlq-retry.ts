@@ -2,7 +2,6 @@
 // and removes an entry only when that write succeeded (a retried old event never regresses a newer document).
 import type postgres from 'postgres'
 import type { Config } from '../config/load.ts'
-import type { Intent } from '../pipeline/changes.ts'
 import { currentStateIntents, eventKeyTexts, recheckWritten, rowDocId } from '../pipeline/row-identity.ts'
 import { writeIntents } from '../pipeline/writer.ts'
 import type { DeadLetter, DlqEntry } from '../postgres/dlq.ts'
@@ -89,8 +88,10 @@ async function retryOne(
   // the key texts the stream or backfill kept find the row exactly; the decoded values are what older entries have
   const keyTexts = eventKeyTexts(entry.event, rt.mapping.idColumns.length)
   const ref = { known, keyTexts }
-  // the id was checked above, so there is an intent
-  const [intent] = await currentStateIntents(sql, rt.route, rt.plan.columns, [ref], lsn) as Intent[]
+  // the id was checked above, so there is an intent unless the row has a value that cannot be decoded
+  const unreadable: DeadLetter[] = []
+  const [intent] = await currentStateIntents(sql, rt.route, rt.plan.columns, [ref], lsn, unreadable)
+  if (!intent) return await fail(unreadable[0]?.error ?? 'cannot retry: the row cannot be read')
   const dead: DeadLetter[] = []
   let summary
   const deps = { sink, sql, log }

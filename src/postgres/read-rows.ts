@@ -5,7 +5,56 @@ import type { Row } from '../types.ts'
 import { ident, qualified } from './connect.ts'
 import { decodeColumn } from './values.ts'
 
-const decoder = new TextDecoder()
+// fatal: a SQL_ASCII database sends whatever bytes a row holds (withRawBytes); a value that is not UTF-8 must fail
+// its row, not become U+FFFD silently
+const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
+
+/** Why a row read here lacks some of its columns: the values that could not be decoded (see undecodable). */
+const UNDECODABLE = new WeakMap<Row, string>()
+
+/**
+ * Why a row readRowsByKey returned could not be decoded whole (`column "at": …`), if it could not: its other columns
+ * are there, the failed ones are left out. The caller decides whose row that breaks (a dead letter, not a failed batch).
+ */
+export function undecodable(row: Row): string | undefined {
+  return UNDECODABLE.get(row)
+}
+
+function decodeText(bytes: Uint8Array): string {
+  try {
+    return decoder.decode(bytes)
+  } catch {
+    throw new Error(`the value is not valid UTF-8 (${bytes.length} bytes; a SQL_ASCII database?)`)
+  }
+}
+
+const sqlAscii = new WeakMap<postgres.Sql, Promise<boolean>>()
+
+/**
+ * Runs `query` where every value arrives as the bytes the database holds. In a SQL_ASCII database, a session with
+ * client_encoding UTF8 fails the whole query on the first value that is not UTF-8 ("invalid byte sequence"): there
+ * it runs on a connection of its own set to SQL_ASCII (no conversion), and decodeText fails that value alone.
+ */
+async function withRawBytes<T>(sql: postgres.Sql, query: (conn: postgres.Sql) => Promise<T>): Promise<T> {
+  let ascii = sqlAscii.get(sql)
+  if (!ascii) {
+    ascii = sql`SELECT current_setting('server_encoding') = 'SQL_ASCII' AS ascii`.then(([r]) => r.ascii as boolean)
+    ascii.catch(() => sqlAscii.delete(sql))
+    sqlAscii.set(sql, ascii)
+  }
+  if (!await ascii) return await query(sql)
+  const conn = await sql.reserve()
+  try {
+    await conn.unsafe(`SET client_encoding = 'SQL_ASCII'`)
+    try {
+      return await query(conn)
+    } finally {
+      await conn.unsafe('RESET client_encoding')
+    }
+  } finally {
+    conn.release()
+  }
+}
 
 export interface ColumnType {
   name: string
@@ -14,7 +63,8 @@ export interface ColumnType {
 }
 
 /**
- * The rows with these keys, their columns decoded; `keys` are id-column values, one array per row. The columns are
+ * The rows with these keys, their columns decoded; `keys` are id-column values, one array per row. A value that
+ * cannot be decoded is left out of its row, and the row is marked (undecodable): it does not fail the others. The columns are
  * read as their types' output functions print them (raw text results), as pgoutput sends them to the stream and COPY
  * to backfill and verify (`::text` prints inet and bool otherwise).
  */
@@ -41,16 +91,20 @@ export async function readRowsByKey(
       return `$${params.length}::text::${keyTypes[j]}`
     }).join(', ') + ')'
   )
-  const rows = await sql.unsafe(
-    `SELECT ${select} FROM ${table} WHERE (${keyList}) IN (${tuples.join(', ')})`,
-    params as postgres.ParameterOrJSON<never>[],
-  ).raw()
+  const query = `SELECT ${select} FROM ${table} WHERE (${keyList}) IN (${tuples.join(', ')})`
+  const rows = await withRawBytes(sql, (conn) => conn.unsafe(query, params as postgres.ParameterOrJSON<never>[]).raw())
   return rows.map((values: (Uint8Array | null)[]) => {
     const row: Row = {}
+    let errors: string[] | undefined
     columns.forEach((c, i) => {
       const v = values[i]
-      decodeColumn(row, c.name, v === null ? null : decoder.decode(v), c.typeOid, c.typeName)
+      try {
+        decodeColumn(row, c.name, v === null ? null : decodeText(v), c.typeOid, c.typeName)
+      } catch (e) {
+        ;(errors ??= []).push(`column "${c.name}": ${(e as Error).message}`)
+      }
     })
+    if (errors) UNDECODABLE.set(row, `cannot decode ${errors.join('; ')}`)
     return row
   })
 }
