@@ -3,9 +3,10 @@
 import type postgres from 'postgres'
 import type { Row } from '../types.ts'
 import { ident, qualified } from './connect.ts'
+import { isSqlAscii, reserveRawBytes } from './sql-ascii.ts'
 import { decodeColumn } from './values.ts'
 
-// fatal: a SQL_ASCII database sends whatever bytes a row holds (withRawBytes); a value that is not UTF-8 must fail
+// fatal: a SQL_ASCII database sends whatever bytes a row holds (sql-ascii.ts); a value that is not UTF-8 must fail
 // its row, not become U+FFFD silently
 const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
@@ -25,34 +26,6 @@ function decodeText(bytes: Uint8Array): string {
     return decoder.decode(bytes)
   } catch {
     throw new Error(`the value is not valid UTF-8 (${bytes.length} bytes; a SQL_ASCII database?)`)
-  }
-}
-
-const sqlAscii = new WeakMap<postgres.Sql, Promise<boolean>>()
-
-/**
- * Runs `query` where every value arrives as the bytes the database holds. In a SQL_ASCII database, a session with
- * client_encoding UTF8 fails the whole query on the first value that is not UTF-8 ("invalid byte sequence"): there
- * it runs on a connection of its own set to SQL_ASCII (no conversion), and decodeText fails that value alone.
- */
-async function withRawBytes<T>(sql: postgres.Sql, query: (conn: postgres.Sql) => Promise<T>): Promise<T> {
-  let ascii = sqlAscii.get(sql)
-  if (!ascii) {
-    ascii = sql`SELECT current_setting('server_encoding') = 'SQL_ASCII' AS ascii`.then(([r]) => r.ascii as boolean)
-    ascii.catch(() => sqlAscii.delete(sql))
-    sqlAscii.set(sql, ascii)
-  }
-  if (!await ascii) return await query(sql)
-  const conn = await sql.reserve()
-  try {
-    await conn.unsafe(`SET client_encoding = 'SQL_ASCII'`)
-    try {
-      return await query(conn)
-    } finally {
-      await conn.unsafe('RESET client_encoding')
-    }
-  } finally {
-    conn.release()
   }
 }
 
@@ -92,7 +65,9 @@ export async function readRowsByKey(
     }).join(', ') + ')'
   )
   const query = `SELECT ${select} FROM ${table} WHERE (${keyList}) IN (${tuples.join(', ')})`
-  const rows = await withRawBytes(sql, (conn) => conn.unsafe(query, params as postgres.ParameterOrJSON<never>[]).raw())
+  const select_ = (conn: postgres.Sql) => conn.unsafe(query, params as postgres.ParameterOrJSON<never>[]).raw()
+  // in a SQL_ASCII database, on a session that reads the bytes as they are (decodeText fails a bad value alone)
+  const rows = await (await isSqlAscii(sql) ? reserveRawBytes(sql, select_) : select_(sql))
   return rows.map((values: (Uint8Array | null)[]) => {
     const row: Row = {}
     let errors: string[] | undefined
