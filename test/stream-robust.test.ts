@@ -28,6 +28,9 @@ beforeAll(async () => {
     -- body is stored out of line (TOAST): an update that leaves it alone streams it as "unchanged", and run re-reads
     CREATE TABLE tev (id int PRIMARY KEY, body text, at timestamptz, other timestamptz, n int);
     ALTER TABLE tev ALTER body SET STORAGE EXTERNAL;
+    CREATE DOMAIN posint AS int CHECK (VALUE > 0);
+    CREATE TABLE dom (id int PRIMARY KEY, body text, n posint);
+    ALTER TABLE dom ALTER body SET STORAGE EXTERNAL;
   `)
   project = makeProject({
     databaseUrl: db.url,
@@ -40,6 +43,7 @@ beforeAll(async () => {
       '005_nid_key.toml': migration({ name: 'nid_key', table: 'nid_key', id: 'ext', columns: ['v'] }),
       '006_tev.toml': migration({ name: 'tev', table: 'tev', columns: ['body'] }),
       '007_tev_at.toml': migration({ name: 'tev_at', table: 'tev', columns: ['body', 'at'] }),
+      '008_dom.toml': migration({ name: 'dom', table: 'dom', columns: ['body', 'n'] }),
     },
   })
   const m = await runCli(['-c', project.config, 'migrate'])
@@ -149,6 +153,17 @@ describe('run on real databases', () => {
     // the mapping that does not read "at" re-read the row as it is
     expect(docs('tev').get(2)?.body).toBe('c81e728d9d4c2f636f067f89cc14862c'.repeat(200))
     expect(await deadLetters('tev')).toHaveLength(0)
+  })
+
+  test('a TOAST re-read decodes a domain as its base type, as the stream does', async () => {
+    await db.sql`INSERT INTO dom VALUES (1, repeat(md5('1'), 200), 5)`
+    await waitFor('row 1', () => docs('dom').get(1)?.n === 5)
+    await db.sql`UPDATE dom SET n = 6 WHERE id = 1` // body unchanged: re-read
+    await waitFor('n = 6, a number', () => docs('dom').get(1)?.n === 6).catch(async (e) => {
+      const dead = await deadLetters('dom')
+      throw new Error(`${e.message}: document ${JSON.stringify(docs('dom').get(1)?.n)}, ${JSON.stringify(dead)}`)
+    })
+    expect(await deadLetters('dom')).toHaveLength(0)
   })
 
   test('migrate warns about a nullable id column', () => {
