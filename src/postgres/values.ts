@@ -255,26 +255,53 @@ export function decodeTuple(columns: readonly RelationColumn[], tuple: Tuple): {
   return { row, unchanged }
 }
 
+/** Which columns of a relation keep their text when decoded: 1 json, 2 timestamp (resolved once per relation). */
+const KEPT_KINDS = new WeakMap<readonly RelationColumn[], Uint8Array>()
+const KEEP_JSON = 1
+const KEEP_TIMESTAMP = 2
+
+function keptKinds(columns: readonly RelationColumn[]): Uint8Array {
+  let kinds = KEPT_KINDS.get(columns)
+  if (!kinds) {
+    kinds = new Uint8Array(columns.length)
+    columns.forEach((c, i) => {
+      if (keepsSourceText(c.typeOid, c.typeName)) {
+        kinds![i] = isJsonType(c.typeOid, c.typeName) ? KEEP_JSON : KEEP_TIMESTAMP
+      }
+    })
+    KEPT_KINDS.set(columns, kinds)
+  }
+  return kinds
+}
+
 /**
  * Decodes the columns of a pgoutput tuple that `only` names (all when undefined); the others are left out of
  * `row`, so a value nobody reads cannot fail anything. A value that cannot be decoded is left out too, its reason
  * in `errors` (column → reason): the caller decides whose row it breaks. TOAST-unchanged columns go to `unchanged`.
+ * json keeps its text always (it is the attribute); a timestamp only in `timestampTexts` (id columns: the id keeps
+ * its microseconds), all when undefined: keeping a text costs a row a side-table entry, most of decoding's time.
  */
 export function decodeColumns(
   columns: readonly RelationColumn[],
   tuple: Tuple,
   only?: ReadonlySet<string>,
+  timestampTexts?: ReadonlySet<string>,
 ): { row: Row; unchanged: string[]; errors: Map<string, string> } {
   const row: Row = {}
   let unchanged: string[] | undefined
   const errors = new Map<string, string>()
+  const kinds = keptKinds(columns)
   for (let i = 0; i < columns.length; i++) {
     const col = columns[i]
     if (only && !only.has(col.name)) continue
     const v = tuple[i]
     if (v.kind === 'text') {
       try {
-        decodeColumn(row, col.name, v.value, col.typeOid, col.typeName)
+        row[col.name] = decodeValue(v.value, col.typeOid, col.typeName)
+        const kind = kinds[i]
+        if (kind === KEEP_JSON || (kind === KEEP_TIMESTAMP && (!timestampTexts || timestampTexts.has(col.name)))) {
+          keepSourceText(row, col.name, v.value)
+        }
       } catch (e) {
         errors.set(col.name, (e as Error).message)
       }
