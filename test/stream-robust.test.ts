@@ -155,6 +155,25 @@ describe('run on real databases', () => {
     expect(await deadLetters('tev')).toHaveLength(0)
   })
 
+  test('dlq retry of a row that still cannot be decoded: that entry fails with the reason, the others are retried', async () => {
+    // row 5 holds a timestamp no JS Date holds; row 4 is dead-lettered the same way, then fixed
+    await db.sql`INSERT INTO tev VALUES (5, 'five', '290000-01-01', NULL, 0)`
+    await db.sql`INSERT INTO tev VALUES (4, 'four', '290000-01-01', NULL, 0)`
+    await waitFor('their dead letters', async () => {
+      const ids = (await deadLetters('tev_at')).map((d) => d.doc_id)
+      return ids.includes('4') && ids.includes('5')
+    })
+    await db.sql`UPDATE tev SET at = '2024-01-04 00:00:00+00' WHERE id = 4`
+    await waitFor('row 4 fixed', () => docs('tev_at').get(4)?.at === '2024-01-04T00:00:00.000Z')
+    const r = await runCli(['-c', project.config, 'dlq', 'retry', '--mapping', 'tev_at'])
+    expect(r.code).toBe(1) // a retry failed
+    const dead = await deadLetters('tev_at')
+    expect(dead.map((d) => d.doc_id)).not.toContain('4')
+    expect(dead.find((d) => d.doc_id === '5')?.error).toMatch(
+      /^re-read of public\.tev: cannot decode column "at": .*outside the range of a JS Date/,
+    )
+  })
+
   test('a TOAST re-read decodes a domain as its base type, as the stream does', async () => {
     await db.sql`INSERT INTO dom VALUES (1, repeat(md5('1'), 200), 5)`
     await waitFor('row 1', () => docs('dom').get(1)?.n === 5)
