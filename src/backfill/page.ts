@@ -11,7 +11,7 @@ import type postgres from 'postgres'
 import { type CopyRow, CopyTextParser, invalidFields } from '../postgres/copy-text.ts'
 import { reserveRawBytes } from '../postgres/sql-ascii.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
-import { decodeValue, isJsonType, keepSourceText, keepsSourceText } from '../postgres/values.ts'
+import { decodeValue, isJsonType, keepSourceText, keepsSourceText, keptText } from '../postgres/values.ts'
 import type { Logger, Row } from '../types.ts'
 import { type BackfillPlan, copyPageSql, copySampleSql } from './plan.ts'
 
@@ -179,7 +179,11 @@ export function decodePage(plan: BackfillPlan, lsn: bigint, values: (string | nu
     }
     try {
       for (; j < ncols; j++) row[names[j]] = decodeValue(v[j], oids[j], typeNames[j])
-      if (kept) { for (let c = 0; c < ncols; c++) if (keeps[c] && v[c] !== null) keepSourceText(row, names[c], v[c]!) }
+      if (kept) {
+        for (let c = 0; c < ncols; c++) {
+          if (keeps[c] && v[c] !== null) keepSourceText(row, names[c], keptText(v[c]!, oids[c], typeNames[c]))
+        }
+      }
     } catch (e) {
       bad.push({ keys: keyIndex.map((k) => v[k] as string), error: `column "${names[j]}": ${(e as Error).message}` })
       continue

@@ -299,7 +299,8 @@ export function decodeColumns(
       try {
         row[col.name] = decodeValue(v.value, col.typeOid, col.typeName)
         const kind = kinds[i]
-        if (kind === KEEP_JSON || (kind === KEEP_TIMESTAMP && (!timestampTexts || timestampTexts.has(col.name)))) {
+        if (kind === KEEP_JSON) keepSourceText(row, col.name, keptText(v.value, col.typeOid, col.typeName))
+        else if (kind === KEEP_TIMESTAMP && (!timestampTexts || timestampTexts.has(col.name))) {
           keepSourceText(row, col.name, v.value)
         }
       } catch (e) {
@@ -523,13 +524,31 @@ const SOURCE_TEXT = new WeakMap<Row, Record<string, string>>()
 /** Whether decoding a column of this type keeps its text (see SOURCE_TEXT). */
 export function keepsSourceText(typeOid: number, typeName?: string): boolean {
   const t = resolveTypeOid(typeOid, typeName)
-  return t === OID.json || t === OID.jsonb || t === OID.timestamp || t === OID.timestamptz
+  return t === OID.json || t === OID.jsonb || t === OID.timestamp || t === OID.timestamptz ||
+    t === OID._json || t === OID._jsonb
 }
 
-/** json or jsonb (domains over them included) */
+/** json or jsonb, or an array of them (domains over them included): the text kept is JSON (keptText) */
 export function isJsonType(typeOid: number, typeName?: string): boolean {
   const t = resolveTypeOid(typeOid, typeName)
-  return t === OID.json || t === OID.jsonb
+  return t === OID.json || t === OID.jsonb || t === OID._json || t === OID._jsonb
+}
+
+/**
+ * The text decoding keeps for a column (keepsSourceText): PostgreSQL's own, except for an array of json, whose
+ * array literal becomes one JSON text built from its elements' own texts (big integers inside stay exact; the
+ * decoded elements went through JSON.parse).
+ */
+export function keptText(text: string, typeOid: number, typeName?: string): string {
+  const t = resolveTypeOid(typeOid, typeName)
+  return t === OID._json || t === OID._jsonb ? jsonArrayText(text) : text
+}
+
+/** `{"{\"n\": 1}",NULL}` → `[{"n": 1},null]`: each element's JSON text as PostgreSQL printed it. */
+export function jsonArrayText(text: string): string {
+  const json = (v: unknown): string =>
+    Array.isArray(v) ? '[' + v.map(json).join(',') + ']' : v === null ? 'null' : v as string
+  return json(parseArray(text, (s) => s))
 }
 
 /** Records a column's PostgreSQL text on a decoded row (for columns where keepsSourceText). */
@@ -542,7 +561,7 @@ export function keepSourceText(row: Row, name: string, text: string): void {
 /** Decodes one column's text onto `row`, keeping the text where keepsSourceText says. */
 export function decodeColumn(row: Row, name: string, text: string | null, typeOid: number, typeName?: string): void {
   row[name] = decodeValue(text, typeOid, typeName)
-  if (text !== null && keepsSourceText(typeOid, typeName)) keepSourceText(row, name, text)
+  if (text !== null && keepsSourceText(typeOid, typeName)) keepSourceText(row, name, keptText(text, typeOid, typeName))
 }
 
 /** A column's PostgreSQL text as decoding kept it, if it did. */
