@@ -79,11 +79,18 @@ describe('backfill of a SQL_ASCII database', () => {
     await sql.unsafe(`
       CREATE TABLE words (id int PRIMARY KEY, word text, other text);
       INSERT INTO words VALUES (1, E'caf\\xe9', 'x'), (2, 'fine', E'na\\xefve'), (3, 'ok', 'y'), (4, 'déjà', 'z');
+      -- a text key that is not UTF-8, the last row of a full first page (10 rows with --batch-size 1)
+      CREATE TABLE tags (name text PRIMARY KEY, v int);
+      INSERT INTO tags SELECT 'k0' || i, i FROM generate_series(0, 8) i;
+      INSERT INTO tags VALUES (E'k\\xe9', 9), ('l1', 10);
     `)
     proj = makeProject({
       databaseUrl: cluster.url(name),
       turbopufferUrl: server.url,
-      migrations: { '001_words.toml': migration({ name: 'ascii_words', table: 'words', columns: ['word'] }) },
+      migrations: {
+        '001_words.toml': migration({ name: 'ascii_words', table: 'words', columns: ['word'] }),
+        '002_tags.toml': migration({ name: 'ascii_tags', table: 'tags', id: 'name', columns: ['v'] }),
+      },
     })
     expect((await runCli(['-c', proj.config, 'migrate'])).code).toBe(0)
   })
@@ -108,4 +115,13 @@ describe('backfill of a SQL_ASCII database', () => {
     expect(dead.map((d) => d.doc_id)).toEqual(['1'])
     expect(dead[0].error).toMatch(/column "word": the value is not valid UTF-8/)
   })
+  test('a key that is not UTF-8 ends a full page: a dead letter, and paging goes on after it', async () => {
+    const r = await runCli(['-c', proj.config, 'backfill', 'ascii_tags', '--batch-size', '1'])
+    if (r.code !== 0) throw new Error(`backfill exited ${r.code}: ${r.err}`)
+    const got = docs('ascii_tags')
+    expect([...got.keys()].sort()).toEqual([...Array.from({ length: 9 }, (_, i) => `k0${i}`), 'l1'])
+    const dead = await sql<{ error: string }[]>`SELECT error FROM __puffgres_dlq WHERE mapping = 'ascii_tags'`
+    expect(dead).toHaveLength(1)
+    expect(dead[0].error).toMatch(/column "name": the value is not valid UTF-8/)
+  }, 60_000)
 })

@@ -33,12 +33,12 @@ describe('CopyTextParser', () => {
     expect(parse(1, '\uFEFFx\n')).toEqual([['\uFEFFx']])
   })
 
-  test('a field that is not UTF-8 (SQL_ASCII) reads as empty and is marked; its neighbours and rows are intact', () => {
+  test('a field that is not UTF-8 (SQL_ASCII) reads byte by byte and is marked; its neighbours and rows are intact', () => {
     const p = new CopyTextParser(3)
     // row 2's second field is Latin-1 "café" (0xe9 alone is not UTF-8); row 3 holds real UTF-8
     p.push(Buffer.concat([Buffer.from('1\ta\tb\n2\tcaf'), Buffer.from([0xe9]), Buffer.from('\t\\N\n3\tdéjà\tc\n')]))
     p.end()
-    expect(p.rows).toEqual([['1', 'a', 'b'], ['2', '', null], ['3', 'déjà', 'c']])
+    expect(p.rows).toEqual([['1', 'a', 'b'], ['2', 'café', null], ['3', 'déjà', 'c']])
     expect(invalidFields(p.rows[0])).toBeUndefined()
     expect([...invalidFields(p.rows[1])!]).toEqual([[
       1,

@@ -14,7 +14,11 @@ const strict = new TextDecoder('utf-8', { ignoreBOM: true, fatal: true })
 
 const TAB = 0x09
 
-/** The fields of a row that are not valid UTF-8 (field index → reason); they read as '' in the row. */
+// a field that is not UTF-8 reads as one character per byte: its row is a dead letter, but a key field still orders
+// near its bytes (the next page starts after it: '' would start over from the first row) and names the row readably
+const bytewise = new TextDecoder('latin1')
+
+/** The fields of a row that are not valid UTF-8 (field index → reason); they read one character per byte. */
 const INVALID = new WeakMap<CopyRow, Map<number, string>>()
 
 /** Why fields of a parsed row could not be read as text (field index → reason), if any could not. */
@@ -85,7 +89,7 @@ export class CopyTextParser {
           fields.push(strict.decode(bytes))
         } catch {
           invalid.set(fields.length, `the value is not valid UTF-8 (${bytes.length} bytes; a SQL_ASCII database?)`)
-          fields.push('')
+          fields.push(bytewise.decode(bytes))
         }
         start = i + 1
       }
