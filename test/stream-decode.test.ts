@@ -12,13 +12,13 @@ const relation: Relation = {
   oid: 16400,
   schema: 'public',
   name: 'events',
-  replicaIdentity: 'd',
+  replicaIdentity: 'default',
   columns: [
     { name: 'at_id', typeOid: OID.timestamptz, typmod: -1, isKey: true },
     { name: 'created', typeOid: OID.timestamptz, typmod: -1, isKey: false },
     { name: 'doc', typeOid: OID.jsonb, typmod: -1, isKey: false },
   ],
-} as Relation
+}
 
 const route = {
   mapping: { name: 'events', idColumns: ['at_id'], schema: 'public', table: 'events' } as unknown as Mapping,
