@@ -9,7 +9,7 @@
 // older than R; any change committed after R is streamed, and applied after this write, with a higher version.
 import type postgres from 'postgres'
 import { type CopyRow, CopyTextParser, invalidFields } from '../postgres/copy-text.ts'
-import { reserveRawBytes } from '../postgres/sql-ascii.ts'
+import { isSqlAscii, reserveRawBytes } from '../postgres/sql-ascii.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
 import { decodeValue, isJsonType, keepSourceText, keepsSourceText, keptText } from '../postgres/values.ts'
 import type { Logger, Row } from '../types.ts'
@@ -68,12 +68,14 @@ export async function readRawPage(
   limit: number,
   opts: { log?: Logger; lsn?: Promise<bigint> } = {},
 ): Promise<RawPage> {
-  const lsn = await (opts.lsn ?? pageLsn(sql, opts.log))
+  // the encoding is asked (once per pool) while the LSN is awaited: no round trip added to a page
+  const [lsn, ascii] = await Promise.all([opts.lsn ?? pageLsn(sql, opts.log), isSqlAscii(sql)])
   // a connection of its own: postgres.js pipelines queries onto busy connections, and one in COPY refuses them.
   // Raw bytes: a SQL_ASCII value that is not UTF-8 fails its row alone (a dead letter), not the whole COPY
   const rows = await reserveRawBytes(
     sql,
     (conn) => copyRows(conn, copyPageSql(plan, after, limit), plan.columns.length),
+    ascii,
   )
   return { lsn, rows }
 }

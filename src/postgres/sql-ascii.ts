@@ -25,8 +25,10 @@ export function isSqlAscii(sql: postgres.Sql): Promise<boolean> {
 export async function reserveRawBytes<T>(
   sql: postgres.Sql,
   fn: (conn: postgres.ReservedSql) => Promise<T>,
+  /** isSqlAscii(sql), when the caller already has it */
+  known?: boolean,
 ): Promise<T> {
-  const ascii = await isSqlAscii(sql)
+  const ascii = known ?? await isSqlAscii(sql)
   const conn = await sql.reserve()
   try {
     if (!ascii) return await fn(conn)
