@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { Buffer } from 'node:buffer'
-import { CopyTextParser, unescapeField } from '../src/postgres/copy-text.ts'
+import { CopyTextParser, invalidFields, unescapeField } from '../src/postgres/copy-text.ts'
 import { type TestDatabase, testDatabase } from './harness/pg.ts'
 
 const parse = (ncols: number, ...chunks: (string | Uint8Array)[]) => {
@@ -31,6 +31,20 @@ describe('CopyTextParser', () => {
 
   test('a leading byte order mark is data', () => {
     expect(parse(1, '\uFEFFx\n')).toEqual([['\uFEFFx']])
+  })
+
+  test('a field that is not UTF-8 (SQL_ASCII) reads byte by byte and is marked; its neighbours and rows are intact', () => {
+    const p = new CopyTextParser(3)
+    // row 2's second field is Latin-1 "café" (0xe9 alone is not UTF-8); row 3 holds real UTF-8
+    p.push(Buffer.concat([Buffer.from('1\ta\tb\n2\tcaf'), Buffer.from([0xe9]), Buffer.from('\t\\N\n3\tdéjà\tc\n')]))
+    p.end()
+    expect(p.rows).toEqual([['1', 'a', 'b'], ['2', 'café', null], ['3', 'déjà', 'c']])
+    expect(invalidFields(p.rows[0])).toBeUndefined()
+    expect([...invalidFields(p.rows[1])!]).toEqual([[
+      1,
+      'the value is not valid UTF-8 (4 bytes; a SQL_ASCII database?)',
+    ]])
+    expect(invalidFields(p.rows[2])).toBeUndefined()
   })
 
   test('wrong column counts and a cut-off last row are errors', () => {

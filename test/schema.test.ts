@@ -46,7 +46,7 @@ beforeAll(async () => {
       'ab', 'nm', 'CiText', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '2024-02-29', '2024-01-02 03:04:05.678901',
       '2024-01-02 03:04:05.678901+02', '12:34:56', '1 day 02:00:00', 12.5, '192.168.0.1',
       '{"a": [1, 2], "n": 9007199254740993}', '{"b": null}', '{1,NULL,3}', '{"x y", "z"}', '\\xdeadbeef', 'happy',
-      '{x,y}', 7, ARRAY['{"k": 1}'::jsonb, '[2]'::jsonb]);
+      '{x,y}', 7, ARRAY['{"k": 1}'::jsonb, '[2]'::jsonb, '{"n": 9007199254740993}'::jsonb, NULL]);
     INSERT INTO alltypes (id) VALUES (2);
     INSERT INTO alltypes (id, t, vu) VALUES (3, '${BIG_TEXT}', '${BIG_TEXT}');
     INSERT INTO alltypes (id, jb) SELECT 10 + i, (ARRAY['${JSON_SHAPES.join("','")}'])[i + 1]::jsonb
@@ -146,7 +146,7 @@ describe('a schema from the column types', () => {
       e: 'happy',
       tg: ['x', 'y'], // a domain over text[] is its base type on both paths
       pi: 7, // a domain over int too
-      jba: '[{"k":1},[2]]', // arrays of json: JSON text
+      jba: '[{"k": 1},[2],{"n": 9007199254740993},null]', // arrays of json: JSON text of the elements' own, exact
     })
     expect(backfilled.get(3)!.t).toBe(BIG_TEXT)
     expect(backfilled.get(3)!.vu).toBe(BIG_TEXT)

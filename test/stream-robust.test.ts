@@ -25,6 +25,12 @@ beforeAll(async () => {
     CREATE TABLE nid (pk serial PRIMARY KEY, ext text UNIQUE, v int);
     ALTER TABLE nid REPLICA IDENTITY FULL;
     CREATE TABLE nid_key (pk serial PRIMARY KEY, ext text UNIQUE, v int);
+    -- body is stored out of line (TOAST): an update that leaves it alone streams it as "unchanged", and run re-reads
+    CREATE TABLE tev (id int PRIMARY KEY, body text, at timestamptz, other timestamptz, n int);
+    ALTER TABLE tev ALTER body SET STORAGE EXTERNAL;
+    CREATE DOMAIN posint AS int CHECK (VALUE > 0);
+    CREATE TABLE dom (id int PRIMARY KEY, body text, n posint);
+    ALTER TABLE dom ALTER body SET STORAGE EXTERNAL;
   `)
   project = makeProject({
     databaseUrl: db.url,
@@ -35,6 +41,9 @@ beforeAll(async () => {
       '003_ren.toml': migration({ name: 'ren', table: 'ren' }),
       '004_nid.toml': migration({ name: 'nid', table: 'nid', id: 'ext', columns: ['v'] }),
       '005_nid_key.toml': migration({ name: 'nid_key', table: 'nid_key', id: 'ext', columns: ['v'] }),
+      '006_tev.toml': migration({ name: 'tev', table: 'tev', columns: ['body'] }),
+      '007_tev_at.toml': migration({ name: 'tev_at', table: 'tev', columns: ['body', 'at'] }),
+      '008_dom.toml': migration({ name: 'dom', table: 'dom', columns: ['body', 'n'] }),
     },
   })
   const m = await runCli(['-c', project.config, 'migrate'])
@@ -65,8 +74,8 @@ describe('run on real databases', () => {
     await waitFor('row 2 in "ev_at"', () => docs('ev_at').has(2))
     expect(docs('ev_at').get(2)).toEqual({ at: '2024-01-02T03:04:05.000Z' })
     expect(docs('ev_at').has(1)).toBe(false)
-    // the dead letter is recorded with its batch, which may land after the documents of other batches
-    await waitFor('the dead letter in "ev_at"', async () => (await deadLetters('ev_at')).length > 0)
+    // dead letters are recorded after the batch's documents are written
+    await waitFor('the dead letter', async () => (await deadLetters('ev_at')).length === 1)
     const dead = await deadLetters('ev_at')
     expect(dead).toHaveLength(1)
     expect(dead[0].doc_id).toBe('1')
@@ -108,6 +117,74 @@ describe('run on real databases', () => {
     expect(dead.error).not.toMatch(/is the table's REPLICA IDENTITY enough/)
   })
 
+  test("a TOAST re-read reads only the mapping's columns: a bad value in another does not stop the stream", async () => {
+    await db.sql`INSERT INTO tev VALUES (1, repeat(md5('1'), 200), '2024-01-01', '290000-01-01', 0)`
+    await waitFor('row 1', () => docs('tev').has(1) && docs('tev_at').has(1))
+    // body unchanged (TOAST): both mappings re-read the row, whose "other" no JS Date holds
+    await db.sql`UPDATE tev SET n = 1 WHERE id = 1`
+    // a later change of another row (one of the same row could replace the re-read in its batch): the stream went on
+    await db.sql`INSERT INTO tev VALUES (10, 'later', '2024-01-10', NULL, 0)`
+    await waitFor('the later row', () => docs('tev').has(10) && docs('tev_at').has(10))
+    expect(docs('tev').get(1)).toEqual({ body: 'c4ca4238a0b923820dcc509a6f75849b'.repeat(200) })
+    expect(await deadLetters('tev')).toHaveLength(0)
+    expect(await deadLetters('tev_at')).toHaveLength(0)
+  })
+
+  test('a TOAST re-read that finds a value it cannot decode: a dead letter for that row, the stream goes on', async () => {
+    await db.sql`INSERT INTO tev VALUES (2, repeat(md5('2'), 200), '2024-01-01', NULL, 0)`
+    await waitFor('row 2', () => docs('tev_at').has(2))
+    // one transaction: the first update is re-read (body unchanged) after the second made "at" unreadable
+    await db.sql.begin(async (tx) => {
+      await tx`UPDATE tev SET n = 2 WHERE id = 2`
+      await tx`UPDATE tev SET at = '290000-01-01' WHERE id = 2`
+    })
+    await db.sql`INSERT INTO tev VALUES (3, 'later', '2024-01-03', NULL, 0)`
+    await waitFor('the later row', () => docs('tev_at').has(3) && docs('tev').has(3))
+    await waitFor(
+      "the re-read's dead letter",
+      async () => /^re-read/.test((await deadLetters('tev_at'))[0]?.error ?? ''),
+    )
+    // one entry per mapping and document: the stream's for the second update, then the re-read's (the last error)
+    const dead = await deadLetters('tev_at')
+    expect(dead.map((d) => d.doc_id)).toEqual(['2'])
+    expect(dead[0].error).toMatch(
+      /^re-read of public\.tev: cannot decode column "at": .*outside the range of a JS Date/,
+    )
+    // the mapping that does not read "at" re-read the row as it is
+    expect(docs('tev').get(2)?.body).toBe('c81e728d9d4c2f636f067f89cc14862c'.repeat(200))
+    expect(await deadLetters('tev')).toHaveLength(0)
+  })
+
+  test('dlq retry of a row that still cannot be decoded: that entry fails with the reason, the others are retried', async () => {
+    // row 5 holds a timestamp no JS Date holds; row 4 is dead-lettered the same way, then fixed
+    await db.sql`INSERT INTO tev VALUES (5, 'five', '290000-01-01', NULL, 0)`
+    await db.sql`INSERT INTO tev VALUES (4, 'four', '290000-01-01', NULL, 0)`
+    await waitFor('their dead letters', async () => {
+      const ids = (await deadLetters('tev_at')).map((d) => d.doc_id)
+      return ids.includes('4') && ids.includes('5')
+    })
+    await db.sql`UPDATE tev SET at = '2024-01-04 00:00:00+00' WHERE id = 4`
+    await waitFor('row 4 fixed', () => docs('tev_at').get(4)?.at === '2024-01-04T00:00:00.000Z')
+    const r = await runCli(['-c', project.config, 'dlq', 'retry', '--mapping', 'tev_at'])
+    expect(r.code).toBe(1) // a retry failed
+    const dead = await deadLetters('tev_at')
+    expect(dead.map((d) => d.doc_id)).not.toContain('4')
+    expect(dead.find((d) => d.doc_id === '5')?.error).toMatch(
+      /^re-read of public\.tev: cannot decode column "at": .*outside the range of a JS Date/,
+    )
+  })
+
+  test('a TOAST re-read decodes a domain as its base type, as the stream does', async () => {
+    await db.sql`INSERT INTO dom VALUES (1, repeat(md5('1'), 200), 5)`
+    await waitFor('row 1', () => docs('dom').get(1)?.n === 5)
+    await db.sql`UPDATE dom SET n = 6 WHERE id = 1` // body unchanged: re-read
+    await waitFor('n = 6, a number', () => docs('dom').get(1)?.n === 6).catch(async (e) => {
+      const dead = await deadLetters('dom')
+      throw new Error(`${e.message}: document ${JSON.stringify(docs('dom').get(1)?.n)}, ${JSON.stringify(dead)}`)
+    })
+    expect(await deadLetters('dom')).toHaveLength(0)
+  })
+
   test('migrate warns about a nullable id column', () => {
     expect(migrateErr).toMatch(/004_nid\.toml: public\.nid: mapping\.id column\(s\) ext may be NULL/)
     expect(migrateErr).toMatch(/005_nid_key\.toml: public\.nid_key: mapping\.id column\(s\) ext may be NULL/)
@@ -131,10 +208,15 @@ describe('run on a SQL_ASCII database', () => {
     await admin.end()
     sql = postgres(cluster.url(name), { max: 2, onnotice: () => {} })
     await sql`CREATE TABLE words (id int PRIMARY KEY, word text, other text)`
+    await sql.unsafe(`CREATE TABLE pages (id int PRIMARY KEY, body text, note text, n int);
+      ALTER TABLE pages ALTER body SET STORAGE EXTERNAL`)
     proj = makeProject({
       databaseUrl: cluster.url(name),
       turbopufferUrl: server.url,
-      migrations: { '001_words.toml': migration({ name: 'words', table: 'words', columns: ['word'] }) },
+      migrations: {
+        '001_words.toml': migration({ name: 'words', table: 'words', columns: ['word'] }),
+        '002_pages.toml': migration({ name: 'pages', table: 'pages', columns: ['body', 'note'] }),
+      },
     })
     expect((await runCli(['-c', proj.config, 'migrate'])).code).toBe(0)
     // slot names are per cluster: the other database of this file streams from "puffgres"
@@ -164,12 +246,36 @@ describe('run on a SQL_ASCII database', () => {
     await waitFor('the dead letter', async () => (await sql`SELECT 1 FROM __puffgres_dlq`).length > 0)
     expect(docs('words').get(2)).toEqual({ word: 'fine' })
     expect(docs('words').has(1)).toBe(false)
-    // the writer records a batch's dead letters after its documents are written: wait for them too
-    const deadWords = () => sql<{ doc_id: string; error: string }[]>`SELECT doc_id, error FROM __puffgres_dlq`
-    await waitFor('the dead letter', async () => (await deadWords()).length > 0)
-    const dead = await deadWords()
+    // dead letters are recorded after the batch's documents are written
+    const count = async () => (await sql`SELECT count(*)::int AS n FROM __puffgres_dlq WHERE mapping = 'words'`)[0].n
+    await waitFor('the dead letter', async () => await count() === 1)
+    const dead = await sql<{ doc_id: string; error: string }[]>`
+      SELECT doc_id, error FROM __puffgres_dlq WHERE mapping = 'words'`
     expect(dead).toHaveLength(1)
     expect(dead[0].doc_id).toBe('1')
     expect(dead[0].error).toMatch(/column "word": the value is not valid UTF-8/)
+  })
+
+  test('a TOAST re-read of bytes that are not UTF-8: a dead letter, never U+FFFD in the document', async () => {
+    await sql`INSERT INTO pages VALUES (1, repeat(md5('1'), 200), 'ok', 0)`
+    await waitFor('page 1', () => docs('pages').get(1)?.note === 'ok')
+    // one transaction: the first update is re-read (body unchanged) after the second wrote a Latin-1 byte
+    await sql.begin(async (tx) => {
+      await tx`UPDATE pages SET n = 1 WHERE id = 1`
+      await tx.unsafe(`UPDATE pages SET note = E'caf\\xe9' WHERE id = 1`)
+    })
+    await sql`INSERT INTO pages VALUES (2, 'later', 'fine', 0)`
+    await waitFor('page 2', () => docs('pages').has(2)).catch((e) => {
+      throw new Error(e.message + run!.logs.filter((l) => /warn|error/.test(l)).slice(-5).join('\n'))
+    })
+    const error = async () => (await sql`SELECT error FROM __puffgres_dlq WHERE mapping = 'pages'`)[0]?.error ?? ''
+    await waitFor("the re-read's dead letter", async () => /^re-read/.test(await error()))
+    expect(docs('pages').get(1)?.note).toBe('ok')
+    const dead = await sql<{ doc_id: string; error: string }[]>`
+      SELECT doc_id, error FROM __puffgres_dlq WHERE mapping = 'pages' ORDER BY id`
+    expect(dead.map((d) => d.doc_id)).toEqual(['1'])
+    expect(dead[0].error).toMatch(
+      /^re-read of public\.pages: cannot decode column "note": the value is not valid UTF-8/,
+    )
   })
 })

@@ -8,9 +8,10 @@
 // R = stableLsn(): the ones gone or no longer members get a delete at version R, which removes only documents
 // older than R; any change committed after R is streamed, and applied after this write, with a higher version.
 import type postgres from 'postgres'
-import { type CopyRow, CopyTextParser } from '../postgres/copy-text.ts'
+import { type CopyRow, CopyTextParser, invalidFields } from '../postgres/copy-text.ts'
+import { isSqlAscii, reserveRawBytes } from '../postgres/sql-ascii.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
-import { decodeValue, isJsonType, keepSourceText, keepsSourceText } from '../postgres/values.ts'
+import { decodeValue, isJsonType, keepSourceText, keepsSourceText, keptText } from '../postgres/values.ts'
 import type { Logger, Row } from '../types.ts'
 import { type BackfillPlan, copyPageSql, copySampleSql } from './plan.ts'
 
@@ -67,14 +68,16 @@ export async function readRawPage(
   limit: number,
   opts: { log?: Logger; lsn?: Promise<bigint> } = {},
 ): Promise<RawPage> {
-  const lsn = await (opts.lsn ?? pageLsn(sql, opts.log))
-  // a connection of its own: postgres.js pipelines queries onto busy connections, and one in COPY refuses them
-  const conn = await sql.reserve()
-  try {
-    return { lsn, rows: await copyRows(conn, copyPageSql(plan, after, limit), plan.columns.length) }
-  } finally {
-    conn.release()
-  }
+  // the encoding is asked (once per pool) while the LSN is awaited: no round trip added to a page
+  const [lsn, ascii] = await Promise.all([opts.lsn ?? pageLsn(sql, opts.log), isSqlAscii(sql)])
+  // a connection of its own: postgres.js pipelines queries onto busy connections, and one in COPY refuses them.
+  // Raw bytes: a SQL_ASCII value that is not UTF-8 fails its row alone (a dead letter), not the whole COPY
+  const rows = await reserveRawBytes(
+    sql,
+    (conn) => copyRows(conn, copyPageSql(plan, after, limit), plan.columns.length),
+    ascii,
+  )
+  return { lsn, rows }
 }
 
 /** Reads and decodes the page after `after` (from the beginning when undefined). */
@@ -92,12 +95,8 @@ export async function readPage(
 /** `n` member rows picked at random (verify --sample), read after a stable LSN and decoded like a page. */
 export async function readSample(sql: postgres.Sql, plan: BackfillPlan, n: number, log?: Logger): Promise<Page> {
   const lsn = await pageLsn(sql, log)
-  const conn = await sql.reserve()
-  try {
-    return decodePage(plan, lsn, await copyRows(conn, copySampleSql(plan, n), plan.columns.length))
-  } finally {
-    conn.release()
-  }
+  const rows = await reserveRawBytes(sql, (conn) => copyRows(conn, copySampleSql(plan, n), plan.columns.length))
+  return decodePage(plan, lsn, rows)
 }
 
 /** The last row's key texts (where the next page starts); undefined for an empty page. */
@@ -174,9 +173,19 @@ export function decodePage(plan: BackfillPlan, lsn: bigint, values: (string | nu
     const v = values[i]
     const row: Row = {}
     let j = 0
+    const invalid = invalidFields(v)
+    if (invalid) {
+      const reasons = [...invalid].map(([c, error]) => `column "${names[c]}": ${error}`)
+      bad.push({ keys: keyIndex.map((k) => v[k] as string), error: reasons.join('; ') })
+      continue
+    }
     try {
       for (; j < ncols; j++) row[names[j]] = decodeValue(v[j], oids[j], typeNames[j])
-      if (kept) { for (let c = 0; c < ncols; c++) if (keeps[c] && v[c] !== null) keepSourceText(row, names[c], v[c]!) }
+      if (kept) {
+        for (let c = 0; c < ncols; c++) {
+          if (keeps[c] && v[c] !== null) keepSourceText(row, names[c], keptText(v[c]!, oids[c], typeNames[c]))
+        }
+      }
     } catch (e) {
       bad.push({ keys: keyIndex.map((k) => v[k] as string), error: `column "${names[j]}": ${(e as Error).message}` })
       continue

@@ -2,9 +2,9 @@
 // and removes an entry only when that write succeeded (a retried old event never regresses a newer document).
 import type postgres from 'postgres'
 import type { Config } from '../config/load.ts'
-import type { Intent } from '../pipeline/changes.ts'
 import { currentStateIntents, eventKeyTexts, recheckWritten, rowDocId } from '../pipeline/row-identity.ts'
 import { writeIntents } from '../pipeline/writer.ts'
+import type { Intent } from '../pipeline/changes.ts'
 import type { DeadLetter, DlqEntry } from '../postgres/dlq.ts'
 import { deleteDeadLetters, recordRetryFailure } from '../postgres/dlq.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
@@ -90,16 +90,18 @@ async function retryOne(
   // the key texts the stream or backfill kept find the row exactly; the decoded values are what older entries have
   const keyTexts = eventKeyTexts(entry.event, rt.mapping.idColumns.length)
   const ref = { known, keyTexts }
-  let intent: Intent
+  // the id was checked above, so there is an intent unless the row has a value that cannot be decoded
+  const unreadable: DeadLetter[] = []
+  let intent: Intent | undefined
   try {
-    // the id was checked above, so there is an intent
-    ;[intent] = await currentStateIntents(sql, rt.route, rt.plan.columns, [ref], lsn) as Intent[]
+    ;[intent] = await currentStateIntents(sql, rt.route, rt.plan.columns, [ref], lsn, unreadable)
   } catch (err) {
     // the row's membership cannot be evaluated (e.g. its column was dropped): the entry stays, saying so as the
     // stream said it (`membership: …`), instead of ending the whole retry with a stack trace
     if (err instanceof MembershipError) return await fail(membershipFailure(err))
     throw err
   }
+  if (!intent) return await fail(unreadable[0]?.error ?? 'cannot retry: the row cannot be read')
   const dead: DeadLetter[] = []
   let summary
   const deps = { sink, sql, log }

@@ -292,9 +292,10 @@ async function repair(
   for (let i = 0; i < rewrite.length; i += 500) {
     const chunk = rewrite.slice(i, i + 500)
     const refs = chunk.map((e) => e.ref)
-    const all = await currentStateIntents(deps.sql, route, columns, refs, lsn)
-    const intents = all.filter((x) => x !== undefined)
     const dead: DeadLetter[] = []
+    // a row with a value that cannot be decoded: a dead letter (written with the others), not a failed repair
+    const all = await currentStateIntents(deps.sql, route, columns, refs, lsn, dead)
+    const intents = all.filter((x) => x !== undefined)
     const writer = { sink: deps.sink, sql: deps.sql, log }
     const w = await writeIntents(intents, dead, writer)
     result.upserted += w.upserted

@@ -91,17 +91,23 @@ function keyTexts(rel: Relation, tuple: Tuple, idColumns: readonly string[]): (s
   })
 }
 
-/** The columns any route of a table reads (decoded once for all of them); undefined: every column. */
-const tableNeeds = new WeakMap<readonly MappingRoute[], { only: Set<string> | undefined }>()
+/**
+ * What the routes of a table decode (once for all of them): `only` the columns any route reads (undefined: every
+ * column), and `ids` their id columns (the only timestamps whose text is kept: see decodeColumns).
+ */
+const tableNeeds = new WeakMap<readonly MappingRoute[], { only: Set<string> | undefined; ids: Set<string> }>()
 
-function neededByAny(routes: readonly MappingRoute[]): Set<string> | undefined {
+function neededByAny(routes: readonly MappingRoute[]): { only: Set<string> | undefined; ids: Set<string> } {
   let n = tableNeeds.get(routes)
   if (!n) {
     const all = routes.some((r) => !r.needed)
-    n = { only: all ? undefined : new Set(routes.flatMap((r) => [...r.needed!])) }
+    n = {
+      only: all ? undefined : new Set(routes.flatMap((r) => [...r.needed!])),
+      ids: new Set(routes.flatMap((r) => r.mapping.idColumns)),
+    }
     tableNeeds.set(routes, n)
   }
-  return n.only
+  return n
 }
 
 /** The decode failures among the columns a route reads, as one reason; undefined when there are none. */
@@ -132,7 +138,7 @@ export function changeIntents(
   const rel = msg.relation
   const lsnText = formatLsn(pos.commitLsn)
   const base = { version: pos.version, lsn: pos.commitLsn, relation: rel }
-  const only = neededByAny(routes)
+  const { only, ids } = neededByAny(routes)
   const failed = (route: MappingRoute, tuple: Tuple, event: Record<string, unknown>, error: string, id?: Id) =>
     bad({
       route,
@@ -143,7 +149,7 @@ export function changeIntents(
     })
   if (msg.tag === 'delete') {
     const oldTuple = (msg.old ?? msg.key)!
-    const { row: old, errors } = decodeColumns(rel.columns, oldTuple, only)
+    const { row: old, errors } = decodeColumns(rel.columns, oldTuple, only, ids)
     for (const route of routes) {
       // a delete needs only the id: other columns that cannot be decoded are left out of the event
       const broken = brokenFor(route, errors, route.mapping.idColumns)
@@ -169,9 +175,9 @@ export function changeIntents(
     }
     return
   }
-  const { row, unchanged, errors } = decodeColumns(rel.columns, msg.new, only)
+  const { row, unchanged, errors } = decodeColumns(rel.columns, msg.new, only, ids)
   const oldTuple = msg.tag === 'update' ? (msg.old ?? msg.key) : undefined
-  const oldDecoded = oldTuple ? decodeColumns(rel.columns, oldTuple, only) : undefined
+  const oldDecoded = oldTuple ? decodeColumns(rel.columns, oldTuple, only, ids) : undefined
   const old = oldDecoded?.row
   const type = msg.tag
   for (const route of routes) {

@@ -11,7 +11,7 @@
 import type postgres from 'postgres'
 import type { DeadLetter } from '../postgres/dlq.ts'
 import { formatLsn } from '../postgres/lsn.ts'
-import { type ColumnType, readRowsByKey } from '../postgres/read-rows.ts'
+import { type ColumnType, readRowsByKey, undecodable } from '../postgres/read-rows.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
 import { tableByOid } from '../postgres/table-shape.ts'
 import { decodeColumn } from '../postgres/values.ts'
@@ -104,7 +104,26 @@ export async function readCurrent(
   const m = route.mapping
   if (!keys.length) return new Map()
   const rows = await readRowsByKey(sql, source, source.columns, m.idColumns, route.keyTypes, keys)
-  return new Map(rows.map((r) => [idKey(rowDocId(m, r)!), r]))
+  const found = new Map<string, Row>()
+  for (const r of rows) {
+    // an id that cannot be decoded (only if the key texts that found the row could not be): no document to match
+    const id = rowDocId(m, r)
+    if (id !== undefined) found.set(idKey(id), r)
+  }
+  return found
+}
+
+/** The dead letter of a re-read row that could not be decoded whole (undecodable), or undefined when it could. */
+function undecodableRow(
+  m: Mapping,
+  row: Row,
+  what: string,
+  d: Omit<DeadLetter, 'mapping' | 'error'>,
+): DeadLetter | undefined {
+  const reason = undecodable(row)
+  return reason === undefined
+    ? undefined
+    : { mapping: m.name, ...d, error: `${what} of ${m.schema}.${m.table}: ${reason}` }
 }
 
 /** What the document of an existing row must be: an upsert when it is a member. Throws what membership throws. */
@@ -131,7 +150,8 @@ export function deleteIntent(route: MappingRoute, id: Id, old: Row, lsn: bigint)
 /**
  * Reads each referenced row as it is now and returns one intent per reference (same order), versioned with `lsn`
  * (taken before this read): an upsert when the row exists and is a member, else a delete of its id. `undefined` for
- * a reference without a usable id.
+ * a reference without a usable id, and for a row with a value that cannot be decoded (its dead letter goes to
+ * `dead` when given: the other rows go on).
  */
 export async function currentStateIntents(
   sql: postgres.Sql,
@@ -139,6 +159,7 @@ export async function currentStateIntents(
   columns: readonly ColumnType[],
   refs: readonly RowRef[],
   lsn: bigint,
+  dead?: DeadLetter[],
 ): Promise<(Intent | undefined)[]> {
   const m = route.mapping
   // from the key texts when known: decoded as the stream and backfill decoded them when they named the document
@@ -149,6 +170,24 @@ export async function currentStateIntents(
     const id = ids[i]
     if (id === undefined) return undefined
     const row = found.get(idKey(id))
+    if (row) {
+      const d = undecodableRow(m, row, 're-read', {
+        docId: String(id),
+        lsn,
+        event: {
+          type: 'insert',
+          op: 'insert',
+          id,
+          mapping: m.name,
+          old: ref.known,
+          key_texts: refKeyTexts(ref, m.idColumns),
+        },
+      })
+      if (d) {
+        dead?.push(d)
+        return undefined
+      }
+    }
     if (row && decide(route, row) === 'upsert') {
       const event = {
         type: 'insert' as const,
@@ -254,6 +293,12 @@ export async function rereadIntents(
     for (const i of group) {
       const row = found.get(idKey(i.id))
       if (!row) {
+        replaced.set(i, undefined)
+        continue
+      }
+      const d = undecodableRow(m, row, 're-read', { docId: String(i.id), lsn: i.lsn, event: deadLetterEvent(i) })
+      if (d) {
+        dead.push(d)
         replaced.set(i, undefined)
         continue
       }

@@ -8,6 +8,23 @@
 
 // ignoreBOM: a value that starts with U+FEFF at the start of a chunk keeps it
 const decoder = new TextDecoder('utf-8', { ignoreBOM: true })
+// fatal: a SQL_ASCII database prints whatever bytes a value holds; one that is not UTF-8 must fail its row (a dead
+// letter naming the column), never become U+FFFD silently
+const strict = new TextDecoder('utf-8', { ignoreBOM: true, fatal: true })
+
+const TAB = 0x09
+
+// a field that is not UTF-8 reads as one character per byte: its row is a dead letter, but a key field still orders
+// near its bytes (the next page starts after it: '' would start over from the first row) and names the row readably
+const bytewise = new TextDecoder('latin1')
+
+/** The fields of a row that are not valid UTF-8 (field index → reason); they read one character per byte. */
+const INVALID = new WeakMap<CopyRow, Map<number, string>>()
+
+/** Why fields of a parsed row could not be read as text (field index → reason), if any could not. */
+export function invalidFields(row: CopyRow): ReadonlyMap<number, string> | undefined {
+  return INVALID.get(row)
+}
 
 const BACKSLASH = 0x5c
 const NEWLINE = 0x0a
@@ -36,7 +53,49 @@ export class CopyTextParser {
     }
     const end = buf.lastIndexOf(NEWLINE)
     if (end + 1 < buf.length) this.#rest = buf.slice(end + 1)
-    if (end >= 0) this.#parse(decoder.decode(buf.subarray(0, end + 1)))
+    if (end < 0) return
+    const lines = buf.subarray(0, end + 1)
+    let text: string
+    try {
+      text = strict.decode(lines)
+    } catch {
+      this.#parseInvalid(lines)
+      return
+    }
+    this.#parse(text)
+  }
+
+  /** Complete lines holding bytes that are not UTF-8: line by line, and field by field where a line is invalid. */
+  #parseInvalid(lines: Uint8Array): void {
+    let from = 0
+    while (from < lines.length) {
+      const eol = lines.indexOf(NEWLINE, from)
+      const line = lines.subarray(from, eol + 1)
+      from = eol + 1
+      try {
+        this.#parse(strict.decode(line))
+        continue
+      } catch {
+        // below
+      }
+      // a tab byte never occurs inside a multibyte UTF-8 sequence, and tabs in data are escaped
+      const fields: string[] = []
+      const invalid = new Map<number, string>()
+      let start = 0
+      for (let i = 0; i < line.length; i++) {
+        if (line[i] !== TAB && line[i] !== NEWLINE) continue
+        const bytes = line.subarray(start, i)
+        try {
+          fields.push(strict.decode(bytes))
+        } catch {
+          invalid.set(fields.length, `the value is not valid UTF-8 (${bytes.length} bytes; a SQL_ASCII database?)`)
+          fields.push(bytewise.decode(bytes))
+        }
+        start = i + 1
+      }
+      this.#parse(fields.join('\t') + '\n')
+      INVALID.set(this.rows[this.rows.length - 1], invalid)
+    }
   }
 
   /** Checks that the data ended with a complete row. */

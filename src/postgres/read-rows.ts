@@ -3,9 +3,31 @@
 import type postgres from 'postgres'
 import type { Row } from '../types.ts'
 import { ident, qualified } from './connect.ts'
+import { isSqlAscii, reserveRawBytes } from './sql-ascii.ts'
 import { decodeColumn } from './values.ts'
 
-const decoder = new TextDecoder()
+// fatal: a SQL_ASCII database sends whatever bytes a row holds (sql-ascii.ts); a value that is not UTF-8 must fail
+// its row, not become U+FFFD silently
+const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
+
+/** Why a row read here lacks some of its columns: the values that could not be decoded (see undecodable). */
+const UNDECODABLE = new WeakMap<Row, string>()
+
+/**
+ * Why a row readRowsByKey returned could not be decoded whole (`column "at": …`), if it could not: its other columns
+ * are there, the failed ones are left out. The caller decides whose row that breaks (a dead letter, not a failed batch).
+ */
+export function undecodable(row: Row): string | undefined {
+  return UNDECODABLE.get(row)
+}
+
+function decodeText(bytes: Uint8Array): string {
+  try {
+    return decoder.decode(bytes)
+  } catch {
+    throw new Error(`the value is not valid UTF-8 (${bytes.length} bytes; a SQL_ASCII database?)`)
+  }
+}
 
 export interface ColumnType {
   name: string
@@ -20,7 +42,8 @@ export interface ColumnType {
 const KEYS_PER_QUERY = 1000
 
 /**
- * The rows with these keys, their columns decoded; `keys` are id-column values, one array per row. The columns are
+ * The rows with these keys, their columns decoded; `keys` are id-column values, one array per row. A value that
+ * cannot be decoded is left out of its row, and the row is marked (undecodable): it does not fail the others. The columns are
  * read as their types' output functions print them (raw text results), as pgoutput sends them to the stream and COPY
  * to backfill and verify (`::text` prints inet and bool otherwise).
  */
@@ -55,16 +78,22 @@ export async function readRowsByKey(
       return `$${params.length}::text::${keyTypes[j]}`
     }).join(', ') + ')'
   )
-  const rows = await sql.unsafe(
-    `SELECT ${select} FROM ${table} WHERE (${keyList}) IN (${tuples.join(', ')})`,
-    params as postgres.ParameterOrJSON<never>[],
-  ).raw()
+  const query = `SELECT ${select} FROM ${table} WHERE (${keyList}) IN (${tuples.join(', ')})`
+  const select_ = (conn: postgres.Sql) => conn.unsafe(query, params as postgres.ParameterOrJSON<never>[]).raw()
+  // in a SQL_ASCII database, on a session that reads the bytes as they are (decodeText fails a bad value alone)
+  const rows = await (await isSqlAscii(sql) ? reserveRawBytes(sql, select_) : select_(sql))
   return rows.map((values: (Uint8Array | null)[]) => {
     const row: Row = {}
+    let errors: string[] | undefined
     columns.forEach((c, i) => {
       const v = values[i]
-      decodeColumn(row, c.name, v === null ? null : decoder.decode(v), c.typeOid, c.typeName)
+      try {
+        decodeColumn(row, c.name, v === null ? null : decodeText(v), c.typeOid, c.typeName)
+      } catch (e) {
+        ;(errors ??= []).push(`column "${c.name}": ${(e as Error).message}`)
+      }
     })
+    if (errors) UNDECODABLE.set(row, `cannot decode ${errors.join('; ')}`)
     return row
   })
 }

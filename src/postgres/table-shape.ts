@@ -11,7 +11,10 @@ export interface TableShape {
   oid: number
   schema: string
   table: string
-  /** every live column, in table order; typeName only for non-builtin types (as pgoutput's Type messages name them) */
+  /**
+   * every live column, in table order; typeName only for non-builtin types, the base type's for a domain (as
+   * pgoutput's Type messages name them)
+   */
   columns: ColumnType[]
   /** stored generated columns: pgoutput does not send them (before PostgreSQL 18, and after it by default) */
   generated: string[]
@@ -28,9 +31,17 @@ export async function tableByOid(sql: postgres.Sql, oid: number): Promise<TableS
     JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ${oid}`
   if (!t) return undefined
   const cols = await sql<{ name: string; typeOid: number; typname: string; generated: boolean; notNull: boolean }[]>`
-    SELECT a.attname AS name, a.atttypid::int AS "typeOid", t.typname, a.attgenerated <> '' AS generated,
+    SELECT a.attname AS name, a.atttypid::int AS "typeOid", b.typname, a.attgenerated <> '' AS generated,
            a.attnotnull AS "notNull"
-    FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+    FROM pg_attribute a
+    -- a domain's base type (domains over domains too): pgoutput's Type message and the backfill plan name it, and
+    -- a re-read must decode a domain over int as an int, as they do
+    JOIN LATERAL (
+      WITH RECURSIVE d(oid, depth) AS (
+        SELECT a.atttypid, 0 UNION ALL
+        SELECT t.typbasetype, d.depth + 1 FROM d JOIN pg_type t ON t.oid = d.oid WHERE t.typtype = 'd'
+      ) SELECT t.typname FROM d JOIN pg_type t ON t.oid = d.oid ORDER BY d.depth DESC LIMIT 1
+    ) b ON true
     WHERE a.attrelid = ${oid} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`
   return {
     oid,

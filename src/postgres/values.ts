@@ -103,26 +103,54 @@ export function decodeTuple(columns: readonly RelationColumn[], tuple: Tuple): {
   return { row, unchanged }
 }
 
+/** Which columns of a relation keep their text when decoded: 1 json, 2 timestamp (resolved once per relation). */
+const KEPT_KINDS = new WeakMap<readonly RelationColumn[], Uint8Array>()
+const KEEP_JSON = 1
+const KEEP_TIMESTAMP = 2
+
+function keptKinds(columns: readonly RelationColumn[]): Uint8Array {
+  let kinds = KEPT_KINDS.get(columns)
+  if (!kinds) {
+    kinds = new Uint8Array(columns.length)
+    columns.forEach((c, i) => {
+      if (keepsSourceText(c.typeOid, c.typeName)) {
+        kinds![i] = isJsonType(c.typeOid, c.typeName) ? KEEP_JSON : KEEP_TIMESTAMP
+      }
+    })
+    KEPT_KINDS.set(columns, kinds)
+  }
+  return kinds
+}
+
 /**
  * Decodes the columns of a pgoutput tuple that `only` names (all when undefined); the others are left out of
  * `row`, so a value nobody reads cannot fail anything. A value that cannot be decoded is left out too, its reason
  * in `errors` (column → reason): the caller decides whose row it breaks. TOAST-unchanged columns go to `unchanged`.
+ * json keeps its text always (it is the attribute); a timestamp only in `timestampTexts` (id columns: the id keeps
+ * its microseconds), all when undefined: keeping a text costs a row a side-table entry, most of decoding's time.
  */
 export function decodeColumns(
   columns: readonly RelationColumn[],
   tuple: Tuple,
   only?: ReadonlySet<string>,
+  timestampTexts?: ReadonlySet<string>,
 ): { row: Row; unchanged: string[]; errors: Map<string, string> } {
   const row: Row = {}
   let unchanged: string[] | undefined
   const errors = new Map<string, string>()
+  const kinds = keptKinds(columns)
   for (let i = 0; i < columns.length; i++) {
     const col = columns[i]
     if (only && !only.has(col.name)) continue
     const v = tuple[i]
     if (v.kind === 'text') {
       try {
-        decodeColumn(row, col.name, v.value, col.typeOid, col.typeName)
+        row[col.name] = decodeValue(v.value, col.typeOid, col.typeName)
+        const kind = kinds[i]
+        if (kind === KEEP_JSON) keepSourceText(row, col.name, keptText(v.value, col.typeOid, col.typeName))
+        else if (kind === KEEP_TIMESTAMP && (!timestampTexts || timestampTexts.has(col.name))) {
+          keepSourceText(row, col.name, v.value)
+        }
       } catch (e) {
         errors.set(col.name, (e as Error).message)
       }
@@ -344,13 +372,31 @@ const SOURCE_TEXT = new WeakMap<Row, Record<string, string>>()
 /** Whether decoding a column of this type keeps its text (see SOURCE_TEXT). */
 export function keepsSourceText(typeOid: number, typeName?: string): boolean {
   const t = resolveTypeOid(typeOid, typeName)
-  return t === OID.json || t === OID.jsonb || t === OID.timestamp || t === OID.timestamptz
+  return t === OID.json || t === OID.jsonb || t === OID.timestamp || t === OID.timestamptz ||
+    t === OID._json || t === OID._jsonb
 }
 
-/** json or jsonb (domains over them included) */
+/** json or jsonb, or an array of them (domains over them included): the text kept is JSON (keptText) */
 export function isJsonType(typeOid: number, typeName?: string): boolean {
   const t = resolveTypeOid(typeOid, typeName)
-  return t === OID.json || t === OID.jsonb
+  return t === OID.json || t === OID.jsonb || t === OID._json || t === OID._jsonb
+}
+
+/**
+ * The text decoding keeps for a column (keepsSourceText): PostgreSQL's own, except for an array of json, whose
+ * array literal becomes one JSON text built from its elements' own texts (big integers inside stay exact; the
+ * decoded elements went through JSON.parse).
+ */
+export function keptText(text: string, typeOid: number, typeName?: string): string {
+  const t = resolveTypeOid(typeOid, typeName)
+  return t === OID._json || t === OID._jsonb ? jsonArrayText(text) : text
+}
+
+/** `{"{\"n\": 1}",NULL}` → `[{"n": 1},null]`: each element's JSON text as PostgreSQL printed it. */
+export function jsonArrayText(text: string): string {
+  const json = (v: unknown): string =>
+    Array.isArray(v) ? '[' + v.map(json).join(',') + ']' : v === null ? 'null' : v as string
+  return json(parseArray(text, (s) => s))
 }
 
 /** Records a column's PostgreSQL text on a decoded row (for columns where keepsSourceText). */
@@ -363,7 +409,7 @@ export function keepSourceText(row: Row, name: string, text: string): void {
 /** Decodes one column's text onto `row`, keeping the text where keepsSourceText says. */
 export function decodeColumn(row: Row, name: string, text: string | null, typeOid: number, typeName?: string): void {
   row[name] = decodeValue(text, typeOid, typeName)
-  if (text !== null && keepsSourceText(typeOid, typeName)) keepSourceText(row, name, text)
+  if (text !== null && keepsSourceText(typeOid, typeName)) keepSourceText(row, name, keptText(text, typeOid, typeName))
 }
 
 /** A column's PostgreSQL text as decoding kept it, if it did. */
