@@ -3,9 +3,11 @@
 # `npm ci && npm run demo` and README's test command (`npm test`) pass with the system's PostgreSQL hidden — in a
 # mount namespace with an empty tmpfs over /usr/lib/postgresql and a PATH without initdb — so the throwaway clusters
 # run the npm-installed @embedded-postgres binaries. Needs root (unshare -m), as CI runs.
-#   PUFFGRES_PG_MATRIX is passed through (CI sets it empty here: the version matrix already ran outside).
+#   scripts/ci-zero-install.sh ['COMMANDS']   default: npm ci && npm run demo && npm test (.ci/run names them)
+#   PUFFGRES_PG_MATRIX is passed through to npm test (the version matrix at its end).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
+commands=${1:-npm ci --no-audit --no-fund && npm run demo && npm test}
 # mktemp -d is 0700: the unprivileged server user cannot reach node_modules in it, so the copy of the binaries to a
 # readable folder (src/postgres/throwaway.ts) is exercised too.
 work=$(mktemp -d)
@@ -25,8 +27,7 @@ TMPDIR="$tmp" unshare -m bash -euo pipefail -c '
     exit 1
   fi
   cd "$1"
-  npm ci --no-audit --no-fund
-  npm run demo
-  npm test
-' _ "$work/puffgres"
-echo "ci-zero-install: npm ci, npm run demo and npm test passed without the system PostgreSQL"
+  echo "ci-zero-install: $2"
+  eval "$2"
+' _ "$work/puffgres" "$commands"
+echo "ci-zero-install: passed without the system PostgreSQL: $commands"

@@ -55,7 +55,9 @@ test('the pages a dead backfill was writing are re-checked by the next one: no d
       if (ghost === undefined) {
         ghost = Number(ops[0].id)
         await db.sql`DELETE FROM ghosts WHERE id = ${ghost}`
-        const [{ lsn }] = await db.sql`SELECT pg_current_wal_lsn()::text AS lsn`
+        // the insert position: with synchronous_commit off, pg_current_wal_lsn() (written so far) can still be below
+        // the delete's commit, and the slot would pass it before the delete is streamed
+        const [{ lsn }] = await db.sql`SELECT pg_current_wal_insert_lsn()::text AS lsn`
         await waitFor('run confirms the delete', async () => {
           const [s] = await db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS done FROM pg_replication_slots
             WHERE slot_name = 'puffgres'`

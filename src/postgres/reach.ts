@@ -78,7 +78,7 @@ export function explainPostgresError(err: unknown, url: string): string | undefi
     return `database "${t.database}" does not exist on PostgreSQL at ${t.host}:${t.port}; create it or fix the ` +
       `database name in ${where}`
   }
-  if ((code === '28000' || code === '42501') && /replication|walsender/i.test(message)) {
+  if ((code === '28000' || code === '42501') && /replication|walsender|WAL sender/i.test(message)) {
     return `user "${t.user}" may not use replication on ${at}: ${firstLine(message)}; grant it with ` +
       `ALTER ROLE "${t.user}" WITH REPLICATION (managed services: their replication role, e.g. rds_replication)`
   }
@@ -114,7 +114,7 @@ function firstLine(s: string): string {
 export function isPermanentPostgresFailure(err: unknown): boolean {
   for (let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0; e && i < 4; e = e.cause as any, i++) {
     if (['28P01', '28000', '3D000'].includes(String(e.code))) return true
-    if (e.code === '42501' && /replication|walsender/i.test(String((e as Error).message))) return true
+    if (e.code === '42501' && /replication|walsender|WAL sender/i.test(String((e as Error).message))) return true
   }
   return false
 }
