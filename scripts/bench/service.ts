@@ -325,7 +325,9 @@ try {
   if (part('backfill')) {
     const before = await stats(server.url)
     await fetch(`${server.url}/v2/namespaces/items`, { method: 'DELETE', headers: { authorization: 'Bearer x' } })
-    const bf = startChild(bun, ['src/cli.ts', '-c', remote.config, 'backfill', 'items'], { PUFFGRES_LOG: 'warn' })
+    const bf = startChild(bun, ['src/cli.ts', '-c', remote.config, 'backfill', 'items', '--create-slot'], {
+      PUFFGRES_LOG: 'warn',
+    })
     if ((await bf.exited) !== 0) throw new Error(`backfill failed:\n${bf.lines.join('\n')}`)
     peakMb = Math.max(peakMb, bf.peakMb())
     const docs = Number((await sql`SELECT count(*)::int AS n FROM items`)[0].n)
