@@ -7,12 +7,28 @@
 // Flow control: decoded frames wait in a bounded queue; when it is full the copy stream is paused, postgres.js then
 // pauses the socket and the walsender blocks (invariant 4). Status updates go out from a timer that does not depend
 // on the consumer or on reading the socket, so a slow consumer never trips wal_sender_timeout.
-import { Buffer } from 'node:buffer'
+//
+// Beside it: the slot commands (replication-slot.ts), the checks and START_REPLICATION itself (replication-start.ts)
+// and the status update's bytes (standby-status.ts).
+import type { Buffer } from 'node:buffer'
 import type { Duplex } from 'node:stream'
 import postgres from 'postgres'
-import { formatLsn, parseLsn } from './lsn.ts'
 import { PgOutputDecoder, type PgOutputMessage } from './pgoutput.ts'
+import * as slots from './replication-slot.ts'
+import {
+  checkPublications,
+  prepareSession,
+  publicationsToStream,
+  ReplicationError,
+  type StartOptions,
+  startReplication,
+} from './replication-start.ts'
+import { standbyStatusUpdate } from './standby-status.ts'
 import { TEXT_FORMAT_SETTINGS } from './values.ts'
+
+// The slot commands, their errors and the stream's error live in their own modules; importers use them from here.
+export { SlotInUseError, SlotMissingError, type SystemIdentity } from './replication-slot.ts'
+export { ReplicationError, type StartOptions } from './replication-start.ts'
 
 export interface ReplicationOptions {
   /** application_name of the walsender connection (shows in pg_stat_replication) */
@@ -39,17 +55,6 @@ export interface StreamPosition {
   keepalive(walEnd: bigint): void
 }
 
-export interface StartOptions {
-  slot: string
-  /** one publication or several */
-  publication: string | string[]
-  /** where to start; the server starts from the slot's confirmed flush LSN when that is later (default 0/0) */
-  startLsn?: bigint
-  protoVersion?: 1
-  /** also receive pg_logical_emit_message() messages (default true) */
-  messages?: boolean
-}
-
 /** One pgoutput message with the XLogData frame's positions (0/0 for Relation and Type messages). */
 export interface ReplicationEvent {
   walStart: bigint
@@ -57,56 +62,6 @@ export interface ReplicationEvent {
   msg: PgOutputMessage
 }
 
-export interface SystemIdentity {
-  systemId: string
-  timeline: number
-  /** the server's current WAL flush position */
-  xlogPos: bigint
-  dbName: string
-}
-
-/** START_REPLICATION failed because another connection streams from the slot (SQLSTATE 55006). */
-export class SlotInUseError extends Error {
-  readonly code = '55006'
-  constructor(readonly slot: string, readonly activePid: number | undefined, options?: { cause?: unknown }) {
-    super(
-      `replication slot "${slot}" is in use${activePid ? ` by process ${activePid}` : ''} (another puffgres run?)`,
-      options,
-    )
-    this.name = 'SlotInUseError'
-  }
-}
-
-/** The slot does not exist and creating it was not allowed. */
-export class SlotMissingError extends Error {
-  constructor(readonly slot: string) {
-    super(`replication slot "${slot}" does not exist (run with --create-slot or create it)`)
-    this.name = 'SlotMissingError'
-  }
-}
-
-/** The stream broke: server gone, backend terminated, slot dropped, ... `cause` holds the underlying error. */
-export class ReplicationError extends Error {
-  constructor(message: string, readonly code?: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.name = 'ReplicationError'
-  }
-}
-
-const SLOT_NAME = /^[a-z0-9_]{1,63}$/
-
-function checkSlotName(slot: string) {
-  if (!SLOT_NAME.test(slot)) {
-    throw new Error(`invalid replication slot name ${JSON.stringify(slot)} (lower-case letters, digits, _; ≤ 63)`)
-  }
-}
-
-function quoteLiteral(s: string): string {
-  return "'" + s.replaceAll("'", "''") + "'"
-}
-
-// Standby status update clock: microseconds since 2000-01-01 UTC.
-const PG_EPOCH_MS = Date.UTC(2000, 0, 1)
 // pgoutput message tags, at byte 25 of an XLogData frame
 const BEGIN = 0x42
 const COMMIT = 0x43
@@ -176,67 +131,23 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
   }
 
   /** IDENTIFY_SYSTEM: cluster id, timeline, current WAL position, database. */
-  async identifySystem(): Promise<SystemIdentity> {
-    const [r] = await this.sql.unsafe('IDENTIFY_SYSTEM')
-    return {
-      systemId: String(r.systemid),
-      timeline: Number(r.timeline),
-      xlogPos: parseLsn(r.xlogpos),
-      dbName: r.dbname,
-    }
+  identifySystem(): Promise<slots.SystemIdentity> {
+    return slots.identifySystem(this.sql)
   }
 
-  /**
-   * Makes sure the logical slot exists in this database with the pgoutput plugin. When it is missing it is created
-   * if `create`, else SlotMissingError. `created` says whether this call created it.
-   */
-  async ensureSlot(slot: string, opts: { create: boolean }): Promise<{ created: boolean }> {
-    const existing = await this.findSlot(slot)
-    if (existing) return { created: false }
-    if (!opts.create) throw new SlotMissingError(slot)
-    return { created: (await this.createSlot(slot)).created }
+  /** Creates the slot if missing and `create`, else SlotMissingError (replication-slot.ts). */
+  ensureSlot(slot: string, opts: { create: boolean }): Promise<{ created: boolean }> {
+    return slots.ensureSlot(this.sql, slot, opts)
   }
 
-  /**
-   * Creates the slot unless it exists. Returns the LSN from which the slot will stream: the consistent point when
-   * created here (everything committed after it will be streamed), else the slot's confirmed flush LSN.
-   */
-  async createSlot(slot: string): Promise<{ created: boolean; lsn: bigint }> {
-    checkSlotName(slot)
-    try {
-      const [r] = await this.sql.unsafe(`CREATE_REPLICATION_SLOT ${slot} LOGICAL pgoutput NOEXPORT_SNAPSHOT`)
-      return { created: true, lsn: parseLsn(r.consistent_point) }
-    } catch (e) {
-      if ((e as { code?: string }).code !== '42710') throw e
-    }
-    const existing = await this.findSlot(slot)
-    if (!existing) throw new Error(`replication slot "${slot}" exists but could not be read`)
-    return { created: false, lsn: existing.confirmedFlush }
+  /** Creates the slot unless it exists; the LSN from which it will stream (replication-slot.ts). */
+  createSlot(slot: string): Promise<{ created: boolean; lsn: bigint }> {
+    return slots.createSlot(this.sql, slot)
   }
 
   /** The slot's row in pg_replication_slots, checked to be a pgoutput slot of this database; undefined if none. */
-  async findSlot(
-    slot: string,
-  ): Promise<{ confirmedFlush: bigint; restartLsn: bigint; activePid: number | undefined } | undefined> {
-    checkSlotName(slot)
-    const [r] = await this.sql.unsafe(
-      `SELECT slot_type, plugin, database, current_database() AS current, active_pid,
-              confirmed_flush_lsn::text AS confirmed_flush, restart_lsn::text AS restart
-       FROM pg_replication_slots WHERE slot_name = ${quoteLiteral(slot)}`,
-    )
-    if (!r) return undefined
-    if (r.slot_type !== 'logical') throw new Error(`replication slot "${slot}" is a ${r.slot_type} slot, not logical`)
-    if (r.database !== r.current) {
-      throw new Error(`replication slot "${slot}" belongs to database "${r.database}", not "${r.current}"`)
-    }
-    if (r.plugin !== 'pgoutput') {
-      throw new Error(`replication slot "${slot}" uses the output plugin "${r.plugin}", not pgoutput`)
-    }
-    return {
-      confirmedFlush: r.confirmed_flush ? parseLsn(r.confirmed_flush) : 0n,
-      restartLsn: r.restart ? parseLsn(r.restart) : 0n,
-      activePid: r.active_pid == null ? undefined : Number(r.active_pid),
-    }
+  findSlot(slot: string): Promise<slots.SlotInfo | undefined> {
+    return slots.findSlot(this.sql, slot)
   }
 
   /**
@@ -245,30 +156,12 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
    */
   async start(opts: StartOptions): Promise<AsyncIterableIterator<ReplicationEvent>> {
     if (this.stream || this.closing) throw new Error('ReplicationStream.start() called twice')
-    checkSlotName(opts.slot)
-    if (opts.protoVersion !== undefined && opts.protoVersion !== 1) {
-      throw new Error(`pgoutput proto_version ${opts.protoVersion} is not supported (only 1)`)
-    }
-    const pubs = typeof opts.publication === 'string' ? [opts.publication] : opts.publication
-    if (pubs.length === 0) throw new Error('no publication to stream from')
-    const pubList = pubs.map((p) => '"' + p.replaceAll('"', '""') + '"').join(',')
+    const pubs = publicationsToStream(opts)
     this.slot = opts.slot
-    await this.checkPublications(pubs)
-    const session = await this.session()
+    await checkPublications(this.sql, this.slot, pubs)
+    const session = await prepareSession(this.sql)
     const interval = this.statusIntervalMs ?? session.statusIntervalMs
-    const command = `START_REPLICATION SLOT ${opts.slot} LOGICAL ${formatLsn(opts.startLsn ?? 0n)} ` +
-      `(proto_version '1', publication_names ${quoteLiteral(pubList)}, messages '${opts.messages ?? true}')`
-    let stream: Duplex
-    try {
-      stream = await this.sql.unsafe(command).writable() as unknown as Duplex
-    } catch (e) {
-      const err = e as { code?: string; message?: string }
-      if (err.code === '55006') {
-        const pid = /PID (\d+)/i.exec(err.message ?? '')?.[1]
-        throw new SlotInUseError(opts.slot, pid ? Number(pid) : undefined, { cause: e })
-      }
-      throw e
-    }
+    const stream = await startReplication(this.sql, opts, pubs)
     this.stream = stream
     stream.on('data', (frame: Buffer) => this.onFrame(frame))
     stream.on('error', (e: Error) => this.fail(e))
@@ -277,36 +170,6 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
     })
     this.timer = setInterval(() => this.sendStatus(), interval)
     return this
-  }
-
-  // PostgreSQL 14–17 fail the stream at the first change when a publication is missing; 18 only warns and streams
-  // nothing for it. Check first, so that every version fails the same way, and at once.
-  private async checkPublications(pubs: string[]) {
-    const rows = await this.sql.unsafe(
-      `SELECT pubname FROM pg_publication WHERE pubname IN (${pubs.map(quoteLiteral).join(', ')})`,
-    )
-    const missing = pubs.find((p) => !rows.some((r) => r.pubname === p))
-    if (missing) {
-      throw new ReplicationError(
-        `replication stream of slot "${this.slot}" failed: publication "${missing}" does not exist`,
-        '42704',
-      )
-    }
-  }
-
-  /**
-   * Reads the server's settings and prepares the session: the status interval (a third of wal_sender_timeout, which
-   * any status update resets, at most 10 s); and in a SQL_ASCII database, client_encoding SQL_ASCII, because a
-   * SQL_ASCII value may hold any bytes and converting one that is not UTF-8 fails the whole walsender: raw, it
-   * fails only the rows that need it (pgoutput.ts keeps it as an 'invalid' value).
-   */
-  private async session(): Promise<{ statusIntervalMs: number }> {
-    const [r] = await this.sql.unsafe(
-      `SELECT setting, current_setting('server_encoding') AS encoding FROM pg_settings WHERE name = 'wal_sender_timeout'`,
-    )
-    if (r?.encoding === 'SQL_ASCII') await this.sql.unsafe(`SET client_encoding = 'SQL_ASCII'`)
-    const timeoutMs = Number(r?.setting ?? 0)
-    return { statusIntervalMs: timeoutMs > 0 ? Math.max(100, Math.min(10_000, Math.floor(timeoutMs / 3))) : 10_000 }
   }
 
   /**
@@ -329,14 +192,7 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
   sendStatus(replyRequested = false): void {
     const stream = this.stream
     if (!stream || this.failure || stream.writableEnded || stream.destroyed) return
-    const b = Buffer.allocUnsafe(34)
-    b[0] = 0x72 // r
-    b.writeBigUInt64BE(this.flush, 1)
-    b.writeBigUInt64BE(this.flush, 9)
-    b.writeBigUInt64BE(this.flush, 17)
-    b.writeBigInt64BE(BigInt(Date.now() - PG_EPOCH_MS) * 1000n, 25)
-    b[33] = replyRequested ? 1 : 0
-    stream.write(b)
+    stream.write(standbyStatusUpdate(this.flush, replyRequested))
   }
 
   /** Highest walEnd seen in any frame (diagnostics: how far the server has sent). */
