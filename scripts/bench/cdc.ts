@@ -20,6 +20,7 @@ import { makeProject, migration, type Project } from '../../test/harness/project
 import {
   bun,
   type Child,
+  commitAtRate,
   confirmed,
   countDocs,
   fmt,
@@ -27,7 +28,6 @@ import {
   percentile,
   recvlogical,
   type Result,
-  ROW_VALUES,
   sleep,
   startChild,
   stopChild,
@@ -199,25 +199,7 @@ async function latency(sql: postgres.Sql, dbUrl: string, serverUrl: string) {
     await waitUntil('latency run: streaming', () => child.lines.some((l) => l.includes('"streaming"')), child)
     // single-row transactions, RATE per second in ticks of 10 ms, each stamped when its commit returns
     const base = 1_000_000_000
-    const perTick = RATE / 100
-    const total = RATE * LATENCY_S
-    const started = performance.now()
-    let sent = 0
-    const inflight = new Set<Promise<unknown>>()
-    while (sent < total) {
-      const due = Math.min(total, Math.floor(((performance.now() - started) / 10) * perTick))
-      for (; sent < due; sent++) {
-        const id = base + sent
-        const p = sql.unsafe(`INSERT INTO items VALUES (${ROW_VALUES(String(id))})`).then(() => {
-          committed.set(id, performance.now())
-        })
-        inflight.add(p)
-        p.finally(() => inflight.delete(p))
-      }
-      await sleep(10)
-    }
-    await Promise.all(inflight)
-    const achieved = total / ((performance.now() - started) / 1000)
+    const { total, achieved } = await commitAtRate(sql, RATE, LATENCY_S, base, committed)
     await waitUntil('every latency row to arrive', () => proxy.arrived.size >= total, child, POLL_MS * 10 + 30_000)
     const lat = [...committed].map(([id, t]) => proxy.arrived.get(id)! - t).sort((a, b) => a - b)
     return {

@@ -285,3 +285,35 @@ export async function workload(sql: postgres.Sql, rows: number, table = 'items')
       p.singleInsert + Math.ceil(p.bigUpdate / chunk) + p.singleUpdate,
   }
 }
+
+/**
+ * Single-row commits at `rate` per second for `seconds`, in ticks of 10 ms, ids from `base`; each id is stamped in
+ * `committed` when its commit returns. Resolves with the rate achieved and the number of rows.
+ */
+export async function commitAtRate(
+  sql: postgres.Sql,
+  rate: number,
+  seconds: number,
+  base: number,
+  committed: Map<number, number>,
+): Promise<{ total: number; achieved: number }> {
+  const perTick = rate / 100
+  const total = rate * seconds
+  const started = performance.now()
+  let sent = 0
+  const inflight = new Set<Promise<unknown>>()
+  while (sent < total) {
+    const due = Math.min(total, Math.floor(((performance.now() - started) / 10) * perTick))
+    for (; sent < due; sent++) {
+      const id = base + sent
+      const p = sql.unsafe(`INSERT INTO items VALUES (${ROW_VALUES(String(id))})`).then(() => {
+        committed.set(id, performance.now())
+      })
+      inflight.add(p)
+      p.finally(() => inflight.delete(p))
+    }
+    await sleep(10)
+  }
+  await Promise.all(inflight)
+  return { total, achieved: total / ((performance.now() - started) / 1000) }
+}

@@ -19,6 +19,7 @@ import { makeProject, migration, type Project } from '../../test/harness/project
 import {
   bun,
   type Child,
+  commitAtRate,
   confirmed,
   countDocs,
   fmt,
@@ -178,25 +179,7 @@ async function commitToVisible(
   const committed = new Map<number, number>()
   try {
     await waitUntil('latency run: streaming', () => child.lines.some((l) => l.includes('"streaming"')), child)
-    const perTick = rate / 100
-    const total = rate * SECONDS
-    const started = performance.now()
-    let sent = 0
-    const inflight = new Set<Promise<unknown>>()
-    while (sent < total) {
-      const due = Math.min(total, Math.floor(((performance.now() - started) / 10) * perTick))
-      for (; sent < due; sent++) {
-        const id = base + sent
-        const p = sql.unsafe(`INSERT INTO items VALUES (${ROW_VALUES(String(id))})`).then(() => {
-          committed.set(id, performance.now())
-        })
-        inflight.add(p)
-        p.finally(() => inflight.delete(p))
-      }
-      await sleep(10)
-    }
-    await Promise.all(inflight)
-    const achieved = total / ((performance.now() - started) / 1000)
+    const { total, achieved } = await commitAtRate(sql, rate, SECONDS, base, committed)
     await waitUntil('every latency row to arrive', () => proxy.arrived.size >= total, child, 60_000)
     const lat = [...committed].map(([id, t]) => proxy.arrived.get(id)! - t).sort((a, b) => a - b)
     const writes = [...proxy.writeMs].sort((a, b) => a - b)
