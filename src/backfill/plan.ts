@@ -5,6 +5,7 @@ import type { Mapping } from '../config/load.ts'
 import { ident, qualified } from '../postgres/connect.ts'
 import { toSql } from '../pipeline/membership/mod.ts'
 import { quoteLiteral } from '../pipeline/membership/sql.ts'
+import { baseTypeJoin } from '../postgres/catalog.ts'
 
 export interface PlanColumn {
   name: string
@@ -78,13 +79,7 @@ export async function planBackfill(
     SELECT a.attname AS name, a.atttypid::int AS "typeOid", b.typname,
            format_type(a.atttypid, a.atttypmod) AS "castType", a.atttypmod AS typmod
     FROM pg_attribute a
-    -- a domain's base type (domains over domains too): pgoutput's Type message names the base type, so must this
-    JOIN LATERAL (
-      WITH RECURSIVE d(oid, depth) AS (
-        SELECT a.atttypid, 0 UNION ALL
-        SELECT t.typbasetype, d.depth + 1 FROM d JOIN pg_type t ON t.oid = d.oid WHERE t.typtype = 'd'
-      ) SELECT t.typname FROM d JOIN pg_type t ON t.oid = d.oid ORDER BY d.depth DESC LIMIT 1
-    ) b ON true
+    ${baseTypeJoin(sql)}
     WHERE a.attrelid = ${rel.oid} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`
   const byName = new Map(cols.map((c) => [c.name, c]))
   for (const k of mapping.idColumns) {

@@ -44,3 +44,17 @@ export async function tableInfo(sql: postgres.Sql, schema: string, table: string
     : []
   return { oid: t.oid, schema, table, columns, primaryKey, replicaIdentity: ident, identityColumns }
 }
+
+/**
+ * `JOIN LATERAL (…) b` for a query over `pg_attribute a`: `b.typname` is the column's base type, domains (over
+ * domains too) resolved, as pgoutput's Type message names it; the backfill plan and the re-read by OID decode a domain
+ * over int as an int, as the stream does.
+ */
+export function baseTypeJoin(sql: postgres.Sql) {
+  return sql`JOIN LATERAL (
+      WITH RECURSIVE d(oid, depth) AS (
+        SELECT a.atttypid, 0 UNION ALL
+        SELECT t.typbasetype, d.depth + 1 FROM d JOIN pg_type t ON t.oid = d.oid WHERE t.typtype = 'd'
+      ) SELECT t.typname FROM d JOIN pg_type t ON t.oid = d.oid ORDER BY d.depth DESC LIMIT 1
+    ) b ON true`
+}

@@ -3,6 +3,7 @@
 // are out of date, and a re-read built from them would fail on every replay.
 import type postgres from 'postgres'
 import type { ColumnType } from './read-rows.ts'
+import { baseTypeJoin } from './catalog.ts'
 
 /** PostgreSQL's first OID of objects that are not builtin (pgoutput sends Type messages only for those). */
 const FIRST_NON_BUILTIN_OID = 10000
@@ -34,14 +35,7 @@ export async function tableByOid(sql: postgres.Sql, oid: number): Promise<TableS
     SELECT a.attname AS name, a.atttypid::int AS "typeOid", b.typname, a.attgenerated <> '' AS generated,
            a.attnotnull AS "notNull"
     FROM pg_attribute a
-    -- a domain's base type (domains over domains too): pgoutput's Type message and the backfill plan name it, and
-    -- a re-read must decode a domain over int as an int, as they do
-    JOIN LATERAL (
-      WITH RECURSIVE d(oid, depth) AS (
-        SELECT a.atttypid, 0 UNION ALL
-        SELECT t.typbasetype, d.depth + 1 FROM d JOIN pg_type t ON t.oid = d.oid WHERE t.typtype = 'd'
-      ) SELECT t.typname FROM d JOIN pg_type t ON t.oid = d.oid ORDER BY d.depth DESC LIMIT 1
-    ) b ON true
+    ${baseTypeJoin(sql)}
     WHERE a.attrelid = ${oid} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`
   return {
     oid,
