@@ -72,6 +72,18 @@ export interface TxnPosition {
   version: string
 }
 
+// the commit LSN as text, for each change's event: a transaction's changes share it, so the last one is kept
+let lastLsn = -1n
+let lastLsnText = ''
+
+function lsnTextOf(lsn: bigint): string {
+  if (lsn !== lastLsn) {
+    lastLsnText = formatLsn(lsn)
+    lastLsn = lsn
+  }
+  return lastLsnText
+}
+
 function event(
   type: RowEvent['type'],
   id: Id,
@@ -136,7 +148,7 @@ export function changeIntents(
   bad: (b: BadChange) => void,
 ): void {
   const rel = msg.relation
-  const lsnText = formatLsn(pos.commitLsn)
+  const lsnText = lsnTextOf(pos.commitLsn)
   const base = { version: pos.version, lsn: pos.commitLsn, relation: rel }
   const { only, ids } = neededByAny(routes)
   const failed = (route: MappingRoute, tuple: Tuple, event: Record<string, unknown>, error: string, id?: Id) =>

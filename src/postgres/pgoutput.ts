@@ -334,8 +334,11 @@ export class PgOutputDecoder {
       if (kind === 0x74) { // t
         const len = this.u32()
         const start = this.pos
-        this.bytes(len)
-        values[i] = textValue(this.buf, start, this.pos)
+        const end = start + len
+        // bounds checked here rather than by bytes(): no subarray per value
+        if (end > this.buf.length) throw new RangeError('value past the end of the message')
+        this.pos = end
+        values[i] = textValue(this.buf, start, end)
       } else if (kind === 0x6e) { // n
         values[i] = NULL_VALUE
       } else if (kind === 0x75) { // u

@@ -65,7 +65,7 @@ function changeBytes(i: Intent): number {
 export class ChangeProcessor {
   private readonly byRelation = new Map<number, RouteRuntime[]>()
   private readonly pipeline: WritePipeline<Omit<FlushInfo, 'confirmed'>>
-  private inTxn: { commitLsn: bigint; seq: number } | undefined
+  private inTxn: { commitLsn: bigint; seq: number; versionPrefix?: string } | undefined
   private lastCommitEnd = 0n
   private timer: ReturnType<typeof setInterval> | undefined
   private readonly pollIntervalMs: number
@@ -177,9 +177,12 @@ export class ChangeProcessor {
   }
 
   private position() {
-    const t = this.inTxn ?? { commitLsn: this.lastCommitEnd, seq: 0 }
+    const t = this.inTxn
+    if (!t) return { commitLsn: this.lastCommitEnd, version: encodeVersion(this.lastCommitEnd, 1) }
     t.seq++
-    return { commitLsn: t.commitLsn, version: encodeVersion(t.commitLsn, t.seq) }
+    // encodeVersion(commitLsn, seq), with the LSN's hex formatted once per transaction
+    t.versionPrefix ??= encodeVersion(t.commitLsn).slice(0, 16)
+    return { commitLsn: t.commitLsn, version: t.versionPrefix + t.seq.toString(16).padStart(8, '0') }
   }
 
   /**
