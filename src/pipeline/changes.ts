@@ -72,15 +72,42 @@ export interface TxnPosition {
   version: string
 }
 
+// the commit LSN as text, for each change's event: a transaction's changes share it, so the last one is kept
+let lastLsn = -1n
+let lastLsnText = ''
+
+function lsnTextOf(lsn: bigint): string {
+  if (lsn !== lastLsn) {
+    lastLsnText = formatLsn(lsn)
+    lastLsn = lsn
+  }
+  return lastLsnText
+}
+
+/** An event with the new row (and the old one, undefined when the change does not carry it). */
 function event(
   type: RowEvent['type'],
   id: Id,
   rel: Relation,
   route: MappingRoute,
   lsn: string,
-  rows: { new?: Row; old?: Row },
+  newRow: Row,
+  old: Row | undefined,
 ): RowEvent {
-  return { type, op: type, id, schema: rel.schema, table: rel.name, ...rows, lsn, mapping: route.mapping.name }
+  // literal objects, not spreads: one per change and route (the same keys in the same order as ever)
+  return { type, op: type, id, schema: rel.schema, table: rel.name, new: newRow, old, lsn, mapping: route.mapping.name }
+}
+
+/** An event with the old row only (a delete). */
+function oldEvent(
+  type: RowEvent['type'],
+  id: Id,
+  rel: Relation,
+  route: MappingRoute,
+  lsn: string,
+  old: Row | undefined,
+): RowEvent {
+  return { type, op: type, id, schema: rel.schema, table: rel.name, old, lsn, mapping: route.mapping.name }
 }
 
 function keyTexts(rel: Relation, tuple: Tuple, idColumns: readonly string[]): (string | null)[] {
@@ -136,8 +163,9 @@ export function changeIntents(
   bad: (b: BadChange) => void,
 ): void {
   const rel = msg.relation
-  const lsnText = formatLsn(pos.commitLsn)
-  const base = { version: pos.version, lsn: pos.commitLsn, relation: rel }
+  const lsnText = lsnTextOf(pos.commitLsn)
+  const version = pos.version
+  const lsn = pos.commitLsn
   const { only, ids } = neededByAny(routes)
   const failed = (route: MappingRoute, tuple: Tuple, event: Record<string, unknown>, error: string, id?: Id) =>
     bad({
@@ -168,9 +196,11 @@ export function changeIntents(
         route,
         id,
         kind: 'delete',
-        event: event('delete', id, rel, route, lsnText, { old }),
+        event: oldEvent('delete', id, rel, route, lsnText, old),
         tuple: oldTuple,
-        ...base,
+        version,
+        lsn,
+        relation: rel,
       })
     }
     return
@@ -197,9 +227,11 @@ export function changeIntents(
         route,
         id: oldId,
         kind: 'delete',
-        event: event('delete', oldId, rel, route, lsnText, { old }),
+        event: oldEvent('delete', oldId, rel, route, lsnText, old),
         tuple: oldTuple,
-        ...base,
+        version,
+        lsn,
+        relation: rel,
       })
     }
     if (broken) {
@@ -215,8 +247,8 @@ export function changeIntents(
     }
     const tuple = msg.new
     if (needsReread) {
-      const e = event(type, id, rel, route, lsnText, { new: row, old })
-      out({ route, id, kind: 'upsert', event: e, reread: true, tuple, ...base })
+      const e = event(type, id, rel, route, lsnText, row, old)
+      out({ route, id, kind: 'upsert', event: e, reread: true, tuple, version, lsn, relation: rel })
       continue
     }
     let member: boolean
@@ -228,11 +260,20 @@ export function changeIntents(
       continue
     }
     if (member) {
-      out({ route, id, kind: 'upsert', event: event(type, id, rel, route, lsnText, { new: row, old }), tuple, ...base })
+      out({
+        route,
+        id,
+        kind: 'upsert',
+        event: event(type, id, rel, route, lsnText, row, old),
+        tuple,
+        version,
+        lsn,
+        relation: rel,
+      })
     } else if (type === 'update') {
       // the row left the membership predicate (or never was in it): its document must not exist
-      const e = event('delete', id, rel, route, lsnText, { old: row })
-      out({ route, id, kind: 'delete', event: e, tuple, ...base })
+      const e = oldEvent('delete', id, rel, route, lsnText, row)
+      out({ route, id, kind: 'delete', event: e, tuple, version, lsn, relation: rel })
     }
   }
 }

@@ -101,9 +101,16 @@ export function columnAttribute(c: ColumnType): ColumnAttribute | undefined {
   return { column: c.name, pgType, spec, form: 'value' }
 }
 
+/** type OID → its name in OID (the first, where two names share an OID); built once: labels are per batch */
+let oidNames: Map<number, string> | undefined
+
 function pgTypeLabel(c: ColumnType): string {
   const oid = resolveTypeOid(c.typeOid, c.typeName)
-  const name = Object.entries(OID).find(([, o]) => o === oid)?.[0] ?? c.typeName ?? `oid ${c.typeOid}`
+  if (!oidNames) {
+    oidNames = new Map()
+    for (const [n, o] of Object.entries(OID)) if (!oidNames.has(o)) oidNames.set(o, n)
+  }
+  const name = oidNames.get(oid) ?? c.typeName ?? `oid ${c.typeOid}`
   const typmod = c.typmod ?? -1
   if ((oid === OID.varchar || oid === OID.bpchar) && typmod >= VARHDRSZ) return `${name}(${typmod - VARHDRSZ})`
   return name

@@ -175,13 +175,17 @@ export class PgOutputDecoder {
 
   // Cursor state of the message being decoded (one decoder instance decodes one message at a time).
   private buf: Uint8Array = new Uint8Array(0)
-  private view: DataView = new DataView(this.buf.buffer)
+  // a DataView only for the 64-bit and signed 32-bit fields (begin, commit, relation): a change needs none
+  private dv: DataView | undefined
+  private get view(): DataView {
+    return this.dv ??= new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength)
+  }
   private pos = 0
 
   /** Decodes one pgoutput message starting at `offset` of `buf` (an XLogData frame's payload starts at 25). */
   decode(buf: Uint8Array, offset = 0): PgOutputMessage {
     this.buf = buf
-    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
+    this.dv = undefined
     this.pos = offset + 1
     if (offset >= buf.length) throw new Error('pgoutput: empty message')
     const tag = buf[offset]
@@ -334,8 +338,11 @@ export class PgOutputDecoder {
       if (kind === 0x74) { // t
         const len = this.u32()
         const start = this.pos
-        this.bytes(len)
-        values[i] = textValue(this.buf, start, this.pos)
+        const end = start + len
+        // bounds checked here rather than by bytes(): no subarray per value
+        if (end > this.buf.length) throw new RangeError('value past the end of the message')
+        this.pos = end
+        values[i] = textValue(this.buf, start, end)
       } else if (kind === 0x6e) { // n
         values[i] = NULL_VALUE
       } else if (kind === 0x75) { // u
@@ -355,20 +362,27 @@ export class PgOutputDecoder {
     if (got !== byte) throw new Error(`${what}: expected '${name}', got 0x${got.toString(16)}`)
   }
 
+  // u8, i16, u32 read the bytes directly (big-endian); past the end they throw a RangeError, as DataView does
+
   private u8(): number {
-    return this.view.getUint8(this.pos++)
+    if (this.pos >= this.buf.length) throw new RangeError('read past the end of the message')
+    return this.buf[this.pos++]
   }
 
   private i16(): number {
-    const v = this.view.getInt16(this.pos)
-    this.pos += 2
-    return v
+    const p = this.pos
+    const b = this.buf
+    if (p + 2 > b.length) throw new RangeError('read past the end of the message')
+    this.pos = p + 2
+    return ((b[p] << 24) | (b[p + 1] << 16)) >> 16
   }
 
   private u32(): number {
-    const v = this.view.getUint32(this.pos)
-    this.pos += 4
-    return v
+    const p = this.pos
+    const b = this.buf
+    if (p + 4 > b.length) throw new RangeError('read past the end of the message')
+    this.pos = p + 4
+    return ((b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]) >>> 0
   }
 
   private u64(): bigint {

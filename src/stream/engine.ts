@@ -215,7 +215,9 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
           for await (const ev of iter) {
             if (opts.signal?.aborted) break
             if (ev.msg.tag === 'commit') monitor.commit(ev.msg.endLsn, ev.msg.commitTime)
-            await processor.handle(ev.msg)
+            // most messages are handled at once: a promise only when the processor needs to wait
+            const wait = processor.handle(ev.msg)
+            if (wait) await wait
           }
         } finally {
           opts.signal?.removeEventListener('abort', onAbort)

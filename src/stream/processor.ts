@@ -65,7 +65,7 @@ function changeBytes(i: Intent): number {
 export class ChangeProcessor {
   private readonly byRelation = new Map<number, RouteRuntime[]>()
   private readonly pipeline: WritePipeline<Omit<FlushInfo, 'confirmed'>>
-  private inTxn: { commitLsn: bigint; seq: number } | undefined
+  private inTxn: { commitLsn: bigint; seq: number; versionPrefix?: string } | undefined
   private lastCommitEnd = 0n
   private timer: ReturnType<typeof setInterval> | undefined
   private readonly pollIntervalMs: number
@@ -115,8 +115,11 @@ export class ChangeProcessor {
     return !this.inTxn && this.pipeline.idle
   }
 
-  /** Handles one message; resolves when the processor can take the next (backpressure). */
-  async handle(msg: PgOutputMessage): Promise<void> {
+  /**
+   * Handles one message; returns a promise only when the processor cannot take the next message at once
+   * (backpressure, a relation's routes, a truncate): most changes then cost no promise. Throws the first failure.
+   */
+  handle(msg: PgOutputMessage): Promise<void> | undefined {
     if (this.failure) throw this.failure
     switch (msg.tag) {
       case 'begin':
@@ -129,9 +132,12 @@ export class ChangeProcessor {
         // group commit: written now if a slot is free, else with what arrives meanwhile; confirmed once landed
         this.pipeline.commit(msg.endLsn)
         return
-      case 'relation':
-        this.byRelation.set(msg.relation.oid, await this.routesFor(msg.relation))
-        return
+      case 'relation': {
+        const oid = msg.relation.oid
+        return this.routesFor(msg.relation).then((routes) => {
+          this.byRelation.set(oid, routes)
+        })
+      }
       case 'insert':
       case 'update':
       case 'delete': {
@@ -146,13 +152,10 @@ export class ChangeProcessor {
             event: b.event,
             error: b.error,
           }))
-        const wait = this.pipeline.admit()
-        if (wait) await wait
-        return
+        return this.pipeline.admit()
       }
       case 'truncate':
-        await this.truncate(msg.relations)
-        return
+        return this.truncate(msg.relations)
       default:
         return
     }
@@ -177,9 +180,12 @@ export class ChangeProcessor {
   }
 
   private position() {
-    const t = this.inTxn ?? { commitLsn: this.lastCommitEnd, seq: 0 }
+    const t = this.inTxn
+    if (!t) return { commitLsn: this.lastCommitEnd, version: encodeVersion(this.lastCommitEnd, 1) }
     t.seq++
-    return { commitLsn: t.commitLsn, version: encodeVersion(t.commitLsn, t.seq) }
+    // encodeVersion(commitLsn, seq), with the LSN's hex formatted once per transaction
+    t.versionPrefix ??= encodeVersion(t.commitLsn).slice(0, 16)
+    return { commitLsn: t.commitLsn, version: t.versionPrefix + t.seq.toString(16).padStart(8, '0') }
   }
 
   /**
