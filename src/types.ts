@@ -7,6 +7,11 @@
  */
 export type Id = string | number | bigint
 
+/** One id as a map key (`s…` for strings, `n…` for uint ids, whether a number or a bigint holds them). */
+export function idKey(id: Id): string {
+  return typeof id === 'string' ? `s${id}` : `n${id}`
+}
+
 /** A row as decoded from PostgreSQL: column name → JS value (see `postgres/values.ts` for the type mapping). */
 export type Row = Record<string, unknown>
 

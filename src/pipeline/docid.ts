@@ -57,10 +57,7 @@ export function idProblem(row: Row, idColumns: readonly string[]): string {
     `then backfill`
 }
 
-/** The same id as a string, for logs, DLQ rows and maps. */
-export function idKey(id: Id): string {
-  return typeof id === 'string' ? `s${id}` : `n${id}`
-}
+export { idKey } from '../types.ts'
 
 /** An id for a message: JSON for numbers and strings (JSON.stringify throws on a bigint). */
 export function showId(id: unknown): string {

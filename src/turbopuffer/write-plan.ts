@@ -2,7 +2,7 @@
 // the version conditions that keep an older version from overwriting a newer one (docs/ARCHITECTURE.md, invariant 2).
 import { Buffer } from 'node:buffer'
 import type { Filter, NamespaceWriteParams } from '@turbopuffer/turbopuffer'
-import { type Id, VERSION_ATTR, type WriteOp } from '../types.ts'
+import { type Id, idKey, VERSION_ATTR, type WriteOp } from '../types.ts'
 import type { WriteOptions } from './types.ts'
 
 export interface Limits {
@@ -39,11 +39,6 @@ export function collapseOps(ops: WriteOp[]): WriteOp[] {
     }
   }
   return [...byId.values()]
-}
-
-function idKey(id: Id): string {
-  // a uint id is one id whether a number or a bigint holds it
-  return `${typeof id === 'string' ? 's' : 'n'}:${id}`
 }
 
 /** An id as the SDK's JSON carries it: a bigint as a marked string, sent as a bare integer (client.ts). */
