@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import process from 'node:process'
 import postgres from 'postgres'
 import { type LocalServer, startLocalServer } from '../src/local/server.ts'
@@ -19,9 +20,17 @@ let server: LocalServer
 let project: Project
 let stream: RunningStream | undefined
 
+/** The test's own pool. Ended before PostgreSQL stops and made anew after: a pooled connection that the server
+ * closes can surface as an error outside any query (postgres.js on Bun), failing whichever test runs then. */
+const BURST = fileURLToPath(new URL('./fixtures/sql-burst.ts', import.meta.url))
+const DENO_JSON = fileURLToPath(new URL('../deno.json', import.meta.url))
+const onDeno = typeof (globalThis as { Deno?: unknown }).Deno !== 'undefined'
+
+const openPool = () => postgres(cluster.url(), { max: 2, onnotice: () => {} })
+
 beforeAll(async () => {
   cluster = await startCluster()
-  sql = postgres(cluster.url(), { max: 2, onnotice: () => {} })
+  sql = openPool()
   server = await startLocalServer()
   await sql`CREATE TABLE kv (id int PRIMARY KEY, v int NOT NULL)`
   project = makeProject({
@@ -73,20 +82,15 @@ function writeLoad() {
     }
     return `BEGIN; ${parts.join(' ')} COMMIT;`
   }
-  // each burst on a connection of its own, as one simple-protocol query string (no sql.begin or reserved connection:
-  // postgres.js on Bun can crash writing to a connection the server closed): a shutdown fails the burst, nothing more.
-  // Not psql: with the system's PostgreSQL hidden (CI's zero-install step) Debian's psql wrapper finds no client.
-  const burst = async (commands: string[]) => {
-    const c = postgres(cluster.url(), { max: 1, onnotice: () => {}, connect_timeout: 5 })
-    try {
-      await c.unsafe(commands.join(' '))
-      return 0
-    } catch {
-      return 1
-    } finally {
-      await c.end({ timeout: 1 }).catch(() => {})
-    }
-  }
+  // each burst in a process of its own (test/fixtures/sql-burst.ts), as one simple-protocol query string: a shutdown
+  // fails the burst, nothing more. Not psql: with the system's PostgreSQL hidden (CI) Debian's psql finds no client.
+  const burst = (commands: string[]) =>
+    new Promise<number | null>((resolve) => {
+      const args = [BURST, cluster.url(), commands.join(' ')]
+      const argv = onDeno ? ['run', '-A', '--quiet', '--config', DENO_JSON, ...args] : args
+      const child = spawn(process.execPath, argv, { stdio: 'ignore' })
+      child.on('exit', (code) => resolve(code))
+    })
   const done = (async () => {
     while (!stopped) {
       const commands = Array.from({ length: 10 }, (_, k) => txn(i + k + 1))
@@ -121,6 +125,7 @@ describe('run through a PostgreSQL restart', () => {
     // a write to turbopuffer takes a while (as the real service's do): the shutdown lands while a batch is in flight
     server.setLatency(300)
     await waitFor('a batch in flight', () => stream!.flushes.length >= 22)
+    await sql.end({ timeout: 1 })
     const started = Date.now()
     const restart = await pgCtl([
       '-D',
@@ -137,6 +142,7 @@ describe('run through a PostgreSQL restart', () => {
     const ms = Date.now() - started
     expect({ code: restart.code, output: restart.code ? restart.output : '' }).toEqual({ code: 0, output: '' })
     expect(ms).toBeLessThan(10_000)
+    sql = openPool()
     // the load goes on after the restart, and run follows it
     server.setLatency(0)
     const before = load.txns()
@@ -177,6 +183,7 @@ describe('run through a PostgreSQL restart', () => {
   test('PostgreSQL down when run starts: run waits for it, then streams', async () => {
     await stream?.stop()
     const data = join(cluster.dir, 'data')
+    await sql.end({ timeout: 1 })
     expect((await pgCtl(['-D', data, '-m', 'fast', '-w', 'stop'])).code).toBe(0)
     stream = startStream(project.config, { pollIntervalMs: 20 })
     let exited = false
@@ -184,6 +191,7 @@ describe('run through a PostgreSQL restart', () => {
     await waitFor('run to wait for PostgreSQL', () => stream!.logs.some((l) => /cannot reach PostgreSQL/.test(l)))
     expect(exited).toBe(false)
     expect((await pgCtl(['-D', data, '-l', join(cluster.dir, 'log'), '-w', 'start'])).code).toBe(0)
+    sql = openPool()
     await waitForSlotActive(sql, 'puffgres', 60_000)
     await sql`INSERT INTO kv VALUES (20001, 1)`
     await waitFor('20001 written', () => server.documents('kv').some((d) => d.id === 20001), 30_000)
