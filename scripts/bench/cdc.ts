@@ -25,10 +25,10 @@ import {
   countDocs,
   fmt,
   localServer,
+  markEnd,
   percentile,
   recvlogical,
   type Result,
-  sleep,
   startChild,
   stopChild,
   waitUntil,
@@ -58,30 +58,8 @@ const RATE = positive('rate')
 const BATCH = positive('batch-size')
 // throughput runs flush a partial batch after this long, so the drain's tail does not wait a whole poll interval
 const THROUGHPUT_POLL_MS = 50
-const PUBLICATION = 'puffgres_pub'
 
 // ---- the workload ----
-
-/**
- * The end LSN of one more (marker) transaction committed after the workload: a consumer has consumed everything
- * once its slot's confirmed flush LSN reaches it. Read from the Commit message of a slot made just before it.
- */
-async function markEnd(sql: postgres.Sql): Promise<bigint> {
-  await sql`SELECT pg_create_logical_replication_slot('bench_end', 'pgoutput')`
-  await sql`UPDATE items SET qty = qty + 1 WHERE id = 1`
-  // with synchronous_commit off the commit reaches decoding (flushed WAL) within wal_writer_delay
-  let commit: Buffer | undefined
-  for (let tries = 0; !commit && tries < 200; tries++) {
-    const rows = await sql<{ data: Uint8Array }[]>`
-      SELECT data FROM pg_logical_slot_peek_binary_changes('bench_end', NULL, NULL,
-        'proto_version', '1', 'publication_names', ${PUBLICATION})`
-    commit = rows.map((r) => Buffer.from(r.data)).find((d) => d[0] === 'C'.charCodeAt(0))
-    if (!commit) await sleep(25)
-  }
-  await sql`SELECT pg_drop_replication_slot('bench_end')`
-  if (!commit) throw new Error('the marker transaction did not show up in its slot')
-  return commit.readBigUInt64BE(10)
-}
 
 // ---- consumers ----
 
@@ -253,7 +231,7 @@ try {
   console.log(`committing the workload (${fmt(ROWS)} changes) with nothing consuming ...`)
   const w0 = performance.now()
   const w = await workload(sql, ROWS)
-  const end = await markEnd(sql)
+  const end = await markEnd(sql, 'items')
   const changes = ROWS + 1 // the marker update
   const [{ wal }] = await sql<{ wal: string }[]>`
     SELECT pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)) AS wal

@@ -1,5 +1,6 @@
 // Helpers the benchmarks share: child processes with their CPU time and peak RSS, slot positions, pg_recvlogical,
 // the local turbopuffer server as a child.
+import { Buffer } from 'node:buffer'
 import { type ChildProcess, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -316,4 +317,24 @@ export async function commitAtRate(
   }
   await Promise.all(inflight)
   return { total, achieved: total / ((performance.now() - started) / 1000) }
+}
+
+/**
+ * The end LSN of one more (marker) commit after a workload, an update of row 1 of `table`: a consumer has consumed
+ * everything once its slot's confirmed flush LSN reaches it. Read from the Commit message of a slot made just before.
+ */
+export async function markEnd(sql: postgres.Sql, table: string, publication = 'puffgres_pub'): Promise<bigint> {
+  await sql`SELECT pg_create_logical_replication_slot('bench_end', 'pgoutput')`
+  await sql.unsafe(`UPDATE ${table} SET qty = qty + 1 WHERE id = 1`)
+  let commit: Buffer | undefined
+  for (let tries = 0; !commit && tries < 200; tries++) {
+    const rows = await sql<{ data: Uint8Array }[]>`
+      SELECT data FROM pg_logical_slot_peek_binary_changes('bench_end', NULL, NULL,
+        'proto_version', '1', 'publication_names', ${publication})`
+    commit = rows.map((r) => Buffer.from(r.data)).find((d) => d[0] === 'C'.charCodeAt(0))
+    if (!commit) await sleep(25)
+  }
+  await sql`SELECT pg_drop_replication_slot('bench_end')`
+  if (!commit) throw new Error('the marker transaction did not show up in its slot')
+  return commit.readBigUInt64BE(10)
 }

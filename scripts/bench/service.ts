@@ -24,10 +24,10 @@ import {
   countDocs,
   fmt,
   localServer,
+  markEnd,
   percentile,
   recvlogical,
   ROW_VALUES,
-  sleep,
   startChild,
   stopChild,
   waitUntil,
@@ -72,23 +72,6 @@ async function commitRows(sql: postgres.Sql, tables: string[], from: number, n: 
      COMMIT;`
   ).join('\n')
   await sql.unsafe(`DO $$ BEGIN FOR s IN ${from}..${from + n - 1} BY ${TXN} LOOP ${inserts} END LOOP; END $$`)
-}
-
-/** The end LSN of one more commit (an update of row 1 of `table`), read from a slot made just before it. */
-async function markEnd(sql: postgres.Sql, table: string): Promise<bigint> {
-  await sql`SELECT pg_create_logical_replication_slot('bench_end', 'pgoutput')`
-  await sql.unsafe(`UPDATE ${table} SET qty = qty + 1 WHERE id = 1`)
-  let commit: Buffer | undefined
-  for (let tries = 0; !commit && tries < 200; tries++) {
-    const rows = await sql<{ data: Uint8Array }[]>`
-      SELECT data FROM pg_logical_slot_peek_binary_changes('bench_end', NULL, NULL,
-        'proto_version', '1', 'publication_names', ${PUBLICATION})`
-    commit = rows.map((r) => Buffer.from(r.data)).find((d) => d[0] === 'C'.charCodeAt(0))
-    if (!commit) await sleep(25)
-  }
-  await sql`SELECT pg_drop_replication_slot('bench_end')`
-  if (!commit) throw new Error('the marker transaction did not show up in its slot')
-  return commit.readBigUInt64BE(10)
 }
 
 let peakMb = 0
