@@ -12,7 +12,6 @@ import type { Mapping } from '../src/config/load.ts'
 import type { Intent } from '../src/pipeline/changes.ts'
 import { rereadIntents, rowDocId } from '../src/pipeline/row-identity.ts'
 import type { DeadLetter } from '../src/postgres/dlq.ts'
-import type { Relation } from '../src/postgres/pgoutput.ts'
 import { encodeVersion } from '../src/types.ts'
 
 let db: TestDatabase
@@ -104,7 +103,7 @@ test('a re-read of 40,000 two-column keys (past 65,535 parameters and the planne
       version: encodeVersion(1n),
       lsn: 1n,
       reread: true,
-      relation: { oid } as Relation,
+      relid: oid,
       keyTexts: [String(k + 1), String(k + 1)],
     } as unknown as Intent
   })

@@ -4,7 +4,8 @@
 // ns for a row of an int id, a text, an int and two timestamptz).
 import { describe, expect, test } from 'bun:test'
 import type { Mapping } from '../src/config/load.ts'
-import { changeIntents, type Intent, type MappingRoute } from '../src/pipeline/changes.ts'
+import { changeIntents, type Intent, type MappingRoute, tableRoutes } from '../src/pipeline/changes.ts'
+import { decodeChange } from '../src/postgres/change-event.ts'
 import type { Relation } from '../src/postgres/pgoutput.ts'
 import { OID, sourceText } from '../src/postgres/values.ts'
 
@@ -28,8 +29,9 @@ const route = {
 describe("the stream's decoding", () => {
   test('keeps the text of timestamp id columns and json, not of other timestamps', () => {
     const out: Intent[] = []
+    const table = tableRoutes([route], relation.columns)
     changeIntents(
-      {
+      decodeChange({
         tag: 'insert',
         relation,
         new: [
@@ -37,8 +39,8 @@ describe("the stream's decoding", () => {
           { kind: 'text', value: '2024-01-02 03:04:06.654321+00' },
           { kind: 'text', value: '{"n": 9007199254740993}' },
         ],
-      },
-      [route],
+      }, table.needs),
+      table,
       { commitLsn: 1n, version: '1' },
       (i) => out.push(i),
       (b) => {

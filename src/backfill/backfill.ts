@@ -111,8 +111,6 @@ async function underLock(config: Config, m: Mapping, opts: BackfillOptions, ctx:
   const [route] = await buildRoutes({ ...config, mappings: [m] }, sql, log)
   try {
     const plan = await planBackfill(sql, m, route.needed)
-    // the stream declares attribute types from the Relation message's columns; these are the same columns
-    route.columnTypes = plan.tableColumns
     if (!plan.keyIndexed) {
       log.warn(
         'no unique index covers the id column(s): each page scans the table, and rows with equal ids can be ' +

@@ -32,7 +32,6 @@ export async function openMapping(
   const [route] = await buildRoutes({ ...config, mappings: [mapping] }, sql, log)
   try {
     const plan = await planBackfill(sql, mapping, neededColumns(mapping))
-    route.columnTypes = plan.tableColumns
     return { mapping, route, plan, close: () => route.runner.close() }
   } catch (e) {
     await route.runner.close()

@@ -1,11 +1,12 @@
-// Decoded pgoutput changes → per-document intents for each mapping of the table (docs/ARCHITECTURE.md, invariant 5).
+// Decoded changes (postgres/change-event.ts) → per-document intents for each mapping of the table
+// (docs/ARCHITECTURE.md, invariant 5).
 import type { Mapping } from '../config/load.ts'
-import type { DeleteMessage, InsertMessage, Relation, Tuple, UpdateMessage } from '../postgres/pgoutput.ts'
-import { decodeColumns } from '../postgres/values.ts'
+import type { ChangedTable, ColumnNeeds, DecodedRow, TableChange } from '../postgres/change-event.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import type { Id, Row, RowEvent } from '../types.ts'
 import { docId, idProblem } from './docid.ts'
 import { membershipFailure } from './membership/mod.ts'
+import type { ColumnType } from './schema.ts'
 
 /** What the stream knows about one mapping while it runs. */
 export interface MappingRoute {
@@ -18,11 +19,8 @@ export interface MappingRoute {
   relid?: number
   /** the id columns' types as a cast names them (`timestamp with time zone`, `character(10)`): re-reads by key */
   keyTypes: string[]
-  /**
-   * needed columns pgoutput does not send (generated columns), typed from the catalog: every insert and update is
-   * re-read by key, and their types join the relation message's in the schema of the writes
-   */
-  notStreamed?: { name: string; typeOid: number; typeName?: string }[]
+  /** the source table's columns when the route was built (the catalog's): types for the schema of the writes */
+  columns?: readonly ColumnType[]
 }
 
 /** One document's wanted state after a change. */
@@ -37,11 +35,14 @@ export interface Intent {
   lsn: bigint
   /** the update left needed TOASTed columns unchanged: re-read the row (by its key texts) before transforming */
   reread?: true
-  /** the change's relation and the tuple holding the row's key (stream): its key texts are read from them on demand */
-  relation?: Relation
-  tuple?: Tuple
-  /** the key texts where there is no tuple (backfill; only for keys whose decoded values do not find the row) */
+  /** the row whose id columns find it again (stream): its key texts are read from it on demand */
+  keys?: Pick<DecodedRow, 'keyTexts'>
+  /** the key texts where there is no decoded row (backfill; only for keys whose decoded values do not find the row) */
   keyTexts?: (string | null)[]
+  /** the source table's OID (stream): re-reads find the table by it, whatever its name is now */
+  relid?: number
+  /** the table's columns when the change was made (stream): types for the schema of the writes */
+  columns?: readonly ColumnType[]
 }
 
 /**
@@ -49,7 +50,7 @@ export interface Intent {
  * timestamp has lost its microseconds). Read only when needed: for a re-read, or kept by a dead letter.
  */
 export function intentKeyTexts(i: Intent): (string | null)[] | undefined {
-  return i.keyTexts ?? (i.relation && i.tuple && keyTexts(i.relation, i.tuple, i.route.mapping.idColumns))
+  return i.keyTexts ?? i.keys?.keyTexts(i.route.mapping.idColumns)
 }
 
 /** What a dead letter keeps of an intent's event: the event, and the key texts that find its row again. */
@@ -88,7 +89,7 @@ function lsnTextOf(lsn: bigint): string {
 function event(
   type: RowEvent['type'],
   id: Id,
-  rel: Relation,
+  rel: ChangedTable,
   route: MappingRoute,
   lsn: string,
   newRow: Row,
@@ -102,7 +103,7 @@ function event(
 function oldEvent(
   type: RowEvent['type'],
   id: Id,
-  rel: Relation,
+  rel: ChangedTable,
   route: MappingRoute,
   lsn: string,
   old: Row | undefined,
@@ -110,35 +111,51 @@ function oldEvent(
   return { type, op: type, id, schema: rel.schema, table: rel.name, old, lsn, mapping: route.mapping.name }
 }
 
-function keyTexts(rel: Relation, tuple: Tuple, idColumns: readonly string[]): (string | null)[] {
-  return idColumns.map((c) => {
-    const i = rel.columns.findIndex((col) => col.name === c)
-    const v = tuple[i]
-    return v?.kind === 'text' ? v.value : null
-  })
+/**
+ * The routes of one source table as the stream knows it now (from its latest relation message): built once per
+ * relation message (tableRoutes), used for every change of the table until the next one.
+ */
+export interface TableRoutes {
+  routes: readonly MappingRoute[]
+  /** what a change of the table decodes for all of them at once */
+  needs: ColumnNeeds
+  /** routes that read a column pgoutput does not send (generated): every insert and update of theirs is re-read */
+  rereadAll: ReadonlySet<MappingRoute>
+  /** the table's columns for the schema of the writes: the relation message's, and generated ones from the catalog */
+  columns: readonly ColumnType[]
 }
 
 /**
- * What the routes of a table decode (once for all of them): `only` the columns any route reads (undefined: every
- * column), and `ids` their id columns (the only timestamps whose text is kept: see decodeColumns).
+ * A table's routes for its relation message: `generated` are, per route, the columns it needs that pgoutput does
+ * not send (typed from the catalog); `columns` the relation message's columns.
  */
-const tableNeeds = new WeakMap<readonly MappingRoute[], { only: Set<string> | undefined; ids: Set<string> }>()
-
-function neededByAny(routes: readonly MappingRoute[]): { only: Set<string> | undefined; ids: Set<string> } {
-  let n = tableNeeds.get(routes)
-  if (!n) {
-    const all = routes.some((r) => !r.needed)
-    n = {
-      only: all ? undefined : new Set(routes.flatMap((r) => [...r.needed!])),
-      ids: new Set(routes.flatMap((r) => r.mapping.idColumns)),
-    }
-    tableNeeds.set(routes, n)
+export function tableRoutes(
+  routes: readonly MappingRoute[],
+  columns: readonly ColumnType[],
+  generated: ReadonlyMap<MappingRoute, readonly ColumnType[]> = new Map(),
+): TableRoutes {
+  const all = routes.some((r) => !r.needed)
+  const needs = {
+    only: all ? undefined : new Set(routes.flatMap((r) => [...r.needed!])),
+    ids: new Set(routes.flatMap((r) => r.mapping.idColumns)),
   }
-  return n
+  const missing = [...generated.values()].flat().filter((g, k, list) =>
+    !columns.some((c) => c.name === g.name) && list.findIndex((x) => x.name === g.name) === k
+  )
+  return {
+    routes,
+    needs,
+    rereadAll: new Set(generated.keys()),
+    columns: missing.length ? [...columns, ...missing] : columns,
+  }
 }
 
 /** The decode failures among the columns a route reads, as one reason; undefined when there are none. */
-function brokenFor(route: MappingRoute, errors: Map<string, string>, columns?: readonly string[]): string | undefined {
+function brokenFor(
+  route: MappingRoute,
+  errors: ReadonlyMap<string, string>,
+  columns?: readonly string[],
+): string | undefined {
   if (!errors.size) return undefined
   const reasons: string[] = []
   for (const [column, error] of errors) {
@@ -150,45 +167,45 @@ function brokenFor(route: MappingRoute, errors: Map<string, string>, columns?: r
 }
 
 /**
- * Turns one change into intents, calling `out` for each. Decodes each tuple once for all routes of the table, and
- * only the columns some route reads. Membership decides upsert or delete; an update that changes the id also
- * deletes the old id. A row a route cannot read (a value that cannot be decoded, no id) goes to `bad` for that
- * route alone; the stream goes on.
+ * Turns one decoded change into intents, calling `out` for each. Membership decides upsert or delete; an update
+ * that changes the id also deletes the old id. A row a route cannot read (a value that cannot be decoded, no id)
+ * goes to `bad` for that route alone; the stream goes on.
  */
 export function changeIntents(
-  msg: InsertMessage | UpdateMessage | DeleteMessage,
-  routes: readonly MappingRoute[],
+  change: TableChange,
+  table: TableRoutes,
   pos: TxnPosition,
   out: (i: Intent) => void,
   bad: (b: BadChange) => void,
 ): void {
-  const rel = msg.relation
+  const rel = change.table
+  const relid = rel.oid
+  const columns = table.columns
   const lsnText = lsnTextOf(pos.commitLsn)
   const version = pos.version
   const lsn = pos.commitLsn
-  const { only, ids } = neededByAny(routes)
-  const failed = (route: MappingRoute, tuple: Tuple, event: Record<string, unknown>, error: string, id?: Id) =>
+  const failed = (route: MappingRoute, keys: DecodedRow, event: Record<string, unknown>, error: string, id?: Id) =>
     bad({
       route,
       lsn: pos.commitLsn,
       docId: id === undefined ? undefined : String(id),
-      event: { ...event, key_texts: keyTexts(rel, tuple, route.mapping.idColumns) },
+      event: { ...event, key_texts: keys.keyTexts(route.mapping.idColumns) },
       error,
     })
-  if (msg.tag === 'delete') {
-    const oldTuple = (msg.old ?? msg.key)!
-    const { row: old, errors } = decodeColumns(rel.columns, oldTuple, only, ids)
-    for (const route of routes) {
+  const oldDecoded = change.old
+  if (change.type === 'delete') {
+    const { row: old, errors } = oldDecoded!
+    for (const route of table.routes) {
       // a delete needs only the id: other columns that cannot be decoded are left out of the event
       const broken = brokenFor(route, errors, route.mapping.idColumns)
       if (broken) {
-        failed(route, oldTuple, { type: 'delete', old }, `delete on ${rel.schema}.${rel.name}: ${broken}`)
+        failed(route, oldDecoded!, { type: 'delete', old }, `delete on ${rel.schema}.${rel.name}: ${broken}`)
         continue
       }
       const id = docId(old, route.mapping.idColumns, route.mapping.idType === 'string')
       if (id === undefined) {
         // a row whose id was NULL never had a document: nothing to delete
-        const missing = notInIdentity(rel, msg.old !== undefined, route)
+        const missing = notInIdentity(rel, change.oldIsRow, route)
         if (missing) bad({ route, lsn: pos.commitLsn, event: { type: 'delete', old }, error: missing })
         continue
       }
@@ -197,22 +214,22 @@ export function changeIntents(
         id,
         kind: 'delete',
         event: oldEvent('delete', id, rel, route, lsnText, old),
-        tuple: oldTuple,
+        keys: oldDecoded,
         version,
         lsn,
-        relation: rel,
+        relid,
+        columns,
       })
     }
     return
   }
-  const { row, unchanged, errors } = decodeColumns(rel.columns, msg.new, only, ids)
-  const oldTuple = msg.tag === 'update' ? (msg.old ?? msg.key) : undefined
-  const oldDecoded = oldTuple ? decodeColumns(rel.columns, oldTuple, only, ids) : undefined
+  const decoded = change.new!
+  const { row, unchanged, errors } = decoded
   const old = oldDecoded?.row
-  const type = msg.tag
-  for (const route of routes) {
+  const type = change.type
+  for (const route of table.routes) {
     const m = route.mapping
-    const needsReread = !!route.notStreamed ||
+    const needsReread = table.rereadAll.has(route) ||
       (unchanged.length > 0 && unchanged.some((c) => !route.needed || route.needed.has(c)))
     const broken = brokenFor(route, errors)
     const stringIds = m.idType === 'string'
@@ -228,27 +245,27 @@ export function changeIntents(
         id: oldId,
         kind: 'delete',
         event: oldEvent('delete', oldId, rel, route, lsnText, old),
-        tuple: oldTuple,
+        keys: oldDecoded,
         version,
         lsn,
-        relation: rel,
+        relid,
+        columns,
       })
     }
     if (broken) {
-      failed(route, msg.new, { type, id, new: row }, `${type} on ${rel.schema}.${rel.name}: ${broken}`, id)
+      failed(route, decoded, { type, id, new: row }, `${type} on ${rel.schema}.${rel.name}: ${broken}`, id)
       continue
     }
     if (id === undefined) {
       // a row without an id cannot be a document; its old document, if the change names it, was deleted above
       if (oldId === undefined) {
-        failed(route, msg.new, { type, new: row }, noIdError(route, rel, type, row, oldTuple !== undefined))
+        failed(route, decoded, { type, new: row }, noIdError(route, rel, type, row, oldDecoded !== undefined))
       }
       continue
     }
-    const tuple = msg.new
     if (needsReread) {
       const e = event(type, id, rel, route, lsnText, row, old)
-      out({ route, id, kind: 'upsert', event: e, reread: true, tuple, version, lsn, relation: rel })
+      out({ route, id, kind: 'upsert', event: e, reread: true, keys: decoded, version, lsn, relid, columns })
       continue
     }
     let member: boolean
@@ -256,7 +273,7 @@ export function changeIntents(
       member = !route.isMember || route.isMember(row)
     } catch (e) {
       // with the id and key texts, as every dead letter of a row: `dlq retry` finds the row by them
-      failed(route, tuple, { type, id, new: row }, membershipFailure(e), id)
+      failed(route, decoded, { type, id, new: row }, membershipFailure(e), id)
       continue
     }
     if (member) {
@@ -265,21 +282,22 @@ export function changeIntents(
         id,
         kind: 'upsert',
         event: event(type, id, rel, route, lsnText, row, old),
-        tuple,
+        keys: decoded,
         version,
         lsn,
-        relation: rel,
+        relid,
+        columns,
       })
     } else if (type === 'update') {
       // the row left the membership predicate (or never was in it): its document must not exist
       const e = oldEvent('delete', id, rel, route, lsnText, row)
-      out({ route, id, kind: 'delete', event: e, tuple, version, lsn, relation: rel })
+      out({ route, id, kind: 'delete', event: e, keys: decoded, version, lsn, relid, columns })
     }
   }
 }
 
 /** Why a delete carries no id: its id columns are not in the replica identity. undefined: the id was NULL. */
-function notInIdentity(rel: Relation, wholeRow: boolean, route: MappingRoute): string | undefined {
+function notInIdentity(rel: ChangedTable, wholeRow: boolean, route: MappingRoute): string | undefined {
   if (wholeRow) return undefined
   const outside = route.mapping.idColumns.filter((c) => !rel.columns.find((col) => col.name === c)?.isKey)
   if (!outside.length) return undefined
@@ -287,7 +305,7 @@ function notInIdentity(rel: Relation, wholeRow: boolean, route: MappingRoute): s
     `${outside.join(', ')}: they are not in the table's REPLICA IDENTITY (see puffgres migrate)`
 }
 
-function noIdError(route: MappingRoute, rel: Relation, kind: string, row: Row, hadOld: boolean): string {
+function noIdError(route: MappingRoute, rel: ChangedTable, kind: string, row: Row, hadOld: boolean): string {
   const m = route.mapping
   if (m.idColumns.every((c) => row[c] !== null && row[c] !== undefined)) {
     // a value turbopuffer cannot take as an id (a negative integer)

@@ -2,7 +2,7 @@
 import type postgres from 'postgres'
 import type { Config, Mapping } from '../config/load.ts'
 import { tableInfo } from '../postgres/catalog.ts'
-import { generatedNeeded, tableByOid } from '../postgres/table-shape.ts'
+import { tableByOid } from '../postgres/table-shape.ts'
 import { createEmbedder, type Embedder } from '../embeddings/embedder.ts'
 import type { Logger } from '../types.ts'
 import { type CompiledPredicate, compileMembership, predicateColumns } from './membership/mod.ts'
@@ -61,16 +61,14 @@ export async function buildRoutes(
     )
     const member = compileMappingMembership(m, info.columns)
     const typeOf = new Map(info.columns.map((c) => [c.name, c.typeName]))
-    // pgoutput does not send generated columns: a change of a row whose mapping needs one is re-read by key
-    const needed = neededColumns(m)
-    const notStreamed = generatedNeeded(await tableByOid(sql, info.oid), needed)
+    const shape = await tableByOid(sql, info.oid)
     routes.push({
       mapping: m,
-      ...(notStreamed ? { notStreamed } : {}),
       relid: info.oid,
       keyTypes: m.idColumns.map((c) => typeOf.get(c) ?? 'text'),
+      columns: shape?.columns ?? [],
       isMember: member && ((row) => member(row) === true),
-      needed,
+      needed: neededColumns(m),
       runner,
     })
   }

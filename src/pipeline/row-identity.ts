@@ -244,7 +244,7 @@ export async function rereadIntents(
   if (!need.length) return intents
   const groups = new Map<string, Intent[]>()
   for (const i of need) {
-    const k = `${i.route.mapping.name}\u0000${i.relation!.oid}`
+    const k = `${i.route.mapping.name}\u0000${i.relid!}`
     // push, not spread: a batch is re-read whole when its table has a generated column (spreading was quadratic)
     const list = groups.get(k)
     if (list) list.push(i)
@@ -268,7 +268,7 @@ export async function rereadIntents(
     const route = group[0].route
     const m = route.mapping
     // the table as it is now, by OID: the relation message's name and columns may be out of date (DROP COLUMN, renames)
-    const table = await tableByOid(sql, group[0].relation!.oid)
+    const table = await tableByOid(sql, group[0].relid!)
     if (!table) {
       // dropped since (DROP TABLE): the row's current state is gone with it, and the change lacks values the
       // document needs; a dead letter says so (ops/dropped-tables.ts tells what to do with the mapping)

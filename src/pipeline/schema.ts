@@ -3,16 +3,10 @@
 // the first value it sees (5.00 would pin `int`, and a later 9.99 then fails), so every type puffgres knows is
 // declared. See README "How PostgreSQL types map to turbopuffer".
 import type { Mapping } from '../config/load.ts'
+import type { ColumnType } from '../postgres/read-rows.ts'
 import { arrayElementOid, OID, resolveTypeOid, tpufType } from '../postgres/values.ts'
 
-/** A column as the catalog or a Relation message describes it (typmod: `atttypmod`, -1 when none). */
-export interface ColumnType {
-  name: string
-  typeOid: number
-  /** the (base) type's name for non-builtin types, as pgoutput's Type message gives it */
-  typeName?: string
-  typmod?: number
-}
+export type { ColumnType }
 
 /** One attribute's entry in a write's `schema`. */
 export interface AttributeSpec {

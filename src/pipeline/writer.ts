@@ -12,8 +12,6 @@ import type { TransformResult, TransformRunner } from './transform/mod.ts'
 
 export interface RouteRuntime extends MappingRoute {
   runner: TransformRunner
-  /** the source table's columns (types for the namespace schema): from the Relation message or the catalog */
-  columnTypes?: readonly ColumnType[]
 }
 
 export interface WriterDeps {
@@ -33,6 +31,16 @@ export interface WriteSummary {
   /** dead letters whose value the namespace's (older) attribute type cannot take exactly */
   typeConflicts: number
   byMapping: Map<string, { upserted: number; deleted: number }>
+}
+
+/**
+ * The table's columns that type this write's schema: those of the newest change in it (the stream: its relation
+ * message, so an ALTER COLUMN TYPE takes effect from its first change), else the route's (the catalog's).
+ */
+function writeColumns(route: RouteRuntime, intents: readonly Intent[]): readonly ColumnType[] | undefined {
+  let newest: Intent | undefined
+  for (const i of intents) if (i.columns && (!newest || i.lsn >= newest.lsn)) newest = i
+  return newest?.columns ?? route.columns
 }
 
 /** A summary of nothing written yet, to add to. */
@@ -86,7 +94,7 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
   await Promise.all([...byNamespace].map(async ([namespace, entry]) => {
     const { route } = entry
     if (!entry.ops.length) return
-    const attributes = mappingAttributes(route.mapping, route.columnTypes)
+    const attributes = mappingAttributes(route.mapping, writeColumns(route, entry.origin))
     const existing = await namespaceTypes(deps.sink, namespace)
     // an attribute the namespace already has with another type (ALTER COLUMN TYPE): not declared again, and its
     // values are converted to the namespace's type exactly, or dead-lettered

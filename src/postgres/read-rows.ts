@@ -29,10 +29,14 @@ function decodeText(bytes: Uint8Array): string {
   }
 }
 
+/** A column as the catalog or a Relation message describes it. */
 export interface ColumnType {
   name: string
   typeOid: number
+  /** the (base) type's name for non-builtin types, as pgoutput's Type message gives it */
   typeName?: string
+  /** `atttypmod` (-1: none): varchar(n)/char(n) lengths decide whether a string attribute is filterable */
+  typmod?: number
 }
 
 /**

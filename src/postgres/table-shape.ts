@@ -31,9 +31,11 @@ export async function tableByOid(sql: postgres.Sql, oid: number): Promise<TableS
     SELECT n.nspname AS schema, c.relname AS table, c.relkind FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ${oid}`
   if (!t) return undefined
-  const cols = await sql<{ name: string; typeOid: number; typname: string; generated: boolean; notNull: boolean }[]>`
-    SELECT a.attname AS name, a.atttypid::int AS "typeOid", b.typname, a.attgenerated <> '' AS generated,
-           a.attnotnull AS "notNull"
+  const cols = await sql<
+    { name: string; typeOid: number; typname: string; typmod: number; generated: boolean; notNull: boolean }[]
+  >`
+    SELECT a.attname AS name, a.atttypid::int AS "typeOid", b.typname, a.atttypmod AS typmod,
+           a.attgenerated <> '' AS generated, a.attnotnull AS "notNull"
     FROM pg_attribute a
     ${baseTypeJoin(sql)}
     WHERE a.attrelid = ${oid} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`
@@ -43,8 +45,8 @@ export async function tableByOid(sql: postgres.Sql, oid: number): Promise<TableS
     table: t.table,
     columns: cols.map((c) =>
       c.typeOid >= FIRST_NON_BUILTIN_OID
-        ? { name: c.name, typeOid: c.typeOid, typeName: c.typname }
-        : { name: c.name, typeOid: c.typeOid }
+        ? { name: c.name, typeOid: c.typeOid, typeName: c.typname, typmod: c.typmod }
+        : { name: c.name, typeOid: c.typeOid, typmod: c.typmod }
     ),
     generated: cols.filter((c) => c.generated).map((c) => c.name),
     nullable: cols.filter((c) => !c.notNull).map((c) => c.name),

@@ -1,4 +1,5 @@
-// The middle of the stream: pgoutput messages in, versioned writes out, and the LSN that may be confirmed.
+// The middle of the stream: pgoutput messages in (each change decoded here, postgres/change-event.ts), versioned
+// writes out, and the LSN that may be confirmed.
 // Intents of a batch are coalesced per document (last version wins), transformed per mapping, written per
 // namespace; refused rows go to the dead-letter queue; only then is the batch's last complete commit handed to the
 // checkpoint (docs/ARCHITECTURE.md, invariants 1, 2, 4, 6).
@@ -8,10 +9,12 @@ import type { MappingProgress } from '../postgres/progress.ts'
 import { ProgressRecorder } from './progress-recorder.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import { encodeVersion, type Logger } from '../types.ts'
-import { changeIntents, type Intent } from '../pipeline/changes.ts'
+import { changeIntents, type Intent, type MappingRoute, type TableRoutes, tableRoutes } from '../pipeline/changes.ts'
+import { decodeChange } from '../postgres/change-event.ts'
 import { idKey } from '../pipeline/docid.ts'
 import { rereadIntents } from '../pipeline/row-identity.ts'
 import { generatedNeeded, tableByOid } from '../postgres/table-shape.ts'
+import type { ColumnType } from '../postgres/read-rows.ts'
 import { AdaptiveLimit } from '../concurrency.ts'
 import { type Batch, WritePipeline } from './inflight.ts'
 import type { Checkpoint } from './checkpoint.ts'
@@ -55,15 +58,8 @@ const COALESCE_MS = 10
 /** the most bytes of changes (as decoded) in one batch; two batches' worth may be pending or in flight */
 const MAX_BATCH_BYTES = 4 * 1024 * 1024
 
-/** A change's size as decoded: what its row costs in memory, roughly (values, plus a little per column). */
-function changeBytes(i: Intent): number {
-  let n = 64
-  for (const v of i.tuple ?? []) n += 16 + (v.kind === 'text' || v.kind === 'binary' ? v.value.length : 0)
-  return n
-}
-
 export class ChangeProcessor {
-  private readonly byRelation = new Map<number, RouteRuntime[]>()
+  private readonly byRelation = new Map<number, TableRoutes>()
   private readonly pipeline: WritePipeline<Omit<FlushInfo, 'confirmed'>>
   private inTxn: { commitLsn: bigint; seq: number; versionPrefix?: string } | undefined
   private lastCommitEnd = 0n
@@ -134,17 +130,19 @@ export class ChangeProcessor {
         return
       case 'relation': {
         const oid = msg.relation.oid
-        return this.routesFor(msg.relation).then((routes) => {
-          this.byRelation.set(oid, routes)
+        return this.routesFor(msg.relation).then((table) => {
+          this.byRelation.set(oid, table)
         })
       }
       case 'insert':
       case 'update':
       case 'delete': {
-        const routes = this.byRelation.get(msg.relation.oid) ?? []
-        if (!routes.length) return
+        const table = this.byRelation.get(msg.relation.oid)
+        if (!table?.routes.length) return
         const pos = this.position()
-        changeIntents(msg, routes, pos, (i) => this.add(i), (b) =>
+        const change = decodeChange(msg, table.needs)
+        const bytes = change.bytes
+        changeIntents(change, table, pos, (i) => this.add(i, bytes), (b) =>
           this.pipeline.addDead({
             mapping: b.route.mapping.name,
             docId: b.docId,
@@ -192,7 +190,7 @@ export class ChangeProcessor {
    * The routes of a relation: by OID (a renamed table keeps its mappings, docs/ARCHITECTURE.md, invariant 9); by name
    * only for routes built without the catalog's OID.
    */
-  private async routesFor(rel: Relation): Promise<RouteRuntime[]> {
+  private async routesFor(rel: Relation): Promise<TableRoutes> {
     const sameName = (r: RouteRuntime) => r.mapping.schema === rel.schema && r.mapping.table === rel.name
     const routes = this.opts.routes.filter((r) => r.relid === undefined ? sameName(r) : r.relid === rel.oid)
     const other = this.opts.routes.filter((r) => r.relid !== undefined && r.relid !== rel.oid && sameName(r))
@@ -209,26 +207,25 @@ export class ChangeProcessor {
     }
     // a relation message follows every change of the table's shape: a generated column added or dropped since the
     // routes were built changes what must be re-read (the catalog by OID; the message never lists them)
+    const generated = new Map<MappingRoute, ColumnType[]>()
     if (routes.length) {
       const shape = await tableByOid(this.opts.sql, rel.oid)
-      for (const r of routes) r.notStreamed = generatedNeeded(shape, r.needed)
+      for (const r of routes) {
+        const g = generatedNeeded(shape, r.needed)
+        if (g) generated.set(r, g)
+      }
     }
-    for (const r of routes) {
-      // generated columns are not in the relation message: their types (for the write schema) come from the catalog
-      const missing = r.notStreamed?.filter((g) => !rel.columns.some((c) => c.name === g.name)) ?? []
-      r.columnTypes = missing.length ? [...rel.columns, ...missing] : rel.columns
-    }
-    return routes
+    return tableRoutes(routes, rel.columns, generated)
   }
 
-  private add(i: Intent) {
-    this.pipeline.add(i.route.mapping.name + '\u0000' + idKey(i.id), i, changeBytes(i))
+  private add(i: Intent, bytes: number) {
+    this.pipeline.add(i.route.mapping.name + '\u0000' + idKey(i.id), i, bytes)
   }
 
   private async truncate(relations: Relation[]) {
     const pos = this.position()
     for (const rel of relations) {
-      for (const route of this.byRelation.get(rel.oid) ?? await this.routesFor(rel)) {
+      for (const route of (this.byRelation.get(rel.oid) ?? await this.routesFor(rel)).routes) {
         const m = route.mapping
         if (m.truncate === 'ignore') {
           this.opts.log.warn('TRUNCATE ignored (mapping.truncate = "ignore"): the namespace keeps its documents', {
