@@ -29,12 +29,15 @@ beforeAll(async () => {
                            password_hash text);
     CREATE TABLE orders (id int PRIMARY KEY, price int, qty int);
     CREATE TABLE ratios (id int PRIMARY KEY, price int, ratio float8 GENERATED ALWAYS AS (price / 4.0) STORED);
+    CREATE TABLE labels (id int PRIMARY KEY, name text, code varchar(20) GENERATED ALWAYS AS (upper(left(name, 20)))
+                         STORED);
     CREATE ROLE ${role} LOGIN REPLICATION;
   `)
   const migrations = {
     '001_accounts.toml': migration({ name: 'accounts', table: 'accounts', columns: ['price', 'total'] }),
     '002_ratios.toml': migration({ name: 'ratios', table: 'ratios', columns: ['ratio'] }),
     '003_orders.toml': migration({ name: 'orders', table: 'orders' }),
+    '004_labels.toml': migration({ name: 'labels', table: 'labels', columns: ['code'] }),
   }
   admin = makeProject({ databaseUrl: db.url, turbopufferUrl: server.url, migrations })
   expect((await runCli(['-c', admin.config, 'migrate'])).code).toBe(0)
@@ -151,4 +154,18 @@ test('a generated column added while run streams is in the documents of later ch
   await waitFor('2 in, 1 updated', () => docs().get(2)?.qty === 5 && docs().get(1)?.qty === 4)
   expect(docs().get(2)).toEqual({ price: 5, qty: 5, total: 25 })
   expect(docs().get(1)).toEqual({ price: 2, qty: 4, total: 8 })
+})
+
+test('a generated varchar(n) column is declared filterable by the stream, as backfill declares it', async () => {
+  // its typmod comes from the catalog as backfill's does: without it varchar(20) looked unbounded (filterable: false)
+  stream ??= startStream(limited.config)
+  await waitFor(
+    'the slot is active',
+    async () => (await db.sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = 'puffgres' AND active`).length > 0,
+  )
+  await db.sql`INSERT INTO labels (id, name) VALUES (1, 'abc')`
+  await waitFor('1 in', () => docsById(server.documents('labels')).get(1)?.code === 'ABC')
+  const res = await fetch(`${server.url}/v1/namespaces/labels/schema`, { headers: { authorization: 'Bearer k' } })
+  expect(res.status).toBe(200)
+  expect((await res.json()).code).toEqual({ type: 'string', filterable: true })
 })
