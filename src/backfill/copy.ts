@@ -19,6 +19,7 @@ import type { DeadLetter } from '../postgres/dlq.ts'
 import { formatLsn, parseLsn } from '../postgres/lsn.ts'
 import type { Intent } from '../pipeline/changes.ts'
 import { deleteIntent, keyRow, rowDocId } from '../pipeline/row-identity.ts'
+import { rowEvent } from '../pipeline/row-event.ts'
 import { idProblem } from '../pipeline/docid.ts'
 import { emptySummary, type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
@@ -195,7 +196,7 @@ export async function copy(
           kind: 'upsert',
           version,
           lsn: raw.lsn,
-          event: { type: 'insert', op: 'insert', id, schema, table, mapping: m.name, new: row, lsn: lsnText },
+          event: rowEvent('insert', id, schema, table, m.name, lsnText, row),
           keyTexts: exactKeys ? undefined : batch.keys.map((k) => k[i]),
         })
       }

@@ -15,6 +15,7 @@ import { namespaceTypes } from '../pipeline/namespace-types.ts'
 import { type RouteRuntime, writeIntents } from '../pipeline/writer.ts'
 import { currentStateIntents, idKey, recheckWritten, rowDocId, type RowRef } from '../pipeline/row-identity.ts'
 import { formatLsn } from '../postgres/lsn.ts'
+import { rowEvent } from '../pipeline/row-event.ts'
 import type { ColumnType } from '../postgres/read-rows.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
@@ -118,16 +119,7 @@ export async function verifyMapping(
         const row = pageRows[r]
         const id = rowDocId(mapping, row)
         if (id === undefined) continue
-        events.push({
-          type: 'insert',
-          op: 'insert',
-          id,
-          schema: mapping.schema,
-          table: mapping.table,
-          new: row,
-          lsn: lsnText,
-          mapping: mapping.name,
-        })
+        events.push(rowEvent('insert', id, mapping.schema, mapping.table, mapping.name, lsnText, row))
         refs.push({
           known: Object.fromEntries(mapping.idColumns.map((c) => [c, row[c]])),
           keyTexts: keys.map((k) => k[r]),

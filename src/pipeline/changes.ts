@@ -4,6 +4,7 @@ import type { Mapping } from '../config/load.ts'
 import type { ChangedTable, ColumnNeeds, DecodedRow, TableChange } from '../postgres/change-event.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import type { Id, Row, RowEvent } from '../types.ts'
+import { deleteEvent, rowEvent } from './row-event.ts'
 import { docId, idProblem } from './docid.ts'
 import { membershipFailure } from './membership/mod.ts'
 import type { ColumnType } from './schema.ts'
@@ -83,32 +84,6 @@ function lsnTextOf(lsn: bigint): string {
     lastLsn = lsn
   }
   return lastLsnText
-}
-
-/** An event with the new row (and the old one, undefined when the change does not carry it). */
-function event(
-  type: RowEvent['type'],
-  id: Id,
-  rel: ChangedTable,
-  route: MappingRoute,
-  lsn: string,
-  newRow: Row,
-  old: Row | undefined,
-): RowEvent {
-  // literal objects, not spreads: one per change and route (the same keys in the same order as ever)
-  return { type, op: type, id, schema: rel.schema, table: rel.name, new: newRow, old, lsn, mapping: route.mapping.name }
-}
-
-/** An event with the old row only (a delete). */
-function oldEvent(
-  type: RowEvent['type'],
-  id: Id,
-  rel: ChangedTable,
-  route: MappingRoute,
-  lsn: string,
-  old: Row | undefined,
-): RowEvent {
-  return { type, op: type, id, schema: rel.schema, table: rel.name, old, lsn, mapping: route.mapping.name }
 }
 
 /**
@@ -213,7 +188,7 @@ export function changeIntents(
         route,
         id,
         kind: 'delete',
-        event: oldEvent('delete', id, rel, route, lsnText, old),
+        event: deleteEvent(id, rel.schema, rel.name, route.mapping.name, lsnText, old),
         keys: oldDecoded,
         version,
         lsn,
@@ -244,7 +219,7 @@ export function changeIntents(
         route,
         id: oldId,
         kind: 'delete',
-        event: oldEvent('delete', oldId, rel, route, lsnText, old),
+        event: deleteEvent(oldId, rel.schema, rel.name, route.mapping.name, lsnText, old),
         keys: oldDecoded,
         version,
         lsn,
@@ -264,7 +239,7 @@ export function changeIntents(
       continue
     }
     if (needsReread) {
-      const e = event(type, id, rel, route, lsnText, row, old)
+      const e = rowEvent(type, id, rel.schema, rel.name, route.mapping.name, lsnText, row, old)
       out({ route, id, kind: 'upsert', event: e, reread: true, keys: decoded, version, lsn, relid, columns })
       continue
     }
@@ -281,7 +256,7 @@ export function changeIntents(
         route,
         id,
         kind: 'upsert',
-        event: event(type, id, rel, route, lsnText, row, old),
+        event: rowEvent(type, id, rel.schema, rel.name, route.mapping.name, lsnText, row, old),
         keys: decoded,
         version,
         lsn,
@@ -290,7 +265,7 @@ export function changeIntents(
       })
     } else if (type === 'update') {
       // the row left the membership predicate (or never was in it): its document must not exist
-      const e = oldEvent('delete', id, rel, route, lsnText, row)
+      const e = deleteEvent(id, rel.schema, rel.name, route.mapping.name, lsnText, row)
       out({ route, id, kind: 'delete', event: e, keys: decoded, version, lsn, relid, columns })
     }
   }

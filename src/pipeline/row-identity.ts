@@ -20,6 +20,7 @@ import { encodeVersion, type Id, type Logger, type Row } from '../types.ts'
 import { deadLetterEvent, type Intent, intentKeyTexts, type MappingRoute } from './changes.ts'
 import { docId, idKey } from './docid.ts'
 import { membershipFailure } from './membership/mod.ts'
+import { deleteEvent, rowEvent } from './row-event.ts'
 import { type RouteRuntime, writeIntents, type WriterDeps, type WriteSummary } from './writer.ts'
 
 export { docId, idKey }
@@ -134,16 +135,7 @@ export function decide(route: MappingRoute, row: Row): 'upsert' | 'delete' {
 /** The delete of a row's document at `lsn` (its current state is: gone, or not a member). */
 export function deleteIntent(route: MappingRoute, id: Id, old: Row, lsn: bigint): Intent {
   const m = route.mapping
-  const event = {
-    type: 'delete' as const,
-    op: 'delete' as const,
-    id,
-    schema: m.schema,
-    table: m.table,
-    mapping: m.name,
-    old,
-    lsn: formatLsn(lsn),
-  }
+  const event = deleteEvent(id, m.schema, m.table, m.name, formatLsn(lsn), old)
   return { route, id, kind: 'delete', version: encodeVersion(lsn, 0), lsn, event }
 }
 
@@ -189,16 +181,7 @@ export async function currentStateIntents(
       }
     }
     if (row && decide(route, row) === 'upsert') {
-      const event = {
-        type: 'insert' as const,
-        op: 'insert' as const,
-        id,
-        schema: m.schema,
-        table: m.table,
-        mapping: m.name,
-        new: row,
-        lsn: formatLsn(lsn),
-      }
+      const event = rowEvent('insert', id, m.schema, m.table, m.name, formatLsn(lsn), row)
       return { route, id, kind: 'upsert', version: encodeVersion(lsn, 0), lsn, event }
     }
     return deleteIntent(route, id, row ?? ref.known, lsn)
@@ -327,7 +310,7 @@ export async function rereadIntents(
         kind,
         event: kind === 'upsert'
           ? { ...i.event, new: row }
-          : { ...i.event, type: 'delete', op: 'delete', new: undefined, old: row },
+          : deleteEvent(i.id, i.event.schema, i.event.table, i.event.mapping, i.event.lsn, row),
       })
     }
   }
