@@ -2,57 +2,37 @@
 // so NULL elements are left out, on every path that writes a document: backfill, the stream, the stream's re-read of
 // a row whose TOASTed column did not change; with no transform, with `columns`, and through a transform that hands
 // the row's arrays on. Against the local server, which refuses `["a", null]` as turbopuffer does.
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { type LocalServer, startLocalServer } from '../src/local/server.ts'
-import { runCli } from './harness/cli.ts'
-import { type TestDatabase, testDatabase } from './harness/pg.ts'
-import { makeProject, migration, type Project } from './harness/project.ts'
-import { docsById, type RunningStream, startStream, waitForSlotActive } from './harness/stream.ts'
+import { describe, expect, test } from 'bun:test'
+import { usePipeline } from './harness/pipeline.ts'
+import { migration } from './harness/project.ts'
 import { waitFor } from './harness/wait.ts'
 
-let db: TestDatabase
-let server: LocalServer
-let project: Project
-let stream: RunningStream | undefined
 const MAPPINGS = ['plain', 'cols', 'js']
 const ns = (m: string) => `arrnull_${m}`
 
-beforeAll(async () => {
-  db = await testDatabase('arrnull')
-  server = await startLocalServer()
-  await db.sql.unsafe(`
+const pipe = usePipeline({
+  name: 'arrnull',
+  sql: `
     CREATE TABLE tags (id int PRIMARY KEY, ta text[], ia int[], big text);
     INSERT INTO tags VALUES (1, '{a,NULL,b}', '{1,NULL,3}', 'x'), (2, '{NULL}', '{NULL,NULL}', 'x'),
       (3, ARRAY['q', NULL, 'r'], ARRAY[NULL, 7], 'x');
-  `)
-  project = makeProject({
-    databaseUrl: db.url,
-    turbopufferUrl: server.url,
-    migrations: {
-      '001_plain.toml': migration({ name: 'plain', table: 'tags', namespace: ns('plain') }),
-      '002_cols.toml': migration({ name: 'cols', table: 'tags', namespace: ns('cols'), columns: ['ta', 'ia'] }),
-      '003_js.toml': migration({ name: 'js', table: 'tags', namespace: ns('js'), transform: './transforms/pass.ts' }),
-    },
-    files: {
-      'transforms/pass.ts': `export default function (event) {
+  `,
+  migrations: {
+    '001_plain.toml': migration({ name: 'plain', table: 'tags', namespace: ns('plain') }),
+    '002_cols.toml': migration({ name: 'cols', table: 'tags', namespace: ns('cols'), columns: ['ta', 'ia'] }),
+    '003_js.toml': migration({ name: 'js', table: 'tags', namespace: ns('js'), transform: './transforms/pass.ts' }),
+  },
+  files: {
+    'transforms/pass.ts': `export default function (event) {
   if (event.type === 'delete') return { type: 'delete', id: event.id }
   return { type: 'upsert', id: event.id, attributes: { ta: event.new.ta, ia: event.new.ia } }
 }
 `,
-    },
-  })
-  expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
-}, 120_000)
-
-afterAll(async () => {
-  await stream?.stop()
-  await server?.stop()
-  project?.remove()
-  await db?.drop()
+  },
 })
 
-const docs = (m: string) => docsById(server.documents(ns(m)))
-const deadLetters = async () => await db.sql`SELECT mapping, doc_id, error FROM __puffgres_dlq ORDER BY id`
+const docs = (m: string) => pipe.docs(ns(m))
+const { deadLetters } = pipe
 type Arrays = { ta: unknown[]; ia: unknown[] }
 const asMap = (o: Record<number, Arrays>) => new Map(Object.entries(o).map(([id, d]) => [Number(id), d]))
 const BACKFILLED = { 1: { ta: ['a', 'b'], ia: [1, 3] }, 2: { ta: [], ia: [] }, 3: { ta: ['q', 'r'], ia: [7] } }
@@ -68,7 +48,7 @@ const only = (d: Map<unknown, Record<string, unknown>>) =>
 describe('NULL elements of arrays are left out', () => {
   test('backfill', async () => {
     for (const m of MAPPINGS) {
-      const r = await runCli(['-c', project.config, 'backfill', m])
+      const r = await pipe.cli('backfill', m)
       expect([m, r.code, r.err]).toEqual([m, 0, expect.any(String)])
     }
     expect(await deadLetters()).toEqual([])
@@ -76,13 +56,12 @@ describe('NULL elements of arrays are left out', () => {
   })
 
   test('the stream: inserts, and updates re-read for an unchanged TOASTed column', async () => {
-    stream = startStream(project.config)
-    await waitForSlotActive(db.sql)
-    await db.sql`INSERT INTO tags VALUES (11, '{s,NULL,t}', '{NULL,5}', 'x')`
+    await pipe.startStream()
+    await pipe.db.sql`INSERT INTO tags VALUES (11, '{s,NULL,t}', '{NULL,5}', 'x')`
     // a TOASTed value left unchanged by the update arrives as "unchanged": the row is re-read by key
-    await db.sql`UPDATE tags SET big = (SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 4000))
+    await pipe.db.sql`UPDATE tags SET big = (SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 4000))
       WHERE id IN (1, 3)`
-    await db.sql`UPDATE tags SET ta = array_append(ta, 'u'), ia = array_append(ia, NULL) WHERE id IN (1, 3)`
+    await pipe.db.sql`UPDATE tags SET ta = array_append(ta, 'u'), ia = array_append(ia, NULL) WHERE id IN (1, 3)`
     await waitFor(
       'every mapping streamed the updates',
       () => MAPPINGS.every((m) => (docs(m).get(3)?.ta as string[] | undefined)?.includes('u')),

@@ -2,25 +2,19 @@
 // deletes, re-inserts and flips the membership of rows, aiming at the pages being read and written; `run` streams
 // the same changes (already running, or started only after the backfill). Afterwards the namespace must equal the
 // table's member rows exactly: no lost update, no older version winning, no deleted row brought back.
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { describe, expect, test } from 'bun:test'
 import { isDeepStrictEqual } from 'node:util'
 import type postgres from 'postgres'
-import { backfill } from '../src/backfill/backfill.ts'
-import { loadConfig } from '../src/config/load.ts'
-import { type LocalServer, startLocalServer } from '../src/local/server.ts'
 import { TurbopufferSink } from '../src/turbopuffer/sink.ts'
 import type { Sink } from '../src/turbopuffer/types.ts'
-import { runCli } from './harness/cli.ts'
-import { type TestDatabase, testDatabase } from './harness/pg.ts'
-import { makeProject, migration, type Project } from './harness/project.ts'
-import { docsById, quietLogger, type RunningStream, startStream, waitForSlotActive } from './harness/stream.ts'
+import { quietBackfill } from './harness/backfill.ts'
+import { type Pipeline, usePipeline } from './harness/pipeline.ts'
+import { migration } from './harness/project.ts'
 import { waitFor } from './harness/wait.ts'
 
 const ROWS = 1500
 const BATCH = 20
 const SEEDS = [11, 22, 33]
-
-let server: LocalServer
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -114,27 +108,25 @@ async function writer(sql: postgres.Sql, table: string, seed: number, stop: () =
  * Runs a backfill of `table` while the writer mutates it: through the CLI, or (`slow`) in-process with its writes
  * held back. Returns the writer's commits, what was printed, and how many stale rows the re-checks deleted.
  */
-async function backfillUnderWrites(db: TestDatabase, config: string, table: string, seed: number, slow = 0) {
+async function backfillUnderWrites(pipe: Pipeline, table: string, seed: number, slow = 0) {
   let done = false
-  const writing = writer(db.sql, table, seed, () => done)
+  const writing = writer(pipe.db.sql, table, seed, () => done)
   let out = ''
   let deleted = 0
   try {
     if (slow) {
       const lines: string[] = []
-      const r = await backfill(loadConfig(config), {
+      const r = await quietBackfill(pipe.project.config, {
         mapping: table,
         batchSize: BATCH,
-        sink: slowSink(server.url, slow),
-        log: quietLogger(),
-        progress: false,
+        sink: slowSink(pipe.server.url, slow),
         say: (l) => lines.push(l),
       })
       expect(r.outcome).toBe('done')
       if (r.outcome === 'done') deleted = r.deleted
       out = lines.join('\n')
     } else {
-      const r = await runCli(['-c', config, 'backfill', table, '--batch-size', String(BATCH)])
+      const r = await pipe.cli('backfill', table, '--batch-size', String(BATCH))
       expect(r.err).toBe('')
       expect(r.code).toBe(0)
       out = r.out
@@ -146,16 +138,16 @@ async function backfillUnderWrites(db: TestDatabase, config: string, table: stri
 }
 
 /** Waits until the stream has applied everything committed so far (a marker change, written last, arrived). */
-async function caughtUp(db: TestDatabase, table: string, seed: number) {
-  await db.sql.unsafe(`UPDATE ${table} SET v = $1 WHERE id = 0`, [-seed])
-  await waitFor(`${table} marker`, () => docsById(server.documents(table)).get(0)?.v === -seed, 30_000)
+async function caughtUp(pipe: Pipeline, table: string, seed: number) {
+  await pipe.db.sql.unsafe(`UPDATE ${table} SET v = $1 WHERE id = 0`, [-seed])
+  await waitFor(`${table} marker`, () => pipe.docs(table).get(0)?.v === -seed, 30_000)
 }
 
-async function expectProjection(db: TestDatabase, table: string) {
-  const rows = await db.sql.unsafe<{ id: number; status: string; v: number; note: string | null }[]>(
+async function expectProjection(pipe: Pipeline, table: string) {
+  const rows = await pipe.db.sql.unsafe<{ id: number; status: string; v: number; note: string | null }[]>(
     `SELECT id, status, v, note FROM ${table} WHERE status = 'on' ORDER BY id`,
   )
-  const got = docsById(server.documents(table))
+  const got = pipe.docs(table)
   const expected = new Map(rows.map(({ id, ...rest }) => [id, rest]))
   const extra = [...got.keys()].filter((id) => !expected.has(id as number))
   const missing = [...expected.keys()].filter((id) => !got.has(id))
@@ -163,47 +155,23 @@ async function expectProjection(db: TestDatabase, table: string) {
   expect({ extra, missing, wrong: wrong.slice(0, 5) }).toEqual({ extra: [], missing: [], wrong: [] })
 }
 
-beforeAll(async () => {
-  server = await startLocalServer()
-})
-
-afterAll(async () => {
-  await server?.stop()
-})
-
 describe('backfill while `run` streams', () => {
-  let db: TestDatabase
-  let project: Project
-  let stream: RunningStream
   const tables = [...SEEDS.map((s) => `race_${s}`), 'race_recheck']
-
-  beforeAll(async () => {
-    db = await testDatabase('bfrace')
-    await db.sql.unsafe(tables.map(tableSql).join('\n'))
-    project = makeProject({
-      databaseUrl: db.url,
-      turbopufferUrl: server.url,
-      migrations: Object.fromEntries(tables.map((t, i) => [`00${i + 1}_${t}.toml`, raceMigration(t)])),
-    })
-    expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
+  const pipe = usePipeline({
+    name: 'bfrace',
+    sql: tables.map(tableSql).join('\n'),
+    migrations: Object.fromEntries(tables.map((t, i) => [`00${i + 1}_${t}.toml`, raceMigration(t)])),
     // the rows above exist before the slot: only the backfill can bring them
-    stream = startStream(project.config, { pollIntervalMs: 10, batchSize: 50 })
-    await waitForSlotActive(db.sql)
-  })
-
-  afterAll(async () => {
-    await stream?.stop()
-    project?.remove()
-    await db?.drop()
+    stream: { pollIntervalMs: 10, batchSize: 50 },
   })
 
   for (const seed of SEEDS) {
     test(`seed ${seed}: the namespace equals the table's member rows`, async () => {
       const table = `race_${seed}`
-      const r = await backfillUnderWrites(db, project.config, table, seed, 100)
+      const r = await backfillUnderWrites(pipe, table, seed, 100)
       expect(r.commits).toBeGreaterThan(30) // the writes really overlapped the backfill
-      await caughtUp(db, table, seed)
-      await expectProjection(db, table)
+      await caughtUp(pipe, table, seed)
+      await expectProjection(pipe, table)
     }, 90_000)
   }
 
@@ -213,67 +181,54 @@ describe('backfill while `run` streams', () => {
     // take it away again.
     const table = 'race_recheck'
     let victim: unknown
-    const inner = slowSink(server.url, 0)
+    const inner = slowSink(pipe.server.url, 0)
     const sink: Sink = {
       ...inner,
       write: async (ns, ops, opts) => {
         if (victim === undefined) {
           victim = ops.find((o) => o.kind === 'upsert' && o.id !== 0)?.id // not the marker row
-          await db.sql.unsafe(`DELETE FROM ${table} WHERE id = $1`, [victim as number])
-          const [{ lsn }] = await db.sql`SELECT pg_current_wal_insert_lsn()::text AS lsn`
+          await pipe.db.sql.unsafe(`DELETE FROM ${table} WHERE id = $1`, [victim as number])
+          const [{ lsn }] = await pipe.db.sql`SELECT pg_current_wal_insert_lsn()::text AS lsn`
           await waitFor(
             'the stream to apply the delete',
             async () =>
-              (await db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
+              (await pipe.db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
                 WHERE slot_name = 'puffgres'`)[0]?.ok,
           )
         }
         return inner.write(ns, ops, opts)
       },
     }
-    const r = await backfill(loadConfig(project.config), {
-      mapping: table,
-      batchSize: BATCH,
-      sink,
-      log: quietLogger(),
-      progress: false,
-      say: () => {},
-    })
+    const r = await quietBackfill(pipe.project.config, { mapping: table, batchSize: BATCH, sink, say: () => {} })
     expect(r.outcome).toBe('done')
     expect(victim).toBeDefined()
     if (r.outcome === 'done') expect(r.deleted).toBe(1)
-    expect(docsById(server.documents(table)).has(victim)).toBe(false)
-    await caughtUp(db, table, 99)
-    await expectProjection(db, table)
+    expect(pipe.docs(table).has(victim)).toBe(false)
+    await caughtUp(pipe, table, 99)
+    await expectProjection(pipe, table)
   }, 90_000)
 })
 
 describe('backfill before `run` ever started', () => {
+  const table = 'race_first'
+  const pipe = usePipeline({
+    name: 'bfrace0',
+    sql: tableSql(table),
+    migrations: { '001_race_first.toml': raceMigration(table) },
+  })
+
   test('the slot is created first; run started afterwards converges', async () => {
-    const db = await testDatabase('bfrace0')
-    const table = 'race_first'
-    await db.sql.unsafe(tableSql(table))
-    const project = makeProject({
-      databaseUrl: db.url,
-      turbopufferUrl: server.url,
-      migrations: { '001_race_first.toml': raceMigration(table) },
-    })
-    let stream: RunningStream | undefined
     try {
-      expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
-      server.setLatency(20) // long enough for the writer's 30+ commits to overlap it, even on a loaded machine
-      const { commits, out } = await backfillUnderWrites(db, project.config, table, 44)
-      server.setLatency(0)
+      pipe.server.setLatency(20) // long enough for the writer's 30+ commits to overlap it, even on a loaded machine
+      const { commits, out } = await backfillUnderWrites(pipe, table, 44)
+      pipe.server.setLatency(0)
       expect(out).toContain('created replication slot "puffgres"')
       expect(commits).toBeGreaterThan(30)
-      stream = startStream(project.config, { pollIntervalMs: 10 })
-      await caughtUp(db, table, 44)
-      await expectProjection(db, table)
+      await pipe.startStream({ pollIntervalMs: 10 })
+      await caughtUp(pipe, table, 44)
+      await expectProjection(pipe, table)
     } finally {
-      server.setLatency(0)
-      await stream?.stop()
-      project.remove()
-      await db.drop()
+      pipe.server.setLatency(0)
     }
   }, 90_000)
 })

@@ -1,17 +1,10 @@
 // `puffgres backfill` end to end: real PostgreSQL, the CLI, the local turbopuffer server.
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { type LocalServer, startLocalServer } from '../src/local/server.ts'
+import { beforeAll, describe, expect, test } from 'bun:test'
 import { formatBar, formatDuration } from '../src/backfill/progress.ts'
 import { copyPageSql, renderSql } from '../src/backfill/plan.ts'
 import { parseMembership } from '../src/pipeline/membership/mod.ts'
-import { runCli } from './harness/cli.ts'
-import { type TestDatabase, testDatabase } from './harness/pg.ts'
-import { makeProject, migration, type Project } from './harness/project.ts'
-import { docsById } from './harness/stream.ts'
-
-let db: TestDatabase
-let server: LocalServer
-let project: Project
+import { usePipeline } from './harness/pipeline.ts'
+import { migration } from './harness/project.ts'
 
 const TRANSFORM = `
 export default function (event) {
@@ -21,10 +14,9 @@ export default function (event) {
 }
 `
 
-beforeAll(async () => {
-  db = await testDatabase('backfill')
-  server = await startLocalServer()
-  await db.sql.unsafe(`
+const pipe = usePipeline({
+  name: 'backfill',
+  sql: `
     CREATE TABLE items (id int PRIMARY KEY, name text, status text, price numeric(10,2), secret text);
     INSERT INTO items SELECT g, 'item ' || g, CASE WHEN g % 4 = 0 THEN 'draft' ELSE 'active' END, g * 1.5, 's'
       FROM generate_series(1, 250) g;
@@ -43,44 +35,35 @@ beforeAll(async () => {
     INSERT INTO loose VALUES ('a', 'A'), ('b', 'B'), (NULL, 'no id'), ('c', 'C');
     CREATE TABLE named (id int PRIMARY KEY, name text);
     INSERT INTO named SELECT g, CASE WHEN g = 7 THEN 'boom' ELSE 'n' || g END FROM generate_series(1, 30) g;
-  `)
-  project = makeProject({
-    databaseUrl: db.url,
-    turbopufferUrl: server.url,
-    migrations: {
-      '001_items.toml': migration({
-        name: 'items',
-        table: 'items',
-        columns: ['name', 'price'],
-        membership: "status = 'active' AND price < 300",
-      }),
-      '002_pairs.toml': migration({ name: 'pairs', table: 'pairs', id: ['a', 'b'] }),
-      '003_typed.toml': migration({ name: 'typed', table: 'typed' }),
-      '004_loose.toml': migration({ name: 'loose', table: 'loose', id: 'code' }),
-      '005_named.toml': migration({ name: 'named', table: 'named', transform: 'transforms/named.ts' }),
-    },
-    files: { 'transforms/named.ts': TRANSFORM },
-  })
-  const m = await runCli(['-c', project.config, 'migrate'])
+  `,
+  migrations: {
+    '001_items.toml': migration({
+      name: 'items',
+      table: 'items',
+      columns: ['name', 'price'],
+      membership: "status = 'active' AND price < 300",
+    }),
+    '002_pairs.toml': migration({ name: 'pairs', table: 'pairs', id: ['a', 'b'] }),
+    '003_typed.toml': migration({ name: 'typed', table: 'typed' }),
+    '004_loose.toml': migration({ name: 'loose', table: 'loose', id: 'code' }),
+    '005_named.toml': migration({ name: 'named', table: 'named', transform: 'transforms/named.ts' }),
+  },
+  files: { 'transforms/named.ts': TRANSFORM },
+})
+
+beforeAll(() => {
   // the one thing migrate foresees here: `loose` has a nullable id
-  expect(m.err).toBe(
+  expect(pipe.migrated.err).toBe(
     'warning: puffgres/migrations/004_loose.toml: public.loose: mapping.id column(s) code may be NULL: a row with a ' +
       'NULL id has no document (backfill skips and counts it, the stream does not write it); add NOT NULL if it ' +
       'never is',
   )
-  expect(m.code).toBe(0)
 })
 
-afterAll(async () => {
-  await server?.stop()
-  project?.remove()
-  await db?.drop()
-})
-
-const docs = (ns: string) => docsById(server.documents(ns))
-const backfill = (...args: string[]) => runCli(['-c', project.config, 'backfill', ...args])
+const { docs } = pipe
+const backfill = (...args: string[]) => pipe.cli('backfill', ...args)
 const record = async (mapping: string) =>
-  (await db.sql`SELECT status, rows_done::int AS rows, docs_written::int AS docs, last_key
+  (await pipe.db.sql`SELECT status, rows_done::int AS rows, docs_written::int AS docs, last_key
     FROM __puffgres_backfill WHERE mapping = ${mapping}`)[0]
 
 describe('puffgres backfill', () => {
@@ -88,7 +71,7 @@ describe('puffgres backfill', () => {
     const r = await backfill('items', '--batch-size', '7')
     expect(r.err).toBe('')
     expect(r.code).toBe(0)
-    const expected = await db.sql<{ id: number; name: string; price: string }[]>`
+    const expected = await pipe.db.sql<{ id: number; name: string; price: string }[]>`
       SELECT id, name, price::text FROM items WHERE status = 'active' AND price < 300 ORDER BY id`
     expect(expected.length).toBe(150)
     const got = docs('items')
@@ -99,7 +82,7 @@ describe('puffgres backfill', () => {
     expect(r.out).toContain('created replication slot "puffgres"')
     expect(await record('items')).toMatchObject({ status: 'done', rows: 150, docs: 150, last_key: ['199'] })
     // every document carries the version of the page's snapshot LSN
-    const versions = new Set(server.documents('items').map((d) => d._puffgres_version))
+    const versions = new Set(pipe.server.documents('items').map((d) => d._puffgres_version))
     expect(versions.size).toBeGreaterThan(1) // one per page (pages close together can share one)
     for (const v of versions) expect(String(v)).toMatch(/^[0-9a-f]{16}00000000$/)
   })
@@ -107,7 +90,7 @@ describe('puffgres backfill', () => {
   test('composite ids: every row once, across page boundaries, escaped ids', async () => {
     const r = await backfill('pairs', '--batch-size', '11')
     expect(r.code).toBe(0)
-    const rows = await db.sql<{ a: number; b: string; v: number }[]>`SELECT a, b, v FROM pairs`
+    const rows = await pipe.db.sql<{ a: number; b: string; v: number }[]>`SELECT a, b, v FROM pairs`
     const got = docs('pairs')
     expect(got.size).toBe(300)
     for (const row of rows) expect(got.get(`${row.a}:${row.b.replace(':', '\\:')}`)).toEqual(row)
@@ -150,7 +133,7 @@ describe('puffgres backfill', () => {
     const got = docs('named')
     expect(got.size).toBe(29)
     expect(got.get('doc-3')).toEqual({ upper: 'N3' })
-    const dlq = await db.sql`SELECT doc_id, error FROM __puffgres_dlq WHERE mapping = 'named'`
+    const dlq = await pipe.db.sql`SELECT doc_id, error FROM __puffgres_dlq WHERE mapping = 'named'`
     expect(dlq.length).toBe(1)
     expect(dlq[0].doc_id).toBe('7')
     expect(dlq[0].error).toContain('no boom allowed')
@@ -158,16 +141,16 @@ describe('puffgres backfill', () => {
 
   test('unfinished: reported with how to resume or restart; --resume, --restart, finished runs', async () => {
     // an interrupted backfill as a crash leaves it: status running, a checkpoint in the middle
-    await db.sql`UPDATE __puffgres_backfill SET status = 'running', last_key = '["100"]', rows_done = 75,
+    await pipe.db.sql`UPDATE __puffgres_backfill SET status = 'running', last_key = '["100"]', rows_done = 75,
       finished_at = NULL WHERE mapping = 'items'`
-    const before = server.documents('items').length
+    const before = pipe.server.documents('items').length
     const r = await backfill('items')
     expect(r.code).toBe(1)
     expect(r.err).toContain('the backfill of mapping "items"')
     expect(r.err).toContain('is unfinished: 75 rows copied, up to id = (100)')
     expect(r.err).toContain('puffgres backfill items --resume')
     expect(r.err).toContain('puffgres backfill items --restart')
-    expect(server.documents('items').length).toBe(before)
+    expect(pipe.server.documents('items').length).toBe(before)
 
     const resumed = await backfill('items', '--resume', '--batch-size', '10')
     expect(resumed.code).toBe(0)
@@ -186,7 +169,7 @@ describe('puffgres backfill', () => {
     expect(over.out).toContain('starting over')
     expect(over.out).toContain('done: 150 rows')
 
-    await db.sql`UPDATE __puffgres_backfill SET status = 'running' WHERE mapping = 'items'`
+    await pipe.db.sql`UPDATE __puffgres_backfill SET status = 'running' WHERE mapping = 'items'`
     const restart = await backfill('items', '--restart')
     expect(restart.code).toBe(0)
     expect(restart.out).toContain('discarding the unfinished backfill')
@@ -195,7 +178,7 @@ describe('puffgres backfill', () => {
   })
 
   test('a second backfill of the same mapping is refused while one runs', async () => {
-    const conn = await db.sql.reserve()
+    const conn = await pipe.db.sql.reserve()
     try {
       await conn`SELECT pg_advisory_lock(${0x70756666}, hashtext('pairs'))`
       const r = await backfill('pairs')
@@ -208,14 +191,14 @@ describe('puffgres backfill', () => {
   })
 
   test('--discard reads and transforms every member row and writes nothing', async () => {
-    const writes = server.stats().writes
+    const writes = pipe.server.stats().writes
     const before = docs('items')
     const r = await backfill('items', '--discard', '--batch-size', '20')
     expect(r.err).toBe('')
     expect(r.code).toBe(0)
     expect(r.out).toContain('done: 150 rows')
     expect(await record('items')).toMatchObject({ status: 'done', rows: 150 })
-    expect(server.stats().writes).toBe(writes)
+    expect(pipe.server.stats().writes).toBe(writes)
     expect(docs('items')).toEqual(before)
   })
 

@@ -1,21 +1,13 @@
 // Every `puffgres dlq` subcommand end to end: a transform that throws for some rows while a flag file exists; the
 // stream dead-letters them; list, show, a failing retry, the fix, retries against the rows' current state, clear.
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { beforeAll, describe, expect, test } from 'bun:test'
 import { existsSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { type LocalServer, startLocalServer } from '../src/local/server.ts'
-import { createClient } from '../src/turbopuffer/client.ts'
 import { VERSION_ATTR } from '../src/types.ts'
-import { runCli } from './harness/cli.ts'
-import { type TestDatabase, testDatabase } from './harness/pg.ts'
-import { makeProject, migration, type Project } from './harness/project.ts'
-import { docsById, type RunningStream, startStream, waitForSlotActive } from './harness/stream.ts'
+import { usePipeline } from './harness/pipeline.ts'
+import { migration } from './harness/project.ts'
 import { waitFor } from './harness/wait.ts'
 
-let db: TestDatabase
-let server: LocalServer
-let project: Project
-let stream: RunningStream
 let flag: string
 
 // Throws for rows named "bad…" while the file `broken` exists next to it (the "bug"); removing the file "fixes" it.
@@ -28,48 +20,37 @@ export default function (event) {
 }
 `
 
-beforeAll(async () => {
-  db = await testDatabase('dlq')
-  server = await startLocalServer()
-  await db.sql`CREATE TABLE items (id int PRIMARY KEY, name text, secret text)`
-  await db.sql`CREATE TABLE events (dev int, at timestamptz, name text, PRIMARY KEY (dev, at))`
-  project = makeProject({
-    databaseUrl: db.url,
-    turbopufferUrl: server.url,
-    migrations: {
-      '001_items.toml': migration({ name: 'items', table: 'items', transform: 'transforms/items.ts' }),
-      '002_events.toml': migration({
-        name: 'events',
-        table: 'events',
-        id: ['dev', 'at'],
-        transform: 'transforms/items.ts',
-      }),
-    },
-    files: { 'transforms/items.ts': TRANSFORM },
-  })
-  flag = join(project.dir, 'puffgres', 'transforms', 'broken')
-  writeFileSync(flag, '')
-  expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
-  stream = startStream(project.config)
-  await waitForSlotActive(db.sql)
-}, 60_000)
-
-afterAll(async () => {
-  await stream?.stop()
-  await server?.stop()
-  project?.remove()
-  await db?.drop()
+const pipe = usePipeline({
+  name: 'dlq',
+  sql: `CREATE TABLE items (id int PRIMARY KEY, name text, secret text);
+    CREATE TABLE events (dev int, at timestamptz, name text, PRIMARY KEY (dev, at))`,
+  migrations: {
+    '001_items.toml': migration({ name: 'items', table: 'items', transform: 'transforms/items.ts' }),
+    '002_events.toml': migration({
+      name: 'events',
+      table: 'events',
+      id: ['dev', 'at'],
+      transform: 'transforms/items.ts',
+    }),
+  },
+  files: { 'transforms/items.ts': TRANSFORM },
 })
 
-const dlq = (...args: string[]) => runCli(['-c', project.config, 'dlq', ...args])
-const docs = () => docsById(server.documents('items'))
+beforeAll(async () => {
+  flag = join(pipe.project.dir, 'puffgres', 'transforms', 'broken')
+  writeFileSync(flag, '')
+  await pipe.startStream()
+})
+
+const dlq = (...args: string[]) => pipe.cli('dlq', ...args)
+const docs = () => pipe.docs('items')
 const entries = async () =>
-  await db.sql<{ id: string; doc_id: string; attempts: number; error: string }[]>`
+  await pipe.db.sql<{ id: string; doc_id: string; attempts: number; error: string }[]>`
     SELECT id::text, doc_id, attempts, error FROM __puffgres_dlq ORDER BY id`
 
 describe('puffgres dlq', () => {
   test('rows a transform rejects are listed and shown', async () => {
-    await db
+    await pipe.db
       .sql`INSERT INTO items VALUES (1, 'one', 's1'), (2, 'bad two', 's2'), (3, 'three', 's3'), (4, 'bad four', 's4')`
     await waitFor('two dead letters', async () => (await entries()).length === 2)
     await waitFor('the good rows', () => docs().size === 2)
@@ -116,10 +97,10 @@ describe('puffgres dlq', () => {
     // The stream is stopped, so whatever reaches the namespace now is the retry's doing. Row 2 changes after it
     // failed (a retry of the stale event would write "bad two"); row 4 is deleted meanwhile and a stale document 4
     // waits in the namespace (only a retry that deletes by the row's current state removes it).
-    await stream.stop()
-    await db.sql`UPDATE items SET name = 'good two' WHERE id = 2`
-    await db.sql`DELETE FROM items WHERE id = 4`
-    await createClient({ api_key: 'test-key', base_url: server.url }).namespace('items').write({
+    await pipe.stream.stop()
+    await pipe.db.sql`UPDATE items SET name = 'good two' WHERE id = 2`
+    await pipe.db.sql`DELETE FROM items WHERE id = 4`
+    await pipe.namespace('items').write({
       upsert_rows: [{ id: 4, name: 'stale four', [VERSION_ATTR]: '0'.repeat(24) }],
     })
     expect(docs().has(2)).toBe(false)
@@ -128,9 +109,9 @@ describe('puffgres dlq', () => {
     const [e2, e4] = await entries()
 
     // a retry whose write fails keeps its entry (and counts the attempt)
-    server.failNext(100, 400)
+    pipe.server.failNext(100, 400)
     const refused = await dlq('retry', '--id', e2.id)
-    server.failNext(0)
+    pipe.server.failNext(0)
     expect(refused.code).toBe(1)
     expect(refused.out).toContain('0 retried, 1 failed')
     const kept = (await entries()).find((e) => e.id === e2.id)
@@ -149,13 +130,12 @@ describe('puffgres dlq', () => {
     expect(docs().has(4)).toBe(false)
     expect(await entries()).toEqual([])
 
-    stream = startStream(project.config)
-    await waitForSlotActive(db.sql)
+    await pipe.startStream()
   })
 
   test('clear by id, by mapping, all', async () => {
     writeFileSync(flag, '')
-    await db.sql`INSERT INTO items VALUES (10, 'bad ten', 'x'), (11, 'bad eleven', 'x'), (12, 'bad twelve', 'x')`
+    await pipe.db.sql`INSERT INTO items VALUES (10, 'bad ten', 'x'), (11, 'bad eleven', 'x'), (12, 'bad twelve', 'x')`
     await waitFor('three dead letters', async () => (await entries()).length === 3)
     const [a] = await entries()
     expect((await dlq('clear')).code).toBe(2)
@@ -164,7 +144,7 @@ describe('puffgres dlq', () => {
     expect((await dlq('clear', '--id', a.id)).code).toBe(1)
     expect((await dlq('clear', '--mapping', 'other')).out).toBe('removed 0 entries')
     expect((await dlq('clear', '--mapping', 'items')).out).toBe('removed 2 entries')
-    await db.sql`INSERT INTO items VALUES (13, 'bad thirteen', 'x')`
+    await pipe.db.sql`INSERT INTO items VALUES (13, 'bad thirteen', 'x')`
     await waitFor('one dead letter', async () => (await entries()).length === 1)
     expect((await dlq('clear', '--all')).out).toBe('removed 1 entry')
     expect(await entries()).toEqual([])
@@ -183,12 +163,12 @@ describe('puffgres dlq', () => {
 
   test('a retry finds a row keyed by a timestamp with microseconds (the entry keeps the key texts)', async () => {
     writeFileSync(flag, '')
-    await db.sql`INSERT INTO events VALUES (3, '2024-05-06 07:08:09.123456+00', 'bad event')`
+    await pipe.db.sql`INSERT INTO events VALUES (3, '2024-05-06 07:08:09.123456+00', 'bad event')`
     await waitFor('the dead letter', async () => (await entries()).length === 1)
     const [e] = await entries()
     rmSync(flag)
     const r = await dlq('retry', '--id', e.id)
     expect(r.out).toBe(`retried ${e.id} (events id 3:2024-05-06T07\\:08\\:09.123456Z): upsert\n1 retried, 0 failed`)
-    expect(docsById(server.documents('events')).get('3:2024-05-06T07\\:08\\:09.123456Z')).toEqual({ name: 'bad event' })
+    expect(pipe.docs('events').get('3:2024-05-06T07\\:08\\:09.123456Z')).toEqual({ name: 'bad event' })
   })
 })

@@ -2,83 +2,51 @@
 // the other mappings go on, the documents stay, an error-level line names the mapping, the table and what to do,
 // `status` shows it, changes committed before the drop are not dropped silently, and a restarted `run` leaves the
 // mapping out instead of refusing to start. Retiring the mapping (removing its files, `migrate`) clears it.
-import { afterAll, beforeAll, expect, test } from 'bun:test'
+import { beforeAll, expect, test } from 'bun:test'
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { runStream } from '../src/stream/mod.ts'
-import { loadConfig } from '../src/config/load.ts'
-import { type LocalServer, startLocalServer } from '../src/local/server.ts'
-import { runCli } from './harness/cli.ts'
-import { type TestDatabase, testDatabase } from './harness/pg.ts'
-import { makeProject, migration, type Project } from './harness/project.ts'
-import { docsById, quietLogger, waitForSlotActive } from './harness/stream.ts'
+import { usePipeline } from './harness/pipeline.ts'
+import { migration } from './harness/project.ts'
 import { waitFor } from './harness/wait.ts'
 
-let db: TestDatabase
-let server: LocalServer
-let project: Project
-
-beforeAll(async () => {
-  db = await testDatabase('droptable')
-  server = await startLocalServer()
-  await db.sql`CREATE TABLE items (id int PRIMARY KEY, big text)`
-  await db.sql`CREATE TABLE other (id int PRIMARY KEY, v text)`
-  // externally TOASTed: an update that leaves it unchanged makes `run` re-read the row
-  await db.sql`INSERT INTO items VALUES (1, (SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 4000)))`
-  project = makeProject({
-    databaseUrl: db.url,
-    turbopufferUrl: server.url,
-    migrations: {
-      '001_items.toml': migration({ name: 'items', table: 'items', namespace: 'dropped_items' }),
-      '002_other.toml': migration({ name: 'other', table: 'other', namespace: 'dropped_other' }),
-    },
-  })
-  expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
-  expect((await runCli(['-c', project.config, 'backfill', 'items'])).code).toBe(0)
-}, 120_000)
-
-afterAll(async () => {
-  await server?.stop()
-  project?.remove()
-  await db?.drop()
+const pipe = usePipeline({
+  name: 'droptable',
+  sql: `CREATE TABLE items (id int PRIMARY KEY, big text);
+    CREATE TABLE other (id int PRIMARY KEY, v text);
+    -- externally TOASTed: an update that leaves it unchanged makes run re-read the row
+    INSERT INTO items VALUES (1, (SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 4000)))`,
+  migrations: {
+    '001_items.toml': migration({ name: 'items', table: 'items', namespace: 'dropped_items' }),
+    '002_other.toml': migration({ name: 'other', table: 'other', namespace: 'dropped_other' }),
+  },
 })
 
-/** `run` in process, checking for dropped tables every 100 ms; stop() ends it. */
-function run() {
-  const stop = new AbortController()
-  const logs: string[] = []
-  const done = runStream(loadConfig(project.config), {
-    slot: 'puffgres',
-    createSlot: 'if-new',
-    pollIntervalMs: 50,
-    batchSize: 1000,
-    tableCheckIntervalMs: 100,
-    signal: stop.signal,
-    log: quietLogger(logs),
-  })
-  done.catch(() => {})
-  const errors = () =>
-    logs.map((l) => JSON.parse(l) as { level: string; msg: string }).filter((l) => l.level === 'error').map((l) =>
-      l.msg
-    )
-  return { logs, done, errors, stop: async () => (stop.abort(), await done) }
+beforeAll(async () => {
+  expect((await pipe.cli('backfill', 'items')).code).toBe(0)
+})
+
+/** `run` in process, checking for dropped tables every 100 ms; `errors()` are the messages of its error lines. */
+async function run() {
+  const stream = await pipe.startStream({ createSlot: 'if-new', tableCheckIntervalMs: 100 })
+  const lines = () => stream.logs.map((l) => JSON.parse(l) as { level: string; msg: string })
+  const errors = () => lines().filter((l) => l.level === 'error').map((l) => l.msg)
+  return { ...stream, errors }
 }
 
-const docs = (ns: string) => docsById(server.documents(ns))
+const { docs } = pipe
 
 test('DROP TABLE while run streams: an error line, status shows it, the stream goes on, a restart too', async () => {
-  const first = run()
+  const first = await run()
   try {
-    await waitForSlotActive(db.sql)
-    await db.sql`INSERT INTO items VALUES (2, 'two')`
+    await pipe.db.sql`INSERT INTO items VALUES (2, 'two')`
     await waitFor('item 2 streamed', () => docs('dropped_items').has(2))
     // committed before the drop: an insert, and an id change whose TOASTed column is unchanged (re-read by key)
-    await db.sql.begin(async (tx) => {
+    await pipe.db.sql.begin(async (tx) => {
       await tx`INSERT INTO items VALUES (3, 'three')`
       await tx`UPDATE items SET id = 11 WHERE id = 1`
     })
-    await db.sql`DROP TABLE items`
-    await db.sql`INSERT INTO other VALUES (1, 'one')`
+    await pipe.db.sql`DROP TABLE items`
+    await pipe.db.sql`INSERT INTO other VALUES (1, 'one')`
 
     await waitFor('the error line', () => first.errors().some((m) => m.includes('public.items')))
     expect(first.errors()).toEqual([
@@ -91,8 +59,8 @@ test('DROP TABLE while run streams: an error line, status shows it, the stream g
     // the documents stay; the change that could not be re-read is a dead letter, not dropped in silence
     await waitFor('item 3 streamed', () => docs('dropped_items').has(3))
     expect([...docs('dropped_items').keys()].sort()).toEqual([2, 3])
-    await waitFor('the dead letter', async () => (await db.sql`SELECT 1 FROM __puffgres_dlq`).length > 0)
-    expect(await db.sql`SELECT mapping, doc_id, error FROM __puffgres_dlq`).toEqual([{
+    await waitFor('the dead letter', async () => (await pipe.db.sql`SELECT 1 FROM __puffgres_dlq`).length > 0)
+    expect(await pipe.db.sql`SELECT mapping, doc_id, error FROM __puffgres_dlq`).toEqual([{
       mapping: 'items',
       doc_id: '11',
       error: 're-read: table public.items was dropped before the row could be read again (its change lacked ' +
@@ -102,23 +70,20 @@ test('DROP TABLE while run streams: an error line, status shows it, the stream g
     await first.stop()
   }
 
-  const status = await runCli(['-c', project.config, 'status', '--json'])
-  expect(status.code).toBe(0)
-  const report = JSON.parse(status.out) as { mappings: { mapping: string; table_exists: boolean; dlq: number }[] }
+  const report = await pipe.status() as { mappings: { mapping: string; table_exists: boolean; dlq: number }[] }
   expect(report.mappings.map((m) => [m.mapping, m.table_exists, m.dlq])).toEqual([['items', false, 1], [
     'other',
     true,
     0,
   ]])
-  const human = await runCli(['-c', project.config, 'status'])
+  const human = await pipe.cli('status')
   expect(human.out).toContain('error: table public.items of mapping "items" does not exist (dropped, or renamed')
 
   // a restart: the mapping is left out with the same advice, the others stream (before: "run `puffgres migrate`",
   // which refused too, since the table is gone)
-  const second = run()
+  const second = await run()
   try {
-    await waitForSlotActive(db.sql)
-    await db.sql`INSERT INTO other VALUES (2, 'two')`
+    await pipe.db.sql`INSERT INTO other VALUES (2, 'two')`
     await waitFor('the other mapping streams after a restart', () => docs('dropped_other').has(2))
     expect(second.errors()).toHaveLength(1)
     expect(second.errors()[0]).toMatch(
@@ -129,8 +94,8 @@ test('DROP TABLE while run streams: an error line, status shows it, the stream g
   }
 
   // retired: its files removed, `migrate` takes it out of the publication; status and run are quiet about it
-  rmSync(join(project.dir, 'puffgres', 'migrations', '001_items.toml'))
-  const migrated = await runCli(['-c', project.config, 'migrate'])
+  rmSync(join(pipe.project.dir, 'puffgres', 'migrations', '001_items.toml'))
+  const migrated = await pipe.cli('migrate')
   expect([migrated.code, migrated.err]).toEqual([0, expect.any(String)])
-  expect((await runCli(['-c', project.config, 'status'])).out).not.toContain('error:')
+  expect((await pipe.cli('status')).out).not.toContain('error:')
 })

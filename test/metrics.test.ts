@@ -1,14 +1,9 @@
 // Prometheus metrics: the registry's text format, and /metrics + /healthz scraped from a running stream.
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { loadConfig } from '../src/config/load.ts'
-import { runStream } from '../src/stream/mod.ts'
-import { type LocalServer, startLocalServer } from '../src/local/server.ts'
+import { beforeAll, describe, expect, test } from 'bun:test'
 import { Registry } from '../src/ops/metrics.ts'
 import { StreamMonitor } from '../src/ops/stream-monitor.ts'
-import { runCli } from './harness/cli.ts'
-import { type TestDatabase, testDatabase } from './harness/pg.ts'
-import { makeProject, migration, type Project } from './harness/project.ts'
-import { quietLogger } from './harness/stream.ts'
+import { usePipeline } from './harness/pipeline.ts'
+import { migration } from './harness/project.ts'
 import { waitFor } from './harness/wait.ts'
 
 /** Parses the text exposition format into series (`name{labels}` as printed) → value; checks every line's shape. */
@@ -82,67 +77,38 @@ describe('metrics registry', () => {
 })
 
 describe('/metrics and /healthz of a running stream', () => {
-  let db: TestDatabase
-  let server: LocalServer
-  let project: Project
-  let stop: AbortController
-  let done: Promise<void>
   let port = 0
-  const logs: string[] = []
-
-  beforeAll(async () => {
-    db = await testDatabase('metrics')
-    server = await startLocalServer()
-    await db.sql`CREATE TABLE items (id int PRIMARY KEY, name text)`
-    project = makeProject({
-      databaseUrl: db.url,
-      turbopufferUrl: server.url,
-      migrations: { '001_items.toml': migration({ name: 'items', table: 'items' }) },
-    })
-    expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
-    stop = new AbortController()
-    done = runStream(loadConfig(project.config), {
-      slot: 'puffgres',
-      createSlot: true,
-      pollIntervalMs: 50,
+  const pipe = usePipeline({
+    name: 'metrics',
+    sql: 'CREATE TABLE items (id int PRIMARY KEY, name text)',
+    migrations: { '001_items.toml': migration({ name: 'items', table: 'items' }) },
+    stream: {
       batchSize: 100,
-      signal: stop.signal,
-      log: quietLogger(logs),
       metricsPort: 0,
       metricsHost: '127.0.0.1',
       onMetricsServer: (p) => (port = p),
       maxLagSeconds: 1,
       heartbeatIntervalMs: 200,
-    })
-    done.catch(() => {})
-    await waitFor('the metrics server', () => port > 0)
-  }, 60_000)
+    },
+  })
 
-  afterAll(async () => {
-    stop?.abort()
-    await done
-    await server?.stop()
-    project?.remove()
-    await db?.drop()
+  beforeAll(async () => {
+    await waitFor('the metrics server', () => port > 0)
   })
 
   const get = (path: string) => fetch(`http://127.0.0.1:${port}${path}`)
   const scrape = async () => parseMetrics(await (await get('/metrics')).text())
+  const applied = async (kind: string) =>
+    (await scrape()).get(`puffgres_changes_applied_total{kind="${kind}",mapping="items"}`)
 
   test('healthy while streaming; changes, batches, latency, LSN and lag are exported', async () => {
     await waitFor('healthy', async () => (await get('/healthz')).status === 200)
     const health = await (await get('/healthz')).json()
     expect(health).toMatchObject({ ok: true, streaming: true, max_lag_seconds: 1 })
-    await db.sql`INSERT INTO items VALUES (1, 'a'), (2, 'b'), (3, 'c')`
-    await waitFor(
-      'the inserts to be counted',
-      async () => (await scrape()).get('puffgres_changes_applied_total{kind="upsert",mapping="items"}') === 3,
-    )
-    await db.sql`DELETE FROM items WHERE id = 2`
-    await waitFor(
-      'the delete to be counted',
-      async () => (await scrape()).get('puffgres_changes_applied_total{kind="delete",mapping="items"}') === 1,
-    )
+    await pipe.db.sql`INSERT INTO items VALUES (1, 'a'), (2, 'b'), (3, 'c')`
+    await waitFor('the inserts to be counted', async () => await applied('upsert') === 3)
+    await pipe.db.sql`DELETE FROM items WHERE id = 2`
+    await waitFor('the delete to be counted', async () => await applied('delete') === 1)
     const m = await scrape()
     const res = await get('/metrics')
     expect(res.headers.get('content-type')).toContain('text/plain; version=0.0.4')
@@ -162,30 +128,27 @@ describe('/metrics and /healthz of a running stream', () => {
   test('retries are counted', async () => {
     // counted against what the server refused, from where the counters stand now (earlier tests may have retried)
     const before = await scrape()
-    const refusedBefore = server.stats().statuses['503'] ?? 0
-    server.failNext(2, 503)
-    await db.sql`INSERT INTO items VALUES (4, 'd')`
-    await waitFor(
-      'row 4 written',
-      async () => (await scrape()).get('puffgres_changes_applied_total{kind="upsert",mapping="items"}') === 4,
-    )
+    const refusedBefore = pipe.server.stats().statuses['503'] ?? 0
+    pipe.server.failNext(2, 503)
+    await pipe.db.sql`INSERT INTO items VALUES (4, 'd')`
+    await waitFor('row 4 written', async () => await applied('upsert') === 4)
     const m = await scrape()
     const delta = (k: string) => (m.get(k) ?? 0) - (before.get(k) ?? 0)
-    expect((server.stats().statuses['503'] ?? 0) - refusedBefore).toBe(2)
+    expect((pipe.server.stats().statuses['503'] ?? 0) - refusedBefore).toBe(2)
     expect(delta('puffgres_sink_retries_total{operation="write"}')).toBe(2)
     expect(delta('puffgres_sink_request_duration_seconds_count{outcome="error"}')).toBe(2)
   }, 30_000)
 
   test('unhealthy while the lag is over max_lag_seconds, healthy again after', async () => {
-    server.setLatency(2500)
-    await db.sql`INSERT INTO items VALUES (5, 'e')`
+    pipe.server.setLatency(2500)
+    await pipe.db.sql`INSERT INTO items VALUES (5, 'e')`
     await waitFor('503 for lag', async () => {
       const r = await get('/healthz')
       const body = await r.json()
       return r.status === 503 && /lag .* is over the bound/.test(body.reason)
     })
     expect((await scrape()).get('puffgres_replication_lag_seconds')).toBeGreaterThan(1)
-    server.setLatency(0)
+    pipe.server.setLatency(0)
     await waitFor('healthy again', async () => (await get('/healthz')).status === 200)
     expect((await scrape()).get('puffgres_replication_lag_seconds')).toBe(0)
   }, 30_000)

@@ -1,22 +1,12 @@
 // One row-identity path (pipeline/row-identity.ts) under real schema changes and races: the stream's re-read of a row
 // whose update left TOASTed columns out survives a DROP COLUMN; `dlq retry` and `verify --repair` do not bring back a
 // row deleted while its transform ran.
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { describe, expect, test } from 'bun:test'
 import { existsSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { type LocalServer, startLocalServer } from '../src/local/server.ts'
-import { createClient } from '../src/turbopuffer/client.ts'
-import { runCli } from './harness/cli.ts'
-import { type TestDatabase, testDatabase } from './harness/pg.ts'
-import { makeProject, migration, type Project } from './harness/project.ts'
-import { docsById, type RunningStream, startStream, waitForSlotActive } from './harness/stream.ts'
+import { usePipeline } from './harness/pipeline.ts'
+import { migration } from './harness/project.ts'
 import { waitFor } from './harness/wait.ts'
-
-let db: TestDatabase
-let server: LocalServer
-let project: Project
-let stream: RunningStream
-let dir: string
 
 const BIG = () => Array.from({ length: 400 }, () => Math.random().toString(36).slice(2, 10)).join('') // ~3 kB
 
@@ -36,10 +26,9 @@ export default async function (event) {
 }
 `
 
-beforeAll(async () => {
-  db = await testDatabase('rowid')
-  server = await startLocalServer()
-  await db.sql.unsafe(`
+const pipe = usePipeline({
+  name: 'rowid',
+  sql: `
     CREATE TABLE notes (id int PRIMARY KEY, name text, extra int, body text);
     ALTER TABLE notes ALTER COLUMN body SET STORAGE EXTERNAL;
     CREATE TABLE slow (id int PRIMARY KEY, name text);
@@ -47,60 +36,47 @@ beforeAll(async () => {
     CREATE TABLE keyed (id int PRIMARY KEY, n int, body text);
     ALTER TABLE keyed ALTER COLUMN body SET STORAGE EXTERNAL;
     ALTER TABLE memo ALTER COLUMN body SET STORAGE EXTERNAL;
-  `)
-  project = makeProject({
-    databaseUrl: db.url,
-    turbopufferUrl: server.url,
-    migrations: {
-      '001_notes.toml': migration({ name: 'notes', table: 'notes' }),
-      '002_slow.toml': migration({ name: 'slow', table: 'slow', transform: 'transforms/slow.ts' }),
-      '003_memo.toml': migration({ name: 'memo', table: 'memo' }),
-      '004_keyed.toml': migration({ name: 'keyed', table: 'keyed' }),
-    },
-    files: { 'transforms/slow.ts': TRANSFORM },
-  })
-  dir = join(project.dir, 'puffgres', 'transforms')
-  expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
-  stream = startStream(project.config)
-  await waitForSlotActive(db.sql)
-}, 60_000)
-
-afterAll(async () => {
-  await stream?.stop()
-  await server?.stop()
-  project?.remove()
-  await db?.drop()
+  `,
+  migrations: {
+    '001_notes.toml': migration({ name: 'notes', table: 'notes' }),
+    '002_slow.toml': migration({ name: 'slow', table: 'slow', transform: 'transforms/slow.ts' }),
+    '003_memo.toml': migration({ name: 'memo', table: 'memo' }),
+    '004_keyed.toml': migration({ name: 'keyed', table: 'keyed' }),
+  },
+  files: { 'transforms/slow.ts': TRANSFORM },
+  stream: true,
 })
 
-const docs = (ns: string) => docsById(server.documents(ns))
+const { docs } = pipe
+const dir = () => join(pipe.project.dir, 'puffgres', 'transforms')
 const flag = (name: string, on: boolean) =>
-  on ? writeFileSync(join(dir, name), '') : rmSync(join(dir, name), { force: true })
+  on ? writeFileSync(join(dir(), name), '') : rmSync(join(dir(), name), { force: true })
 
 describe('row identity', () => {
   test('a TOAST re-read after DROP COLUMN reads the columns the table has now (the stream goes on)', async () => {
     const body = BIG()
-    await db.sql`INSERT INTO notes VALUES (1, 'one', 7, ${body})`
+    await pipe.db.sql`INSERT INTO notes VALUES (1, 'one', 7, ${body})`
     await waitFor('note 1', () => docs('notes').get(1)?.body === body)
     // while the stream is stopped: an update that leaves the TOASTed body alone, then the column list changes.
     // On restart the update is replayed with the relation message of its time, which still lists `extra`.
-    await stream.stop()
-    await db.sql`UPDATE notes SET name = 'uno' WHERE id = 1`
-    await db.sql`ALTER TABLE notes DROP COLUMN extra`
-    stream = startStream(project.config)
+    await pipe.stream.stop()
+    await pipe.db.sql`UPDATE notes SET name = 'uno' WHERE id = 1`
+    await pipe.db.sql`ALTER TABLE notes DROP COLUMN extra`
+    await pipe.startStream()
     await waitFor('note 1 renamed, body kept', () => docs('notes').get(1)?.name === 'uno', 30_000)
     expect(docs('notes').get(1)?.body).toBe(body)
-    expect(stream.logs.join('\n')).not.toContain('writing a batch failed')
+    expect(pipe.stream.logs.join('\n')).not.toContain('writing a batch failed')
     // and the stream goes on
-    await db.sql`INSERT INTO notes VALUES (2, 'two', 'b2')`
+    await pipe.db.sql`INSERT INTO notes VALUES (2, 'two', 'b2')`
     await waitFor('note 2', () => docs('notes').get(2)?.name === 'two')
   })
 
   test('a TOAST re-read after a column and the table were renamed finds the table by OID', async () => {
     const body = BIG()
-    await db.sql`INSERT INTO memo VALUES (1, 'one', ${body})`
+    await pipe.db.sql`INSERT INTO memo VALUES (1, 'one', ${body})`
     await waitFor('memo 1', () => docs('memo').get(1)?.body === body)
     // in the update's own transaction: its relation message names `memo` and `label`, which are gone by the re-read
-    await db.sql.begin(async (tx) => {
+    await pipe.db.sql.begin(async (tx) => {
       await tx`UPDATE memo SET label = 'uno' WHERE id = 1`
       await tx`ALTER TABLE memo RENAME COLUMN label TO caption`
       await tx`ALTER TABLE memo RENAME TO memo_renamed`
@@ -108,16 +84,16 @@ describe('row identity', () => {
     try {
       await waitFor('memo 1 re-read', () => docs('memo').get(1)?.caption === 'uno', 30_000)
       expect(docs('memo').get(1)?.body).toBe(body)
-      expect(stream.logs.join('\n')).not.toContain('writing a batch failed')
+      expect(pipe.stream.logs.join('\n')).not.toContain('writing a batch failed')
     } finally {
-      await db.sql`ALTER TABLE memo_renamed RENAME TO memo` // the project names it `memo`
+      await pipe.db.sql`ALTER TABLE memo_renamed RENAME TO memo` // the project names it `memo`
     }
   })
 
   test('a TOAST re-read after the id column was renamed: a dead letter, and the stream goes on', async () => {
-    await db.sql`INSERT INTO keyed VALUES (1, 1, ${BIG()})`
+    await pipe.db.sql`INSERT INTO keyed VALUES (1, 1, ${BIG()})`
     await waitFor('keyed 1', () => docs('keyed').get(1)?.n === 1)
-    await db.sql.begin(async (tx) => {
+    await pipe.db.sql.begin(async (tx) => {
       await tx`UPDATE keyed SET n = 2 WHERE id = 1`
       await tx`ALTER TABLE keyed RENAME COLUMN id TO key`
     })
@@ -125,33 +101,33 @@ describe('row identity', () => {
       await waitFor(
         'a dead letter for keyed 1',
         async () =>
-          (await db.sql`SELECT error FROM __puffgres_dlq WHERE mapping = 'keyed' AND doc_id = '1'`)[0]?.error
+          (await pipe.db.sql`SELECT error FROM __puffgres_dlq WHERE mapping = 'keyed' AND doc_id = '1'`)[0]?.error
             ?.includes('re-read: id column(s) id no longer in public.keyed (renamed or dropped)'),
       )
-      await db.sql`INSERT INTO notes (id, name) VALUES (3, 'three')`
+      await pipe.db.sql`INSERT INTO notes (id, name) VALUES (3, 'three')`
       await waitFor('the stream goes on', () => docs('notes').get(3)?.name === 'three')
     } finally {
-      await db.sql`ALTER TABLE keyed RENAME COLUMN key TO id`
+      await pipe.db.sql`ALTER TABLE keyed RENAME COLUMN key TO id`
     }
   })
 
   test('dlq retry does not bring back a row deleted while its transform ran', async () => {
     flag('reject', true)
-    await db.sql`INSERT INTO slow VALUES (5, 'five')`
+    await pipe.db.sql`INSERT INTO slow VALUES (5, 'five')`
     const entry = async () =>
-      (await db.sql<{ id: string }[]>`SELECT id::text FROM __puffgres_dlq WHERE doc_id = '5'`)[0]
+      (await pipe.db.sql<{ id: string }[]>`SELECT id::text FROM __puffgres_dlq WHERE doc_id = '5'`)[0]
     await waitFor('a dead letter for 5', async () => !!(await entry()))
     const { id } = (await entry())!
     flag('reject', false)
     flag('slow', true)
     try {
-      const retry = runCli(['-c', project.config, 'dlq', 'retry', '--id', id])
+      const retry = pipe.cli('dlq', 'retry', '--id', id)
       // the retry has read row 5 (it exists) and waits in its transform
-      await waitFor('the retry in its transform', () => existsSync(join(dir, 'started')), 30_000)
-      const before = stream.flushes.length
-      await db.sql`DELETE FROM slow WHERE id = 5`
+      await waitFor('the retry in its transform', () => existsSync(join(dir(), 'started')), 30_000)
+      const before = pipe.stream.flushes.length
+      await pipe.db.sql`DELETE FROM slow WHERE id = 5`
       // the stream applies the delete first: there is no document yet, so it deletes nothing
-      await waitFor('the stream handled the delete', () => stream.flushes.slice(before).some((f) => f.docs > 0))
+      await waitFor('the stream handled the delete', () => pipe.stream.flushes.slice(before).some((f) => f.docs > 0))
       flag('release', true)
       const r = await retry
       expect(r.code).toBe(0)
@@ -162,23 +138,23 @@ describe('row identity', () => {
   })
 
   test('verify --repair does not bring back a row deleted while its transform ran', async () => {
-    await db.sql`INSERT INTO slow VALUES (6, 'six')`
+    await pipe.db.sql`INSERT INTO slow VALUES (6, 'six')`
     await waitFor('document 6', () => docs('slow').get(6)?.name === 'six')
     // drift: the document went missing, so the repair writes it again from the row
-    await createClient({ api_key: 'test-key', base_url: server.url }).namespace('slow').write({ deletes: [6] })
-    const started = join(dir, 'started')
+    await pipe.namespace('slow').write({ deletes: [6] })
+    const started = join(dir(), 'started')
     flag('slow', true)
     try {
-      const verify = runCli(['-c', project.config, 'verify', 'slow', '--repair'])
+      const verify = pipe.cli('verify', 'slow', '--repair')
       // verify's projection transforms row 6 first
       await waitFor('the projection in its transform', () => existsSync(started), 30_000)
       flag('started', false)
       flag('release', true)
       // then the repair, which has read row 6 again (it exists)
       await waitFor('the repair in its transform', () => existsSync(started), 30_000)
-      const before = stream.flushes.length
-      await db.sql`DELETE FROM slow WHERE id = 6`
-      await waitFor('the stream handled the delete', () => stream.flushes.slice(before).some((f) => f.docs > 0))
+      const before = pipe.stream.flushes.length
+      await pipe.db.sql`DELETE FROM slow WHERE id = 6`
+      await waitFor('the stream handled the delete', () => pipe.stream.flushes.slice(before).some((f) => f.docs > 0))
       flag('release', true)
       const r = await verify
       expect(r.out).toMatch(/repaired at [0-9A-F]+\/[0-9A-F]+: 1 upserted, 1 deleted/)

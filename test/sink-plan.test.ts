@@ -13,14 +13,7 @@ import {
   writeBody,
 } from '../src/turbopuffer/write-plan.ts'
 import { VERSION_ATTR, type WriteOp } from '../src/types.ts'
-
-const up = (id: string | number, version: string, attributes: Record<string, unknown> = {}): WriteOp => ({
-  kind: 'upsert',
-  id,
-  version,
-  attributes,
-})
-const del = (id: string | number, version: string): WriteOp => ({ kind: 'delete', id, version })
+import { del, up } from './harness/write-ops.ts'
 
 describe('collapseOps', () => {
   test('keeps one op per id, the highest version, the later one on a tie', () => {

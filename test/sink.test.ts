@@ -9,7 +9,8 @@ import {
   TurbopufferSink,
   type TurbopufferSinkOptions,
 } from '../src/turbopuffer/sink.ts'
-import { VERSION_ATTR, type WriteOp } from '../src/types.ts'
+import { VERSION_ATTR } from '../src/types.ts'
+import { del, up } from './harness/write-ops.ts'
 
 type Server = Awaited<ReturnType<typeof startLocalServer>>
 let server: Server
@@ -28,14 +29,6 @@ const sinkFor = (opts: TurbopufferSinkOptions = {}) =>
 
 let nsCounter = 0
 const freshNamespace = () => `sink-test-${process.pid}-${++nsCounter}`
-
-const up = (id: string | number, version: string, attributes: Record<string, unknown> = {}): WriteOp => ({
-  kind: 'upsert',
-  id,
-  version,
-  attributes,
-})
-const del = (id: string | number, version: string): WriteOp => ({ kind: 'delete', id, version })
 
 async function docs(sink: TurbopufferSink, ns: string): Promise<Map<unknown, Record<string, unknown>>> {
   const out = new Map<unknown, Record<string, unknown>>()

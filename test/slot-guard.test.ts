@@ -8,7 +8,7 @@ import { runCli } from './harness/cli.ts'
 import { type Cluster, startCluster, type TestDatabase, testDatabase } from './harness/pg.ts'
 import { makeProject, migration, type Project } from './harness/project.ts'
 import { quietLogger, startStream, waitForSlotActive } from './harness/stream.ts'
-import { backfill } from '../src/backfill/backfill.ts'
+import { quietBackfill } from './harness/backfill.ts'
 import { loadConfig } from '../src/config/load.ts'
 import { waitFor } from './harness/wait.ts'
 import { runStream } from '../src/stream/mod.ts'
@@ -88,12 +88,7 @@ describe('run and its slot', () => {
     expect(await db.sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = 'puffgres'`).toHaveLength(1)
     await db.sql`SELECT pg_drop_replication_slot('puffgres')`
     const lines: string[] = []
-    const told = await backfill(loadConfig(project.config), {
-      mapping: 'items',
-      createSlot: true,
-      log: quietLogger(lines),
-      progress: false,
-    })
+    const told = await quietBackfill(project.config, { mapping: 'items', createSlot: true }, lines)
     expect(told.outcome).toBe('done')
     expect(lines.join('\n')).toContain('creating the replication slot again although puffgres streamed before')
     expect(lines.join('\n')).toContain('this backfill covers one')
@@ -189,7 +184,7 @@ describe('run and its slot', () => {
     await fresh.sql`SELECT pg_drop_replication_slot(${slot})`
 
     // backfill first (it creates the slot and records its snapshot), then run: the backfill's slot is used
-    const b = await backfill(config, { mapping: 'items', slot, log: quietLogger(), progress: false })
+    const b = await quietBackfill(config, { mapping: 'items', slot })
     expect(b.outcome).toBe('done')
     const logs = await run(active)
     expect(logs).not.toContain('created replication slot')

@@ -1,59 +1,32 @@
 // `puffgres status` against a running stream: per-mapping progress, backfill, DLQ count, the slot's owner, and a
 // lag that grows while the sink is blocked and shrinks after.
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { type LocalServer, startLocalServer } from '../src/local/server.ts'
-import { runCli } from './harness/cli.ts'
-import { type TestDatabase, testDatabase } from './harness/pg.ts'
-import { makeProject, migration, type Project } from './harness/project.ts'
-import { type RunningStream, startStream, waitForSlotActive } from './harness/stream.ts'
+import { describe, expect, test } from 'bun:test'
+import { usePipeline } from './harness/pipeline.ts'
+import { migration } from './harness/project.ts'
 import { waitFor } from './harness/wait.ts'
 
-let db: TestDatabase
-let server: LocalServer
-let project: Project
-let stream: RunningStream
-
-beforeAll(async () => {
-  db = await testDatabase('status')
-  server = await startLocalServer()
-  await db.sql`CREATE TABLE items (id int PRIMARY KEY, name text)`
-  await db.sql`CREATE TABLE notes (id int PRIMARY KEY, body text)`
-  project = makeProject({
-    databaseUrl: db.url,
-    turbopufferUrl: server.url,
-    migrations: {
-      '001_items.toml': migration({ name: 'items', table: 'items' }),
-      '002_notes.toml': migration({ name: 'notes', table: 'notes', namespace: 'notes-ns' }),
-    },
-  })
-  expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
-  stream = startStream(project.config)
-  await waitForSlotActive(db.sql)
-}, 60_000)
-
-afterAll(async () => {
-  await stream?.stop()
-  await server?.stop()
-  project?.remove()
-  await db?.drop()
+const pipe = usePipeline({
+  name: 'status',
+  sql: 'CREATE TABLE items (id int PRIMARY KEY, name text); CREATE TABLE notes (id int PRIMARY KEY, body text)',
+  migrations: {
+    '001_items.toml': migration({ name: 'items', table: 'items' }),
+    '002_notes.toml': migration({ name: 'notes', table: 'notes', namespace: 'notes-ns' }),
+  },
+  stream: true,
 })
-
-const status = async () => {
-  const r = await runCli(['-c', project.config, 'status', '--json'])
-  expect(r.code).toBe(0)
-  return JSON.parse(r.out)
-}
+const { status } = pipe
 
 describe('puffgres status', () => {
   test('per mapping and for the stream', async () => {
-    await db.sql`INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 5) g`
+    await pipe.db.sql`INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 5) g`
     await waitFor('inserts recorded', async () => (await status()).mappings[0].docs_upserted === 5)
-    await db.sql`DELETE FROM items WHERE id = 5`
-    await waitFor('items written', () => server.documents('items').length === 4)
+    await pipe.db.sql`DELETE FROM items WHERE id = 5`
+    await waitFor('items written', () => pipe.server.documents('items').length === 4)
     await waitFor('progress recorded', async () => (await status()).mappings[0].docs_deleted === 1)
-    await db.sql`INSERT INTO __puffgres_backfill (mapping, version, status, rows_done, docs_written, total_estimate)
+    await pipe.db
+      .sql`INSERT INTO __puffgres_backfill (mapping, version, status, rows_done, docs_written, total_estimate)
                  VALUES ('notes', 1, 'running', 50, 48, 200)`
-    await db.sql`INSERT INTO __puffgres_dlq (mapping, doc_id, error) VALUES ('notes', '7', 'boom')`
+    await pipe.db.sql`INSERT INTO __puffgres_dlq (mapping, doc_id, error) VALUES ('notes', '7', 'boom')`
     const s = await status()
     const [items, notes] = s.mappings
     expect(items).toMatchObject({
@@ -77,7 +50,7 @@ describe('puffgres status', () => {
       dlq: 1,
       backfill: { version: 1, status: 'running', rows_done: 50, total_estimate: 200, progress: 0.25, docs_written: 48 },
     })
-    const [walsender] = await db.sql<{ pid: number }[]>`
+    const [walsender] = await pipe.db.sql<{ pid: number }[]>`
       SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = 'puffgres'`
     expect(s.stream).toMatchObject({ slot: 'puffgres', publication: 'puffgres_pub', exists: true, active: true })
     expect(s.stream.pid).toBe(walsender.pid)
@@ -85,7 +58,7 @@ describe('puffgres status', () => {
     expect(s.stream.lag_bytes).toBeGreaterThanOrEqual(0)
     expect(s.stream.retained_wal_bytes).toBeGreaterThanOrEqual(0)
 
-    const human = await runCli(['-c', project.config, 'status'])
+    const human = await pipe.cli('status')
     expect(human.code).toBe(0)
     const lines = human.out.split('\n')
     expect(lines[0]).toMatch(/^MAPPING\s+NAMESPACE\s+VERSION\s+UPSERTS\/DELETES\s+LAST CHANGE\s+BACKFILL\s+DLQ$/)
@@ -97,36 +70,38 @@ describe('puffgres status', () => {
 
   test('the lag grows while the sink is blocked and shrinks after', async () => {
     await waitFor('caught up', async () => (await status()).stream.lag_bytes < 64 * 1024, 30_000)
-    const writes = server.stats().writes
-    server.failNext(1_000_000, 503, 100) // hold the sink: every write is refused (and retried) until released
+    const writes = pipe.server.stats().writes
+    pipe.server.failNext(1_000_000, 503, 100) // hold the sink: every write is refused (and retried) until released
     try {
-      await db.sql`INSERT INTO items SELECT g, repeat('x', 1000) FROM generate_series(100, 400) g`
-      const [{ written }] = await db.sql<{ written: string }[]>`SELECT pg_current_wal_insert_lsn()::text AS written`
+      await pipe.db.sql`INSERT INTO items SELECT g, repeat('x', 1000) FROM generate_series(100, 400) g`
+      const [{ written }] = await pipe.db.sql<
+        { written: string }[]
+      >`SELECT pg_current_wal_insert_lsn()::text AS written`
       // the slot stays behind everything written while the write is held
-      await waitFor('the write to reach the sink and be refused', () => server.stats().writes > writes)
+      await waitFor('the write to reach the sink and be refused', () => pipe.server.stats().writes > writes)
       const blocked = await status()
       expect(blocked.stream.lag_bytes).toBeGreaterThan(200 * 1000)
-      const [{ behind }] = await db.sql<{ behind: boolean }[]>`
+      const [{ behind }] = await pipe.db.sql<{ behind: boolean }[]>`
         SELECT confirmed_flush_lsn < ${written}::pg_lsn AS behind FROM pg_replication_slots WHERE slot_name = 'puffgres'`
       expect(behind).toBe(true)
-      server.failNext(0)
-      await waitFor('the rows written', () => server.documents('items').length === 4 + 301, 30_000)
+      pipe.server.failNext(0)
+      await waitFor('the rows written', () => pipe.server.documents('items').length === 4 + 301, 30_000)
       await waitFor(
         'the lag to shrink',
         async () => (await status()).stream.lag_bytes < blocked.stream.lag_bytes,
         30_000,
       )
     } finally {
-      server.failNext(0)
+      pipe.server.failNext(0)
     }
   }, 90_000)
 
   test('a stopped stream shows an inactive slot', async () => {
-    await stream.stop()
+    await pipe.stream.stop()
     const s = await status()
     expect(s.stream).toMatchObject({ active: false, pid: null })
-    const human = await runCli(['-c', project.config, 'status'])
+    const human = await pipe.cli('status')
     expect(human.out).toContain('slot puffgres (publication puffgres_pub): inactive (no consumer)')
-    stream = startStream(project.config)
+    await pipe.startStream()
   })
 })

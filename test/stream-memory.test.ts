@@ -3,14 +3,12 @@
 // RSS (VmHWM, sampled from /proc while it streams) stays under the bound. The rows carry ~1 kB each, 200 MB in all:
 // a `run` that held the transaction (or the table) in memory would pass the bound many times over. Then `backfill`
 // copies the same 200 MB table in a child process, under a bound below the table's size.
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { describe, expect, test } from 'bun:test'
 import { readFileSync } from 'node:fs'
-import { type LocalServer, startLocalServer } from '../src/local/server.ts'
 import { parseLsn } from '../src/postgres/lsn.ts'
 import { type Child, spawnCli } from './harness/child.ts'
-import { runCli } from './harness/cli.ts'
-import { type TestDatabase, testDatabase } from './harness/pg.ts'
-import { makeProject, migration, type Project } from './harness/project.ts'
+import { usePipeline } from './harness/pipeline.ts'
+import { migration } from './harness/project.ts'
 import { waitForSlotActive } from './harness/stream.ts'
 import { waitFor } from './harness/wait.ts'
 
@@ -23,33 +21,19 @@ const BOUND_MB = 300
  */
 const BACKFILL_BOUND_MB = 300
 
-let db: TestDatabase
-let server: LocalServer
-let project: Project
 let child: Child | undefined
 
-beforeAll(async () => {
-  db = await testDatabase('memory')
-  server = await startLocalServer()
-  await db.sql`CREATE TABLE big (id int PRIMARY KEY, body text)`
+const pipe = usePipeline({
+  name: 'memory',
   // stored inline and uncompressed, so the WAL and pgoutput carry every byte
-  await db.sql`ALTER TABLE big ALTER COLUMN body SET STORAGE PLAIN`
-  project = makeProject({
-    databaseUrl: db.url,
-    turbopufferUrl: server.url,
-    migrations: { '001_big.toml': migration({ name: 'big', table: 'big' }) },
-  })
-  expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
+  sql: 'CREATE TABLE big (id int PRIMARY KEY, body text); ALTER TABLE big ALTER COLUMN body SET STORAGE PLAIN',
+  migrations: { '001_big.toml': migration({ name: 'big', table: 'big' }) },
 })
-
-afterAll(async () => {
+pipe.defer(async () => {
   if (child) {
     child.kill('SIGKILL')
     await child.exited
   }
-  await server?.stop()
-  project?.remove()
-  await db?.drop()
 })
 
 function peakRssKb(pid: number): number | undefined {
@@ -62,13 +46,13 @@ function peakRssKb(pid: number): number | undefined {
 }
 
 async function confirmedFlush(slot: string): Promise<bigint> {
-  const [r] = await db.sql<{ lsn: string | null }[]>`
+  const [r] = await pipe.db.sql<{ lsn: string | null }[]>`
     SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = ${slot}`
   return r?.lsn ? parseLsn(r.lsn) : 0n
 }
 
 async function docCount(ns: string): Promise<number> {
-  const r = await fetch(`${server.url}/v2/namespaces/${ns}/query`, {
+  const r = await fetch(`${pipe.server.url}/v2/namespaces/${ns}/query`, {
     method: 'POST',
     headers: { authorization: 'Bearer test-key', 'content-type': 'application/json' },
     body: JSON.stringify({ aggregate_by: { n: ['Count'] } }),
@@ -80,18 +64,18 @@ describe('puffgres run memory', () => {
   test(
     `a ${ROWS}-row transaction of ${(ROWS * ROW_BYTES) / 1e6} MB streams with peak RSS under ${BOUND_MB} MB`,
     async () => {
-      child = spawnCli(['-c', project.config, 'run', '--slot', 'memory', '--poll-interval-ms', '100'], {
+      child = spawnCli(['-c', pipe.project.config, 'run', '--slot', 'memory', '--poll-interval-ms', '100'], {
         PUFFGRES_LOG: 'info',
       })
       const pid = child.proc.pid!
-      await waitForSlotActive(db.sql, 'memory', 30_000)
+      await waitForSlotActive(pipe.db.sql, 'memory', 30_000)
       const idle = peakRssKb(pid)!
 
       let peakKb = 0
       const sampler = setInterval(() => peakKb = Math.max(peakKb, peakRssKb(pid) ?? 0), 20)
       // the commit record lies past this position, so a confirmed flush LSN beyond it covers the whole transaction
       let beforeCommit = 0n
-      await db.sql.begin(async (tx) => {
+      await pipe.db.sql.begin(async (tx) => {
         await tx.unsafe(
           `INSERT INTO big SELECT g, repeat(chr(97 + g % 26), ${ROW_BYTES}) FROM generate_series(1, ${ROWS}) g`,
         )
@@ -139,10 +123,10 @@ describe('puffgres backfill memory', () => {
     `a ${(ROWS * ROW_BYTES) / 1e6} MB table backfills (--batch-size 200) with peak RSS under ${BACKFILL_BOUND_MB} MB`,
     async () => {
       // the table the test above filled (run in the same file, before this one)
-      expect((await db.sql`SELECT count(*)::int AS n FROM big`)[0].n).toBe(ROWS)
-      const writes = server.stats().writes
+      expect((await pipe.db.sql`SELECT count(*)::int AS n FROM big`)[0].n).toBe(ROWS)
+      const writes = pipe.server.stats().writes
       // 200-row batches: 2,000-row pages of 1 kB rows; a backfill that held the table (200 MB) would pass the bound
-      const c = spawnCli(['-c', project.config, 'backfill', 'big', '--slot', 'memory', '--batch-size', '200'], {
+      const c = spawnCli(['-c', pipe.project.config, 'backfill', 'big', '--slot', 'memory', '--batch-size', '200'], {
         PUFFGRES_LOG: 'info',
       })
       const pid = c.proc.pid!
@@ -163,7 +147,7 @@ describe('puffgres backfill memory', () => {
           (peakKb / 1024).toFixed(0)
         } MB`,
       )
-      expect(server.stats().writes - writes).toBeGreaterThanOrEqual(ROWS / 200) // it wrote (200-row batches)
+      expect(pipe.server.stats().writes - writes).toBeGreaterThanOrEqual(ROWS / 200) // it wrote (200-row batches)
       expect(peakKb).toBeGreaterThan(0)
       expect(peakKb / 1024).toBeLessThan(BACKFILL_BOUND_MB)
     },

@@ -2,22 +2,14 @@
 // of the local server delays chosen write requests so that later requests land first. The namespace must still end
 // as the table is (an id's changes stay in order: an older upsert landing after a newer delete would bring the
 // document back), and the slot is never confirmed past a write that has not landed yet.
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { describe, expect, test } from 'bun:test'
 import { gunzipSync } from 'node:zlib'
-import { loadConfig } from '../src/config/load.ts'
-import { runStream } from '../src/stream/mod.ts'
-import { type LocalServer, startLocalServer } from '../src/local/server.ts'
 import { StreamMonitor } from '../src/ops/stream-monitor.ts'
 import { serveHttp } from '../src/runtime.ts'
-import { type TestDatabase, testDatabase } from './harness/pg.ts'
-import { makeProject, migration, type Project } from './harness/project.ts'
-import { docsById, quietLogger, waitForSlotActive } from './harness/stream.ts'
-import { runCli } from './harness/cli.ts'
+import { usePipeline } from './harness/pipeline.ts'
+import { migration } from './harness/project.ts'
 import { waitFor } from './harness/wait.ts'
 
-let db: TestDatabase
-let server: LocalServer
-let project: Project
 let proxy: { url: string; stop(): Promise<void> }
 
 /** one write request through the proxy: the commit LSNs of the versions it carries, and when turbopuffer acked it */
@@ -44,10 +36,8 @@ class RecordingMonitor extends StreamMonitor {
   }
 }
 
-beforeAll(async () => {
-  db = await testDatabase('pipelined')
-  server = await startLocalServer()
-  const upstream = server.url
+/** A proxy in front of `upstream` that holds write requests as `delayFor` says and records when each one landed. */
+async function startProxy(upstream: string) {
   const http = await serveHttp({
     port: 0,
     hostname: '127.0.0.1',
@@ -83,55 +73,39 @@ beforeAll(async () => {
       }
     },
   })
-  proxy = { url: `http://127.0.0.1:${http.port}`, stop: () => http.stop() }
-  await db.sql.unsafe(`CREATE TABLE hot (id int PRIMARY KEY, name text, n int)`)
-  project = makeProject({
-    databaseUrl: db.url,
-    turbopufferUrl: proxy.url,
-    migrations: { '001_hot.toml': migration({ name: 'hot', table: 'hot', columns: ['name', 'n'] }) },
-  })
-  expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
-})
+  return { url: `http://127.0.0.1:${http.port}`, stop: () => http.stop() }
+}
 
-afterAll(async () => {
-  await proxy?.stop()
-  await server?.stop()
-  project?.remove()
-  await db?.drop()
+const pipe = usePipeline({
+  name: 'pipelined',
+  prepare: async (p) => {
+    proxy = await startProxy(p.server.url)
+    p.defer(() => proxy.stop())
+  },
+  turbopufferUrl: () => proxy.url,
+  sql: 'CREATE TABLE hot (id int PRIMARY KEY, name text, n int)',
+  migrations: { '001_hot.toml': migration({ name: 'hot', table: 'hot', columns: ['name', 'n'] }) },
 })
 
 /** Streams while `work` runs, waits until all of it is written and confirmed, and checks confirmation order. */
 async function streamed(work: () => Promise<void>, pollIntervalMs = 1000) {
   const monitor = new RecordingMonitor()
-  const stop = new AbortController()
-  const logs: string[] = []
-  const done = runStream(loadConfig(project.config), {
-    slot: 'puffgres',
-    createSlot: true,
-    pollIntervalMs,
-    batchSize: 1000,
-    signal: stop.signal,
-    log: quietLogger(logs),
-    monitor,
-  })
-  done.catch(() => {})
+  const stream = await pipe.startStream({ pollIntervalMs, monitor })
   try {
-    await waitForSlotActive(db.sql)
     await work()
     // a last commit after all the work: once it is visible and everything seen is confirmed, all of it landed
-    const [{ n }] = await db.sql`INSERT INTO hot VALUES (1000000, 'end', 0)
+    const [{ n }] = await pipe.db.sql`INSERT INTO hot VALUES (1000000, 'end', 0)
       ON CONFLICT (id) DO UPDATE SET n = hot.n + 1 RETURNING n`
     await waitFor(
       'the last commit to be written and confirmed',
       () =>
-        docsById(server.documents('hot')).get(1000000)?.n === n &&
+        pipe.docs('hot').get(1000000)?.n === n &&
         (monitor.confirms.at(-1)?.lsn ?? 0n) >= monitor.lastCommit,
       60_000,
     )
     await waitFor('no write in flight', () => proxyInFlight === 0, 30_000)
   } finally {
-    stop.abort()
-    await done
+    await stream.stop()
   }
   // invariant 1: a confirmation never passed a change whose write had not landed yet
   for (const c of monitor.confirms) {
@@ -144,8 +118,8 @@ async function streamed(work: () => Promise<void>, pollIntervalMs = 1000) {
 }
 
 async function expectSameAsTable() {
-  const rows = await db.sql<{ id: number; name: string; n: number }[]>`SELECT id, name, n FROM hot ORDER BY id`
-  const docs = docsById(server.documents('hot'))
+  const rows = await pipe.db.sql<{ id: number; name: string; n: number }[]>`SELECT id, name, n FROM hot ORDER BY id`
+  const docs = pipe.docs('hot')
   expect([...docs.keys()].sort((a, b) => Number(a) - Number(b))).toEqual(rows.map((r) => r.id))
   for (const r of rows) expect(docs.get(r.id)).toEqual({ name: r.name, n: r.n })
 }
@@ -156,16 +130,16 @@ describe('writes in flight land out of order', () => {
     let slowSent = false
     delayFor = (body) => body.includes('"slow"') ? (slowSent = true, 600) : 0
     const monitor = await streamed(async () => {
-      await db.sql`INSERT INTO hot VALUES (1, 'slow', 1)`
+      await pipe.db.sql`INSERT INTO hot VALUES (1, 'slow', 1)`
       // the delete is committed while the upsert's write is in flight (not coalesced with it before the write)
       await waitFor('the slow write to be in flight', () => slowSent, 10_000, 2)
-      await db.sql`DELETE FROM hot WHERE id = 1`
-      await db.sql`INSERT INTO hot VALUES (2, 'fast', 2)`
-      await db.sql`INSERT INTO hot VALUES (3, 'fast', 3)`
+      await pipe.db.sql`DELETE FROM hot WHERE id = 1`
+      await pipe.db.sql`INSERT INTO hot VALUES (2, 'fast', 2)`
+      await pipe.db.sql`INSERT INTO hot VALUES (3, 'fast', 3)`
     })
     expect(monitor.confirms.length).toBeGreaterThan(0)
     await expectSameAsTable()
-    expect(docsById(server.documents('hot')).has(1)).toBe(false)
+    expect(pipe.docs('hot').has(1)).toBe(false)
   })
 
   test('a hot set of ids under random delays (later requests often land first) converges', async () => {
@@ -177,9 +151,9 @@ describe('writes in flight land out of order', () => {
           for (let k = 0; k < 60; k++) {
             const id = 10 + Math.floor(Math.random() * 60)
             const roll = Math.random()
-            if (roll < 0.3) await db.sql`DELETE FROM hot WHERE id = ${id}`
+            if (roll < 0.3) await pipe.db.sql`DELETE FROM hot WHERE id = ${id}`
             else {
-              await db.sql`INSERT INTO hot VALUES (${id}, ${`c${c}k${k}`}, ${k})
+              await pipe.db.sql`INSERT INTO hot VALUES (${id}, ${`c${c}k${k}`}, ${k})
               ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, n = EXCLUDED.n`
             }
           }
@@ -197,9 +171,9 @@ describe('writes in flight land out of order', () => {
     await streamed(async () => {
       for (let k = 0; k < 3; k++) {
         const started = performance.now()
-        await db.sql`INSERT INTO hot VALUES (${500 + k}, 'now', ${k})`
+        await pipe.db.sql`INSERT INTO hot VALUES (${500 + k}, 'now', ${k})`
         // poll_interval_ms is 20 s here: only the longest a change may wait, not the usual wait
-        await waitFor('the row to be visible', () => docsById(server.documents('hot')).has(500 + k), 5_000, 5)
+        await waitFor('the row to be visible', () => pipe.docs('hot').has(500 + k), 5_000, 5)
         expect(performance.now() - started).toBeLessThan(5_000)
       }
     }, 20_000)

@@ -1,41 +1,27 @@
 // `puffgres run` as a process: kill -9 at random moments under load, turbopuffer error storms, hot standby,
 // graceful shutdown. The namespace must end equal to the table's projection, with nothing in the DLQ.
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { type LocalServer, startLocalServer } from '../src/local/server.ts'
+import { describe, expect, test } from 'bun:test'
 import { type Child, spawnCli } from './harness/child.ts'
-import { runCli } from './harness/cli.ts'
-import { freePort, type TestDatabase, testDatabase } from './harness/pg.ts'
-import { makeProject, migration, type Project } from './harness/project.ts'
+import { freePort } from './harness/pg.ts'
+import { usePipeline } from './harness/pipeline.ts'
+import { migration } from './harness/project.ts'
 import { waitFor } from './harness/wait.ts'
 
-let db: TestDatabase
-let server: LocalServer
-let project: Project
 const children: Child[] = []
 
-beforeAll(async () => {
-  db = await testDatabase('resilience')
-  server = await startLocalServer()
-  await db.sql`CREATE TABLE kv (id int PRIMARY KEY, v int NOT NULL, member bool NOT NULL)`
-  project = makeProject({
-    databaseUrl: db.url,
-    turbopufferUrl: server.url,
-    migrations: { '001_kv.toml': migration({ name: 'kv', table: 'kv', membership: 'member' }) },
-    // no heartbeat: its commits would count as received changes in the lag gauge the signal tests wait on
-    extra: '[stream]\nheartbeat_interval_ms = 0',
-  })
-  expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
+const pipe = usePipeline({
+  name: 'resilience',
+  sql: 'CREATE TABLE kv (id int PRIMARY KEY, v int NOT NULL, member bool NOT NULL)',
+  migrations: { '001_kv.toml': migration({ name: 'kv', table: 'kv', membership: 'member' }) },
+  // no heartbeat: its commits would count as received changes in the lag gauge the signal tests wait on
+  extra: '[stream]\nheartbeat_interval_ms = 0',
 })
-
-afterAll(async () => {
+pipe.defer(() => {
   for (const c of children) c.kill()
-  await server?.stop()
-  project?.remove()
-  await db?.drop()
 })
 
 function run(...extra: string[]) {
-  const c = spawnCli(['-c', project.config, 'run', '--poll-interval-ms', '50', '--batch-size', '200', ...extra])
+  const c = spawnCli(['-c', pipe.project.config, 'run', '--poll-interval-ms', '50', '--batch-size', '200', ...extra])
   children.push(c)
   return c
 }
@@ -55,7 +41,7 @@ function prng(seed: number) {
 async function writeLoad(seed: number, txns: number) {
   const rnd = prng(seed)
   for (let i = 0; i < txns; i++) {
-    await db.sql.begin(async (tx) => {
+    await pipe.db.sql.begin(async (tx) => {
       const n = 1 + Math.floor(rnd() * 5)
       for (let k = 0; k < n; k++) {
         const id = 1 + Math.floor(rnd() * 300)
@@ -73,24 +59,24 @@ async function writeLoad(seed: number, txns: number) {
 
 /** Expected: member rows as {id → v}; actual: the namespace. */
 async function converged(): Promise<boolean> {
-  const rows = await db.sql<{ id: number; v: number }[]>`SELECT id, v FROM kv WHERE member ORDER BY id`
-  const docs = server.documents('kv')
+  const rows = await pipe.db.sql<{ id: number; v: number }[]>`SELECT id, v FROM kv WHERE member ORDER BY id`
+  const docs = pipe.server.documents('kv')
   if (docs.length !== rows.length) return false
   const byId = new Map(docs.map((d) => [d.id, d.v]))
   return rows.every((r) => byId.get(r.id) === r.v)
 }
 
 async function drift(): Promise<string> {
-  const rows = await db.sql<{ id: number; v: number }[]>`SELECT id, v FROM kv WHERE member ORDER BY id`
-  const docs = new Map(server.documents('kv').map((d) => [d.id, d.v]))
+  const rows = await pipe.db.sql<{ id: number; v: number }[]>`SELECT id, v FROM kv WHERE member ORDER BY id`
+  const docs = new Map(pipe.server.documents('kv').map((d) => [d.id, d.v]))
   const want = new Map(rows.map((r) => [r.id, r.v]))
   const missing = rows.filter((r) => !docs.has(r.id)).map((r) => r.id)
   const extra = [...docs.keys()].filter((id) => !want.has(id as number))
   const wrong = rows.filter((r) => docs.has(r.id) && docs.get(r.id) !== r.v).map((r) =>
     `${r.id}:${docs.get(r.id)}≠${r.v}`
   )
-  const dlq = await db.sql`SELECT doc_id, error FROM __puffgres_dlq LIMIT 3`
-  const [slot] = await db
+  const dlq = await pipe.db.sql`SELECT doc_id, error FROM __puffgres_dlq LIMIT 3`
+  const [slot] = await pipe.db
     .sql`SELECT confirmed_flush_lsn::text AS c, pg_current_wal_lsn()::text AS now FROM pg_replication_slots`
   return `slot ${JSON.stringify(slot)} dlq ${JSON.stringify(dlq)} missing ${
     missing.slice(0, 10)
@@ -100,7 +86,7 @@ async function drift(): Promise<string> {
 
 /** Inserts a member row; returns a WAL position inside its transaction, below its commit. */
 async function insertAt(id: number): Promise<string> {
-  return await db.sql.begin(async (tx) => {
+  return await pipe.db.sql.begin(async (tx) => {
     await tx`INSERT INTO kv VALUES (${id}, 1, true)`
     return (await tx`SELECT pg_current_wal_insert_lsn()::text AS lsn`)[0].lsn as string
   })
@@ -113,7 +99,7 @@ async function lagSeconds(port: number): Promise<number> {
 }
 
 async function dlqCount(): Promise<number> {
-  return (await db.sql`SELECT count(*)::int AS n FROM __puffgres_dlq`)[0].n
+  return (await pipe.db.sql`SELECT count(*)::int AS n FROM __puffgres_dlq`)[0].n
 }
 
 describe('run as a process', () => {
@@ -151,19 +137,19 @@ describe('run as a process', () => {
   test('a turbopuffer 429/500 storm: nothing lost, nothing dead-lettered', async () => {
     const c = run()
     try {
-      server.setFailRate(0.4)
-      server.failNext(10, 429, 20)
+      pipe.server.setFailRate(0.4)
+      pipe.server.failNext(10, 429, 20)
       // the whole load is committed while 40% of the requests fail; once the stream has retried through it, the storm
       // ends (a fail rate left on makes convergence a matter of backoff luck on a slow runtime)
       await writeLoad(99, 200)
       await waitFor('retries through the storm', () => /retry/i.test(c.output()))
-      server.setFailRate(0)
+      pipe.server.setFailRate(0)
       await waitFor('convergence after the storm', converged, 60_000, 200)
       expect(await dlqCount()).toBe(0)
       c.kill('SIGTERM')
       expect(await c.exited).toBe(0)
     } finally {
-      server.setFailRate(0)
+      pipe.server.setFailRate(0)
       c.kill('SIGKILL') // a failed test must not leave a process holding the slot for the next ones
       await c.exited
     }
@@ -184,8 +170,8 @@ describe('run as a process', () => {
       await waitFor('b to take over', () => streamingLines() > 0, 30_000, 20)
       // README: within about a second of the first one's end (b retries every second); 3 s leaves room for load
       expect(Date.now() - ended).toBeLessThan(3_000)
-      await db.sql`INSERT INTO kv VALUES (1001, 1, true)`
-      await waitFor('b wrote the change', () => server.documents('kv').some((d) => d.id === 1001), 30_000)
+      await pipe.db.sql`INSERT INTO kv VALUES (1001, 1, true)`
+      await waitFor('b wrote the change', () => pipe.server.documents('kv').some((d) => d.id === 1001), 30_000)
       b.kill('SIGTERM')
       expect(await b.exited).toBe(0)
     } finally {
@@ -204,18 +190,19 @@ describe('run as a process', () => {
       try {
         await waitFor('streams', () => /"streaming"/.test(c.output()))
         // every write takes 3 s: the change's write is in flight (received, not yet confirmed) when the signal comes
-        server.setLatency(3_000)
+        pipe.server.setLatency(3_000)
         const lsn = await insertAt(id)
         await waitFor('the change to be received', async () => await lagSeconds(port) > 0)
-        expect(server.documents('kv').some((d) => d.id === id)).toBe(false)
+        expect(pipe.server.documents('kv').some((d) => d.id === id)).toBe(false)
         c.kill(sig)
         expect(await c.exited).toBe(0)
-        expect(server.documents('kv').some((d) => d.id === id)).toBe(true)
-        const [slot] = await db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok, active FROM pg_replication_slots
+        expect(pipe.server.documents('kv').some((d) => d.id === id)).toBe(true)
+        const [slot] = await pipe.db
+          .sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok, active FROM pg_replication_slots
           WHERE slot_name = 'puffgres'`
         expect(slot).toEqual({ ok: true, active: false })
       } finally {
-        server.setLatency(0)
+        pipe.server.setLatency(0)
         c.kill('SIGKILL')
         await c.exited
       }
@@ -225,11 +212,11 @@ describe('run as a process', () => {
   test('a second signal exits at once, without confirming; the next run writes the change', async () => {
     const c = run()
     await waitFor('streams', () => /"streaming"/.test(c.output()))
-    const writes = server.stats().writes
-    server.failNext(1_000_000, 503, 100) // hold the sink
+    const writes = pipe.server.stats().writes
+    pipe.server.failNext(1_000_000, 503, 100) // hold the sink
     try {
       const lsn = await insertAt(3001)
-      await waitFor('the batch to be in flight', () => server.stats().writes >= writes + 2)
+      await waitFor('the batch to be in flight', () => pipe.server.stats().writes >= writes + 2)
       c.kill('SIGTERM')
       await waitFor('the graceful stop to begin', () => /finishing the batches in flight/.test(c.output()))
       const second = Date.now()
@@ -237,41 +224,41 @@ describe('run as a process', () => {
       expect(await c.exited).toBe(130)
       expect(Date.now() - second).toBeLessThan(5_000)
       expect(c.output()).toContain('second SIGTERM: exiting now')
-      expect(server.documents('kv').some((d) => d.id === 3001)).toBe(false)
-      const [slot] = await db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
+      expect(pipe.server.documents('kv').some((d) => d.id === 3001)).toBe(false)
+      const [slot] = await pipe.db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
         WHERE slot_name = 'puffgres'`
       expect(slot.ok).toBe(false)
     } finally {
-      server.failNext(0)
+      pipe.server.failNext(0)
     }
     const next = run()
-    await waitFor('the next run to write it', () => server.documents('kv').some((d) => d.id === 3001))
+    await waitFor('the next run to write it', () => pipe.server.documents('kv').some((d) => d.id === 3001))
     next.kill('SIGTERM')
     expect(await next.exited).toBe(0)
   }, 60_000)
 
   test('--discard confirms the slot and writes nothing', async () => {
-    await db.sql`SELECT pg_create_logical_replication_slot('discard_test', 'pgoutput')`
+    await pipe.db.sql`SELECT pg_create_logical_replication_slot('discard_test', 'pgoutput')`
     const c = run('--discard', '--slot', 'discard_test')
     try {
       await waitFor('streams', () => /"streaming"/.test(c.output()))
-      const writes = server.stats().writes
+      const writes = pipe.server.stats().writes
       const lsn = await insertAt(4001)
       await waitFor(
         'discard_test confirmed past the insert',
         async () =>
-          (await db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
+          (await pipe.db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
             WHERE slot_name = 'discard_test'`)[0]?.ok,
       )
-      expect(server.stats().writes).toBe(writes)
-      expect(server.documents('kv').some((d) => d.id === 4001)).toBe(false)
+      expect(pipe.server.stats().writes).toBe(writes)
+      expect(pipe.server.documents('kv').some((d) => d.id === 4001)).toBe(false)
       c.kill('SIGTERM')
       expect(await c.exited).toBe(0)
     } finally {
       c.kill()
       await c.exited
-      await db.sql`SELECT pg_drop_replication_slot('discard_test')`
+      await pipe.db.sql`SELECT pg_drop_replication_slot('discard_test')`
     }
-    await db.sql`DELETE FROM kv WHERE id = 4001`
+    await pipe.db.sql`DELETE FROM kv WHERE id = 4001`
   }, 60_000)
 })

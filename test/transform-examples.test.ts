@@ -11,23 +11,13 @@ import { createTransformRunner } from '../src/pipeline/transform/mod.ts'
 import { parseTransformSpec } from '../src/pipeline/transform/spec.ts'
 import type { Logger, RowEvent } from '../src/types.ts'
 import { type EmbeddingServer, expectedVector, startEmbeddingServer } from './fixtures/transforms/embedding-server.ts'
+import { rowEvent } from './harness/row-event.ts'
 
 const EXAMPLES = fileURLToPath(new URL('../transforms-example', import.meta.url))
 const log: Logger = { debug() {}, info() {}, warn() {}, error() {} }
 
-function ev(id: number, type: RowEvent['type'], row?: Record<string, unknown>): RowEvent {
-  return {
-    type,
-    op: type,
-    id,
-    schema: 'public',
-    table: 't',
-    new: type === 'delete' ? undefined : row,
-    old: type === 'delete' ? { id } : undefined,
-    lsn: '0/1',
-    mapping: 'm',
-  }
-}
+const ev = (id: number, type: RowEvent['type'], row?: Record<string, unknown>): RowEvent =>
+  rowEvent(id, type, row, { table: 't', lsn: '0/1', mapping: 'm' })
 
 const runner = (file: string, extra: Partial<Parameters<typeof createTransformRunner>[1]> = {}) =>
   createTransformRunner(parseTransformSpec(file, EXAMPLES), { mapping: 'm', log, ...extra })

@@ -15,29 +15,18 @@ import {
 } from '../src/pipeline/transform/mod.ts'
 import type { Logger, RowEvent } from '../src/types.ts'
 import { type EmbeddingServer, expectedVector, startEmbeddingServer } from './fixtures/transforms/embedding-server.ts'
+import { rowEvent } from './harness/row-event.ts'
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/transforms', import.meta.url))
 const fixture = (name: string) => ({ kind: 'module' as const, path: join(FIXTURES, name), label: `transforms/${name}` })
 
 export const silentLog: Logger = { debug() {}, info() {}, warn() {}, error() {} }
 
-function ev(
+const ev = (
   id: string | number,
   row?: Record<string, unknown>,
   type: RowEvent['type'] = row ? 'insert' : 'delete',
-): RowEvent {
-  return {
-    type,
-    op: type,
-    id,
-    schema: 'public',
-    table: 'items',
-    new: type === 'delete' ? undefined : row,
-    old: type === 'delete' ? { id } : undefined,
-    lsn: '0/16B3748',
-    mapping: 'items',
-  }
-}
+): RowEvent => rowEvent(id, type, row, { table: 'items', lsn: '0/16B3748', mapping: 'items' })
 
 let tmp: string
 let server: EmbeddingServer

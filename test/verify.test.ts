@@ -1,21 +1,12 @@
 // `puffgres verify` end to end: a namespace written by the stream, corrupted through the SDK, then verified and
 // repaired. Real PostgreSQL, the local turbopuffer server.
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { beforeAll, describe, expect, test } from 'bun:test'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { type LocalServer, startLocalServer } from '../src/local/server.ts'
-import { createClient } from '../src/turbopuffer/client.ts'
 import { VERSION_ATTR } from '../src/types.ts'
-import { runCli } from './harness/cli.ts'
-import { type TestDatabase, testDatabase } from './harness/pg.ts'
-import { makeProject, migration, type Project } from './harness/project.ts'
-import { docsById, type RunningStream, startStream } from './harness/stream.ts'
+import { usePipeline } from './harness/pipeline.ts'
+import { migration } from './harness/project.ts'
 import { waitFor } from './harness/wait.ts'
-
-let db: TestDatabase
-let server: LocalServer
-let project: Project
-let stream: RunningStream
 
 const TRANSFORM = `export default function (event) {
   const r = event.new
@@ -23,30 +14,24 @@ const TRANSFORM = `export default function (event) {
 }
 `
 
-beforeAll(async () => {
-  db = await testDatabase('verify')
-  server = await startLocalServer()
-  await db.sql.unsafe(`
+const pipe = usePipeline({
+  name: 'verify',
+  sql: `
     CREATE TABLE items (id int PRIMARY KEY, name text, status text, price numeric(10,2), at timestamptz,
                         tags text[], note text);
     CREATE TABLE events (dev int, at timestamptz, n int, PRIMARY KEY (dev, at));
-    INSERT INTO events VALUES (7, '2024-05-06 07:08:09.123456+00', 1), (7, '2024-05-06 07:08:09.123999+00', 2);`)
-  project = makeProject({
-    databaseUrl: db.url,
-    turbopufferUrl: server.url,
-    migrations: {
-      '001_items.toml': migration({ name: 'items', table: 'items', membership: "status = 'active'" }),
-      '002_titles.toml': migration({ name: 'titles', table: 'items', transform: 'transforms/titles.ts' }),
-      '003_events.toml': migration({ name: 'events', table: 'events', id: ['dev', 'at'] }),
-    },
-    files: { 'transforms/titles.ts': TRANSFORM },
-  })
-  expect((await runCli(['-c', project.config, 'migrate'])).code).toBe(0)
-  stream = startStream(project.config)
-  await waitFor(
-    'the slot to stream',
-    async () => (await db.sql`SELECT active FROM pg_replication_slots WHERE slot_name = 'puffgres'`)[0]?.active,
-  )
+    INSERT INTO events VALUES (7, '2024-05-06 07:08:09.123456+00', 1), (7, '2024-05-06 07:08:09.123999+00', 2);`,
+  migrations: {
+    '001_items.toml': migration({ name: 'items', table: 'items', membership: "status = 'active'" }),
+    '002_titles.toml': migration({ name: 'titles', table: 'items', transform: 'transforms/titles.ts' }),
+    '003_events.toml': migration({ name: 'events', table: 'events', id: ['dev', 'at'] }),
+  },
+  files: { 'transforms/titles.ts': TRANSFORM },
+  stream: true,
+})
+
+beforeAll(async () => {
+  const { db, server, stream } = pipe
   await db.sql`
     INSERT INTO items SELECT g, 'item ' || g, CASE WHEN g % 5 = 0 THEN 'draft' ELSE 'active' END, g * 1.25,
       '2024-01-02 03:04:05.678+00'::timestamptz + g * interval '1 hour', ARRAY['a', 'b' || g],
@@ -62,13 +47,6 @@ beforeAll(async () => {
   })
   await stream.stop()
 }, 60_000)
-
-afterAll(async () => {
-  await stream?.stop()
-  await server?.stop()
-  project?.remove()
-  await db?.drop()
-})
 
 /** An HTTP proxy to `target` that runs `beforeFirstWrite` once, just before forwarding the first namespace write. */
 async function startProxy(target: string, beforeFirstWrite: () => Promise<void>) {
@@ -106,8 +84,8 @@ async function startProxy(target: string, beforeFirstWrite: () => Promise<void>)
   }
 }
 
-const verify = (...args: string[]) => runCli(['-c', project.config, 'verify', ...args])
-const ns = (name: string) => createClient({ api_key: 'test-key', base_url: server.url }).namespace(name)
+const verify = (...args: string[]) => pipe.cli('verify', ...args)
+const ns = (name: string) => pipe.namespace(name)
 
 describe('puffgres verify', () => {
   test('a namespace the stream wrote is in sync (every attribute type, nulls, a transform)', async () => {
@@ -133,7 +111,7 @@ describe('puffgres verify', () => {
     })
     // row 5 is a draft: its document must not exist
     await ns('items').write({ upsert_rows: [{ id: 5, name: 'item 5', [VERSION_ATTR]: '0'.repeat(24) }] })
-    const untouched = docsById(server.documents('items')).get(4)
+    const untouched = pipe.docs('items').get(4)
 
     const r = await verify('items', '--json')
     expect(r.code).toBe(1)
@@ -154,7 +132,7 @@ describe('puffgres verify', () => {
     const fixed = await verify('items', '--repair')
     expect(fixed.code).toBe(0)
     expect(fixed.out).toMatch(/repaired at [0-9A-F]+\/[0-9A-F]+: 3 upserted, 2 deleted, 0 skipped/)
-    const docs = docsById(server.documents('items'))
+    const docs = pipe.docs('items')
     expect(docs.get(1)?.name).toBe('item 1')
     expect(docs.get(2)?.name).toBe('item 2')
     expect(docs.get(3)?.tags).toEqual(['a', 'b3'])
@@ -168,14 +146,14 @@ describe('puffgres verify', () => {
 
   test('a repair finds rows keyed by a timestamp with microseconds (by the key as PostgreSQL printed it)', async () => {
     // two rows whose keys differ only below the millisecond: two documents (key parts keep microseconds)
-    expect((await runCli(['-c', project.config, 'backfill', 'events'])).code).toBe(0)
+    expect((await pipe.cli('backfill', 'events')).code).toBe(0)
     const id = '7:2024-05-06T07\\:08\\:09.123999Z'
-    expect(docsById(server.documents('events')).get(id)?.n).toBe(2)
-    expect(docsById(server.documents('events')).get('7:2024-05-06T07\\:08\\:09.123456Z')?.n).toBe(1)
+    expect(pipe.docs('events').get(id)?.n).toBe(2)
+    expect(pipe.docs('events').get('7:2024-05-06T07\\:08\\:09.123456Z')?.n).toBe(1)
     await ns('events').write({ patch_rows: [{ id, n: 99 }] })
     const fixed = await verify('events', '--repair')
     expect(fixed.out).toMatch(/repaired at [0-9A-F]+\/[0-9A-F]+: 1 upserted, 0 deleted, 0 skipped/)
-    expect(docsById(server.documents('events')).get(id)?.n).toBe(2)
+    expect(pipe.docs('events').get(id)?.n).toBe(2)
     expect((await verify('events')).out).toContain('in sync')
   })
 
@@ -185,7 +163,7 @@ describe('puffgres verify', () => {
     const r = JSON.parse((await verify('items', '--json', '--repair')).out)
     expect(r.changed_during_verify).toBe(1)
     expect(r.drift).toBe(false)
-    expect(docsById(server.documents('items')).get(7)?.name).toBe('from the future')
+    expect(pipe.docs('items').get(7)?.name).toBe('from the future')
     // an extra document from the future is not judged either
     await ns('items').write({ upsert_rows: [{ id: 7, name: 'item 7', [VERSION_ATTR]: 'f'.repeat(24) }] })
   })
@@ -194,7 +172,7 @@ describe('puffgres verify', () => {
     // document 8 drifts with an old version, so the repair reads it, judges it and rewrites it; a proxy in front of
     // the server lets a newer version land just before the repair's write reaches the server
     await ns('items').write({ patch_rows: [{ id: 8, name: 'corrupted' }] })
-    const proxy = await startProxy(server.url, async () => {
+    const proxy = await startProxy(pipe.server.url, async () => {
       await ns('items').write({ upsert_rows: [{ id: 8, name: 'streamed meanwhile', [VERSION_ATTR]: 'e'.repeat(24) }] })
     })
     process.env.TURBOPUFFER_BASE_URL = proxy.url
@@ -206,24 +184,24 @@ describe('puffgres verify', () => {
       delete process.env.TURBOPUFFER_BASE_URL
       await proxy.stop()
     }
-    expect(docsById(server.documents('items')).get(8)?.name).toBe('streamed meanwhile')
+    expect(pipe.docs('items').get(8)?.name).toBe('streamed meanwhile')
     await ns('items').write({ upsert_rows: [{ id: 8, name: 'item 8', [VERSION_ATTR]: 'e'.repeat(24) }] })
   })
 
   test('a repair whose write turbopuffer refuses exits 1', async () => {
     await ns('items').write({ patch_rows: [{ id: 9, name: 'corrupted' }] })
-    server.failNext(100, 400)
+    pipe.server.failNext(100, 400)
     let r
     try {
       r = await verify('items', '--repair')
     } finally {
-      server.failNext(0)
+      pipe.server.failNext(0)
     }
     expect(r.code).toBe(1)
-    expect(docsById(server.documents('items')).get(9)?.name).toBe('corrupted')
+    expect(pipe.docs('items').get(9)?.name).toBe('corrupted')
     const fixed = await verify('items', '--repair')
     expect(fixed.code).toBe(0)
-    expect(docsById(server.documents('items')).get(9)?.name).toBe('item 9')
+    expect(pipe.docs('items').get(9)?.name).toBe('item 9')
   })
 
   test('--sample checks random member rows through the transform', async () => {
@@ -245,7 +223,7 @@ describe('puffgres verify', () => {
     }
     expect([...seen].sort()).toEqual([false, true])
     expect((await verify('titles', '--repair')).code).toBe(0)
-    expect(docsById(server.documents('titles')).get('p-10')?.title).toBe('ITEM 10')
+    expect(pipe.docs('titles').get('p-10')?.title).toBe('ITEM 10')
   })
 
   test('bad usage', async () => {

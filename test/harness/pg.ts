@@ -36,12 +36,16 @@ export interface TestDatabase {
   drop(): Promise<void>
 }
 
-/** A fresh database in the shared cluster. */
-export async function testDatabase(prefix = 't'): Promise<TestDatabase> {
+/**
+ * A fresh database in the shared cluster. `SQL_ASCII` makes one that stores whatever bytes it is given (text that is
+ * not UTF-8 included), with the C locale.
+ */
+export async function testDatabase(prefix = 't', opts: { encoding?: 'SQL_ASCII' } = {}): Promise<TestDatabase> {
   const cluster = await sharedCluster()
   const name = `${prefix}_${process.pid}_${++dbCounter}_${Date.now() % 100000}`.toLowerCase()
   const admin = postgres(cluster.url(), { max: 1, onnotice: () => {} })
-  await admin.unsafe(`CREATE DATABASE "${name}"`)
+  const encoding = opts.encoding ? ` ENCODING '${opts.encoding}' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0` : ''
+  await admin.unsafe(`CREATE DATABASE "${name}"${encoding}`)
   await admin.end()
   const url = cluster.url(name)
   const sql = postgres(url, { max: 4, onnotice: () => {} })

@@ -3,7 +3,7 @@ import type postgres from 'postgres'
 import { loadConfig } from '../../src/config/load.ts'
 import { waitFor } from './wait.ts'
 import { runStream } from '../../src/stream/mod.ts'
-import type { FlushInfo } from '../../src/stream/mod.ts'
+import type { FlushInfo, RunOptions } from '../../src/stream/mod.ts'
 import { createLogger } from '../../src/log.ts'
 import type { Logger } from '../../src/types.ts'
 
@@ -18,19 +18,22 @@ export function quietLogger(lines: string[] = []): Logger {
   return createLogger({ json: true, level: 'debug', write: (l) => lines.push(l) })
 }
 
-export function startStream(
-  configPath: string,
-  opts: { slot?: string; pollIntervalMs?: number; batchSize?: number; env?: Record<string, string> } = {},
-): RunningStream {
-  const config = loadConfig(configPath, { ...process.env, ...opts.env })
+/** What `startStream` passes to `runStream` besides its defaults; `env` is added to the config's environment. */
+export type StreamOptions = Partial<Omit<RunOptions, 'signal' | 'log' | 'onFlush'>> & { env?: Record<string, string> }
+
+/** `run` in process: slot `puffgres` (created), 50 ms polls, batches of 1000, unless `opts` say otherwise. */
+export function startStream(configPath: string, opts: StreamOptions = {}): RunningStream {
+  const { env, ...run } = opts
+  const config = loadConfig(configPath, { ...process.env, ...env })
   const stop = new AbortController()
   const flushes: FlushInfo[] = []
   const logs: string[] = []
   const done = runStream(config, {
-    slot: opts.slot ?? 'puffgres',
+    slot: 'puffgres',
     createSlot: true,
-    pollIntervalMs: opts.pollIntervalMs ?? 50,
-    batchSize: opts.batchSize ?? 1000,
+    pollIntervalMs: 50,
+    batchSize: 1000,
+    ...run,
     signal: stop.signal,
     log: quietLogger(logs),
     onFlush: (f) => flushes.push(f),
