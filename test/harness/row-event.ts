@@ -1,4 +1,5 @@
-// Row events as the pipeline hands them to a transform.
+// Row events as the pipeline hands them to a transform (built by the pipeline's own builder).
+import { deleteEvent, rowEvent as pipelineEvent } from '../../src/pipeline/row-event.ts'
 import type { RowEvent } from '../../src/types.ts'
 
 /** An event of a row of `public.<table>`: a delete has no new row, and its old row is the id. */
@@ -8,15 +9,7 @@ export function rowEvent(
   row: Record<string, unknown> | undefined,
   at: { table: string; lsn: string; mapping: string },
 ): RowEvent {
-  return {
-    type,
-    op: type,
-    id,
-    schema: 'public',
-    table: at.table,
-    new: type === 'delete' ? undefined : row,
-    old: type === 'delete' ? { id } : undefined,
-    lsn: at.lsn,
-    mapping: at.mapping,
-  }
+  return type === 'delete'
+    ? deleteEvent(id, 'public', at.table, at.mapping, at.lsn, { id })
+    : pipelineEvent(type, id, 'public', at.table, at.mapping, at.lsn, row ?? {})
 }
