@@ -2,17 +2,7 @@
 // `puffgres init` writes for editors; they are re-exported here and from `src/mod.ts` (`import type { RowEvent, Action }
 // from 'puffgres'`). A Row's values are decoded as `postgres/values.ts` says.
 import type { Id } from './transform-types.ts'
-export type {
-  Action,
-  BatchTransform,
-  DistanceMetric,
-  Id,
-  Logger,
-  Row,
-  RowEvent,
-  Transform,
-  TransformContext,
-} from './transform-types.ts'
+export type * from './transform-types.ts'
 
 /** One id as a map key (`s…` for strings, `n…` for uint ids, whether a number or a bigint holds them). */
 export function idKey(id: Id): string {
