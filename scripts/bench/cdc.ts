@@ -11,28 +11,26 @@
 // Targets: ≥ 70% of pg_recvlogical into the discard sink, ≥ 40% into the local server, p99 latency below the poll
 // interval + 100 ms, peak RSS < 300 MB.
 import { parseArgs } from 'node:util'
-import { gunzipSync } from 'node:zlib'
 import postgres from 'postgres'
 import { formatLsn } from '../../src/postgres/lsn.ts'
 import { startCluster } from '../../src/postgres/throwaway.ts'
-import { serveHttp } from '../../src/runtime.ts'
-import { makeProject, migration, type Project } from '../../test/harness/project.ts'
+import type { Project } from '../../test/harness/project.ts'
 import {
-  bun,
+  benchProjects,
   type Child,
-  commitAtRate,
-  confirmed,
+  commitToVisible,
   countDocs,
+  createBenchDatabase,
+  createItemsTable,
+  drainSlot,
   fmt,
   localServer,
   markEnd,
-  percentile,
+  migrateProject,
   recvlogical,
   type Result,
-  startChild,
   stopChild,
-  waitUntil,
-  watchWalsender,
+  wholeArg,
   workload,
 } from './common.ts'
 
@@ -45,156 +43,14 @@ const { values: args } = parseArgs({
     'batch-size': { type: 'string', default: '1000' },
   },
 })
-function positive(name: keyof typeof args): number {
-  const n = Number(args[name])
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name}: expected a positive whole number, got "${args[name]}"`)
-  return n
-}
-const ROWS = positive('rows')
+const ROWS = wholeArg(args, 'rows', 1)
 if (ROWS < 100) throw new Error(`--rows: at least 100 (the workload mixes five kinds of transactions), got ${ROWS}`)
-const POLL_MS = positive('poll-interval-ms')
-const LATENCY_S = positive('latency-seconds')
-const RATE = positive('rate')
-const BATCH = positive('batch-size')
-// throughput runs flush a partial batch after this long, so the drain's tail does not wait a whole poll interval
-const THROUGHPUT_POLL_MS = 50
-
-// ---- the workload ----
-
-// ---- consumers ----
-
-/** `puffgres run` as a child until the slot is confirmed at `end`; timed from its "streaming" log line. */
-async function puffgresRun(
-  label: string,
-  sql: postgres.Sql,
-  project: Project,
-  slot: string,
-  end: bigint,
-  extra: string[],
-  server?: Child,
-): Promise<Result> {
-  const spawned = performance.now()
-  const child = startChild(bun, [
-    'src/cli.ts',
-    '-c',
-    project.config,
-    'run',
-    '--slot',
-    slot,
-    '--create-slot',
-    'false',
-    '--poll-interval-ms',
-    String(THROUGHPUT_POLL_MS),
-    '--batch-size',
-    String(BATCH),
-    ...extra,
-  ], { PUFFGRES_LOG: 'info' })
-  try {
-    await waitUntil(`${label}: streaming`, () => child.lines.some((l) => l.includes('"streaming"')), child)
-    const started = performance.now()
-    const cpu0 = child.cpuSeconds()
-    const serverCpu0 = server?.cpuSeconds() ?? 0
-    const walsender = watchWalsender(sql, slot)
-    await waitUntil(
-      `${label}: slot ${slot} confirmed at ${formatLsn(end)}`,
-      async () => (await confirmed(sql, slot)) >= end,
-      child,
-    )
-    const seconds = (performance.now() - started) / 1000
-    return {
-      label,
-      seconds,
-      peakMb: child.peakMb(),
-      startupSeconds: (started - spawned) / 1000,
-      cpu: child.cpuSeconds() - cpu0,
-      walsenderCpu: await walsender.stop(),
-      serverCpu: server ? server.cpuSeconds() - serverCpu0 : undefined,
-    }
-  } finally {
-    await stopChild(child)
-  }
-}
-
-// ---- latency ----
-
-/** A proxy in front of the local server that stamps when each upserted id's write was acknowledged. */
-async function arrivalProxy(upstream: string) {
-  const arrived = new Map<number, number>()
-  const server = await serveHttp({
-    port: 0,
-    hostname: '127.0.0.1',
-    fetch: async (req) => {
-      const url = new URL(req.url)
-      const body = req.method === 'GET' || req.method === 'HEAD' ? undefined : new Uint8Array(await req.arrayBuffer())
-      const headers = new Headers(req.headers)
-      headers.delete('host')
-      headers.delete('content-length')
-      const res = await fetch(upstream + url.pathname + url.search, { method: req.method, headers, body })
-      const out = await res.arrayBuffer()
-      const now = performance.now()
-      if (res.ok && body && req.method === 'POST' && /^\/v2\/namespaces\/[^/]+$/.test(url.pathname)) {
-        const raw = req.headers.get('content-encoding') === 'gzip' ? gunzipSync(body) : body
-        const w = JSON.parse(new TextDecoder().decode(raw))
-        const ids: unknown[] = [
-          ...(w.upsert_rows ?? []).map((r: { id: unknown }) => r.id),
-          ...(w.upsert_columns?.id ?? []),
-        ]
-        for (const id of ids) if (typeof id === 'number' && !arrived.has(id)) arrived.set(id, now)
-      }
-      const h = new Headers(res.headers)
-      h.delete('content-encoding')
-      h.delete('content-length')
-      return new Response(out, { status: res.status, headers: h })
-    },
-  })
-  return { url: `http://127.0.0.1:${server.port}`, arrived, stop: () => server.stop() }
-}
-
-async function latency(sql: postgres.Sql, dbUrl: string, serverUrl: string) {
-  const proxy = await arrivalProxy(serverUrl)
-  const project = makeProject({
-    databaseUrl: dbUrl,
-    turbopufferUrl: proxy.url,
-    migrations: { '001_items.toml': migration({ name: 'items', table: 'items' }) },
-  })
-  await sql`SELECT pg_create_logical_replication_slot('bench_latency', 'pgoutput')`
-  const child = startChild(bun, [
-    'src/cli.ts',
-    '-c',
-    project.config,
-    'run',
-    '--slot',
-    'bench_latency',
-    '--create-slot',
-    'false',
-    '--poll-interval-ms',
-    String(POLL_MS),
-    '--batch-size',
-    String(BATCH),
-  ], { PUFFGRES_LOG: 'info' })
-  const committed = new Map<number, number>()
-  try {
-    await waitUntil('latency run: streaming', () => child.lines.some((l) => l.includes('"streaming"')), child)
-    // single-row transactions, RATE per second in ticks of 10 ms, each stamped when its commit returns
-    const base = 1_000_000_000
-    const { total, achieved } = await commitAtRate(sql, RATE, LATENCY_S, base, committed)
-    await waitUntil('every latency row to arrive', () => proxy.arrived.size >= total, child, POLL_MS * 10 + 30_000)
-    const lat = [...committed].map(([id, t]) => proxy.arrived.get(id)! - t).sort((a, b) => a - b)
-    return {
-      rows: total,
-      rate: achieved,
-      p50: percentile(lat, 50),
-      p99: percentile(lat, 99),
-      max: lat[lat.length - 1],
-      peakMb: child.peakMb(),
-    }
-  } finally {
-    await stopChild(child)
-    await sql`SELECT pg_drop_replication_slot('bench_latency')`.catch(() => {})
-    await proxy.stop()
-    project.remove()
-  }
-}
+const POLL_MS = wholeArg(args, 'poll-interval-ms', 1)
+const LATENCY_S = wholeArg(args, 'latency-seconds', 1)
+const RATE = wholeArg(args, 'rate', 1)
+const BATCH = wholeArg(args, 'batch-size', 1)
+// throughput runs flush a partial batch after 50 ms, so the drain's tail does not wait a whole poll interval
+const THROUGHPUT = ['--poll-interval-ms', '50', '--batch-size', String(BATCH)]
 
 // ---- main ----
 
@@ -202,29 +58,16 @@ async function latency(sql: postgres.Sql, dbUrl: string, serverUrl: string) {
 // fsync stays off: the benchmark measures CPU, not this machine's disk
 const cluster = await startCluster({ synchronous_commit: 'on' })
 let server: { url: string; child: Child } | undefined
-const projects: Project[] = []
+let projects: ReturnType<typeof benchProjects> | undefined
 try {
-  const admin = postgres(cluster.url(), { max: 1, onnotice: () => {} })
-  await admin.unsafe('CREATE DATABASE bench')
-  await admin.end()
-  const url = cluster.url('bench')
+  const url = await createBenchDatabase(cluster)
   const sql = postgres(url, { max: 4, onnotice: () => {} })
-  await sql.unsafe(`CREATE TABLE items (
-    id bigint PRIMARY KEY, title text NOT NULL, body text, qty int, price numeric(10,2), updated_at timestamptz)`)
+  await createItemsTable(sql, 'items')
   server = await localServer()
-  const project = (tpUrl?: string) => {
-    const p = makeProject({
-      databaseUrl: url,
-      turbopufferUrl: tpUrl,
-      migrations: { '001_items.toml': migration({ name: 'items', table: 'items' }) },
-    })
-    projects.push(p)
-    return p
-  }
-  const discardProject = project()
-  const localProject = project(server.url)
-  const m = startChild(bun, ['src/cli.ts', '-c', discardProject.config, 'migrate'])
-  if ((await m.exited) !== 0) throw new Error(`migrate failed:\n${m.lines.join('\n')}`)
+  projects = benchProjects(url, ['items'])
+  const discardProject = projects.make()
+  const localProject = projects.make(server.url)
+  await migrateProject(discardProject)
 
   const slots = ['bench_recv', 'bench_discard', 'bench_local', 'bench_recv2']
   for (const s of slots) await sql`SELECT pg_create_logical_replication_slot(${s}, 'pgoutput')`
@@ -258,12 +101,10 @@ try {
   }
   // the floor runs first and last (the faster one counts), so no consumer gains from running later
   const recv1 = report(await recvlogical(sql, url, 'bench_recv', end))
-  const discard = report(
-    await puffgresRun('puffgres run → discard', sql, discardProject, 'bench_discard', end, ['--discard']),
-  )
-  const local = report(
-    await puffgresRun('puffgres run → local server', sql, localProject, 'bench_local', end, [], server.child),
-  )
+  const drain = async (label: string, project: Project, slot: string, extra: string[], server?: Child) =>
+    report(await drainSlot(sql, { label, project, slot, end, extra: [...THROUGHPUT, ...extra], server }))
+  const discard = await drain('puffgres run → discard', discardProject, 'bench_discard', ['--discard'])
+  const local = await drain('puffgres run → local server', localProject, 'bench_local', [], server.child)
   const recv2 = report(await recvlogical(sql, url, 'bench_recv2', end))
   const floor = recv1.seconds <= recv2.seconds ? recv1 : recv2
   const docs = await countDocs(server.url, 'items')
@@ -271,7 +112,15 @@ try {
   for (const s of slots) await sql`SELECT pg_drop_replication_slot(${s})`
 
   console.log(`latency: ${fmt(RATE)} single-row commits/s for ${LATENCY_S} s, --poll-interval-ms ${POLL_MS} ...`)
-  const lat = await latency(sql, url, server.url)
+  const lat = await commitToVisible(sql, {
+    project: projects.make,
+    serverUrl: server.url,
+    rate: RATE,
+    seconds: LATENCY_S,
+    base: 1_000_000_000,
+    extra: ['--poll-interval-ms', String(POLL_MS), '--batch-size', String(BATCH)],
+    timeoutMs: POLL_MS * 10 + 30_000,
+  })
   console.log(
     `  ${fmt(lat.rows)} rows at ${fmt(lat.rate)}/s: commit→visible p50 ${fmt(lat.p50)} ms, p99 ${fmt(lat.p99)} ms, ` +
       `max ${fmt(lat.max)} ms; peak RSS ${fmt(lat.peakMb)} MB`,
@@ -299,6 +148,6 @@ try {
 | peak RSS of puffgres run | ${fmt(peak)} MB | < 300 MB | ${ok(peak < 300)} |`)
 } finally {
   if (server) await stopChild(server.child)
-  for (const p of projects) p.remove()
+  projects?.removeAll()
   cluster.stop()
 }
