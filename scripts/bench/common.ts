@@ -9,7 +9,7 @@ import process from 'node:process'
 import { gunzipSync } from 'node:zlib'
 import postgres from 'postgres'
 import { formatLsn, parseLsn } from '../../src/postgres/lsn.ts'
-import { type Cluster, freePort, pgBinDir } from '../../src/postgres/throwaway.ts'
+import { type Cluster, freePort, pgBinDir, startCluster } from '../../src/postgres/throwaway.ts'
 import { serveHttp } from '../../src/runtime.ts'
 import { makeProject, migration, type Project } from '../../test/harness/project.ts'
 
@@ -167,6 +167,51 @@ export async function stopChild(child: Child): Promise<void> {
   if (code === 'timeout') {
     child.proc.kill('SIGKILL')
     await child.exited
+  }
+}
+
+export interface Bench {
+  /** of the database `bench` */
+  url: string
+  sql: postgres.Sql
+  /** `puffgres local`, a child process */
+  server: { url: string; child: Child }
+  /** `make()` writes a project into the discard sink, `make(url)` one into the turbopuffer at `url` */
+  projects: ReturnType<typeof benchProjects>
+  /** mapping every table, into the discard sink */
+  discard: Project
+  /** mapping every table, into the local server */
+  remote: Project
+}
+
+/**
+ * Runs `body` on a throwaway cluster (commits wait for the WAL flush as in production, else the walsender sees a
+ * commit only after wal_writer_delay; fsync stays off: the benchmarks measure CPU, not this machine's disk) with
+ * the database `bench` holding `tables` (the columns ROW_VALUES fills), `puffgres local` (with `serverFlags`) as a
+ * child, and two projects mapping every table, migrated. Stops and removes all of it afterwards.
+ */
+export async function withBench<T>(
+  tables: string[],
+  serverFlags: string[],
+  body: (bench: Bench) => Promise<T>,
+): Promise<T> {
+  const cluster = await startCluster({ synchronous_commit: 'on' })
+  let server: Bench['server'] | undefined
+  let projects: Bench['projects'] | undefined
+  try {
+    const url = await createBenchDatabase(cluster)
+    const sql = postgres(url, { max: 4, onnotice: () => {} })
+    for (const t of tables) await createItemsTable(sql, t)
+    server = await localServer(serverFlags)
+    projects = benchProjects(url, tables)
+    const discard = projects.make()
+    const remote = projects.make(server.url)
+    await migrateProject(remote)
+    return await body({ url, sql, server, projects, discard, remote })
+  } finally {
+    if (server) await stopChild(server.child)
+    projects?.removeAll()
+    cluster.stop()
   }
 }
 

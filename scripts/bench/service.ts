@@ -10,27 +10,20 @@
 // 5. commit→visible (commit returned → write acknowledged, stamped by a proxy) at 200 and 1,000 single-row commits/s,
 //    default settings, against the zero-latency and the latency server.
 import { parseArgs } from 'node:util'
-import postgres from 'postgres'
-import { startCluster } from '../../src/postgres/throwaway.ts'
+import type postgres from 'postgres'
 import {
-  benchProjects,
   bun,
-  type Child,
   commitToVisible,
   countDocs,
-  createBenchDatabase,
-  createItemsTable,
   type Drain,
   drainSlot,
   fmt,
-  localServer,
   markEnd,
-  migrateProject,
   recvlogical,
   ROW_VALUES,
   startChild,
-  stopChild,
   wholeArg,
+  withBench,
   workload,
 } from './common.ts'
 
@@ -89,9 +82,6 @@ const stats = async (url: string) => (await (await fetch(`${url}/_admin/stats`))
 
 // ---- main ----
 
-const cluster = await startCluster({ synchronous_commit: 'on' })
-let server: { url: string; child: Child } | undefined
-let projects: ReturnType<typeof benchProjects> | undefined
 const rowsOut: string[] = []
 const ok = (b: boolean) => (b ? 'yes' : '**no**')
 const row = (measure: string, result: string, target: string, met: boolean | undefined) => {
@@ -99,15 +89,8 @@ const row = (measure: string, result: string, target: string, met: boolean | und
   rowsOut.push(line)
   console.log(line)
 }
-try {
-  const url = await createBenchDatabase(cluster)
-  const sql = postgres(url, { max: 4, onnotice: () => {} })
-  for (const t of TABLES) await createItemsTable(sql, t)
-  server = await localServer(['--latency-ms', String(LAT), '--jitter-ms', String(JIT)])
-  projects = benchProjects(url, TABLES)
-  const discardProject = projects.make()
-  const remote = projects.make(server.url)
-  await migrateProject(remote)
+const flags = ['--latency-ms', String(LAT), '--jitter-ms', String(JIT)]
+await withBench(TABLES, flags, async ({ url, sql, server, projects, discard: discardProject, remote }) => {
   const cpus = (await import('node:os')).cpus().length
   const load = (await import('node:os')).loadavg().map((l) => l.toFixed(1)).join(' ')
   console.log(`machine: ${cpus} CPUs, load average ${load}; latency server: ${LAT} ± ${JIT} ms per request\n`)
@@ -226,8 +209,4 @@ try {
   await sql.end()
   console.log(`\nsummary (for README):\n| measure | result | target | met |\n| --- | --- | --- | --- |`)
   for (const l of rowsOut) console.log(l)
-} finally {
-  if (server) await stopChild(server.child)
-  projects?.removeAll()
-  cluster.stop()
-}
+})
