@@ -4,7 +4,7 @@ import process from 'node:process'
 import { ConfigError } from './config/errors.ts'
 import { UsageError } from './commands/flags.ts'
 import { loadConfig } from './config/load.ts'
-import { type CommandContext, commands } from './commands/index.ts'
+import { commands } from './commands/index.ts'
 import { VERSION } from './version.ts'
 import * as transformApi from './mod.ts'
 import { registerVirtualModule } from './runtime.ts'
@@ -75,8 +75,7 @@ export async function main(argv: string[]): Promise<number> {
       console.log(cmd.help)
       return 0
     }
-    const ctx: CommandContext = { configPath, config: () => (cached ??= loadConfig(configPath)) }
-    return await cmd.run(args, ctx)
+    return await cmd.run(args, () => (cached ??= loadConfig(configPath)))
   } catch (e) {
     const failure = describeFailure(e, cached)
     console.error(`error: ${scrub(failure.message)}`)

@@ -1,19 +1,10 @@
 // The public API for transform authors: `import type { RowEvent, Action, TransformContext } from 'puffgres'`.
 // Type-only imports are erased at run time, so a transform that only imports types works wherever puffgres runs
 // (installed package, JSR, or the single-file binary).
-export type {
-  Action,
-  BatchTransform,
-  DistanceMetric,
-  Id,
-  Logger,
-  Row,
-  RowEvent,
-  Transform,
-  TransformContext,
-} from './types.ts'
+// every type a transform sees (RowEvent, Action, TransformContext, Transform, …): the module whose text init writes
+export type * from './transform-types.ts'
 export type { NormalizedAction, TransformResult } from './pipeline/transform/mod.ts'
-import type { BatchTransform, Transform } from './types.ts'
+import type { BatchTransform, Transform } from './transform-types.ts'
 
 /**
  * Identity helper that types a per-event transform: `export default defineTransform((event, ctx) => …)`.

@@ -61,18 +61,28 @@ export async function serveHttp(opts: ServeOptions): Promise<HttpServer> {
   throw new Error('serving HTTP needs Bun or Deno (Node.js is not supported)')
 }
 
-/** Resolves with the signal's name on the first SIGINT or SIGTERM (Bun and Deno both implement `process.on`). */
+/**
+ * Calls `handler` with the signal's name on every SIGINT and SIGTERM (Bun and Deno both implement `process.on`)
+ * until the returned function is called.
+ */
+export function onShutdownSignals(handler: (sig: 'SIGINT' | 'SIGTERM') => void): () => void {
+  const onInt = () => handler('SIGINT')
+  const onTerm = () => handler('SIGTERM')
+  process.on('SIGINT', onInt)
+  process.on('SIGTERM', onTerm)
+  return () => {
+    process.off('SIGINT', onInt)
+    process.off('SIGTERM', onTerm)
+  }
+}
+
+/** Resolves with the signal's name on the first SIGINT or SIGTERM. */
 export function waitForShutdownSignal(): Promise<'SIGINT' | 'SIGTERM'> {
   return new Promise((resolve) => {
-    const on = (sig: 'SIGINT' | 'SIGTERM') => () => {
-      process.off('SIGINT', onInt)
-      process.off('SIGTERM', onTerm)
+    const off = onShutdownSignals((sig) => {
+      off()
       resolve(sig)
-    }
-    const onInt = on('SIGINT')
-    const onTerm = on('SIGTERM')
-    process.on('SIGINT', onInt)
-    process.on('SIGTERM', onTerm)
+    })
   })
 }
 

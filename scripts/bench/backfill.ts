@@ -12,15 +12,13 @@ import postgres from 'postgres'
 import { pgBinDir, startCluster } from '../../src/postgres/throwaway.ts'
 import { startLocalServer } from '../../src/local/server.ts'
 import { makeProject, migration } from '../../test/harness/project.ts'
+import { createBenchDatabase, fmt, root } from './common.ts'
 
 const ROWS = Number(process.argv[2] ?? process.env.BENCH_ROWS ?? 1_000_000)
 const RUNS = Number(process.argv[3] ?? process.env.BENCH_RUNS ?? 3)
 const BATCH = process.env.BENCH_BATCH ?? '1000'
 if (!Number.isInteger(ROWS) || ROWS < 1) throw new Error(`rows: expected a positive integer, got ${process.argv[2]}`)
 if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error(`runs: expected a positive integer, got ${process.argv[3]}`)
-
-const root = new URL('../..', import.meta.url).pathname
-const fmt = (n: number) => Math.round(n).toLocaleString('en-US')
 
 /** Runs the CLI; resolves with its stdout, wall time and peak RSS (VmHWM, sampled from /proc while it runs). */
 function cli(args: string[]): Promise<{ out: string; ms: number; peakMb: number }> {
@@ -64,10 +62,7 @@ const cluster = await startCluster()
 const server = await startLocalServer()
 let project: ReturnType<typeof makeProject> | undefined
 try {
-  const admin = postgres(cluster.url(), { max: 1, onnotice: () => {} })
-  await admin.unsafe('CREATE DATABASE bench')
-  await admin.end()
-  const url = cluster.url('bench')
+  const url = await createBenchDatabase(cluster)
   const sql = postgres(url, { max: 2, onnotice: () => {} })
   console.log(`creating ${fmt(ROWS)} rows ...`)
   await sql.unsafe(`

@@ -1,19 +1,70 @@
-// Helpers the benchmarks share: child processes with their CPU time and peak RSS, slot positions, pg_recvlogical,
-// the local turbopuffer server as a child.
+// Helpers the benchmarks share: options, the bench database and its projects, child processes with their CPU time
+// and peak RSS, slot positions, pg_recvlogical, `puffgres run` draining a slot, the local turbopuffer server as a
+// child, the mixed workload, and commit→visible latency through a stamping proxy.
 import { Buffer } from 'node:buffer'
 import { type ChildProcess, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import process from 'node:process'
-import type postgres from 'postgres'
+import { gunzipSync } from 'node:zlib'
+import postgres from 'postgres'
 import { formatLsn, parseLsn } from '../../src/postgres/lsn.ts'
-import { freePort, pgBinDir } from '../../src/postgres/throwaway.ts'
+import { type Cluster, freePort, pgBinDir, startCluster } from '../../src/postgres/throwaway.ts'
+import { serveHttp } from '../../src/runtime.ts'
+import { makeProject, migration, type Project } from '../../test/harness/project.ts'
 
 export const root = new URL('../..', import.meta.url).pathname
 export const bun = join(root, 'node_modules/.bin/bun')
 export const isRoot = typeof process.getuid === 'function' && process.getuid() === 0
 export const fmt = (n: number) => Math.round(n).toLocaleString('en-US')
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** The whole-number option `--name` of parseArgs' `values`, at least `min`. */
+export function wholeArg(values: Record<string, unknown>, name: string, min: number): number {
+  const n = Number(values[name])
+  if (!Number.isInteger(n) || n < min) {
+    throw new Error(`--${name}: expected a whole number >= ${min}, got "${values[name]}"`)
+  }
+  return n
+}
+
+/** Creates the database `bench` in a throwaway cluster; returns its URL. */
+export async function createBenchDatabase(cluster: Cluster): Promise<string> {
+  const admin = postgres(cluster.url(), { max: 1, onnotice: () => {} })
+  await admin.unsafe('CREATE DATABASE bench')
+  await admin.end()
+  return cluster.url('bench')
+}
+
+/** A table of the columns ROW_VALUES fills. */
+export async function createItemsTable(sql: postgres.Sql, table: string) {
+  await sql.unsafe(`CREATE TABLE ${table} (
+    id bigint PRIMARY KEY, title text NOT NULL, body text, qty int, price numeric(10,2), updated_at timestamptz)`)
+}
+
+/**
+ * Projects with one mapping per table (named after it, in 001_<table>.toml, 002_…) on `databaseUrl`: `make` writes
+ * one (into the discard sink without a turbopuffer URL), `removeAll` deletes every one made.
+ */
+export function benchProjects(databaseUrl: string, tables: string[]) {
+  const made: Project[] = []
+  return {
+    make(turbopufferUrl?: string): Project {
+      const p = makeProject({
+        databaseUrl,
+        turbopufferUrl,
+        migrations: Object.fromEntries(
+          tables.map((t, k) => [`00${k + 1}_${t}.toml`, migration({ name: t, table: t })]),
+        ),
+      })
+      made.push(p)
+      return p
+    },
+    removeAll() {
+      for (const p of made) p.remove()
+    },
+  }
+}
 
 /** A child process with its stderr lines, exit, and peak RSS (VmHWM) sampled from /proc while it runs. */
 export interface Child {
@@ -119,6 +170,73 @@ export async function stopChild(child: Child): Promise<void> {
   }
 }
 
+export interface Bench {
+  /** of the database `bench` */
+  url: string
+  sql: postgres.Sql
+  /** `puffgres local`, a child process */
+  server: { url: string; child: Child }
+  /** `make()` writes a project into the discard sink, `make(url)` one into the turbopuffer at `url` */
+  projects: ReturnType<typeof benchProjects>
+  /** mapping every table, into the discard sink */
+  discard: Project
+  /** mapping every table, into the local server */
+  remote: Project
+}
+
+/**
+ * Runs `body` on a throwaway cluster (commits wait for the WAL flush as in production, else the walsender sees a
+ * commit only after wal_writer_delay; fsync stays off: the benchmarks measure CPU, not this machine's disk) with
+ * the database `bench` holding `tables` (the columns ROW_VALUES fills), `puffgres local` (with `serverFlags`) as a
+ * child, and two projects mapping every table, migrated. Stops and removes all of it afterwards.
+ */
+export async function withBench<T>(
+  tables: string[],
+  serverFlags: string[],
+  body: (bench: Bench) => Promise<T>,
+): Promise<T> {
+  const cluster = await startCluster({ synchronous_commit: 'on' })
+  let server: Bench['server'] | undefined
+  let projects: Bench['projects'] | undefined
+  try {
+    const url = await createBenchDatabase(cluster)
+    const sql = postgres(url, { max: 4, onnotice: () => {} })
+    for (const t of tables) await createItemsTable(sql, t)
+    server = await localServer(serverFlags)
+    projects = benchProjects(url, tables)
+    const discard = projects.make()
+    const remote = projects.make(server.url)
+    await migrateProject(remote)
+    return await body({ url, sql, server, projects, discard, remote })
+  } finally {
+    if (server) await stopChild(server.child)
+    projects?.removeAll()
+    cluster.stop()
+  }
+}
+
+/** `puffgres migrate` of a project, as a child. */
+export async function migrateProject(project: Project): Promise<void> {
+  const m = startChild(bun, ['src/cli.ts', '-c', project.config, 'migrate'])
+  if ((await m.exited) !== 0) throw new Error(`migrate failed:\n${m.lines.join('\n')}`)
+}
+
+/** `puffgres run` as a child (log level info) on `slot`, which exists already; resolves once it streams. */
+export async function startRun(label: string, project: Project, slot: string, extra: string[] = []): Promise<Child> {
+  const child = startChild(
+    bun,
+    ['src/cli.ts', '-c', project.config, 'run', '--slot', slot, '--create-slot', 'false', ...extra],
+    { PUFFGRES_LOG: 'info' },
+  )
+  try {
+    await waitUntil(`${label}: streaming`, () => child.lines.some((l) => l.includes('"streaming"')), child)
+  } catch (e) {
+    await stopChild(child)
+    throw e
+  }
+  return child
+}
+
 export async function confirmed(sql: postgres.Sql, slot: string): Promise<bigint> {
   const [r] = await sql<{ lsn: string | null }[]>`
     SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = ${slot}`
@@ -188,6 +306,54 @@ export async function recvlogical(
   const seconds = (performance.now() - started) / 1000
   if (code !== 0) throw new Error(`pg_recvlogical exited ${code}:\n${child.lines.join('\n')}`)
   return { label: `pg_recvlogical (${slot})`, seconds, walsenderCpu: await walsender.stop() }
+}
+
+export interface Drain {
+  label: string
+  project: Project
+  /** a slot that exists already */
+  slot: string
+  /** the end LSN of the last commit to consume */
+  end: bigint
+  /** more flags of `puffgres run` */
+  extra?: string[]
+  /** the local server it writes to, whose CPU time is counted too */
+  server?: Child
+}
+
+/**
+ * `puffgres run` as a child until `slot` is confirmed at `end`; timed from its "streaming" log line. CPU seconds of
+ * the child, of its walsender and (given its child) of the local server it writes to.
+ */
+export async function drainSlot(
+  sql: postgres.Sql,
+  { label, project, slot, end, extra, server }: Drain,
+): Promise<Result> {
+  const spawned = performance.now()
+  const child = await startRun(label, project, slot, extra)
+  try {
+    const started = performance.now()
+    const cpu0 = child.cpuSeconds()
+    const serverCpu0 = server?.cpuSeconds() ?? 0
+    const walsender = watchWalsender(sql, slot)
+    await waitUntil(
+      `${label}: slot ${slot} confirmed at ${formatLsn(end)}`,
+      async () => (await confirmed(sql, slot)) >= end,
+      child,
+    )
+    const seconds = (performance.now() - started) / 1000
+    return {
+      label,
+      seconds,
+      peakMb: child.peakMb(),
+      startupSeconds: (started - spawned) / 1000,
+      cpu: child.cpuSeconds() - cpu0,
+      walsenderCpu: await walsender.stop(),
+      serverCpu: server ? server.cpuSeconds() - serverCpu0 : undefined,
+    }
+  } finally {
+    await stopChild(child)
+  }
 }
 
 /** `puffgres local` as a child; resolves once it answers. */
@@ -337,4 +503,86 @@ export async function markEnd(sql: postgres.Sql, table: string, publication = 'p
   await sql`SELECT pg_drop_replication_slot('bench_end')`
   if (!commit) throw new Error('the marker transaction did not show up in its slot')
   return commit.readBigUInt64BE(10)
+}
+
+/** A proxy in front of `upstream` that stamps when each upserted id's write was acknowledged, and how long each write took. */
+export async function arrivalProxy(upstream: string) {
+  const arrived = new Map<number, number>()
+  const writeMs: number[] = []
+  const server = await serveHttp({
+    port: 0,
+    hostname: '127.0.0.1',
+    fetch: async (req) => {
+      const url = new URL(req.url)
+      const body = req.method === 'GET' || req.method === 'HEAD' ? undefined : new Uint8Array(await req.arrayBuffer())
+      const headers = new Headers(req.headers)
+      headers.delete('host')
+      headers.delete('content-length')
+      const sent = performance.now()
+      const res = await fetch(upstream + url.pathname + url.search, { method: req.method, headers, body })
+      const out = await res.arrayBuffer()
+      const now = performance.now()
+      if (res.ok && body && req.method === 'POST' && /^\/v2\/namespaces\/[^/]+$/.test(url.pathname)) {
+        writeMs.push(now - sent)
+        const raw = req.headers.get('content-encoding') === 'gzip' ? gunzipSync(body) : body
+        const w = JSON.parse(new TextDecoder().decode(raw))
+        const ids: unknown[] = [
+          ...(w.upsert_rows ?? []).map((r: { id: unknown }) => r.id),
+          ...(w.upsert_columns?.id ?? []),
+        ]
+        for (const id of ids) if (typeof id === 'number' && !arrived.has(id)) arrived.set(id, now)
+      }
+      const h = new Headers(res.headers)
+      h.delete('content-encoding')
+      h.delete('content-length')
+      return new Response(out, { status: res.status, headers: h })
+    },
+  })
+  return { url: `http://127.0.0.1:${server.port}`, arrived, writeMs, stop: () => server.stop() }
+}
+
+/**
+ * Commit→visible: `puffgres run` (with `extra` flags; its project written by `project` for the proxy's URL) streams
+ * from a new slot `bench_latency` through an arrivalProxy in front of `serverUrl`, while single-row commits go in at
+ * `rate` per second for `seconds` (ids from `base`). Each row's latency runs from its commit's return to its write's
+ * acknowledgement; `timeoutMs` bounds the wait for the last rows.
+ */
+export async function commitToVisible(
+  sql: postgres.Sql,
+  opts: {
+    project: (turbopufferUrl: string) => Project
+    serverUrl: string
+    rate: number
+    seconds: number
+    base: number
+    extra?: string[]
+    timeoutMs: number
+  },
+) {
+  const proxy = await arrivalProxy(opts.serverUrl)
+  const project = opts.project(proxy.url)
+  await sql`SELECT pg_create_logical_replication_slot('bench_latency', 'pgoutput')`
+  let child: Child | undefined
+  const committed = new Map<number, number>()
+  try {
+    child = await startRun('latency run', project, 'bench_latency', opts.extra)
+    const { total, achieved } = await commitAtRate(sql, opts.rate, opts.seconds, opts.base, committed)
+    await waitUntil('every latency row to arrive', () => proxy.arrived.size >= total, child, opts.timeoutMs)
+    const lat = [...committed].map(([id, t]) => proxy.arrived.get(id)! - t).sort((a, b) => a - b)
+    const writes = [...proxy.writeMs].sort((a, b) => a - b)
+    return {
+      rows: total,
+      rate: achieved,
+      p50: percentile(lat, 50),
+      p99: percentile(lat, 99),
+      max: lat[lat.length - 1],
+      writeP99: percentile(writes, 99),
+      writes: writes.length,
+      peakMb: child.peakMb(),
+    }
+  } finally {
+    if (child) await stopChild(child)
+    await sql`SELECT pg_drop_replication_slot('bench_latency')`.catch(() => {})
+    await proxy.stop()
+  }
 }

@@ -9,28 +9,21 @@
 // 4. `backfill` of --rows rows against the latency server (its own rows/s, and whether the server answered 429);
 // 5. commit→visible (commit returned → write acknowledged, stamped by a proxy) at 200 and 1,000 single-row commits/s,
 //    default settings, against the zero-latency and the latency server.
-import { gunzipSync } from 'node:zlib'
 import { parseArgs } from 'node:util'
-import postgres from 'postgres'
-import { formatLsn } from '../../src/postgres/lsn.ts'
-import { startCluster } from '../../src/postgres/throwaway.ts'
-import { serveHttp } from '../../src/runtime.ts'
-import { makeProject, migration, type Project } from '../../test/harness/project.ts'
+import type postgres from 'postgres'
 import {
   bun,
-  type Child,
-  commitAtRate,
-  confirmed,
+  commitToVisible,
   countDocs,
+  type Drain,
+  drainSlot,
   fmt,
-  localServer,
   markEnd,
-  percentile,
   recvlogical,
   ROW_VALUES,
   startChild,
-  stopChild,
-  waitUntil,
+  wholeArg,
+  withBench,
   workload,
 } from './common.ts'
 
@@ -45,19 +38,12 @@ const { values: args } = parseArgs({
     only: { type: 'string' },
   },
 })
-function whole(name: keyof typeof args, min: number): number {
-  const n = Number(args[name])
-  if (!Number.isInteger(n) || n < min) {
-    throw new Error(`--${name}: expected a whole number >= ${min}, got "${args[name]}"`)
-  }
-  return n
-}
-const ROWS = whole('rows', 1000)
-const TXN = whole('txn-rows', 1)
-const LAT = whole('latency-ms', 0)
-const JIT = whole('jitter-ms', 0)
-const DECODE_ROWS = whole('decode-rows', 1000)
-const SECONDS = whole('seconds', 1)
+const ROWS = wholeArg(args, 'rows', 1000)
+const TXN = wholeArg(args, 'txn-rows', 1)
+const LAT = wholeArg(args, 'latency-ms', 0)
+const JIT = wholeArg(args, 'jitter-ms', 0)
+const DECODE_ROWS = wholeArg(args, 'decode-rows', 1000)
+const SECONDS = wholeArg(args, 'seconds', 1)
 const PUBLICATION = 'puffgres_pub'
 const PARTS = ['one', 'decode', 'four', 'backfill', 'latency']
 const ONLY = args.only?.split(',') ?? PARTS
@@ -76,108 +62,14 @@ async function commitRows(sql: postgres.Sql, tables: string[], from: number, n: 
 
 let peakMb = 0
 
-/** `puffgres run` as a child from an existing slot until it is confirmed at `end`; timed from "streaming". */
-async function drain(
-  label: string,
-  sql: postgres.Sql,
-  project: Project,
-  slot: string,
-  end: bigint,
-  extra: string[] = [],
-) {
-  const child = startChild(bun, [
-    'src/cli.ts',
-    '-c',
-    project.config,
-    'run',
-    '--slot',
-    slot,
-    '--create-slot',
-    'false',
-    ...extra,
-  ], { PUFFGRES_LOG: 'info' })
+/** drainSlot, then the slot is dropped; counts the child's peak RSS. */
+async function drain(sql: postgres.Sql, run: Drain) {
   try {
-    await waitUntil(`${label}: streaming`, () => child.lines.some((l) => l.includes('"streaming"')), child)
-    const started = performance.now()
-    await waitUntil(
-      `${label}: slot confirmed at ${formatLsn(end)}`,
-      async () => (await confirmed(sql, slot)) >= end,
-      child,
-    )
-    const seconds = (performance.now() - started) / 1000
-    peakMb = Math.max(peakMb, child.peakMb())
-    return { seconds, peakMb: child.peakMb(), cpu: child.cpuSeconds() }
+    const r = await drainSlot(sql, run)
+    peakMb = Math.max(peakMb, r.peakMb!)
+    return r
   } finally {
-    await stopChild(child)
-    await sql`SELECT pg_drop_replication_slot(${slot})`.catch(() => {})
-  }
-}
-
-/** A proxy that stamps when each upserted id's write was acknowledged, and how long each write took. */
-async function arrivalProxy(upstream: string) {
-  const arrived = new Map<number, number>()
-  const writeMs: number[] = []
-  const server = await serveHttp({
-    port: 0,
-    hostname: '127.0.0.1',
-    fetch: async (req) => {
-      const url = new URL(req.url)
-      const body = req.method === 'GET' || req.method === 'HEAD' ? undefined : new Uint8Array(await req.arrayBuffer())
-      const headers = new Headers(req.headers)
-      headers.delete('host')
-      headers.delete('content-length')
-      const sent = performance.now()
-      const res = await fetch(upstream + url.pathname + url.search, { method: req.method, headers, body })
-      const out = await res.arrayBuffer()
-      const now = performance.now()
-      if (res.ok && body && req.method === 'POST' && /^\/v2\/namespaces\/[^/]+$/.test(url.pathname)) {
-        writeMs.push(now - sent)
-        const raw = req.headers.get('content-encoding') === 'gzip' ? gunzipSync(body) : body
-        const w = JSON.parse(new TextDecoder().decode(raw))
-        for (const r of w.upsert_rows ?? []) if (typeof r.id === 'number' && !arrived.has(r.id)) arrived.set(r.id, now)
-      }
-      const h = new Headers(res.headers)
-      h.delete('content-encoding')
-      h.delete('content-length')
-      return new Response(out, { status: res.status, headers: h })
-    },
-  })
-  return { url: `http://127.0.0.1:${server.port}`, arrived, writeMs, stop: () => server.stop() }
-}
-
-/** Single-row commits at `rate`/s for SECONDS while `run` (default settings) streams through the proxy. */
-async function commitToVisible(
-  sql: postgres.Sql,
-  project: (url: string) => Project,
-  serverUrl: string,
-  rate: number,
-  base: number,
-) {
-  const proxy = await arrivalProxy(serverUrl)
-  const p = project(proxy.url)
-  await sql`SELECT pg_create_logical_replication_slot('bench_latency', 'pgoutput')`
-  const child = startChild(bun, ['src/cli.ts', '-c', p.config, 'run', '--slot', 'bench_latency'], {
-    PUFFGRES_LOG: 'info',
-  })
-  const committed = new Map<number, number>()
-  try {
-    await waitUntil('latency run: streaming', () => child.lines.some((l) => l.includes('"streaming"')), child)
-    const { total, achieved } = await commitAtRate(sql, rate, SECONDS, base, committed)
-    await waitUntil('every latency row to arrive', () => proxy.arrived.size >= total, child, 60_000)
-    const lat = [...committed].map(([id, t]) => proxy.arrived.get(id)! - t).sort((a, b) => a - b)
-    const writes = [...proxy.writeMs].sort((a, b) => a - b)
-    peakMb = Math.max(peakMb, child.peakMb())
-    return {
-      rate: achieved,
-      p50: percentile(lat, 50),
-      p99: percentile(lat, 99),
-      writeP99: percentile(writes, 99),
-      writes: writes.length,
-    }
-  } finally {
-    await stopChild(child)
-    await sql`SELECT pg_drop_replication_slot('bench_latency')`.catch(() => {})
-    await proxy.stop()
+    await sql`SELECT pg_drop_replication_slot(${run.slot})`.catch(() => {})
   }
 }
 
@@ -190,9 +82,6 @@ const stats = async (url: string) => (await (await fetch(`${url}/_admin/stats`))
 
 // ---- main ----
 
-const cluster = await startCluster({ synchronous_commit: 'on' })
-let server: { url: string; child: Child } | undefined
-const projects: Project[] = []
 const rowsOut: string[] = []
 const ok = (b: boolean) => (b ? 'yes' : '**no**')
 const row = (measure: string, result: string, target: string, met: boolean | undefined) => {
@@ -200,32 +89,8 @@ const row = (measure: string, result: string, target: string, met: boolean | und
   rowsOut.push(line)
   console.log(line)
 }
-try {
-  const admin = postgres(cluster.url(), { max: 1, onnotice: () => {} })
-  await admin.unsafe('CREATE DATABASE bench')
-  await admin.end()
-  const url = cluster.url('bench')
-  const sql = postgres(url, { max: 4, onnotice: () => {} })
-  for (const t of TABLES) {
-    await sql.unsafe(`CREATE TABLE ${t} (
-      id bigint PRIMARY KEY, title text NOT NULL, body text, qty int, price numeric(10,2), updated_at timestamptz)`)
-  }
-  server = await localServer(['--latency-ms', String(LAT), '--jitter-ms', String(JIT)])
-  const project = (tpUrl?: string) => {
-    const p = makeProject({
-      databaseUrl: url,
-      turbopufferUrl: tpUrl,
-      migrations: Object.fromEntries(
-        TABLES.map((t, k) => [`00${k + 1}_${t}.toml`, migration({ name: t, table: t })]),
-      ),
-    })
-    projects.push(p)
-    return p
-  }
-  const discardProject = project()
-  const remote = project(server.url)
-  const m = startChild(bun, ['src/cli.ts', '-c', remote.config, 'migrate'])
-  if ((await m.exited) !== 0) throw new Error(`migrate failed:\n${m.lines.join('\n')}`)
+const flags = ['--latency-ms', String(LAT), '--jitter-ms', String(JIT)]
+await withBench(TABLES, flags, async ({ url, sql, server, projects, discard: discardProject, remote }) => {
   const cpus = (await import('node:os')).cpus().length
   const load = (await import('node:os')).loadavg().map((l) => l.toFixed(1)).join(' ')
   console.log(`machine: ${cpus} CPUs, load average ${load}; latency server: ${LAT} ± ${JIT} ms per request\n`)
@@ -237,7 +102,7 @@ try {
   let end = await markEnd(sql, 'items')
   if (!part('one')) await sql`SELECT pg_drop_replication_slot('bench_one')`
   else {
-    const one = await drain('one namespace', sql, remote, 'bench_one', end)
+    const one = await drain(sql, { label: 'one namespace', project: remote, slot: 'bench_one', end })
     const docs = await countDocs(server.url, 'items')
     if (docs !== ROWS) throw new Error(`the server holds ${docs} documents of items, expected ${ROWS}`)
     const oneRate = ROWS / one.seconds
@@ -258,7 +123,13 @@ try {
     const mixed = await workload(sql, DECODE_ROWS, 'mixed')
     end = await markEnd(sql, 'mixed')
     const recv1 = await recvlogical(sql, url, 'bench_recv', end, PUBLICATION)
-    const discard = await drain('discard', sql, discardProject, 'bench_discard', end, ['--discard'])
+    const discard = await drain(sql, {
+      label: 'discard',
+      project: discardProject,
+      slot: 'bench_discard',
+      end,
+      extra: ['--discard'],
+    })
     const recv2 = await recvlogical(sql, url, 'bench_recv2', end, PUBLICATION)
     for (const s of ['bench_recv', 'bench_recv2']) await sql`SELECT pg_drop_replication_slot(${s})`
     const floor = Math.min(recv1.seconds, recv2.seconds)
@@ -277,7 +148,7 @@ try {
     const quarter = Math.floor(ROWS / 4)
     await commitRows(sql, ['q0', 'q1', 'q2', 'q3'], 1, quarter)
     end = await markEnd(sql, 'q0')
-    const four = await drain('four namespaces', sql, remote, 'bench_four', end)
+    const four = await drain(sql, { label: 'four namespaces', project: remote, slot: 'bench_four', end })
     const fourRate = (quarter * 4) / four.seconds
     row(
       `run, ${fmt(quarter * 4)} rows over four namespaces, ${LAT} ± ${JIT} ms`,
@@ -313,7 +184,15 @@ try {
   for (const [ms, jitter] of part('latency') ? [[0, 0], [LAT, JIT]] : []) {
     await setLatency(server.url, ms, jitter)
     for (const rate of [200, 1000]) {
-      const r = await commitToVisible(sql, project, server.url, rate, base)
+      const r = await commitToVisible(sql, {
+        project: projects.make,
+        serverUrl: server.url,
+        rate,
+        seconds: SECONDS,
+        base,
+        timeoutMs: 60_000,
+      })
+      peakMb = Math.max(peakMb, r.peakMb)
       base += rate * SECONDS
       const bound = ms === 0 ? 100 : r.writeP99 + 100
       row(
@@ -330,8 +209,4 @@ try {
   await sql.end()
   console.log(`\nsummary (for README):\n| measure | result | target | met |\n| --- | --- | --- | --- |`)
   for (const l of rowsOut) console.log(l)
-} finally {
-  if (server) await stopChild(server.child)
-  for (const p of projects) p.remove()
-  cluster.stop()
-}
+})

@@ -7,6 +7,7 @@ import { NotMigratedError } from '../postgres/preflight.ts'
 import { backfill, BackfillError, type BackfillResult, DEFAULT_BATCH_SIZE } from '../backfill/backfill.ts'
 import { formatCount } from '../backfill/progress.ts'
 import { SlotGoneError } from '../ops/slot-guard.ts'
+import { onShutdownSignals } from '../runtime.ts'
 
 export const help = `puffgres backfill <mapping> [options]
 
@@ -128,13 +129,11 @@ export async function backfillCommand(argv: string[], config: () => Config): Pro
   const name = positionals[0]
   const log = createLogger()
   const stop = new AbortController()
-  const onInt = (signal: string) => {
+  const offSignals = onShutdownSignals((signal) => {
     if (stop.signal.aborted) process.exit(130) // the last saved page is where --resume continues
     process.stderr.write(`\n${signal}: finishing the page being written (Ctrl-C again to quit at once)\n`)
     stop.abort()
-  }
-  process.on('SIGINT', onInt)
-  process.on('SIGTERM', onInt)
+  })
   try {
     const result = await backfill(cfg, {
       mapping: name,
@@ -159,7 +158,6 @@ export async function backfillCommand(argv: string[], config: () => Config): Pro
     }
     throw e
   } finally {
-    process.off('SIGINT', onInt)
-    process.off('SIGTERM', onInt)
+    offSignals()
   }
 }

@@ -11,17 +11,12 @@ import * as status from './status.ts'
 import * as dlq from './dlq.ts'
 import * as verify from './verify.ts'
 
-export interface CommandContext {
-  /** loads and validates the configuration (-c); throws ConfigError */
-  config: () => Config
-  configPath: string
-}
-
 export interface Command {
   name: string
   summary: string
   help: string
-  run(argv: string[], ctx: CommandContext): Promise<number> | number
+  /** `config` loads and validates the configuration (-c) once; throws ConfigError */
+  run(argv: string[], config: () => Config): Promise<number> | number
 }
 
 export const commands: Command[] = [
@@ -29,60 +24,60 @@ export const commands: Command[] = [
     name: 'init',
     summary: 'scaffold a project (puffgres.toml, migrations, transforms)',
     help: init.help,
-    run: (a) => init.initCommand(a),
+    run: init.initCommand,
   },
   {
     name: 'migrate',
     summary: 'check the database, apply migrations, maintain the publication',
     help: migrate.help,
-    run: (a, c) => migrate.migrateCommand(a, c.config),
+    run: migrate.migrateCommand,
   },
   {
     name: 'doctor',
     summary: 'check everything `run` needs (PostgreSQL, slot, publication, turbopuffer, transforms), one line each',
     help: doctor.help,
-    run: (a, c) => doctor.doctorCommand(a, c.config),
+    run: doctor.doctorCommand,
   },
   {
     name: 'run',
     summary: 'stream changes into turbopuffer, forever (logical replication)',
     help: run.help,
-    run: (a, c) => run.runCommand(a, c.config),
+    run: run.runCommand,
   },
   {
     name: 'backfill',
     summary: "copy the rows already in a mapping's table into its namespace (resumable)",
     help: backfill.help,
-    run: (a, c) => backfill.backfillCommand(a, c.config),
+    run: backfill.backfillCommand,
   },
   {
     name: 'status',
     summary: 'per mapping and stream: progress, lag, backfill, dead letters',
     help: status.help,
-    run: (a, c) => status.statusCommand(a, c.config),
+    run: status.statusCommand,
   },
   {
     name: 'dlq',
     summary: 'list, show, retry or clear the dead-letter queue',
     help: dlq.help,
-    run: (a, c) => dlq.dlqCommand(a, c.config),
+    run: dlq.dlqCommand,
   },
   {
     name: 'verify',
     summary: 'compare a namespace with its table; --repair fixes the drift',
     help: verify.help,
-    run: (a, c) => verify.verifyCommand(a, c.config),
+    run: verify.verifyCommand,
   },
   {
     name: 'demo',
     summary: 'the whole pipeline once, on a throwaway PostgreSQL and the local turbopuffer server',
     help: demo.help,
-    run: (a) => demo.demoCommand(a),
+    run: demo.demoCommand,
   },
   {
     name: 'local',
     summary: 'run the turbopuffer-compatible local server (development, demos, tests)',
     help: local.help,
-    run: (a) => local.localCommand(a),
+    run: local.localCommand,
   },
 ]

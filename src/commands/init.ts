@@ -2,7 +2,8 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join, relative, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { TYPES_FILE } from './init-types.ts'
+// the types a transform sees, as text: written as puffgres/puffgres.d.ts (bundled into the single-file binary too)
+import TYPES_FILE from '../transform-types.ts' with { type: 'text' }
 
 export const help = `puffgres init [PATH]
 

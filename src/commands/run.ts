@@ -8,6 +8,7 @@ import { SlotGoneError } from '../ops/slot-guard.ts'
 import { NotMigratedError } from '../postgres/preflight.ts'
 import { SlotMissingError } from '../postgres/replication.ts'
 import { type RunOptions, runStream, selectForRun } from '../stream/engine.ts'
+import { onShutdownSignals } from '../runtime.ts'
 
 export const help = `puffgres run [options]
 
@@ -83,18 +84,14 @@ export async function runCommand(argv: string[], config: () => Config): Promise<
   }
   const stop = new AbortController()
   const log = createLogger()
-  const onSignal = (sig: string) => {
+  const offSignals = onShutdownSignals((sig) => {
     if (stop.signal.aborted) {
       log.warn(`second ${sig}: exiting now (unconfirmed changes will be replayed on the next start)`)
       process.exit(130)
     }
     log.info(`${sig}: finishing the batches in flight, then stopping`)
     stop.abort()
-  }
-  const onInt = () => onSignal('SIGINT')
-  const onTerm = () => onSignal('SIGTERM')
-  process.on('SIGINT', onInt)
-  process.on('SIGTERM', onTerm)
+  })
   try {
     await runStream(cfg, { ...opts, signal: stop.signal, log })
     log.info('stopped')
@@ -106,7 +103,6 @@ export async function runCommand(argv: string[], config: () => Config): Promise<
     }
     throw e
   } finally {
-    process.off('SIGINT', onInt)
-    process.off('SIGTERM', onTerm)
+    offSignals()
   }
 }
