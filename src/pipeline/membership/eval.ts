@@ -83,28 +83,19 @@ class Compiler {
         const c = v
         return () => c
       }
-      case 'and': {
-        const args = e.args.map((a) => this.bool(a))
-        return (row) => {
-          let sawNull = false
-          for (const f of args) {
-            const v = f(row)
-            if (v === false) return false
-            if (v === null) sawNull = true
-          }
-          return sawNull ? null : true
-        }
-      }
+      case 'and':
       case 'or': {
+        // three-valued: the deciding value (false for AND, true for OR) wins; else NULL if any was NULL
         const args = e.args.map((a) => this.bool(a))
+        const decisive = e.kind === 'or'
         return (row) => {
           let sawNull = false
           for (const f of args) {
             const v = f(row)
-            if (v === true) return true
+            if (v === decisive) return decisive
             if (v === null) sawNull = true
           }
-          return sawNull ? null : false
+          return sawNull ? null : !decisive
         }
       }
       case 'not': {
