@@ -169,3 +169,29 @@ test('a generated varchar(n) column is declared filterable by the stream, as bac
   expect(res.status).toBe(200)
   expect((await res.json()).code).toEqual({ type: 'string', filterable: true })
 })
+
+test("a re-read row's write schema is typed from the columns it was read with, not the change's older ones", async () => {
+  // a column added after the change (its relation message carried the old shape) is in the re-read row: its type
+  // must be declared from the catalog, or turbopuffer would infer one from the first value and keep it
+  await db.sql`CREATE TABLE reshaped (id int PRIMARY KEY, v int)`
+  await db.sql`INSERT INTO reshaped VALUES (1, 1)`
+  const [{ oid }] = await db.sql`SELECT 'reshaped'::regclass::oid::int AS oid`
+  await db.sql`ALTER TABLE reshaped ADD COLUMN added_at timestamptz DEFAULT now()`
+  const mapping = { name: 'reshaped', schema: 'public', table: 'reshaped', idColumns: ['id'] } as unknown as Mapping
+  const old = [{ name: 'id', typeOid: 23 }, { name: 'v', typeOid: 23 }]
+  const intent = {
+    route: { mapping, keyTypes: ['integer'] },
+    id: 1,
+    kind: 'upsert',
+    event: { type: 'update', op: 'update', new: { id: 1, v: 1 } },
+    version: encodeVersion(1n),
+    lsn: 1n,
+    reread: true,
+    relid: oid,
+    columns: old,
+    keyTexts: ['1'],
+  } as unknown as Intent
+  const [out] = await rereadIntents(db.sql, [intent], [])
+  expect(Object.keys(out.event.new!)).toEqual(['id', 'v', 'added_at'])
+  expect(out.columns?.map((c) => c.name)).toEqual(['id', 'v', 'added_at'])
+})

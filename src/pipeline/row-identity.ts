@@ -308,6 +308,8 @@ export async function rereadIntents(
         ...i,
         reread: undefined,
         kind,
+        // the row was read with the table's columns as they are now: its write schema is typed from them too
+        columns: table.columns,
         event: kind === 'upsert'
           ? { ...i.event, new: row }
           : deleteEvent(i.id, i.event.schema, i.event.table, i.event.mapping, i.event.lsn, row),
