@@ -14,7 +14,11 @@ let shared: Promise<Cluster> | undefined
 export function sharedCluster(): Promise<Cluster> {
   if (!shared) {
     shared = startCluster()
-    shared.then((c) => process.on('exit', () => c.stop()))
+    shared.then((c) => {
+      process.on('exit', () => c.stop())
+      // `deno test` does not emit node's 'exit' event: its own 'unload' stops the cluster there
+      if ('Deno' in globalThis) globalThis.addEventListener('unload', () => c.stop())
+    })
   }
   return shared
 }
