@@ -223,7 +223,7 @@ describe('decoding changes', () => {
     )
     await db.sql`UPDATE t3 SET note = 'y' WHERE id = 1`
     const events = await until(it, 2)
-    const [ins, upd] = changes(events) as { new: { row: Record<string, unknown>; unchanged: string[] } }[]
+    const [ins, upd] = changes(events) as { new: { row: Record<string, unknown>; unchanged: readonly string[] } }[]
     expect((ins.new.row.body as string).length).toBe(6400)
     expect(upd.new).toEqual({ row: { id: 1, note: 'y' }, unchanged: ['body'] })
     const raw = events.find((e) => e.msg.tag === 'update')!.msg as Extract<PgOutputMessage, { tag: 'update' }>

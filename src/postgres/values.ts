@@ -104,8 +104,14 @@ export function decodeValue(text: string | null, typeOid: number, typeName?: str
   return text
 }
 
+const NONE: readonly string[] = Object.freeze([])
+const NO_ERRORS: ReadonlyMap<string, string> = new Map()
+
 /** Decodes a pgoutput tuple against its relation's columns; TOAST-unchanged columns are left out of `row`. */
-export function decodeTuple(columns: readonly RelationColumn[], tuple: Tuple): { row: Row; unchanged: string[] } {
+export function decodeTuple(
+  columns: readonly RelationColumn[],
+  tuple: Tuple,
+): { row: Row; unchanged: readonly string[] } {
   const { row, unchanged, errors } = decodeColumns(columns, tuple)
   for (const [column, error] of errors) throw new Error(`column "${column}": ${error}`)
   return { row, unchanged }
@@ -142,10 +148,11 @@ export function decodeColumns(
   tuple: Tuple,
   only?: ReadonlySet<string>,
   timestampTexts?: ReadonlySet<string>,
-): { row: Row; unchanged: string[]; errors: Map<string, string> } {
+): { row: Row; unchanged: readonly string[]; errors: ReadonlyMap<string, string> } {
   const row: Row = {}
   let unchanged: string[] | undefined
-  const errors = new Map<string, string>()
+  // almost every row decodes whole: its errors map is made only when a value fails
+  let errors: Map<string, string> | undefined
   const kinds = keptKinds(columns)
   for (let i = 0; i < columns.length; i++) {
     const col = columns[i]
@@ -160,15 +167,18 @@ export function decodeColumns(
           keepSourceText(row, col.name, v.value)
         }
       } catch (e) {
-        errors.set(col.name, (e as Error).message)
+        ;(errors ??= new Map()).set(col.name, (e as Error).message)
       }
     } else if (v.kind === 'null') row[col.name] = null
     else if (v.kind === 'unchanged') (unchanged ??= []).push(col.name)
     else if (v.kind === 'invalid') {
-      errors.set(col.name, `the value is not valid UTF-8 (${v.value.length} bytes; a SQL_ASCII database?)`)
-    } else errors.set(col.name, `binary values are not supported (stream with binary 'false')`)
+      ;(errors ??= new Map()).set(
+        col.name,
+        `the value is not valid UTF-8 (${v.value.length} bytes; a SQL_ASCII database?)`,
+      )
+    } else (errors ??= new Map()).set(col.name, `binary values are not supported (stream with binary 'false')`)
   }
-  return { row, unchanged: unchanged ?? [], errors }
+  return { row, unchanged: unchanged ?? NONE, errors: errors ?? NO_ERRORS }
 }
 
 /** The whitespace PostgreSQL's array input skips around an unquoted element (and array_out quotes): not Unicode's. */
