@@ -48,6 +48,7 @@ DEFAULT_TESTS=(
   test/backfill-resume.test.ts
   test/backfill-race.test.ts
   test/dlq.test.ts
+  test/value-size.test.ts
   test/verify.test.ts
   test/readme-compat.test.ts
   test/connection-errors.test.ts

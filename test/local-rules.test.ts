@@ -33,6 +33,11 @@ const big = (digits: string): unknown => (JSON as unknown as { rawJSON(s: string
 const text = (bytes: number, ch = 'a') => ch.repeat(bytes)
 const attrs = (n: number, prefix = 'a') => Object.fromEntries(Array.from({ length: n }, (_, i) => [prefix + i, i]))
 
+/** eight attributes whose values fill a document: 8 × 8 MiB = 64 MiB */
+const EIGHT = Array.from({ length: 8 }, (_, i) => 't' + i)
+let fullValue: string | undefined
+const full = () => Object.fromEntries(EIGHT.map((k) => [k, fullValue ??= text(LIMITS.valueBytes)]))
+
 interface Write {
   body: Body
   /** another namespace than the case's own */
@@ -259,6 +264,31 @@ const CASES: Record<RuleId, Case> = {
       },
     ],
     accepted: [{ body: { upsert_rows: [{ id: 1, big: text(LIMITS.valueBytes), nums: new Array(1000).fill(1) }] } }],
+  },
+  'document-size': {
+    // eight values of 8 MiB, each within value-size, make exactly 64 MiB
+    setup: [{ schema: Object.fromEntries(EIGHT.map((k) => [k, { type: 'string', filterable: false }])) }],
+    refused: [
+      {
+        body: { upsert_rows: [{ id: 1, ...full(), n: 1 }] },
+        error: /^invalid document 1: 67108872 bytes, the limit is 67108864$/,
+      },
+      {
+        body: { upsert_rows: [{ id: 3, ...full(), vector: [0.5] }], distance_metric: 'cosine_distance' },
+        error: /^invalid document 3: 67108868 bytes/,
+      },
+      { body: { patch_rows: [{ id: 1, ...full(), n: 1 }] }, error: /^invalid document 1: 67108872 bytes/ },
+    ],
+    accepted: [
+      { body: { upsert_rows: [{ id: 1, ...full() }] } },
+      {
+        body: {
+          upsert_rows: [{ id: 2, ...full(), t7: text(LIMITS.valueBytes - 4), vector: [0.5] }],
+          distance_metric: 'cosine_distance',
+        },
+      },
+    ],
+    after: (docs) => expect(docs.map((d) => d.id)).toEqual([1, 2]),
   },
   'request-size': {
     small: true,

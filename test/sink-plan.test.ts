@@ -47,6 +47,40 @@ describe('prepareOp', () => {
     expect(prepareOp(up(1, 'v', { loop }))).toContain('JSON')
     expect(typeof prepareOp(del('ok', 'v'))).toBe('object')
   })
+
+  test('refuses a value over 8 MiB and a document over 64 MiB, as turbopuffer counts them, saying what to do', () => {
+    const MiB = 1024 * 1024
+    const s = (bytes: number) => 'a'.repeat(bytes)
+    expect(prepareOp(up(1, 'v', { body: s(9 * MiB) }))).toBe(
+      `attribute "body" of document 1 is 9437184 bytes, over turbopuffer's limit of 8388608 bytes (8 MiB) for one ` +
+        "value: leave the column out of the mapping's columns, or shorten it in a transform",
+    )
+    // UTF-8 bytes, not characters: 4 Mi of 'é' and one 'a' are 8 MiB + 1
+    expect(prepareOp(up('k', 'v', { body: 'é'.repeat(4 * MiB) + 'a' }))).toContain(
+      'attribute "body" of document "k" is 8388609',
+    )
+    // 8 bytes a number: the JSON of these is about 2 MiB, their size 8 MiB + 8
+    expect(prepareOp(up(1, 'v', { nums: new Array(MiB + 1).fill(1) }))).toContain('"nums" of document 1 is 8388616')
+    expect(typeof prepareOp(up(1, 'v', { body: s(8 * MiB), nums: new Array(MiB).fill(1) }))).toBe('object')
+
+    // eight values of 8 MiB fill a document; the version attribute ('v', 1 byte) and the vector count too
+    const eight = (last: number) =>
+      Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`t${i}`, s(i < 7 ? 8 * MiB : last)]))
+    expect(prepareOp(up(2, 'v', eight(8 * MiB)))).toBe(
+      `document 2 is 67108865 bytes, over turbopuffer's limit of 67108864 bytes (64 MiB) for one document: leave ` +
+        "some columns out of the mapping's columns, or shorten them in a transform",
+    )
+    expect(typeof prepareOp(up(2, 'v', eight(8 * MiB - 1)))).toBe('object')
+    const withVector = (vector: number[]): WriteOp => ({
+      kind: 'upsert',
+      id: 2,
+      version: 'v',
+      attributes: eight(8 * MiB - 5),
+      vector,
+    })
+    expect(prepareOp(withVector([0.5, 0.5]))).toContain('document 2 is 67108868')
+    expect(typeof prepareOp(withVector([0.5]))).toBe('object')
+  })
 })
 
 describe('chunkOps', () => {

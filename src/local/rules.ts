@@ -3,6 +3,7 @@
 // documentation does ("mixing id types is not supported", "cannot change type int to string"). README's local-server
 // section and test/local-rules.test.ts (one conformance case per rule, through the official SDK) follow this table.
 import { Buffer } from 'node:buffer'
+import { DOCUMENT_BYTES, VALUE_BYTES, VECTOR_DIMENSION_BYTES } from '../turbopuffer/sizes.ts'
 import { ApiError } from './errors.ts'
 
 export const LIMITS = {
@@ -12,8 +13,10 @@ export const LIMITS = {
   maxUintId: 2n ** 64n - 1n,
   attributeNameBytes: 128,
   attributesPerNamespace: 256,
-  /** one attribute value */
-  valueBytes: 8 * 1024 * 1024,
+  /** one attribute value: a string by its UTF-8 bytes, every other element 8 bytes (turbopuffer/sizes.ts) */
+  valueBytes: VALUE_BYTES,
+  /** one document: the sum of its attribute values, measured as above, and its vector */
+  documentBytes: DOCUMENT_BYTES,
   /** one request body, after gunzip; `maxBodyBytes` may lower it */
   requestBytes: 512 * 1024 * 1024,
   vectorDimensions: 10752,
@@ -90,7 +93,15 @@ export const WRITE_RULES = {
   },
   'value-size': {
     id: 'value-size',
-    description: `an attribute value is at most ${LIMITS.valueBytes / 1024 / 1024} MiB`,
+    description: `an attribute value is at most ${LIMITS.valueBytes / 1024 / 1024} MiB, counted as its strings' ` +
+      'UTF-8 bytes plus 8 bytes for each number, bool or other element',
+    status: 400,
+  },
+  'document-size': {
+    id: 'document-size',
+    description: `a document is at most ${LIMITS.documentBytes / 1024 / 1024} MiB: its attribute values (counted ` +
+      `as for \`value-size\`) plus its vector (${VECTOR_DIMENSION_BYTES} bytes a dimension); a patch counts the ` +
+      'values it carries',
     status: 400,
   },
   'request-size': {

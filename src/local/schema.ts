@@ -2,6 +2,7 @@
 import { badRequest, show } from './errors.ts'
 import { LIMITS, utf8Bytes, violation } from './rules.ts'
 import { isUuid } from './ids.ts'
+import { valueBytes } from '../turbopuffer/sizes.ts'
 
 export interface AttrConfig {
   type: string
@@ -143,9 +144,9 @@ export function isFilterable(cfg: AttrConfig): boolean {
   return cfg.filterable ?? !cfg.full_text_search
 }
 
-/** Checks a non-null value against its attribute: type, then the size rules. */
-export function checkValue(name: string, cfg: AttrConfig, value: unknown): void {
-  if (value === null || value === undefined) return
+/** Checks a value against its attribute: type, then the size rules. Returns its size (turbopuffer/sizes.ts). */
+export function checkValue(name: string, cfg: AttrConfig, value: unknown): number {
+  if (value === null || value === undefined) return 0
   const type = cfg.type
   if (!fitsType(type, value)) {
     const got = inferType(name, value) // throws for nested arrays, objects and mixed arrays
@@ -156,34 +157,28 @@ export function checkValue(name: string, cfg: AttrConfig, value: unknown): void 
     }
     throw violation('attribute-type', `invalid value for attribute ${show(name)}: cannot change type ${type} to ${got}`)
   }
-  // numbers, bools, uuids and datetimes count 8 bytes each; strings their UTF-8 length
-  if (Array.isArray(value) && typeof value[0] !== 'string' && value.length * 8 > LIMITS.valueBytes) {
-    throw violation(
-      'value-size',
-      `invalid value for attribute ${show(name)}: ${value.length * 8} bytes, the limit is ${LIMITS.valueBytes}`,
-    )
-  }
-  if (type !== 'string' && type !== '[]string') return
-  const strings = typeof value === 'string' ? [value] : value as string[]
-  let total = 0
-  const limit = isFilterable(cfg) ? LIMITS.filterableValueBytes : Infinity
-  for (const s of strings) {
-    const bytes = utf8Bytes(s)
-    total += bytes
-    if (bytes > limit) {
-      throw violation(
-        'filterable-value-size',
-        `invalid value for filterable attribute ${show(name)}: ${bytes} bytes, the limit is ${limit}; ` +
-          'declare it {"filterable": false} or full_text_search to store longer text',
-      )
+  if ((type === 'string' || type === '[]string') && isFilterable(cfg)) {
+    const limit = LIMITS.filterableValueBytes
+    for (const s of typeof value === 'string' ? [value] : value as string[]) {
+      const bytes = utf8Bytes(s)
+      if (bytes > limit) {
+        throw violation(
+          'filterable-value-size',
+          `invalid value for filterable attribute ${show(name)}: ${bytes} bytes, the limit is ${limit}; ` +
+            'declare it {"filterable": false} or full_text_search to store longer text',
+        )
+      }
     }
   }
-  if (total > LIMITS.valueBytes) {
+  // strings count their UTF-8 bytes; numbers, bools and other elements 8 bytes each
+  const bytes = valueBytes(value)
+  if (bytes > LIMITS.valueBytes) {
     throw violation(
       'value-size',
-      `invalid value for attribute ${show(name)}: ${total} bytes, the limit is ${LIMITS.valueBytes}`,
+      `invalid value for attribute ${show(name)}: ${bytes} bytes, the limit is ${LIMITS.valueBytes}`,
     )
   }
+  return bytes
 }
 
 /** Turns a stored value into something `compareScalars` orders correctly (datetimes by instant). */

@@ -8,6 +8,7 @@ import { type Doc, type Namespace, type NamespaceMeta, newMeta } from './namespa
 import { LIMITS, violation } from './rules.ts'
 import { checkAttrName, checkValue, inferType, parseAttrSchema, vectorDims } from './schema.ts'
 import { checkDims, DISTANCE_METRICS, parseVector } from './vectors.ts'
+import { vectorBytes } from '../turbopuffer/sizes.ts'
 
 const WRITE_KEYS = new Set([
   'upsert_rows',
@@ -81,8 +82,8 @@ export function planWrite(
     seen.add(key)
   }
 
-  for (const row of upserts) prepareAttrs(meta, row.attrs)
-  for (const row of patches) prepareAttrs(meta, row.attrs)
+  for (const row of upserts) prepareAttrs(meta, row.attrs, `document ${showId(row.id)}`)
+  for (const row of patches) prepareAttrs(meta, row.attrs, `document ${showId(row.id)}`)
 
   const condition = (name: string): Predicate | undefined =>
     body[name] === undefined ? undefined : compileFilter(body[name], meta.schema, meta.idType)
@@ -121,7 +122,7 @@ export function planWrite(
     }
     const patch = { ...pbf.patch } as Attrs
     if ('id' in patch) throw badRequest('invalid patch_by_filter: the patch cannot change "id"')
-    prepareAttrs(meta, patch)
+    prepareAttrs(meta, patch, 'patch_by_filter')
     const pred = compileFilter(pbf.filters, meta.schema, meta.idType)
     for (const doc of allCurrent()) {
       if (!pred(doc, null)) continue
@@ -281,8 +282,13 @@ function rowsOf(body: Record<string, unknown>, rowsKey: string, columnsKey: stri
   return out
 }
 
-/** Validates attribute values in place (vectors are decoded), inferring the types of attributes not seen before. */
-function prepareAttrs(meta: NamespaceMeta, attrs: Attrs) {
+/**
+ * Validates attribute values in place (vectors are decoded), inferring the types of attributes not seen before.
+ * `what` names the document in a message ("document 7"). A patch is measured by the values it carries: the stored
+ * document it lands on is not read for size.
+ */
+function prepareAttrs(meta: NamespaceMeta, attrs: Attrs, what: string) {
+  let bytes = 0
   for (const [name, value] of Object.entries(attrs)) {
     if (name === 'vector') {
       if (value === null || value === undefined) continue
@@ -293,6 +299,7 @@ function prepareAttrs(meta: NamespaceMeta, attrs: Attrs) {
       if (!meta.distanceMetric) throw badRequest('invalid write: distance_metric is required when writing vectors')
       meta.dims = v.length
       attrs.vector = v
+      bytes += vectorBytes(v)
       continue
     }
     checkAttrName(name)
@@ -303,7 +310,10 @@ function prepareAttrs(meta: NamespaceMeta, attrs: Attrs) {
       if (type === undefined) continue
       meta.schema[name] = { type }
     }
-    checkValue(name, meta.schema[name], value)
+    bytes += checkValue(name, meta.schema[name], value)
+  }
+  if (bytes > LIMITS.documentBytes) {
+    throw violation('document-size', `invalid ${what}: ${bytes} bytes, the limit is ${LIMITS.documentBytes}`)
   }
   checkAttributeCount(meta)
 }

@@ -3,6 +3,7 @@
 import { Buffer } from 'node:buffer'
 import type { Filter, NamespaceWriteParams } from '@turbopuffer/turbopuffer'
 import { type Id, idKey, VERSION_ATTR, type WriteOp } from '../types.ts'
+import { DOCUMENT_BYTES, VALUE_BYTES, valueBytes, vectorBytes } from './sizes.ts'
 import type { WriteOptions } from './types.ts'
 
 export interface Limits {
@@ -87,7 +88,41 @@ export function prepareOp(op: WriteOp): PreparedOp | string {
       return `document ${showId(op.id)} cannot be encoded as JSON: ${(e as Error).message}`
     }
   }
-  return { op, row: out, bytes: Buffer.byteLength(json) + 1 }
+  const bytes = Buffer.byteLength(json) + 1
+  // Counted as turbopuffer counts it, a value is at most 4 times its JSON (`1,` counts 8 bytes), so a document whose
+  // JSON is within a quarter of the value limit breaks no size limit: only larger ones are measured.
+  if (bytes > VALUE_BYTES / 4) {
+    const sizeError = checkSizes(op.id, row)
+    if (sizeError) return sizeError
+  }
+  return { op, row: out, bytes }
+}
+
+/**
+ * turbopuffer refuses an attribute value over 8 MiB and a document over 64 MiB (the local server's `value-size` and
+ * `document-size` rules, measured the same way: turbopuffer/sizes.ts). Returns the error for such a document.
+ */
+function checkSizes(id: Id, row: Record<string, unknown>): string | undefined {
+  let total = 0
+  for (const [name, value] of Object.entries(row)) {
+    if (name === 'id') continue
+    if (name === 'vector') {
+      total += vectorBytes(value)
+      continue
+    }
+    const bytes = valueBytes(value)
+    if (bytes > VALUE_BYTES) {
+      return `attribute "${name}" of document ${showId(id)} is ${bytes} bytes, over turbopuffer's limit of ` +
+        `${VALUE_BYTES} bytes (8 MiB) for one value: leave the column out of the mapping's columns, or shorten it ` +
+        'in a transform'
+    }
+    total += bytes
+  }
+  if (total > DOCUMENT_BYTES) {
+    return `document ${showId(id)} is ${total} bytes, over turbopuffer's limit of ${DOCUMENT_BYTES} bytes (64 MiB) ` +
+      "for one document: leave some columns out of the mapping's columns, or shorten them in a transform"
+  }
+  return undefined
 }
 
 function checkId(id: unknown): string | undefined {
