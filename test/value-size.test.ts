@@ -27,7 +27,7 @@ test('a row with a 9 MiB text value is a dead letter naming the column; the rest
     mapping: 'items',
     doc_id: '2',
     // (the prefix is the pipeline's for every refusal, whether the sink's own check or the service's 4xx)
-    error: 'turbopuffer refused the write: attribute "body" of document 2 is 9437184 bytes, over turbopuffer\'s ' +
+    error: 'not sent to turbopuffer: attribute "body" of document 2 is 9437184 bytes, over turbopuffer\'s ' +
       "limit of 8388608 bytes (8 MiB) for one value: leave the column out of the mapping's columns, or shorten it " +
       'in a transform',
   }])

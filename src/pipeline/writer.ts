@@ -143,7 +143,10 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
         docId: String(f.op.id),
         lsn: intent?.lsn ?? 0n,
         event: intent && deadLetterEvent(intent),
-        error: `turbopuffer refused the write${f.status ? ` (${f.status})` : ''}: ${f.error}`,
+        // no status: the sink did not send it (it breaks a limit turbopuffer would refuse it for)
+        error: f.status
+          ? `turbopuffer refused the write (${f.status}): ${f.error}`
+          : `not sent to turbopuffer: ${f.error}`,
       })
     }
     const counts = summary.byMapping.get(route.mapping.name) ?? { upserted: 0, deleted: 0 }
