@@ -44,7 +44,7 @@ export interface Config {
   /** the folder holding puffgres.toml */
   root: string
   postgres: { connectionString: string }
-  turbopuffer: { apiKey: string; baseUrl?: string; region?: string }
+  turbopuffer: { apiKey: string; baseUrl?: string; region?: string; namespaceMbPerSecond?: number }
   embeddings?: { type: 'together' | 'openai'; model: string; api_key: string; base_url?: string; batch_size?: number }
   stream: NonNullable<ProjectFile['stream']> & { slot: string; publication: string }
   /** every migration file, sorted by name then version */
@@ -108,6 +108,7 @@ export function loadConfig(path = 'puffgres.toml', baseEnv: Record<string, strin
       apiKey: p.turbopuffer.api_key,
       baseUrl: over.baseUrl ?? p.turbopuffer.base_url,
       region: over.region ?? p.turbopuffer.region,
+      namespaceMbPerSecond: p.turbopuffer.namespace_mb_per_second,
     },
     embeddings: p.providers?.embeddings,
     stream: {

@@ -10,6 +10,8 @@ export const projectSchema = z.strictObject({
     api_key: nonEmpty,
     base_url: nonEmpty.optional(),
     region: nonEmpty.optional(),
+    /** pacing of writes per namespace (turbopuffer takes ~32 MB/s a namespace); 0: none */
+    namespace_mb_per_second: z.number().min(0).optional(),
   }),
   providers: z.strictObject({
     embeddings: z.strictObject({

@@ -8,8 +8,14 @@ export interface TurbopufferSection {
   apiKey: string
   baseUrl?: string
   region?: string
+  /** `namespace_mb_per_second`: the write budget per namespace, MB (10^6 bytes) a second; 0: none */
+  namespaceMbPerSecond?: number
 }
 
 export function sinkFromConfig(section: TurbopufferSection, opts: TurbopufferSinkOptions = {}): TurbopufferSink {
-  return new TurbopufferSink(clientConfig(section), opts)
+  const mb = section.namespaceMbPerSecond
+  return new TurbopufferSink(clientConfig(section), {
+    ...(mb === undefined ? {} : { namespaceBytesPerSecond: mb * 1000 * 1000 }),
+    ...opts,
+  })
 }

@@ -22,6 +22,7 @@ import {
   type WriteResult,
 } from './types.ts'
 import { forEachLimited } from '../concurrency.ts'
+import { DEFAULT_NAMESPACE_BYTES_PER_SECOND, WriteBudget } from './write-budget.ts'
 import {
   BIGINT_MARK,
   chunkOps,
@@ -53,6 +54,11 @@ export interface TurbopufferSinkOptions {
   backoff?: Partial<BackoffPolicy>
   /** requests in flight at once for one `write` call (its chunks hold disjoint ids, so order does not matter) */
   concurrency?: number
+  /**
+   * the most bytes a second written to one namespace (default 32 MB: turbopuffer's per-namespace limit; 0: no limit):
+   * writes beyond it wait instead of drawing a 429
+   */
+  namespaceBytesPerSecond?: number
   /** per-request timeout, ms (a timeout is retried) */
   timeoutMs?: number
   /** a client to use instead of one built from the config (tests, custom fetch) */
@@ -71,6 +77,12 @@ export class TurbopufferRequestError extends Error {
   }
 }
 
+function chunkBytes(chunk: ReturnType<typeof chunkOps>[number]): number {
+  let n = 0
+  for (const p of chunk) n += p.bytes
+  return n
+}
+
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} }
 
 export class TurbopufferSink implements Sink {
@@ -84,6 +96,7 @@ export class TurbopufferSink implements Sink {
   readonly #onRetry?: (info: RetryInfo) => void
   readonly #onRequest?: (ms: number, ok: boolean) => void
   readonly #stats: SinkStats = { requests: 0, retries: 0, written: 0, skipped: 0, failed: 0 }
+  readonly #budget: WriteBudget
 
   constructor(config: TurbopufferConfig, opts: TurbopufferSinkOptions = {}) {
     this.#client = opts.client ?? createClient(config, { timeoutMs: opts.timeoutMs, env: opts.env })
@@ -94,6 +107,7 @@ export class TurbopufferSink implements Sink {
     this.#concurrency = Math.max(1, opts.concurrency ?? 2)
     this.#onRetry = opts.onRetry
     this.#onRequest = opts.onRequest
+    this.#budget = new WriteBudget(opts.namespaceBytesPerSecond ?? DEFAULT_NAMESPACE_BYTES_PER_SECOND)
     for (const [k, v] of Object.entries(this.#limits)) {
       if (!Number.isInteger(v) || v < 1) throw new Error(`turbopuffer sink: limits.${k} must be a positive integer`)
     }
@@ -140,6 +154,12 @@ export class TurbopufferSink implements Sink {
     result: WriteResult,
   ): Promise<void> {
     let res: NamespaceWriteResponse
+    // paced per namespace (write-budget.ts); a split retry below is paced again, as it is sent again
+    const wait = this.#budget.reserve(namespace, chunkBytes(chunk))
+    if (wait > 0) {
+      this.#stats.pacedMs = (this.#stats.pacedMs ?? 0) + wait
+      await sleep(wait, this.#signal)
+    }
     try {
       const body = writeBody(chunk, opts)
       // per request: the SDK's write() sets maxRetries: 6 itself, overriding the client's 0

@@ -35,6 +35,8 @@ export interface SinkStats {
   written: number
   skipped: number
   failed: number
+  /** ms writes waited for their namespace's byte budget (write-budget.ts), summed over writes */
+  pacedMs?: number
 }
 
 export interface Sink {

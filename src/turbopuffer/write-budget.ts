@@ -1,0 +1,31 @@
+// turbopuffer takes about 32 MB/s of writes per namespace and answers 429 beyond it (turbopuffer-api.md). A 429
+// costs a round trip and halves the writers' concurrency (concurrency.ts AdaptiveLimit); pacing the bytes sent to
+// each namespace keeps a large backfill or a burst of wide rows under the limit instead of bouncing off it.
+
+/** The default budget: turbopuffer's published per-namespace write limit. */
+export const DEFAULT_NAMESPACE_BYTES_PER_SECOND = 32 * 1000 * 1000
+
+/**
+ * A token bucket per namespace, in bytes. It holds at most one second of budget (the burst); a send may take it
+ * below zero, and the next send waits until the debt is paid back, so concurrent writers queue up in order of
+ * asking. `bytesPerSecond` 0 or less: no limit.
+ */
+export class WriteBudget {
+  readonly #buckets = new Map<string, { tokens: number; at: number }>()
+
+  constructor(readonly bytesPerSecond: number, private readonly now: () => number = () => performance.now()) {}
+
+  /** Reserves `bytes` for `namespace`; returns how long (ms) to wait before sending them (0: at once). */
+  reserve(namespace: string, bytes: number): number {
+    const rate = this.bytesPerSecond
+    if (!(rate > 0)) return 0
+    const t = this.now()
+    let b = this.#buckets.get(namespace)
+    if (!b) this.#buckets.set(namespace, b = { tokens: rate, at: t })
+    b.tokens = Math.min(rate, b.tokens + ((t - b.at) * rate) / 1000)
+    b.at = t
+    const wait = b.tokens >= bytes ? 0 : Math.ceil(((bytes - b.tokens) * 1000) / rate)
+    b.tokens -= bytes
+    return wait
+  }
+}
