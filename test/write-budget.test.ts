@@ -23,6 +23,18 @@ describe('WriteBudget', () => {
     expect(budget.reserve('a', 1)).toBe(1)
   })
 
+  test("the service's side: admits within the budget (a tenth of a second of tolerance), else says how long to wait", () => {
+    let now = 0
+    const budget = new WriteBudget(1000, () => now)
+    expect(budget.admit('a', 1000)).toBe(0) // the burst
+    expect(budget.admit('a', 200)).toBe(100) // 200 − 100 tolerance at 1000 B/s; nothing taken
+    now = 100
+    expect(budget.admit('a', 200)).toBe(0) // 100 refilled, within tolerance: taken, the bucket is at −100
+    expect(budget.admit('a', 5000)).toBe(1000) // a request over a second of budget needs a full bucket, less 100
+    now = 1100
+    expect(budget.admit('a', 5000)).toBe(0)
+  })
+
   test('0 is no limit; the default is turbopuffer’s 32 MB/s', () => {
     expect(new WriteBudget(0).reserve('a', 1e12)).toBe(0)
     expect(DEFAULT_NAMESPACE_BYTES_PER_SECOND).toBe(32_000_000)
@@ -64,5 +76,41 @@ describe('the sink paces its writes per namespace', () => {
     const slow = sinkFromConfig({ apiKey: 'k', baseUrl: server.url, namespaceMbPerSecond: 0.02 })
     for (let w = 0; w < 2; w++) await slow.write('slow', docs(w * 20, 20))
     expect(slow.stats().pacedMs).toBeGreaterThan(0)
+  })
+})
+
+describe("puffgres local emulates the limit, and the sink's pacing stays under it", () => {
+  const rate = 60_000 // bytes a second, per namespace
+  let server: Awaited<ReturnType<typeof startLocalServer>>
+  beforeAll(async () => {
+    server = await startLocalServer({ apiKey: 'k', namespaceBytesPerSecond: rate })
+  })
+  afterAll(async () => {
+    await server?.stop()
+  })
+  const docs = (from: number, n: number) =>
+    Array.from({ length: n }, (_, i) => up(from + i, `v${from + i}`, { body: 'x'.repeat(1000) }))
+  const statuses = () => server.stats().statuses
+
+  test('unpaced, a burst past the limit draws 429 with retry-after-ms; the sink retries until it lands', async () => {
+    const retries: { status?: number; delayMs: number }[] = []
+    const sink = new TurbopufferSink({ api_key: 'k', base_url: server.url }, {
+      namespaceBytesPerSecond: 0,
+      onRetry: (i) => retries.push(i),
+    })
+    for (let w = 0; w < 4; w++) await sink.write('burst', docs(w * 30, 30))
+    expect(server.documents('burst')).toHaveLength(120)
+    expect(statuses()['429']).toBeGreaterThan(0)
+    expect(retries.every((r) => r.status === 429 && r.delayMs > 0)).toBe(true)
+  })
+
+  test('paced to the same rate, the same burst draws no 429', async () => {
+    const before = statuses()['429'] ?? 0
+    const sink = new TurbopufferSink({ api_key: 'k', base_url: server.url }, { namespaceBytesPerSecond: rate })
+    for (let w = 0; w < 4; w++) await sink.write('paced', docs(w * 30, 30))
+    expect(server.documents('paced')).toHaveLength(120)
+    expect(statuses()['429'] ?? 0).toBe(before)
+    expect(sink.stats().retries).toBe(0)
+    expect(sink.stats().pacedMs).toBeGreaterThan(0)
   })
 })

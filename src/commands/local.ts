@@ -19,6 +19,9 @@ Options:
   --jitter-ms <MS>    spread each delay uniformly over latency ± this, never below 0 (default 0); e.g.
                       --latency-ms 150 --jitter-ms 200 answers out of order like the real service
   --max-body-mb <MB>  largest request body in MiB (default and most: 512, turbopuffer's limit)
+  --namespace-mb-per-second <MB>
+                      answer writes beyond this many MB a second per namespace with 429, as turbopuffer does
+                      beyond its ~32 MB/s (one second of burst; default: no limit)
   -h, --help          this help
 
 Point puffgres (or any turbopuffer client) at it with
@@ -49,6 +52,7 @@ export async function localCommand(argv: string[]): Promise<number> {
         'latency-ms': { type: 'string' },
         'jitter-ms': { type: 'string' },
         'max-body-mb': { type: 'string' },
+        'namespace-mb-per-second': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -67,6 +71,8 @@ export async function localCommand(argv: string[]): Promise<number> {
       latencyMs: num('latency-ms', values['latency-ms'], 0, (n) => n >= 0),
       jitterMs: num('jitter-ms', values['jitter-ms'], 0, (n) => n >= 0),
       maxBodyBytes: Math.round(num('max-body-mb', values['max-body-mb'], 512, (n) => n > 0 && n <= 512) * 1024 * 1024),
+      namespaceBytesPerSecond: num('namespace-mb-per-second', values['namespace-mb-per-second'], 0, (n) => n > 0) *
+        1e6,
     }
     if (opts.apiKey === '') throw new Error('invalid --api-key: must not be empty')
   } catch (e) {

@@ -8,11 +8,14 @@ import { newMeta } from './namespace.ts'
 import { runQuery } from './query.ts'
 import { checkNamespaceName, type Store } from './store.ts'
 import { applySchema, planWrite } from './write.ts'
+import type { WriteBudget } from '../turbopuffer/write-budget.ts'
 
 export interface ApiOptions {
   /** when set, only this key is accepted; otherwise any non-empty bearer key is */
   apiKey?: string
   maxBodyBytes: number
+  /** turbopuffer's per-namespace write limit, emulated: writes beyond it get 429 with retry-after-ms (none: off) */
+  budget?: WriteBudget
 }
 
 type Handler = (req: Request) => Promise<Response>
@@ -87,6 +90,15 @@ export function createHandler(store: Store, faults: Faults, stats: LocalServerSt
       allow(method, 'POST')
       stats.writes++
       const { body, bytes } = await readJson(req)
+      const wait = opts.budget?.admit(name, bytes) ?? 0
+      if (wait > 0) {
+        throw new ApiError(
+          429,
+          `write rate limit exceeded for namespace ${show(name)}: at most ` +
+            `${opts.budget!.bytesPerSecond / 1e6} MB/s (retry after ${wait} ms)`,
+          { 'retry-after-ms': String(wait) },
+        )
+      }
       const injected = faults.take(true)
       if (injected) {
         stats.injectedFailures++

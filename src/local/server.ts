@@ -5,6 +5,7 @@ import { checkFailRate, checkLatency, emptyStats, Faults, type FaultScope, type 
 import { LIMITS } from './rules.ts'
 import { checkJitter } from './latency.ts'
 import { Store } from './store.ts'
+import { WriteBudget } from '../turbopuffer/write-budget.ts'
 
 export type { FaultScope, LocalServerStats }
 
@@ -25,6 +26,11 @@ export interface LocalServerOptions {
   jitterMs?: number
   /** largest request body, after gunzip (default and most: turbopuffer's 512 MiB); larger ones get 413 */
   maxBodyBytes?: number
+  /**
+   * turbopuffer's per-namespace write limit, emulated (bytes a second, one second of burst): writes beyond it are
+   * answered 429 with retry-after-ms, as the service answers them; default: no limit
+   */
+  namespaceBytesPerSecond?: number
   /** fold a namespace's log into its snapshot once the log is larger than this and than the snapshot (4 MiB) */
   compactAfterBytes?: number
 }
@@ -52,6 +58,10 @@ export async function startLocalServer(opts: LocalServerOptions = {}): Promise<L
   if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1 || maxBodyBytes > LIMITS.requestBytes) {
     throw new Error(`invalid maxBodyBytes ${maxBodyBytes}: expected an integer from 1 to ${LIMITS.requestBytes}`)
   }
+  const rate = opts.namespaceBytesPerSecond
+  if (rate !== undefined && !(Number.isFinite(rate) && rate >= 0)) {
+    throw new Error(`invalid namespaceBytesPerSecond ${rate}: expected a number >= 0 (0: no limit)`)
+  }
   if (opts.apiKey !== undefined && opts.apiKey === '') throw new Error('invalid apiKey: must not be empty')
   const faults = new Faults()
   faults.failRate = checkFailRate(opts.failRate ?? 0)
@@ -65,7 +75,11 @@ export async function startLocalServer(opts: LocalServerOptions = {}): Promise<L
     http = await serveHttp({
       port,
       hostname,
-      fetch: createHandler(store, faults, stats, { apiKey: opts.apiKey, maxBodyBytes }),
+      fetch: createHandler(store, faults, stats, {
+        apiKey: opts.apiKey,
+        maxBodyBytes,
+        budget: opts.namespaceBytesPerSecond ? new WriteBudget(opts.namespaceBytesPerSecond) : undefined,
+      }),
       maxRequestBodySize: maxBodyBytes * 2 + 1024 * 1024,
     })
   } catch (e) {

@@ -77,8 +77,9 @@ export class TurbopufferRequestError extends Error {
   }
 }
 
+/** A request's size, about: its documents, and 1 KiB for the rest of the body (schema, conditions). */
 function chunkBytes(chunk: ReturnType<typeof chunkOps>[number]): number {
-  let n = 0
+  let n = 1024
   for (const p of chunk) n += p.bytes
   return n
 }

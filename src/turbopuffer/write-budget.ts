@@ -19,13 +19,33 @@ export class WriteBudget {
   reserve(namespace: string, bytes: number): number {
     const rate = this.bytesPerSecond
     if (!(rate > 0)) return 0
+    const b = this.#refill(namespace, rate)
+    const wait = b.tokens >= bytes ? 0 : Math.ceil(((bytes - b.tokens) * 1000) / rate)
+    b.tokens -= bytes
+    return wait
+  }
+
+  /**
+   * The service's side (the local server): takes `bytes` now if the budget holds them (or a full second of it, for
+   * a request larger than that), less a tenth of a second of tolerance for requests that arrive closer together than
+   * they were sent, and returns 0; else takes nothing and returns the ms until it would.
+   */
+  admit(namespace: string, bytes: number): number {
+    const rate = this.bytesPerSecond
+    if (!(rate > 0)) return 0
+    const b = this.#refill(namespace, rate)
+    const need = Math.min(bytes, rate) - rate / 10
+    if (b.tokens < need) return Math.ceil(((need - b.tokens) * 1000) / rate)
+    b.tokens -= bytes
+    return 0
+  }
+
+  #refill(namespace: string, rate: number): { tokens: number; at: number } {
     const t = this.now()
     let b = this.#buckets.get(namespace)
     if (!b) this.#buckets.set(namespace, b = { tokens: rate, at: t })
     b.tokens = Math.min(rate, b.tokens + ((t - b.at) * rate) / 1000)
     b.at = t
-    const wait = b.tokens >= bytes ? 0 : Math.ceil(((bytes - b.tokens) * 1000) / rate)
-    b.tokens -= bytes
-    return wait
+    return b
   }
 }
