@@ -1,8 +1,9 @@
 // `puffgres run` and `backfill` against a server as slow as turbopuffer (issue 15), on a throwaway cluster:
 //   ./node_modules/.bin/bun scripts/bench/service.ts [--rows 60000] [--txn-rows 500] [--latency-ms 150]
 //     [--jitter-ms 200] [--decode-rows 200000] [--seconds 10]
-// `puffgres local --latency-ms L --jitter-ms J` (a child process) delays each request by L ± J ms, so writes land out
-// of order as they can on the real service (published: p50 ≈ 165 ms, p99 ≈ 850 ms). Measured, each beside its target:
+// `puffgres local --latency-ms L --jitter-ms J --namespace-mb-per-second 32` (a child process) delays each request by
+// L ± J ms, so writes land out of order as they can on the real service (published: p50 ≈ 165 ms, p99 ≈ 850 ms), and
+// answers 429 past the service's per-namespace write limit. Measured, each beside its target:
 // 1. `run` draining --rows committed in --txn-rows transactions into one namespace, against the latency server;
 // 2. `run --discard` against pg_recvlogical on cdc.ts's mixed workload (decoding alone; the ratio, side by side);
 // 3. four namespaces at once (the same rows over four tables), against the latency server;
@@ -89,7 +90,8 @@ const row = (measure: string, result: string, target: string, met: boolean | und
   rowsOut.push(line)
   console.log(line)
 }
-const flags = ['--latency-ms', String(LAT), '--jitter-ms', String(JIT)]
+// turbopuffer's per-namespace write limit too: a 429 the service would answer, the latency server answers
+const flags = ['--latency-ms', String(LAT), '--jitter-ms', String(JIT), '--namespace-mb-per-second', '32']
 await withBench(TABLES, flags, async ({ url, sql, server, projects, discard: discardProject, remote }) => {
   const cpus = (await import('node:os')).cpus().length
   const load = (await import('node:os')).loadavg().map((l) => l.toFixed(1)).join(' ')
