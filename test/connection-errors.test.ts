@@ -1,7 +1,7 @@
 // Every failure to reach or use PostgreSQL or turbopuffer is one line naming host, port and database (or the URL),
 // never the password or key, saying what to check, with no stack trace (unless PUFFGRES_LOG=debug).
 import { afterAll, beforeAll, expect, test } from 'bun:test'
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { type LocalServer, startLocalServer } from '../src/local/server.ts'
 import { type RetryInfo, TurbopufferSink } from '../src/turbopuffer/sink.ts'

@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process'
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { CLI } from './harness/child.ts'
 import { embeddedPackage, findPgBinaries, npmPackageBinDir, pgVersion } from '../src/postgres/pg-binaries.ts'
 import { PG_MATRIX_DIR, pgBinDirForMajor } from './harness/pg-version.ts'
@@ -68,7 +69,7 @@ test('nothing found, or a PG_BIN without initdb: one line that says how to get P
 })
 
 test('puffgres demo without a PostgreSQL it can start: one line on stderr, exit 1', () => {
-  const env = { ...process.env, PG_BIN: nothing }
+  const env: Record<string, string | undefined> = { ...process.env, PG_BIN: nothing }
   for (const k of ['DATABASE_URL', 'TURBOPUFFER_API_KEY', 'TURBOPUFFER_BASE_URL']) delete env[k]
   const r = spawnSync(process.execPath, [CLI, 'demo'], { env, encoding: 'utf8', timeout: 60_000 })
   expect(r.stderr).toBe(
@@ -108,7 +109,7 @@ test('as root: binaries in a folder the server user cannot reach run from a read
   try {
     cpSync(join(pkg, '..', '..'), join(hidden, 'pkg'), { recursive: true, verbatimSymlinks: true })
     const script = `import { startCluster } from ${
-      JSON.stringify(join(import.meta.dir, '../src/postgres/throwaway.ts'))
+      JSON.stringify(fileURLToPath(new URL('../src/postgres/throwaway.ts', import.meta.url)))
     }
       const c = await startCluster(); console.log('port', c.port); c.stop()`
     const r = spawnSync(process.execPath, ['-e', script], {

@@ -286,6 +286,7 @@ describe('acknowledgement', () => {
 
   test('when idle with everything confirmed, keepalives let the slot pass WAL of unpublished tables', async () => {
     // the checkpoint (src/stream/checkpoint.ts) decides; the stream tells it where keepalives fall and reports
+    // deno-lint-ignore prefer-const -- assigned below, read by the checkpoint closure meanwhile
     let rs: ReplicationStream | undefined
     const checkpoint = new Checkpoint({ report: (lsn, now) => rs!.confirm(lsn, now) })
     rs = await setup('t5', 'id int PRIMARY KEY', { position: checkpoint })
