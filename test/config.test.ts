@@ -68,6 +68,14 @@ describe('puffgres.toml', () => {
     expect(msg).toBe('puffgres.toml: stream.slott: unknown key')
   })
 
+  test('[stream] failover_slot is a boolean (unset: run and backfill take it as true)', () => {
+    expect(load({ databaseUrl: 'x' }).stream.failover_slot).toBeUndefined()
+    expect(load({ databaseUrl: 'x', extra: '[stream]\nfailover_slot = false' }).stream.failover_slot).toBe(false)
+    expect(loadError({ databaseUrl: 'x', extra: '[stream]\nfailover_slot = "yes"' })).toBe(
+      'puffgres.toml: stream.failover_slot: expected boolean, received string',
+    )
+  })
+
   test('invalid TOML names the file', () => {
     project = makeProject({ databaseUrl: 'x' })
     project.write('puffgres.toml', '[postgres\n')

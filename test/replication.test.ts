@@ -327,6 +327,26 @@ describe('slots and failures', () => {
     await rs.close()
   })
 
+  test('failover: a failover slot from PostgreSQL 17 on; before 17 there is no such option and nothing changes', async () => {
+    const [{ v17 }] = await db.sql<{ v17: boolean }[]>`
+      SELECT current_setting('server_version_num')::int >= 170000 AS v17`
+    const rs = stream()
+    const made = await rs.createSlot('fo_made_slot', { failover: true })
+    expect(made.created).toBe(true)
+    expect(made.failover).toBe(v17 ? 'created' : undefined)
+    expect((await rs.findSlot('fo_made_slot'))?.failover).toBe(v17 ? true : undefined)
+    // an existing slot without the flag: turned on from 17 on, left as it is before
+    await db.sql`SELECT pg_create_logical_replication_slot('fo_plain_slot', 'pgoutput')`
+    expect(await rs.ensureSlot('fo_plain_slot', { create: false, failover: true })).toEqual(
+      v17 ? { created: false, failover: 'enabled' } : { created: false },
+    )
+    expect((await rs.findSlot('fo_plain_slot'))?.failover).toBe(v17 ? true : undefined)
+    // without the option: made as before, whatever the version
+    expect(await rs.ensureSlot('fo_none_slot', { create: true })).toEqual({ created: true })
+    expect((await rs.findSlot('fo_none_slot'))?.failover).toBe(v17 ? false : undefined)
+    await rs.close()
+  })
+
   test('START_REPLICATION on an active slot fails with SlotInUseError', async () => {
     const rs = await setup('t6', 'id int')
     await rs.start({ slot: 't6_slot', publication: 't6_pub' })

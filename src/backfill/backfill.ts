@@ -7,7 +7,7 @@ import type { Config, Mapping } from '../config/load.ts'
 import { createLogger } from '../log.ts'
 import { connect } from '../postgres/connect.ts'
 import { checkMigrated } from '../postgres/preflight.ts'
-import { checkSlot } from '../ops/slot-guard.ts'
+import { checkSlot, logFailoverEnabled } from '../ops/slot-guard.ts'
 import { ReplicationStream } from '../postgres/replication.ts'
 import { buildRoutes } from '../pipeline/routes.ts'
 import { type BackfillRecord, getBackfill, lockBackfill, startBackfill } from './checkpoint.ts'
@@ -94,7 +94,8 @@ async function underLock(config: Config, m: Mapping, opts: BackfillOptions, ctx:
   try {
     // a slot that is gone after puffgres had written is a gap for every mapping: refuse as `run` does, unless told
     await checkSlot(sql, slot, opts.createSlot ? true : 'if-new', log, 'backfill')
-    const { created } = await rs.createSlot(slot)
+    const { created, failover } = await rs.createSlot(slot, { failover: config.stream.failover_slot ?? true })
+    if (failover === 'enabled') logFailoverEnabled(log, slot)
     if (created && resumeFrom) {
       log.warn(
         'the replication slot was missing and was created now: changes committed since the backfill started, to ' +

@@ -25,7 +25,8 @@ Options:
   --batch-size <N>   rows per transform call and write (default ${DEFAULT_BATCH_SIZE})
   --resume           continue an unfinished backfill after its last saved page
   --restart          start over, discarding an unfinished backfill's progress
-  --slot <NAME>      replication slot to create first (default: [stream] slot, or "puffgres")
+  --slot <NAME>      replication slot to create first (default: [stream] slot, or "puffgres"); on PostgreSQL
+                     17+ a failover slot unless [stream] failover_slot = false, as \`run\` creates it
   --create-slot[=BOOL]
                      create the slot even when it is missing after puffgres had streamed or backfilled
                      (a gap in every mapping: exit 1 with what to do unless true)

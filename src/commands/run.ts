@@ -34,7 +34,9 @@ Options:
   --metrics-host <ADDR>     address the metrics server listens on (default 0.0.0.0)
 
 Config ([stream]): mappings (scale-out, as --mapping), heartbeat_interval_ms (default 10000; 0 = no heartbeat), max_lag_seconds (/healthz bound,
-default 60), max_retained_wal_mb (warn when the slot retains more WAL), metrics_port.
+default 60), max_retained_wal_mb (warn when the slot retains more WAL), metrics_port, failover_slot (default
+true: on PostgreSQL 17+ the slot is a failover slot, which a standby with sync_replication_slots = on keeps; see
+README, Failover).
 `
 
 export async function runCommand(argv: string[], config: () => Config): Promise<number> {

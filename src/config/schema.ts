@@ -32,6 +32,8 @@ export const projectSchema = z.strictObject({
     max_lag_seconds: z.number().positive().optional(),
     heartbeat_interval_ms: z.int().min(0).optional(),
     max_retained_wal_mb: z.number().positive().optional(),
+    /** PostgreSQL 17+: make the slot a failover slot (synced to standbys); default true; no such option before 17 */
+    failover_slot: z.boolean().optional(),
     /** scale-out: the mappings this process streams (default all); see config/selection.ts */
     mappings: z.array(z.string().min(1)).optional(),
   }).optional(),

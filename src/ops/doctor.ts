@@ -1,5 +1,5 @@
 // `puffgres doctor`: everything `run` needs, checked one by one without changing anything. Each check is one line:
-// ✓ what is fine, or ✗ what is wrong and how to fix it.
+// ✓ what is fine, or ✗ what is wrong and how to fix it; a warning (!) is worth fixing but does not fail doctor.
 import type postgres from 'postgres'
 import type { Config } from '../config/load.ts'
 import { requestEmbeddings } from '../embeddings/provider.ts'
@@ -18,6 +18,8 @@ export interface Check {
   name: string
   /** what was found; for a failure, also what to do */
   detail: string
+  /** ok, but worth fixing (said with what to do): printed as a warning, not counted as a failure */
+  warn?: boolean
 }
 
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`
@@ -25,7 +27,7 @@ const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`
 /** Runs every check; never throws for a failed check (a failure is a ✗ line). */
 export async function runDoctor(cfg: Config, opts: { slot?: string; timeoutMs?: number } = {}): Promise<Check[]> {
   const checks: Check[] = []
-  const add = (ok: boolean, name: string, detail: string) => checks.push({ ok, name, detail })
+  const add: Add = (ok, name, detail, warn) => checks.push(warn ? { ok, name, detail, warn } : { ok, name, detail })
   const slot = opts.slot ?? cfg.stream.slot
   const target = describeTarget(postgresTarget(cfg.postgres.connectionString))
 
@@ -48,7 +50,7 @@ export async function runDoctor(cfg: Config, opts: { slot?: string; timeoutMs?: 
   return checks
 }
 
-type Add = (ok: boolean, name: string, detail: string) => void
+type Add = (ok: boolean, name: string, detail: string, warn?: boolean) => void
 
 async function postgresChecks(cfg: Config, sql: postgres.Sql, slot: string, add: Add) {
   const setting = async (name: string) => (await sql<{ v: string }[]>`SELECT current_setting(${name}) AS v`)[0].v
@@ -132,6 +134,7 @@ async function postgresChecks(cfg: Config, sql: postgres.Sql, slot: string, add:
         (tooMuch ? ` (over max_retained_wal_mb = ${limitMb}): start \`puffgres run\` so it catches up` : ''),
     )
   }
+  await failoverChecks(cfg, sql, slot, add)
 
   for (const m of cfg.mappings) {
     const name = `replica identity ${m.schema}.${m.table}`
@@ -158,6 +161,74 @@ async function postgresChecks(cfg: Config, sql: postgres.Sql, slot: string, add:
         `${kinds[t.replicaIdentity]}${t.replicaIdentity === 'f' ? '' : ` (${t.identityColumns.join(', ')})`}`,
       )
     }
+  }
+}
+
+/**
+ * PostgreSQL 17+ (on a primary): is the slot a failover slot, and does PostgreSQL hold changes back until the
+ * standbys have them (synchronized_standby_slots)? A primary without standbys is normal: nothing here fails for that.
+ */
+async function failoverChecks(cfg: Config, sql: postgres.Sql, slot: string, add: Add) {
+  const [here] = await sql<{ v17: boolean; standby: boolean }[]>`
+    SELECT current_setting('server_version_num')::int >= 170000 AS v17, pg_is_in_recovery() AS standby`
+  if (!here.v17 || here.standby) return
+  const on = cfg.stream.failover_slot ?? true
+  const [s] = await sql<{ failover: boolean }[]>`
+    SELECT failover FROM pg_replication_slots WHERE slot_name = ${slot} AND database = current_database()`
+  if (!on) {
+    add(
+      true,
+      'failover slot',
+      s?.failover
+        ? `"${slot}" has failover = true ([stream] failover_slot = false does not turn it off)`
+        : `off ([stream] failover_slot = false): no standby keeps a copy of "${slot}"; after a failover \`run\` ` +
+          'refuses and every mapping needs a backfill',
+    )
+    return
+  }
+  if (!s) add(true, 'failover slot', `"${slot}" does not exist yet; \`puffgres run\` creates it with failover = true`)
+  else if (s.failover) {
+    add(true, 'failover slot', `"${slot}" has failover = true: a standby with sync_replication_slots = on keeps a copy`)
+  } else {
+    add(
+      true,
+      'failover slot',
+      `"${slot}" has failover = false, so a failover loses it: the next \`puffgres run\` (or \`backfill\`) turns ` +
+        'it on ([stream] failover_slot)',
+      true,
+    )
+  }
+
+  const [{ value }] = await sql<{ value: string }[]>`SELECT current_setting('synchronized_standby_slots') AS value`
+  const physical = (await sql<{ name: string }[]>`
+    SELECT slot_name AS name FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY 1`).map((r) => r.name)
+  const named = value.split(',').map((n) => n.trim().replace(/^"(.*)"$/, '$1')).filter(Boolean)
+  const missing = named.filter((n) => !physical.includes(n))
+  const set = (v: string) => `ALTER SYSTEM SET synchronized_standby_slots = '${v}'; SELECT pg_reload_conf()`
+  if (missing.length) {
+    add(
+      false,
+      'synchronized_standby_slots',
+      `names ${missing.map((n) => `"${n}"`).join(', ')}, not a physical replication slot here: PostgreSQL holds ` +
+        `the changes of failover slots back (\`run\` streams nothing) until it exists; name the physical slots ` +
+        `of this server's standbys (or none): ${set(physical.join(','))}`,
+    )
+  } else if (named.length) {
+    add(true, 'synchronized_standby_slots', `"${value}": puffgres gets changes only once these standbys have them`)
+  } else if (physical.length) {
+    add(
+      true,
+      'synchronized_standby_slots',
+      `unset: a standby (physical slot ${physical.map((n) => `"${n}"`).join(', ')}) may lag behind what puffgres ` +
+        `streamed, and once promoted lack changes that are in turbopuffer; ${set(physical.join(','))}`,
+      true,
+    )
+  } else {
+    add(
+      true,
+      'synchronized_standby_slots',
+      'unset; no physical replication slot here, so no standby keeps a copy of the slot (see README, Failover)',
+    )
   }
 }
 

@@ -2,15 +2,23 @@
 // what to do, instead of retrying forever or silently starting over (docs/ARCHITECTURE.md invariants 1 and 7).
 // - invalidated (wal_status = 'lost', max_slot_wal_keep_size): PostgreSQL removed WAL the slot still needed.
 // - gone although puffgres had streamed or backfilled (dropped while puffgres was stopped, or lost in a failover:
-//   PostgreSQL before 17 does not carry logical slots over): a new slot starts now, and whatever was committed in
-//   between would never reach the namespaces. It is created again only when asked (`--create-slot true`), by `run`
-//   and by `backfill` alike (a backfill covers one mapping; the gap is in all of them).
+//   PostgreSQL before 17 does not carry logical slots over, 17+ only failover slots synced to the standby, see
+//   [stream] failover_slot): a new slot starts now, and whatever was committed in between would never reach the
+//   namespaces. It is created again only when asked (`--create-slot true`), by `run` and by `backfill` alike (a
+//   backfill covers one mapping; the gap is in all of them).
 import type postgres from 'postgres'
 import { recordedProgress } from '../postgres/progress.ts'
 import type { Logger } from '../types.ts'
 
 /** What `run` (and `backfill`) does with a missing slot: create it (true), refuse (false), or create it only if nothing was ever streamed. */
 export type CreateSlot = boolean | 'if-new'
+
+/** `run` or `backfill` turned the failover flag of an existing slot on ([stream] failover_slot, PostgreSQL 17+). */
+export function logFailoverEnabled(log: Logger, slot: string) {
+  log.info('enabled failover on the replication slot: a standby with sync_replication_slots = on keeps a copy', {
+    slot,
+  })
+}
 
 /** The slot cannot be used as it is: a configuration-class error (`run` exits 1). */
 export class SlotGoneError extends Error {

@@ -135,14 +135,14 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
     return slots.identifySystem(this.sql)
   }
 
-  /** Creates the slot if missing and `create`, else SlotMissingError (replication-slot.ts). */
-  ensureSlot(slot: string, opts: { create: boolean }): Promise<{ created: boolean }> {
+  /** Creates the slot if missing and `create`, else SlotMissingError; a failover slot if asked (replication-slot.ts). */
+  ensureSlot(slot: string, opts: { create: boolean } & slots.SlotOptions): Promise<slots.EnsuredSlot> {
     return slots.ensureSlot(this.sql, slot, opts)
   }
 
   /** Creates the slot unless it exists; the LSN from which it will stream (replication-slot.ts). */
-  createSlot(slot: string): Promise<{ created: boolean; lsn: bigint }> {
-    return slots.createSlot(this.sql, slot)
+  createSlot(slot: string, opts: slots.SlotOptions = {}): Promise<slots.CreatedSlot> {
+    return slots.createSlot(this.sql, slot, opts)
   }
 
   /** The slot's row in pg_replication_slots, checked to be a pgoutput slot of this database; undefined if none. */

@@ -37,6 +37,10 @@ export function describePgBinaries(): string {
 export interface Cluster {
   port: number
   dir: string
+  /** the data directory (in `dir`) */
+  dataDir: string
+  /** the server programs it runs (as the server user can run them) */
+  binDir: string
   /** connection string for a database of this cluster */
   url(db?: string): string
   stop(): void
@@ -91,9 +95,21 @@ function runnableByServerUser(binDir: string): string {
   return join(copy, 'bin')
 }
 
-/** Runs a PostgreSQL binary, as an unprivileged OS user when we are root (initdb and postgres refuse root). */
-export function pgRun(bin: string, args: string[], opts: { allowFail?: boolean } = {}) {
-  const cmd = join(pgBinDir(), bin)
+const runnable = new Map<string, string>()
+
+/** A folder of server programs (e.g. another major version's) as the server user can run them (see pgBinaries). */
+export function runnableBinDir(dir: string): string {
+  let d = runnable.get(dir)
+  if (!d) runnable.set(dir, d = isRoot ? runnableByServerUser(dir) : dir)
+  return d
+}
+
+/**
+ * Runs a PostgreSQL binary, as an unprivileged OS user when we are root (initdb and postgres refuse root); from
+ * `binDir` (one runnableBinDir returned) when given, else from pgBinDir().
+ */
+export function pgRun(bin: string, args: string[], opts: { allowFail?: boolean; binDir?: string } = {}) {
+  const cmd = join(opts.binDir ?? pgBinDir(), bin)
   const r = isRoot ? asServerUser(cmd, args) : spawnSync(cmd, args, { encoding: 'utf8' })
   if (r.status !== 0 && !opts.allowFail) {
     throw new Error(`${bin} ${args.join(' ')} failed (${r.status}): ${r.stderr || r.stdout}`)
@@ -117,20 +133,24 @@ let described = false
 
 /**
  * Starts a new cluster. Most tests want `sharedCluster()` instead. `say` gets one line naming the server programs
- * used (default: stderr, once per process).
+ * used (default: stderr, once per process). `binDir`: run these server programs instead (a test of one version).
  */
 export async function startCluster(
   settings: Record<string, string> = {},
   say?: (line: string) => void,
+  opts: { binDir?: string } = {},
 ): Promise<Cluster> {
-  if (say) say(`using ${describePgBinaries()}`)
+  const binDir = opts.binDir ? runnableBinDir(opts.binDir) : pgBinDir()
+  if (opts.binDir) say?.(`using ${pgVersion(binDir) ?? 'PostgreSQL'} server programs from ${binDir}`)
+  else if (say) say(`using ${describePgBinaries()}`)
   else if (!described) process.stderr.write(`puffgres: using ${describePgBinaries()}\n`)
-  described = true
+  if (!opts.binDir) described = true
+  const run = (bin: string, args: string[], allowFail?: boolean) => pgRun(bin, args, { allowFail, binDir })
   const dir = mkdtempSync(join(tmpdir(), 'puffgres-pg-'))
   chmodSync(dir, 0o777)
   const data = join(dir, 'data')
   try {
-    pgRun('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--locale=C'])
+    run('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--locale=C'])
   } catch (e) {
     rmSync(dir, { recursive: true, force: true })
     throw e
@@ -156,11 +176,11 @@ export async function startCluster(
     Object.entries(conf).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n',
   )
   try {
-    pgRun('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '60', 'start'])
+    run('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '60', 'start'])
   } catch (e) {
     // the server's log says why; it goes with the folder
     const log = existsSync(join(dir, 'log')) ? readFileSync(join(dir, 'log'), 'utf8').trim().split('\n').slice(-5) : []
-    pgRun('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop'], { allowFail: true })
+    run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop'], true)
     rmSync(dir, { recursive: true, force: true })
     throw new Error(`${(e as Error).message.trim()}${log.length ? `\nserver log: ${log.join('\n')}` : ''}`)
   }
@@ -168,11 +188,13 @@ export async function startCluster(
   return {
     port,
     dir,
+    dataDir: data,
+    binDir,
     url: (db = 'postgres') => `postgres://postgres@127.0.0.1:${port}/${db}`,
     stop() {
       if (stopped) return
       stopped = true
-      pgRun('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop'], { allowFail: true })
+      run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop'], true)
       rmSync(dir, { recursive: true, force: true })
     },
   }

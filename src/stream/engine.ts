@@ -12,7 +12,7 @@ import { isPermanentPostgresFailure } from '../postgres/reach.ts'
 import { Heartbeat } from '../ops/heartbeat.ts'
 import { startMetricsServer } from '../ops/metrics-server.ts'
 import { StreamMonitor } from '../ops/stream-monitor.ts'
-import { checkSlot, type CreateSlot, SlotGoneError } from '../ops/slot-guard.ts'
+import { checkSlot, type CreateSlot, logFailoverEnabled, SlotGoneError } from '../ops/slot-guard.ts'
 import { DroppedTableWatch, leaveOutDroppedTables } from '../ops/dropped-tables.ts'
 import { connect } from '../postgres/connect.ts'
 import { formatLsn } from '../postgres/lsn.ts'
@@ -158,8 +158,12 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
       try {
         // an invalidated slot, or one gone after progress: stop with what happened and what to do
         await checkSlot(sql, opts.slot, opts.createSlot, log)
-        const { created } = await rs.ensureSlot(opts.slot, { create: opts.createSlot !== false })
-        if (created) log.info('created replication slot', { slot: opts.slot })
+        const { created, failover } = await rs.ensureSlot(opts.slot, {
+          create: opts.createSlot !== false,
+          failover: config.stream.failover_slot ?? true,
+        })
+        if (created) log.info('created replication slot', { slot: opts.slot, ...(failover && { failover: true }) })
+        if (failover === 'enabled') logFailoverEnabled(log, opts.slot)
         let iter
         try {
           iter = await rs.start({ slot: opts.slot, publication: config.stream.publication })
