@@ -4,8 +4,7 @@
 // primary_slot_name (a physical slot created on the primary before the copy), hot_standby_feedback and
 // sync_replication_slots. Slots in the copy are removed: the standby has only what it syncs.
 import { spawnSync } from 'node:child_process'
-import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
-import { appendFileSync } from 'node:fs'
+import { appendFileSync, chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import postgres from 'postgres'
