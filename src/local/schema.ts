@@ -157,21 +157,24 @@ export function checkValue(name: string, cfg: AttrConfig, value: unknown): numbe
     }
     throw violation('attribute-type', `invalid value for attribute ${show(name)}: cannot change type ${type} to ${got}`)
   }
-  if ((type === 'string' || type === '[]string') && isFilterable(cfg)) {
-    const limit = LIMITS.filterableValueBytes
+  // strings count their UTF-8 bytes (measured once: for the filterable limit and the value's size); numbers, bools
+  // and other elements 8 bytes each
+  let bytes: number
+  if (type === 'string' || type === '[]string') {
+    const limit = isFilterable(cfg) ? LIMITS.filterableValueBytes : Infinity
+    bytes = 0
     for (const s of typeof value === 'string' ? [value] : value as string[]) {
-      const bytes = utf8Bytes(s)
-      if (bytes > limit) {
+      const b = valueBytes(s)
+      if (b > limit) {
         throw violation(
           'filterable-value-size',
-          `invalid value for filterable attribute ${show(name)}: ${bytes} bytes, the limit is ${limit}; ` +
+          `invalid value for filterable attribute ${show(name)}: ${b} bytes, the limit is ${limit}; ` +
             'declare it {"filterable": false} or full_text_search to store longer text',
         )
       }
+      bytes += b
     }
-  }
-  // strings count their UTF-8 bytes; numbers, bools and other elements 8 bytes each
-  const bytes = valueBytes(value)
+  } else bytes = valueBytes(value)
   if (bytes > LIMITS.valueBytes) {
     throw violation(
       'value-size',
