@@ -92,6 +92,9 @@ describe.skipIf(!canRun)('the linux-x64 binary', () => {
   test('init, migrate, backfill and run, with a transform loaded from disk', async () => {
     const init = spawnSync(binary, ['init', project], { cwd: work, encoding: 'utf8' })
     expect(init.status).toBe(0)
+    // the types file is the text of src/transform-types.ts, bundled into the binary
+    expect(readFileSync(join(project, 'puffgres/puffgres.d.ts'), 'utf8'))
+      .toBe(readFileSync(join(ROOT, 'src/transform-types.ts'), 'utf8'))
     // the scaffold's own example mapping (table products), with the .env it asks for and a transform of ours
     writeFileSync(
       join(project, '.env'),

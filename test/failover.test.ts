@@ -14,6 +14,7 @@ import postgres from 'postgres'
 import { type LocalServer, startLocalServer } from '../src/local/server.ts'
 import { formatLsn, parseLsn } from '../src/postgres/lsn.ts'
 import { ReplicationStream } from '../src/postgres/replication.ts'
+import { enableFailover } from '../src/postgres/replication-slot.ts'
 import { type Cluster, startCluster } from '../src/postgres/throwaway.ts'
 import { quietBackfill } from './harness/backfill.ts'
 import { runCli } from './harness/cli.ts'
@@ -182,6 +183,42 @@ describe.skipIf(!bin17)('failover slots (PostgreSQL 17)', () => {
     }
   }, 60_000)
 
+  test(
+    'a slot taken between the look and the ALTER: the ALTER gives up instead of waiting for the holder',
+    async () => {
+      const { sql } = await database('race')
+      await sql`SELECT pg_create_logical_replication_slot('race_slot', 'pgoutput')`
+      const holder = new ReplicationStream(primary!.url('race'))
+      const repl = postgres(primary!.url('race'), {
+        max: 1,
+        fetch_types: false,
+        onnotice: () => {},
+        connection: { replication: 'database' },
+      })
+      try {
+        // what findSlot saw before the holder took the slot
+        const seen = { confirmedFlush: 0n, restartLsn: 0n, activePid: undefined, failover: false }
+        await holder.start({ slot: 'race_slot', publication: 'puffgres_pub' })
+        await waitForSlotActive(sql, 'race_slot')
+        expect(await enableFailover(repl, 'race_slot', seen, 500)).toBe(false)
+        expect(await failoverFlag(sql, 'race_slot')).toBe(false)
+        // the connection is usable again: the next connect tries again
+        await holder.close()
+        await waitFor(
+          'the slot to be released',
+          async () => !(await sql`SELECT active FROM pg_replication_slots WHERE slot_name = 'race_slot'`)[0].active,
+        )
+        expect(await enableFailover(repl, 'race_slot', seen, 500)).toBe(true)
+        expect(await failoverFlag(sql, 'race_slot')).toBe(true)
+      } finally {
+        await holder.close()
+        await repl.end()
+        await sql`SELECT pg_drop_replication_slot('race_slot')`
+      }
+    },
+    60_000,
+  )
+
   test('run goes on after the standby is promoted; with failover_slot = false it refuses', async () => {
     // on: the slot created by backfill (the quick start's order), then run
     const on = await database('fo')
@@ -211,7 +248,18 @@ describe.skipIf(!bin17)('failover slots (PostgreSQL 17)', () => {
       "server's standbys (or none): ALTER SYSTEM SET synchronized_standby_slots = 'standby1'; SELECT pg_reload_conf()",
     ])
     expect(doc.code).toBe(1)
+    // a standby slot that exists but no standby uses: PostgreSQL holds the changes back too; a warning
+    await pool(primary!.url())`SELECT pg_create_physical_replication_slot('idle_standby')`
+    await standbySlots('idle_standby')
+    doc = await doctorLines(on.project)
+    expect(doc.lines).toContain(
+      '! synchronized_standby_slots: "idle_standby": no standby is connected to "idle_standby", and PostgreSQL ' +
+        'holds the changes of failover slots back until it is (`run` streams nothing meanwhile): start the ' +
+        'standby, or take its slot out of synchronized_standby_slots',
+    )
+    expect(doc.code).toBe(0)
     await standbySlots('standby1')
+    await pool(primary!.url())`SELECT pg_drop_replication_slot('idle_standby')`
 
     await insert(on.sql, 1, 20)
     const lines: string[] = []
@@ -232,7 +280,11 @@ describe.skipIf(!bin17)('failover slots (PostgreSQL 17)', () => {
     writeFileSync(late.project.config, readFileSync(late.project.config, 'utf8').replace('failover_slot = false', ''))
     const streaming = [run(on), run(off), run(late)]
     for (const db of [on, off, late]) await waitForSlotActive(db.sql, db.slot)
-    expect(streaming[2].logs.join('\n')).toContain('enabled failover on the replication slot')
+    // the line is logged before the slot is taken, but it reaches this process through a pipe: wait for it
+    await waitFor(
+      'run to say it enabled failover',
+      () => streaming[2].logs.join('\n').includes('enabled failover on the replication slot'),
+    )
     expect(streaming[0].logs.join('\n')).not.toContain('enabled failover')
     expect(await failoverFlag(late.sql, 'late_slot')).toBe(true)
     for (const db of [on, off, late]) await insert(db.sql, 41, 60)

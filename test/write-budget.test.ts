@@ -21,6 +21,9 @@ describe('WriteBudget', () => {
     now = 10_000 // refills to one second of budget at most
     expect(budget.reserve('a', 1000)).toBe(0)
     expect(budget.reserve('a', 1)).toBe(1)
+    now = 20_000 // a request larger than the burst goes at once on a full bucket, and its debt holds the next one
+    expect(budget.reserve('a', 3000)).toBe(0)
+    expect(budget.reserve('a', 100)).toBe(2100)
   })
 
   test("the service's side: admits within the budget (a tenth of a second of tolerance), else says how long to wait", () => {

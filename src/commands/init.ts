@@ -3,7 +3,6 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join, relative, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 // the types a transform sees, as text: written as puffgres/puffgres.d.ts (bundled into the single-file binary too)
-import TYPES_FILE from '../transform-types.ts' with { type: 'text' }
 
 export const help = `puffgres init [PATH]
 
@@ -114,7 +113,17 @@ const TSCONFIG = `{
 }
 `
 
-export function scaffold(dir: string): string[] {
+/**
+ * The text of src/transform-types.ts, the file `init` writes as puffgres.d.ts. Imported when `init` runs, not with
+ * the command table: a text import needs Deno 2.8 or later (older ones need --unstable-raw-imports), and every other
+ * command must still start there.
+ */
+async function typesFile(): Promise<string> {
+  return (await import('../transform-types.ts', { with: { type: 'text' } })).default as unknown as string
+}
+
+export async function scaffold(dir: string): Promise<string[]> {
+  const TYPES_FILE = await typesFile()
   const root = resolve(dir)
   const files: Array<[string, string]> = [
     ['puffgres.toml', CONFIG],
@@ -136,11 +145,11 @@ export function scaffold(dir: string): string[] {
   return files.map(([f]) => f)
 }
 
-export function initCommand(argv: string[]): number {
+export async function initCommand(argv: string[]): Promise<number> {
   const { positionals } = parseArgs({ args: argv, allowPositionals: true, strict: true })
   const dir = positionals[0] ?? '.'
   try {
-    const files = scaffold(dir)
+    const files = await scaffold(dir)
     for (const f of files) console.log(`created ${join(dir, f)}`)
     console.log(`
 Next: copy .env.example to .env and fill it in, edit puffgres/migrations/001_example.toml, then

@@ -200,10 +200,12 @@ async function failoverChecks(cfg: Config, sql: postgres.Sql, slot: string, add:
   }
 
   const [{ value }] = await sql<{ value: string }[]>`SELECT current_setting('synchronized_standby_slots') AS value`
-  const physical = (await sql<{ name: string }[]>`
-    SELECT slot_name AS name FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY 1`).map((r) => r.name)
+  const slots = await sql<{ name: string; active: boolean }[]>`
+    SELECT slot_name AS name, active FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY 1`
+  const physical = slots.map((r) => r.name)
   const named = value.split(',').map((n) => n.trim().replace(/^"(.*)"$/, '$1')).filter(Boolean)
   const missing = named.filter((n) => !physical.includes(n))
+  const idle = named.filter((n) => slots.some((r) => r.name === n && !r.active))
   const set = (v: string) => `ALTER SYSTEM SET synchronized_standby_slots = '${v}'; SELECT pg_reload_conf()`
   if (missing.length) {
     add(
@@ -212,6 +214,15 @@ async function failoverChecks(cfg: Config, sql: postgres.Sql, slot: string, add:
       `names ${missing.map((n) => `"${n}"`).join(', ')}, not a physical replication slot here: PostgreSQL holds ` +
         `the changes of failover slots back (\`run\` streams nothing) until it exists; name the physical slots ` +
         `of this server's standbys (or none): ${set(physical.join(','))}`,
+    )
+  } else if (idle.length) {
+    add(
+      true,
+      'synchronized_standby_slots',
+      `"${value}": no standby is connected to ${idle.map((n) => `"${n}"`).join(', ')}, and PostgreSQL holds the ` +
+        'changes of failover slots back until it is (`run` streams nothing meanwhile): start the standby, or take ' +
+        'its slot out of synchronized_standby_slots',
+      true,
     )
   } else if (named.length) {
     add(true, 'synchronized_standby_slots', `"${value}": puffgres gets changes only once these standbys have them`)

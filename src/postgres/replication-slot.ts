@@ -137,12 +137,28 @@ async function failoverSlotsHere(sql: postgres.Sql): Promise<boolean> {
  * be done now. A slot another process streams from is left alone: ALTER_REPLICATION_SLOT would wait until that
  * process lets go of it (the next connect, or the next `run` that takes over, turns it on).
  */
-async function enableFailover(sql: postgres.Sql, slot: string, s: SlotInfo): Promise<boolean> {
+export async function enableFailover(
+  sql: postgres.Sql,
+  slot: string,
+  s: SlotInfo,
+  timeoutMs = ALTER_TIMEOUT_MS,
+): Promise<boolean> {
   // failover is undefined before PostgreSQL 17 (no such column)
   if (s.failover !== false || s.activePid !== undefined || !(await failoverSlotsHere(sql))) return false
-  await sql.unsafe(`ALTER_REPLICATION_SLOT ${slot} (FAILOVER true)`)
-  return true
+  // another process may take the slot between the look and the ALTER, which would then wait for it (for as long as
+  // it streams): given up after a while, and tried again on the next connect
+  const alter = sql.unsafe(`ALTER_REPLICATION_SLOT ${slot} (FAILOVER true)`)
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), timeoutMs)))
+  const done = await Promise.race([alter.then(() => 'done' as const), late]).finally(() => clearTimeout(timer))
+  if (done === 'done') return true
+  alter.cancel()
+  await alter.catch(() => {})
+  return false
 }
+
+/** How long ALTER_REPLICATION_SLOT may wait for a slot another process took in the meantime. */
+const ALTER_TIMEOUT_MS = 5000
 
 /** A slot's row in pg_replication_slots, as findSlot reads it. */
 export interface SlotInfo {

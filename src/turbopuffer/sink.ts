@@ -138,7 +138,9 @@ export class TurbopufferSink implements Sink {
       this.#stats.failed += result.failed.length
     }
     for (const f of result.failed) {
-      this.#log.warn('turbopuffer refused a document', { namespace, id: f.op.id, status: f.status, error: f.error })
+      // no status: refused here before sending (write-plan.ts), for what turbopuffer would refuse it
+      const msg = f.status === undefined ? 'a document was not sent to turbopuffer' : 'turbopuffer refused a document'
+      this.#log.warn(msg, { namespace, id: f.op.id, status: f.status, error: f.error })
     }
     return result
   }

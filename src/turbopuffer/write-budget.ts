@@ -20,7 +20,9 @@ export class WriteBudget {
     const rate = this.bytesPerSecond
     if (!(rate > 0)) return 0
     const b = this.#refill(namespace, rate)
-    const wait = b.tokens >= bytes ? 0 : Math.ceil(((bytes - b.tokens) * 1000) / rate)
+    // a request larger than the burst waits for a full bucket, not for more than the bucket can hold
+    const need = Math.min(bytes, rate)
+    const wait = b.tokens >= need ? 0 : Math.ceil(((need - b.tokens) * 1000) / rate)
     b.tokens -= bytes
     return wait
   }
