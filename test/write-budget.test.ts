@@ -2,6 +2,7 @@
 // instead of bouncing off the service.
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { startLocalServer } from '../src/local/server.ts'
+import { StreamMonitor } from '../src/ops/stream-monitor.ts'
 import { TurbopufferSink } from '../src/turbopuffer/sink.ts'
 import { sinkFromConfig } from '../src/turbopuffer/from-config.ts'
 import { DEFAULT_NAMESPACE_BYTES_PER_SECOND, WriteBudget } from '../src/turbopuffer/write-budget.ts'
@@ -107,13 +108,20 @@ describe("puffgres local emulates the limit, and the sink's pacing stays under i
     expect(retries.every((r) => r.status === 429 && r.delayMs > 0)).toBe(true)
   })
 
-  test('paced to the same rate, the same burst draws no 429', async () => {
+  test('paced to the same rate, the same burst draws no 429; the waits reach the metric', async () => {
     const before = statuses()['429'] ?? 0
-    const sink = new TurbopufferSink({ api_key: 'k', base_url: server.url }, { namespaceBytesPerSecond: rate })
+    const monitor = new StreamMonitor()
+    const sink = new TurbopufferSink({ api_key: 'k', base_url: server.url }, {
+      namespaceBytesPerSecond: rate,
+      onPaced: (ns, ms) => monitor.sinkPaced(ns, ms),
+    })
     for (let w = 0; w < 4; w++) await sink.write('paced', docs(w * 30, 30))
     expect(server.documents('paced')).toHaveLength(120)
     expect(statuses()['429'] ?? 0).toBe(before)
     expect(sink.stats().retries).toBe(0)
     expect(sink.stats().pacedMs).toBeGreaterThan(0)
+    const line = monitor.registry.render().split('\n').find((l) => l.startsWith('puffgres_sink_paced_seconds_total{'))
+    expect(line?.startsWith('puffgres_sink_paced_seconds_total{namespace="paced"} ')).toBe(true)
+    expect(Number(line!.split(' ')[1])).toBeCloseTo(sink.stats().pacedMs! / 1000, 6)
   })
 })

@@ -31,6 +31,10 @@ export class StreamMonitor {
     LATENCY_BUCKETS,
   )
   readonly retries = this.registry.counter('puffgres_sink_retries_total', 'turbopuffer requests retried, by operation.')
+  readonly paced = this.registry.counter(
+    'puffgres_sink_paced_seconds_total',
+    "Time writes waited for their namespace's write budget ([turbopuffer] namespace_mb_per_second), by namespace.",
+  )
   readonly typeConflicts = this.registry.counter(
     'puffgres_type_conflicts_total',
     "Rows dead-lettered because the namespace's attribute type (set before an ALTER COLUMN TYPE) cannot take the value.",
@@ -119,6 +123,10 @@ export class StreamMonitor {
 
   sinkRetry(operation: string): void {
     this.retries.inc({ operation })
+  }
+
+  sinkPaced(namespace: string, ms: number): void {
+    this.paced.inc({ namespace }, ms / 1000)
   }
 
   health(): Health {

@@ -89,6 +89,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
       // not opts.signal: a graceful stop still writes the batch in flight; this one gives up after the drain timeout
       signal: sinkAbort.signal,
       onRequest: (ms, ok) => monitor.sinkRequest(ms, ok),
+      onPaced: (namespace, ms) => monitor.sinkPaced(namespace, ms),
       onRetry: (info) => {
         monitor.sinkRetry(info.operation)
         if (info.status === 429) writesInFlight.pushback()

@@ -67,6 +67,8 @@ export interface TurbopufferSinkOptions {
   onRetry?(info: RetryInfo): void
   /** every HTTP request's duration and outcome, for latency metrics */
   onRequest?(ms: number, ok: boolean): void
+  /** a write waited `ms` for its namespace's byte budget (namespaceBytesPerSecond), for metrics */
+  onPaced?(namespace: string, ms: number): void
 }
 
 /** A request turbopuffer refused in a way that retrying cannot change. */
@@ -96,6 +98,7 @@ export class TurbopufferSink implements Sink {
   readonly #concurrency: number
   readonly #onRetry?: (info: RetryInfo) => void
   readonly #onRequest?: (ms: number, ok: boolean) => void
+  readonly #onPaced?: (namespace: string, ms: number) => void
   readonly #stats: SinkStats = { requests: 0, retries: 0, written: 0, skipped: 0, failed: 0 }
   readonly #budget: WriteBudget
 
@@ -108,6 +111,7 @@ export class TurbopufferSink implements Sink {
     this.#concurrency = Math.max(1, opts.concurrency ?? 2)
     this.#onRetry = opts.onRetry
     this.#onRequest = opts.onRequest
+    this.#onPaced = opts.onPaced
     this.#budget = new WriteBudget(opts.namespaceBytesPerSecond ?? DEFAULT_NAMESPACE_BYTES_PER_SECOND)
     for (const [k, v] of Object.entries(this.#limits)) {
       if (!Number.isInteger(v) || v < 1) throw new Error(`turbopuffer sink: limits.${k} must be a positive integer`)
@@ -161,6 +165,7 @@ export class TurbopufferSink implements Sink {
     const wait = this.#budget.reserve(namespace, chunkBytes(chunk))
     if (wait > 0) {
       this.#stats.pacedMs = (this.#stats.pacedMs ?? 0) + wait
+      this.#onPaced?.(namespace, wait)
       await sleep(wait, this.#signal)
     }
     try {
