@@ -54,14 +54,6 @@ export async function tableByOid(sql: postgres.Sql, oid: number): Promise<TableS
   }
 }
 
-/** The same, by name (a mapping's source table). */
-export async function tableByName(sql: postgres.Sql, schema: string, table: string): Promise<TableShape | undefined> {
-  const [t] = await sql<{ oid: number }[]>`
-    SELECT c.oid::int AS oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = ${schema} AND c.relname = ${table} AND c.relkind IN ('r', 'p')`
-  return t ? await tableByOid(sql, t.oid) : undefined
-}
-
 /**
  * The stored generated columns of a table that a mapping needs (`needed` undefined: all columns), with their types;
  * undefined when there are none. pgoutput does not send them, so changes of such a table are re-read by key.
