@@ -55,6 +55,8 @@ DEFAULT_TESTS=(
   test/connection-errors.test.ts
   test/doctor.test.ts
   test/transform-import.test.ts
+  test/status-page.test.ts
+  test/monitoring.test.ts
 )
 
 # deno.json's settings and import map, plus the shim; regenerated so it never drifts from deno.json.

@@ -54,9 +54,14 @@ export async function openPage(chromium: string): Promise<Page> {
     '--window-size=1100,900',
     'about:blank',
   ], { stdio: ['ignore', 'ignore', 'pipe'] })
-  const cleanup = () => {
+  const exited = new Promise<void>((resolve) => proc.on('close', () => resolve()))
+  const cleanup = async () => {
     proc.kill('SIGKILL')
-    rmSync(profile, { recursive: true, force: true })
+    // the profile is written until the browser has gone
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))])
+    try {
+      rmSync(profile, { recursive: true, force: true, maxRetries: 3 })
+    } catch { /* a temporary folder: left behind at worst */ }
   }
   try {
     const browserWs = await new Promise<string>((resolve, reject) => {
@@ -139,11 +144,11 @@ export async function openPage(chromium: string): Promise<Page> {
       nextNavigation: (ms) => once('Page.frameStartedLoading', ms),
       async close() {
         ws.close()
-        cleanup()
+        await cleanup()
       },
     }
   } catch (e) {
-    cleanup()
+    await cleanup()
     throw e
   }
 }
