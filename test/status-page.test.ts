@@ -14,6 +14,8 @@ import { quantile } from '../src/ops/status-page.ts'
 import { SampleRing } from '../src/ops/sample-ring.ts'
 import { StreamMonitor } from '../src/ops/stream-monitor.ts'
 import { findChromium, inCI, openPage, type Page } from './harness/browser.ts'
+import { startCli } from './harness/cli-child.ts'
+import { freePort } from './harness/pg.ts'
 import { usePipeline } from './harness/pipeline.ts'
 import { migration } from './harness/project.ts'
 import { waitFor } from './harness/wait.ts'
@@ -275,14 +277,44 @@ describe('the status page and what the metrics server serves', () => {
   })
 })
 
+const otherAddresses = () =>
+  Object.values(networkInterfaces()).flat()
+    .filter((a) => a && a.family === 'IPv4' && !a.internal).map((a) => a!.address)
+
 describe('where the metrics server listens', () => {
+  const pipe = usePipeline({
+    name: 'statushost',
+    sql: 'CREATE TABLE notes (id int PRIMARY KEY, body text)',
+    migrations: { '001_notes.toml': migration({ name: 'notes', table: 'notes' }) },
+  })
+
+  test('puffgres run --metrics-port without --metrics-host: the page on 127.0.0.1 only', async () => {
+    const port = await freePort()
+    const c = startCli(['-c', pipe.project.config, 'run', '--metrics-port', String(port)], { cwd: pipe.project.dir })
+    try {
+      await waitFor('the status page served', () => /serving the status page/.test(c.output()), 30_000)
+      expect(c.output()).toMatch(/"host":"127\.0\.0\.1"/)
+      const page = await waitFor('the page', async () => {
+        const r = await fetch(`http://127.0.0.1:${port}/`)
+        const t = await r.text()
+        return r.status === 200 && t.includes('<td>notes</td>') ? t : ''
+      })
+      expect(page).toContain('public.notes')
+      for (const a of otherAddresses()) {
+        const r = await fetch(`http://${a}:${port}/`).then(() => 'reached', () => 'refused')
+        expect(`${a}: ${r}`).toBe(`${a}: refused`)
+      }
+    } finally {
+      c.kill('SIGTERM')
+      await c.done
+    }
+  }, 60_000)
+
   test('127.0.0.1 by default: not reachable on the machine’s other addresses', async () => {
     const server = await startMetricsServer(new StreamMonitor(), { port: 0 })
     try {
       expect((await fetch(`http://127.0.0.1:${server.port}/metrics`)).status).toBe(200)
-      const others = Object.values(networkInterfaces()).flat()
-        .filter((a) => a && a.family === 'IPv4' && !a.internal).map((a) => a!.address)
-      for (const a of others) {
+      for (const a of otherAddresses()) {
         const r = await fetch(`http://${a}:${server.port}/metrics`).then(() => 'reached', () => 'refused')
         expect(`${a}: ${r}`).toBe(`${a}: refused`)
       }
@@ -294,9 +326,7 @@ describe('where the metrics server listens', () => {
   test('--metrics-host 0.0.0.0 listens on every interface', async () => {
     const server = await startMetricsServer(new StreamMonitor(), { port: 0, hostname: '0.0.0.0' })
     try {
-      const others = Object.values(networkInterfaces()).flat()
-        .filter((a) => a && a.family === 'IPv4' && !a.internal).map((a) => a!.address)
-      for (const a of [...others, '127.0.0.1']) {
+      for (const a of [...otherAddresses(), '127.0.0.1']) {
         expect((await fetch(`http://${a}:${server.port}/healthz`)).status).toBe(503)
       }
     } finally {
