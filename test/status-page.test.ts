@@ -8,9 +8,10 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { networkInterfaces, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import process from 'node:process'
+import postgres from 'postgres'
 import { startMetricsServer } from '../src/ops/metrics-server.ts'
 import { deadLetterKind } from '../src/ops/dead-letter-kind.ts'
-import { quantile } from '../src/ops/status-page.ts'
+import { quantile, StatusPage } from '../src/ops/status-page.ts'
 import { SampleRing } from '../src/ops/sample-ring.ts'
 import { StreamMonitor } from '../src/ops/stream-monitor.ts'
 import { findChromium, inCI, openPage, type Page } from './harness/browser.ts'
@@ -344,6 +345,41 @@ describe('status page parts', () => {
     expect(r.size).toBe(3)
     expect(r.last()).toBe(7)
     expect(() => new SampleRing(0)).toThrow()
+  })
+
+  test('the history is bounded: one hour, at most 720 samples, whatever the sample interval', () => {
+    const page = (sampleMs: number) =>
+      new StatusPage({
+        monitor: new StreamMonitor(),
+        sql: postgres('postgres://127.0.0.1:1/none'),
+        slot: 's',
+        publication: 'p',
+        mappings: [],
+        sampleMs,
+      })
+    expect(page(10_000).ring.capacity).toBe(360)
+    expect(page(500).ring.capacity).toBe(720)
+    expect(page(1).ring.capacity).toBe(720)
+  })
+
+  test('PostgreSQL unreachable: the page still answers, and says the dead letters and slot are unknown', async () => {
+    const sql = postgres(`postgres://postgres@127.0.0.1:${await freePort()}/none`, { max: 1, connect_timeout: 2 })
+    const page = new StatusPage({
+      monitor: new StreamMonitor(),
+      sql,
+      slot: 's',
+      publication: 'p',
+      mappings: [{ name: 'm', namespace: 'ns', table: 'public.t' }],
+    })
+    try {
+      const html = await page.render()
+      expect(html).toContain('Dead letters and slot: cannot read PostgreSQL')
+      expect(html).toContain('<td>m</td><td>ns</td><td>public.t</td>')
+      expect(html).toContain('not streaming')
+    } finally {
+      await page.stop()
+      await sql.end({ timeout: 1 })
+    }
   })
 
   test('an error kind repeats nothing of the error text', () => {
