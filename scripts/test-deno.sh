@@ -13,6 +13,7 @@ DENO=./node_modules/.bin/deno
 DEFAULT_TESTS=(
   test/local-server.test.ts
   test/local-rules.test.ts
+  test/local-by-filter.test.ts
   test/local-persistence.test.ts
   test/local-faults.test.ts
   test/local-command.test.ts

@@ -9,11 +9,14 @@ import { runQuery } from './query.ts'
 import { checkNamespaceName, type Store } from './store.ts'
 import { applySchema, planWrite } from './write.ts'
 import type { WriteBudget } from '../turbopuffer/write-budget.ts'
+import type { ByFilterLimits } from './by-filter.ts'
 
 export interface ApiOptions {
   /** when set, only this key is accepted; otherwise any non-empty bearer key is */
   apiKey?: string
   maxBodyBytes: number
+  /** documents one delete_by_filter / patch_by_filter may change (src/local/by-filter.ts) */
+  byFilterLimits?: ByFilterLimits
   /** turbopuffer's per-namespace write limit, emulated: writes beyond it get 429 with retry-after-ms (none: off) */
   budget?: WriteBudget
 }
@@ -104,7 +107,7 @@ export function createHandler(store: Store, faults: Faults, stats: LocalServerSt
         stats.injectedFailures++
         throw injected
       }
-      const plan = planWrite(store.get(name), body, bytes, (n) => store.get(n))
+      const plan = planWrite(store.get(name), body, bytes, (n) => store.get(n), opts.byFilterLimits)
       store.commit(name, plan.meta, plan.put, plan.deleted)
       stats.writesAcknowledged++
       stats.rowsUpserted += plan.response.rows_upserted as number
