@@ -23,8 +23,11 @@ const SCHEMA = { [ROW]: 'string', [V]: 'string', text: { type: 'string', filtera
 const version = (n: number) => n.toString(16).padStart(24, '0')
 const GUARD = ['Or', [[V, 'Lt', { $ref_new: V }], [V, 'Eq', null]]]
 
+// deno-lint-ignore no-explicit-any
+type Body = any
+
 /** The one request that replaces every document of `row` with `chunks` chunks at version `v`. */
-function replaceRow(row: string, v: number, chunks: number, text = (i: number) => `${row} v${v} chunk ${i}`) {
+function replaceRow(row: string, v: number, chunks: number, text = (i: number) => `${row} v${v} chunk ${i}`): Body {
   return {
     delete_by_filter: ['And', [[ROW, 'Eq', row], [V, 'Lt', version(v)]]],
     upsert_rows: Array.from(
