@@ -14,6 +14,7 @@ DEFAULT_TESTS=(
   test/local-server.test.ts
   test/local-rules.test.ts
   test/local-by-filter.test.ts
+  test/local-namespaces.test.ts
   test/local-persistence.test.ts
   test/local-faults.test.ts
   test/local-command.test.ts

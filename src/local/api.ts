@@ -177,11 +177,28 @@ export function createHandler(store: Store, faults: Faults, stats: LocalServerSt
     if (!Number.isInteger(size) || size < 1 || size > 1000) {
       throw badRequest(`invalid page_size ${show(sizeText)}: expected an integer from 1 to 1000`)
     }
-    // names() is sorted, so the cursor is simply the last name of the previous page
-    const names = store.names().filter((n) => n.startsWith(prefix) && (cursor === '' || n > cursor))
-    const page = names.slice(0, size)
+    // names() is sorted, so the cursor is simply the last name of the previous page; a page costs a binary search
+    // and its own length, not a pass over every namespace
+    const names = store.names()
+    const from = cursor > prefix ? cursor : prefix
+    let lo = 0
+    let hi = names.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (names[mid] < from || (names[mid] === cursor && cursor !== '')) lo = mid + 1
+      else hi = mid
+    }
+    const page: string[] = []
+    let more = false
+    for (let i = lo; i < names.length && names[i].startsWith(prefix); i++) {
+      if (page.length === size) {
+        more = true
+        break
+      }
+      page.push(names[i])
+    }
     const out: Record<string, unknown> = { namespaces: page.map((id) => ({ id })) }
-    if (names.length > size) out.next_cursor = page[page.length - 1]
+    if (more) out.next_cursor = page[page.length - 1]
     return out
   }
 
