@@ -15,6 +15,7 @@ DEFAULT_TESTS=(
   test/local-rules.test.ts
   test/local-by-filter.test.ts
   test/local-namespaces.test.ts
+  test/chunking.test.ts
   test/local-persistence.test.ts
   test/local-faults.test.ts
   test/local-command.test.ts
