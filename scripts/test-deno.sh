@@ -16,6 +16,7 @@ DEFAULT_TESTS=(
   test/local-by-filter.test.ts
   test/local-namespaces.test.ts
   test/chunking.test.ts
+  test/row-documents-config.test.ts
   test/local-persistence.test.ts
   test/local-faults.test.ts
   test/local-command.test.ts
