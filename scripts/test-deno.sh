@@ -15,6 +15,7 @@ DEFAULT_TESTS=(
   test/local-rules.test.ts
   test/local-by-filter.test.ts
   test/local-namespaces.test.ts
+  test/local-candidates.test.ts
   test/chunking.test.ts
   test/row-documents-config.test.ts
   test/local-persistence.test.ts

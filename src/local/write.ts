@@ -9,6 +9,7 @@ import { LIMITS, violation } from './rules.ts'
 import { checkAttrName, checkValue, inferType, parseAttrSchema, vectorDims } from './schema.ts'
 import { checkDims, DISTANCE_METRICS, parseVector } from './vectors.ts'
 import { vectorBytes } from '../turbopuffer/sizes.ts'
+import { candidateKeys } from './candidates.ts'
 import { allowPartial, BY_FILTER_LIMITS, type ByFilterLimits, patchByFilterParts, selectMatches } from './by-filter.ts'
 
 const WRITE_KEYS = new Set([
@@ -112,6 +113,18 @@ export function planWrite(
     for (const [key, doc] of ns?.docs ?? []) if (!staged.has(key)) out.push(doc)
     return out
   }
+  // The documents a by-filter operation matches, as the request has left them so far (these run before any upsert,
+  // so every staged document is one of the namespace's): through an equality lookup when the filter allows one.
+  const matching = (filter: unknown, pred: Predicate): Doc[] => {
+    const keys = ns && candidateKeys(filter, ns, meta.schema)
+    if (!keys) return allCurrent().filter((doc) => pred(doc, null))
+    const out: Doc[] = []
+    for (const key of keys) {
+      const doc = staged.has(key) ? staged.get(key) : ns!.docs.get(key)
+      if (doc && pred(doc, null)) out.push(doc)
+    }
+    return out
+  }
   const upsertedIds: DocId[] = []
   const patchedIds: DocId[] = []
   const deletedIds: DocId[] = []
@@ -122,7 +135,7 @@ export function planWrite(
   if (body.delete_by_filter !== undefined) {
     const partial = allowPartial(body, 'delete_by_filter')
     const pred = compileFilter(body.delete_by_filter, meta.schema, meta.idType)
-    const matched = allCurrent().filter((doc) => pred(doc, null))
+    const matched = matching(body.delete_by_filter, pred)
     const sel = selectMatches('delete_by_filter', matched, limits.deleteRows, partial)
     for (const doc of sel.docs) {
       staged.set(idKey(doc.id, meta.idType), null)
@@ -135,7 +148,7 @@ export function planWrite(
     const { filters, patch } = patchByFilterParts(body.patch_by_filter)
     prepareAttrs(meta, patch, 'patch_by_filter')
     const pred = compileFilter(filters, meta.schema, meta.idType)
-    const matched = allCurrent().filter((doc) => pred(doc, null))
+    const matched = matching(filters, pred)
     const sel = selectMatches('patch_by_filter', matched, limits.patchRows, partial)
     for (const doc of sel.docs) {
       staged.set(idKey(doc.id, meta.idType), merge(doc, patch))
