@@ -18,6 +18,7 @@ DEFAULT_TESTS=(
   test/local-candidates.test.ts
   test/chunking.test.ts
   test/row-documents-config.test.ts
+  test/transform-documents.test.ts
   test/local-persistence.test.ts
   test/local-faults.test.ts
   test/local-command.test.ts
