@@ -142,6 +142,33 @@ describe('persistence', () => {
     expect(readdirSync(dir).sort()).toEqual(['log.jsonl', 'snapshot.jsonl'])
   })
 
+  test('log entries already in the snapshot are skipped (a crash between snapshot and truncation)', async () => {
+    const dir = dataDir()
+    const a = await start(dir, { compactAfterBytes: 1000 })
+    const ns = a.tpuf.namespace('s')
+    await ns.write({ upsert_rows: [{ id: 1, v: 'old' }] })
+    const stale = readFileSync(join(dir, 'log.jsonl'), 'utf8')
+    // a big write compacts: the snapshot holds v = new, the log is emptied
+    await ns.write({ upsert_rows: [{ id: 1, v: 'new', pad: 'x'.repeat(2000) }] })
+    expect(readFileSync(join(dir, 'log.jsonl'), 'utf8')).toBe('')
+    await a.server.stop()
+    // the truncation "did not happen": the old entry is still in the log
+    appendFileSync(join(dir, 'log.jsonl'), stale)
+    const b = await start(dir)
+    expect(b.server.documents('s')).toEqual([{ id: 1, v: 'new', pad: 'x'.repeat(2000) }])
+  })
+
+  test('a namespace deleted and created again keeps only what came after', async () => {
+    const dir = dataDir()
+    const a = await start(dir)
+    await a.tpuf.namespace('re').write({ upsert_rows: [{ id: 1, gen: 1 }, { id: 2, gen: 1 }] })
+    await a.tpuf.namespace('re').deleteAll()
+    await a.tpuf.namespace('re').write({ upsert_rows: [{ id: 3, gen: 2 }] })
+    await a.server.stop()
+    const b = await start(dir)
+    expect(b.server.documents('re')).toEqual([{ id: 3, gen: 2 }])
+  })
+
   test('a data dir of the older layout (a folder per namespace) is read and folded into the one log', async () => {
     const dir = dataDir()
     const legacy = join(dir, 'namespaces', 'old')
