@@ -1,6 +1,7 @@
-// `puffgres local` with thousands of namespaces (issue 24): the same writes and queries into one namespace, then
-// spread round-robin over --namespaces of them, in memory and with a data dir; listing every namespace by prefix;
-// a restart that loads them all. Prints each spread figure as a ratio of the one-namespace figure of the same run.
+// `puffgres local` with thousands of namespaces (issue 24): the same tenants' writes and queries into one namespace
+// (a `tenant` attribute, queries filter on it), then into a namespace per tenant (--namespaces of them), in memory
+// and with a data dir; listing every namespace by prefix; a restart that loads them all. Prints each per-tenant
+// figure as a ratio of the one-namespace figure of the same run.
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -32,19 +33,22 @@ async function rate(count: number, task: (i: number) => Promise<unknown>): Promi
   return count / ((performance.now() - start) / 1000)
 }
 
-async function measure(dataDir: string | undefined, spread: number) {
+async function measure(dataDir: string | undefined, tenants: number, perTenant: boolean) {
   const server = await startLocalServer({ dataDir })
   const tpuf = new Turbopuffer({ apiKey: 'k', baseURL: server.url, maxRetries: 0 })
-  const name = (i: number) => `bench-${String(i % spread).padStart(5, '0')}`
+  const tenant = (i: number) => `bench-${String(i % tenants).padStart(5, '0')}`
+  const name = (i: number) => perTenant ? tenant(i) : 'bench-all'
   try {
     const writes = await rate(WRITES, (i) =>
       tpuf.namespace(name(i)).write({
-        upsert_rows: Array.from({ length: ROWS }, (_, r) => ({ id: i * ROWS + r, n: r, t: `row ${i}/${r}` })),
+        upsert_rows: Array.from({ length: ROWS }, (_, r) => ({ id: i * ROWS + r, tenant: tenant(i), n: r })),
       }))
-    const queries = await rate(
-      WRITES,
-      (i) => tpuf.namespace(name(i)).query({ rank_by: ['id', 'asc'], top_k: 10, filters: ['n', 'Lt', 5] }),
-    )
+    const queries = await rate(WRITES, (i) =>
+      tpuf.namespace(name(i)).query({
+        rank_by: ['id', 'asc'],
+        top_k: 10,
+        filters: perTenant ? ['n', 'Lt', 5] : ['And', [['tenant', 'Eq', tenant(i)], ['n', 'Lt', 5]]],
+      }))
     let listed = 0
     const listStart = performance.now()
     for await (const _ of tpuf.namespaces({ prefix: 'bench-', page_size: 100 })) listed++
@@ -55,7 +59,7 @@ async function measure(dataDir: string | undefined, spread: number) {
       const t = performance.now()
       const again = await startLocalServer({ dataDir })
       restartMs = performance.now() - t
-      if (again.namespaces().length !== spread) throw new Error('a namespace was lost across the restart')
+      if (again.namespaces().length !== (perTenant ? tenants : 1)) throw new Error('a namespace was lost')
       await again.stop()
     }
     return { writes, queries, listed, listMs, restartMs }
@@ -66,8 +70,8 @@ async function measure(dataDir: string | undefined, spread: number) {
 
 const spread = Math.min(NAMESPACES, WRITES)
 console.log(
-  `local server: ${fmt(WRITES)} writes of ${ROWS} rows, then ${fmt(WRITES)} queries, ${CONCURRENCY} at a time; ` +
-    `one namespace vs ${fmt(spread)}`,
+  `local server: ${fmt(WRITES)} writes of ${ROWS} rows for ${fmt(spread)} tenants, then ${fmt(WRITES)} queries, ` +
+    `${CONCURRENCY} at a time; one namespace (a tenant attribute) vs a namespace per tenant`,
 )
 console.log('| storage | namespaces | writes/s | ratio | queries/s | ratio | list all (ms) | restart (ms) |')
 console.log('| --- | --- | --- | --- | --- | --- | --- | --- |')
@@ -79,8 +83,8 @@ for (const disk of [false, true]) {
     return d
   }
   try {
-    const one = await measure(disk ? dir() : undefined, 1)
-    const many = await measure(disk ? dir() : undefined, spread)
+    const one = await measure(disk ? dir() : undefined, spread, false)
+    const many = await measure(disk ? dir() : undefined, spread, true)
     if (many.listed !== spread) throw new Error(`listed ${many.listed} namespaces, expected ${spread}`)
     for (const [n, r] of [[1, one], [spread, many]] as const) {
       console.log(
