@@ -7,7 +7,8 @@
 // Each chunk ends at the best boundary in the second half of its window: the end of a paragraph (a blank line) if
 // there is one, else the end of a sentence, else the end of a word, else exactly `size` characters (a word longer
 // than a chunk is cut). A paragraph ends at a blank line; a sentence at `.`, `!`, `?` or `…` (closing quotes and
-// brackets included) before whitespace, or at CJK `。！？` — a heuristic: "e.g. " ends a sentence too. A boundary ends after the whitespace that follows it, so the next chunk starts at a word.
+// brackets included) before whitespace, or at CJK `。！？` — a heuristic: "e.g. " ends a sentence too. A boundary
+// ends after the whitespace that follows it, so the next chunk starts at a word.
 // The chunks are exact slices of the text: without overlap they concatenate back to it. With overlap each chunk
 // after the first starts at the first word start among the last `overlap` characters of the previous chunk (whole
 // words only, so the overlap may be shorter), or exactly `overlap` characters back when those hold no whitespace
