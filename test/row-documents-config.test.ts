@@ -7,8 +7,11 @@ import { loadConfig } from '../src/config/load.ts'
 import {
   checkTemplateColumns,
   chunkingSchema,
+  literalPrefix,
+  namespacesMayCollide,
   parseNamespaceTemplate,
   renderNamespace,
+  templatePattern,
 } from '../src/config/row-documents.ts'
 import { makeProject, migration, type Project } from './harness/project.ts'
 
@@ -162,5 +165,41 @@ describe('puffgres.toml', () => {
   test('a fixed namespace loads as before', () => {
     project = makeProject({ databaseUrl: 'x', migrations: { '001_a.toml': migration({ name: 'a', table: 't' }) } })
     expect(loadConfig(project.config, { ...env, PUFFGRES_BASE_NAMESPACE: 'dev_' }).mappings[0].namespace).toBe('dev_a')
+  })
+})
+
+describe('namespaces of several mappings', () => {
+  const t = parseNamespaceTemplate
+  test('the names a template renders, and its listing prefix', () => {
+    expect(literalPrefix(t('docs_{ws}.v2'))).toBe('docs_')
+    expect(literalPrefix(t('{ws}_docs'))).toBe('')
+    expect(literalPrefix(t('fixed.name'))).toBe('fixed.name')
+    const p = templatePattern(t('docs_{ws}.v2'), 'dev_')
+    expect(['dev_docs_acme.v2', 'dev_docs_a.b-c.v2'].map((n) => p.test(n))).toEqual([true, true])
+    expect(['docs_acme.v2', 'dev_docs_.v2', 'dev_docs_acmeXv2', 'dev_docs_a b.v2'].map((n) => p.test(n))).toEqual([
+      false,
+      false,
+      false,
+      false,
+    ])
+  })
+
+  test('mappings whose namespaces could meet are told apart from those that cannot', () => {
+    const pairs: Array<[string, string, boolean]> = [
+      ['docs', 'docs', true],
+      ['docs', 'notes', false],
+      ['docs_{ws}', 'docs_archive_{ws}', true],
+      ['docs_{ws}', 'notes_{ws}', false],
+      ['docs_{ws}', 'docs_7', true],
+      ['docs_{ws}', 'docs', false],
+      ['docs_{ws}', 'docsx', false],
+      ['{ws}_docs', 'notes_{ws}', true],
+      ['{ws}_docs', 'anything', false],
+      ['{ws}_docs', 'a_docs', true],
+    ]
+    for (const [a, b, collide] of pairs) {
+      expect({ a, b, collide: namespacesMayCollide(t(a), t(b)) }).toEqual({ a, b, collide })
+      expect({ a: b, b: a, collide: namespacesMayCollide(t(b), t(a)) }).toEqual({ a: b, b: a, collide })
+    }
   })
 })

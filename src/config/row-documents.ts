@@ -207,3 +207,35 @@ export function rowDocumentsProblem(m: RowDocumentsSpec): { field: string; messa
   }
   return undefined
 }
+
+/** The literal text before a template's first placeholder (all of it for a fixed name): what listing starts from. */
+export function literalPrefix(template: NamespaceTemplate): string {
+  let out = ''
+  for (const part of template.parts) {
+    if ('column' in part) break
+    out += part.literal
+  }
+  return out
+}
+
+/** Matches exactly the names `template` (after `prefix`) can render: a placeholder renders 1+ name characters. */
+export function templatePattern(template: NamespaceTemplate, prefix = ''): RegExp {
+  const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\-]/g, '\\$&')
+  const body = template.parts.map((p) => 'literal' in p ? escape(p.literal) : '[A-Za-z0-9_.-]+').join('')
+  return new RegExp(`^${escape(prefix)}${body}$`)
+}
+
+/**
+ * Whether two mappings' namespaces could be the same name, or one's listing by its literal prefix could find the
+ * other's: then config refuses the pair. Two fixed names collide only when equal; otherwise when one literal prefix
+ * begins the other's (conservative: "docs_{ws}" and "docs_archive_{ws}" are refused, "docs_{ws}" and "notes_{ws}"
+ * are not).
+ */
+export function namespacesMayCollide(a: NamespaceTemplate, b: NamespaceTemplate): boolean {
+  if (a.columns.length === 0 && b.columns.length === 0) return a.text === b.text
+  const pa = literalPrefix(a)
+  const pb = literalPrefix(b)
+  if (a.columns.length === 0) return templatePattern(b).test(a.text) || a.text.startsWith(pb) && pb !== ''
+  if (b.columns.length === 0) return namespacesMayCollide(b, a)
+  return pa.startsWith(pb) || pb.startsWith(pa)
+}
