@@ -110,7 +110,7 @@ export async function startLocalServer(opts: LocalServerOptions = {}): Promise<L
     },
     setFailRate: (rate) => void (faults.failRate = checkFailRate(rate)),
     stats: () => structuredClone(stats),
-    namespaces: () => store.names(),
+    namespaces: () => [...store.names()],
     documents: (name) => structuredClone(store.get(name)?.sorted() ?? []),
   }
 }
