@@ -4,11 +4,12 @@ import type postgres from 'postgres'
 import { addDeadLetters, type DeadLetter } from '../postgres/dlq.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import type { Logger, WriteOp } from '../types.ts'
-import { deadLetterEvent, type Intent, type MappingRoute } from './changes.ts'
+import { type Intent, intentDeadLetter, type MappingRoute } from './changes.ts'
 import { type AttributeSpec, type ColumnType, mappingAttributes } from './schema.ts'
 import { shapeAttributes } from './attribute-values.ts'
 import { forgetTypes, namespaceTypes, rememberTypes } from './namespace-types.ts'
 import type { TransformResult, TransformRunner } from './transform/mod.ts'
+import { backoffDelay, sleep } from '../retry.ts'
 
 export interface RouteRuntime extends MappingRoute {
   runner: TransformRunner
@@ -69,13 +70,7 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
       const res = results[k]
       const intent = list[k]
       if (!res.ok) {
-        dead.push({
-          mapping: route.mapping.name,
-          docId: String(intent.id),
-          lsn: intent.lsn,
-          event: deadLetterEvent(intent),
-          error: res.error,
-        })
+        dead.push(intentDeadLetter(intent, res.error))
         continue
       }
       let a = res.action
@@ -115,13 +110,7 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
         const bad = shapeAttributes(op.attributes, intent.event.new, attributes, conflicts, identity)
         if (bad) {
           if (bad.conflict) summary.typeConflicts++
-          dead.push({
-            mapping: route.mapping.name,
-            docId: String(op.id),
-            lsn: intent.lsn,
-            event: deadLetterEvent(intent),
-            error: bad.error,
-          })
+          dead.push(intentDeadLetter(intent, bad.error, op.id))
           continue
         }
       }
@@ -136,18 +125,13 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
     const position = res.failed.length ? new Map(ops.map((op, k) => [op, k])) : undefined
     for (const f of res.failed) {
       failed.add(f.op)
-      const k = position!.get(f.op)
-      const intent = k === undefined ? undefined : origin[k]
-      dead.push({
-        mapping: route.mapping.name,
-        docId: String(f.op.id),
-        lsn: intent?.lsn ?? 0n,
-        event: intent && deadLetterEvent(intent),
-        // no status: the sink did not send it (it breaks a limit turbopuffer would refuse it for)
-        error: f.status
-          ? `turbopuffer refused the write (${f.status}): ${f.error}`
-          : `not sent to turbopuffer: ${f.error}`,
-      })
+      // origin[k] is the intent of ops[k]: every op the sink was given has one
+      const intent = origin[position!.get(f.op)!]
+      // no status: the sink did not send it (it breaks a limit turbopuffer would refuse it for)
+      const error = f.status
+        ? `turbopuffer refused the write (${f.status}): ${f.error}`
+        : `not sent to turbopuffer: ${f.error}`
+      dead.push(intentDeadLetter(intent, error, f.op.id))
     }
     const counts = summary.byMapping.get(route.mapping.name) ?? { upserted: 0, deleted: 0 }
     for (const op of ops) {
@@ -183,7 +167,7 @@ async function transformWithRetry(route: RouteRuntime, intents: Intent[], deps: 
   let results: TransformResult[] = await route.runner.run(events)
   for (let attempt = 1; results.some((r) => !r.ok && r.retryable); attempt++) {
     const idx = results.flatMap((r, k) => (!r.ok && r.retryable ? [k] : []))
-    const delay = Math.min(30_000, (deps.retryDelayMs ?? 500) * 2 ** Math.min(attempt - 1, 6))
+    const delay = backoffDelay(attempt - 1, { baseMs: deps.retryDelayMs ?? 500, maxMs: 30_000 })
     deps.log.warn('transform failed for a reason that can pass (e.g. the embedding provider); retrying', {
       mapping: route.mapping.name,
       rows: idx.length,
@@ -191,7 +175,7 @@ async function transformWithRetry(route: RouteRuntime, intents: Intent[], deps: 
       delay_ms: delay,
       error: (results[idx[0]] as { error: string }).error,
     })
-    await new Promise((r) => setTimeout(r, delay))
+    await sleep(delay)
     const again = await route.runner.run(idx.map((k) => events[k]))
     results = results.slice()
     idx.forEach((k, j) => results[k] = again[j])
