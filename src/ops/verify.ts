@@ -12,8 +12,18 @@ import type { Config, Mapping } from '../config/load.ts'
 import { mappingAttributes, namespaceSchema } from '../pipeline/schema.ts'
 import { shapeAttributes } from '../pipeline/attribute-values.ts'
 import { namespaceTypes } from '../pipeline/namespace-types.ts'
-import { type RouteRuntime, writeIntents } from '../pipeline/writer.ts'
-import { currentStateIntents, idKey, recheckWritten, rowDocId, type RowRef } from '../pipeline/row-identity.ts'
+import { type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
+import {
+  currentStateIntents,
+  deleteIntent,
+  idKey,
+  keyRow,
+  recheckWritten,
+  rowDocId,
+  type RowRef,
+} from '../pipeline/row-identity.ts'
+import { idColumnsOf } from '../pipeline/docid.ts'
+import { keyIdText } from '../pipeline/dead-letter.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import { rowEvent } from '../pipeline/row-event.ts'
 import type { ColumnType } from '../postgres/read-rows.ts'
@@ -152,10 +162,15 @@ export async function verifyMapping(
       }
     }
 
+    // a row that cannot be decoded is not judged, and neither is its document (the DLQ has the row): its id is the
+    // one the stream and backfill give it, from its key texts
     const bad = (b: { keys: string[]; error: string }) => {
       failedCount++
-      if (failedIds.length < listLimit) failedIds.push(b.keys.join(':'))
-      log.warn('verify: a row could not be decoded', { mapping: mapping.name, id: b.keys.join(':'), error: b.error })
+      const id = rowDocId(mapping, keyRow(rt.plan.columns, mapping.idColumns, b.keys))
+      const shown = id === undefined ? keyIdText(b.keys) ?? b.keys.join(':') : String(id)
+      if (id !== undefined) notJudged.add(idKey(id))
+      if (failedIds.length < listLimit) failedIds.push(shown)
+      log.warn('verify: a row could not be decoded', { mapping: mapping.name, id: shown, error: b.error })
     }
 
     if (opts.sample !== undefined) {
@@ -228,7 +243,7 @@ export async function verifyMapping(
       drift: missing.length + extra.length + mismatchCount > 0,
     }
     if (opts.repair && report.drift) {
-      report.repair = await repair(deps, rt.route, rt.plan.columns, [...missing, ...drifted], extra, log)
+      report.repair = await repair(deps, rt.route, rt.plan.columns, [...missing, ...drifted], extra, start, log)
     }
     return report
   } finally {
@@ -266,9 +281,10 @@ async function fetchByIds(config: Config, namespace: string, ids: Id[]): Promise
 }
 
 /**
- * Rewrites the drifted documents from their rows' current state and deletes the extra ones, all versioned with an
- * L = stableLsn() taken before the rows are read again: a change streamed meanwhile carries a higher version and
- * wins.
+ * Rewrites the drifted documents from their rows' current state, versioned with an L = stableLsn() taken before the
+ * rows are read again (a change streamed meanwhile carries a higher version and wins), and deletes the extra ones
+ * at `judged`, the position they were judged extra at: a row inserted since then is streamed with a higher version,
+ * so its document is never deleted by a judgement that did not see it. Both through the stream's writer.
  */
 async function repair(
   deps: VerifyDeps,
@@ -276,41 +292,34 @@ async function repair(
   columns: readonly ColumnType[],
   rewrite: Expected[],
   extra: Id[],
+  judged: bigint,
   log: Logger,
 ): Promise<NonNullable<DriftReport['repair']>> {
   const lsn = await stableLsn(deps.sql, { log })
   const result = { lsn: formatLsn(lsn), upserted: 0, deleted: 0, skipped: 0, failed: 0 }
-  const version = encodeVersion(lsn, 0)
+  const writer = { sink: deps.sink, sql: deps.sql, log }
+  const add = (w: WriteSummary | undefined) => {
+    if (!w) return
+    result.upserted += w.upserted
+    result.deleted += w.deleted
+    result.skipped += w.skipped
+    result.failed += w.deadLettered
+  }
   for (let i = 0; i < rewrite.length; i += 500) {
     const chunk = rewrite.slice(i, i + 500)
     const refs = chunk.map((e) => e.ref)
     const dead: DeadLetter[] = []
     // a row with a value that cannot be decoded: a dead letter (written with the others), not a failed repair
     const all = await currentStateIntents(deps.sql, route, columns, refs, lsn, dead)
-    const intents = all.filter((x) => x !== undefined)
-    const writer = { sink: deps.sink, sql: deps.sql, log }
-    const w = await writeIntents(intents, dead, writer)
-    result.upserted += w.upserted
-    result.deleted += w.deleted
-    result.skipped += w.skipped
-    result.failed += w.deadLettered
+    add(await writeIntents(all.filter((x) => x !== undefined), dead, writer))
     // rows deleted while they were transformed: their streamed delete may have landed before this upsert
     const again = await recheckWritten(route, columns, refs.filter((_r, k) => all[k]?.kind === 'upsert'), writer)
-    if (again) {
-      result.deleted += again.deleted
-      result.skipped += again.skipped
-      result.failed += again.deadLettered
-    }
+    if (again) add({ ...again, upserted: 0 })
   }
+  const idColumns = route.mapping.idColumns
   for (let i = 0; i < extra.length; i += 1000) {
-    const ops = extra.slice(i, i + 1000).map((id) => ({ kind: 'delete' as const, id, version }))
-    const w = await deps.sink.write(route.mapping.namespace, ops)
-    result.deleted += w.written
-    result.skipped += w.skipped
-    result.failed += w.failed.length
-    for (const f of w.failed) {
-      log.warn('verify --repair: delete refused', { mapping: route.mapping.name, id: f.op.id, error: f.error })
-    }
+    const intents = extra.slice(i, i + 1000).map((id) => deleteIntent(route, id, idColumnsOf(id, idColumns), judged))
+    add(await writeIntents(intents, [], writer))
   }
   for (const e of rewrite) log.debug('verify --repair: rewrote', { mapping: route.mapping.name, id: e.id })
   return result
