@@ -3,7 +3,8 @@
 import type postgres from 'postgres'
 import { addDeadLetters, type DeadLetter } from '../postgres/dlq.ts'
 import type { Sink } from '../turbopuffer/types.ts'
-import type { Logger, WriteOp } from '../types.ts'
+import type { Mapping } from '../config/load.ts'
+import type { DistanceMetric, Logger, WriteOp } from '../types.ts'
 import { type Intent, intentDeadLetter, type MappingRoute } from './changes.ts'
 import { type AttributeSpec, type ColumnType, mappingAttributes } from './schema.ts'
 import { shapeAttributes } from './attribute-values.ts'
@@ -43,6 +44,18 @@ function writeColumns(route: RouteRuntime, intents: readonly Intent[]): readonly
   for (const i of intents) if (i.columns && (!newest || i.lsn >= newest.lsn)) newest = i
   return newest?.columns ?? route.columns
 }
+
+/**
+ * The metric a mapping's vectors are written with: `[target] distance_metric`, else DEFAULT_DISTANCE_METRIC when the
+ * write carries vectors (turbopuffer refuses vectors without one: a pgvector column named `vector`, an embedding or a
+ * transform's vector would otherwise dead-letter every row). README, "How PostgreSQL types map to turbopuffer".
+ */
+export function distanceMetric(m: Mapping, ops: readonly WriteOp[]): DistanceMetric | undefined {
+  if (m.distanceMetric) return m.distanceMetric
+  return ops.some((op) => op.kind === 'upsert' && op.vector) ? DEFAULT_DISTANCE_METRIC : undefined
+}
+
+export const DEFAULT_DISTANCE_METRIC: DistanceMetric = 'cosine_distance'
 
 /** A summary of nothing written yet, to add to. */
 export function emptySummary(): WriteSummary {
@@ -118,7 +131,7 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
       origin.push(intent)
     }
     if (!ops.length) return
-    const res = await deps.sink.write(namespace, ops, { schema, distanceMetric: route.mapping.distanceMetric })
+    const res = await deps.sink.write(namespace, ops, { schema, distanceMetric: distanceMetric(route.mapping, ops) })
     if (res.failed.length) forgetTypes(deps.sink, namespace)
     else await rememberTypes(deps.sink, namespace, schema)
     const failed = new Set<WriteOp>()
