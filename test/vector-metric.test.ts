@@ -49,7 +49,16 @@ describe('vectors without [target] distance_metric', () => {
       version: '0'.repeat(23) + '1',
       lsn: 1n,
       columns,
-      event: { type: 'insert', op: 'insert', id: 7, schema: 'public', table: 'pg', new: row, lsn: '0/1', mapping: 'pg' },
+      event: {
+        type: 'insert',
+        op: 'insert',
+        id: 7,
+        schema: 'public',
+        table: 'pg',
+        new: row,
+        lsn: '0/1',
+        mapping: 'pg',
+      },
     }
     const sink = new TurbopufferSink({ api_key: 'test-key', base_url: pipe.server.url })
     const summary = await writeIntents([intent], [], { sink, sql: pipe.db.sql, log: quiet })
@@ -58,6 +67,13 @@ describe('vectors without [target] distance_metric', () => {
     expect(pipe.docs('pg').get(7)).toMatchObject({ title: 'seven', vector: [0.5, 0.25, 0, 1] })
     const meta = await pipe.namespace('pg').metadata()
     expect(JSON.stringify(meta)).toContain('cosine_distance')
+  })
+
+  test('migrate --dry-run shows the metric the vectors get', async () => {
+    const r = await pipe.cli('migrate', '--dry-run')
+    expect(r.out).toContain(
+      'vector (document vector): distance_metric cosine_distance (the default; set [target] distance_metric)',
+    )
   })
 
   test('backfill and the stream write every row', async () => {
