@@ -2,6 +2,13 @@
 // its own copy of a row; membership types a domain by its base type on every path, as the decoder does; a row whose
 // predicate is NULL has no document (the route's own rule, not the evaluator's).
 import { beforeAll, describe, expect, test } from 'bun:test'
+import { loadConfig } from '../src/config/load.ts'
+import { deleteIntent } from '../src/pipeline/row-identity.ts'
+import { buildRoutes } from '../src/pipeline/routes.ts'
+import { writeIntents } from '../src/pipeline/writer.ts'
+import { parseLsn } from '../src/postgres/lsn.ts'
+import { TurbopufferSink } from '../src/turbopuffer/sink.ts'
+import { VERSION_ATTR } from '../src/types.ts'
 import { usePipeline } from './harness/pipeline.ts'
 import { migration } from './harness/project.ts'
 import { waitFor } from './harness/wait.ts'
@@ -23,6 +30,7 @@ const pipe = usePipeline({
     CREATE DOMAIN myint AS integer;
     CREATE TABLE dom (id int PRIMARY KEY, m myint, n information_schema.cardinal_number, note text);
     CREATE TABLE nulls (id int PRIMARY KEY, status text, note text);
+    CREATE TABLE replay (id int PRIMARY KEY, name text);
     INSERT INTO dom VALUES (1, 5, 1, 'seed m'), (2, 1, 7, 'seed n'), (3, 1, 1, 'seed none');`,
   migrations: {
     '001_upper.toml': migration({ name: 'upper', table: 'items', transform: 'transforms/mutate.ts' }),
@@ -30,6 +38,7 @@ const pipe = usePipeline({
     '003_dom.toml': migration({ name: 'dom', table: 'dom', columns: ['note'], membership: "m = '05' OR n = '7'" }),
     '004_domgt.toml': migration({ name: 'domgt', table: 'dom', columns: ['note'], membership: 'm > 4' }),
     '005_nulls.toml': migration({ name: 'nulls', table: 'nulls', columns: ['note'], membership: "status = 'on'" }),
+    '006_replay.toml': migration({ name: 'replay', table: 'replay' }),
   },
   files: { 'transforms/mutate.ts': MUTATING },
 })
@@ -78,5 +87,36 @@ describe('a NULL predicate is not membership (the stream, not the evaluator)', (
     await waitFor('the later member', () => pipe.docs('nulls').has(4))
     await waitFor('the document of the row gone NULL', () => !pipe.docs('nulls').has(2))
     expect([...pipe.docs('nulls').keys()]).toEqual([4])
+  })
+})
+
+describe('an older delete replayed after a newer upsert (docs/ARCHITECTURE.md, invariant 2)', () => {
+  test('does not remove the document: the delete is written conditionally on its version', async () => {
+    await pipe.db.sql`INSERT INTO replay VALUES (1, 'first')`
+    await waitFor('the document', () => pipe.docs('replay').has(1))
+    // the row's delete, as the stream writes it, at the position just before a backfill's snapshot (the stream coming
+    // back after a crash replays it after the backfill wrote the row again at that snapshot)
+    const [{ lsn }] = await pipe.db.sql<{ lsn: string }[]>`SELECT pg_current_wal_insert_lsn()::text AS lsn`
+    await pipe.db.sql`UPDATE replay SET name = 'again' WHERE id = 1`
+    expect((await pipe.cli('backfill', 'replay')).code).toBe(0)
+    const version = () => pipe.server.documents('replay').find((d) => d.id === 1)?.[VERSION_ATTR]
+    const backfilled = version()
+    const log = { debug() {}, info() {}, warn() {}, error() {} }
+    const config = loadConfig(pipe.project.config)
+    const routes = await buildRoutes(
+      { ...config, mappings: config.mappings.filter((m) => m.name === 'replay') },
+      pipe.db.sql,
+      log,
+    )
+    const sink = new TurbopufferSink({ api_key: 'test-key', base_url: pipe.server.url })
+    try {
+      const older = deleteIntent(routes[0], 1, { id: 1 }, parseLsn(lsn))
+      const w = await writeIntents([older], [], { sink, sql: pipe.db.sql, log })
+      expect(w.skipped).toBe(1)
+    } finally {
+      for (const r of routes) await r.runner.close()
+    }
+    expect(pipe.docs('replay').get(1)?.name).toBe('again')
+    expect(version()).toBe(backfilled)
   })
 })
