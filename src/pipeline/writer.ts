@@ -62,11 +62,30 @@ export function emptySummary(): WriteSummary {
   return { upserted: 0, deleted: 0, skipped: 0, deadLettered: 0, typeConflicts: 0, byMapping: new Map() }
 }
 
+/** One namespace's share of a batch, projected: the ops to write and the intent each op came from. */
+export interface Projected {
+  namespace: string
+  route: RouteRuntime
+  /** the attribute schema declared with the write (attributes the namespace has with another type left out) */
+  schema: Record<string, AttributeSpec>
+  ops: WriteOp[]
+  /** origin[k] is the intent of ops[k] */
+  origin: Intent[]
+}
+
 /**
- * Transforms and writes one batch of intents (at most one per mapping and id) and dead-letters what a transform
- * rejected or turbopuffer refused, together with `dead` (failures found earlier). Resolves once all of it is durable.
+ * The projection of intents into write ops, the one every writer uses (the stream, backfill, `dlq retry`,
+ * `verify --repair`, and `verify`'s expected documents): each route's transform (failures that can pass retried),
+ * a skipped delete still deleting, the attributes shaped to the declared schema and to the types the namespace
+ * already has (docs/ARCHITECTURE.md, invariants 8 and 12). What cannot be written goes to `dead`; values the
+ * namespace's older attribute types cannot take are counted in `conflicts.n`.
  */
-export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: WriterDeps): Promise<WriteSummary> {
+export async function projectIntents(
+  intents: readonly Intent[],
+  dead: DeadLetter[],
+  deps: Pick<WriterDeps, 'sink' | 'log' | 'retryDelayMs'>,
+  conflicts: { n: number } = { n: 0 },
+): Promise<Projected[]> {
   const byRoute = new Map<RouteRuntime, Intent[]>()
   for (const i of intents) {
     const r = i.route as RouteRuntime
@@ -93,24 +112,22 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
       const op: WriteOp = a.type === 'upsert'
         ? { kind: 'upsert', id: a.id, attributes: a.attributes, vector: a.vector, version: intent.version }
         : { kind: 'delete', id: a.id, version: intent.version }
-      // origin[k] is the intent of ops[k]: looked up only for the ops the sink refuses
       ns.ops.push(op)
       ns.origin.push(intent)
     }
   }
-  const summary = emptySummary()
-  await Promise.all([...byNamespace].map(async ([namespace, entry]) => {
+  return await Promise.all([...byNamespace].map(async ([namespace, entry]): Promise<Projected> => {
     const { route } = entry
-    if (!entry.ops.length) return
+    if (!entry.ops.length) return { namespace, route, schema: {}, ops: [], origin: [] }
     const attributes = mappingAttributes(route.mapping, writeColumns(route, entry.origin))
     const existing = await namespaceTypes(deps.sink, namespace)
     // an attribute the namespace already has with another type (ALTER COLUMN TYPE): not declared again, and its
     // values are converted to the namespace's type exactly, or dead-lettered
-    let conflicts: Map<string, string> | undefined
+    let differ: Map<string, string> | undefined
     const schema: Record<string, AttributeSpec> = {}
     for (const [name, a] of attributes) {
       const t = existing.get(name)
-      if (t !== undefined && t !== a.spec.type) (conflicts ??= new Map()).set(name, t)
+      if (t !== undefined && t !== a.spec.type) (differ ??= new Map()).set(name, t)
       else schema[name] = a.spec
     }
     const ops: WriteOp[] = []
@@ -120,9 +137,9 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
       const op = entry.ops[k]
       const intent = entry.origin[k]
       if (op.kind === 'upsert' && attributes.size) {
-        const bad = shapeAttributes(op.attributes, intent.event.new, attributes, conflicts, identity)
+        const bad = shapeAttributes(op.attributes, intent.event.new, attributes, differ, identity)
         if (bad) {
-          if (bad.conflict) summary.typeConflicts++
+          if (bad.conflict) conflicts.n++
           dead.push(intentDeadLetter(intent, bad.error, op.id))
           continue
         }
@@ -130,6 +147,20 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
       ops.push(op)
       origin.push(intent)
     }
+    return { namespace, route, schema, ops, origin }
+  }))
+}
+
+/**
+ * Transforms and writes one batch of intents (at most one per mapping and id) and dead-letters what a transform
+ * rejected or turbopuffer refused, together with `dead` (failures found earlier). Resolves once all of it is durable.
+ */
+export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: WriterDeps): Promise<WriteSummary> {
+  const summary = emptySummary()
+  const conflicts = { n: 0 }
+  const projected = await projectIntents(intents, dead, deps, conflicts)
+  summary.typeConflicts = conflicts.n
+  await Promise.all(projected.map(async ({ namespace, route, schema, ops, origin }) => {
     if (!ops.length) return
     const res = await deps.sink.write(namespace, ops, { schema, distanceMetric: distanceMetric(route.mapping, ops) })
     if (res.failed.length) forgetTypes(deps.sink, namespace)
@@ -175,7 +206,11 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
 }
 
 /** Runs a route's transform; failures an unavailable dependency caused are retried, not dead-lettered. */
-async function transformWithRetry(route: RouteRuntime, intents: Intent[], deps: WriterDeps) {
+async function transformWithRetry(
+  route: RouteRuntime,
+  intents: Intent[],
+  deps: Pick<WriterDeps, 'log' | 'retryDelayMs'>,
+) {
   const events = intents.map((i) => i.event)
   let results: TransformResult[] = await route.runner.run(events)
   for (let attempt = 1; results.some((r) => !r.ok && r.retryable); attempt++) {
