@@ -69,11 +69,15 @@ describe('vectors without [target] distance_metric', () => {
     expect(JSON.stringify(meta)).toContain('cosine_distance')
   })
 
-  test('migrate --dry-run shows the metric the vectors get', async () => {
+  test('migrate --dry-run and doctor show the metric the vectors get', async () => {
     const r = await pipe.cli('migrate', '--dry-run')
     expect(r.out).toContain(
       'vector (document vector): distance_metric cosine_distance (the default; set [target] distance_metric)',
     )
+    const d = await pipe.cli('doctor')
+    expect(d.out + d.err).toContain('distance metric docs')
+    expect(d.out + d.err).toContain('vectors are written with cosine_distance (the default)')
+    expect(d.out + d.err).not.toContain('distance metric pg')
   })
 
   test('backfill and the stream write every row', async () => {
