@@ -11,7 +11,7 @@ import { publicationTables } from '../postgres/publication.ts'
 import { describeTarget, explainPostgresError, postgresTarget } from '../postgres/reach.ts'
 import { clientConfig, createClient, resolveBaseUrl } from '../turbopuffer/client.ts'
 import { explainTurbopufferError } from '../turbopuffer/reach.ts'
-import { slotState } from './slot.ts'
+import { slotState } from '../postgres/slot.ts'
 
 export interface Check {
   ok: boolean
