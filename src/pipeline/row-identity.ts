@@ -234,7 +234,7 @@ export async function rereadIntents(
     const table = await tableByOid(sql, group[0].relid!)
     if (!table) {
       // dropped since (DROP TABLE): the row's current state is gone with it, and the change lacks values the
-      // document needs; a dead letter says so (ops/dropped-tables.ts tells what to do with the mapping)
+      // document needs; a dead letter says so (stream/dropped-tables.ts tells what to do with the mapping)
       deadLetterAll(
         group,
         `re-read: table ${m.schema}.${m.table} was dropped before the row could be read again (its change ` +

@@ -102,7 +102,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
   })
   let metricsServer: HttpServer | undefined
   let routes: RouteRuntime[] = []
-  // the mappings streamed: those whose table was dropped after `migrate` are left out (ops/dropped-tables.ts)
+  // the mappings streamed: those whose table was dropped after `migrate` are left out (stream/dropped-tables.ts)
   let streamed = config
   let tableWatch: DroppedTableWatch | undefined
   try {
