@@ -63,6 +63,9 @@ DEFAULT_TESTS=(
   test/transform-import.test.ts
   test/status-page.test.ts
   test/monitoring.test.ts
+  test/one-path-stream.test.ts
+  test/one-path-repair.test.ts
+  test/vector-metric.test.ts
 )
 
 # deno.json's settings and import map, plus the shim; regenerated so it never drifts from deno.json.

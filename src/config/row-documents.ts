@@ -3,7 +3,11 @@
 // several documents). Parsed and checked here; the writer does not apply them yet, so config/load.ts refuses them
 // with a clear error until it does.
 import { z } from 'zod'
-import { CHUNK_BOUNDARIES, type ChunkBoundary } from '../pipeline/chunking.ts'
+
+export type ChunkBoundary = 'paragraph' | 'sentence' | 'word'
+
+/** where a chunk may end, in the order the chunker prefers them (pipeline/chunking.ts) */
+export const CHUNK_BOUNDARIES: readonly ChunkBoundary[] = ['paragraph', 'sentence', 'word']
 
 /** turbopuffer's rule for a namespace name */
 export const NAMESPACE_NAME = /^[A-Za-z0-9_.-]{1,128}$/

@@ -14,9 +14,9 @@
 // words only, so the overlap may be shorter), or exactly `overlap` characters back when those hold no whitespace
 // (inside a word longer than the overlap) or when `boundaries` is empty.
 
-export type ChunkBoundary = 'paragraph' | 'sentence' | 'word'
-
-export const CHUNK_BOUNDARIES: readonly ChunkBoundary[] = ['paragraph', 'sentence', 'word']
+// the boundary names are the configuration's ([mapping.chunking] boundaries), so they live in config/
+import { CHUNK_BOUNDARIES, type ChunkBoundary } from '../config/row-documents.ts'
+export { CHUNK_BOUNDARIES, type ChunkBoundary }
 
 export interface ChunkOptions {
   /** most characters (code points) in one chunk, ≥ 1 */
