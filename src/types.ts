@@ -25,6 +25,24 @@ export function encodeVersion(lsn: bigint, seq = 0): string {
 export type WriteOp =
   | { kind: 'upsert'; id: Id; attributes: Record<string, unknown>; vector?: number[]; version: string }
   | { kind: 'delete'; id: Id; version: string }
+  | RowWriteOp
+
+/**
+ * Row-documents mode (chunks): all of a row's documents at once. `id` is the row key (`ROW_ATTR` of its documents);
+ * the sink deletes the row's documents older than `version` by filter and upserts `documents` in the same request
+ * (docs/ARCHITECTURE.md, "A row's documents"; invariant 11). No documents: the row's documents are removed.
+ */
+export interface RowWriteOp {
+  kind: 'row'
+  id: string
+  version: string
+  documents: Array<{ id: string; attributes: Record<string, unknown>; vector?: number[] }>
+}
+
+/** The attribute naming a document's row in row-documents mode (filterable: the replacement filters on it). */
+export const ROW_ATTR = '_puffgres_row'
+/** A chunk document's number, 0… */
+export const CHUNK_ATTR = '_puffgres_chunk'
 
 /** Where a write op came from, so that a permanent failure can be put in the dead-letter queue. */
 export interface OpOrigin {

@@ -1,4 +1,5 @@
 // `puffgres migrate [--dry-run]`: checks the source database, records the migrations, maintains the publication.
+import { chunkSources } from '../pipeline/transform/chunk-documents.ts'
 import { parseFlags } from './flags.ts'
 import type postgres from 'postgres'
 import type { Config, Mapping } from '../config/load.ts'
@@ -131,7 +132,13 @@ async function checkMapping(sql: postgres.Sql, m: Mapping, warnings: string[]) {
   } catch (e) {
     throw new MigrateError(`${m.file}: mapping.membership: ${(e as Error).message.replace(/^membership: /, '')}`)
   }
-  for (const c of m.embedding?.source ?? []) {
+  // with [mapping.chunking] the embedding's source is the chunk attribute; the chunked columns must exist
+  for (const c of m.chunking ? chunkSources(m.chunking) : []) {
+    if (!names.has(c)) {
+      throw new MigrateError(`${m.file}: mapping.chunking.source: column "${c}" not in ${m.schema}.${m.table}`)
+    }
+  }
+  for (const c of m.chunking ? [] : m.embedding?.source ?? []) {
     if (!m.transform && !names.has(c)) {
       throw new MigrateError(`${m.file}: mapping.embedding.source: column "${c}" not in ${m.schema}.${m.table}`)
     }

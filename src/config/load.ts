@@ -7,7 +7,7 @@ import { parseMembership, type Predicate } from '../pipeline/membership/mod.ts'
 import { parseTransformSpec, type TransformSpec } from '../pipeline/transform/spec.ts'
 import { configEnv, expandEnv } from './env.ts'
 import { ConfigError } from './errors.ts'
-import { rowDocumentsProblem } from './row-documents.ts'
+import { type ChunkingConfig, rowDocumentsProblem } from './row-documents.ts'
 import { describeIssues, type MigrationFile, migrationSchema, type ProjectFile, projectSchema } from './schema.ts'
 
 export const DEFAULT_SLOT = 'puffgres'
@@ -37,6 +37,8 @@ export interface Mapping {
   schemaHints?: Record<string, unknown>
   /** `[target] id_type = "string"`: every document id is a string (e.g. for negative integer keys) */
   idType?: 'string'
+  /** `[mapping.chunking]`: a row becomes its chunk documents (row-documents mode, docs/ARCHITECTURE.md) */
+  chunking?: ChunkingConfig
 }
 
 export interface Config {
@@ -199,5 +201,6 @@ function toMapping(f: MigrationFile, rel: string, root: string, hash: string, pr
     distanceMetric: f.target.distance_metric,
     schemaHints: f.target.schema,
     idType: f.target.id_type === 'string' ? 'string' : undefined,
+    chunking: f.mapping.chunking,
   }
 }

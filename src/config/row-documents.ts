@@ -1,7 +1,8 @@
 // The configuration shapes of a row's documents (docs/ARCHITECTURE.md, "A row's documents"; issues 24 and 25):
 // `[target] namespace = "docs_{workspace_id}"` (a namespace per tenant) and `[mapping.chunking]` (long text as
-// several documents). Parsed and checked here; the writer does not apply them yet, so config/load.ts refuses them
-// with a clear error until it does.
+// several documents). Parsed and checked here. The writer applies chunking (pipeline/transform/chunk-documents.ts,
+// turbopuffer/write-plan.ts); it does not apply tenant templates yet, so config/load.ts refuses them with a clear
+// error until it does.
 import { z } from 'zod'
 
 export type ChunkBoundary = 'paragraph' | 'sentence' | 'word'
@@ -167,7 +168,7 @@ export interface RowDocumentsSpec {
 
 /**
  * The first problem of a mapping's tenant template or chunking, as `field: message`; then, while the writer does not
- * apply them yet, that they are not supported. Undefined for a mapping that uses neither.
+ * apply tenant templates yet, that they are not supported. Undefined for a mapping without a problem.
  */
 export function rowDocumentsProblem(m: RowDocumentsSpec): { field: string; message: string } | undefined {
   const template = parseNamespaceTemplate(m.namespace)
@@ -201,7 +202,6 @@ export function rowDocumentsProblem(m: RowDocumentsSpec): { field: string; messa
         message: `with [mapping.chunking] each chunk is embedded: set source = "${c.attribute}" (the chunk attribute)`,
       }
     }
-    return { field: 'mapping.chunking', message: 'long text as several documents is not supported by this version yet' }
   }
   if (template.columns.length > 0) {
     return {

@@ -9,6 +9,7 @@ import type { Logger } from '../types.ts'
 import { type CompiledPredicate, compileMembership, predicateColumns } from './membership/mod.ts'
 import type { RouteRuntime } from './writer.ts'
 import { createTransformRunner } from './transform/mod.ts'
+import { chunkSources } from './transform/chunk-documents.ts'
 
 /** The columns a mapping reads; undefined when it reads the whole row (a transform, or no column list). */
 export function neededColumns(m: Mapping): Set<string> | undefined {
@@ -17,7 +18,8 @@ export function neededColumns(m: Mapping): Set<string> | undefined {
     ...m.columns,
     ...m.idColumns,
     ...(m.membership ? predicateColumns(m.membership) : []),
-    ...(m.embedding?.source ?? []),
+    // with chunking the embedding's source is the chunk attribute, not a column
+    ...(m.chunking ? chunkSources(m.chunking) : m.embedding?.source ?? []),
   ])
 }
 
@@ -59,6 +61,7 @@ export async function buildRoutes(
         embedder,
         columns: m.transform ? undefined : m.columns,
         embedding: m.embedding,
+        chunking: m.chunking,
       },
     )
     const member = compileMappingMembership(m, info.columns)

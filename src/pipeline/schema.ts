@@ -3,6 +3,7 @@
 // the first value it sees (5.00 would pin `int`, and a later 9.99 then fails), so every type puffgres knows is
 // declared. See README "How PostgreSQL types map to turbopuffer".
 import type { Mapping } from '../config/load.ts'
+import { CHUNK_ATTR } from '../types.ts'
 import type { ColumnType } from '../postgres/read-rows.ts'
 import { arrayElementOid, OID, resolveTypeOid, tpufType } from '../postgres/values.ts'
 import { FIRST_NON_BUILTIN_OID } from '../postgres/type-oids.ts'
@@ -122,7 +123,7 @@ export function normalizeSpec(hint: unknown): AttributeSpec {
  * PostgreSQL type); then `[target.schema]`, which overrides a column's entry or declares a transform's attribute.
  */
 export function mappingAttributes(
-  mapping: Pick<Mapping, 'transform' | 'columns' | 'schemaHints'>,
+  mapping: Pick<Mapping, 'transform' | 'columns' | 'schemaHints' | 'chunking'>,
   columns: readonly ColumnType[] | undefined,
 ): Map<string, ColumnAttribute> {
   const out = new Map<string, ColumnAttribute>()
@@ -133,6 +134,15 @@ export function mappingAttributes(
       const a = columnAttribute(c)
       if (a) out.set(c.name, a)
     }
+  }
+  const chunking = mapping.chunking
+  if (chunking) {
+    // chunk documents (pipeline/transform/chunk-documents.ts): the chunk's text instead of the source columns (a
+    // chunk may pass 4 KiB: not filterable unless [target.schema] says otherwise), and its number
+    for (const source of typeof chunking.source === 'string' ? [chunking.source] : chunking.source) out.delete(source)
+    const text: AttributeSpec = { type: 'string', filterable: false }
+    out.set(chunking.attribute, { column: chunking.attribute, pgType: '(chunk text)', spec: text, form: 'value' })
+    out.set(CHUNK_ATTR, { column: CHUNK_ATTR, pgType: '(chunk number)', spec: { type: 'uint' }, form: 'value' })
   }
   for (const [name, hint] of Object.entries(mapping.schemaHints ?? {})) {
     const base = out.get(name)
@@ -150,7 +160,7 @@ export function mappingAttributes(
 
 /** The `schema` a write declares for the mapping. */
 export function namespaceSchema(
-  mapping: Pick<Mapping, 'transform' | 'columns' | 'schemaHints'>,
+  mapping: Pick<Mapping, 'transform' | 'columns' | 'schemaHints' | 'chunking'>,
   columns: readonly ColumnType[] | undefined,
 ): Record<string, AttributeSpec> {
   const schema: Record<string, AttributeSpec> = {}

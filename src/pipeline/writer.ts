@@ -52,7 +52,10 @@ function writeColumns(route: RouteRuntime, intents: readonly Intent[]): readonly
  */
 export function distanceMetric(m: Mapping, ops: readonly WriteOp[]): DistanceMetric | undefined {
   if (m.distanceMetric) return m.distanceMetric
-  return ops.some((op) => op.kind === 'upsert' && op.vector) ? DEFAULT_DISTANCE_METRIC : undefined
+  const vectors = ops.some((op) =>
+    op.kind === 'upsert' ? op.vector : op.kind === 'row' && op.documents.some((d) => d.vector)
+  )
+  return vectors ? DEFAULT_DISTANCE_METRIC : undefined
 }
 
 export const DEFAULT_DISTANCE_METRIC: DistanceMetric = 'cosine_distance'
@@ -109,9 +112,25 @@ export async function projectIntents(
       // a row that was deleted, or left the membership, must lose its document whatever the transform says
       if (a.type === 'skip' && intent.kind === 'delete') a = { type: 'delete', id: intent.id }
       if (a.type === 'skip') continue
-      const op: WriteOp = a.type === 'upsert'
-        ? { kind: 'upsert', id: a.id, attributes: a.attributes, vector: a.vector, version: intent.version }
-        : { kind: 'delete', id: a.id, version: intent.version }
+      let op: WriteOp
+      if (route.mapping.chunking) {
+        // row-documents mode: the row's documents replace all of its older ones, by the row key (invariant 11)
+        const documents = a.type === 'documents'
+          ? a.documents.map((d) => ({ id: d.id, attributes: d.attributes, vector: d.vector }))
+          : []
+        if (a.type === 'upsert') {
+          dead.push(intentDeadLetter(intent, `mapping ${route.mapping.name}: one document where chunks were expected`))
+          continue
+        }
+        op = { kind: 'row', id: String(intent.id), version: intent.version, documents }
+      } else if (a.type === 'documents') {
+        dead.push(intentDeadLetter(intent, `mapping ${route.mapping.name}: several documents for one row`))
+        continue
+      } else {
+        op = a.type === 'upsert'
+          ? { kind: 'upsert', id: a.id, attributes: a.attributes, vector: a.vector, version: intent.version }
+          : { kind: 'delete', id: a.id, version: intent.version }
+      }
       ns.ops.push(op)
       ns.origin.push(intent)
     }
@@ -141,6 +160,18 @@ export async function projectIntents(
         if (bad) {
           if (bad.conflict) conflicts.n++
           dead.push(intentDeadLetter(intent, bad.error, op.id))
+          continue
+        }
+      }
+      if (op.kind === 'row' && attributes.size) {
+        // the row's documents go together or not at all
+        const bad = op.documents.map((d) =>
+          shapeAttributes(d.attributes, intent.event.new, attributes, differ, identity)
+        )
+          .find((b) => b !== undefined)
+        if (bad) {
+          if (bad.conflict) conflicts.n++
+          dead.push(intentDeadLetter(intent, bad.error))
           continue
         }
       }
@@ -180,7 +211,8 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
     const counts = summary.byMapping.get(route.mapping.name) ?? { upserted: 0, deleted: 0 }
     for (const op of ops) {
       if (failed.size && failed.has(op)) continue
-      if (op.kind === 'upsert') counts.upserted++
+      // a row's documents count as one row: upserted, or deleted when it has none left
+      if (op.kind === 'upsert' || op.kind === 'row' && op.documents.length) counts.upserted++
       else counts.deleted++
     }
     summary.byMapping.set(route.mapping.name, counts)

@@ -2,7 +2,7 @@
 // the version conditions that keep an older version from overwriting a newer one (docs/ARCHITECTURE.md, invariant 2).
 import { Buffer } from 'node:buffer'
 import type { Filter, NamespaceWriteParams } from '@turbopuffer/turbopuffer'
-import { type Id, idKey, VERSION_ATTR, type WriteOp } from '../types.ts'
+import { type Id, idKey, ROW_ATTR, VERSION_ATTR, type WriteOp } from '../types.ts'
 import { DOCUMENT_BYTES, VALUE_BYTES, valueBytes, vectorBytes } from './sizes.ts'
 import type { WriteOptions } from './types.ts'
 
@@ -21,7 +21,14 @@ export const DEFAULT_LIMITS: Limits = { maxRows: 10_000, maxBytes: 64 * 1024 * 1
 export interface PreparedOp {
   op: WriteOp
   row?: Record<string, unknown>
+  /** a row op's documents (row-documents mode) */
+  rows?: Record<string, unknown>[]
   bytes: number
+}
+
+/** The documents an op upserts or deletes by id, as `Limits.maxRows` counts them (a row op: its documents, ≥ 1). */
+function opRows(p: PreparedOp): number {
+  return p.rows ? Math.max(1, p.rows.length) : 1
 }
 
 /**
@@ -49,6 +56,7 @@ function wireId(id: Id): string | number {
 
 /** Checks what turbopuffer would refuse anyway, and builds the row. Returns an error message for a bad op. */
 export function prepareOp(op: WriteOp): PreparedOp | string {
+  if (op.kind === 'row') return prepareRowOp(op)
   const idError = checkId(op.id)
   if (idError) return idError
   if (typeof op.version !== 'string' || op.version === '') return `op for id ${showId(op.id)}: no version`
@@ -60,21 +68,63 @@ export function prepareOp(op: WriteOp): PreparedOp | string {
     const bad = op as { id: unknown; kind: unknown }
     return `op for id ${showId(bad.id)}: unknown kind ${JSON.stringify(bad.kind)}`
   }
+  const built = buildRow(op.id, op.attributes, op.vector, op.version)
+  if (typeof built === 'string') return built
+  return { op, row: built.row, bytes: built.bytes }
+}
+
+/** turbopuffer refuses a filterable string over 4 KiB: a row key longer than that cannot be filtered on. */
+const MAX_ROW_KEY_BYTES = 4096
+
+/** A row's documents (row-documents mode): each built as an upsert, carrying the row key and the version. */
+function prepareRowOp(op: Extract<WriteOp, { kind: 'row' }>): PreparedOp | string {
+  if (typeof op.id !== 'string' || op.id === '') return `row ${showId(op.id)}: the row key must be a non-empty string`
+  const keyBytes = Buffer.byteLength(op.id)
+  if (keyBytes > MAX_ROW_KEY_BYTES) {
+    return `row "${op.id.slice(0, 40)}…": its key is ${keyBytes} bytes, over the ${MAX_ROW_KEY_BYTES} bytes ` +
+      `turbopuffer can filter on (${ROW_ATTR}); a row with several documents needs a shorter key`
+  }
+  if (typeof op.version !== 'string' || op.version === '') return `op for row ${showId(op.id)}: no version`
+  const rows: Record<string, unknown>[] = []
+  // the key appears in the delete filter
+  let bytes = keyBytes + op.version.length + 50
+  const seen = new Set<string>()
+  for (const doc of op.documents) {
+    if (typeof doc.id !== 'string') return `row ${showId(op.id)}: document id ${showId(doc.id)} is not a string`
+    if (seen.has(doc.id)) return `row ${showId(op.id)}: document id ${showId(doc.id)} is given twice`
+    seen.add(doc.id)
+    const idError = checkId(doc.id)
+    if (idError) return `row ${showId(op.id)}: ${idError}`
+    const built = buildRow(doc.id, { ...doc.attributes, [ROW_ATTR]: op.id }, doc.vector, op.version)
+    if (typeof built === 'string') return `row ${showId(op.id)}: ${built}`
+    rows.push(built.row)
+    bytes += built.bytes
+  }
+  return { op, rows, bytes }
+}
+
+/** One document as sent: its attributes, id, vector and version, checked; its JSON size. */
+function buildRow(
+  id: Id,
+  attributes: Record<string, unknown> | undefined,
+  vector: number[] | undefined,
+  version: string,
+): { row: Record<string, unknown>; bytes: number } | string {
   const row: Record<string, unknown> = {}
-  for (const [name, value] of Object.entries(op.attributes ?? {})) {
+  for (const [name, value] of Object.entries(attributes ?? {})) {
     if (name === 'id') {
-      if (value === op.id) continue
-      return `attribute "id" (${JSON.stringify(value)}) differs from the document id ${showId(op.id)}`
+      if (value === id) continue
+      return `attribute "id" (${JSON.stringify(value)}) differs from the document id ${showId(id)}`
     }
-    if (name === VERSION_ATTR && value !== op.version) return `attribute "${VERSION_ATTR}" is reserved for puffgres`
+    if (name === VERSION_ATTR && value !== version) return `attribute "${VERSION_ATTR}" is reserved for puffgres`
     if (name.startsWith('$')) return `attribute "${name}": names must not start with "$"`
     if (Buffer.byteLength(name) > 128) return `attribute "${name.slice(0, 40)}…": names are at most 128 bytes`
-    if (name === 'vector' && op.vector !== undefined) return 'attribute "vector" given twice (attributes and vector)'
+    if (name === 'vector' && vector !== undefined) return 'attribute "vector" given twice (attributes and vector)'
     if (value !== undefined) row[name] = value
   }
-  row.id = op.id
-  if (op.vector !== undefined) row.vector = op.vector
-  row[VERSION_ATTR] = op.version
+  row.id = id
+  if (vector !== undefined) row.vector = vector
+  row[VERSION_ATTR] = version
   let json: string
   let out = row
   try {
@@ -85,17 +135,17 @@ export function prepareOp(op: WriteOp): PreparedOp | string {
       json = JSON.stringify(row, (_k, x) => typeof x === 'bigint' ? BIGINT_MARK + x : x)
       out = JSON.parse(json)
     } catch (e) {
-      return `document ${showId(op.id)} cannot be encoded as JSON: ${(e as Error).message}`
+      return `document ${showId(id)} cannot be encoded as JSON: ${(e as Error).message}`
     }
   }
   const bytes = Buffer.byteLength(json) + 1
   // Counted as turbopuffer counts it, a value is at most 4 times its JSON (`1,` counts 8 bytes), so a document whose
   // JSON is within a quarter of the value limit breaks no size limit: only larger ones are measured.
   if (bytes > VALUE_BYTES / 4) {
-    const sizeError = checkSizes(op.id, row)
+    const sizeError = checkSizes(id, row)
     if (sizeError) return sizeError
   }
-  return { op, row: out, bytes }
+  return { row: out, bytes }
 }
 
 /**
@@ -155,20 +205,29 @@ export function chunkOps(ops: PreparedOp[], limits: Limits): PreparedOp[][] {
   const chunks: PreparedOp[][] = []
   let chunk: PreparedOp[] = []
   let bytes = 0
+  let rows = 0
   let versions = new Set<string>()
   for (const p of ops) {
-    const group = p.op.kind === 'delete' ? deleteGroup(p.op.version) : undefined
+    // a row op's filter clause counts as a delete clause: grouped by transaction the same way (writeBody)
+    const group = p.op.kind === 'delete'
+      ? deleteGroup(p.op.version)
+      : p.op.kind === 'row'
+      ? 'r' + deleteGroup(p.op.version)
+      : undefined
     const newVersion = group !== undefined && !versions.has(group)
-    const full = chunk.length >= limits.maxRows || bytes + p.bytes > limits.maxBytes ||
+    const n = opRows(p)
+    const full = rows + n > limits.maxRows || bytes + p.bytes > limits.maxBytes ||
       (newVersion && versions.size >= limits.maxDeleteVersions)
     if (chunk.length > 0 && full) {
       chunks.push(chunk)
       chunk = []
       bytes = 0
+      rows = 0
       versions = new Set()
     }
     chunk.push(p)
     bytes += p.bytes
+    rows += n
     if (group !== undefined) versions.add(group)
   }
   if (chunk.length > 0) chunks.push(chunk)
@@ -219,13 +278,43 @@ export function deleteCondition(deletes: Array<{ id: Id; version: string }>): Fi
   return ['Or', clauses]
 }
 
+/**
+ * Row-documents mode: the filter that deletes each row's documents older than its version, grouped by transaction
+ * like `deleteCondition` and for the same reason: `Or(And(_puffgres_row In [keys of the group], v Lt max), ...)`.
+ * The version is in the filter because no condition guards `delete_by_filter` (docs/ARCHITECTURE.md, invariant 11):
+ * a late write of an older version deletes nothing newer. A row at (C, s) compared with (C, max): a document of the
+ * row with a version between is a later change of the same row in the same transaction, collapsed into this batch.
+ */
+export function rowsFilter(rows: Array<{ id: Id; version: string }>): Filter {
+  const groups = new Map<string, { max: string; keys: string[] }>()
+  for (const r of rows) {
+    const key = deleteGroup(r.version)
+    const g = groups.get(key)
+    if (!g) groups.set(key, { max: r.version, keys: [String(r.id)] })
+    else {
+      g.keys.push(String(r.id))
+      if (r.version > g.max) g.max = r.version
+    }
+  }
+  const clauses: Filter[] = []
+  for (const { max, keys } of groups.values()) {
+    const row: Filter = keys.length === 1 ? [ROW_ATTR, 'Eq', keys[0]] : [ROW_ATTR, 'In', keys]
+    clauses.push(['And', [row, [VERSION_ATTR, 'Lt', max]]])
+  }
+  return clauses.length === 1 ? clauses[0] : ['Or', clauses]
+}
+
 /** The write request for one chunk. */
 export function writeBody(chunk: PreparedOp[], opts: WriteOptions): Omit<NamespaceWriteParams, 'namespace'> {
   const rows: Record<string, unknown>[] = []
   const deletes: Array<{ id: Id; version: string }> = []
+  const replaced: Array<{ id: Id; version: string }> = []
   for (const p of chunk) {
     if (p.op.kind === 'upsert') rows.push(p.row!)
-    else deletes.push(p.op)
+    else if (p.op.kind === 'row') {
+      replaced.push(p.op)
+      for (const r of p.rows!) rows.push(r)
+    } else deletes.push(p.op)
   }
   const body: Omit<NamespaceWriteParams, 'namespace'> = {
     // the caller's schema first: the version attribute's type is not the caller's to change
@@ -238,6 +327,11 @@ export function writeBody(chunk: PreparedOp[], opts: WriteOptions): Omit<Namespa
   if (deletes.length > 0) {
     body.deletes = deletes.map((d) => wireId(d.id))
     body.delete_condition = deleteCondition(deletes)
+  }
+  if (replaced.length > 0) {
+    // applied first, in the same request as the upserts: the row's documents older than its new version go
+    body.delete_by_filter = rowsFilter(replaced)
+    body.schema = { ...body.schema, [ROW_ATTR]: 'string' }
   }
   if (opts.distanceMetric) body.distance_metric = opts.distanceMetric
   return body

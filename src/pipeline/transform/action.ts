@@ -16,11 +16,20 @@ export type NormalizedAction =
   | { type: 'skip' }
 
 /**
+ * Row-documents mode (chunks): all of the row's documents, ids as strings (docs/ARCHITECTURE.md, "A row's
+ * documents"). Made by the chunking step (transform/chunk-documents.ts), never directly by a transform's answer.
+ */
+export interface RowDocumentsAction {
+  type: 'documents'
+  documents: Array<{ type: 'upsert'; id: string; attributes: Record<string, unknown>; vector?: number[] }>
+}
+
+/**
  * The outcome of transforming one event. `retryable` marks failures caused by an unavailable dependency (the
  * embedding provider after its retries), which the caller should retry rather than dead-letter.
  */
 export type TransformResult =
-  | { ok: true; action: NormalizedAction }
+  | { ok: true; action: NormalizedAction | RowDocumentsAction }
   | { ok: false; error: string; retryable?: boolean }
 
 const MAX_ID_BYTES = 64

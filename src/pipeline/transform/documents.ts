@@ -49,7 +49,12 @@ export function normalizeRowDocuments(
     const single = normalizeAction(raw, event, label)
     if (!single.ok) return single
     // a delete removes every document of the row, whatever id it names
-    if (single.action.type !== 'upsert') return { ok: true, action: { type: single.action.type } }
+    if (single.action.type === 'delete' || single.action.type === 'skip') {
+      return { ok: true, action: { type: single.action.type } }
+    }
+    if (single.action.type !== 'upsert') {
+      return { ok: false, error: `${label}: documents where one action was expected` }
+    }
     return { ok: true, action: { type: 'documents', documents: [{ ...single.action, id: String(single.action.id) }] } }
   }
   const fail = (detail: string): RowDocumentsResult => ({

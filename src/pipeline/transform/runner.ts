@@ -8,6 +8,7 @@ import type { RowEvent, TransformContext } from '../../types.ts'
 import { errorMessage, normalizeAction, normalizeOwnedAttributes, type TransformResult } from './action.ts'
 import { showId } from '../docid.ts'
 import { createTransformContext } from './_context.ts'
+import { chunkResults } from './chunk-documents.ts'
 import { createProcessRunner } from './process.ts'
 import { importTransformModule } from './import.ts'
 import { resolveProgram, specLabel, type TransformSpec } from './spec.ts'
@@ -80,14 +81,23 @@ export async function createTransformRunner(
   if (!spec) runner = createIdentityRunner(opts)
   else if (spec.kind === 'module') runner = createModuleRunner(await loadTransform(spec.path, spec), opts)
   else runner = createProcessRunner(spec, opts)
-  const { embedding, embedder } = opts
-  if (!embedding) return runner
-  if (!embedder) {
+  const { embedding, embedder, chunking } = opts
+  if (embedding && !embedder) {
     throw new Error(`mapping ${opts.mapping}: [mapping.embedding] needs an embedding provider, and none is configured`)
   }
+  if (chunking) {
+    // each chunk is embedded, not the row (chunk-documents.ts)
+    const embed = embedding && { spec: embedding, embedder: embedder! }
+    return {
+      label: runner.label,
+      run: async (events) => chunkResults(await runner.run(events), events, chunking, embed),
+      close: () => runner.close(),
+    }
+  }
+  if (!embedding) return runner
   return {
     label: runner.label,
-    run: async (events) => applyEmbedding(await runner.run(events), events, embedding, embedder),
+    run: async (events) => applyEmbedding(await runner.run(events), events, embedding, embedder!),
     close: () => runner.close(),
   }
 }

@@ -1,5 +1,6 @@
 // The contract every transform runner meets (module, `bin:` process, identity), apart from the runners
 // themselves so that runner.ts and process.ts both depend on it and not on each other.
+import type { ChunkingConfig } from '../../config/row-documents.ts'
 import type { EmbeddingSpec } from '../../embeddings/declarative.ts'
 import type { Embedder } from '../../embeddings/embedder.ts'
 import type { Logger, RowEvent } from '../../types.ts'
@@ -27,8 +28,10 @@ export interface TransformRunnerOptions {
   env?: Record<string, string | undefined>
   /** identity runner only: the columns copied to attributes (default: every column of the row) */
   columns?: string[]
-  /** `[mapping.embedding]`: applied to the upserts after the transform */
+  /** `[mapping.embedding]`: applied to the upserts after the transform (with chunking: to each chunk) */
   embedding?: EmbeddingSpec
+  /** `[mapping.chunking]`: each upsert becomes the row's chunk documents (chunk-documents.ts) */
+  chunking?: ChunkingConfig
   /** `bin:` only: consecutive deaths without one answer before run() rejects (default 5) */
   maxConsecutiveFailures?: number
 }

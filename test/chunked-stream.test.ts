@@ -1,0 +1,225 @@
+// `[mapping.chunking]` end to end on real PostgreSQL and the strict local server (docs/ARCHITECTURE.md, "A row's
+// documents"; issue 25): every write of a row replaces all of its chunk documents in one versioned request, so the
+// set of chunks a row has in turbopuffer is always exactly the set its text makes now.
+import { afterAll, describe, expect, test } from 'bun:test'
+import { chunkText } from '../src/pipeline/chunking.ts'
+import { TurbopufferSink } from '../src/turbopuffer/sink.ts'
+import { CHUNK_ATTR, encodeVersion, ROW_ATTR, VERSION_ATTR } from '../src/types.ts'
+import { type EmbeddingServer, expectedVector, startEmbeddingServer } from './fixtures/transforms/embedding-server.ts'
+import { usePipeline } from './harness/pipeline.ts'
+import { migration } from './harness/project.ts'
+import { waitFor } from './harness/wait.ts'
+
+const CHUNKING = '[mapping.chunking]\nsource = "body"\nsize = 100\n'
+
+/** `n` paragraphs of 80 characters: with chunks of 100 characters, one chunk each (paragraph boundaries). */
+function body(n: number, tag = 'p'): string {
+  const paras: string[] = []
+  for (let i = 0; i < n; i++) paras.push(`${tag}${i} `.padEnd(79, 'x') + '.')
+  return paras.join('\n\n')
+}
+
+let embeddings: EmbeddingServer
+
+const pipe = usePipeline({
+  name: 'chunked',
+  prepare: async () => {
+    embeddings = await startEmbeddingServer('embed-key')
+  },
+  sql: `CREATE TABLE documents (id int PRIMARY KEY, title text, body text, published bool DEFAULT true);
+    CREATE TABLE early (id int PRIMARY KEY, body text);
+    CREATE TABLE notes (id int PRIMARY KEY, body text);
+    INSERT INTO early SELECT g, repeat('early ' || g || ' words here. ', 20) FROM generate_series(1, 30) g;`,
+  extra: () =>
+    `[providers.embeddings]
+type = "openai"
+model = "test-model"
+api_key = "embed-key"
+base_url = "${embeddings.url}"
+`,
+  migrations: {
+    '001_docs.toml': migration({ name: 'docs', table: 'documents', extra: CHUNKING }),
+    '002_pub.toml': migration({
+      name: 'pub',
+      table: 'documents',
+      columns: ['title', 'body', 'published'],
+      membership: 'published = true',
+      extra: CHUNKING,
+    }),
+    '003_early.toml': migration({ name: 'early', table: 'early', extra: CHUNKING }),
+    '004_notes.toml': migration({
+      name: 'notes',
+      table: 'notes',
+      extra: CHUNKING + '[mapping.embedding]\nsource = "chunk"\n',
+    }),
+  },
+})
+
+afterAll(async () => {
+  await embeddings?.close()
+})
+
+/** The chunk documents of row `key` in `ns`, by id. */
+function chunksOf(ns: string, key: string): Map<unknown, Record<string, unknown>> {
+  const out = new Map<unknown, Record<string, unknown>>()
+  for (const [id, d] of pipe.docs(ns)) if (d[ROW_ATTR] === key) out.set(id, d)
+  return out
+}
+
+/** Waits until row `key` of `ns` has exactly the chunks `text` makes (ids, numbers, texts). */
+async function expectChunks(ns: string, key: string, text: string | null, what: string): Promise<void> {
+  const want = text === null ? [] : chunkText(text, { size: 100 })
+  const matches = () => {
+    const got = chunksOf(ns, key)
+    return got.size === want.length &&
+      want.every((c) =>
+        got.get(`${key}#${c.index}`)?.chunk === c.text && got.get(`${key}#${c.index}`)?.[CHUNK_ATTR] === c.index
+      )
+  }
+  await waitFor(what, matches).catch((e) => {
+    const ids = [...chunksOf(ns, key).keys()].join(', ')
+    const warnings = pipe.streaming ? pipe.stream.logs.filter((l) => /warn|error/.test(l)).slice(0, 3).join('\n') : ''
+    throw new Error(`${e.message}: ${ns} has [${ids}] for row ${key}, want ${want.length}\n${warnings}`)
+  })
+  // nothing else of the row: every document of the namespace that names it is one of its chunks
+  expect(chunksOf(ns, key).size).toBe(want.length)
+}
+
+describe('backfill, then the stream', () => {
+  test('backfill writes each row as its chunks; a later update replaces them exactly', async () => {
+    const r = await pipe.cli('backfill', 'early')
+    expect(r.code).toBe(0)
+    const text = (await pipe.db.sql`SELECT body FROM early WHERE id = 7`)[0].body as string
+    expect(chunkText(text, { size: 100 }).length).toBeGreaterThan(3)
+    await expectChunks('early', '7', text, 'the backfilled chunks')
+    let total = 0
+    for (const row of await pipe.db.sql`SELECT body FROM early`) total += chunkText(row.body, { size: 100 }).length
+    expect(pipe.docs('early').size).toBe(total)
+    for (const d of pipe.docs('early').values()) expect(d.body).toBeUndefined() // the text is in the chunks
+
+    await pipe.startStream()
+    await pipe.db.sql`UPDATE early SET body = 'short now.' WHERE id = 7`
+    await expectChunks('early', '7', 'short now.', 'the update after the backfill')
+  })
+})
+
+describe('the stream', () => {
+  test('a row of 12 chunks shrinks to 3, grows to 7; its other attributes are on every chunk', async () => {
+    await pipe.db.sql`INSERT INTO documents (id, title, body) VALUES (1, 'one', ${body(12)})`
+    await expectChunks('docs', '1', body(12), '12 chunks')
+    expect(chunkText(body(12), { size: 100 }).length).toBe(12)
+    const first = pipe.docs('docs').get('1#0')!
+    expect(first).toMatchObject({ title: 'one', published: true, [ROW_ATTR]: '1', [CHUNK_ATTR]: 0 })
+    expect(first.body).toBeUndefined()
+
+    await pipe.db.sql`UPDATE documents SET body = ${body(3, 'q')} WHERE id = 1`
+    await expectChunks('docs', '1', body(3, 'q'), 'the row shrunk to 3 chunks')
+    await pipe.db.sql`UPDATE documents SET body = ${body(7, 'r')}, title = 'uno' WHERE id = 1`
+    await expectChunks('docs', '1', body(7, 'r'), 'the row grown to 7 chunks')
+    expect([...chunksOf('docs', '1').values()].every((d) => d.title === 'uno')).toBe(true)
+  })
+
+  test('an update of another column (the body unchanged, TOASTed or not) keeps the chunks exact', async () => {
+    const long = body(40, 't') // over 2 KB: stored TOASTed, sent as "unchanged" by an update of the title
+    await pipe.db.sql`INSERT INTO documents (id, title, body) VALUES (2, 'two', ${long})`
+    await expectChunks('docs', '2', long, '40 chunks')
+    await pipe.db.sql`UPDATE documents SET title = 'deux' WHERE id = 2`
+    await waitFor('the new title on every chunk', () => {
+      const c = [...chunksOf('docs', '2').values()]
+      return c.length === 40 && c.every((d) => d.title === 'deux')
+    })
+    await expectChunks('docs', '2', long, 'the same 40 chunks')
+  })
+
+  test('a delete removes every chunk; a re-insert of the same id starts afresh', async () => {
+    await pipe.db.sql`INSERT INTO documents (id, title, body) VALUES (3, 'three', ${body(9)})`
+    await expectChunks('docs', '3', body(9), '9 chunks')
+    await pipe.db.sql`DELETE FROM documents WHERE id = 3`
+    await expectChunks('docs', '3', null, 'no chunk left')
+    await pipe.db.sql`INSERT INTO documents (id, title, body) VALUES (3, 'again', ${body(2, 'z')})`
+    await expectChunks('docs', '3', body(2, 'z'), 'the re-inserted row')
+    // in one transaction: delete, insert again with more chunks, delete, insert with fewer
+    await pipe.db.sql.begin(async (tx) => {
+      await tx`DELETE FROM documents WHERE id = 3`
+      await tx`INSERT INTO documents (id, title, body) VALUES (3, 'a', ${body(11, 'y')})`
+      await tx`DELETE FROM documents WHERE id = 3`
+      await tx`INSERT INTO documents (id, title, body) VALUES (3, 'b', ${body(4, 'w')})`
+    })
+    await expectChunks('docs', '3', body(4, 'w'), 'the last insert of the transaction')
+  })
+
+  test('a NULL or empty body leaves the row without documents', async () => {
+    await pipe.db.sql`INSERT INTO documents (id, title, body) VALUES (4, 'four', ${body(5)})`
+    await expectChunks('docs', '4', body(5), '5 chunks')
+    await pipe.db.sql`UPDATE documents SET body = NULL WHERE id = 4`
+    await expectChunks('docs', '4', null, 'no chunk for a NULL body')
+    await pipe.db.sql`UPDATE documents SET body = ${body(2)} WHERE id = 4`
+    await expectChunks('docs', '4', body(2), 'chunks again')
+  })
+
+  test('leaving the membership removes every chunk from that mapping only; coming back writes them', async () => {
+    await pipe.db.sql`INSERT INTO documents (id, title, body) VALUES (5, 'five', ${body(6)})`
+    await expectChunks('pub', '5', body(6), 'the published row')
+    await pipe.db.sql`UPDATE documents SET published = false WHERE id = 5`
+    await expectChunks('pub', '5', null, 'the unpublished row gone from pub')
+    await expectChunks('docs', '5', body(6), 'still in docs')
+    await pipe.db.sql`UPDATE documents SET published = true, body = ${body(3)} WHERE id = 5`
+    await expectChunks('pub', '5', body(3), 'published again')
+  })
+
+  test("a key change removes the old key's chunks and writes the new key's", async () => {
+    await pipe.db.sql`INSERT INTO documents (id, title, body) VALUES (6, 'six', ${body(8)})`
+    await expectChunks('docs', '6', body(8), '8 chunks')
+    await pipe.db.sql`UPDATE documents SET id = 60, body = ${body(5)} WHERE id = 6`
+    await expectChunks('docs', '6', null, 'the old key has no chunks')
+    await expectChunks('docs', '60', body(5), 'the new key has its chunks')
+  })
+
+  test('an older replayed write removes nothing newer and changes nothing', async () => {
+    await pipe.db.sql`INSERT INTO documents (id, title, body) VALUES (7, 'seven', ${body(5)})`
+    await expectChunks('docs', '7', body(5), '5 chunks')
+    const version = () => pipe.server.documents('docs').find((d) => d.id === '7#0')![VERSION_ATTR] as string
+    const current = version()
+    const older = encodeVersion(BigInt('0x' + current.slice(0, 16)) - 1n)
+    const sink = new TurbopufferSink({ api_key: 'test-key', base_url: pipe.server.url })
+    // a replayed delete of the row, and a replayed write with fewer chunks: both older than what is there
+    const del = await sink.write('docs', [{ kind: 'row', id: '7', version: older, documents: [] }])
+    const fewer = await sink.write('docs', [{
+      kind: 'row',
+      id: '7',
+      version: older,
+      documents: [{ id: '7#0', attributes: { chunk: 'old', [CHUNK_ATTR]: 0 } }],
+    }], { schema: { chunk: { type: 'string', filterable: false }, [CHUNK_ATTR]: 'uint' } })
+    expect(del.failed).toEqual([])
+    expect(fewer.failed).toEqual([])
+    await expectChunks('docs', '7', body(5), 'the newer chunks, untouched')
+    expect(version()).toBe(current)
+  })
+
+  test('each chunk gets the vector of its own text', async () => {
+    const text = body(4, 'e')
+    await pipe.db.sql`INSERT INTO notes VALUES (1, ${text})`
+    await expectChunks('notes', '1', text, '4 embedded chunks')
+    for (const c of chunkText(text, { size: 100 })) {
+      const v = pipe.docs('notes').get(`1#${c.index}`)!.vector as number[]
+      const want = expectedVector(c.text)
+      v.forEach((x, i) => expect(x).toBeCloseTo(want[i], 5))
+    }
+    await pipe.db.sql`UPDATE notes SET body = ${body(2, 'f')} WHERE id = 1`
+    await expectChunks('notes', '1', body(2, 'f'), '2 embedded chunks')
+    expect(pipe.docs('notes').get('1#1')!.vector).toBeDefined()
+  })
+
+  test('TRUNCATE removes every chunk of the table', async () => {
+    await pipe.db.sql`INSERT INTO documents (id, title, body) VALUES (8, 'eight', ${body(4)})`
+    await expectChunks('docs', '8', body(4), '4 chunks')
+    await pipe.db.sql`TRUNCATE documents`
+    await waitFor('docs and pub empty', () => pipe.docs('docs').size === 0 && pipe.docs('pub').size === 0)
+    await pipe.db.sql`INSERT INTO documents (id, title, body) VALUES (8, 'after', ${body(2)})`
+    await expectChunks('docs', '8', body(2), 'the row written after the truncate')
+  })
+
+  test('no dead letters on the way', async () => {
+    expect(await pipe.deadLetters()).toEqual([])
+  })
+})
