@@ -4,6 +4,8 @@
 import { afterAll, describe, expect, test } from 'bun:test'
 import { chunkText } from '../src/pipeline/chunking.ts'
 import { TurbopufferSink } from '../src/turbopuffer/sink.ts'
+import type { Sink } from '../src/turbopuffer/types.ts'
+import { quietBackfill } from './harness/backfill.ts'
 import { CHUNK_ATTR, encodeVersion, ROW_ATTR, VERSION_ATTR } from '../src/types.ts'
 import { type EmbeddingServer, expectedVector, startEmbeddingServer } from './fixtures/transforms/embedding-server.ts'
 import { usePipeline } from './harness/pipeline.ts'
@@ -29,6 +31,7 @@ const pipe = usePipeline({
   sql: `CREATE TABLE documents (id int PRIMARY KEY, title text, body text, published bool DEFAULT true);
     CREATE TABLE early (id int PRIMARY KEY, body text);
     CREATE TABLE notes (id int PRIMARY KEY, body text);
+    CREATE TABLE racing (id int PRIMARY KEY, body text);
     INSERT INTO early SELECT g, repeat('early ' || g || ' words here. ', 20) FROM generate_series(1, 30) g;`,
   extra: () =>
     `[providers.embeddings]
@@ -52,6 +55,7 @@ base_url = "${embeddings.url}"
       table: 'notes',
       extra: CHUNKING + '[mapping.embedding]\nsource = "chunk"\n',
     }),
+    '005_racing.toml': migration({ name: 'racing', table: 'racing', extra: CHUNKING }),
   },
 })
 
@@ -217,6 +221,43 @@ describe('the stream', () => {
     await waitFor('docs and pub empty', () => pipe.docs('docs').size === 0 && pipe.docs('pub').size === 0)
     await pipe.db.sql`INSERT INTO documents (id, title, body) VALUES (8, 'after', ${body(2)})`
     await expectChunks('docs', '8', body(2), 'the row written after the truncate')
+  })
+
+  test('a backfill page written after the stream shrank one of its rows leaves no stale chunk', async () => {
+    // The race made to happen: the backfill has read row 3 with 12 chunks; before its page is written the row
+    // shrinks to 2 chunks and the stream writes that. The page's late, older write deletes nothing newer and its
+    // upserts of 3#0 and 3#1 fail their condition, but 3#2…3#11 do not exist, so they are created: only the
+    // re-check's sweep takes them away again.
+    await pipe.db.sql`INSERT INTO racing SELECT g, ${body(12)} FROM generate_series(1, 5) g`
+    await expectChunks('racing', '3', body(12), 'the streamed rows')
+    const inner = new TurbopufferSink({ api_key: 'test-key', base_url: pipe.server.url })
+    let raced = false
+    const sink: Sink = {
+      write: async (ns, ops, opts) => {
+        if (!raced && ops.some((o) => o.kind === 'row' && o.documents.length === 12)) {
+          raced = true
+          await pipe.db.sql`UPDATE racing SET body = ${body(2, 's')} WHERE id = 3`
+          const [{ lsn }] = await pipe.db.sql`SELECT pg_current_wal_insert_lsn()::text AS lsn`
+          await waitFor(
+            'the stream to apply the update',
+            async () =>
+              (await pipe.db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
+              WHERE slot_name = 'puffgres'`)[0]?.ok,
+          )
+          await expectChunks('racing', '3', body(2, 's'), 'the streamed update')
+        }
+        return inner.write(ns, ops, opts)
+      },
+      deleteAllBefore: (ns, version) => inner.deleteAllBefore(ns, version),
+      stats: () => inner.stats(),
+      attributeTypes: (ns) => inner.attributeTypes(ns),
+      newerRowVersions: (ns, keys, version) => inner.newerRowVersions(ns, keys, version),
+    }
+    const r = await quietBackfill(pipe.project.config, { mapping: 'racing', batchSize: 10, sink })
+    expect(r.outcome).toBe('done')
+    expect(raced).toBe(true)
+    await expectChunks('racing', '3', body(2, 's'), 'exactly the 2 chunks of the newer version')
+    await expectChunks('racing', '4', body(12), 'the other rows as they are')
   })
 
   test('no dead letters on the way', async () => {

@@ -22,7 +22,7 @@ import { deleteIntent, keyRow, rowDocId } from '../pipeline/row-identity.ts'
 import { rowEvent } from '../pipeline/row-event.ts'
 import { idProblem } from '../pipeline/docid.ts'
 import { deadLetter } from '../pipeline/dead-letter.ts'
-import { emptySummary, type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
+import { emptySummary, type RouteRuntime, sweepRacedRows, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
 import { encodeVersion } from '../types.ts'
 import {
@@ -229,6 +229,15 @@ export async function copy(
 
   /** Deletes the rows of a written page that went away (or left the predicate) since it was read. */
   const recheck = async (page: RecheckedPage): Promise<WriteSummary | undefined> => {
+    if (m.chunking) {
+      // chunks the stream's newer version of a row lacks, written by this page after it (invariant 11)
+      const keys = page.keys[0]?.map((_k, i) =>
+        rowDocId(m, keyRow(keyColumns, m.idColumns, page.keys.map((k) => k[i])))
+      )
+        .flatMap((id) => id === undefined ? [] : [String(id)]) ?? []
+      const swept = await sweepRacedRows(deps.sink, m.namespace, keys, encodeVersion(page.lsn, 0))
+      if (swept) log.debug('re-check: stale chunks of rows the stream rewrote meanwhile removed', { rows: swept })
+    }
     const { lsn, stale } = await recheckPage(sql, plan, page, log)
     if (!stale.length) return undefined
     const intents: Intent[] = stale.flatMap((i) => {

@@ -262,3 +262,30 @@ async function transformWithRetry(
   }
   return results
 }
+
+/**
+ * Row-documents mode, after a write that raced the stream (backfill's re-check; docs/ARCHITECTURE.md, "Writers that
+ * race the stream"): a row written at `version` whose newer version the stream had already written may have got
+ * chunks the newer version lacks (an upsert creates a missing id whatever its condition). For each such row, with
+ * `Vn` its highest version: the row's documents older than `Vn` go — the newer version's own documents all carry
+ * `Vn`, a still newer write is untouched. Rows with the same `Vn` share a request; others do not, as the filter of a
+ * group compares with its highest version. Returns how many rows were swept.
+ */
+export async function sweepRacedRows(
+  sink: Sink,
+  namespace: string,
+  rowKeys: string[],
+  version: string,
+): Promise<number> {
+  if (!rowKeys.length) return 0
+  if (!sink.newerRowVersions) throw new Error('this sink cannot query rows: chunked mappings need turbopuffer')
+  const newer = await sink.newerRowVersions(namespace, rowKeys, version)
+  const byVersion = new Map<string, WriteOp[]>()
+  for (const [key, v] of newer) {
+    const list = byVersion.get(v) ?? []
+    list.push({ kind: 'row', id: key, version: v, documents: [] })
+    byVersion.set(v, list)
+  }
+  await Promise.all([...byVersion.values()].map((ops) => sink.write(namespace, ops)))
+  return newer.size
+}

@@ -2,7 +2,7 @@
 // (backpressure), and isolation of the rows turbopuffer refuses so that the caller can dead-letter exactly those.
 import { explainTurbopufferError } from './reach.ts'
 import type { Filter, Namespace, NamespaceWriteResponse, Row, Turbopuffer } from '@turbopuffer/turbopuffer'
-import { type Id, type Logger, VERSION_ATTR, type WriteOp } from '../types.ts'
+import { type Id, type Logger, ROW_ATTR, VERSION_ATTR, type WriteOp } from '../types.ts'
 import { createClient, type TurbopufferConfig, unmarkBigints } from './client.ts'
 import {
   abortError,
@@ -261,6 +261,48 @@ export class TurbopufferSink implements Sink {
       if (rows.length < pageSize) return
       last = rows[rows.length - 1].id
     }
+  }
+
+  /** See Sink.newerRowVersions: one query per 1,000 row keys and 1,000 documents found, ranked by id. */
+  async newerRowVersions(namespace: string, rowKeys: string[], version: string): Promise<Map<string, string>> {
+    const ns = this.#namespace(namespace)
+    const out = new Map<string, string>()
+    const limit = 1000
+    for (let i = 0; i < rowKeys.length; i += limit) {
+      const keys = rowKeys.slice(i, i + limit)
+      let last: Id | undefined
+      for (;;) {
+        const after = last
+        const filters: Filter = ['And', [
+          [ROW_ATTR, 'In', keys],
+          [VERSION_ATTR, 'Gt', version],
+          ...(after === undefined ? [] : [['id', 'Gt', after] as Filter]),
+        ]]
+        let rows: Row[]
+        try {
+          const res = await this.#call(
+            namespace,
+            'query',
+            (signal) =>
+              ns.query({ rank_by: ['id', 'asc'], limit, filters, include_attributes: [ROW_ATTR, VERSION_ATTR] }, {
+                signal,
+              }),
+          )
+          rows = res.rows ?? []
+        } catch (err) {
+          if (err instanceof TurbopufferRequestError && err.status === 404) return out
+          throw err
+        }
+        for (const row of rows) {
+          const key = row[ROW_ATTR] as string
+          const v = row[VERSION_ATTR] as string
+          if (!out.has(key) || out.get(key)! < v) out.set(key, v)
+        }
+        if (rows.length < limit) break
+        last = rows[rows.length - 1].id
+      }
+    }
+    return out
   }
 
   /** The namespace's attribute types (name → type), `{}` when it does not exist. */

@@ -52,4 +52,10 @@ export interface Sink {
   /** The namespace's attribute types (name → type; empty when it does not exist). Optional: without it no type
    * conflict with the namespace is detected before writing. */
   attributeTypes?(namespace: string): Promise<Record<string, string>>
+  /**
+   * Row-documents mode: of the rows `rowKeys`, those with a document newer than `version`, each with the highest
+   * version it has (`ROW_ATTR` → version). For the writers that race the stream (backfill's re-check); a sink without
+   * it cannot write chunked mappings from backfill.
+   */
+  newerRowVersions?(namespace: string, rowKeys: string[], version: string): Promise<Map<string, string>>
 }
