@@ -214,6 +214,40 @@ describe('the stream', () => {
     expect(pipe.docs('notes').get('1#1')!.vector).toBeDefined()
   })
 
+  test("verify compares each row's set of chunks; --repair replaces the rows that drifted", async () => {
+    for (const m of ['docs', 'pub', 'notes']) {
+      const r = await pipe.cli('verify', m, '--json')
+      expect({ m, code: r.code, err: r.err }).toEqual({ m, code: 0, err: '' })
+      expect(JSON.parse(r.out)).toMatchObject({ drift: false, missing: { count: 0 }, extra: { count: 0 } })
+    }
+    const zero = '0'.repeat(24)
+    await pipe.namespace('docs').write({
+      deletes: ['1#3'],
+      patch_rows: [{ id: '1#0', chunk: 'corrupted' }],
+    })
+    await pipe.namespace('docs').write({
+      upsert_rows: [
+        { id: '1#99', chunk: 'stale', [ROW_ATTR]: '1', [CHUNK_ATTR]: 99, [VERSION_ATTR]: zero },
+        { id: '4242#0', chunk: 'ghost', [ROW_ATTR]: '4242', [CHUNK_ATTR]: 0, [VERSION_ATTR]: zero },
+      ],
+    })
+    const r = await pipe.cli('verify', 'docs', '--json')
+    expect(r.code).toBe(1)
+    const report = JSON.parse(r.out)
+    expect(report.missing).toEqual({ count: 1, ids: ['1#3'] })
+    expect(report.extra.ids.sort()).toEqual(['1#99', '4242#0'])
+    expect(report.mismatched.items).toEqual([{ id: '1#0', attributes: ['chunk'] }])
+
+    const fixed = await pipe.cli('verify', 'docs', '--repair')
+    expect(fixed.code).toBe(0) // repaired
+    expect(fixed.out).toContain('repaired')
+    await expectChunks('docs', '1', body(7, 'r'), 'row 1 replaced')
+    await expectChunks('docs', '4242', null, 'the ghost row gone')
+    const again = await pipe.cli('verify', 'docs')
+    expect(again.out).toContain('in sync')
+    expect(again.code).toBe(0)
+  })
+
   test('TRUNCATE removes every chunk of the table', async () => {
     await pipe.db.sql`INSERT INTO documents (id, title, body) VALUES (8, 'eight', ${body(4)})`
     await expectChunks('docs', '8', body(4), '4 chunks')

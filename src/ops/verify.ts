@@ -31,7 +31,7 @@ import type { DeadLetter } from '../postgres/dlq.ts'
 import { clientConfig, createClient, unmarkBigints } from '../turbopuffer/client.ts'
 import { BIGINT_MARK } from '../turbopuffer/write-plan.ts'
 import type { TurbopufferSink } from '../turbopuffer/sink.ts'
-import { encodeVersion, type Id, type Logger, type Row, VERSION_ATTR } from '../types.ts'
+import { encodeVersion, type Id, type Logger, type Row, ROW_ATTR, VERSION_ATTR } from '../types.ts'
 import { openMapping } from './mapping-runtime.ts'
 import { canonicalAttributes, contentHash } from './normalize.ts'
 
@@ -103,6 +103,10 @@ export async function verifyMapping(
   try {
     const schema = namespaceSchema(mapping, rt.plan.tableColumns)
     const expected = new Map<string, Expected>()
+    /** chunked mappings: the rows read, by row key (a row with no documents too) */
+    const rowRefs = new Map<string, RowRef>()
+    /** chunked mappings: the row keys of extra documents */
+    const extraRows = new Set<string>()
     /** document ids (as text) the projection cannot judge: failures (the DLQ has them) */
     const notJudged = new Set<string>()
     const failedIds: string[] = []
@@ -146,6 +150,17 @@ export async function verifyMapping(
         for (const d of dead) failed(d.docId ?? '?')
         for (const p of projected) {
           p.ops.forEach((op, k) => {
+            if (op.kind === 'row') {
+              // chunks: the row's set of documents, each as it would be written (with its row key)
+              const ref = refs.get(p.origin[k])!
+              rowRefs.set(op.id, ref)
+              for (const d of op.documents) {
+                const doc = { ...d.attributes, [ROW_ATTR]: op.id, ...(d.vector ? { vector: d.vector } : {}) }
+                const { hash, attrs } = contentHash(canonicalAttributes(doc, schema))
+                expected.set(idKey(d.id), { id: d.id, hash, attrs, ref })
+              }
+              return
+            }
             // a transform's delete: the document must not exist (an existing one is extra)
             if (op.kind !== 'upsert') return
             const doc = op.vector ? { ...op.attributes, vector: op.vector } : op.attributes
@@ -204,10 +219,13 @@ export async function verifyMapping(
             mismatched.push({ id: exp.id, attributes: diffAttributes(exp.attrs, got.attrs) })
           }
         }
-      } else if (notJudged.has(String(id))) {
+      } else if (notJudged.has(String(mapping.chunking ? attrs[ROW_ATTR] : id))) {
         // the transform failed for this row: the DLQ has it
       } else if (newer) changed++
-      else extra.push(id as Id)
+      else {
+        extra.push(id as Id)
+        if (mapping.chunking) extraRows.add(String(attrs[ROW_ATTR]))
+      }
     }
     if (opts.sample !== undefined) {
       const ids = [...expected.values()].map((e) => e.id)
@@ -234,7 +252,19 @@ export async function verifyMapping(
       changed_during_verify: changed,
       drift: missing.length + extra.length + mismatchCount > 0,
     }
-    if (opts.repair && report.drift) {
+    if (opts.repair && report.drift && mapping.chunking) {
+      // a row with a missing, extra or stale chunk gets its replacement; extra chunks of rows that make none (gone,
+      // or out of the predicate) are deleted by their row key
+      const rewrite = new Map<RowRef, Expected>()
+      for (const e of [...missing, ...drifted]) rewrite.set(e.ref, e)
+      const gone: Id[] = []
+      for (const key of extraRows) {
+        const ref = rowRefs.get(key)
+        if (ref) rewrite.set(ref, { id: key, hash: '', attrs: {}, ref })
+        else gone.push(key)
+      }
+      report.repair = await repair(deps, rt.route, rt.plan.columns, [...rewrite.values()], gone, start, log)
+    } else if (opts.repair && report.drift) {
       report.repair = await repair(deps, rt.route, rt.plan.columns, [...missing, ...drifted], extra, start, log)
     }
     return report
