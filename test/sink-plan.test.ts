@@ -12,7 +12,7 @@ import {
   restoreBigints,
   writeBody,
 } from '../src/turbopuffer/write-plan.ts'
-import { VERSION_ATTR, type WriteOp } from '../src/types.ts'
+import { ROW_ATTR, VERSION_ATTR, type WriteOp } from '../src/types.ts'
 import { del, up } from './harness/write-ops.ts'
 
 describe('collapseOps', () => {
@@ -203,5 +203,56 @@ describe('versions and big integers', () => {
     expect(restoreBigints(JSON.stringify(p.row))).toBe(
       '{"big":9007199254740993,"a":[1],"id":1,"_puffgres_version":"v"}',
     )
+  })
+})
+
+describe("a row's documents (row-documents mode)", () => {
+  const V1 = 'a'.repeat(16) + '00000001'
+  const V2 = 'a'.repeat(16) + '00000003'
+  const V3 = 'b'.repeat(16) + '00000000'
+  const row = (id: string, version: string, n: number): WriteOp => ({
+    kind: 'row',
+    id,
+    version,
+    documents: Array.from({ length: n }, (_, i) => ({ id: `${id}#${i}`, attributes: { chunk: `t${i}` } })),
+  })
+  const prepared = (ops: WriteOp[]) => ops.map((op) => prepareOp(op) as PreparedOp)
+
+  test('one request: delete_by_filter of each row older than its version, then the guarded upserts', () => {
+    const body = writeBody(prepared([row('1', V1, 2), row('2', V2, 0), row('3', V3, 1)]), {})
+    expect(body.delete_by_filter).toEqual(['Or', [
+      // rows of one transaction share a clause, compared with its highest version
+      ['And', [[ROW_ATTR, 'In', ['1', '2']], [VERSION_ATTR, 'Lt', V2]]],
+      ['And', [[ROW_ATTR, 'Eq', '3'], [VERSION_ATTR, 'Lt', V3]]],
+    ]])
+    expect(body.upsert_rows).toEqual([
+      { id: '1#0', chunk: 't0', [ROW_ATTR]: '1', [VERSION_ATTR]: V1 },
+      { id: '1#1', chunk: 't1', [ROW_ATTR]: '1', [VERSION_ATTR]: V1 },
+      { id: '3#0', chunk: 't0', [ROW_ATTR]: '3', [VERSION_ATTR]: V3 },
+    ])
+    expect(body.upsert_condition).toBeDefined()
+    expect(body.deletes).toBeUndefined()
+    expect(body.schema).toMatchObject({ [ROW_ATTR]: 'string', [VERSION_ATTR]: 'string' })
+    expect(writeBody(prepared([row('9', V1, 0)]), {}).delete_by_filter)
+      .toEqual(['And', [[ROW_ATTR, 'Eq', '9'], [VERSION_ATTR, 'Lt', V1]]])
+  })
+
+  test("a row's documents are never split over requests; maxRows counts documents", () => {
+    const ops = prepared([row('1', V1, 3), row('2', V1, 3), row('3', V1, 1)])
+    const chunks = chunkOps(ops, { maxRows: 4, maxBytes: 1 << 30, maxDeleteVersions: 10 })
+    expect(chunks.map((c) => c.map((p) => p.op.id))).toEqual([['1'], ['2', '3']])
+  })
+
+  test('refuses a row whose key cannot be filtered on, or whose documents repeat an id', () => {
+    expect(prepareOp({ kind: 'row', id: 'k'.repeat(4097), version: V1, documents: [] }))
+      .toMatch(/its key is 4097 bytes, over the 4096 bytes turbopuffer can filter on/)
+    expect(prepareOp({
+      kind: 'row',
+      id: '1',
+      version: V1,
+      documents: [{ id: '1#0', attributes: {} }, { id: '1#0', attributes: {} }],
+    })).toBe('row "1": document id "1#0" is given twice')
+    expect(prepareOp({ kind: 'row', id: '1', version: V1, documents: [{ id: 'x'.repeat(65), attributes: {} }] }))
+      .toMatch(/^row "1": id "x+…": string ids are at most 64 bytes$/)
   })
 })
