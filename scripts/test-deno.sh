@@ -30,6 +30,7 @@ DEFAULT_TESTS=(
   test/stream.test.ts
   test/stream-resilience.test.ts
   test/stream-embeddings.test.ts
+  test/chunked-stream.test.ts
   test/replication.test.ts
   test/pgoutput.test.ts
   test/values.test.ts
