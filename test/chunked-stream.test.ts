@@ -294,6 +294,24 @@ describe('the stream', () => {
     await expectChunks('racing', '4', body(12), 'the other rows as they are')
   })
 
+  test('a row turbopuffer refused is a dead letter; `dlq retry` writes its chunks exactly', async () => {
+    await expectChunks('racing', '3', body(2, 's'), 'where the race left row 3')
+    pipe.server.failNext(1000, 400)
+    try {
+      await pipe.db.sql`UPDATE racing SET body = ${body(6, 'd')} WHERE id = 3`
+      await waitFor('the dead letter', async () => (await pipe.deadLetters('racing')).length === 1)
+    } finally {
+      pipe.server.failNext(0)
+    }
+    expect((await pipe.deadLetters('racing'))[0]).toMatchObject({ doc_id: '3' })
+    await expectChunks('racing', '3', body(2, 's'), 'the old chunks, untouched')
+    const r = await pipe.cli('dlq', 'retry', '--mapping', 'racing')
+    expect(r.out).toContain('1 retried, 0 failed')
+    expect(r.code).toBe(0)
+    await expectChunks('racing', '3', body(6, 'd'), 'the retried row')
+    expect(await pipe.deadLetters('racing')).toEqual([])
+  })
+
   test('no dead letters on the way', async () => {
     expect(await pipe.deadLetters()).toEqual([])
   })
