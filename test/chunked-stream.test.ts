@@ -23,6 +23,22 @@ function body(n: number, tag = 'p'): string {
 
 let embeddings: EmbeddingServer
 
+// one document per message of a ticket; the original's `op` spelling; own ids when the row asks; one document (the
+// single-document form) for a ticket with no messages
+const MESSAGES = `export default function (event) {
+  if (event.type === 'delete') return { type: 'delete' }
+  const t = event.new
+  if (!t.messages || t.messages.length === 0) return { type: 'upsert', attributes: { subject: t.subject } }
+  return {
+    op: 'upsert',
+    documents: t.messages.map((m, i) => ({
+      ...(t.own_ids ? { id: 'msg-' + t.id + '-' + i } : {}),
+      attributes: { subject: t.subject, message: m, n: i },
+    })),
+  }
+}
+`
+
 const pipe = usePipeline({
   name: 'chunked',
   prepare: async () => {
@@ -32,6 +48,7 @@ const pipe = usePipeline({
     CREATE TABLE early (id int PRIMARY KEY, body text);
     CREATE TABLE notes (id int PRIMARY KEY, body text);
     CREATE TABLE racing (id int PRIMARY KEY, body text);
+    CREATE TABLE tickets (id int PRIMARY KEY, subject text, messages text[], own_ids bool DEFAULT false);
     INSERT INTO early SELECT g, repeat('early ' || g || ' words here. ', 20) FROM generate_series(1, 30) g;`,
   extra: () =>
     `[providers.embeddings]
@@ -56,7 +73,14 @@ base_url = "${embeddings.url}"
       extra: CHUNKING + '[mapping.embedding]\nsource = "chunk"\n',
     }),
     '005_racing.toml': migration({ name: 'racing', table: 'racing', extra: CHUNKING }),
+    '006_tickets.toml': migration({
+      name: 'tickets',
+      table: 'tickets',
+      transform: 'transforms/messages.ts',
+      extra: 'documents = "many"',
+    }),
   },
+  files: { 'transforms/messages.ts': MESSAGES },
 })
 
 afterAll(async () => {
@@ -310,6 +334,29 @@ describe('the stream', () => {
     expect(r.code).toBe(0)
     await expectChunks('racing', '3', body(6, 'd'), 'the retried row')
     expect(await pipe.deadLetters('racing')).toEqual([])
+  })
+
+  test('a transform returning several documents a row: each write replaces all of them', async () => {
+    const ids = (key: string) => [...chunksOf('tickets', key).keys()].sort()
+    const messages = (key: string) =>
+      [...chunksOf('tickets', key).values()].sort((a, b) => (a.n as number) - (b.n as number)).map((d) => d.message)
+    await pipe.db.sql`INSERT INTO tickets (id, subject, messages) VALUES (1, 'help', ${['a', 'b', 'c', 'd']})`
+    await waitFor('4 documents', () => ids('1').length === 4)
+    expect(ids('1')).toEqual(['1#0', '1#1', '1#2', '1#3'])
+    expect(messages('1')).toEqual(['a', 'b', 'c', 'd'])
+    await pipe.db.sql`UPDATE tickets SET messages = ${['z']} WHERE id = 1`
+    await waitFor('1 document', () => ids('1').length === 1 && messages('1')[0] === 'z')
+    expect(ids('1')).toEqual(['1#0'])
+    // the single-document form: one document whose id is the row's
+    await pipe.db.sql`UPDATE tickets SET messages = '{}' WHERE id = 1`
+    await waitFor('the single document', () => ids('1').join() === '1')
+    expect(pipe.docs('tickets').get('1')).toMatchObject({ subject: 'help', [ROW_ATTR]: '1' })
+    // the transform's own ids replace the old ones too
+    await pipe.db.sql`UPDATE tickets SET messages = ${['x', 'y']}, own_ids = true WHERE id = 1`
+    await waitFor('own ids', () => ids('1').join() === 'msg-1-0,msg-1-1')
+    await pipe.db.sql`DELETE FROM tickets WHERE id = 1`
+    await waitFor('no document', () => ids('1').length === 0)
+    expect(pipe.docs('tickets').size).toBe(0)
   })
 
   test('no dead letters on the way', async () => {

@@ -174,6 +174,16 @@ describe('puffgres.toml', () => {
     })
   })
 
+  test('documents = "many" needs a transform and goes without [mapping.chunking]', () => {
+    expect(loadError(migration({ name: 'a', table: 't', extra: 'documents = "many"' }))).toBe(
+      `${file}: mapping.documents: "many" needs a transform that returns { type: 'upsert', documents: [...] }`,
+    )
+    expect(loadError(migration({ name: 'a', table: 't', transform: 'x.ts', extra: 'documents = "many"\n' + chunking })))
+      .toBe(`${file}: mapping.documents: [mapping.chunking] makes the documents of a row: leave documents = "many" out`)
+    expect(loadError(migration({ name: 'a', table: 't', extra: 'documents = "few"' })))
+      .toMatch(/^puffgres\/migrations\/001_a.toml: mapping.documents: /)
+  })
+
   test('a fixed namespace loads as before', () => {
     project = makeProject({ databaseUrl: 'x', migrations: { '001_a.toml': migration({ name: 'a', table: 't' }) } })
     expect(loadConfig(project.config, { ...env, PUFFGRES_BASE_NAMESPACE: 'dev_' }).mappings[0].namespace).toBe('dev_a')

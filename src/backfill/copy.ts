@@ -10,6 +10,7 @@
 // with the checkpoint that covers it. A run that dies between the two may have written documents it never
 // re-checked, and a page read again after it no longer holds the rows deleted meanwhile; so every backfill first
 // re-checks the pages an earlier run left recorded.
+import { rowDocumentsMode } from '../config/row-documents.ts'
 import { sinkFromConfig } from '../turbopuffer/from-config.ts'
 import { setImmediate } from 'node:timers'
 import { OID } from '../postgres/values.ts'
@@ -229,7 +230,7 @@ export async function copy(
 
   /** Deletes the rows of a written page that went away (or left the predicate) since it was read. */
   const recheck = async (page: RecheckedPage): Promise<WriteSummary | undefined> => {
-    if (m.chunking) {
+    if (rowDocumentsMode(m)) {
       // chunks the stream's newer version of a row lacks, written by this page after it (invariant 11)
       const keys = page.keys[0]?.map((_k, i) =>
         rowDocId(m, keyRow(keyColumns, m.idColumns, page.keys.map((k) => k[i])))

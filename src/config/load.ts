@@ -39,6 +39,8 @@ export interface Mapping {
   idType?: 'string'
   /** `[mapping.chunking]`: a row becomes its chunk documents (row-documents mode, docs/ARCHITECTURE.md) */
   chunking?: ChunkingConfig
+  /** `[mapping] documents = "many"`: the transform may return several documents a row (row-documents mode) */
+  documents?: 'many'
 }
 
 export interface Config {
@@ -181,6 +183,8 @@ function toMapping(f: MigrationFile, rel: string, root: string, hash: string, pr
     columns: f.mapping.columns,
     chunking: f.mapping.chunking,
     embeddingSource: embedding?.source,
+    documents: f.mapping.documents,
+    hasTransform: transform !== undefined,
   })
   if (rowDocs) throw new ConfigError(`${rel}: ${rowDocs.field}: ${rowDocs.message}`)
   return {
@@ -202,5 +206,6 @@ function toMapping(f: MigrationFile, rel: string, root: string, hash: string, pr
     schemaHints: f.target.schema,
     idType: f.target.id_type === 'string' ? 'string' : undefined,
     chunking: f.mapping.chunking,
+    documents: f.mapping.documents === 'many' ? 'many' : undefined,
   }
 }

@@ -164,6 +164,17 @@ export interface RowDocumentsSpec {
   columns?: string[]
   chunking?: ChunkingConfig
   embeddingSource?: string[]
+  /** `[mapping] documents` */
+  documents?: 'one' | 'many'
+  hasTransform?: boolean
+}
+
+/**
+ * Row-documents mode (docs/ARCHITECTURE.md, "A row's documents"): every write of a row replaces all of its documents,
+ * found by `_puffgres_row`. `[mapping.chunking]`, or a transform that returns several documents.
+ */
+export function rowDocumentsMode(m: { chunking?: unknown; documents?: 'many' }): boolean {
+  return m.chunking !== undefined || m.documents === 'many'
 }
 
 /**
@@ -178,6 +189,18 @@ export function rowDocumentsProblem(m: RowDocumentsSpec): { field: string; messa
     if (bad) return { field: 'target.namespace', message: bad }
   }
   const c = m.chunking
+  if (m.documents === 'many' && c) {
+    return {
+      field: 'mapping.documents',
+      message: '[mapping.chunking] makes the documents of a row: leave documents = "many" out',
+    }
+  }
+  if (m.documents === 'many' && !m.hasTransform) {
+    return {
+      field: 'mapping.documents',
+      message: '"many" needs a transform that returns { type: \'upsert\', documents: [...] }',
+    }
+  }
   if (c) {
     const sources = typeof c.source === 'string' ? [c.source] : c.source
     const missing = readable && sources.find((s) => !readable.includes(s))

@@ -79,8 +79,10 @@ export const migrationSchema = z.strictObject({
       source: z.union([nonEmpty, z.array(nonEmpty).min(1)]),
       attribute: nonEmpty.default('vector'),
     }).optional(),
-    /** long text as several documents (parsed and checked; config/load.ts refuses it until the writer applies it) */
+    /** long text as several documents (config/row-documents.ts) */
     chunking: chunkingSchema.optional(),
+    /** "many": the transform may return several documents for a row (row-documents mode) */
+    documents: z.enum(['one', 'many']).default('one'),
   }),
   target: z.strictObject({
     /** a name, or a template naming columns: "docs_{workspace_id}" (config/row-documents.ts) */

@@ -6,6 +6,7 @@
 // through the mapping's transform as insert events.
 // Documents are compared by a hash of their canonical attributes (normalize.ts), the version attribute excluded.
 // Documents whose version is newer than the read were changed while verify ran: they are counted, not judged.
+import { rowDocumentsMode } from '../config/row-documents.ts'
 import type postgres from 'postgres'
 import { readPage, readSample } from '../backfill/page.ts'
 import type { Config, Mapping } from '../config/load.ts'
@@ -219,12 +220,12 @@ export async function verifyMapping(
             mismatched.push({ id: exp.id, attributes: diffAttributes(exp.attrs, got.attrs) })
           }
         }
-      } else if (notJudged.has(String(mapping.chunking ? attrs[ROW_ATTR] : id))) {
+      } else if (notJudged.has(String(rowDocumentsMode(mapping) ? attrs[ROW_ATTR] : id))) {
         // the transform failed for this row: the DLQ has it
       } else if (newer) changed++
       else {
         extra.push(id as Id)
-        if (mapping.chunking) extraRows.add(String(attrs[ROW_ATTR]))
+        if (rowDocumentsMode(mapping)) extraRows.add(String(attrs[ROW_ATTR]))
       }
     }
     if (opts.sample !== undefined) {
@@ -252,7 +253,7 @@ export async function verifyMapping(
       changed_during_verify: changed,
       drift: missing.length + extra.length + mismatchCount > 0,
     }
-    if (opts.repair && report.drift && mapping.chunking) {
+    if (opts.repair && report.drift && rowDocumentsMode(mapping)) {
       // a row with a missing, extra or stale chunk gets its replacement; extra chunks of rows that make none (gone,
       // or out of the predicate) are deleted by their row key
       const rewrite = new Map<RowRef, Expected>()

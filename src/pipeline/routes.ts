@@ -62,6 +62,7 @@ export async function buildRoutes(
         columns: m.transform ? undefined : m.columns,
         embedding: m.embedding,
         chunking: m.chunking,
+        documents: m.documents,
       },
     )
     const member = compileMappingMembership(m, info.columns)

@@ -6,6 +6,7 @@ import type { Sink } from '../turbopuffer/types.ts'
 import type { Mapping } from '../config/load.ts'
 import type { DistanceMetric, Logger, WriteOp } from '../types.ts'
 import { type Intent, intentDeadLetter, type MappingRoute } from './changes.ts'
+import { rowDocumentsMode } from '../config/row-documents.ts'
 import { type AttributeSpec, type ColumnType, mappingAttributes } from './schema.ts'
 import { shapeAttributes } from './attribute-values.ts'
 import { forgetTypes, namespaceTypes, rememberTypes } from './namespace-types.ts'
@@ -113,13 +114,14 @@ export async function projectIntents(
       if (a.type === 'skip' && intent.kind === 'delete') a = { type: 'delete', id: intent.id }
       if (a.type === 'skip') continue
       let op: WriteOp
-      if (route.mapping.chunking) {
+      if (rowDocumentsMode(route.mapping)) {
         // row-documents mode: the row's documents replace all of its older ones, by the row key (invariant 11)
         const documents = a.type === 'documents'
           ? a.documents.map((d) => ({ id: d.id, attributes: d.attributes, vector: d.vector }))
           : []
         if (a.type === 'upsert') {
-          dead.push(intentDeadLetter(intent, `mapping ${route.mapping.name}: one document where chunks were expected`))
+          // chunk-documents.ts and documents.ts turn every upsert into documents: not reached
+          dead.push(intentDeadLetter(intent, `mapping ${route.mapping.name}: one document where several were expected`))
           continue
         }
         op = { kind: 'row', id: String(intent.id), version: intent.version, documents }

@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto'
 import type { Id, RowEvent } from '../../types.ts'
 import { showId } from '../docid.ts'
-import { normalizeAction, type NormalizedAction } from './action.ts'
+import { normalizeAction, type NormalizedAction, type TransformResult } from './action.ts'
 
 /** Most documents one row may have: a chunked 50 MB text at 5,000 characters a chunk is 10,000. */
 export const MAX_DOCUMENTS_PER_ROW = 10_000
@@ -94,4 +94,19 @@ export function normalizeRowDocuments(
     documents.push(action)
   }
   return { ok: true, action: { type: 'documents', documents } }
+}
+
+/**
+ * What a transform of a `documents = "many"` mapping returned, as the writer takes it: its documents (the row key is
+ * the row's id as text), or a delete or skip of the whole row.
+ */
+export function normalizeRowDocumentsResult(raw: unknown, event: RowEvent, label: string): TransformResult {
+  const r = normalizeRowDocuments(raw, event, label, String(event.id))
+  if (!r.ok) return r
+  if (r.action.type === 'delete') return { ok: true, action: { type: 'delete', id: event.id } }
+  if (r.action.type === 'skip') return { ok: true, action: { type: 'skip' } }
+  return {
+    ok: true,
+    action: { type: 'documents', documents: r.action.documents.map((d) => ({ ...d, id: String(d.id) })) },
+  }
 }

@@ -9,6 +9,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import type { RowEvent } from '../../types.ts'
 import { errorMessage, normalizeAction, type TransformResult } from './action.ts'
+import { normalizeRowDocumentsResult } from './documents.ts'
 import { showId } from '../docid.ts'
 import type { TransformRunner, TransformRunnerOptions } from './types.ts'
 import { resolveProgram, specLabel, type TransformSpec } from './spec.ts'
@@ -43,6 +44,7 @@ function encodeEvent(event: RowEvent): string {
 
 export function createProcessRunner(spec: CommandSpec, opts: TransformRunnerOptions): TransformRunner {
   const label = `transform ${specLabel(spec)}`
+  const normalize = opts.documents === 'many' ? normalizeRowDocumentsResult : normalizeAction
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS
   const maxFailures = opts.maxConsecutiveFailures ?? 5
   const program = resolveProgram(spec)
@@ -112,7 +114,7 @@ export function createProcessRunner(spec: CommandSpec, opts: TransformRunnerOpti
     inFlight.delete(found.seq)
     headSince = Date.now()
     if (inFlight.size === 0) stopWatchdog()
-    found.entry.done(normalizeAction(found.answer, found.entry.event, label))
+    found.entry.done(normalize(found.answer, found.entry.event, label))
   }
 
   /**

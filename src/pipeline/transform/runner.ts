@@ -5,7 +5,13 @@ import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { applyEmbedding } from '../../embeddings/declarative.ts'
 import type { RowEvent, TransformContext } from '../../types.ts'
-import { errorMessage, normalizeAction, normalizeOwnedAttributes, type TransformResult } from './action.ts'
+import {
+  errorMessage,
+  normalizeAction as normalizeOne,
+  normalizeOwnedAttributes,
+  type TransformResult,
+} from './action.ts'
+import { normalizeRowDocumentsResult } from './documents.ts'
 import { showId } from '../docid.ts'
 import { createTransformContext } from './_context.ts'
 import { chunkResults } from './chunk-documents.ts'
@@ -170,6 +176,7 @@ export function createModuleRunner(loaded: LoadedTransform, opts: TransformRunne
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS
   const batchTimeoutMs = opts.batchTimeoutMs ?? DEFAULT_BATCH_TIMEOUT_MS
   const fn = loaded.fn
+  const normalizeAction = opts.documents === 'many' ? normalizeRowDocumentsResult : normalizeOne
 
   const threw = (event: RowEvent, err: unknown): TransformResult => {
     const retryable = (err as { retryable?: unknown })?.retryable === true

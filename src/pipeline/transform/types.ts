@@ -30,6 +30,8 @@ export interface TransformRunnerOptions {
   columns?: string[]
   /** `[mapping.embedding]`: applied to the upserts after the transform (with chunking: to each chunk) */
   embedding?: EmbeddingSpec
+  /** `[mapping] documents = "many"`: the transform may return several documents a row (documents.ts) */
+  documents?: 'many'
   /** `[mapping.chunking]`: each upsert becomes the row's chunk documents (chunk-documents.ts) */
   chunking?: ChunkingConfig
   /** `bin:` only: consecutive deaths without one answer before run() rejects (default 5) */
