@@ -50,6 +50,7 @@ const pipe = usePipeline({
     CREATE TABLE early (id int PRIMARY KEY, body text);
     CREATE TABLE notes (id int PRIMARY KEY, body text);
     CREATE TABLE racing (id int PRIMARY KEY, body text);
+    CREATE TABLE wide (id int PRIMARY KEY, body text);
     CREATE TABLE tickets (id int PRIMARY KEY, subject text, messages text[], own_ids bool DEFAULT false);
     INSERT INTO early SELECT g, repeat('early ' || g || ' words here. ', 20) FROM generate_series(1, 30) g;`,
   extra: () =>
@@ -75,6 +76,11 @@ base_url = "${embeddings.url}"
       extra: CHUNKING + '[mapping.embedding]\nsource = "chunk"\n',
     }),
     '005_racing.toml': migration({ name: 'racing', table: 'racing', extra: CHUNKING }),
+    '007_wide.toml': migration({
+      name: 'wide',
+      table: 'wide',
+      extra: '[mapping.chunking]\nsource = "body"\nsize = 5000\n',
+    }),
     '006_tickets.toml': migration({
       name: 'tickets',
       table: 'tickets',
@@ -97,8 +103,12 @@ function chunksOf(ns: string, key: string): Map<unknown, Record<string, unknown>
 }
 
 /** Waits until row `key` of `ns` has exactly the chunks `text` makes (ids, numbers, texts). */
-async function expectChunks(ns: string, key: string, text: string | null, what: string): Promise<void> {
-  const want = text === null ? [] : chunkText(text, { size: 100 })
+function expectChunks(ns: string, key: string, text: string | null, what: string): Promise<void> {
+  return expectChunksOf(ns, key, text, 100, what)
+}
+
+async function expectChunksOf(ns: string, key: string, text: string | null, size: number, what = 'the chunks'): Promise<void> {
+  const want = text === null ? [] : chunkText(text, { size })
   const matches = () => {
     const got = chunksOf(ns, key)
     return got.size === want.length &&
@@ -359,6 +369,13 @@ describe('the stream', () => {
     await pipe.db.sql`DELETE FROM tickets WHERE id = 1`
     await waitFor('no document', () => ids('1').length === 0)
     expect(pipe.docs('tickets').size).toBe(0)
+  })
+
+  test('a chunk over 4 KiB is written: the chunk attribute is declared not filterable (the strict server checks)', async () => {
+    const text = 'é'.repeat(12_000) // 5,000 characters a chunk: 10,000 bytes, over the filterable limit
+    await pipe.db.sql`INSERT INTO wide VALUES (1, ${text})`
+    await expectChunksOf('wide', '1', text, 5000)
+    expect(await pipe.deadLetters('wide')).toEqual([])
   })
 
   test('no dead letters on the way', async () => {
