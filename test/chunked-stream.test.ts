@@ -83,6 +83,12 @@ base_url = "${embeddings.url}"
       extra: '[mapping.chunking]\nsource = "body"\nsize = 5000\n',
     }),
     '008_mixed.toml': migration({ name: 'mixed', table: 'mixed', extra: CHUNKING }),
+    '009_shout.toml': migration({
+      name: 'shout',
+      table: 'documents',
+      transform: 'transforms/shout.ts',
+      extra: CHUNKING,
+    }),
     '006_tickets.toml': migration({
       name: 'tickets',
       table: 'tickets',
@@ -90,7 +96,15 @@ base_url = "${embeddings.url}"
       extra: 'documents = "many"',
     }),
   },
-  files: { 'transforms/messages.ts': MESSAGES },
+  files: {
+    'transforms/messages.ts': MESSAGES,
+    'transforms/shout.ts': `export default function (event) {
+  if (event.type === 'delete') return { type: 'delete' }
+  if (event.new.title === 'skip me') return { type: 'skip' }
+  return { type: 'upsert', attributes: { loud: event.new.title.toUpperCase(), body: 'not copied' } }
+}
+`,
+  },
 })
 
 afterAll(async () => {
@@ -165,6 +179,21 @@ describe('the stream', () => {
     await pipe.db.sql`UPDATE documents SET body = ${body(7, 'r')}, title = 'uno' WHERE id = 1`
     await expectChunks('docs', '1', body(7, 'r'), 'the row grown to 7 chunks')
     expect([...chunksOf('docs', '1').values()].every((d) => d.title === 'uno')).toBe(true)
+  })
+
+  test("with a transform, the transform's attributes are on every chunk, the text from the row's source column", async () => {
+    await pipe.db.sql`INSERT INTO documents (id, title, body) VALUES (9, 'quiet', ${body(3, 'h')})`
+    await expectChunks('shout', '9', body(3, 'h'), 'the chunks of the transformed row')
+    for (const d of chunksOf('shout', '9').values()) {
+      expect(Object.keys(d).sort()).toEqual([CHUNK_ATTR, ROW_ATTR, 'chunk', 'loud'].sort())
+      expect(d.loud).toBe('QUIET')
+    }
+    // a skip leaves the row's chunks as they are
+    await pipe.db.sql`UPDATE documents SET title = 'skip me', body = ${body(1)} WHERE id = 9`
+    await expectChunks('docs', '9', body(1), 'the update in docs')
+    await expectChunks('shout', '9', body(3, 'h'), 'unchanged in shout')
+    await pipe.db.sql`DELETE FROM documents WHERE id = 9`
+    await expectChunks('shout', '9', null, 'deleted')
   })
 
   test('an update of another column (the body unchanged, TOASTed or not) keeps the chunks exact', async () => {
@@ -413,8 +442,15 @@ describe('the stream', () => {
           })
           await new Promise((r) => setTimeout(r, 20 + Math.floor(rnd() * 60)))
         }
-        await pipe.db.sql`INSERT INTO mixed (id, body) VALUES (0, 'marker.')`
-        await waitFor('the marker', () => chunksOf('mixed', '0').size === 1, 60_000)
+        // batches land out of order: everything committed has landed once the slot confirms past it
+        const [{ lsn }] = await pipe.db.sql`SELECT pg_current_wal_insert_lsn()::text AS lsn`
+        await waitFor(
+          'the stream to confirm every change',
+          async () =>
+            (await pipe.db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
+            WHERE slot_name = 'puffgres'`)[0]?.ok,
+          60_000,
+        )
       } finally {
         pipe.server.setLatency(0, 0)
       }
