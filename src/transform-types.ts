@@ -45,6 +45,17 @@ export type Action =
   }
   | { type: 'delete'; id?: Id }
   | { type: 'skip' }
+  /** `[mapping] documents = "many"` only: the row's documents, replacing all of its earlier ones */
+  | {
+    type: 'upsert'
+    documents: Array<{
+      /** defaults to `<row id>#<n>` */
+      id?: Id
+      attributes?: Record<string, unknown>
+      doc?: Record<string, unknown>
+      vector?: number[]
+    }>
+  }
 
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void
