@@ -31,6 +31,7 @@ DEFAULT_TESTS=(
   test/stream-resilience.test.ts
   test/stream-embeddings.test.ts
   test/chunked-stream.test.ts
+  test/chunk-documents.test.ts
   test/replication.test.ts
   test/pgoutput.test.ts
   test/values.test.ts
