@@ -6,6 +6,10 @@ import { chunkText } from '../src/pipeline/chunking.ts'
 import { TurbopufferSink } from '../src/turbopuffer/sink.ts'
 import type { Sink } from '../src/turbopuffer/types.ts'
 import { quietBackfill } from './harness/backfill.ts'
+import { quietLogger } from './harness/stream.ts'
+import { loadConfig } from '../src/config/load.ts'
+import { listDeadLetters } from '../src/postgres/dlq.ts'
+import { retryDeadLetters } from '../src/ops/dlq-retry.ts'
 import { CHUNK_ATTR, encodeVersion, ROW_ATTR, VERSION_ATTR } from '../src/types.ts'
 import { type EmbeddingServer, expectedVector, startEmbeddingServer } from './fixtures/transforms/embedding-server.ts'
 import { usePipeline } from './harness/pipeline.ts'
@@ -383,6 +387,43 @@ describe('the stream', () => {
     expect(r.code).toBe(0)
     await expectChunks('racing', '3', body(6, 'd'), 'the retried row')
     expect(await pipe.deadLetters('racing')).toEqual([])
+  })
+
+  test('a `dlq retry` that lands after the stream shrank the row leaves no stale chunk', async () => {
+    // as the backfill race: the retry reads the row (6 chunks), the row shrinks to 1 chunk and is streamed, then the
+    // retry's older write lands and creates 3#1…3#5; the retry's sweep removes them
+    pipe.server.failNext(1000, 400)
+    try {
+      await pipe.db.sql`UPDATE racing SET body = ${body(3, 'g')} WHERE id = 3`
+      await waitFor('the dead letter', async () => (await pipe.deadLetters('racing')).length === 1)
+    } finally {
+      pipe.server.failNext(0)
+    }
+    await pipe.db.sql`UPDATE racing SET body = ${body(6, 'k')} WHERE id = 3`
+    await expectChunks('racing', '3', body(6, 'k'), '6 chunks')
+    // an entry whose retry reads those 6 chunks and writes them late
+    const inner = new TurbopufferSink({ api_key: 'test-key', base_url: pipe.server.url })
+    let raced = false
+    const sink: Sink = {
+      write: async (ns, ops, opts) => {
+        if (!raced && ops.some((o) => o.kind === 'row' && o.documents.length === 6)) {
+          raced = true
+          await pipe.db.sql`UPDATE racing SET body = ${body(1, 'n')} WHERE id = 3`
+          await expectChunks('racing', '3', body(1, 'n'), 'the streamed update')
+        }
+        return inner.write(ns, ops, opts)
+      },
+      deleteAllBefore: (ns, version) => inner.deleteAllBefore(ns, version),
+      stats: () => inner.stats(),
+      attributeTypes: (ns) => inner.attributeTypes(ns),
+      newerRowVersions: (ns, keys, version) => inner.newerRowVersions(ns, keys, version),
+    }
+    const config = loadConfig(pipe.project.config)
+    const entries = await listDeadLetters(pipe.db.sql, { mapping: 'racing' })
+    const out = await retryDeadLetters(config, pipe.db.sql, sink, entries, quietLogger())
+    expect(out.map((o) => o.ok)).toEqual([true])
+    expect(raced).toBe(true)
+    await expectChunks('racing', '3', body(1, 'n'), 'exactly the chunk of the newest version')
   })
 
   test('a transform returning several documents a row: each write replaces all of them', async () => {

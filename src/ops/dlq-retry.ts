@@ -3,7 +3,8 @@
 import type postgres from 'postgres'
 import type { Config } from '../config/load.ts'
 import { currentStateIntents, eventKeyTexts, recheckWritten, rowDocId } from '../pipeline/row-identity.ts'
-import { writeIntents } from '../pipeline/writer.ts'
+import { sweepRacedRows, writeIntents } from '../pipeline/writer.ts'
+import { rowDocumentsMode } from '../config/row-documents.ts'
 import type { Intent } from '../pipeline/changes.ts'
 import type { DeadLetter, DlqEntry } from '../postgres/dlq.ts'
 import { deleteDeadLetters, recordRetryFailure } from '../postgres/dlq.ts'
@@ -107,6 +108,10 @@ async function retryOne(
   const deps = { sink, sql, log }
   try {
     summary = await writeIntents([intent], dead, deps)
+    if (intent.kind === 'upsert' && !summary.deadLettered && rowDocumentsMode(rt.mapping)) {
+      // chunks a newer version of the row, streamed before this write landed, lacks (docs/ARCHITECTURE.md, invariant 11)
+      await sweepRacedRows(sink, rt.mapping.namespace, [String(intent.id)], intent.version)
+    }
     // the row may have been deleted while it was transformed and its streamed delete applied before this upsert
     // (an embedding call takes seconds): look again, and delete what is gone (docs/ARCHITECTURE.md invariant 2)
     if (intent.kind === 'upsert' && !summary.deadLettered) {
