@@ -4,13 +4,14 @@
 import { afterAll, describe, expect, test } from 'bun:test'
 import { chunkText } from '../src/pipeline/chunking.ts'
 import { TurbopufferSink } from '../src/turbopuffer/sink.ts'
-import type { Sink } from '../src/turbopuffer/types.ts'
+import type { Sink, WriteOptions } from '../src/turbopuffer/types.ts'
+import { verifyMapping } from '../src/ops/verify.ts'
 import { quietBackfill } from './harness/backfill.ts'
 import { quietLogger } from './harness/stream.ts'
 import { loadConfig } from '../src/config/load.ts'
 import { listDeadLetters } from '../src/postgres/dlq.ts'
 import { retryDeadLetters } from '../src/ops/dlq-retry.ts'
-import { CHUNK_ATTR, encodeVersion, ROW_ATTR, VERSION_ATTR } from '../src/types.ts'
+import { CHUNK_ATTR, encodeVersion, ROW_ATTR, VERSION_ATTR, type WriteOp } from '../src/types.ts'
 import { type EmbeddingServer, expectedVector, startEmbeddingServer } from './fixtures/transforms/embedding-server.ts'
 import { usePipeline } from './harness/pipeline.ts'
 import { migration } from './harness/project.ts'
@@ -323,6 +324,33 @@ describe('the stream', () => {
     const again = await pipe.cli('verify', 'docs')
     expect(again.out).toContain('in sync')
     expect(again.code).toBe(0)
+  })
+
+  test('a `verify --repair` that lands after the stream shrank the row leaves no stale chunk', async () => {
+    await pipe.db.sql`INSERT INTO documents (id, title, body) VALUES (12, 'twelve', ${body(5, 'v')})`
+    await expectChunks('docs', '12', body(5, 'v'), '5 chunks')
+    await pipe.namespace('docs').write({ deletes: ['12#4'] }) // drift: the repair rewrites row 12
+    let raced = false
+    class RacingSink extends TurbopufferSink {
+      override async write(ns: string, ops: WriteOp[], opts?: WriteOptions) {
+        if (!raced && ops.some((o) => o.kind === 'row' && o.id === '12' && o.documents.length === 5)) {
+          raced = true
+          await pipe.db.sql`UPDATE documents SET body = ${body(2, 'u')} WHERE id = 12`
+          await expectChunks('docs', '12', body(2, 'u'), 'the streamed update')
+        }
+        return super.write(ns, ops, opts)
+      }
+    }
+    const config = loadConfig(pipe.project.config)
+    const mapping = config.mappings.find((m) => m.name === 'docs')!
+    const sink = new RacingSink({ api_key: 'test-key', base_url: pipe.server.url })
+    const report = await verifyMapping(config, mapping, { sql: pipe.db.sql, sink }, {
+      repair: true,
+      log: quietLogger(),
+    })
+    expect(report.missing.ids).toEqual(['12#4'])
+    expect(raced).toBe(true)
+    await expectChunks('docs', '12', body(2, 'u'), 'exactly the chunks of the newest version')
   })
 
   test('TRUNCATE removes every chunk of the table', async () => {

@@ -12,7 +12,13 @@ import { readPage, readSample } from '../backfill/page.ts'
 import type { Config, Mapping } from '../config/load.ts'
 import { namespaceSchema } from '../pipeline/schema.ts'
 import type { Intent } from '../pipeline/changes.ts'
-import { projectIntents, type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
+import {
+  projectIntents,
+  type RouteRuntime,
+  sweepRacedRows,
+  writeIntents,
+  type WriteSummary,
+} from '../pipeline/writer.ts'
 import {
   currentStateIntents,
   deleteIntent,
@@ -335,6 +341,12 @@ async function repair(
     // a row with a value that cannot be decoded: a dead letter (written with the others), not a failed repair
     const all = await currentStateIntents(deps.sql, route, columns, refs, lsn, dead)
     add(await writeIntents(all.filter((x) => x !== undefined), dead, writer))
+    if (rowDocumentsMode(route.mapping)) {
+      // chunks a newer version streamed before these writes landed lacks (docs/ARCHITECTURE.md, invariant 11)
+      const written = all.filter((x) => x?.kind === 'upsert') as Intent[]
+      const keys = written.map((x) => String(x.id))
+      if (keys.length) await sweepRacedRows(deps.sink, route.mapping.namespace, keys, written[0].version)
+    }
     // rows deleted while they were transformed: their streamed delete may have landed before this upsert
     const again = await recheckWritten(route, columns, refs.filter((_r, k) => all[k]?.kind === 'upsert'), writer)
     if (again) add({ ...again, upserted: 0 })
