@@ -7,7 +7,13 @@ import { connect, qualified } from '../postgres/connect.ts'
 import { tableInfo } from '../postgres/catalog.ts'
 import { publicationChange, publicationTables, viaRootChange } from '../postgres/publication.ts'
 import { configSelection } from '../config/selection.ts'
-import { appliedMigrations, ensureStateTables, existingStateTables, STATE_TABLES } from '../postgres/state.ts'
+import {
+  appliedMigrations,
+  ensureStateTables,
+  existingStateTables,
+  MIGRATE_MESSAGE_PREFIX,
+  STATE_TABLES,
+} from '../postgres/state.ts'
 import { predicateColumns } from '../pipeline/membership/mod.ts'
 import { compileMappingMembership } from '../pipeline/routes.ts'
 import { migrateWarnings } from '../ops/migrate-warnings.ts'
@@ -172,6 +178,10 @@ export async function applyMigrate(sql: postgres.Sql, plan: MigratePlan): Promis
     }
     if (plan.publicationSql) await tx.unsafe(plan.publicationSql)
     if (plan.publicationRootSql) await tx.unsafe(plan.publicationRootSql)
+    // a `run` streaming now takes up the new mappings at this transaction's place in the stream: changes committed
+    // after it go through them (docs/ARCHITECTURE.md, invariant 10)
+    const names = plan.toRecord.map((m) => `${m.name}@${m.version}`).join(',')
+    await tx`SELECT pg_logical_emit_message(true, ${MIGRATE_MESSAGE_PREFIX}, ${names})`
   })
 }
 

@@ -11,6 +11,7 @@ import { describeTarget, explainPostgresError, postgresTarget } from '../postgre
 import { clientConfig, createClient, resolveBaseUrl } from '../turbopuffer/client.ts'
 import { explainTurbopufferError } from '../turbopuffer/reach.ts'
 import { slotState } from './slot.ts'
+import { peekStuck, stuckSlotError } from './slot-guard.ts'
 
 export interface Check {
   ok: boolean
@@ -25,7 +26,11 @@ export interface Check {
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`
 
 /** Runs every check; never throws for a failed check (a failure is a ✗ line). */
-export async function runDoctor(cfg: Config, opts: { slot?: string; timeoutMs?: number } = {}): Promise<Check[]> {
+export async function runDoctor(
+  config: Config,
+  opts: { slot?: string; publication?: string; timeoutMs?: number } = {},
+): Promise<Check[]> {
+  const cfg = opts.publication ? { ...config, stream: { ...config.stream, publication: opts.publication } } : config
   const checks: Check[] = []
   const add: Add = (ok, name, detail, warn) => checks.push(warn ? { ok, name, detail, warn } : { ok, name, detail })
   const slot = opts.slot ?? cfg.stream.slot
@@ -124,6 +129,10 @@ async function postgresChecks(cfg: Config, sql: postgres.Sql, slot: string, add:
       `"${slot}" has ${state.wal_status} WAL it needs (changes are gone): drop it ` +
         `(SELECT pg_drop_replication_slot('${slot}')), run \`puffgres run\` to recreate it, then backfill again`,
     )
+  } else if (!state.active && pub && await peekStuck(sql, slot, cfg.stream.publication)) {
+    // decoding the slot's WAL fails: it starts before the publication existed (run would stop with this line)
+    const e = await stuckSlotError(sql, slot, cfg.stream.publication, cfg.mappings.map((m) => m.name))
+    add(false, 'replication slot', e.message)
   } else {
     const retained = state.retained_wal_bytes ?? 0
     const tooMuch = limitMb !== undefined && retained > limitMb * 1024 * 1024

@@ -67,6 +67,8 @@ export interface BadChange {
   docId?: string
   event: unknown
   error: string
+  /** logged once per table by the stream, not row by row */
+  quiet?: true
 }
 
 export interface TxnPosition {
@@ -159,13 +161,21 @@ export function changeIntents(
   const lsnText = lsnTextOf(pos.commitLsn)
   const version = pos.version
   const lsn = pos.commitLsn
-  const failed = (route: MappingRoute, keys: DecodedRow, event: Record<string, unknown>, error: string, id?: Id) =>
+  const failed = (
+    route: MappingRoute,
+    keys: DecodedRow,
+    event: Record<string, unknown>,
+    error: string,
+    id?: Id,
+    quiet?: true,
+  ) =>
     bad({
       route,
       lsn: pos.commitLsn,
       docId: id === undefined ? undefined : String(id),
       event: { ...event, key_texts: keys.keyTexts(route.mapping.idColumns) },
       error,
+      quiet,
     })
   const oldDecoded = change.old
   if (change.type === 'delete') {
@@ -238,6 +248,11 @@ export function changeIntents(
       }
       continue
     }
+    if (type === 'update' && oldId === undefined && !identityCovers(rel, m)) {
+      // the id may have changed without the change saying from what: the old document, if any, cannot be deleted.
+      // The new one is still written; the dead letter keeps the fix (docs/ARCHITECTURE.md, invariants 1 and 5)
+      failed(route, decoded, { type, id, new: row }, identityError(rel, m), id, true)
+    }
     if (needsReread) {
       const e = rowEvent(type, id, rel.schema, rel.name, route.mapping.name, lsnText, row, old)
       out({ route, id, kind: 'upsert', event: e, reread: true, keys: decoded, version, lsn, relid, columns })
@@ -269,6 +284,20 @@ export function changeIntents(
       out({ route, id, kind: 'delete', event: e, keys: decoded, version, lsn, relid, columns })
     }
   }
+}
+
+/** The table's replica identity (as its relation message flags it) holds every id column of the mapping. */
+export function identityCovers(rel: ChangedTable, m: Mapping): boolean {
+  return m.idColumns.every((c) => rel.columns.find((col) => col.name === c)?.isKey)
+}
+
+/** The dead letter's reason for an update whose old id the replica identity does not carry. */
+export function identityError(rel: Pick<ChangedTable, 'schema' | 'name'>, m: Mapping): string {
+  const table = `${rel.schema}.${rel.name}`
+  return `mapping ${m.name}: update on ${table}: the table's REPLICA IDENTITY does not include id column(s) ` +
+    `${m.idColumns.join(', ')}, so an update that changed the id leaves the old id's document; fix: ALTER TABLE ` +
+    `${table} REPLICA IDENTITY DEFAULT (with a primary key on the id) or ALTER TABLE ${table} REPLICA IDENTITY ` +
+    `FULL, then \`puffgres verify ${m.name} --repair\``
 }
 
 /** Why a delete carries no id: its id columns are not in the replica identity. undefined: the id was NULL. */

@@ -17,6 +17,7 @@ import { PgOutputDecoder, type PgOutputMessage } from './pgoutput.ts'
 import * as slots from './replication-slot.ts'
 import {
   checkPublications,
+  earlyError,
   prepareSession,
   publicationsToStream,
   ReplicationError,
@@ -168,6 +169,8 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
     stream.on('end', () => {
       if (!this.closing) this.fail(new Error('the server ended the replication stream'))
     })
+    const failedAtStart = earlyError(stream)
+    if (failedAtStart) this.fail(failedAtStart)
     this.timer = setInterval(() => this.sendStatus(), interval)
     return this
   }

@@ -9,6 +9,9 @@ export const STATE_TABLES = [
   '__puffgres_backfill_pages',
 ] as const
 
+/** The prefix of the transactional logical message `migrate` commits with its records and publication change. */
+export const MIGRATE_MESSAGE_PREFIX = 'puffgres.migrate'
+
 const DDL = `
 CREATE TABLE IF NOT EXISTS __puffgres_migrations (
   name        text        NOT NULL,

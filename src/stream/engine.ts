@@ -12,7 +12,14 @@ import { isPermanentPostgresFailure } from '../postgres/reach.ts'
 import { Heartbeat } from '../ops/heartbeat.ts'
 import { startMetricsServer } from '../ops/metrics-server.ts'
 import { StreamMonitor } from '../ops/stream-monitor.ts'
-import { checkSlot, type CreateSlot, logFailoverEnabled, SlotGoneError } from '../ops/slot-guard.ts'
+import {
+  checkSlot,
+  type CreateSlot,
+  logFailoverEnabled,
+  missingPublication,
+  SlotGoneError,
+  stuckSlotError,
+} from '../ops/slot-guard.ts'
 import { DroppedTableWatch, leaveOutDroppedTables } from '../ops/dropped-tables.ts'
 import { connect } from '../postgres/connect.ts'
 import { formatLsn } from '../postgres/lsn.ts'
@@ -22,6 +29,7 @@ import { ReplicationStream, SlotInUseError, SlotMissingError } from '../postgres
 import { Checkpoint } from './checkpoint.ts'
 import { ChangeProcessor, type FlushInfo, type RouteRuntime } from './processor.ts'
 import { buildRoutes } from '../pipeline/routes.ts'
+import { MappingFollower } from './follow.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import type { HttpServer } from '../runtime.ts'
@@ -62,6 +70,11 @@ export interface RunOptions {
   maxRetainedWalMb?: number
   /** ms between looks for dropped mapped tables (default 10000; 0: none) */
   tableCheckIntervalMs?: number
+  /**
+   * reads the configuration files again: mappings migrated while run streams are followed online (stream/follow.ts);
+   * without it, a published table no mapping reads stops the stream until a restart
+   */
+  reloadConfig?: () => Config
 }
 
 const sleep = (ms: number, signal?: AbortSignal) =>
@@ -140,6 +153,9 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
     }
     heartbeat.start()
     routes = await buildRoutes(streamed, sql, log)
+    const reload = opts.reloadConfig
+    const follower = reload &&
+      new MappingFollower({ load: () => selectForRun(reload(), opts).config, sql, log, routes })
     tableWatch = new DroppedTableWatch(sql, routes, log, opts.tableCheckIntervalMs ?? 10_000)
     tableWatch.start()
     let waitingLogged = false
@@ -189,6 +205,8 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
           pollIntervalMs: opts.pollIntervalMs,
           concurrency: writesInFlight,
           checkpoint,
+          follow: follower && (() => follower.refresh()),
+          publication: config.stream.publication,
           // a failed batch: let go of the walsender now, not when the next message arrives (invariant 7)
           onFailure: (e) => void rs.abort(e),
           onFlush: (info) => {
@@ -233,6 +251,12 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
         }
       } catch (e) {
         if (e instanceof SlotMissingError || e instanceof SlotGoneError || isPermanentPostgresFailure(e)) throw e
+        // a slot whose WAL predates its publication fails the same way on every attempt: stop with the fix
+        const stuck = missingPublication(e)
+        if (stuck) {
+          await rs.abort(e as Error)
+          throw await stuckSlotError(sql, opts.slot, stuck, config.mappings.map((m) => m.name))
+        }
         if (opts.signal?.aborted) break
         failures++
         const delay = Math.min(30_000, 500 * 2 ** Math.min(failures, 6))
