@@ -91,4 +91,32 @@ describe('mappings that change while run streams', () => {
     expect(said).toHaveLength(1)
     await pipe.db.sql`ALTER TABLE ri REPLICA IDENTITY DEFAULT`
   })
+
+  test('a new version into a new namespace while run streams: later changes go through it; status shows its own backfill', async () => {
+    await pipe.db.sql`INSERT INTO a VALUES (10, 10)`
+    expect((await pipe.cli('backfill', 'a')).code).toBe(0)
+    await waitFor('a 10', () => pipe.docs('a').has(10))
+    pipe.project.write(
+      'puffgres/migrations/005_a.toml',
+      migration({ name: 'a', version: 2, table: 'a', namespace: 'a_v2' }),
+    )
+    expect((await pipe.cli('migrate')).code).toBe(0)
+    // finding 2: the new version's namespace has no backfill yet; v1's "done" is not shown under it
+    const before = (await pipe.status()).mappings.find((m: { mapping: string }) => m.mapping === 'a')
+    expect(before.namespace).toBe('a_v2')
+    expect(before.backfill).toBeNull()
+    await pipe.db.sql`INSERT INTO a VALUES (11, 11)`
+    await pipe.db.sql`UPDATE a SET v = 100 WHERE id = 10`
+    await waitFor(
+      'the change after migrate in the new namespace',
+      () => pipe.docs('a_v2').get(11)?.v === 11 && pipe.docs('a_v2').get(10)?.v === 100,
+    )
+    // the old namespace got no change committed after migrate
+    expect(pipe.docs('a').has(11)).toBe(false)
+    expect(pipe.docs('a').get(10)?.v).toBe(10)
+    expect((await pipe.cli('backfill', 'a')).code).toBe(0)
+    expect(pipe.docs('a_v2')).toEqual(await rowsOf('a'))
+    const after = (await pipe.status()).mappings.find((m: { mapping: string }) => m.mapping === 'a')
+    expect(after.backfill).toMatchObject({ version: 2, status: 'done' })
+  })
 })

@@ -35,7 +35,7 @@ export interface MappingStatus {
   docs_deleted: number
   last_applied_at: string | null
   last_lsn: string | null
-  /** the backfill of the applied version (or the latest one recorded); null when none was recorded */
+  /** the backfill of the applied version; null when none was recorded for it */
   backfill: BackfillStatus | null
   dlq: number
   /** the attribute schema the mapping declares (from the column types); null when the table cannot be read */
@@ -133,7 +133,9 @@ export async function gatherStatus(
       docs_deleted: p?.del ?? 0,
       last_applied_at: iso(p?.at ?? null),
       last_lsn: p?.lsn ?? null,
-      backfill: bs.find((b) => b.version === av) ?? bs[0] ?? null,
+      // the backfill of the version shown, never an older version's: that one filled another namespace (or the same
+      // one with another mapping), so it says nothing about this one
+      backfill: bs.find((b) => b.version === (av ?? m.version)) ?? null,
       dlq: dlq.get(m.name) ?? 0,
       schema: schemas.get(m.name) ?? null,
       table_exists: !missing.has(m.name),

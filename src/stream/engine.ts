@@ -122,6 +122,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
   // the mappings streamed: those whose table was dropped after `migrate` are left out (ops/dropped-tables.ts)
   let streamed = config
   let tableWatch: DroppedTableWatch | undefined
+  let follower: MappingFollower | undefined
   try {
     // PostgreSQL down or starting up when run starts: wait for it, as for a restart while streaming
     for (let attempt = 1;; attempt++) {
@@ -154,8 +155,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
     heartbeat.start()
     routes = await buildRoutes(streamed, sql, log)
     const reload = opts.reloadConfig
-    const follower = reload &&
-      new MappingFollower({ load: () => selectForRun(reload(), opts).config, sql, log, routes })
+    if (reload) follower = new MappingFollower({ load: () => selectForRun(reload(), opts).config, sql, log, routes })
     tableWatch = new DroppedTableWatch(sql, routes, log, opts.tableCheckIntervalMs ?? 10_000)
     tableWatch.start()
     let waitingLogged = false
@@ -205,7 +205,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
           pollIntervalMs: opts.pollIntervalMs,
           concurrency: writesInFlight,
           checkpoint,
-          follow: follower && (() => follower.refresh()),
+          follow: follower?.refresh.bind(follower),
           publication: config.stream.publication,
           // a failed batch: let go of the walsender now, not when the next message arrives (invariant 7)
           onFailure: (e) => void rs.abort(e),
@@ -281,6 +281,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
     await tableWatch?.stop()
     // transform runners: `bin:` child processes end here
     for (const r of routes) await r.runner.close().catch(() => {})
+    await follower?.close()
     await metricsServer?.stop().catch(() => {})
     await sql.end({ timeout: 2 })
   }

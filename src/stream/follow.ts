@@ -35,11 +35,19 @@ export interface FollowOptions {
 }
 
 export class MappingFollower {
+  /** routes a newer version replaced: their runners may still be in use by batches in flight */
+  private readonly replaced: RouteRuntime[] = []
+
   constructor(private readonly opts: FollowOptions) {}
+
+  /** Closes the transform runners of replaced versions (when run stops). */
+  async close(): Promise<void> {
+    for (const r of this.replaced) await r.runner.close().catch(() => {})
+  }
 
   /**
    * Reads the mapping files again and adds a route for each mapping that is migrated (recorded with the file's
-   * hash) and not routed yet. A file that cannot be read or a table that cannot be routed is logged and left out:
+   * hash) and not routed yet, or replaces the route of an older version. A file that cannot be read or a table that cannot be routed is logged and left out:
    * its table's changes then stop the stream (UnroutableTableError) until a later look succeeds.
    */
   async refresh(): Promise<string[]> {
@@ -52,20 +60,33 @@ export class MappingFollower {
       return []
     }
     const applied = new Map((await appliedMigrations(sql)).map((a) => [`${a.name}@${a.version}`, a.hash]))
-    const routed = new Set(routes.map((r) => r.mapping.name))
     const added: string[] = []
     for (const m of config.mappings) {
-      if (routed.has(m.name) || applied.get(`${m.name}@${m.version}`) !== m.hash) continue
+      if (applied.get(`${m.name}@${m.version}`) !== m.hash) continue
+      const at = routes.findIndex((r) => r.mapping.name === m.name)
+      const old = at < 0 ? undefined : routes[at]
+      if (old && old.mapping.version >= m.version) continue
       try {
         const [route] = await buildRoutes({ ...config, mappings: [m] }, sql, log)
-        routes.push(route)
+        // a new version replaces the old one for every later change; batches built before keep the old route (its
+        // transform and namespace), so its runner is closed only when run stops
+        if (old) {
+          routes[at] = route
+          this.replaced.push(old)
+        } else routes.push(route)
         added.push(m.name)
-        log.info('mapping added while streaming: its changes are streamed from here on', {
-          mapping: m.name,
-          version: m.version,
-          table: `${m.schema}.${m.table}`,
-          namespace: m.namespace,
-        })
+        log.info(
+          old
+            ? 'new mapping version while streaming: changes committed from here on go through it (backfill its namespace)'
+            : 'mapping added while streaming: its changes are streamed from here on',
+          {
+            mapping: m.name,
+            version: m.version,
+            table: `${m.schema}.${m.table}`,
+            namespace: m.namespace,
+            ...(old && { previous_namespace: old.mapping.namespace }),
+          },
+        )
       } catch (e) {
         log.error('a migrated mapping cannot be routed yet', { mapping: m.name, error: (e as Error).message })
       }
