@@ -8,10 +8,10 @@ export const help = `puffgres doctor [options]
 
 Checks, without changing anything, everything \`puffgres run\` needs, one line each (✓ fine, ✗ what to fix):
 the connection to PostgreSQL, wal_level, the replication privilege, free replication slots and WAL senders, the
-publication, the replication slot (that it can decode its WAL with the publication) and the WAL it retains, on PostgreSQL 17+ the slot's failover flag and
-synchronized_standby_slots, the replica identity of every mapped table, turbopuffer (reachable, key accepted),
-that every transform loads, and the embeddings provider when one is configured. A warning (! what to fix) does
-not fail. Exits 0 when every check passes, 1 otherwise.
+publication, the replication slot (that its WAL can be decoded with the publication) and the WAL it retains, on
+PostgreSQL 17+ the slot's failover flag and synchronized_standby_slots, the replica identity of every mapped
+table, turbopuffer (reachable, key accepted), that every transform loads, and the embeddings provider when one is
+configured. A warning (! what to fix) does not fail. Exits 0 when every check passes, 1 otherwise.
 
 Options:
   --slot <NAME>          replication slot (default: [stream] slot, or "puffgres")
