@@ -46,6 +46,7 @@ DEFAULT_TESTS=(
   test/backfill.test.ts
   test/mapping-evolution.test.ts
   test/slot-publication.test.ts
+  test/mapping-evolution-e2e.test.ts
   test/backfill-pages.test.ts
   test/backfill-crash.test.ts
   test/backfill-resume.test.ts

@@ -57,7 +57,7 @@ describe('mappings that change while run streams', () => {
     await pipe.db.sql`CREATE TABLE c (id int PRIMARY KEY, v int)`
     await pipe.db.sql`ALTER PUBLICATION puffgres_pub ADD TABLE c`
     await pipe.db.sql`INSERT INTO c VALUES (1, 1)`
-    const [{ lsn }] = await pipe.db.sql`SELECT pg_current_wal_lsn()::text AS lsn`
+    const [{ lsn }] = await pipe.db.sql`SELECT pg_current_wal_insert_lsn()::text AS lsn`
     await pipe.db.sql`INSERT INTO a VALUES (3, 3)`
     await waitFor(
       'the message naming the table',

@@ -12,6 +12,14 @@ export const STATE_TABLES = [
 /** The prefix of the transactional logical message `migrate` commits with its records and publication change. */
 export const MIGRATE_MESSAGE_PREFIX = 'puffgres.migrate'
 
+/**
+ * An older version kept live during a re-index (`puffgres reindex`): `run` writes it along with the newest version
+ * until it is retired. Added by `reindex` to a database migrated before it existed; read through to_jsonb so that
+ * a database without the column reads as "none kept".
+ */
+const KEPT_LIVE_DDL =
+  'ALTER TABLE __puffgres_migrations ADD COLUMN IF NOT EXISTS kept_live boolean NOT NULL DEFAULT false;'
+
 const DDL = `
 CREATE TABLE IF NOT EXISTS __puffgres_migrations (
   name        text        NOT NULL,
@@ -67,6 +75,7 @@ CREATE TABLE IF NOT EXISTS __puffgres_backfill_pages (
 CREATE INDEX IF NOT EXISTS __puffgres_backfill_pages_mapping ON __puffgres_backfill_pages (mapping, version, id);
 -- a text[][] literal, written once and read back only after a crash: not worth compressing
 ALTER TABLE __puffgres_backfill_pages ALTER COLUMN keys SET STORAGE EXTERNAL;
+${KEPT_LIVE_DDL}
 `
 
 /** Creates the state tables that do not exist yet. Safe to run any number of times. */
@@ -95,4 +104,17 @@ export async function appliedMigrations(sql: postgres.Sql): Promise<AppliedMigra
   if (!(await existingStateTables(sql)).includes('__puffgres_migrations')) return []
   return await sql<AppliedMigration[]>`
     SELECT name, version, file, hash, applied_at FROM __puffgres_migrations ORDER BY name, version`
+}
+
+/** Adds the kept_live column where an older puffgres created the migrations table. */
+export async function ensureKeptLive(sql: postgres.Sql): Promise<void> {
+  await sql.unsafe(KEPT_LIVE_DDL)
+}
+
+/** The versions kept live during a re-index, as name@version. */
+export async function keptVersions(sql: postgres.Sql): Promise<Set<string>> {
+  if (!(await existingStateTables(sql)).includes('__puffgres_migrations')) return new Set()
+  const rows = await sql<{ name: string; version: number }[]>`
+    SELECT name, version FROM __puffgres_migrations m WHERE (to_jsonb(m) ->> 'kept_live')::boolean IS TRUE`
+  return new Set(rows.map((r) => `${r.name}@${r.version}`))
 }

@@ -30,6 +30,7 @@ import { Checkpoint } from './checkpoint.ts'
 import { ChangeProcessor, type FlushInfo, type RouteRuntime } from './processor.ts'
 import { buildRoutes } from '../pipeline/routes.ts'
 import { MappingFollower } from './follow.ts'
+import { liveMappings } from '../ops/live-versions.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import type { HttpServer } from '../runtime.ts'
@@ -153,7 +154,8 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
       opts.onMetricsServer?.(metricsServer.port)
     }
     heartbeat.start()
-    routes = await buildRoutes(streamed, sql, log)
+    // every live version: the newest of each mapping, and older ones a re-index keeps until they are retired
+    routes = await buildRoutes({ ...streamed, mappings: await liveMappings(streamed, sql) }, sql, log)
     const reload = opts.reloadConfig
     if (reload) follower = new MappingFollower({ load: () => selectForRun(reload(), opts).config, sql, log, routes })
     tableWatch = new DroppedTableWatch(sql, routes, log, opts.tableCheckIntervalMs ?? 10_000)

@@ -4,7 +4,8 @@
 // published table that no route reads. A published table that still has no route stops the stream before any of
 // its changes is confirmed (invariant 1): `UnroutableTableError`, and run retries after a backoff.
 import type postgres from 'postgres'
-import type { Config } from '../config/load.ts'
+import type { Config, Mapping } from '../config/load.ts'
+import { liveMappings } from '../ops/live-versions.ts'
 import type { Relation } from '../postgres/pgoutput.ts'
 import { appliedMigrations } from '../postgres/state.ts'
 import { buildRoutes } from '../pipeline/routes.ts'
@@ -46,9 +47,10 @@ export class MappingFollower {
   }
 
   /**
-   * Reads the mapping files again and adds a route for each mapping that is migrated (recorded with the file's
-   * hash) and not routed yet, or replaces the route of an older version. A file that cannot be read or a table that cannot be routed is logged and left out:
-   * its table's changes then stop the stream (UnroutableTableError) until a later look succeeds.
+   * Reads the mapping files again and makes the routes those of the live versions (ops/live-versions.ts) that are
+   * migrated (recorded with the file's hash): adds the ones not routed yet, drops the ones replaced or retired. A
+   * file that cannot be read or a table that cannot be routed is logged and left out: its table's changes then stop
+   * the stream (UnroutableTableError) until a later look succeeds.
    */
   async refresh(): Promise<string[]> {
     const { load, sql, log, routes } = this.opts
@@ -60,33 +62,40 @@ export class MappingFollower {
       return []
     }
     const applied = new Map((await appliedMigrations(sql)).map((a) => [`${a.name}@${a.version}`, a.hash]))
+    const key = (m: Mapping) => `${m.name}@${m.version}`
+    // the live versions (the newest of each name, and those a re-index keeps) that migrate recorded as they are
+    const wanted = (await liveMappings(config, sql)).filter((m) => applied.get(key(m)) === m.hash)
+    const wantedKeys = new Set(wanted.map(key))
+    const routedKeys = new Set(routes.map((r) => key(r.mapping)))
     const added: string[] = []
-    for (const m of config.mappings) {
-      if (applied.get(`${m.name}@${m.version}`) !== m.hash) continue
-      const at = routes.findIndex((r) => r.mapping.name === m.name)
-      const old = at < 0 ? undefined : routes[at]
-      if (old && old.mapping.version >= m.version) continue
+    // a version no longer live (replaced by a newer one, or retired): later changes no longer reach its namespace.
+    // Batches built before keep its route (its transform and namespace), so its runner is closed only when run stops.
+    // A name whose newer version cannot be routed yet keeps its old route (nothing of its table is then left unread).
+    for (let i = routes.length - 1; i >= 0; i--) {
+      const r = routes[i]
+      if (wantedKeys.has(key(r.mapping))) continue
+      const successor = wanted.find((m) => m.name === r.mapping.name && m.version > r.mapping.version)
+      if (!successor && config.mappings.some((m) => m.name === r.mapping.name)) continue
+      routes.splice(i, 1)
+      this.replaced.push(r)
+      log.info('mapping version no longer written: changes committed from here on do not reach its namespace', {
+        mapping: r.mapping.name,
+        version: r.mapping.version,
+        namespace: r.mapping.namespace,
+      })
+    }
+    for (const m of wanted) {
+      if (routedKeys.has(key(m))) continue
       try {
         const [route] = await buildRoutes({ ...config, mappings: [m] }, sql, log)
-        // a new version replaces the old one for every later change; batches built before keep the old route (its
-        // transform and namespace), so its runner is closed only when run stops
-        if (old) {
-          routes[at] = route
-          this.replaced.push(old)
-        } else routes.push(route)
+        routes.push(route)
         added.push(m.name)
-        log.info(
-          old
-            ? 'new mapping version while streaming: changes committed from here on go through it (backfill its namespace)'
-            : 'mapping added while streaming: its changes are streamed from here on',
-          {
-            mapping: m.name,
-            version: m.version,
-            table: `${m.schema}.${m.table}`,
-            namespace: m.namespace,
-            ...(old && { previous_namespace: old.mapping.namespace }),
-          },
-        )
+        log.info('mapping version added while streaming: changes committed from here on go through it', {
+          mapping: m.name,
+          version: m.version,
+          table: `${m.schema}.${m.table}`,
+          namespace: m.namespace,
+        })
       } catch (e) {
         log.error('a migrated mapping cannot be routed yet', { mapping: m.name, error: (e as Error).message })
       }

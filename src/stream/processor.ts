@@ -272,7 +272,8 @@ export class ChangeProcessor {
   }
 
   private add(i: Intent, bytes: number) {
-    this.pipeline.add(i.route.mapping.name + '\u0000' + idKey(i.id), i, bytes)
+    // per namespace: two live versions of one mapping (a re-index) are two documents
+    this.pipeline.add(i.route.mapping.namespace + '\u0000' + idKey(i.id), i, bytes)
   }
 
   private async truncate(relations: Relation[]) {
