@@ -119,4 +119,19 @@ describe('mappings that change while run streams', () => {
     const after = (await pipe.status()).mappings.find((m: { mapping: string }) => m.mapping === 'a')
     expect(after.backfill).toMatchObject({ version: 2, status: 'done' })
   })
+
+  test('a mapping removed while run streams: its table leaves the publication, the stream goes on, a restart too', async () => {
+    await pipe.stream.stop()
+    // changes of c still in the slot when its mapping goes: replayed by the next run, which no longer reads c
+    await pipe.db.sql`INSERT INTO c VALUES (2, 2)`
+    const { rmSync } = await import('node:fs')
+    rmSync(`${pipe.project.dir}/puffgres/migrations/004_c.toml`)
+    expect((await pipe.cli('migrate')).code).toBe(0)
+    await pipe.startStream()
+    await pipe.db.sql`INSERT INTO c VALUES (3, 3)`
+    await pipe.db.sql`INSERT INTO a VALUES (20, 20)`
+    await waitFor('a 20', () => pipe.docs('a_v2').get(20)?.v === 20)
+    expect(pipe.docs('c').has(3)).toBe(false)
+    expect(pipe.stream.logs.some((l) => l.includes('is in publication'))).toBe(false)
+  })
 })

@@ -27,6 +27,7 @@ import { type Batch, WritePipeline } from './inflight.ts'
 import type { Checkpoint } from './checkpoint.ts'
 import { type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
 import { MIGRATE_MESSAGE_PREFIX, UnroutableTableError } from './follow.ts'
+import { publishesRelation } from '../postgres/publication.ts'
 
 export type { RouteRuntime } from '../pipeline/writer.ts'
 
@@ -236,7 +237,17 @@ export class ChangeProcessor {
       // not, nothing of it may be confirmed (docs/ARCHITECTURE.md, invariants 1 and 10)
       await this.opts.follow?.()
       routes = routed()
-      if (!routes.length) throw new UnroutableTableError(rel, this.opts.publication ?? 'the publication')
+      if (!routes.length) {
+        // a table no longer published (its mapping removed by a later migrate, or the table dropped): its earlier
+        // changes, replayed, are wanted by no mapping; one still published is
+        const pub = this.opts.publication
+        if (!pub || await publishesRelation(this.opts.sql, pub, rel.oid)) {
+          throw new UnroutableTableError(rel, pub ?? 'the publication')
+        }
+        this.opts.log.info('changes of a table no longer published and read by no mapping: skipped', {
+          table: `${rel.schema}.${rel.name}`,
+        })
+      }
     }
     const uncovered = routes.filter((r) => !identityCovers(rel, r.mapping))
     if (uncovered.length && !this.identityWarned.has(rel.oid)) {
