@@ -68,6 +68,8 @@ describe('mappings that change while run streams', () => {
         WHERE slot_name = 'puffgres'`)[0].past
     await new Promise((r) => setTimeout(r, 1500))
     expect(await confirmedPast()).toBe(false)
+    const doctor = await pipe.cli('doctor')
+    expect(doctor.out).toMatch(/✗ publication: "puffgres_pub" publishes public\.c, which no mapping reads/)
     pipe.project.write('puffgres/migrations/004_c.toml', migration({ name: 'c', table: 'c' }))
     expect((await pipe.cli('migrate')).code).toBe(0)
     await waitFor("c's row and a's later one", () => pipe.docs('c').get(1)?.v === 1 && pipe.docs('a').has(3), 40_000)

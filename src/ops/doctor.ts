@@ -109,13 +109,19 @@ async function postgresChecks(cfg: Config, sql: postgres.Sql, slot: string, add:
   const pub = await publicationTables(sql, cfg.stream.publication)
   const published = new Set((pub ?? []).map((t) => `${t.schema}.${t.table}`))
   const missing = cfg.mappings.map((m) => `${m.schema}.${m.table}`).filter((t) => !published.has(t))
+  // a published table no mapping reads stops run before its first change (docs/ARCHITECTURE.md, invariant 10)
+  const mapped = new Set(cfg.mappings.map((m) => `${m.schema}.${m.table}`))
+  const unread = [...published].filter((t) => !mapped.has(t))
   add(
-    !!pub && missing.length === 0,
+    !!pub && missing.length === 0 && unread.length === 0,
     'publication',
     !pub
       ? `"${cfg.stream.publication}" does not exist: run \`puffgres migrate\``
       : missing.length
       ? `"${cfg.stream.publication}" lacks ${missing.join(', ')}: run \`puffgres migrate\``
+      : unread.length
+      ? `"${cfg.stream.publication}" publishes ${unread.join(', ')}, which no mapping reads: \`run\` stops at its ` +
+        'first change; add its mapping and run `puffgres migrate` (which also drops unmapped tables from it)'
       : `"${cfg.stream.publication}" publishes ${cfg.mappings.length} mapped table(s)`,
   )
 
