@@ -120,6 +120,12 @@ describe('mappings that change while run streams', () => {
     expect(pipe.docs('a_v2')).toEqual(await rowsOf('a'))
     const after = (await pipe.status()).mappings.find((m: { mapping: string }) => m.mapping === 'a')
     expect(after.backfill).toMatchObject({ version: 2, status: 'done' })
+    // applied with migrate: nothing is kept live, so there is nothing for reindex to build or retire
+    const reindex = await pipe.cli('reindex', 'a')
+    expect(reindex.code).toBe(1)
+    expect(reindex.err).toMatch(/version 2 is applied and no older version is live/)
+    expect((await pipe.cli('reindex', 'a', '--retire')).err).toMatch(/no older version live: nothing to retire/)
+    expect((await pipe.cli('reindex', 'a', '--delete-namespace')).code).toBe(2)
   })
 
   test('a mapping removed while run streams: its table leaves the publication, the stream goes on, a restart too', async () => {
