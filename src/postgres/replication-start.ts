@@ -67,9 +67,10 @@ export async function prepareSession(sql: postgres.Sql): Promise<{ statusInterva
 
 const early = new WeakMap<Duplex, Error>()
 
-/** The error a started stream failed with before its caller could listen, if any. */
-export function earlyError(stream: Duplex): Error | undefined {
-  return early.get(stream)
+/** Calls `fail` with the error a started stream failed with before its caller could listen, if any. */
+export function reportEarlyError(stream: Duplex, fail: (e: Error) => void): void {
+  const e = early.get(stream)
+  if (e) fail(e)
 }
 
 /**
@@ -88,7 +89,7 @@ export async function startReplication(
     const query = sql.unsafe(command) as unknown as { resolve: (x: unknown) => void; writable(): Promise<unknown> }
     // The server may fail the stream in the very packet that starts it (a slot whose WAL predates its publication):
     // postgres.js then emits 'error' before the caller's `await` resumes and listens, an uncaught exception. A
-    // listener from the start keeps that error for the caller (earlyError).
+    // listener from the start keeps that error for the caller (reportEarlyError).
     const resolve = query.resolve
     query.resolve = (x: unknown) => {
       const stream = x as Duplex

@@ -17,10 +17,10 @@ import { PgOutputDecoder, type PgOutputMessage } from './pgoutput.ts'
 import * as slots from './replication-slot.ts'
 import {
   checkPublications,
-  earlyError,
   prepareSession,
   publicationsToStream,
   ReplicationError,
+  reportEarlyError,
   type StartOptions,
   startReplication,
 } from './replication-start.ts'
@@ -169,8 +169,7 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
     stream.on('end', () => {
       if (!this.closing) this.fail(new Error('the server ended the replication stream'))
     })
-    const failedAtStart = earlyError(stream)
-    if (failedAtStart) this.fail(failedAtStart)
+    reportEarlyError(stream, (e) => this.fail(e))
     this.timer = setInterval(() => this.sendStatus(), interval)
     return this
   }
