@@ -11,7 +11,8 @@ import { CliError } from '../errors.ts'
 import { createLogger } from '../log.ts'
 import { isPermanentPostgresFailure } from '../postgres/reach.ts'
 import { Heartbeat } from './heartbeat.ts'
-import { startMetricsServer } from './metrics-server.ts'
+import { DEFAULT_METRICS_HOST, startMetricsServer } from './metrics-server.ts'
+import { StatusPage } from './status-page.ts'
 import { StreamMonitor } from './stream-monitor.ts'
 import { checkSlot, type CreateSlot, logFailoverEnabled, SlotGoneError } from '../postgres/slot-guard.ts'
 import { DroppedTableWatch, leaveOutDroppedTables } from './dropped-tables.ts'
@@ -50,7 +51,10 @@ export interface RunOptions {
   drainTimeoutMs?: number
   /** serve /metrics and /healthz on this port (0: any free port); undefined: no server */
   metricsPort?: number
+  /** default 127.0.0.1 (only this machine) */
   metricsHost?: string
+  /** ms between the status page's samples (default 10000; it keeps the last hour) */
+  statusSampleMs?: number
   /** called with the metrics server's port once it listens */
   onMetricsServer?: (port: number) => void
   /** metrics and health state; one is made when not given */
@@ -87,7 +91,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
       onRequest: (ms, ok) => monitor.sinkRequest(ms, ok),
       onPaced: (namespace, ms) => monitor.sinkPaced(namespace, ms),
       onRetry: (info) => {
-        monitor.sinkRetry(info.operation)
+        monitor.sinkRetry(info.operation, info.status)
         if (info.status === 429) writesInFlight.pushback()
       },
     },
@@ -101,6 +105,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
     streaming: () => monitor.streaming,
   })
   let metricsServer: HttpServer | undefined
+  let statusPage: StatusPage | undefined
   let routes: RouteRuntime[] = []
   // the mappings streamed: those whose table was dropped after `migrate` are left out (stream/dropped-tables.ts)
   let streamed = config
@@ -130,8 +135,23 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
       }
     }
     if (opts.metricsPort !== undefined) {
-      metricsServer = await startMetricsServer(monitor, { port: opts.metricsPort, hostname: opts.metricsHost })
-      log.info('serving /metrics and /healthz', { port: metricsServer.port })
+      statusPage = new StatusPage({
+        monitor,
+        sql,
+        log,
+        slot: opts.slot,
+        publication: streamed.stream.publication,
+        mappings: streamed.mappings.map((m) => ({
+          name: m.name,
+          namespace: m.namespace,
+          table: `${m.schema}.${m.table}`,
+        })),
+        sampleMs: opts.statusSampleMs,
+      })
+      const host = opts.metricsHost ?? DEFAULT_METRICS_HOST
+      metricsServer = await startMetricsServer(monitor, { port: opts.metricsPort, hostname: host, page: statusPage })
+      statusPage.start()
+      log.info('serving the status page /, /metrics and /healthz', { host, port: metricsServer.port })
       opts.onMetricsServer?.(metricsServer.port)
     }
     heartbeat.start()
@@ -254,6 +274,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
     // transform runners: `bin:` child processes end here
     for (const r of routes) await r.runner.close().catch(() => {})
     await metricsServer?.stop().catch(() => {})
+    await statusPage?.stop()
     await sql.end({ timeout: 2 })
   }
 }
