@@ -48,12 +48,22 @@ export function refKeyTexts(ref: RowRef, idColumns: readonly string[]): (string 
   return ref.keyTexts ?? idColumns.map((c) => keyText(ref.known[c]))
 }
 
-/** The key texts a dead letter's event kept (`key_texts`), when they fit `n` id columns. */
-export function eventKeyTexts(event: unknown, n: number): string[] | undefined {
-  const texts = (event as { key_texts?: unknown } | null)?.key_texts
-  return Array.isArray(texts) && texts.length === n && texts.every((t) => typeof t === 'string')
-    ? texts as string[]
-    : undefined
+/**
+ * The key texts a dead letter's event kept: `key_texts` when they fit the id columns, else `key` (entries backfill
+ * filed before it kept `key_texts`: the id columns' texts by name, which a retry must not take as decoded values).
+ */
+export function eventKeyTexts(event: unknown, idColumns: readonly string[]): string[] | undefined {
+  const e = event as { key_texts?: unknown; key?: unknown } | null
+  const texts = e?.key_texts
+  if (Array.isArray(texts)) {
+    return texts.length === idColumns.length && texts.every((t) => typeof t === 'string')
+      ? texts as string[]
+      : undefined
+  }
+  const key = e?.key
+  if (!key || typeof key !== 'object' || Array.isArray(key)) return undefined
+  const byName = idColumns.map((c) => (key as Record<string, unknown>)[c])
+  return byName.every((t) => typeof t === 'string') ? byName as string[] : undefined
 }
 
 /** The document id of a row under mapping `m`: the one call of docId for rows read or rebuilt here. */
