@@ -52,7 +52,6 @@ const ORDER_TO_UNTANGLE: Record<string, string> = {
   // config validates a mapping's membership and transform text at load: the parsers belong below config
   'config/load.ts → pipeline/membership/mod.ts': 'the membership parser, used by config to validate',
   'config/load.ts → pipeline/transform/spec.ts': 'the transform spec parser, used by config to validate',
-  'config/row-documents.ts → pipeline/chunking.ts': "the chunker's limits, used by config to validate",
   // the declarative embedding returns a transform result: the result type belongs below both
   'embeddings/declarative.ts → pipeline/transform/action.ts': 'TransformResult',
   'embeddings/declarative.ts → pipeline/docid.ts': 'showId',
