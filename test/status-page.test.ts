@@ -5,6 +5,7 @@
 //   PUFFGRES_UPDATE_SCREENSHOT=1 bun test test/status-page.test.ts   also writes docs/status-page.png (README)
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { type AddressInfo, createServer, type Socket } from 'node:net'
 import { networkInterfaces, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import process from 'node:process'
@@ -152,6 +153,32 @@ describe('the status page and what the metrics server serves', () => {
     const m = await (await fetch(url('/metrics'))).text()
     expect(m).toContain('puffgres_dead_letters{mapping="items"} 1')
     expect(m).toContain('puffgres_dead_letters{mapping="orders"} 0')
+  })
+
+  test("the page counts this process's mappings only, and escapes what it shows", async () => {
+    // a dead letter of a mapping this process does not stream (another process of a scale-out, or a mapping since
+    // removed), and one of ours whose document id is markup
+    const hostile = '<img src=x onerror=alert(1)>'
+    await pipe.db.sql`INSERT INTO __puffgres_dlq (mapping, doc_id, error)
+      VALUES ('elsewhere', 'ELSEWHERE_ID', 'x'), ('orders', ${hostile}, 'x')`
+    try {
+      const html = await waitFor('the orders dead letter on the page', async () => {
+        const h = await page()
+        return /<td>orders<\/td><td>shop-orders<\/td><td>public\.orders<\/td>.*<td class="num">1<\/td><\/tr>/.test(h)
+          ? h
+          : ''
+      })
+      expect(card(html, 'dead-letter-count')).toBe('dead letters 2')
+      expect(html).not.toContain('ELSEWHERE_ID')
+      expect(html).not.toContain('elsewhere')
+      expect(html).toContain('<td>&lt;img src=x onerror=alert(1)&gt;</td>')
+      expect(html).not.toContain('<img')
+      const m = await (await fetch(url('/metrics'))).text()
+      expect(m).not.toContain('elsewhere')
+    } finally {
+      await pipe.db.sql`DELETE FROM __puffgres_dlq WHERE mapping = 'elsewhere' OR doc_id = ${hostile}`
+    }
+    await waitFor('the count back to 1', async () => card(await page(), 'dead-letter-count') === 'dead letters 1')
   })
 
   test('nothing served names a planted key or password, or a row value', async () => {
@@ -379,6 +406,43 @@ describe('status page parts', () => {
     } finally {
       await page.stop()
       await sql.end({ timeout: 1 })
+    }
+  })
+
+  test('PostgreSQL that never answers: every page answers within the wait, with one read in flight', async () => {
+    // accepts connections and never says a word (a network partition, a server stuck in recovery)
+    const sockets: Socket[] = []
+    const silent = createServer((s) => sockets.push(s))
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+    const sql = postgres(`postgres://postgres@127.0.0.1:${(silent.address() as AddressInfo).port}/none`, {
+      max: 4,
+      connect_timeout: 60,
+    })
+    const page = new StatusPage({
+      monitor: new StreamMonitor(),
+      sql,
+      slot: 's',
+      publication: 'p',
+      mappings: [{ name: 'm', namespace: 'ns', table: 'public.t' }],
+      dbWaitMs: 300,
+    })
+    try {
+      for (let i = 0; i < 4; i++) {
+        const started = Date.now()
+        const html = await page.render()
+        expect(Date.now() - started).toBeLessThan(2_500)
+        expect(html).toMatch(/Dead letters and slot: no answer from PostgreSQL in \d+ s/)
+        expect(html).toContain('<td>m</td><td>ns</td><td>public.t</td>')
+      }
+      // the pages joined the read in flight instead of queueing more on the stream's pool
+      expect(sockets.length).toBe(1)
+      const stopping = Date.now()
+      await page.stop()
+      expect(Date.now() - stopping).toBeLessThan(2_500)
+    } finally {
+      await sql.end({ timeout: 0 })
+      for (const s of sockets) s.destroy()
+      silent.close()
     }
   })
 
