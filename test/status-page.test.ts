@@ -188,6 +188,10 @@ describe('the status page and what the metrics server serves', () => {
       'the 429 counted',
       async () => /puffgres_sink_throttled_total 1\b/.test(await (await fetch(url('/metrics'))).text()),
     )
+    // the 429 is counted once on the page: as a 429, not also as an error
+    const html = await page()
+    expect(card(html, 'throttled')).toBe('429s (too many requests) 1 1 in 5 min')
+    expect(card(html, 'errors')).toBe('turbopuffer errors (not 429) 0 0 in 5 min')
     for (const path of ['/', '/metrics', '/healthz', '/nope', '/?x=1', '/metrics/../']) {
       for (const method of ['GET', 'HEAD', 'POST']) {
         const r = await fetch(url(path), { method })
