@@ -181,6 +181,39 @@ describe('the status page and what the metrics server serves', () => {
     await waitFor('the count back to 1', async () => card(await page(), 'dead-letter-count') === 'dead letters 1')
   })
 
+  test('a read of the page that PostgreSQL blocks (a lock on the queue) is cancelled, not left holding a connection', async () => {
+    const application = 'puffgres-status-lock-test'
+    const sql = postgres(pipe.db.url, { max: 2, connection: { application_name: application } })
+    const status = new StatusPage({
+      monitor: new StreamMonitor(),
+      sql,
+      slot: 'puffgres',
+      publication: 'p',
+      mappings: [{ name: 'items', namespace: 'items', table: 'public.items' }],
+      dbWaitMs: 300,
+      statementTimeoutMs: 1_000,
+    })
+    const locker = await pipe.db.sql.reserve()
+    try {
+      await locker`BEGIN`
+      await locker`LOCK TABLE __puffgres_dlq IN ACCESS EXCLUSIVE MODE`
+      const html = await status.render()
+      expect(html).toMatch(/Dead letters and slot: no answer from PostgreSQL in \d+ s/)
+      const waiting = async () =>
+        (await pipe.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE application_name = ${application} AND wait_event_type = 'Lock'`)[0].n
+      expect(await waiting()).toBe(1)
+      // PostgreSQL gives the read up after the statement timeout, while the lock is still held
+      await waitFor('the blocked read cancelled', async () => (await waiting()) === 0, 10_000)
+      expect(await status.render()).toContain('Dead letters and slot: cannot read PostgreSQL')
+    } finally {
+      await locker`ROLLBACK`
+      locker.release()
+      await status.stop()
+      await sql.end({ timeout: 1 })
+    }
+  })
+
   test('nothing served names a planted key or password, or a row value', async () => {
     pipe.server.failNext(1, 429)
     await pipe.db.sql`INSERT INTO orders VALUES (8, ${ROW_VALUE})`

@@ -31,6 +31,8 @@ export interface StatusPageOptions {
   now?: () => number
   /** how long a page request waits for PostgreSQL (default 3 s) */
   dbWaitMs?: number
+  /** PostgreSQL cancels a read that runs longer (default 10 s) */
+  statementTimeoutMs?: number
 }
 
 /** What the page knows at one instant; counters are cumulative since the process started. */
@@ -83,6 +85,7 @@ export class StatusPage {
   #lastReadMs = 0
   readonly #now: () => number
   readonly #waitMs: number
+  readonly #statementTimeoutMs: number
   readonly #names: string[]
 
   constructor(private readonly opts: StatusPageOptions) {
@@ -90,6 +93,7 @@ export class StatusPage {
     this.ring = new SampleRing(Math.min(MAX_SAMPLES, Math.ceil(HOUR_MS / this.sampleMs)))
     this.#now = opts.now ?? Date.now
     this.#waitMs = opts.dbWaitMs ?? DB_WAIT_MS
+    this.#statementTimeoutMs = Math.round(opts.statementTimeoutMs ?? DB_STATEMENT_TIMEOUT_MS)
     this.#names = opts.mappings.map((m) => m.name)
     opts.monitor.streamInfo.set(1, { slot: opts.slot, publication: opts.publication })
   }
@@ -179,7 +183,7 @@ export class StatusPage {
     try {
       // one connection of the stream's pool for the three reads; PostgreSQL cancels them past the statement timeout
       const view = await sql.begin(async (tx) => {
-        await tx.unsafe(`SET LOCAL statement_timeout = ${DB_STATEMENT_TIMEOUT_MS}`)
+        await tx.unsafe(`SET LOCAL statement_timeout = ${this.#statementTimeoutMs}`)
         // this process's mappings only (other processes of a scale-out have pages of their own), by the
         // (mapping, id) index: never a scan or sort of the whole queue, however long it has grown
         const counts = await tx<{ mapping: string; n: number }[]>`
