@@ -3,18 +3,19 @@
 // failure, draining on stop, abandoning the sink after the drain timeout (docs/ARCHITECTURE.md, "Engine loop").
 import { sinkFromConfig } from '../turbopuffer/from-config.ts'
 import { AdaptiveLimit } from '../concurrency.ts'
+import { type Backoff, backoffDelay, sleep } from '../retry.ts'
 import { configSelection, selectMappings } from '../config/selection.ts'
 import { ensurePublication } from '../postgres/publication.ts'
 import type { Config } from '../config/load.ts'
 import { CliError } from '../errors.ts'
 import { createLogger } from '../log.ts'
 import { isPermanentPostgresFailure } from '../postgres/reach.ts'
-import { Heartbeat } from '../ops/heartbeat.ts'
-import { DEFAULT_METRICS_HOST, startMetricsServer } from '../ops/metrics-server.ts'
-import { StatusPage } from '../ops/status-page.ts'
-import { StreamMonitor } from '../ops/stream-monitor.ts'
-import { checkSlot, type CreateSlot, logFailoverEnabled, SlotGoneError } from '../ops/slot-guard.ts'
-import { DroppedTableWatch, leaveOutDroppedTables } from '../ops/dropped-tables.ts'
+import { Heartbeat } from './heartbeat.ts'
+import { DEFAULT_METRICS_HOST, startMetricsServer } from './metrics-server.ts'
+import { StatusPage } from './status-page.ts'
+import { StreamMonitor } from './stream-monitor.ts'
+import { checkSlot, type CreateSlot, logFailoverEnabled, SlotGoneError } from '../postgres/slot-guard.ts'
+import { DroppedTableWatch, leaveOutDroppedTables } from './dropped-tables.ts'
 import { connect } from '../postgres/connect.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import { checkMigrated } from '../postgres/preflight.ts'
@@ -68,14 +69,9 @@ export interface RunOptions {
   tableCheckIntervalMs?: number
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms)
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t)
-      resolve()
-    }, { once: true })
-  })
+/** the engine's waits end early on stop: the loop checks the signal itself */
+const pause = (ms: number, signal?: AbortSignal) => sleep(ms, signal, null)
+const RECONNECT: Backoff = { baseMs: 500, maxMs: 30_000 }
 
 /** Runs the stream until `signal` aborts. Throws for problems that retrying cannot fix (config, missing slot). */
 export async function runStream(fullConfig: Config, opts: RunOptions): Promise<void> {
@@ -111,7 +107,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
   let metricsServer: HttpServer | undefined
   let statusPage: StatusPage | undefined
   let routes: RouteRuntime[] = []
-  // the mappings streamed: those whose table was dropped after `migrate` are left out (ops/dropped-tables.ts)
+  // the mappings streamed: those whose table was dropped after `migrate` are left out (stream/dropped-tables.ts)
   let streamed = config
   let tableWatch: DroppedTableWatch | undefined
   try {
@@ -132,9 +128,9 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
         break
       } catch (e) {
         if (!isUnreachable(e) || opts.signal?.aborted) throw e
-        const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6))
+        const delay = backoffDelay(attempt, RECONNECT)
         log.error('cannot reach PostgreSQL; retrying', { error: (e as Error).message, retry_in_ms: delay })
-        await sleep(delay, opts.signal)
+        await pause(delay, opts.signal)
         if (opts.signal?.aborted) return
       }
     }
@@ -193,7 +189,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
           if (!waitingLogged) log.info('slot in use: waiting as a hot standby', { slot: opts.slot, pid: e.activePid })
           waitingLogged = true
           await rs.close()
-          await sleep(opts.standbyRetryMs ?? 1000, opts.signal)
+          await pause(opts.standbyRetryMs ?? 1000, opts.signal)
           continue
         }
         log.info('streaming', { slot: opts.slot, publication: config.stream.publication })
@@ -255,7 +251,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
         if (e instanceof SlotMissingError || e instanceof SlotGoneError || isPermanentPostgresFailure(e)) throw e
         if (opts.signal?.aborted) break
         failures++
-        const delay = Math.min(30_000, 500 * 2 ** Math.min(failures, 6))
+        const delay = backoffDelay(failures, RECONNECT)
         log.error('stream interrupted; reconnecting (unconfirmed changes will be replayed)', {
           error: (e as Error).message,
           retry_in_ms: delay,
@@ -264,7 +260,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
         await rs.abort(e as Error)
         // let a flush in flight finish so that writes stay in commit order across the reconnect
         await processor?.drain().catch(() => {})
-        await sleep(delay, opts.signal)
+        await pause(delay, opts.signal)
       } finally {
         monitor.setStreaming(false)
         processor?.stop()

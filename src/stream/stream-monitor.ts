@@ -1,6 +1,6 @@
 // What `puffgres run` knows about itself while it streams: Prometheus metrics, replication lag, health. run.ts feeds
 // it (batches, confirmations, commits, sink requests); the metrics server and the heartbeat read it.
-import type { FlushInfo } from '../stream/processor.ts'
+import type { FlushInfo } from './processor.ts'
 import { Registry } from './metrics.ts'
 
 /** Sink request latency buckets, seconds. */

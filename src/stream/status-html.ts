@@ -1,4 +1,4 @@
-// The HTML of the status page (ops/status-page.ts gathers what it shows): plain HTML, inline CSS and inline SVG
+// The HTML of the status page (stream/status-page.ts gathers what it shows): plain HTML, inline CSS and inline SVG
 // charts; no script and nothing loaded from elsewhere, so it works offline; a meta refresh reloads it; a viewport meta
 // and fluid grids make it readable on a phone. Everything shown is escaped.
 
