@@ -4,10 +4,10 @@ import type postgres from 'postgres'
 import { countDeadLetters } from '../postgres/dlq.ts'
 import type { Config, Mapping } from '../config/load.ts'
 import { existingStateTables, keptVersions } from '../postgres/state.ts'
-import { keptAlong } from './live-versions.ts'
-import { type SlotState, slotState } from './slot.ts'
+import { keptAlong } from '../postgres/live-versions.ts'
+import { type SlotState, slotState } from '../postgres/slot.ts'
 import { mappingSchema, type SchemaReport } from './schema-report.ts'
-import { droppedTableMessage, missingTables } from './dropped-tables.ts'
+import { droppedTableMessage, missingTables } from '../stream/dropped-tables.ts'
 
 export interface BackfillStatus {
   version: number

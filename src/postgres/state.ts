@@ -50,6 +50,9 @@ CREATE TABLE IF NOT EXISTS __puffgres_dlq (
   last_failed_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS __puffgres_dlq_mapping ON __puffgres_dlq (mapping, id);
+-- a dead letter of a document already queued updates its entry (postgres/dlq.ts): found by doc_id, not by a scan of
+-- the mapping's queue; hash, since a document id made of key texts may be longer than a btree entry may be
+CREATE INDEX IF NOT EXISTS __puffgres_dlq_doc_id ON __puffgres_dlq USING hash (doc_id);
 CREATE TABLE IF NOT EXISTS __puffgres_backfill (
   mapping         text        NOT NULL,
   version         integer     NOT NULL,

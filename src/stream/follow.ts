@@ -5,7 +5,7 @@
 // its changes is confirmed (invariant 1): `UnroutableTableError`, and run retries after a backoff.
 import type postgres from 'postgres'
 import type { Config, Mapping } from '../config/load.ts'
-import { liveMappings } from '../ops/live-versions.ts'
+import { liveMappings } from '../postgres/live-versions.ts'
 import type { Relation } from '../postgres/pgoutput.ts'
 import { appliedMigrations } from '../postgres/state.ts'
 import { buildRoutes } from '../pipeline/routes.ts'
@@ -47,7 +47,7 @@ export class MappingFollower {
   }
 
   /**
-   * Reads the mapping files again and makes the routes those of the live versions (ops/live-versions.ts) that are
+   * Reads the mapping files again and makes the routes those of the live versions (postgres/live-versions.ts) that are
    * migrated (recorded with the file's hash): adds the ones not routed yet, drops the ones replaced or retired. A
    * file that cannot be read or a table that cannot be routed is logged and left out: its table's changes then stop
    * the stream (UnroutableTableError) until a later look succeeds.

@@ -3,7 +3,7 @@
 // each into its own namespace; `status` shows each of them.
 import type postgres from 'postgres'
 import type { Config, Mapping } from '../config/load.ts'
-import { keptVersions } from '../postgres/state.ts'
+import { keptVersions } from './state.ts'
 
 /** `config.mappings` (one per name, the newest), each followed by its older versions kept live, oldest first. */
 export async function liveMappings(config: Config, sql: postgres.Sql): Promise<Mapping[]> {
