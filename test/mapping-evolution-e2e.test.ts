@@ -106,6 +106,9 @@ describe('mappings evolve while run streams under load', () => {
     ])
     expect(during.versions[0].caught_up).toBe(true)
     expect(during.active_namespace).toBe('a')
+    const human = await pipe.cli('status')
+    expect(human.out).toMatch(/^a \(building\)\s+a_v2\s+2\s/m)
+    expect(human.out).toMatch(/^a \(serving, retire with reindex --retire\)\s+a\s+1\s/m)
     await sleep(300)
     // both namespaces follow the table while both are live
     await loadA.stop()
