@@ -68,22 +68,6 @@ export class MappingFollower {
     const wantedKeys = new Set(wanted.map(key))
     const routedKeys = new Set(routes.map((r) => key(r.mapping)))
     const added: string[] = []
-    // a version no longer live (replaced by a newer one, or retired): later changes no longer reach its namespace.
-    // Batches built before keep its route (its transform and namespace), so its runner is closed only when run stops.
-    // A name whose newer version cannot be routed yet keeps its old route (nothing of its table is then left unread).
-    for (let i = routes.length - 1; i >= 0; i--) {
-      const r = routes[i]
-      if (wantedKeys.has(key(r.mapping))) continue
-      const successor = wanted.find((m) => m.name === r.mapping.name && m.version > r.mapping.version)
-      if (!successor && config.mappings.some((m) => m.name === r.mapping.name)) continue
-      routes.splice(i, 1)
-      this.replaced.push(r)
-      log.info('mapping version no longer written: changes committed from here on do not reach its namespace', {
-        mapping: r.mapping.name,
-        version: r.mapping.version,
-        namespace: r.mapping.namespace,
-      })
-    }
     for (const m of wanted) {
       if (routedKeys.has(key(m))) continue
       try {
@@ -99,6 +83,27 @@ export class MappingFollower {
       } catch (e) {
         log.error('a migrated mapping cannot be routed yet', { mapping: m.name, error: (e as Error).message })
       }
+    }
+    // a version no longer live (replaced by a newer one, or retired): later changes no longer reach its namespace.
+    // Batches built before keep its route (its transform and namespace), so its runner is closed only when run stops.
+    // Only once a newer version is routed: one whose route cannot be built (its transform does not load) leaves the
+    // old one in place, so the table is never left without a route.
+    for (let i = routes.length - 1; i >= 0; i--) {
+      const r = routes[i]
+      if (wantedKeys.has(key(r.mapping))) continue
+      const routedNow = new Set(routes.map((x) => key(x.mapping)))
+      const successor = wanted.find((m) =>
+        m.name === r.mapping.name && m.version > r.mapping.version && routedNow.has(key(m))
+      )
+      const gone = !config.mappings.some((m) => m.name === r.mapping.name)
+      if (!successor && !gone) continue
+      routes.splice(i, 1)
+      this.replaced.push(r)
+      log.info('mapping version no longer written: changes committed from here on do not reach its namespace', {
+        mapping: r.mapping.name,
+        version: r.mapping.version,
+        namespace: r.mapping.namespace,
+      })
     }
     return added
   }
