@@ -44,8 +44,8 @@ import {
   type RecheckedPage,
   recheckPage,
   textArrayLiteral,
-} from './page.ts'
-import type { BackfillPlan } from './plan.ts'
+} from '../source/page.ts'
+import type { BackfillPlan } from '../source/read-plan.ts'
 import type { CopyRow } from '../postgres/copy-text.ts'
 import { createProgress, formatCount } from './progress.ts'
 import type { BackfillCtx, BackfillOptions, BackfillResult, BackfillStats } from './options.ts'

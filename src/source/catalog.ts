@@ -1,7 +1,7 @@
 // What the source database says about the tables puffgres reads.
 import type postgres from 'postgres'
 import type { ColumnType } from './read-rows.ts'
-import { FIRST_NON_BUILTIN_OID } from './type-oids.ts'
+import { FIRST_NON_BUILTIN_OID } from '../postgres/type-oids.ts'
 
 /**
  * A column as the catalog describes it: the one reader of a table's columns for the stream's table shapes, backfill's

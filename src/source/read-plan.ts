@@ -3,9 +3,9 @@
 import type postgres from 'postgres'
 import type { Mapping } from '../config/load.ts'
 import { ident, qualified } from '../postgres/connect.ts'
-import { toSql } from '../pipeline/membership/mod.ts'
-import { quoteLiteral } from '../pipeline/membership/sql.ts'
-import { type CatalogColumn, catalogColumns, columnType } from '../postgres/catalog.ts'
+import { toSql } from '../membership/mod.ts'
+import { quoteLiteral } from '../membership/sql.ts'
+import { type CatalogColumn, catalogColumns, columnType } from './catalog.ts'
 
 export interface PlanColumn {
   name: string

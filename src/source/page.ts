@@ -13,7 +13,7 @@ import { isSqlAscii, reserveRawBytes } from '../postgres/sql-ascii.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
 import { decodeValue, isJsonType, keepSourceText, keepsSourceText, keptText } from '../postgres/values.ts'
 import type { Logger, Row } from '../types.ts'
-import { type BackfillPlan, copyPageSql, copySampleSql } from './plan.ts'
+import { type BackfillPlan, copyPageSql, copySampleSql } from './read-plan.ts'
 
 /**
  * How often to look again while transactions that were running at the stable LSN end. Usually they are short (often
