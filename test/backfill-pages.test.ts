@@ -2,14 +2,12 @@
 // batches written a few at a time, and the re-check's key list for ids that need quoting.
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { backfill, pageRows } from '../src/backfill/backfill.ts'
-import { readPage, recheckPage, textArrayLiteral } from '../src/source/page.ts'
-import { planBackfill } from '../src/source/read-plan.ts'
+import { planBackfill, readPage, readRowsByKey, recheckPage, textArrayLiteral } from '../src/source/mod.ts'
 import { loadConfig } from '../src/config/load.ts'
 import { runCli } from './harness/cli.ts'
 import { type TestDatabase, testDatabase } from './harness/pg.ts'
 import { makeProject, migration, type Project } from './harness/project.ts'
 import { quietLogger } from './harness/stream.ts'
-import { readRowsByKey } from '../src/source/read-rows.ts'
 import type { Sink, SinkStats, WriteResult } from '../src/turbopuffer/types.ts'
 import type { WriteOp } from '../src/types.ts'
 

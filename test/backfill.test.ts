@@ -1,7 +1,7 @@
 // `puffgres backfill` end to end: real PostgreSQL, the CLI, the local turbopuffer server.
 import { beforeAll, describe, expect, test } from 'bun:test'
 import { formatBar, formatDuration } from '../src/backfill/progress.ts'
-import { copyPageSql, renderSql } from '../src/source/read-plan.ts'
+import { copyPageSql, renderSql } from '../src/source/mod.ts'
 import { parseMembership } from '../src/membership/mod.ts'
 import { usePipeline } from './harness/pipeline.ts'
 import { migration } from './harness/project.ts'

@@ -35,6 +35,7 @@ import {
   saveCheckpoint,
 } from './checkpoint.ts'
 import {
+  type BackfillPlan,
   decodePage,
   lastKeyOf,
   type Page,
@@ -44,8 +45,7 @@ import {
   type RecheckedPage,
   recheckPage,
   textArrayLiteral,
-} from '../source/page.ts'
-import type { BackfillPlan } from '../source/read-plan.ts'
+} from '../source/mod.ts'
 import type { CopyRow } from '../postgres/copy-text.ts'
 import { createProgress, formatCount } from './progress.ts'
 import type { BackfillCtx, BackfillOptions, BackfillResult, BackfillStats } from './options.ts'

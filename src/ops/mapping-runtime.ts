@@ -1,7 +1,7 @@
 // One mapping ready to transform and write outside the stream (DLQ retry, verify): its route (membership, transform
 // runner) and its backfill plan (columns, typed like the stream's, and the keyset page SQL).
 import type postgres from 'postgres'
-import { type BackfillPlan, planBackfill } from '../source/read-plan.ts'
+import { type BackfillPlan, planBackfill } from '../source/mod.ts'
 import type { Config, Mapping } from '../config/load.ts'
 import { buildRoutes, neededColumns } from '../pipeline/routes.ts'
 import type { RouteRuntime } from '../pipeline/writer.ts'

@@ -2,7 +2,7 @@
 // `migrate --dry-run` and `status`.
 import type postgres from 'postgres'
 import type { Mapping } from '../config/load.ts'
-import { planBackfill } from '../source/read-plan.ts'
+import { planBackfill } from '../source/mod.ts'
 import { neededColumns } from '../pipeline/routes.ts'
 import { DEFAULT_DISTANCE_METRIC } from '../pipeline/writer.ts'
 import { type AttributeSpec, describeAttribute, mappingAttributes } from '../pipeline/schema.ts'
