@@ -95,7 +95,7 @@ export interface RowSource {
 }
 
 /**
- * The table with only the columns the route needs (all of them when it does not say), as backfill's plan selects
+ * The table with only the columns the route needs (all of them when it does not say), as the read plan selects
  * them: a re-read then needs no more privileges than backfill, and does not fetch big columns no mapping uses.
  */
 function neededOf(route: MappingRoute, table: RowSource): RowSource {

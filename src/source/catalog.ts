@@ -4,7 +4,7 @@ import type { ColumnType } from './read-rows.ts'
 import { FIRST_NON_BUILTIN_OID } from '../postgres/type-oids.ts'
 
 /**
- * A column as the catalog describes it: the one reader of a table's columns for the stream's table shapes, backfill's
+ * A column as the catalog describes it: the one reader of a table's columns for the stream's table shapes, the read
  * plan, the routes, `migrate` and `doctor` (docs/ARCHITECTURE.md, invariant 12).
  */
 export interface CatalogColumn extends ColumnType {
@@ -89,7 +89,7 @@ export async function tableInfo(sql: postgres.Sql, schema: string, table: string
 
 /**
  * `JOIN LATERAL (…) b` for a query over `pg_attribute a`: `b.typname` is the column's base type, domains (over
- * domains too) resolved, as pgoutput's Type message names it; the backfill plan and the re-read by OID decode a domain
+ * domains too) resolved, as pgoutput's Type message names it; the read plan and the re-read by OID decode a domain
  * over int as an int, as the stream does.
  */
 export function baseTypeJoin(sql: postgres.Sql) {

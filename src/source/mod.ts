@@ -1,6 +1,6 @@
 // The source reader: everything puffgres reads from a source table outside the replication stream, in one place
 // (docs/ARCHITECTURE.md, invariant 10). Every path reads the catalog, plans its reads and decodes rows here:
-//   const plan = await planBackfill(sql, mapping, needed)     // catalog → the read plan (columns, types, page SQL)
+//   const plan = await planReads(sql, mapping, needed)     // catalog → the read plan (columns, types, page SQL)
 //   const page = await readPage(sql, plan, after, limit)      // a keyset COPY page, read after a stable LSN
 //   const sample = await readSample(sql, plan, n)             // n member rows at random (verify --sample)
 //   const { stale } = await recheckPage(sql, plan, page)      // a written page's keys that went away since
@@ -10,7 +10,7 @@
 export { type CatalogColumn, type TableInfo, tableInfo } from './catalog.ts'
 export { generatedNeeded, tableByOid, type TableShape } from './table-shape.ts'
 export { type ColumnType, readRowsByKey, undecodable } from './read-rows.ts'
-export { type BackfillPlan, copyPageSql, copySampleSql, planBackfill, type PlanColumn, renderSql } from './read-plan.ts'
+export { copyPageSql, copySampleSql, type PlanColumn, planReads, type ReadPlan, renderSql } from './read-plan.ts'
 export {
   decodePage,
   lastKeyOf,

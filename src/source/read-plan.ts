@@ -1,5 +1,6 @@
-// What one mapping's backfill reads and how: the selected columns with the types that decode them, and the SQL of
-// its keyset pages, of the re-check of a written page, and of the count of rows that cannot be paged (NULL ids).
+// What is read of one mapping's table and how (the read plan of backfill, verify, dlq retry, status and migrate): the
+// selected columns with the types that decode them, and the SQL of its keyset pages, of a sample, of the re-check of a
+// written page, and of the count of rows that cannot be paged (NULL ids).
 import type postgres from 'postgres'
 import type { Mapping } from '../config/load.ts'
 import { ident, qualified } from '../postgres/connect.ts'
@@ -19,7 +20,7 @@ export interface PlanColumn {
   typmod: number
 }
 
-export interface BackfillPlan {
+export interface ReadPlan {
   mapping: Mapping
   /** `"schema"."table"` */
   table: string
@@ -52,11 +53,11 @@ export interface BackfillPlan {
 }
 
 /** Reads the table from the catalog and renders the SQL; throws a one-line error naming the mapping's file. */
-export async function planBackfill(
+export async function planReads(
   sql: postgres.Sql,
   mapping: Mapping,
   needed: Set<string> | undefined,
-): Promise<BackfillPlan> {
+): Promise<ReadPlan> {
   const where = `${mapping.file}: source`
   const [rel] = await sql<{ oid: number; reltuples: number }[]>`
     SELECT c.oid::int AS oid, c.reltuples::float8 AS reltuples FROM pg_class c
@@ -105,7 +106,7 @@ export async function planBackfill(
  * types, which is what a parameter of that type is.
  */
 export function copyPageSql(
-  plan: Pick<BackfillPlan, 'pageParts' | 'keyTypes'>,
+  plan: Pick<ReadPlan, 'pageParts' | 'keyTypes'>,
   after: readonly string[] | undefined,
   limit: number,
 ): string {
@@ -120,7 +121,7 @@ export function copyPageSql(
 }
 
 /** `n` member rows picked at random, as `COPY (…) TO STDOUT` (verify --sample). */
-export function copySampleSql(plan: Pick<BackfillPlan, 'pageParts'>, n: number): string {
+export function copySampleSql(plan: Pick<ReadPlan, 'pageParts'>, n: number): string {
   if (!Number.isSafeInteger(n) || n < 1) throw new Error(`sample size: expected a positive integer, got ${n}`)
   return `COPY (${plan.pageParts.select} ORDER BY random() LIMIT ${n}) TO STDOUT`
 }
@@ -134,7 +135,7 @@ export function renderSql(
   columns: readonly string[],
   mapping: Pick<Mapping, 'idColumns' | 'membership'>,
   keyTypes: readonly string[],
-): Pick<BackfillPlan, 'pageParts' | 'recheckSql' | 'nullIdSql'> {
+): Pick<ReadPlan, 'pageParts' | 'recheckSql' | 'nullIdSql'> {
   const col = (name: string) => `${T}.${ident(name)}`
   // qualified everywhere: in the re-check a bare name could be the key list's column
   const member = mapping.membership ? toSql(mapping.membership, col) : undefined
