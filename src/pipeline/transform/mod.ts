@@ -1,5 +1,5 @@
 // Transforms: what a mapping's rows become in turbopuffer.
-//   const spec = parseTransformSpec('transforms/product.ts', configDir)   // at config load (also in ./spec.ts)
+//   const spec = parseTransformSpec('transforms/product.ts', configDir)   // at config load (config/transform-spec.ts)
 //   await validateTransform(spec)                                         // `migrate`: fails early, naming the file
 //   const runner = await createTransformRunner(spec, { mapping, log })   // once per mapping
 //   const results = await runner.run(events)                             // one validated result per event
