@@ -51,6 +51,7 @@ DEFAULT_TESTS=(
   test/embeddings.test.ts
   test/backfill.test.ts
   test/backfill-pages.test.ts
+  test/source-catalog.test.ts
   test/backfill-crash.test.ts
   test/backfill-resume.test.ts
   test/backfill-race.test.ts

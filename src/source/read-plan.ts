@@ -6,7 +6,7 @@ import type { Mapping } from '../config/load.ts'
 import { ident, qualified } from '../postgres/connect.ts'
 import { toSql } from '../membership/mod.ts'
 import { quoteLiteral } from '../membership/sql.ts'
-import { type CatalogColumn, catalogColumns, columnType } from './catalog.ts'
+import { type CatalogColumn, catalogColumns, columnType, findTable, uniqueIndexColumns } from './catalog.ts'
 
 export interface PlanColumn {
   name: string
@@ -59,10 +59,7 @@ export async function planReads(
   needed: Set<string> | undefined,
 ): Promise<ReadPlan> {
   const where = `${mapping.file}: source`
-  const [rel] = await sql<{ oid: number; reltuples: number }[]>`
-    SELECT c.oid::int AS oid, c.reltuples::float8 AS reltuples FROM pg_class c
-    JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = ${mapping.schema} AND c.relname = ${mapping.table} AND c.relkind IN ('r', 'p')`
+  const rel = await findTable(sql, mapping.schema, mapping.table)
   if (!rel) throw new Error(`${where}: table ${mapping.schema}.${mapping.table} does not exist`)
   const cols = await catalogColumns(sql, rel.oid)
   const byName = new Map(cols.map((c) => [c.name, c]))
@@ -74,12 +71,9 @@ export async function planReads(
   for (const c of needed ?? []) {
     if (!byName.has(c)) throw new Error(`${mapping.file}: column "${c}" is not in ${mapping.schema}.${mapping.table}`)
   }
-  const unique = await sql<{ cols: string[] }[]>`
-    SELECT ARRAY(SELECT a.attname::text FROM unnest(i.indkey) k(attnum) JOIN pg_attribute a
-                 ON a.attrelid = i.indrelid AND a.attnum = k.attnum) AS cols
-    FROM pg_index i WHERE i.indrelid = ${rel.oid} AND i.indisunique AND i.indpred IS NULL AND i.indisvalid`
+  const unique = await uniqueIndexColumns(sql, rel.oid)
   const ids = new Set(mapping.idColumns)
-  const keyIndexed = unique.some((u) => u.cols.length > 0 && u.cols.every((c) => ids.has(c)))
+  const keyIndexed = unique.some((cols) => cols.length > 0 && cols.every((c) => ids.has(c)))
 
   const toPlan = (c: CatalogColumn): PlanColumn => columnType(c) as PlanColumn
   const selected = cols.filter((c) => !needed || needed.has(c.name) || ids.has(c.name))
