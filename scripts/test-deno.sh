@@ -54,6 +54,7 @@ DEFAULT_TESTS=(
   test/slot-publication.test.ts
   test/mapping-evolution-e2e.test.ts
   test/backfill-pages.test.ts
+  test/source-catalog.test.ts
   test/backfill-crash.test.ts
   test/backfill-resume.test.ts
   test/backfill-race.test.ts

@@ -4,7 +4,7 @@ import type postgres from 'postgres'
 import type { Config, Mapping } from '../config/load.ts'
 import { ConfigError } from '../config/errors.ts'
 import { connect, qualified } from '../postgres/connect.ts'
-import { tableInfo } from '../postgres/catalog.ts'
+import { tableByOid, tableInfo } from '../source/mod.ts'
 import { publicationChange, publicationTables, viaRootChange } from '../postgres/publication.ts'
 import { configSelection } from '../config/selection.ts'
 import {
@@ -14,10 +14,9 @@ import {
   MIGRATE_MESSAGE_PREFIX,
   STATE_TABLES,
 } from '../postgres/state.ts'
-import { predicateColumns } from '../pipeline/membership/mod.ts'
+import { predicateColumns } from '../membership/mod.ts'
 import { compileMappingMembership } from '../pipeline/routes.ts'
 import { migrateWarnings } from '../ops/migrate-warnings.ts'
-import { tableByOid } from '../postgres/table-shape.ts'
 import { validateTransform } from '../pipeline/transform/mod.ts'
 import { mappingSchema } from '../ops/schema-report.ts'
 import { keepLive } from '../ops/reindex.ts'

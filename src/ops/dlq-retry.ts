@@ -11,7 +11,7 @@ import { stableLsn } from '../postgres/stable-lsn.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import type { Logger, Row } from '../types.ts'
 import { findMapping, type MappingRuntime, openMapping } from './mapping-runtime.ts'
-import { MembershipError, membershipFailure } from '../pipeline/membership/mod.ts'
+import { MembershipError, membershipFailure } from '../membership/mod.ts'
 
 export interface RetryOutcome {
   id: string

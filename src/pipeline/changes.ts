@@ -9,7 +9,7 @@ import { deleteEvent, rowEvent } from './row-event.ts'
 import { docId, idProblem } from './docid.ts'
 import { deadLetter } from './dead-letter.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
-import { membershipFailure } from './membership/mod.ts'
+import { membershipFailure } from '../membership/mod.ts'
 import type { ColumnType } from './schema.ts'
 
 /** What the stream knows about one mapping while it runs. */

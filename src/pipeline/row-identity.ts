@@ -11,16 +11,15 @@
 import type postgres from 'postgres'
 import type { DeadLetter } from '../postgres/dlq.ts'
 import { formatLsn } from '../postgres/lsn.ts'
-import { type ColumnType, readRowsByKey, undecodable } from '../postgres/read-rows.ts'
+import { type ColumnType, readRowsByKey, tableByOid, undecodable } from '../source/mod.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
-import { tableByOid } from '../postgres/table-shape.ts'
 import { decodeColumn } from '../postgres/values.ts'
 import type { Mapping } from '../config/load.ts'
 import { encodeVersion, type Id, type Logger, type Row } from '../types.ts'
 import { type Intent, intentDeadLetter, intentKeyTexts, type MappingRoute } from './changes.ts'
 import { deadLetter } from './dead-letter.ts'
 import { docId, idKey } from './docid.ts'
-import { membershipFailure } from './membership/mod.ts'
+import { membershipFailure } from '../membership/mod.ts'
 import { deleteEvent, rowEvent } from './row-event.ts'
 import { type RouteRuntime, writeIntents, type WriterDeps, type WriteSummary } from './writer.ts'
 
@@ -96,7 +95,7 @@ export interface RowSource {
 }
 
 /**
- * The table with only the columns the route needs (all of them when it does not say), as backfill's plan selects
+ * The table with only the columns the route needs (all of them when it does not say), as the read plan selects
  * them: a re-read then needs no more privileges than backfill, and does not fetch big columns no mapping uses.
  */
 function neededOf(route: MappingRoute, table: RowSource): RowSource {
