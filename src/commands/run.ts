@@ -96,7 +96,7 @@ export async function runCommand(argv: string[], config: () => Config): Promise<
     stop.abort()
   })
   try {
-    await runStream(cfg, { ...opts, signal: stop.signal, log })
+    await runStream(cfg, { ...opts, signal: stop.signal, log, reloadConfig: config })
     log.info('stopped')
     return 0
   } catch (e) {

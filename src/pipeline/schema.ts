@@ -4,7 +4,7 @@
 // declared. See README "How PostgreSQL types map to turbopuffer".
 import type { Mapping } from '../config/load.ts'
 import { CHUNK_ATTR } from '../types.ts'
-import type { ColumnType } from '../postgres/read-rows.ts'
+import type { ColumnType } from '../source/mod.ts'
 import { arrayElementOid, OID, resolveTypeOid, tpufType } from '../postgres/values.ts'
 import { FIRST_NON_BUILTIN_OID } from '../postgres/type-oids.ts'
 

@@ -263,44 +263,31 @@ export class TurbopufferSink implements Sink {
     }
   }
 
-  /** See Sink.newerRowVersions: one query per 1,000 row keys and 1,000 documents found, ranked by id. */
+  /** See Sink.newerRowVersions: 1,000 row keys a query, paged by id. */
   async newerRowVersions(namespace: string, rowKeys: string[], version: string): Promise<Map<string, string>> {
     const ns = this.#namespace(namespace)
     const out = new Map<string, string>()
     const limit = 1000
-    for (let i = 0; i < rowKeys.length; i += limit) {
-      const keys = rowKeys.slice(i, i + limit)
-      let last: Id | undefined
-      for (;;) {
-        const after = last
-        const filters: Filter = ['And', [
-          [ROW_ATTR, 'In', keys],
-          [VERSION_ATTR, 'Gt', version],
-          ...(after === undefined ? [] : [['id', 'Gt', after] as Filter]),
-        ]]
-        let rows: Row[]
-        try {
-          const res = await this.#call(
-            namespace,
-            'query',
-            (signal) =>
-              ns.query({ rank_by: ['id', 'asc'], limit, filters, include_attributes: [ROW_ATTR, VERSION_ATTR] }, {
-                signal,
-              }),
-          )
-          rows = res.rows ?? []
-        } catch (err) {
-          if (err instanceof TurbopufferRequestError && err.status === 404) return out
-          throw err
-        }
-        for (const row of rows) {
-          const key = row[ROW_ATTR] as string
-          const v = row[VERSION_ATTR] as string
-          if (!out.has(key) || out.get(key)! < v) out.set(key, v)
-        }
-        if (rows.length < limit) break
-        last = rows[rows.length - 1].id
+    for (let i = 0, after: Id | undefined; i < rowKeys.length;) {
+      const clauses: Filter[] = [[ROW_ATTR, 'In', rowKeys.slice(i, i + limit)], [VERSION_ATTR, 'Gt', version]]
+      if (after !== undefined) clauses.push(['id', 'Gt', after])
+      const query = { limit, filters: ['And', clauses] as Filter, include_attributes: [ROW_ATTR, VERSION_ATTR] }
+      const rows = await this.#call(
+        namespace,
+        'query',
+        (signal) => ns.query({ rank_by: ['id', 'asc'], ...query }, { signal }),
+      ).then((r) => r.rows ?? [], (err) => {
+        if (err instanceof TurbopufferRequestError && err.status === 404) return undefined
+        throw err
+      })
+      if (!rows) return out
+      for (const row of rows) {
+        const [key, v] = [row[ROW_ATTR] as string, row[VERSION_ATTR] as string]
+        const seen = out.get(key)
+        if (seen === undefined || seen < v) out.set(key, v)
       }
+      if (rows.length < limit) [i, after] = [i + limit, undefined]
+      else after = rows[rows.length - 1].id
     }
     return out
   }

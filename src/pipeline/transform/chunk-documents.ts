@@ -7,7 +7,7 @@
 // (`_puffgres_chunk`) and, added by the sink, the row key (`_puffgres_row`) and the version. Ids: `<row key>#<n>`.
 // A row whose source text is empty or NULL has no documents.
 import type { ChunkingConfig } from '../../config/row-documents.ts'
-import type { EmbeddingSpec } from '../../embeddings/declarative.ts'
+import type { EmbeddingSpec } from './declarative-embedding.ts'
 import { type Embedder, isRetryableEmbeddingError } from '../../embeddings/embedder.ts'
 import { CHUNK_ATTR, type RowEvent } from '../../types.ts'
 import { chunkText } from '../chunking.ts'

@@ -12,7 +12,7 @@ import { errorMessage, normalizeAction, type TransformResult } from './action.ts
 import { normalizeRowDocumentsResult } from './documents.ts'
 import { showId } from '../docid.ts'
 import type { TransformRunner, TransformRunnerOptions } from './types.ts'
-import { resolveProgram, specLabel, type TransformSpec } from './spec.ts'
+import { resolveProgram, specLabel, type TransformSpec } from '../../config/transform-spec.ts'
 import { backoffDelay, sleep } from '../../retry.ts'
 
 type CommandSpec = Extract<TransformSpec, { kind: 'command' }>
