@@ -20,6 +20,7 @@ DEFAULT_TESTS=(
   test/harness.test.ts
   test/sink.test.ts
   test/sink-plan.test.ts
+  test/signal-listeners.test.ts
   test/write-budget.test.ts
   test/stream.test.ts
   test/stream-resilience.test.ts

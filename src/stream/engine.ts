@@ -2,6 +2,7 @@
 // together, and keeps them running: waiting for PostgreSQL, hot standby on a slot in use, reconnecting after a
 // failure, draining on stop, abandoning the sink after the drain timeout (docs/ARCHITECTURE.md, "Engine loop").
 import { sinkFromConfig } from '../turbopuffer/from-config.ts'
+import { sleepUnlessAborted } from '../abort.ts'
 import { AdaptiveLimit } from '../concurrency.ts'
 import { configSelection, selectMappings } from '../config/selection.ts'
 import { ensurePublication } from '../postgres/publication.ts'
@@ -64,14 +65,9 @@ export interface RunOptions {
   tableCheckIntervalMs?: number
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms)
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t)
-      resolve()
-    }, { once: true })
-  })
+// resolves early on abort, and takes its listener off the run's signal either way: a hot standby waits here once a
+// second for months (src/abort.ts)
+const sleep = (ms: number, signal?: AbortSignal) => sleepUnlessAborted(ms, signal)
 
 /** Runs the stream until `signal` aborts. Throws for problems that retrying cannot fix (config, missing slot). */
 export async function runStream(fullConfig: Config, opts: RunOptions): Promise<void> {

@@ -1,5 +1,6 @@
 // Which turbopuffer failures are worth retrying, and how long to wait before the next attempt.
 import { APIConnectionError, APIError, APIUserAbortError } from '@turbopuffer/turbopuffer'
+import { sleepUnlessAborted } from '../abort.ts'
 
 export interface BackoffPolicy {
   /** first delay's upper bound, ms */
@@ -88,16 +89,5 @@ export function abortError(signal?: AbortSignal): Error {
 
 /** Waits `ms`, or rejects as soon as `signal` aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(abortError(signal))
-    const onAbort = () => {
-      clearTimeout(timer)
-      reject(abortError(signal))
-    }
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    signal?.addEventListener('abort', onAbort, { once: true })
-  })
+  return sleepUnlessAborted(ms, signal, () => abortError(signal))
 }
