@@ -35,16 +35,18 @@ export function sleepUnlessAborted(
   signal: AbortSignal | undefined,
   onAbort: () => Error | void = () => {},
 ): Promise<void> {
+  if (signal?.aborted) {
+    const err = onAbort()
+    return err ? Promise.reject(err) : Promise.resolve()
+  }
   return new Promise<void>((resolve, reject) => {
-    let timer: ReturnType<typeof setTimeout> | undefined
     const aborted = () => {
       clearTimeout(timer)
       const err = onAbort()
       if (err) reject(err)
       else resolve()
     }
-    if (signal?.aborted) return aborted()
-    timer = setTimeout(() => {
+    const timer = setTimeout(() => {
       signal?.removeEventListener('abort', aborted)
       resolve()
     }, ms)
