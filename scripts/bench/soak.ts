@@ -1,13 +1,14 @@
 // Does `puffgres run`'s memory plateau while it streams for a long time (issue 21)? On a throwaway cluster:
 //   ./node_modules/.bin/bun scripts/bench/soak.ts [--minutes 10] [--runtime bun|deno] [--rate 300] [--ids 6000]
-//     [--row-bytes 6000] [--sample-seconds 10] [--latency-ms 0] [--jitter-ms 0] [--storm | --no-storm]
+//     [--row-bytes 6000] [--sample-seconds 10] [--latency-ms 0] [--jitter-ms 0] [--storm-every 2]
 // `puffgres run` (a child on --runtime, into `puffgres local`, another child) streams a steady mix of single-row
 // commits over a fixed set of --ids rows of ~--row-bytes each, so that the data it handles stays the same size and
 // anything it keeps per change shows as growth: updates that leave the body unchanged (the body is TOASTed out of
 // line, so `run` re-reads the row), updates of the body, membership flips (`status` in and out of the mapping's
 // predicate: deletes and upserts), deletes and upserts (INSERT … ON CONFLICT). Two mappings of the table: `items`
-// (every column, membership `status = 'active'`) and `items_t` (a TypeScript transform). With --storm (default) the
-// server answers the next 300 writes with 429 at half time, so the retry path runs too.
+// (every column, membership `status = 'active'`) and `items_t` (a TypeScript transform). Every --storm-every minutes
+// (default 2; 0: never) the server answers the next 200 writes with 429, so the retry path runs all along: something
+// kept per retry grows in both halves, where one storm would only be a step.
 // Every --sample-seconds it reads the child's RSS (VmRSS of /proc/<pid>/status), prints the series, and the
 // least-squares slope over the second half in MB/hour (the first half is warm-up: JIT, caches, the heap finding
 // its size). Target: < 50 MB/hour. At the end it checks that `run` kept up (its slot confirmed past the last commit).
@@ -44,8 +45,7 @@ const { values: args } = parseArgs({
     'sample-seconds': { type: 'string', default: '10' },
     'latency-ms': { type: 'string', default: '0' },
     'jitter-ms': { type: 'string', default: '0' },
-    storm: { type: 'boolean', default: true },
-    'no-storm': { type: 'boolean', default: false },
+    'storm-every': { type: 'string', default: '2' },
   },
 })
 const MINUTES = Number(args.minutes)
@@ -58,7 +58,8 @@ const ROW_BYTES = wholeArg(args, 'row-bytes', 32)
 const SAMPLE_S = wholeArg(args, 'sample-seconds', 1)
 const LAT = wholeArg(args, 'latency-ms', 0)
 const JIT = wholeArg(args, 'jitter-ms', 0)
-const STORM = args.storm && !args['no-storm']
+const STORM_EVERY = Number(args['storm-every'])
+if (!(STORM_EVERY >= 0)) throw new Error(`--storm-every: expected minutes >= 0, got "${args['storm-every']}"`)
 
 /** The command line of `puffgres <args>` on the runtime measured. */
 function cli(argv: string[]): [string, string[]] {
@@ -161,7 +162,9 @@ try {
   console.log(
     `soak: puffgres run on ${RUNTIME}, ${MINUTES} min, ${fmt(RATE)} changes/s over ${fmt(IDS)} ids of ~${
       fmt(ROW_BYTES)
-    } bytes, two mappings; server ${LAT} ± ${JIT} ms${STORM ? ', a 429 storm at half time' : ''}; ` +
+    } bytes, two mappings; server ${LAT} ± ${JIT} ms${
+      STORM_EVERY ? `, 200 writes answered 429 every ${STORM_EVERY} min` : ''
+    }; ` +
       `${cpus} CPUs, load average ${load}`,
   )
   // the rows, through the stream (500 a transaction)
@@ -175,7 +178,7 @@ try {
   const started = performance.now()
   const endAt = started + MINUTES * 60_000
   let nextSample = started
-  let stormed = !STORM
+  let nextStorm = STORM_EVERY ? started + STORM_EVERY * 60_000 : Infinity
   let changes = 0
   let failed = 0
   const inflight = new Set<Promise<unknown>>()
@@ -192,13 +195,13 @@ try {
       console.log(`${min.toFixed(2).padStart(6)} ${mb.toFixed(1).padStart(8)} ${fmt(changes).padStart(9)}`)
       nextSample += SAMPLE_S * 1000
     }
-    if (!stormed && now - started >= (MINUTES * 60_000) / 2) {
-      stormed = true
+    if (now >= nextStorm) {
+      nextStorm += STORM_EVERY * 60_000
       await fetch(`${server.url}/_admin/fail-next`, {
         method: 'POST',
-        body: JSON.stringify({ count: 300, status: 429, retry_after_ms: 20 }),
+        body: JSON.stringify({ count: 200, status: 429, retry_after_ms: 20 }),
       })
-      console.log('       (the next 300 writes answered 429)')
+      console.log('       (the next 200 writes answered 429)')
     }
     // the changes due by now, at most 4 statements at once (postgres.js's pool)
     const due = Math.floor(((now - started) / 1000) * RATE)
