@@ -9,9 +9,10 @@
 // (every column, membership `status = 'active'`) and `items_t` (a TypeScript transform). Every --storm-every minutes
 // (default 2; 0: never) the server answers the next 200 writes with 429, so the retry path runs all along: something
 // kept per retry grows in both halves, where one storm would only be a step.
-// Every --sample-seconds it reads the child's RSS (VmRSS of /proc/<pid>/status), prints the series, and the
-// least-squares slope over the second half in MB/hour (the first half is warm-up: JIT, caches, the heap finding
-// its size). Target: < 50 MB/hour. At the end it checks that `run` kept up (its slot confirmed past the last commit).
+// It reads the child's RSS (VmRSS of /proc/<pid>/status) every second and prints, every --sample-seconds, the last,
+// lowest and highest reading; then the least-squares slope over the second half in MB/hour (the first half is
+// warm-up: JIT, caches, the heap finding its size), of every reading and of each window's lowest (where a
+// collection just ran: retained memory, without the garbage-collector's sawtooth). Target: < 50 MB/hour. At the end it checks that `run` kept up (its slot confirmed past the last commit).
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -177,22 +178,41 @@ try {
   const samples: Array<[number, number]> = []
   const started = performance.now()
   const endAt = started + MINUTES * 60_000
-  let nextSample = started
+  let nextSample = started + SAMPLE_S * 1000
+  let nextRead = started
+  /** every reading (1 s apart), and per window: the last reading and the lowest (garbage collected, or nearly) */
+  const reads: Array<[number, number]> = []
+  const troughs: Array<[number, number]> = []
+  let window: number[] = []
   let nextStorm = STORM_EVERY ? started + STORM_EVERY * 60_000 : Infinity
   let changes = 0
   let failed = 0
   const inflight = new Set<Promise<unknown>>()
-  console.log('   min   RSS MB   changes')
+  console.log('   min  RSS MB   lowest  highest   changes')
   while (performance.now() < endAt) {
     const now = performance.now()
-    if (now >= nextSample) {
+    // RSS every second; each --sample-seconds window prints its lowest, highest and last reading
+    if (now >= nextRead) {
       const mb = rssMb(pid)
       if (mb === undefined || run.proc.exitCode !== null) {
         throw new Error(`run exited (${run.proc.exitCode}):\n${run.lines.slice(-30).join('\n')}`)
       }
       const min = (now - started) / 60_000
-      samples.push([min, mb])
-      console.log(`${min.toFixed(2).padStart(6)} ${mb.toFixed(1).padStart(8)} ${fmt(changes).padStart(9)}`)
+      reads.push([min, mb])
+      window.push(mb)
+      nextRead += 1000
+    }
+    if (now >= nextSample && window.length) {
+      const min = (now - started) / 60_000
+      const low = Math.min(...window)
+      samples.push([min, window[window.length - 1]])
+      troughs.push([min, low])
+      console.log(
+        `${min.toFixed(2).padStart(6)} ${window[window.length - 1].toFixed(1).padStart(8)} ${
+          low.toFixed(1).padStart(8)
+        } ${Math.max(...window).toFixed(1).padStart(8)} ${fmt(changes).padStart(9)}`,
+      )
+      window = []
       nextSample += SAMPLE_S * 1000
     }
     if (now >= nextStorm) {
@@ -233,9 +253,12 @@ try {
   const cpu = run.cpuSeconds()
   await sql.end()
 
-  const half = samples.filter(([m]) => m >= MINUTES / 2)
-  const perHour = slope(half) * 60
-  const rss = samples.map(([, mb]) => mb)
+  const secondHalf = (points: Array<[number, number]>) => points.filter(([m]) => m >= MINUTES / 2)
+  // MB a minute → MB an hour
+  const perHour = slope(secondHalf(reads)) * 60
+  const troughPerHour = slope(secondHalf(troughs)) * 60
+  const rss = reads.map(([, mb]) => mb)
+  const met = (x: number) => (x < 50 ? 'met' : '**not met**')
   console.log(
     `\n${fmt(changes)} changes in ${MINUTES} min (${
       fmt(changes / (MINUTES * 60))
@@ -243,11 +266,14 @@ try {
       `caught up ${lagS.toFixed(1)} s after the last; run used ${cpu.toFixed(0)} CPU s; the server answered ` +
       `${stats.statuses['429'] ?? 0} × 429`,
   )
-  console.log(`RSS series (MB, every ${SAMPLE_S} s): ${rss.map((m) => m.toFixed(0)).join(' ')}`)
+  console.log(`RSS series (MB, every ${SAMPLE_S} s): ${samples.map(([, m]) => m.toFixed(0)).join(' ')}`)
+  console.log(`lowest RSS per ${SAMPLE_S} s: ${troughs.map(([, m]) => m.toFixed(0)).join(' ')}`)
   console.log(
     `RSS: first ${rss[0].toFixed(0)} MB, min ${Math.min(...rss).toFixed(0)}, max ${Math.max(...rss).toFixed(0)}, ` +
-      `last ${rss[rss.length - 1].toFixed(0)}; slope over the second half (${half.length} samples): ` +
-      `${perHour.toFixed(1)} MB/hour (target < 50) ${perHour < 50 ? 'met' : '**not met**'}`,
+      `last ${rss[rss.length - 1].toFixed(0)}\nslope over the second half: every reading (${
+        secondHalf(reads).length
+      }, 1 s apart) ${perHour.toFixed(1)} MB/hour, ${met(perHour)}; the lowest of each ${SAMPLE_S} s ` +
+      `${troughPerHour.toFixed(1)} MB/hour, ${met(troughPerHour)} (target < 50)`,
   )
 } finally {
   if (run) await stopChild(run)
