@@ -2,6 +2,10 @@
 #   docker build -t puffgres .
 #   docker run --rm -v "$PWD:/work" -e DATABASE_URL -e TURBOPUFFER_API_KEY puffgres            # puffgres run
 #   docker run --rm -v "$PWD:/work" puffgres migrate --dry-run
+#   docker run --rm -v "$PWD:/work" -p 9187:9187 puffgres run --metrics-port 9187 --metrics-host 0.0.0.0
+# The metrics server (status page, /metrics, /healthz) listens on 127.0.0.1 unless --metrics-host says otherwise,
+# which inside a container no one outside can reach: the default command listens on every interface of the
+# container (reached only through a published port); a command of your own needs --metrics-host 0.0.0.0.
 # The project folder (puffgres.toml, puffgres/migrations, puffgres/transforms) is mounted at /work.
 
 # Build on the builder's own platform and cross-compile for the target's (Bun fetches the other runtime from npm).
@@ -29,4 +33,4 @@ COPY --from=build /out/puffgres /usr/local/bin/puffgres
 USER nonroot
 WORKDIR /work
 ENTRYPOINT ["/usr/local/bin/puffgres"]
-CMD ["run"]
+CMD ["run", "--metrics-host", "0.0.0.0"]

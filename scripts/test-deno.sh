@@ -14,6 +14,12 @@ DENO=./node_modules/.bin/deno
 DEFAULT_TESTS=(
   test/local-server.test.ts
   test/local-rules.test.ts
+  test/local-by-filter.test.ts
+  test/local-namespaces.test.ts
+  test/local-candidates.test.ts
+  test/chunking.test.ts
+  test/row-documents-config.test.ts
+  test/transform-documents.test.ts
   test/local-persistence.test.ts
   test/local-faults.test.ts
   test/local-command.test.ts
@@ -58,6 +64,11 @@ DEFAULT_TESTS=(
   test/connection-errors.test.ts
   test/doctor.test.ts
   test/transform-import.test.ts
+  test/status-page.test.ts
+  test/monitoring.test.ts
+  test/one-path-stream.test.ts
+  test/one-path-repair.test.ts
+  test/vector-metric.test.ts
 )
 
 # deno.json's settings and import map, plus the shim; regenerated so it never drifts from deno.json.

@@ -2,7 +2,8 @@
 // listener added to the long-lived signal must be removed when that piece of work settles, or the signal keeps each
 // listener, and what it closes over, for as long as the process runs (issue 21: the turbopuffer SDK adds an 'abort'
 // listener to the signal it is given, closing over the request's own AbortController, and never removes it).
-// These helpers add at most one listener per piece of work and always take it off again.
+// These helpers add at most one listener per piece of work and always take it off again (the waits of retry loops do
+// the same: src/retry.ts, `sleep`).
 
 /**
  * Runs `work` with a signal of its own that aborts when `parent` does (with its reason); once `work` settles the
@@ -24,34 +25,6 @@ export async function withLinkedSignal<T>(
   } finally {
     parent.removeEventListener('abort', onAbort)
   }
-}
-
-/**
- * Resolves after `ms`, or as soon as `signal` aborts (then `onAbort`'s result decides: by default it resolves too;
- * return an error to reject with it). The listener is removed either way.
- */
-export function sleepUnlessAborted(
-  ms: number,
-  signal: AbortSignal | undefined,
-  onAbort: () => Error | void = () => {},
-): Promise<void> {
-  if (signal?.aborted) {
-    const err = onAbort()
-    return err ? Promise.reject(err) : Promise.resolve()
-  }
-  return new Promise<void>((resolve, reject) => {
-    const aborted = () => {
-      clearTimeout(timer)
-      const err = onAbort()
-      if (err) reject(err)
-      else resolve()
-    }
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', aborted)
-      resolve()
-    }, ms)
-    signal?.addEventListener('abort', aborted, { once: true })
-  })
 }
 
 /**

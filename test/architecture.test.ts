@@ -24,6 +24,48 @@ const LONG_TO_SPLIT: Record<string, string> = {}
 const CYCLES_TO_BREAK: string[] = []
 
 /**
+ * The folder order of src/, lowest first (docs/ARCHITECTURE.md, "Stages → files"): a module imports from its own
+ * folder, or from a folder in a lower layer; never upward, never sideways into another folder of its layer. The root
+ * modules below everything are the base (they import only each other); the entry points sit on top.
+ * A module in the wrong layer is a design question, not a list entry: move it (one home per job, invariant 12).
+ */
+const LAYERS: string[][] = [
+  ['types.ts', 'transform-types.ts', 'errors.ts', 'log.ts', 'runtime.ts', 'concurrency.ts', 'retry.ts', 'version.ts'],
+  ['config'],
+  ['postgres'],
+  ['turbopuffer'],
+  ['local'],
+  ['embeddings'],
+  ['pipeline'],
+  // siblings: backfill and the stream share the pipeline; neither knows the other
+  ['backfill', 'stream'],
+  ['ops'],
+  ['commands'],
+  ['cli.ts', 'mod.ts'],
+]
+
+/**
+ * Imports against the folder order present today, as `from → to` (paths relative to src/). None may be added; an
+ * entry that no longer exists fails the test, so the list only gets shorter.
+ */
+const ORDER_TO_UNTANGLE: Record<string, string> = {
+  // config validates a mapping's membership and transform text at load: the parsers belong below config
+  'config/load.ts → pipeline/membership/mod.ts': 'the membership parser, used by config to validate',
+  'config/load.ts → pipeline/transform/spec.ts': 'the transform spec parser, used by config to validate',
+  // the declarative embedding returns a transform result: the result type belongs below both
+  'embeddings/declarative.ts → pipeline/transform/action.ts': 'TransformResult',
+  'embeddings/declarative.ts → pipeline/docid.ts': 'showId',
+}
+
+/** The layer and the folder (or root file) of a module, by its path relative to src/. */
+function placeOf(file: string): { layer: number; folder: string } {
+  const top = file.split('/')[0]!
+  const layer = LAYERS.findIndex((l) => l.includes(top))
+  if (layer < 0) throw new Error(`src/${file}: its folder is not in LAYERS (test/architecture.test.ts): place it`)
+  return { layer, folder: top }
+}
+
+/**
  * The relative specifiers a module imports or re-exports statically: `import … from`, `import type … from`,
  * `export … from`, `export type … from` and side-effect `import '…'`, also spread over several lines.
  * Only statements starting a line count, so a comment or a JSDoc line that mentions `import` does not. The clause
@@ -177,6 +219,35 @@ describe('src/ layout', () => {
     expect(unexpected.map((c) => `import cycle: ${loopThrough(graph, c)}`)).toEqual([])
     expect(stale.map((c) => `cycle ${c} is gone: remove it from CYCLES_TO_BREAK in test/architecture.test.ts`))
       .toEqual([])
+  })
+
+  test('every import follows the folder order (LAYERS): down, or within its own folder', () => {
+    const against: string[] = []
+    for (const [file, targets] of graph) {
+      const from = placeOf(file)
+      for (const target of targets) {
+        const to = placeOf(target)
+        if (from.folder === to.folder) continue
+        // root modules of one layer (the base, the entry points) may import each other
+        const roots = from.folder.endsWith('.ts') && to.folder.endsWith('.ts')
+        const ok = to.layer < from.layer || (to.layer === from.layer && roots)
+        if (!ok) against.push(`${file} → ${target}`)
+      }
+    }
+    const unexpected = against.filter((e) => !(e in ORDER_TO_UNTANGLE))
+    const stale = Object.keys(ORDER_TO_UNTANGLE).filter((e) => !against.includes(e))
+    expect(unexpected.map((e) => `src/${e} imports against the folder order (LAYERS in test/architecture.test.ts)`))
+      .toEqual([])
+    expect(stale.map((e) => `${e} is gone: remove it from ORDER_TO_UNTANGLE in test/architecture.test.ts`))
+      .toEqual([])
+  })
+
+  test('placeOf knows every folder, and the order catches an upward import', () => {
+    expect(placeOf('stream/engine.ts')).toEqual({ layer: 7, folder: 'stream' })
+    expect(placeOf('retry.ts').layer).toBe(0)
+    expect(() => placeOf('nowhere/x.ts')).toThrow('not in LAYERS')
+    // what the check above does for one edge: postgres importing the pipeline goes up
+    expect(placeOf('pipeline/writer.ts').layer).toBeGreaterThan(placeOf('postgres/dlq.ts').layer)
   })
 
   test('a private module (_name.ts, Deno std style) is imported only from its own folder', () => {

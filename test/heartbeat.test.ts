@@ -1,8 +1,8 @@
 // The heartbeat: on an idle database the slot still advances past the heartbeat's WAL, and a slot that retains too
 // much WAL is reported. Real PostgreSQL, a real replication stream.
 import { expect, test } from 'bun:test'
-import { emitHeartbeat, Heartbeat } from '../src/ops/heartbeat.ts'
-import { StreamMonitor } from '../src/ops/stream-monitor.ts'
+import { emitHeartbeat, Heartbeat } from '../src/stream/heartbeat.ts'
+import { StreamMonitor } from '../src/stream/stream-monitor.ts'
 import { parseLsn } from '../src/postgres/lsn.ts'
 import { usePipeline } from './harness/pipeline.ts'
 import { migration } from './harness/project.ts'

@@ -5,15 +5,17 @@ import { AdaptiveLimit } from '../src/concurrency.ts'
 import type { Intent } from '../src/pipeline/changes.ts'
 import { type Batch, WritePipeline } from '../src/stream/mod.ts'
 
-function setup(opts: { limit?: number; batchSize?: number } = {}) {
+function setup(
+  opts: { limit?: number; batchSize?: number; maxOutstanding?: number; maxOutstandingBytes?: number } = {},
+) {
   const writes: { batch: Batch; land(): void; fail(e: Error): void }[] = []
   const confirmed: bigint[] = []
   const p = new WritePipeline({
     batchSize: opts.batchSize ?? 100,
     maxBatch: 1000,
     maxBatchBytes: 1 << 20,
-    maxOutstanding: 10_000,
-    maxOutstandingBytes: 1 << 24,
+    maxOutstanding: opts.maxOutstanding ?? 10_000,
+    maxOutstandingBytes: opts.maxOutstandingBytes ?? 1 << 24,
     pollIntervalMs: 60_000,
     limit: new AdaptiveLimit({ initial: opts.limit ?? 8, max: opts.limit ?? 8 }),
     write: (batch) =>
@@ -28,6 +30,37 @@ function setup(opts: { limit?: number; batchSize?: number } = {}) {
 }
 
 describe('WritePipeline', () => {
+  // invariant 4 (bounded memory), asserted where it is kept: admission waits while too much is pending or in flight
+  for (
+    const [what, bound] of [
+      ['documents', { maxOutstanding: 8 }],
+      ['bytes', { maxOutstandingBytes: 800 }], // 100 bytes a change
+    ] as const
+  ) {
+    test(`admission waits while too many ${what} are pending or in flight, and goes on once a write lands`, async () => {
+      const { p, writes, change, tick } = setup({ limit: 1, batchSize: 5, ...bound })
+      p.begin()
+      for (let id = 1; id <= 5; id++) change(id, 100)
+      await p.admit() // a batch's worth: written, and 5 of 8 outstanding leaves room
+      expect(writes.length).toBe(1)
+      for (let id = 6; id <= 8; id++) change(id, 100)
+      let admitted = false
+      const waiting = p.admit()
+      expect(waiting).toBeInstanceOf(Promise)
+      waiting!.then(() => admitted = true)
+      for (let k = 0; k < 5; k++) await tick()
+      expect(admitted).toBe(false) // 8 outstanding: the stream is held
+      writes[0].land()
+      await waiting
+      expect(admitted).toBe(true)
+      p.commit(110n)
+      await tick()
+      expect(writes.length).toBe(2)
+      writes[1].land()
+      await p.flushAll()
+    })
+  }
+
   test('commits received together go in one write at once; confirmation waits for the earliest write', async () => {
     const { p, writes, confirmed, change, ids, tick } = setup()
     p.begin()

@@ -11,19 +11,26 @@ import { LIMITS, type RuleId, WRITE_RULES } from '../src/local/rules.ts'
 
 let server: LocalServer
 let small: LocalServer
+let limited: LocalServer
 let tpuf: Turbopuffer
 let tpufSmall: Turbopuffer
+let tpufLimited: Turbopuffer
 const SMALL_BODY = 64 * 1024
+/** the by-filter limits of the `limited` server, lowered from turbopuffer's 5,000,000 / 50,000 */
+const BY_FILTER = { deleteRows: 3, patchRows: 2 }
 
 beforeAll(async () => {
   server = await startLocalServer()
   small = await startLocalServer({ maxBodyBytes: SMALL_BODY })
+  limited = await startLocalServer({ byFilterLimits: BY_FILTER })
   tpuf = new Turbopuffer({ apiKey: 'k', baseURL: server.url, maxRetries: 0 })
   tpufSmall = new Turbopuffer({ apiKey: 'k', baseURL: small.url, maxRetries: 0 })
+  tpufLimited = new Turbopuffer({ apiKey: 'k', baseURL: limited.url, maxRetries: 0 })
 })
 afterAll(async () => {
   await server.stop()
   await small.stop()
+  await limited.stop()
 })
 
 // deno-lint-ignore no-explicit-any
@@ -42,6 +49,8 @@ interface Write {
   body: Body
   /** another namespace than the case's own */
   namespace?: string
+  /** fields the reply of an accepted write must have */
+  reply?: Record<string, unknown>
 }
 interface Case {
   /** writes applied first, to the case's namespace */
@@ -52,6 +61,8 @@ interface Case {
   after?: (docs: Array<Record<string, unknown>>) => void
   /** the server with a lowered body limit */
   small?: boolean
+  /** the server with lowered by-filter limits (BY_FILTER) */
+  limited?: boolean
 }
 
 const CASES: Record<RuleId, Case> = {
@@ -332,6 +343,97 @@ const CASES: Record<RuleId, Case> = {
       },
     ],
   },
+  'by-filter-limit': {
+    limited: true,
+    setup: [{ upsert_rows: [1, 2, 3, 4, 5, 6].map((id) => ({ id, g: 'a' })) }],
+    refused: [
+      { body: { delete_by_filter: ['g', 'Eq', 'a'] }, error: /^delete_by_filter matched 6 documents, more than the 3/ },
+      {
+        body: { delete_by_filter: ['g', 'Eq', 'a'], delete_by_filter_allow_partial: false },
+        error: /set delete_by_filter_allow_partial to true and repeat the request while rows_remaining is true/,
+      },
+      {
+        body: { patch_by_filter: { filters: ['g', 'Eq', 'a'], patch: { p: 1 } } },
+        error: /^patch_by_filter matched 6 documents, more than the 2 one request may patch/,
+      },
+      {
+        // the delete_by_filter runs first (2 deleted), the patch then matches 4: the whole request is refused,
+        // the delete and the upsert included
+        body: {
+          delete_by_filter: ['id', 'Lte', 2],
+          patch_by_filter: { filters: ['g', 'Eq', 'a'], patch: { p: 1 } },
+          upsert_rows: [{ id: 9, g: 'b' }],
+        },
+        error: /^patch_by_filter matched 4 documents/,
+      },
+    ],
+    accepted: [
+      {
+        body: { delete_by_filter: ['g', 'Eq', 'a'], delete_by_filter_allow_partial: true },
+        reply: { rows_deleted: 3, rows_remaining: true },
+      },
+      {
+        body: { patch_by_filter: { filters: ['g', 'Eq', 'a'], patch: { p: 1 } }, patch_by_filter_allow_partial: true },
+        reply: { rows_patched: 2, rows_remaining: true },
+      },
+      {
+        // within the limit: no allow_partial needed, nothing remains
+        body: { patch_by_filter: { filters: ['And', [['g', 'Eq', 'a'], ['p', 'Eq', null]]], patch: { p: 2 } } },
+        reply: { rows_patched: 1, rows_remaining: false },
+      },
+      { body: { delete_by_filter: ['id', 'In', [7, 8, 9]] }, reply: { rows_deleted: 0, rows_remaining: false } },
+    ],
+    // allow_partial takes the first documents by id
+    after: (docs) => expect(docs).toEqual([{ id: 4, g: 'a', p: 1 }, { id: 5, g: 'a', p: 1 }, { id: 6, g: 'a', p: 2 }]),
+  },
+  'by-filter-shape': {
+    setup: [{ upsert_rows: [{ id: 1, g: 'a' }] }],
+    refused: [
+      { body: { patch_by_filter: { filters: ['g', 'Eq', 'a'] } }, error: /expected \{"filters": \[...\], "patch"/ },
+      { body: { patch_by_filter: { patch: { x: 1 } } }, error: /^invalid patch_by_filter: expected/ },
+      { body: { patch_by_filter: { filters: ['g', 'Eq', 'a'], patch: { id: 2 } } }, error: /cannot change "id"/ },
+      {
+        body: { patch_by_filter: { filters: ['g', 'Eq', 'a'], patch: { x: 1 }, limit: 5 } },
+        error: /invalid patch_by_filter: unknown field "limit"/,
+      },
+      {
+        body: { delete_by_filter: ['g', 'Eq', 'a'], delete_by_filter_allow_partial: 'yes' },
+        error: /^invalid delete_by_filter_allow_partial: expected true or false, got "yes"/,
+      },
+      {
+        body: { patch_by_filter: { filters: ['g', 'Eq', 'a'], patch: { x: 1 } }, patch_by_filter_allow_partial: 1 },
+        error: /^invalid patch_by_filter_allow_partial/,
+      },
+    ],
+    accepted: [
+      {
+        body: { patch_by_filter: { filters: ['g', 'Eq', 'a'], patch: { x: 1 } }, patch_by_filter_allow_partial: false },
+        reply: { rows_patched: 1 },
+      },
+      {
+        body: { delete_by_filter: ['g', 'Eq', 'zzz'], delete_by_filter_allow_partial: true },
+        reply: { rows_deleted: 0 },
+      },
+    ],
+    after: (docs) => expect(docs).toEqual([{ id: 1, g: 'a', x: 1 }]),
+  },
+  'patch-vector': {
+    setup: [{ upsert_rows: [{ id: 1, vector: [1, 0], t: 'a' }], distance_metric: 'cosine_distance' }],
+    refused: [
+      { body: { patch_rows: [{ id: 1, vector: [0, 1] }] }, error: /^invalid patch of document 1: a vector cannot be/ },
+      { body: { patch_columns: { id: [1], vector: [[0, 1]] } }, error: /a vector cannot be patched/ },
+      {
+        body: { patch_by_filter: { filters: ['t', 'Eq', 'a'], patch: { vector: [0, 1] } } },
+        error: /^invalid patch_by_filter: a vector cannot be patched/,
+      },
+    ],
+    // a patch of the attributes keeps the stored vector (how an unchanged embedding is never paid for twice)
+    accepted: [
+      { body: { patch_rows: [{ id: 1, t: 'b' }] }, reply: { rows_patched: 1 } },
+      { body: { patch_by_filter: { filters: ['t', 'Eq', 'b'], patch: { u: 1 } } }, reply: { rows_patched: 1 } },
+    ],
+    after: (docs) => expect(docs).toEqual([{ id: 1, vector: [1, 0], t: 'b', u: 1 }]),
+  },
   'namespace-name': {
     refused: [
       { namespace: 'has space', body: { upsert_rows: [{ id: 1 }] }, error: /invalid namespace name 'has space'/ },
@@ -368,8 +470,8 @@ describe('turbopuffer write rules (src/local/rules.ts)', () => {
       if (!c) throw new Error(`rule ${rule.id} has no conformance case in test/local-rules.test.ts`)
       expect(c.refused.length).toBeGreaterThan(0)
       expect(c.accepted.length).toBeGreaterThan(0)
-      const srv = c.small ? small : server
-      const client = c.small ? tpufSmall : tpuf
+      const srv = c.small ? small : c.limited ? limited : server
+      const client = c.small ? tpufSmall : c.limited ? tpufLimited : tpuf
       const own = `rule-${rule.id}`
       for (const body of c.setup ?? []) await client.namespace(own).write(body)
       for (const w of c.refused) {
@@ -389,6 +491,7 @@ describe('turbopuffer write rules (src/local/rules.ts)', () => {
       for (const w of c.accepted) {
         const r = await client.namespace(w.namespace ?? own).write(w.body)
         expect(r.status).toBe('OK')
+        if (w.reply) expect({ body: w.body, reply: r }).toMatchObject({ body: w.body, reply: w.reply })
       }
       c.after?.(srv.documents(own))
     })

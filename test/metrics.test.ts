@@ -1,7 +1,7 @@
 // Prometheus metrics: the registry's text format, and /metrics + /healthz scraped from a running stream.
 import { beforeAll, describe, expect, test } from 'bun:test'
-import { Registry } from '../src/ops/metrics.ts'
-import { StreamMonitor } from '../src/ops/stream-monitor.ts'
+import { Registry } from '../src/stream/metrics.ts'
+import { StreamMonitor } from '../src/stream/stream-monitor.ts'
 import { usePipeline } from './harness/pipeline.ts'
 import { migration } from './harness/project.ts'
 import { waitFor } from './harness/wait.ts'

@@ -4,7 +4,7 @@
 // document back), and the slot is never confirmed past a write that has not landed yet.
 import { describe, expect, test } from 'bun:test'
 import { gunzipSync } from 'node:zlib'
-import { StreamMonitor } from '../src/ops/stream-monitor.ts'
+import { StreamMonitor } from '../src/stream/stream-monitor.ts'
 import { serveHttp } from '../src/runtime.ts'
 import { usePipeline } from './harness/pipeline.ts'
 import { migration } from './harness/project.ts'

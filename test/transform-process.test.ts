@@ -63,7 +63,7 @@ describe('bin: transform process', () => {
     })
   })
 
-  test('validates each line: invalid action and non-JSON fail that event only; stderr reaches the log', async () => {
+  test('validates each line: an invalid action fails that event only, a line that is not an answer restarts the process; stderr reaches the log', async () => {
     await withRunner(ECHO, {}, async (r, lines) => {
       const out = await r.run([
         ev(1, { action: { type: 'upsert', attributes: { $bad: 1 } } }),
@@ -77,7 +77,8 @@ describe('bin: transform process', () => {
       })
       expect(out[1]).toEqual({
         ok: false,
-        error: `transform ${ECHO} wrote a line that is not JSON for id 2: this is not json`,
+        error: `transform ${ECHO} wrote a line that is not an answer while id 2 was the oldest in flight (3 times, ` +
+          `restarted each time; stdout is for answers only, log to stderr): this is not json`,
       })
       expect(out[2].ok).toBe(true)
       await r.close() // stderr is read through to the end before the process counts as closed
@@ -86,6 +87,34 @@ describe('bin: transform process', () => {
         msg: 'transform stderr',
         fields: { mapping: 'things', transform: ECHO, line: 'note: hello from the transform' },
       })
+    })
+  })
+
+  test('a stray stdout line never shifts answers onto other rows: the process restarts and the events are sent again', async () => {
+    await withRunner(ECHO, {}, async (r, lines) => {
+      const out = await r.run([
+        ev(1, { action: { type: 'upsert', attributes: { n: 1 } } }),
+        ev(2, { stray: true, action: { type: 'upsert', attributes: { n: 2 } } }),
+        ev(3, { action: { type: 'upsert', attributes: { n: 3 } } }),
+        ev(4, { action: { type: 'upsert', attributes: { n: 4 } } }),
+        ev(5, { action: { type: 'upsert', attributes: { n: 5 } } }),
+      ])
+      expect(out[0]).toEqual({ ok: true, action: { type: 'upsert', id: 1, attributes: { n: 1 } } })
+      // row 2's own stray line comes before its answer every time: it fails, and it alone
+      expect(out[1].ok).toBe(false)
+      expect((out[1] as { error: string }).error).toContain('wrote a line that is not an answer while id 2')
+      for (const k of [3, 4, 5]) {
+        expect(out[k - 1]).toEqual({ ok: true, action: { type: 'upsert', id: k, attributes: { n: k } } })
+      }
+      expect(lines.some((l) => l.msg.startsWith('transform process wrote a line that is not an answer'))).toBe(true)
+    })
+  })
+
+  test('answers that name their seq are matched to their events in any order', async () => {
+    await withRunner(`bin:${process.execPath} ./jsonl-seq.ts`, {}, async (r) => {
+      const out = await r.run(Array.from({ length: 50 }, (_, i) => ev(i + 1, { n: i + 1 })))
+      expect(out.map((o) => o.ok && o.action.type === 'upsert' && [o.action.id, o.action.attributes.n]))
+        .toEqual(Array.from({ length: 50 }, (_, i) => [i + 1, i + 1]))
     })
   })
 

@@ -2,7 +2,7 @@
 // instead of bouncing off the service.
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { startLocalServer } from '../src/local/server.ts'
-import { StreamMonitor } from '../src/ops/stream-monitor.ts'
+import { StreamMonitor } from '../src/stream/stream-monitor.ts'
 import { TurbopufferSink } from '../src/turbopuffer/sink.ts'
 import { sinkFromConfig } from '../src/turbopuffer/from-config.ts'
 import { DEFAULT_NAMESPACE_BYTES_PER_SECOND, WriteBudget } from '../src/turbopuffer/write-budget.ts'

@@ -21,6 +21,7 @@ import type { Intent } from '../pipeline/changes.ts'
 import { deleteIntent, keyRow, rowDocId } from '../pipeline/row-identity.ts'
 import { rowEvent } from '../pipeline/row-event.ts'
 import { idProblem } from '../pipeline/docid.ts'
+import { deadLetter } from '../pipeline/dead-letter.ts'
 import { emptySummary, type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
 import { encodeVersion } from '../types.ts'
@@ -152,6 +153,23 @@ export async function copy(
   // timestamp decoded to milliseconds, bytea as base64, ...) each intent carries its key texts
   const exactKeys = plan.keyIndex.every((k) => EXACT_KEY_TYPES.has(plan.columns[k].typeOid))
 
+  const keyColumns = plan.keyIndex.map((k) => plan.columns[k])
+  /**
+   * The dead letter of a page's row that cannot become a document: its id columns decoded from their texts as the
+   * stream decodes them, so its entry is the one the stream files for the row, and `dlq retry` finds the row.
+   */
+  const badRow = (texts: string[], lsn: bigint, error: string): DeadLetter => {
+    const key = keyRow(keyColumns, m.idColumns, texts)
+    const id = rowDocId(m, key)
+    return deadLetter(
+      m.name,
+      lsn,
+      { texts, id },
+      { type: 'insert', op: 'insert', id, mapping: m.name, new: key },
+      error,
+    )
+  }
+
   /**
    * Decodes and writes a page in batches, writesInFlight at once (decoded a batch at a time, so that memory holds
    * the page's texts and a few batches' rows); rows that cannot be decoded go to the DLQ. Nothing is written before
@@ -180,14 +198,8 @@ export async function copy(
         const id = rowDocId(m, row)
         if (id === undefined) {
           // a negative integer id (NULL ids are not paged): no turbopuffer id, so a dead letter naming the fix
-          const keys = batch.keys.map((k) => k[i])
-          badIds.push({
-            mapping: m.name,
-            docId: keys.join(':'),
-            lsn: raw.lsn,
-            event: { type: 'insert', key: Object.fromEntries(m.idColumns.map((c, j) => [c, keys[j]])) },
-            error: `backfill of ${m.schema}.${m.table}: ${idProblem(row, m.idColumns)}`,
-          })
+          const error = `backfill of ${m.schema}.${m.table}: ${idProblem(row, m.idColumns)}`
+          badIds.push(badRow(batch.keys.map((k) => k[i]), raw.lsn, error))
           continue
         }
         intents.push({
@@ -200,13 +212,9 @@ export async function copy(
           keyTexts: exactKeys ? undefined : batch.keys.map((k) => k[i]),
         })
       }
-      const dead: DeadLetter[] = badIds.concat(batch.bad.map((b) => ({
-        mapping: m.name,
-        docId: b.keys.join(':'),
-        lsn: raw.lsn,
-        event: { type: 'insert', key: Object.fromEntries(m.idColumns.map((c, j) => [c, b.keys[j]])) },
-        error: `backfill of ${m.schema}.${m.table}: ${b.error}`,
-      })))
+      const dead: DeadLetter[] = badIds.concat(
+        batch.bad.map((b) => badRow(b.keys, raw.lsn, `backfill of ${m.schema}.${m.table}: ${b.error}`)),
+      )
       // nothing is written before the page is in the journal of pages in flight (its insert ran meanwhile)
       await raw.recorded
       const s = await writeIntents(intents, dead, deps)
@@ -219,7 +227,6 @@ export async function copy(
     return written
   }
 
-  const keyColumns = plan.keyIndex.map((k) => plan.columns[k])
   /** Deletes the rows of a written page that went away (or left the predicate) since it was read. */
   const recheck = async (page: RecheckedPage): Promise<WriteSummary | undefined> => {
     const { lsn, stale } = await recheckPage(sql, plan, page, log)

@@ -15,7 +15,7 @@ export interface BackfillOptions {
   restart?: boolean
   /** the replication slot created first (default: [stream] slot) */
   slot?: string
-  /** create the slot even though it is gone after puffgres had written (a gap: see ops/slot-guard.ts) */
+  /** create the slot even though it is gone after puffgres had written (a gap: see postgres/slot-guard.ts) */
   createSlot?: boolean
   /** write nothing (benchmarks) */
   discard?: boolean

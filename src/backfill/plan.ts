@@ -5,7 +5,7 @@ import type { Mapping } from '../config/load.ts'
 import { ident, qualified } from '../postgres/connect.ts'
 import { toSql } from '../pipeline/membership/mod.ts'
 import { quoteLiteral } from '../pipeline/membership/sql.ts'
-import { baseTypeJoin } from '../postgres/catalog.ts'
+import { type CatalogColumn, catalogColumns, columnType } from '../postgres/catalog.ts'
 
 export interface PlanColumn {
   name: string
@@ -51,18 +51,6 @@ export interface BackfillPlan {
   nullIdSql: string
 }
 
-/** PostgreSQL's first OID of objects that are not builtin (pgoutput sends Type messages only for those). */
-const FIRST_NON_BUILTIN_OID = 10000
-
-interface CatalogColumn {
-  name: string
-  typeOid: number
-  typname: string
-  /** the column's type as a cast names it, typmod included (`character(10)`: a bare `character` is char(1)) */
-  castType: string
-  typmod: number
-}
-
 /** Reads the table from the catalog and renders the SQL; throws a one-line error naming the mapping's file. */
 export async function planBackfill(
   sql: postgres.Sql,
@@ -75,12 +63,7 @@ export async function planBackfill(
     JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = ${mapping.schema} AND c.relname = ${mapping.table} AND c.relkind IN ('r', 'p')`
   if (!rel) throw new Error(`${where}: table ${mapping.schema}.${mapping.table} does not exist`)
-  const cols = await sql<CatalogColumn[]>`
-    SELECT a.attname AS name, a.atttypid::int AS "typeOid", b.typname,
-           format_type(a.atttypid, a.atttypmod) AS "castType", a.atttypmod AS typmod
-    FROM pg_attribute a
-    ${baseTypeJoin(sql)}
-    WHERE a.attrelid = ${rel.oid} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`
+  const cols = await catalogColumns(sql, rel.oid)
   const byName = new Map(cols.map((c) => [c.name, c]))
   for (const k of mapping.idColumns) {
     if (!byName.has(k)) {
@@ -97,12 +80,7 @@ export async function planBackfill(
   const ids = new Set(mapping.idColumns)
   const keyIndexed = unique.some((u) => u.cols.length > 0 && u.cols.every((c) => ids.has(c)))
 
-  const toPlan = (c: CatalogColumn): PlanColumn =>
-    c.typeOid >= FIRST_NON_BUILTIN_OID ? { name: c.name, typeOid: c.typeOid, typeName: c.typname, typmod: c.typmod } : {
-      name: c.name,
-      typeOid: c.typeOid,
-      typmod: c.typmod,
-    }
+  const toPlan = (c: CatalogColumn): PlanColumn => columnType(c) as PlanColumn
   const selected = cols.filter((c) => !needed || needed.has(c.name) || ids.has(c.name))
   const columns = selected.map(toPlan)
   const keyIndex = mapping.idColumns.map((k) => columns.findIndex((c) => c.name === k))

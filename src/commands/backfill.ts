@@ -6,7 +6,7 @@ import { createLogger } from '../log.ts'
 import { NotMigratedError } from '../postgres/preflight.ts'
 import { backfill, BackfillError, type BackfillResult, DEFAULT_BATCH_SIZE } from '../backfill/backfill.ts'
 import { formatCount } from '../backfill/progress.ts'
-import { SlotGoneError } from '../ops/slot-guard.ts'
+import { SlotGoneError } from '../postgres/slot-guard.ts'
 import { onShutdownSignals } from '../runtime.ts'
 
 export const help = `puffgres backfill <mapping> [options]

@@ -4,7 +4,7 @@ import type { Config } from '../config/load.ts'
 import { CliError } from '../errors.ts'
 import { createLogger } from '../log.ts'
 import { parseFlags, port, positiveInt, slotFlag, UsageError } from './flags.ts'
-import { SlotGoneError } from '../ops/slot-guard.ts'
+import { SlotGoneError } from '../postgres/slot-guard.ts'
 import { NotMigratedError } from '../postgres/preflight.ts'
 import { SlotMissingError } from '../postgres/replication.ts'
 import { type RunOptions, runStream, selectForRun } from '../stream/engine.ts'
@@ -29,9 +29,10 @@ Options:
                             written at its commit (group commit: several writes in flight, AIMD)
   --batch-size <N>          inside a transaction, write once this many documents are pending (default 1000)
   --discard                 write nothing to turbopuffer (benchmarks; still confirms the slot!)
-  --metrics-port <PORT>     serve Prometheus /metrics and /healthz on this port (default: [stream] metrics_port;
-                            none when unset)
-  --metrics-host <ADDR>     address the metrics server listens on (default 0.0.0.0)
+  --metrics-port <PORT>     serve the status page (/), Prometheus /metrics and /healthz on this port (default:
+                            [stream] metrics_port; none when unset)
+  --metrics-host <ADDR>     address the metrics server listens on (default 127.0.0.1: this machine only; e.g.
+                            0.0.0.0 for every interface, as in a container that Prometheus scrapes)
 
 Config ([stream]): mappings (scale-out, as --mapping), heartbeat_interval_ms (default 10000; 0 = no heartbeat), max_lag_seconds (/healthz bound,
 default 60), max_retained_wal_mb (warn when the slot retains more WAL), metrics_port, failover_slot (default

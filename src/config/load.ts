@@ -7,6 +7,7 @@ import { parseMembership, type Predicate } from '../pipeline/membership/mod.ts'
 import { parseTransformSpec, type TransformSpec } from '../pipeline/transform/spec.ts'
 import { configEnv, expandEnv } from './env.ts'
 import { ConfigError } from './errors.ts'
+import { rowDocumentsProblem } from './row-documents.ts'
 import { describeIssues, type MigrationFile, migrationSchema, type ProjectFile, projectSchema } from './schema.ts'
 
 export const DEFAULT_SLOT = 'puffgres'
@@ -172,6 +173,14 @@ function toMapping(f: MigrationFile, rel: string, root: string, hash: string, pr
     source: typeof f.mapping.embedding.source === 'string' ? [f.mapping.embedding.source] : f.mapping.embedding.source,
     attribute: f.mapping.embedding.attribute,
   }
+  const rowDocs = rowDocumentsProblem({
+    namespace: f.target.namespace,
+    idColumns,
+    columns: f.mapping.columns,
+    chunking: f.mapping.chunking,
+    embeddingSource: embedding?.source,
+  })
+  if (rowDocs) throw new ConfigError(`${rel}: ${rowDocs.field}: ${rowDocs.message}`)
   return {
     name: f.migration.name,
     version: f.migration.version,

@@ -1,6 +1,7 @@
 // The shapes of `puffgres.toml` and of `puffgres/migrations/NNN_name.toml`. Unknown keys are errors: a typo must not
 // be ignored silently.
 import { z } from 'zod'
+import { chunkingSchema, namespaceTemplateSchema } from './row-documents.ts'
 
 const nonEmpty = z.string().min(1, 'must not be empty')
 
@@ -78,9 +79,12 @@ export const migrationSchema = z.strictObject({
       source: z.union([nonEmpty, z.array(nonEmpty).min(1)]),
       attribute: nonEmpty.default('vector'),
     }).optional(),
+    /** long text as several documents (parsed and checked; config/load.ts refuses it until the writer applies it) */
+    chunking: chunkingSchema.optional(),
   }),
   target: z.strictObject({
-    namespace: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'turbopuffer namespace names are [A-Za-z0-9-_.]{1,128}'),
+    /** a name, or a template naming columns: "docs_{workspace_id}" (config/row-documents.ts) */
+    namespace: namespaceTemplateSchema,
     distance_metric: z.enum(['cosine_distance', 'euclidean_squared']).optional(),
     schema: z.record(z.string(), tpufTypeSchema).optional(),
     id_type: z.enum(['auto', 'string']).default('auto'),

@@ -2,6 +2,7 @@
 // with capped exponential backoff and jitter, honouring Retry-After.
 import { fetchWithin } from '../abort.ts'
 import type { Logger } from '../types.ts'
+import { backoffDelay, sleep } from '../retry.ts'
 
 export interface EmbeddingProviderConfig {
   type: 'together' | 'openai'
@@ -44,8 +45,7 @@ export interface RequestCounters {
 const RETRYABLE_STATUS = new Set([408, 409, 425, 429, 500, 502, 503, 504])
 
 function backoffMs(attempt: number, p: RetryPolicy): number {
-  const ceiling = Math.min(p.maxDelayMs, p.baseDelayMs * 2 ** attempt)
-  return ceiling / 2 + Math.random() * ceiling / 2
+  return backoffDelay(attempt, { baseMs: p.baseDelayMs, maxMs: p.maxDelayMs, jitter: 'equal' })
 }
 
 /** Retry-After in ms from `retry-after-ms`, or `retry-after` as seconds or an HTTP date; undefined when absent. */
@@ -88,8 +88,6 @@ function parseVectors(json: unknown, count: number): number[][] {
   }
   return out
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 /** POSTs `{ model, input }` to `{base}/embeddings`; resolves with one vector per input, in input order. */
 export async function requestEmbeddings(

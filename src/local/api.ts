@@ -9,11 +9,14 @@ import { runQuery } from './query.ts'
 import { checkNamespaceName, type Store } from './store.ts'
 import { applySchema, planWrite } from './write.ts'
 import type { WriteBudget } from '../turbopuffer/write-budget.ts'
+import type { ByFilterLimits } from './by-filter.ts'
 
 export interface ApiOptions {
   /** when set, only this key is accepted; otherwise any non-empty bearer key is */
   apiKey?: string
   maxBodyBytes: number
+  /** documents one delete_by_filter / patch_by_filter may change (src/local/by-filter.ts) */
+  byFilterLimits?: ByFilterLimits
   /** turbopuffer's per-namespace write limit, emulated: writes beyond it get 429 with retry-after-ms (none: off) */
   budget?: WriteBudget
 }
@@ -104,7 +107,7 @@ export function createHandler(store: Store, faults: Faults, stats: LocalServerSt
         stats.injectedFailures++
         throw injected
       }
-      const plan = planWrite(store.get(name), body, bytes, (n) => store.get(n))
+      const plan = planWrite(store.get(name), body, bytes, (n) => store.get(n), opts.byFilterLimits)
       store.commit(name, plan.meta, plan.put, plan.deleted)
       stats.writesAcknowledged++
       stats.rowsUpserted += plan.response.rows_upserted as number
@@ -174,11 +177,28 @@ export function createHandler(store: Store, faults: Faults, stats: LocalServerSt
     if (!Number.isInteger(size) || size < 1 || size > 1000) {
       throw badRequest(`invalid page_size ${show(sizeText)}: expected an integer from 1 to 1000`)
     }
-    // names() is sorted, so the cursor is simply the last name of the previous page
-    const names = store.names().filter((n) => n.startsWith(prefix) && (cursor === '' || n > cursor))
-    const page = names.slice(0, size)
+    // names() is sorted, so the cursor is simply the last name of the previous page; a page costs a binary search
+    // and its own length, not a pass over every namespace
+    const names = store.names()
+    const from = cursor > prefix ? cursor : prefix
+    let lo = 0
+    let hi = names.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (names[mid] < from || (names[mid] === cursor && cursor !== '')) lo = mid + 1
+      else hi = mid
+    }
+    const page: string[] = []
+    let more = false
+    for (let i = lo; i < names.length && names[i].startsWith(prefix); i++) {
+      if (page.length === size) {
+        more = true
+        break
+      }
+      page.push(names[i])
+    }
     const out: Record<string, unknown> = { namespaces: page.map((id) => ({ id })) }
-    if (names.length > size) out.next_cursor = page[page.length - 1]
+    if (more) out.next_cursor = page[page.length - 1]
     return out
   }
 

@@ -22,8 +22,24 @@ export function newMeta(now = new Date().toISOString()): NamespaceMeta {
 
 export class Namespace {
   readonly docs = new Map<string, Doc>()
+  /**
+   * attribute → string value → keys of the documents holding it, for the attributes a filter looked up by equality
+   * (src/local/candidates.ts): built on first use, then kept up to date by put and delete
+   */
+  private readonly eqIndexes = new Map<string, Map<string, Set<string>>>()
 
   constructor(readonly name: string, public meta: NamespaceMeta) {}
+
+  /** The keys of the documents whose attribute `attr` is the string `value`. */
+  keysWhere(attr: string, value: string): ReadonlySet<string> {
+    let index = this.eqIndexes.get(attr)
+    if (!index) {
+      index = new Map()
+      this.eqIndexes.set(attr, index)
+      for (const [key, doc] of this.docs) indexOne(index, attr, key, doc, true)
+    }
+    return index.get(value) ?? EMPTY
+  }
 
   key(id: DocId): string {
     return idKey(id, this.meta.idType)
@@ -34,11 +50,22 @@ export class Namespace {
   }
 
   put(doc: Doc): void {
-    this.docs.set(this.key(doc.id), doc)
+    const key = this.key(doc.id)
+    if (this.eqIndexes.size > 0) this.reindex(key, this.docs.get(key), doc)
+    this.docs.set(key, doc)
   }
 
   delete(id: DocId): void {
-    this.docs.delete(this.key(id))
+    const key = this.key(id)
+    if (this.eqIndexes.size > 0) this.reindex(key, this.docs.get(key), undefined)
+    this.docs.delete(key)
+  }
+
+  private reindex(key: string, old: Doc | undefined, doc: Doc | undefined): void {
+    for (const [attr, index] of this.eqIndexes) {
+      if (old) indexOne(index, attr, key, old, false)
+      if (doc) indexOne(index, attr, key, doc, true)
+    }
   }
 
   /** every document, ordered by id */
@@ -60,5 +87,20 @@ export class Namespace {
       out[name] = { ...cfg, filterable: cfg.filterable ?? !cfg.full_text_search }
     }
     return out
+  }
+}
+
+const EMPTY: ReadonlySet<string> = new Set()
+
+function indexOne(index: Map<string, Set<string>>, attr: string, key: string, doc: Doc, add: boolean): void {
+  const v = doc[attr]
+  if (typeof v !== 'string') return
+  let keys = index.get(v)
+  if (add) {
+    if (!keys) index.set(v, keys = new Set())
+    keys.add(key)
+  } else if (keys) {
+    keys.delete(key)
+    if (keys.size === 0) index.delete(v)
   }
 }

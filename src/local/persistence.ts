@@ -1,6 +1,13 @@
-// Durable storage of one namespace in `<dataDir>/namespaces/<name>/`: `wal.jsonl` gets one JSON line per applied
-// write (the resulting documents, not the request, so replaying is trivial), fsynced before the write is
-// acknowledged; `snapshot.json` is the compacted state, replaced atomically (write temp, fsync, rename).
+// Durable storage of every namespace of a local server in one data dir: `log.jsonl` gets one JSON line per applied
+// write (the resulting documents of one namespace, not the request, so replaying is trivial) or namespace deletion,
+// fsynced before the request is acknowledged; `snapshot.jsonl` is the compacted state of all namespaces, replaced
+// atomically (write a temp file, fsync, rename). One log for all namespaces: a write costs one append and one fsync
+// however many namespaces exist, creating a namespace costs nothing more than writing to it, and the server holds
+// one file open, not one per namespace (thousands of tenant namespaces, issue 24).
+//
+// snapshot.jsonl: a first line `{"seq":N}` (the last log entry it includes), then per namespace a line
+// `{"ns":name,"meta":{…}}` followed by lines `{"ns":name,"docs":[…]}` of at most SNAPSHOT_DOCS_PER_LINE documents,
+// so neither writing nor reading it builds one string of the whole store.
 import {
   closeSync,
   existsSync,
@@ -8,12 +15,10 @@ import {
   ftruncateSync,
   mkdirSync,
   openSync,
-  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
   statSync,
-  writeFileSync,
   writeSync,
 } from 'node:fs'
 import { join } from 'node:path'
@@ -21,19 +26,16 @@ import { Buffer } from 'node:buffer'
 import { parseJson, toJson } from './json.ts'
 import type { DocId } from './ids.ts'
 import { type Doc, Namespace, type NamespaceMeta } from './namespace.ts'
+import { loadLegacyNamespaces } from './persistence-legacy.ts'
 
-interface WalEntry {
-  seq: number
-  meta: NamespaceMeta
-  put: Doc[]
-  del: DocId[]
-}
+type LogEntry =
+  | { seq: number; ns: string; meta: NamespaceMeta; put: Doc[]; del: DocId[] }
+  | { seq: number; ns: string; drop: true }
 
-interface Snapshot {
-  seq: number
-  meta: NamespaceMeta
-  docs: Doc[]
-}
+type SnapshotLine = { seq: number } | { ns: string; meta: NamespaceMeta } | { ns: string; docs: Doc[] }
+
+const SNAPSHOT_DOCS_PER_LINE = 1000
+const encoder = new TextEncoder()
 
 function fsyncDir(dir: string) {
   let fd: number | undefined
@@ -47,134 +49,197 @@ function fsyncDir(dir: string) {
   }
 }
 
-export class NamespaceFiles {
+function writeAll(fd: number, text: string): number {
+  const bytes = encoder.encode(text)
+  let written = 0
+  while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written)
+  return bytes.length
+}
+
+/** Calls `each` with every complete line of a JSON-lines file; a torn last line is cut off the file. */
+function readLines(path: string, each: (value: unknown, lineNo: number, chars: number) => void): void {
+  if (!existsSync(path)) return
+  const text = readFileSync(path, 'utf8')
+  let offset = 0
+  let lineNo = 0
+  while (offset < text.length) {
+    const end = text.indexOf('\n', offset)
+    lineNo++
+    if (end === -1) {
+      // A torn last line is a write that was never acknowledged: drop it so later appends stay parseable.
+      const fd = openSync(path, 'r+')
+      ftruncateSync(fd, Buffer.byteLength(text.slice(0, offset)))
+      fsyncSync(fd)
+      closeSync(fd)
+      return
+    }
+    let value: unknown
+    try {
+      value = parseJson(text.slice(offset, end))
+    } catch (e) {
+      throw new Error(`local turbopuffer data is corrupt: ${path} line ${lineNo}: ${(e as Error).message}`)
+    }
+    each(value, lineNo, end + 1 - offset)
+    offset = end + 1
+  }
+}
+
+export class DataDir {
+  private readonly logPath: string
+  private readonly snapshotPath: string
   private fd: number
   private seq: number
-  private walBytes: number
+  private logBytes: number
+  /** bytes of the last snapshot, and the part of them that belongs to namespaces deleted since */
   private snapshotBytes: number
+  private droppedBytes = 0
+  /** each namespace's bytes in the last snapshot, to count a deleted namespace's share */
+  private readonly bytesInSnapshot = new Map<string, number>()
 
-  private constructor(readonly dir: string, seq: number, snapshotBytes: number, private compactAfter: number) {
-    this.fd = openSync(join(dir, 'wal.jsonl'), 'a')
+  private constructor(readonly root: string, private readonly compactAfter: number, seq: number) {
+    this.logPath = join(root, 'log.jsonl')
+    this.snapshotPath = join(root, 'snapshot.jsonl')
+    this.fd = openSync(this.logPath, 'a')
     this.seq = seq
-    this.walBytes = statSync(join(dir, 'wal.jsonl')).size
-    this.snapshotBytes = snapshotBytes
+    this.logBytes = statSync(this.logPath).size
+    this.snapshotBytes = existsSync(this.snapshotPath) ? statSync(this.snapshotPath).size : 0
   }
 
-  static create(dir: string, compactAfter: number): NamespaceFiles {
-    mkdirSync(dir, { recursive: true })
-    fsyncDir(join(dir, '..'))
-    const files = new NamespaceFiles(dir, 0, 0, compactAfter)
-    fsyncDir(dir)
-    return files
-  }
-
-  /** Reads a namespace back: snapshot, then the log entries after it. Undefined for an empty leftover folder. */
-  static load(dir: string, name: string, compactAfter: number): { ns: Namespace; files: NamespaceFiles } | undefined {
-    const snapPath = join(dir, 'snapshot.json')
-    const walPath = join(dir, 'wal.jsonl')
-    let ns: Namespace | undefined
+  /** Reads a data dir back: the snapshot, then the log entries after it (and a data dir of the older layout). */
+  static open(root: string, compactAfter: number): { data: DataDir; namespaces: Map<string, Namespace> } {
+    mkdirSync(root, { recursive: true })
+    const trash = join(root, 'trash')
+    if (existsSync(trash)) rmSync(trash, { recursive: true, force: true })
+    const namespaces = new Map<string, Namespace>()
+    const bytesInSnapshot = new Map<string, number>()
+    const snapshotPath = join(root, 'snapshot.jsonl')
     let seq = 0
-    let snapshotBytes = 0
-    if (existsSync(snapPath)) {
-      const text = readFileSync(snapPath, 'utf8')
-      snapshotBytes = text.length
-      let snap: Snapshot
-      try {
-        snap = parseJson(text) as Snapshot
-      } catch (e) {
-        throw new Error(`local turbopuffer data is corrupt: ${snapPath}: ${(e as Error).message}`)
+    readLines(snapshotPath, (value, lineNo, chars) => {
+      const line = value as SnapshotLine
+      if ('seq' in line) {
+        seq = line.seq
+        return
       }
-      ns = new Namespace(name, snap.meta)
-      for (const d of snap.docs) ns.put(d)
-      seq = snap.seq
-    }
-    if (existsSync(walPath)) {
-      const text = readFileSync(walPath, 'utf8')
-      let offset = 0
-      let lineNo = 0
-      while (offset < text.length) {
-        const end = text.indexOf('\n', offset)
-        lineNo++
-        if (end === -1) {
-          // A torn last line is a write that was never acknowledged: drop it so later appends stay parseable.
-          const keep = Buffer.byteLength(text.slice(0, offset))
-          const fd = openSync(walPath, 'r+')
-          ftruncateSync(fd, keep)
-          fsyncSync(fd)
-          closeSync(fd)
-          break
-        }
-        let entry: WalEntry
-        try {
-          entry = parseJson(text.slice(offset, end)) as WalEntry
-        } catch (e) {
-          throw new Error(`local turbopuffer data is corrupt: ${walPath} line ${lineNo}: ${(e as Error).message}`)
-        }
-        offset = end + 1
-        if (entry.seq <= seq) continue // already in the snapshot (a crash between snapshot and truncation)
-        if (!ns) ns = new Namespace(name, entry.meta)
-        ns.meta = entry.meta
-        for (const id of entry.del) ns.delete(id)
-        for (const d of entry.put) ns.put(d)
-        seq = entry.seq
+      bytesInSnapshot.set(line.ns, (bytesInSnapshot.get(line.ns) ?? 0) + chars)
+      if ('meta' in line) namespaces.set(line.ns, new Namespace(line.ns, line.meta))
+      else {
+        const ns = namespaces.get(line.ns)
+        if (!ns) throw new Error(`local turbopuffer data is corrupt: ${snapshotPath} line ${lineNo}: no namespace`)
+        for (const d of line.docs) ns.put(d)
       }
+    })
+    const snapshotSeq = seq
+    /** namespaces deleted (and not created again) since the snapshot: their share of it is waste */
+    const dropped = new Set<string>()
+    readLines(join(root, 'log.jsonl'), (value) => {
+      const entry = value as LogEntry
+      if (entry.seq <= snapshotSeq) return // already in the snapshot (a crash between snapshot and truncation)
+      seq = entry.seq
+      if ('drop' in entry) {
+        namespaces.delete(entry.ns)
+        dropped.add(entry.ns)
+        return
+      }
+      dropped.delete(entry.ns)
+      let ns = namespaces.get(entry.ns)
+      if (!ns) namespaces.set(entry.ns, ns = new Namespace(entry.ns, entry.meta))
+      ns.meta = entry.meta
+      for (const id of entry.del) ns.delete(id)
+      for (const d of entry.put) ns.put(d)
+    })
+    const data = new DataDir(root, compactAfter, seq)
+    for (const [k, v] of bytesInSnapshot) {
+      if (dropped.has(k)) data.droppedBytes += v
+      else data.bytesInSnapshot.set(k, v)
     }
-    if (!ns) return undefined
-    return { ns, files: new NamespaceFiles(dir, seq, snapshotBytes, compactAfter) }
+    try {
+      if (existsSync(join(root, 'namespaces'))) {
+        // the older layout (a folder per namespace): fold it into the snapshot once, then remove it
+        for (const ns of loadLegacyNamespaces(root)) namespaces.set(ns.name, ns)
+        data.compact(namespaces.values())
+        data.remove(join(root, 'namespaces'))
+      }
+    } catch (e) {
+      data.close()
+      throw e
+    }
+    return { data, namespaces }
   }
 
   /** Appends one applied write and fsyncs it. */
-  append(meta: NamespaceMeta, put: Doc[], del: DocId[]): void {
-    const entry: WalEntry = { seq: this.seq + 1, meta, put, del }
-    const line = new TextEncoder().encode(toJson(entry) + '\n')
-    let written = 0
-    while (written < line.length) written += writeSync(this.fd, line, written, line.length - written)
+  append(name: string, meta: NamespaceMeta, put: Doc[], del: DocId[]): void {
+    this.write({ seq: this.seq + 1, ns: name, meta, put, del })
+  }
+
+  /** Records the deletion of a namespace; its documents leave the files at the next compaction. */
+  drop(name: string): void {
+    this.write({ seq: this.seq + 1, ns: name, drop: true })
+    this.droppedBytes += this.bytesInSnapshot.get(name) ?? 0
+    this.bytesInSnapshot.delete(name)
+  }
+
+  private write(entry: LogEntry): void {
+    this.logBytes += writeAll(this.fd, toJson(entry) + '\n')
     fsyncSync(this.fd)
-    this.seq++
-    this.walBytes += line.length
+    this.seq = entry.seq
   }
 
-  /** Whether the log is worth folding into a new snapshot (amortised: the log outgrew the snapshot). */
+  /**
+   * Whether the log (plus what deleted namespaces left in the snapshot) is worth folding into a new snapshot:
+   * amortised, it outgrew both the threshold and the live part of the snapshot.
+   */
   shouldCompact(): boolean {
-    return this.walBytes > this.compactAfter && this.walBytes > this.snapshotBytes
+    const waste = this.logBytes + this.droppedBytes
+    return waste > this.compactAfter && waste > this.snapshotBytes - this.droppedBytes
   }
 
-  compact(ns: Namespace): void {
-    const snap: Snapshot = { seq: this.seq, meta: ns.meta, docs: [...ns.docs.values()] }
-    const text = toJson(snap)
-    const tmp = join(this.dir, 'snapshot.json.tmp')
-    writeFileSync(tmp, text)
-    const fd = openSync(tmp, 'r+')
-    fsyncSync(fd)
-    closeSync(fd)
-    renameSync(tmp, join(this.dir, 'snapshot.json'))
-    fsyncDir(this.dir)
+  /** Writes every namespace into a new snapshot, then empties the log. */
+  compact(namespaces: Iterable<Namespace>): void {
+    const tmp = this.snapshotPath + '.tmp'
+    const fd = openSync(tmp, 'w')
+    let total = 0
+    this.bytesInSnapshot.clear()
+    try {
+      total += writeAll(fd, toJson({ seq: this.seq }) + '\n')
+      for (const ns of namespaces) {
+        let bytes = writeAll(fd, toJson({ ns: ns.name, meta: ns.meta }) + '\n')
+        let docs: Doc[] = []
+        for (const d of ns.docs.values()) {
+          docs.push(d)
+          if (docs.length === SNAPSHOT_DOCS_PER_LINE) {
+            bytes += writeAll(fd, toJson({ ns: ns.name, docs }) + '\n')
+            docs = []
+          }
+        }
+        if (docs.length > 0) bytes += writeAll(fd, toJson({ ns: ns.name, docs }) + '\n')
+        this.bytesInSnapshot.set(ns.name, bytes)
+        total += bytes
+      }
+      fsyncSync(fd)
+    } finally {
+      closeSync(fd)
+    }
+    renameSync(tmp, this.snapshotPath)
+    fsyncDir(this.root)
     ftruncateSync(this.fd, 0)
     fsyncSync(this.fd)
-    this.walBytes = 0
-    this.snapshotBytes = text.length
+    this.logBytes = 0
+    this.snapshotBytes = total
+    this.droppedBytes = 0
+  }
+
+  /** Removes a folder: an atomic rename out of the way first, so a crash cannot leave half of it. */
+  private remove(dir: string): void {
+    if (!existsSync(dir)) return
+    const trash = join(this.root, 'trash')
+    mkdirSync(trash, { recursive: true })
+    const target = join(trash, `${Date.now()}-${Math.random().toString(36).slice(2)}`)
+    renameSync(dir, target)
+    fsyncDir(this.root)
+    rmSync(target, { recursive: true, force: true })
   }
 
   close(): void {
     closeSync(this.fd)
   }
-}
-
-/** Lists the namespace folders under a data dir, clearing the remains of interrupted namespace deletions. */
-export function listNamespaceDirs(dataDir: string): string[] {
-  const trash = join(dataDir, 'trash')
-  if (existsSync(trash)) rmSync(trash, { recursive: true, force: true })
-  const root = join(dataDir, 'namespaces')
-  mkdirSync(root, { recursive: true })
-  return readdirSync(root)
-}
-
-/** Removes a namespace's folder: an atomic rename out of the way first, so a crash cannot leave half of it. */
-export function removeNamespaceDir(dataDir: string, name: string): void {
-  const trash = join(dataDir, 'trash')
-  mkdirSync(trash, { recursive: true })
-  const target = join(trash, `${name}-${Date.now()}-${Math.random().toString(36).slice(2)}`)
-  renameSync(join(dataDir, 'namespaces', name), target)
-  fsyncDir(join(dataDir, 'namespaces'))
-  rmSync(target, { recursive: true, force: true })
 }

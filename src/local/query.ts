@@ -1,6 +1,8 @@
-// Queries: an exhaustive scan that filters, ranks (exact vector distance, attributes, id), projects and aggregates.
+// Queries: filter (narrowed by an equality lookup when possible), rank (exact vector distance, attributes, id), project,
+// aggregate.
 import { compareScalars } from './compare.ts'
 import { badRequest, show } from './errors.ts'
+import { candidateKeys } from './candidates.ts'
 import { compileFilter } from './filter.ts'
 import { compareIds } from './ids.ts'
 import type { Doc, Namespace } from './namespace.ts'
@@ -90,11 +92,14 @@ function runOne(ns: Namespace, q: Record<string, unknown>): Record<string, unkno
   if (encoding !== 'float' && encoding !== 'base64') {
     throw badRequest(`invalid vector_encoding ${show(encoding)}: expected "float" or "base64"`)
   }
-  let docs = ns.sorted()
+  let docs: Doc[]
   if (q.filters !== undefined && q.filters !== null) {
     const pred = compileFilter(q.filters, ns.meta.schema, ns.meta.idType)
+    // an equality lookup first when the filter allows one (src/local/candidates.ts)
+    const keys = candidateKeys(q.filters, ns, ns.meta.schema)
+    docs = keys ? [...keys].map((k) => ns.docs.get(k)!).sort((a, b) => compareIds(a.id, b.id)) : ns.sorted()
     docs = docs.filter((d) => pred(d, null))
-  }
+  } else docs = ns.sorted()
   const out: Record<string, unknown> = {}
   if (q.aggregate_by !== undefined) out.aggregations = aggregate(docs, q.aggregate_by)
   if (q.rank_by === undefined) {

@@ -20,6 +20,10 @@ export const LIMITS = {
   /** one request body, after gunzip; `maxBodyBytes` may lower it */
   requestBytes: 512 * 1024 * 1024,
   vectorDimensions: 10752,
+  /** documents one `delete_by_filter` may delete (more: `delete_by_filter_allow_partial`) */
+  deleteByFilterRows: 5_000_000,
+  /** documents one `patch_by_filter` may patch (more: `patch_by_filter_allow_partial`) */
+  patchByFilterRows: 50_000,
 } as const
 
 export interface WriteRule {
@@ -113,6 +117,26 @@ export const WRITE_RULES = {
   'vector-dimensions': {
     id: 'vector-dimensions',
     description: `vectors of one namespace have one dimension count, at most ${LIMITS.vectorDimensions}`,
+    status: 400,
+  },
+  'by-filter-limit': {
+    id: 'by-filter-limit',
+    description: `one request deletes at most ${LIMITS.deleteByFilterRows.toLocaleString('en-US')} documents by ` +
+      `\`delete_by_filter\` and patches at most ${LIMITS.patchByFilterRows.toLocaleString('en-US')} by ` +
+      '`patch_by_filter`; a filter matching more fails the whole request unless its `*_allow_partial` is true, ' +
+      'which applies the first documents by id up to the limit and answers `rows_remaining: true`',
+    status: 400,
+  },
+  'by-filter-shape': {
+    id: 'by-filter-shape',
+    description: '`patch_by_filter` is `{"filters": …, "patch": {…}}` and its patch cannot set `id`; ' +
+      '`*_allow_partial` is a boolean',
+    status: 400,
+  },
+  'patch-vector': {
+    id: 'patch-vector',
+    description: 'a vector cannot be patched (`patch_rows`, `patch_columns`, `patch_by_filter`): upsert the whole ' +
+      'document; a patch keeps the stored vector',
     status: 400,
   },
   'namespace-name': {

@@ -6,6 +6,7 @@ import { LIMITS } from './rules.ts'
 import { checkJitter } from './latency.ts'
 import { Store } from './store.ts'
 import { WriteBudget } from '../turbopuffer/write-budget.ts'
+import { type ByFilterLimits, checkByFilterLimits } from './by-filter.ts'
 
 export type { FaultScope, LocalServerStats }
 
@@ -31,6 +32,11 @@ export interface LocalServerOptions {
    * answered 429 with retry-after-ms, as the service answers them; default: no limit
    */
   namespaceBytesPerSecond?: number
+  /**
+   * documents one delete_by_filter / patch_by_filter may change (default and most: turbopuffer's 5,000,000 /
+   * 50,000); tests lower them to reach `*_allow_partial` and `rows_remaining` with few documents
+   */
+  byFilterLimits?: Partial<ByFilterLimits>
   /** fold a namespace's log into its snapshot once the log is larger than this and than the snapshot (4 MiB) */
   compactAfterBytes?: number
 }
@@ -62,6 +68,7 @@ export async function startLocalServer(opts: LocalServerOptions = {}): Promise<L
   if (rate !== undefined && !(Number.isFinite(rate) && rate >= 0)) {
     throw new Error(`invalid namespaceBytesPerSecond ${rate}: expected a number >= 0 (0: no limit)`)
   }
+  const byFilterLimits = checkByFilterLimits(opts.byFilterLimits)
   if (opts.apiKey !== undefined && opts.apiKey === '') throw new Error('invalid apiKey: must not be empty')
   const faults = new Faults()
   faults.failRate = checkFailRate(opts.failRate ?? 0)
@@ -78,6 +85,7 @@ export async function startLocalServer(opts: LocalServerOptions = {}): Promise<L
       fetch: createHandler(store, faults, stats, {
         apiKey: opts.apiKey,
         maxBodyBytes,
+        byFilterLimits,
         budget: opts.namespaceBytesPerSecond ? new WriteBudget(opts.namespaceBytesPerSecond) : undefined,
       }),
       maxRequestBodySize: maxBodyBytes * 2 + 1024 * 1024,
@@ -102,7 +110,7 @@ export async function startLocalServer(opts: LocalServerOptions = {}): Promise<L
     },
     setFailRate: (rate) => void (faults.failRate = checkFailRate(rate)),
     stats: () => structuredClone(stats),
-    namespaces: () => store.names(),
+    namespaces: () => [...store.names()],
     documents: (name) => structuredClone(store.get(name)?.sorted() ?? []),
   }
 }

@@ -1,11 +1,11 @@
-// All namespaces of one server, in memory, optionally backed by a data dir. A change is made durable first and
-// only then applied in memory, and all of it runs synchronously, so concurrent requests never interleave.
-import { join } from 'node:path'
+// All namespaces of one server, in memory, optionally backed by a data dir (src/local/persistence.ts: one log for
+// all namespaces). A change is made durable first and only then applied in memory, and all of it runs
+// synchronously, so concurrent requests never interleave.
 import { notFound } from './errors.ts'
 import { violation } from './rules.ts'
 import type { DocId } from './ids.ts'
 import { type Doc, Namespace, type NamespaceMeta } from './namespace.ts'
-import { listNamespaceDirs, NamespaceFiles, removeNamespaceDir } from './persistence.ts'
+import { DataDir } from './persistence.ts'
 import { NAMESPACE_NAME } from '../turbopuffer/types.ts'
 
 export function checkNamespaceName(name: string): void {
@@ -16,21 +16,15 @@ export function checkNamespaceName(name: string): void {
 
 export class Store {
   private readonly namespaces = new Map<string, Namespace>()
-  private readonly files = new Map<string, NamespaceFiles>()
+  private readonly data?: DataDir
+  /** the names in order, rebuilt only after a namespace was created or deleted (listing pages through it) */
+  private sortedNames?: string[]
 
-  constructor(private readonly dataDir?: string, private readonly compactAfterBytes = 4 * 1024 * 1024) {
+  constructor(dataDir?: string, compactAfterBytes = 4 * 1024 * 1024) {
     if (!dataDir) return
-    try {
-      for (const name of listNamespaceDirs(dataDir)) {
-        const loaded = NamespaceFiles.load(join(dataDir, 'namespaces', name), name, compactAfterBytes)
-        if (!loaded) continue
-        this.namespaces.set(name, loaded.ns)
-        this.files.set(name, loaded.files)
-      }
-    } catch (e) {
-      this.close()
-      throw e
-    }
+    const opened = DataDir.open(dataDir, compactAfterBytes)
+    this.data = opened.data
+    this.namespaces = opened.namespaces
   }
 
   get(name: string): Namespace | undefined {
@@ -45,45 +39,35 @@ export class Store {
   }
 
   names(): string[] {
-    return [...this.namespaces.keys()].sort()
+    this.sortedNames ??= [...this.namespaces.keys()].sort()
+    return this.sortedNames
   }
 
   /** Persists, then applies, the outcome of one write (creating the namespace if needed). */
   commit(name: string, meta: NamespaceMeta, put: Doc[], del: DocId[]): Namespace {
+    this.data?.append(name, meta, put, del)
     let ns = this.namespaces.get(name)
-    if (this.dataDir) {
-      let files = this.files.get(name)
-      if (!files) {
-        files = NamespaceFiles.create(join(this.dataDir, 'namespaces', name), this.compactAfterBytes)
-        this.files.set(name, files)
-      }
-      files.append(meta, put, del)
-    }
     if (!ns) {
       ns = new Namespace(name, meta)
       this.namespaces.set(name, ns)
+      this.sortedNames = undefined
     }
     ns.meta = meta
     for (const id of del) ns.delete(id)
     for (const d of put) ns.put(d)
-    const files = this.files.get(name)
-    if (files?.shouldCompact()) files.compact(ns)
+    if (this.data?.shouldCompact()) this.data.compact(this.namespaces.values())
     return ns
   }
 
   drop(name: string): void {
     if (!this.namespaces.has(name)) throw notFound(name)
-    const files = this.files.get(name)
-    if (files && this.dataDir) {
-      files.close()
-      this.files.delete(name)
-      removeNamespaceDir(this.dataDir, name)
-    }
+    this.data?.drop(name)
     this.namespaces.delete(name)
+    this.sortedNames = undefined
+    if (this.data?.shouldCompact()) this.data.compact(this.namespaces.values())
   }
 
   close(): void {
-    for (const f of this.files.values()) f.close()
-    this.files.clear()
+    this.data?.close()
   }
 }

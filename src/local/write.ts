@@ -9,6 +9,8 @@ import { LIMITS, violation } from './rules.ts'
 import { checkAttrName, checkValue, inferType, parseAttrSchema, vectorDims } from './schema.ts'
 import { checkDims, DISTANCE_METRICS, parseVector } from './vectors.ts'
 import { vectorBytes } from '../turbopuffer/sizes.ts'
+import { candidateKeys } from './candidates.ts'
+import { allowPartial, BY_FILTER_LIMITS, type ByFilterLimits, patchByFilterParts, selectMatches } from './by-filter.ts'
 
 const WRITE_KEYS = new Set([
   'upsert_rows',
@@ -52,6 +54,7 @@ export function planWrite(
   body: Record<string, unknown>,
   bodyBytes: number,
   lookup: (name: string) => Namespace | undefined,
+  limits: ByFilterLimits = BY_FILTER_LIMITS,
 ): WritePlan {
   for (const k of Object.keys(body)) {
     if (!WRITE_KEYS.has(k)) throw badRequest(`invalid write: unknown field ${show(k)}`)
@@ -83,7 +86,15 @@ export function planWrite(
   }
 
   for (const row of upserts) prepareAttrs(meta, row.attrs, `document ${showId(row.id)}`)
-  for (const row of patches) prepareAttrs(meta, row.attrs, `document ${showId(row.id)}`)
+  for (const row of patches) {
+    if (row.attrs.vector !== undefined) {
+      throw violation(
+        'patch-vector',
+        `invalid patch of document ${showId(row.id)}: a vector cannot be patched; upsert the whole document`,
+      )
+    }
+    prepareAttrs(meta, row.attrs, `document ${showId(row.id)}`)
+  }
 
   const condition = (name: string): Predicate | undefined =>
     body[name] === undefined ? undefined : compileFilter(body[name], meta.schema, meta.idType)
@@ -102,33 +113,48 @@ export function planWrite(
     for (const [key, doc] of ns?.docs ?? []) if (!staged.has(key)) out.push(doc)
     return out
   }
+  // The documents a by-filter operation matches, as the request has left them so far (these run before any upsert,
+  // so every staged document is one of the namespace's): through an equality lookup when the filter allows one.
+  const matching = (filter: unknown, pred: Predicate): Doc[] => {
+    const keys = ns && candidateKeys(filter, ns, meta.schema)
+    if (!keys) return allCurrent().filter((doc) => pred(doc, null))
+    const out: Doc[] = []
+    for (const key of keys) {
+      const doc = staged.has(key) ? staged.get(key) : ns!.docs.get(key)
+      if (doc && pred(doc, null)) out.push(doc)
+    }
+    return out
+  }
   const upsertedIds: DocId[] = []
   const patchedIds: DocId[] = []
   const deletedIds: DocId[] = []
 
-  // Order inside one request, as turbopuffer documents it: delete_by_filter, patch_by_filter, then the rest.
+  // Order inside one request, as turbopuffer documents it: delete_by_filter, patch_by_filter, then the rest. The
+  // *_condition fields guard only the per-id operations (src/local/by-filter.ts).
+  let remaining: boolean | undefined
   if (body.delete_by_filter !== undefined) {
+    const partial = allowPartial(body, 'delete_by_filter')
     const pred = compileFilter(body.delete_by_filter, meta.schema, meta.idType)
-    for (const doc of allCurrent()) {
-      if (!pred(doc, null)) continue
+    const matched = matching(body.delete_by_filter, pred)
+    const sel = selectMatches('delete_by_filter', matched, limits.deleteRows, partial)
+    for (const doc of sel.docs) {
       staged.set(idKey(doc.id, meta.idType), null)
       deletedIds.push(doc.id)
     }
+    remaining = sel.remaining
   }
   if (body.patch_by_filter !== undefined) {
-    const pbf = body.patch_by_filter as { filters?: unknown; patch?: unknown }
-    if (typeof pbf !== 'object' || pbf === null || pbf.filters === undefined || !isObject(pbf.patch)) {
-      throw badRequest('invalid patch_by_filter: expected {"filters": [...], "patch": {...}}')
-    }
-    const patch = { ...pbf.patch } as Attrs
-    if ('id' in patch) throw badRequest('invalid patch_by_filter: the patch cannot change "id"')
+    const partial = allowPartial(body, 'patch_by_filter')
+    const { filters, patch } = patchByFilterParts(body.patch_by_filter)
     prepareAttrs(meta, patch, 'patch_by_filter')
-    const pred = compileFilter(pbf.filters, meta.schema, meta.idType)
-    for (const doc of allCurrent()) {
-      if (!pred(doc, null)) continue
+    const pred = compileFilter(filters, meta.schema, meta.idType)
+    const matched = matching(filters, pred)
+    const sel = selectMatches('patch_by_filter', matched, limits.patchRows, partial)
+    for (const doc of sel.docs) {
       staged.set(idKey(doc.id, meta.idType), merge(doc, patch))
       patchedIds.push(doc.id)
     }
+    remaining = remaining || sel.remaining
   }
   for (const { id, attrs } of upserts) {
     const next = merge({ id }, attrs)
@@ -170,6 +196,7 @@ export function planWrite(
     rows_deleted: deletedIds.length,
     billing: { billable_logical_bytes_written: bodyBytes },
   }
+  if (remaining !== undefined) response.rows_remaining = remaining
   if (body.return_affected_ids === true) {
     response.upserted_ids = upsertedIds
     response.patched_ids = patchedIds

@@ -1,5 +1,6 @@
 // `puffgres doctor`: everything `run` needs, checked one by one without changing anything. Each check is one line:
 // ✓ what is fine, or ✗ what is wrong and how to fix it; a warning (!) is worth fixing but does not fail doctor.
+import { DEFAULT_DISTANCE_METRIC } from '../pipeline/writer.ts'
 import type postgres from 'postgres'
 import type { Config } from '../config/load.ts'
 import { requestEmbeddings } from '../embeddings/provider.ts'
@@ -10,7 +11,7 @@ import { publicationTables } from '../postgres/publication.ts'
 import { describeTarget, explainPostgresError, postgresTarget } from '../postgres/reach.ts'
 import { clientConfig, createClient, resolveBaseUrl } from '../turbopuffer/client.ts'
 import { explainTurbopufferError } from '../turbopuffer/reach.ts'
-import { slotState } from './slot.ts'
+import { slotState } from '../postgres/slot.ts'
 
 export interface Check {
   ok: boolean
@@ -159,6 +160,17 @@ async function postgresChecks(cfg: Config, sql: postgres.Sql, slot: string, add:
         true,
         name,
         `${kinds[t.replicaIdentity]}${t.replicaIdentity === 'f' ? '' : ` (${t.identityColumns.join(', ')})`}`,
+      )
+    }
+    // the metric of the document vectors: a `vector` column the mapping reads as it is, or an embedding
+    const vectorColumn = !m.transform && t.columns.some((c) => c.name === 'vector') &&
+      (!m.columns || m.columns.includes('vector'))
+    if ((vectorColumn || m.embedding) && !m.distanceMetric) {
+      add(
+        true,
+        `distance metric ${m.name}`,
+        `vectors are written with ${DEFAULT_DISTANCE_METRIC} (the default): set [target] distance_metric in a new ` +
+          'mapping version to choose another',
       )
     }
   }

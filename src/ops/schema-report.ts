@@ -4,6 +4,7 @@ import type postgres from 'postgres'
 import type { Mapping } from '../config/load.ts'
 import { planBackfill } from '../backfill/plan.ts'
 import { neededColumns } from '../pipeline/routes.ts'
+import { DEFAULT_DISTANCE_METRIC } from '../pipeline/writer.ts'
 import { type AttributeSpec, describeAttribute, mappingAttributes } from '../pipeline/schema.ts'
 
 export interface AttributeReport extends AttributeSpec {
@@ -41,6 +42,15 @@ export async function mappingSchema(sql: postgres.Sql, m: Mapping): Promise<Sche
       ...(a.overridden ? { override: true as const } : {}),
     }
     lines.push(describeAttribute(name, a))
+  }
+  // the document vector: a column named `vector` the mapping reads as it is, or an embedding
+  const vectorColumn = !m.transform && plan.columns.some((c) => c.name === 'vector')
+  if (vectorColumn || m.embedding) {
+    lines.push(
+      m.distanceMetric
+        ? `vector (document vector): distance_metric ${m.distanceMetric}`
+        : `vector (document vector): distance_metric ${DEFAULT_DISTANCE_METRIC} (the default; set [target] distance_metric)`,
+    )
   }
   return { id_type: m.idType ?? 'auto', attributes, lines }
 }

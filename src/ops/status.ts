@@ -4,9 +4,9 @@ import type postgres from 'postgres'
 import { countDeadLetters } from '../postgres/dlq.ts'
 import type { Config } from '../config/load.ts'
 import { existingStateTables } from '../postgres/state.ts'
-import { type SlotState, slotState } from './slot.ts'
+import { type SlotState, slotState } from '../postgres/slot.ts'
 import { mappingSchema, type SchemaReport } from './schema-report.ts'
-import { droppedTableMessage, missingTables } from './dropped-tables.ts'
+import { droppedTableMessage, missingTables } from '../stream/dropped-tables.ts'
 
 export interface BackfillStatus {
   version: number

@@ -9,11 +9,20 @@
 import type postgres from 'postgres'
 import { readPage, readSample } from '../backfill/page.ts'
 import type { Config, Mapping } from '../config/load.ts'
-import { mappingAttributes, namespaceSchema } from '../pipeline/schema.ts'
-import { shapeAttributes } from '../pipeline/attribute-values.ts'
-import { namespaceTypes } from '../pipeline/namespace-types.ts'
-import { type RouteRuntime, writeIntents } from '../pipeline/writer.ts'
-import { currentStateIntents, idKey, recheckWritten, rowDocId, type RowRef } from '../pipeline/row-identity.ts'
+import { namespaceSchema } from '../pipeline/schema.ts'
+import type { Intent } from '../pipeline/changes.ts'
+import { projectIntents, type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
+import {
+  currentStateIntents,
+  deleteIntent,
+  idKey,
+  keyRow,
+  recheckWritten,
+  rowDocId,
+  type RowRef,
+} from '../pipeline/row-identity.ts'
+import { idColumnsOf } from '../pipeline/docid.ts'
+import { keyIdText } from '../pipeline/dead-letter.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import { rowEvent } from '../pipeline/row-event.ts'
 import type { ColumnType } from '../postgres/read-rows.ts'
@@ -22,7 +31,7 @@ import type { DeadLetter } from '../postgres/dlq.ts'
 import { clientConfig, createClient, unmarkBigints } from '../turbopuffer/client.ts'
 import { BIGINT_MARK } from '../turbopuffer/write-plan.ts'
 import type { TurbopufferSink } from '../turbopuffer/sink.ts'
-import { encodeVersion, type Id, type Logger, type Row, type RowEvent, VERSION_ATTR } from '../types.ts'
+import { encodeVersion, type Id, type Logger, type Row, VERSION_ATTR } from '../types.ts'
 import { openMapping } from './mapping-runtime.ts'
 import { canonicalAttributes, contentHash } from './normalize.ts'
 
@@ -93,69 +102,67 @@ export async function verifyMapping(
   const rt = await openMapping(config, sql, log, mapping)
   try {
     const schema = namespaceSchema(mapping, rt.plan.tableColumns)
-    // expected documents take the shape the writer gives them (json text, overrides, the namespace's older types)
-    const attributes = mappingAttributes(mapping, rt.plan.tableColumns)
-    const existing = await namespaceTypes(sink, mapping.namespace)
-    const conflicts = new Map([...attributes].flatMap(([name, a]) => {
-      const t = existing.get(name)
-      return t !== undefined && t !== a.spec.type ? [[name, t] as const] : []
-    }))
     const expected = new Map<string, Expected>()
-    /** ids the projection says must not exist (transform delete or skip) or cannot judge (failures) */
+    /** document ids (as text) the projection cannot judge: failures (the DLQ has them) */
     const notJudged = new Set<string>()
     const failedIds: string[] = []
     let failedCount = 0
     let rows = 0
     const start = await stableLsn(sql, { log })
     const startVersion = encodeVersion(start, 0)
+    const failed = (id: string) => {
+      failedCount++
+      notJudged.add(id)
+      if (failedIds.length < listLimit) failedIds.push(id)
+    }
 
-    /** `keys[j][i]`: id column j of row i as PostgreSQL printed it (the page's key texts) */
+    /**
+     * The expected documents of a page: its rows as insert intents through the writer's own projection (transform,
+     * shapes and types as a write would give them; the namespace's older attribute types included), nothing sent.
+     * `keys[j][i]`: id column j of row i as PostgreSQL printed it (the page's key texts).
+     */
     const project = async (pageRows: Row[], keys: string[][], lsn: bigint) => {
       rows += pageRows.length
       const lsnText = formatLsn(lsn)
-      const events: RowEvent[] = []
-      const refs: RowRef[] = []
+      const version = encodeVersion(lsn, 0)
+      const intents: Intent[] = []
+      const refs = new Map<Intent, RowRef>()
       for (let r = 0; r < pageRows.length; r++) {
         const row = pageRows[r]
         const id = rowDocId(mapping, row)
         if (id === undefined) continue
-        events.push(rowEvent('insert', id, mapping.schema, mapping.table, mapping.name, lsnText, row))
-        refs.push({
+        const event = rowEvent('insert', id, mapping.schema, mapping.table, mapping.name, lsnText, row)
+        const intent: Intent = { route: rt.route, id, kind: 'upsert', version, lsn, event }
+        intents.push(intent)
+        refs.set(intent, {
           known: Object.fromEntries(mapping.idColumns.map((c) => [c, row[c]])),
           keyTexts: keys.map((k) => k[r]),
         })
       }
-      for (let i = 0; i < events.length; i += pageSize) {
-        const results = await rt.route.runner.run(events.slice(i, i + pageSize))
-        results.forEach((res, j) => {
-          const ev = events[i + j]
-          if (!res.ok) {
-            failedCount++
-            if (failedIds.length < listLimit) failedIds.push(String(ev.id))
-            notJudged.add(idKey(ev.id))
-            return
-          }
-          const a = res.action
-          if (a.type !== 'upsert') return
-          const shaped = shapeAttributes(a.attributes, ev.new, attributes, conflicts, !mapping.transform)
-          if (shaped) {
-            // the writer dead-letters this row: the DLQ has it
-            failedCount++
-            if (failedIds.length < listLimit) failedIds.push(String(ev.id))
-            notJudged.add(idKey(ev.id))
-            return
-          }
-          const doc = a.vector ? { ...a.attributes, vector: a.vector } : a.attributes
-          const { hash, attrs } = contentHash(canonicalAttributes(doc, schema))
-          expected.set(idKey(a.id), { id: a.id, hash, attrs, ref: refs[i + j] })
-        })
+      for (let i = 0; i < intents.length; i += pageSize) {
+        // the writer would dead-letter these rows (the DLQ has them): not judged
+        const dead: DeadLetter[] = []
+        const projected = await projectIntents(intents.slice(i, i + pageSize), dead, { sink, log })
+        for (const d of dead) failed(d.docId ?? '?')
+        for (const p of projected) {
+          p.ops.forEach((op, k) => {
+            // a transform's delete: the document must not exist (an existing one is extra)
+            if (op.kind !== 'upsert') return
+            const doc = op.vector ? { ...op.attributes, vector: op.vector } : op.attributes
+            const { hash, attrs } = contentHash(canonicalAttributes(doc, schema))
+            expected.set(idKey(op.id), { id: op.id, hash, attrs, ref: refs.get(p.origin[k])! })
+          })
+        }
       }
     }
 
+    // a row that cannot be decoded is not judged, and neither is its document (the DLQ has the row): its id is the
+    // one the stream and backfill give it, from its key texts
     const bad = (b: { keys: string[]; error: string }) => {
-      failedCount++
-      if (failedIds.length < listLimit) failedIds.push(b.keys.join(':'))
-      log.warn('verify: a row could not be decoded', { mapping: mapping.name, id: b.keys.join(':'), error: b.error })
+      const id = rowDocId(mapping, keyRow(rt.plan.columns, mapping.idColumns, b.keys))
+      const shown = id === undefined ? keyIdText(b.keys) ?? b.keys.join(':') : String(id)
+      failed(shown)
+      log.warn('verify: a row could not be decoded', { mapping: mapping.name, id: shown, error: b.error })
     }
 
     if (opts.sample !== undefined) {
@@ -197,7 +204,7 @@ export async function verifyMapping(
             mismatched.push({ id: exp.id, attributes: diffAttributes(exp.attrs, got.attrs) })
           }
         }
-      } else if (notJudged.has(key)) {
+      } else if (notJudged.has(String(id))) {
         // the transform failed for this row: the DLQ has it
       } else if (newer) changed++
       else extra.push(id as Id)
@@ -228,7 +235,7 @@ export async function verifyMapping(
       drift: missing.length + extra.length + mismatchCount > 0,
     }
     if (opts.repair && report.drift) {
-      report.repair = await repair(deps, rt.route, rt.plan.columns, [...missing, ...drifted], extra, log)
+      report.repair = await repair(deps, rt.route, rt.plan.columns, [...missing, ...drifted], extra, start, log)
     }
     return report
   } finally {
@@ -266,9 +273,10 @@ async function fetchByIds(config: Config, namespace: string, ids: Id[]): Promise
 }
 
 /**
- * Rewrites the drifted documents from their rows' current state and deletes the extra ones, all versioned with an
- * L = stableLsn() taken before the rows are read again: a change streamed meanwhile carries a higher version and
- * wins.
+ * Rewrites the drifted documents from their rows' current state, versioned with an L = stableLsn() taken before the
+ * rows are read again (a change streamed meanwhile carries a higher version and wins), and deletes the extra ones
+ * at `judged`, the position they were judged extra at: a row inserted since then is streamed with a higher version,
+ * so its document is never deleted by a judgement that did not see it. Both through the stream's writer.
  */
 async function repair(
   deps: VerifyDeps,
@@ -276,41 +284,34 @@ async function repair(
   columns: readonly ColumnType[],
   rewrite: Expected[],
   extra: Id[],
+  judged: bigint,
   log: Logger,
 ): Promise<NonNullable<DriftReport['repair']>> {
   const lsn = await stableLsn(deps.sql, { log })
   const result = { lsn: formatLsn(lsn), upserted: 0, deleted: 0, skipped: 0, failed: 0 }
-  const version = encodeVersion(lsn, 0)
+  const writer = { sink: deps.sink, sql: deps.sql, log }
+  const add = (w: WriteSummary | undefined) => {
+    if (!w) return
+    result.upserted += w.upserted
+    result.deleted += w.deleted
+    result.skipped += w.skipped
+    result.failed += w.deadLettered
+  }
   for (let i = 0; i < rewrite.length; i += 500) {
     const chunk = rewrite.slice(i, i + 500)
     const refs = chunk.map((e) => e.ref)
     const dead: DeadLetter[] = []
     // a row with a value that cannot be decoded: a dead letter (written with the others), not a failed repair
     const all = await currentStateIntents(deps.sql, route, columns, refs, lsn, dead)
-    const intents = all.filter((x) => x !== undefined)
-    const writer = { sink: deps.sink, sql: deps.sql, log }
-    const w = await writeIntents(intents, dead, writer)
-    result.upserted += w.upserted
-    result.deleted += w.deleted
-    result.skipped += w.skipped
-    result.failed += w.deadLettered
+    add(await writeIntents(all.filter((x) => x !== undefined), dead, writer))
     // rows deleted while they were transformed: their streamed delete may have landed before this upsert
     const again = await recheckWritten(route, columns, refs.filter((_r, k) => all[k]?.kind === 'upsert'), writer)
-    if (again) {
-      result.deleted += again.deleted
-      result.skipped += again.skipped
-      result.failed += again.deadLettered
-    }
+    if (again) add({ ...again, upserted: 0 })
   }
+  const idColumns = route.mapping.idColumns
   for (let i = 0; i < extra.length; i += 1000) {
-    const ops = extra.slice(i, i + 1000).map((id) => ({ kind: 'delete' as const, id, version }))
-    const w = await deps.sink.write(route.mapping.namespace, ops)
-    result.deleted += w.written
-    result.skipped += w.skipped
-    result.failed += w.failed.length
-    for (const f of w.failed) {
-      log.warn('verify --repair: delete refused', { mapping: route.mapping.name, id: f.op.id, error: f.error })
-    }
+    const intents = extra.slice(i, i + 1000).map((id) => deleteIntent(route, id, idColumnsOf(id, idColumns), judged))
+    add(await writeIntents(intents, [], writer))
   }
   for (const e of rewrite) log.debug('verify --repair: rewrote', { mapping: route.mapping.name, id: e.id })
   return result

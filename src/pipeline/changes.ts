@@ -3,9 +3,12 @@
 import type { Mapping } from '../config/load.ts'
 import type { ChangedTable, ColumnNeeds, DecodedRow, TableChange } from '../postgres/change-event.ts'
 import { formatLsn } from '../postgres/lsn.ts'
+import { copyRow } from '../postgres/values.ts'
 import type { Id, Row, RowEvent } from '../types.ts'
 import { deleteEvent, rowEvent } from './row-event.ts'
 import { docId, idProblem } from './docid.ts'
+import { deadLetter } from './dead-letter.ts'
+import type { DeadLetter } from '../postgres/dlq.ts'
 import { membershipFailure } from './membership/mod.ts'
 import type { ColumnType } from './schema.ts'
 
@@ -54,19 +57,9 @@ export function intentKeyTexts(i: Intent): (string | null)[] | undefined {
   return i.keyTexts ?? i.keys?.keyTexts(i.route.mapping.idColumns)
 }
 
-/** What a dead letter keeps of an intent's event: the event, and the key texts that find its row again. */
-export function deadLetterEvent(i: Intent): unknown {
-  const keyTexts = intentKeyTexts(i)
-  return keyTexts ? { ...i.event, key_texts: keyTexts } : i.event
-}
-
-/** A change that cannot become a document (NULL id, a value that cannot be decoded): it goes to the DLQ. */
-export interface BadChange {
-  route: MappingRoute
-  lsn: bigint
-  docId?: string
-  event: unknown
-  error: string
+/** The dead letter of an intent: its row key, its event (the document id `id` when the transform named another). */
+export function intentDeadLetter(i: Intent, error: string, id: Id = i.id): DeadLetter {
+  return deadLetter(i.route.mapping.name, i.lsn, { texts: intentKeyTexts(i), id }, i.event, error)
 }
 
 export interface TxnPosition {
@@ -151,7 +144,7 @@ export function changeIntents(
   table: TableRoutes,
   pos: TxnPosition,
   out: (i: Intent) => void,
-  bad: (b: BadChange) => void,
+  bad: (d: DeadLetter) => void,
 ): void {
   const rel = change.table
   const relid = rel.oid
@@ -160,17 +153,15 @@ export function changeIntents(
   const version = pos.version
   const lsn = pos.commitLsn
   const failed = (route: MappingRoute, keys: DecodedRow, event: Record<string, unknown>, error: string, id?: Id) =>
-    bad({
-      route,
-      lsn: pos.commitLsn,
-      docId: id === undefined ? undefined : String(id),
-      event: { ...event, key_texts: keys.keyTexts(route.mapping.idColumns) },
-      error,
-    })
+    bad(deadLetter(route.mapping.name, lsn, { texts: keys.keyTexts(route.mapping.idColumns), id }, event, error))
   const oldDecoded = change.old
+  // one decoded row for all routes, but each transform gets its own copy: a transform may mutate its event
+  const shared = table.routes.length > 1
+  const own = (route: MappingRoute, r: Row | undefined) => shared && route.mapping.transform && r ? copyRow(r) : r
   if (change.type === 'delete') {
-    const { row: old, errors } = oldDecoded!
+    const { row: oldRow, errors } = oldDecoded!
     for (const route of table.routes) {
+      const old = own(route, oldRow)!
       // a delete needs only the id: other columns that cannot be decoded are left out of the event
       const broken = brokenFor(route, errors, route.mapping.idColumns)
       if (broken) {
@@ -181,7 +172,7 @@ export function changeIntents(
       if (id === undefined) {
         // a row whose id was NULL never had a document: nothing to delete
         const missing = notInIdentity(rel, change.oldIsRow, route)
-        if (missing) bad({ route, lsn: pos.commitLsn, event: { type: 'delete', old }, error: missing })
+        if (missing) bad(deadLetter(route.mapping.name, lsn, undefined, { type: 'delete', old }, missing))
         continue
       }
       out({
@@ -199,10 +190,11 @@ export function changeIntents(
     return
   }
   const decoded = change.new!
-  const { row, unchanged, errors } = decoded
-  const old = oldDecoded?.row
+  const { unchanged, errors } = decoded
   const type = change.type
   for (const route of table.routes) {
+    const row = own(route, decoded.row)!
+    const old = own(route, oldDecoded?.row)
     const m = route.mapping
     const needsReread = table.rereadAll.has(route) ||
       (unchanged.length > 0 && unchanged.some((c) => !route.needed || route.needed.has(c)))

@@ -46,6 +46,27 @@ function single(row: Row, c: string, stringIds: boolean): Id | undefined {
   return partText(row, c, v)
 }
 
+/**
+ * The id columns' values a document id names (docId's inverse, as far as text goes): the value itself for one id
+ * column, each part's text for several. What a delete event carries of a row known only by its document.
+ */
+export function idColumnsOf(id: Id, idColumns: readonly string[]): Row {
+  if (idColumns.length === 1) return { [idColumns[0]]: id }
+  const parts: string[] = []
+  let part = ''
+  const text = String(id)
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i]
+    if (ch === '\\' && i + 1 < text.length) part += text[++i]
+    else if (ch === ':') {
+      parts.push(part)
+      part = ''
+    } else part += ch
+  }
+  parts.push(part)
+  return Object.fromEntries(idColumns.map((c, j) => [c, parts[j] ?? null]))
+}
+
 /** Why a row has no id: names the column, the value and the fix. */
 export function idProblem(row: Row, idColumns: readonly string[]): string {
   const missing = idColumns.filter((c) => row[c] === null || row[c] === undefined)

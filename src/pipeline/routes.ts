@@ -1,7 +1,8 @@
 // Builds what the stream (and backfill) need per mapping: compiled membership, needed columns, transform runner.
 import type postgres from 'postgres'
 import type { Config, Mapping } from '../config/load.ts'
-import { tableInfo } from '../postgres/catalog.ts'
+import { type CatalogColumn, tableInfo } from '../postgres/catalog.ts'
+import { FIRST_NON_BUILTIN_OID, resolveTypeOid } from '../postgres/type-oids.ts'
 import { tableByOid } from '../postgres/table-shape.ts'
 import { createEmbedder, type Embedder } from '../embeddings/embedder.ts'
 import type { Logger } from '../types.ts'
@@ -25,13 +26,14 @@ export function neededColumns(m: Mapping): Set<string> | undefined {
  * (an int column compared with a string literal) surface here: `migrate` calls it too, so it refuses what `run` and
  * `backfill` would refuse.
  */
-export function compileMappingMembership(
-  m: Mapping,
-  columns: readonly { name: string; typeOid: number; typeName: string }[],
-): CompiledPredicate | undefined {
+export function compileMappingMembership(m: Mapping, columns: readonly CatalogColumn[]): CompiledPredicate | undefined {
   if (!m.membership) return undefined
-  // builtin types by OID; enums, domains and other user types by name (their OIDs differ per database)
-  const types = Object.fromEntries(columns.map((c) => [c.name, c.typeOid < 16384 ? c.typeOid : c.typeName]))
+  // a domain is its base type (as decoding takes it); builtin types by OID; enums and other user types by name
+  // (their OIDs differ per database)
+  const types = Object.fromEntries(columns.map((c) => {
+    const oid = resolveTypeOid(c.typeOid, c.typeName)
+    return [c.name, oid < FIRST_NON_BUILTIN_OID ? oid : c.typeName ?? c.castType]
+  }))
   return compileMembership(m.membership, types)
 }
 
@@ -60,7 +62,7 @@ export async function buildRoutes(
       },
     )
     const member = compileMappingMembership(m, info.columns)
-    const typeOf = new Map(info.columns.map((c) => [c.name, c.typeName]))
+    const typeOf = new Map(info.columns.map((c) => [c.name, c.castType]))
     const shape = await tableByOid(sql, info.oid)
     routes.push({
       mapping: m,

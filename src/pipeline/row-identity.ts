@@ -17,7 +17,8 @@ import { tableByOid } from '../postgres/table-shape.ts'
 import { decodeColumn } from '../postgres/values.ts'
 import type { Mapping } from '../config/load.ts'
 import { encodeVersion, type Id, type Logger, type Row } from '../types.ts'
-import { deadLetterEvent, type Intent, intentKeyTexts, type MappingRoute } from './changes.ts'
+import { type Intent, intentDeadLetter, intentKeyTexts, type MappingRoute } from './changes.ts'
+import { deadLetter } from './dead-letter.ts'
 import { docId, idKey } from './docid.ts'
 import { membershipFailure } from './membership/mod.ts'
 import { deleteEvent, rowEvent } from './row-event.ts'
@@ -114,17 +115,10 @@ export async function readCurrent(
   return found
 }
 
-/** The dead letter of a re-read row that could not be decoded whole (undecodable), or undefined when it could. */
-function undecodableRow(
-  m: Mapping,
-  row: Row,
-  what: string,
-  d: Omit<DeadLetter, 'mapping' | 'error'>,
-): DeadLetter | undefined {
+/** Why a re-read row cannot be used whole (`re-read of t: cannot decode …`), or undefined when it can. */
+function undecodableRow(m: Mapping, row: Row): string | undefined {
   const reason = undecodable(row)
-  return reason === undefined
-    ? undefined
-    : { mapping: m.name, ...d, error: `${what} of ${m.schema}.${m.table}: ${reason}` }
+  return reason === undefined ? undefined : `re-read of ${m.schema}.${m.table}: ${reason}`
 }
 
 /** What the document of an existing row must be: an upsert when it is a member. Throws what membership throws. */
@@ -163,20 +157,12 @@ export async function currentStateIntents(
     if (id === undefined) return undefined
     const row = found.get(idKey(id))
     if (row) {
-      const d = undecodableRow(m, row, 're-read', {
-        docId: String(id),
-        lsn,
-        event: {
-          type: 'insert',
-          op: 'insert',
-          id,
-          mapping: m.name,
-          old: ref.known,
-          key_texts: refKeyTexts(ref, m.idColumns),
-        },
-      })
-      if (d) {
-        dead?.push(d)
+      const error = undecodableRow(m, row)
+      if (error) {
+        const key = { texts: refKeyTexts(ref, m.idColumns), id }
+        dead?.push(
+          deadLetter(m.name, lsn, key, { type: 'insert', op: 'insert', id, mapping: m.name, old: ref.known }, error),
+        )
         return undefined
       }
     }
@@ -237,13 +223,7 @@ export async function rereadIntents(
   /** the whole group cannot be re-read: each change waits in the DLQ with `error`; its document keeps its version */
   const deadLetterAll = (group: Intent[], error: string) => {
     for (const i of group) {
-      dead.push({
-        mapping: group[0].route.mapping.name,
-        docId: String(i.id),
-        lsn: i.lsn,
-        event: deadLetterEvent(i),
-        error,
-      })
+      dead.push(intentDeadLetter(i, error))
       replaced.set(i, undefined)
     }
   }
@@ -254,7 +234,7 @@ export async function rereadIntents(
     const table = await tableByOid(sql, group[0].relid!)
     if (!table) {
       // dropped since (DROP TABLE): the row's current state is gone with it, and the change lacks values the
-      // document needs; a dead letter says so (ops/dropped-tables.ts tells what to do with the mapping)
+      // document needs; a dead letter says so (stream/dropped-tables.ts tells what to do with the mapping)
       deadLetterAll(
         group,
         `re-read: table ${m.schema}.${m.table} was dropped before the row could be read again (its change ` +
@@ -279,9 +259,9 @@ export async function rereadIntents(
         replaced.set(i, undefined)
         continue
       }
-      const d = undecodableRow(m, row, 're-read', { docId: String(i.id), lsn: i.lsn, event: deadLetterEvent(i) })
-      if (d) {
-        dead.push(d)
+      const error = undecodableRow(m, row)
+      if (error) {
+        dead.push(intentDeadLetter(i, error))
         replaced.set(i, undefined)
         continue
       }
@@ -289,13 +269,7 @@ export async function rereadIntents(
       try {
         kind = decide(route, row)
       } catch (e) {
-        dead.push({
-          mapping: m.name,
-          docId: String(i.id),
-          lsn: i.lsn,
-          event: deadLetterEvent(i),
-          error: membershipFailure(e),
-        })
+        dead.push(intentDeadLetter(i, membershipFailure(e)))
         replaced.set(i, undefined)
         continue
       }

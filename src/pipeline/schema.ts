@@ -5,6 +5,7 @@
 import type { Mapping } from '../config/load.ts'
 import type { ColumnType } from '../postgres/read-rows.ts'
 import { arrayElementOid, OID, resolveTypeOid, tpufType } from '../postgres/values.ts'
+import { FIRST_NON_BUILTIN_OID } from '../postgres/type-oids.ts'
 
 export type { ColumnType }
 
@@ -64,7 +65,7 @@ const VARHDRSZ = 4
 function boundedText(oid: number, typeName: string | undefined, typmod: number): boolean {
   if (oid === OID.varchar || oid === OID.bpchar) return typmod >= VARHDRSZ && (typmod - VARHDRSZ) * 4 <= 4096
   if (BOUNDED_BUILTINS.has(oid)) return true
-  if (oid < 10000) return false
+  if (oid < FIRST_NON_BUILTIN_OID) return false
   return !(typeName && UNBOUNDED_EXTENSION_TYPES.has(typeName))
 }
 

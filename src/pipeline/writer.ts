@@ -3,12 +3,14 @@
 import type postgres from 'postgres'
 import { addDeadLetters, type DeadLetter } from '../postgres/dlq.ts'
 import type { Sink } from '../turbopuffer/types.ts'
-import type { Logger, WriteOp } from '../types.ts'
-import { deadLetterEvent, type Intent, type MappingRoute } from './changes.ts'
+import type { Mapping } from '../config/load.ts'
+import type { DistanceMetric, Logger, WriteOp } from '../types.ts'
+import { type Intent, intentDeadLetter, type MappingRoute } from './changes.ts'
 import { type AttributeSpec, type ColumnType, mappingAttributes } from './schema.ts'
 import { shapeAttributes } from './attribute-values.ts'
 import { forgetTypes, namespaceTypes, rememberTypes } from './namespace-types.ts'
 import type { TransformResult, TransformRunner } from './transform/mod.ts'
+import { backoffDelay, sleep } from '../retry.ts'
 
 export interface RouteRuntime extends MappingRoute {
   runner: TransformRunner
@@ -43,16 +45,47 @@ function writeColumns(route: RouteRuntime, intents: readonly Intent[]): readonly
   return newest?.columns ?? route.columns
 }
 
+/**
+ * The metric a mapping's vectors are written with: `[target] distance_metric`, else DEFAULT_DISTANCE_METRIC when the
+ * write carries vectors (turbopuffer refuses vectors without one: a pgvector column named `vector`, an embedding or a
+ * transform's vector would otherwise dead-letter every row). README, "How PostgreSQL types map to turbopuffer".
+ */
+export function distanceMetric(m: Mapping, ops: readonly WriteOp[]): DistanceMetric | undefined {
+  if (m.distanceMetric) return m.distanceMetric
+  return ops.some((op) => op.kind === 'upsert' && op.vector) ? DEFAULT_DISTANCE_METRIC : undefined
+}
+
+export const DEFAULT_DISTANCE_METRIC: DistanceMetric = 'cosine_distance'
+
 /** A summary of nothing written yet, to add to. */
 export function emptySummary(): WriteSummary {
   return { upserted: 0, deleted: 0, skipped: 0, deadLettered: 0, typeConflicts: 0, byMapping: new Map() }
 }
 
+/** One namespace's share of a batch, projected: the ops to write and the intent each op came from. */
+export interface Projected {
+  namespace: string
+  route: RouteRuntime
+  /** the attribute schema declared with the write (attributes the namespace has with another type left out) */
+  schema: Record<string, AttributeSpec>
+  ops: WriteOp[]
+  /** origin[k] is the intent of ops[k] */
+  origin: Intent[]
+}
+
 /**
- * Transforms and writes one batch of intents (at most one per mapping and id) and dead-letters what a transform
- * rejected or turbopuffer refused, together with `dead` (failures found earlier). Resolves once all of it is durable.
+ * The projection of intents into write ops, the one every writer uses (the stream, backfill, `dlq retry`,
+ * `verify --repair`, and `verify`'s expected documents): each route's transform (failures that can pass retried),
+ * a skipped delete still deleting, the attributes shaped to the declared schema and to the types the namespace
+ * already has (docs/ARCHITECTURE.md, invariants 8 and 12). What cannot be written goes to `dead`; values the
+ * namespace's older attribute types cannot take are counted in `conflicts.n`.
  */
-export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: WriterDeps): Promise<WriteSummary> {
+export async function projectIntents(
+  intents: readonly Intent[],
+  dead: DeadLetter[],
+  deps: Pick<WriterDeps, 'sink' | 'log' | 'retryDelayMs'>,
+  conflicts: { n: number } = { n: 0 },
+): Promise<Projected[]> {
   const byRoute = new Map<RouteRuntime, Intent[]>()
   for (const i of intents) {
     const r = i.route as RouteRuntime
@@ -69,13 +102,7 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
       const res = results[k]
       const intent = list[k]
       if (!res.ok) {
-        dead.push({
-          mapping: route.mapping.name,
-          docId: String(intent.id),
-          lsn: intent.lsn,
-          event: deadLetterEvent(intent),
-          error: res.error,
-        })
+        dead.push(intentDeadLetter(intent, res.error))
         continue
       }
       let a = res.action
@@ -85,24 +112,22 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
       const op: WriteOp = a.type === 'upsert'
         ? { kind: 'upsert', id: a.id, attributes: a.attributes, vector: a.vector, version: intent.version }
         : { kind: 'delete', id: a.id, version: intent.version }
-      // origin[k] is the intent of ops[k]: looked up only for the ops the sink refuses
       ns.ops.push(op)
       ns.origin.push(intent)
     }
   }
-  const summary = emptySummary()
-  await Promise.all([...byNamespace].map(async ([namespace, entry]) => {
+  return await Promise.all([...byNamespace].map(async ([namespace, entry]): Promise<Projected> => {
     const { route } = entry
-    if (!entry.ops.length) return
+    if (!entry.ops.length) return { namespace, route, schema: {}, ops: [], origin: [] }
     const attributes = mappingAttributes(route.mapping, writeColumns(route, entry.origin))
     const existing = await namespaceTypes(deps.sink, namespace)
     // an attribute the namespace already has with another type (ALTER COLUMN TYPE): not declared again, and its
     // values are converted to the namespace's type exactly, or dead-lettered
-    let conflicts: Map<string, string> | undefined
+    let differ: Map<string, string> | undefined
     const schema: Record<string, AttributeSpec> = {}
     for (const [name, a] of attributes) {
       const t = existing.get(name)
-      if (t !== undefined && t !== a.spec.type) (conflicts ??= new Map()).set(name, t)
+      if (t !== undefined && t !== a.spec.type) (differ ??= new Map()).set(name, t)
       else schema[name] = a.spec
     }
     const ops: WriteOp[] = []
@@ -112,42 +137,45 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
       const op = entry.ops[k]
       const intent = entry.origin[k]
       if (op.kind === 'upsert' && attributes.size) {
-        const bad = shapeAttributes(op.attributes, intent.event.new, attributes, conflicts, identity)
+        const bad = shapeAttributes(op.attributes, intent.event.new, attributes, differ, identity)
         if (bad) {
-          if (bad.conflict) summary.typeConflicts++
-          dead.push({
-            mapping: route.mapping.name,
-            docId: String(op.id),
-            lsn: intent.lsn,
-            event: deadLetterEvent(intent),
-            error: bad.error,
-          })
+          if (bad.conflict) conflicts.n++
+          dead.push(intentDeadLetter(intent, bad.error, op.id))
           continue
         }
       }
       ops.push(op)
       origin.push(intent)
     }
+    return { namespace, route, schema, ops, origin }
+  }))
+}
+
+/**
+ * Transforms and writes one batch of intents (at most one per mapping and id) and dead-letters what a transform
+ * rejected or turbopuffer refused, together with `dead` (failures found earlier). Resolves once all of it is durable.
+ */
+export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: WriterDeps): Promise<WriteSummary> {
+  const summary = emptySummary()
+  const conflicts = { n: 0 }
+  const projected = await projectIntents(intents, dead, deps, conflicts)
+  summary.typeConflicts = conflicts.n
+  await Promise.all(projected.map(async ({ namespace, route, schema, ops, origin }) => {
     if (!ops.length) return
-    const res = await deps.sink.write(namespace, ops, { schema, distanceMetric: route.mapping.distanceMetric })
+    const res = await deps.sink.write(namespace, ops, { schema, distanceMetric: distanceMetric(route.mapping, ops) })
     if (res.failed.length) forgetTypes(deps.sink, namespace)
     else await rememberTypes(deps.sink, namespace, schema)
     const failed = new Set<WriteOp>()
     const position = res.failed.length ? new Map(ops.map((op, k) => [op, k])) : undefined
     for (const f of res.failed) {
       failed.add(f.op)
-      const k = position!.get(f.op)
-      const intent = k === undefined ? undefined : origin[k]
-      dead.push({
-        mapping: route.mapping.name,
-        docId: String(f.op.id),
-        lsn: intent?.lsn ?? 0n,
-        event: intent && deadLetterEvent(intent),
-        // no status: the sink did not send it (it breaks a limit turbopuffer would refuse it for)
-        error: f.status
-          ? `turbopuffer refused the write (${f.status}): ${f.error}`
-          : `not sent to turbopuffer: ${f.error}`,
-      })
+      // origin[k] is the intent of ops[k]: every op the sink was given has one
+      const intent = origin[position!.get(f.op)!]
+      // no status: the sink did not send it (it breaks a limit turbopuffer would refuse it for)
+      const error = f.status
+        ? `turbopuffer refused the write (${f.status}): ${f.error}`
+        : `not sent to turbopuffer: ${f.error}`
+      dead.push(intentDeadLetter(intent, error, f.op.id))
     }
     const counts = summary.byMapping.get(route.mapping.name) ?? { upserted: 0, deleted: 0 }
     for (const op of ops) {
@@ -178,12 +206,16 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
 }
 
 /** Runs a route's transform; failures an unavailable dependency caused are retried, not dead-lettered. */
-async function transformWithRetry(route: RouteRuntime, intents: Intent[], deps: WriterDeps) {
+async function transformWithRetry(
+  route: RouteRuntime,
+  intents: Intent[],
+  deps: Pick<WriterDeps, 'log' | 'retryDelayMs'>,
+) {
   const events = intents.map((i) => i.event)
   let results: TransformResult[] = await route.runner.run(events)
   for (let attempt = 1; results.some((r) => !r.ok && r.retryable); attempt++) {
     const idx = results.flatMap((r, k) => (!r.ok && r.retryable ? [k] : []))
-    const delay = Math.min(30_000, (deps.retryDelayMs ?? 500) * 2 ** Math.min(attempt - 1, 6))
+    const delay = backoffDelay(attempt - 1, { baseMs: deps.retryDelayMs ?? 500, maxMs: 30_000 })
     deps.log.warn('transform failed for a reason that can pass (e.g. the embedding provider); retrying', {
       mapping: route.mapping.name,
       rows: idx.length,
@@ -191,7 +223,7 @@ async function transformWithRetry(route: RouteRuntime, intents: Intent[], deps: 
       delay_ms: delay,
       error: (results[idx[0]] as { error: string }).error,
     })
-    await new Promise((r) => setTimeout(r, delay))
+    await sleep(delay)
     const again = await route.runner.run(idx.map((k) => events[k]))
     results = results.slice()
     idx.forEach((k, j) => results[k] = again[j])

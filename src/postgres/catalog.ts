@@ -1,12 +1,59 @@
 // What the source database says about the tables puffgres reads.
 import type postgres from 'postgres'
+import type { ColumnType } from './read-rows.ts'
+import { FIRST_NON_BUILTIN_OID } from './type-oids.ts'
+
+/**
+ * A column as the catalog describes it: the one reader of a table's columns for the stream's table shapes, backfill's
+ * plan, the routes, `migrate` and `doctor` (docs/ARCHITECTURE.md, invariant 12).
+ */
+export interface CatalogColumn extends ColumnType {
+  /** the column's type as a cast names it, typmod included (`character(10)`: a bare `character` is char(1)) */
+  castType: string
+  typmod: number
+  notNull: boolean
+  /** a stored generated column (pgoutput before PostgreSQL 18, and 18 by default, does not send it) */
+  generated: boolean
+}
+
+/**
+ * The live columns of the table with this OID, in table order. `typeName` means what it means everywhere (a
+ * ColumnType's, pgoutput's Type message's): set only for non-builtin types, the base type's name for a domain (over
+ * domains too), so a domain is its base type on every path (decoding, attribute types, membership).
+ */
+export async function catalogColumns(sql: postgres.Sql, oid: number): Promise<CatalogColumn[]> {
+  const cols = await sql<
+    {
+      name: string
+      typeOid: number
+      typname: string
+      castType: string
+      typmod: number
+      notNull: boolean
+      generated: boolean
+    }[]
+  >`
+    SELECT a.attname AS name, a.atttypid::int AS "typeOid", b.typname,
+           format_type(a.atttypid, a.atttypmod) AS "castType", a.atttypmod AS typmod,
+           a.attnotnull AS "notNull", a.attgenerated <> '' AS generated
+    FROM pg_attribute a
+    ${baseTypeJoin(sql)}
+    WHERE a.attrelid = ${oid} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`
+  return cols.map(({ typname, ...c }) => c.typeOid >= FIRST_NON_BUILTIN_OID ? { ...c, typeName: typname } : c)
+}
+
+/** A column's ColumnType (what decoding and attribute types read), without the catalog's other facts. */
+export function columnType(c: CatalogColumn): ColumnType {
+  return c.typeName === undefined
+    ? { name: c.name, typeOid: c.typeOid, typmod: c.typmod }
+    : { name: c.name, typeOid: c.typeOid, typeName: c.typeName, typmod: c.typmod }
+}
 
 export interface TableInfo {
   oid: number
   schema: string
   table: string
-  /** generated: a stored generated column (pgoutput before PostgreSQL 18, and 18 by default, does not send it) */
-  columns: Array<{ name: string; typeOid: number; typeName: string; notNull: boolean; generated: boolean }>
+  columns: CatalogColumn[]
   primaryKey: string[]
   /** d = default (primary key), n = nothing, f = full, i = index */
   replicaIdentity: 'd' | 'n' | 'f' | 'i'
@@ -19,12 +66,7 @@ export async function tableInfo(sql: postgres.Sql, schema: string, table: string
     SELECT c.oid::int AS oid, c.relreplident, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = ${schema} AND c.relname = ${table} AND c.relkind IN ('r', 'p')`
   if (!t) return undefined
-  const columns = await sql<
-    { name: string; typeOid: number; typeName: string; notNull: boolean; generated: boolean }[]
-  >`
-    SELECT a.attname AS name, a.atttypid::int AS "typeOid", format_type(a.atttypid, a.atttypmod) AS "typeName",
-           a.attnotnull AS "notNull", a.attgenerated <> '' AS generated
-    FROM pg_attribute a WHERE a.attrelid = ${t.oid} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`
+  const columns = await catalogColumns(sql, t.oid)
   const keyOf = async (where: string) =>
     (await sql.unsafe<{ name: string }[]>(
       `SELECT a.attname AS name FROM pg_index i

@@ -3,10 +3,7 @@
 // are out of date, and a re-read built from them would fail on every replay.
 import type postgres from 'postgres'
 import type { ColumnType } from './read-rows.ts'
-import { baseTypeJoin } from './catalog.ts'
-
-/** PostgreSQL's first OID of objects that are not builtin (pgoutput sends Type messages only for those). */
-const FIRST_NON_BUILTIN_OID = 10000
+import { catalogColumns, columnType } from './catalog.ts'
 
 export interface TableShape {
   oid: number
@@ -31,23 +28,12 @@ export async function tableByOid(sql: postgres.Sql, oid: number): Promise<TableS
     SELECT n.nspname AS schema, c.relname AS table, c.relkind FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ${oid}`
   if (!t) return undefined
-  const cols = await sql<
-    { name: string; typeOid: number; typname: string; typmod: number; generated: boolean; notNull: boolean }[]
-  >`
-    SELECT a.attname AS name, a.atttypid::int AS "typeOid", b.typname, a.atttypmod AS typmod,
-           a.attgenerated <> '' AS generated, a.attnotnull AS "notNull"
-    FROM pg_attribute a
-    ${baseTypeJoin(sql)}
-    WHERE a.attrelid = ${oid} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`
+  const cols = await catalogColumns(sql, oid)
   return {
     oid,
     schema: t.schema,
     table: t.table,
-    columns: cols.map((c) =>
-      c.typeOid >= FIRST_NON_BUILTIN_OID
-        ? { name: c.name, typeOid: c.typeOid, typeName: c.typname, typmod: c.typmod }
-        : { name: c.name, typeOid: c.typeOid, typmod: c.typmod }
-    ),
+    columns: cols.map(columnType),
     generated: cols.filter((c) => c.generated).map((c) => c.name),
     nullable: cols.filter((c) => !c.notNull).map((c) => c.name),
     partitioned: t.relkind === 'p',

@@ -55,6 +55,12 @@ export const OID = {
   _jsonb: 3807,
 } as const
 
+/**
+ * PostgreSQL's first OID of objects that are not builtin (FirstGenbkiObjectId): pgoutput sends Type messages only for
+ * types at or above it, and the catalog reader names them the same way. The one cutoff on every path.
+ */
+export const FIRST_NON_BUILTIN_OID = 10000
+
 /** builtin type name (pg_type.typname) → OID: pgoutput names a domain's base type, not its OID */
 const BUILTIN_BY_NAME: Record<string, number> = Object.fromEntries(
   Object.entries(OID).map(([name, oid]) => [name, oid]),
@@ -66,7 +72,7 @@ const BUILTIN_BY_NAME: Record<string, number> = Object.fromEntries(
  * so a domain over `int4` or `text[]` decodes and is declared like its base type on every path.
  */
 export function resolveTypeOid(typeOid: number, typeName?: string): number {
-  if (typeOid in SCALAR_TPUF || typeOid in ARRAY_ELEMENT || typeOid < 10000) return typeOid
+  if (typeOid in SCALAR_TPUF || typeOid in ARRAY_ELEMENT || typeOid < FIRST_NON_BUILTIN_OID) return typeOid
   return typeName !== undefined && typeName in BUILTIN_BY_NAME ? BUILTIN_BY_NAME[typeName] : typeOid
 }
 
@@ -110,7 +116,7 @@ export function arrayElementOid(typeOid: number, typeName?: string): number | un
   const oid = resolveTypeOid(typeOid, typeName)
   const element = ARRAY_ELEMENT[oid]
   if (element !== undefined) return element
-  if (oid >= 10000 && typeName !== undefined && typeName.startsWith('_')) return EXTENSION_ELEMENT
+  if (oid >= FIRST_NON_BUILTIN_OID && typeName !== undefined && typeName.startsWith('_')) return EXTENSION_ELEMENT
   return undefined
 }
 

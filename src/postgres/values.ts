@@ -19,7 +19,7 @@
 //   pgvector `vector`/`halfvec`: number[]. Enums and unknown types: the text.
 import type { Row } from '../types.ts'
 import type { RelationColumn, Tuple } from './pgoutput.ts'
-import { ARRAY_ELEMENT, OID, resolveTypeOid, VECTOR_TYPES } from './type-oids.ts'
+import { ARRAY_ELEMENT, FIRST_NON_BUILTIN_OID, OID, resolveTypeOid, VECTOR_TYPES } from './type-oids.ts'
 import {
   decodeBool,
   decodeBytea,
@@ -52,7 +52,7 @@ export const TEXT_FORMAT_SETTINGS = {
  */
 export function decodeValue(text: string | null, typeOid: number, typeName?: string): unknown {
   if (text === null) return null
-  if (typeOid >= 10000) typeOid = resolveTypeOid(typeOid, typeName)
+  if (typeOid >= FIRST_NON_BUILTIN_OID) typeOid = resolveTypeOid(typeOid, typeName)
   switch (typeOid) {
     case OID.bpchar:
       // char(n) padding carries no meaning in PostgreSQL (and `::text` drops it): drop it so every path agrees
@@ -332,6 +332,17 @@ export function decodeColumn(row: Row, name: string, text: string | null, typeOi
 }
 
 /** A column's PostgreSQL text as decoding kept it, if it did. */
+/**
+ * A deep copy of a decoded row, with the texts it keeps (SOURCE_TEXT): what each mapping's transform gets when
+ * several mappings read one change, so that one transform mutating its row cannot change what another one sees.
+ */
+export function copyRow(row: Row): Row {
+  const copy = structuredClone(row)
+  const texts = SOURCE_TEXT.get(row)
+  if (texts) SOURCE_TEXT.set(copy, { ...texts })
+  return copy
+}
+
 export function sourceText(row: Row, name: string): string | undefined {
   return SOURCE_TEXT.get(row)?.[name]
 }

@@ -2,19 +2,20 @@
 // together, and keeps them running: waiting for PostgreSQL, hot standby on a slot in use, reconnecting after a
 // failure, draining on stop, abandoning the sink after the drain timeout (docs/ARCHITECTURE.md, "Engine loop").
 import { sinkFromConfig } from '../turbopuffer/from-config.ts'
-import { sleepUnlessAborted } from '../abort.ts'
 import { AdaptiveLimit } from '../concurrency.ts'
+import { type Backoff, backoffDelay, sleep } from '../retry.ts'
 import { configSelection, selectMappings } from '../config/selection.ts'
 import { ensurePublication } from '../postgres/publication.ts'
 import type { Config } from '../config/load.ts'
 import { CliError } from '../errors.ts'
 import { createLogger } from '../log.ts'
 import { isPermanentPostgresFailure } from '../postgres/reach.ts'
-import { Heartbeat } from '../ops/heartbeat.ts'
-import { startMetricsServer } from '../ops/metrics-server.ts'
-import { StreamMonitor } from '../ops/stream-monitor.ts'
-import { checkSlot, type CreateSlot, logFailoverEnabled, SlotGoneError } from '../ops/slot-guard.ts'
-import { DroppedTableWatch, leaveOutDroppedTables } from '../ops/dropped-tables.ts'
+import { Heartbeat } from './heartbeat.ts'
+import { DEFAULT_METRICS_HOST, startMetricsServer } from './metrics-server.ts'
+import { StatusPage } from './status-page.ts'
+import { StreamMonitor } from './stream-monitor.ts'
+import { checkSlot, type CreateSlot, logFailoverEnabled, SlotGoneError } from '../postgres/slot-guard.ts'
+import { DroppedTableWatch, leaveOutDroppedTables } from './dropped-tables.ts'
 import { connect } from '../postgres/connect.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import { checkMigrated } from '../postgres/preflight.ts'
@@ -50,7 +51,10 @@ export interface RunOptions {
   drainTimeoutMs?: number
   /** serve /metrics and /healthz on this port (0: any free port); undefined: no server */
   metricsPort?: number
+  /** default 127.0.0.1 (only this machine) */
   metricsHost?: string
+  /** ms between the status page's samples (default 10000; it keeps the last hour) */
+  statusSampleMs?: number
   /** called with the metrics server's port once it listens */
   onMetricsServer?: (port: number) => void
   /** metrics and health state; one is made when not given */
@@ -65,9 +69,9 @@ export interface RunOptions {
   tableCheckIntervalMs?: number
 }
 
-// resolves early on abort, and takes its listener off the run's signal either way: a hot standby waits here once a
-// second for months (src/abort.ts)
-const sleep = (ms: number, signal?: AbortSignal) => sleepUnlessAborted(ms, signal)
+/** the engine's waits end early on stop: the loop checks the signal itself */
+const pause = (ms: number, signal?: AbortSignal) => sleep(ms, signal, null)
+const RECONNECT: Backoff = { baseMs: 500, maxMs: 30_000 }
 
 /** Runs the stream until `signal` aborts. Throws for problems that retrying cannot fix (config, missing slot). */
 export async function runStream(fullConfig: Config, opts: RunOptions): Promise<void> {
@@ -87,7 +91,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
       onRequest: (ms, ok) => monitor.sinkRequest(ms, ok),
       onPaced: (namespace, ms) => monitor.sinkPaced(namespace, ms),
       onRetry: (info) => {
-        monitor.sinkRetry(info.operation)
+        monitor.sinkRetry(info.operation, info.status)
         if (info.status === 429) writesInFlight.pushback()
       },
     },
@@ -101,8 +105,9 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
     streaming: () => monitor.streaming,
   })
   let metricsServer: HttpServer | undefined
+  let statusPage: StatusPage | undefined
   let routes: RouteRuntime[] = []
-  // the mappings streamed: those whose table was dropped after `migrate` are left out (ops/dropped-tables.ts)
+  // the mappings streamed: those whose table was dropped after `migrate` are left out (stream/dropped-tables.ts)
   let streamed = config
   let tableWatch: DroppedTableWatch | undefined
   try {
@@ -123,15 +128,30 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
         break
       } catch (e) {
         if (!isUnreachable(e) || opts.signal?.aborted) throw e
-        const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6))
+        const delay = backoffDelay(attempt, RECONNECT)
         log.error('cannot reach PostgreSQL; retrying', { error: (e as Error).message, retry_in_ms: delay })
-        await sleep(delay, opts.signal)
+        await pause(delay, opts.signal)
         if (opts.signal?.aborted) return
       }
     }
     if (opts.metricsPort !== undefined) {
-      metricsServer = await startMetricsServer(monitor, { port: opts.metricsPort, hostname: opts.metricsHost })
-      log.info('serving /metrics and /healthz', { port: metricsServer.port })
+      statusPage = new StatusPage({
+        monitor,
+        sql,
+        log,
+        slot: opts.slot,
+        publication: streamed.stream.publication,
+        mappings: streamed.mappings.map((m) => ({
+          name: m.name,
+          namespace: m.namespace,
+          table: `${m.schema}.${m.table}`,
+        })),
+        sampleMs: opts.statusSampleMs,
+      })
+      const host = opts.metricsHost ?? DEFAULT_METRICS_HOST
+      metricsServer = await startMetricsServer(monitor, { port: opts.metricsPort, hostname: host, page: statusPage })
+      statusPage.start()
+      log.info('serving the status page /, /metrics and /healthz', { host, port: metricsServer.port })
       opts.onMetricsServer?.(metricsServer.port)
     }
     heartbeat.start()
@@ -169,7 +189,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
           if (!waitingLogged) log.info('slot in use: waiting as a hot standby', { slot: opts.slot, pid: e.activePid })
           waitingLogged = true
           await rs.close()
-          await sleep(opts.standbyRetryMs ?? 1000, opts.signal)
+          await pause(opts.standbyRetryMs ?? 1000, opts.signal)
           continue
         }
         log.info('streaming', { slot: opts.slot, publication: config.stream.publication })
@@ -231,7 +251,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
         if (e instanceof SlotMissingError || e instanceof SlotGoneError || isPermanentPostgresFailure(e)) throw e
         if (opts.signal?.aborted) break
         failures++
-        const delay = Math.min(30_000, 500 * 2 ** Math.min(failures, 6))
+        const delay = backoffDelay(failures, RECONNECT)
         log.error('stream interrupted; reconnecting (unconfirmed changes will be replayed)', {
           error: (e as Error).message,
           retry_in_ms: delay,
@@ -240,7 +260,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
         await rs.abort(e as Error)
         // let a flush in flight finish so that writes stay in commit order across the reconnect
         await processor?.drain().catch(() => {})
-        await sleep(delay, opts.signal)
+        await pause(delay, opts.signal)
       } finally {
         monitor.setStreaming(false)
         processor?.stop()
@@ -254,6 +274,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
     // transform runners: `bin:` child processes end here
     for (const r of routes) await r.runner.close().catch(() => {})
     await metricsServer?.stop().catch(() => {})
+    await statusPage?.stop()
     await sql.end({ timeout: 2 })
   }
 }

@@ -142,14 +142,7 @@ export class ChangeProcessor {
         const pos = this.position()
         const change = decodeChange(msg, table.needs)
         const bytes = change.bytes
-        changeIntents(change, table, pos, (i) => this.add(i, bytes), (b) =>
-          this.pipeline.addDead({
-            mapping: b.route.mapping.name,
-            docId: b.docId,
-            lsn: b.lsn,
-            event: b.event,
-            error: b.error,
-          }))
+        changeIntents(change, table, pos, (i) => this.add(i, bytes), (d) => this.pipeline.addDead(d))
         return this.pipeline.admit()
       }
       case 'truncate':

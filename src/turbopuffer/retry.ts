@@ -1,6 +1,6 @@
 // Which turbopuffer failures are worth retrying, and how long to wait before the next attempt.
 import { APIConnectionError, APIError, APIUserAbortError } from '@turbopuffer/turbopuffer'
-import { sleepUnlessAborted } from '../abort.ts'
+import { abortError as abortWith, backoffDelay as backoff, sleep as wait } from '../retry.ts'
 
 export interface BackoffPolicy {
   /** first delay's upper bound, ms */
@@ -16,8 +16,7 @@ const MAX_RETRY_AFTER_MS = 10 * 60_000
 
 /** Exponential backoff with full jitter: uniform in [0, min(cap, base·2^attempt)]. `attempt` counts from 0. */
 export function backoffDelay(attempt: number, policy: BackoffPolicy = DEFAULT_BACKOFF, random = Math.random): number {
-  const ceiling = Math.min(policy.capMs, policy.baseMs * 2 ** Math.min(attempt, 40))
-  return Math.floor(random() * ceiling)
+  return backoff(attempt, { baseMs: policy.baseMs, maxMs: policy.capMs, jitter: 'full' }, random)
 }
 
 /** The wait a response asks for, from `retry-after-ms` or `retry-after` (seconds or an HTTP date). */
@@ -80,14 +79,10 @@ export function errorMessage(err: unknown): string {
 
 /** The error a sink call rejects with once its AbortSignal fires. */
 export function abortError(signal?: AbortSignal): Error {
-  const reason = signal?.reason
-  if (reason instanceof Error) return reason
-  const err = new Error('turbopuffer sink: aborted')
-  err.name = 'AbortError'
-  return err
+  return abortWith(signal, 'turbopuffer sink: aborted')
 }
 
 /** Waits `ms`, or rejects as soon as `signal` aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return sleepUnlessAborted(ms, signal, () => abortError(signal))
+  return wait(ms, signal, 'turbopuffer sink: aborted')
 }

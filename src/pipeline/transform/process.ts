@@ -1,18 +1,27 @@
 // `transform = "bin:<command line>"`: a transform in any language. One long-running child process reads one JSON
-// RowEvent per line on stdin and writes one JSON action per line on stdout, in the same order; many lines may be in
-// flight. If it dies or stops answering, the events in flight fail and it is restarted (with backoff) for the next
-// ones; if it keeps dying without answering anything, run() rejects with a clear error. stderr goes to the logger.
+// RowEvent per line on stdin and writes one JSON action per line on stdout; many lines may be in flight. Each event
+// line carries a `seq` number; an answer that carries `seq` answers that event (in any order), one without it answers
+// the oldest event still unanswered. A line that is not an answer (not a JSON object with `type`, `op` or `seq`, or a
+// `seq` nobody asked for) is a protocol error: the process is restarted and the events in flight are sent again, so
+// a stray line never shifts answers onto the wrong rows (README, "Transforms"). If it dies or stops answering, the
+// events in flight fail and it is restarted (with backoff) for the next ones; if it keeps failing without answering
+// anything, run() rejects with a clear error. stderr goes to the logger.
 import { type ChildProcess, spawn } from 'node:child_process'
 import type { RowEvent } from '../../types.ts'
 import { errorMessage, normalizeAction, type TransformResult } from './action.ts'
 import { showId } from '../docid.ts'
 import type { TransformRunner, TransformRunnerOptions } from './types.ts'
 import { resolveProgram, specLabel, type TransformSpec } from './spec.ts'
+import { backoffDelay, sleep } from '../../retry.ts'
 
 type CommandSpec = Extract<TransformSpec, { kind: 'command' }>
 
 interface InFlight {
   event: RowEvent
+  /** the event's JSON without `seq` (each sending adds its own) */
+  json: string
+  /** how many times a line that was not an answer came while this event was the oldest in flight */
+  strays: number
   done(r: TransformResult): void
 }
 
@@ -20,6 +29,8 @@ const DEFAULT_TIMEOUT_MS = 30_000
 const RESTART_BASE_MS = 200
 const RESTART_MAX_MS = 5_000
 const STDERR_KEPT = 5
+/** an event sent again this many times after lines that were not answers fails (the others go on) */
+const STRAY_RETRIES = 2
 
 /** JSON for one event: bigints as decimal strings, bytes as PostgreSQL's `\x…` hex text. */
 function encodeEvent(event: RowEvent): string {
@@ -28,37 +39,6 @@ function encodeEvent(event: RowEvent): string {
     if (v instanceof Uint8Array) return '\\x' + Array.from(v, (b) => b.toString(16).padStart(2, '0')).join('')
     return v
   })
-}
-
-/** A FIFO with O(1) shift. */
-class Fifo<T> {
-  #items: (T | undefined)[] = []
-  #head = 0
-  get length(): number {
-    return this.#items.length - this.#head
-  }
-  push(v: T): void {
-    this.#items.push(v)
-  }
-  peek(): T | undefined {
-    return this.#items[this.#head]
-  }
-  shift(): T | undefined {
-    if (this.#head >= this.#items.length) return undefined
-    const v = this.#items[this.#head]
-    this.#items[this.#head++] = undefined
-    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
-      this.#items = this.#items.slice(this.#head)
-      this.#head = 0
-    }
-    return v
-  }
-  drain(): T[] {
-    const out = this.#items.slice(this.#head) as T[]
-    this.#items = []
-    this.#head = 0
-    return out
-  }
 }
 
 export function createProcessRunner(spec: CommandSpec, opts: TransformRunnerOptions): TransformRunner {
@@ -72,7 +52,9 @@ export function createProcessRunner(spec: CommandSpec, opts: TransformRunnerOpti
 
   let child: ChildProcess | undefined
   let starting: Promise<ChildProcess> | undefined
-  const inFlight = new Fifo<InFlight>()
+  /** events sent and not answered, by seq, in the order they were sent */
+  const inFlight = new Map<number, InFlight>()
+  let nextSeq = 1
   let stdoutBuf = ''
   let stderrBuf = ''
   const stderrTail: string[] = []
@@ -91,27 +73,76 @@ export function createProcessRunner(spec: CommandSpec, opts: TransformRunnerOpti
     return last ? ` (stderr: ${last})` : ''
   }
 
-  function onLine(line: string): void {
-    if (line.trim() === '') return
-    const head = inFlight.shift()
-    if (!head) {
-      opts.log.warn('transform process wrote a line nobody asked for', { ...logFields, line: line.slice(0, 200) })
-      return
-    }
-    failures = 0
-    headSince = Date.now()
-    if (inFlight.length === 0) stopWatchdog()
+  /** the event sent first among those in flight */
+  function oldest(): [number, InFlight] | undefined {
+    for (const e of inFlight) return e
+    return undefined
+  }
+
+  /** The event a line answers, and the answer; undefined when the line is not an answer (a protocol error). */
+  function answerOf(line: string): { seq: number; entry: InFlight; answer: Record<string, unknown> } | undefined {
     let parsed: unknown
     try {
       parsed = JSON.parse(line)
     } catch {
-      head.done({
-        ok: false,
-        error: `${label} wrote a line that is not JSON for id ${idOf(head.event)}: ${line.slice(0, 200)}`,
-      })
+      return undefined
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return undefined
+    const answer = parsed as Record<string, unknown>
+    if (answer.seq !== undefined) {
+      const entry = typeof answer.seq === 'number' ? inFlight.get(answer.seq) : undefined
+      if (!entry) return undefined
+      const { seq, ...rest } = answer
+      return { seq: seq as number, entry, answer: rest }
+    }
+    if (answer.type === undefined && answer.op === undefined) return undefined
+    const head = oldest()
+    return head && { seq: head[0], entry: head[1], answer }
+  }
+
+  function onLine(line: string): void {
+    if (line.trim() === '') return
+    if (!inFlight.size) {
+      opts.log.warn('transform process wrote a line nobody asked for', { ...logFields, line: line.slice(0, 200) })
       return
     }
-    head.done(normalizeAction(parsed, head.event, label))
+    const found = answerOf(line)
+    if (!found) return notAnAnswer(line)
+    failures = 0
+    inFlight.delete(found.seq)
+    headSince = Date.now()
+    if (inFlight.size === 0) stopWatchdog()
+    found.entry.done(normalizeAction(found.answer, found.entry.event, label))
+  }
+
+  /**
+   * A line that is not an answer: which event it belongs to cannot be known, so nothing is matched by position any
+   * more. The process is restarted and every event in flight sent again; the oldest one fails after STRAY_RETRIES.
+   */
+  function notAnAnswer(line: string): void {
+    const proc = child!
+    const shown = line.slice(0, 200)
+    failures++
+    lastFailure = `wrote a line that is not an answer: ${shown}`
+    const pending = [...inFlight.values()]
+    const head = pending[0]
+    head.strays++
+    opts.log.warn('transform process wrote a line that is not an answer; restarting it and sending its events again', {
+      ...logFields,
+      line: shown,
+      id: head.event.id,
+    })
+    inFlight.clear()
+    forget(proc)
+    if (head.strays > STRAY_RETRIES) {
+      pending.shift()
+      head.done({
+        ok: false,
+        error: `${label} wrote a line that is not an answer while id ${idOf(head.event)} was the oldest in flight ` +
+          `(${head.strays} times, restarted each time; stdout is for answers only, log to stderr): ${shown}`,
+      })
+    }
+    if (pending.length) void send(pending)
   }
 
   function onStdout(chunk: string): void {
@@ -138,20 +169,26 @@ export function createProcessRunner(spec: CommandSpec, opts: TransformRunnerOpti
     }
   }
 
-  /** Forgets the current process (killing it if alive) and fails what it had in flight. */
-  function detach(proc: ChildProcess, reason: (head: RowEvent, i: number) => string): void {
-    if (child !== proc) return
+  /** Forgets the current process (killing it if alive); what it had in flight is the caller's. */
+  function forget(proc: ChildProcess): void {
     child = undefined
     stdoutBuf = ''
     stopWatchdog()
-    const lost = inFlight.drain()
-    for (let i = 0; i < lost.length; i++) lost[i].done({ ok: false, error: reason(lost[i].event, i) })
     if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL')
+  }
+
+  /** Forgets the current process (killing it if alive) and fails what it had in flight. */
+  function detach(proc: ChildProcess, reason: (head: RowEvent, i: number) => string): void {
+    if (child !== proc) return
+    const lost = [...inFlight.values()]
+    inFlight.clear()
+    forget(proc)
+    for (let i = 0; i < lost.length; i++) lost[i].done({ ok: false, error: reason(lost[i].event, i) })
   }
 
   function checkTimeout(): void {
     const proc = child
-    const head = inFlight.peek()
+    const head = oldest()?.[1]
     if (!proc || !head || Date.now() - headSince < timeoutMs) return
     failures++
     lastFailure = `no answer within ${timeoutMs} ms for id ${idOf(head.event)}`
@@ -229,9 +266,9 @@ export function createProcessRunner(spec: CommandSpec, opts: TransformRunnerOpti
       failures = 0 // a later run() starts over, with backoff
       throw new Error(`${label} keeps failing: ${n} times in a row without answering; last: ${lastFailure}`)
     }
-    const delay = failures === 0 ? 0 : Math.min(RESTART_MAX_MS, RESTART_BASE_MS * 2 ** (failures - 1))
+    const delay = failures === 0 ? 0 : backoffDelay(failures - 1, { baseMs: RESTART_BASE_MS, maxMs: RESTART_MAX_MS })
     starting = (async () => {
-      if (delay > 0) await new Promise((r) => setTimeout(r, delay))
+      if (delay > 0) await sleep(delay)
       return start()
     })()
     try {
@@ -241,19 +278,42 @@ export function createProcessRunner(spec: CommandSpec, opts: TransformRunnerOpti
     }
   }
 
+  /**
+   * Writes events to the process (started if needed), each line with a new `seq`. `rejectOnStart`: a process that
+   * cannot be started rejects (run() reports it); otherwise (events sent again) the events fail with that error.
+   */
+  async function send(entries: InFlight[], rejectOnStart = false): Promise<void> {
+    let proc: ChildProcess
+    try {
+      proc = await ensureChild()
+    } catch (err) {
+      if (rejectOnStart) throw err
+      for (const e of entries) e.done({ ok: false, error: errorMessage(err) })
+      return
+    }
+    if (inFlight.size === 0) headSince = Date.now()
+    const lines: string[] = new Array(entries.length)
+    for (let i = 0; i < entries.length; i++) {
+      const seq = nextSeq++
+      inFlight.set(seq, entries[i])
+      lines[i] = `{"seq":${seq},${entries[i].json.slice(1)}`
+    }
+    startWatchdog()
+    proc.stdin!.write(lines.join('\n') + '\n')
+  }
+
   return {
     label,
     async run(events: RowEvent[]): Promise<TransformResult[]> {
       if (closed) throw new Error(`${label}: run() after close()`)
       if (events.length === 0) return []
-      const proc = await ensureChild()
-      const wasIdle = inFlight.length === 0
       const results = new Array<Promise<TransformResult>>(events.length)
-      const lines: string[] = new Array(events.length)
+      const entries: InFlight[] = []
       for (let i = 0; i < events.length; i++) {
         const event = events[i]
+        let json: string
         try {
-          lines[i] = encodeEvent(event)
+          json = encodeEvent(event)
         } catch (err) {
           results[i] = Promise.resolve({
             ok: false,
@@ -261,14 +321,9 @@ export function createProcessRunner(spec: CommandSpec, opts: TransformRunnerOpti
           })
           continue
         }
-        results[i] = new Promise((done) => inFlight.push({ event, done }))
+        results[i] = new Promise((done) => entries.push({ event, json, strays: 0, done }))
       }
-      const payload = lines.filter((l) => l !== undefined)
-      if (payload.length > 0) {
-        if (wasIdle) headSince = Date.now()
-        startWatchdog()
-        proc.stdin!.write(payload.join('\n') + '\n')
-      }
+      if (entries.length) await send(entries, true)
       return Promise.all(results)
     },
     async close(): Promise<void> {

@@ -4,7 +4,7 @@
 // the slot pins) advances even when no published table changes.
 import type postgres from 'postgres'
 import type { Logger } from '../types.ts'
-import { slotState } from './slot.ts'
+import { slotState } from '../postgres/slot.ts'
 import type { StreamMonitor } from './stream-monitor.ts'
 
 export interface HeartbeatOptions {

@@ -7,7 +7,7 @@
 //   namespaces. It is created again only when asked (`--create-slot true`), by `run` and by `backfill` alike (a
 //   backfill covers one mapping; the gap is in all of them).
 import type postgres from 'postgres'
-import { recordedProgress } from '../postgres/progress.ts'
+import { recordedProgress } from './progress.ts'
 import type { Logger } from '../types.ts'
 
 /** What `run` (and `backfill`) does with a missing slot: create it (true), refuse (false), or create it only if nothing was ever streamed. */

@@ -43,6 +43,13 @@ export class Counter implements Metric {
     return this.#values.get(labelKey(labels)) ?? 0
   }
 
+  /** The sum over every label set. */
+  total(): number {
+    let t = 0
+    for (const v of this.#values.values()) t += v
+    return t
+  }
+
   render(): string[] {
     return [...this.#values].map(([k, v]) => `${this.name}${k ? `{${k}}` : ''} ${formatNumber(v)}`)
   }
@@ -82,6 +89,12 @@ export class Histogram implements Metric {
     for (let i = 0; i < this.buckets.length; i++) if (value <= this.buckets[i]) s.counts[i]++
     s.sum += value
     s.count++
+  }
+
+  /** Cumulative counts per bucket (as rendered, without +Inf) and the total of one label set; zeros when unseen. */
+  snapshot(labels: Labels = {}): { counts: number[]; count: number } {
+    const s = this.#series.get(labelKey(labels))
+    return s ? { counts: s.counts.slice(), count: s.count } : { counts: this.buckets.map(() => 0), count: 0 }
   }
 
   render(): string[] {

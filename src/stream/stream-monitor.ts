@@ -1,6 +1,6 @@
 // What `puffgres run` knows about itself while it streams: Prometheus metrics, replication lag, health. run.ts feeds
 // it (batches, confirmations, commits, sink requests); the metrics server and the heartbeat read it.
-import type { FlushInfo } from '../stream/processor.ts'
+import type { FlushInfo } from './processor.ts'
 import { Registry } from './metrics.ts'
 
 /** Sink request latency buckets, seconds. */
@@ -61,6 +61,27 @@ export class StreamMonitor {
   )
   readonly streamingGauge = this.registry.gauge('puffgres_streaming', '1 while this process streams the slot.')
   readonly heartbeats = this.registry.counter('puffgres_heartbeats_total', 'Heartbeat messages written to the WAL.')
+  // read by the status page and monitoring/ (issue 26)
+  readonly changesProcessed = this.registry.counter(
+    'puffgres_changes_processed_total',
+    'Row changes of the mapped tables handed to the writer (per mapping; changes to one row in one batch count once).',
+  )
+  readonly throttled = this.registry.counter(
+    'puffgres_sink_throttled_total',
+    'turbopuffer requests answered 429 (too many requests); each is retried after a pause.',
+  )
+  readonly deadLetters = this.registry.gauge(
+    'puffgres_dead_letters',
+    'Rows in the dead-letter queue now, by mapping (read from PostgreSQL while the metrics server runs).',
+  )
+  readonly slotFailover = this.registry.gauge(
+    'puffgres_slot_failover',
+    '1 when the replication slot is a failover slot (PostgreSQL 17+), 0 when not or unknown.',
+  )
+  readonly streamInfo = this.registry.gauge(
+    'puffgres_stream_info',
+    'Always 1; its labels name the slot and publication this process streams (or waits for as a standby).',
+  )
 
   streaming = false
   /** commits received and not yet confirmed, oldest first: end LSN and commit time (ms) */
@@ -70,6 +91,8 @@ export class StreamMonitor {
   constructor(readonly maxLagSeconds = 60, private readonly now: () => number = Date.now) {
     this.streamingGauge.set(0)
     this.lagSeconds.set(0)
+    this.throttled.inc({}, 0)
+    this.changesProcessed.inc({}, 0)
   }
 
   setStreaming(on: boolean): void {
@@ -112,6 +135,7 @@ export class StreamMonitor {
       if (c.upserted) this.changes.inc({ mapping, kind: 'upsert' }, c.upserted)
       if (c.deleted) this.changes.inc({ mapping, kind: 'delete' }, c.deleted)
     }
+    this.changesProcessed.inc({}, info.docs)
     if (info.skipped) this.skipped.inc({}, info.skipped)
     this.dlqInserts.inc({}, info.deadLettered)
     this.typeConflicts.inc({}, info.typeConflicts)
@@ -121,8 +145,9 @@ export class StreamMonitor {
     this.sinkLatency.observe(ms / 1000, { outcome: ok ? 'ok' : 'error' })
   }
 
-  sinkRetry(operation: string): void {
+  sinkRetry(operation: string, status?: number): void {
     this.retries.inc({ operation })
+    if (status === 429) this.throttled.inc()
   }
 
   sinkPaced(namespace: string, ms: number): void {

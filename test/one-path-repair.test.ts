@@ -1,0 +1,117 @@
+// The writers that race the stream go through its one write path (docs/ARCHITECTURE.md, invariant 12): backfill's
+// dead letters carry the row key the stream's do (key texts and the document id), so `dlq retry` finds the row;
+// `verify --repair` leaves alone what it did not judge, and deletes an extra document at the version it judged it.
+import { describe, expect, test } from 'bun:test'
+import { docId } from '../src/pipeline/docid.ts'
+import { VERSION_ATTR } from '../src/types.ts'
+import { usePipeline } from './harness/pipeline.ts'
+import { migration } from './harness/project.ts'
+import { waitFor } from './harness/wait.ts'
+
+// '290000-01-01' is a timestamptz PostgreSQL takes and the decoder cannot: the row is dead-lettered on every path
+const pipe = usePipeline({
+  name: 'onepath_repair',
+  sql: `CREATE TABLE bi (id int PRIMARY KEY, at timestamptz);
+    INSERT INTO bi VALUES (1, '290000-01-01'), (2, '2024-01-01');
+    CREATE TABLE bt (at timestamptz PRIMARY KEY, v timestamptz);
+    INSERT INTO bt VALUES ('2024-01-01 00:00:00.123456+00', '290000-01-01'), ('2024-01-02 00:00:00+00', '2024-01-01');
+    CREATE TABLE bc (a text, b text, v timestamptz, PRIMARY KEY (a, b));
+    INSERT INTO bc VALUES ('x:y', 'z\\w', '290000-01-01'), ('x', 'y:z\\w', '2024-01-01');
+    CREATE TABLE vr (id int PRIMARY KEY, at timestamptz);
+    INSERT INTO vr VALUES (1, '290000-01-01'), (2, '2024-01-01');
+    CREATE TABLE r (id int PRIMARY KEY, name text);`,
+  migrations: {
+    '001_bi.toml': migration({ name: 'bi', table: 'bi' }),
+    '002_bt.toml': migration({ name: 'bt', table: 'bt', id: 'at' }),
+    '003_bc.toml': migration({ name: 'bc', table: 'bc', id: ['a', 'b'] }),
+    '004_vr.toml': migration({ name: 'vr', table: 'vr' }),
+    '005_r.toml': migration({ name: 'r', table: 'r' }),
+  },
+})
+
+const entries = async (mapping: string) =>
+  await pipe.db.sql<{ id: string; doc_id: string | null; event: { key_texts?: unknown } }[]>`
+    SELECT id::text, doc_id, event FROM __puffgres_dlq WHERE mapping = ${mapping} ORDER BY id`
+
+describe("backfill's dead letters are retried like the stream's", () => {
+  test('an integer id: the entry keeps its key texts, and the retry writes the integer id', async () => {
+    expect((await pipe.cli('backfill', 'bi')).code).toBe(0)
+    const [e] = await entries('bi')
+    expect(e).toMatchObject({ doc_id: '1', event: { key_texts: ['1'] } })
+    await pipe.db.sql`UPDATE bi SET at = '2024-01-03' WHERE id = 1`
+    const r = await pipe.cli('dlq', 'retry', '--id', e.id)
+    expect(r.out + r.err).not.toContain('mixing')
+    expect(r.code).toBe(0)
+    expect(await entries('bi')).toEqual([])
+    expect([...pipe.docs('bi').keys()].sort()).toEqual([1, 2])
+  })
+
+  test('a timestamptz id: the retry finds the row by its key texts and writes it (never a delete of a live row)', async () => {
+    expect((await pipe.cli('backfill', 'bt')).code).toBe(0)
+    const [e] = await entries('bt')
+    expect(e).toMatchObject({
+      doc_id: '2024-01-01T00:00:00.123456Z',
+      event: { key_texts: ['2024-01-01 00:00:00.123456+00'] },
+    })
+    await pipe.db.sql`UPDATE bt SET v = '2024-01-03' WHERE v > '10000-01-01'`
+    const r = await pipe.cli('dlq', 'retry', '--id', e.id)
+    expect(r.code).toBe(0)
+    expect(r.out + r.err).not.toContain('delete')
+    expect(await entries('bt')).toEqual([])
+    expect(pipe.docs('bt').has('2024-01-01T00:00:00.123456Z')).toBe(true)
+  })
+
+  test("a composite key with ':' and '\\': the entry's document id is the one the stream gives the row", async () => {
+    expect((await pipe.cli('backfill', 'bc')).code).toBe(0)
+    const [e] = await entries('bc')
+    expect(e.doc_id).toBe(docId({ a: 'x:y', b: 'z\\w' }, ['a', 'b']) as string)
+    expect(e.event.key_texts).toEqual(['x:y', 'z\\w'])
+    expect(pipe.docs('bc').has(docId({ a: 'x', b: 'y:z\\w' }, ['a', 'b']))).toBe(true)
+  })
+})
+
+describe('verify --repair', () => {
+  test('leaves the document of a row it could not judge (a value that cannot be decoded)', async () => {
+    expect((await pipe.cli('backfill', 'vr')).code).toBe(0)
+    // the row's document from before its value went bad
+    await pipe.namespace('vr').write({ upsert_rows: [{ id: 1, at: null, [VERSION_ATTR]: '0'.repeat(24) }] })
+    const r = await pipe.cli('verify', 'vr', '--repair')
+    expect(r.out).toMatch(/not judged\s+1 .*: 1$/m)
+    expect(r.out).toMatch(/extra\s+0$/m)
+    expect(pipe.docs('vr').has(1)).toBe(true)
+  })
+
+  test('never deletes the document of a row inserted after it judged the document extra', async () => {
+    await pipe.startStream()
+    await pipe.db.sql`INSERT INTO r VALUES (1, 'one'), (2, 'two')`
+    await waitFor('the stream', () => pipe.docs('r').size === 2)
+    await pipe.namespace('r').write({ upsert_rows: [{ id: 96, name: 'stale', [VERSION_ATTR]: '0'.repeat(24) }] })
+    const latency = (ms: number) => fetch(`${pipe.server.url}/_admin/latency`, { method: 'POST', body: `{"ms":${ms}}` })
+    await latency(1000)
+    try {
+      const before = pipe.server.stats().requests
+      const verifying = pipe.cli('verify', 'r', '--repair')
+      // verify's requests: the namespace's types, then the listing (sent once the rows were read, after its LSN)
+      await waitFor('the listing', () => pipe.server.stats().requests >= before + 2, 30_000, 2)
+      await pipe.db.sql`INSERT INTO r VALUES (96, 'inserted while verify lists')`
+      // an open transaction holds verify's next stableLsn() until the streamed document has landed: a repair that
+      // deletes at a later position than its judgement then deletes the live row's document
+      const hold = await pipe.db.sql.reserve()
+      try {
+        await hold`BEGIN`
+        await hold`SELECT pg_current_xact_id()`
+        await waitFor('the streamed document', () => pipe.docs('r').get(96)?.name === 'inserted while verify lists')
+        await hold`COMMIT`
+      } finally {
+        hold.release()
+      }
+      const r = await verifying
+      expect(r.out).toMatch(/extra\s+1: 96/)
+    } finally {
+      await latency(0)
+    }
+    expect(pipe.docs('r').get(96)).toMatchObject({ name: 'inserted while verify lists' })
+    const again = await pipe.cli('verify', 'r')
+    expect(again.out).toContain('in sync')
+  })
+})
