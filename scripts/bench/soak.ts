@@ -10,9 +10,11 @@
 // (default 2; 0: never) the server answers the next 200 writes with 429, so the retry path runs all along: something
 // kept per retry grows in both halves, where one storm would only be a step.
 // It reads the child's RSS (VmRSS of /proc/<pid>/status) every second and prints, every --sample-seconds, the last,
-// lowest and highest reading; then the least-squares slope over the second half in MB/hour (the first half is
-// warm-up: JIT, caches, the heap finding its size), of every reading and of each window's lowest (where a
-// collection just ran: retained memory, without the garbage-collector's sawtooth). Target: < 50 MB/hour. At the end it checks that `run` kept up (its slot confirmed past the last commit).
+// lowest and highest reading and how far `run` is behind (WAL past its slot's confirmed position); then the
+// least-squares slope over the second half in MB/hour (the first half is warm-up: JIT, caches, the heap finding its
+// size), of every reading and of each window's lowest (where a collection just ran: retained memory, without the
+// garbage collector's sawtooth). Target: < 50 MB/hour. At the end it checks that `run` kept up (its slot confirmed
+// past the last commit) and that both namespaces match the table.
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -188,7 +190,7 @@ try {
   let changes = 0
   let failed = 0
   const inflight = new Set<Promise<unknown>>()
-  console.log('   min  RSS MB   lowest  highest   changes')
+  console.log('   min  RSS MB   lowest  highest   changes  behind MB')
   while (performance.now() < endAt) {
     const now = performance.now()
     // RSS every second; each --sample-seconds window prints its lowest, highest and last reading
@@ -207,10 +209,16 @@ try {
       const low = Math.min(...window)
       samples.push([min, window[window.length - 1]])
       troughs.push([min, low])
+      // how far run is behind (WAL not yet confirmed): a run that falls behind holds more, which is not a leak
+      const [{ behind }] = await sql<{ behind: number }[]>`
+        SELECT coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::float8 AS behind
+        FROM pg_replication_slots WHERE slot_name = 'soak'`
       console.log(
         `${min.toFixed(2).padStart(6)} ${window[window.length - 1].toFixed(1).padStart(8)} ${
           low.toFixed(1).padStart(8)
-        } ${Math.max(...window).toFixed(1).padStart(8)} ${fmt(changes).padStart(9)}`,
+        } ${Math.max(...window).toFixed(1).padStart(8)} ${fmt(changes).padStart(9)} ${
+          (behind / 1e6).toFixed(1).padStart(9)
+        }`,
       )
       window = []
       nextSample += SAMPLE_S * 1000
