@@ -113,18 +113,14 @@ export function registerVirtualModule(name: string, exports: Record<string, unkn
  * Deno only: keeps the JavaScript heap from growing far past what is alive. V8 lets the old generation grow to up to
  * ~4× what survived its last full collection before it collects again; `run` promotes every row it holds while a
  * write is in flight, so on a big transaction Deno's heap swung between ~45 and ~200 MB and the process peaked at
- * ~370 MB (Bun: ~190). Here, once the heap holds more than `floorBytes`, a full collection is forced whenever it has
- * grown `slackBytes` past what the last one kept (at most two a second, ~20-50 ms of CPU each); below the floor V8
- * decides alone, so a quiet stream pays nothing. Used by `run` and `backfill`.
+ * ~370 MB (Bun: ~190). Here a full collection is forced once the heap has grown `slackBytes` past what the last one
+ * kept (at most two a second, ~20-50 ms of CPU each; a quiet stream allocates too little to trigger one). Used by
+ * `run` and `backfill`.
  * Deno gives no flag to set this from inside, so `--expose-gc` is set at run time: it applies to contexts made
  * after it, and one is made to fetch `gc`. Returns the stop function; a no-op on Bun (its collector keeps
  * up) or where this fails.
  */
-export function boundHeapGrowth(
-  slackBytes = 32 * 1024 * 1024,
-  floorBytes = 96 * 1024 * 1024,
-  everyMs = 100,
-): () => void {
+export function boundHeapGrowth(slackBytes = 32 * 1024 * 1024, everyMs = 100): () => void {
   if (!g.Deno) return () => {}
   let gc: (() => void) | undefined
   try {
@@ -136,8 +132,7 @@ export function boundHeapGrowth(
   let kept = used()
   let last = 0
   const timer = setInterval(() => {
-    const now = used()
-    if (now < floorBytes || now - kept < slackBytes || performance.now() - last < 500) return
+    if (used() - kept < slackBytes || performance.now() - last < 500) return
     gc!()
     last = performance.now()
     kept = used()
