@@ -53,7 +53,11 @@ DEFAULT_TESTS=(
   test/transform-examples.test.ts
   test/embeddings.test.ts
   test/backfill.test.ts
+  test/mapping-evolution.test.ts
+  test/slot-publication.test.ts
+  test/mapping-evolution-e2e.test.ts
   test/backfill-pages.test.ts
+  test/source-catalog.test.ts
   test/backfill-crash.test.ts
   test/backfill-resume.test.ts
   test/backfill-race.test.ts

@@ -22,7 +22,7 @@ describe('columnAttribute', () => {
     expect(spec(OID._varchar, 20 + 4)).toEqual({ type: '[]string' })
   })
   test('domains are their base type; json is JSON text; vectors are no attribute', () => {
-    // a domain arrives with its own OID and its base type's name (pgoutput's Type message; the backfill plan)
+    // a domain arrives with its own OID and its base type's name (pgoutput's Type message; the read plan)
     expect(spec(30000, -1, '_text')).toEqual({ type: '[]string', filterable: false })
     expect(spec(30001, -1, 'int4')).toEqual({ type: 'int' })
     expect(columnAttribute({ name: 'j', typeOid: OID.jsonb })).toMatchObject({ form: 'json-text' })

@@ -2,14 +2,12 @@
 // batches written a few at a time, and the re-check's key list for ids that need quoting.
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { backfill, pageRows } from '../src/backfill/backfill.ts'
-import { readPage, recheckPage, textArrayLiteral } from '../src/backfill/page.ts'
-import { planBackfill } from '../src/backfill/plan.ts'
+import { planReads, readPage, readRowsByKey, recheckPage, textArrayLiteral } from '../src/source/mod.ts'
 import { loadConfig } from '../src/config/load.ts'
 import { runCli } from './harness/cli.ts'
 import { type TestDatabase, testDatabase } from './harness/pg.ts'
 import { makeProject, migration, type Project } from './harness/project.ts'
 import { quietLogger } from './harness/stream.ts'
-import { readRowsByKey } from '../src/postgres/read-rows.ts'
 import type { Sink, SinkStats, WriteResult } from '../src/turbopuffer/types.ts'
 import type { WriteOp } from '../src/types.ts'
 
@@ -194,7 +192,7 @@ describe('the re-check', () => {
   test('finds exactly the ids that went away or left the predicate, whatever their text', async () => {
     const config = loadConfig(project.config)
     const m = config.mappings.find((x) => x.name === 'odd')!
-    const plan = await planBackfill(db.sql, m, undefined)
+    const plan = await planReads(db.sql, m, undefined)
     const page = await readPage(db.sql, plan, undefined, 100)
     expect(page.keys[0].slice().sort()).toEqual(ODD_KEYS.slice().sort())
     expect((await recheckPage(db.sql, plan, page)).stale).toEqual([])
@@ -209,7 +207,7 @@ describe('the re-check', () => {
   test('composite keys: the first and last keys of the page bound the lookup; exactly its stale rows are found', async () => {
     const config = loadConfig(project.config)
     const m = config.mappings.find((x) => x.name === 'pairs')!
-    const plan = await planBackfill(db.sql, m, undefined)
+    const plan = await planReads(db.sql, m, undefined)
     // a page from the middle: rows before and after it must not count
     const first = await readPage(db.sql, plan, undefined, 50)
     const page = await readPage(db.sql, plan, first.lastKey, 100)
@@ -234,7 +232,7 @@ describe('the re-check', () => {
     const config = loadConfig(project.config)
     for (const name of ['k_bool', 'k_ts', 'k_date', 'k_bytea', 'k_mixed']) {
       const m = config.mappings.find((x) => x.name === name)!
-      const plan = await planBackfill(db.sql, m, undefined)
+      const plan = await planReads(db.sql, m, undefined)
       const page = await readPage(db.sql, plan, undefined, 100)
       const n = page.count
       expect([name, (await recheckPage(db.sql, plan, page)).stale]).toEqual([name, []])
@@ -251,7 +249,7 @@ describe('the re-check', () => {
 
 test('rows re-read by key (TOAST re-reads, DLQ retry, verify --repair) decode as the COPY pages and pgoutput do', async () => {
   const m = loadConfig(project.config).mappings.find((x) => x.name === 'rr')!
-  const plan = await planBackfill(db.sql, m, undefined)
+  const plan = await planReads(db.sql, m, undefined)
   const [fromCopy] = (await readPage(db.sql, plan, undefined, 10)).rows
   const source = { schema: 'public', table: 'rr' }
   const [byKey] = await readRowsByKey(db.sql, source, plan.tableColumns, ['id'], plan.keyTypes, [[1]])

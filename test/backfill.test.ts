@@ -1,8 +1,8 @@
 // `puffgres backfill` end to end: real PostgreSQL, the CLI, the local turbopuffer server.
 import { beforeAll, describe, expect, test } from 'bun:test'
 import { formatBar, formatDuration } from '../src/backfill/progress.ts'
-import { copyPageSql, renderSql } from '../src/backfill/plan.ts'
-import { parseMembership } from '../src/pipeline/membership/mod.ts'
+import { copyPageSql, renderSql } from '../src/source/mod.ts'
+import { parseMembership } from '../src/membership/mod.ts'
 import { usePipeline } from './harness/pipeline.ts'
 import { migration } from './harness/project.ts'
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test'
-import { applyEmbedding, embeddingText } from '../src/embeddings/declarative.ts'
+import { applyEmbedding, embeddingText } from '../src/pipeline/transform/declarative-embedding.ts'
 import { createEmbedder, type EmbedderOptions, EmbeddingError } from '../src/embeddings/embedder.ts'
 import { LruCache } from '../src/embeddings/lru.ts'
 import { DEFAULT_BASE_URLS, retryAfterMs } from '../src/embeddings/provider.ts'

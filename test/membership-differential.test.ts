@@ -5,13 +5,7 @@
 // quoting and spacing), so the parser is exercised too.
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import postgres from 'postgres'
-import {
-  compileMembership,
-  parseMembership,
-  predicateColumns,
-  quoteLiteral,
-  toSql,
-} from '../src/pipeline/membership/mod.ts'
+import { compileMembership, parseMembership, predicateColumns, quoteLiteral, toSql } from '../src/membership/mod.ts'
 import { decodeValue, OID, TEXT_FORMAT_SETTINGS } from '../src/postgres/values.ts'
 import { type TestDatabase, testDatabase } from './harness/pg.ts'
 

@@ -8,7 +8,7 @@ import {
   parseMembership,
   predicateColumns,
   toSql,
-} from '../src/pipeline/membership/mod.ts'
+} from '../src/membership/mod.ts'
 import { type TestDatabase, testDatabase } from './harness/pg.ts'
 
 const sqlOf = (text: string) => toSql(parseMembership(text))

@@ -137,6 +137,54 @@ describe('the dashboard and the rules against a live /metrics', () => {
     expect(r.out).toContain('alertname: PuffgresNotStreaming')
   })
 
+  test.skipIf(!promtool)(
+    'promtool: the dashboard counts a dead letter once, though a hot standby reports it too',
+    () => {
+      // every process of a mapping (the active one and its hot standbys) reads the same queue: the dashboard's
+      // dead-letter panels must not add their copies up
+      const panels = JSON.parse(readFileSync(DASHBOARD, 'utf8')).panels as {
+        title: string
+        targets?: { expr: string }[]
+      }[]
+      const expr = (title: string) => {
+        const p = panels.find((p) => p.title === title)
+        if (!p?.targets?.length) throw new Error(`no panel "${title}" in the dashboard`)
+        return p.targets[0].expr.replaceAll('$instance', '.*')
+      }
+      const series = ['a', 'b'].flatMap((instance) => [
+        `      - series: 'puffgres_dead_letters{job="puffgres",instance="${instance}",mapping="items"}'\n        values: '3x5'`,
+        `      - series: 'puffgres_dead_letters{job="puffgres",instance="${instance}",mapping="orders"}'\n        values: '1x5'`,
+      ])
+      const dir = mkdtempSync(join(tmpdir(), 'puffgres-dash-'))
+      writeFileSync(join(dir, 'empty.rules.yml'), 'groups: []\n')
+      writeFileSync(
+        join(dir, 'dashboard.test.yml'),
+        `rule_files: [empty.rules.yml]
+tests:
+  - interval: 1m
+    input_series:
+${series.join('\n')}
+    promql_expr_test:
+      - expr: ${JSON.stringify(expr('Dead letters'))}
+        eval_time: 2m
+        exp_samples:
+          - labels: '{}'
+            value: 4
+      - expr: ${JSON.stringify(expr('Dead letters, by mapping'))}
+        eval_time: 2m
+        exp_samples:
+          - labels: '{mapping="items"}'
+            value: 3
+          - labels: '{mapping="orders"}'
+            value: 1
+`,
+      )
+      const r = run(['test', 'rules', join(dir, 'dashboard.test.yml')])
+      expect(r.out).toContain('SUCCESS')
+      expect(r.code).toBe(0)
+    },
+  )
+
   test.skipIf(!promtool)('promtool: every dashboard query is valid PromQL', () => {
     // Grafana's variables as Prometheus would see them after substitution, each query as a recording rule
     const rules = dashboardQueries().map((q, i) =>

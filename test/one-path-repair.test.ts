@@ -46,6 +46,19 @@ describe("backfill's dead letters are retried like the stream's", () => {
     expect([...pipe.docs('bi').keys()].sort()).toEqual([1, 2])
   })
 
+  test("an entry backfill filed before it kept key texts (`key`: the id's text) is retried with the integer id", async () => {
+    await pipe.db.sql`INSERT INTO bi VALUES (5, '2024-01-05')`
+    const [{ id }] = await pipe.db.sql<{ id: string }[]>`
+      INSERT INTO __puffgres_dlq (mapping, doc_id, lsn, event, error)
+      VALUES ('bi', '5', '0/1', ${pipe.db.sql.json({ type: 'insert', key: { id: '5' } })}, 'an older failure')
+      RETURNING id::text`
+    const r = await pipe.cli('dlq', 'retry', '--id', id)
+    expect(r.out + r.err).not.toContain('mixing')
+    expect(r.code).toBe(0)
+    expect(pipe.docs('bi').has(5)).toBe(true)
+    expect(pipe.docs('bi').has('5')).toBe(false)
+  })
+
   test('a timestamptz id: the retry finds the row by its key texts and writes it (never a delete of a live row)', async () => {
     expect((await pipe.cli('backfill', 'bt')).code).toBe(0)
     const [e] = await entries('bt')

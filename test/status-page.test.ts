@@ -5,6 +5,7 @@
 //   PUFFGRES_UPDATE_SCREENSHOT=1 bun test test/status-page.test.ts   also writes docs/status-page.png (README)
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { type AddressInfo, createServer, type Socket } from 'node:net'
 import { networkInterfaces, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import process from 'node:process'
@@ -154,6 +155,65 @@ describe('the status page and what the metrics server serves', () => {
     expect(m).toContain('puffgres_dead_letters{mapping="orders"} 0')
   })
 
+  test("the page counts this process's mappings only, and escapes what it shows", async () => {
+    // a dead letter of a mapping this process does not stream (another process of a scale-out, or a mapping since
+    // removed), and one of ours whose document id is markup
+    const hostile = '<img src=x onerror=alert(1)>'
+    await pipe.db.sql`INSERT INTO __puffgres_dlq (mapping, doc_id, error)
+      VALUES ('elsewhere', 'ELSEWHERE_ID', 'x'), ('orders', ${hostile}, 'x')`
+    try {
+      const html = await waitFor('the orders dead letter on the page', async () => {
+        const h = await page()
+        return /<td>orders<\/td><td>shop-orders<\/td><td>public\.orders<\/td>.*<td class="num">1<\/td><\/tr>/.test(h)
+          ? h
+          : ''
+      })
+      expect(card(html, 'dead-letter-count')).toBe('dead letters 2')
+      expect(html).not.toContain('ELSEWHERE_ID')
+      expect(html).not.toContain('elsewhere')
+      expect(html).toContain('<td>&lt;img src=x onerror=alert(1)&gt;</td>')
+      expect(html).not.toContain('<img')
+      const m = await (await fetch(url('/metrics'))).text()
+      expect(m).not.toContain('elsewhere')
+    } finally {
+      await pipe.db.sql`DELETE FROM __puffgres_dlq WHERE mapping = 'elsewhere' OR doc_id = ${hostile}`
+    }
+    await waitFor('the count back to 1', async () => card(await page(), 'dead-letter-count') === 'dead letters 1')
+  })
+
+  test('a read of the page that PostgreSQL blocks (a lock on the queue) is cancelled, not left holding a connection', async () => {
+    const application = 'puffgres-status-lock-test'
+    const sql = postgres(pipe.db.url, { max: 2, connection: { application_name: application } })
+    const status = new StatusPage({
+      monitor: new StreamMonitor(),
+      sql,
+      slot: 'puffgres',
+      publication: 'p',
+      mappings: [{ name: 'items', namespace: 'items', table: 'public.items' }],
+      dbWaitMs: 300,
+      statementTimeoutMs: 1_000,
+    })
+    const locker = await pipe.db.sql.reserve()
+    try {
+      await locker`BEGIN`
+      await locker`LOCK TABLE __puffgres_dlq IN ACCESS EXCLUSIVE MODE`
+      const html = await status.render()
+      expect(html).toMatch(/Dead letters and slot: no answer from PostgreSQL in \d+ s/)
+      const waiting = async () =>
+        (await pipe.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE application_name = ${application} AND wait_event_type = 'Lock'`)[0].n
+      expect(await waiting()).toBe(1)
+      // PostgreSQL gives the read up after the statement timeout, while the lock is still held
+      await waitFor('the blocked read cancelled', async () => (await waiting()) === 0, 10_000)
+      expect(await status.render()).toContain('Dead letters and slot: cannot read PostgreSQL')
+    } finally {
+      await locker`ROLLBACK`
+      locker.release()
+      await status.stop()
+      await sql.end({ timeout: 1 })
+    }
+  })
+
   test('nothing served names a planted key or password, or a row value', async () => {
     pipe.server.failNext(1, 429)
     await pipe.db.sql`INSERT INTO orders VALUES (8, ${ROW_VALUE})`
@@ -161,6 +221,10 @@ describe('the status page and what the metrics server serves', () => {
       'the 429 counted',
       async () => /puffgres_sink_throttled_total 1\b/.test(await (await fetch(url('/metrics'))).text()),
     )
+    // the 429 is counted once on the page: as a 429, not also as an error
+    const html = await page()
+    expect(card(html, 'throttled')).toBe('429s (too many requests) 1 1 in 5 min')
+    expect(card(html, 'errors')).toBe('turbopuffer errors (not 429) 0 0 in 5 min')
     for (const path of ['/', '/metrics', '/healthz', '/nope', '/?x=1', '/metrics/../']) {
       for (const method of ['GET', 'HEAD', 'POST']) {
         const r = await fetch(url(path), { method })
@@ -213,14 +277,19 @@ describe('the status page and what the metrics server serves', () => {
       for (const c of charts) expect(c.w > 200 && c.h > 100 && c.n > 2).toBe(true)
 
       // the lag, as rendered, moves while turbopuffer is slow
-      const lagText = () => b.evaluate<string>(`document.getElementById('lag-seconds').innerText`)
-      expect(await lagText()).toContain('0 ms')
-      pipe.server.setLatency(3000)
+      // the card's value alone ('350 ms' contains '0 ms' too)
+      const lagText = () => b.evaluate<string>(`document.querySelector('#lag-seconds b').innerText`)
+      await waitFor('no lag in the browser', async () => {
+        await b.goto(url('/'))
+        return (await lagText()).trim() === '0 ms'
+      })
+      // 5 s: long enough for a page load to see a lag of a second or more on a loaded machine
+      pipe.server.setLatency(5000)
       try {
         await pipe.db.sql`INSERT INTO items VALUES (5, 'five', 'y')`
         await waitFor('the browser to show a lag', async () => {
           await b.goto(url('/'))
-          return /\d+(\.\d)? s$/.test((await lagText()).trim())
+          return /^\d+(\.\d)? s$/.test((await lagText()).trim())
         })
       } finally {
         pipe.server.setLatency(0)
@@ -246,7 +315,7 @@ describe('the status page and what the metrics server serves', () => {
       )
       await waitFor('the lag back to 0', async () => {
         await b.goto(url('/'))
-        return (await lagText()).includes('0 ms')
+        return (await lagText()).trim() === '0 ms'
       })
     }, 60_000)
 
@@ -379,6 +448,43 @@ describe('status page parts', () => {
     } finally {
       await page.stop()
       await sql.end({ timeout: 1 })
+    }
+  })
+
+  test('PostgreSQL that never answers: every page answers within the wait, with one read in flight', async () => {
+    // accepts connections and never says a word (a network partition, a server stuck in recovery)
+    const sockets: Socket[] = []
+    const silent = createServer((s) => sockets.push(s))
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+    const sql = postgres(`postgres://postgres@127.0.0.1:${(silent.address() as AddressInfo).port}/none`, {
+      max: 4,
+      connect_timeout: 60,
+    })
+    const page = new StatusPage({
+      monitor: new StreamMonitor(),
+      sql,
+      slot: 's',
+      publication: 'p',
+      mappings: [{ name: 'm', namespace: 'ns', table: 'public.t' }],
+      dbWaitMs: 300,
+    })
+    try {
+      for (let i = 0; i < 4; i++) {
+        const started = Date.now()
+        const html = await page.render()
+        expect(Date.now() - started).toBeLessThan(2_500)
+        expect(html).toMatch(/Dead letters and slot: no answer from PostgreSQL in \d+ s/)
+        expect(html).toContain('<td>m</td><td>ns</td><td>public.t</td>')
+      }
+      // the pages joined the read in flight instead of queueing more on the stream's pool
+      expect(sockets.length).toBe(1)
+      const stopping = Date.now()
+      await page.stop()
+      expect(Date.now() - stopping).toBeLessThan(2_500)
+    } finally {
+      await sql.end({ timeout: 0 })
+      for (const s of sockets) s.destroy()
+      silent.close()
     }
   })
 

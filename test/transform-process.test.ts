@@ -3,7 +3,7 @@
 import { describe, expect, test } from 'bun:test'
 import { fileURLToPath } from 'node:url'
 import { createTransformRunner, type TransformRunner } from '../src/pipeline/transform/mod.ts'
-import { parseTransformSpec } from '../src/pipeline/transform/spec.ts'
+import { parseTransformSpec } from '../src/config/transform-spec.ts'
 import type { Logger, RowEvent } from '../src/types.ts'
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/transforms', import.meta.url))

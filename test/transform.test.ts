@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createEmbedder } from '../src/embeddings/embedder.ts'
 import { deleteSchema, normalizeAction, plainShapeOk, upsertSchema } from '../src/pipeline/transform/action.ts'
-import { parseTransformSpec, splitCommandLine } from '../src/pipeline/transform/spec.ts'
+import { parseTransformSpec, splitCommandLine } from '../src/config/transform-spec.ts'
 import {
   createTransformRunner,
   loadTransform,

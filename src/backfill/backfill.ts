@@ -11,7 +11,7 @@ import { checkSlot, logFailoverEnabled } from '../postgres/slot-guard.ts'
 import { ReplicationStream } from '../postgres/replication.ts'
 import { buildRoutes } from '../pipeline/routes.ts'
 import { type BackfillRecord, getBackfill, lockBackfill, startBackfill } from './checkpoint.ts'
-import { planBackfill } from './plan.ts'
+import { planReads } from '../source/mod.ts'
 import { formatCount } from './progress.ts'
 import type { BackfillCtx, BackfillOptions, BackfillResult } from './options.ts'
 import { copy, pageRows } from './copy.ts'
@@ -111,7 +111,7 @@ async function underLock(config: Config, m: Mapping, opts: BackfillOptions, ctx:
 
   const [route] = await buildRoutes({ ...config, mappings: [m] }, sql, log)
   try {
-    const plan = await planBackfill(sql, m, route.needed)
+    const plan = await planReads(sql, m, route.needed)
     if (!plan.keyIndexed) {
       log.warn(
         'no unique index covers the id column(s): each page scans the table, and rows with equal ids can be ' +

@@ -40,12 +40,12 @@ import {
   type Page,
   pageLsn,
   type RawPage,
+  type ReadPlan,
   readRawPage,
   type RecheckedPage,
   recheckPage,
   textArrayLiteral,
-} from './page.ts'
-import type { BackfillPlan } from './plan.ts'
+} from '../source/mod.ts'
 import type { CopyRow } from '../postgres/copy-text.ts'
 import { createProgress, formatCount } from './progress.ts'
 import type { BackfillCtx, BackfillOptions, BackfillResult, BackfillStats } from './options.ts'
@@ -88,7 +88,7 @@ export function pageRows(batchSize: number): number {
 }
 
 /** The rows of `rows` with distinct key texts, the last of each. */
-function dedupeByKey(plan: BackfillPlan, rows: CopyRow[]): CopyRow[] {
+function dedupeByKey(plan: ReadPlan, rows: CopyRow[]): CopyRow[] {
   const byKey = new Map<string, CopyRow>()
   for (const r of rows) byKey.set(plan.keyIndex.map((k) => r[k]).join('\0'), r)
   return byKey.size === rows.length ? rows : [...byKey.values()]
@@ -109,7 +109,7 @@ function later<T>(p: Promise<T>): Promise<T> {
 export async function copy(
   config: Config,
   m: Mapping,
-  plan: BackfillPlan,
+  plan: ReadPlan,
   route: RouteRuntime,
   opts: BackfillOptions,
   ctx: BackfillCtx,

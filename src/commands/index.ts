@@ -8,6 +8,7 @@ import * as migrate from './migrate.ts'
 import * as local from './local.ts'
 import * as run from './run.ts'
 import * as status from './status.ts'
+import * as reindex from './reindex.ts'
 import * as dlq from './dlq.ts'
 import * as verify from './verify.ts'
 
@@ -49,6 +50,12 @@ export const commands: Command[] = [
     summary: "copy the rows already in a mapping's table into its namespace (resumable)",
     help: backfill.help,
     run: backfill.backfillCommand,
+  },
+  {
+    name: 'reindex',
+    summary: 'build a new version of a mapping into a new namespace while the old one serves, then retire it',
+    help: reindex.help,
+    run: reindex.reindexCommand,
   },
   {
     name: 'status',

@@ -4,16 +4,22 @@ import type postgres from 'postgres'
 import type { Config, Mapping } from '../config/load.ts'
 import { ConfigError } from '../config/errors.ts'
 import { connect, qualified } from '../postgres/connect.ts'
-import { tableInfo } from '../postgres/catalog.ts'
+import { tableByOid, tableInfo } from '../source/mod.ts'
 import { publicationChange, publicationTables, viaRootChange } from '../postgres/publication.ts'
 import { configSelection } from '../config/selection.ts'
-import { appliedMigrations, ensureStateTables, existingStateTables, STATE_TABLES } from '../postgres/state.ts'
-import { predicateColumns } from '../pipeline/membership/mod.ts'
+import {
+  appliedMigrations,
+  ensureStateTables,
+  existingStateTables,
+  MIGRATE_MESSAGE_PREFIX,
+  STATE_TABLES,
+} from '../postgres/state.ts'
+import { predicateColumns } from '../membership/mod.ts'
 import { compileMappingMembership } from '../pipeline/routes.ts'
 import { migrateWarnings } from '../ops/migrate-warnings.ts'
-import { tableByOid } from '../postgres/table-shape.ts'
 import { validateTransform } from '../pipeline/transform/mod.ts'
 import { mappingSchema } from '../ops/schema-report.ts'
+import { keepLive } from '../ops/reindex.ts'
 
 export const help = `puffgres migrate [--dry-run]
 
@@ -159,7 +165,8 @@ async function checkMapping(sql: postgres.Sql, m: Mapping, warnings: string[]) {
   }
 }
 
-export async function applyMigrate(sql: postgres.Sql, plan: MigratePlan): Promise<void> {
+/** Applies the plan in one transaction; `keep`: an older version that stays live beside its new one (reindex). */
+export async function applyMigrate(sql: postgres.Sql, plan: MigratePlan, keep?: Mapping): Promise<void> {
   await sql.begin(async (tx) => {
     // one migrate at a time: a second concurrent one waits, then finds nothing to do
     await tx`SELECT pg_advisory_xact_lock(hashtext('puffgres.migrate'))`
@@ -172,6 +179,11 @@ export async function applyMigrate(sql: postgres.Sql, plan: MigratePlan): Promis
     }
     if (plan.publicationSql) await tx.unsafe(plan.publicationSql)
     if (plan.publicationRootSql) await tx.unsafe(plan.publicationRootSql)
+    if (keep) await keepLive(tx as unknown as postgres.Sql, keep)
+    // a `run` streaming now takes up the new mappings at this transaction's place in the stream: changes committed
+    // after it go through them (docs/ARCHITECTURE.md, invariant 10)
+    const names = plan.toRecord.map((m) => `${m.name}@${m.version}`).join(',')
+    await tx`SELECT pg_logical_emit_message(true, ${MIGRATE_MESSAGE_PREFIX}, ${names})`
   })
 }
 

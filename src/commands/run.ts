@@ -98,7 +98,7 @@ export async function runCommand(argv: string[], config: () => Config): Promise<
   // Deno: a heap that grows to ~4× what is alive before V8 collects (runtime.ts)
   const offHeapBound = boundHeapGrowth()
   try {
-    await runStream(cfg, { ...opts, signal: stop.signal, log })
+    await runStream(cfg, { ...opts, signal: stop.signal, log, reloadConfig: config })
     log.info('stopped')
     return 0
   } catch (e) {

@@ -11,7 +11,7 @@ import { stableLsn } from '../postgres/stable-lsn.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import type { Logger, Row } from '../types.ts'
 import { findMapping, type MappingRuntime, openMapping } from './mapping-runtime.ts'
-import { MembershipError, membershipFailure } from '../pipeline/membership/mod.ts'
+import { MembershipError, membershipFailure } from '../membership/mod.ts'
 
 export interface RetryOutcome {
   id: string
@@ -88,7 +88,7 @@ async function retryOne(
   // L before the read: a change committed after it is streamed with a higher version and wins over this write
   const lsn = await stableLsn(sql, { log })
   // the key texts the stream or backfill kept find the row exactly; the decoded values are what older entries have
-  const keyTexts = eventKeyTexts(entry.event, rt.mapping.idColumns.length)
+  const keyTexts = eventKeyTexts(entry.event, rt.mapping.idColumns)
   const ref = { known, keyTexts }
   // the id was checked above, so there is an intent unless the row has a value that cannot be decoded
   const unreadable: DeadLetter[] = []

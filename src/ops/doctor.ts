@@ -5,13 +5,14 @@ import type postgres from 'postgres'
 import type { Config } from '../config/load.ts'
 import { requestEmbeddings } from '../embeddings/provider.ts'
 import { loadTransform } from '../pipeline/transform/mod.ts'
-import { tableInfo } from '../postgres/catalog.ts'
+import { tableInfo } from '../source/mod.ts'
 import { connect, qualified } from '../postgres/connect.ts'
 import { publicationTables } from '../postgres/publication.ts'
 import { describeTarget, explainPostgresError, postgresTarget } from '../postgres/reach.ts'
 import { clientConfig, createClient, resolveBaseUrl } from '../turbopuffer/client.ts'
 import { explainTurbopufferError } from '../turbopuffer/reach.ts'
 import { slotState } from '../postgres/slot.ts'
+import { peekStuck, stuckSlotError } from '../postgres/slot-guard.ts'
 
 export interface Check {
   ok: boolean
@@ -26,7 +27,11 @@ export interface Check {
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`
 
 /** Runs every check; never throws for a failed check (a failure is a ✗ line). */
-export async function runDoctor(cfg: Config, opts: { slot?: string; timeoutMs?: number } = {}): Promise<Check[]> {
+export async function runDoctor(
+  config: Config,
+  opts: { slot?: string; publication?: string; timeoutMs?: number } = {},
+): Promise<Check[]> {
+  const cfg = opts.publication ? { ...config, stream: { ...config.stream, publication: opts.publication } } : config
   const checks: Check[] = []
   const add: Add = (ok, name, detail, warn) => checks.push(warn ? { ok, name, detail, warn } : { ok, name, detail })
   const slot = opts.slot ?? cfg.stream.slot
@@ -105,13 +110,19 @@ async function postgresChecks(cfg: Config, sql: postgres.Sql, slot: string, add:
   const pub = await publicationTables(sql, cfg.stream.publication)
   const published = new Set((pub ?? []).map((t) => `${t.schema}.${t.table}`))
   const missing = cfg.mappings.map((m) => `${m.schema}.${m.table}`).filter((t) => !published.has(t))
+  // a published table no mapping reads stops run before its first change (docs/ARCHITECTURE.md, invariant 10)
+  const mapped = new Set(cfg.mappings.map((m) => `${m.schema}.${m.table}`))
+  const unread = [...published].filter((t) => !mapped.has(t))
   add(
-    !!pub && missing.length === 0,
+    !!pub && missing.length === 0 && unread.length === 0,
     'publication',
     !pub
       ? `"${cfg.stream.publication}" does not exist: run \`puffgres migrate\``
       : missing.length
       ? `"${cfg.stream.publication}" lacks ${missing.join(', ')}: run \`puffgres migrate\``
+      : unread.length
+      ? `"${cfg.stream.publication}" publishes ${unread.join(', ')}, which no mapping reads: \`run\` stops at its ` +
+        'first change; add its mapping and run `puffgres migrate` (which also drops unmapped tables from it)'
       : `"${cfg.stream.publication}" publishes ${cfg.mappings.length} mapped table(s)`,
   )
 
@@ -125,6 +136,10 @@ async function postgresChecks(cfg: Config, sql: postgres.Sql, slot: string, add:
       `"${slot}" has ${state.wal_status} WAL it needs (changes are gone): drop it ` +
         `(SELECT pg_drop_replication_slot('${slot}')), run \`puffgres run\` to recreate it, then backfill again`,
     )
+  } else if (!state.active && pub && await peekStuck(sql, slot, cfg.stream.publication)) {
+    // decoding the slot's WAL fails: it starts before the publication existed (run would stop with this line)
+    const e = await stuckSlotError(sql, slot, cfg.stream.publication, cfg.mappings.map((m) => m.name))
+    add(false, 'replication slot', e.message)
   } else {
     const retained = state.retained_wal_bytes ?? 0
     const tooMuch = limitMb !== undefined && retained > limitMb * 1024 * 1024

@@ -1,7 +1,7 @@
 // One mapping ready to transform and write outside the stream (DLQ retry, verify): its route (membership, transform
-// runner) and its backfill plan (columns, typed like the stream's, and the keyset page SQL).
+// runner) and its read plan (src/source/: columns, typed like the stream's, and the keyset page SQL).
 import type postgres from 'postgres'
-import { type BackfillPlan, planBackfill } from '../backfill/plan.ts'
+import { planReads, type ReadPlan } from '../source/mod.ts'
 import type { Config, Mapping } from '../config/load.ts'
 import { buildRoutes, neededColumns } from '../pipeline/routes.ts'
 import type { RouteRuntime } from '../pipeline/writer.ts'
@@ -10,7 +10,7 @@ import type { Logger } from '../types.ts'
 export interface MappingRuntime {
   mapping: Mapping
   route: RouteRuntime
-  plan: BackfillPlan
+  plan: ReadPlan
   close(): Promise<void>
 }
 
@@ -31,7 +31,7 @@ export async function openMapping(
 ): Promise<MappingRuntime> {
   const [route] = await buildRoutes({ ...config, mappings: [mapping] }, sql, log)
   try {
-    const plan = await planBackfill(sql, mapping, neededColumns(mapping))
+    const plan = await planReads(sql, mapping, neededColumns(mapping))
     return { mapping, route, plan, close: () => route.runner.close() }
   } catch (e) {
     await route.runner.close()

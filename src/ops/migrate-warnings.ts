@@ -2,7 +2,7 @@
 // that logical replication treats specially. Each warning names the migration file and the table.
 import type { Mapping } from '../config/load.ts'
 import { neededColumns } from '../pipeline/routes.ts'
-import type { TableShape } from '../postgres/table-shape.ts'
+import type { TableShape } from '../source/mod.ts'
 
 export function migrateWarnings(m: Mapping, table: TableShape): string[] {
   const where = `${m.file}: ${m.schema}.${m.table}`

@@ -2,7 +2,7 @@
 // `migrate --dry-run` and `status`.
 import type postgres from 'postgres'
 import type { Mapping } from '../config/load.ts'
-import { planBackfill } from '../backfill/plan.ts'
+import { planReads } from '../source/mod.ts'
 import { neededColumns } from '../pipeline/routes.ts'
 import { DEFAULT_DISTANCE_METRIC } from '../pipeline/writer.ts'
 import { type AttributeSpec, describeAttribute, mappingAttributes } from '../pipeline/schema.ts'
@@ -28,7 +28,7 @@ export interface SchemaReport {
 export async function mappingSchema(sql: postgres.Sql, m: Mapping): Promise<SchemaReport | undefined> {
   let plan
   try {
-    plan = await planBackfill(sql, m, neededColumns(m))
+    plan = await planReads(sql, m, neededColumns(m))
   } catch {
     return undefined
   }

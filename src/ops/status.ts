@@ -2,8 +2,9 @@
 // for the stream (slot, who streams it, confirmed LSN, lag, retained WAL). Read-only.
 import type postgres from 'postgres'
 import { countDeadLetters } from '../postgres/dlq.ts'
-import type { Config } from '../config/load.ts'
-import { existingStateTables } from '../postgres/state.ts'
+import type { Config, Mapping } from '../config/load.ts'
+import { existingStateTables, keptVersions } from '../postgres/state.ts'
+import { keptAlong } from '../postgres/live-versions.ts'
 import { type SlotState, slotState } from '../postgres/slot.ts'
 import { mappingSchema, type SchemaReport } from './schema-report.ts'
 import { droppedTableMessage, missingTables } from '../stream/dropped-tables.ts'
@@ -35,7 +36,7 @@ export interface MappingStatus {
   docs_deleted: number
   last_applied_at: string | null
   last_lsn: string | null
-  /** the backfill of the applied version (or the latest one recorded); null when none was recorded */
+  /** the backfill of the applied version; null when none was recorded for it */
   backfill: BackfillStatus | null
   dlq: number
   /** the attribute schema the mapping declares (from the column types); null when the table cannot be read */
@@ -44,6 +45,26 @@ export interface MappingStatus {
   table_exists: boolean
   /** what happened and what to do, when the table does not exist */
   problem?: string
+  /**
+   * the namespace the application should read: the oldest live version's (during a re-index the one serving until
+   * it is retired), else `namespace`
+   */
+  active_namespace: string
+  /** every live version, newest first: the newest, and older ones a re-index keeps written until retired */
+  versions: VersionStatus[]
+}
+
+export interface VersionStatus {
+  version: number
+  namespace: string
+  /** newest: the files' newest version; kept: an older version a re-index keeps written until it is retired */
+  role: 'newest' | 'kept'
+  /** its own backfill (null: none recorded for this version) */
+  backfill: BackfillStatus | null
+  /** the newest is caught up once its backfill is done (kept versions were) */
+  caught_up: boolean
+  /** every live version is written by the same stream: the slot's lag (null when it is not known) */
+  lag_seconds: number | null
 }
 
 export interface StatusReport {
@@ -116,6 +137,8 @@ export async function gatherStatus(
       backfills.set(r.mapping, [...(backfills.get(r.mapping) ?? []), b])
     }
   }
+  const kept = await keptVersions(sql)
+  const slotNow = await slotState(sql, slot)
   const schemas = new Map<string, SchemaReport | undefined>()
   for (const m of config.mappings) schemas.set(m.name, await mappingSchema(sql, m))
   const missing = await missingTables(sql, config.mappings)
@@ -133,15 +156,49 @@ export async function gatherStatus(
       docs_deleted: p?.del ?? 0,
       last_applied_at: iso(p?.at ?? null),
       last_lsn: p?.lsn ?? null,
-      backfill: bs.find((b) => b.version === av) ?? bs[0] ?? null,
+      // the backfill of the version shown, never an older version's: that one filled another namespace (or the same
+      // one with another mapping), so it says nothing about this one
+      backfill: bs.find((b) => b.version === (av ?? m.version)) ?? null,
+      ...liveVersions(config, m, kept, bs, av, slotNow.lag_seconds ?? null),
       dlq: dlq.get(m.name) ?? 0,
       schema: schemas.get(m.name) ?? null,
       table_exists: !missing.has(m.name),
       ...(missing.has(m.name) ? { problem: droppedTableMessage(m, 'status') } : {}),
     }
   })
-  const stream = { ...(await slotState(sql, slot)), publication: config.stream.publication }
+  const stream = { ...slotNow, publication: config.stream.publication }
   return { at: now.toISOString(), stream, mappings }
+}
+
+/** The live versions of mapping `m` (the files' newest, then the ones a re-index keeps) and the active namespace. */
+function liveVersions(
+  config: Config,
+  m: Mapping,
+  kept: ReadonlySet<string>,
+  backfills: BackfillStatus[],
+  applied: number | null,
+  lag: number | null,
+): Pick<MappingStatus, 'versions' | 'active_namespace'> {
+  const newestBackfill = backfills.find((b) => b.version === (applied ?? m.version)) ?? null
+  const versions: VersionStatus[] = [{
+    version: m.version,
+    namespace: m.namespace,
+    role: 'newest',
+    backfill: newestBackfill,
+    caught_up: newestBackfill?.status === 'done',
+    lag_seconds: lag,
+  }]
+  for (const old of keptAlong({ ...config, mappings: [m] }, kept).slice(1).reverse()) {
+    versions.push({
+      version: old.version,
+      namespace: old.namespace,
+      role: 'kept',
+      backfill: backfills.find((b) => b.version === old.version) ?? null,
+      caught_up: true,
+      lag_seconds: lag,
+    })
+  }
+  return { versions, active_namespace: versions[versions.length - 1].namespace }
 }
 
 /** Bytes as B, kB, MB, GB (powers of 1024). */
@@ -185,18 +242,29 @@ function backfillText(b: BackfillStatus | null): string {
 
 /** The human report: one table of mappings, then the stream. */
 export function formatStatus(r: StatusReport): string {
-  const rows = r.mappings.map((m) => [
-    m.mapping,
-    m.namespace,
-    m.applied_version === null
-      ? `${m.version} (not applied)`
-      : m.applied_version === m.version
-      ? String(m.version)
-      : `${m.applied_version} (files: ${m.version})`,
-    `${m.docs_upserted}/${m.docs_deleted}`,
-    m.last_applied_at === null ? 'never' : `${ago(m.last_applied_at, r.at)} @ ${m.last_lsn}`,
-    backfillText(m.backfill),
-    String(m.dlq),
+  const rows = r.mappings.flatMap((m) => [
+    [
+      m.versions.length > 1 ? `${m.mapping} (building)` : m.mapping,
+      m.namespace,
+      m.applied_version === null
+        ? `${m.version} (not applied)`
+        : m.applied_version === m.version
+        ? String(m.version)
+        : `${m.applied_version} (files: ${m.version})`,
+      `${m.docs_upserted}/${m.docs_deleted}`,
+      m.last_applied_at === null ? 'never' : `${ago(m.last_applied_at, r.at)} @ ${m.last_lsn}`,
+      backfillText(m.backfill),
+      String(m.dlq),
+    ],
+    ...m.versions.filter((v) => v.role === 'kept').map((v) => [
+      `${m.mapping} (serving, retire with reindex --retire)`,
+      v.namespace,
+      String(v.version),
+      '',
+      'written with the newest',
+      backfillText(v.backfill),
+      '',
+    ]),
   ])
   const s = r.stream
   const who = s.active ? `active (pid ${s.pid}${s.client ? `, ${s.client}` : ''})` : 'inactive (no consumer)'

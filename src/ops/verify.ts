@@ -7,7 +7,7 @@
 // Documents are compared by a hash of their canonical attributes (normalize.ts), the version attribute excluded.
 // Documents whose version is newer than the read were changed while verify ran: they are counted, not judged.
 import type postgres from 'postgres'
-import { readPage, readSample } from '../backfill/page.ts'
+import { type ColumnType, readPage, readSample } from '../source/mod.ts'
 import type { Config, Mapping } from '../config/load.ts'
 import { namespaceSchema } from '../pipeline/schema.ts'
 import type { Intent } from '../pipeline/changes.ts'
@@ -25,7 +25,6 @@ import { idColumnsOf } from '../pipeline/docid.ts'
 import { keyIdText } from '../pipeline/dead-letter.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import { rowEvent } from '../pipeline/row-event.ts'
-import type { ColumnType } from '../postgres/read-rows.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
 import { clientConfig, createClient, unmarkBigints } from '../turbopuffer/client.ts'

@@ -134,8 +134,8 @@ export function shapeAttributes(
       const c = convertValue(v, nsType)
       if (!c.ok) {
         const error = `column "${name}" is ${a.pgType} (${a.spec.type}) but the namespace's attribute "${name}" is ` +
-          `${nsType}, and ${c.error}; fix: a new mapping version into a new namespace, then backfill, ` +
-          `or ${name} = "${nsType}" in [target.schema]`
+          `${nsType}, and ${c.error}; fix: a new mapping version into a new namespace, built by puffgres reindex ` +
+          `<mapping>, or ${name} = "${nsType}" in [target.schema]`
         return { error, conflict: true }
       }
       v = c.value

@@ -9,7 +9,7 @@ import { deleteEvent, rowEvent } from './row-event.ts'
 import { docId, idProblem } from './docid.ts'
 import { deadLetter } from './dead-letter.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
-import { membershipFailure } from './membership/mod.ts'
+import { membershipFailure } from '../membership/mod.ts'
 import type { ColumnType } from './schema.ts'
 
 /** What the stream knows about one mapping while it runs. */
@@ -152,8 +152,17 @@ export function changeIntents(
   const lsnText = lsnTextOf(pos.commitLsn)
   const version = pos.version
   const lsn = pos.commitLsn
-  const failed = (route: MappingRoute, keys: DecodedRow, event: Record<string, unknown>, error: string, id?: Id) =>
-    bad(deadLetter(route.mapping.name, lsn, { texts: keys.keyTexts(route.mapping.idColumns), id }, event, error))
+  const failed = (
+    route: MappingRoute,
+    keys: DecodedRow,
+    event: Record<string, unknown>,
+    error: string,
+    id?: Id,
+    quiet?: true,
+  ) => {
+    const d = deadLetter(route.mapping.name, lsn, { texts: keys.keyTexts(route.mapping.idColumns), id }, event, error)
+    bad(quiet ? { ...d, quiet } : d)
+  }
   const oldDecoded = change.old
   // one decoded row for all routes, but each transform gets its own copy: a transform may mutate its event
   const shared = table.routes.length > 1
@@ -230,6 +239,11 @@ export function changeIntents(
       }
       continue
     }
+    if (type === 'update' && oldId === undefined && !identityCovers(rel, m)) {
+      // the id may have changed without the change saying from what: the old document, if any, cannot be deleted.
+      // The new one is still written; the dead letter keeps the fix (docs/ARCHITECTURE.md, invariants 1 and 5)
+      failed(route, decoded, { type, id, new: row }, identityError(rel, m), id, true)
+    }
     if (needsReread) {
       const e = rowEvent(type, id, rel.schema, rel.name, route.mapping.name, lsnText, row, old)
       out({ route, id, kind: 'upsert', event: e, reread: true, keys: decoded, version, lsn, relid, columns })
@@ -261,6 +275,20 @@ export function changeIntents(
       out({ route, id, kind: 'delete', event: e, keys: decoded, version, lsn, relid, columns })
     }
   }
+}
+
+/** The table's replica identity (as its relation message flags it) holds every id column of the mapping. */
+export function identityCovers(rel: ChangedTable, m: Mapping): boolean {
+  return m.idColumns.every((c) => rel.columns.find((col) => col.name === c)?.isKey)
+}
+
+/** The dead letter's reason for an update whose old id the replica identity does not carry. */
+export function identityError(rel: Pick<ChangedTable, 'schema' | 'name'>, m: Mapping): string {
+  const table = `${rel.schema}.${rel.name}`
+  return `mapping ${m.name}: update on ${table}: the table's REPLICA IDENTITY does not include id column(s) ` +
+    `${m.idColumns.join(', ')}, so an update that changed the id leaves the old id's document; fix: ALTER TABLE ` +
+    `${table} REPLICA IDENTITY DEFAULT (with a primary key on the id) or ALTER TABLE ${table} REPLICA IDENTITY ` +
+    `FULL, then \`puffgres verify ${m.name} --repair\``
 }
 
 /** Why a delete carries no id: its id columns are not in the replica identity. undefined: the id was NULL. */

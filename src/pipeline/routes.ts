@@ -1,12 +1,11 @@
 // Builds what the stream (and backfill) need per mapping: compiled membership, needed columns, transform runner.
 import type postgres from 'postgres'
 import type { Config, Mapping } from '../config/load.ts'
-import { type CatalogColumn, tableInfo } from '../postgres/catalog.ts'
+import { type CatalogColumn, tableByOid, tableInfo } from '../source/mod.ts'
 import { FIRST_NON_BUILTIN_OID, resolveTypeOid } from '../postgres/type-oids.ts'
-import { tableByOid } from '../postgres/table-shape.ts'
 import { createEmbedder, type Embedder } from '../embeddings/embedder.ts'
 import type { Logger } from '../types.ts'
-import { type CompiledPredicate, compileMembership, predicateColumns } from './membership/mod.ts'
+import { type CompiledPredicate, compileMembership, predicateColumns } from '../membership/mod.ts'
 import type { RouteRuntime } from './writer.ts'
 import { createTransformRunner } from './transform/mod.ts'
 

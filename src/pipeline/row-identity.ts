@@ -11,16 +11,15 @@
 import type postgres from 'postgres'
 import type { DeadLetter } from '../postgres/dlq.ts'
 import { formatLsn } from '../postgres/lsn.ts'
-import { type ColumnType, readRowsByKey, undecodable } from '../postgres/read-rows.ts'
+import { type ColumnType, readRowsByKey, tableByOid, undecodable } from '../source/mod.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
-import { tableByOid } from '../postgres/table-shape.ts'
 import { decodeColumn } from '../postgres/values.ts'
 import type { Mapping } from '../config/load.ts'
 import { encodeVersion, type Id, type Logger, type Row } from '../types.ts'
 import { type Intent, intentDeadLetter, intentKeyTexts, type MappingRoute } from './changes.ts'
 import { deadLetter } from './dead-letter.ts'
 import { docId, idKey } from './docid.ts'
-import { membershipFailure } from './membership/mod.ts'
+import { membershipFailure } from '../membership/mod.ts'
 import { deleteEvent, rowEvent } from './row-event.ts'
 import { type RouteRuntime, writeIntents, type WriterDeps, type WriteSummary } from './writer.ts'
 
@@ -48,12 +47,22 @@ export function refKeyTexts(ref: RowRef, idColumns: readonly string[]): (string 
   return ref.keyTexts ?? idColumns.map((c) => keyText(ref.known[c]))
 }
 
-/** The key texts a dead letter's event kept (`key_texts`), when they fit `n` id columns. */
-export function eventKeyTexts(event: unknown, n: number): string[] | undefined {
-  const texts = (event as { key_texts?: unknown } | null)?.key_texts
-  return Array.isArray(texts) && texts.length === n && texts.every((t) => typeof t === 'string')
-    ? texts as string[]
-    : undefined
+/**
+ * The key texts a dead letter's event kept: `key_texts` when they fit the id columns, else `key` (entries backfill
+ * filed before it kept `key_texts`: the id columns' texts by name, which a retry must not take as decoded values).
+ */
+export function eventKeyTexts(event: unknown, idColumns: readonly string[]): string[] | undefined {
+  const e = event as { key_texts?: unknown; key?: unknown } | null
+  const texts = e?.key_texts
+  if (Array.isArray(texts)) {
+    return texts.length === idColumns.length && texts.every((t) => typeof t === 'string')
+      ? texts as string[]
+      : undefined
+  }
+  const key = e?.key
+  if (!key || typeof key !== 'object' || Array.isArray(key)) return undefined
+  const byName = idColumns.map((c) => (key as Record<string, unknown>)[c])
+  return byName.every((t) => typeof t === 'string') ? byName as string[] : undefined
 }
 
 /** The document id of a row under mapping `m`: the one call of docId for rows read or rebuilt here. */
@@ -86,7 +95,7 @@ export interface RowSource {
 }
 
 /**
- * The table with only the columns the route needs (all of them when it does not say), as backfill's plan selects
+ * The table with only the columns the route needs (all of them when it does not say), as the read plan selects
  * them: a re-read then needs no more privileges than backfill, and does not fetch big columns no mapping uses.
  */
 function neededOf(route: MappingRoute, table: RowSource): RowSource {

@@ -3,7 +3,7 @@
 // the first value it sees (5.00 would pin `int`, and a later 9.99 then fails), so every type puffgres knows is
 // declared. See README "How PostgreSQL types map to turbopuffer".
 import type { Mapping } from '../config/load.ts'
-import type { ColumnType } from '../postgres/read-rows.ts'
+import type { ColumnType } from '../source/mod.ts'
 import { arrayElementOid, OID, resolveTypeOid, tpufType } from '../postgres/values.ts'
 import { FIRST_NON_BUILTIN_OID } from '../postgres/type-oids.ts'
 

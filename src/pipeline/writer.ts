@@ -192,7 +192,9 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
   }
   if (dead.length) {
     for (const d of dead) {
-      deps.log.warn('row sent to the dead-letter queue', { mapping: d.mapping, id: d.docId, error: d.error })
+      if (!d.quiet) {
+        deps.log.warn('row sent to the dead-letter queue', { mapping: d.mapping, id: d.docId, error: d.error })
+      }
     }
     if (summary.typeConflicts) {
       deps.log.warn("values the namespace's attribute types cannot take went to the dead-letter queue", {

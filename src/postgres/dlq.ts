@@ -9,6 +9,8 @@ export interface DeadLetter {
   lsn: bigint
   event: unknown
   error: string
+  /** not logged row by row: the stream said it once for the table (a replica identity without the id) */
+  quiet?: true
 }
 
 export interface DlqEntry {

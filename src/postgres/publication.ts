@@ -71,3 +71,13 @@ export async function ensurePublication(sql: postgres.Sql, name: string, tables:
   if (change) await sql.unsafe(change)
   return change !== undefined
 }
+
+/** Whether publication `name` publishes the table with relation OID `oid` now (by table list, schema or all tables). */
+export async function publishesRelation(sql: postgres.Sql, name: string, oid: number): Promise<boolean> {
+  const [r] = await sql`
+    SELECT 1 FROM pg_publication_tables t
+    JOIN pg_namespace n ON n.nspname = t.schemaname
+    JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.tablename
+    WHERE t.pubname = ${name} AND c.oid = ${oid}`
+  return r !== undefined
+}

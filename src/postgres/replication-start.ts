@@ -65,6 +65,14 @@ export async function prepareSession(sql: postgres.Sql): Promise<{ statusInterva
   return { statusIntervalMs: timeoutMs > 0 ? Math.max(100, Math.min(10_000, Math.floor(timeoutMs / 3))) : 10_000 }
 }
 
+const early = new WeakMap<Duplex, Error>()
+
+/** Calls `fail` with the error a started stream failed with before its caller could listen, if any. */
+export function reportEarlyError(stream: Duplex, fail: (e: Error) => void): void {
+  const e = early.get(stream)
+  if (e) fail(e)
+}
+
 /**
  * START_REPLICATION from the slot: resolves with the copy-both stream once the server streams. Rejects with
  * SlotInUseError when another connection holds the slot.
@@ -78,7 +86,19 @@ export async function startReplication(
   const command = `START_REPLICATION SLOT ${opts.slot} LOGICAL ${formatLsn(opts.startLsn ?? 0n)} ` +
     `(proto_version '1', publication_names ${quoteLiteral(pubList)}, messages '${opts.messages ?? true}')`
   try {
-    return await sql.unsafe(command).writable() as unknown as Duplex
+    const query = sql.unsafe(command) as unknown as { resolve: (x: unknown) => void; writable(): Promise<unknown> }
+    // The server may fail the stream in the very packet that starts it (a slot whose WAL predates its publication):
+    // postgres.js then emits 'error' before the caller's `await` resumes and listens, an uncaught exception. A
+    // listener from the start keeps that error for the caller (reportEarlyError).
+    const resolve = query.resolve
+    query.resolve = (x: unknown) => {
+      const stream = x as Duplex
+      if (typeof stream?.on === 'function') {
+        stream.on('error', (e: Error) => void (early.has(stream) || early.set(stream, e)))
+      }
+      resolve(x)
+    }
+    return await query.writable() as Duplex
   } catch (e) {
     const err = e as { code?: string; message?: string }
     if (err.code === '55006') {

@@ -20,6 +20,7 @@ import {
   prepareSession,
   publicationsToStream,
   ReplicationError,
+  reportEarlyError,
   type StartOptions,
   startReplication,
 } from './replication-start.ts'
@@ -168,6 +169,7 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
     stream.on('end', () => {
       if (!this.closing) this.fail(new Error('the server ended the replication stream'))
     })
+    reportEarlyError(stream, (e) => this.fail(e))
     this.timer = setInterval(() => this.sendStatus(), interval)
     return this
   }

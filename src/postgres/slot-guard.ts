@@ -95,3 +95,58 @@ export async function checkSlot(
       `Nothing was done; ${recovery(slot)}`,
   )
 }
+
+/**
+ * The publication a failed stream names as missing (`publication "x" does not exist`), if that is why it failed.
+ * Looks through `cause` (the replication stream wraps errors).
+ */
+export function missingPublication(err: unknown): string | undefined {
+  for (let e = err as { message?: unknown; cause?: unknown } | undefined, i = 0; e && i < 4; e = e.cause as any, i++) {
+    const m = /publication "([^"]+)" does not exist/.exec(String(e.message ?? ''))
+    if (m) return m[1]
+  }
+  return undefined
+}
+
+/**
+ * Why a slot cannot stream its publication, and the fix, as one line. PostgreSQL decodes a slot's WAL with the
+ * catalog of its time: WAL written before the publication was created (a slot made first, by `backfill --slot`, or a
+ * publication dropped and created again) fails on every attempt. Retrying cannot help; skipping that WAL would lose
+ * its changes, so the slot starts again after the publication and the mappings are backfilled.
+ */
+export async function stuckSlotError(
+  sql: postgres.Sql,
+  slot: string,
+  publication: string,
+  mappings: readonly string[],
+): Promise<SlotGoneError> {
+  const [exists] = await sql`SELECT 1 FROM pg_publication WHERE pubname = ${publication}`.catch(() => [undefined])
+  const backfills = mappings.map((m) => `puffgres backfill ${m} --slot ${slot} --create-slot`).join('; ')
+  const restart = `SELECT pg_drop_replication_slot('${slot}'), then ${backfills || 'backfill each mapping'}, then ` +
+    'start run again'
+  return new SlotGoneError(
+    exists
+      ? `slot "${slot}" cannot stream publication "${publication}": the slot's WAL starts before the publication ` +
+        'was created (or dropped and created again), and PostgreSQL reads it with the catalog of its time; fix: ' +
+        restart
+      : `slot "${slot}" streams publication "${publication}", which does not exist: run \`puffgres migrate\` (or ` +
+        "`run --mapping`, which creates its own); the slot's WAL then starts before it: " + restart,
+  )
+}
+
+const PEEK_CHANGES = 10_000
+
+/**
+ * Whether the slot can decode its WAL with `publication` (doctor): peeks at its next changes (at most PEEK_CHANGES:
+ * a stuck run confirmed everything before the place it fails at, so that place comes soon). Undefined when the slot
+ * is in use or the look fails for another reason; the error's publication when it is stuck.
+ */
+export async function peekStuck(sql: postgres.Sql, slot: string, publication: string): Promise<string | undefined> {
+  try {
+    await sql`SELECT 1 FROM pg_logical_slot_peek_binary_changes(${slot}, NULL, ${PEEK_CHANGES}, 'proto_version', '1',
+      'publication_names', ${publication})`
+    return undefined
+  } catch (e) {
+    return missingPublication(e)
+  }
+}

@@ -9,6 +9,17 @@ export const STATE_TABLES = [
   '__puffgres_backfill_pages',
 ] as const
 
+/** The prefix of the transactional logical message `migrate` commits with its records and publication change. */
+export const MIGRATE_MESSAGE_PREFIX = 'puffgres.migrate'
+
+/**
+ * An older version kept live during a re-index (`puffgres reindex`): `run` writes it along with the newest version
+ * until it is retired. Added by `reindex` to a database migrated before it existed; read through to_jsonb so that
+ * a database without the column reads as "none kept".
+ */
+const KEPT_LIVE_DDL =
+  'ALTER TABLE __puffgres_migrations ADD COLUMN IF NOT EXISTS kept_live boolean NOT NULL DEFAULT false;'
+
 const DDL = `
 CREATE TABLE IF NOT EXISTS __puffgres_migrations (
   name        text        NOT NULL,
@@ -39,6 +50,9 @@ CREATE TABLE IF NOT EXISTS __puffgres_dlq (
   last_failed_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS __puffgres_dlq_mapping ON __puffgres_dlq (mapping, id);
+-- a dead letter of a document already queued updates its entry (postgres/dlq.ts): found by doc_id, not by a scan of
+-- the mapping's queue; hash, since a document id made of key texts may be longer than a btree entry may be
+CREATE INDEX IF NOT EXISTS __puffgres_dlq_doc_id ON __puffgres_dlq USING hash (doc_id);
 CREATE TABLE IF NOT EXISTS __puffgres_backfill (
   mapping         text        NOT NULL,
   version         integer     NOT NULL,
@@ -64,6 +78,7 @@ CREATE TABLE IF NOT EXISTS __puffgres_backfill_pages (
 CREATE INDEX IF NOT EXISTS __puffgres_backfill_pages_mapping ON __puffgres_backfill_pages (mapping, version, id);
 -- a text[][] literal, written once and read back only after a crash: not worth compressing
 ALTER TABLE __puffgres_backfill_pages ALTER COLUMN keys SET STORAGE EXTERNAL;
+${KEPT_LIVE_DDL}
 `
 
 /** Creates the state tables that do not exist yet. Safe to run any number of times. */
@@ -92,4 +107,17 @@ export async function appliedMigrations(sql: postgres.Sql): Promise<AppliedMigra
   if (!(await existingStateTables(sql)).includes('__puffgres_migrations')) return []
   return await sql<AppliedMigration[]>`
     SELECT name, version, file, hash, applied_at FROM __puffgres_migrations ORDER BY name, version`
+}
+
+/** Adds the kept_live column where an older puffgres created the migrations table. */
+export async function ensureKeptLive(sql: postgres.Sql): Promise<void> {
+  await sql.unsafe(KEPT_LIVE_DDL)
+}
+
+/** The versions kept live during a re-index, as name@version. */
+export async function keptVersions(sql: postgres.Sql): Promise<Set<string>> {
+  if (!(await existingStateTables(sql)).includes('__puffgres_migrations')) return new Set()
+  const rows = await sql<{ name: string; version: number }[]>`
+    SELECT name, version FROM __puffgres_migrations m WHERE (to_jsonb(m) ->> 'kept_live')::boolean IS TRUE`
+  return new Set(rows.map((r) => `${r.name}@${r.version}`))
 }

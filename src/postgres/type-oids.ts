@@ -68,7 +68,7 @@ const BUILTIN_BY_NAME: Record<string, number> = Object.fromEntries(
 
 /**
  * The builtin type a column decodes as: its own OID when builtin, else the builtin its type name names. A domain
- * arrives with the domain's OID and its base type's name (pgoutput's Type message; the backfill plan does the same),
+ * arrives with the domain's OID and its base type's name (pgoutput's Type message; the read plan does the same),
  * so a domain over `int4` or `text[]` decodes and is declared like its base type on every path.
  */
 export function resolveTypeOid(typeOid: number, typeName?: string): number {

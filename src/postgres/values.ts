@@ -11,7 +11,7 @@
 //   (`2024-01-02T03:04:05.123Z`). turbopuffer datetimes hold milliseconds, so microseconds are truncated here,
 //   once, and every path (stream, backfill, verify) sees the same value. ±infinity → null. The text is kept
 //   (SOURCE_TEXT) so that a timestamp id or key part keeps its microseconds (timestampIdText).
-// - domains: decoded as their base type (pgoutput's Type message, and the backfill plan, name the base type).
+// - domains: decoded as their base type (pgoutput's Type message, and the read plan, name the base type).
 // - char(n): trailing padding removed (as `::text` does).
 // - date, time, timetz, interval, money, inet, ...: PostgreSQL's own text (dates are `YYYY-MM-DD` under DateStyle
 //   ISO, which the replication connection sets).

@@ -14,7 +14,14 @@ import { Heartbeat } from './heartbeat.ts'
 import { DEFAULT_METRICS_HOST, startMetricsServer } from './metrics-server.ts'
 import { StatusPage } from './status-page.ts'
 import { StreamMonitor } from './stream-monitor.ts'
-import { checkSlot, type CreateSlot, logFailoverEnabled, SlotGoneError } from '../postgres/slot-guard.ts'
+import {
+  checkSlot,
+  type CreateSlot,
+  logFailoverEnabled,
+  missingPublication,
+  SlotGoneError,
+  stuckSlotError,
+} from '../postgres/slot-guard.ts'
 import { DroppedTableWatch, leaveOutDroppedTables } from './dropped-tables.ts'
 import { connect } from '../postgres/connect.ts'
 import { formatLsn } from '../postgres/lsn.ts'
@@ -24,6 +31,8 @@ import { ReplicationStream, SlotInUseError, SlotMissingError } from '../postgres
 import { Checkpoint } from './checkpoint.ts'
 import { ChangeProcessor, type FlushInfo, type RouteRuntime } from './processor.ts'
 import { buildRoutes } from '../pipeline/routes.ts'
+import { MappingFollower } from './follow.ts'
+import { liveMappings } from '../postgres/live-versions.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import type { HttpServer } from '../runtime.ts'
@@ -67,6 +76,11 @@ export interface RunOptions {
   maxRetainedWalMb?: number
   /** ms between looks for dropped mapped tables (default 10000; 0: none) */
   tableCheckIntervalMs?: number
+  /**
+   * reads the configuration files again: mappings migrated while run streams are followed online (stream/follow.ts);
+   * without it, a published table no mapping reads stops the stream until a restart
+   */
+  reloadConfig?: () => Config
 }
 
 /** the engine's waits end early on stop: the loop checks the signal itself */
@@ -110,6 +124,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
   // the mappings streamed: those whose table was dropped after `migrate` are left out (stream/dropped-tables.ts)
   let streamed = config
   let tableWatch: DroppedTableWatch | undefined
+  let follower: MappingFollower | undefined
   try {
     // PostgreSQL down or starting up when run starts: wait for it, as for a restart while streaming
     for (let attempt = 1;; attempt++) {
@@ -155,7 +170,10 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
       opts.onMetricsServer?.(metricsServer.port)
     }
     heartbeat.start()
-    routes = await buildRoutes(streamed, sql, log)
+    // every live version: the newest of each mapping, and older ones a re-index keeps until they are retired
+    routes = await buildRoutes({ ...streamed, mappings: await liveMappings(streamed, sql) }, sql, log)
+    const reload = opts.reloadConfig
+    if (reload) follower = new MappingFollower({ load: () => selectForRun(reload(), opts).config, sql, log, routes })
     tableWatch = new DroppedTableWatch(sql, routes, log, opts.tableCheckIntervalMs ?? 10_000)
     tableWatch.start()
     let waitingLogged = false
@@ -205,6 +223,8 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
           pollIntervalMs: opts.pollIntervalMs,
           concurrency: writesInFlight,
           checkpoint,
+          follow: follower?.refresh.bind(follower),
+          publication: config.stream.publication,
           // a failed batch: let go of the walsender now, not when the next message arrives (invariant 7)
           onFailure: (e) => void rs.abort(e),
           onFlush: (info) => {
@@ -249,6 +269,12 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
         }
       } catch (e) {
         if (e instanceof SlotMissingError || e instanceof SlotGoneError || isPermanentPostgresFailure(e)) throw e
+        // a slot whose WAL predates its publication fails the same way on every attempt: stop with the fix
+        const stuck = missingPublication(e)
+        if (stuck) {
+          await rs.abort(e as Error)
+          throw await stuckSlotError(sql, opts.slot, stuck, config.mappings.map((m) => m.name))
+        }
         if (opts.signal?.aborted) break
         failures++
         const delay = backoffDelay(failures, RECONNECT)
@@ -273,6 +299,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
     await tableWatch?.stop()
     // transform runners: `bin:` child processes end here
     for (const r of routes) await r.runner.close().catch(() => {})
+    await follower?.close()
     await metricsServer?.stop().catch(() => {})
     await statusPage?.stop()
     await sql.end({ timeout: 2 })

@@ -9,16 +9,24 @@ import type { MappingProgress } from '../postgres/progress.ts'
 import { ProgressRecorder } from './progress-recorder.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import { encodeVersion, type Logger } from '../types.ts'
-import { changeIntents, type Intent, type MappingRoute, type TableRoutes, tableRoutes } from '../pipeline/changes.ts'
+import {
+  changeIntents,
+  identityCovers,
+  type Intent,
+  type MappingRoute,
+  type TableRoutes,
+  tableRoutes,
+} from '../pipeline/changes.ts'
 import { decodeChange } from '../postgres/change-event.ts'
 import { idKey } from '../pipeline/docid.ts'
 import { rereadIntents } from '../pipeline/row-identity.ts'
-import { generatedNeeded, tableByOid } from '../postgres/table-shape.ts'
-import type { ColumnType } from '../postgres/read-rows.ts'
+import { type ColumnType, generatedNeeded, tableByOid } from '../source/mod.ts'
 import { AdaptiveLimit } from '../concurrency.ts'
 import { type Batch, WritePipeline } from './inflight.ts'
 import type { Checkpoint } from './checkpoint.ts'
 import { type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
+import { MIGRATE_MESSAGE_PREFIX, UnroutableTableError } from './follow.ts'
+import { publishesRelation } from '../postgres/publication.ts'
 
 export type { RouteRuntime } from '../pipeline/writer.ts'
 
@@ -44,6 +52,13 @@ export interface ProcessorOptions {
   retryDelayMs?: number
   /** called once when a flush fails: the stream must let go of its replication connection at once */
   onFailure?: (e: Error) => void
+  /**
+   * online migrations (stream/follow.ts): adds the routes of mappings migrated since; called at `migrate`'s message
+   * and for a published table no route reads. Without it such a table's changes stop the stream.
+   */
+  follow?: () => Promise<unknown>
+  /** the publication streamed, for the message of a table no route reads */
+  publication?: string
 }
 
 export interface FlushInfo extends WriteSummary {
@@ -60,6 +75,10 @@ const MAX_BATCH_BYTES = 4 * 1024 * 1024
 
 export class ChangeProcessor {
   private readonly byRelation = new Map<number, TableRoutes>()
+  /** the latest relation message of each table: its routes are built again when mappings are added */
+  private readonly relations = new Map<number, Relation>()
+  /** tables already warned about a replica identity that does not carry a mapping's id (once per table) */
+  private readonly identityWarned = new Set<number>()
   private readonly pipeline: WritePipeline<Omit<FlushInfo, 'confirmed'>>
   private inTxn: { commitLsn: bigint; seq: number; versionPrefix?: string } | undefined
   private lastCommitEnd = 0n
@@ -130,10 +149,15 @@ export class ChangeProcessor {
         return
       case 'relation': {
         const oid = msg.relation.oid
+        this.relations.set(oid, msg.relation)
         return this.routesFor(msg.relation).then((table) => {
           this.byRelation.set(oid, table)
         })
       }
+      case 'message':
+        // `migrate` committed: later changes go through the mappings it recorded (invariant 10)
+        if (msg.transactional && msg.prefix === MIGRATE_MESSAGE_PREFIX && this.opts.follow) return this.followMigrate()
+        return
       case 'insert':
       case 'update':
       case 'delete': {
@@ -185,16 +209,48 @@ export class ChangeProcessor {
    */
   private async routesFor(rel: Relation): Promise<TableRoutes> {
     const sameName = (r: RouteRuntime) => r.mapping.schema === rel.schema && r.mapping.table === rel.name
-    const routes = this.opts.routes.filter((r) => r.relid === undefined ? sameName(r) : r.relid === rel.oid)
+    const routed = () => this.opts.routes.filter((r) => r.relid === undefined ? sameName(r) : r.relid === rel.oid)
     const other = this.opts.routes.filter((r) => r.relid !== undefined && r.relid !== rel.oid && sameName(r))
     if (other.length) {
       // a new table under a mapped table's name (dropped and created again): not the table run follows
       this.opts.log.warn(
-        "a table now has a mapped table's name but is not the table run follows: its changes are " +
-          'not streamed; restart run to follow it (then backfill)',
+        "a table now has a mapped table's name but is not the table run follows: nothing after its " +
+          'first change is confirmed; restart run to follow it (then backfill)',
         {
           table: `${rel.schema}.${rel.name}`,
           mappings: other.map((r) => r.mapping.name).join(', '),
+        },
+      )
+    }
+    let routes = routed()
+    if (!routes.length) {
+      // pgoutput names only published tables: one no route reads may be a mapping migrated since run started; if
+      // not, nothing of it may be confirmed (docs/ARCHITECTURE.md, invariants 1 and 10)
+      await this.opts.follow?.()
+      routes = routed()
+      if (!routes.length) {
+        // a table no longer published (its mapping removed by a later migrate, or the table dropped): its earlier
+        // changes, replayed, are wanted by no mapping; one still published is
+        const pub = this.opts.publication
+        if (!pub || await publishesRelation(this.opts.sql, pub, rel.oid)) {
+          throw new UnroutableTableError(rel, pub ?? 'the publication')
+        }
+        this.opts.log.info('changes of a table no longer published and read by no mapping: skipped', {
+          table: `${rel.schema}.${rel.name}`,
+        })
+      }
+    }
+    const uncovered = routes.filter((r) => !identityCovers(rel, r.mapping))
+    if (uncovered.length && !this.identityWarned.has(rel.oid)) {
+      this.identityWarned.add(rel.oid)
+      this.opts.log.warn(
+        "the table's REPLICA IDENTITY does not include id column(s) of its mappings: each update is written and " +
+          'dead-lettered, as it may have changed the id (the old document would stay)',
+        {
+          table: `${rel.schema}.${rel.name}`,
+          mappings: uncovered.map((r) => r.mapping.name).join(', '),
+          fix:
+            `ALTER TABLE ${rel.schema}.${rel.name} REPLICA IDENTITY DEFAULT (or FULL), then puffgres verify --repair`,
         },
       )
     }
@@ -211,8 +267,15 @@ export class ChangeProcessor {
     return tableRoutes(routes, rel.columns, generated)
   }
 
+  /** Adds the routes of the mappings `migrate` recorded, and builds the routes of every known table again. */
+  private async followMigrate(): Promise<void> {
+    await this.opts.follow!()
+    for (const [oid, rel] of this.relations) this.byRelation.set(oid, await this.routesFor(rel))
+  }
+
   private add(i: Intent, bytes: number) {
-    this.pipeline.add(i.route.mapping.name + '\u0000' + idKey(i.id), i, bytes)
+    // per namespace: two live versions of one mapping (a re-index) are two documents
+    this.pipeline.add(i.route.mapping.namespace + '\u0000' + idKey(i.id), i, bytes)
   }
 
   private async truncate(relations: Relation[]) {

@@ -209,7 +209,7 @@ ${
     )
   }
 ${card('throttled', '429s (too many requests)', String(v.totals.throttled), `${v.totals.throttledRecent} in 5 min`)}
-${card('errors', 'turbopuffer errors', String(v.totals.errors), `${v.totals.errorsRecent} in 5 min`)}
+${card('errors', 'turbopuffer errors (not 429)', String(v.totals.errors), `${v.totals.errorsRecent} in 5 min`)}
 ${card('paced', 'pacing waits', formatSeconds(v.totals.pacedSeconds), 'namespace write budget')}
 </section>
 <h2>Lag and throughput</h2>

@@ -29,6 +29,10 @@ export interface StatusPageOptions {
   sampleMs?: number
   log?: Logger
   now?: () => number
+  /** how long a page request waits for PostgreSQL (default 3 s) */
+  dbWaitMs?: number
+  /** PostgreSQL cancels a read that runs longer (default 10 s) */
+  statementTimeoutMs?: number
 }
 
 /** What the page knows at one instant; counters are cumulative since the process started. */
@@ -61,22 +65,36 @@ interface DbView {
 
 const HOUR_MS = 3_600_000
 const MAX_SAMPLES = 720
-const DB_TIMEOUT_MS = 3_000
-/** a page request reads PostgreSQL again when what it read is older than this */
+/** how long a page request waits for PostgreSQL before it shows the last figures read, marked as stale */
+const DB_WAIT_MS = 3_000
+/** PostgreSQL cancels a read of the page's that runs longer (a huge dead-letter queue) */
+const DB_STATEMENT_TIMEOUT_MS = 10_000
+/** a page request reads PostgreSQL again when what it read is older than this... */
 const DB_FRESH_MS = 1_000
+/** ...and older than this many times the last read took: reading the queue stays a small share of a backend's time */
+const DB_DUTY_FACTOR = 20
 
 export class StatusPage {
   readonly ring: SampleRing<Sample>
   readonly sampleMs: number
   #timer: ReturnType<typeof setInterval> | undefined
   #db: DbView | undefined
-  #reading: Promise<DbView> | undefined
+  /** the read in flight, until PostgreSQL has answered or failed (not merely until a page gave up waiting) */
+  #reading: Promise<void> | undefined
+  #readingSince = 0
+  #lastReadMs = 0
   readonly #now: () => number
+  readonly #waitMs: number
+  readonly #statementTimeoutMs: number
+  readonly #names: string[]
 
   constructor(private readonly opts: StatusPageOptions) {
     this.sampleMs = opts.sampleMs ?? 10_000
     this.ring = new SampleRing(Math.min(MAX_SAMPLES, Math.ceil(HOUR_MS / this.sampleMs)))
     this.#now = opts.now ?? Date.now
+    this.#waitMs = opts.dbWaitMs ?? DB_WAIT_MS
+    this.#statementTimeoutMs = Math.round(opts.statementTimeoutMs ?? DB_STATEMENT_TIMEOUT_MS)
+    this.#names = opts.mappings.map((m) => m.name)
     opts.monitor.streamInfo.set(1, { slot: opts.slot, publication: opts.publication })
   }
 
@@ -85,20 +103,37 @@ export class StatusPage {
     this.#timer = setInterval(() => {
       this.ring.push(this.#sample())
       // keeps puffgres_dead_letters and puffgres_slot_failover current for Prometheus
-      void this.#readDb()
+      if (this.#stale()) void this.#readDb()
     }, this.sampleMs)
     void this.#readDb()
   }
 
+  /** Stops sampling; waits for a read in flight at most as long as a page would (the pool's end cuts it short). */
   async stop(): Promise<void> {
     clearInterval(this.#timer)
-    await this.#reading?.catch(() => {})
+    let timer: ReturnType<typeof setTimeout> | undefined
+    await Promise.race([this.#reading, new Promise((r) => timer = setTimeout(r, this.#waitMs))])
+    clearTimeout(timer)
   }
 
-  /** The page, as served at `/`. */
+  /** The page, as served at `/`: it waits at most DB_WAIT_MS for PostgreSQL, then shows the last figures read. */
   async render(): Promise<string> {
-    const db = this.#db && this.#now() - this.#db.at < DB_FRESH_MS ? this.#db : await this.#readDb()
+    if (this.#stale()) {
+      let timer: ReturnType<typeof setTimeout> | undefined
+      await Promise.race([this.#readDb(), new Promise((r) => timer = setTimeout(r, this.#waitMs))])
+      clearTimeout(timer)
+    }
+    let db: DbView = this.#db ?? { at: this.#now(), dlq: new Map(), newest: [] }
+    if (this.#reading && this.#now() - this.#readingSince >= this.#waitMs) {
+      db = { ...db, error: `no answer from PostgreSQL in ${Math.round((this.#now() - this.#readingSince) / 1000)} s` }
+    } else if (!this.#db) db = { ...db, error: 'cannot read PostgreSQL' }
     return renderStatusHtml(this.#view(db))
+  }
+
+  /** What was read is old enough to read again (a read in flight is joined, never doubled). */
+  #stale(): boolean {
+    if (!this.#db) return true
+    return this.#now() - this.#db.at >= Math.max(DB_FRESH_MS, DB_DUTY_FACTOR * this.#lastReadMs)
   }
 
   #sample(): Sample {
@@ -110,6 +145,7 @@ export class StatusPage {
     }
     const ok = m.sinkLatency.snapshot({ outcome: 'ok' })
     const err = m.sinkLatency.snapshot({ outcome: 'error' })
+    const throttled = m.throttled.total()
     return {
       at: this.#now(),
       lagBytes: m.lagBytes.get() ?? null,
@@ -118,8 +154,9 @@ export class StatusPage {
       changes: m.changesProcessed.total(),
       docs: m.changes.total(),
       docsByMapping,
-      errors: err.count,
-      throttled: m.throttled.total(),
+      // a 429 is a failed request too: counted once, as a 429
+      errors: Math.max(0, err.count - throttled),
+      throttled,
       retries: m.retries.total(),
       pacedSeconds: m.paced.total(),
       latency: ok.counts.map((c, i) => c + err.counts[i]),
@@ -127,65 +164,74 @@ export class StatusPage {
     }
   }
 
-  /** Reads dead letters and the slot; one read at a time, never throws, gives up after DB_TIMEOUT_MS. */
-  #readDb(): Promise<DbView> {
-    this.#reading ??= this.#query().finally(() => this.#reading = undefined)
+  /**
+   * Reads dead letters and the slot: one read at a time, however many pages wait for it and however long PostgreSQL
+   * takes to answer (a page that stops waiting does not start another); never throws.
+   */
+  #readDb(): Promise<void> {
+    if (!this.#reading) {
+      this.#readingSince = this.#now()
+      this.#reading = this.#query().finally(() => this.#reading = undefined)
+    }
     return this.#reading
   }
 
-  async #query(): Promise<DbView> {
+  async #query(): Promise<void> {
     const { sql, slot, monitor } = this.opts
-    let timer: ReturnType<typeof setTimeout> | undefined
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer in ${DB_TIMEOUT_MS / 1000} s`)), DB_TIMEOUT_MS)
-    })
-    const read = async (): Promise<DbView> => {
-      const counts = await sql<{ mapping: string; n: number }[]>`
-        SELECT mapping, count(*)::int AS n FROM __puffgres_dlq GROUP BY mapping`
-      const newest = await sql<
-        { id: string; mapping: string; doc_id: string | null; error: string; attempts: number; at: Date }[]
-      >`SELECT id::text, mapping, doc_id, error, attempts, last_failed_at AS at FROM __puffgres_dlq
-        ORDER BY last_failed_at DESC, id DESC LIMIT ${NEWEST_DEAD_LETTERS}`
-      // to_jsonb: the failover column exists from PostgreSQL 17 on
-      const [s] = await sql<{ s: { active: boolean; failover?: boolean; wal_status?: string } }[]>`
-        SELECT to_jsonb(r) AS s FROM pg_replication_slots r
-        WHERE r.slot_name = ${slot} AND r.database = current_database()`
-      return {
-        at: this.#now(),
-        dlq: new Map(counts.map((r) => [r.mapping, r.n])),
-        newest: newest.map((r) => ({
-          id: r.id,
-          mapping: r.mapping,
-          doc_id: r.doc_id,
-          kind: deadLetterKind(r.error),
-          attempts: r.attempts,
-          at: new Date(r.at).toISOString(),
-        })),
-        slot: s
-          ? {
-            exists: true,
-            active: s.s.active,
-            failover: typeof s.s.failover === 'boolean' ? s.s.failover : null,
-            walStatus: s.s.wal_status ?? null,
-          }
-          : { exists: false, active: false, failover: null, walStatus: null },
-      }
-    }
-    let view: DbView
+    const names = this.#names
+    const started = this.#now()
     try {
-      view = await Promise.race([read(), timeout])
+      // one connection of the stream's pool for the three reads; PostgreSQL cancels them past the statement timeout
+      const view = await sql.begin(async (tx) => {
+        await tx.unsafe(`SET LOCAL statement_timeout = ${this.#statementTimeoutMs}`)
+        // this process's mappings only (other processes of a scale-out have pages of their own), by the
+        // (mapping, id) index: never a scan or sort of the whole queue, however long it has grown
+        const counts = await tx<{ mapping: string; n: number }[]>`
+          SELECT mapping, count(*)::int AS n FROM __puffgres_dlq WHERE mapping = ANY(${names}::text[])
+          GROUP BY mapping`
+        const newest = await tx<
+          { id: string; mapping: string; doc_id: string | null; error: string; attempts: number; at: Date }[]
+        >`SELECT d.id::text, d.mapping, d.doc_id, d.error, d.attempts, d.last_failed_at AS at
+          FROM unnest(${names}::text[]) AS m(name)
+          CROSS JOIN LATERAL (SELECT * FROM __puffgres_dlq q WHERE q.mapping = m.name ORDER BY q.id DESC
+            LIMIT ${NEWEST_DEAD_LETTERS}) d
+          ORDER BY d.id DESC LIMIT ${NEWEST_DEAD_LETTERS}`
+        // to_jsonb: the failover column exists from PostgreSQL 17 on
+        const [s] = await tx<{ s: { active: boolean; failover?: boolean; wal_status?: string } }[]>`
+          SELECT to_jsonb(r) AS s FROM pg_replication_slots r
+          WHERE r.slot_name = ${slot} AND r.database = current_database()`
+        return {
+          at: this.#now(),
+          dlq: new Map(counts.map((r) => [r.mapping, r.n])),
+          newest: newest.map((r) => ({
+            id: r.id,
+            mapping: r.mapping,
+            doc_id: r.doc_id,
+            kind: deadLetterKind(r.error),
+            attempts: r.attempts,
+            at: new Date(r.at).toISOString(),
+          })),
+          slot: s
+            ? {
+              exists: true,
+              active: s.s.active,
+              failover: typeof s.s.failover === 'boolean' ? s.s.failover : null,
+              walStatus: s.s.wal_status ?? null,
+            }
+            : { exists: false, active: false, failover: null, walStatus: null },
+        } satisfies DbView
+      })
       for (const m of this.opts.mappings) monitor.deadLetters.set(view.dlq.get(m.name) ?? 0, { mapping: m.name })
       monitor.slotFailover.set(view.slot?.failover ? 1 : 0)
+      this.#lastReadMs = this.#now() - started
+      this.#db = view
     } catch (e) {
       // keeps the last good figures, marked as stale
-      const message = (e as Error).message
-      this.opts.log?.debug('status page: cannot read dead letters and the slot', { error: message })
-      view = { ...(this.#db ?? { dlq: new Map(), newest: [] }), at: this.#now(), error: 'cannot read PostgreSQL' }
-    } finally {
-      clearTimeout(timer)
+      this.opts.log?.debug('status page: cannot read dead letters and the slot', { error: (e as Error).message })
+      // a read PostgreSQL cancelled (statement timeout) counts: the next waits longer; unreachable does not
+      if ((e as { code?: string }).code === '57014') this.#lastReadMs = this.#now() - started
+      this.#db = { ...(this.#db ?? { dlq: new Map(), newest: [] }), at: this.#now(), error: 'cannot read PostgreSQL' }
     }
-    this.#db = view
-    return view
   }
 
   #view(db: DbView): StatusView {

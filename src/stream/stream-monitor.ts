@@ -64,7 +64,7 @@ export class StreamMonitor {
   // read by the status page and monitoring/ (issue 26)
   readonly changesProcessed = this.registry.counter(
     'puffgres_changes_processed_total',
-    'Row changes of the mapped tables handed to the writer (per mapping; changes to one row in one batch count once).',
+    'Row changes of the mapped tables handed to the writer (once per mapping a change goes to; changes to one row in one batch count once).',
   )
   readonly throttled = this.registry.counter(
     'puffgres_sink_throttled_total',

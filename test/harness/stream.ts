@@ -24,7 +24,8 @@ export type StreamOptions = Partial<Omit<RunOptions, 'signal' | 'log' | 'onFlush
 /** `run` in process: slot `puffgres` (created), 50 ms polls, batches of 1000, unless `opts` say otherwise. */
 export function startStream(configPath: string, opts: StreamOptions = {}): RunningStream {
   const { env, ...run } = opts
-  const config = loadConfig(configPath, { ...process.env, ...env })
+  const load = () => loadConfig(configPath, { ...process.env, ...env })
+  const config = load()
   const stop = new AbortController()
   const flushes: FlushInfo[] = []
   const logs: string[] = []
@@ -33,6 +34,7 @@ export function startStream(configPath: string, opts: StreamOptions = {}): Runni
     createSlot: true,
     pollIntervalMs: 50,
     batchSize: 1000,
+    reloadConfig: load,
     ...run,
     signal: stop.signal,
     log: quietLogger(logs),

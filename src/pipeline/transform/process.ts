@@ -11,7 +11,7 @@ import type { RowEvent } from '../../types.ts'
 import { errorMessage, normalizeAction, type TransformResult } from './action.ts'
 import { showId } from '../docid.ts'
 import type { TransformRunner, TransformRunnerOptions } from './types.ts'
-import { resolveProgram, specLabel, type TransformSpec } from './spec.ts'
+import { resolveProgram, specLabel, type TransformSpec } from '../../config/transform-spec.ts'
 import { backoffDelay, sleep } from '../../retry.ts'
 
 type CommandSpec = Extract<TransformSpec, { kind: 'command' }>

@@ -3,14 +3,14 @@
 // (the identity: the row's columns become the attributes). All three give one validated result per event.
 import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { applyEmbedding } from '../../embeddings/declarative.ts'
+import { applyEmbedding } from './declarative-embedding.ts'
 import type { RowEvent, TransformContext } from '../../types.ts'
 import { errorMessage, normalizeAction, normalizeOwnedAttributes, type TransformResult } from './action.ts'
 import { showId } from '../docid.ts'
 import { createTransformContext } from './_context.ts'
 import { createProcessRunner } from './process.ts'
 import { importTransformModule } from './import.ts'
-import { resolveProgram, specLabel, type TransformSpec } from './spec.ts'
+import { resolveProgram, specLabel, type TransformSpec } from '../../config/transform-spec.ts'
 import type { TransformRunner, TransformRunnerOptions } from './types.ts'
 
 export interface LoadedTransform {

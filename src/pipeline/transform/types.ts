@@ -1,6 +1,6 @@
 // The contract every transform runner meets (module, `bin:` process, identity), apart from the runners
 // themselves so that runner.ts and process.ts both depend on it and not on each other.
-import type { EmbeddingSpec } from '../../embeddings/declarative.ts'
+import type { EmbeddingSpec } from './declarative-embedding.ts'
 import type { Embedder } from '../../embeddings/embedder.ts'
 import type { Logger, RowEvent } from '../../types.ts'
 import type { TransformResult } from './action.ts'

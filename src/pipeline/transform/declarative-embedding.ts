@@ -1,9 +1,9 @@
 // `[mapping.embedding] source = "col" | ["col1", "col2"], attribute = "vector"`: embeddings without code. The
 // source columns of the row are joined into one text, and all upserts of a batch are embedded in one call.
-import type { TransformResult } from '../pipeline/transform/action.ts'
-import type { RowEvent } from '../types.ts'
-import { type Embedder, isRetryableEmbeddingError } from './embedder.ts'
-import { showId } from '../pipeline/docid.ts'
+import type { TransformResult } from './action.ts'
+import type { RowEvent } from '../../types.ts'
+import { type Embedder, isRetryableEmbeddingError } from '../../embeddings/embedder.ts'
+import { showId } from '../docid.ts'
 
 export interface EmbeddingSpec {
   /** column(s) of the PostgreSQL row whose text is embedded; several are joined with a blank line */

@@ -1,10 +1,10 @@
 // What the source database says about the tables puffgres reads.
 import type postgres from 'postgres'
 import type { ColumnType } from './read-rows.ts'
-import { FIRST_NON_BUILTIN_OID } from './type-oids.ts'
+import { FIRST_NON_BUILTIN_OID } from '../postgres/type-oids.ts'
 
 /**
- * A column as the catalog describes it: the one reader of a table's columns for the stream's table shapes, backfill's
+ * A column as the catalog describes it: the one reader of a table's columns for the stream's table shapes, the read
  * plan, the routes, `migrate` and `doctor` (docs/ARCHITECTURE.md, invariant 12).
  */
 export interface CatalogColumn extends ColumnType {
@@ -61,10 +61,37 @@ export interface TableInfo {
   identityColumns: string[]
 }
 
-export async function tableInfo(sql: postgres.Sql, schema: string, table: string): Promise<TableInfo | undefined> {
-  const [t] = await sql<{ oid: number; relreplident: string; relkind: string }[]>`
-    SELECT c.oid::int AS oid, c.relreplident, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+/** A table found by name: the one lookup of `schema.table` (a plain or partitioned table; a view is none). */
+export interface TableRef {
+  oid: number
+  /** `pg_class.reltuples`: -1 (or 0 before PostgreSQL 14) when the table was never analyzed */
+  reltuples: number
+  relreplident: string
+}
+
+/** The table `schema.table` (relkind r or p); undefined when there is none. */
+export async function findTable(sql: postgres.Sql, schema: string, table: string): Promise<TableRef | undefined> {
+  const [t] = await sql<TableRef[]>`
+    SELECT c.oid::int AS oid, c.reltuples::float8 AS reltuples, c.relreplident FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = ${schema} AND c.relname = ${table} AND c.relkind IN ('r', 'p')`
+  return t
+}
+
+/**
+ * The columns of each valid, non-partial unique index of the table with this OID (the primary key's included), each
+ * index's as a set (in no particular order): whether some index covers the id columns is what the read plan asks.
+ */
+export async function uniqueIndexColumns(sql: postgres.Sql, oid: number): Promise<string[][]> {
+  const rows = await sql<{ cols: string[] }[]>`
+    SELECT ARRAY(SELECT a.attname::text FROM unnest(i.indkey) k(attnum) JOIN pg_attribute a
+                 ON a.attrelid = i.indrelid AND a.attnum = k.attnum) AS cols
+    FROM pg_index i WHERE i.indrelid = ${oid} AND i.indisunique AND i.indpred IS NULL AND i.indisvalid`
+  return rows.map((r) => r.cols)
+}
+
+export async function tableInfo(sql: postgres.Sql, schema: string, table: string): Promise<TableInfo | undefined> {
+  const t = await findTable(sql, schema, table)
   if (!t) return undefined
   const columns = await catalogColumns(sql, t.oid)
   const keyOf = async (where: string) =>
@@ -89,7 +116,7 @@ export async function tableInfo(sql: postgres.Sql, schema: string, table: string
 
 /**
  * `JOIN LATERAL (…) b` for a query over `pg_attribute a`: `b.typname` is the column's base type, domains (over
- * domains too) resolved, as pgoutput's Type message names it; the backfill plan and the re-read by OID decode a domain
+ * domains too) resolved, as pgoutput's Type message names it; the read plan and the re-read by OID decode a domain
  * over int as an int, as the stream does.
  */
 export function baseTypeJoin(sql: postgres.Sql) {

@@ -1,11 +1,12 @@
-// What one mapping's backfill reads and how: the selected columns with the types that decode them, and the SQL of
-// its keyset pages, of the re-check of a written page, and of the count of rows that cannot be paged (NULL ids).
+// What is read of one mapping's table and how (the read plan of backfill, verify, dlq retry, status and migrate): the
+// selected columns with the types that decode them, and the SQL of its keyset pages, of a sample, of the re-check of a
+// written page, and of the count of rows that cannot be paged (NULL ids).
 import type postgres from 'postgres'
 import type { Mapping } from '../config/load.ts'
 import { ident, qualified } from '../postgres/connect.ts'
-import { toSql } from '../pipeline/membership/mod.ts'
-import { quoteLiteral } from '../pipeline/membership/sql.ts'
-import { type CatalogColumn, catalogColumns, columnType } from '../postgres/catalog.ts'
+import { toSql } from '../membership/mod.ts'
+import { quoteLiteral } from '../membership/sql.ts'
+import { type CatalogColumn, catalogColumns, columnType, findTable, uniqueIndexColumns } from './catalog.ts'
 
 export interface PlanColumn {
   name: string
@@ -19,7 +20,7 @@ export interface PlanColumn {
   typmod: number
 }
 
-export interface BackfillPlan {
+export interface ReadPlan {
   mapping: Mapping
   /** `"schema"."table"` */
   table: string
@@ -52,16 +53,13 @@ export interface BackfillPlan {
 }
 
 /** Reads the table from the catalog and renders the SQL; throws a one-line error naming the mapping's file. */
-export async function planBackfill(
+export async function planReads(
   sql: postgres.Sql,
   mapping: Mapping,
   needed: Set<string> | undefined,
-): Promise<BackfillPlan> {
+): Promise<ReadPlan> {
   const where = `${mapping.file}: source`
-  const [rel] = await sql<{ oid: number; reltuples: number }[]>`
-    SELECT c.oid::int AS oid, c.reltuples::float8 AS reltuples FROM pg_class c
-    JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = ${mapping.schema} AND c.relname = ${mapping.table} AND c.relkind IN ('r', 'p')`
+  const rel = await findTable(sql, mapping.schema, mapping.table)
   if (!rel) throw new Error(`${where}: table ${mapping.schema}.${mapping.table} does not exist`)
   const cols = await catalogColumns(sql, rel.oid)
   const byName = new Map(cols.map((c) => [c.name, c]))
@@ -73,12 +71,9 @@ export async function planBackfill(
   for (const c of needed ?? []) {
     if (!byName.has(c)) throw new Error(`${mapping.file}: column "${c}" is not in ${mapping.schema}.${mapping.table}`)
   }
-  const unique = await sql<{ cols: string[] }[]>`
-    SELECT ARRAY(SELECT a.attname::text FROM unnest(i.indkey) k(attnum) JOIN pg_attribute a
-                 ON a.attrelid = i.indrelid AND a.attnum = k.attnum) AS cols
-    FROM pg_index i WHERE i.indrelid = ${rel.oid} AND i.indisunique AND i.indpred IS NULL AND i.indisvalid`
+  const unique = await uniqueIndexColumns(sql, rel.oid)
   const ids = new Set(mapping.idColumns)
-  const keyIndexed = unique.some((u) => u.cols.length > 0 && u.cols.every((c) => ids.has(c)))
+  const keyIndexed = unique.some((cols) => cols.length > 0 && cols.every((c) => ids.has(c)))
 
   const toPlan = (c: CatalogColumn): PlanColumn => columnType(c) as PlanColumn
   const selected = cols.filter((c) => !needed || needed.has(c.name) || ids.has(c.name))
@@ -105,7 +100,7 @@ export async function planBackfill(
  * types, which is what a parameter of that type is.
  */
 export function copyPageSql(
-  plan: Pick<BackfillPlan, 'pageParts' | 'keyTypes'>,
+  plan: Pick<ReadPlan, 'pageParts' | 'keyTypes'>,
   after: readonly string[] | undefined,
   limit: number,
 ): string {
@@ -120,7 +115,7 @@ export function copyPageSql(
 }
 
 /** `n` member rows picked at random, as `COPY (…) TO STDOUT` (verify --sample). */
-export function copySampleSql(plan: Pick<BackfillPlan, 'pageParts'>, n: number): string {
+export function copySampleSql(plan: Pick<ReadPlan, 'pageParts'>, n: number): string {
   if (!Number.isSafeInteger(n) || n < 1) throw new Error(`sample size: expected a positive integer, got ${n}`)
   return `COPY (${plan.pageParts.select} ORDER BY random() LIMIT ${n}) TO STDOUT`
 }
@@ -134,7 +129,7 @@ export function renderSql(
   columns: readonly string[],
   mapping: Pick<Mapping, 'idColumns' | 'membership'>,
   keyTypes: readonly string[],
-): Pick<BackfillPlan, 'pageParts' | 'recheckSql' | 'nullIdSql'> {
+): Pick<ReadPlan, 'pageParts' | 'recheckSql' | 'nullIdSql'> {
   const col = (name: string) => `${T}.${ident(name)}`
   // qualified everywhere: in the re-check a bare name could be the key list's column
   const member = mapping.membership ? toSql(mapping.membership, col) : undefined

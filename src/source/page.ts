@@ -1,4 +1,5 @@
-// Reads one keyset page of a backfill, versioned, and re-checks a written page for rows that went away since.
+// Reads one keyset page of a mapping's table (backfill, verify), or a random sample of it (verify --sample), versioned,
+// and re-checks a written page for rows that went away since.
 //
 // Versions (docs/ARCHITECTURE.md, invariant 2). A page is read after L = stableLsn(): every commit below L is visible in
 // it, and every commit it does not see is streamed with a version above encodeVersion(L, 0), so its documents carry
@@ -13,7 +14,7 @@ import { isSqlAscii, reserveRawBytes } from '../postgres/sql-ascii.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
 import { decodeValue, isJsonType, keepSourceText, keepsSourceText, keptText } from '../postgres/values.ts'
 import type { Logger, Row } from '../types.ts'
-import { type BackfillPlan, copyPageSql, copySampleSql } from './plan.ts'
+import { copyPageSql, copySampleSql, type ReadPlan } from './read-plan.ts'
 
 /**
  * How often to look again while transactions that were running at the stable LSN end. Usually they are short (often
@@ -63,7 +64,7 @@ export function pageLsn(sql: postgres.Sql, log?: Logger): Promise<bigint> {
  */
 export async function readRawPage(
   sql: postgres.Sql,
-  plan: BackfillPlan,
+  plan: ReadPlan,
   after: readonly string[] | undefined,
   limit: number,
   opts: { log?: Logger; lsn?: Promise<bigint> } = {},
@@ -83,7 +84,7 @@ export async function readRawPage(
 /** Reads and decodes the page after `after` (from the beginning when undefined). */
 export async function readPage(
   sql: postgres.Sql,
-  plan: BackfillPlan,
+  plan: ReadPlan,
   after: readonly string[] | undefined,
   limit: number,
   log?: Logger,
@@ -93,14 +94,14 @@ export async function readPage(
 }
 
 /** `n` member rows picked at random (verify --sample), read after a stable LSN and decoded like a page. */
-export async function readSample(sql: postgres.Sql, plan: BackfillPlan, n: number, log?: Logger): Promise<Page> {
+export async function readSample(sql: postgres.Sql, plan: ReadPlan, n: number, log?: Logger): Promise<Page> {
   const lsn = await pageLsn(sql, log)
   const rows = await reserveRawBytes(sql, (conn) => copyRows(conn, copySampleSql(plan, n), plan.columns.length))
   return decodePage(plan, lsn, rows)
 }
 
 /** The last row's key texts (where the next page starts); undefined for an empty page. */
-export function lastKeyOf(plan: BackfillPlan, rows: readonly CopyRow[]): string[] | undefined {
+export function lastKeyOf(plan: ReadPlan, rows: readonly CopyRow[]): string[] | undefined {
   const last = rows[rows.length - 1]
   return last && plan.keyIndex.map((k) => last[k] as string)
 }
@@ -153,7 +154,7 @@ async function copyRows(conn: postgres.ReservedSql, copySql: string, ncols: numb
 }
 
 /** Decodes a page's text values into rows, as the stream decodes pgoutput's text values. */
-export function decodePage(plan: BackfillPlan, lsn: bigint, values: (string | null)[][]): Page {
+export function decodePage(plan: ReadPlan, lsn: bigint, values: (string | null)[][]): Page {
   const { columns, keyIndex } = plan
   const ncols = columns.length
   const names = columns.map((c) => c.name)
@@ -211,7 +212,7 @@ export function decodePage(plan: BackfillPlan, lsn: bigint, values: (string | nu
  */
 export async function recheckPage(
   sql: postgres.Sql,
-  plan: BackfillPlan,
+  plan: ReadPlan,
   page: RecheckedPage,
   log?: Logger,
 ): Promise<{ lsn: bigint; stale: number[] }> {

@@ -2,9 +2,9 @@
 // The stream uses it when an update left TOASTed columns "unchanged" (pgoutput does not send them).
 import type postgres from 'postgres'
 import type { Row } from '../types.ts'
-import { ident, qualified } from './connect.ts'
-import { isSqlAscii, reserveRawBytes } from './sql-ascii.ts'
-import { decodeColumn } from './values.ts'
+import { ident, qualified } from '../postgres/connect.ts'
+import { isSqlAscii, reserveRawBytes } from '../postgres/sql-ascii.ts'
+import { decodeColumn } from '../postgres/values.ts'
 
 // fatal: a SQL_ASCII database sends whatever bytes a row holds (sql-ascii.ts); a value that is not UTF-8 must fail
 // its row, not become U+FFFD silently

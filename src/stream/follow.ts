@@ -1,0 +1,110 @@
+// Following migrations while `run` streams (docs/ARCHITECTURE.md, invariant 10): the mapping files are read again
+// and the migrated mappings this process does not route yet get their routes, at a defined position of the stream:
+// the transactional message `migrate` commits with its records (MIGRATE_MESSAGE_PREFIX), or the first change of a
+// published table that no route reads. A published table that still has no route stops the stream before any of
+// its changes is confirmed (invariant 1): `UnroutableTableError`, and run retries after a backoff.
+import type postgres from 'postgres'
+import type { Config, Mapping } from '../config/load.ts'
+import { liveMappings } from '../postgres/live-versions.ts'
+import type { Relation } from '../postgres/pgoutput.ts'
+import { appliedMigrations } from '../postgres/state.ts'
+import { buildRoutes } from '../pipeline/routes.ts'
+import type { RouteRuntime } from '../pipeline/writer.ts'
+import type { Logger } from '../types.ts'
+
+export { MIGRATE_MESSAGE_PREFIX } from '../postgres/state.ts'
+
+/** A change of a published table that no migrated mapping of this process reads: nothing after it is confirmed. */
+export class UnroutableTableError extends Error {
+  constructor(rel: Pick<Relation, 'schema' | 'name'>, publication: string) {
+    super(
+      `table ${rel.schema}.${rel.name} is in publication "${publication}" but no migrated mapping of this process ` +
+        'reads it: nothing after its first change is confirmed until one does (add its mapping file and run ' +
+        `\`puffgres migrate\`, or ALTER PUBLICATION ${publication} DROP TABLE ${rel.schema}.${rel.name})`,
+    )
+    this.name = 'UnroutableTableError'
+  }
+}
+
+export interface FollowOptions {
+  /** the configuration as this process selects it now (the files read again) */
+  load: () => Config
+  sql: postgres.Sql
+  log: Logger
+  /** the live routes: new ones are appended (the processor and the dropped-table watch read this array) */
+  routes: RouteRuntime[]
+}
+
+export class MappingFollower {
+  /** routes a newer version replaced: their runners may still be in use by batches in flight */
+  private readonly replaced: RouteRuntime[] = []
+
+  constructor(private readonly opts: FollowOptions) {}
+
+  /** Closes the transform runners of replaced versions (when run stops). */
+  async close(): Promise<void> {
+    for (const r of this.replaced) await r.runner.close().catch(() => {})
+  }
+
+  /**
+   * Reads the mapping files again and makes the routes those of the live versions (postgres/live-versions.ts) that are
+   * migrated (recorded with the file's hash): adds the ones not routed yet, drops the ones replaced or retired. A
+   * file that cannot be read or a table that cannot be routed is logged and left out: its table's changes then stop
+   * the stream (UnroutableTableError) until a later look succeeds.
+   */
+  async refresh(): Promise<string[]> {
+    const { load, sql, log, routes } = this.opts
+    let config: Config
+    try {
+      config = load()
+    } catch (e) {
+      log.warn('reading the mapping files again failed; the routes stay as they are', { error: (e as Error).message })
+      return []
+    }
+    const applied = new Map((await appliedMigrations(sql)).map((a) => [`${a.name}@${a.version}`, a.hash]))
+    const key = (m: Mapping) => `${m.name}@${m.version}`
+    // the live versions (the newest of each name, and those a re-index keeps) that migrate recorded as they are
+    const wanted = (await liveMappings(config, sql)).filter((m) => applied.get(key(m)) === m.hash)
+    const wantedKeys = new Set(wanted.map(key))
+    const routedKeys = new Set(routes.map((r) => key(r.mapping)))
+    const added: string[] = []
+    for (const m of wanted) {
+      if (routedKeys.has(key(m))) continue
+      try {
+        const [route] = await buildRoutes({ ...config, mappings: [m] }, sql, log)
+        routes.push(route)
+        added.push(m.name)
+        log.info('mapping version added while streaming: changes committed from here on go through it', {
+          mapping: m.name,
+          version: m.version,
+          table: `${m.schema}.${m.table}`,
+          namespace: m.namespace,
+        })
+      } catch (e) {
+        log.error('a migrated mapping cannot be routed yet', { mapping: m.name, error: (e as Error).message })
+      }
+    }
+    // a version no longer live (replaced by a newer one, or retired): later changes no longer reach its namespace.
+    // Batches built before keep its route (its transform and namespace), so its runner is closed only when run stops.
+    // Only once a newer version is routed: one whose route cannot be built (its transform does not load) leaves the
+    // old one in place, so the table is never left without a route.
+    for (let i = routes.length - 1; i >= 0; i--) {
+      const r = routes[i]
+      if (wantedKeys.has(key(r.mapping))) continue
+      const routedNow = new Set(routes.map((x) => key(x.mapping)))
+      const successor = wanted.find((m) =>
+        m.name === r.mapping.name && m.version > r.mapping.version && routedNow.has(key(m))
+      )
+      const gone = !config.mappings.some((m) => m.name === r.mapping.name)
+      if (!successor && !gone) continue
+      routes.splice(i, 1)
+      this.replaced.push(r)
+      log.info('mapping version no longer written: changes committed from here on do not reach its namespace', {
+        mapping: r.mapping.name,
+        version: r.mapping.version,
+        namespace: r.mapping.namespace,
+      })
+    }
+    return added
+  }
+}
