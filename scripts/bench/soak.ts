@@ -1,5 +1,5 @@
 // Does `puffgres run`'s memory plateau while it streams for a long time (issue 21)? On a throwaway cluster:
-//   ./node_modules/.bin/bun scripts/bench/soak.ts [--minutes 10] [--runtime bun|deno] [--rate 300] [--ids 6000]
+//   ./node_modules/.bin/bun scripts/bench/soak.ts [--minutes 20] [--runtime bun|deno] [--rate 300] [--ids 6000]
 //     [--row-bytes 6000] [--sample-seconds 10] [--latency-ms 0] [--jitter-ms 0] [--storm-every 2]
 // `puffgres run` (a child on --runtime, into `puffgres local`, another child) streams a steady mix of single-row
 // commits over a fixed set of --ids rows of ~--row-bytes each, so that the data it handles stays the same size and
@@ -40,7 +40,7 @@ import {
 
 const { values: args } = parseArgs({
   options: {
-    minutes: { type: 'string', default: '10' },
+    minutes: { type: 'string', default: '20' },
     runtime: { type: 'string', default: 'bun' },
     rate: { type: 'string', default: '300' },
     ids: { type: 'string', default: '6000' },
