@@ -30,7 +30,17 @@ const CYCLES_TO_BREAK: string[] = []
  * A module in the wrong layer is a design question, not a list entry: move it (one home per job, invariant 12).
  */
 const LAYERS: string[][] = [
-  ['types.ts', 'transform-types.ts', 'errors.ts', 'log.ts', 'runtime.ts', 'concurrency.ts', 'retry.ts', 'version.ts'],
+  [
+    'types.ts',
+    'transform-types.ts',
+    'errors.ts',
+    'log.ts',
+    'runtime.ts',
+    'concurrency.ts',
+    'retry.ts',
+    'abort.ts',
+    'version.ts',
+  ],
   // membership predicates: parsed by config at load, rendered to SQL by the source reader, evaluated by the pipeline
   ['membership'],
   ['config'],

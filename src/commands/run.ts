@@ -8,7 +8,7 @@ import { SlotGoneError } from '../postgres/slot-guard.ts'
 import { NotMigratedError } from '../postgres/preflight.ts'
 import { SlotMissingError } from '../postgres/replication.ts'
 import { type RunOptions, runStream, selectForRun } from '../stream/engine.ts'
-import { onShutdownSignals } from '../runtime.ts'
+import { boundHeapGrowth, onShutdownSignals } from '../runtime.ts'
 
 export const help = `puffgres run [options]
 
@@ -95,6 +95,8 @@ export async function runCommand(argv: string[], config: () => Config): Promise<
     log.info(`${sig}: finishing the batches in flight, then stopping`)
     stop.abort()
   })
+  // Deno: a heap that grows to ~4× what is alive before V8 collects (runtime.ts)
+  const offHeapBound = boundHeapGrowth()
   try {
     await runStream(cfg, { ...opts, signal: stop.signal, log, reloadConfig: config })
     log.info('stopped')
@@ -107,5 +109,6 @@ export async function runCommand(argv: string[], config: () => Config): Promise<
     throw e
   } finally {
     offSignals()
+    offHeapBound()
   }
 }

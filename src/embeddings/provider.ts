@@ -1,5 +1,6 @@
 // One embeddings request to an OpenAI-compatible API (OpenAI, Together), retried on 429, 5xx and network errors
 // with capped exponential backoff and jitter, honouring Retry-After.
+import { fetchWithin } from '../abort.ts'
 import type { Logger } from '../types.ts'
 import { backoffDelay, sleep } from '../retry.ts'
 
@@ -106,29 +107,35 @@ export async function requestEmbeddings(
     counters.requests++
     let delay: number | undefined
     try {
-      const res = await fetch(url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          authorization: `Bearer ${config.api_key}`,
+      // the timeout is cleared as soon as the answer is read (src/abort.ts): no signal or timer outlives the request
+      const answer = await fetchWithin(
+        url,
+        {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            authorization: `Bearer ${config.api_key}`,
+          },
+          body,
         },
-        body,
-        signal: AbortSignal.timeout(policy.requestTimeoutMs),
-      })
-      if (res.ok) {
-        let json: unknown
-        try {
-          json = await res.json()
-        } catch (err) {
-          throw new EmbeddingError(`${what}: ${url} answered with invalid JSON: ${(err as Error).message}`, false)
-        }
-        try {
-          return parseVectors(json, input.length)
-        } catch (err) {
-          throw new EmbeddingError(`${what}: ${url}: ${(err as Error).message}`, false)
-        }
-      }
-      const text = await res.text().catch(() => '')
+        policy.requestTimeoutMs,
+        async (res): Promise<{ vectors: number[][] } | { res: Response; text: string }> => {
+          if (!res.ok) return { res, text: await res.text().catch(() => '') }
+          let json: unknown
+          try {
+            json = await res.json()
+          } catch (err) {
+            throw new EmbeddingError(`${what}: ${url} answered with invalid JSON: ${(err as Error).message}`, false)
+          }
+          try {
+            return { vectors: parseVectors(json, input.length) }
+          } catch (err) {
+            throw new EmbeddingError(`${what}: ${url}: ${(err as Error).message}`, false)
+          }
+        },
+      )
+      if ('vectors' in answer) return answer.vectors
+      const { res, text } = answer
       last = `HTTP ${res.status}: ${providerMessage(text)}`
       if (!RETRYABLE_STATUS.has(res.status)) {
         throw new EmbeddingError(`${what} refused by ${url}: ${last}`, false)

@@ -1,5 +1,6 @@
 // Writes versioned ops to turbopuffer through the official SDK: conditional writes, retries without a time limit
 // (backpressure), and isolation of the rows turbopuffer refuses so that the caller can dead-letter exactly those.
+import { withLinkedSignal } from '../abort.ts'
 import { explainTurbopufferError } from './reach.ts'
 import type { Filter, Namespace, NamespaceWriteResponse, Row, Turbopuffer } from '@turbopuffer/turbopuffer'
 import { type Id, type Logger, ROW_ATTR, VERSION_ATTR, type WriteOp } from '../types.ts'
@@ -351,7 +352,9 @@ export class TurbopufferSink implements Sink {
       const started = performance.now()
       let failure: Failure
       try {
-        const res = await send(signal)
+        // a signal per request, unlinked when it settles: the SDK leaves a listener on the signal it is given, and
+        // the shutdown signal lives as long as `run` (src/abort.ts, issue 21)
+        const res = await withLinkedSignal(signal, send)
         this.#onRequest?.(performance.now() - started, true)
         return res
       } catch (err) {
