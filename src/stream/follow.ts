@@ -7,7 +7,7 @@ import type postgres from 'postgres'
 import type { Config, Mapping } from '../config/load.ts'
 import { liveMappings } from '../postgres/live-versions.ts'
 import type { Relation } from '../postgres/pgoutput.ts'
-import { appliedMigrations } from '../postgres/state.ts'
+import { appliedMigrations, keptVersions } from '../postgres/state.ts'
 import { buildRoutes } from '../pipeline/routes.ts'
 import type { RouteRuntime } from '../pipeline/writer.ts'
 import type { Logger } from '../types.ts'
@@ -26,6 +26,29 @@ export class UnroutableTableError extends Error {
   }
 }
 
+/**
+ * The migrations state changed but the process cannot take it up (the files do not load, a migrated version's route
+ * cannot be built): the stream stops at this point, before anything after it is confirmed (invariant 1), and run
+ * retries after a backoff.
+ */
+export class FollowError extends Error {
+  constructor(what: string) {
+    super(
+      `${what}: nothing after this point of the stream is confirmed until it can be followed (fix it; run retries ` +
+        'by itself)',
+    )
+    this.name = 'FollowError'
+  }
+}
+
+/** What `migrate` and `reindex --retire` recorded: the applied versions with their hashes and the kept ones. */
+export async function migrationState(sql: postgres.Sql): Promise<string> {
+  const applied = await appliedMigrations(sql)
+  const kept = await keptVersions(sql)
+  return applied.map((a) => `${a.name}@${a.version}:${a.hash}${kept.has(`${a.name}@${a.version}`) ? ':kept' : ''}`)
+    .join(',')
+}
+
 export interface FollowOptions {
   /** the configuration as this process selects it now (the files read again) */
   load: () => Config
@@ -33,13 +56,32 @@ export interface FollowOptions {
   log: Logger
   /** the live routes: new ones are appended (the processor and the dropped-table watch read this array) */
   routes: RouteRuntime[]
+  /** migrationState() as it was read before `routes` were built */
+  state: string
 }
 
 export class MappingFollower {
   /** routes a newer version replaced: their runners may still be in use by batches in flight */
   private readonly replaced: RouteRuntime[] = []
+  /** the migrations state the routes follow */
+  private followed: string
 
-  constructor(private readonly opts: FollowOptions) {}
+  constructor(private readonly opts: FollowOptions) {
+    this.followed = opts.state
+  }
+
+  /**
+   * Follows the migrations state when it changed since the routes were made: at `migrate`'s message, at a table no
+   * route reads, and each time the stream (re)starts. A process that did not see the message (a hot standby taking
+   * over, a stream resumed past it) must not go on with the routes of before. Throws FollowError when it cannot.
+   */
+  async follow(): Promise<string[]> {
+    const state = await migrationState(this.opts.sql)
+    if (state === this.followed) return []
+    const added = await this.refresh()
+    this.followed = state
+    return added
+  }
 
   /** Closes the transform runners of replaced versions (when run stops). */
   async close(): Promise<void> {
@@ -48,18 +90,17 @@ export class MappingFollower {
 
   /**
    * Reads the mapping files again and makes the routes those of the live versions (postgres/live-versions.ts) that are
-   * migrated (recorded with the file's hash): adds the ones not routed yet, drops the ones replaced or retired. A
-   * file that cannot be read or a table that cannot be routed is logged and left out: its table's changes then stop
-   * the stream (UnroutableTableError) until a later look succeeds.
+   * migrated (recorded with the file's hash): adds the ones not routed yet, drops the ones replaced or retired. Files
+   * that cannot be read, or a migrated version whose route cannot be built, throw FollowError (after the routes that
+   * could be made are in place): changes after this point would miss that version (invariants 1 and 10).
    */
-  async refresh(): Promise<string[]> {
+  private async refresh(): Promise<string[]> {
     const { load, sql, log, routes } = this.opts
     let config: Config
     try {
       config = load()
     } catch (e) {
-      log.warn('reading the mapping files again failed; the routes stay as they are', { error: (e as Error).message })
-      return []
+      throw new FollowError(`the mapping files cannot be read again: ${(e as Error).message}`)
     }
     const applied = new Map((await appliedMigrations(sql)).map((a) => [`${a.name}@${a.version}`, a.hash]))
     const key = (m: Mapping) => `${m.name}@${m.version}`
@@ -68,6 +109,7 @@ export class MappingFollower {
     const wantedKeys = new Set(wanted.map(key))
     const routedKeys = new Set(routes.map((r) => key(r.mapping)))
     const added: string[] = []
+    const failed: string[] = []
     for (const m of wanted) {
       if (routedKeys.has(key(m))) continue
       try {
@@ -81,13 +123,13 @@ export class MappingFollower {
           namespace: m.namespace,
         })
       } catch (e) {
-        log.error('a migrated mapping cannot be routed yet', { mapping: m.name, error: (e as Error).message })
+        failed.push(`mapping ${m.name} version ${m.version}: ${(e as Error).message}`)
       }
     }
     // a version no longer live (replaced by a newer one, or retired): later changes no longer reach its namespace.
     // Batches built before keep its route (its transform and namespace), so its runner is closed only when run stops.
     // Only once a newer version is routed: one whose route cannot be built (its transform does not load) leaves the
-    // old one in place, so the table is never left without a route.
+    // old one in place, so the table is never left without a route (and the stream stops below, FollowError).
     for (let i = routes.length - 1; i >= 0; i--) {
       const r = routes[i]
       if (wantedKeys.has(key(r.mapping))) continue
@@ -105,6 +147,7 @@ export class MappingFollower {
         namespace: r.mapping.namespace,
       })
     }
+    if (failed.length) throw new FollowError(`a migrated mapping cannot be routed: ${failed.join('; ')}`)
     return added
   }
 }
