@@ -93,5 +93,38 @@ describe('online mapping changes: the processes and positions migrate does not r
     expect(pipe.docs('b').has(2)).toBe(false)
     // one line each time, no stack trace
     expect(s.logs.some((l) => l.includes('    at '))).toBe(false)
+    await s.stop()
+  })
+
+  test('a newer file not migrated yet when run reads the files at the message: the version migrate recorded is followed', async () => {
+    const load = () => loadConfig(pipe.project.config, process.env)
+    let migrated = false
+    const s = await pipe.startStream({
+      reloadConfig: () => {
+        // the next version written between migrate and run reading the files (or only on run's host)
+        if (migrated) {
+          pipe.project.write(
+            'puffgres/migrations/006_b.toml',
+            migration({ name: 'b', version: 4, table: 'b', namespace: 'b_v4' }),
+          )
+        }
+        return load()
+      },
+    })
+    try {
+      pipe.project.write(
+        'puffgres/migrations/005_b.toml',
+        migration({ name: 'b', version: 3, table: 'b', namespace: 'b_v3' }),
+      )
+      migrated = true
+      expect((await pipe.cli('migrate')).code).toBe(0)
+      await pipe.db.sql`INSERT INTO b VALUES (3, 3)`
+      await waitFor('the change after migrate in the version it recorded', () => pipe.docs('b_v3').get(3)?.v === 3)
+      expect(pipe.docs('b_v2').has(3)).toBe(false)
+    } finally {
+      await s.stop()
+      const { rmSync } = await import('node:fs')
+      rmSync(`${pipe.project.dir}/puffgres/migrations/006_b.toml`, { force: true })
+    }
   })
 })

@@ -5,7 +5,7 @@
 // its changes is confirmed (invariant 1): `UnroutableTableError`, and run retries after a backoff.
 import type postgres from 'postgres'
 import type { Config, Mapping } from '../config/load.ts'
-import { liveMappings } from '../postgres/live-versions.ts'
+import { keptAlong } from '../postgres/live-versions.ts'
 import type { Relation } from '../postgres/pgoutput.ts'
 import { appliedMigrations, keptVersions } from '../postgres/state.ts'
 import { buildRoutes } from '../pipeline/routes.ts'
@@ -89,10 +89,11 @@ export class MappingFollower {
   }
 
   /**
-   * Reads the mapping files again and makes the routes those of the live versions (postgres/live-versions.ts) that are
-   * migrated (recorded with the file's hash): adds the ones not routed yet, drops the ones replaced or retired. Files
-   * that cannot be read, or a migrated version whose route cannot be built, throw FollowError (after the routes that
-   * could be made are in place): changes after this point would miss that version (invariants 1 and 10).
+   * Reads the mapping files again and makes the routes those of the live versions as migrate recorded them (the
+   * newest recorded version of each mapping, with the file's hash, and those a re-index keeps): adds the ones not
+   * routed yet, drops the ones replaced or retired. Files that cannot be read, a recorded version whose file is gone or
+   * edited, or one whose route cannot be built, throw FollowError (after the routes that could be made are in place):
+   * changes after this point would miss that version (invariants 1 and 10).
    */
   private async refresh(): Promise<string[]> {
     const { load, sql, log, routes } = this.opts
@@ -102,14 +103,28 @@ export class MappingFollower {
     } catch (e) {
       throw new FollowError(`the mapping files cannot be read again: ${(e as Error).message}`)
     }
-    const applied = new Map((await appliedMigrations(sql)).map((a) => [`${a.name}@${a.version}`, a.hash]))
+    const rows = await appliedMigrations(sql)
+    const applied = new Map(rows.map((a) => [`${a.name}@${a.version}`, a.hash]))
     const key = (m: Mapping) => `${m.name}@${m.version}`
-    // the live versions (the newest of each name, and those a re-index keeps) that migrate recorded as they are
-    const wanted = (await liveMappings(config, sql)).filter((m) => applied.get(key(m)) === m.hash)
+    const failed: string[] = []
+    // of each mapping this process streams, the newest version migrate recorded (a newer file not migrated yet, as
+    // on a host that has it first, is not it: that version is what changes after the message go through)
+    const newest = new Map<string, number>()
+    for (const a of rows) newest.set(a.name, Math.max(a.version, newest.get(a.name) ?? a.version))
+    const recorded: Mapping[] = []
+    for (const m of config.mappings) {
+      const version = newest.get(m.name)
+      if (version === undefined) continue // not migrated yet
+      const file = config.migrations.find((f) => f.name === m.name && f.version === version)
+      if (file && applied.get(key(file)) === file.hash) recorded.push(file)
+      else failed.push(`mapping ${m.name} version ${version} is migrated but its file is ${file ? 'edited' : 'gone'}`)
+    }
+    // with the older versions a re-index keeps live, as migrate recorded them
+    const wanted = keptAlong({ ...config, mappings: recorded }, await keptVersions(sql))
+      .filter((m) => applied.get(key(m)) === m.hash)
     const wantedKeys = new Set(wanted.map(key))
     const routedKeys = new Set(routes.map((r) => key(r.mapping)))
     const added: string[] = []
-    const failed: string[] = []
     for (const m of wanted) {
       if (routedKeys.has(key(m))) continue
       try {
