@@ -22,6 +22,14 @@ const pipe = usePipeline({
   },
 })
 
+/** c's first version: a transform slow enough that its batch is in flight for a while */
+const SLOW = `export default async function slow(event: { type: string; new?: Record<string, unknown> }) {
+  await new Promise((r) => setTimeout(r, 1500))
+  if (event.type === 'delete') return { type: 'delete' }
+  return { type: 'upsert', attributes: { v: event.new!.v } }
+}
+`
+
 const currentLsn = async () => (await pipe.db.sql`SELECT pg_current_wal_insert_lsn()::text AS lsn`)[0].lsn as string
 const confirmedPast = async (lsn: string) =>
   (await pipe.db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS past FROM pg_replication_slots
@@ -125,6 +133,42 @@ describe('online mapping changes: the processes and positions migrate does not r
       await s.stop()
       const { rmSync } = await import('node:fs')
       rmSync(`${pipe.project.dir}/puffgres/migrations/006_b.toml`, { force: true })
+    }
+  })
+
+  test('reindex --retire --delete-namespace waits for every run streaming, not only the slot it is given', async () => {
+    // mapping c streams in a scale-out process of its own (slot and publication "scale"), its v1 through a transform
+    // slow enough that a batch is still being written when the retire is committed
+    await pipe.db.sql`CREATE TABLE c (id int PRIMARY KEY, v int)`
+    pipe.project.write('puffgres/transforms/slow.ts', SLOW)
+    pipe.project.write(
+      'puffgres/migrations/007_c.toml',
+      migration({ name: 'c', table: 'c', transform: 'transforms/slow.ts' }),
+    )
+    const m = await pipe.cli('migrate')
+    expect(m.err).toBe('')
+    expect(m.code).toBe(0)
+    const scale = await pipe.startStream({ slot: 'scale', publication: 'scale', mappings: ['c'] })
+    await waitForSlotActive(pipe.db.sql, 'scale')
+    try {
+      pipe.project.write(
+        'puffgres/migrations/008_c.toml',
+        migration({ name: 'c', version: 2, table: 'c', namespace: 'c_v2' }),
+      )
+      const built = await pipe.cli('reindex', 'c', '--slot', 'scale')
+      expect(built.code).toBe(0)
+      await pipe.db.sql`INSERT INTO c VALUES (1, 1)`
+      await waitFor('c 1 in the new version', () => pipe.docs('c_v2').get(1)?.v === 1)
+      await pipe.db.sql`INSERT INTO c VALUES (2, 2)`
+      // no --slot: the slot of the configuration ("puffgres") streams nothing now
+      const retired = await pipe.cli('reindex', 'c', '--retire', '--delete-namespace')
+      expect(retired.code).toBe(0)
+      // the slow write of row 2 to the retired namespace would land after its deletion and bring it back
+      await waitFor('c 2 in the new version', () => pipe.docs('c_v2').get(2)?.v === 2)
+      await new Promise((r) => setTimeout(r, 2500))
+      expect(pipe.server.documents('c')).toHaveLength(0)
+    } finally {
+      await scale.stop()
     }
   })
 })
