@@ -171,4 +171,26 @@ describe('online mapping changes: the processes and positions migrate does not r
       await scale.stop()
     }
   })
+
+  test('a mapping whose table was dropped before run started does not stop the stream at a later migrate message', async () => {
+    await pipe.db.sql`CREATE TABLE d (id int PRIMARY KEY, v int)`
+    pipe.project.write('puffgres/migrations/009_d.toml', migration({ name: 'd', table: 'd' }))
+    pipe.project.write(
+      'puffgres/migrations/010_a.toml',
+      migration({ name: 'a', version: 3, table: 'a', namespace: 'a_v3' }),
+    )
+    // applies d and a v3 (v2 kept live), backfills a v3
+    expect((await pipe.cli('reindex', 'a')).code).toBe(0)
+    await pipe.db.sql`DROP TABLE d`
+    // d is left out at start (logged); its mapping stays recorded
+    const s = await pipe.startStream()
+    try {
+      expect((await pipe.cli('reindex', 'a', '--retire')).code).toBe(0)
+      await pipe.db.sql`INSERT INTO a VALUES (30, 30)`
+      await waitFor('a 30 in the serving version', () => pipe.docs('a_v3').get(30)?.v === 30)
+      expect(s.logs.some((l) => l.includes('cannot be routed'))).toBe(false)
+    } finally {
+      await s.stop()
+    }
+  })
 })

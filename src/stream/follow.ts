@@ -9,6 +9,7 @@ import { keptAlong } from '../postgres/live-versions.ts'
 import type { Relation } from '../postgres/pgoutput.ts'
 import { appliedMigrations, keptVersions } from '../postgres/state.ts'
 import { buildRoutes } from '../pipeline/routes.ts'
+import { leaveOutDroppedTables } from './dropped-tables.ts'
 import type { RouteRuntime } from '../pipeline/writer.ts'
 import type { Logger } from '../types.ts'
 
@@ -103,6 +104,11 @@ export class MappingFollower {
     } catch (e) {
       throw new FollowError(`the mapping files cannot be read again: ${(e as Error).message}`)
     }
+    // a mapping removed from the files: its routes go (below)
+    const inFiles = new Set(config.mappings.map((m) => m.name))
+    // as at start: a mapping whose table was dropped is left out (logged), not a route that cannot be built; a route
+    // it already has stays (changes committed before the drop may still be ahead in the stream)
+    config = await leaveOutDroppedTables(config, sql, log)
     const rows = await appliedMigrations(sql)
     const applied = new Map(rows.map((a) => [`${a.name}@${a.version}`, a.hash]))
     const key = (m: Mapping) => `${m.name}@${m.version}`
@@ -152,7 +158,7 @@ export class MappingFollower {
       const successor = wanted.find((m) =>
         m.name === r.mapping.name && m.version > r.mapping.version && routedNow.has(key(m))
       )
-      const gone = !config.mappings.some((m) => m.name === r.mapping.name)
+      const gone = !inFiles.has(r.mapping.name)
       if (!successor && !gone) continue
       routes.splice(i, 1)
       this.replaced.push(r)
