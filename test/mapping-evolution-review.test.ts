@@ -193,4 +193,23 @@ describe('online mapping changes: the processes and positions migrate does not r
       await s.stop()
     }
   })
+
+  test('status names the namespace of the applied version as active, not a newer file not migrated yet', async () => {
+    // a serves a_v3 (the version applied last); a v4 file is written but not migrated
+    pipe.project.write(
+      'puffgres/migrations/011_a.toml',
+      migration({ name: 'a', version: 4, table: 'a', namespace: 'a_v4' }),
+    )
+    try {
+      const a = (await pipe.status()).mappings.find((m: { mapping: string }) => m.mapping === 'a')
+      expect(a.applied_version).toBe(3)
+      expect(a.active_namespace).toBe('a_v3')
+      expect(a.versions.map((v: { version: number; namespace: string }) => `${v.version}:${v.namespace}`)).toEqual([
+        '3:a_v3',
+      ])
+    } finally {
+      const { rmSync } = await import('node:fs')
+      rmSync(`${pipe.project.dir}/puffgres/migrations/011_a.toml`)
+    }
+  })
 })
