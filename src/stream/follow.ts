@@ -74,11 +74,13 @@ export class MappingFollower {
   /**
    * Follows the migrations state when it changed since the routes were made: at `migrate`'s message, at a table no
    * route reads, and each time the stream (re)starts. A process that did not see the message (a hot standby taking
-   * over, a stream resumed past it) must not go on with the routes of before. Throws FollowError when it cannot.
+   * over, a stream resumed past it) must not go on with the routes of before. `force`: read the files even when the
+   * state is the same (a table no route reads: its file may have reached this host after `migrate` ran elsewhere).
+   * Throws FollowError when it cannot.
    */
-  async follow(): Promise<string[]> {
+  async follow(opts: { force?: boolean } = {}): Promise<string[]> {
     const state = await migrationState(this.opts.sql)
-    if (state === this.followed) return []
+    if (state === this.followed && !opts.force) return []
     const added = await this.refresh()
     this.followed = state
     return added
