@@ -9,6 +9,7 @@ import { usePipeline } from './harness/pipeline.ts'
 import { migration } from './harness/project.ts'
 import { type RunningStream, startStream, waitForSlotActive } from './harness/stream.ts'
 import { waitFor } from './harness/wait.ts'
+import { spawnCli } from './harness/child.ts'
 
 const pipe = usePipeline({
   name: 'evolvereview',
@@ -241,6 +242,23 @@ describe('online mapping changes: the processes and positions migrate does not r
       await waitFor('e 1', () => pipe.docs('e').get(1)?.v === 1, 40_000)
     } finally {
       await s.stop()
+    }
+  })
+
+  test('puffgres run, the command, reads the mapping files again: a mapping added while it streams', async () => {
+    // the tests above pass the harness's own loader; the command must not hand run a cached configuration
+    const child = spawnCli(['-c', pipe.project.config, 'run'])
+    try {
+      await waitForSlotActive(pipe.db.sql)
+      await pipe.db.sql`CREATE TABLE f (id int PRIMARY KEY, v int)`
+      pipe.project.write('puffgres/migrations/013_f.toml', migration({ name: 'f', table: 'f' }))
+      expect((await pipe.cli('migrate')).code).toBe(0)
+      await pipe.db.sql`INSERT INTO f VALUES (1, 1)`
+      await waitFor('f 1 through the command', () => pipe.docs('f').get(1)?.v === 1, 20_000)
+      expect(child.output()).not.toContain('table public.f is in publication')
+    } finally {
+      child.kill('SIGTERM')
+      await child.exited
     }
   })
 })
