@@ -58,6 +58,7 @@ DEFAULT_TESTS=(
   test/mapping-evolution.test.ts
   test/slot-publication.test.ts
   test/mapping-evolution-e2e.test.ts
+  test/mapping-evolution-review.test.ts
   test/backfill-pages.test.ts
   test/source-catalog.test.ts
   test/backfill-crash.test.ts

@@ -75,7 +75,8 @@ export async function main(argv: string[]): Promise<number> {
       console.log(cmd.help)
       return 0
     }
-    return await cmd.run(args, () => (cached ??= loadConfig(configPath)))
+    // fresh: `run` reads the mapping files again when mappings are migrated while it streams (stream/follow.ts)
+    return await cmd.run(args, (o) => o?.fresh ? loadConfig(configPath) : (cached ??= loadConfig(configPath)))
   } catch (e) {
     const failure = describeFailure(e, cached)
     console.error(`error: ${scrub(failure.message)}`)

@@ -17,7 +17,8 @@ export interface Command {
   summary: string
   help: string
   /** `config` loads and validates the configuration (-c) once; throws ConfigError */
-  run(argv: string[], config: () => Config): Promise<number> | number
+  /** `config()`: the configuration, read once; `config({ fresh: true })` reads the files again (run follows them) */
+  run(argv: string[], config: (opts?: { fresh?: boolean }) => Config): Promise<number> | number
 }
 
 export const commands: Command[] = [

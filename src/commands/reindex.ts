@@ -20,13 +20,13 @@ change) is built into its new namespace while the version serving now keeps bein
 Then \`status\` shows both versions; once the new namespace is caught up and the application reads it:
   puffgres reindex <mapping> --retire [--delete-namespace]
 stops the writes to the old namespace (from that point of the stream on) and, with --delete-namespace, deletes it
-once \`run\` has passed that point.
+once every \`run\` streaming from the database (any slot) has passed that point.
 
 Options:
   --retire             retire the older version(s) kept live by a re-index of the mapping
   --delete-namespace   with --retire: delete the retired namespace(s) and their documents
   --resume             continue an interrupted backfill of the new version
-  --slot <NAME>        replication slot (default: [stream] slot, or "puffgres")
+  --slot <NAME>        replication slot of the backfill (default: [stream] slot, or "puffgres")
   --batch-size <N>     rows per transform call and write of the backfill
 `
 
@@ -51,10 +51,11 @@ export async function reindexCommand(argv: string[], config: () => Config): Prom
       const { namespaces, lsn } = await retireKept(cfg, sql, name)
       console.log(`retired: namespace ${namespaces.join(', ')} is no longer written (changes from now on)`)
       if (!values['delete-namespace']) return 0
-      if (!(await waitPast(sql, slot, lsn, 120_000))) {
+      const behind = await waitPast(sql, lsn, 120_000)
+      if (behind.length) {
         console.error(
-          `error: \`run\` on slot "${slot}" has not passed the retire yet: run \`puffgres reindex ${name} --retire ` +
-            '--delete-namespace` again later (the retire itself is done)',
+          `error: \`run\` on slot ${behind.map((s) => `"${s}"`).join(', ')} has not passed the retire yet: run ` +
+            `\`puffgres reindex ${name} --retire --delete-namespace\` again later (the retire itself is done)`,
         )
         return 1
       }

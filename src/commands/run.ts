@@ -40,7 +40,7 @@ true: on PostgreSQL 17+ the slot is a failover slot, which a standby with sync_r
 README, Failover).
 `
 
-export async function runCommand(argv: string[], config: () => Config): Promise<number> {
+export async function runCommand(argv: string[], config: (opts?: { fresh?: boolean }) => Config): Promise<number> {
   const { values } = parseFlags(argv, {
     slot: { type: 'string' },
     mapping: { type: 'string' },
@@ -98,7 +98,8 @@ export async function runCommand(argv: string[], config: () => Config): Promise<
   // Deno: a heap that grows to ~4× what is alive before V8 collects (runtime.ts)
   const offHeapBound = boundHeapGrowth()
   try {
-    await runStream(cfg, { ...opts, signal: stop.signal, log, reloadConfig: config })
+    // the files as they are now, not the configuration read at start: mappings migrated while run streams
+    await runStream(cfg, { ...opts, signal: stop.signal, log, reloadConfig: () => config({ fresh: true }) })
     log.info('stopped')
     return 0
   } catch (e) {

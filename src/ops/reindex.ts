@@ -96,18 +96,23 @@ export async function retireKept(
 }
 
 /**
- * Waits until `run` has confirmed past `lsn` on `slot` (it handled the retire and every write before it landed), so
- * that no write of a retired version is in flight when its namespace is deleted. True at once when no process
- * streams the slot (a `run` started later builds its routes without the retired version); false after `timeoutMs`.
+ * Waits until every `run` streaming from this database has confirmed past `lsn` (it handled the retire and every
+ * write before it landed), so that no write of a retired version is in flight when its namespace is deleted: every
+ * active logical slot of the database whose walsender is puffgres's (or whose application name this role cannot
+ * see), whatever its name (a scale-out process or a hot standby that took over streams from another slot than the
+ * one the command is given). A `run` started later builds its routes without the retired version. Returns the slots
+ * still behind after `timeoutMs` (none: passed).
  */
-export async function waitPast(sql: postgres.Sql, slot: string, lsn: bigint, timeoutMs: number): Promise<boolean> {
+export async function waitPast(sql: postgres.Sql, lsn: bigint, timeoutMs: number): Promise<string[]> {
   const until = Date.now() + timeoutMs
   for (;;) {
-    const [s] = await sql<{ active: boolean; confirmed: string | null }[]>`
-      SELECT active, confirmed_flush_lsn::text AS confirmed FROM pg_replication_slots WHERE slot_name = ${slot}`
-    if (!s || !s.active) return true
-    if (s.confirmed && parseLsn(s.confirmed) >= lsn) return true
-    if (Date.now() > until) return false
+    const slots = await sql<{ slot: string; confirmed: string | null }[]>`
+      SELECT s.slot_name AS slot, s.confirmed_flush_lsn::text AS confirmed
+      FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
+      WHERE s.slot_type = 'logical' AND s.database = current_database() AND s.active
+        AND (r.application_name IS NULL OR r.application_name = 'puffgres')`
+    const behind = slots.filter((s) => !s.confirmed || parseLsn(s.confirmed) < lsn).map((s) => s.slot)
+    if (!behind.length || Date.now() > until) return behind
     await new Promise((r) => setTimeout(r, 200))
   }
 }

@@ -170,16 +170,22 @@ export async function gatherStatus(
   return { at: now.toISOString(), stream, mappings }
 }
 
-/** The live versions of mapping `m` (the files' newest, then the ones a re-index keeps) and the active namespace. */
+/**
+ * The live versions of mapping `m` (the newest applied, then the ones a re-index keeps) and the active namespace. A
+ * newer file not migrated yet is not live: nothing writes its namespace (the files' newest is `version`).
+ */
 function liveVersions(
   config: Config,
-  m: Mapping,
+  newestFile: Mapping,
   kept: ReadonlySet<string>,
   backfills: BackfillStatus[],
   applied: number | null,
   lag: number | null,
 ): Pick<MappingStatus, 'versions' | 'active_namespace'> {
-  const newestBackfill = backfills.find((b) => b.version === (applied ?? m.version)) ?? null
+  const m = applied === null
+    ? newestFile
+    : config.migrations.find((f) => f.name === newestFile.name && f.version === applied) ?? newestFile
+  const newestBackfill = backfills.find((b) => b.version === m.version) ?? null
   const versions: VersionStatus[] = [{
     version: m.version,
     namespace: m.namespace,

@@ -91,6 +91,8 @@ export interface TableRoutes {
   rereadAll: ReadonlySet<MappingRoute>
   /** the table's columns for the schema of the writes: the relation message's, and generated ones from the catalog */
   columns: readonly ColumnType[]
+  /** routes whose id columns the table's replica identity does not hold (identityCovers), found once per relation */
+  uncovered: ReadonlySet<MappingRoute>
 }
 
 /**
@@ -99,7 +101,7 @@ export interface TableRoutes {
  */
 export function tableRoutes(
   routes: readonly MappingRoute[],
-  columns: readonly ColumnType[],
+  columns: readonly (ColumnType & { isKey: boolean })[],
   generated: ReadonlyMap<MappingRoute, readonly ColumnType[]> = new Map(),
 ): TableRoutes {
   const all = routes.some((r) => !r.needed)
@@ -115,6 +117,7 @@ export function tableRoutes(
     needs,
     rereadAll: new Set(generated.keys()),
     columns: missing.length ? [...columns, ...missing] : columns,
+    uncovered: new Set(routes.filter((r) => !identityCovers({ columns }, r.mapping))),
   }
 }
 
@@ -239,7 +242,7 @@ export function changeIntents(
       }
       continue
     }
-    if (type === 'update' && oldId === undefined && !identityCovers(rel, m)) {
+    if (type === 'update' && oldId === undefined && table.uncovered.size && table.uncovered.has(route)) {
       // the id may have changed without the change saying from what: the old document, if any, cannot be deleted.
       // The new one is still written; the dead letter keeps the fix (docs/ARCHITECTURE.md, invariants 1 and 5)
       failed(route, decoded, { type, id, new: row }, identityError(rel, m), id, true)
@@ -278,7 +281,10 @@ export function changeIntents(
 }
 
 /** The table's replica identity (as its relation message flags it) holds every id column of the mapping. */
-export function identityCovers(rel: ChangedTable, m: Mapping): boolean {
+export function identityCovers(
+  rel: { columns: readonly { name: string; isKey: boolean }[] },
+  m: Pick<Mapping, 'idColumns'>,
+): boolean {
   return m.idColumns.every((c) => rel.columns.find((col) => col.name === c)?.isKey)
 }
 

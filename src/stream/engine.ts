@@ -31,7 +31,7 @@ import { ReplicationStream, SlotInUseError, SlotMissingError } from '../postgres
 import { Checkpoint } from './checkpoint.ts'
 import { ChangeProcessor, type FlushInfo, type RouteRuntime } from './processor.ts'
 import { buildRoutes } from '../pipeline/routes.ts'
-import { MappingFollower } from './follow.ts'
+import { MappingFollower, migrationState } from './follow.ts'
 import { liveMappings } from '../postgres/live-versions.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
 import type { Sink } from '../turbopuffer/types.ts'
@@ -170,10 +170,14 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
       opts.onMetricsServer?.(metricsServer.port)
     }
     heartbeat.start()
+    // read before the routes: a migrate between the two is followed at the stream's start
+    const state = await migrationState(sql)
     // every live version: the newest of each mapping, and older ones a re-index keeps until they are retired
     routes = await buildRoutes({ ...streamed, mappings: await liveMappings(streamed, sql) }, sql, log)
     const reload = opts.reloadConfig
-    if (reload) follower = new MappingFollower({ load: () => selectForRun(reload(), opts).config, sql, log, routes })
+    if (reload) {
+      follower = new MappingFollower({ load: () => selectForRun(reload(), opts).config, sql, log, routes, state })
+    }
     tableWatch = new DroppedTableWatch(sql, routes, log, opts.tableCheckIntervalMs ?? 10_000)
     tableWatch.start()
     let waitingLogged = false
@@ -210,6 +214,9 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
           await pause(opts.standbyRetryMs ?? 1000, opts.signal)
           continue
         }
+        // migrations this process has not seen the message of (it waited as a hot standby, or the slot was confirmed
+        // past the message by another process): the routes are made those of now before any change is read
+        await follower?.follow()
         log.info('streaming', { slot: opts.slot, publication: config.stream.publication })
         waitingLogged = false
         monitor.setStreaming(true)
@@ -223,7 +230,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
           pollIntervalMs: opts.pollIntervalMs,
           concurrency: writesInFlight,
           checkpoint,
-          follow: follower?.refresh.bind(follower),
+          follow: follower?.follow.bind(follower),
           publication: config.stream.publication,
           // a failed batch: let go of the walsender now, not when the next message arrives (invariant 7)
           onFailure: (e) => void rs.abort(e),

@@ -56,7 +56,7 @@ export interface ProcessorOptions {
    * online migrations (stream/follow.ts): adds the routes of mappings migrated since; called at `migrate`'s message
    * and for a published table no route reads. Without it such a table's changes stop the stream.
    */
-  follow?: () => Promise<unknown>
+  follow?: (opts?: { force?: boolean }) => Promise<unknown>
   /** the publication streamed, for the message of a table no route reads */
   publication?: string
 }
@@ -226,7 +226,7 @@ export class ChangeProcessor {
     if (!routes.length) {
       // pgoutput names only published tables: one no route reads may be a mapping migrated since run started; if
       // not, nothing of it may be confirmed (docs/ARCHITECTURE.md, invariants 1 and 10)
-      await this.opts.follow?.()
+      await this.opts.follow?.({ force: true })
       routes = routed()
       if (!routes.length) {
         // a table no longer published (its mapping removed by a later migrate, or the table dropped): its earlier
