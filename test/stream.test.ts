@@ -1,5 +1,6 @@
 // `puffgres run` end to end: real PostgreSQL, logical replication, the local turbopuffer server.
 import { describe, expect, test } from 'bun:test'
+import type postgres from 'postgres'
 import { usePipeline } from './harness/pipeline.ts'
 import { migration } from './harness/project.ts'
 import { waitFor } from './harness/wait.ts'
@@ -48,6 +49,28 @@ const pipe = usePipeline({
 })
 
 const { docs } = pipe
+
+/**
+ * Commits `write` in a transaction of its own and returns the WAL insert position right after the commit: the end of
+ * that commit (nothing else writes here in between), so a confirmed position at or past it confirms the commit.
+ * Not a position inside the transaction: the walsender decodes a transaction's records before its commit arrives and
+ * may send an idle keepalive with a WAL end among them (the end of the last record it read); reporting that is safe,
+ * since PostgreSQL skips on restart only transactions that committed before the confirmed position.
+ */
+async function insertThenLsn(
+  sql: postgres.Sql,
+  write: (tx: postgres.Sql) => Promise<unknown>,
+): Promise<string> {
+  const conn = await sql.reserve()
+  try {
+    await conn`BEGIN`
+    await write(conn)
+    await conn`COMMIT`
+    return (await conn`SELECT pg_current_wal_insert_lsn()::text AS lsn`)[0].lsn as string
+  } finally {
+    conn.release()
+  }
+}
 
 describe('puffgres run', () => {
   test('insert, update, membership leave and enter, delete', async () => {
@@ -175,12 +198,7 @@ describe('puffgres run', () => {
     const writesBefore = pipe.server.stats().writes
     pipe.server.failNext(1_000_000, 503, 100) // hold the sink: every write is refused (transient) until released
     try {
-      // a position inside the transaction, below its commit (synchronous_commit is off: pg_current_wal_lsn() after
-      // the commit may not have reached it yet)
-      const lsn = await pipe.db.sql.begin(async (tx) => {
-        await tx`INSERT INTO items VALUES (40, 'c', 'active', 1, 'x')`
-        return (await tx`SELECT pg_current_wal_insert_lsn()::text AS lsn`)[0].lsn as string
-      })
+      const lsn = await insertThenLsn(pipe.db.sql, (tx) => tx`INSERT INTO items VALUES (40, 'c', 'active', 1, 'x')`)
       // a big transaction behind it fills the stream's buffer, so reading pauses (backpressure) during the hold
       await pipe.db.sql`INSERT INTO pairs SELECT 4, g::text, 0 FROM generate_series(1, 20000) g`
       await waitFor('the batch to reach the sink and be refused', () => pipe.server.stats().writes >= writesBefore + 2)
@@ -227,10 +245,8 @@ describe('puffgres run', () => {
         await locker`BEGIN`
         await locker`LOCK TABLE __puffgres_dlq IN EXCLUSIVE MODE`
         const refusedBefore = pipe.server.stats().statuses['400'] ?? 0
-        const lsn = await pipe.db.sql.begin(async (tx) => {
-          await tx`INSERT INTO vecs VALUES (2, '{1,2}')` // 2 dimensions: refused for good
-          return (await tx`SELECT pg_current_wal_insert_lsn()::text AS lsn`)[0].lsn as string
-        })
+        // 2 dimensions: refused for good
+        const lsn = await insertThenLsn(pipe.db.sql, (tx) => tx`INSERT INTO vecs VALUES (2, '{1,2}')`)
         await waitFor(
           'turbopuffer to refuse vector 2',
           () => (pipe.server.stats().statuses['400'] ?? 0) > refusedBefore,
