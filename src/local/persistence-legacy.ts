@@ -1,10 +1,10 @@
 // Reads a data dir written by puffgres before 0.x's single log (one folder per namespace under `namespaces/`, each
 // with `snapshot.json` and `wal.jsonl`), so an existing `--data-dir` keeps its namespaces: src/local/persistence.ts
 // folds them into its snapshot once and removes the folders.
-import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { Buffer } from 'node:buffer'
 import { parseJson } from './json.ts'
+import { readLines } from './json-lines.ts'
 import type { DocId } from './ids.ts'
 import { type Doc, Namespace, type NamespaceMeta } from './namespace.ts'
 
@@ -43,35 +43,14 @@ function loadOne(dir: string, name: string): Namespace | undefined {
     for (const d of snap.docs) ns.put(d)
     seq = snap.seq
   }
-  if (existsSync(walPath)) {
-    const text = readFileSync(walPath, 'utf8')
-    let offset = 0
-    let lineNo = 0
-    while (offset < text.length) {
-      const end = text.indexOf('\n', offset)
-      lineNo++
-      if (end === -1) {
-        // a torn last line is a write that was never acknowledged
-        const fd = openSync(walPath, 'r+')
-        ftruncateSync(fd, Buffer.byteLength(text.slice(0, offset)))
-        fsyncSync(fd)
-        closeSync(fd)
-        break
-      }
-      let entry: LegacyEntry
-      try {
-        entry = parseJson(text.slice(offset, end)) as LegacyEntry
-      } catch (e) {
-        throw new Error(`local turbopuffer data is corrupt: ${walPath} line ${lineNo}: ${(e as Error).message}`)
-      }
-      offset = end + 1
-      if (entry.seq <= seq) continue
-      if (!ns) ns = new Namespace(name, entry.meta)
-      ns.meta = entry.meta
-      for (const id of entry.del) ns.delete(id)
-      for (const d of entry.put) ns.put(d)
-      seq = entry.seq
-    }
-  }
+  readLines(walPath, (value) => {
+    const entry = value as LegacyEntry
+    if (entry.seq <= seq) return
+    if (!ns) ns = new Namespace(name, entry.meta)
+    ns.meta = entry.meta
+    for (const id of entry.del) ns.delete(id)
+    for (const d of entry.put) ns.put(d)
+    seq = entry.seq
+  })
   return ns
 }

@@ -15,18 +15,17 @@ import {
   ftruncateSync,
   mkdirSync,
   openSync,
-  readFileSync,
   renameSync,
   rmSync,
   statSync,
   writeSync,
 } from 'node:fs'
 import { join } from 'node:path'
-import { Buffer } from 'node:buffer'
-import { parseJson, toJson } from './json.ts'
+import { toJson } from './json.ts'
 import type { DocId } from './ids.ts'
 import { type Doc, Namespace, type NamespaceMeta } from './namespace.ts'
 import { loadLegacyNamespaces } from './persistence-legacy.ts'
+import { readLines } from './json-lines.ts'
 
 type LogEntry =
   | { seq: number; ns: string; meta: NamespaceMeta; put: Doc[]; del: DocId[] }
@@ -54,34 +53,6 @@ function writeAll(fd: number, text: string): number {
   let written = 0
   while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written)
   return bytes.length
-}
-
-/** Calls `each` with every complete line of a JSON-lines file; a torn last line is cut off the file. */
-function readLines(path: string, each: (value: unknown, lineNo: number, chars: number) => void): void {
-  if (!existsSync(path)) return
-  const text = readFileSync(path, 'utf8')
-  let offset = 0
-  let lineNo = 0
-  while (offset < text.length) {
-    const end = text.indexOf('\n', offset)
-    lineNo++
-    if (end === -1) {
-      // A torn last line is a write that was never acknowledged: drop it so later appends stay parseable.
-      const fd = openSync(path, 'r+')
-      ftruncateSync(fd, Buffer.byteLength(text.slice(0, offset)))
-      fsyncSync(fd)
-      closeSync(fd)
-      return
-    }
-    let value: unknown
-    try {
-      value = parseJson(text.slice(offset, end))
-    } catch (e) {
-      throw new Error(`local turbopuffer data is corrupt: ${path} line ${lineNo}: ${(e as Error).message}`)
-    }
-    each(value, lineNo, end + 1 - offset)
-    offset = end + 1
-  }
 }
 
 export class DataDir {
