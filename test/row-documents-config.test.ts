@@ -1,6 +1,6 @@
 // The configuration shapes of a row's documents (src/config/row-documents.ts): namespace templates, the rendered
-// namespace of a row, [mapping.chunking]; and that puffgres.toml refuses them with one line naming file and field
-// (a problem first, else, for a tenant template, "not supported by this version yet") until the writer applies it.
+// namespace of a row (pipeline/row-namespace.ts rowNamespace), [mapping.chunking]; and that puffgres.toml refuses a bad
+// one with one line naming file and field, and loads a good one (the template in Mapping.namespaceTemplate).
 import { afterEach, describe, expect, test } from 'bun:test'
 import { ConfigError } from '../src/config/errors.ts'
 import { loadConfig } from '../src/config/load.ts'
@@ -13,6 +13,7 @@ import {
   renderNamespace,
   templatePattern,
 } from '../src/config/row-documents.ts'
+import { rowNamespace } from '../src/pipeline/row-namespace.ts'
 import { makeProject, migration, type Project } from './harness/project.ts'
 
 describe('namespace templates', () => {
@@ -129,17 +130,60 @@ describe('puffgres.toml', () => {
   const file = 'puffgres/migrations/001_a.toml'
   const chunking = '[mapping.chunking]\nsource = "body"\nsize = 1000\noverlap = 100\n'
 
-  test('a template is checked, then refused as not supported yet', () => {
+  test('a template is checked, then loads (PUFFGRES_BASE_NAMESPACE in front); rowNamespace renders a row', () => {
     expect(loadError(migration({ name: 'a', table: 't', namespace: 'docs_{workspace_id' }))).toBe(
       `${file}: target.namespace: "{" without "}" in "docs_{workspace_id"`,
     )
     expect(loadError(migration({ name: 'a', table: 't', columns: ['title'], namespace: 'docs_{ws}' }))).toBe(
       `${file}: target.namespace: {ws} names no column of the mapping (id, title)`,
     )
-    expect(loadError(migration({ name: 'a', table: 't', namespace: 'docs_{ws}' }))).toBe(
-      `${file}: target.namespace: "docs_{ws}": a namespace per tenant ({column} placeholders) is not supported by ` +
-        'this version yet',
+    project = makeProject({
+      databaseUrl: 'x',
+      migrations: { '001_a.toml': migration({ name: 'a', table: 't', namespace: '{region}_docs_{ws}' }) },
+    })
+    const m = loadConfig(project.config, { ...env, PUFFGRES_BASE_NAMESPACE: 'prod_' }).mappings[0]
+    expect(m.namespace).toBe('prod_{region}_docs_{ws}')
+    expect(m.namespaceTemplate!.columns).toEqual(['region', 'ws'])
+    expect(literalPrefix(m.namespaceTemplate!)).toBe('prod_')
+    expect(rowNamespace(m, { id: 1, region: 'eu', ws: 42 }, 1)).toEqual({ ok: true, namespace: 'prod_eu_docs_42' })
+    expect(rowNamespace(m, { id: 1, region: 'eu', ws: null }, 1)).toEqual({
+      ok: false,
+      error: 'mapping a: row 1 (region = "eu", ws = NULL): namespace "prod_{region}_docs_{ws}": ws is NULL, so the ' +
+        'row has no namespace; make the column NOT NULL or leave such rows out with a membership predicate ' +
+        '(ws IS NOT NULL)',
+    })
+    const bad = rowNamespace(m, { id: 'k', region: 'e u', ws: 1 }, 'k')
+    expect(bad.ok ? '' : bad.error).toStartWith('mapping a: row "k" (region = "e u", ws = 1): namespace ')
+    expect(bad.ok ? '' : bad.error).toContain('map the values in a transform or route on another column')
+    // a fixed name: no template, the name as it was
+    project.remove()
+    project = makeProject({ databaseUrl: 'x', migrations: { '001_a.toml': migration({ name: 'a', table: 't' }) } })
+    const fixed = loadConfig(project.config, env).mappings[0]
+    expect(fixed.namespaceTemplate).toBeUndefined()
+    expect(rowNamespace(fixed, undefined)).toEqual({ ok: true, namespace: fixed.namespace })
+  })
+
+  test('two mappings whose namespaces could meet are refused', () => {
+    project = makeProject({
+      databaseUrl: 'x',
+      migrations: {
+        '001_a.toml': migration({ name: 'a', table: 't', namespace: 'docs_{ws}' }),
+        '002_b.toml': migration({ name: 'b', table: 'u', namespace: 'docs_archive' }),
+      },
+    })
+    expect(() => loadConfig(project!.config, env)).toThrow(
+      'puffgres/migrations/002_b.toml: target.namespace: "docs_archive" could name the same namespaces as ' +
+        '"docs_{ws}" (mapping "a")',
     )
+    project.remove()
+    project = makeProject({
+      databaseUrl: 'x',
+      migrations: {
+        '001_a.toml': migration({ name: 'a', table: 't', namespace: 'docs_{ws}' }),
+        '002_b.toml': migration({ name: 'b', table: 'u', namespace: 'notes_{ws}' }),
+      },
+    })
+    expect(loadConfig(project.config, env).mappings.map((m) => m.namespace)).toEqual(['docs_{ws}', 'notes_{ws}'])
   })
 
   test('[mapping.chunking] is checked, and a valid one loads', () => {

@@ -7,7 +7,13 @@ import { parseMembership, type Predicate } from '../membership/mod.ts'
 import { parseTransformSpec, type TransformSpec } from './transform-spec.ts'
 import { configEnv, expandEnv } from './env.ts'
 import { ConfigError } from './errors.ts'
-import { type ChunkingConfig, rowDocumentsProblem } from './row-documents.ts'
+import {
+  type ChunkingConfig,
+  namespacesMayCollide,
+  type NamespaceTemplate,
+  parseNamespaceTemplate,
+  rowDocumentsProblem,
+} from './row-documents.ts'
 import { describeIssues, type MigrationFile, migrationSchema, type ProjectFile, projectSchema } from './schema.ts'
 
 export const DEFAULT_SLOT = 'puffgres'
@@ -32,7 +38,13 @@ export interface Mapping {
   transform?: TransformSpec
   truncate: 'delete_all' | 'ignore'
   embedding?: { source: string[]; attribute: string }
+  /** the namespace; with a template, its text (PUFFGRES_BASE_NAMESPACE in front), e.g. "docs_{workspace_id}" */
   namespace: string
+  /**
+   * `[target] namespace = "docs_{workspace_id}"`: a namespace per tenant, the template parsed (the prefix included in
+   * its first literal). Absent for a fixed name. A row's namespace: pipeline/row-namespace.ts rowNamespace.
+   */
+  namespaceTemplate?: NamespaceTemplate
   distanceMetric?: 'cosine_distance' | 'euclidean_squared'
   schemaHints?: Record<string, unknown>
   /** `[target] id_type = "string"`: every document id is a string (e.g. for negative integer keys) */
@@ -97,13 +109,25 @@ export function loadConfig(path = 'puffgres.toml', baseEnv: Record<string, strin
   const migrations = loadMigrations(root, env, over.namespacePrefix)
   const latest = new Map<string, Mapping>()
   for (const m of migrations) latest.set(m.name, m)
-  const namespaces = new Map<string, string>()
+  const seen: Mapping[] = []
   for (const m of latest.values()) {
-    const other = namespaces.get(m.namespace)
+    const other = seen.find((o) => o.namespace === m.namespace)
     if (other) {
-      throw new ConfigError(`${m.file}: target.namespace: "${m.namespace}" is also the namespace of mapping "${other}"`)
+      throw new ConfigError(
+        `${m.file}: target.namespace: "${m.namespace}" is also the namespace of mapping "${other.name}"`,
+      )
     }
-    namespaces.set(m.namespace, m.name)
+    // a template: listing its namespaces by prefix (TRUNCATE, verify) must find no other mapping's
+    const near = (m.namespaceTemplate || seen.some((o) => o.namespaceTemplate)) &&
+      seen.find((o) => namespacesMayCollide(templateOf(o), templateOf(m)))
+    if (near) {
+      throw new ConfigError(
+        `${m.file}: target.namespace: "${m.namespace}" could name the same namespaces as "${near.namespace}" ` +
+          `(mapping "${near.name}"): give each mapping a literal start the other's does not begin with ` +
+          `(e.g. "docs_{...}" and "notes_{...}")`,
+      )
+    }
+    seen.push(m)
   }
   return {
     file,
@@ -124,6 +148,11 @@ export function loadConfig(path = 'puffgres.toml', baseEnv: Record<string, strin
     migrations,
     mappings: [...latest.values()],
   }
+}
+
+/** A mapping's namespace as a template (a fixed name is a template without placeholders). */
+function templateOf(m: Mapping): NamespaceTemplate {
+  return m.namespaceTemplate ?? parseNamespaceTemplate(m.namespace)
 }
 
 const MIGRATION_FILE = /^(\d+)_([A-Za-z0-9_.-]+)\.toml$/
@@ -187,6 +216,7 @@ function toMapping(f: MigrationFile, rel: string, root: string, hash: string, pr
     hasTransform: transform !== undefined,
   })
   if (rowDocs) throw new ConfigError(`${rel}: ${rowDocs.field}: ${rowDocs.message}`)
+  const namespaceTemplate = tenantTemplate(f.target.namespace, prefix, rel)
   return {
     name: f.migration.name,
     version: f.migration.version,
@@ -202,10 +232,23 @@ function toMapping(f: MigrationFile, rel: string, root: string, hash: string, pr
     truncate: f.mapping.truncate,
     embedding,
     namespace: prefix + f.target.namespace,
+    ...(namespaceTemplate ? { namespaceTemplate } : {}),
     distanceMetric: f.target.distance_metric,
     schemaHints: f.target.schema,
     idType: f.target.id_type === 'string' ? 'string' : undefined,
     chunking: f.mapping.chunking,
     documents: f.mapping.documents === 'many' ? 'many' : undefined,
   }
+}
+
+/** `[target] namespace` with {column} placeholders, parsed with PUFFGRES_BASE_NAMESPACE in front; else undefined. */
+function tenantTemplate(text: string, prefix: string, rel: string): NamespaceTemplate | undefined {
+  if (parseNamespaceTemplate(text).columns.length === 0) return undefined
+  if (!/^[A-Za-z0-9_.-]*$/.test(prefix)) {
+    throw new ConfigError(
+      `${rel}: target.namespace: PUFFGRES_BASE_NAMESPACE "${prefix}" is not the start of a namespace name ` +
+        '(letters, digits, "-", "_", ".")',
+    )
+  }
+  return parseNamespaceTemplate(prefix + text)
 }

@@ -1,8 +1,7 @@
 // The configuration shapes of a row's documents (docs/ARCHITECTURE.md, "A row's documents"; issues 24 and 25):
 // `[target] namespace = "docs_{workspace_id}"` (a namespace per tenant) and `[mapping.chunking]` (long text as
 // several documents). Parsed and checked here. The writer applies chunking (pipeline/transform/chunk-documents.ts,
-// turbopuffer/write-plan.ts); it does not apply tenant templates yet, so config/load.ts refuses them with a clear
-// error until it does.
+// turbopuffer/write-plan.ts) and tenant templates (pipeline/row-namespace.ts gives a row's namespace).
 import { z } from 'zod'
 
 export type ChunkBoundary = 'paragraph' | 'sentence' | 'word'
@@ -177,10 +176,7 @@ export function rowDocumentsMode(m: { chunking?: unknown; documents?: 'many' }):
   return m.chunking !== undefined || m.documents === 'many'
 }
 
-/**
- * The first problem of a mapping's tenant template or chunking, as `field: message`; then, while the writer does not
- * apply tenant templates yet, that they are not supported. Undefined for a mapping without a problem.
- */
+/** The first problem of a mapping's tenant template or chunking, as `field: message`; undefined when it has none. */
 export function rowDocumentsProblem(m: RowDocumentsSpec): { field: string; message: string } | undefined {
   const template = parseNamespaceTemplate(m.namespace)
   const readable = m.columns && [...m.idColumns, ...m.columns]
@@ -224,12 +220,6 @@ export function rowDocumentsProblem(m: RowDocumentsSpec): { field: string; messa
         field: 'mapping.embedding.source',
         message: `with [mapping.chunking] each chunk is embedded: set source = "${c.attribute}" (the chunk attribute)`,
       }
-    }
-  }
-  if (template.columns.length > 0) {
-    return {
-      field: 'target.namespace',
-      message: `"${m.namespace}": a namespace per tenant ({column} placeholders) is not supported by this version yet`,
     }
   }
   return undefined

@@ -17,6 +17,8 @@ export function neededColumns(m: Mapping): Set<string> | undefined {
     ...m.columns,
     ...m.idColumns,
     ...(m.membership ? predicateColumns(m.membership) : []),
+    // a namespace per tenant: the row's namespace comes from these
+    ...(m.namespaceTemplate?.columns ?? []),
     // with chunking the embedding's source is the chunk attribute, not a column
     ...(m.chunking ? chunkSources(m.chunking) : m.embedding?.source ?? []),
   ])

@@ -12,6 +12,7 @@ import { shapeAttributes } from './attribute-values.ts'
 import { forgetTypes, namespaceTypes, rememberTypes } from './namespace-types.ts'
 import type { TransformResult, TransformRunner } from './transform/mod.ts'
 import { backoffDelay, sleep } from '../retry.ts'
+import { intentNamespace } from './intent-namespace.ts'
 
 export interface RouteRuntime extends MappingRoute {
   runner: TransformRunner
@@ -98,13 +99,24 @@ export async function projectIntents(
     else byRoute.set(r, [i])
   }
   const byNamespace = new Map<string, { route: RouteRuntime; ops: WriteOp[]; origin: Intent[] }>()
-  for (const [route, list] of byRoute) {
-    const results = await transformWithRetry(route, list, deps)
-    let ns = byNamespace.get(route.mapping.namespace)
-    if (!ns) byNamespace.set(route.mapping.namespace, ns = { route, ops: [], origin: [] })
+  for (const [route, all] of byRoute) {
+    // the namespace comes from the row's values before the transform sees them (never the transform's choice)
+    const list: Intent[] = []
+    const where: string[] = []
+    for (const intent of all) {
+      const at = intentNamespace(intent)
+      if (!at.ok) dead.push(intentDeadLetter(intent, at.error))
+      else {
+        list.push(intent)
+        where.push(at.namespace)
+      }
+    }
+    const results = list.length ? await transformWithRetry(route, list, deps) : []
     for (let k = 0; k < results.length; k++) {
       const res = results[k]
       const intent = list[k]
+      let ns = byNamespace.get(where[k])
+      if (!ns) byNamespace.set(where[k], ns = { route, ops: [], origin: [] })
       if (!res.ok) {
         dead.push(intentDeadLetter(intent, res.error))
         continue

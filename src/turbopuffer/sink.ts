@@ -14,14 +14,8 @@ import {
   type Failure,
   sleep,
 } from './retry.ts'
-import {
-  type FailedOp,
-  NAMESPACE_NAME,
-  type Sink,
-  type SinkStats,
-  type WriteOptions,
-  type WriteResult,
-} from './types.ts'
+import type { FailedOp, NamespacePage, Sink, SinkStats, WriteOptions, WriteResult } from './types.ts'
+import { NAMESPACE_NAME } from './types.ts'
 import { forEachLimited } from '../concurrency.ts'
 import { DEFAULT_NAMESPACE_BYTES_PER_SECOND, WriteBudget } from './write-budget.ts'
 import {
@@ -39,7 +33,7 @@ export type { TurbopufferConfig } from './client.ts'
 
 export interface RetryInfo {
   namespace: string
-  operation: 'write' | 'query' | 'delete_by_filter' | 'delete_namespace'
+  operation: 'write' | 'query' | 'delete_by_filter' | 'delete_namespace' | 'list_namespaces'
   /** 1 for the first retry */
   attempt: number
   delayMs: number
@@ -310,6 +304,14 @@ export class TurbopufferSink implements Sink {
       if (name !== 'id' && name !== 'vector' && typeof cfg?.type === 'string') out[name] = cfg.type
     }
     return out
+  }
+
+  /** See Sink.listNamespaces: `GET /v1/namespaces?prefix=&cursor=&page_size=` (default page 1000, the most). */
+  async listNamespaces(prefix: string, opts: { cursor?: string; pageSize?: number } = {}): Promise<NamespacePage> {
+    const query = { prefix, page_size: opts.pageSize ?? 1000, ...(opts.cursor ? { cursor: opts.cursor } : {}) }
+    const page = await this.#call(prefix, 'list_namespaces', (signal) => this.#client.namespaces(query, { signal }))
+    const namespaces = (page.namespaces ?? []).map((n) => n.id)
+    return page.next_cursor ? { namespaces, nextCursor: page.next_cursor } : { namespaces }
   }
 
   /** Deletes the namespace and all its documents; fine if it does not exist. */

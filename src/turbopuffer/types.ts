@@ -58,4 +58,14 @@ export interface Sink {
    * it cannot write chunked mappings from backfill.
    */
   newerRowVersions?(namespace: string, rowKeys: string[], version: string): Promise<Map<string, string>>
+  /**
+   * One page of the namespaces whose names begin with `prefix`, in name order; `nextCursor` (absent on the last page)
+   * asks for the next. For a mapping's tenant namespaces use mapping-namespaces.ts, which filters by the template.
+   */
+  listNamespaces?(prefix: string, opts?: { cursor?: string; pageSize?: number }): Promise<NamespacePage>
+}
+
+export interface NamespacePage {
+  namespaces: string[]
+  nextCursor?: string
 }
