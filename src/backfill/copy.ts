@@ -23,9 +23,10 @@ import { deleteIntent, keyRow, rowDocId } from '../pipeline/row-identity.ts'
 import { rowEvent } from '../pipeline/row-event.ts'
 import { idProblem } from '../pipeline/docid.ts'
 import { deadLetter } from '../pipeline/dead-letter.ts'
-import { emptySummary, type RouteRuntime, sweepRacedRows, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
+import { emptySummary, type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
 import { encodeVersion } from '../types.ts'
+import { notePageNamespaces, pageRowNamespaces, placeDelete, type Routed, sweepPage } from './tenant-pages.ts'
 import {
   type BackfillRecord,
   finishBackfill,
@@ -96,10 +97,10 @@ function dedupeByKey(plan: ReadPlan, rows: CopyRow[]): CopyRow[] {
 }
 
 /** What is kept of a page once it is written (not its rows): for its re-check and its checkpoint. */
-type WrittenPage = RecheckedPage & Pick<Page, 'count' | 'lastKey'> & { pageId: string }
+type WrittenPage = RecheckedPage & Pick<Page, 'count' | 'lastKey'> & { pageId: string } & Routed
 
 /** A page as read, with its keys and its id in the journal of pages in flight (not for an empty page). */
-type ReadPage = RawPage & Partial<RecheckedPage> & { recorded?: Promise<string> }
+type ReadPage = RawPage & Partial<RecheckedPage> & { recorded?: Promise<string> } & Routed
 
 /** Swallows an unhandled rejection of a promise that is awaited later (or abandoned on an earlier failure). */
 function later<T>(p: Promise<T>): Promise<T> {
@@ -216,6 +217,7 @@ export async function copy(
       const dead: DeadLetter[] = badIds.concat(
         batch.bad.map((b) => badRow(b.keys, raw.lsn, `backfill of ${m.schema}.${m.table}: ${b.error}`)),
       )
+      if (m.namespaceTemplate) raw.namespaces = notePageNamespaces(intents, raw.namespaces)
       // nothing is written before the page is in the journal of pages in flight (its insert ran meanwhile)
       await raw.recorded
       const s = await writeIntents(intents, dead, deps)
@@ -229,14 +231,13 @@ export async function copy(
   }
 
   /** Deletes the rows of a written page that went away (or left the predicate) since it was read. */
-  const recheck = async (page: RecheckedPage): Promise<WriteSummary | undefined> => {
+  const recheck = async (page: RecheckedPage & Routed): Promise<WriteSummary | undefined> => {
+    const whereOf = await pageRowNamespaces(sink, m, page.namespaces)
     if (rowDocumentsMode(m)) {
       // chunks the stream's newer version of a row lacks, written by this page after it (invariant 11)
-      const keys = page.keys[0]?.map((_k, i) =>
-        rowDocId(m, keyRow(keyColumns, m.idColumns, page.keys.map((k) => k[i])))
-      )
-        .flatMap((id) => id === undefined ? [] : [String(id)]) ?? []
-      const swept = await sweepRacedRows(deps.sink, m.namespace, keys, encodeVersion(page.lsn, 0))
+      const ids = page.keys[0]?.map((_k, i) => rowDocId(m, keyRow(keyColumns, m.idColumns, page.keys.map((k) => k[i]))))
+        .flatMap((id) => id === undefined ? [] : [id]) ?? []
+      const swept = await sweepPage(deps.sink, ids, whereOf, encodeVersion(page.lsn, 0))
       if (swept) log.debug('re-check: stale chunks of rows the stream rewrote meanwhile removed', { rows: swept })
     }
     const { lsn, stale } = await recheckPage(sql, plan, page, log)
@@ -246,7 +247,7 @@ export async function copy(
       const old = keyRow(keyColumns, m.idColumns, page.keys.map((k) => k[i]))
       // undefined for a row that never had a document (a negative integer id): nothing to delete
       const id = rowDocId(m, old)
-      return id === undefined ? [] : [deleteIntent(route, id, old, lsn)]
+      return id === undefined ? [] : placeDelete(m, deleteIntent(route, id, old, lsn), whereOf(id))
     })
     log.debug('re-check: rows gone or out of the predicate since their page was read', {
       mapping: m.name,
@@ -363,6 +364,7 @@ export async function copy(
       if (!raw.rows.length) continue
       const written = await writePage(raw)
       const page: WrittenPage = {
+        namespaces: raw.namespaces,
         lsn: raw.lsn,
         keys: raw.keys!,
         literals: raw.literals,
