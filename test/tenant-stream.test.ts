@@ -140,7 +140,7 @@ describe('a namespace per tenant, streamed', () => {
     await expectPlaced('items_', { items_a: [1, 9], items_b: [30], items_h: [6] }, 'row 9 written after them')
     const dead = await pipe.deadLetters('items')
     expect(dead.map((d) => d.doc_id)).toEqual(['7', '8', '4'])
-    expect(dead[0].error).toStartWith('mapping items: row 7 (ws = "not a name!"): namespace "items_{ws}" gives ')
+    expect(dead[0].error).toMatch(/^mapping items: row 7 \(ws = "not a name!"\): namespace "items_\{ws\}" gives /)
     expect(dead[0].error).toContain('map the values in a transform or route on another column')
     expect(dead[1].error).toBe(
       'mapping items: row 8 (ws = NULL): namespace "items_{ws}": ws is NULL, so the row has no namespace; make the ' +
@@ -215,7 +215,7 @@ describe('a namespace per tenant, streamed', () => {
     await waitFor('the dead letter', async () => (await pipe.deadLetters('items')).length === 1)
     const [entry] = await pipe.deadLetters('items')
     expect(entry.doc_id).toBe('20')
-    expect(entry.error).toStartWith('could not delete the row from namespace "items_p" it moved out of')
+    expect(entry.error).toMatch(/^could not delete the row from namespace "items_p" it moved out of/)
     expect(placed('items_p')).toEqual({ items_p: [20] })
     expect(placed('items_q')).toEqual({})
     const [{ event }] = await pipe.db.sql`SELECT event FROM __puffgres_dlq WHERE mapping = 'items'`
