@@ -111,7 +111,8 @@ export async function projectIntents(
       if (!at.ok) {
         // no namespace now (NULL, an invalid name): the row still leaves the one it was in
         if (gone.length) leaves?.push({ namespaces: gone, intent, op: leaveOp(route.mapping, intent, intent.id) })
-        dead.push(intentDeadLetter(intent, at.error))
+        // a delete of a row whose values named no namespace: it never had a document, nothing to tell
+        if (intent.kind === 'upsert') dead.push(intentDeadLetter(intent, at.error))
         continue
       }
       list.push(intent)
