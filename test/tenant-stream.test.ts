@@ -20,6 +20,7 @@ const pipe = usePipeline({
     ALTER TABLE notes REPLICA IDENTITY FULL;
     CREATE TABLE pages (id int PRIMARY KEY, ws text, body text);
     ALTER TABLE pages REPLICA IDENTITY FULL;
+    ALTER TABLE pages ALTER COLUMN body SET STORAGE EXTERNAL;
     CREATE TABLE logs (id int PRIMARY KEY, ws int, line text);
     ALTER TABLE logs REPLICA IDENTITY FULL;
     CREATE TABLE kept (id int PRIMARY KEY, ws int, line text);
@@ -192,6 +193,12 @@ describe('a namespace per tenant, streamed', () => {
     await pipe.db.sql`DELETE FROM pages WHERE id = 1`
     await waitFor('row 1 has no chunks', () => chunks('pages_b', '1').length === 0)
     expect(chunks('pages_b', '2')).toEqual([0, 1])
+    // a move that leaves a long (TOASTed) body unchanged: the change lacks it, the row is re-read, and still leaves b
+    await pipe.db.sql`UPDATE pages SET body = ${body(40)} WHERE id = 2`
+    await waitFor('40 chunks in pages_b', () => chunks('pages_b', '2').length === 40)
+    await pipe.db.sql`UPDATE pages SET ws = 'c' WHERE id = 2`
+    await waitFor('40 chunks in pages_c', () => chunks('pages_c', '2').length === 40)
+    expect(chunks('pages_b', '2')).toEqual([])
   })
 
   test('TRUNCATE empties every namespace of the mapping; truncate = "ignore" keeps them', async () => {

@@ -29,6 +29,8 @@ Applies the migration files in puffgres/migrations/ to the source database:
   - creates the __puffgres_* state tables
   - records each new migration with a content hash (an applied file must not be edited: add a new version)
   - checks each membership predicate against the column types exactly as \`run\` and \`backfill\` do
+  - a namespace per tenant (namespace = "docs_{workspace_id}"): refuses placeholder columns the table's REPLICA
+    IDENTITY does not hold (a delete or a move must name the namespace the row leaves), and says how to fix it
   - creates or updates the publication the stream uses (default puffgres_pub), publishing partitioned tables
     through their root (publish_via_partition_root = true; an existing publication is switched over)
 Warns where a table's REPLICA IDENTITY cannot give puffgres the id of updated or deleted rows, where a mapping needs

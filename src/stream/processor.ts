@@ -245,8 +245,8 @@ export class ChangeProcessor {
     if (uncovered.length && !this.identityWarned.has(rel.oid)) {
       this.identityWarned.add(rel.oid)
       this.opts.log.warn(
-        "the table's REPLICA IDENTITY does not include id column(s) of its mappings: each update is written and " +
-          'dead-lettered, as it may have changed the id (the old document would stay)',
+        "the table's REPLICA IDENTITY does not include id column(s) of its mappings (or a namespace template's " +
+          'columns): each update is written and dead-lettered, as it may have changed them (the old document would stay)',
         {
           table: `${rel.schema}.${rel.name}`,
           mappings: uncovered.map((r) => r.mapping.name).join(', '),
