@@ -79,7 +79,8 @@ function placed(prefix: string): Record<string, unknown[]> {
 }
 
 async function expectPlaced(prefix: string, want: Record<string, unknown[]>, what: string): Promise<void> {
-  await waitFor(what, () => JSON.stringify(placed(prefix)) === JSON.stringify(want)).catch((e) => {
+  // a generous wait: the machine is shared with benchmarks
+  await waitFor(what, () => JSON.stringify(placed(prefix)) === JSON.stringify(want), 60_000).catch((e) => {
     // the stream's warnings and errors say why, if it stopped
     const logs = pipe.stream.logs.filter((l) => /warn|error/.test(l)).slice(-5).join('\n')
     throw new Error(`${e.message}: ${JSON.stringify(placed(prefix))}, want ${JSON.stringify(want)}\n${logs}`)
