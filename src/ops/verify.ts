@@ -169,7 +169,7 @@ export async function verifyMapping(
     // a row that cannot be decoded is not judged, and neither is its document (the DLQ has the row): its id is the
     // one the stream and backfill give it, from its key texts
     const bad = (b: { keys: string[]; error: string }) => {
-      const shown = keyIdText(textKey(mapping, rt.plan.columns, b.keys)) ?? b.keys.join(':')
+      const shown = keyIdText(textKey(mapping, rt.plan.columns, b.keys)) ?? '?'
       failed(shown)
       log.warn('verify: a row could not be decoded', { mapping: mapping.name, id: shown, error: b.error })
     }
@@ -323,10 +323,10 @@ async function repair(
   }
   for (let i = 0; i < rewrite.length; i += 500) {
     const chunk = rewrite.slice(i, i + 500)
-    const keys = chunk.map((e) => e.key)
+    const rowKeys = chunk.map((e) => e.key)
     const dead: DeadLetter[] = []
     // a row with a value that cannot be decoded: a dead letter (written with the others), not a failed repair
-    const all = await currentStateIntents(deps.sql, route, columns, keys, lsn, dead)
+    const all = await currentStateIntents(deps.sql, route, columns, rowKeys, lsn, dead)
     add(await writeIntents(all.filter((x) => x !== undefined), dead, writer))
     if (rowDocumentsMode(route.mapping)) {
       // chunks a newer version streamed before these writes landed lacks (docs/ARCHITECTURE.md, invariant 11)
@@ -335,7 +335,7 @@ async function repair(
       if (keys.length) await sweepRacedRows(deps.sink, route.mapping.namespace, keys, written[0].version)
     }
     // rows deleted while they were transformed: their streamed delete may have landed before this upsert
-    const again = await recheckWritten(route, columns, keys.filter((_r, k) => all[k]?.kind === 'upsert'), writer)
+    const again = await recheckWritten(route, columns, rowKeys.filter((_r, k) => all[k]?.kind === 'upsert'), writer)
     if (again) add({ ...again, upserted: 0 })
   }
   for (let i = 0; i < extra.length; i += 1000) {
