@@ -6,7 +6,13 @@ import type { Intent } from '../src/pipeline/changes.ts'
 import { type Batch, WritePipeline } from '../src/stream/mod.ts'
 
 function setup(
-  opts: { limit?: number; batchSize?: number; maxOutstanding?: number; maxOutstandingBytes?: number } = {},
+  opts: {
+    limit?: number
+    batchSize?: number
+    maxOutstanding?: number
+    maxOutstandingBytes?: number
+    spread?: { rows: number; waitMs: number }
+  } = {},
 ) {
   const writes: { batch: Batch; land(): void; fail(e: Error): void }[] = []
   const confirmed: bigint[] = []
@@ -17,6 +23,7 @@ function setup(
     maxOutstanding: opts.maxOutstanding ?? 10_000,
     maxOutstandingBytes: opts.maxOutstandingBytes ?? 1 << 24,
     pollIntervalMs: 60_000,
+    spread: opts.spread,
     limit: new AdaptiveLimit({ initial: opts.limit ?? 8, max: opts.limit ?? 8 }),
     write: (batch) =>
       new Promise((resolve, reject) => writes.push({ batch, land: () => resolve(undefined), fail: reject })),
@@ -60,6 +67,44 @@ describe('WritePipeline', () => {
       await p.flushAll()
     })
   }
+
+  test('a namespace per tenant (spread): a backlog waits for more rows while a write is in flight, a trickle does not', async () => {
+    const { p, writes, change, tick } = setup({ batchSize: 10, spread: { rows: 50, waitMs: 150 } })
+    p.begin()
+    change(1, 100)
+    p.commit(110n)
+    await tick()
+    expect(writes.length).toBe(1) // nothing in flight: at once
+    // a trickle (below batchSize) while a write is in flight: written after the usual coalescing, not held
+    p.begin()
+    change(2, 200)
+    p.commit(210n)
+    await new Promise((r) => setTimeout(r, 30))
+    expect(writes.length).toBe(2)
+    // a backlog (batchSize or more): held while a write is in flight, until it reaches `rows` or waited waitMs
+    for (let t = 0; t < 3; t++) {
+      p.begin()
+      for (let id = 10 + t * 10; id < 20 + t * 10; id++) change(id, 300 + t)
+      p.commit(BigInt(310 + t))
+    }
+    await tick()
+    expect(writes.length).toBe(2)
+    p.begin()
+    for (let id = 100; id < 120; id++) change(id, 400)
+    p.commit(410n)
+    await tick()
+    expect(writes.length).toBe(3) // 50 rows: one write of all of them
+    expect(writes[2].batch.intents.length).toBe(50)
+    p.begin()
+    for (let id = 200; id < 215; id++) change(id, 500)
+    p.commit(510n)
+    await tick()
+    expect(writes.length).toBe(3)
+    await new Promise((r) => setTimeout(r, 200))
+    expect(writes.length).toBe(4) // waited long enough
+    for (const w of writes) w.land()
+    await p.flushAll()
+  })
 
   test('commits received together go in one write at once; confirmation waits for the earliest write', async () => {
     const { p, writes, confirmed, change, ids, tick } = setup()

@@ -94,8 +94,10 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
   const sql = connect(config.postgres.connectionString, { max: 4 })
   const sinkAbort = new AbortController()
   const monitor = opts.monitor ?? new StreamMonitor(opts.maxLagSeconds ?? config.stream.max_lag_seconds ?? 60)
-  // batches in flight (AIMD): grows while turbopuffer keeps up, halves when it answers 429
-  const writesInFlight = new AdaptiveLimit()
+  // batches in flight (AIMD): grows while turbopuffer keeps up, halves when it answers 429. A namespace per tenant
+  // spreads a batch over many namespaces (small requests, each namespace its own write limit): more batches at once
+  const tenants = config.mappings.some((m) => m.namespaceTemplate)
+  const writesInFlight = new AdaptiveLimit(tenants ? { initial: 32, max: 128 } : {})
   const sink: Sink = opts.discard ? new DiscardSink() : sinkFromConfig(
     config.turbopuffer,
     {

@@ -46,6 +46,13 @@ export interface WritePipelineOptions<R> {
    * flight it goes at once): a fast service is not sent one write per commit, a slow one costs this much at most
    */
   coalesceMs?: number
+  /**
+   * a namespace per tenant: a batch is spread over many namespaces, one request each, so a request carries about
+   * batch rows / namespaces. While other batches are in flight and a backlog is pending (batchSize or more), the batch
+   * waits up to `waitMs` (from the previous cut) to grow towards `rows`: fewer, fuller requests. A trickle of changes
+   * (below batchSize) is written as without it.
+   */
+  spread?: { rows: number; waitMs: number }
   /** how many batches may be in flight */
   limit: AdaptiveLimit
   /** writes a batch; resolves once it is durable (written or dead-lettered) */
@@ -203,6 +210,17 @@ export class WritePipeline<R = unknown> {
           this.#coalesceTimer = undefined
           this.#pump(false)
         }, coalesce - waited)
+        return
+      }
+      const spread = this.opts.spread
+      if (
+        spread && !force && big && this.#inflight > 0 && waited < spread.waitMs &&
+        this.#pending.size + this.#dead.length < spread.rows && this.#pendingBytes < this.opts.maxBatchBytes
+      ) {
+        this.#coalesceTimer ??= setTimeout(() => {
+          this.#coalesceTimer = undefined
+          this.#pump(false)
+        }, spread.waitMs - waited)
         return
       }
       const entries: Entry[] = []

@@ -74,6 +74,13 @@ const COALESCE_MS = 10
 /** the most bytes of changes (as decoded) in one batch; two batches' worth may be pending or in flight */
 const MAX_BATCH_BYTES = 4 * 1024 * 1024
 
+/**
+ * A stream with a namespace per tenant: a batch of N changes over T namespaces is T requests of about N / T rows, and
+ * the requests in flight at once are what is scarce (the runtime's connections, the service's latency), so under a
+ * backlog batches grow to this many rows / bytes, waiting up to waitMs for spreadRows while others are in flight.
+ */
+const TENANT_BATCH = { maxRows: 60_000, maxBytes: 16 * 1024 * 1024, spreadRows: 40_000, waitMs: 300 }
+
 export class ChangeProcessor {
   private readonly byRelation = new Map<number, TableRoutes>()
   /** the latest relation message of each table: its routes are built again when mappings are added */
@@ -91,16 +98,23 @@ export class ChangeProcessor {
     const batchSize = opts.batchSize ?? 1000
     this.pollIntervalMs = opts.pollIntervalMs ?? 1000
     this.progress = new ProgressRecorder(opts.sql, opts.log)
-    const maxBatch = opts.maxBatch ?? Math.max(batchSize, Math.min(10_000, batchSize * 4))
+    // a namespace per tenant: a batch becomes a request per namespace it touches, so under a backlog it may grow
+    // (by rows and bytes, not turbopuffer's 10,000 rows a request, which the sink keeps per namespace) and wait a
+    // little for more rows per namespace (inflight.ts `spread`)
+    const tenants = opts.routes.some((r) => r.mapping.namespaceTemplate)
+    const maxBatch = opts.maxBatch ??
+      (tenants ? TENANT_BATCH.maxRows : Math.max(batchSize, Math.min(10_000, batchSize * 4)))
+    const maxBatchBytes = tenants ? TENANT_BATCH.maxBytes : MAX_BATCH_BYTES
     this.pipeline = new WritePipeline<Omit<FlushInfo, 'confirmed'>>({
       batchSize,
       maxBatch,
-      maxBatchBytes: MAX_BATCH_BYTES,
+      maxBatchBytes,
       // memory: what is pending plus what is in flight (invariant 4)
       maxOutstanding: maxBatch * 2,
-      maxOutstandingBytes: MAX_BATCH_BYTES * 2,
+      maxOutstandingBytes: maxBatchBytes * 2,
       pollIntervalMs: this.pollIntervalMs,
       coalesceMs: Math.min(COALESCE_MS, this.pollIntervalMs),
+      spread: tenants ? { rows: TENANT_BATCH.spreadRows, waitMs: TENANT_BATCH.waitMs } : undefined,
       limit: opts.concurrency ?? new AdaptiveLimit(),
       write: (batch) => this.flush(batch),
       confirm: (lsn) => this.opts.checkpoint.landed(lsn),
