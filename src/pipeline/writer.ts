@@ -4,7 +4,9 @@ import type postgres from 'postgres'
 import { addDeadLetters, type DeadLetter } from '../postgres/dlq.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import type { Mapping } from '../config/load.ts'
-import type { DistanceMetric, Logger, WriteOp } from '../types.ts'
+import type { DistanceMetric, Id, Logger, WriteOp } from '../types.ts'
+import type { Embedder } from '../embeddings/embedder.ts'
+import { clearDropped, redoUnpatched } from './stored-embeddings.ts'
 import { type Intent, intentDeadLetter, type MappingRoute } from './changes.ts'
 import { rowDocumentsMode } from '../config/row-documents.ts'
 import { type AttributeSpec, type ColumnType, mappingAttributes } from './schema.ts'
@@ -15,6 +17,8 @@ import { backoffDelay, sleep } from '../retry.ts'
 
 export interface RouteRuntime extends MappingRoute {
   runner: TransformRunner
+  /** the provider `[mapping.embedding]` uses: a patch that did not apply is redone with its vector from it */
+  embedder?: Embedder
 }
 
 export interface WriterDeps {
@@ -117,7 +121,7 @@ export async function projectIntents(
       if (rowDocumentsMode(route.mapping)) {
         // row-documents mode: the row's documents replace all of its older ones, by the row key (invariant 11)
         const documents = a.type === 'documents'
-          ? a.documents.map((d) => ({ id: d.id, attributes: d.attributes, vector: d.vector }))
+          ? a.documents.map((d) => ({ id: d.id, attributes: d.attributes, vector: d.vector, stored: d.stored }))
           : []
         if (a.type === 'upsert') {
           // chunk-documents.ts and documents.ts turn every upsert into documents: not reached
@@ -132,6 +136,7 @@ export async function projectIntents(
         op = a.type === 'upsert'
           ? { kind: 'upsert', id: a.id, attributes: a.attributes, vector: a.vector, version: intent.version }
           : { kind: 'delete', id: a.id, version: intent.version }
+        if (a.type === 'upsert' && a.stored) op = { ...op, stored: a.stored } as WriteOp
       }
       ns.ops.push(op)
       ns.origin.push(intent)
@@ -177,6 +182,7 @@ export async function projectIntents(
           continue
         }
       }
+      clearDropped(op, attributes, existing)
       ops.push(op)
       origin.push(intent)
     }
@@ -196,6 +202,11 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
   await Promise.all(projected.map(async ({ namespace, route, schema, ops, origin }) => {
     if (!ops.length) return
     const res = await deps.sink.write(namespace, ops, { schema, distanceMetric: distanceMetric(route.mapping, ops) })
+    if (res.unpatched?.length) {
+      // embeddings paid once: a patch that did not apply is redone as an upsert with the vector
+      const redo = await redoUnpatched(route, namespace, schema, res.unpatched, deps, distanceMetric)
+      for (const f of redo.failed) res.failed.push(f)
+    }
     if (res.failed.length) forgetTypes(deps.sink, namespace)
     else await rememberTypes(deps.sink, namespace, schema)
     const failed = new Set<WriteOp>()
@@ -245,10 +256,17 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
 async function transformWithRetry(
   route: RouteRuntime,
   intents: Intent[],
-  deps: Pick<WriterDeps, 'log' | 'retryDelayMs'>,
+  deps: Pick<WriterDeps, 'sink' | 'log' | 'retryDelayMs'>,
 ) {
   const events = intents.map((i) => i.event)
-  let results: TransformResult[] = await route.runner.run(events)
+  // embeddings paid once: the stored documents' hashes, asked of the namespace the batch goes to
+  const sink = deps.sink
+  const namespace = route.mapping.namespace
+  const storedHashes = route.mapping.embedding && sink.embedHashes
+    ? (ids: Id[]) => sink.embedHashes!(namespace, ids)
+    : undefined
+  const run = (list: typeof events) => route.runner.run(list, { storedHashes })
+  let results: TransformResult[] = await run(events)
   for (let attempt = 1; results.some((r) => !r.ok && r.retryable); attempt++) {
     const idx = results.flatMap((r, k) => (!r.ok && r.retryable ? [k] : []))
     const delay = backoffDelay(attempt - 1, { baseMs: deps.retryDelayMs ?? 500, maxMs: 30_000 })
@@ -260,7 +278,7 @@ async function transformWithRetry(
       error: (results[idx[0]] as { error: string }).error,
     })
     await sleep(delay)
-    const again = await route.runner.run(idx.map((k) => events[k]))
+    const again = await run(idx.map((k) => events[k]))
     results = results.slice()
     idx.forEach((k, j) => results[k] = again[j])
   }
