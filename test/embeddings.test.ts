@@ -28,9 +28,18 @@ function embedder(opts: EmbedderOptions = {}, key = 'secret-key') {
 
 describe('embedder', () => {
   test('splits N texts into ceil(N/limit) requests, returns vectors in input order, sends the key', async () => {
-    const e = embedder({ maxBatchSize: 4 })
+    // the metrics hear of each request once, though the three are in flight together
+    const heard = { requests: 0, texts: 0, tokens: 0 }
+    const observer = {
+      requests: (n: number) => void (heard.requests += n),
+      texts: (n: number) => void (heard.texts += n),
+      tokens: (n: number) => void (heard.tokens += n),
+      skipped: () => {},
+    }
+    const e = embedder({ maxBatchSize: 4, observer })
     const texts = Array.from({ length: 10 }, (_, i) => `text ${i}`)
     const vectors = await e.embed(texts)
+    expect(heard).toEqual({ requests: 3, texts: 10, tokens: 20 })
     expect(vectors).toEqual(texts.map((t) => expectedVector(t)))
     // the requests go out at once: they may arrive in any order
     expect(server.requests.map((r) => r.input.length).sort()).toEqual([2, 4, 4])

@@ -129,13 +129,16 @@ export function createEmbedder(config: EmbeddingProviderConfig, opts: EmbedderOp
   function send(chunk: Waiter[]): void {
     counters.texts += chunk.length
     observer?.texts(chunk.length)
-    // the observer hears of each attempt and of the tokens as the request ends
-    const [requests, tokens] = [counters.requests, counters.tokens]
+    // this request's own counters (others run at the same time), added up as it ends
+    const mine: RequestCounters = { requests: 0, retries: 0, tokens: 0 }
     const settled = () => {
-      observer?.requests(counters.requests - requests)
-      if (counters.tokens > tokens) observer?.tokens(counters.tokens - tokens)
+      counters.requests += mine.requests
+      counters.retries += mine.retries
+      counters.tokens += mine.tokens!
+      observer?.requests(mine.requests)
+      if (mine.tokens) observer?.tokens(mine.tokens)
     }
-    requestEmbeddings(config, chunk.map((w) => w.text), policy, counters, opts.log).finally(settled).then(
+    requestEmbeddings(config, chunk.map((w) => w.text), policy, mine, opts.log).finally(settled).then(
       (vectors) => {
         for (let i = 0; i < chunk.length; i++) {
           cache.set(chunk[i].key, vectors[i])
