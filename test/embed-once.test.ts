@@ -244,3 +244,31 @@ test('a document deleted between the lookup and the write: the patch does not ap
   expect(sent()).toBe(before + 3)
   expect(await pipe.deadLetters()).toEqual([])
 })
+
+test('a write replayed after it applied (its answer lost): the patches it repeats are turned down, nothing is embedded', async () => {
+  const inner = new TurbopufferSink({ api_key: 'test-key', base_url: pipe.server.url })
+  let replayed = 0
+  const sink: Sink = {
+    // every write sent twice, as the sink's retry of a request whose answer was lost sends it again
+    write: async (ns, ops, opts) => {
+      const first = await inner.write(ns, ops, opts)
+      const again = await inner.write(ns, ops, opts)
+      if (again.unpatched?.length) replayed++
+      return { ...again, written: first.written }
+    },
+    deleteAllBefore: (ns, version) => inner.deleteAllBefore(ns, version),
+    stats: () => inner.stats(),
+    attributeTypes: (ns) => inner.attributeTypes(ns),
+    newerRowVersions: (ns, keys, version) => inner.newerRowVersions(ns, keys, version),
+    embedHashes: (ns, ids) => inner.embedHashes(ns, ids),
+  }
+  const before = sent()
+  for (const mapping of ['articles', 'notes']) {
+    const r = await quietBackfill(pipe.project.config, { mapping, sink })
+    expect({ mapping, outcome: r.outcome }).toEqual({ mapping, outcome: 'done' })
+  }
+  expect(replayed).toBe(2)
+  await expectEmbedded()
+  expect(sent()).toBe(before)
+  expect(await pipe.deadLetters()).toEqual([])
+})

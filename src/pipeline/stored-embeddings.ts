@@ -76,8 +76,8 @@ async function withVectors(embedder: Embedder, unpatched: Array<{ op: WriteOp; i
 }
 
 /**
- * Writes again, with their vectors, the patched documents of `unpatched`; what fails comes back against the ops the
- * first write was given (the writer dead-letters their intents).
+ * Writes again, with their vectors, the patched documents of `unpatched` that are not there; what fails comes back
+ * against the ops the first write was given (the writer dead-letters their intents).
  */
 export async function redoUnpatched(
   route: { mapping: Mapping; embedder?: Embedder },
@@ -87,6 +87,14 @@ export async function redoUnpatched(
   deps: { sink: Sink; log: Logger },
   metric: (m: Mapping, ops: readonly WriteOp[]) => DistanceMetric | undefined,
 ): Promise<{ failed: Array<{ op: WriteOp; error: string; status?: number }> }> {
+  // a patch also fails over a version as new as its own (a replayed request that had applied, a newer write that
+  // landed first): those documents are there, and an upsert would be turned down too; only the missing are redone
+  const present = await deps.sink.embedHashes?.(namespace, unpatched.flatMap((u) => u.ids)).catch(() => undefined)
+  if (present?.size) {
+    unpatched = unpatched.map(({ op, ids }) => ({ op, ids: ids.filter((id) => !present.has(idKey(id))) }))
+      .filter((u) => u.ids.length > 0)
+  }
+  if (!unpatched.length) return { failed: [] }
   deps.log.info('a document to patch was not there; writing it with its vector', {
     mapping: route.mapping.name,
     documents: unpatched.reduce((n, u) => n + u.ids.length, 0),
