@@ -99,7 +99,8 @@ export async function chunkResults(
     out[i] = { ok: true, action }
     if (embedding && chunks.length) {
       targets.push({ i, action })
-      chunks.forEach((c, k) => slots.push({ id: action.documents[k].id, text: c.text, doc: action.documents[k] }))
+      const [documents, row] = [action.documents, event]
+      chunks.forEach((c, k) => slots.push({ id: documents[k].id, row, text: c.text, doc: documents[k] }))
     }
   }
   if (!embedding || slots.length === 0) return out

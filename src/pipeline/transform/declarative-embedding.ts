@@ -71,7 +71,7 @@ export async function applyEmbedding(
       const action = { ...r.action, attributes: { ...r.action.attributes } }
       out[i] = { ok: true, action }
       targets.push(i)
-      slots.push({ id: action.id, text, doc: action })
+      slots.push({ id: action.id, row: events[i], text, doc: action })
     } else {
       out[i] = { ok: false, error: `id ${showId(events[i].id)}: ${text.error}` }
     }

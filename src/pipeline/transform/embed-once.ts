@@ -4,14 +4,19 @@
 // already has the right vector, and is written without one (`stored`: a versioned patch keeps the stored vector).
 // Shared by declarative embeddings (one document a row) and chunking (a document a chunk).
 import { type Embedder, embedHash, isRetryableEmbeddingError } from '../../embeddings/embedder.ts'
-import { EMBED_HASH_ATTR, type Id, idKey, type StoredEmbedding } from '../../types.ts'
+import { EMBED_HASH_ATTR, type Id, idKey, type RowEvent, type StoredEmbedding } from '../../types.ts'
 
-/** The stored `EMBED_HASH_ATTR` of the documents `ids` that have one, by `idKey`; rejects when it cannot ask. */
-export type StoredHashes = (ids: Id[]) => Promise<Map<string, string>>
+/**
+ * The stored `EMBED_HASH_ATTR` of the documents `ids` that have one, by `idKey`; rejects when it cannot ask. `rows[k]`
+ * is the event of the row `ids[k]` belongs to (where the row's documents live, once a row's values choose it).
+ */
+export type StoredHashes = (ids: Id[], rows: RowEvent[]) => Promise<Map<string, string>>
 
 /** One document to embed: its id, the text, and the document, which gets the hash and then a vector or `stored`. */
 export interface EmbedSlot {
   id: Id
+  /** the row's event */
+  row: RowEvent
   text: string
   doc: { attributes: Record<string, unknown>; vector?: number[]; stored?: StoredEmbedding }
 }
@@ -51,7 +56,8 @@ export async function embedOnce(
   if (missed.length && storedHashes) {
     // the sink retries an outage for as long as it lasts: what fails here retrying cannot change (or the process
     // stops), and the provider is asked instead, as without the lookup
-    const stored = await storedHashes(missed.map((s) => s.id)).catch(() => new Map<string, string>())
+    const ids = missed.map((s) => s.id)
+    const stored = await storedHashes(ids, missed.map((s) => s.row)).catch(() => new Map<string, string>())
     const left: EmbedSlot[] = []
     for (const s of missed) {
       if (stored.get(idKey(s.id)) === hashes.get(s)) s.doc.stored = { text: s.text, attribute }
