@@ -13,13 +13,13 @@
 import { rowDocumentsMode } from '../config/row-documents.ts'
 import { sinkFromConfig } from '../turbopuffer/from-config.ts'
 import { setImmediate } from 'node:timers'
-import { OID } from '../postgres/values.ts'
 import { AdaptiveLimit, forEachAdaptive } from '../concurrency.ts'
 import type { Config, Mapping } from '../config/load.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
 import { formatLsn, parseLsn } from '../postgres/lsn.ts'
 import type { Intent } from '../pipeline/changes.ts'
-import { deleteIntent, keyRow, rowDocId } from '../pipeline/row-identity.ts'
+import { deleteIntent } from '../pipeline/row-identity.ts'
+import { type RowKey, rowKey, textKey } from '../pipeline/row-key.ts'
 import { rowEvent } from '../pipeline/row-event.ts'
 import { idProblem } from '../pipeline/docid.ts'
 import { deadLetter } from '../pipeline/dead-letter.ts'
@@ -66,22 +66,6 @@ const WRITES_IN_FLIGHT = 4
 const MAX_RECHECKS = 4
 /** rows decoded per turn of the event loop given to reading the socket (see writePage) */
 const ROWS_PER_YIELD = 250
-
-/** Types whose decoded values PostgreSQL reads back as the same key (numbers, texts, uuid, date, bool). */
-const EXACT_KEY_TYPES = new Set<number>([
-  OID.int2,
-  OID.int4,
-  OID.int8,
-  OID.oid,
-  OID.text,
-  OID.varchar,
-  OID.bpchar,
-  OID.name,
-  OID.uuid,
-  OID.numeric,
-  OID.date,
-  OID.bool,
-])
 
 /** Rows per keyset page for a batch size: a whole number of batches, about PAGE_ROWS, 1 to MAX_BATCHES_PER_PAGE. */
 export function pageRows(batchSize: number): number {
@@ -150,26 +134,15 @@ export async function copy(
     log,
   })
   const { schema, table } = m
-  // a dead letter's retry finds its row by the decoded key values when they print back exactly; otherwise (a
-  // timestamp decoded to milliseconds, bytea as base64, ...) each intent carries its key texts
-  const exactKeys = plan.keyIndex.every((k) => EXACT_KEY_TYPES.has(plan.columns[k].typeOid))
-
   const keyColumns = plan.keyIndex.map((k) => plan.columns[k])
+  /** the key of a page's row i: its id columns as COPY printed them (`keys[j][i]`), decoded as the stream decodes them */
+  const pageKey = (keys: readonly string[][], i: number): RowKey => textKey(m, keyColumns, keys.map((k) => k[i]))
   /**
-   * The dead letter of a page's row that cannot become a document: its id columns decoded from their texts as the
-   * stream decodes them, so its entry is the one the stream files for the row, and `dlq retry` finds the row.
+   * The dead letter of a page's row that cannot become a document: its key is the one the stream builds for the row,
+   * so its entry is the one the stream files for the row, and `dlq retry` finds the row.
    */
-  const badRow = (texts: string[], lsn: bigint, error: string): DeadLetter => {
-    const key = keyRow(keyColumns, m.idColumns, texts)
-    const id = rowDocId(m, key)
-    return deadLetter(
-      m.name,
-      lsn,
-      { texts, id },
-      { type: 'insert', op: 'insert', id, mapping: m.name, new: key },
-      error,
-    )
-  }
+  const badRow = (key: RowKey, lsn: bigint, error: string): DeadLetter =>
+    deadLetter(m.name, lsn, key, { type: 'insert', op: 'insert', id: key.id, mapping: m.name, new: key.values }, error)
 
   /**
    * Decodes and writes a page in batches, writesInFlight at once (decoded a batch at a time, so that memory holds
@@ -196,11 +169,12 @@ export async function copy(
       const badIds: DeadLetter[] = []
       for (let i = 0; i < batch.rows.length; i++) {
         const row = batch.rows[i]
-        const id = rowDocId(m, row)
+        const key = rowKey(m, row, batch.keys.map((k) => k[i]))
+        const id = key.id
         if (id === undefined) {
           // a negative integer id (NULL ids are not paged): no turbopuffer id, so a dead letter naming the fix
           const error = `backfill of ${m.schema}.${m.table}: ${idProblem(row, m.idColumns)}`
-          badIds.push(badRow(batch.keys.map((k) => k[i]), raw.lsn, error))
+          badIds.push(badRow(pageKey(batch.keys, i), raw.lsn, error))
           continue
         }
         intents.push({
@@ -210,11 +184,13 @@ export async function copy(
           version,
           lsn: raw.lsn,
           event: rowEvent('insert', id, schema, table, m.name, lsnText, row),
-          keyTexts: exactKeys ? undefined : batch.keys.map((k) => k[i]),
+          key,
         })
       }
       const dead: DeadLetter[] = badIds.concat(
-        batch.bad.map((b) => badRow(b.keys, raw.lsn, `backfill of ${m.schema}.${m.table}: ${b.error}`)),
+        batch.bad.map((b) =>
+          badRow(textKey(m, keyColumns, b.keys), raw.lsn, `backfill of ${m.schema}.${m.table}: ${b.error}`)
+        ),
       )
       // nothing is written before the page is in the journal of pages in flight (its insert ran meanwhile)
       await raw.recorded
@@ -232,10 +208,10 @@ export async function copy(
   const recheck = async (page: RecheckedPage): Promise<WriteSummary | undefined> => {
     if (rowDocumentsMode(m)) {
       // chunks the stream's newer version of a row lacks, written by this page after it (invariant 11)
-      const keys = page.keys[0]?.map((_k, i) =>
-        rowDocId(m, keyRow(keyColumns, m.idColumns, page.keys.map((k) => k[i])))
-      )
-        .flatMap((id) => id === undefined ? [] : [String(id)]) ?? []
+      const keys = page.keys[0]?.flatMap((_k, i) => {
+        const id = pageKey(page.keys, i).id
+        return id === undefined ? [] : [String(id)]
+      }) ?? []
       const swept = await sweepRacedRows(deps.sink, m.namespace, keys, encodeVersion(page.lsn, 0))
       if (swept) log.debug('re-check: stale chunks of rows the stream rewrote meanwhile removed', { rows: swept })
     }
@@ -243,10 +219,10 @@ export async function copy(
     if (!stale.length) return undefined
     const intents: Intent[] = stale.flatMap((i) => {
       // from the key texts: the page's rows are not kept once written
-      const old = keyRow(keyColumns, m.idColumns, page.keys.map((k) => k[i]))
+      const key = pageKey(page.keys, i)
       // undefined for a row that never had a document (a negative integer id): nothing to delete
-      const id = rowDocId(m, old)
-      return id === undefined ? [] : [deleteIntent(route, id, old, lsn)]
+      const id = key.id
+      return id === undefined ? [] : [deleteIntent(route, { ...key, id }, lsn)]
     })
     log.debug('re-check: rows gone or out of the predicate since their page was read', {
       mapping: m.name,

@@ -19,17 +19,8 @@ import {
   writeIntents,
   type WriteSummary,
 } from '../pipeline/writer.ts'
-import {
-  currentStateIntents,
-  deleteIntent,
-  idKey,
-  keyRow,
-  recheckWritten,
-  rowDocId,
-  type RowRef,
-} from '../pipeline/row-identity.ts'
-import { idColumnsOf } from '../pipeline/docid.ts'
-import { keyIdText } from '../pipeline/dead-letter.ts'
+import { currentStateIntents, deleteIntent, docId, idKey, recheckWritten } from '../pipeline/row-identity.ts'
+import { documentKey, keyIdText, type RowKey, rowKey, textKey } from '../pipeline/row-key.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import { rowEvent } from '../pipeline/row-event.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
@@ -87,7 +78,7 @@ interface Expected {
   id: Id
   hash: string
   attrs: Record<string, string>
-  ref: RowRef
+  key: RowKey
   kept?: string // the attribute of a vector kept from the stored document (its embed hash matches): not compared
 }
 
@@ -111,7 +102,7 @@ export async function verifyMapping(
     const schema = namespaceSchema(mapping, rt.plan.tableColumns)
     const expected = new Map<string, Expected>()
     /** chunked mappings: the rows read, by row key (a row with no documents too) */
-    const rowRefs = new Map<string, RowRef>()
+    const rowKeys = new Map<string, RowKey>()
     /** chunked mappings: the row keys of extra documents */
     const extraRows = new Set<string>()
     /** document ids (as text) the projection cannot judge: failures (the DLQ has them) */
@@ -137,18 +128,16 @@ export async function verifyMapping(
       const lsnText = formatLsn(lsn)
       const version = encodeVersion(lsn, 0)
       const intents: Intent[] = []
-      const refs = new Map<Intent, RowRef>()
+      const stringIds = mapping.idType === 'string'
       for (let r = 0; r < pageRows.length; r++) {
         const row = pageRows[r]
-        const id = rowDocId(mapping, row)
+        // the key keeps only the id columns' values (the page's rows are not kept once projected); the id is the row's
+        const values = Object.fromEntries(mapping.idColumns.map((c) => [c, row[c]]))
+        const key = rowKey(mapping, values, keys.map((k) => k[r]), docId(row, mapping.idColumns, stringIds))
+        const id = key.id
         if (id === undefined) continue
         const event = rowEvent('insert', id, mapping.schema, mapping.table, mapping.name, lsnText, row)
-        const intent: Intent = { route: rt.route, id, kind: 'upsert', version, lsn, event }
-        intents.push(intent)
-        refs.set(intent, {
-          known: Object.fromEntries(mapping.idColumns.map((c) => [c, row[c]])),
-          keyTexts: keys.map((k) => k[r]),
-        })
+        intents.push({ route: rt.route, id, kind: 'upsert', version, lsn, event, key })
       }
       for (let i = 0; i < intents.length; i += pageSize) {
         // the writer would dead-letter these rows (the DLQ has them): not judged
@@ -159,12 +148,12 @@ export async function verifyMapping(
           p.ops.forEach((op, k) => {
             if (op.kind === 'row') {
               // chunks: the row's set of documents, each as it would be written (with its row key)
-              const ref = refs.get(p.origin[k])!
-              rowRefs.set(op.id, ref)
+              const key = p.origin[k].key
+              rowKeys.set(op.id, key)
               for (const d of op.documents) {
                 const doc = { ...d.attributes, [ROW_ATTR]: op.id, ...(d.vector ? { vector: d.vector } : {}) }
                 const { hash, attrs } = contentHash(canonicalAttributes(doc, schema))
-                expected.set(idKey(d.id), { id: d.id, hash, attrs, ref, kept: d.stored?.attribute })
+                expected.set(idKey(d.id), { id: d.id, hash, attrs, key, kept: d.stored?.attribute })
               }
               return
             }
@@ -172,8 +161,8 @@ export async function verifyMapping(
             if (op.kind !== 'upsert') return
             const doc = op.vector ? { ...op.attributes, vector: op.vector } : op.attributes
             const { hash, attrs } = contentHash(canonicalAttributes(doc, schema))
-            const ref = refs.get(p.origin[k])!
-            expected.set(idKey(op.id), { id: op.id, hash, attrs, ref, kept: op.stored?.attribute })
+            const key = p.origin[k].key
+            expected.set(idKey(op.id), { id: op.id, hash, attrs, key, kept: op.stored?.attribute })
           })
         }
       }
@@ -182,8 +171,7 @@ export async function verifyMapping(
     // a row that cannot be decoded is not judged, and neither is its document (the DLQ has the row): its id is the
     // one the stream and backfill give it, from its key texts
     const bad = (b: { keys: string[]; error: string }) => {
-      const id = rowDocId(mapping, keyRow(rt.plan.columns, mapping.idColumns, b.keys))
-      const shown = id === undefined ? keyIdText(b.keys) ?? b.keys.join(':') : String(id)
+      const shown = keyIdText(textKey(mapping, rt.plan.columns, b.keys)) ?? '?'
       failed(shown)
       log.warn('verify: a row could not be decoded', { mapping: mapping.name, id: shown, error: b.error })
     }
@@ -263,13 +251,13 @@ export async function verifyMapping(
     if (opts.repair && report.drift && rowDocumentsMode(mapping)) {
       // a row with a missing, extra or stale chunk gets its replacement; extra chunks of rows that make none (gone,
       // or out of the predicate) are deleted by their row key
-      const rewrite = new Map<RowRef, Expected>()
-      for (const e of [...missing, ...drifted]) rewrite.set(e.ref, e)
+      const rewrite = new Map<RowKey, Expected>()
+      for (const e of [...missing, ...drifted]) rewrite.set(e.key, e)
       const gone: Id[] = []
-      for (const key of extraRows) {
-        const ref = rowRefs.get(key)
-        if (ref) rewrite.set(ref, { id: key, hash: '', attrs: {}, ref })
-        else gone.push(key)
+      for (const row of extraRows) {
+        const key = rowKeys.get(row)
+        if (key) rewrite.set(key, { id: row, hash: '', attrs: {}, key })
+        else gone.push(row)
       }
       report.repair = await repair(deps, rt.route, rt.plan.columns, [...rewrite.values()], gone, start, log)
     } else if (opts.repair && report.drift) {
@@ -337,10 +325,10 @@ async function repair(
   }
   for (let i = 0; i < rewrite.length; i += 500) {
     const chunk = rewrite.slice(i, i + 500)
-    const refs = chunk.map((e) => e.ref)
+    const rowKeys = chunk.map((e) => e.key)
     const dead: DeadLetter[] = []
     // a row with a value that cannot be decoded: a dead letter (written with the others), not a failed repair
-    const all = await currentStateIntents(deps.sql, route, columns, refs, lsn, dead)
+    const all = await currentStateIntents(deps.sql, route, columns, rowKeys, lsn, dead)
     add(await writeIntents(all.filter((x) => x !== undefined), dead, writer))
     if (rowDocumentsMode(route.mapping)) {
       // chunks a newer version streamed before these writes landed lacks (docs/ARCHITECTURE.md, invariant 11)
@@ -349,12 +337,11 @@ async function repair(
       if (keys.length) await sweepRacedRows(deps.sink, route.mapping.namespace, keys, written[0].version)
     }
     // rows deleted while they were transformed: their streamed delete may have landed before this upsert
-    const again = await recheckWritten(route, columns, refs.filter((_r, k) => all[k]?.kind === 'upsert'), writer)
+    const again = await recheckWritten(route, columns, rowKeys.filter((_r, k) => all[k]?.kind === 'upsert'), writer)
     if (again) add({ ...again, upserted: 0 })
   }
-  const idColumns = route.mapping.idColumns
   for (let i = 0; i < extra.length; i += 1000) {
-    const intents = extra.slice(i, i + 1000).map((id) => deleteIntent(route, id, idColumnsOf(id, idColumns), judged))
+    const intents = extra.slice(i, i + 1000).map((id) => deleteIntent(route, documentKey(route.mapping, id), judged))
     add(await writeIntents(intents, [], writer))
   }
   for (const e of rewrite) log.debug('verify --repair: rewrote', { mapping: route.mapping.name, id: e.id })
