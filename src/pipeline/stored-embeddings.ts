@@ -13,11 +13,14 @@ import {
   idKey,
   type Logger,
   ROW_ATTR,
+  type RowEvent,
   type StoredEmbedding,
   VERSION_ATTR,
   type WriteOp,
 } from '../types.ts'
 import type { AttributeSpec } from './schema.ts'
+import type { Intent } from './changes.ts'
+import type { StoredHashes } from './transform/embed-once.ts'
 
 /** Attributes every document carries whatever the mapping: never nulled by a patch. */
 const RESERVED = new Set(['id', 'vector', VERSION_ATTR, ROW_ATTR, CHUNK_ATTR, EMBED_HASH_ATTR])
@@ -114,4 +117,32 @@ export async function redoUnpatched(
   const first = new Map(ops.map((op, k) => [op, unpatched[k].op]))
   const res = await deps.sink.write(namespace, ops, { schema, distanceMetric: metric(route.mapping, ops) })
   return { failed: res.failed.map((f) => ({ ...f, op: first.get(f.op) ?? f.op })) }
+}
+
+/**
+ * The stored-hash lookup for one route's batch (embed-once.ts): the documents asked for grouped by the namespace their
+ * row's intent writes to (`namespaceOf`; undefined: none, nothing stored), one query per namespace. Undefined when the
+ * mapping embeds nothing or the sink cannot query.
+ */
+export function storedHashLookup(
+  sink: Sink,
+  mapping: Mapping,
+  intents: readonly Intent[],
+  namespaceOf: (i: Intent) => string | undefined,
+): StoredHashes | undefined {
+  if (!mapping.embedding || !sink.embedHashes) return undefined
+  const intentOf = new Map<RowEvent, Intent>(intents.map((i) => [i.event, i]))
+  return async (ids, rows) => {
+    const byNamespace = new Map<string, Id[]>()
+    ids.forEach((id, k) => {
+      const intent = intentOf.get(rows[k])
+      const ns = intent && namespaceOf(intent)
+      if (ns !== undefined) byNamespace.set(ns, [...byNamespace.get(ns) ?? [], id])
+    })
+    const out = new Map<string, string>()
+    for (const found of await Promise.all([...byNamespace].map(([ns, list]) => sink.embedHashes!(ns, list)))) {
+      for (const [k, v] of found) out.set(k, v)
+    }
+    return out
+  }
 }

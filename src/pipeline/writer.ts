@@ -4,9 +4,9 @@ import type postgres from 'postgres'
 import { addDeadLetters, type DeadLetter } from '../postgres/dlq.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import type { Mapping } from '../config/load.ts'
-import type { DistanceMetric, Id, Logger, WriteOp } from '../types.ts'
+import type { DistanceMetric, Logger, WriteOp } from '../types.ts'
 import type { Embedder } from '../embeddings/embedder.ts'
-import { clearDropped, redoUnpatched } from './stored-embeddings.ts'
+import { clearDropped, redoUnpatched, storedHashLookup } from './stored-embeddings.ts'
 import { type Intent, intentDeadLetter, type MappingRoute } from './changes.ts'
 import { rowDocumentsMode } from '../config/row-documents.ts'
 import { type AttributeSpec, type ColumnType, mappingAttributes } from './schema.ts'
@@ -259,12 +259,8 @@ async function transformWithRetry(
   deps: Pick<WriterDeps, 'sink' | 'log' | 'retryDelayMs'>,
 ) {
   const events = intents.map((i) => i.event)
-  // embeddings paid once: the stored documents' hashes, asked of the namespace the batch goes to
-  const sink = deps.sink
-  const namespace = route.mapping.namespace
-  const storedHashes = route.mapping.embedding && sink.embedHashes
-    ? (ids: Id[]) => sink.embedHashes!(namespace, ids)
-    : undefined
+  // embeddings paid once: the stored documents' hashes, asked of the namespace each row's documents are in
+  const storedHashes = storedHashLookup(deps.sink, route.mapping, intents, (i) => i.route.mapping.namespace)
   const run = (list: typeof events) => route.runner.run(list, { storedHashes })
   let results: TransformResult[] = await run(events)
   for (let attempt = 1; results.some((r) => !r.ok && r.retryable); attempt++) {
