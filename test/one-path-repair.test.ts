@@ -19,13 +19,16 @@ const pipe = usePipeline({
     INSERT INTO bc VALUES ('x:y', 'z\\w', '290000-01-01'), ('x', 'y:z\\w', '2024-01-01');
     CREATE TABLE vr (id int PRIMARY KEY, at timestamptz);
     INSERT INTO vr VALUES (1, '290000-01-01'), (2, '2024-01-01');
-    CREATE TABLE r (id int PRIMARY KEY, name text);`,
+    CREATE TABLE r (id int PRIMARY KEY, name text);
+    CREATE TABLE bx (at timestamptz PRIMARY KEY, v int);
+    INSERT INTO bx VALUES ('290000-01-01 00:00:00+00', 1), ('2024-01-01 00:00:00+00', 2);`,
   migrations: {
     '001_bi.toml': migration({ name: 'bi', table: 'bi' }),
     '002_bt.toml': migration({ name: 'bt', table: 'bt', id: 'at' }),
     '003_bc.toml': migration({ name: 'bc', table: 'bc', id: ['a', 'b'] }),
     '004_vr.toml': migration({ name: 'vr', table: 'vr' }),
     '005_r.toml': migration({ name: 'r', table: 'r' }),
+    '006_bx.toml': migration({ name: 'bx', table: 'bx', id: 'at' }),
   },
 })
 
@@ -94,6 +97,29 @@ describe("backfill's dead letters are retried like the stream's", () => {
     expect(e.doc_id).toBe(docId({ a: 'x:y', b: 'z\\w' }, ['a', 'b']) as string)
     expect(e.event.key_texts).toEqual(['x:y', 'z\\w'])
     expect(pipe.docs('bc').has(docId({ a: 'x', b: 'y:z\\w' }, ['a', 'b']))).toBe(true)
+  })
+})
+
+describe('an id PostgreSQL takes and the decoder cannot (a timestamptz outside a JS Date)', () => {
+  test('backfill files one dead letter under its key texts and goes on; verify and dlq retry name it, never crash', async () => {
+    const b = await pipe.cli('backfill', 'bx')
+    expect(b.err).not.toContain('outside the range of a JS Date\n')
+    expect(b.code).toBe(0)
+    expect([...pipe.docs('bx').keys()]).toEqual(['2024-01-01T00:00:00.000000Z'])
+    const [e, ...more] = await entries('bx')
+    expect(more).toEqual([])
+    // the texts the stream files such a row under (no document id: keyIdText)
+    expect(e.doc_id).toMatch(/^290000-01-01 00:00:00/)
+    expect(e.event.key_texts).toEqual([e.doc_id])
+    const v = await pipe.cli('verify', 'bx')
+    expect(v.err).not.toMatch(/^\s+at /m)
+    expect(v.out).toMatch(/not judged\s+1 .*290000-01-01/m)
+    const r = await pipe.cli('dlq', 'retry', '--id', e.id)
+    expect(r.err).not.toMatch(/^\s+at /m)
+    // the entry stays, one more attempt recorded
+    const [after] = await pipe.db.sql<{ attempts: number }[]>`SELECT attempts FROM __puffgres_dlq WHERE id = ${e.id}`
+    expect(after.attempts).toBe(2)
+    expect(r.out + r.err).toMatch(/cannot retry: .*cannot be decoded/)
   })
 })
 

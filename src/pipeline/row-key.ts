@@ -54,11 +54,20 @@ export function textKey(
   values?: Row,
 ): RowKey {
   const ids: Row = {}
+  let undecodable = false
   m.idColumns.forEach((name, j) => {
     const c = columns.find((col) => col.name === name)
-    if (c) decodeColumn(ids, name, texts[j], c.typeOid, c.typeName)
+    if (!c) return
+    try {
+      decodeColumn(ids, name, texts[j], c.typeOid, c.typeName)
+    } catch {
+      // a text PostgreSQL takes and the decoder cannot (a timestamptz outside a JS Date): no document id, as the
+      // stream gives such a row none (its dead letter is filed under the texts, keyIdText)
+      undecodable = true
+    }
   })
-  return { texts, printed: true, id: docId(ids, m.idColumns, m.idType === 'string'), values: values ?? ids }
+  const id = undecodable ? undefined : docId(ids, m.idColumns, m.idType === 'string')
+  return { texts, printed: true, id, values: values ?? ids }
 }
 
 /** A key value as PostgreSQL reads it back from text (JSON-safe forms: numbers, bigint strings, ISO times). */
