@@ -34,6 +34,7 @@ const mappings = {
   tstz: mapping('tstz', ['at']),
   nullable: mapping('nullable', ['a', 'b']),
   tsbad: mapping('tsbad', ['at']),
+  twoids: mapping('twoids', ['a']),
 }
 
 /** Per table: what the stream made of each inserted row (intents and dead letters), in insert order. */
@@ -48,6 +49,7 @@ beforeAll(async () => {
     CREATE TABLE tstz (at timestamptz PRIMARY KEY, v int);
     CREATE TABLE nullable (a int, b text, v int);
     CREATE TABLE tsbad (at timestamptz PRIMARY KEY, v int);
+    CREATE TABLE twoids (a int PRIMARY KEY, b int UNIQUE, v int);
     CREATE PUBLICATION rowkey_pub FOR ALL TABLES;`)
   await db.sql`SELECT pg_create_logical_replication_slot('rowkey_slot', 'pgoutput')`
   // flushed at commit: the SQL decoding functions read only as far as the WAL is flushed (the test cluster does not
@@ -59,7 +61,8 @@ beforeAll(async () => {
     INSERT INTO texts VALUES ('5', 1);
     INSERT INTO tstz VALUES ('2024-01-02 03:04:05.123456+00', 1);
     INSERT INTO nullable VALUES (1, NULL, 1);
-    INSERT INTO tsbad VALUES ('290000-01-01 00:00:00+00', 1);`)
+    INSERT INTO tsbad VALUES ('290000-01-01 00:00:00+00', 1);
+    INSERT INTO twoids VALUES (1, 2, 3);`)
   const changes = await db.sql<{ data: Uint8Array }[]>`
     SELECT data FROM pg_logical_slot_get_binary_changes('rowkey_slot', NULL, NULL,
       'proto_version', '1', 'publication_names', 'rowkey_pub')`
@@ -203,5 +206,20 @@ describe('one row key, built where the row is decoded', () => {
     // dlq retry reads the stream's entry back: a key without a document id, not an exception
     const back = storedKey(mappings.tsbad, plan.columns, JSON.parse(JSON.stringify(dead[0].event)))!
     expect(view(back)).toEqual({ texts, id: undefined, printed: true })
+  })
+
+  test("a dead letter filed before the mapping's id columns changed is not read by the new ones", async () => {
+    const [key] = streamed.get('twoids')!.keys
+    expect(view(key)).toEqual({ texts: ['1'], id: 1, printed: true })
+    const d = deadLetter('twoids', 1n, key, { type: 'insert', new: key.values }, 'no')
+    const event = JSON.parse(JSON.stringify(d.event))
+    // the same mapping in a later version, its id now column b: the texts of column a must not name row b = 1
+    const now = mapping('twoids', ['b'])
+    const plan = await planReads(db.sql, now, undefined)
+    const back = storedKey(now, plan.columns, event)!
+    expect(back.id).toBe(2)
+    expect(back.texts).toEqual(['2'])
+    // under the id it was filed with, the stored texts are read as before
+    expect(view(storedKey(mappings.twoids, plan.columns, event)!)).toEqual(view(key))
   })
 })

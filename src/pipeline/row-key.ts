@@ -19,6 +19,11 @@ export interface RowKey {
    */
   readonly texts: readonly (string | null)[]
   /**
+   * the id columns the texts are of: a dead letter keeps them (`key_columns`), so that a retry under a later version
+   * of the mapping whose id columns changed does not read another column's texts as its own
+   */
+  readonly columns: readonly string[]
+  /**
    * the texts are PostgreSQL's own: they find the row exactly (a decoded timestamp has lost its microseconds) and a
    * dead letter keeps them (`key_texts`). False for a key known only by decoded values (see valueKey, documentKey).
    */
@@ -39,7 +44,7 @@ export function rowKey(
   texts: readonly (string | null)[],
   id: Id | undefined = docId(values, m.idColumns, m.idType === 'string'),
 ): RowKey {
-  return { texts, printed: true, id, values }
+  return { texts, columns: m.idColumns, printed: true, id, values }
 }
 
 /**
@@ -67,7 +72,7 @@ export function textKey(
     }
   })
   const id = undecodable ? undefined : docId(ids, m.idColumns, m.idType === 'string')
-  return { texts, printed: true, id, values: values ?? ids }
+  return { texts, columns: m.idColumns, printed: true, id, values: values ?? ids }
 }
 
 /** A key value as PostgreSQL reads it back from text (JSON-safe forms: numbers, bigint strings, ISO times). */
@@ -80,7 +85,7 @@ function valueText(v: unknown): string | null {
 /** The key of a row known only by decoded values (a dead letter filed before key texts were kept). */
 export function valueKey(m: KeyRules, values: Row): RowKey {
   const texts = m.idColumns.map((c) => valueText(values[c]))
-  return { texts, printed: false, id: docId(values, m.idColumns, m.idType === 'string'), values }
+  return { texts, columns: m.idColumns, printed: false, id: docId(values, m.idColumns, m.idType === 'string'), values }
 }
 
 /** A row key whose row has a document id. */
@@ -89,7 +94,7 @@ export type DocumentKey = RowKey & { readonly id: Id }
 /** The key of a document known only by its id (one judged extra): its id columns read back from the id. */
 export function documentKey(m: KeyRules, id: Id): DocumentKey {
   const values = idColumnsOf(id, m.idColumns)
-  return { texts: m.idColumns.map((c) => valueText(values[c])), printed: false, id, values }
+  return { texts: m.idColumns.map((c) => valueText(values[c])), columns: m.idColumns, printed: false, id, values }
 }
 
 /**
@@ -98,13 +103,17 @@ export function documentKey(m: KeyRules, id: Id): DocumentKey {
  * the event carried (entries older versions filed). Undefined when the event carries no row.
  */
 export function storedKey(m: KeyRules, columns: readonly ColumnType[], event: unknown): RowKey | undefined {
-  const e = event as { key_texts?: unknown; key?: unknown; new?: unknown; old?: unknown } | null
+  const e = event as { key_texts?: unknown; key_columns?: unknown; key?: unknown; new?: unknown; old?: unknown } | null
   const row = [e?.new, e?.old, e?.key].find((r) => r && typeof r === 'object' && !Array.isArray(r)) as Row | undefined
   if (!row) return undefined
   const texts = e?.key_texts
   if (Array.isArray(texts)) {
-    // texts that do not fit the id columns (the mapping's id changed since): the decoded values are all there is
-    const fit = texts.length === m.idColumns.length && texts.every((t) => typeof t === 'string')
+    // texts that do not fit the id columns (the mapping's id changed since; entries filed before `key_columns` was
+    // kept tell it only by their number): the decoded values are all there is
+    const named = e?.key_columns
+    const same = !Array.isArray(named) ||
+      (named.length === m.idColumns.length && named.every((c, j) => c === m.idColumns[j]))
+    const fit = same && texts.length === m.idColumns.length && texts.every((t) => typeof t === 'string')
     return fit ? textKey(m, columns, texts as string[], row) : valueKey(m, row)
   }
   const key = e?.key
