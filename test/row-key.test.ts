@@ -222,4 +222,20 @@ describe('one row key, built where the row is decoded', () => {
     // under the id it was filed with, the stored texts are read as before
     expect(view(storedKey(mappings.twoids, plan.columns, event)!)).toEqual(view(key))
   })
+
+  test("an older entry's timestamp id decoded to milliseconds: its key is read back from the entry's document id", async () => {
+    const plan = await planReads(db.sql, mappings.tstz, undefined)
+    const [stream] = streamed.get('tstz')!.keys
+    const event = { type: 'insert', new: { at: '2024-01-02T03:04:05.123Z', v: 1 } }
+    const back = storedKey(mappings.tstz, plan.columns, event, String(stream.id))!
+    expect(back.id).toBe(stream.id)
+    // PostgreSQL's form of the instant: it finds the row with its microseconds
+    expect(back.texts).toEqual(['2024-01-02 03:04:05.123456+00'])
+    // a document id that does not decode to the event's values (a transform named it): the values, as before
+    expect(view(storedKey(mappings.tstz, plan.columns, event, 'doc-7')!)).toEqual({
+      texts: ['2024-01-02T03:04:05.123Z'],
+      id: '2024-01-02T03:04:05.123Z',
+      printed: false,
+    })
+  })
 })

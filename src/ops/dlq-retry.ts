@@ -75,7 +75,7 @@ async function retryOne(
     return { ...base, ok: false, error }
   }
   // the key the stream or backfill stored: its texts find the row exactly (older entries: the decoded values)
-  const key = storedKey(rt.mapping, rt.plan.columns, entry.event)
+  const key = storedKey(rt.mapping, rt.plan.columns, entry.event, entry.doc_id)
   if (key?.id === undefined) {
     const columns = rt.mapping.idColumns.join(', ')
     const named = key && keyIdText(key)

@@ -3,7 +3,7 @@
 // key) and carried from there by intents, dead letters and re-reads. Every path names one row with one key, so a row
 // has one document id and one dead-letter entry whichever path met it (docs/ARCHITECTURE.md, invariant 12).
 import type { Mapping } from '../config/load.ts'
-import { decodeColumn } from '../postgres/values.ts'
+import { decodeColumn, OID } from '../postgres/values.ts'
 import type { ColumnType } from '../source/mod.ts'
 import type { Id, Row } from '../types.ts'
 import { docId, idColumnsOf } from './docid.ts'
@@ -100,9 +100,15 @@ export function documentKey(m: KeyRules, id: Id): DocumentKey {
 /**
  * The key a dead letter's event stored: `key_texts` (the stream's and, now, every path's), or `key` (the id
  * columns' texts by name, as backfill filed them before it kept `key_texts`), or else the decoded values of the row
- * the event carried (entries older versions filed). Undefined when the event carries no row.
+ * the event carried (entries older versions filed). Undefined when the event carries no row. `filedAs`: the
+ * document id the entry is filed under (its `doc_id`), which finds the row where decoded values cannot (below).
  */
-export function storedKey(m: KeyRules, columns: readonly ColumnType[], event: unknown): RowKey | undefined {
+export function storedKey(
+  m: KeyRules,
+  columns: readonly ColumnType[],
+  event: unknown,
+  filedAs?: string | null,
+): RowKey | undefined {
   const e = event as { key_texts?: unknown; key_columns?: unknown; key?: unknown; new?: unknown; old?: unknown } | null
   const row = [e?.new, e?.old, e?.key].find((r) => r && typeof r === 'object' && !Array.isArray(r)) as Row | undefined
   if (!row) return undefined
@@ -114,7 +120,7 @@ export function storedKey(m: KeyRules, columns: readonly ColumnType[], event: un
     const same = !Array.isArray(named) ||
       (named.length === m.idColumns.length && named.every((c, j) => c === m.idColumns[j]))
     const fit = same && texts.length === m.idColumns.length && texts.every((t) => typeof t === 'string')
-    return fit ? textKey(m, columns, texts as string[], row) : valueKey(m, row)
+    return fit ? textKey(m, columns, texts as string[], row) : valuesKey(m, columns, row, filedAs)
   }
   const key = e?.key
   if (key && typeof key === 'object' && !Array.isArray(key)) {
@@ -122,7 +128,34 @@ export function storedKey(m: KeyRules, columns: readonly ColumnType[], event: un
     const byName = m.idColumns.map((c) => (key as Record<string, unknown>)[c])
     if (byName.every((t) => typeof t === 'string')) return textKey(m, columns, byName as string[], row)
   }
-  return valueKey(m, row)
+  return valuesKey(m, columns, row, filedAs)
+}
+
+/**
+ * The key of an entry known by its decoded values only. A timestamp id was decoded to milliseconds: its values
+ * neither find the row (PostgreSQL keeps microseconds) nor name its document, which the entry is filed under with
+ * all of its microseconds. So when the entry's document id, read back as id column texts, decodes to the very
+ * values the event carried, those texts are the key (a document id a transform named decodes to other values, or
+ * to none, and is not taken).
+ */
+function valuesKey(m: KeyRules, columns: readonly ColumnType[], row: Row, filedAs?: string | null): RowKey {
+  const byValues = valueKey(m, row)
+  if (!filedAs || byValues.id === undefined || String(byValues.id) === filedAs) return byValues
+  const parts = idColumnsOf(filedAs, m.idColumns)
+  const texts = m.idColumns.map((c) => {
+    const part = parts[c]
+    if (part === null || part === undefined) return null
+    // a timestamp id part (timestampIdText: ISO 8601 in UTC) as PostgreSQL prints it, which the decoder reads
+    const iso = /^(\d{4,}-\d\d-\d\d)T(\d\d:\d\d:\d\d(?:\.\d+)?)Z$/.exec(String(part))
+    const type = columns.find((col) => col.name === c)?.typeOid
+    if (iso && type === OID.timestamptz) return `${iso[1]} ${iso[2]}+00`
+    if (iso && type === OID.timestamp) return `${iso[1]} ${iso[2]}`
+    return String(part)
+  })
+  const byDocument = textKey(m, columns, texts)
+  const same = byDocument.id !== undefined && String(byDocument.id) === filedAs &&
+    m.idColumns.every((c) => JSON.stringify(byDocument.values[c]) === JSON.stringify(row[c]))
+  return same ? { ...byDocument, values: row } : byValues
 }
 
 /**
