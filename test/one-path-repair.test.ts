@@ -21,7 +21,9 @@ const pipe = usePipeline({
     INSERT INTO vr VALUES (1, '290000-01-01'), (2, '2024-01-01');
     CREATE TABLE r (id int PRIMARY KEY, name text);
     CREATE TABLE bx (at timestamptz PRIMARY KEY, v int);
-    INSERT INTO bx VALUES ('290000-01-01 00:00:00+00', 1), ('2024-01-01 00:00:00+00', 2);`,
+    INSERT INTO bx VALUES ('290000-01-01 00:00:00+00', 1), ('2024-01-01 00:00:00+00', 2);
+    CREATE TABLE bb (id bigint PRIMARY KEY, v int);
+    INSERT INTO bb VALUES (1, 1);`,
   migrations: {
     '001_bi.toml': migration({ name: 'bi', table: 'bi' }),
     '002_bt.toml': migration({ name: 'bt', table: 'bt', id: 'at' }),
@@ -29,6 +31,7 @@ const pipe = usePipeline({
     '004_vr.toml': migration({ name: 'vr', table: 'vr' }),
     '005_r.toml': migration({ name: 'r', table: 'r' }),
     '006_bx.toml': migration({ name: 'bx', table: 'bx', id: 'at' }),
+    '007_bb.toml': migration({ name: 'bb', table: 'bb' }),
   },
 })
 
@@ -106,6 +109,22 @@ describe("backfill's dead letters are retried like the stream's", () => {
     expect((await entries('bt')).map((e) => e.id)).not.toContain(id)
     expect(pipe.docs('bt').has('2024-01-05T00:00:00.123456Z')).toBe(true)
     expect(pipe.docs('bt').has('2024-01-05T00:00:00.123Z')).toBe(false)
+  })
+
+  test('an entry an older stream filed without key texts for a bigint id beyond 2^53: retried with the integer id', async () => {
+    expect((await pipe.cli('backfill', 'bb')).code).toBe(0)
+    await pipe.db.sql`INSERT INTO bb VALUES (1800000000000000001, 1)`
+    // the dead-letter queue stores a bigint as its decimal string (JSON has no bigint)
+    const event = { type: 'insert', op: 'insert', mapping: 'bb', new: { id: '1800000000000000001', v: 1 } }
+    const [{ id }] = await pipe.db.sql<{ id: string }[]>`
+      INSERT INTO __puffgres_dlq (mapping, doc_id, lsn, event, error)
+      VALUES ('bb', '1800000000000000001', '0/1', ${pipe.db.sql.json(event)}, 'an older failure')
+      RETURNING id::text`
+    const r = await pipe.cli('dlq', 'retry', '--id', id)
+    expect(r.out + r.err).not.toContain('mixing')
+    expect(r.code).toBe(0)
+    expect(pipe.docs('bb').has(1800000000000000001n)).toBe(true)
+    expect(pipe.docs('bb').has('1800000000000000001')).toBe(false)
   })
 
   test("a composite key with ':' and '\\': the entry's document id is the one the stream gives the row", async () => {

@@ -132,14 +132,22 @@ export function storedKey(
 }
 
 /**
- * The key of an entry known by its decoded values only. A timestamp id was decoded to milliseconds: its values
- * neither find the row (PostgreSQL keeps microseconds) nor name its document, which the entry is filed under with
- * all of its microseconds. So when the entry's document id, read back as id column texts, decodes to the very
- * values the event carried, those texts are the key (a document id a transform named decodes to other values, or
- * to none, and is not taken).
+ * The key of an entry known by its decoded values only (an older stream's). First the values' texts, when they
+ * decode as the stream decodes them to the very values stored: a bigint beyond 2^53 is stored as its decimal
+ * string, whose id would otherwise be a string (turbopuffer refuses a string id among integer ids). A timestamp id
+ * was decoded to milliseconds: its values neither find the row (PostgreSQL keeps microseconds) nor name its
+ * document, which the entry is filed under with all of its microseconds; so when the entry's document id, read back
+ * as id column texts, decodes to the values the event carried, those texts are the key (a document id a transform
+ * named decodes to other values, or to none, and is not taken). Else the values as they are. The texts are not
+ * PostgreSQL's own (`printed` false): a dead letter does not keep them as `key_texts`.
  */
 function valuesKey(m: KeyRules, columns: readonly ColumnType[], row: Row, filedAs?: string | null): RowKey {
+  /** a key from texts, when they decode to the very values the event carried (as the queue stores them) */
+  const decodesTo = (k: RowKey) =>
+    k.id !== undefined && m.idColumns.every((c) => storedForm(k.values[c]) === JSON.stringify(row[c] ?? null))
   const byValues = valueKey(m, row)
+  const decoded = textKey(m, columns, byValues.texts)
+  if (decodesTo(decoded)) return { ...decoded, printed: false, values: row }
   if (!filedAs || byValues.id === undefined || String(byValues.id) === filedAs) return byValues
   const parts = idColumnsOf(filedAs, m.idColumns)
   const texts = m.idColumns.map((c) => {
@@ -153,9 +161,14 @@ function valuesKey(m: KeyRules, columns: readonly ColumnType[], row: Row, filedA
     return String(part)
   })
   const byDocument = textKey(m, columns, texts)
-  const same = byDocument.id !== undefined && String(byDocument.id) === filedAs &&
-    m.idColumns.every((c) => JSON.stringify(byDocument.values[c]) === JSON.stringify(row[c]))
-  return same ? { ...byDocument, values: row } : byValues
+  return String(byDocument.id) === filedAs && decodesTo(byDocument)
+    ? { ...byDocument, printed: false, values: row }
+    : byValues
+}
+
+/** A decoded value as the dead-letter queue stores it (JSON, a bigint as its decimal string). */
+function storedForm(v: unknown): string {
+  return JSON.stringify(v ?? null, (_k, x) => typeof x === 'bigint' ? x.toString() : x)
 }
 
 /**
