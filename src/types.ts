@@ -23,7 +23,15 @@ export function encodeVersion(lsn: bigint, seq = 0): string {
 
 /** One write to one document of a namespace, versioned. The sink makes each conditional on `version`. */
 export type WriteOp =
-  | { kind: 'upsert'; id: Id; attributes: Record<string, unknown>; vector?: number[]; version: string }
+  | {
+    kind: 'upsert'
+    id: Id
+    attributes: Record<string, unknown>
+    vector?: number[]
+    version: string
+    /** embeddings paid once: written by a versioned patch that keeps the stored vector (see `StoredEmbedding`) */
+    stored?: StoredEmbedding
+  }
   | { kind: 'delete'; id: Id; version: string }
   | RowWriteOp
 
@@ -36,8 +44,22 @@ export interface RowWriteOp {
   kind: 'row'
   id: string
   version: string
-  documents: Array<{ id: string; attributes: Record<string, unknown>; vector?: number[] }>
+  documents: Array<{ id: string; attributes: Record<string, unknown>; vector?: number[]; stored?: StoredEmbedding }>
 }
+
+/**
+ * Embeddings paid once (docs/ARCHITECTURE.md, "Embeddings paid once"): the stored document already carries the vector
+ * of this text (its `EMBED_HASH_ATTR` equals the new one), so it is written without a vector, by `patch_rows` guarded
+ * by its version. A patch that does not apply (the document went away) is redone as an upsert with the vector of
+ * `text`, set on `attribute` (`vector`, or the attribute `[mapping.embedding] attribute` names).
+ */
+export interface StoredEmbedding {
+  text: string
+  attribute: string
+}
+
+/** hex sha256 of `model + "\n" + text`, first 32 digits: the text a document's vector was embedded from. */
+export const EMBED_HASH_ATTR = '_puffgres_embed_hash'
 
 /** The attribute naming a document's row in row-documents mode (filterable: the replacement filters on it). */
 export const ROW_ATTR = '_puffgres_row'

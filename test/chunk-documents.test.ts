@@ -19,6 +19,9 @@ function fakeEmbedder(fail?: Error): Embedder & { calls: string[][] } {
   const calls: string[][] = []
   return {
     calls,
+    model: 'fake',
+    cached: () => undefined,
+    storedHits: () => {},
     embed: (texts: string[]) => {
       calls.push(texts)
       if (fail) return Promise.reject(fail)

@@ -1,10 +1,12 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test'
 import { applyEmbedding, embeddingText } from '../src/pipeline/transform/declarative-embedding.ts'
-import { createEmbedder, type EmbedderOptions, EmbeddingError } from '../src/embeddings/embedder.ts'
+import { createEmbedder, type EmbedderOptions, EmbeddingError, embedHash } from '../src/embeddings/embedder.ts'
 import { LruCache } from '../src/embeddings/lru.ts'
 import { DEFAULT_BASE_URLS, retryAfterMs } from '../src/embeddings/provider.ts'
 import type { TransformResult } from '../src/pipeline/transform/action.ts'
-import type { RowEvent } from '../src/types.ts'
+import { EMBED_HASH_ATTR, type RowEvent } from '../src/types.ts'
+
+const hash = (text: string) => embedHash('test-model', text)
 import { type EmbeddingServer, expectedVector, startEmbeddingServer } from './fixtures/transforms/embedding-server.ts'
 
 let server: EmbeddingServer
@@ -26,14 +28,23 @@ function embedder(opts: EmbedderOptions = {}, key = 'secret-key') {
 
 describe('embedder', () => {
   test('splits N texts into ceil(N/limit) requests, returns vectors in input order, sends the key', async () => {
-    const e = embedder({ maxBatchSize: 4 })
+    // the metrics hear of each request once, though the three are in flight together
+    const heard = { requests: 0, texts: 0, tokens: 0 }
+    const observer = {
+      requests: (n: number) => void (heard.requests += n),
+      texts: (n: number) => void (heard.texts += n),
+      tokens: (n: number) => void (heard.tokens += n),
+      skipped: () => {},
+    }
+    const e = embedder({ maxBatchSize: 4, observer })
     const texts = Array.from({ length: 10 }, (_, i) => `text ${i}`)
     const vectors = await e.embed(texts)
+    expect(heard).toEqual({ requests: 3, texts: 10, tokens: 20 })
     expect(vectors).toEqual(texts.map((t) => expectedVector(t)))
     // the requests go out at once: they may arrive in any order
     expect(server.requests.map((r) => r.input.length).sort()).toEqual([2, 4, 4])
     expect(server.requests.every((r) => r.authorization === 'Bearer secret-key' && r.model === 'test-model')).toBe(true)
-    expect(e.stats()).toEqual({ requests: 3, retries: 0, texts: 10, cacheHits: 0 })
+    expect(e.stats()).toEqual({ requests: 3, retries: 0, texts: 10, cacheHits: 0, tokens: 20, storedHits: 0 })
   })
 
   test("the provider config's batch_size sets the request size", async () => {
@@ -66,7 +77,7 @@ describe('embedder', () => {
     const again = await e.embed(['other', 'same'])
     expect(again).toEqual([expectedVector('other'), expectedVector('same')])
     expect(server.requests).toHaveLength(1)
-    expect(e.stats()).toEqual({ requests: 1, retries: 0, texts: 2, cacheHits: 3 })
+    expect(e.stats()).toEqual({ requests: 1, retries: 0, texts: 2, cacheHits: 3, tokens: 3, storedHits: 0 })
   })
 
   test('the cache is bounded: the least recently used text is evicted', async () => {
@@ -180,12 +191,22 @@ describe('declarative [mapping.embedding]', () => {
     const out = await applyEmbedding(results, events, { source: ['title', 'body'] }, e)
     expect(out[0]).toEqual({
       ok: true,
-      action: { type: 'upsert', id: 1, attributes: {}, vector: expectedVector('Red chair\n\nOak') },
+      action: {
+        type: 'upsert',
+        id: 1,
+        attributes: { [EMBED_HASH_ATTR]: hash('Red chair\n\nOak') },
+        vector: expectedVector('Red chair\n\nOak'),
+      },
     })
     expect(out[1]).toEqual(results[1])
     expect(out[2]).toEqual({
       ok: true,
-      action: { type: 'upsert', id: 3, attributes: {}, vector: expectedVector('Blue lamp') },
+      action: {
+        type: 'upsert',
+        id: 3,
+        attributes: { [EMBED_HASH_ATTR]: hash('Blue lamp') },
+        vector: expectedVector('Blue lamp'),
+      },
     })
     expect(out[3]).toEqual(results[3])
     expect(server.requests).toHaveLength(1)
@@ -205,13 +226,56 @@ describe('declarative [mapping.embedding]', () => {
     }, e)
     expect(out[0]).toEqual({
       ok: true,
-      action: { type: 'upsert', id: 1, attributes: { a: 1, d_vec: expectedVector('fine') } },
+      action: {
+        type: 'upsert',
+        id: 1,
+        attributes: { a: 1, d_vec: expectedVector('fine'), [EMBED_HASH_ATTR]: hash('fine') },
+      },
     })
     expect(out[1]).toEqual({
       ok: false,
       error: 'id 2: embedding source column "d" is not in the row (unknown column or unchanged TOAST value)',
     })
     expect(out[2]).toEqual({ ok: false, error: 'id 3: embedding source "d" is empty' })
+  })
+
+  test('embeddings paid once: the cache first, then the stored hashes; only the texts left go to the provider', async () => {
+    const e = embedder()
+    await e.embed(['cached text'])
+    const events = [
+      event(1, 'insert', { d: 'cached text' }),
+      event(2, 'insert', { d: 'stored text' }),
+      event(3, 'insert', { d: 'new text' }),
+      event(4, 'insert', { d: 'changed text' }),
+    ]
+    const asked: unknown[][] = []
+    const stored = (ids: unknown[]) => {
+      asked.push(ids)
+      return Promise.resolve(new Map([['n2', hash('stored text')], ['n4', hash('old text')]]))
+    }
+    const out = await applyEmbedding([upsert(1), upsert(2), upsert(3), upsert(4)], events, { source: 'd' }, e, stored)
+    // one lookup, of the documents the cache did not answer
+    expect(asked).toEqual([[2, 3, 4]])
+    expect(server.requests.map((r) => r.input)).toEqual([['cached text'], ['new text', 'changed text']])
+    const action = (k: number) => (out[k] as { action: Record<string, unknown> }).action
+    expect(action(0).vector).toEqual(expectedVector('cached text'))
+    // the stored document has the vector of this text: written without one, marked to be patched
+    expect(action(1)).toEqual({
+      type: 'upsert',
+      id: 2,
+      attributes: { [EMBED_HASH_ATTR]: hash('stored text') },
+      stored: { text: 'stored text', attribute: 'vector' },
+    })
+    expect(action(2).vector).toEqual(expectedVector('new text'))
+    expect(action(3)).toMatchObject({
+      vector: expectedVector('changed text'),
+      attributes: { [EMBED_HASH_ATTR]: hash('changed text') },
+    })
+    expect(e.stats()).toMatchObject({ texts: 3, cacheHits: 1, storedHits: 1 })
+    // a lookup that fails costs provider calls, not the rows
+    const failing = () => Promise.reject(new Error('refused'))
+    const again = await applyEmbedding([upsert(5)], [event(5, 'insert', { d: 'other' })], { source: 'd' }, e, failing)
+    expect(again[0]).toMatchObject({ ok: true, action: { vector: expectedVector('other') } })
   })
 
   test('a provider outage fails the rows as retryable', async () => {

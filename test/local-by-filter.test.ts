@@ -137,6 +137,29 @@ describe("a row's documents replaced by one request", () => {
     ])
   })
 
+  test('embeddings paid once: the filter spares the patched ids; a versioned patch keeps the vector, never creates', async () => {
+    const name = fresh()
+    const ns = tpuf.namespace(name)
+    const doc = (i: number, v: number) => ({ id: `a:${i}`, [ROW]: 'a', [V]: version(v), text: `t${i}`, vector: [i, 1] })
+    await ns.write({ upsert_rows: [0, 1, 2].map((i) => doc(i, 1)), distance_metric: 'cosine_distance', schema: SCHEMA })
+    await ns.write({ deletes: ['a:2'] }) // gone behind the writer's back
+    const patch = (i: number, v: number) => ({ id: `a:${i}`, [ROW]: 'a', [V]: version(v), text: null, tag: 'kept' })
+    const r = await ns.write({
+      delete_by_filter: ['And', [[ROW, 'Eq', 'a'], [V, 'Lt', version(2)], ['id', 'NotIn', ['a:0', 'a:2']]]],
+      patch_rows: [patch(0, 2), patch(2, 2)],
+      patch_condition: [V, 'Lt', { $ref_new: V }],
+      return_affected_ids: true,
+      schema: SCHEMA,
+    })
+    // a:1 deleted by the filter; a:0 patched over its older version, its vector and the cleared text as sent;
+    // a:2 not there: not patched, not created, and not listed
+    expect(r).toMatchObject({ rows_deleted: 1, rows_patched: 1, patched_ids: ['a:0'] })
+    expect(server.documents(name)).toEqual([{ id: 'a:0', vector: [0, 1], [ROW]: 'a', [V]: version(2), tag: 'kept' }])
+    // the same patch again (a replay, or an older write): the condition turns it down
+    const again = await ns.write({ patch_rows: [patch(0, 2)], patch_condition: [V, 'Lt', { $ref_new: V }] })
+    expect(again.rows_patched).toBe(0)
+  })
+
   test('allow_partial: repeating while rows_remaining deletes everything, the limit per request', async () => {
     const limited = await startLocalServer({ byFilterLimits: { deleteRows: 4 } })
     const name = fresh()

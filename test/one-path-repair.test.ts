@@ -19,13 +19,19 @@ const pipe = usePipeline({
     INSERT INTO bc VALUES ('x:y', 'z\\w', '290000-01-01'), ('x', 'y:z\\w', '2024-01-01');
     CREATE TABLE vr (id int PRIMARY KEY, at timestamptz);
     INSERT INTO vr VALUES (1, '290000-01-01'), (2, '2024-01-01');
-    CREATE TABLE r (id int PRIMARY KEY, name text);`,
+    CREATE TABLE r (id int PRIMARY KEY, name text);
+    CREATE TABLE bx (at timestamptz PRIMARY KEY, v int);
+    INSERT INTO bx VALUES ('290000-01-01 00:00:00+00', 1), ('2024-01-01 00:00:00+00', 2);
+    CREATE TABLE bb (id bigint PRIMARY KEY, v int);
+    INSERT INTO bb VALUES (1, 1);`,
   migrations: {
     '001_bi.toml': migration({ name: 'bi', table: 'bi' }),
     '002_bt.toml': migration({ name: 'bt', table: 'bt', id: 'at' }),
     '003_bc.toml': migration({ name: 'bc', table: 'bc', id: ['a', 'b'] }),
     '004_vr.toml': migration({ name: 'vr', table: 'vr' }),
     '005_r.toml': migration({ name: 'r', table: 'r' }),
+    '006_bx.toml': migration({ name: 'bx', table: 'bx', id: 'at' }),
+    '007_bb.toml': migration({ name: 'bb', table: 'bb' }),
   },
 })
 
@@ -88,12 +94,68 @@ describe("backfill's dead letters are retried like the stream's", () => {
     expect(pipe.docs('bt').has('2024-01-01T00:00:00.123456Z')).toBe(true)
   })
 
+  test('an entry an older stream filed without key texts for a timestamptz id with microseconds: found by its document id, never a wrong delete', async () => {
+    await pipe.db.sql`INSERT INTO bt VALUES ('2024-01-05 00:00:00.123456+00', '2024-01-05')`
+    // the decoded row an older stream kept: the timestamp in milliseconds; the entry names the row's document
+    const event = { type: 'insert', op: 'insert', mapping: 'bt', new: { at: '2024-01-05T00:00:00.123Z', v: null } }
+    const [{ id }] = await pipe.db.sql<{ id: string }[]>`
+      INSERT INTO __puffgres_dlq (mapping, doc_id, lsn, event, error)
+      VALUES ('bt', '2024-01-05T00:00:00.123456Z', '0/1', ${pipe.db.sql.json(event)}, 'an older failure')
+      RETURNING id::text`
+    const r = await pipe.cli('dlq', 'retry', '--id', id)
+    expect(r.code).toBe(0)
+    // the values alone do not find the live row (it was a delete of a document the row never had, the entry gone):
+    // the document id the entry is filed under, which decodes to those values, finds it
+    expect((await entries('bt')).map((e) => e.id)).not.toContain(id)
+    expect(pipe.docs('bt').has('2024-01-05T00:00:00.123456Z')).toBe(true)
+    expect(pipe.docs('bt').has('2024-01-05T00:00:00.123Z')).toBe(false)
+  })
+
+  test('an entry an older stream filed without key texts for a bigint id beyond 2^53: retried with the integer id', async () => {
+    expect((await pipe.cli('backfill', 'bb')).code).toBe(0)
+    await pipe.db.sql`INSERT INTO bb VALUES (1800000000000000001, 1)`
+    // the dead-letter queue stores a bigint as its decimal string (JSON has no bigint)
+    const event = { type: 'insert', op: 'insert', mapping: 'bb', new: { id: '1800000000000000001', v: 1 } }
+    const [{ id }] = await pipe.db.sql<{ id: string }[]>`
+      INSERT INTO __puffgres_dlq (mapping, doc_id, lsn, event, error)
+      VALUES ('bb', '1800000000000000001', '0/1', ${pipe.db.sql.json(event)}, 'an older failure')
+      RETURNING id::text`
+    const r = await pipe.cli('dlq', 'retry', '--id', id)
+    expect(r.out + r.err).not.toContain('mixing')
+    expect(r.code).toBe(0)
+    expect(pipe.docs('bb').has(1800000000000000001n)).toBe(true)
+    expect(pipe.docs('bb').has('1800000000000000001')).toBe(false)
+  })
+
   test("a composite key with ':' and '\\': the entry's document id is the one the stream gives the row", async () => {
     expect((await pipe.cli('backfill', 'bc')).code).toBe(0)
     const [e] = await entries('bc')
     expect(e.doc_id).toBe(docId({ a: 'x:y', b: 'z\\w' }, ['a', 'b']) as string)
     expect(e.event.key_texts).toEqual(['x:y', 'z\\w'])
     expect(pipe.docs('bc').has(docId({ a: 'x', b: 'y:z\\w' }, ['a', 'b']))).toBe(true)
+  })
+})
+
+describe('an id PostgreSQL takes and the decoder cannot (a timestamptz outside a JS Date)', () => {
+  test('backfill files one dead letter under its key texts and goes on; verify and dlq retry name it, never crash', async () => {
+    const b = await pipe.cli('backfill', 'bx')
+    expect(b.err).not.toContain('outside the range of a JS Date\n')
+    expect(b.code).toBe(0)
+    expect([...pipe.docs('bx').keys()]).toEqual(['2024-01-01T00:00:00.000000Z'])
+    const [e, ...more] = await entries('bx')
+    expect(more).toEqual([])
+    // the texts the stream files such a row under (no document id: keyIdText)
+    expect(e.doc_id).toMatch(/^290000-01-01 00:00:00/)
+    expect(e.event.key_texts).toEqual([e.doc_id])
+    const v = await pipe.cli('verify', 'bx')
+    expect(v.err).not.toMatch(/^\s+at /m)
+    expect(v.out).toMatch(/not judged\s+1 .*290000-01-01/m)
+    const r = await pipe.cli('dlq', 'retry', '--id', e.id)
+    expect(r.err).not.toMatch(/^\s+at /m)
+    // the entry stays, one more attempt recorded
+    const [after] = await pipe.db.sql<{ attempts: number }[]>`SELECT attempts FROM __puffgres_dlq WHERE id = ${e.id}`
+    expect(after.attempts).toBe(2)
+    expect(r.out + r.err).toMatch(/cannot retry: .*cannot be decoded/)
   })
 })
 

@@ -33,6 +33,8 @@ const mappings = {
   texts: mapping('texts', ['id']),
   tstz: mapping('tstz', ['at']),
   nullable: mapping('nullable', ['a', 'b']),
+  tsbad: mapping('tsbad', ['at']),
+  twoids: mapping('twoids', ['a']),
 }
 
 /** Per table: what the stream made of each inserted row (intents and dead letters), in insert order. */
@@ -46,6 +48,8 @@ beforeAll(async () => {
     CREATE TABLE texts (id text PRIMARY KEY, v int);
     CREATE TABLE tstz (at timestamptz PRIMARY KEY, v int);
     CREATE TABLE nullable (a int, b text, v int);
+    CREATE TABLE tsbad (at timestamptz PRIMARY KEY, v int);
+    CREATE TABLE twoids (a int PRIMARY KEY, b int UNIQUE, v int);
     CREATE PUBLICATION rowkey_pub FOR ALL TABLES;`)
   await db.sql`SELECT pg_create_logical_replication_slot('rowkey_slot', 'pgoutput')`
   // flushed at commit: the SQL decoding functions read only as far as the WAL is flushed (the test cluster does not
@@ -56,7 +60,9 @@ beforeAll(async () => {
     INSERT INTO ints VALUES (5, 1);
     INSERT INTO texts VALUES ('5', 1);
     INSERT INTO tstz VALUES ('2024-01-02 03:04:05.123456+00', 1);
-    INSERT INTO nullable VALUES (1, NULL, 1);`)
+    INSERT INTO nullable VALUES (1, NULL, 1);
+    INSERT INTO tsbad VALUES ('290000-01-01 00:00:00+00', 1);
+    INSERT INTO twoids VALUES (1, 2, 3);`)
   const changes = await db.sql<{ data: Uint8Array }[]>`
     SELECT data FROM pg_logical_slot_get_binary_changes('rowkey_slot', NULL, NULL,
       'proto_version', '1', 'publication_names', 'rowkey_pub')`
@@ -181,5 +187,55 @@ describe('one row key, built where the row is decoded', () => {
     // a negative integer has no document id: the entry is filed under its texts, as every path files it
     expect(keyIdText({ texts: ['-1'], id: undefined })).toBe('-1')
     expect(keyIdText({ texts: ['a:b', 'c'], id: undefined })).toBe(String.raw`a\:b:c`)
+  })
+
+  test('an id PostgreSQL takes and the decoder cannot (a timestamptz outside a JS Date): no document id, one entry on every path', async () => {
+    const { keys, dead } = streamed.get('tsbad')!
+    expect(keys).toEqual([])
+    expect(dead).toHaveLength(1)
+    const texts = ['290000-01-01 00:00:00+00']
+    expect(dead[0].docId).toBe(texts[0])
+    expect((dead[0].event as { key_texts?: unknown }).key_texts).toEqual(texts)
+    // backfill's page: the row is bad; its key from the texts names the entry the stream filed (it threw before)
+    const plan = await planReads(db.sql, mappings.tsbad, undefined)
+    const page = await readPage(db.sql, plan, undefined, 100)
+    expect(page.bad.map((b) => b.keys)).toEqual([texts])
+    const fromPage = textKey(mappings.tsbad, plan.columns, page.bad[0].keys)
+    expect(view(fromPage)).toEqual({ texts, id: undefined, printed: true })
+    expect(keyIdText(fromPage)).toBe(dead[0].docId)
+    // dlq retry reads the stream's entry back: a key without a document id, not an exception
+    const back = storedKey(mappings.tsbad, plan.columns, JSON.parse(JSON.stringify(dead[0].event)))!
+    expect(view(back)).toEqual({ texts, id: undefined, printed: true })
+  })
+
+  test("a dead letter filed before the mapping's id columns changed is not read by the new ones", async () => {
+    const [key] = streamed.get('twoids')!.keys
+    expect(view(key)).toEqual({ texts: ['1'], id: 1, printed: true })
+    const d = deadLetter('twoids', 1n, key, { type: 'insert', new: key.values }, 'no')
+    const event = JSON.parse(JSON.stringify(d.event))
+    // the same mapping in a later version, its id now column b: the texts of column a must not name row b = 1
+    const now = mapping('twoids', ['b'])
+    const plan = await planReads(db.sql, now, undefined)
+    const back = storedKey(now, plan.columns, event)!
+    expect(back.id).toBe(2)
+    expect(back.texts).toEqual(['2'])
+    // under the id it was filed with, the stored texts are read as before
+    expect(view(storedKey(mappings.twoids, plan.columns, event)!)).toEqual(view(key))
+  })
+
+  test("an older entry's timestamp id decoded to milliseconds: its key is read back from the entry's document id", async () => {
+    const plan = await planReads(db.sql, mappings.tstz, undefined)
+    const [stream] = streamed.get('tstz')!.keys
+    const event = { type: 'insert', new: { at: '2024-01-02T03:04:05.123Z', v: 1 } }
+    const back = storedKey(mappings.tstz, plan.columns, event, String(stream.id))!
+    expect(back.id).toBe(stream.id)
+    // PostgreSQL's form of the instant: it finds the row with its microseconds
+    expect(back.texts).toEqual(['2024-01-02 03:04:05.123456+00'])
+    // a document id that does not decode to the event's values (a transform named it): the values, as before
+    expect(view(storedKey(mappings.tstz, plan.columns, event, 'doc-7')!)).toEqual({
+      texts: ['2024-01-02T03:04:05.123Z'],
+      id: '2024-01-02T03:04:05.123Z',
+      printed: false,
+    })
   })
 })

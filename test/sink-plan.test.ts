@@ -14,6 +14,7 @@ import {
 } from '../src/turbopuffer/write-plan.ts'
 import { ROW_ATTR, VERSION_ATTR, type WriteOp } from '../src/types.ts'
 import { del, up } from './harness/write-ops.ts'
+import { unappliedPatches } from '../src/turbopuffer/patches.ts'
 
 describe('collapseOps', () => {
   test('keeps one op per id, the highest version, the later one on a tie', () => {
@@ -235,6 +236,40 @@ describe("a row's documents (row-documents mode)", () => {
     expect(body.schema).toMatchObject({ [ROW_ATTR]: 'string', [VERSION_ATTR]: 'string' })
     expect(writeBody(prepared([row('9', V1, 0)]), {}).delete_by_filter)
       .toEqual(['And', [[ROW_ATTR, 'Eq', '9'], [VERSION_ATTR, 'Lt', V1]]])
+  })
+
+  test('embeddings paid once: a document with its stored vector is patched, spared by the filter, no vector sent', () => {
+    const stored = { text: 't1', attribute: 'vector' }
+    const op: WriteOp = {
+      kind: 'row',
+      id: '1',
+      version: V1,
+      documents: [
+        { id: '1#0', attributes: { chunk: 't0' }, vector: [1, 2] },
+        { id: '1#1', attributes: { chunk: 't1', gone: null }, vector: [9, 9], stored },
+      ],
+    }
+    const upsert: WriteOp = { kind: 'upsert', id: 7, attributes: { n: 1 }, vector: [3], version: V2, stored }
+    const chunk = prepared([op, row('2', V1, 1), upsert])
+    const body = writeBody(chunk, {})
+    expect(body.delete_by_filter).toEqual(
+      ['And', [[ROW_ATTR, 'In', ['1', '2']], [VERSION_ATTR, 'Lt', V1], ['id', 'NotIn', ['1#1']]]],
+    )
+    expect(body.upsert_rows).toEqual([
+      { id: '1#0', chunk: 't0', vector: [1, 2], [ROW_ATTR]: '1', [VERSION_ATTR]: V1 },
+      { id: '2#0', chunk: 't0', [ROW_ATTR]: '2', [VERSION_ATTR]: V1 },
+    ])
+    expect(body.patch_rows).toEqual([
+      // null: an attribute the row no longer has, cleared (a patch keeps what it does not name)
+      { id: '1#1', chunk: 't1', gone: null, [ROW_ATTR]: '1', [VERSION_ATTR]: V1 },
+      { id: 7, n: 1, [VERSION_ATTR]: V2 },
+    ])
+    expect(body.patch_condition).toEqual([VERSION_ATTR, 'Lt', { $ref_new: VERSION_ATTR }])
+    expect(body.return_affected_ids).toBe(true)
+    // the patches the response does not list did not apply: redone by the writer with their vectors
+    expect(unappliedPatches(chunk, { rows_patched: 2, patched_ids: ['1#1', 7] })).toEqual([])
+    expect(unappliedPatches(chunk, { rows_patched: 1, patched_ids: [7] })).toEqual([{ op, ids: ['1#1'] }])
+    expect(unappliedPatches(chunk, { rows_patched: 0 })).toEqual([{ op, ids: ['1#1'] }, { op: upsert, ids: [7] }])
   })
 
   test("a row's documents are never split over requests; maxRows counts documents", () => {

@@ -24,12 +24,28 @@ export interface EmbedderStats {
   texts: number
   /** texts answered from the cache or by a request already in flight */
   cacheHits: number
+  /** tokens the provider reported using (0 when it does not report usage) */
+  tokens: number
+  /** texts not sent because the stored document already has their vector (embeddings paid once) */
+  storedHits: number
+}
+
+/** Told of every request, text, token and skip as it happens: `puffgres run`'s metrics (stream/stream-monitor.ts). */
+export interface EmbeddingObserver {
+  requests(n: number): void
+  texts(n: number): void
+  tokens(n: number): void
+  skipped(reason: 'cache' | 'stored', n: number): void
 }
 
 export interface Embedder {
   readonly model: string
   /** One vector per text, in order. Vectors may be shared between callers: do not mutate them. */
   embed(texts: string[]): Promise<number[][]>
+  /** The vector of `text` when the cache has it (counted as a cache hit), without asking the provider. */
+  cached(text: string): number[] | undefined
+  /** Counts `n` texts not sent because their stored documents already have the vector (embeddings paid once). */
+  storedHits(n: number): void
   stats(): EmbedderStats
 }
 
@@ -50,6 +66,7 @@ export interface EmbedderOptions {
   /** per HTTP request (default 60 s) */
   requestTimeoutMs?: number
   log?: Logger
+  observer?: EmbeddingObserver
 }
 
 interface Waiter {
@@ -90,11 +107,18 @@ export function createEmbedder(config: EmbeddingProviderConfig, opts: EmbedderOp
     requestTimeoutMs: opts.requestTimeoutMs ?? 60_000,
   }
   const cache = new LruCache<string, number[]>(opts.cacheEntries ?? 10_000)
-  const counters: RequestCounters & { texts: number; cacheHits: number } = {
+  const counters: RequestCounters & { texts: number; cacheHits: number; tokens: number; storedHits: number } = {
     requests: 0,
     retries: 0,
     texts: 0,
     cacheHits: 0,
+    tokens: 0,
+    storedHits: 0,
+  }
+  const observer = opts.observer
+  const cacheHit = () => {
+    counters.cacheHits++
+    observer?.skipped('cache', 1)
   }
   const inFlight = new Map<string, Promise<number[]>>()
   let queue: Waiter[] = []
@@ -104,7 +128,17 @@ export function createEmbedder(config: EmbeddingProviderConfig, opts: EmbedderOp
 
   function send(chunk: Waiter[]): void {
     counters.texts += chunk.length
-    requestEmbeddings(config, chunk.map((w) => w.text), policy, counters, opts.log).then(
+    observer?.texts(chunk.length)
+    // this request's own counters (others run at the same time), added up as it ends
+    const mine: RequestCounters = { requests: 0, retries: 0, tokens: 0 }
+    const settled = () => {
+      counters.requests += mine.requests
+      counters.retries += mine.retries
+      counters.tokens += mine.tokens!
+      observer?.requests(mine.requests)
+      if (mine.tokens) observer?.tokens(mine.tokens)
+    }
+    requestEmbeddings(config, chunk.map((w) => w.text), policy, mine, opts.log).finally(settled).then(
       (vectors) => {
         for (let i = 0; i < chunk.length; i++) {
           cache.set(chunk[i].key, vectors[i])
@@ -159,15 +193,29 @@ export function createEmbedder(config: EmbeddingProviderConfig, opts: EmbedderOp
         const text = texts[i]
         const key = keyOf(text)
         const hit = cache.get(key) ?? inFlight.get(key)
-        if (hit) counters.cacheHits++
+        if (hit) cacheHit()
         const v = hit ?? enqueue(key, text)
         out[i] = v
         if (v instanceof Promise) waiting = true
       }
       return waiting ? Promise.all(out) : Promise.resolve(out as number[][])
     },
+    cached(text: string): number[] | undefined {
+      const v = cache.get(keyOf(text))
+      if (v) cacheHit()
+      return v
+    },
+    storedHits(n: number): void {
+      counters.storedHits += n
+      observer?.skipped('stored', n)
+    },
     stats: () => ({ ...counters }),
   }
+}
+
+/** The `EMBED_HASH_ATTR` of a text: hex sha256 of `model + "\n" + text`, its first 32 digits. */
+export function embedHash(model: string, text: string): string {
+  return createHash('sha256').update(model).update('\n').update(text).digest('hex').slice(0, 32)
 }
 
 export function isRetryableEmbeddingError(err: unknown): boolean {

@@ -40,6 +40,15 @@ export interface RetryPolicy {
 export interface RequestCounters {
   requests: number
   retries: number
+  /** tokens the provider reports it used (`usage.total_tokens`, else `usage.prompt_tokens`), when it reports them */
+  tokens?: number
+}
+
+/** The tokens an answer's `usage` reports (OpenAI and Together: `total_tokens`, `prompt_tokens`); 0 when absent. */
+function usageTokens(json: unknown): number {
+  const usage = (json as { usage?: { total_tokens?: unknown; prompt_tokens?: unknown } })?.usage
+  const n = usage?.total_tokens ?? usage?.prompt_tokens
+  return typeof n === 'number' && Number.isFinite(n) && n >= 0 ? n : 0
 }
 
 const RETRYABLE_STATUS = new Set([408, 409, 425, 429, 500, 502, 503, 504])
@@ -128,7 +137,9 @@ export async function requestEmbeddings(
             throw new EmbeddingError(`${what}: ${url} answered with invalid JSON: ${(err as Error).message}`, false)
           }
           try {
-            return { vectors: parseVectors(json, input.length) }
+            const vectors = parseVectors(json, input.length)
+            counters.tokens = (counters.tokens ?? 0) + usageTokens(json)
+            return { vectors }
           } catch (err) {
             throw new EmbeddingError(`${what}: ${url}: ${(err as Error).message}`, false)
           }

@@ -73,6 +73,16 @@ export function compileFilter(filter: unknown, schema: Schema, idType?: IdType):
     case 'In':
     case 'NotIn': {
       const yes = op === 'In'
+      // a literal list of scalars: one Set lookup instead of a scan (a write's `id NotIn [thousands of ids]`); the
+      // same answer, as equality of scalars is ===
+      const keys = Array.isArray(value) ? value.map((b) => (b === null ? b : key(b))) : undefined
+      if (keys?.every((k) => k === null || (typeof k !== 'object' && k === k))) {
+        const set = new Set(keys)
+        return (doc) => {
+          const a = get(doc)
+          return (a === null ? set.has(null) : !Array.isArray(a) && set.has(key(a))) === yes
+        }
+      }
       return (doc, ref) => {
         const a = get(doc)
         const list = val(ref)

@@ -3,7 +3,7 @@
 import type postgres from 'postgres'
 import type { Config } from '../config/load.ts'
 import { currentStateIntents, recheckWritten } from '../pipeline/row-identity.ts'
-import { storedKey } from '../pipeline/row-key.ts'
+import { keyIdText, storedKey } from '../pipeline/row-key.ts'
 import { sweepRacedRows, writeIntents } from '../pipeline/writer.ts'
 import { rowDocumentsMode } from '../config/row-documents.ts'
 import { type Intent, LEAVE_NAMESPACES } from '../pipeline/changes.ts'
@@ -83,10 +83,15 @@ async function retryOne(
     return { ...base, ok: false, error }
   }
   // the key the stream or backfill stored: its texts find the row exactly (older entries: the decoded values)
-  const key = storedKey(rt.mapping, rt.plan.columns, entry.event)
+  const key = storedKey(rt.mapping, rt.plan.columns, entry.event, entry.doc_id)
   if (key?.id === undefined) {
+    const columns = rt.mapping.idColumns.join(', ')
+    const named = key && keyIdText(key)
     return await fail(
-      `cannot retry: the event has no value for id column(s) ${rt.mapping.idColumns.join(', ')} (clear it instead)`,
+      named === undefined
+        ? `cannot retry: the event has no value for id column(s) ${columns} (clear it instead)`
+        : `cannot retry: key ${named} of id column(s) ${columns} gives no document id (a negative integer, or a ` +
+          `value that cannot be decoded); clear it instead`,
     )
   }
   // L before the read: a change committed after it is streamed with a higher version and wins over this write

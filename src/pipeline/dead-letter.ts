@@ -8,7 +8,7 @@ import { keyIdText, type RowKey } from './row-key.ts'
 
 /**
  * The dead letter of one row: `event` as the transform would have seen it, with the key texts that find the row
- * (`key_texts`, when PostgreSQL printed them). `id`: the document id the entry names, when not the key's (a
+ * (`key_texts`, when PostgreSQL printed them, and the id columns they are of, `key_columns`). `id`: the document id the entry names, when not the key's (a
  * transform that named another document).
  */
 export function deadLetter(
@@ -23,7 +23,7 @@ export function deadLetter(
     mapping,
     docId: key ? keyIdText({ texts: key.texts, id }) : id === undefined ? undefined : String(id),
     lsn,
-    event: key?.printed ? { ...event, key_texts: key.texts } : event,
+    event: key?.printed ? { ...event, key_texts: key.texts, key_columns: key.columns } : event,
     error,
   }
 }

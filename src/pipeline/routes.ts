@@ -3,7 +3,7 @@ import type postgres from 'postgres'
 import type { Config, Mapping } from '../config/load.ts'
 import { type CatalogColumn, tableByOid, tableInfo } from '../source/mod.ts'
 import { FIRST_NON_BUILTIN_OID, resolveTypeOid } from '../postgres/type-oids.ts'
-import { createEmbedder, type Embedder } from '../embeddings/embedder.ts'
+import { createEmbedder, type Embedder, type EmbeddingObserver } from '../embeddings/embedder.ts'
 import type { Logger } from '../types.ts'
 import { type CompiledPredicate, compileMembership, predicateColumns } from '../membership/mod.ts'
 import type { RouteRuntime } from './writer.ts'
@@ -40,8 +40,8 @@ export function compileMappingMembership(m: Mapping, columns: readonly CatalogCo
   return compileMembership(m.membership, types)
 }
 
-export function embedderFor(config: Config, log: Logger): Embedder | undefined {
-  return config.embeddings ? createEmbedder(config.embeddings, { log }) : undefined
+export function embedderFor(config: Config, log: Logger, observer?: EmbeddingObserver): Embedder | undefined {
+  return config.embeddings ? createEmbedder(config.embeddings, { log, observer }) : undefined
 }
 
 export async function buildRoutes(
@@ -77,6 +77,7 @@ export async function buildRoutes(
       isMember: member && ((row) => member(row) === true),
       needed: neededColumns(m),
       runner,
+      embedder: m.embedding ? embedder : undefined,
     })
   }
   return routes

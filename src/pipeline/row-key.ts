@@ -3,7 +3,7 @@
 // key) and carried from there by intents, dead letters and re-reads. Every path names one row with one key, so a row
 // has one document id and one dead-letter entry whichever path met it (docs/ARCHITECTURE.md, invariant 12).
 import type { Mapping } from '../config/load.ts'
-import { decodeColumn } from '../postgres/values.ts'
+import { decodeColumn, OID } from '../postgres/values.ts'
 import type { ColumnType } from '../source/mod.ts'
 import type { Id, Row } from '../types.ts'
 import { docId, idColumnsOf } from './docid.ts'
@@ -18,6 +18,11 @@ export interface RowKey {
    * printed them (`printed`), else read back from decoded values
    */
   readonly texts: readonly (string | null)[]
+  /**
+   * the id columns the texts are of: a dead letter keeps them (`key_columns`), so that a retry under a later version
+   * of the mapping whose id columns changed does not read another column's texts as its own
+   */
+  readonly columns: readonly string[]
   /**
    * the texts are PostgreSQL's own: they find the row exactly (a decoded timestamp has lost its microseconds) and a
    * dead letter keeps them (`key_texts`). False for a key known only by decoded values (see valueKey, documentKey).
@@ -39,7 +44,7 @@ export function rowKey(
   texts: readonly (string | null)[],
   id: Id | undefined = docId(values, m.idColumns, m.idType === 'string'),
 ): RowKey {
-  return { texts, printed: true, id, values }
+  return { texts, columns: m.idColumns, printed: true, id, values }
 }
 
 /**
@@ -54,11 +59,20 @@ export function textKey(
   values?: Row,
 ): RowKey {
   const ids: Row = {}
+  let undecodable = false
   m.idColumns.forEach((name, j) => {
     const c = columns.find((col) => col.name === name)
-    if (c) decodeColumn(ids, name, texts[j], c.typeOid, c.typeName)
+    if (!c) return
+    try {
+      decodeColumn(ids, name, texts[j], c.typeOid, c.typeName)
+    } catch {
+      // a text PostgreSQL takes and the decoder cannot (a timestamptz outside a JS Date): no document id, as the
+      // stream gives such a row none (its dead letter is filed under the texts, keyIdText)
+      undecodable = true
+    }
   })
-  return { texts, printed: true, id: docId(ids, m.idColumns, m.idType === 'string'), values: values ?? ids }
+  const id = undecodable ? undefined : docId(ids, m.idColumns, m.idType === 'string')
+  return { texts, columns: m.idColumns, printed: true, id, values: values ?? ids }
 }
 
 /** A key value as PostgreSQL reads it back from text (JSON-safe forms: numbers, bigint strings, ISO times). */
@@ -71,7 +85,7 @@ function valueText(v: unknown): string | null {
 /** The key of a row known only by decoded values (a dead letter filed before key texts were kept). */
 export function valueKey(m: KeyRules, values: Row): RowKey {
   const texts = m.idColumns.map((c) => valueText(values[c]))
-  return { texts, printed: false, id: docId(values, m.idColumns, m.idType === 'string'), values }
+  return { texts, columns: m.idColumns, printed: false, id: docId(values, m.idColumns, m.idType === 'string'), values }
 }
 
 /** A row key whose row has a document id. */
@@ -80,23 +94,33 @@ export type DocumentKey = RowKey & { readonly id: Id }
 /** The key of a document known only by its id (one judged extra): its id columns read back from the id. */
 export function documentKey(m: KeyRules, id: Id): DocumentKey {
   const values = idColumnsOf(id, m.idColumns)
-  return { texts: m.idColumns.map((c) => valueText(values[c])), printed: false, id, values }
+  return { texts: m.idColumns.map((c) => valueText(values[c])), columns: m.idColumns, printed: false, id, values }
 }
 
 /**
  * The key a dead letter's event stored: `key_texts` (the stream's and, now, every path's), or `key` (the id
  * columns' texts by name, as backfill filed them before it kept `key_texts`), or else the decoded values of the row
- * the event carried (entries older versions filed). Undefined when the event carries no row.
+ * the event carried (entries older versions filed). Undefined when the event carries no row. `filedAs`: the
+ * document id the entry is filed under (its `doc_id`), which finds the row where decoded values cannot (below).
  */
-export function storedKey(m: KeyRules, columns: readonly ColumnType[], event: unknown): RowKey | undefined {
-  const e = event as { key_texts?: unknown; key?: unknown; new?: unknown; old?: unknown } | null
+export function storedKey(
+  m: KeyRules,
+  columns: readonly ColumnType[],
+  event: unknown,
+  filedAs?: string | null,
+): RowKey | undefined {
+  const e = event as { key_texts?: unknown; key_columns?: unknown; key?: unknown; new?: unknown; old?: unknown } | null
   const row = [e?.new, e?.old, e?.key].find((r) => r && typeof r === 'object' && !Array.isArray(r)) as Row | undefined
   if (!row) return undefined
   const texts = e?.key_texts
   if (Array.isArray(texts)) {
-    // texts that do not fit the id columns (the mapping's id changed since): the decoded values are all there is
-    const fit = texts.length === m.idColumns.length && texts.every((t) => typeof t === 'string')
-    return fit ? textKey(m, columns, texts as string[], row) : valueKey(m, row)
+    // texts that do not fit the id columns (the mapping's id changed since; entries filed before `key_columns` was
+    // kept tell it only by their number): the decoded values are all there is
+    const named = e?.key_columns
+    const same = !Array.isArray(named) ||
+      (named.length === m.idColumns.length && named.every((c, j) => c === m.idColumns[j]))
+    const fit = same && texts.length === m.idColumns.length && texts.every((t) => typeof t === 'string')
+    return fit ? textKey(m, columns, texts as string[], row) : valuesKey(m, columns, row, filedAs)
   }
   const key = e?.key
   if (key && typeof key === 'object' && !Array.isArray(key)) {
@@ -104,7 +128,47 @@ export function storedKey(m: KeyRules, columns: readonly ColumnType[], event: un
     const byName = m.idColumns.map((c) => (key as Record<string, unknown>)[c])
     if (byName.every((t) => typeof t === 'string')) return textKey(m, columns, byName as string[], row)
   }
-  return valueKey(m, row)
+  return valuesKey(m, columns, row, filedAs)
+}
+
+/**
+ * The key of an entry known by its decoded values only (an older stream's). First the values' texts, when they
+ * decode as the stream decodes them to the very values stored: a bigint beyond 2^53 is stored as its decimal
+ * string, whose id would otherwise be a string (turbopuffer refuses a string id among integer ids). A timestamp id
+ * was decoded to milliseconds: its values neither find the row (PostgreSQL keeps microseconds) nor name its
+ * document, which the entry is filed under with all of its microseconds; so when the entry's document id, read back
+ * as id column texts, decodes to the values the event carried, those texts are the key (a document id a transform
+ * named decodes to other values, or to none, and is not taken). Else the values as they are. The texts are not
+ * PostgreSQL's own (`printed` false): a dead letter does not keep them as `key_texts`.
+ */
+function valuesKey(m: KeyRules, columns: readonly ColumnType[], row: Row, filedAs?: string | null): RowKey {
+  /** a key from texts, when they decode to the very values the event carried (as the queue stores them) */
+  const decodesTo = (k: RowKey) =>
+    k.id !== undefined && m.idColumns.every((c) => storedForm(k.values[c]) === JSON.stringify(row[c] ?? null))
+  const byValues = valueKey(m, row)
+  const decoded = textKey(m, columns, byValues.texts)
+  if (decodesTo(decoded)) return { ...decoded, printed: false, values: row }
+  if (!filedAs || byValues.id === undefined || String(byValues.id) === filedAs) return byValues
+  const parts = idColumnsOf(filedAs, m.idColumns)
+  const texts = m.idColumns.map((c) => {
+    const part = parts[c]
+    if (part === null || part === undefined) return null
+    // a timestamp id part (timestampIdText: ISO 8601 in UTC) as PostgreSQL prints it, which the decoder reads
+    const iso = /^(\d{4,}-\d\d-\d\d)T(\d\d:\d\d:\d\d(?:\.\d+)?)Z$/.exec(String(part))
+    const type = columns.find((col) => col.name === c)?.typeOid
+    if (iso && type === OID.timestamptz) return `${iso[1]} ${iso[2]}+00`
+    if (iso && type === OID.timestamp) return `${iso[1]} ${iso[2]}`
+    return String(part)
+  })
+  const byDocument = textKey(m, columns, texts)
+  return String(byDocument.id) === filedAs && decodesTo(byDocument)
+    ? { ...byDocument, printed: false, values: row }
+    : byValues
+}
+
+/** A decoded value as the dead-letter queue stores it (JSON, a bigint as its decimal string). */
+function storedForm(v: unknown): string {
+  return JSON.stringify(v ?? null, (_k, x) => typeof x === 'bigint' ? x.toString() : x)
 }
 
 /**

@@ -3,7 +3,7 @@
 // the first value it sees (5.00 would pin `int`, and a later 9.99 then fails), so every type puffgres knows is
 // declared. See README "How PostgreSQL types map to turbopuffer".
 import type { Mapping } from '../config/load.ts'
-import { CHUNK_ATTR } from '../types.ts'
+import { CHUNK_ATTR, EMBED_HASH_ATTR } from '../types.ts'
 import type { ColumnType } from '../source/mod.ts'
 import { arrayElementOid, OID, resolveTypeOid, tpufType } from '../postgres/values.ts'
 import { FIRST_NON_BUILTIN_OID } from '../postgres/type-oids.ts'
@@ -123,7 +123,7 @@ export function normalizeSpec(hint: unknown): AttributeSpec {
  * PostgreSQL type); then `[target.schema]`, which overrides a column's entry or declares a transform's attribute.
  */
 export function mappingAttributes(
-  mapping: Pick<Mapping, 'transform' | 'columns' | 'schemaHints' | 'chunking'>,
+  mapping: Pick<Mapping, 'transform' | 'columns' | 'schemaHints' | 'chunking'> & Partial<Pick<Mapping, 'embedding'>>,
   columns: readonly ColumnType[] | undefined,
 ): Map<string, ColumnAttribute> {
   const out = new Map<string, ColumnAttribute>()
@@ -144,6 +144,15 @@ export function mappingAttributes(
     out.set(chunking.attribute, { column: chunking.attribute, pgType: '(chunk text)', spec: text, form: 'value' })
     out.set(CHUNK_ATTR, { column: CHUNK_ATTR, pgType: '(chunk number)', spec: { type: 'uint' }, form: 'value' })
   }
+  if (mapping.embedding) {
+    // embeddings paid once: the hash of the text each document's vector was embedded from (filterable: a short hex)
+    out.set(EMBED_HASH_ATTR, {
+      column: EMBED_HASH_ATTR,
+      pgType: '(embedded text hash)',
+      spec: { type: 'string' },
+      form: 'value',
+    })
+  }
   for (const [name, hint] of Object.entries(mapping.schemaHints ?? {})) {
     const base = out.get(name)
     const spec = normalizeSpec(hint)
@@ -160,7 +169,7 @@ export function mappingAttributes(
 
 /** The `schema` a write declares for the mapping. */
 export function namespaceSchema(
-  mapping: Pick<Mapping, 'transform' | 'columns' | 'schemaHints' | 'chunking'>,
+  mapping: Pick<Mapping, 'transform' | 'columns' | 'schemaHints' | 'chunking'> & Partial<Pick<Mapping, 'embedding'>>,
   columns: readonly ColumnType[] | undefined,
 ): Record<string, AttributeSpec> {
   const schema: Record<string, AttributeSpec> = {}

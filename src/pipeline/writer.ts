@@ -5,6 +5,8 @@ import { addDeadLetters, type DeadLetter } from '../postgres/dlq.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import type { Mapping } from '../config/load.ts'
 import type { DistanceMetric, Logger, WriteOp } from '../types.ts'
+import type { Embedder } from '../embeddings/embedder.ts'
+import { clearDropped, redoUnpatched, storedHashLookup } from './stored-embeddings.ts'
 import { type Intent, intentDeadLetter, type MappingRoute } from './changes.ts'
 import { rowDocumentsMode } from '../config/row-documents.ts'
 import { type AttributeSpec, type ColumnType, mappingAttributes } from './schema.ts'
@@ -16,6 +18,8 @@ import { intentNamespace, leavingNamespaces } from './intent-namespace.ts'
 
 export interface RouteRuntime extends MappingRoute {
   runner: TransformRunner
+  /** the provider `[mapping.embedding]` uses: a patch that did not apply is redone with its vector from it */
+  embedder?: Embedder
 }
 
 export interface WriterDeps {
@@ -142,7 +146,7 @@ export async function projectIntents(
       if (rowDocumentsMode(route.mapping)) {
         // row-documents mode: the row's documents replace all of its older ones, by the row key (invariant 11)
         const documents = a.type === 'documents'
-          ? a.documents.map((d) => ({ id: d.id, attributes: d.attributes, vector: d.vector }))
+          ? a.documents.map((d) => ({ id: d.id, attributes: d.attributes, vector: d.vector, stored: d.stored }))
           : []
         if (a.type === 'upsert') {
           // chunk-documents.ts and documents.ts turn every upsert into documents: not reached
@@ -157,6 +161,7 @@ export async function projectIntents(
         op = a.type === 'upsert'
           ? { kind: 'upsert', id: a.id, attributes: a.attributes, vector: a.vector, version: intent.version }
           : { kind: 'delete', id: a.id, version: intent.version }
+        if (a.type === 'upsert' && a.stored) op = { ...op, stored: a.stored } as WriteOp
       }
       ns.ops.push(op)
       ns.origin.push(intent)
@@ -202,6 +207,7 @@ export async function projectIntents(
           continue
         }
       }
+      clearDropped(op, attributes, existing)
       ops.push(op)
       origin.push(intent)
     }
@@ -279,6 +285,11 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
     }
     if (!ops.length) return
     const res = await deps.sink.write(namespace, ops, { schema, distanceMetric: distanceMetric(route.mapping, ops) })
+    if (res.unpatched?.length) {
+      // embeddings paid once: a patch that did not apply is redone as an upsert with the vector
+      const redo = await redoUnpatched(route, namespace, schema, res.unpatched, deps, distanceMetric)
+      for (const f of redo.failed) res.failed.push(f)
+    }
     if (res.failed.length) forgetTypes(deps.sink, namespace)
     else await rememberTypes(deps.sink, namespace, schema)
     const failed = new Set<WriteOp>()
@@ -328,10 +339,17 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
 async function transformWithRetry(
   route: RouteRuntime,
   intents: Intent[],
-  deps: Pick<WriterDeps, 'log' | 'retryDelayMs'>,
+  deps: Pick<WriterDeps, 'sink' | 'log' | 'retryDelayMs'>,
 ) {
   const events = intents.map((i) => i.event)
-  let results: TransformResult[] = await route.runner.run(events)
+  // embeddings paid once: the stored documents' hashes, asked of the namespace each row's documents are in
+  // (a namespace per tenant: the one the row's values name; a row that moves finds nothing stored in the new one)
+  const storedHashes = storedHashLookup(deps.sink, route.mapping, intents, (i) => {
+    const at = intentNamespace(i)
+    return at.ok ? at.namespace : undefined
+  })
+  const run = (list: typeof events) => route.runner.run(list, { storedHashes })
+  let results: TransformResult[] = await run(events)
   for (let attempt = 1; results.some((r) => !r.ok && r.retryable); attempt++) {
     const idx = results.flatMap((r, k) => (!r.ok && r.retryable ? [k] : []))
     const delay = backoffDelay(attempt - 1, { baseMs: deps.retryDelayMs ?? 500, maxMs: 30_000 })
@@ -343,7 +361,7 @@ async function transformWithRetry(
       error: (results[idx[0]] as { error: string }).error,
     })
     await sleep(delay)
-    const again = await route.runner.run(idx.map((k) => events[k]))
+    const again = await run(idx.map((k) => events[k]))
     results = results.slice()
     idx.forEach((k, j) => results[k] = again[j])
   }

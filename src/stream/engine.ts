@@ -30,7 +30,7 @@ import { isUnreachable } from '../postgres/unreachable.ts'
 import { ReplicationStream, SlotInUseError, SlotMissingError } from '../postgres/replication.ts'
 import { Checkpoint } from './checkpoint.ts'
 import { ChangeProcessor, type FlushInfo, type RouteRuntime } from './processor.ts'
-import { buildRoutes } from '../pipeline/routes.ts'
+import { buildRoutes, embedderFor } from '../pipeline/routes.ts'
 import { MappingFollower, migrationState } from './follow.ts'
 import { liveMappings } from '../postgres/live-versions.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
@@ -175,10 +175,13 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
     // read before the routes: a migrate between the two is followed at the stream's start
     const state = await migrationState(sql)
     // every live version: the newest of each mapping, and older ones a re-index keeps until they are retired
-    routes = await buildRoutes({ ...streamed, mappings: await liveMappings(streamed, sql) }, sql, log)
+    // one embedder for every mapping: one cache, and the embedding metrics (stream-monitor.ts)
+    const embedder = embedderFor(streamed, log, monitor.embeddingObserver())
+    routes = await buildRoutes({ ...streamed, mappings: await liveMappings(streamed, sql) }, sql, log, embedder)
     const reload = opts.reloadConfig
     if (reload) {
-      follower = new MappingFollower({ load: () => selectForRun(reload(), opts).config, sql, log, routes, state })
+      const load = () => selectForRun(reload(), opts).config
+      follower = new MappingFollower({ load, sql, log, routes, state, embedder })
     }
     tableWatch = new DroppedTableWatch(sql, routes, log, opts.tableCheckIntervalMs ?? 10_000)
     tableWatch.start()

@@ -9,6 +9,7 @@ import { keptAlong } from '../postgres/live-versions.ts'
 import type { Relation } from '../postgres/pgoutput.ts'
 import { appliedMigrations, keptVersions } from '../postgres/state.ts'
 import { buildRoutes } from '../pipeline/routes.ts'
+import type { Embedder } from '../embeddings/embedder.ts'
 import { leaveOutDroppedTables } from './dropped-tables.ts'
 import type { RouteRuntime } from '../pipeline/writer.ts'
 import type { Logger } from '../types.ts'
@@ -59,6 +60,8 @@ export interface FollowOptions {
   routes: RouteRuntime[]
   /** migrationState() as it was read before `routes` were built */
   state: string
+  /** the embedder the routes share (its cache, and `run`'s embedding metrics); a new one from the config when absent */
+  embedder?: Embedder
 }
 
 export class MappingFollower {
@@ -136,7 +139,7 @@ export class MappingFollower {
     for (const m of wanted) {
       if (routedKeys.has(key(m))) continue
       try {
-        const [route] = await buildRoutes({ ...config, mappings: [m] }, sql, log)
+        const [route] = await buildRoutes({ ...config, mappings: [m] }, sql, log, this.opts.embedder)
         routes.push(route)
         added.push(m.name)
         log.info('mapping version added while streaming: changes committed from here on go through it', {

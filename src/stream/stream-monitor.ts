@@ -2,6 +2,7 @@
 // it (batches, confirmations, commits, sink requests); the metrics server and the heartbeat read it.
 import type { FlushInfo } from './processor.ts'
 import { Registry } from './metrics.ts'
+import type { EmbeddingObserver } from '../embeddings/embedder.ts'
 
 /** Sink request latency buckets, seconds. */
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
@@ -83,6 +84,24 @@ export class StreamMonitor {
     'Always 1; its labels name the slot and publication this process streams (or waits for as a standby).',
   )
 
+  readonly embeddingRequests = this.registry.counter(
+    'puffgres_embedding_requests_total',
+    'HTTP requests sent to the embedding provider, retries included.',
+  )
+  readonly embeddingTexts = this.registry.counter(
+    'puffgres_embedding_texts_total',
+    'Texts sent to the embedding provider.',
+  )
+  readonly embeddingTokens = this.registry.counter(
+    'puffgres_embedding_tokens_total',
+    'Tokens the embedding provider reported using (its usage; 0 when it does not report it).',
+  )
+  readonly embeddingSkipped = this.registry.counter(
+    'puffgres_embedding_skipped_total',
+    'Texts not sent to the embedding provider: the in-memory cache had the vector (cache), or the stored document ' +
+      'already had the vector of the same text (stored).',
+  )
+
   streaming = false
   /** commits received and not yet confirmed, oldest first: end LSN and commit time (ms) */
   #unconfirmed: { endLsn: bigint; at: number }[] = []
@@ -93,6 +112,18 @@ export class StreamMonitor {
     this.lagSeconds.set(0)
     this.throttled.inc({}, 0)
     this.changesProcessed.inc({}, 0)
+    for (const c of [this.embeddingRequests, this.embeddingTexts, this.embeddingTokens]) c.inc({}, 0)
+    for (const reason of ['cache', 'stored']) this.embeddingSkipped.inc({ reason }, 0)
+  }
+
+  /** What the embedder tells of its requests, texts, tokens and skipped texts (embeddings/embedder.ts). */
+  embeddingObserver(): EmbeddingObserver {
+    return {
+      requests: (n) => this.embeddingRequests.inc({}, n),
+      texts: (n) => this.embeddingTexts.inc({}, n),
+      tokens: (n) => this.embeddingTokens.inc({}, n),
+      skipped: (reason, n) => this.embeddingSkipped.inc({ reason }, n),
+    }
   }
 
   setStreaming(on: boolean): void {

@@ -3,7 +3,9 @@
 import { withLinkedSignal } from '../abort.ts'
 import { explainTurbopufferError } from './reach.ts'
 import type { Filter, Namespace, NamespaceWriteResponse, Row, Turbopuffer } from '@turbopuffer/turbopuffer'
-import { type Id, type Logger, ROW_ATTR, VERSION_ATTR, type WriteOp } from '../types.ts'
+import { type Id, type Logger, VERSION_ATTR, type WriteOp } from '../types.ts'
+import { embedHashes, newerRowVersions, type RowQuery } from './row-queries.ts'
+import { unappliedPatches } from './patches.ts'
 import { createClient, type TurbopufferConfig, unmarkBigints } from './client.ts'
 import {
   abortError,
@@ -188,6 +190,8 @@ export class TurbopufferSink implements Sink {
     const written = countWritten(res, chunk.length)
     result.written += written
     result.skipped += chunk.length - written
+    const unpatched = unappliedPatches(chunk, res)
+    if (unpatched.length) (result.unpatched ??= []).push(...unpatched)
   }
 
   /**
@@ -258,33 +262,24 @@ export class TurbopufferSink implements Sink {
     }
   }
 
-  /** See Sink.newerRowVersions: 1,000 row keys a query, paged by id. */
-  async newerRowVersions(namespace: string, rowKeys: string[], version: string): Promise<Map<string, string>> {
+  /** See Sink.newerRowVersions: 1,000 row keys a query, paged by id (row-queries.ts). */
+  newerRowVersions(namespace: string, rowKeys: string[], version: string): Promise<Map<string, string>> {
+    return newerRowVersions(this.#query(namespace), rowKeys, version)
+  }
+
+  /** See Sink.embedHashes: up to 10,000 ids a query (row-queries.ts). */
+  embedHashes(namespace: string, ids: Id[]): Promise<Map<string, string>> {
+    return embedHashes(this.#query(namespace), ids)
+  }
+
+  /** One query of `namespace`, retried as every call is; undefined when the namespace does not exist. */
+  #query(namespace: string): RowQuery {
     const ns = this.#namespace(namespace)
-    const out = new Map<string, string>()
-    const limit = 1000
-    for (let i = 0, after: Id | undefined; i < rowKeys.length;) {
-      const clauses: Filter[] = [[ROW_ATTR, 'In', rowKeys.slice(i, i + limit)], [VERSION_ATTR, 'Gt', version]]
-      if (after !== undefined) clauses.push(['id', 'Gt', after])
-      const query = { limit, filters: ['And', clauses] as Filter, include_attributes: [ROW_ATTR, VERSION_ATTR] }
-      const rows = await this.#call(
-        namespace,
-        'query',
-        (signal) => ns.query({ rank_by: ['id', 'asc'], ...query }, { signal }),
-      ).then((r) => r.rows ?? [], (err) => {
+    return (query) =>
+      this.#call(namespace, 'query', (signal) => ns.query(query, { signal })).then((r) => r.rows ?? [], (err) => {
         if (err instanceof TurbopufferRequestError && err.status === 404) return undefined
         throw err
       })
-      if (!rows) return out
-      for (const row of rows) {
-        const [key, v] = [row[ROW_ATTR] as string, row[VERSION_ATTR] as string]
-        const seen = out.get(key)
-        if (seen === undefined || seen < v) out.set(key, v)
-      }
-      if (rows.length < limit) [i, after] = [i + limit, undefined]
-      else after = rows[rows.length - 1].id
-    }
-    return out
   }
 
   /** The namespace's attribute types (name → type), `{}` when it does not exist. */

@@ -1,5 +1,5 @@
 // The contract between the pipeline and whatever stores its documents (turbopuffer, or nothing for benchmarks).
-import type { DistanceMetric, WriteOp } from '../types.ts'
+import type { DistanceMetric, Id, WriteOp } from '../types.ts'
 
 /** What turbopuffer accepts as a namespace name (the sink and the local server check it). */
 export const NAMESPACE_NAME = /^[A-Za-z0-9_.-]{1,128}$/
@@ -26,6 +26,11 @@ export interface WriteResult {
   skipped: number
   /** ops refused permanently; the caller puts them in the dead-letter queue */
   failed: FailedOp[]
+  /**
+   * embeddings paid once: documents sent as patches (`stored`) that did not apply, by op (the document went away
+   * since its hash was read, or a newer version is there); the caller writes them again with their vectors
+   */
+  unpatched?: Array<{ op: WriteOp; ids: Id[] }>
 }
 
 export interface SinkStats {
@@ -58,6 +63,11 @@ export interface Sink {
    * it cannot write chunked mappings from backfill.
    */
   newerRowVersions?(namespace: string, rowKeys: string[], version: string): Promise<Map<string, string>>
+  /**
+   * Embeddings paid once: the `EMBED_HASH_ATTR` of those of the documents `ids` that exist and have one, by `idKey`
+   * (empty for a namespace that does not exist). A sink without it makes every embedding a provider call.
+   */
+  embedHashes?(namespace: string, ids: Id[]): Promise<Map<string, string>>
   /**
    * One page of the namespaces whose names begin with `prefix`, in name order; `nextCursor` (absent on the last page)
    * asks for the next. For a mapping's tenant namespaces use mapping-namespaces.ts, which filters by the template.

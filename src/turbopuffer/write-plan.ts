@@ -21,14 +21,18 @@ export const DEFAULT_LIMITS: Limits = { maxRows: 10_000, maxBytes: 64 * 1024 * 1
 export interface PreparedOp {
   op: WriteOp
   row?: Record<string, unknown>
+  /** an upsert whose stored document keeps its vector (`op.stored`): sent as a patch, without a vector */
+  patch?: boolean
   /** a row op's documents (row-documents mode) */
   rows?: Record<string, unknown>[]
+  /** of a row op's documents, those sent as patches (`stored`: their vector kept), spared by the delete filter */
+  patches?: Record<string, unknown>[]
   bytes: number
 }
 
 /** The documents an op upserts or deletes by id, as `Limits.maxRows` counts them (a row op: its documents, ≥ 1). */
 function opRows(p: PreparedOp): number {
-  return p.rows ? Math.max(1, p.rows.length) : 1
+  return p.rows ? Math.max(1, p.rows.length + (p.patches?.length ?? 0)) : 1
 }
 
 /**
@@ -68,9 +72,11 @@ export function prepareOp(op: WriteOp): PreparedOp | string {
     const bad = op as { id: unknown; kind: unknown }
     return `op for id ${showId(bad.id)}: unknown kind ${JSON.stringify(bad.kind)}`
   }
-  const built = buildRow(op.id, op.attributes, op.vector, op.version)
+  // embeddings paid once: the stored document has the vector of this text; a patch keeps it (no vector sent)
+  const patch = op.stored !== undefined
+  const built = buildRow(op.id, op.attributes, patch ? undefined : op.vector, op.version)
   if (typeof built === 'string') return built
-  return { op, row: built.row, bytes: built.bytes }
+  return patch ? { op, row: built.row, patch, bytes: built.bytes } : { op, row: built.row, bytes: built.bytes }
 }
 
 /** turbopuffer refuses a filterable string over 4 KiB: a row key longer than that cannot be filtered on. */
@@ -86,6 +92,7 @@ function prepareRowOp(op: Extract<WriteOp, { kind: 'row' }>): PreparedOp | strin
   }
   if (typeof op.version !== 'string' || op.version === '') return `op for row ${showId(op.id)}: no version`
   const rows: Record<string, unknown>[] = []
+  const patches: Record<string, unknown>[] = []
   // the key appears in the delete filter
   let bytes = keyBytes + op.version.length + 50
   const seen = new Set<string>()
@@ -95,12 +102,19 @@ function prepareRowOp(op: Extract<WriteOp, { kind: 'row' }>): PreparedOp | strin
     seen.add(doc.id)
     const idError = checkId(doc.id)
     if (idError) return `row ${showId(op.id)}: ${idError}`
-    const built = buildRow(doc.id, { ...doc.attributes, [ROW_ATTR]: op.id }, doc.vector, op.version)
+    const vector = doc.stored ? undefined : doc.vector
+    const built = buildRow(doc.id, { ...doc.attributes, [ROW_ATTR]: op.id }, vector, op.version)
     if (typeof built === 'string') return `row ${showId(op.id)}: ${built}`
-    rows.push(built.row)
-    bytes += built.bytes
+    // a patched document's id is also in the delete filter's NotIn
+    if (doc.stored) {
+      patches.push(built.row)
+      bytes += built.bytes + doc.id.length + 3
+    } else {
+      rows.push(built.row)
+      bytes += built.bytes
+    }
   }
-  return { op, rows, bytes }
+  return patches.length ? { op, rows, patches, bytes } : { op, rows, bytes }
 }
 
 /** One document as sent: its attributes, id, vector and version, checked; its JSON size. */
@@ -285,35 +299,48 @@ export function deleteCondition(deletes: Array<{ id: Id; version: string }>): Fi
  * a late write of an older version deletes nothing newer. A row at (C, s) compared with (C, max): a document of the
  * row with a version between is a later change of the same row in the same transaction, collapsed into this batch.
  */
-export function rowsFilter(rows: Array<{ id: Id; version: string }>): Filter {
-  const groups = new Map<string, { max: string; keys: string[] }>()
+export function rowsFilter(rows: Array<{ id: Id; version: string; spare?: Id[] }>): Filter {
+  const groups = new Map<string, { max: string; keys: string[]; spare: Id[] }>()
   for (const r of rows) {
     const key = deleteGroup(r.version)
     const g = groups.get(key)
-    if (!g) groups.set(key, { max: r.version, keys: [String(r.id)] })
+    if (!g) groups.set(key, { max: r.version, keys: [String(r.id)], spare: [...r.spare ?? []] })
     else {
       g.keys.push(String(r.id))
+      if (r.spare) g.spare.push(...r.spare)
       if (r.version > g.max) g.max = r.version
     }
   }
   const clauses: Filter[] = []
-  for (const { max, keys } of groups.values()) {
+  for (const { max, keys, spare } of groups.values()) {
     const row: Filter = keys.length === 1 ? [ROW_ATTR, 'Eq', keys[0]] : [ROW_ATTR, 'In', keys]
-    clauses.push(['And', [row, [VERSION_ATTR, 'Lt', max]]])
+    const clause: Filter[] = [row, [VERSION_ATTR, 'Lt', max]]
+    // embeddings paid once: the documents patched in the same request must not be deleted before the patch (the
+    // filter runs first); sparing ids of other rows of the group is harmless, they are patched too
+    if (spare.length) clause.push(['id', 'NotIn', spare.map(wireId)])
+    clauses.push(['And', clause])
   }
   return clauses.length === 1 ? clauses[0] : ['Or', clauses]
 }
 
+/**
+ * A patch applies only over an older version, and never creates a document: one that went away since its stored
+ * hash was read comes back short in `rows_patched` and is redone as an upsert with its vector (pipeline/writer.ts).
+ */
+export const PATCH_CONDITION: Filter = [VERSION_ATTR, 'Lt', { $ref_new: VERSION_ATTR }]
+
 /** The write request for one chunk. */
 export function writeBody(chunk: PreparedOp[], opts: WriteOptions): Omit<NamespaceWriteParams, 'namespace'> {
   const rows: Record<string, unknown>[] = []
+  const patches: Record<string, unknown>[] = []
   const deletes: Array<{ id: Id; version: string }> = []
-  const replaced: Array<{ id: Id; version: string }> = []
+  const replaced: Array<{ id: Id; version: string; spare?: Id[] }> = []
   for (const p of chunk) {
-    if (p.op.kind === 'upsert') rows.push(p.row!)
+    if (p.op.kind === 'upsert') (p.patch ? patches : rows).push(p.row!)
     else if (p.op.kind === 'row') {
-      replaced.push(p.op)
+      replaced.push(p.patches ? { ...p.op, spare: p.patches.map((r) => r.id as Id) } : p.op)
       for (const r of p.rows!) rows.push(r)
+      if (p.patches) patches.push(...p.patches)
     } else deletes.push(p.op)
   }
   const body: Omit<NamespaceWriteParams, 'namespace'> = {
@@ -323,6 +350,12 @@ export function writeBody(chunk: PreparedOp[], opts: WriteOptions): Omit<Namespa
   if (rows.length > 0) {
     body.upsert_rows = rows as NamespaceWriteParams['upsert_rows']
     body.upsert_condition = UPSERT_CONDITION
+  }
+  if (patches.length > 0) {
+    body.patch_rows = patches as NamespaceWriteParams['patch_rows']
+    body.patch_condition = PATCH_CONDITION
+    // which patches applied: the others are redone as upserts with their vectors
+    body.return_affected_ids = true
   }
   if (deletes.length > 0) {
     body.deletes = deletes.map((d) => wireId(d.id))
@@ -339,12 +372,12 @@ export function writeBody(chunk: PreparedOp[], opts: WriteOptions): Omit<Namespa
 
 /** How many of a request's ops changed something, from the write response. */
 export function countWritten(
-  res: { rows_upserted?: number; rows_deleted?: number; rows_affected?: number },
+  res: { rows_upserted?: number; rows_patched?: number; rows_deleted?: number; rows_affected?: number },
   sent: number,
 ): number {
   let n: number
   if (res.rows_upserted !== undefined || res.rows_deleted !== undefined) {
-    n = (res.rows_upserted ?? 0) + (res.rows_deleted ?? 0)
+    n = (res.rows_upserted ?? 0) + (res.rows_patched ?? 0) + (res.rows_deleted ?? 0)
   } else n = res.rows_affected ?? sent
   return Math.max(0, Math.min(sent, n))
 }

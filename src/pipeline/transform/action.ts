@@ -1,7 +1,7 @@
 // Validates what a transform returned and turns it into one canonical action. Every transform (TypeScript module,
 // `bin:` process, identity) goes through `normalizeAction`, so the sink only ever sees well-formed actions.
 import { z } from 'zod'
-import { type DistanceMetric, type Id, type RowEvent, VERSION_ATTR } from '../../types.ts'
+import { type DistanceMetric, type Id, type RowEvent, type StoredEmbedding, VERSION_ATTR } from '../../types.ts'
 import { showId } from '../docid.ts'
 
 export type NormalizedAction =
@@ -11,6 +11,8 @@ export type NormalizedAction =
     attributes: Record<string, unknown>
     vector?: number[]
     distance_metric?: DistanceMetric
+    /** set by the embedding step when the stored document already has the vector (embed-once.ts) */
+    stored?: StoredEmbedding
   }
   | { type: 'delete'; id: Id }
   | { type: 'skip' }
@@ -21,7 +23,9 @@ export type NormalizedAction =
  */
 export interface RowDocumentsAction {
   type: 'documents'
-  documents: Array<{ type: 'upsert'; id: string; attributes: Record<string, unknown>; vector?: number[] }>
+  documents: Array<
+    { type: 'upsert'; id: string; attributes: Record<string, unknown>; vector?: number[]; stored?: StoredEmbedding }
+  >
 }
 
 /**

@@ -8,7 +8,8 @@
 // A row whose source text is empty or NULL has no documents.
 import type { ChunkingConfig } from '../../config/row-documents.ts'
 import type { EmbeddingSpec } from './declarative-embedding.ts'
-import { type Embedder, isRetryableEmbeddingError } from '../../embeddings/embedder.ts'
+import type { Embedder } from '../../embeddings/embedder.ts'
+import { embedOnce, type EmbedSlot, type StoredHashes } from './embed-once.ts'
 import { CHUNK_ATTR, type RowEvent } from '../../types.ts'
 import { chunkText } from '../chunking.ts'
 import { showId } from '../docid.ts'
@@ -59,12 +60,13 @@ export async function chunkResults(
   events: RowEvent[],
   chunking: ChunkingConfig,
   embedding?: { spec: EmbeddingSpec; embedder: Embedder },
+  storedHashes?: StoredHashes,
 ): Promise<TransformResult[]> {
   const sources = chunkSources(chunking)
   const out = results.slice()
   // rows whose chunks are to be embedded: index into out, and the chunks' texts (in document order)
   const targets: Array<{ i: number; action: RowDocumentsAction }> = []
-  const texts: string[] = []
+  const slots: EmbedSlot[] = []
   for (let i = 0; i < results.length; i++) {
     const r = results[i]
     if (!r.ok || r.action.type !== 'upsert') continue
@@ -97,27 +99,18 @@ export async function chunkResults(
     out[i] = { ok: true, action }
     if (embedding && chunks.length) {
       targets.push({ i, action })
-      for (const c of chunks) texts.push(c.text)
+      const [documents, row] = [action.documents, event]
+      chunks.forEach((c, k) => slots.push({ id: documents[k].id, row, text: c.text, doc: documents[k] }))
     }
   }
-  if (!embedding || texts.length === 0) return out
-  let vectors: number[][]
-  try {
-    vectors = await embedding.embedder.embed(texts)
-  } catch (err) {
-    const failure = { ok: false as const, error: (err as Error)?.message ?? String(err) }
-    const retryable = isRetryableEmbeddingError(err)
-    for (const { i } of targets) out[i] = retryable ? { ...failure, retryable } : failure
-    return out
-  }
-  const attribute = embedding.spec.attribute ?? 'vector'
-  let k = 0
-  for (const { action } of targets) {
-    for (const doc of action.documents) {
-      const v = vectors[k++]
-      if (attribute === 'vector') doc.vector = v
-      else doc.attributes[attribute] = v
-    }
+  if (!embedding || slots.length === 0) return out
+  // each chunk's vector: from the cache, kept from the stored chunk of the same text, or from the provider
+  const failure = await embedOnce(slots, embedding.spec.attribute ?? 'vector', embedding.embedder, storedHashes)
+  if (failure) {
+    const failed = failure.retryable
+      ? { ok: false as const, error: failure.error, retryable: true }
+      : { ok: false as const, error: failure.error }
+    for (const { i } of targets) out[i] = failed
   }
   return out
 }

@@ -2,7 +2,8 @@
 // source columns of the row are joined into one text, and all upserts of a batch are embedded in one call.
 import type { TransformResult } from './action.ts'
 import type { RowEvent } from '../../types.ts'
-import { type Embedder, isRetryableEmbeddingError } from '../../embeddings/embedder.ts'
+import type { Embedder } from '../../embeddings/embedder.ts'
+import { embedOnce, type EmbedSlot, type StoredHashes } from './embed-once.ts'
 import { showId } from '../docid.ts'
 
 export interface EmbeddingSpec {
@@ -45,52 +46,43 @@ export function embeddingText(
 }
 
 /**
- * Adds vectors to the successful upserts of a batch (`results[i]` belongs to `events[i]`). An upsert that already
- * carries a vector keeps it. A row without text, or a failed embedding request, fails that row only; provider
- * outages are marked `retryable`. Never throws.
+ * Adds vectors to the successful upserts of a batch (`results[i]` belongs to `events[i]`), each with the hash of its
+ * text; a document whose stored hash is the same is marked `stored` instead (embed-once.ts). An upsert that already
+ * carries a vector keeps it. A row without text fails that row only; a failed embedding request (or lookup) fails the
+ * rows that needed it, marked `retryable` for an outage. Never throws.
  */
 export async function applyEmbedding(
   results: TransformResult[],
   events: RowEvent[],
   spec: EmbeddingSpec,
   embedder: Embedder,
+  storedHashes?: StoredHashes,
 ): Promise<TransformResult[]> {
   const attribute = spec.attribute ?? 'vector'
   const out = results.slice()
   const targets: number[] = []
-  const texts: string[] = []
+  const slots: EmbedSlot[] = []
   for (let i = 0; i < results.length; i++) {
     const r = results[i]
     if (!r.ok || r.action.type !== 'upsert') continue
     if (attribute === 'vector' ? r.action.vector : r.action.attributes[attribute] !== undefined) continue
     const text = embeddingText(events[i].new, spec)
     if (typeof text === 'string') {
+      const action = { ...r.action, attributes: { ...r.action.attributes } }
+      out[i] = { ok: true, action }
       targets.push(i)
-      texts.push(text)
+      slots.push({ id: action.id, row: events[i], text, doc: action })
     } else {
       out[i] = { ok: false, error: `id ${showId(events[i].id)}: ${text.error}` }
     }
   }
-  if (texts.length === 0) return out
-  let vectors: number[][]
-  try {
-    vectors = await embedder.embed(texts)
-  } catch (err) {
-    const failure = { ok: false as const, error: (err as Error)?.message ?? String(err) }
-    const retryable = isRetryableEmbeddingError(err)
-    for (const i of targets) out[i] = retryable ? { ...failure, retryable } : failure
-    return out
-  }
-  for (let k = 0; k < targets.length; k++) {
-    const i = targets[k]
-    const r = results[i] as Extract<TransformResult, { ok: true }>
-    const action = r.action as Extract<typeof r.action, { type: 'upsert' }>
-    out[i] = {
-      ok: true,
-      action: attribute === 'vector'
-        ? { ...action, vector: vectors[k] }
-        : { ...action, attributes: { ...action.attributes, [attribute]: vectors[k] } },
-    }
+  if (slots.length === 0) return out
+  const failure = await embedOnce(slots, attribute, embedder, storedHashes)
+  if (failure) {
+    const failed = failure.retryable
+      ? { ok: false as const, error: failure.error, retryable: true }
+      : { ok: false as const, error: failure.error }
+    for (const i of targets) out[i] = failed
   }
   return out
 }

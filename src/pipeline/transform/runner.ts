@@ -96,14 +96,14 @@ export async function createTransformRunner(
     const embed = embedding && { spec: embedding, embedder: embedder! }
     return {
       label: runner.label,
-      run: async (events) => chunkResults(await runner.run(events), events, chunking, embed),
+      run: async (events, o) => chunkResults(await runner.run(events), events, chunking, embed, o?.storedHashes),
       close: () => runner.close(),
     }
   }
   if (!embedding) return runner
   return {
     label: runner.label,
-    run: async (events) => applyEmbedding(await runner.run(events), events, embedding, embedder!),
+    run: async (events, o) => applyEmbedding(await runner.run(events), events, embedding, embedder!, o?.storedHashes),
     close: () => runner.close(),
   }
 }

@@ -5,13 +5,20 @@ import type { EmbeddingSpec } from './declarative-embedding.ts'
 import type { Embedder } from '../../embeddings/embedder.ts'
 import type { Logger, RowEvent } from '../../types.ts'
 import type { TransformResult } from './action.ts'
+import type { StoredHashes } from './embed-once.ts'
 
 export interface TransformRunner {
   /** how errors name the transform, e.g. `transform transforms/x.ts` */
   readonly label: string
   /** One result per event, same order. Never rejects for a bad row; see each runner for fatal conditions. */
-  run(events: RowEvent[]): Promise<TransformResult[]>
+  run(events: RowEvent[], opts?: RunOptions): Promise<TransformResult[]>
   close(): Promise<void>
+}
+
+/** Per call of `run`: what the writer knows of where the batch goes. */
+export interface RunOptions {
+  /** the stored embedding hashes of the batch's documents (embeddings paid once, embed-once.ts) */
+  storedHashes?: StoredHashes
 }
 
 export interface TransformRunnerOptions {

@@ -1,0 +1,148 @@
+// Embeddings paid once, on the writer's side (docs/ARCHITECTURE.md, "Embeddings paid once"): a document whose stored
+// hash equals its text's is written by patch (`stored`, embed-once.ts makes it), naming with null the attributes the
+// row no longer has; a patch that did not apply (the document went away since its hash was read) is written again as
+// an upsert with its vector.
+import type { Mapping } from '../config/load.ts'
+import type { Embedder } from '../embeddings/embedder.ts'
+import type { Sink } from '../turbopuffer/types.ts'
+import {
+  CHUNK_ATTR,
+  type DistanceMetric,
+  EMBED_HASH_ATTR,
+  type Id,
+  idKey,
+  type Logger,
+  ROW_ATTR,
+  type RowEvent,
+  type StoredEmbedding,
+  VERSION_ATTR,
+  type WriteOp,
+} from '../types.ts'
+import type { AttributeSpec } from './schema.ts'
+import type { Intent } from './changes.ts'
+import type { StoredHashes } from './transform/embed-once.ts'
+
+/** Attributes every document carries whatever the mapping: never nulled by a patch. */
+const RESERVED = new Set(['id', 'vector', VERSION_ATTR, ROW_ATTR, CHUNK_ATTR, EMBED_HASH_ATTR])
+
+/**
+ * A document written by patch (`stored`: its vector kept) keeps the attributes the patch does not name, so the ones
+ * the row no longer has are named with null (every attribute of the mapping and of the namespace), as an upsert would
+ * drop them. The stored vector's attribute is kept.
+ */
+export function clearDropped(
+  op: WriteOp,
+  declared: ReadonlyMap<string, unknown>,
+  existing: ReadonlyMap<string, string>,
+): void {
+  const clear = (doc: { attributes: Record<string, unknown>; stored?: StoredEmbedding }) => {
+    if (!doc.stored) return
+    for (const names of [declared.keys(), existing.keys()]) {
+      for (const name of names) {
+        if (!RESERVED.has(name) && name !== doc.stored.attribute && !(name in doc.attributes)) {
+          doc.attributes[name] = null
+        }
+      }
+    }
+  }
+  if (op.kind === 'upsert') clear(op)
+  else if (op.kind === 'row') op.documents.forEach(clear)
+}
+
+/**
+ * The documents of `unpatched` written again as upserts with their vectors (cache, then the provider): their patch
+ * did not apply, as the document went away after its stored hash was read. A row op keeps only those documents: its
+ * delete filter takes nothing its first write left (that write's documents carry its version). Rejects when the
+ * provider fails.
+ */
+async function withVectors(embedder: Embedder, unpatched: Array<{ op: WriteOp; ids: Id[] }>): Promise<WriteOp[]> {
+  const docs: Array<{ attributes: Record<string, unknown>; vector?: number[]; stored?: StoredEmbedding }> = []
+  const ops = unpatched.map(({ op, ids }): WriteOp => {
+    const redo = <D extends { attributes: Record<string, unknown>; stored?: StoredEmbedding }>(d: D) => {
+      const copy = { ...d, attributes: { ...d.attributes } }
+      docs.push(copy)
+      return copy
+    }
+    if (op.kind === 'upsert') return redo(op)
+    if (op.kind !== 'row') return op
+    const want = new Set(ids.map(idKey))
+    return { ...op, documents: op.documents.filter((d) => want.has(idKey(d.id)) && d.stored).map(redo) }
+  })
+  const vectors = await embedder.embed(docs.map((d) => d.stored!.text))
+  docs.forEach((d, k) => {
+    const attribute = d.stored!.attribute
+    delete d.stored
+    if (attribute === 'vector') d.vector = vectors[k]
+    else d.attributes[attribute] = vectors[k]
+  })
+  return ops
+}
+
+/**
+ * Writes again, with their vectors, the patched documents of `unpatched` that are not there; what fails comes back
+ * against the ops the first write was given (the writer dead-letters their intents).
+ */
+export async function redoUnpatched(
+  route: { mapping: Mapping; embedder?: Embedder },
+  namespace: string,
+  schema: Record<string, AttributeSpec>,
+  unpatched: Array<{ op: WriteOp; ids: Id[] }>,
+  deps: { sink: Sink; log: Logger },
+  metric: (m: Mapping, ops: readonly WriteOp[]) => DistanceMetric | undefined,
+): Promise<{ failed: Array<{ op: WriteOp; error: string; status?: number }> }> {
+  // a patch also fails over a version as new as its own (a replayed request that had applied, a newer write that
+  // landed first): those documents are there, and an upsert would be turned down too; only the missing are redone
+  const present = await deps.sink.embedHashes?.(namespace, unpatched.flatMap((u) => u.ids)).catch(() => undefined)
+  if (present?.size) {
+    unpatched = unpatched.map(({ op, ids }) => ({ op, ids: ids.filter((id) => !present.has(idKey(id))) }))
+      .filter((u) => u.ids.length > 0)
+  }
+  if (!unpatched.length) return { failed: [] }
+  deps.log.info('a document to patch was not there; writing it with its vector', {
+    mapping: route.mapping.name,
+    documents: unpatched.reduce((n, u) => n + u.ids.length, 0),
+  })
+  if (!route.embedder) {
+    return {
+      failed: unpatched.map(({ op }) => ({ op, error: 'a patch did not apply, and no embedder is configured' })),
+    }
+  }
+  let ops: WriteOp[]
+  try {
+    ops = await withVectors(route.embedder, unpatched)
+  } catch (err) {
+    const error = `a patch did not apply and embedding again failed: ${(err as Error)?.message ?? err}`
+    return { failed: unpatched.map(({ op }) => ({ op, error })) }
+  }
+  const first = new Map(ops.map((op, k) => [op, unpatched[k].op]))
+  const res = await deps.sink.write(namespace, ops, { schema, distanceMetric: metric(route.mapping, ops) })
+  return { failed: res.failed.map((f) => ({ ...f, op: first.get(f.op) ?? f.op })) }
+}
+
+/**
+ * The stored-hash lookup for one route's batch (embed-once.ts): the documents asked for grouped by the namespace their
+ * row's intent writes to (`namespaceOf`; undefined: none, nothing stored), one query per namespace. Undefined when the
+ * mapping embeds nothing or the sink cannot query.
+ */
+export function storedHashLookup(
+  sink: Sink,
+  mapping: Mapping,
+  intents: readonly Intent[],
+  namespaceOf: (i: Intent) => string | undefined,
+): StoredHashes | undefined {
+  if (!mapping.embedding || !sink.embedHashes) return undefined
+  const intentOf = new Map<RowEvent, Intent>(intents.map((i) => [i.event, i]))
+  return async (ids, rows) => {
+    const byNamespace = new Map<string, Id[]>()
+    ids.forEach((id, k) => {
+      const intent = intentOf.get(rows[k])
+      const ns = intent && namespaceOf(intent)
+      if (ns !== undefined) byNamespace.set(ns, [...byNamespace.get(ns) ?? [], id])
+    })
+    const out = new Map<string, string>()
+    for (const found of await Promise.all([...byNamespace].map(([ns, list]) => sink.embedHashes!(ns, list)))) {
+      for (const [k, v] of found) out.set(k, v)
+    }
+    return out
+  }
+}

@@ -1,0 +1,63 @@
+// Queries of documents by row key or by id that the writers make besides writing: the rows a racing writer must sweep
+// (newerRowVersions) and the stored embedding hashes (embeddings paid once). The sink gives them its retried query.
+import type { Filter, NamespaceQueryParams, Row } from '@turbopuffer/turbopuffer'
+import { EMBED_HASH_ATTR, type Id, idKey, ROW_ATTR, VERSION_ATTR } from '../types.ts'
+import { unmarkBigints } from './client.ts'
+import { BIGINT_MARK } from './write-plan.ts'
+
+/** One query of a namespace, retried; undefined when the namespace does not exist. */
+export type RowQuery = (query: Omit<NamespaceQueryParams, 'namespace'>) => Promise<Row[] | undefined>
+
+/** See Sink.newerRowVersions: 1,000 row keys a query, paged by id. */
+export async function newerRowVersions(
+  query: RowQuery,
+  rowKeys: string[],
+  version: string,
+): Promise<Map<string, string>> {
+  const out = new Map<string, string>()
+  const limit = 1000
+  for (let i = 0, after: Id | undefined; i < rowKeys.length;) {
+    const clauses: Filter[] = [[ROW_ATTR, 'In', rowKeys.slice(i, i + limit)], [VERSION_ATTR, 'Gt', version]]
+    if (after !== undefined) clauses.push(['id', 'Gt', after])
+    const rows = await query({
+      rank_by: ['id', 'asc'],
+      limit,
+      filters: ['And', clauses],
+      include_attributes: [ROW_ATTR, VERSION_ATTR],
+    })
+    if (!rows) return out
+    for (const row of rows) {
+      const [key, v] = [row[ROW_ATTR] as string, row[VERSION_ATTR] as string]
+      const seen = out.get(key)
+      if (seen === undefined || seen < v) out.set(key, v)
+    }
+    if (rows.length < limit) [i, after] = [i + limit, undefined]
+    else after = rows[rows.length - 1].id
+  }
+  return out
+}
+
+/**
+ * See Sink.embedHashes: `{"rank_by": ["id", "asc"], "limit": n, "filters": ["id", "In", ids], "include_attributes":
+ * [EMBED_HASH_ATTR]}`, up to 10,000 ids a query (turbopuffer's most rows a query).
+ */
+export async function embedHashes(query: RowQuery, ids: Id[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>()
+  const limit = 10_000
+  for (let i = 0; i < ids.length; i += limit) {
+    // a bigint id is marked and sent as a bare integer (client.ts)
+    const part = ids.slice(i, i + limit).map((id) => typeof id === 'bigint' ? BIGINT_MARK + id : id)
+    const rows = await query({
+      rank_by: ['id', 'asc'],
+      limit: part.length,
+      filters: ['id', 'In', part],
+      include_attributes: [EMBED_HASH_ATTR],
+    })
+    if (!rows) return out
+    for (const row of rows) {
+      const hash = row[EMBED_HASH_ATTR]
+      if (typeof hash === 'string') out.set(idKey(unmarkBigints(row).id as Id), hash)
+    }
+  }
+  return out
+}

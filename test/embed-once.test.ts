@@ -1,0 +1,274 @@
+// Embeddings paid once (docs/ARCHITECTURE.md, "Embeddings paid once"; issue 25), on real PostgreSQL, the strict local
+// server and a local embedding provider that records every text it is sent: each embedded document carries the hash
+// of its text, and a text whose document already has its vector is never sent again — not by an update of another
+// column, a second backfill, a new `run` process, `dlq retry` or `verify --repair`. A document that went away is
+// embedded again, also when it went away between the lookup and the write (the patch falls back to an upsert).
+import { afterAll, expect, test } from 'bun:test'
+import { chunkText } from '../src/pipeline/chunking.ts'
+import { embedHash } from '../src/embeddings/embedder.ts'
+import { TurbopufferSink } from '../src/turbopuffer/sink.ts'
+import type { Sink } from '../src/turbopuffer/types.ts'
+import { StreamMonitor } from '../src/stream/stream-monitor.ts'
+import { EMBED_HASH_ATTR, ROW_ATTR } from '../src/types.ts'
+import { type EmbeddingServer, expectedVector, startEmbeddingServer } from './fixtures/transforms/embedding-server.ts'
+import { quietBackfill } from './harness/backfill.ts'
+import { usePipeline } from './harness/pipeline.ts'
+import { migration } from './harness/project.ts'
+import { waitFor } from './harness/wait.ts'
+
+let embeddings: EmbeddingServer
+
+/** `n` paragraphs of 80 characters: with chunks of 100 characters, one chunk each (paragraph boundaries). */
+function body(n: number, tag: string, changed = -1): string {
+  const paras: string[] = []
+  for (let i = 0; i < n; i++) paras.push(`${tag}${i}${i === changed ? ' changed' : ''} `.padEnd(79, 'x') + '.')
+  return paras.join('\n\n')
+}
+
+const pipe = usePipeline({
+  name: 'embedonce',
+  prepare: async () => {
+    embeddings = await startEmbeddingServer('embed-key')
+  },
+  // the body out of line, uncompressed: an update of another column sends it as "unchanged" (TOAST)
+  sql: `CREATE TABLE articles (id int PRIMARY KEY, title text, body text, stars int DEFAULT 0);
+    ALTER TABLE articles ALTER COLUMN body SET STORAGE EXTERNAL;
+    CREATE TABLE notes (id int PRIMARY KEY, title text, body text, stars int DEFAULT 0);`,
+  extra: () =>
+    `[providers.embeddings]
+type = "openai"
+model = "test-model"
+api_key = "embed-key"
+base_url = "${embeddings.url}"
+`,
+  migrations: {
+    '001_articles.toml': migration({
+      name: 'articles',
+      table: 'articles',
+      extra: '[mapping.chunking]\nsource = "body"\nsize = 100\n[mapping.embedding]\nsource = "chunk"\n',
+    }),
+    '002_notes.toml': migration({
+      name: 'notes',
+      table: 'notes',
+      extra: '[mapping.embedding]\nsource = ["title", "body"]\n',
+    }),
+  },
+})
+
+afterAll(async () => {
+  await embeddings?.close()
+})
+
+/** Texts sent to the provider so far. */
+const sent = () => embeddings.requests.reduce((n, r) => n + r.input.length, 0)
+
+/** The texts each article's chunks and each note are embedded from, as the rows are now. */
+async function wanted(): Promise<Map<string, Map<unknown, string>>> {
+  const articles = new Map<unknown, string>()
+  for (const r of await pipe.db.sql<{ id: number; body: string }[]>`SELECT id, body FROM articles`) {
+    for (const c of chunkText(r.body, { size: 100 })) articles.set(`${r.id}#${c.index}`, c.text)
+  }
+  const notes = new Map<unknown, string>()
+  for (const r of await pipe.db.sql<{ id: number; title: string; body: string }[]>`SELECT * FROM notes`) {
+    notes.set(r.id, `${r.title}\n\n${r.body}`)
+  }
+  return new Map([['articles', articles], ['notes', notes]])
+}
+
+/** Every document has exactly the vector and the hash of its text, and `check` holds for it. */
+async function expectEmbedded(
+  check: (ns: string, doc: Record<string, unknown>, id: unknown) => boolean = () => true,
+) {
+  const want = await wanted()
+  const state = () => {
+    const bad: string[] = []
+    for (const [ns, texts] of want) {
+      const docs = pipe.docs(ns)
+      if (docs.size !== texts.size) bad.push(`${ns}: ${docs.size} documents, ${texts.size} expected`)
+      for (const [id, text] of texts) {
+        const d = docs.get(id)
+        const v = d?.vector as number[] | undefined
+        const e = expectedVector(text)
+        if (!d) bad.push(`${ns} ${id}: missing`)
+        else if (d[EMBED_HASH_ATTR] !== embedHash('test-model', text)) bad.push(`${ns} ${id}: hash`)
+        else if (!v || v.some((x, i) => Math.abs(x - e[i]) > 1e-5)) bad.push(`${ns} ${id}: vector`)
+        else if (!check(ns, d, id)) bad.push(`${ns} ${id}: ${JSON.stringify({ ...d, vector: undefined })}`)
+      }
+    }
+    return bad
+  }
+  await waitFor('every document with the vector and hash of its text', () => state().length === 0).catch((e) => {
+    throw new Error(`${e.message}: ${state().slice(0, 3).join('; ')}`)
+  })
+}
+
+const monitor = new StreamMonitor()
+
+test('backfill embeds each chunk and each note once; every document records the hash of its text', async () => {
+  for (let id = 1; id <= 4; id++) {
+    await pipe.db.sql`INSERT INTO articles VALUES (${id}, ${'a' + id}, ${body(5, `a${id}-`)})`
+    await pipe.db.sql`INSERT INTO notes VALUES (${id}, ${'n' + id}, ${'note body ' + id})`
+  }
+  for (const mapping of ['articles', 'notes']) {
+    expect((await quietBackfill(pipe.project.config, { mapping })).outcome).toBe('done')
+  }
+  expect(sent()).toBe(20 + 4)
+  await expectEmbedded()
+  // the hash is filterable: a document can be found by the text it was embedded from
+  const hit = await pipe.namespace('articles').query({
+    rank_by: ['id', 'asc'],
+    top_k: 10,
+    filters: [EMBED_HASH_ATTR, 'Eq', embedHash('test-model', chunkText(body(5, 'a2-'), { size: 100 })[3].text)],
+  })
+  expect(hit.rows?.map((r) => r.id)).toEqual(['2#3'])
+})
+
+test('a second backfill sends no text to the provider', async () => {
+  const before = sent()
+  for (const mapping of ['articles', 'notes']) {
+    expect((await quietBackfill(pipe.project.config, { mapping })).outcome).toBe('done')
+  }
+  expect(sent()).toBe(before)
+  await expectEmbedded()
+})
+
+test('an update of a column that is not embedded sends no text (a new process: the cache is empty)', async () => {
+  await pipe.startStream({ monitor })
+  const before = sent()
+  await pipe.db.sql`UPDATE articles SET stars = 5 WHERE id <= 2`
+  await pipe.db.sql`UPDATE notes SET stars = 5 WHERE id <= 2`
+  await expectEmbedded((ns, d, id) => {
+    const row = ns === 'notes' ? id : Number(d[ROW_ATTR])
+    return d.stars === ((row as number) <= 2 ? 5 : 0)
+  })
+  expect(sent()).toBe(before)
+  expect(monitor.embeddingSkipped.get({ reason: 'stored' })).toBe(10 + 2)
+  expect(monitor.embeddingTexts.total()).toBe(0)
+})
+
+test('a body changed in one chunk of 5 sends that chunk only', async () => {
+  const before = sent()
+  await pipe.db.sql`UPDATE articles SET body = ${body(5, 'a1-', 2)} WHERE id = 1`
+  await pipe.db.sql`UPDATE notes SET body = 'changed' WHERE id = 1`
+  await expectEmbedded()
+  expect(embeddings.requests.slice(-2).flatMap((r) => r.input).length).toBeLessThanOrEqual(2)
+  expect(sent()).toBe(before + 2)
+  expect(monitor.embeddingTexts.total()).toBe(2)
+  expect(monitor.embeddingRequests.total()).toBeGreaterThanOrEqual(1)
+  expect(monitor.embeddingTokens.total()).toBeGreaterThan(0)
+  const text = monitor.registry.render()
+  for (const name of ['requests', 'texts', 'tokens']) expect(text).toContain(`# TYPE puffgres_embedding_${name}_total`)
+  expect(text).toContain('puffgres_embedding_skipped_total{reason="stored"} 16')
+})
+
+test('a restart: a new `run` process given the same texts again sends none of them', async () => {
+  await pipe.stream.stop()
+  // while it is stopped: changes that carry the (same) embedded text, for a process with an empty cache
+  await pipe.db.sql`UPDATE articles SET body = body || '', title = title || '!'`
+  await pipe.db.sql`UPDATE notes SET body = body || '', stars = 7`
+  const before = sent()
+  await pipe.startStream()
+  await expectEmbedded((ns, d) => ns === 'notes' ? d.stars === 7 : String(d.title).endsWith('!'))
+  expect(sent()).toBe(before)
+})
+
+test('`dlq retry` of a row whose text did not change sends no text', async () => {
+  pipe.server.failNext(1000, 400)
+  try {
+    await pipe.db.sql`UPDATE articles SET stars = 9 WHERE id = 3`
+    await waitFor('the dead letter', async () => (await pipe.deadLetters('articles')).length === 1)
+  } finally {
+    pipe.server.failNext(0)
+  }
+  const before = sent()
+  const r = await pipe.cli('dlq', 'retry', '--mapping', 'articles')
+  expect(r.out).toContain('1 retried, 0 failed')
+  await expectEmbedded((ns, d) => ns !== 'articles' || d[ROW_ATTR] !== '3' || d.stars === 9)
+  expect(sent()).toBe(before)
+})
+
+test('`verify --repair` of rows whose text did not change sends no text', async () => {
+  // an attribute changed behind puffgres's back: drift, repaired without the provider
+  await pipe.namespace('articles').write({ patch_rows: [{ id: '2#1', stars: 77 }] })
+  await pipe.namespace('notes').write({ patch_rows: [{ id: 2, stars: 77 }] })
+  const before = sent()
+  for (const m of ['articles', 'notes']) {
+    const r = await pipe.cli('verify', m, '--repair', '--json')
+    expect({ m, err: r.err }).toEqual({ m, err: '' })
+    expect(JSON.parse(r.out)).toMatchObject({ drift: true })
+    const again = await pipe.cli('verify', m, '--json')
+    expect({ m, code: again.code, out: JSON.parse(again.out) }).toMatchObject({ m, code: 0, out: { drift: false } })
+  }
+  await expectEmbedded((_ns, d) => d.stars !== 77)
+  expect(sent()).toBe(before)
+})
+
+test("a document deleted behind puffgres's back is embedded again", async () => {
+  await pipe.namespace('articles').write({ deletes: ['4#1'] })
+  await pipe.namespace('notes').write({ deletes: [3] })
+  const before = sent()
+  await pipe.db.sql`UPDATE articles SET stars = 2 WHERE id = 4`
+  await pipe.db.sql`UPDATE notes SET stars = 2 WHERE id = 3`
+  await expectEmbedded((ns, d, id) => ns === 'notes' ? id !== 3 || d.stars === 2 : d[ROW_ATTR] !== '4' || d.stars === 2)
+  expect(sent()).toBe(before + 2)
+})
+
+test('a document deleted between the lookup and the write: the patch does not apply and falls back to an upsert', async () => {
+  // a backfill whose documents go away just after their stored hashes were read
+  const inner = new TurbopufferSink({ api_key: 'test-key', base_url: pipe.server.url })
+  const gone = { articles: ['4#3', '1#0'], notes: [4] } as Record<string, unknown[]>
+  const took: string[] = []
+  const sink: Sink = {
+    write: (ns, ops, opts) => inner.write(ns, ops, opts),
+    deleteAllBefore: (ns, version) => inner.deleteAllBefore(ns, version),
+    stats: () => inner.stats(),
+    attributeTypes: (ns) => inner.attributeTypes(ns),
+    newerRowVersions: (ns, keys, version) => inner.newerRowVersions(ns, keys, version),
+    embedHashes: async (ns, ids) => {
+      const stored = await inner.embedHashes(ns, ids)
+      if (!took.includes(ns)) {
+        took.push(ns)
+        await pipe.namespace(ns).write({ deletes: gone[ns] as string[] })
+      }
+      return stored
+    },
+  }
+  const before = sent()
+  for (const mapping of ['articles', 'notes']) {
+    const r = await quietBackfill(pipe.project.config, { mapping, sink })
+    expect({ mapping, outcome: r.outcome, dead: r.outcome === 'done' && r.deadLettered })
+      .toEqual({ mapping, outcome: 'done', dead: 0 })
+  }
+  expect(took.sort()).toEqual(['articles', 'notes'])
+  await expectEmbedded()
+  expect(sent()).toBe(before + 3)
+  expect(await pipe.deadLetters()).toEqual([])
+})
+
+test('a write replayed after it applied (its answer lost): the patches it repeats are turned down, nothing is embedded', async () => {
+  const inner = new TurbopufferSink({ api_key: 'test-key', base_url: pipe.server.url })
+  let replayed = 0
+  const sink: Sink = {
+    // every write sent twice, as the sink's retry of a request whose answer was lost sends it again
+    write: async (ns, ops, opts) => {
+      const first = await inner.write(ns, ops, opts)
+      const again = await inner.write(ns, ops, opts)
+      if (again.unpatched?.length) replayed++
+      return { ...again, written: first.written }
+    },
+    deleteAllBefore: (ns, version) => inner.deleteAllBefore(ns, version),
+    stats: () => inner.stats(),
+    attributeTypes: (ns) => inner.attributeTypes(ns),
+    newerRowVersions: (ns, keys, version) => inner.newerRowVersions(ns, keys, version),
+    embedHashes: (ns, ids) => inner.embedHashes(ns, ids),
+  }
+  const before = sent()
+  for (const mapping of ['articles', 'notes']) {
+    const r = await quietBackfill(pipe.project.config, { mapping, sink })
+    expect({ mapping, outcome: r.outcome }).toEqual({ mapping, outcome: 'done' })
+  }
+  expect(replayed).toBe(2)
+  await expectEmbedded()
+  expect(sent()).toBe(before)
+  expect(await pipe.deadLetters()).toEqual([])
+})
