@@ -79,7 +79,7 @@ const MAX_BATCH_BYTES = 4 * 1024 * 1024
  * the requests in flight at once are what is scarce (the runtime's connections, the service's latency), so under a
  * backlog batches grow to this many rows / bytes, waiting up to waitMs for spreadRows while others are in flight.
  */
-const TENANT_BATCH = { maxRows: 60_000, maxBytes: 16 * 1024 * 1024, spreadRows: 40_000, waitMs: 300 }
+const TENANT_BATCH = { maxRows: 60_000, maxBytes: 16 * 1024 * 1024, spreadRows: 60_000, waitMs: 600 }
 
 export class ChangeProcessor {
   private readonly byRelation = new Map<number, TableRoutes>()
