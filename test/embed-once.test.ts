@@ -9,7 +9,7 @@ import { embedHash } from '../src/embeddings/embedder.ts'
 import { TurbopufferSink } from '../src/turbopuffer/sink.ts'
 import type { Sink } from '../src/turbopuffer/types.ts'
 import { StreamMonitor } from '../src/stream/stream-monitor.ts'
-import { EMBED_HASH_ATTR, ROW_ATTR } from '../src/types.ts'
+import { EMBED_HASH_ATTR, ROW_ATTR, VERSION_ATTR } from '../src/types.ts'
 import { type EmbeddingServer, expectedVector, startEmbeddingServer } from './fixtures/transforms/embedding-server.ts'
 import { quietBackfill } from './harness/backfill.ts'
 import { usePipeline } from './harness/pipeline.ts'
@@ -270,5 +270,53 @@ test('a write replayed after it applied (its answer lost): the patches it repeat
   expect(replayed).toBe(2)
   await expectEmbedded()
   expect(sent()).toBe(before)
+  expect(await pipe.deadLetters()).toEqual([])
+})
+
+test('an older write of another text landing between the lookup and the patch: the patch does not keep its vector', async () => {
+  // a backfill (snapshot Vs) reads the stored hashes; before its patches land, a write of another text at a version
+  // between the stored one and Vs (a racing writer: the stream, `dlq retry`) replaces the documents with that text's
+  // vector. A patch at Vs must not then give them the backfill's hash over the other text's vector.
+  const inner = new TurbopufferSink({ api_key: 'test-key', base_url: pipe.server.url })
+  const intruders = { articles: '1#2', notes: 1 } as Record<string, string | number>
+  const other = 'a text written by a racing writer'
+  const took: string[] = []
+  const bump = (v: string) => v.slice(0, 16) + (parseInt(v.slice(16), 16) + 1).toString(16).padStart(8, '0')
+  const sink: Sink = {
+    write: (ns, ops, opts) => inner.write(ns, ops, opts),
+    deleteAllBefore: (ns, version) => inner.deleteAllBefore(ns, version),
+    stats: () => inner.stats(),
+    attributeTypes: (ns) => inner.attributeTypes(ns),
+    newerRowVersions: (ns, keys, version) => inner.newerRowVersions(ns, keys, version),
+    embedHashes: async (ns, ids) => {
+      const stored = await inner.embedHashes(ns, ids)
+      if (!took.includes(ns)) {
+        took.push(ns)
+        const id = intruders[ns]
+        const doc = pipe.server.documents(ns).find((d) => d.id === id)!
+        const { vector: _v, ...attrs } = doc
+        await pipe.namespace(ns).write({
+          upsert_rows: [{
+            ...attrs,
+            id,
+            vector: expectedVector(other),
+            [EMBED_HASH_ATTR]: embedHash('test-model', other),
+            [VERSION_ATTR]: bump(doc[VERSION_ATTR] as string),
+          }],
+          distance_metric: 'cosine_distance',
+        })
+      }
+      return stored
+    },
+  }
+  const before = sent()
+  for (const mapping of ['articles', 'notes']) {
+    const r = await quietBackfill(pipe.project.config, { mapping, sink })
+    expect({ mapping, outcome: r.outcome }).toEqual({ mapping, outcome: 'done' })
+  }
+  expect(took.sort()).toEqual(['articles', 'notes'])
+  await expectEmbedded()
+  // the two documents the racing write changed are embedded again (their patches did not apply), no other
+  expect(sent()).toBe(before + 2)
   expect(await pipe.deadLetters()).toEqual([])
 })
