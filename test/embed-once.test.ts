@@ -320,3 +320,39 @@ test('an older write of another text landing between the lookup and the patch: t
   expect(sent()).toBe(before + 2)
   expect(await pipe.deadLetters()).toEqual([])
 })
+
+test('[mapping.embedding] attribute changed in a new version into the same namespace: every note embedded again', async () => {
+  // the stored documents have each text's vector in `vector`; the new version stores it in `emb`. Their hashes must
+  // not match, or the patch would keep `vector` and leave `emb` unset
+  pipe.project.write(
+    'puffgres/migrations/003_notes_emb.toml',
+    migration({
+      name: 'notes',
+      version: 2,
+      table: 'notes',
+      namespace: 'notes',
+      extra: '[mapping.embedding]\nsource = ["title", "body"]\nattribute = "emb"\n',
+    }),
+  )
+  const m = await pipe.cli('migrate')
+  expect({ code: m.code, err: m.err }).toEqual({ code: 0, err: '' })
+  const before = sent()
+  const r = await quietBackfill(pipe.project.config, { mapping: 'notes' })
+  expect(r.outcome).toBe('done')
+  const texts = (await wanted()).get('notes')!
+  expect(sent()).toBe(before + texts.size)
+  const state = () => {
+    const bad: string[] = []
+    for (const [id, text] of texts) {
+      const d = pipe.docs('notes').get(id)
+      const v = d?.emb as number[] | undefined
+      const e = expectedVector(text)
+      if (!v || v.length !== e.length || v.some((x, i) => Math.abs(x - e[i]) > 1e-5)) bad.push(`${id}: emb ${v}`)
+      else if (d![EMBED_HASH_ATTR] !== embedHash('test-model', text, 'emb')) bad.push(`${id}: hash`)
+    }
+    return bad
+  }
+  await waitFor('every note with the vector of its text in emb', () => state().length === 0).catch((e) => {
+    throw new Error(`${e.message}: ${state().slice(0, 3).join('; ')}`)
+  })
+})

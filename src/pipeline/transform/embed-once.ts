@@ -46,7 +46,7 @@ export async function embedOnce(
   const hashes = new Map<EmbedSlot, string>()
   let missed: EmbedSlot[] = []
   for (const s of slots) {
-    const hash = embedHash(embedder.model, s.text)
+    const hash = embedHash(embedder.model, s.text, attribute)
     hashes.set(s, hash)
     s.doc.attributes[EMBED_HASH_ATTR] = hash
     const v = embedder.cached(s.text)
