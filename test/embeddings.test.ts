@@ -308,6 +308,27 @@ describe('declarative [mapping.embedding]', () => {
     expect(embedHash('test-model', 'same text', 'vector')).toBe(hash('same text'))
   })
 
+  test('embeddings paid once: a document that also writes its own vector is never patched (a patch cannot set one)', async () => {
+    // `[mapping.embedding] attribute = "emb"` and a document vector of its own (a pgvector column named `vector`, or a
+    // transform's): a patch keeps the stored vector, so the new one would be dropped and the old one kept
+    const e = embedder()
+    const stored = () => Promise.resolve(new Map([['n1', embedHash('test-model', 'same text', 'emb')]]))
+    const own: TransformResult = { ok: true, action: { type: 'upsert', id: 1, attributes: {}, vector: [0.5, 0.5] } }
+    const out = await applyEmbedding(
+      [own],
+      [event(1, 'insert', { d: 'same text' })],
+      {
+        source: 'd',
+        attribute: 'emb',
+      },
+      e,
+      stored,
+    )
+    const action = (out[0] as { action: Record<string, unknown> }).action
+    expect(action.stored).toBeUndefined()
+    expect(action).toMatchObject({ vector: [0.5, 0.5], attributes: { emb: expectedVector('same text') } })
+  })
+
   test('a provider outage fails the rows as retryable', async () => {
     const e = embedder({ maxRetries: 0 })
     server.failNext({ status: 500 })

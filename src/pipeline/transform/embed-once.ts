@@ -60,7 +60,10 @@ export async function embedOnce(
     const stored = await storedHashes(ids, missed.map((s) => s.row)).catch(() => new Map<string, string>())
     const left: EmbedSlot[] = []
     for (const s of missed) {
-      if (stored.get(idKey(s.id)) === hashes.get(s)) s.doc.stored = { text: s.text, attribute }
+      // a document that writes a vector of its own besides (a pgvector column named `vector`, a transform's, with the
+      // embedding in another attribute) is never patched: a patch cannot set a vector, the stored one would stay
+      const own = attribute !== 'vector' && s.doc.vector !== undefined
+      if (!own && stored.get(idKey(s.id)) === hashes.get(s)) s.doc.stored = { text: s.text, attribute }
       else left.push(s)
     }
     if (missed.length > left.length) embedder.storedHits(missed.length - left.length)
