@@ -33,7 +33,9 @@ const pipe = usePipeline({
   // the body out of line, uncompressed: an update of another column sends it as "unchanged" (TOAST)
   sql: `CREATE TABLE articles (id int PRIMARY KEY, title text, body text, stars int DEFAULT 0);
     ALTER TABLE articles ALTER COLUMN body SET STORAGE EXTERNAL;
-    CREATE TABLE notes (id int PRIMARY KEY, title text, body text, stars int DEFAULT 0);`,
+    CREATE TABLE notes (id int PRIMARY KEY, title text, body text, stars int DEFAULT 0);
+    CREATE TABLE tagged (id int PRIMARY KEY, body text, hot bool);
+    INSERT INTO tagged VALUES (1, 'tagged body one', true);`,
   extra: () =>
     `[providers.embeddings]
 type = "openai"
@@ -52,6 +54,20 @@ base_url = "${embeddings.url}"
       table: 'notes',
       extra: '[mapping.embedding]\nsource = ["title", "body"]\n',
     }),
+    '004_tagged.toml': migration({
+      name: 'tagged',
+      table: 'tagged',
+      transform: 'transforms/tag.ts',
+      extra: '[mapping.embedding]\nsource = "body"\n',
+    }),
+  },
+  files: {
+    // an attribute only some rows have, and not declared (the transform's own)
+    'transforms/tag.ts': `export default function (event) {
+  if (event.type === 'delete') return { type: 'delete' }
+  return { type: 'upsert', attributes: event.new.hot ? { hot_tag: 'hot' } : {} }
+}
+`,
   },
 })
 
@@ -355,4 +371,22 @@ test('[mapping.embedding] attribute changed in a new version into the same names
   await waitFor('every note with the vector of its text in emb', () => state().length === 0).catch((e) => {
     throw new Error(`${e.message}: ${state().slice(0, 3).join('; ')}`)
   })
+})
+
+test("a patch names with null a transform's attribute the row no longer has, though the process never saw it", async () => {
+  // \`run\` wrote the namespace first (row 3, without \`hot_tag\`): the attribute types it read then are all it knows, as
+  // the transform's \`hot_tag\` is not declared. A backfill (another process) then writes row 1, there before the
+  // stream, with \`hot_tag\`. An update of row 1 that leaves its text and drops \`hot_tag\` reaches \`run\`, whose cache
+  // lacks the text: its patch must name \`hot_tag\` with null, as an upsert would drop it
+  await pipe.db.sql`INSERT INTO tagged VALUES (3, 'tagged body three', false)`
+  await waitFor('row 3 streamed', () => pipe.docs('tagged').get(3) !== undefined)
+  expect((await quietBackfill(pipe.project.config, { mapping: 'tagged' })).outcome).toBe('done')
+  expect(pipe.docs('tagged').get(1)?.hot_tag).toBe('hot')
+  const before = sent()
+  await pipe.db.sql`UPDATE tagged SET hot = false WHERE id = 1`
+  const version = () => pipe.server.documents('tagged').find((d) => d.id === 1)![VERSION_ATTR] as string
+  const first = version()
+  await waitFor('row 1 written again', () => version() > first)
+  expect(sent()).toBe(before)
+  expect(pipe.docs('tagged').get(1)).not.toHaveProperty('hot_tag')
 })

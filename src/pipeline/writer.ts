@@ -147,6 +147,10 @@ export async function projectIntents(
     if (!entry.ops.length) return { namespace, route, schema: {}, ops: [], origin: [] }
     const attributes = mappingAttributes(route.mapping, writeColumns(route, entry.origin))
     const existing = await namespaceTypes(deps.sink, namespace)
+    // a patch (embeddings paid once) names with null what the row no longer has: every attribute the namespace has
+    // now, read again, as another process may have added some since this one read them (a transform's undeclared
+    // attribute written by a backfill)
+    if (entry.ops.some(hasPatches)) await addAttributesNow(deps.sink, namespace, existing)
     // an attribute the namespace already has with another type (ALTER COLUMN TYPE): not declared again, and its
     // values are converted to the namespace's type exactly, or dead-lettered
     let differ: Map<string, string> | undefined
@@ -188,6 +192,17 @@ export async function projectIntents(
     }
     return { namespace, route, schema, ops, origin }
   }))
+}
+
+/** Whether an op has a document to be written by patch (embeddings paid once). */
+function hasPatches(op: WriteOp): boolean {
+  return op.kind === 'upsert' ? op.stored !== undefined : op.kind === 'row' && op.documents.some((d) => d.stored)
+}
+
+/** Adds to `known` (the namespace's cached types) the attributes the namespace has now; a failed read adds none. */
+async function addAttributesNow(sink: Sink, namespace: string, known: Map<string, string>): Promise<void> {
+  const now = await sink.attributeTypes?.(namespace).catch(() => undefined)
+  for (const [name, type] of Object.entries(now ?? {})) if (!known.has(name)) known.set(name, type)
 }
 
 /**
