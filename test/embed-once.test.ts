@@ -390,3 +390,23 @@ test("a patch names with null a transform's attribute the row no longer has, tho
   expect(sent()).toBe(before)
   expect(pipe.docs('tagged').get(1)).not.toHaveProperty('hot_tag')
 })
+
+test('metrics: a batch retried after a provider outage counts each text kept from its stored document once', async () => {
+  await pipe.stream.stop()
+  const fresh = new StreamMonitor()
+  await pipe.startStream({ monitor: fresh })
+  // every try of the embedder's request fails (it gives up after 8 retries): the batch is retried by the writer
+  embeddings.failNext(...Array.from({ length: 9 }, () => ({ status: 429, retryAfter: '0' })))
+  await pipe.db.sql.begin(async (sql) => {
+    await sql`UPDATE tagged SET hot = true WHERE id = 3`
+    await sql`UPDATE tagged SET body = 'tagged body one, after the outage' WHERE id = 1`
+  })
+  await waitFor(
+    'both written',
+    () =>
+      pipe.docs('tagged').get(1)?.[EMBED_HASH_ATTR] === embedHash('test-model', 'tagged body one, after the outage') &&
+      pipe.docs('tagged').get(3)?.hot_tag === 'hot',
+  )
+  // row 3's text was not sent (its document kept its vector): once, whatever the tries of row 1's
+  expect(fresh.embeddingSkipped.get({ reason: 'stored' })).toBe(1)
+})

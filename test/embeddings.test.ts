@@ -275,7 +275,8 @@ describe('declarative [mapping.embedding]', () => {
       vector: expectedVector('changed text'),
       attributes: { [EMBED_HASH_ATTR]: hash('changed text') },
     })
-    expect(e.stats()).toMatchObject({ texts: 3, cacheHits: 1, storedHits: 1 })
+    // the stored hits are counted by the writer once the patches are written (test/embed-once.test.ts)
+    expect(e.stats()).toMatchObject({ texts: 3, cacheHits: 1, storedHits: 0 })
     // a lookup that fails costs provider calls, not the rows
     const failing = () => Promise.reject(new Error('refused'))
     const again = await applyEmbedding([upsert(5)], [event(5, 'insert', { d: 'other' })], { source: 'd' }, e, failing)

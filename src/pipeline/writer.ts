@@ -6,7 +6,7 @@ import type { Sink } from '../turbopuffer/types.ts'
 import type { Mapping } from '../config/load.ts'
 import type { DistanceMetric, Logger, WriteOp } from '../types.ts'
 import type { Embedder } from '../embeddings/embedder.ts'
-import { clearDropped, redoUnpatched, storedHashLookup } from './stored-embeddings.ts'
+import { clearDropped, redoUnpatched, storedDocuments, storedHashLookup } from './stored-embeddings.ts'
 import { type Intent, intentDeadLetter, type MappingRoute } from './changes.ts'
 import { rowDocumentsMode } from '../config/row-documents.ts'
 import { type AttributeSpec, type ColumnType, mappingAttributes } from './schema.ts'
@@ -217,10 +217,12 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
   await Promise.all(projected.map(async ({ namespace, route, schema, ops, origin }) => {
     if (!ops.length) return
     const res = await deps.sink.write(namespace, ops, { schema, distanceMetric: distanceMetric(route.mapping, ops) })
+    let embeddedAgain = 0
     if (res.unpatched?.length) {
       // embeddings paid once: a patch that did not apply is redone as an upsert with the vector
       const redo = await redoUnpatched(route, namespace, schema, res.unpatched, deps, distanceMetric)
       for (const f of redo.failed) res.failed.push(f)
+      embeddedAgain = redo.embedded
     }
     if (res.failed.length) forgetTypes(deps.sink, namespace)
     else await rememberTypes(deps.sink, namespace, schema)
@@ -236,6 +238,9 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
         : `not sent to turbopuffer: ${f.error}`
       dead.push(intentDeadLetter(intent, error, f.op.id))
     }
+    // the texts not sent because their documents kept their vectors, counted once written (not per try of the batch)
+    const kept = ops.reduce((n, op) => n + (failed.has(op) ? 0 : storedDocuments(op)), 0) - embeddedAgain
+    if (kept > 0) route.embedder?.storedHits(kept)
     const counts = summary.byMapping.get(route.mapping.name) ?? { upserted: 0, deleted: 0 }
     for (const op of ops) {
       if (failed.size && failed.has(op)) continue

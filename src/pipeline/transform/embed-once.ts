@@ -66,7 +66,8 @@ export async function embedOnce(
       if (!own && stored.get(idKey(s.id)) === hashes.get(s)) s.doc.stored = { text: s.text, attribute }
       else left.push(s)
     }
-    if (missed.length > left.length) embedder.storedHits(missed.length - left.length)
+    // counted by the writer once the patches are written (Embedder.storedHits): a batch retried after a provider
+    // outage asks again, and a patch that did not apply is embedded after all
     missed = left
   }
   if (!missed.length) return undefined
