@@ -158,6 +158,8 @@ test('an update of a column that is not embedded sends no text (a new process: t
     return d.stars === ((row as number) <= 2 ? 5 : 0)
   })
   expect(sent()).toBe(before)
+  // counted once the write is answered, which may be just after its documents are seen
+  await waitFor('the stored hits counted', () => monitor.embeddingSkipped.get({ reason: 'stored' }) >= 10 + 2)
   expect(monitor.embeddingSkipped.get({ reason: 'stored' })).toBe(10 + 2)
   expect(monitor.embeddingTexts.total()).toBe(0)
 })
@@ -172,6 +174,7 @@ test('a body changed in one chunk of 5 sends that chunk only', async () => {
   expect(monitor.embeddingTexts.total()).toBe(2)
   expect(monitor.embeddingRequests.total()).toBeGreaterThanOrEqual(1)
   expect(monitor.embeddingTokens.total()).toBeGreaterThan(0)
+  await waitFor('the stored hits counted', () => monitor.embeddingSkipped.get({ reason: 'stored' }) >= 16)
   const text = monitor.registry.render()
   for (const name of ['requests', 'texts', 'tokens']) expect(text).toContain(`# TYPE puffgres_embedding_${name}_total`)
   expect(text).toContain('puffgres_embedding_skipped_total{reason="stored"} 16')
@@ -408,5 +411,6 @@ test('metrics: a batch retried after a provider outage counts each text kept fro
       pipe.docs('tagged').get(3)?.hot_tag === 'hot',
   )
   // row 3's text was not sent (its document kept its vector): once, whatever the tries of row 1's
+  await waitFor('the stored hit counted', () => fresh.embeddingSkipped.get({ reason: 'stored' }) >= 1)
   expect(fresh.embeddingSkipped.get({ reason: 'stored' })).toBe(1)
 })
