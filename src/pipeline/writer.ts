@@ -6,7 +6,7 @@ import type { Sink } from '../turbopuffer/types.ts'
 import type { Mapping } from '../config/load.ts'
 import type { DistanceMetric, Logger, WriteOp } from '../types.ts'
 import type { Embedder } from '../embeddings/embedder.ts'
-import { clearDropped, redoUnpatched, storedHashLookup } from './stored-embeddings.ts'
+import { clearDropped, redoUnpatched, storedDocuments, storedHashLookup } from './stored-embeddings.ts'
 import { type Intent, intentDeadLetter, type MappingRoute } from './changes.ts'
 import { rowDocumentsMode } from '../config/row-documents.ts'
 import { type AttributeSpec, type ColumnType, mappingAttributes } from './schema.ts'
@@ -147,6 +147,10 @@ export async function projectIntents(
     if (!entry.ops.length) return { namespace, route, schema: {}, ops: [], origin: [] }
     const attributes = mappingAttributes(route.mapping, writeColumns(route, entry.origin))
     const existing = await namespaceTypes(deps.sink, namespace)
+    // a patch (embeddings paid once) names with null what the row no longer has: every attribute the namespace has
+    // now, read again, as another process may have added some since this one read them (a transform's undeclared
+    // attribute written by a backfill)
+    if (entry.ops.some(hasPatches)) await addAttributesNow(deps.sink, namespace, existing)
     // an attribute the namespace already has with another type (ALTER COLUMN TYPE): not declared again, and its
     // values are converted to the namespace's type exactly, or dead-lettered
     let differ: Map<string, string> | undefined
@@ -190,6 +194,17 @@ export async function projectIntents(
   }))
 }
 
+/** Whether an op has a document to be written by patch (embeddings paid once). */
+function hasPatches(op: WriteOp): boolean {
+  return op.kind === 'upsert' ? op.stored !== undefined : op.kind === 'row' && op.documents.some((d) => d.stored)
+}
+
+/** Adds to `known` (the namespace's cached types) the attributes the namespace has now; a failed read adds none. */
+async function addAttributesNow(sink: Sink, namespace: string, known: Map<string, string>): Promise<void> {
+  const now = await sink.attributeTypes?.(namespace).catch(() => undefined)
+  for (const [name, type] of Object.entries(now ?? {})) if (!known.has(name)) known.set(name, type)
+}
+
 /**
  * Transforms and writes one batch of intents (at most one per mapping and id) and dead-letters what a transform
  * rejected or turbopuffer refused, together with `dead` (failures found earlier). Resolves once all of it is durable.
@@ -202,10 +217,12 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
   await Promise.all(projected.map(async ({ namespace, route, schema, ops, origin }) => {
     if (!ops.length) return
     const res = await deps.sink.write(namespace, ops, { schema, distanceMetric: distanceMetric(route.mapping, ops) })
+    let embeddedAgain = 0
     if (res.unpatched?.length) {
       // embeddings paid once: a patch that did not apply is redone as an upsert with the vector
       const redo = await redoUnpatched(route, namespace, schema, res.unpatched, deps, distanceMetric)
       for (const f of redo.failed) res.failed.push(f)
+      embeddedAgain = redo.embedded
     }
     if (res.failed.length) forgetTypes(deps.sink, namespace)
     else await rememberTypes(deps.sink, namespace, schema)
@@ -221,6 +238,9 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
         : `not sent to turbopuffer: ${f.error}`
       dead.push(intentDeadLetter(intent, error, f.op.id))
     }
+    // the texts not sent because their documents kept their vectors, counted once written (not per try of the batch)
+    const kept = ops.reduce((n, op) => n + (failed.has(op) ? 0 : storedDocuments(op)), 0) - embeddedAgain
+    if (kept > 0) route.embedder?.storedHits(kept)
     const counts = summary.byMapping.get(route.mapping.name) ?? { upserted: 0, deleted: 0 }
     for (const op of ops) {
       if (failed.size && failed.has(op)) continue
