@@ -10,7 +10,12 @@ import { TurbopufferSink } from '../src/turbopuffer/sink.ts'
 import type { Sink } from '../src/turbopuffer/types.ts'
 import { StreamMonitor } from '../src/stream/stream-monitor.ts'
 import { EMBED_HASH_ATTR, ROW_ATTR, VERSION_ATTR } from '../src/types.ts'
-import { type EmbeddingServer, expectedVector, startEmbeddingServer } from './fixtures/transforms/embedding-server.ts'
+import {
+  type EmbeddingServer,
+  expectedVector,
+  providerToml,
+  startEmbeddingServer,
+} from './fixtures/transforms/embedding-server.ts'
 import { quietBackfill } from './harness/backfill.ts'
 import { usePipeline } from './harness/pipeline.ts'
 import { migration } from './harness/project.ts'
@@ -36,13 +41,7 @@ const pipe = usePipeline({
     CREATE TABLE notes (id int PRIMARY KEY, title text, body text, stars int DEFAULT 0);
     CREATE TABLE tagged (id int PRIMARY KEY, body text, hot bool);
     INSERT INTO tagged VALUES (1, 'tagged body one', true);`,
-  extra: () =>
-    `[providers.embeddings]
-type = "openai"
-model = "test-model"
-api_key = "embed-key"
-base_url = "${embeddings.url}"
-`,
+  extra: () => providerToml(embeddings),
   migrations: {
     '001_articles.toml': migration({
       name: 'articles',
@@ -237,21 +236,14 @@ test('a document deleted between the lookup and the write: the patch does not ap
   const inner = new TurbopufferSink({ api_key: 'test-key', base_url: pipe.server.url })
   const gone = { articles: ['4#3', '1#0'], notes: [4] } as Record<string, unknown[]>
   const took: string[] = []
-  const sink: Sink = {
-    write: (ns, ops, opts) => inner.write(ns, ops, opts),
-    deleteAllBefore: (ns, version) => inner.deleteAllBefore(ns, version),
-    stats: () => inner.stats(),
-    attributeTypes: (ns) => inner.attributeTypes(ns),
-    newerRowVersions: (ns, keys, version) => inner.newerRowVersions(ns, keys, version),
-    embedHashes: async (ns, ids) => {
-      const stored = await inner.embedHashes(ns, ids)
-      if (!took.includes(ns)) {
-        took.push(ns)
-        await pipe.namespace(ns).write({ deletes: gone[ns] as string[] })
-      }
-      return stored
-    },
-  }
+  const sink = withEmbedHashes(inner, async (ns, ids) => {
+    const stored = await inner.embedHashes(ns, ids)
+    if (!took.includes(ns)) {
+      took.push(ns)
+      await pipe.namespace(ns).write({ deletes: gone[ns] as string[] })
+    }
+    return stored
+  })
   const before = sent()
   for (const mapping of ['articles', 'notes']) {
     const r = await quietBackfill(pipe.project.config, { mapping, sink })
@@ -301,33 +293,26 @@ test('an older write of another text landing between the lookup and the patch: t
   const other = 'a text written by a racing writer'
   const took: string[] = []
   const bump = (v: string) => v.slice(0, 16) + (parseInt(v.slice(16), 16) + 1).toString(16).padStart(8, '0')
-  const sink: Sink = {
-    write: (ns, ops, opts) => inner.write(ns, ops, opts),
-    deleteAllBefore: (ns, version) => inner.deleteAllBefore(ns, version),
-    stats: () => inner.stats(),
-    attributeTypes: (ns) => inner.attributeTypes(ns),
-    newerRowVersions: (ns, keys, version) => inner.newerRowVersions(ns, keys, version),
-    embedHashes: async (ns, ids) => {
-      const stored = await inner.embedHashes(ns, ids)
-      if (!took.includes(ns)) {
-        took.push(ns)
-        const id = intruders[ns]
-        const doc = pipe.server.documents(ns).find((d) => d.id === id)!
-        const { vector: _v, ...attrs } = doc
-        await pipe.namespace(ns).write({
-          upsert_rows: [{
-            ...attrs,
-            id,
-            vector: expectedVector(other),
-            [EMBED_HASH_ATTR]: embedHash('test-model', other),
-            [VERSION_ATTR]: bump(doc[VERSION_ATTR] as string),
-          }],
-          distance_metric: 'cosine_distance',
-        })
-      }
-      return stored
-    },
-  }
+  const sink = withEmbedHashes(inner, async (ns, ids) => {
+    const stored = await inner.embedHashes(ns, ids)
+    if (!took.includes(ns)) {
+      took.push(ns)
+      const id = intruders[ns]
+      const doc = pipe.server.documents(ns).find((d) => d.id === id)!
+      const { vector: _v, ...attrs } = doc
+      await pipe.namespace(ns).write({
+        upsert_rows: [{
+          ...attrs,
+          id,
+          vector: expectedVector(other),
+          [EMBED_HASH_ATTR]: embedHash('test-model', other),
+          [VERSION_ATTR]: bump(doc[VERSION_ATTR] as string),
+        }],
+        distance_metric: 'cosine_distance',
+      })
+    }
+    return stored
+  })
   const before = sent()
   for (const mapping of ['articles', 'notes']) {
     const r = await quietBackfill(pipe.project.config, { mapping, sink })
@@ -414,3 +399,15 @@ test('metrics: a batch retried after a provider outage counts each text kept fro
   await waitFor('the stored hit counted', () => fresh.embeddingSkipped.get({ reason: 'stored' }) >= 1)
   expect(fresh.embeddingSkipped.get({ reason: 'stored' })).toBe(1)
 })
+
+/** The real sink, with its stored-hash lookup replaced by `embedHashes` (a test's way into the race window). */
+function withEmbedHashes(inner: TurbopufferSink, embedHashes: Sink['embedHashes']): Sink {
+  return {
+    write: (ns, ops, opts) => inner.write(ns, ops, opts),
+    deleteAllBefore: (ns, version) => inner.deleteAllBefore(ns, version),
+    stats: () => inner.stats(),
+    attributeTypes: (ns) => inner.attributeTypes(ns),
+    newerRowVersions: (ns, keys, version) => inner.newerRowVersions(ns, keys, version),
+    embedHashes,
+  }
+}
