@@ -58,7 +58,10 @@ export interface StoredEmbedding {
   attribute: string
 }
 
-/** hex sha256 of `model + "\n" + text`, first 32 digits: the text a document's vector was embedded from. */
+/**
+ * hex sha256 of `model + "\n" + text`, first 32 digits: the text a document's vector was embedded from (a vector in
+ * another attribute than `vector`: that name and a NUL byte first; `embedHash`).
+ */
 export const EMBED_HASH_ATTR = '_puffgres_embed_hash'
 
 /** The attribute naming a document's row in row-documents mode (filterable: the replacement filters on it). */

@@ -12,7 +12,12 @@ import { loadConfig } from '../src/config/load.ts'
 import { listDeadLetters } from '../src/postgres/dlq.ts'
 import { retryDeadLetters } from '../src/ops/dlq-retry.ts'
 import { CHUNK_ATTR, encodeVersion, ROW_ATTR, VERSION_ATTR, type WriteOp } from '../src/types.ts'
-import { type EmbeddingServer, expectedVector, startEmbeddingServer } from './fixtures/transforms/embedding-server.ts'
+import {
+  type EmbeddingServer,
+  expectedVector,
+  providerToml,
+  startEmbeddingServer,
+} from './fixtures/transforms/embedding-server.ts'
 import { usePipeline } from './harness/pipeline.ts'
 import { migration } from './harness/project.ts'
 import { waitFor } from './harness/wait.ts'
@@ -59,13 +64,7 @@ const pipe = usePipeline({
     CREATE TABLE mixed (id int PRIMARY KEY, body text, v int DEFAULT 0);
     CREATE TABLE tickets (id int PRIMARY KEY, subject text, messages text[], own_ids bool DEFAULT false);
     INSERT INTO early SELECT g, repeat('early ' || g || ' words here. ', 20) FROM generate_series(1, 30) g;`,
-  extra: () =>
-    `[providers.embeddings]
-type = "openai"
-model = "test-model"
-api_key = "embed-key"
-base_url = "${embeddings.url}"
-`,
+  extra: () => providerToml(embeddings),
   migrations: {
     '001_docs.toml': migration({ name: 'docs', table: 'documents', extra: CHUNKING }),
     '002_pub.toml': migration({

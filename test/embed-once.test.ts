@@ -9,8 +9,13 @@ import { embedHash } from '../src/embeddings/embedder.ts'
 import { TurbopufferSink } from '../src/turbopuffer/sink.ts'
 import type { Sink } from '../src/turbopuffer/types.ts'
 import { StreamMonitor } from '../src/stream/stream-monitor.ts'
-import { EMBED_HASH_ATTR, ROW_ATTR } from '../src/types.ts'
-import { type EmbeddingServer, expectedVector, startEmbeddingServer } from './fixtures/transforms/embedding-server.ts'
+import { EMBED_HASH_ATTR, ROW_ATTR, VERSION_ATTR } from '../src/types.ts'
+import {
+  type EmbeddingServer,
+  expectedVector,
+  providerToml,
+  startEmbeddingServer,
+} from './fixtures/transforms/embedding-server.ts'
 import { quietBackfill } from './harness/backfill.ts'
 import { usePipeline } from './harness/pipeline.ts'
 import { migration } from './harness/project.ts'
@@ -33,14 +38,10 @@ const pipe = usePipeline({
   // the body out of line, uncompressed: an update of another column sends it as "unchanged" (TOAST)
   sql: `CREATE TABLE articles (id int PRIMARY KEY, title text, body text, stars int DEFAULT 0);
     ALTER TABLE articles ALTER COLUMN body SET STORAGE EXTERNAL;
-    CREATE TABLE notes (id int PRIMARY KEY, title text, body text, stars int DEFAULT 0);`,
-  extra: () =>
-    `[providers.embeddings]
-type = "openai"
-model = "test-model"
-api_key = "embed-key"
-base_url = "${embeddings.url}"
-`,
+    CREATE TABLE notes (id int PRIMARY KEY, title text, body text, stars int DEFAULT 0);
+    CREATE TABLE tagged (id int PRIMARY KEY, body text, hot bool);
+    INSERT INTO tagged VALUES (1, 'tagged body one', true);`,
+  extra: () => providerToml(embeddings),
   migrations: {
     '001_articles.toml': migration({
       name: 'articles',
@@ -52,6 +53,20 @@ base_url = "${embeddings.url}"
       table: 'notes',
       extra: '[mapping.embedding]\nsource = ["title", "body"]\n',
     }),
+    '004_tagged.toml': migration({
+      name: 'tagged',
+      table: 'tagged',
+      transform: 'transforms/tag.ts',
+      extra: '[mapping.embedding]\nsource = "body"\n',
+    }),
+  },
+  files: {
+    // an attribute only some rows have, and not declared (the transform's own)
+    'transforms/tag.ts': `export default function (event) {
+  if (event.type === 'delete') return { type: 'delete' }
+  return { type: 'upsert', attributes: event.new.hot ? { hot_tag: 'hot' } : {} }
+}
+`,
   },
 })
 
@@ -142,6 +157,8 @@ test('an update of a column that is not embedded sends no text (a new process: t
     return d.stars === ((row as number) <= 2 ? 5 : 0)
   })
   expect(sent()).toBe(before)
+  // counted once the write is answered, which may be just after its documents are seen
+  await waitFor('the stored hits counted', () => monitor.embeddingSkipped.get({ reason: 'stored' }) >= 10 + 2)
   expect(monitor.embeddingSkipped.get({ reason: 'stored' })).toBe(10 + 2)
   expect(monitor.embeddingTexts.total()).toBe(0)
 })
@@ -156,6 +173,7 @@ test('a body changed in one chunk of 5 sends that chunk only', async () => {
   expect(monitor.embeddingTexts.total()).toBe(2)
   expect(monitor.embeddingRequests.total()).toBeGreaterThanOrEqual(1)
   expect(monitor.embeddingTokens.total()).toBeGreaterThan(0)
+  await waitFor('the stored hits counted', () => monitor.embeddingSkipped.get({ reason: 'stored' }) >= 16)
   const text = monitor.registry.render()
   for (const name of ['requests', 'texts', 'tokens']) expect(text).toContain(`# TYPE puffgres_embedding_${name}_total`)
   expect(text).toContain('puffgres_embedding_skipped_total{reason="stored"} 16')
@@ -218,21 +236,14 @@ test('a document deleted between the lookup and the write: the patch does not ap
   const inner = new TurbopufferSink({ api_key: 'test-key', base_url: pipe.server.url })
   const gone = { articles: ['4#3', '1#0'], notes: [4] } as Record<string, unknown[]>
   const took: string[] = []
-  const sink: Sink = {
-    write: (ns, ops, opts) => inner.write(ns, ops, opts),
-    deleteAllBefore: (ns, version) => inner.deleteAllBefore(ns, version),
-    stats: () => inner.stats(),
-    attributeTypes: (ns) => inner.attributeTypes(ns),
-    newerRowVersions: (ns, keys, version) => inner.newerRowVersions(ns, keys, version),
-    embedHashes: async (ns, ids) => {
-      const stored = await inner.embedHashes(ns, ids)
-      if (!took.includes(ns)) {
-        took.push(ns)
-        await pipe.namespace(ns).write({ deletes: gone[ns] as string[] })
-      }
-      return stored
-    },
-  }
+  const sink = withEmbedHashes(inner, async (ns, ids) => {
+    const stored = await inner.embedHashes(ns, ids)
+    if (!took.includes(ns)) {
+      took.push(ns)
+      await pipe.namespace(ns).write({ deletes: gone[ns] as string[] })
+    }
+    return stored
+  })
   const before = sent()
   for (const mapping of ['articles', 'notes']) {
     const r = await quietBackfill(pipe.project.config, { mapping, sink })
@@ -272,3 +283,131 @@ test('a write replayed after it applied (its answer lost): the patches it repeat
   expect(sent()).toBe(before)
   expect(await pipe.deadLetters()).toEqual([])
 })
+
+test('an older write of another text landing between the lookup and the patch: the patch does not keep its vector', async () => {
+  // a backfill (snapshot Vs) reads the stored hashes; before its patches land, a write of another text at a version
+  // between the stored one and Vs (a racing writer: the stream, `dlq retry`) replaces the documents with that text's
+  // vector. A patch at Vs must not then give them the backfill's hash over the other text's vector.
+  const inner = new TurbopufferSink({ api_key: 'test-key', base_url: pipe.server.url })
+  const intruders = { articles: '1#2', notes: 1 } as Record<string, string | number>
+  const other = 'a text written by a racing writer'
+  const took: string[] = []
+  const bump = (v: string) => v.slice(0, 16) + (parseInt(v.slice(16), 16) + 1).toString(16).padStart(8, '0')
+  const sink = withEmbedHashes(inner, async (ns, ids) => {
+    const stored = await inner.embedHashes(ns, ids)
+    if (!took.includes(ns)) {
+      took.push(ns)
+      const id = intruders[ns]
+      const doc = pipe.server.documents(ns).find((d) => d.id === id)!
+      const { vector: _v, ...attrs } = doc
+      await pipe.namespace(ns).write({
+        upsert_rows: [{
+          ...attrs,
+          id,
+          vector: expectedVector(other),
+          [EMBED_HASH_ATTR]: embedHash('test-model', other),
+          [VERSION_ATTR]: bump(doc[VERSION_ATTR] as string),
+        }],
+        distance_metric: 'cosine_distance',
+      })
+    }
+    return stored
+  })
+  const before = sent()
+  for (const mapping of ['articles', 'notes']) {
+    const r = await quietBackfill(pipe.project.config, { mapping, sink })
+    expect({ mapping, outcome: r.outcome }).toEqual({ mapping, outcome: 'done' })
+  }
+  expect(took.sort()).toEqual(['articles', 'notes'])
+  await expectEmbedded()
+  // the two documents the racing write changed are embedded again (their patches did not apply), no other
+  expect(sent()).toBe(before + 2)
+  expect(await pipe.deadLetters()).toEqual([])
+})
+
+test('[mapping.embedding] attribute changed in a new version into the same namespace: every note embedded again', async () => {
+  // the stored documents have each text's vector in `vector`; the new version stores it in `emb`. Their hashes must
+  // not match, or the patch would keep `vector` and leave `emb` unset
+  pipe.project.write(
+    'puffgres/migrations/003_notes_emb.toml',
+    migration({
+      name: 'notes',
+      version: 2,
+      table: 'notes',
+      namespace: 'notes',
+      extra: '[mapping.embedding]\nsource = ["title", "body"]\nattribute = "emb"\n',
+    }),
+  )
+  const m = await pipe.cli('migrate')
+  expect({ code: m.code, err: m.err }).toEqual({ code: 0, err: '' })
+  const before = sent()
+  const r = await quietBackfill(pipe.project.config, { mapping: 'notes' })
+  expect(r.outcome).toBe('done')
+  const texts = (await wanted()).get('notes')!
+  expect(sent()).toBe(before + texts.size)
+  const state = () => {
+    const bad: string[] = []
+    for (const [id, text] of texts) {
+      const d = pipe.docs('notes').get(id)
+      const v = d?.emb as number[] | undefined
+      const e = expectedVector(text)
+      if (!v || v.length !== e.length || v.some((x, i) => Math.abs(x - e[i]) > 1e-5)) bad.push(`${id}: emb ${v}`)
+      else if (d![EMBED_HASH_ATTR] !== embedHash('test-model', text, 'emb')) bad.push(`${id}: hash`)
+    }
+    return bad
+  }
+  await waitFor('every note with the vector of its text in emb', () => state().length === 0).catch((e) => {
+    throw new Error(`${e.message}: ${state().slice(0, 3).join('; ')}`)
+  })
+})
+
+test("a patch names with null a transform's attribute the row no longer has, though the process never saw it", async () => {
+  // \`run\` wrote the namespace first (row 3, without \`hot_tag\`): the attribute types it read then are all it knows, as
+  // the transform's \`hot_tag\` is not declared. A backfill (another process) then writes row 1, there before the
+  // stream, with \`hot_tag\`. An update of row 1 that leaves its text and drops \`hot_tag\` reaches \`run\`, whose cache
+  // lacks the text: its patch must name \`hot_tag\` with null, as an upsert would drop it
+  await pipe.db.sql`INSERT INTO tagged VALUES (3, 'tagged body three', false)`
+  await waitFor('row 3 streamed', () => pipe.docs('tagged').get(3) !== undefined)
+  expect((await quietBackfill(pipe.project.config, { mapping: 'tagged' })).outcome).toBe('done')
+  expect(pipe.docs('tagged').get(1)?.hot_tag).toBe('hot')
+  const before = sent()
+  await pipe.db.sql`UPDATE tagged SET hot = false WHERE id = 1`
+  const version = () => pipe.server.documents('tagged').find((d) => d.id === 1)![VERSION_ATTR] as string
+  const first = version()
+  await waitFor('row 1 written again', () => version() > first)
+  expect(sent()).toBe(before)
+  expect(pipe.docs('tagged').get(1)).not.toHaveProperty('hot_tag')
+})
+
+test('metrics: a batch retried after a provider outage counts each text kept from its stored document once', async () => {
+  await pipe.stream.stop()
+  const fresh = new StreamMonitor()
+  await pipe.startStream({ monitor: fresh })
+  // every try of the embedder's request fails (it gives up after 8 retries): the batch is retried by the writer
+  embeddings.failNext(...Array.from({ length: 9 }, () => ({ status: 429, retryAfter: '0' })))
+  await pipe.db.sql.begin(async (sql) => {
+    await sql`UPDATE tagged SET hot = true WHERE id = 3`
+    await sql`UPDATE tagged SET body = 'tagged body one, after the outage' WHERE id = 1`
+  })
+  await waitFor(
+    'both written',
+    () =>
+      pipe.docs('tagged').get(1)?.[EMBED_HASH_ATTR] === embedHash('test-model', 'tagged body one, after the outage') &&
+      pipe.docs('tagged').get(3)?.hot_tag === 'hot',
+  )
+  // row 3's text was not sent (its document kept its vector): once, whatever the tries of row 1's
+  await waitFor('the stored hit counted', () => fresh.embeddingSkipped.get({ reason: 'stored' }) >= 1)
+  expect(fresh.embeddingSkipped.get({ reason: 'stored' })).toBe(1)
+})
+
+/** The real sink, with its stored-hash lookup replaced by `embedHashes` (a test's way into the race window). */
+function withEmbedHashes(inner: TurbopufferSink, embedHashes: Sink['embedHashes']): Sink {
+  return {
+    write: (ns, ops, opts) => inner.write(ns, ops, opts),
+    deleteAllBefore: (ns, version) => inner.deleteAllBefore(ns, version),
+    stats: () => inner.stats(),
+    attributeTypes: (ns) => inner.attributeTypes(ns),
+    newerRowVersions: (ns, keys, version) => inner.newerRowVersions(ns, keys, version),
+    embedHashes,
+  }
+}

@@ -229,7 +229,11 @@ describe('declarative [mapping.embedding]', () => {
       action: {
         type: 'upsert',
         id: 1,
-        attributes: { a: 1, d_vec: expectedVector('fine'), [EMBED_HASH_ATTR]: hash('fine') },
+        attributes: {
+          a: 1,
+          d_vec: expectedVector('fine'),
+          [EMBED_HASH_ATTR]: embedHash('test-model', 'fine', 'd_vec'),
+        },
       },
     })
     expect(out[1]).toEqual({
@@ -271,11 +275,59 @@ describe('declarative [mapping.embedding]', () => {
       vector: expectedVector('changed text'),
       attributes: { [EMBED_HASH_ATTR]: hash('changed text') },
     })
-    expect(e.stats()).toMatchObject({ texts: 3, cacheHits: 1, storedHits: 1 })
+    // the stored hits are counted by the writer once the patches are written (test/embed-once.test.ts)
+    expect(e.stats()).toMatchObject({ texts: 3, cacheHits: 1, storedHits: 0 })
     // a lookup that fails costs provider calls, not the rows
     const failing = () => Promise.reject(new Error('refused'))
     const again = await applyEmbedding([upsert(5)], [event(5, 'insert', { d: 'other' })], { source: 'd' }, e, failing)
     expect(again[0]).toMatchObject({ ok: true, action: { vector: expectedVector('other') } })
+  })
+
+  test('embeddings paid once: a stored hash of the same text embedded into another attribute is no match', async () => {
+    // [mapping.embedding] attribute changed (vector -> emb) in a new version into the same namespace: the stored
+    // document has the text's vector in `vector`, none in `emb`; a patch would keep that and leave `emb` unset
+    const e = embedder()
+    const stored = () => Promise.resolve(new Map([['n1', hash('same text')]]))
+    const out = await applyEmbedding(
+      [upsert(1)],
+      [event(1, 'insert', { d: 'same text' })],
+      {
+        source: 'd',
+        attribute: 'emb',
+      },
+      e,
+      stored,
+    )
+    expect(out[0]).toMatchObject({ ok: true, action: { attributes: { emb: expectedVector('same text') } } })
+    expect((out[0] as { action: Record<string, unknown> }).action.stored).toBeUndefined()
+    expect(server.requests.map((r) => r.input)).toEqual([['same text']])
+    // and back: a stored hash of the text embedded into `emb` is no match for `vector`
+    const back = () => Promise.resolve(new Map([['n1', embedHash('test-model', 'same text', 'emb')]]))
+    const again = await applyEmbedding([upsert(1)], [event(1, 'insert', { d: 'same text' })], { source: 'd' }, e, back)
+    expect(again[0]).toMatchObject({ ok: true, action: { vector: expectedVector('same text') } })
+    expect(embedHash('test-model', 'same text', 'emb')).not.toBe(hash('same text'))
+    expect(embedHash('test-model', 'same text', 'vector')).toBe(hash('same text'))
+  })
+
+  test('embeddings paid once: a document that also writes its own vector is never patched (a patch cannot set one)', async () => {
+    // `[mapping.embedding] attribute = "emb"` and a document vector of its own (a pgvector column named `vector`, or a
+    // transform's): a patch keeps the stored vector, so the new one would be dropped and the old one kept
+    const e = embedder()
+    const stored = () => Promise.resolve(new Map([['n1', embedHash('test-model', 'same text', 'emb')]]))
+    const own: TransformResult = { ok: true, action: { type: 'upsert', id: 1, attributes: {}, vector: [0.5, 0.5] } }
+    const out = await applyEmbedding(
+      [own],
+      [event(1, 'insert', { d: 'same text' })],
+      {
+        source: 'd',
+        attribute: 'emb',
+      },
+      e,
+      stored,
+    )
+    const action = (out[0] as { action: Record<string, unknown> }).action
+    expect(action.stored).toBeUndefined()
+    expect(action).toMatchObject({ vector: [0.5, 0.5], attributes: { emb: expectedVector('same text') } })
   })
 
   test('a provider outage fails the rows as retryable', async () => {

@@ -12,7 +12,7 @@ import {
   restoreBigints,
   writeBody,
 } from '../src/turbopuffer/write-plan.ts'
-import { ROW_ATTR, VERSION_ATTR, type WriteOp } from '../src/types.ts'
+import { EMBED_HASH_ATTR, ROW_ATTR, VERSION_ATTR, type WriteOp } from '../src/types.ts'
 import { del, up } from './harness/write-ops.ts'
 import { unappliedPatches } from '../src/turbopuffer/patches.ts'
 
@@ -264,7 +264,11 @@ describe("a row's documents (row-documents mode)", () => {
       { id: '1#1', chunk: 't1', gone: null, [ROW_ATTR]: '1', [VERSION_ATTR]: V1 },
       { id: 7, n: 1, [VERSION_ATTR]: V2 },
     ])
-    expect(body.patch_condition).toEqual([VERSION_ATTR, 'Lt', { $ref_new: VERSION_ATTR }])
+    // over an older version, and only while the document carries the hash the patch keeps its vector for
+    expect(body.patch_condition).toEqual([
+      'And',
+      [[VERSION_ATTR, 'Lt', { $ref_new: VERSION_ATTR }], [EMBED_HASH_ATTR, 'Eq', { $ref_new: EMBED_HASH_ATTR }]],
+    ])
     expect(body.return_affected_ids).toBe(true)
     // the patches the response does not list did not apply: redone by the writer with their vectors
     expect(unappliedPatches(chunk, { rows_patched: 2, patched_ids: ['1#1', 7] })).toEqual([])

@@ -4,7 +4,12 @@ import { afterAll, expect, test } from 'bun:test'
 import { usePipeline } from './harness/pipeline.ts'
 import { migration } from './harness/project.ts'
 import { waitFor } from './harness/wait.ts'
-import { type EmbeddingServer, expectedVector, startEmbeddingServer } from './fixtures/transforms/embedding-server.ts'
+import {
+  type EmbeddingServer,
+  expectedVector,
+  providerToml,
+  startEmbeddingServer,
+} from './fixtures/transforms/embedding-server.ts'
 
 let embeddings: EmbeddingServer
 
@@ -14,13 +19,7 @@ const pipe = usePipeline({
     embeddings = await startEmbeddingServer('embed-key')
   },
   sql: 'CREATE TABLE notes (id int PRIMARY KEY, title text, body text, stars int)',
-  extra: () =>
-    `[providers.embeddings]
-type = "openai"
-model = "test-model"
-api_key = "embed-key"
-base_url = "${embeddings.url}"
-`,
+  extra: () => providerToml(embeddings),
   migrations: {
     '001_notes.toml': migration({
       name: 'notes',

@@ -213,9 +213,16 @@ export function createEmbedder(config: EmbeddingProviderConfig, opts: EmbedderOp
   }
 }
 
-/** The `EMBED_HASH_ATTR` of a text: hex sha256 of `model + "\n" + text`, its first 32 digits. */
-export function embedHash(model: string, text: string): string {
-  return createHash('sha256').update(model).update('\n').update(text).digest('hex').slice(0, 32)
+/**
+ * The `EMBED_HASH_ATTR` of a text: hex sha256 of `model + "\n" + text`, its first 32 digits. A vector stored in
+ * another attribute than `vector` (`[mapping.embedding] attribute`) hashes that name and a NUL byte first: a document
+ * whose vector of the same text is in another attribute (the attribute changed in a new mapping version into the same
+ * namespace) is no match, as a patch would keep the vector where it was and leave the new attribute unset.
+ */
+export function embedHash(model: string, text: string, attribute = 'vector'): string {
+  const h = createHash('sha256')
+  if (attribute !== 'vector') h.update(attribute).update('\0')
+  return h.update(model).update('\n').update(text).digest('hex').slice(0, 32)
 }
 
 export function isRetryableEmbeddingError(err: unknown): boolean {

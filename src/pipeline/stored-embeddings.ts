@@ -78,8 +78,22 @@ async function withVectors(embedder: Embedder, unpatched: Array<{ op: WriteOp; i
   return ops
 }
 
+/** How many documents of `op` are written by patch (their vector kept). */
+export function storedDocuments(op: WriteOp): number {
+  if (op.kind === 'upsert') return op.stored ? 1 : 0
+  return op.kind === 'row' ? op.documents.filter((d) => d.stored).length : 0
+}
+
+/** The `EMBED_HASH_ATTR` each document of `op` is patched with, by `idKey`. */
+function patchedHashes(op: WriteOp): Map<string, unknown> {
+  if (op.kind === 'upsert') return new Map([[idKey(op.id), op.attributes[EMBED_HASH_ATTR]]])
+  if (op.kind !== 'row') return new Map()
+  return new Map(op.documents.map((d) => [idKey(d.id), d.attributes[EMBED_HASH_ATTR]]))
+}
+
 /**
- * Writes again, with their vectors, the patched documents of `unpatched` that are not there; what fails comes back
+ * Writes again, with their vectors, the patched documents of `unpatched` that are not there or do not carry their
+ * hash (another text's vector); what fails comes back
  * against the ops the first write was given (the writer dead-letters their intents).
  */
 export async function redoUnpatched(
@@ -89,15 +103,19 @@ export async function redoUnpatched(
   unpatched: Array<{ op: WriteOp; ids: Id[] }>,
   deps: { sink: Sink; log: Logger },
   metric: (m: Mapping, ops: readonly WriteOp[]) => DistanceMetric | undefined,
-): Promise<{ failed: Array<{ op: WriteOp; error: string; status?: number }> }> {
-  // a patch also fails over a version as new as its own (a replayed request that had applied, a newer write that
-  // landed first): those documents are there, and an upsert would be turned down too; only the missing are redone
+): Promise<{ failed: Array<{ op: WriteOp; error: string; status?: number }>; embedded: number }> {
+  // a patch also fails over a version as new as its own (a replayed request that had applied, a newer write of the
+  // same text that landed first): those documents carry this hash already, and are not redone. One that is missing,
+  // or carries another hash (a write of another text landed between the lookup and the patch: its vector is not this
+  // text's, PATCH_CONDITION), is redone; the upsert's version condition still turns it down over a newer version.
   const present = await deps.sink.embedHashes?.(namespace, unpatched.flatMap((u) => u.ids)).catch(() => undefined)
   if (present?.size) {
-    unpatched = unpatched.map(({ op, ids }) => ({ op, ids: ids.filter((id) => !present.has(idKey(id))) }))
-      .filter((u) => u.ids.length > 0)
+    unpatched = unpatched.map(({ op, ids }) => {
+      const hashOf = patchedHashes(op)
+      return { op, ids: ids.filter((id) => present.get(idKey(id)) !== hashOf.get(idKey(id))) }
+    }).filter((u) => u.ids.length > 0)
   }
-  if (!unpatched.length) return { failed: [] }
+  if (!unpatched.length) return { failed: [], embedded: 0 }
   deps.log.info('a document to patch was not there; writing it with its vector', {
     mapping: route.mapping.name,
     documents: unpatched.reduce((n, u) => n + u.ids.length, 0),
@@ -105,6 +123,7 @@ export async function redoUnpatched(
   if (!route.embedder) {
     return {
       failed: unpatched.map(({ op }) => ({ op, error: 'a patch did not apply, and no embedder is configured' })),
+      embedded: 0,
     }
   }
   let ops: WriteOp[]
@@ -112,11 +131,12 @@ export async function redoUnpatched(
     ops = await withVectors(route.embedder, unpatched)
   } catch (err) {
     const error = `a patch did not apply and embedding again failed: ${(err as Error)?.message ?? err}`
-    return { failed: unpatched.map(({ op }) => ({ op, error })) }
+    return { failed: unpatched.map(({ op }) => ({ op, error })), embedded: 0 }
   }
   const first = new Map(ops.map((op, k) => [op, unpatched[k].op]))
   const res = await deps.sink.write(namespace, ops, { schema, distanceMetric: metric(route.mapping, ops) })
-  return { failed: res.failed.map((f) => ({ ...f, op: first.get(f.op) ?? f.op })) }
+  const embedded = unpatched.reduce((n, u) => n + u.ids.length, 0)
+  return { failed: res.failed.map((f) => ({ ...f, op: first.get(f.op) ?? f.op })), embedded }
 }
 
 /**

@@ -6,7 +6,7 @@ import type { Sink } from '../turbopuffer/types.ts'
 import type { Mapping } from '../config/load.ts'
 import type { DistanceMetric, Logger, WriteOp } from '../types.ts'
 import type { Embedder } from '../embeddings/embedder.ts'
-import { clearDropped, redoUnpatched, storedHashLookup } from './stored-embeddings.ts'
+import { clearDropped, redoUnpatched, storedDocuments, storedHashLookup } from './stored-embeddings.ts'
 import { type Intent, intentDeadLetter, type MappingRoute } from './changes.ts'
 import { rowDocumentsMode } from '../config/row-documents.ts'
 import { type AttributeSpec, type ColumnType, mappingAttributes } from './schema.ts'
@@ -15,6 +15,7 @@ import { forgetTypes, namespaceTypes, rememberTypes } from './namespace-types.ts
 import type { TransformResult, TransformRunner } from './transform/mod.ts'
 import { backoffDelay, sleep } from '../retry.ts'
 import { intentNamespace, leavingNamespaces } from './intent-namespace.ts'
+import { type Leave, leaveOp, writeLeaves } from './leaves.ts'
 
 export interface RouteRuntime extends MappingRoute {
   runner: TransformRunner
@@ -172,6 +173,10 @@ export async function projectIntents(
     if (!entry.ops.length) return { namespace, route, schema: {}, ops: [], origin: [] }
     const attributes = mappingAttributes(route.mapping, writeColumns(route, entry.origin))
     const existing = await namespaceTypes(deps.sink, namespace)
+    // a patch (embeddings paid once) names with null what the row no longer has: every attribute the namespace has
+    // now, read again, as another process may have added some since this one read them (a transform's undeclared
+    // attribute written by a backfill)
+    if (entry.ops.some(hasPatches)) await addAttributesNow(deps.sink, namespace, existing)
     // an attribute the namespace already has with another type (ALTER COLUMN TYPE): not declared again, and its
     // values are converted to the namespace's type exactly, or dead-lettered
     let differ: Map<string, string> | undefined
@@ -215,53 +220,15 @@ export async function projectIntents(
   }))
 }
 
-/** A row leaving namespaces before its write (a tenant move): the versioned delete of its document(s) in each. */
-export interface Leave {
-  namespaces: string[]
-  intent: Intent
-  op: WriteOp
+/** Whether an op has a document to be written by patch (embeddings paid once). */
+function hasPatches(op: WriteOp): boolean {
+  return op.kind === 'upsert' ? op.stored !== undefined : op.kind === 'row' && op.documents.some((d) => d.stored)
 }
 
-/** The delete of a row's document(s) at the intent's version: by row key in row-documents mode, else by id. */
-function leaveOp(m: Mapping, intent: Intent, id: WriteOp['id']): WriteOp {
-  return rowDocumentsMode(m)
-    ? { kind: 'row', id: String(intent.id), version: intent.version, documents: [] }
-    : { kind: 'delete', id, version: intent.version }
-}
-
-/**
- * The first step of a batch with tenant moves: each row's versioned delete in the namespaces it leaves, all of them
- * in parallel (one request per namespace). Returns the intents whose delete was refused for good: dead-lettered
- * (with the namespaces to leave, for `dlq retry`), and not written in their new namespace either, so the row is
- * never readable in two tenants' namespaces (docs/ARCHITECTURE.md, "One write of a row").
- */
-async function writeLeaves(leaves: Leave[], dead: DeadLetter[], sink: Sink): Promise<Set<Intent>> {
-  const refused = new Set<Intent>()
-  if (!leaves.length) return refused
-  const byNamespace = new Map<string, Leave[]>()
-  for (const l of leaves) {
-    for (const n of l.namespaces) {
-      const list = byNamespace.get(n)
-      if (list) list.push(l)
-      else byNamespace.set(n, [l])
-    }
-  }
-  await Promise.all([...byNamespace].map(async ([namespace, list]) => {
-    const res = await sink.write(namespace, list.map((l) => l.op))
-    const byOp = res.failed.length ? new Map(list.map((l) => [l.op, l])) : undefined
-    for (const f of res.failed) {
-      const l = byOp!.get(f.op)
-      if (!l || refused.has(l.intent)) continue
-      refused.add(l.intent)
-      const why = f.status ? `turbopuffer refused it (${f.status})` : 'not sent'
-      dead.push(intentDeadLetter(
-        l.intent,
-        `could not delete the row from namespace "${namespace}" it moved out of ` +
-          `(${why}): ${f.error}; it was not written to its new namespace either`,
-      ))
-    }
-  }))
-  return refused
+/** Adds to `known` (the namespace's cached types) the attributes the namespace has now; a failed read adds none. */
+async function addAttributesNow(sink: Sink, namespace: string, known: Map<string, string>): Promise<void> {
+  const now = await sink.attributeTypes?.(namespace).catch(() => undefined)
+  for (const [name, type] of Object.entries(now ?? {})) if (!known.has(name)) known.set(name, type)
 }
 
 /**
@@ -285,10 +252,12 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
     }
     if (!ops.length) return
     const res = await deps.sink.write(namespace, ops, { schema, distanceMetric: distanceMetric(route.mapping, ops) })
+    let embeddedAgain = 0
     if (res.unpatched?.length) {
       // embeddings paid once: a patch that did not apply is redone as an upsert with the vector
       const redo = await redoUnpatched(route, namespace, schema, res.unpatched, deps, distanceMetric)
       for (const f of redo.failed) res.failed.push(f)
+      embeddedAgain = redo.embedded
     }
     if (res.failed.length) forgetTypes(deps.sink, namespace)
     else await rememberTypes(deps.sink, namespace, schema)
@@ -304,6 +273,9 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
         : `not sent to turbopuffer: ${f.error}`
       dead.push(intentDeadLetter(intent, error, f.op.id))
     }
+    // the texts not sent because their documents kept their vectors, counted once written (not per try of the batch)
+    const kept = ops.reduce((n, op) => n + (failed.has(op) ? 0 : storedDocuments(op)), 0) - embeddedAgain
+    if (kept > 0) route.embedder?.storedHits(kept)
     const counts = summary.byMapping.get(route.mapping.name) ?? { upserted: 0, deleted: 0 }
     for (const op of ops) {
       if (failed.size && failed.has(op)) continue

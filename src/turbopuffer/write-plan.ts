@@ -2,7 +2,7 @@
 // the version conditions that keep an older version from overwriting a newer one (docs/ARCHITECTURE.md, invariant 2).
 import { Buffer } from 'node:buffer'
 import type { Filter, NamespaceWriteParams } from '@turbopuffer/turbopuffer'
-import { type Id, idKey, ROW_ATTR, VERSION_ATTR, type WriteOp } from '../types.ts'
+import { EMBED_HASH_ATTR, type Id, idKey, ROW_ATTR, VERSION_ATTR, type WriteOp } from '../types.ts'
 import { DOCUMENT_BYTES, VALUE_BYTES, valueBytes, vectorBytes } from './sizes.ts'
 import type { WriteOptions } from './types.ts'
 
@@ -326,8 +326,14 @@ export function rowsFilter(rows: Array<{ id: Id; version: string; spare?: Id[] }
 /**
  * A patch applies only over an older version, and never creates a document: one that went away since its stored
  * hash was read comes back short in `rows_patched` and is redone as an upsert with its vector (pipeline/writer.ts).
+ * It also applies only while the document still carries the hash it was chosen for: a write of another text that
+ * landed between the lookup and the patch (a racing writer at a version between the two) left that text's vector,
+ * which the patch would otherwise keep under the new text's hash; such a patch is redone as an upsert too.
  */
-export const PATCH_CONDITION: Filter = [VERSION_ATTR, 'Lt', { $ref_new: VERSION_ATTR }]
+export const PATCH_CONDITION: Filter = [
+  'And',
+  [[VERSION_ATTR, 'Lt', { $ref_new: VERSION_ATTR }], [EMBED_HASH_ATTR, 'Eq', { $ref_new: EMBED_HASH_ATTR }]],
+]
 
 /** The write request for one chunk. */
 export function writeBody(chunk: PreparedOp[], opts: WriteOptions): Omit<NamespaceWriteParams, 'namespace'> {

@@ -46,7 +46,7 @@ export async function embedOnce(
   const hashes = new Map<EmbedSlot, string>()
   let missed: EmbedSlot[] = []
   for (const s of slots) {
-    const hash = embedHash(embedder.model, s.text)
+    const hash = embedHash(embedder.model, s.text, attribute)
     hashes.set(s, hash)
     s.doc.attributes[EMBED_HASH_ATTR] = hash
     const v = embedder.cached(s.text)
@@ -60,10 +60,14 @@ export async function embedOnce(
     const stored = await storedHashes(ids, missed.map((s) => s.row)).catch(() => new Map<string, string>())
     const left: EmbedSlot[] = []
     for (const s of missed) {
-      if (stored.get(idKey(s.id)) === hashes.get(s)) s.doc.stored = { text: s.text, attribute }
+      // a document that writes a vector of its own besides (a pgvector column named `vector`, a transform's, with the
+      // embedding in another attribute) is never patched: a patch cannot set a vector, the stored one would stay
+      const own = attribute !== 'vector' && s.doc.vector !== undefined
+      if (!own && stored.get(idKey(s.id)) === hashes.get(s)) s.doc.stored = { text: s.text, attribute }
       else left.push(s)
     }
-    if (missed.length > left.length) embedder.storedHits(missed.length - left.length)
+    // counted by the writer once the patches are written (Embedder.storedHits): a batch retried after a provider
+    // outage asks again, and a patch that did not apply is embedded after all
     missed = left
   }
   if (!missed.length) return undefined
