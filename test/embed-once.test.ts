@@ -408,6 +408,7 @@ function withEmbedHashes(inner: TurbopufferSink, embedHashes: Sink['embedHashes'
     stats: () => inner.stats(),
     attributeTypes: (ns) => inner.attributeTypes(ns),
     newerRowVersions: (ns, keys, version) => inner.newerRowVersions(ns, keys, version),
+    listNamespaces: (prefix, opts) => inner.listNamespaces(prefix, opts),
     embedHashes,
   }
 }
