@@ -13,16 +13,11 @@
 import { rowDocumentsMode } from '../config/row-documents.ts'
 import { sinkFromConfig } from '../turbopuffer/from-config.ts'
 import { setImmediate } from 'node:timers'
-import { OID } from '../postgres/values.ts'
 import { AdaptiveLimit, forEachAdaptive } from '../concurrency.ts'
 import type { Config, Mapping } from '../config/load.ts'
-import type { DeadLetter } from '../postgres/dlq.ts'
 import { formatLsn, parseLsn } from '../postgres/lsn.ts'
 import type { Intent } from '../pipeline/changes.ts'
 import { deleteIntent, keyRow, rowDocId } from '../pipeline/row-identity.ts'
-import { rowEvent } from '../pipeline/row-event.ts'
-import { idProblem } from '../pipeline/docid.ts'
-import { deadLetter } from '../pipeline/dead-letter.ts'
 import { emptySummary, type RouteRuntime, sweepRacedRows, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
 import { encodeVersion } from '../types.ts'
@@ -49,6 +44,9 @@ import {
 } from '../source/mod.ts'
 import type { CopyRow } from '../postgres/copy-text.ts'
 import { createProgress, formatCount } from './progress.ts'
+import { batchIntents } from './page-intents.ts'
+import { TenantPlaces, writeTenantPage } from './tenant-page.ts'
+import { isTenantMapping } from '../pipeline/row-namespace.ts'
 import type { BackfillCtx, BackfillOptions, BackfillResult, BackfillStats } from './options.ts'
 
 /** the rows a keyset page (one COPY) aims at */
@@ -62,29 +60,24 @@ const MAX_BATCHES_PER_PAGE = 10
  * halves on 429 and grows back to this: more would only bring 429 storms.
  */
 const WRITES_IN_FLIGHT = 4
+/**
+ * a tenant mapping's namespace batches written at once, at most: a page's rows spread over many namespaces, each
+ * batch small and paced by its own namespace's budget, so many more requests may be in flight (AIMD-halved on 429s)
+ */
+const TENANT_WRITES_IN_FLIGHT = 64
+/** rows a tenant mapping's page aims at: more rows a tenant per page, fuller batches (the pool holds one page) */
+const TENANT_PAGE_ROWS = 50_000
 /** written pages whose re-check may be in flight at once (each holds only its key texts) */
 const MAX_RECHECKS = 4
 /** rows decoded per turn of the event loop given to reading the socket (see writePage) */
 const ROWS_PER_YIELD = 250
 
-/** Types whose decoded values PostgreSQL reads back as the same key (numbers, texts, uuid, date, bool). */
-const EXACT_KEY_TYPES = new Set<number>([
-  OID.int2,
-  OID.int4,
-  OID.int8,
-  OID.oid,
-  OID.text,
-  OID.varchar,
-  OID.bpchar,
-  OID.name,
-  OID.uuid,
-  OID.numeric,
-  OID.date,
-  OID.bool,
-])
-
-/** Rows per keyset page for a batch size: a whole number of batches, about PAGE_ROWS, 1 to MAX_BATCHES_PER_PAGE. */
-export function pageRows(batchSize: number): number {
+/**
+ * Rows per keyset page for a batch size: a whole number of batches, about PAGE_ROWS, 1 to MAX_BATCHES_PER_PAGE; for a
+ * tenant mapping (`tenants`), about TENANT_PAGE_ROWS.
+ */
+export function pageRows(batchSize: number, tenants = false): number {
+  if (tenants) return batchSize * Math.max(1, Math.floor(TENANT_PAGE_ROWS / batchSize))
   return batchSize * Math.max(1, Math.min(MAX_BATCHES_PER_PAGE, Math.floor(PAGE_ROWS / batchSize)))
 }
 
@@ -96,7 +89,10 @@ function dedupeByKey(plan: ReadPlan, rows: CopyRow[]): CopyRow[] {
 }
 
 /** What is kept of a page once it is written (not its rows): for its re-check and its checkpoint. */
-type WrittenPage = RecheckedPage & Pick<Page, 'count' | 'lastKey'> & { pageId: string }
+type WrittenPage = RecheckedPage & Pick<Page, 'count' | 'lastKey'> & {
+  pageId: string
+  namespaces?: Map<string, string>
+}
 
 /** A page as read, with its keys and its id in the journal of pages in flight (not for an empty page). */
 type ReadPage = RawPage & Partial<RecheckedPage> & { recorded?: Promise<string> }
@@ -117,7 +113,9 @@ export async function copy(
   resumeFrom: BackfillRecord | undefined,
 ): Promise<BackfillResult> {
   const { sql, log, batchSize } = ctx
-  const writesInFlight = new AdaptiveLimit({ initial: WRITES_IN_FLIGHT, max: WRITES_IN_FLIGHT })
+  const tenants = isTenantMapping(m)
+  const inFlight = tenants ? TENANT_WRITES_IN_FLIGHT : WRITES_IN_FLIGHT
+  const writesInFlight = new AdaptiveLimit({ initial: inFlight, max: inFlight })
   const sink = opts.sink ?? (opts.discard ? new DiscardSink() : sinkFromConfig(
     config.turbopuffer,
     {
@@ -149,38 +147,27 @@ export async function copy(
     write: opts.progress?.write ?? (() => {}),
     log,
   })
-  const { schema, table } = m
-  // a dead letter's retry finds its row by the decoded key values when they print back exactly; otherwise (a
-  // timestamp decoded to milliseconds, bytea as base64, ...) each intent carries its key texts
-  const exactKeys = plan.keyIndex.every((k) => EXACT_KEY_TYPES.has(plan.columns[k].typeOid))
-
   const keyColumns = plan.keyIndex.map((k) => plan.columns[k])
-  /**
-   * The dead letter of a page's row that cannot become a document: its id columns decoded from their texts as the
-   * stream decodes them, so its entry is the one the stream files for the row, and `dlq retry` finds the row.
-   */
-  const badRow = (texts: string[], lsn: bigint, error: string): DeadLetter => {
-    const key = keyRow(keyColumns, m.idColumns, texts)
-    const id = rowDocId(m, key)
-    return deadLetter(
-      m.name,
-      lsn,
-      { texts, id },
-      { type: 'insert', op: 'insert', id, mapping: m.name, new: key },
-      error,
-    )
+  const pageCtx = { m, plan, route }
+  const tenantCtx = {
+    ...pageCtx,
+    batchSize,
+    limit: writesInFlight,
+    writer: deps,
+    pool: opts.tenantPool,
+    peaks: { open: 0, rows: 0, inFlight: 0 },
   }
+  const places = tenants ? new TenantPlaces(m, sink) : undefined
 
   /**
    * Decodes and writes a page in batches, writesInFlight at once (decoded a batch at a time, so that memory holds
    * the page's texts and a few batches' rows); rows that cannot be decoded go to the DLQ. Nothing is written before
    * the page is in the journal of pages in flight.
    */
-  const writePage = async (raw: ReadPage): Promise<WriteSummary> => {
-    const lsnText = formatLsn(raw.lsn)
-    const version = encodeVersion(raw.lsn, 0)
+  const writePage = async (raw: ReadPage, namespaces: Map<string, string>): Promise<WriteSummary> => {
     // without a unique index two rows can share an id; one write per id (the last one read)
     const values = plan.keyIndexed ? raw.rows : dedupeByKey(plan, raw.rows)
+    if (tenants) return await writeTenantPage(tenantCtx, raw.lsn, values, raw.recorded, namespaces)
     const starts: number[] = []
     for (let i = 0; i < values.length; i += batchSize) starts.push(i)
     const written = emptySummary()
@@ -191,31 +178,7 @@ export async function copy(
       for (let n = Math.min(batchSize, values.length - start); n > 0; n -= ROWS_PER_YIELD) {
         await new Promise((resolve) => setImmediate(resolve))
       }
-      const batch = decodePage(plan, raw.lsn, values.slice(start, start + batchSize))
-      const intents: Intent[] = []
-      const badIds: DeadLetter[] = []
-      for (let i = 0; i < batch.rows.length; i++) {
-        const row = batch.rows[i]
-        const id = rowDocId(m, row)
-        if (id === undefined) {
-          // a negative integer id (NULL ids are not paged): no turbopuffer id, so a dead letter naming the fix
-          const error = `backfill of ${m.schema}.${m.table}: ${idProblem(row, m.idColumns)}`
-          badIds.push(badRow(batch.keys.map((k) => k[i]), raw.lsn, error))
-          continue
-        }
-        intents.push({
-          route,
-          id,
-          kind: 'upsert',
-          version,
-          lsn: raw.lsn,
-          event: rowEvent('insert', id, schema, table, m.name, lsnText, row),
-          keyTexts: exactKeys ? undefined : batch.keys.map((k) => k[i]),
-        })
-      }
-      const dead: DeadLetter[] = badIds.concat(
-        batch.bad.map((b) => badRow(b.keys, raw.lsn, `backfill of ${m.schema}.${m.table}: ${b.error}`)),
-      )
+      const { intents, dead } = batchIntents(pageCtx, decodePage(plan, raw.lsn, values.slice(start, start + batchSize)))
       // nothing is written before the page is in the journal of pages in flight (its insert ran meanwhile)
       await raw.recorded
       const s = await writeIntents(intents, dead, deps)
@@ -229,25 +192,32 @@ export async function copy(
   }
 
   /** Deletes the rows of a written page that went away (or left the predicate) since it was read. */
-  const recheck = async (page: RecheckedPage): Promise<WriteSummary | undefined> => {
+  const recheck = async (page: RecheckedPage & Pick<WrittenPage, 'namespaces'>): Promise<WriteSummary | undefined> => {
     if (rowDocumentsMode(m)) {
       // chunks the stream's newer version of a row lacks, written by this page after it (invariant 11)
       const keys = page.keys[0]?.map((_k, i) =>
         rowDocId(m, keyRow(keyColumns, m.idColumns, page.keys.map((k) => k[i])))
       )
         .flatMap((id) => id === undefined ? [] : [String(id)]) ?? []
-      const swept = await sweepRacedRows(deps.sink, m.namespace, keys, encodeVersion(page.lsn, 0))
+      const version = encodeVersion(page.lsn, 0)
+      const swept = places
+        ? await places.sweep(keys, version, page.namespaces)
+        : await sweepRacedRows(deps.sink, m.namespace, keys, version)
       if (swept) log.debug('re-check: stale chunks of rows the stream rewrote meanwhile removed', { rows: swept })
     }
     const { lsn, stale } = await recheckPage(sql, plan, page, log)
     if (!stale.length) return undefined
-    const intents: Intent[] = stale.flatMap((i) => {
+    const gone = stale.flatMap((i) => {
       // from the key texts: the page's rows are not kept once written
-      const old = keyRow(keyColumns, m.idColumns, page.keys.map((k) => k[i]))
+      const key = keyRow(keyColumns, m.idColumns, page.keys.map((k) => k[i]))
       // undefined for a row that never had a document (a negative integer id): nothing to delete
-      const id = rowDocId(m, old)
-      return id === undefined ? [] : [deleteIntent(route, id, old, lsn)]
+      const id = rowDocId(m, key)
+      return id === undefined ? [] : [{ id, key }]
     })
+    // a tenant's row: deleted from the namespace the page wrote it to
+    const intents: Intent[] = places
+      ? await places.deletes(route, gone, lsn, page.namespaces)
+      : gone.map(({ id, key }) => deleteIntent(route, id, key, lsn))
     log.debug('re-check: rows gone or out of the predicate since their page was read', {
       mapping: m.name,
       rows: stale.length,
@@ -332,7 +302,7 @@ export async function copy(
   // Page n+1 is read while page n is decoded and written, and the snapshot LSN of page n+2 is taken meanwhile (any
   // LSN taken before a page's read can version it), so the loop waits for PostgreSQL as little as possible. A page
   // is recorded in the journal of pages in flight while its first batch is decoded, and written only after that.
-  const limit = pageRows(batchSize)
+  const limit = pageRows(batchSize, tenants)
   let nextLsn = later(pageLsn(sql, log))
   let recording: Promise<string> = Promise.resolve('')
   const fetch = (after: readonly string[] | undefined): Promise<ReadPage> => {
@@ -361,7 +331,8 @@ export async function copy(
       stopped = !last && !!opts.signal?.aborted
       fetching = last || stopped ? undefined : fetch(lastKeyOf(plan, raw.rows))
       if (!raw.rows.length) continue
-      const written = await writePage(raw)
+      const namespaces = new Map<string, string>()
+      const written = await writePage(raw, namespaces)
       const page: WrittenPage = {
         lsn: raw.lsn,
         keys: raw.keys!,
@@ -369,6 +340,7 @@ export async function copy(
         count: raw.rows.length,
         lastKey: lastKeyOf(plan, raw.rows),
         pageId: await raw.recorded!,
+        ...(tenants ? { namespaces } : {}),
       }
       ordered = finish(page, written, ordered)
       finishing.push(ordered)
@@ -382,6 +354,7 @@ export async function copy(
     progress?.stop()
   }
   stats.ms = Date.now() - started
+  if (tenants) stats.pool = tenantCtx.peaks
   if (stopped) return { outcome: 'stopped', ...stats }
   const [{ n }] = await sql.unsafe<{ n: number }[]>(plan.nullIdSql)
   stats.nullIds = n

@@ -1,0 +1,162 @@
+// The page writer of a tenant mapping's backfill (`[target] namespace = "docs_{workspace_id}"`): a page's rows go
+// to many namespaces, gathered in a bounded pool of open namespace batches (namespace-batches.ts) and written in
+// parallel, each namespace paced by its own write budget in the sink, all through the one write path
+// (pipeline/writer.ts writeIntents). Every batch of the page has landed when the page is done, so the page
+// checkpoint means what it means for one namespace. The namespace of each row written is kept with the page (by row
+// key) for its re-check: a row deleted meanwhile is deleted from the namespace it was written to.
+import { setImmediate } from 'node:timers'
+import type { AdaptiveLimit } from '../concurrency.ts'
+import type { DeadLetter } from '../postgres/dlq.ts'
+import type { Intent } from '../pipeline/changes.ts'
+import { rowNamespace } from '../pipeline/row-namespace.ts'
+import {
+  emptySummary,
+  type RouteRuntime,
+  sweepRacedRows,
+  writeIntents,
+  type WriterDeps,
+  type WriteSummary,
+} from '../pipeline/writer.ts'
+import { deleteIntent } from '../pipeline/row-identity.ts'
+import { placeholderValues } from '../pipeline/tenant-values.ts'
+import type { Mapping } from '../config/load.ts'
+import { listMappingNamespaces } from '../turbopuffer/mapping-namespaces.ts'
+import type { Sink } from '../turbopuffer/types.ts'
+import type { Id, Row } from '../types.ts'
+import type { CopyRow } from '../postgres/copy-text.ts'
+import { decodePage } from '../source/mod.ts'
+import { NamespaceBatches, type PoolPeaks } from './namespace-batches.ts'
+import { batchIntents, type PageIntentsCtx } from './page-intents.ts'
+
+/** namespace batches gathering rows at once, at most (README, "Operating tenant mappings") */
+export const DEFAULT_OPEN_NAMESPACES = 1000
+/** rows decoded per turn of the event loop given to reading the socket */
+const ROWS_PER_YIELD = 250
+/** the pool key of rows without a valid namespace: the writer dead-letters them with rowNamespace's message */
+const NO_NAMESPACE = '\0'
+
+export interface TenantPoolOptions {
+  /** open namespace batches at most (default DEFAULT_OPEN_NAMESPACES) */
+  maxOpen?: number
+  /** rows in open batches at most (default: a page) */
+  maxRows?: number
+}
+
+export interface TenantPageCtx extends PageIntentsCtx {
+  batchSize: number
+  /** namespace batches written at once (AIMD: halved on 429) */
+  limit: AdaptiveLimit
+  writer: WriterDeps
+  pool?: TenantPoolOptions
+  /** the pool's high-water marks, kept across pages */
+  peaks: PoolPeaks
+}
+
+/**
+ * Decodes and writes one page of a tenant mapping; resolves once every row of it landed (or was dead-lettered).
+ * `namespaces` gets each written row's namespace by row key (String of its document id).
+ */
+export async function writeTenantPage(
+  ctx: TenantPageCtx,
+  lsn: bigint,
+  values: CopyRow[],
+  recorded: Promise<unknown> | undefined,
+  namespaces: Map<string, string>,
+): Promise<WriteSummary> {
+  const { batchSize, plan, m } = ctx
+  const written = emptySummary()
+  const add = (s: WriteSummary) => {
+    written.upserted += s.upserted
+    written.deleted += s.deleted
+    written.skipped += s.skipped
+    written.deadLettered += s.deadLettered
+    written.typeConflicts += s.typeConflicts
+  }
+  const pool = new NamespaceBatches<Intent>({
+    batchSize,
+    maxOpen: ctx.pool?.maxOpen ?? DEFAULT_OPEN_NAMESPACES,
+    maxRows: ctx.pool?.maxRows ?? Math.max(batchSize, values.length),
+    limit: ctx.limit,
+    write: async (_namespace, intents) => add(await writeIntents(intents, [], ctx.writer)),
+  })
+  const dead: DeadLetter[] = []
+  // nothing is written before the page is in the journal of pages in flight
+  await recorded
+  try {
+    for (let start = 0; start < values.length; start += batchSize) {
+      // let the socket be read between batches (see copy.ts writePage)
+      for (let n = Math.min(batchSize, values.length - start); n > 0; n -= ROWS_PER_YIELD) {
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+      const batch = batchIntents(ctx, decodePage(plan, lsn, values.slice(start, start + batchSize)))
+      dead.push(...batch.dead)
+      for (const intent of batch.intents) {
+        const ns = rowNamespace(m, intent.event.new, intent.id)
+        if (ns.ok) namespaces.set(String(intent.id), ns.namespace)
+        await pool.add(ns.ok ? ns.namespace : NO_NAMESPACE, intent)
+      }
+    }
+    await pool.drain()
+  } catch (e) {
+    await pool.settle()
+    throw e
+  } finally {
+    const p = pool.peaks
+    ctx.peaks.open = Math.max(ctx.peaks.open, p.open)
+    ctx.peaks.rows = Math.max(ctx.peaks.rows, p.rows)
+    ctx.peaks.inFlight = Math.max(ctx.peaks.inFlight, p.inFlight)
+  }
+  if (dead.length) add(await writeIntents([], dead, ctx.writer))
+  return written
+}
+
+/** A row of a re-checked page: its document id and its id columns (from the page's key texts). */
+export interface CheckedRow {
+  id: Id
+  key: Row
+}
+
+/**
+ * Where the re-check of a tenant page looks for a row: the namespace the page wrote it to, or, for a page an
+ * interrupted run wrote (its namespaces were not kept), every namespace of the mapping.
+ */
+export class TenantPlaces {
+  #all: Promise<string[]> | undefined
+
+  constructor(private readonly m: Mapping, private readonly sink: Sink) {}
+
+  async of(rowKey: string, written: Map<string, string> | undefined): Promise<string[]> {
+    const ns = written?.get(rowKey)
+    if (ns !== undefined) return [ns]
+    if (written) return [] // not written by this page (a dead letter): nothing to undo
+    this.#all ??= listMappingNamespaces(this.sink, this.m)
+    return await this.#all
+  }
+
+  /**
+   * The deletes of rows gone since their page was read, each aimed at its namespace through the one write path
+   * (the delete carries the placeholder values that render the namespace: pipeline/tenant-values.ts).
+   */
+  async deletes(route: RouteRuntime, rows: CheckedRow[], lsn: bigint, written?: Map<string, string>) {
+    const template = this.m.namespaceTemplate!
+    const out: Intent[] = []
+    for (const { id, key } of rows) {
+      for (const ns of await this.of(String(id), written)) {
+        const values = placeholderValues(template, ns)
+        if (values) out.push(deleteIntent(route, id, { ...key, ...values }, lsn))
+      }
+    }
+    return out
+  }
+
+  /** Row-documents mode: sweepRacedRows in each namespace the page's rows went to. */
+  async sweep(rowKeys: string[], version: string, written?: Map<string, string>): Promise<number> {
+    const byNamespace = new Map<string, string[]>()
+    for (const key of rowKeys) {
+      for (const ns of await this.of(key, written)) byNamespace.set(ns, [...byNamespace.get(ns) ?? [], key])
+    }
+    let swept = 0
+    for (const [ns, keys] of byNamespace) swept += await sweepRacedRows(this.sink, ns, keys, version)
+    return swept
+  }
+}
