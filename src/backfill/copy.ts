@@ -65,8 +65,11 @@ const WRITES_IN_FLIGHT = 4
  * batch small and paced by its own namespace's budget, so many more requests may be in flight (AIMD-halved on 429s)
  */
 const TENANT_WRITES_IN_FLIGHT = 64
-/** rows a tenant mapping's page aims at: more rows a tenant per page, fuller batches (the pool holds one page) */
-const TENANT_PAGE_ROWS = 50_000
+/**
+ * batches a tenant mapping's page holds: a page's rows spread over the tenants, so a tenant gets a full batch in a page
+ * only when the page has many batches (the pool holds at most one page of rows)
+ */
+const TENANT_BATCHES_PER_PAGE = 50
 /** written pages whose re-check may be in flight at once (each holds only its key texts) */
 const MAX_RECHECKS = 4
 /** rows decoded per turn of the event loop given to reading the socket (see writePage) */
@@ -74,10 +77,10 @@ const ROWS_PER_YIELD = 250
 
 /**
  * Rows per keyset page for a batch size: a whole number of batches, about PAGE_ROWS, 1 to MAX_BATCHES_PER_PAGE; for a
- * tenant mapping (`tenants`), about TENANT_PAGE_ROWS.
+ * tenant mapping (`tenants`), TENANT_BATCHES_PER_PAGE batches.
  */
 export function pageRows(batchSize: number, tenants = false): number {
-  if (tenants) return batchSize * Math.max(1, Math.floor(TENANT_PAGE_ROWS / batchSize))
+  if (tenants) return batchSize * TENANT_BATCHES_PER_PAGE
   return batchSize * Math.max(1, Math.min(MAX_BATCHES_PER_PAGE, Math.floor(PAGE_ROWS / batchSize)))
 }
 

@@ -8,7 +8,7 @@ import { setImmediate } from 'node:timers'
 import type { AdaptiveLimit } from '../concurrency.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
 import type { Intent } from '../pipeline/changes.ts'
-import { rowNamespace } from '../pipeline/row-namespace.ts'
+import { intentNamespace } from '../pipeline/intent-namespace.ts'
 import {
   emptySummary,
   type RouteRuntime,
@@ -63,7 +63,7 @@ export async function writeTenantPage(
   recorded: Promise<unknown> | undefined,
   namespaces: Map<string, string>,
 ): Promise<WriteSummary> {
-  const { batchSize, plan, m } = ctx
+  const { batchSize, plan } = ctx
   const written = emptySummary()
   const add = (s: WriteSummary) => {
     written.upserted += s.upserted
@@ -91,7 +91,7 @@ export async function writeTenantPage(
       const batch = batchIntents(ctx, decodePage(plan, lsn, values.slice(start, start + batchSize)))
       dead.push(...batch.dead)
       for (const intent of batch.intents) {
-        const ns = rowNamespace(m, intent.event.new, intent.id)
+        const ns = intentNamespace(intent)
         if (ns.ok) namespaces.set(String(intent.id), ns.namespace)
         await pool.add(ns.ok ? ns.namespace : NO_NAMESPACE, intent)
       }
