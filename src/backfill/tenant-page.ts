@@ -6,9 +6,9 @@
 // key) for its re-check: a row deleted meanwhile is deleted from the namespace it was written to.
 import { setImmediate } from 'node:timers'
 import type { AdaptiveLimit } from '../concurrency.ts'
-import type { DeadLetter } from '../postgres/dlq.ts'
 import type { Intent } from '../pipeline/changes.ts'
-import { intentNamespace } from '../pipeline/intent-namespace.ts'
+import { rowNamespace } from '../pipeline/row-namespace.ts'
+import { decodeValue } from '../postgres/values.ts'
 import {
   emptySummary,
   type RouteRuntime,
@@ -24,7 +24,7 @@ import { listMappingNamespaces } from '../turbopuffer/mapping-namespaces.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import type { Id, Row } from '../types.ts'
 import type { CopyRow } from '../postgres/copy-text.ts'
-import { decodePage } from '../source/mod.ts'
+import { decodePage, type ReadPlan } from '../source/mod.ts'
 import { NamespaceBatches, type PoolPeaks } from './namespace-batches.ts'
 import { batchIntents, type PageIntentsCtx } from './page-intents.ts'
 
@@ -53,8 +53,10 @@ export interface TenantPageCtx extends PageIntentsCtx {
 }
 
 /**
- * Decodes and writes one page of a tenant mapping; resolves once every row of it landed (or was dead-lettered).
- * `namespaces` gets each written row's namespace by row key (String of its document id).
+ * Writes one page of a tenant mapping; resolves once every row of it landed (or was dead-lettered). A row is routed
+ * by its placeholder columns alone, decoded as the whole row will be; the pool holds the page's rows as read (no
+ * copy), and each namespace batch is decoded only when it is written, so a page's decoded rows are never all in
+ * memory at once. `namespaces` gets each written row's namespace by row key (String of its document id).
  */
 export async function writeTenantPage(
   ctx: TenantPageCtx,
@@ -63,7 +65,7 @@ export async function writeTenantPage(
   recorded: Promise<unknown> | undefined,
   namespaces: Map<string, string>,
 ): Promise<WriteSummary> {
-  const { batchSize, plan } = ctx
+  const { batchSize, plan, m } = ctx
   const written = emptySummary()
   const add = (s: WriteSummary) => {
     written.upserted += s.upserted
@@ -72,29 +74,35 @@ export async function writeTenantPage(
     written.deadLettered += s.deadLettered
     written.typeConflicts += s.typeConflicts
   }
-  const pool = new NamespaceBatches<Intent>({
+  const pool = new NamespaceBatches<CopyRow>({
     batchSize,
     maxOpen: ctx.pool?.maxOpen ?? DEFAULT_OPEN_NAMESPACES,
     maxRows: ctx.pool?.maxRows ?? Math.max(batchSize, values.length),
     limit: ctx.limit,
-    write: async (_namespace, intents) => add(await writeIntents(intents, [], ctx.writer)),
+    write: async (namespace, rows) => {
+      // decoded now, as the stream decodes: a row that cannot be is a dead letter, written with the batch
+      const { intents, dead } = batchIntents(ctx, decodePage(plan, lsn, rows))
+      if (namespace !== NO_NAMESPACE) { for (const i of intents) namespaces.set(String(i.id), namespace) }
+      add(await writeIntents(intents, dead, ctx.writer))
+    },
   })
-  const dead: DeadLetter[] = []
+  const route = placeholderColumns(plan, m)
   // nothing is written before the page is in the journal of pages in flight
   await recorded
   try {
-    for (let start = 0; start < values.length; start += batchSize) {
-      // let the socket be read between batches (see copy.ts writePage)
-      for (let n = Math.min(batchSize, values.length - start); n > 0; n -= ROWS_PER_YIELD) {
-        await new Promise((resolve) => setImmediate(resolve))
+    for (let i = 0; i < values.length; i++) {
+      // let the socket be read while the page is routed (see copy.ts writePage)
+      if (i % ROWS_PER_YIELD === 0) await new Promise((resolve) => setImmediate(resolve))
+      const probe: Row = {}
+      let ns: string = NO_NAMESPACE
+      try {
+        for (const c of route) probe[c.name] = decodeValue(values[i][c.index], c.typeOid, c.typeName)
+        const at = rowNamespace(m, probe)
+        if (at.ok) ns = at.namespace
+      } catch {
+        // a placeholder that cannot be decoded: the batch's decode dead-letters the row with the reason
       }
-      const batch = batchIntents(ctx, decodePage(plan, lsn, values.slice(start, start + batchSize)))
-      dead.push(...batch.dead)
-      for (const intent of batch.intents) {
-        const ns = intentNamespace(intent)
-        if (ns.ok) namespaces.set(String(intent.id), ns.namespace)
-        await pool.add(ns.ok ? ns.namespace : NO_NAMESPACE, intent)
-      }
+      await pool.add(ns, values[i])
     }
     await pool.drain()
   } catch (e) {
@@ -106,8 +114,18 @@ export async function writeTenantPage(
     ctx.peaks.rows = Math.max(ctx.peaks.rows, p.rows)
     ctx.peaks.inFlight = Math.max(ctx.peaks.inFlight, p.inFlight)
   }
-  if (dead.length) add(await writeIntents([], dead, ctx.writer))
   return written
+}
+
+/** The page columns a tenant mapping's template reads, with their positions in a page's rows. */
+function placeholderColumns(plan: ReadPlan, m: Mapping) {
+  return (m.namespaceTemplate?.columns ?? []).map((name) => {
+    const index = plan.columns.findIndex((c) => c.name === name)
+    // config checks that the template's columns are read (checkTemplateColumns): not reached
+    if (index < 0) throw new Error(`mapping ${m.name}: the namespace's {${name}} is not a column the backfill reads`)
+    const c = plan.columns[index]
+    return { name, index, typeOid: c.typeOid, typeName: c.typeName }
+  })
 }
 
 /** A row of a re-checked page: its document id and its id columns (from the page's key texts). */
