@@ -1,10 +1,10 @@
 // The pool of open namespace batches a tenant backfill writes through (src/backfill/namespace-batches.ts), and the
-// way back from a tenant namespace to the values that render it (src/pipeline/tenant-values.ts).
+// namespace `verify --tenant` names (src/pipeline/tenant-values.ts).
 import { describe, expect, test } from 'bun:test'
 import { AdaptiveLimit } from '../src/concurrency.ts'
 import { NamespaceBatches } from '../src/backfill/namespace-batches.ts'
 import { parseNamespaceTemplate } from '../src/config/row-documents.ts'
-import { placeholderValues, tenantNamespace } from '../src/pipeline/tenant-values.ts'
+import { tenantNamespace } from '../src/pipeline/tenant-values.ts'
 
 describe('NamespaceBatches', () => {
   test('bounded by its open batches and rows, whatever the number of namespaces; every item written once', async () => {
@@ -71,18 +71,6 @@ describe('NamespaceBatches', () => {
 
 describe('tenant values', () => {
   const m = (text: string) => ({ name: 'm', namespace: text, namespaceTemplate: parseNamespaceTemplate(text) })
-
-  test('placeholderValues renders the namespace back, one split where several fit', () => {
-    const t = parseNamespaceTemplate('docs_{ws}')
-    expect(placeholderValues(t, 'docs_42')).toEqual({ ws: '42' })
-    expect(placeholderValues(t, 'notes_42')).toBeUndefined()
-    const two = parseNamespaceTemplate('r_{region}_{org}.v1')
-    const v = placeholderValues(two, 'r_eu_west_7.v1')!
-    expect(`r_${v.region}_${v.org}.v1`).toBe('r_eu_west_7.v1')
-    const twice = parseNamespaceTemplate('{a}_x_{a}')
-    expect(placeholderValues(twice, '1_x_1')).toEqual({ a: '1' })
-    expect(placeholderValues(twice, '1_x_2')).toBeUndefined()
-  })
 
   test('--tenant: a value, or column=value pairs; errors name the flag', () => {
     expect(tenantNamespace(m('docs_{ws}'), '7')).toBe('docs_7')

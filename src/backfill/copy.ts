@@ -18,9 +18,10 @@ import type { Config, Mapping } from '../config/load.ts'
 import { formatLsn, parseLsn } from '../postgres/lsn.ts'
 import type { Intent } from '../pipeline/changes.ts'
 import { deleteIntent, keyRow, rowDocId } from '../pipeline/row-identity.ts'
-import { emptySummary, type RouteRuntime, sweepRacedRows, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
+import { emptySummary, type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
 import { encodeVersion } from '../types.ts'
+import { notePageNamespaces, pageRowNamespaces, placeDelete, type Routed, sweepPage } from './tenant-pages.ts'
 import {
   type BackfillRecord,
   finishBackfill,
@@ -45,7 +46,7 @@ import {
 import type { CopyRow } from '../postgres/copy-text.ts'
 import { createProgress, formatCount } from './progress.ts'
 import { batchIntents } from './page-intents.ts'
-import { TenantPlaces, writeTenantPage } from './tenant-page.ts'
+import { writeTenantPage } from './tenant-page.ts'
 import { isTenantMapping } from '../pipeline/row-namespace.ts'
 import type { BackfillCtx, BackfillOptions, BackfillResult, BackfillStats } from './options.ts'
 
@@ -92,13 +93,10 @@ function dedupeByKey(plan: ReadPlan, rows: CopyRow[]): CopyRow[] {
 }
 
 /** What is kept of a page once it is written (not its rows): for its re-check and its checkpoint. */
-type WrittenPage = RecheckedPage & Pick<Page, 'count' | 'lastKey'> & {
-  pageId: string
-  namespaces?: Map<string, string>
-}
+type WrittenPage = RecheckedPage & Pick<Page, 'count' | 'lastKey'> & { pageId: string } & Routed
 
 /** A page as read, with its keys and its id in the journal of pages in flight (not for an empty page). */
-type ReadPage = RawPage & Partial<RecheckedPage> & { recorded?: Promise<string> }
+type ReadPage = RawPage & Partial<RecheckedPage> & { recorded?: Promise<string> } & Routed
 
 /** Swallows an unhandled rejection of a promise that is awaited later (or abandoned on an earlier failure). */
 function later<T>(p: Promise<T>): Promise<T> {
@@ -160,17 +158,17 @@ export async function copy(
     pool: opts.tenantPool,
     peaks: { open: 0, rows: 0, inFlight: 0 },
   }
-  const places = tenants ? new TenantPlaces(m, sink) : undefined
 
   /**
    * Decodes and writes a page in batches, writesInFlight at once (decoded a batch at a time, so that memory holds
    * the page's texts and a few batches' rows); rows that cannot be decoded go to the DLQ. Nothing is written before
    * the page is in the journal of pages in flight.
    */
-  const writePage = async (raw: ReadPage, namespaces: Map<string, string>): Promise<WriteSummary> => {
+  const writePage = async (raw: ReadPage): Promise<WriteSummary> => {
     // without a unique index two rows can share an id; one write per id (the last one read)
     const values = plan.keyIndexed ? raw.rows : dedupeByKey(plan, raw.rows)
-    if (tenants) return await writeTenantPage(tenantCtx, raw.lsn, values, raw.recorded, namespaces)
+    // a tenant mapping: where each row went is noted for the page's re-check (tenant-pages.ts)
+    if (tenants) return await writeTenantPage(tenantCtx, raw.lsn, values, raw.recorded, raw.namespaces ??= new Map())
     const starts: number[] = []
     for (let i = 0; i < values.length; i += batchSize) starts.push(i)
     const written = emptySummary()
@@ -195,32 +193,25 @@ export async function copy(
   }
 
   /** Deletes the rows of a written page that went away (or left the predicate) since it was read. */
-  const recheck = async (page: RecheckedPage & Pick<WrittenPage, 'namespaces'>): Promise<WriteSummary | undefined> => {
+  const recheck = async (page: RecheckedPage & Routed): Promise<WriteSummary | undefined> => {
+    const whereOf = await pageRowNamespaces(sink, m, page.namespaces)
     if (rowDocumentsMode(m)) {
       // chunks the stream's newer version of a row lacks, written by this page after it (invariant 11)
-      const keys = page.keys[0]?.map((_k, i) =>
-        rowDocId(m, keyRow(keyColumns, m.idColumns, page.keys.map((k) => k[i])))
-      )
-        .flatMap((id) => id === undefined ? [] : [String(id)]) ?? []
-      const version = encodeVersion(page.lsn, 0)
-      const swept = places
-        ? await places.sweep(keys, version, page.namespaces)
-        : await sweepRacedRows(deps.sink, m.namespace, keys, version)
+      const ids = page.keys[0]?.map((_k, i) => rowDocId(m, keyRow(keyColumns, m.idColumns, page.keys.map((k) => k[i]))))
+        .flatMap((id) => id === undefined ? [] : [id]) ?? []
+      const swept = await sweepPage(deps.sink, ids, whereOf, encodeVersion(page.lsn, 0))
       if (swept) log.debug('re-check: stale chunks of rows the stream rewrote meanwhile removed', { rows: swept })
     }
     const { lsn, stale } = await recheckPage(sql, plan, page, log)
     if (!stale.length) return undefined
-    const gone = stale.flatMap((i) => {
+    const intents: Intent[] = stale.flatMap((i) => {
       // from the key texts: the page's rows are not kept once written
-      const key = keyRow(keyColumns, m.idColumns, page.keys.map((k) => k[i]))
-      // undefined for a row that never had a document (a negative integer id): nothing to delete
-      const id = rowDocId(m, key)
-      return id === undefined ? [] : [{ id, key }]
+      const old = keyRow(keyColumns, m.idColumns, page.keys.map((k) => k[i]))
+      // undefined for a row that never had a document (a negative integer id): nothing to delete; a tenant's row is
+      // deleted where the page wrote it (after a crash: wherever it may be)
+      const id = rowDocId(m, old)
+      return id === undefined ? [] : placeDelete(m, deleteIntent(route, id, old, lsn), whereOf(id))
     })
-    // a tenant's row: deleted from the namespace the page wrote it to
-    const intents: Intent[] = places
-      ? await places.deletes(route, gone, lsn, page.namespaces)
-      : gone.map(({ id, key }) => deleteIntent(route, id, key, lsn))
     log.debug('re-check: rows gone or out of the predicate since their page was read', {
       mapping: m.name,
       rows: stale.length,
@@ -334,16 +325,15 @@ export async function copy(
       stopped = !last && !!opts.signal?.aborted
       fetching = last || stopped ? undefined : fetch(lastKeyOf(plan, raw.rows))
       if (!raw.rows.length) continue
-      const namespaces = new Map<string, string>()
-      const written = await writePage(raw, namespaces)
+      const written = await writePage(raw)
       const page: WrittenPage = {
+        namespaces: raw.namespaces,
         lsn: raw.lsn,
         keys: raw.keys!,
         literals: raw.literals,
         count: raw.rows.length,
         lastKey: lastKeyOf(plan, raw.rows),
         pageId: await raw.recorded!,
-        ...(tenants ? { namespaces } : {}),
       }
       ordered = finish(page, written, ordered)
       finishing.push(ordered)

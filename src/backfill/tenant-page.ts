@@ -2,31 +2,20 @@
 // to many namespaces, gathered in a bounded pool of open namespace batches (namespace-batches.ts) and written in
 // parallel, each namespace paced by its own write budget in the sink, all through the one write path
 // (pipeline/writer.ts writeIntents). Every batch of the page has landed when the page is done, so the page
-// checkpoint means what it means for one namespace. The namespace of each row written is kept with the page (by row
-// key) for its re-check: a row deleted meanwhile is deleted from the namespace it was written to.
+// checkpoint means what it means for one namespace. The namespace of each row written is noted with the page
+// (tenant-pages.ts) for its re-check: a row deleted meanwhile is deleted from the namespace it was written to.
 import { setImmediate } from 'node:timers'
 import type { AdaptiveLimit } from '../concurrency.ts'
-import type { Intent } from '../pipeline/changes.ts'
 import { rowNamespace } from '../pipeline/row-namespace.ts'
 import { decodeValue } from '../postgres/values.ts'
-import {
-  emptySummary,
-  type RouteRuntime,
-  sweepRacedRows,
-  writeIntents,
-  type WriterDeps,
-  type WriteSummary,
-} from '../pipeline/writer.ts'
-import { deleteIntent } from '../pipeline/row-identity.ts'
-import { placeholderValues } from '../pipeline/tenant-values.ts'
+import { emptySummary, writeIntents, type WriterDeps, type WriteSummary } from '../pipeline/writer.ts'
 import type { Mapping } from '../config/load.ts'
-import { listMappingNamespaces } from '../turbopuffer/mapping-namespaces.ts'
-import type { Sink } from '../turbopuffer/types.ts'
-import type { Id, Row } from '../types.ts'
+import type { Row } from '../types.ts'
 import type { CopyRow } from '../postgres/copy-text.ts'
 import { decodePage, type ReadPlan } from '../source/mod.ts'
 import { NamespaceBatches, type PoolPeaks } from './namespace-batches.ts'
 import { batchIntents, type PageIntentsCtx } from './page-intents.ts'
+import { notePageNamespaces } from './tenant-pages.ts'
 
 /** namespace batches gathering rows at once, at most (README, "Operating tenant mappings") */
 export const DEFAULT_OPEN_NAMESPACES = 1000
@@ -56,7 +45,7 @@ export interface TenantPageCtx extends PageIntentsCtx {
  * Writes one page of a tenant mapping; resolves once every row of it landed (or was dead-lettered). A row is routed
  * by its placeholder columns alone, decoded as the whole row will be; the pool holds the page's rows as read (no
  * copy), and each namespace batch is decoded only when it is written, so a page's decoded rows are never all in
- * memory at once. `namespaces` gets each written row's namespace by row key (String of its document id).
+ * memory at once. `namespaces` gets each written row's namespace (tenant-pages.ts notePageNamespaces).
  */
 export async function writeTenantPage(
   ctx: TenantPageCtx,
@@ -82,7 +71,7 @@ export async function writeTenantPage(
     write: async (namespace, rows) => {
       // decoded now, as the stream decodes: a row that cannot be is a dead letter, written with the batch
       const { intents, dead } = batchIntents(ctx, decodePage(plan, lsn, rows))
-      if (namespace !== NO_NAMESPACE) { for (const i of intents) namespaces.set(String(i.id), namespace) }
+      notePageNamespaces(intents, namespaces)
       add(await writeIntents(intents, dead, ctx.writer))
     },
   })
@@ -126,55 +115,4 @@ function placeholderColumns(plan: ReadPlan, m: Mapping) {
     const c = plan.columns[index]
     return { name, index, typeOid: c.typeOid, typeName: c.typeName }
   })
-}
-
-/** A row of a re-checked page: its document id and its id columns (from the page's key texts). */
-export interface CheckedRow {
-  id: Id
-  key: Row
-}
-
-/**
- * Where the re-check of a tenant page looks for a row: the namespace the page wrote it to, or, for a page an
- * interrupted run wrote (its namespaces were not kept), every namespace of the mapping.
- */
-export class TenantPlaces {
-  #all: Promise<string[]> | undefined
-
-  constructor(private readonly m: Mapping, private readonly sink: Sink) {}
-
-  async of(rowKey: string, written: Map<string, string> | undefined): Promise<string[]> {
-    const ns = written?.get(rowKey)
-    if (ns !== undefined) return [ns]
-    if (written) return [] // not written by this page (a dead letter): nothing to undo
-    this.#all ??= listMappingNamespaces(this.sink, this.m)
-    return await this.#all
-  }
-
-  /**
-   * The deletes of rows gone since their page was read, each aimed at its namespace through the one write path
-   * (the delete carries the placeholder values that render the namespace: pipeline/tenant-values.ts).
-   */
-  async deletes(route: RouteRuntime, rows: CheckedRow[], lsn: bigint, written?: Map<string, string>) {
-    const template = this.m.namespaceTemplate!
-    const out: Intent[] = []
-    for (const { id, key } of rows) {
-      for (const ns of await this.of(String(id), written)) {
-        const values = placeholderValues(template, ns)
-        if (values) out.push(deleteIntent(route, id, { ...key, ...values }, lsn))
-      }
-    }
-    return out
-  }
-
-  /** Row-documents mode: sweepRacedRows in each namespace the page's rows went to. */
-  async sweep(rowKeys: string[], version: string, written?: Map<string, string>): Promise<number> {
-    const byNamespace = new Map<string, string[]>()
-    for (const key of rowKeys) {
-      for (const ns of await this.of(key, written)) byNamespace.set(ns, [...byNamespace.get(ns) ?? [], key])
-    }
-    let swept = 0
-    for (const [ns, keys] of byNamespace) swept += await sweepRacedRows(this.sink, ns, keys, version)
-    return swept
-  }
 }

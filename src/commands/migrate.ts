@@ -5,7 +5,7 @@ import type postgres from 'postgres'
 import type { Config, Mapping } from '../config/load.ts'
 import { ConfigError } from '../config/errors.ts'
 import { connect, qualified } from '../postgres/connect.ts'
-import { tableByOid, tableInfo } from '../source/mod.ts'
+import { tableByOid, type TableInfo, tableInfo } from '../source/mod.ts'
 import { publicationChange, publicationTables, viaRootChange } from '../postgres/publication.ts'
 import { configSelection } from '../config/selection.ts'
 import {
@@ -29,6 +29,8 @@ Applies the migration files in puffgres/migrations/ to the source database:
   - creates the __puffgres_* state tables
   - records each new migration with a content hash (an applied file must not be edited: add a new version)
   - checks each membership predicate against the column types exactly as \`run\` and \`backfill\` do
+  - a namespace per tenant (namespace = "docs_{workspace_id}"): refuses placeholder columns the table's REPLICA
+    IDENTITY does not hold (a delete or a move must name the namespace the row leaves), and says how to fix it
   - creates or updates the publication the stream uses (default puffgres_pub), publishing partitioned tables
     through their root (publish_via_partition_root = true; an existing publication is switched over)
 Warns where a table's REPLICA IDENTITY cannot give puffgres the id of updated or deleted rows, where a mapping needs
@@ -84,7 +86,8 @@ export async function planMigrate(config: Config, sql: postgres.Sql): Promise<Mi
     if (!a) {
       toRecord.push(m)
       steps.push(
-        `apply ${m.name} v${m.version} (${m.file}): ${m.schema}.${m.table} → namespace ${m.namespace}`,
+        `apply ${m.name} v${m.version} (${m.file}): ${m.schema}.${m.table} → namespace ${m.namespace}` +
+          (m.namespaceTemplate ? ` (a namespace per ${m.namespaceTemplate.columns.join(', ')})` : ''),
       )
     } else if (a.hash !== m.hash) {
       throw new MigrateError(
@@ -156,6 +159,7 @@ async function checkMapping(sql: postgres.Sql, m: Mapping, warnings: string[]) {
       throw new MigrateError(`${m.file}: mapping.transform: ${(e as Error).message}`)
     }
   }
+  checkTenantColumns(m, t)
   const shape = await tableByOid(sql, t.oid)
   if (shape) warnings.push(...migrateWarnings(m, shape))
   const covered = m.idColumns.every((c) => t.identityColumns.includes(c))
@@ -170,6 +174,30 @@ async function checkMapping(sql: postgres.Sql, m: Mapping, warnings: string[]) {
           `run: ${fix}`,
     )
   }
+}
+
+/**
+ * A namespace per tenant: the placeholder columns exist, and the replica identity holds them, so that a delete names
+ * the row's namespace and an update that moves the row names the one it leaves (issue 24). Refused otherwise: a move
+ * would leave a copy in the old tenant's namespace, a delete would leave the document.
+ */
+function checkTenantColumns(m: Mapping, t: TableInfo) {
+  const columns = m.namespaceTemplate?.columns ?? []
+  for (const c of columns) {
+    if (!t.columns.some((col) => col.name === c)) {
+      throw new MigrateError(`${m.file}: target.namespace: {${c}} is not a column of ${m.schema}.${m.table}`)
+    }
+  }
+  const outside = columns.filter((c) => !t.identityColumns.includes(c))
+  if (!outside.length) return
+  const table = qualified(m.schema, m.table)
+  throw new MigrateError(
+    `${m.file}: target.namespace "${m.namespace}": ${outside.join(', ')} ${outside.length > 1 ? 'are' : 'is'} not ` +
+      `in the replica identity of ${m.schema}.${m.table} (${t.identityColumns.join(', ') || 'none'}), so a delete ` +
+      `or a move between tenants cannot name the namespace the row leaves; run: ALTER TABLE ${table} REPLICA ` +
+      `IDENTITY FULL (or a unique index on ${[...m.idColumns, ...outside].join(', ')}, then ALTER TABLE ${table} ` +
+      `REPLICA IDENTITY USING INDEX <index>)`,
+  )
 }
 
 /** Applies the plan in one transaction; `keep`: an older version that stays live beside its new one (reindex). */

@@ -5,7 +5,9 @@ import type { Config } from '../config/load.ts'
 import { currentStateIntents, eventKeyTexts, recheckWritten, rowDocId } from '../pipeline/row-identity.ts'
 import { sweepRacedRows, writeIntents } from '../pipeline/writer.ts'
 import { rowDocumentsMode } from '../config/row-documents.ts'
-import type { Intent } from '../pipeline/changes.ts'
+import { type Intent, LEAVE_NAMESPACES } from '../pipeline/changes.ts'
+import { intentNamespace } from '../pipeline/intent-namespace.ts'
+import { NAMESPACE_NAME } from '../config/row-documents.ts'
 import type { DeadLetter, DlqEntry } from '../postgres/dlq.ts'
 import { deleteDeadLetters, recordRetryFailure } from '../postgres/dlq.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
@@ -29,6 +31,12 @@ function eventRow(entry: DlqEntry): Row | undefined {
   const e = entry.event as { new?: unknown; old?: unknown; key?: unknown } | null
   for (const r of [e?.new, e?.old, e?.key]) if (r && typeof r === 'object' && !Array.isArray(r)) return r as Row
   return undefined
+}
+
+/** The namespaces a dead-lettered tenant move had to leave, as its event recorded them (LEAVE_NAMESPACES). */
+function leftNamespaces(entry: DlqEntry): string[] {
+  const list = (entry.event as Record<string, unknown> | null)?.[LEAVE_NAMESPACES]
+  return Array.isArray(list) ? list.filter((n): n is string => typeof n === 'string' && NAMESPACE_NAME.test(n)) : []
 }
 
 /**
@@ -103,6 +111,9 @@ async function retryOne(
     throw err
   }
   if (!intent) return await fail(unreadable[0]?.error ?? 'cannot retry: the row cannot be read')
+  // a tenant move's dead letter: the row leaves the namespace it moved out of first (pipeline/intent-namespace.ts)
+  const leave = leftNamespaces(entry)
+  if (leave.length) intent.leave = leave
   const dead: DeadLetter[] = []
   let summary
   const deps = { sink, sql, log }
@@ -110,7 +121,8 @@ async function retryOne(
     summary = await writeIntents([intent], dead, deps)
     if (intent.kind === 'upsert' && !summary.deadLettered && rowDocumentsMode(rt.mapping)) {
       // chunks a newer version of the row, streamed before this write landed, lacks (docs/ARCHITECTURE.md, invariant 11)
-      await sweepRacedRows(sink, rt.mapping.namespace, [String(intent.id)], intent.version)
+      const at = intentNamespace(intent)
+      if (at.ok) await sweepRacedRows(sink, at.namespace, [String(intent.id)], intent.version)
     }
     // the row may have been deleted while it was transformed and its streamed delete applied before this upsert
     // (an embedding call takes seconds): look again, and delete what is gone (docs/ARCHITECTURE.md invariant 2)

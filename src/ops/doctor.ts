@@ -177,6 +177,19 @@ async function postgresChecks(cfg: Config, sql: postgres.Sql, slot: string, add:
         `${kinds[t.replicaIdentity]}${t.replicaIdentity === 'f' ? '' : ` (${t.identityColumns.join(', ')})`}`,
       )
     }
+    if (m.namespaceTemplate) {
+      // a namespace per tenant: the template, and whether deletes and moves can name the namespace a row leaves
+      const outside = m.namespaceTemplate.columns.filter((c) => !t.identityColumns.includes(c))
+      add(
+        !outside.length,
+        `namespace per tenant ${m.name}`,
+        `"${m.namespace}"` +
+          (outside.length
+            ? `: ${outside.join(', ')} not in the replica identity: deletes and moves between tenants leave ` +
+              `documents behind; ALTER TABLE ${qualified(m.schema, m.table)} REPLICA IDENTITY FULL`
+            : ` (${m.namespaceTemplate.columns.join(', ')} in the replica identity)`),
+      )
+    }
     // the metric of the document vectors: a `vector` column the mapping reads as it is, or an embedding
     const vectorColumn = !m.transform && t.columns.some((c) => c.name === 'vector') &&
       (!m.columns || m.columns.includes('vector'))

@@ -86,7 +86,7 @@ const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOS
 
 /** Where status counts tenant mappings' namespaces (without it, they are not counted). */
 export interface StatusNamespaceOptions {
-  sink: Pick<Sink, 'listNamespaces' | 'documentCount'>
+  sink: Sink
   /** list every namespace (status --json), not only the largest */
   all?: boolean
 }

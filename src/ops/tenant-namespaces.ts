@@ -37,7 +37,7 @@ export interface TenantNamespacesOptions {
 
 /** Counts the namespaces of tenant mapping `m` and finds the largest. */
 export async function tenantNamespaces(
-  sink: Pick<Sink, 'listNamespaces' | 'documentCount'>,
+  sink: Sink,
   m: Pick<Mapping, 'namespace' | 'namespaceTemplate'>,
   opts: TenantNamespacesOptions = {},
 ): Promise<TenantNamespaces> {

@@ -8,7 +8,6 @@ import { type RouteRuntime, sweepRacedRows, writeIntents, type WriteSummary } fr
 import { currentStateIntents, deleteIntent, recheckWritten, type RowRef } from '../pipeline/row-identity.ts'
 import { idColumnsOf } from '../pipeline/docid.ts'
 import { rowNamespace } from '../pipeline/row-namespace.ts'
-import { placeholderValues } from '../pipeline/tenant-values.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
@@ -42,8 +41,8 @@ export interface Extra {
  * rows are read again (a change streamed meanwhile carries a higher version and wins), and deletes the extra ones
  * at `judged`, the position they were judged extra at: a row inserted since then is streamed with a higher version,
  * so its document is never deleted by a judgement that did not see it. Both through the stream's writer. An extra
- * document of a tenant mapping is deleted from the namespace it was found in (the delete carries the placeholder
- * values of that namespace: pipeline/tenant-values.ts), wherever its row lives now.
+ * document of a tenant mapping is deleted from the namespace it was found in (`Intent.namespace`), wherever its row
+ * lives now.
  */
 export async function repair(
   deps: VerifyDeps,
@@ -87,16 +86,12 @@ export async function repair(
     const again = await recheckWritten(route, columns, refs.filter((_r, k) => all[k]?.kind === 'upsert'), writer)
     if (again) add({ ...again, upserted: 0 })
   }
-  const intents: Intent[] = []
-  for (const e of extra) {
-    const key = idColumnsOf(e.id, m.idColumns)
-    if (!m.namespaceTemplate) intents.push(deleteIntent(route, e.id, key, judged))
-    else {
-      const values = placeholderValues(m.namespaceTemplate, e.namespace)
-      if (values) intents.push(deleteIntent(route, e.id, { ...key, ...values }, judged))
-      else log.warn('verify --repair: the template cannot name this namespace', { namespace: e.namespace })
-    }
-  }
+  // each delete aimed at the namespace the document was found in (a tenant mapping), wherever its row lives now
+  const intents = extra.map((e) => {
+    const intent = deleteIntent(route, e.id, idColumnsOf(e.id, m.idColumns), judged)
+    if (m.namespaceTemplate) intent.namespace = e.namespace
+    return intent
+  })
   for (let i = 0; i < intents.length; i += 1000) add(await writeIntents(intents.slice(i, i + 1000), [], writer))
   for (const e of rewrite) log.debug('verify --repair: rewrote', { mapping: m.name, id: e.id })
   return result

@@ -11,6 +11,7 @@ import { deadLetter } from './dead-letter.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
 import { membershipFailure } from '../membership/mod.ts'
 import type { ColumnType } from './schema.ts'
+import { rowNamespace } from './row-namespace.ts'
 
 /** What the stream knows about one mapping while it runs. */
 export interface MappingRoute {
@@ -47,6 +48,17 @@ export interface Intent {
   relid?: number
   /** the table's columns when the change was made (stream): types for the schema of the writes */
   columns?: readonly ColumnType[]
+  /**
+   * a namespace per tenant: namespaces the row must leave before this write (its old values' namespace on a tenant
+   * move, an earlier collapsed change's, a dead letter's), each a versioned delete sent first
+   * (pipeline/intent-namespace.ts)
+   */
+  leave?: string[]
+  /**
+   * the namespace written to when the row's values at hand cannot name it (backfill's re-check of a page deletes
+   * rows known by their keys, in the namespace the page wrote them to); otherwise the row's values decide
+   */
+  namespace?: string
 }
 
 /**
@@ -59,8 +71,13 @@ export function intentKeyTexts(i: Intent): (string | null)[] | undefined {
 
 /** The dead letter of an intent: its row key, its event (the document id `id` when the transform named another). */
 export function intentDeadLetter(i: Intent, error: string, id: Id = i.id): DeadLetter {
-  return deadLetter(i.route.mapping.name, i.lsn, { texts: intentKeyTexts(i), id }, i.event, error)
+  // a tenant move's old namespace goes with it: `dlq retry` sends that delete first
+  const event = i.leave?.length ? { ...i.event, [LEAVE_NAMESPACES]: i.leave } : i.event
+  return deadLetter(i.route.mapping.name, i.lsn, { texts: intentKeyTexts(i), id }, event, error)
 }
+
+/** The key of a dead letter's event holding the namespaces the row had to leave (a tenant move's old namespace). */
+export const LEAVE_NAMESPACES = 'leave_namespaces'
 
 export interface TxnPosition {
   commitLsn: bigint
@@ -181,6 +198,11 @@ export function changeIntents(
         continue
       }
       const id = docId(old, route.mapping.idColumns, route.mapping.idType === 'string')
+      const unrouted = id === undefined ? undefined : tenantNotInIdentity(rel, change.oldIsRow, route.mapping)
+      if (unrouted) {
+        failed(route, oldDecoded!, { type: 'delete', id, old }, unrouted, id)
+        continue
+      }
       if (id === undefined) {
         // a row whose id was NULL never had a document: nothing to delete
         const missing = notInIdentity(rel, change.oldIsRow, route)
@@ -217,6 +239,8 @@ export function changeIntents(
     const oldId = old && !brokenFor(route, oldDecoded!.errors, m.idColumns)
       ? docId(old, m.idColumns, stringIds)
       : undefined
+    // a tenant move: the old values name another namespace, which the row leaves first (invariant 11)
+    const leave = m.namespaceTemplate && old ? movedFrom(m, old, row) : undefined
     if (oldId !== undefined && oldId !== id) {
       // an id change, or an id set to NULL: the old document goes (the new one is written below if it can be)
       out({
@@ -249,7 +273,7 @@ export function changeIntents(
     }
     if (needsReread) {
       const e = rowEvent(type, id, rel.schema, rel.name, route.mapping.name, lsnText, row, old)
-      out({ route, id, kind: 'upsert', event: e, reread: true, keys: decoded, version, lsn, relid, columns })
+      out({ route, id, kind: 'upsert', event: e, reread: true, keys: decoded, version, lsn, relid, columns, leave })
       continue
     }
     let member: boolean
@@ -271,11 +295,12 @@ export function changeIntents(
         lsn,
         relid,
         columns,
+        leave,
       })
     } else if (type === 'update') {
       // the row left the membership predicate (or never was in it): its document must not exist
       const e = deleteEvent(id, rel.schema, rel.name, route.mapping.name, lsnText, row)
-      out({ route, id, kind: 'delete', event: e, keys: decoded, version, lsn, relid, columns })
+      out({ route, id, kind: 'delete', event: e, keys: decoded, version, lsn, relid, columns, leave })
     }
   }
 }
@@ -283,14 +308,46 @@ export function changeIntents(
 /** The table's replica identity (as its relation message flags it) holds every id column of the mapping. */
 export function identityCovers(
   rel: { columns: readonly { name: string; isKey: boolean }[] },
-  m: Pick<Mapping, 'idColumns'>,
+  m: Pick<Mapping, 'idColumns' | 'namespaceTemplate'>,
 ): boolean {
-  return m.idColumns.every((c) => rel.columns.find((col) => col.name === c)?.isKey)
+  return identityColumnsOf(m).every((c) => rel.columns.find((col) => col.name === c)?.isKey)
+}
+
+/** The columns the old values of an update or delete must carry: the id's, and a tenant template's placeholders. */
+export function identityColumnsOf(m: Pick<Mapping, 'idColumns' | 'namespaceTemplate'>): string[] {
+  const tenant = m.namespaceTemplate?.columns.filter((c) => !m.idColumns.includes(c)) ?? []
+  return tenant.length ? [...m.idColumns, ...tenant] : m.idColumns
+}
+
+/** The namespace the row's old values name, when it is not the one its new values name (a tenant move). */
+function movedFrom(m: Mapping, old: Row, row: Row): string[] | undefined {
+  const before = rowNamespace(m, old)
+  // old values that name no namespace (NULL): the row had no document to move
+  if (!before.ok) return undefined
+  const after = rowNamespace(m, row)
+  return after.ok && after.namespace === before.namespace ? undefined : [before.namespace]
+}
+
+/** Why a delete cannot find the row's tenant namespace: placeholder columns outside the replica identity. */
+function tenantNotInIdentity(rel: ChangedTable, wholeRow: boolean, m: Mapping): string | undefined {
+  if (!m.namespaceTemplate || wholeRow) return undefined
+  const outside = m.namespaceTemplate.columns.filter((c) => !rel.columns.find((col) => col.name === c)?.isKey)
+  if (!outside.length) return undefined
+  const table = `${rel.schema}.${rel.name}`
+  return `mapping ${m.name}: delete on ${table} without a value for ${outside.join(', ')} (namespace ` +
+    `"${m.namespace}"): not in the table's REPLICA IDENTITY, so the row's namespace is unknown and its document ` +
+    `stays; fix: ALTER TABLE ${table} REPLICA IDENTITY FULL (see puffgres migrate), then \`puffgres dlq retry\``
 }
 
 /** The dead letter's reason for an update whose old id the replica identity does not carry. */
 export function identityError(rel: Pick<ChangedTable, 'schema' | 'name'>, m: Mapping): string {
   const table = `${rel.schema}.${rel.name}`
+  if (m.namespaceTemplate && identityColumnsOf(m).length > m.idColumns.length) {
+    return `mapping ${m.name}: update on ${table}: the table's REPLICA IDENTITY does not include ` +
+      `${identityColumnsOf(m).join(', ')} (the id and the namespace "${m.namespace}"), so an update that changed ` +
+      `them leaves the old document; fix: ALTER TABLE ${table} REPLICA IDENTITY FULL, then ` +
+      `\`puffgres verify ${m.name} --repair\``
+  }
   return `mapping ${m.name}: update on ${table}: the table's REPLICA IDENTITY does not include id column(s) ` +
     `${m.idColumns.join(', ')}, so an update that changed the id leaves the old id's document; fix: ALTER TABLE ` +
     `${table} REPLICA IDENTITY DEFAULT (with a primary key on the id) or ALTER TABLE ${table} REPLICA IDENTITY ` +

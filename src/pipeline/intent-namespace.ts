@@ -1,6 +1,7 @@
 // Where an intent's write goes (issue 24, docs/ARCHITECTURE.md "One write of a row: one request per namespace"): an
 // upsert to the namespace of the row's new values, a delete (or a row leaving the membership) to the one of its old
-// values. A fixed namespace is the mapping's name whatever the row.
+// values; and the namespaces the row leaves first (a tenant move: its old values named another). A fixed namespace is
+// the mapping's name whatever the row.
 import type { Intent } from './changes.ts'
 import { type RowNamespace, rowNamespace } from './row-namespace.ts'
 
@@ -8,6 +9,30 @@ import { type RowNamespace, rowNamespace } from './row-namespace.ts'
 export function intentNamespace(i: Intent): RowNamespace {
   const m = i.route.mapping
   if (!m.namespaceTemplate) return { ok: true, namespace: m.namespace }
+  if (i.namespace !== undefined) return { ok: true, namespace: i.namespace }
   const row = i.kind === 'upsert' ? i.event.new : i.event.old ?? i.event.new
   return rowNamespace(m, row, i.id)
+}
+
+/**
+ * The namespaces the row leaves before this write, by a versioned delete in each: `i.leave` without the namespace
+ * written to (a row that moved back needs no delete where its replacement goes).
+ */
+export function leavingNamespaces(i: Intent, target: RowNamespace): string[] {
+  if (!i.leave?.length) return []
+  return i.leave.filter((n, k) => (!target.ok || n !== target.namespace) && i.leave!.indexOf(n) === k)
+}
+
+/**
+ * A pending change of a row replaced by a later one of the same row (stream/inflight.ts collapses them): the later
+ * one must still take the row out of every namespace the earlier one would have left or written to, or a tenant
+ * move collapsed into the next change would leave a copy behind.
+ */
+export function carryLeaves(earlier: Intent, later: Intent): void {
+  if (!earlier.route.mapping.namespaceTemplate) return
+  const at = intentNamespace(earlier)
+  const all = [...(later.leave ?? []), ...(earlier.leave ?? []), ...(at.ok ? [at.namespace] : [])]
+  const target = intentNamespace(later)
+  const leave = [...new Set(all)].filter((n) => !target.ok || n !== target.namespace)
+  later.leave = leave.length ? leave : undefined
 }

@@ -3,6 +3,8 @@
 import type { Sink } from '../turbopuffer/types.ts'
 
 type Known = Map<string, Promise<Map<string, string>>>
+/** namespaces whose types are kept per sink (a namespace per tenant: memory stays bounded whatever their number) */
+export const MAX_NAMESPACES = 4096
 const bySink = new WeakMap<Sink, Known>()
 
 /** The namespace's attribute types (name → type), read once per sink and kept up to date by `remember`. */
@@ -10,7 +12,12 @@ export function namespaceTypes(sink: Sink, namespace: string): Promise<Map<strin
   let known = bySink.get(sink)
   if (!known) bySink.set(sink, known = new Map())
   let types = known.get(namespace)
-  if (!types) {
+  if (types) {
+    // most recently used last: with a namespace per tenant the oldest are dropped (read again when written again)
+    known.delete(namespace)
+    known.set(namespace, types)
+  } else {
+    if (known.size >= MAX_NAMESPACES) known.delete(known.keys().next().value!)
     types = sink.attributeTypes
       ? sink.attributeTypes(namespace).then((t) => new Map(Object.entries(t)))
       : Promise.resolve(new Map())

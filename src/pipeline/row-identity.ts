@@ -265,7 +265,8 @@ export async function rereadIntents(
     for (const i of group) {
       const row = found.get(idKey(i.id))
       if (!row) {
-        replaced.set(i, undefined)
+        // gone: its streamed delete follows; a tenant move's old namespace is known only here, so the row leaves it
+        replaced.set(i, i.leave?.length ? { ...i, reread: undefined, kind: 'delete' } : undefined)
         continue
       }
       const error = undecodableRow(m, row)

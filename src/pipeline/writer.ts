@@ -12,7 +12,7 @@ import { shapeAttributes } from './attribute-values.ts'
 import { forgetTypes, namespaceTypes, rememberTypes } from './namespace-types.ts'
 import type { TransformResult, TransformRunner } from './transform/mod.ts'
 import { backoffDelay, sleep } from '../retry.ts'
-import { intentNamespace } from './intent-namespace.ts'
+import { intentNamespace, leavingNamespaces } from './intent-namespace.ts'
 
 export interface RouteRuntime extends MappingRoute {
   runner: TransformRunner
@@ -90,6 +90,7 @@ export async function projectIntents(
   dead: DeadLetter[],
   deps: Pick<WriterDeps, 'sink' | 'log' | 'retryDelayMs'>,
   conflicts: { n: number } = { n: 0 },
+  leaves?: Leave[],
 ): Promise<Projected[]> {
   const byRoute = new Map<RouteRuntime, Intent[]>()
   for (const i of intents) {
@@ -103,13 +104,20 @@ export async function projectIntents(
     // the namespace comes from the row's values before the transform sees them (never the transform's choice)
     const list: Intent[] = []
     const where: string[] = []
+    const leaving: string[][] = []
     for (const intent of all) {
       const at = intentNamespace(intent)
-      if (!at.ok) dead.push(intentDeadLetter(intent, at.error))
-      else {
-        list.push(intent)
-        where.push(at.namespace)
+      const gone = leavingNamespaces(intent, at)
+      if (!at.ok) {
+        // no namespace now (NULL, an invalid name): the row still leaves the one it was in
+        if (gone.length) leaves?.push({ namespaces: gone, intent, op: leaveOp(route.mapping, intent, intent.id) })
+        // a delete of a row whose values named no namespace: it never had a document, nothing to tell
+        if (intent.kind === 'upsert') dead.push(intentDeadLetter(intent, at.error))
+        continue
       }
+      list.push(intent)
+      where.push(at.namespace)
+      leaving.push(gone)
     }
     const results = list.length ? await transformWithRetry(route, list, deps) : []
     for (let k = 0; k < results.length; k++) {
@@ -117,6 +125,11 @@ export async function projectIntents(
       const intent = list[k]
       let ns = byNamespace.get(where[k])
       if (!ns) byNamespace.set(where[k], ns = { route, ops: [], origin: [] })
+      if (leaving[k].length && leaves) {
+        // the document the row had there: the transform's id for it (its upsert's or delete's), else the row's
+        const a = res.ok && res.action.type !== 'skip' && res.action.type !== 'documents' ? res.action : undefined
+        leaves.push({ namespaces: leaving[k], intent, op: leaveOp(route.mapping, intent, a?.id ?? intent.id) })
+      }
       if (!res.ok) {
         dead.push(intentDeadLetter(intent, res.error))
         continue
@@ -196,16 +209,73 @@ export async function projectIntents(
   }))
 }
 
+/** A row leaving namespaces before its write (a tenant move): the versioned delete of its document(s) in each. */
+export interface Leave {
+  namespaces: string[]
+  intent: Intent
+  op: WriteOp
+}
+
+/** The delete of a row's document(s) at the intent's version: by row key in row-documents mode, else by id. */
+function leaveOp(m: Mapping, intent: Intent, id: WriteOp['id']): WriteOp {
+  return rowDocumentsMode(m)
+    ? { kind: 'row', id: String(intent.id), version: intent.version, documents: [] }
+    : { kind: 'delete', id, version: intent.version }
+}
+
+/**
+ * The first step of a batch with tenant moves: each row's versioned delete in the namespaces it leaves, all of them
+ * in parallel (one request per namespace). Returns the intents whose delete was refused for good: dead-lettered
+ * (with the namespaces to leave, for `dlq retry`), and not written in their new namespace either, so the row is
+ * never readable in two tenants' namespaces (docs/ARCHITECTURE.md, "One write of a row").
+ */
+async function writeLeaves(leaves: Leave[], dead: DeadLetter[], sink: Sink): Promise<Set<Intent>> {
+  const refused = new Set<Intent>()
+  if (!leaves.length) return refused
+  const byNamespace = new Map<string, Leave[]>()
+  for (const l of leaves) {
+    for (const n of l.namespaces) {
+      const list = byNamespace.get(n)
+      if (list) list.push(l)
+      else byNamespace.set(n, [l])
+    }
+  }
+  await Promise.all([...byNamespace].map(async ([namespace, list]) => {
+    const res = await sink.write(namespace, list.map((l) => l.op))
+    for (const f of res.failed) {
+      const l = list.find((x) => x.op === f.op)!
+      if (refused.has(l.intent)) continue
+      refused.add(l.intent)
+      const why = f.status ? `turbopuffer refused it (${f.status})` : 'not sent'
+      dead.push(intentDeadLetter(
+        l.intent,
+        `could not delete the row from namespace "${namespace}" it moved out of ` +
+          `(${why}): ${f.error}; it was not written to its new namespace either`,
+      ))
+    }
+  }))
+  return refused
+}
+
 /**
  * Transforms and writes one batch of intents (at most one per mapping and id) and dead-letters what a transform
  * rejected or turbopuffer refused, together with `dead` (failures found earlier). Resolves once all of it is durable.
+ * Rows that moved between tenant namespaces leave the old one first (writeLeaves), then every namespace's share is
+ * written in parallel, each paced by its own write budget (the sink's).
  */
 export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: WriterDeps): Promise<WriteSummary> {
   const summary = emptySummary()
   const conflicts = { n: 0 }
-  const projected = await projectIntents(intents, dead, deps, conflicts)
+  const leaves: Leave[] = []
+  const projected = await projectIntents(intents, dead, deps, conflicts, leaves)
   summary.typeConflicts = conflicts.n
-  await Promise.all(projected.map(async ({ namespace, route, schema, ops, origin }) => {
+  const refused = await writeLeaves(leaves, dead, deps.sink)
+  await Promise.all(projected.map(async ({ namespace, route, schema, ops: all, origin: allOrigin }) => {
+    let [ops, origin] = [all, allOrigin]
+    if (refused.size) {
+      const keep = all.flatMap((_op, k) => refused.has(allOrigin[k]) ? [] : [k])
+      ;[ops, origin] = [keep.map((k) => all[k]), keep.map((k) => allOrigin[k])]
+    }
     if (!ops.length) return
     const res = await deps.sink.write(namespace, ops, { schema, distanceMetric: distanceMetric(route.mapping, ops) })
     if (res.failed.length) forgetTypes(deps.sink, namespace)

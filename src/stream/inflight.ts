@@ -3,13 +3,16 @@
 // - group commit: when a slot is free, whatever is pending at a commit is written at once; what arrives while
 //   writes are in flight goes into the next one, so batches grow with the backlog (up to maxBatch);
 // - per-document order: a document whose earlier change is in flight is held back for a later batch (a delete leaves
-//   no tombstone, so an older upsert landing after a newer delete would bring the document back);
+//   no tombstone, so an older upsert landing after a newer delete would bring the document back); the key is the
+//   mapping's and the row's, so with a namespace per tenant the order holds across namespaces (a move's delete in the
+//   old namespace and write in the new one land before the row's next change is sent);
 // - confirmation: commits are kept in order with a count of their changes not yet landed (CommitLedger, the
 //   checkpoint's, checkpoint.ts); the LSN confirmed is the end of the last commit of the longest landed prefix.
 import { setImmediate } from 'node:timers'
 import type { AdaptiveLimit } from '../concurrency.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
 import type { Intent } from '../pipeline/changes.ts'
+import { carryLeaves } from '../pipeline/intent-namespace.ts'
 import { CommitLedger, type LedgerTxn as Txn } from './checkpoint.ts'
 
 interface Entry {
@@ -96,6 +99,8 @@ export class WritePipeline<R = unknown> {
   add(key: string, intent: Intent, bytes: number): void {
     const old = this.#pending.get(key)
     if (old) {
+      // a tenant move in the change replaced must still take the row out of its old namespace
+      carryLeaves(old.intent, intent)
       this.#pending.delete(key) // re-insert: the map's order stays the order of last change
       this.#ledger.done(old.txn)
       this.#pendingBytes -= old.bytes

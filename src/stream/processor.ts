@@ -21,7 +21,8 @@ import { decodeChange } from '../postgres/change-event.ts'
 import { idKey } from '../pipeline/docid.ts'
 import { rereadIntents } from '../pipeline/row-identity.ts'
 import { type ColumnType, generatedNeeded, tableByOid } from '../source/mod.ts'
-import { AdaptiveLimit } from '../concurrency.ts'
+import { AdaptiveLimit, forEachLimited } from '../concurrency.ts'
+import { listMappingNamespaces } from '../turbopuffer/mapping-namespaces.ts'
 import { type Batch, WritePipeline } from './inflight.ts'
 import type { Checkpoint } from './checkpoint.ts'
 import { type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
@@ -244,8 +245,8 @@ export class ChangeProcessor {
     if (uncovered.length && !this.identityWarned.has(rel.oid)) {
       this.identityWarned.add(rel.oid)
       this.opts.log.warn(
-        "the table's REPLICA IDENTITY does not include id column(s) of its mappings: each update is written and " +
-          'dead-lettered, as it may have changed the id (the old document would stay)',
+        "the table's REPLICA IDENTITY does not include id column(s) of its mappings (or a namespace template's " +
+          'columns): each update is written and dead-lettered, as it may have changed them (the old document would stay)',
         {
           table: `${rel.schema}.${rel.name}`,
           mappings: uncovered.map((r) => r.mapping.name).join(', '),
@@ -274,7 +275,8 @@ export class ChangeProcessor {
   }
 
   private add(i: Intent, bytes: number) {
-    // per namespace: two live versions of one mapping (a re-index) are two documents
+    // per mapping (its namespace or template: two live versions of one mapping, a re-index, are two documents) and
+    // row, whatever tenant namespace the row is in: its changes are ordered across namespaces
     this.pipeline.add(i.route.mapping.namespace + '\u0000' + idKey(i.id), i, bytes)
   }
 
@@ -293,10 +295,13 @@ export class ChangeProcessor {
         }
         // Everything before the truncate must be written first, or a late write could bring back a document.
         await this.pipeline.flushAll()
-        await this.opts.sink.deleteAllBefore(m.namespace, pos.version)
+        // a namespace per tenant: every namespace of the mapping (listed by prefix), several at once
+        const namespaces = await listMappingNamespaces(this.opts.sink, m)
+        await forEachLimited(namespaces, 8, (ns) => this.opts.sink.deleteAllBefore(ns, pos.version))
         this.opts.log.info('TRUNCATE: deleted every document of the namespace written before it', {
           mapping: m.name,
           namespace: m.namespace,
+          ...(m.namespaceTemplate ? { namespaces: namespaces.length } : {}),
         })
       }
     }

@@ -10,7 +10,7 @@ import type { Sink } from './types.ts'
  * yielded as is, without asking the service (it may not exist yet). A template needs a sink that lists namespaces.
  */
 export async function* mappingNamespaces(
-  sink: Pick<Sink, 'listNamespaces'>,
+  sink: Sink,
   m: Pick<Mapping, 'namespace' | 'namespaceTemplate'>,
   opts: { pageSize?: number } = {},
 ): AsyncGenerator<string> {
@@ -32,7 +32,7 @@ export async function* mappingNamespaces(
 
 /** All of mappingNamespaces at once (for callers that need the list; the stream's TRUNCATE walks it instead). */
 export async function listMappingNamespaces(
-  sink: Pick<Sink, 'listNamespaces'>,
+  sink: Sink,
   m: Pick<Mapping, 'namespace' | 'namespaceTemplate'>,
 ): Promise<string[]> {
   const out: string[] = []

@@ -335,6 +335,8 @@ export class TurbopufferSink implements Sink {
         throw new Error(`turbopuffer namespace "${name}": names are 1-128 of A-Z a-z 0-9 - _ .`)
       }
       ns = this.#client.namespace(name)
+      // a namespace per tenant: keep the handles of the latest few thousand, not of every tenant ever written
+      if (this.#namespaces.size >= 4096) this.#namespaces.delete(this.#namespaces.keys().next().value!)
       this.#namespaces.set(name, ns)
     }
     return ns

@@ -12,6 +12,8 @@ export const DEFAULT_NAMESPACE_BYTES_PER_SECOND = 32 * 1000 * 1000
  */
 export class WriteBudget {
   readonly #buckets = new Map<string, { tokens: number; at: number }>()
+  /** the bucket count above which idle buckets are dropped (doubles with the live ones, so dropping stays O(1) a call) */
+  #sweepAt = 1024
 
   constructor(readonly bytesPerSecond: number, private readonly now: () => number = () => performance.now()) {}
 
@@ -42,12 +44,31 @@ export class WriteBudget {
     return 0
   }
 
+  /** the namespaces with a bucket (tests: it must not grow with every namespace ever written) */
+  get size(): number {
+    return this.#buckets.size
+  }
+
   #refill(namespace: string, rate: number): { tokens: number; at: number } {
     const t = this.now()
     let b = this.#buckets.get(namespace)
-    if (!b) this.#buckets.set(namespace, b = { tokens: rate, at: t })
+    if (!b) {
+      if (this.#buckets.size >= this.#sweepAt) this.#dropIdle(t, rate)
+      this.#buckets.set(namespace, b = { tokens: rate, at: t })
+    }
     b.tokens = Math.min(rate, b.tokens + ((t - b.at) * rate) / 1000)
     b.at = t
     return b
+  }
+
+  /**
+   * A namespace per tenant writes to thousands of namespaces: a bucket that has refilled to a full second is the same
+   * as none (a new one starts full), so it goes. The next sweep waits until the live buckets have doubled.
+   */
+  #dropIdle(t: number, rate: number): void {
+    for (const [name, b] of this.#buckets) {
+      if (b.tokens + ((t - b.at) * rate) / 1000 >= rate) this.#buckets.delete(name)
+    }
+    this.#sweepAt = Math.max(1024, this.#buckets.size * 2)
   }
 }

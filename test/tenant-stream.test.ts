@@ -1,0 +1,290 @@
+// A namespace per tenant (issue 24; docs/ARCHITECTURE.md "A row's documents") end to end on real PostgreSQL and the
+// strict local server: each row is written to the namespace its values name (`namespace = "items_{ws}"`), a row that
+// moves between tenants leaves the old namespace before it is written to the new one (no copy left behind), a value
+// that names no namespace is a dead letter and the stream goes on, TRUNCATE empties every namespace of the mapping,
+// and `dlq retry` of a move deletes from the old namespace first.
+import { describe, expect, test } from 'bun:test'
+import { existsSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { chunkText } from '../src/pipeline/chunking.ts'
+import { CHUNK_ATTR, ROW_ATTR } from '../src/types.ts'
+import { usePipeline } from './harness/pipeline.ts'
+import { migration } from './harness/project.ts'
+import { waitFor } from './harness/wait.ts'
+
+const pipe = usePipeline({
+  name: 'tenants',
+  sql: `CREATE TABLE items (id int PRIMARY KEY, ws text, title text);
+    ALTER TABLE items REPLICA IDENTITY FULL;
+    CREATE TABLE notes (id int PRIMARY KEY, ws text, title text);
+    ALTER TABLE notes REPLICA IDENTITY FULL;
+    CREATE TABLE pages (id int PRIMARY KEY, ws text, body text);
+    ALTER TABLE pages REPLICA IDENTITY FULL;
+    ALTER TABLE pages ALTER COLUMN body SET STORAGE EXTERNAL;
+    CREATE TABLE logs (id int PRIMARY KEY, ws int, line text);
+    ALTER TABLE logs REPLICA IDENTITY FULL;
+    CREATE TABLE kept (id int PRIMARY KEY, ws int, line text);
+    ALTER TABLE kept REPLICA IDENTITY FULL;
+    CREATE TABLE early (id int PRIMARY KEY, region text NOT NULL, org int NOT NULL, title text);
+    CREATE UNIQUE INDEX early_key ON early (id, region, org);
+    ALTER TABLE early REPLICA IDENTITY USING INDEX early_key;
+    INSERT INTO early SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, g % 3, 'early ' || g
+      FROM generate_series(1, 30) g;`,
+  migrations: {
+    '001_items.toml': migration({ name: 'items', table: 'items', namespace: 'items_{ws}' }),
+    // the transform returns a `ws` attribute and even changes the event: the namespace is still the row's
+    '002_notes.toml': migration({
+      name: 'notes',
+      table: 'notes',
+      namespace: 'notes_{ws}',
+      transform: 'transforms/notes.ts',
+    }),
+    '003_pages.toml': migration({
+      name: 'pages',
+      table: 'pages',
+      namespace: 'pages_{ws}',
+      extra: '[mapping.chunking]\nsource = "body"\nsize = 100\n',
+    }),
+    '004_logs.toml': migration({ name: 'logs', table: 'logs', namespace: 'logs_{ws}' }),
+    '005_kept.toml': migration({ name: 'kept', table: 'kept', namespace: 'kept_{ws}', extra: 'truncate = "ignore"' }),
+    '006_early.toml': migration({ name: 'early', table: 'early', namespace: 'early_{region}_{org}' }),
+  },
+  files: {
+    'transforms/notes.ts': `export default function (event) {
+  if (event.type === 'delete') return { type: 'delete' }
+  const ws = event.new.ws
+  event.new.ws = 'chosen_by_the_transform'
+  return { type: 'upsert', attributes: { loud: event.new.title.toUpperCase(), ws: 'attr-' + ws } }
+}
+`,
+  },
+  stream: true,
+})
+
+/** The namespaces of the local server whose names start with `prefix`, each with its document ids (sorted). */
+function placed(prefix: string): Record<string, unknown[]> {
+  const out: Record<string, unknown[]> = {}
+  for (const ns of pipe.server.namespaces().filter((n) => n.startsWith(prefix)).sort()) {
+    const ids = [...pipe.docs(ns).keys()].sort((a, b) => Number(a) - Number(b))
+    if (ids.length) out[ns] = ids
+  }
+  return out
+}
+
+async function expectPlaced(prefix: string, want: Record<string, unknown[]>, what: string): Promise<void> {
+  await waitFor(what, () => JSON.stringify(placed(prefix)) === JSON.stringify(want)).catch((e) => {
+    throw new Error(`${e.message}: ${JSON.stringify(placed(prefix))}, want ${JSON.stringify(want)}`)
+  })
+}
+
+/** `n` paragraphs of 80 characters: with chunks of 100 characters, one chunk each. */
+function body(n: number, tag = 'p'): string {
+  const paras: string[] = []
+  for (let i = 0; i < n; i++) paras.push(`${tag}${i} `.padEnd(79, 'x') + '.')
+  return paras.join('\n\n')
+}
+
+describe('a namespace per tenant, streamed', () => {
+  test('rows go to the namespace of their values', async () => {
+    await pipe.db.sql`INSERT INTO items VALUES (1, 'a', 'one'), (2, 'b', 'two'), (3, 'a', 'three'), (4, 'c.d', 'x')`
+    await expectPlaced('items_', { items_a: [1, 3], items_b: [2], 'items_c.d': [4] }, 'each row in its tenant')
+    expect(pipe.docs('items_a').get(1)).toEqual({ ws: 'a', title: 'one' })
+  })
+
+  test('a row that moves between tenants leaves the old namespace: no copy left behind', async () => {
+    await pipe.db.sql`UPDATE items SET ws = 'b', title = 'one moved' WHERE id = 1`
+    await expectPlaced('items_', { items_a: [3], items_b: [1, 2], 'items_c.d': [4] }, 'row 1 moved to b')
+    expect(pipe.docs('items_b').get(1)).toEqual({ ws: 'b', title: 'one moved' })
+    // and back, twice in one transaction (the changes collapse: the row must still leave every namespace it was in)
+    await pipe.db.sql.begin(async (tx) => {
+      await tx`UPDATE items SET ws = 'c.d' WHERE id = 1`
+      await tx`UPDATE items SET ws = 'a' WHERE id = 1`
+    })
+    await expectPlaced('items_', { items_a: [1, 3], items_b: [2], 'items_c.d': [4] }, 'row 1 back in a')
+  })
+
+  test('a key change and a move at once: the old key leaves the old namespace, the new key is in the new one', async () => {
+    await pipe.db.sql`UPDATE items SET id = 30, ws = 'b' WHERE id = 3`
+    await expectPlaced('items_', { items_a: [1], items_b: [2, 30], 'items_c.d': [4] }, 'row 3 is 30 in b')
+  })
+
+  test('moves racing deletes, and a move right behind a slow write (order per row across namespaces)', async () => {
+    // a move and a delete in one transaction: the delete goes to the new namespace, the old one is left too
+    await pipe.db.sql.begin(async (tx) => {
+      await tx`UPDATE items SET ws = 'e' WHERE id = 2`
+      await tx`DELETE FROM items WHERE id = 2`
+    })
+    // the same in separate transactions, back to back
+    await pipe.db.sql`INSERT INTO items VALUES (5, 'a', 'five')`
+    await pipe.db.sql`UPDATE items SET ws = 'f' WHERE id = 5`
+    await pipe.db.sql`DELETE FROM items WHERE id = 5`
+    await expectPlaced('items_', { items_a: [1], items_b: [30], 'items_c.d': [4] }, 'rows 2 and 5 nowhere')
+    // a slow service: the insert in g is in flight when the move to h arrives; the move waits for it, so its delete
+    // in g lands after the insert, and no late write brings the row back to g
+    pipe.server.setLatency(300)
+    try {
+      await pipe.db.sql`INSERT INTO items VALUES (6, 'g', 'six')`
+      await pipe.db.sql`UPDATE items SET ws = 'h' WHERE id = 6`
+      await expectPlaced('items_', { items_a: [1], items_b: [30], 'items_c.d': [4], items_h: [6] }, 'row 6 in h only')
+    } finally {
+      pipe.server.setLatency(0)
+    }
+    await new Promise((r) => setTimeout(r, 700))
+    expect(placed('items_')).toEqual({ items_a: [1], items_b: [30], 'items_c.d': [4], items_h: [6] })
+  })
+
+  test('a value that names no namespace, and NULL, are dead letters naming row, value and fix; the stream goes on', async () => {
+    await pipe.db.sql`INSERT INTO items VALUES (7, 'not a name!', 'seven'), (8, NULL, 'eight')`
+    // a row that was in a tenant and moves to NULL leaves it (the dead letter keeps the rest)
+    await pipe.db.sql`UPDATE items SET ws = NULL WHERE id = 4`
+    await pipe.db.sql`INSERT INTO items VALUES (9, 'a', 'nine')`
+    await expectPlaced('items_', { items_a: [1, 9], items_b: [30], items_h: [6] }, 'row 9 written after them')
+    // batches land in any order: wait for all three, then take them by row
+    await waitFor('three dead letters', async () => (await pipe.deadLetters('items')).length === 3)
+    const dead = (await pipe.deadLetters('items')).sort((a, b) => Number(a.doc_id) - Number(b.doc_id))
+    expect(dead.map((d) => d.doc_id)).toEqual(['4', '7', '8'])
+    dead.shift()
+    expect(dead[0].error).toMatch(/^mapping items: row 7 \(ws = "not a name!"\): namespace "items_\{ws\}" gives /)
+    expect(dead[0].error).toContain('map the values in a transform or route on another column')
+    expect(dead[1].error).toBe(
+      'mapping items: row 8 (ws = NULL): namespace "items_{ws}": ws is NULL, so the row has no namespace; make the ' +
+        'column NOT NULL or leave such rows out with a membership predicate (ws IS NOT NULL)',
+    )
+    // a row that never had a namespace is deleted: nothing to delete, no second dead letter
+    await pipe.db.sql`INSERT INTO items VALUES (11, NULL, 'eleven')`
+    await waitFor('the dead letter of row 11', async () => (await pipe.deadLetters('items')).length === 4)
+    await pipe.db.sql`DELETE FROM items WHERE id = 11`
+    await pipe.db.sql`INSERT INTO items VALUES (12, 'a', 'twelve')`
+    await expectPlaced('items_', { items_a: [1, 9, 12], items_b: [30], items_h: [6] }, 'row 12 written after it')
+    const kinds = await pipe.db.sql`SELECT event->>'type' AS type FROM __puffgres_dlq WHERE doc_id = '11'`
+    expect(kinds.map((k) => k.type)).toEqual(['insert'])
+    // fixed in the table, retried: written where they belong now
+    await pipe.db.sql`UPDATE items SET ws = 'fixed' WHERE id IN (7, 8, 4)`
+    await expectPlaced(
+      'items_',
+      { items_a: [1, 9, 12], items_b: [30], items_fixed: [4, 7, 8], items_h: [6] },
+      'the fixed rows streamed',
+    )
+    await pipe.db.sql`DELETE FROM __puffgres_dlq WHERE mapping = 'items'`
+  })
+
+  test("with a transform: the namespace is the row's, whatever the transform returns or changes", async () => {
+    await pipe.db.sql`INSERT INTO notes VALUES (1, 'a', 'hello'), (2, 'b', 'world')`
+    await expectPlaced('notes_', { notes_a: [1], notes_b: [2] }, 'notes in their tenants')
+    expect(pipe.docs('notes_a').get(1)).toEqual({ loud: 'HELLO', ws: 'attr-a' })
+    await pipe.db.sql`UPDATE notes SET ws = 'b' WHERE id = 1`
+    await expectPlaced('notes_', { notes_b: [1, 2] }, 'note 1 moved')
+    await pipe.db.sql`DELETE FROM notes WHERE id = 2`
+    await expectPlaced('notes_', { notes_b: [1] }, 'note 2 deleted')
+    expect(pipe.server.namespaces().some((n) => n.includes('chosen'))).toBe(false)
+  })
+
+  test('a chunked mapping with tenants: a move takes every chunk of the row to the new namespace', async () => {
+    await pipe.db.sql`INSERT INTO pages VALUES (1, 'a', ${body(5)}), (2, 'b', ${body(2)})`
+    const chunks = (ns: string, key: string) =>
+      [...pipe.docs(ns).values()].filter((d) => d[ROW_ATTR] === key).map((d) => d[CHUNK_ATTR]).sort()
+    await waitFor('5 chunks in pages_a', () => chunks('pages_a', '1').length === 5)
+    await pipe.db.sql`UPDATE pages SET ws = 'b', body = ${body(3, 'q')} WHERE id = 1`
+    await waitFor('3 chunks in pages_b', () => chunks('pages_b', '1').length === 3)
+    expect(chunks('pages_a', '1')).toEqual([])
+    expect(chunks('pages_b', '1')).toEqual([0, 1, 2])
+    expect(pipe.docs('pages_b').get('1#0')!.chunk).toBe(chunkText(body(3, 'q'), { size: 100 })[0].text)
+    expect(chunks('pages_b', '2')).toEqual([0, 1])
+    await pipe.db.sql`DELETE FROM pages WHERE id = 1`
+    await waitFor('row 1 has no chunks', () => chunks('pages_b', '1').length === 0)
+    expect(chunks('pages_b', '2')).toEqual([0, 1])
+    // a move that leaves a long (TOASTed) body unchanged: the change lacks it, the row is re-read, and still leaves b
+    await pipe.db.sql`UPDATE pages SET body = ${body(40)} WHERE id = 2`
+    await waitFor('40 chunks in pages_b', () => chunks('pages_b', '2').length === 40)
+    await pipe.db.sql`UPDATE pages SET ws = 'c' WHERE id = 2`
+    await waitFor('40 chunks in pages_c', () => chunks('pages_c', '2').length === 40)
+    expect(chunks('pages_b', '2')).toEqual([])
+  })
+
+  test('TRUNCATE empties every namespace of the mapping; truncate = "ignore" keeps them', async () => {
+    await pipe.db.sql`INSERT INTO logs SELECT g, g % 4, 'l' FROM generate_series(1, 12) g`
+    await pipe.db.sql`INSERT INTO kept SELECT g, g % 3, 'k' FROM generate_series(1, 6) g`
+    await expectPlaced(
+      'logs_',
+      { logs_0: [4, 8, 12], logs_1: [1, 5, 9], logs_2: [2, 6, 10], logs_3: [3, 7, 11] },
+      'logs in 4 tenants',
+    )
+    await expectPlaced('kept_', { kept_0: [3, 6], kept_1: [1, 4], kept_2: [2, 5] }, 'kept in 3 tenants')
+    await pipe.db.sql`TRUNCATE logs, kept`
+    await pipe.db.sql`INSERT INTO logs VALUES (100, 1, 'after')`
+    await expectPlaced('logs_', { logs_1: [100] }, 'only the row written after the truncate')
+    expect(placed('kept_')).toEqual({ kept_0: [3, 6], kept_1: [1, 4], kept_2: [2, 5] })
+    // the emptied namespaces are kept (docs: a row moving back would race their deletion)
+    expect(pipe.server.namespaces().filter((n) => n.startsWith('logs_')).sort()).toEqual([
+      'logs_0',
+      'logs_1',
+      'logs_2',
+      'logs_3',
+    ])
+  })
+
+  test('`dlq retry` of a move whose old-namespace delete was refused deletes there first', async () => {
+    await pipe.db.sql`DELETE FROM __puffgres_dlq WHERE mapping = 'items'`
+    await pipe.db.sql`INSERT INTO items VALUES (20, 'p', 'twenty')`
+    await expectPlaced('items_p', { items_p: [20] }, 'row 20 in p')
+    // the move's first request (the delete in p) is refused: a dead letter, and nothing written to q
+    pipe.server.failNext(1, 400)
+    await pipe.db.sql`UPDATE items SET ws = 'q' WHERE id = 20`
+    await waitFor('the dead letter', async () => (await pipe.deadLetters('items')).length === 1)
+    const [entry] = await pipe.deadLetters('items')
+    expect(entry.doc_id).toBe('20')
+    expect(entry.error).toMatch(/^could not delete the row from namespace "items_p" it moved out of/)
+    expect(placed('items_p')).toEqual({ items_p: [20] })
+    expect(placed('items_q')).toEqual({})
+    const [{ event }] = await pipe.db.sql`SELECT event FROM __puffgres_dlq WHERE mapping = 'items'`
+    expect(event.leave_namespaces).toEqual(['items_p'])
+    const r = await pipe.cli('dlq', 'retry', '--mapping', 'items')
+    expect(r.out).toContain('1 retried, 0 failed')
+    expect(placed('items_p')).toEqual({})
+    expect(placed('items_q')).toEqual({ items_q: [20] })
+  })
+})
+
+describe('backfill', () => {
+  test('writes each row to the namespace of its values (several placeholders)', async () => {
+    const r = await pipe.cli('backfill', 'early')
+    expect(r.code).toBe(0)
+    const want: Record<string, unknown[]> = {}
+    for (let g = 1; g <= 30; g++) (want[`early_${g % 2 === 0 ? 'eu' : 'us'}_${g % 3}`] ??= []).push(g)
+    for (const k of Object.keys(want)) want[k].sort((a, b) => Number(a) - Number(b))
+    expect(placed('early_')).toEqual(Object.fromEntries(Object.entries(want).sort()))
+    // a move streamed after it (the identity index holds the placeholder columns)
+    await pipe.db.sql`UPDATE early SET org = 7 WHERE id = 1`
+    await waitFor('row 1 in early_us_7', () => pipe.docs('early_us_7').has(1))
+    expect(pipe.docs('early_us_1').has(1)).toBe(false)
+  })
+})
+
+describe('migrate', () => {
+  test('refuses a template whose columns the replica identity does not hold, and says how to fix it', async () => {
+    await pipe.db.sql`CREATE TABLE plain (id int PRIMARY KEY, ws text)`
+    const file = join(pipe.project.dir, 'puffgres', 'migrations', '099_plain.toml')
+    writeFileSync(file, migration({ name: 'plain', table: 'plain', namespace: 'plain_{ws}' }))
+    try {
+      const r = await pipe.cli('migrate', '--dry-run')
+      expect(r.code).toBe(1)
+      expect(r.err).toContain(
+        'puffgres/migrations/099_plain.toml: target.namespace "plain_{ws}": ws is not in the replica identity of ' +
+          'public.plain (id), so a delete or a move between tenants cannot name the namespace the row leaves; run: ' +
+          'ALTER TABLE "public"."plain" REPLICA IDENTITY FULL (or a unique index on id, ws, then ALTER TABLE ' +
+          '"public"."plain" REPLICA IDENTITY USING INDEX <index>)',
+      )
+      await pipe.db.sql`ALTER TABLE plain REPLICA IDENTITY FULL`
+      const ok = await pipe.cli('migrate', '--dry-run')
+      expect(ok.code).toBe(0)
+      expect(ok.out).toContain('public.plain → namespace plain_{ws} (a namespace per ws)')
+    } finally {
+      if (existsSync(file)) rmSync(file)
+    }
+  })
+
+  test('doctor shows the template', async () => {
+    const r = await pipe.cli('doctor')
+    expect(r.out).toContain('"items_{ws}" (ws in the replica identity)')
+  })
+})
