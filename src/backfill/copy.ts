@@ -65,7 +65,7 @@ const WRITES_IN_FLIGHT = 4
  * a tenant mapping's namespace batches written at once, at most: a page's rows spread over many namespaces, each
  * batch small and paced by its own namespace's budget, so many more requests may be in flight (AIMD-halved on 429s)
  */
-const TENANT_WRITES_IN_FLIGHT = 128
+const TENANT_WRITES_IN_FLIGHT = 256
 /**
  * batches a tenant mapping's page holds: a page's rows spread over the tenants, so a tenant gets a full batch in a page
  * only when the page has many batches (the pool holds at most one page of rows)

@@ -5,6 +5,7 @@
 // checkpoint means what it means for one namespace. The namespace of each row written is noted with the page
 // (tenant-pages.ts) for its re-check: a row deleted meanwhile is deleted from the namespace it was written to.
 import { setImmediate } from 'node:timers'
+import { collectGarbage } from '../runtime.ts'
 import type { AdaptiveLimit } from '../concurrency.ts'
 import { rowNamespace } from '../pipeline/row-namespace.ts'
 import { decodeValue } from '../postgres/values.ts'
@@ -21,6 +22,8 @@ import { notePageNamespaces } from './tenant-pages.ts'
 export const DEFAULT_OPEN_NAMESPACES = 1000
 /** rows decoded per turn of the event loop given to reading the socket */
 const ROWS_PER_YIELD = 250
+/** rows routed between two forced collections on Bun (runtime.ts collectGarbage) */
+const GC_ROWS = 10_000
 /** the pool key of rows without a valid namespace: the writer dead-letters them with rowNamespace's message */
 const NO_NAMESPACE = '\0'
 
@@ -82,6 +85,8 @@ export async function writeTenantPage(
     for (let i = 0; i < values.length; i++) {
       // let the socket be read while the page is routed (see copy.ts writePage)
       if (i % ROWS_PER_YIELD === 0) await new Promise((resolve) => setImmediate(resolve))
+      // what the page's writes so far allocated, returned before the next ones pile on (runtime.ts)
+      if (i % GC_ROWS === 0 && i > 0) collectGarbage()
       const probe: Row = {}
       let ns: string = NO_NAMESPACE
       try {
@@ -94,6 +99,7 @@ export async function writeTenantPage(
       await pool.add(ns, values[i])
     }
     await pool.drain()
+    collectGarbage()
   } catch (e) {
     await pool.settle()
     throw e
