@@ -63,7 +63,7 @@ function nonEmpty(m: Map<string, number[]>): Map<string, number[]> {
 describe('a tenant mapping operated', () => {
   test('backfill across 200 tenants, killed mid-way, deletes meanwhile, --resume: exact', async () => {
     pipe.server.setLatency(60)
-    // pages of 10 × 50 = 500 rows: 12 pages, each spread over all 200 tenants
+    // pages of 10 × 35 = 350 rows: 18 pages, each spread over all 200 tenants
     const child = spawn(
       './node_modules/.bin/bun',
       ['src/cli.ts', '-c', pipe.project.config, 'backfill', 'notes', '--batch-size', '10'],

@@ -70,7 +70,7 @@ const TENANT_WRITES_IN_FLIGHT = 256
  * batches a tenant mapping's page holds: a page's rows spread over the tenants, so a tenant gets a full batch in a page
  * only when the page has many batches (the pool holds at most one page of rows)
  */
-const TENANT_BATCHES_PER_PAGE = 50
+const TENANT_BATCHES_PER_PAGE = 35
 /** written pages whose re-check may be in flight at once (each holds only its key texts) */
 const MAX_RECHECKS = 4
 /** rows decoded per turn of the event loop given to reading the socket (see writePage) */

@@ -99,6 +99,7 @@ export async function writeTenantPage(
       await pool.add(ns, values[i])
     }
     await pool.drain()
+    // what the page's writes allocated, returned before the next page's pile on (runtime.ts)
     collectGarbage()
   } catch (e) {
     await pool.settle()
