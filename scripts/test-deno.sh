@@ -75,6 +75,7 @@ DEFAULT_TESTS=(
   test/monitoring.test.ts
   test/one-path-stream.test.ts
   test/one-path-repair.test.ts
+  test/row-key.test.ts
   test/vector-metric.test.ts
 )
 

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { loadConfig } from '../src/config/load.ts'
 import { createLogger, levelFromEnv } from '../src/log.ts'
 import type { Intent } from '../src/pipeline/changes.ts'
+import { rowKey } from '../src/pipeline/row-key.ts'
 import { createTransformRunner } from '../src/pipeline/transform/mod.ts'
 import { writeIntents } from '../src/pipeline/writer.ts'
 import { ensureStateTables } from '../src/postgres/state.ts'
@@ -117,6 +118,7 @@ describe('row logs', () => {
     const intent: Intent = {
       route,
       id: 42,
+      key: rowKey(mapping, { id: 42 }, ['42']),
       kind: 'upsert',
       version: '0'.repeat(24),
       lsn: 1n,

@@ -59,6 +59,20 @@ describe("backfill's dead letters are retried like the stream's", () => {
     expect(pipe.docs('bi').has('5')).toBe(false)
   })
 
+  test('an entry an older stream filed without key texts (its decoded row only) is retried by those values', async () => {
+    await pipe.db.sql`INSERT INTO bi VALUES (7, '2024-01-07')`
+    const event = { type: 'insert', op: 'insert', id: 7, mapping: 'bi', new: { id: 7, at: '2024-01-07T00:00:00.000Z' } }
+    const [{ id }] = await pipe.db.sql<{ id: string }[]>`
+      INSERT INTO __puffgres_dlq (mapping, doc_id, lsn, event, error)
+      VALUES ('bi', '7', '0/1', ${pipe.db.sql.json(event)}, 'an older failure')
+      RETURNING id::text`
+    const r = await pipe.cli('dlq', 'retry', '--id', id)
+    expect(r.code).toBe(0)
+    expect(r.out + r.err).not.toContain('delete')
+    expect((await entries('bi')).map((e) => e.id)).not.toContain(id)
+    expect(pipe.docs('bi').has(7)).toBe(true)
+  })
+
   test('a timestamptz id: the retry finds the row by its key texts and writes it (never a delete of a live row)', async () => {
     expect((await pipe.cli('backfill', 'bt')).code).toBe(0)
     const [e] = await entries('bt')

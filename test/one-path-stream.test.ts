@@ -4,6 +4,7 @@
 import { beforeAll, describe, expect, test } from 'bun:test'
 import { loadConfig } from '../src/config/load.ts'
 import { deleteIntent } from '../src/pipeline/row-identity.ts'
+import { documentKey } from '../src/pipeline/row-key.ts'
 import { buildRoutes } from '../src/pipeline/routes.ts'
 import { writeIntents } from '../src/pipeline/writer.ts'
 import { parseLsn } from '../src/postgres/lsn.ts'
@@ -110,7 +111,7 @@ describe('an older delete replayed after a newer upsert (docs/ARCHITECTURE.md, i
     )
     const sink = new TurbopufferSink({ api_key: 'test-key', base_url: pipe.server.url })
     try {
-      const older = deleteIntent(routes[0], 1, { id: 1 }, parseLsn(lsn))
+      const older = deleteIntent(routes[0], documentKey(routes[0].mapping, 1), parseLsn(lsn))
       const w = await writeIntents([older], [], { sink, sql: pipe.db.sql, log })
       expect(w.skipped).toBe(1)
     } finally {

@@ -10,7 +10,8 @@ import { docsById, type RunningStream, startStream } from './harness/stream.ts'
 import { waitFor } from './harness/wait.ts'
 import type { Mapping } from '../src/config/load.ts'
 import type { Intent } from '../src/pipeline/changes.ts'
-import { rereadIntents, rowDocId } from '../src/pipeline/row-identity.ts'
+import { rereadIntents } from '../src/pipeline/row-identity.ts'
+import { rowKey } from '../src/pipeline/row-key.ts'
 import type { DeadLetter } from '../src/postgres/dlq.ts'
 import { encodeVersion } from '../src/types.ts'
 
@@ -98,16 +99,17 @@ test('a re-read of 40,000 two-column keys (past 65,535 parameters and the planne
   const route = { mapping, keyTypes: ['integer', 'integer'] }
   const intents: Intent[] = Array.from({ length: n }, (_, k) => {
     const row = { a: k + 1, b: k + 1 }
+    const key = rowKey(mapping, row, [String(k + 1), String(k + 1)])
     return {
       route,
-      id: rowDocId(mapping, row)!,
+      id: key.id,
       kind: 'upsert',
       event: { type: 'update', op: 'update', new: row },
       version: encodeVersion(1n),
       lsn: 1n,
       reread: true,
       relid: oid,
-      keyTexts: [String(k + 1), String(k + 1)],
+      key,
     } as unknown as Intent
   })
   const dead: DeadLetter[] = []
@@ -189,7 +191,7 @@ test("a re-read row's write schema is typed from the columns it was read with, n
     reread: true,
     relid: oid,
     columns: old,
-    keyTexts: ['1'],
+    key: rowKey(mapping, { id: 1 }, ['1']),
   } as unknown as Intent
   const [out] = await rereadIntents(db.sql, [intent], [])
   expect(Object.keys(out.event.new!)).toEqual(['id', 'v', 'added_at'])

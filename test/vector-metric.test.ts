@@ -6,6 +6,7 @@
 import { describe, expect, test } from 'bun:test'
 import { loadConfig } from '../src/config/load.ts'
 import type { Intent } from '../src/pipeline/changes.ts'
+import { rowKey } from '../src/pipeline/row-key.ts'
 import { createTransformRunner } from '../src/pipeline/transform/mod.ts'
 import { writeIntents } from '../src/pipeline/writer.ts'
 import { decodeColumn } from '../src/postgres/values.ts'
@@ -45,6 +46,7 @@ describe('vectors without [target] distance_metric', () => {
     const intent: Intent = {
       route,
       id: 7,
+      key: rowKey(mapping, row, ['7']),
       kind: 'upsert',
       version: '0'.repeat(23) + '1',
       lsn: 1n,

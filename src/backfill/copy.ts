@@ -17,7 +17,8 @@ import { AdaptiveLimit, forEachAdaptive } from '../concurrency.ts'
 import type { Config, Mapping } from '../config/load.ts'
 import { formatLsn, parseLsn } from '../postgres/lsn.ts'
 import type { Intent } from '../pipeline/changes.ts'
-import { deleteIntent, keyRow, rowDocId } from '../pipeline/row-identity.ts'
+import { deleteIntent } from '../pipeline/row-identity.ts'
+import { type RowKey, textKey } from '../pipeline/row-key.ts'
 import { emptySummary, type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
 import { encodeVersion } from '../types.ts'
@@ -158,6 +159,8 @@ export async function copy(
     pool: opts.tenantPool,
     peaks: { open: 0, rows: 0, inFlight: 0 },
   }
+  /** the key of a page's row i: its id columns as COPY printed them (`keys[j][i]`), decoded as the stream decodes them */
+  const pageKey = (keys: readonly string[][], i: number): RowKey => textKey(m, keyColumns, keys.map((k) => k[i]))
 
   /**
    * Decodes and writes a page in batches, writesInFlight at once (decoded a batch at a time, so that memory holds
@@ -197,8 +200,10 @@ export async function copy(
     const whereOf = await pageRowNamespaces(sink, m, page.namespaces)
     if (rowDocumentsMode(m)) {
       // chunks the stream's newer version of a row lacks, written by this page after it (invariant 11)
-      const ids = page.keys[0]?.map((_k, i) => rowDocId(m, keyRow(keyColumns, m.idColumns, page.keys.map((k) => k[i]))))
-        .flatMap((id) => id === undefined ? [] : [id]) ?? []
+      const ids = page.keys[0]?.flatMap((_k, i) => {
+        const id = pageKey(page.keys, i).id
+        return id === undefined ? [] : [id]
+      }) ?? []
       const swept = await sweepPage(deps.sink, ids, whereOf, encodeVersion(page.lsn, 0))
       if (swept) log.debug('re-check: stale chunks of rows the stream rewrote meanwhile removed', { rows: swept })
     }
@@ -206,11 +211,10 @@ export async function copy(
     if (!stale.length) return undefined
     const intents: Intent[] = stale.flatMap((i) => {
       // from the key texts: the page's rows are not kept once written
-      const old = keyRow(keyColumns, m.idColumns, page.keys.map((k) => k[i]))
-      // undefined for a row that never had a document (a negative integer id): nothing to delete; a tenant's row is
-      // deleted where the page wrote it (after a crash: wherever it may be)
-      const id = rowDocId(m, old)
-      return id === undefined ? [] : placeDelete(m, deleteIntent(route, id, old, lsn), whereOf(id))
+      const key = pageKey(page.keys, i)
+      // undefined for a row that never had a document (a negative integer id): nothing to delete
+      const id = key.id
+      return id === undefined ? [] : placeDelete(m, deleteIntent(route, { ...key, id }, lsn), whereOf(id))
     })
     log.debug('re-check: rows gone or out of the predicate since their page was read', {
       mapping: m.name,

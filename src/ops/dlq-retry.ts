@@ -2,7 +2,8 @@
 // and removes an entry only when that write succeeded (a retried old event never regresses a newer document).
 import type postgres from 'postgres'
 import type { Config } from '../config/load.ts'
-import { currentStateIntents, eventKeyTexts, recheckWritten, rowDocId } from '../pipeline/row-identity.ts'
+import { currentStateIntents, recheckWritten } from '../pipeline/row-identity.ts'
+import { storedKey } from '../pipeline/row-key.ts'
 import { sweepRacedRows, writeIntents } from '../pipeline/writer.ts'
 import { rowDocumentsMode } from '../config/row-documents.ts'
 import { type Intent, LEAVE_NAMESPACES } from '../pipeline/changes.ts'
@@ -12,7 +13,7 @@ import type { DeadLetter, DlqEntry } from '../postgres/dlq.ts'
 import { deleteDeadLetters, recordRetryFailure } from '../postgres/dlq.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
 import type { Sink } from '../turbopuffer/types.ts'
-import type { Logger, Row } from '../types.ts'
+import type { Logger } from '../types.ts'
 import { findMapping, type MappingRuntime, openMapping } from './mapping-runtime.ts'
 import { MembershipError, membershipFailure } from '../membership/mod.ts'
 
@@ -24,13 +25,6 @@ export interface RetryOutcome {
   /** what was written: the row's current state (upsert), its absence (delete), or nothing (the transform skipped) */
   action?: 'upsert' | 'delete'
   error?: string
-}
-
-/** The row an entry's event carried (new for inserts and updates, old for deletes). */
-function eventRow(entry: DlqEntry): Row | undefined {
-  const e = entry.event as { new?: unknown; old?: unknown; key?: unknown } | null
-  for (const r of [e?.new, e?.old, e?.key]) if (r && typeof r === 'object' && !Array.isArray(r)) return r as Row
-  return undefined
 }
 
 /** The namespaces a dead-lettered tenant move had to leave, as its event recorded them (LEAVE_NAMESPACES). */
@@ -88,22 +82,20 @@ async function retryOne(
     log.warn('dead-letter retry failed', { mapping: entry.mapping, id: entry.doc_id, entry: entry.id, error })
     return { ...base, ok: false, error }
   }
-  const known = eventRow(entry)
-  if (!known || rowDocId(rt.mapping, known) === undefined) {
+  // the key the stream or backfill stored: its texts find the row exactly (older entries: the decoded values)
+  const key = storedKey(rt.mapping, rt.plan.columns, entry.event)
+  if (key?.id === undefined) {
     return await fail(
       `cannot retry: the event has no value for id column(s) ${rt.mapping.idColumns.join(', ')} (clear it instead)`,
     )
   }
   // L before the read: a change committed after it is streamed with a higher version and wins over this write
   const lsn = await stableLsn(sql, { log })
-  // the key texts the stream or backfill kept find the row exactly; the decoded values are what older entries have
-  const keyTexts = eventKeyTexts(entry.event, rt.mapping.idColumns)
-  const ref = { known, keyTexts }
   // the id was checked above, so there is an intent unless the row has a value that cannot be decoded
   const unreadable: DeadLetter[] = []
   let intent: Intent | undefined
   try {
-    ;[intent] = await currentStateIntents(sql, rt.route, rt.plan.columns, [ref], lsn, unreadable)
+    ;[intent] = await currentStateIntents(sql, rt.route, rt.plan.columns, [key], lsn, unreadable)
   } catch (err) {
     // the row's membership cannot be evaluated (e.g. its column was dropped): the entry stays, saying so as the
     // stream said it (`membership: …`), instead of ending the whole retry with a stack trace
@@ -127,7 +119,7 @@ async function retryOne(
     // the row may have been deleted while it was transformed and its streamed delete applied before this upsert
     // (an embedding call takes seconds): look again, and delete what is gone (docs/ARCHITECTURE.md invariant 2)
     if (intent.kind === 'upsert' && !summary.deadLettered) {
-      const deleted = await recheckWritten(rt.route, rt.plan.columns, [ref], deps)
+      const deleted = await recheckWritten(rt.route, rt.plan.columns, [key], deps)
       // that delete's failure is a dead letter of its own (the writer recorded it on this entry)
       if (deleted?.deadLettered) {
         return { ...base, ok: false, error: 'the row was deleted meanwhile; its delete failed' }

@@ -5,8 +5,8 @@ import { rowDocumentsMode } from '../config/row-documents.ts'
 import type { ColumnType } from '../source/mod.ts'
 import type { Intent } from '../pipeline/changes.ts'
 import { type RouteRuntime, sweepRacedRows, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
-import { currentStateIntents, deleteIntent, recheckWritten, type RowRef } from '../pipeline/row-identity.ts'
-import { idColumnsOf } from '../pipeline/docid.ts'
+import { currentStateIntents, deleteIntent, recheckWritten } from '../pipeline/row-identity.ts'
+import { documentKey, type RowKey } from '../pipeline/row-key.ts'
 import { rowNamespace } from '../pipeline/row-namespace.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
@@ -25,7 +25,7 @@ export interface Expected {
   id: Id
   hash: string
   attrs: Record<string, string>
-  ref: RowRef
+  key: RowKey
   /** the namespace the row's documents belong in */
   namespace: string
 }
@@ -66,10 +66,10 @@ export async function repair(
   }
   for (let i = 0; i < rewrite.length; i += 500) {
     const chunk = rewrite.slice(i, i + 500)
-    const refs = chunk.map((e) => e.ref)
+    const rowKeys = chunk.map((e) => e.key)
     const dead: DeadLetter[] = []
     // a row with a value that cannot be decoded: a dead letter (written with the others), not a failed repair
-    const all = await currentStateIntents(deps.sql, route, columns, refs, lsn, dead)
+    const all = await currentStateIntents(deps.sql, route, columns, rowKeys, lsn, dead)
     add(await writeIntents(all.filter((x) => x !== undefined), dead, writer))
     if (rowDocumentsMode(m)) {
       // chunks a newer version streamed before these writes landed lacks (docs/ARCHITECTURE.md, invariant 11), in
@@ -83,12 +83,12 @@ export async function repair(
       for (const [ns, keys] of byNamespace) await sweepRacedRows(deps.sink, ns, keys, written[0].version)
     }
     // rows deleted while they were transformed: their streamed delete may have landed before this upsert
-    const again = await recheckWritten(route, columns, refs.filter((_r, k) => all[k]?.kind === 'upsert'), writer)
+    const again = await recheckWritten(route, columns, rowKeys.filter((_r, k) => all[k]?.kind === 'upsert'), writer)
     if (again) add({ ...again, upserted: 0 })
   }
   // each delete aimed at the namespace the document was found in (a tenant mapping), wherever its row lives now
   const intents = extra.map((e) => {
-    const intent = deleteIntent(route, e.id, idColumnsOf(e.id, m.idColumns), judged)
+    const intent = deleteIntent(route, documentKey(m, e.id), judged)
     if (m.namespaceTemplate) intent.namespace = e.namespace
     return intent
   })

@@ -18,8 +18,8 @@ import type { Config, Mapping } from '../config/load.ts'
 import { namespaceSchema } from '../pipeline/schema.ts'
 import type { Intent } from '../pipeline/changes.ts'
 import { projectIntents } from '../pipeline/writer.ts'
-import { idKey, keyRow, rowDocId, type RowRef } from '../pipeline/row-identity.ts'
-import { keyIdText } from '../pipeline/dead-letter.ts'
+import { docId, idKey } from '../pipeline/row-identity.ts'
+import { keyIdText, type RowKey, rowKey, textKey } from '../pipeline/row-key.ts'
 import { rowNamespace } from '../pipeline/row-namespace.ts'
 import { tenantNamespace } from '../pipeline/tenant-values.ts'
 import { formatLsn } from '../postgres/lsn.ts'
@@ -73,7 +73,7 @@ export async function verifyMapping(
     const schema = namespaceSchema(mapping, rt.plan.tableColumns)
     const expected = new Map<string, Expected>()
     /** chunked mappings: the rows read, by row key (a row with no documents too), and the namespace of each */
-    const rowRefs = new Map<string, RowRef>()
+    const rowKeys = new Map<string, RowKey>()
     const rowHome = new Map<string, string>()
     /** chunked mappings: namespace + "\0" + row key of rows with extra (or misplaced) documents */
     const extraRows = new Set<string>()
@@ -102,11 +102,14 @@ export async function verifyMapping(
       const lsnText = formatLsn(lsn)
       const version = encodeVersion(lsn, 0)
       const intents: Intent[] = []
-      const refs = new Map<Intent, RowRef>()
       const homes = new Map<Intent, string>()
+      const stringIds = mapping.idType === 'string'
       for (let r = 0; r < pageRows.length; r++) {
         const row = pageRows[r]
-        const id = rowDocId(mapping, row)
+        // the key keeps only the id columns' values (the page's rows are not kept once projected); the id is the row's
+        const values = Object.fromEntries(mapping.idColumns.map((c) => [c, row[c]]))
+        const key = rowKey(mapping, values, keys.map((k) => k[r]), docId(row, mapping.idColumns, stringIds))
+        const id = key.id
         if (id === undefined) continue
         // the namespace the writers give the row; none (NULL, an invalid name): the writer dead-letters it
         const ns = rowNamespace(mapping, row, id)
@@ -116,13 +119,9 @@ export async function verifyMapping(
         }
         routed.add(ns.namespace)
         const event = rowEvent('insert', id, mapping.schema, mapping.table, mapping.name, lsnText, row)
-        const intent: Intent = { route: rt.route, id, kind: 'upsert', version, lsn, event }
+        const intent: Intent = { route: rt.route, id, kind: 'upsert', version, lsn, event, key }
         intents.push(intent)
         homes.set(intent, ns.namespace)
-        refs.set(intent, {
-          known: Object.fromEntries(mapping.idColumns.map((c) => [c, row[c]])),
-          keyTexts: keys.map((k) => k[r]),
-        })
       }
       for (let i = 0; i < intents.length; i += pageSize) {
         // the writer would dead-letter these rows (the DLQ has them): not judged
@@ -131,16 +130,16 @@ export async function verifyMapping(
         for (const d of dead) failed(d.docId ?? '?')
         for (const p of projected) {
           p.ops.forEach((op, k) => {
-            const ref = refs.get(p.origin[k])!
+            const key = p.origin[k].key!
             const namespace = homes.get(p.origin[k])!
             if (op.kind === 'row') {
               // chunks: the row's set of documents, each as it would be written (with its row key)
-              rowRefs.set(op.id, ref)
+              rowKeys.set(op.id, key)
               rowHome.set(op.id, namespace)
               for (const d of op.documents) {
                 const doc = { ...d.attributes, [ROW_ATTR]: op.id, ...(d.vector ? { vector: d.vector } : {}) }
                 const { hash, attrs } = contentHash(canonicalAttributes(doc, schema))
-                expected.set(idKey(d.id), { id: d.id, hash, attrs, ref, namespace })
+                expected.set(idKey(d.id), { id: d.id, hash, attrs, key, namespace })
               }
               return
             }
@@ -148,7 +147,7 @@ export async function verifyMapping(
             if (op.kind !== 'upsert') return
             const doc = op.vector ? { ...op.attributes, vector: op.vector } : op.attributes
             const { hash, attrs } = contentHash(canonicalAttributes(doc, schema))
-            expected.set(idKey(op.id), { id: op.id, hash, attrs, ref, namespace })
+            expected.set(idKey(op.id), { id: op.id, hash, attrs, key, namespace })
           })
         }
       }
@@ -157,8 +156,7 @@ export async function verifyMapping(
     // a row that cannot be decoded is not judged, and neither is its document (the DLQ has the row): its id is the
     // one the stream and backfill give it, from its key texts
     const bad = (b: { keys: string[]; error: string }) => {
-      const id = rowDocId(mapping, keyRow(rt.plan.columns, mapping.idColumns, b.keys))
-      const shown = id === undefined ? keyIdText(b.keys) ?? b.keys.join(':') : String(id)
+      const shown = keyIdText(textKey(mapping, rt.plan.columns, b.keys)) ?? '?'
       failed(shown)
       log.warn('verify: a row could not be decoded', { mapping: mapping.name, id: shown, error: b.error })
     }
@@ -276,15 +274,15 @@ export async function verifyMapping(
     if (opts.repair && report.drift && rowMode) {
       // a row with a missing, extra or stale chunk gets its replacement; the documents of rows that make none (gone,
       // or out of the predicate), or that sit in another namespace than their row's, are deleted by their row key
-      const rewrite = new Map<RowRef, Expected>()
-      for (const e of [...missing, ...drifted]) rewrite.set(e.ref, e)
+      const rewrite = new Map<RowKey, Expected>()
+      for (const e of [...missing, ...drifted]) rewrite.set(e.key, e)
       const gone: Extra[] = []
       for (const entry of extraRows) {
         const cut = entry.indexOf('\0')
-        const [namespace, key] = [entry.slice(0, cut), entry.slice(cut + 1)]
-        const ref = rowRefs.get(key)
-        if (ref && rowHome.get(key) === namespace) rewrite.set(ref, { id: key, hash: '', attrs: {}, ref, namespace })
-        else gone.push({ id: key, namespace })
+        const [namespace, row] = [entry.slice(0, cut), entry.slice(cut + 1)]
+        const key = rowKeys.get(row)
+        if (key && rowHome.get(row) === namespace) rewrite.set(key, { id: row, hash: '', attrs: {}, key, namespace })
+        else gone.push({ id: row, namespace })
       }
       report.repair = await repair(deps, rt.route, rt.plan.columns, [...rewrite.values()], gone, start, log)
     } else if (opts.repair && report.drift) {

@@ -8,6 +8,7 @@ import type { Id, Row, RowEvent } from '../types.ts'
 import { deleteEvent, rowEvent } from './row-event.ts'
 import { docId, idProblem } from './docid.ts'
 import { deadLetter } from './dead-letter.ts'
+import { type RowKey, rowKey } from './row-key.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
 import { membershipFailure } from '../membership/mod.ts'
 import type { ColumnType } from './schema.ts'
@@ -40,10 +41,8 @@ export interface Intent {
   lsn: bigint
   /** the update left needed TOASTed columns unchanged: re-read the row (by its key texts) before transforming */
   reread?: true
-  /** the row whose id columns find it again (stream): its key texts are read from it on demand */
-  keys?: Pick<DecodedRow, 'keyTexts'>
-  /** the key texts where there is no decoded row (backfill; only for keys whose decoded values do not find the row) */
-  keyTexts?: (string | null)[]
+  /** the row's key (row-key.ts): its id columns' texts, which find it again (re-reads, dead letters), and its id */
+  key: RowKey
   /** the source table's OID (stream): re-reads find the table by it, whatever its name is now */
   relid?: number
   /** the table's columns when the change was made (stream): types for the schema of the writes */
@@ -61,19 +60,11 @@ export interface Intent {
   namespace?: string
 }
 
-/**
- * The id columns of an intent's row as PostgreSQL printed them, if known: they find the row exactly (a decoded
- * timestamp has lost its microseconds). Read only when needed: for a re-read, or kept by a dead letter.
- */
-export function intentKeyTexts(i: Intent): (string | null)[] | undefined {
-  return i.keyTexts ?? i.keys?.keyTexts(i.route.mapping.idColumns)
-}
-
 /** The dead letter of an intent: its row key, its event (the document id `id` when the transform named another). */
 export function intentDeadLetter(i: Intent, error: string, id: Id = i.id): DeadLetter {
   // a tenant move's old namespace goes with it: `dlq retry` sends that delete first
   const event = i.leave?.length ? { ...i.event, [LEAVE_NAMESPACES]: i.leave } : i.event
-  return deadLetter(i.route.mapping.name, i.lsn, { texts: intentKeyTexts(i), id }, event, error)
+  return deadLetter(i.route.mapping.name, i.lsn, i.key, event, error, id)
 }
 
 /** The key of a dead letter's event holding the namespaces the row had to leave (a tenant move's old namespace). */
@@ -172,16 +163,17 @@ export function changeIntents(
   const lsnText = lsnTextOf(pos.commitLsn)
   const version = pos.version
   const lsn = pos.commitLsn
-  const failed = (
-    route: MappingRoute,
-    keys: DecodedRow,
-    event: Record<string, unknown>,
-    error: string,
-    id?: Id,
-    quiet?: true,
-  ) => {
-    const d = deadLetter(route.mapping.name, lsn, { texts: keys.keyTexts(route.mapping.idColumns), id }, event, error)
+  const failed = (route: MappingRoute, key: RowKey, event: Record<string, unknown>, error: string, quiet?: true) => {
+    const d = deadLetter(route.mapping.name, lsn, key, event, error)
     bad(quiet ? { ...d, quiet } : d)
+  }
+  /** the key of a decoded row for a route: its id columns' texts, and its id (none when they cannot be decoded) */
+  const keyOf = (route: MappingRoute, decoded: DecodedRow, values: Row): RowKey => {
+    const m = route.mapping
+    const id = brokenFor(route, decoded.errors, m.idColumns)
+      ? undefined
+      : docId(values, m.idColumns, m.idType === 'string')
+    return rowKey(m, values, decoded.textsOf(m.idColumns), id)
   }
   const oldDecoded = change.old
   // one decoded row for all routes, but each transform gets its own copy: a transform may mutate its event
@@ -193,14 +185,15 @@ export function changeIntents(
       const old = own(route, oldRow)!
       // a delete needs only the id: other columns that cannot be decoded are left out of the event
       const broken = brokenFor(route, errors, route.mapping.idColumns)
+      const key = keyOf(route, oldDecoded!, old)
       if (broken) {
-        failed(route, oldDecoded!, { type: 'delete', old }, `delete on ${rel.schema}.${rel.name}: ${broken}`)
+        failed(route, key, { type: 'delete', old }, `delete on ${rel.schema}.${rel.name}: ${broken}`)
         continue
       }
-      const id = docId(old, route.mapping.idColumns, route.mapping.idType === 'string')
+      const id = key.id
       const unrouted = id === undefined ? undefined : tenantNotInIdentity(rel, change.oldIsRow, route.mapping)
       if (unrouted) {
-        failed(route, oldDecoded!, { type: 'delete', id, old }, unrouted, id)
+        failed(route, key, { type: 'delete', id, old }, unrouted)
         continue
       }
       if (id === undefined) {
@@ -214,7 +207,7 @@ export function changeIntents(
         id,
         kind: 'delete',
         event: deleteEvent(id, rel.schema, rel.name, route.mapping.name, lsnText, old),
-        keys: oldDecoded,
+        key,
         version,
         lsn,
         relid,
@@ -233,12 +226,11 @@ export function changeIntents(
     const needsReread = table.rereadAll.has(route) ||
       (unchanged.length > 0 && unchanged.some((c) => !route.needed || route.needed.has(c)))
     const broken = brokenFor(route, errors)
-    const stringIds = m.idType === 'string'
-    const id = brokenFor(route, errors, m.idColumns) ? undefined : docId(row, m.idColumns, stringIds)
-    // the old id, when the change carries it (a key change, REPLICA IDENTITY FULL)
-    const oldId = old && !brokenFor(route, oldDecoded!.errors, m.idColumns)
-      ? docId(old, m.idColumns, stringIds)
-      : undefined
+    const key = keyOf(route, decoded, row)
+    const id = key.id
+    // the old row's key, when the change carries it (a key change, REPLICA IDENTITY FULL)
+    const oldKey = old && keyOf(route, oldDecoded!, old)
+    const oldId = oldKey?.id
     // a tenant move: the old values name another namespace, which the row leaves first (invariant 11)
     const leave = m.namespaceTemplate && old ? movedFrom(m, old, row) : undefined
     if (oldId !== undefined && oldId !== id) {
@@ -248,7 +240,7 @@ export function changeIntents(
         id: oldId,
         kind: 'delete',
         event: deleteEvent(oldId, rel.schema, rel.name, route.mapping.name, lsnText, old),
-        keys: oldDecoded,
+        key: oldKey!,
         version,
         lsn,
         relid,
@@ -256,24 +248,24 @@ export function changeIntents(
       })
     }
     if (broken) {
-      failed(route, decoded, { type, id, new: row }, `${type} on ${rel.schema}.${rel.name}: ${broken}`, id)
+      failed(route, key, { type, id, new: row }, `${type} on ${rel.schema}.${rel.name}: ${broken}`)
       continue
     }
     if (id === undefined) {
       // a row without an id cannot be a document; its old document, if the change names it, was deleted above
       if (oldId === undefined) {
-        failed(route, decoded, { type, new: row }, noIdError(route, rel, type, row, oldDecoded !== undefined))
+        failed(route, key, { type, new: row }, noIdError(route, rel, type, row, oldDecoded !== undefined))
       }
       continue
     }
     if (type === 'update' && oldId === undefined && table.uncovered.size && table.uncovered.has(route)) {
       // the id may have changed without the change saying from what: the old document, if any, cannot be deleted.
       // The new one is still written; the dead letter keeps the fix (docs/ARCHITECTURE.md, invariants 1 and 5)
-      failed(route, decoded, { type, id, new: row }, identityError(rel, m), id, true)
+      failed(route, key, { type, id, new: row }, identityError(rel, m), true)
     }
     if (needsReread) {
       const e = rowEvent(type, id, rel.schema, rel.name, route.mapping.name, lsnText, row, old)
-      out({ route, id, kind: 'upsert', event: e, reread: true, keys: decoded, version, lsn, relid, columns, leave })
+      out({ route, id, kind: 'upsert', event: e, reread: true, key, version, lsn, relid, columns, leave })
       continue
     }
     let member: boolean
@@ -281,7 +273,7 @@ export function changeIntents(
       member = !route.isMember || route.isMember(row)
     } catch (e) {
       // with the id and key texts, as every dead letter of a row: `dlq retry` finds the row by them
-      failed(route, decoded, { type, id, new: row }, membershipFailure(e), id)
+      failed(route, key, { type, id, new: row }, membershipFailure(e))
       continue
     }
     if (member) {
@@ -290,7 +282,7 @@ export function changeIntents(
         id,
         kind: 'upsert',
         event: rowEvent(type, id, rel.schema, rel.name, route.mapping.name, lsnText, row, old),
-        keys: decoded,
+        key,
         version,
         lsn,
         relid,
@@ -300,7 +292,7 @@ export function changeIntents(
     } else if (type === 'update') {
       // the row left the membership predicate (or never was in it): its document must not exist
       const e = deleteEvent(id, rel.schema, rel.name, route.mapping.name, lsnText, row)
-      out({ route, id, kind: 'delete', event: e, keys: decoded, version, lsn, relid, columns, leave })
+      out({ route, id, kind: 'delete', event: e, key, version, lsn, relid, columns, leave })
     }
   }
 }

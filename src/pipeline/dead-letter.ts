@@ -4,40 +4,26 @@
 // one (docs/ARCHITECTURE.md, invariant 12).
 import type { DeadLetter } from '../postgres/dlq.ts'
 import type { Id } from '../types.ts'
+import { keyIdText, type RowKey } from './row-key.ts'
 
 /**
- * A row's key: its id columns as PostgreSQL printed them (when kept: they find the row exactly, where a decoded
- * timestamp has lost its microseconds), and the document id derived from them (when the row has one).
+ * The dead letter of one row: `event` as the transform would have seen it, with the key texts that find the row
+ * (`key_texts`, when PostgreSQL printed them). `id`: the document id the entry names, when not the key's (a
+ * transform that named another document).
  */
-export interface RowKey {
-  texts?: readonly (string | null)[]
-  id?: Id
-}
-
-/**
- * The document id text of key texts, for a row that has no turbopuffer id (a negative integer): the texts joined
- * with `:` and escaped as docId escapes a composite key, so the entry of one row is one entry whichever path filed it.
- */
-export function keyIdText(texts: readonly (string | null)[]): string | undefined {
-  if (texts.some((t) => t === null)) return undefined
-  if (texts.length === 1) return texts[0]!
-  return texts.map((t) => t!.replaceAll('\\', '\\\\').replaceAll(':', '\\:')).join(':')
-}
-
-/** The dead letter of one row: `event` as the transform would have seen it, with the key texts that find the row. */
 export function deadLetter(
   mapping: string,
   lsn: bigint,
   key: RowKey | undefined,
   event: object,
   error: string,
+  id: Id | undefined = key?.id,
 ): DeadLetter {
-  const docId = key?.id !== undefined ? String(key.id) : key?.texts && keyIdText(key.texts)
   return {
     mapping,
-    docId,
+    docId: key ? keyIdText({ texts: key.texts, id }) : id === undefined ? undefined : String(id),
     lsn,
-    event: key?.texts ? { ...event, key_texts: key.texts } : event,
+    event: key?.printed ? { ...event, key_texts: key.texts } : event,
     error,
   }
 }

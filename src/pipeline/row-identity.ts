@@ -13,79 +13,17 @@ import type { DeadLetter } from '../postgres/dlq.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import { type ColumnType, readRowsByKey, tableByOid, undecodable } from '../source/mod.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
-import { decodeColumn } from '../postgres/values.ts'
 import type { Mapping } from '../config/load.ts'
-import { encodeVersion, type Id, type Logger, type Row } from '../types.ts'
-import { type Intent, intentDeadLetter, intentKeyTexts, type MappingRoute } from './changes.ts'
+import { encodeVersion, type Logger, type Row } from '../types.ts'
+import { type Intent, intentDeadLetter, type MappingRoute } from './changes.ts'
 import { deadLetter } from './dead-letter.ts'
 import { docId, idKey } from './docid.ts'
+import type { DocumentKey, RowKey } from './row-key.ts'
 import { membershipFailure } from '../membership/mod.ts'
 import { deleteEvent, rowEvent } from './row-event.ts'
 import { type RouteRuntime, writeIntents, type WriterDeps, type WriteSummary } from './writer.ts'
 
 export { docId, idKey }
-
-export interface RowRef {
-  /** the last known values of (at least) the row's id columns: they find the row, and name it once it is gone */
-  known: Row
-  /**
-   * the id columns as PostgreSQL printed them, when known: they find the row exactly (a decoded timestamp has lost
-   * its microseconds, so `known` alone cannot find a row keyed by one)
-   */
-  keyTexts?: (string | null)[]
-}
-
-/** A key value as PostgreSQL reads it back from text (JSON-safe forms: numbers, bigint strings, ISO times). */
-function keyText(v: unknown): string | null {
-  if (v === null || v === undefined) return null
-  if (v instanceof Date) return v.toISOString()
-  return typeof v === 'string' ? v : String(v)
-}
-
-/** The texts that find a referenced row: the ones PostgreSQL printed when kept, else its known id values. */
-export function refKeyTexts(ref: RowRef, idColumns: readonly string[]): (string | null)[] {
-  return ref.keyTexts ?? idColumns.map((c) => keyText(ref.known[c]))
-}
-
-/**
- * The key texts a dead letter's event kept: `key_texts` when they fit the id columns, else `key` (entries backfill
- * filed before it kept `key_texts`: the id columns' texts by name, which a retry must not take as decoded values).
- */
-export function eventKeyTexts(event: unknown, idColumns: readonly string[]): string[] | undefined {
-  const e = event as { key_texts?: unknown; key?: unknown } | null
-  const texts = e?.key_texts
-  if (Array.isArray(texts)) {
-    return texts.length === idColumns.length && texts.every((t) => typeof t === 'string')
-      ? texts as string[]
-      : undefined
-  }
-  const key = e?.key
-  if (!key || typeof key !== 'object' || Array.isArray(key)) return undefined
-  const byName = idColumns.map((c) => (key as Record<string, unknown>)[c])
-  return byName.every((t) => typeof t === 'string') ? byName as string[] : undefined
-}
-
-/** The document id of a row under mapping `m`: the one call of docId for rows read or rebuilt here. */
-export function rowDocId(m: Mapping, row: Row): Id | undefined {
-  return docId(row, m.idColumns, m.idType === 'string')
-}
-
-/**
- * The id columns of a row decoded from their texts as PostgreSQL printed them, as the stream and backfill decode
- * them (a column missing from `columns` is left out).
- */
-export function keyRow(
-  columns: readonly ColumnType[],
-  idColumns: readonly string[],
-  texts: readonly (string | null)[],
-): Row {
-  const row: Row = {}
-  idColumns.forEach((name, j) => {
-    const c = columns.find((col) => col.name === name)
-    if (c) decodeColumn(row, name, texts[j], c.typeOid, c.typeName)
-  })
-  return row
-}
 
 /** Where the rows are read: a table and the columns to read. */
 export interface RowSource {
@@ -110,7 +48,7 @@ export async function readCurrent(
   sql: postgres.Sql,
   route: MappingRoute,
   source: RowSource,
-  keys: (string | null)[][],
+  keys: readonly (readonly (string | null)[])[],
 ): Promise<Map<string, Row>> {
   const m = route.mapping
   if (!keys.length) return new Map()
@@ -118,7 +56,7 @@ export async function readCurrent(
   const found = new Map<string, Row>()
   for (const r of rows) {
     // an id that cannot be decoded (only if the key texts that found the row could not be): no document to match
-    const id = rowDocId(m, r)
+    const id = docId(r, m.idColumns, m.idType === 'string')
     if (id !== undefined) found.set(idKey(id), r)
   }
   return found
@@ -135,11 +73,14 @@ export function decide(route: MappingRoute, row: Row): 'upsert' | 'delete' {
   return !route.isMember || route.isMember(row) ? 'upsert' : 'delete'
 }
 
-/** The delete of a row's document at `lsn` (its current state is: gone, or not a member). */
-export function deleteIntent(route: MappingRoute, id: Id, old: Row, lsn: bigint): Intent {
+/**
+ * The delete of a row's document at `lsn` (its current state is: gone, or not a member); `old`: the row as its
+ * delete event names it (the key's values unless given).
+ */
+export function deleteIntent(route: MappingRoute, key: DocumentKey, lsn: bigint, old = key.values): Intent {
   const m = route.mapping
-  const event = deleteEvent(id, m.schema, m.table, m.name, formatLsn(lsn), old)
-  return { route, id, kind: 'delete', version: encodeVersion(lsn, 0), lsn, event }
+  const event = deleteEvent(key.id, m.schema, m.table, m.name, formatLsn(lsn), old)
+  return { route, id: key.id, kind: 'delete', version: encodeVersion(lsn, 0), lsn, event, key }
 }
 
 /**
@@ -152,34 +93,30 @@ export async function currentStateIntents(
   sql: postgres.Sql,
   route: RouteRuntime,
   columns: readonly ColumnType[],
-  refs: readonly RowRef[],
+  keys: readonly RowKey[],
   lsn: bigint,
   dead?: DeadLetter[],
 ): Promise<(Intent | undefined)[]> {
   const m = route.mapping
-  // from the key texts when known: decoded as the stream and backfill decoded them when they named the document
-  const ids = refs.map((r) => rowDocId(m, r.keyTexts ? keyRow(columns, m.idColumns, r.keyTexts) : r.known))
-  const keys = refs.flatMap((r, i) => ids[i] === undefined ? [] : [refKeyTexts(r, m.idColumns)])
-  const found = await readCurrent(sql, route, { schema: m.schema, table: m.table, columns }, keys)
-  return refs.map((ref, i): Intent | undefined => {
-    const id = ids[i]
+  const texts = keys.flatMap((k) => k.id === undefined ? [] : [k.texts])
+  const found = await readCurrent(sql, route, { schema: m.schema, table: m.table, columns }, texts)
+  return keys.map((key): Intent | undefined => {
+    const id = key.id
     if (id === undefined) return undefined
     const row = found.get(idKey(id))
     if (row) {
       const error = undecodableRow(m, row)
       if (error) {
-        const key = { texts: refKeyTexts(ref, m.idColumns), id }
-        dead?.push(
-          deadLetter(m.name, lsn, key, { type: 'insert', op: 'insert', id, mapping: m.name, old: ref.known }, error),
-        )
+        const event = { type: 'insert', op: 'insert', id, mapping: m.name, old: key.values }
+        dead?.push(deadLetter(m.name, lsn, key, event, error))
         return undefined
       }
     }
     if (row && decide(route, row) === 'upsert') {
       const event = rowEvent('insert', id, m.schema, m.table, m.name, formatLsn(lsn), row)
-      return { route, id, kind: 'upsert', version: encodeVersion(lsn, 0), lsn, event }
+      return { route, id, kind: 'upsert', version: encodeVersion(lsn, 0), lsn, event, key }
     }
-    return deleteIntent(route, id, row ?? ref.known, lsn)
+    return deleteIntent(route, { ...key, id }, lsn, row ?? key.values)
   })
 }
 
@@ -191,12 +128,12 @@ export async function currentStateIntents(
 export async function recheckWritten(
   route: RouteRuntime,
   columns: readonly ColumnType[],
-  refs: readonly RowRef[],
+  keys: readonly RowKey[],
   deps: WriterDeps,
 ): Promise<WriteSummary | undefined> {
-  if (!refs.length) return undefined
+  if (!keys.length) return undefined
   const lsn = await stableLsn(deps.sql, { log: deps.log })
-  const intents = (await currentStateIntents(deps.sql, route, columns, refs, lsn))
+  const intents = (await currentStateIntents(deps.sql, route, columns, keys, lsn))
     .filter((i): i is Intent => i?.kind === 'delete')
   if (!intents.length) return undefined
   deps.log.debug('re-check: rows gone or out of the predicate since they were read', {
@@ -261,7 +198,7 @@ export async function rereadIntents(
       )
       continue
     }
-    const found = await readCurrent(sql, route, neededOf(route, table), group.map((i) => intentKeyTexts(i)!))
+    const found = await readCurrent(sql, route, neededOf(route, table), group.map((i) => i.key.texts))
     for (const i of group) {
       const row = found.get(idKey(i.id))
       if (!row) {

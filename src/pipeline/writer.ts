@@ -242,9 +242,10 @@ async function writeLeaves(leaves: Leave[], dead: DeadLetter[], sink: Sink): Pro
   }
   await Promise.all([...byNamespace].map(async ([namespace, list]) => {
     const res = await sink.write(namespace, list.map((l) => l.op))
+    const byOp = res.failed.length ? new Map(list.map((l) => [l.op, l])) : undefined
     for (const f of res.failed) {
-      const l = list.find((x) => x.op === f.op)!
-      if (refused.has(l.intent)) continue
+      const l = byOp!.get(f.op)
+      if (!l || refused.has(l.intent)) continue
       refused.add(l.intent)
       const why = f.status ? `turbopuffer refused it (${f.status})` : 'not sent'
       dead.push(intentDeadLetter(

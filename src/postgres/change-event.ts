@@ -1,5 +1,5 @@
 // The decode stage's output: a pgoutput insert, update or delete turned into a change event — the table, and each
-// row it carries decoded (only the columns asked for) with the texts of its key columns on demand. The pipeline
+// row it carries decoded (only the columns asked for) with the texts of its key columns. The pipeline
 // sees these events, never a pgoutput tuple (docs/ARCHITECTURE.md, "Data flow").
 import type { DeleteMessage, InsertMessage, Relation, RelationColumn, Tuple, UpdateMessage } from './pgoutput.ts'
 import { decodeColumns } from './values.ts'
@@ -30,10 +30,10 @@ export class DecodedRow {
   ) {}
 
   /**
-   * The values of `names` as PostgreSQL printed them (null: NULL or not sent): they find the row exactly, where a
-   * decoded timestamp has lost its microseconds. Read only when needed (a re-read, a dead letter).
+   * The values of `names` as PostgreSQL printed them (null: NULL or not sent): read once per mapping for the row's
+   * key (pipeline/row-key.ts), whose texts find the row exactly where a decoded timestamp has lost its microseconds.
    */
-  keyTexts(names: readonly string[]): (string | null)[] {
+  textsOf(names: readonly string[]): (string | null)[] {
     return names.map((c) => {
       const v = this.tuple[this.columns.findIndex((col) => col.name === c)]
       return v?.kind === 'text' ? v.value : null

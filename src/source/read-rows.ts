@@ -58,7 +58,7 @@ export async function readRowsByKey(
   keyColumns: readonly string[],
   /** each id column's type as a cast names it (format_type, typmod included) */
   keyTypes: readonly string[],
-  keys: unknown[][],
+  keys: readonly (readonly unknown[])[],
 ): Promise<Row[]> {
   if (!keys.length) return []
   if (keys.length > KEYS_PER_QUERY) {
