@@ -110,9 +110,9 @@ export function registerVirtualModule(name: string, exports: Record<string, unkn
 }
 
 /**
- * Bun only: a full collection now. A tenant backfill (backfill/tenant-page.ts) allocates a page's worth of requests to
- * many namespaces at once, faster than Bun's collector returns it: its peak RSS was ~100 MB higher without this.
- * A no-op on Deno, where boundHeapGrowth bounds the heap.
+ * Bun only: a full collection now. A tenant backfill (backfill/tenant-page-writer.ts) allocates a page's worth of
+ * requests to many namespaces at once, faster than Bun's collector returns it: its peak RSS was ~100 MB higher
+ * without this. A no-op on Deno, where boundHeapGrowth bounds the heap.
  */
 export function collectGarbage(): void {
   g.Bun?.gc(true)

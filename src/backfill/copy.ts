@@ -47,7 +47,7 @@ import {
 import type { CopyRow } from '../postgres/copy-text.ts'
 import { createProgress, formatCount } from './progress.ts'
 import { batchIntents } from './page-intents.ts'
-import { writeTenantPage } from './tenant-page.ts'
+import { writeTenantPage } from './tenant-page-writer.ts'
 import { isTenantMapping } from '../pipeline/row-namespace.ts'
 import type { BackfillCtx, BackfillOptions, BackfillResult, BackfillStats } from './options.ts'
 
@@ -159,7 +159,7 @@ export async function copy(
     pool: opts.tenantPool,
     peaks: { open: 0, rows: 0, inFlight: 0 },
   }
-  /** the key of a page's row i: its id columns as COPY printed them (`keys[j][i]`), decoded as the stream decodes them */
+  /** the key of a page's row i: its id columns as COPY printed them (`keys[j][i]`), decoded as the stream does */
   const pageKey = (keys: readonly string[][], i: number): RowKey => textKey(m, keyColumns, keys.map((k) => k[i]))
 
   /**

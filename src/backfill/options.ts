@@ -29,7 +29,7 @@ export interface BackfillOptions {
   say?: (line: string) => void
   /** stops after the page being written is checkpointed */
   signal?: AbortSignal
-  /** a tenant mapping: the pool of open namespace batches (tenant-page.ts; tests and benchmarks) */
+  /** a tenant mapping: the pool of open namespace batches (tenant-page-writer.ts; tests and benchmarks) */
   tenantPool?: { maxOpen?: number; maxRows?: number }
   /** after each checkpoint (tests) */
   onCheckpoint?: (p: { lastKey: string[]; rowsDone: number }) => void

@@ -1,5 +1,5 @@
 // The rows of a decoded backfill batch as intents (upserts at the page's version) and the dead letters of the rows
-// that cannot become documents. Shared by the page writers of copy.ts (one namespace) and tenant-page.ts (a
+// that cannot become documents. Shared by the page writers of copy.ts (one namespace) and tenant-page-writer.ts (a
 // namespace per tenant), so that a row becomes the same intent whichever writes it.
 import type { Mapping } from '../config/load.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
