@@ -181,6 +181,14 @@ describe('a tenant mapping operated', () => {
     expect(again.drift).toBe(false)
     expect(again.namespaces.unrouted.names).toEqual(['notes_3'])
     expect(pipe.server.documents('notes_3')).toEqual([])
+    // a sample reads each sampled row's namespace by ids: a drifted one is found there
+    await pipe.db.sql`UPDATE notes SET body = 'sampled' WHERE id BETWEEN 100 AND 5000`
+    const sample = JSON.parse((await pipe.cli('verify', 'notes', '--sample', '40', '--json')).out)
+    expect(sample.sample).toBe(40)
+    expect(sample.mismatched.count).toBeGreaterThan(0)
+    expect(sample.namespaces.checked).toBeGreaterThan(1)
+    expect(sample.namespaces.checked).toBeLessThanOrEqual(40)
+    expect((await pipe.cli('verify', 'notes', '--repair')).code).toBe(0)
   }, 60_000)
 
   test(
