@@ -38,6 +38,9 @@ import { type Expected, type Extra, repair, type VerifyDeps } from './verify-rep
 export { type DriftReport, formatDriftReport, type Mismatch } from './verify-report.ts'
 export type { VerifyDeps } from './verify-repair.ts'
 
+/** namespaces of a tenant mapping read at once */
+const NAMESPACES_READ_AT_ONCE = 8
+
 export interface VerifyOptions {
   /** check this many randomly chosen member rows only (missing and mismatched documents; extras are not looked for) */
   sample?: number
@@ -234,12 +237,22 @@ export async function verifyMapping(
         for (const doc of await fetchByIds(config, ns, ids)) judge(doc, ns)
       }
     } else {
-      // every namespace of the mapping, listed a page at a time (a fixed name is itself)
+      // every namespace of the mapping, listed a page at a time (a fixed name is itself), a few read at once: a
+      // tenant's namespace is often one query, and thousands of them one after another would add up their latencies
       const names = only === undefined ? mappingNamespaces(sink, mapping) : [only]
+      const reading = new Set<Promise<void>>()
       for await (const ns of names) {
         checked.push(ns)
-        for await (const doc of sink.listDocuments(ns, { attributes: true })) judge(doc, ns)
+        const read = (async () => {
+          for await (const doc of sink.listDocuments(ns, { attributes: true })) judge(doc, ns)
+        })()
+        const entry: Promise<void> = read.finally(() => reading.delete(entry))
+        // a failure is thrown by the race or the last wait below; others settling after it are not unhandled
+        entry.catch(() => {})
+        reading.add(entry)
+        if (reading.size >= NAMESPACES_READ_AT_ONCE) await Promise.race(reading)
       }
+      await Promise.all(reading)
     }
     const missing = [...expected].filter(([k, e]) => !seen.has(k) && (only === undefined || e.namespace === only))
       .map(([, e]) => e)
