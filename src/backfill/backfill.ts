@@ -15,6 +15,7 @@ import { planReads } from '../source/mod.ts'
 import { formatCount } from './progress.ts'
 import type { BackfillCtx, BackfillOptions, BackfillResult } from './options.ts'
 import { copy, pageRows } from './copy.ts'
+import { isTenantMapping } from '../pipeline/row-namespace.ts'
 
 export const DEFAULT_BATCH_SIZE = 1000
 
@@ -128,7 +129,9 @@ async function underLock(config: Config, m: Mapping, opts: BackfillOptions, ctx:
     const est = plan.estimate === undefined ? 'row count unknown' : `~${formatCount(plan.estimate)} rows`
     say(
       `backfilling mapping "${m.name}": ${m.schema}.${m.table} → namespace "${m.namespace}" (${est}, ` +
-        `pages of ${formatCount(pageRows(ctx.batchSize))} rows, written in batches of ${formatCount(ctx.batchSize)})`,
+        `pages of ${formatCount(pageRows(ctx.batchSize, isTenantMapping(m)))} rows, written in batches of ${
+          formatCount(ctx.batchSize)
+        })`,
     )
     return await copy(config, m, plan, route, opts, ctx, resumeFrom)
   } finally {

@@ -15,14 +15,10 @@ import { sinkFromConfig } from '../turbopuffer/from-config.ts'
 import { setImmediate } from 'node:timers'
 import { AdaptiveLimit, forEachAdaptive } from '../concurrency.ts'
 import type { Config, Mapping } from '../config/load.ts'
-import type { DeadLetter } from '../postgres/dlq.ts'
 import { formatLsn, parseLsn } from '../postgres/lsn.ts'
 import type { Intent } from '../pipeline/changes.ts'
 import { deleteIntent } from '../pipeline/row-identity.ts'
-import { type RowKey, rowKey, textKey } from '../pipeline/row-key.ts'
-import { rowEvent } from '../pipeline/row-event.ts'
-import { idProblem } from '../pipeline/docid.ts'
-import { deadLetter } from '../pipeline/dead-letter.ts'
+import { type RowKey, textKey } from '../pipeline/row-key.ts'
 import { emptySummary, type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
 import { encodeVersion } from '../types.ts'
@@ -50,6 +46,9 @@ import {
 } from '../source/mod.ts'
 import type { CopyRow } from '../postgres/copy-text.ts'
 import { createProgress, formatCount } from './progress.ts'
+import { batchIntents } from './page-intents.ts'
+import { writeTenantPage } from './tenant-page-writer.ts'
+import { isTenantMapping } from '../pipeline/row-namespace.ts'
 import type { BackfillCtx, BackfillOptions, BackfillResult, BackfillStats } from './options.ts'
 
 /** the rows a keyset page (one COPY) aims at */
@@ -63,13 +62,27 @@ const MAX_BATCHES_PER_PAGE = 10
  * halves on 429 and grows back to this: more would only bring 429 storms.
  */
 const WRITES_IN_FLIGHT = 4
+/**
+ * a tenant mapping's namespace batches written at once, at most: a page's rows spread over many namespaces, each
+ * batch small and paced by its own namespace's budget, so many more requests may be in flight (AIMD-halved on 429s)
+ */
+const TENANT_WRITES_IN_FLIGHT = 256
+/**
+ * batches a tenant mapping's page holds: a page's rows spread over the tenants, so a tenant gets a full batch in a page
+ * only when the page has many batches (the pool holds at most one page of rows)
+ */
+const TENANT_BATCHES_PER_PAGE = 35
 /** written pages whose re-check may be in flight at once (each holds only its key texts) */
 const MAX_RECHECKS = 4
 /** rows decoded per turn of the event loop given to reading the socket (see writePage) */
 const ROWS_PER_YIELD = 250
 
-/** Rows per keyset page for a batch size: a whole number of batches, about PAGE_ROWS, 1 to MAX_BATCHES_PER_PAGE. */
-export function pageRows(batchSize: number): number {
+/**
+ * Rows per keyset page for a batch size: a whole number of batches, about PAGE_ROWS, 1 to MAX_BATCHES_PER_PAGE; for a
+ * tenant mapping (`tenants`), TENANT_BATCHES_PER_PAGE batches.
+ */
+export function pageRows(batchSize: number, tenants = false): number {
+  if (tenants) return batchSize * TENANT_BATCHES_PER_PAGE
   return batchSize * Math.max(1, Math.min(MAX_BATCHES_PER_PAGE, Math.floor(PAGE_ROWS / batchSize)))
 }
 
@@ -102,7 +115,9 @@ export async function copy(
   resumeFrom: BackfillRecord | undefined,
 ): Promise<BackfillResult> {
   const { sql, log, batchSize } = ctx
-  const writesInFlight = new AdaptiveLimit({ initial: WRITES_IN_FLIGHT, max: WRITES_IN_FLIGHT })
+  const tenants = isTenantMapping(m)
+  const inFlight = tenants ? TENANT_WRITES_IN_FLIGHT : WRITES_IN_FLIGHT
+  const writesInFlight = new AdaptiveLimit({ initial: inFlight, max: inFlight })
   const sink = opts.sink ?? (opts.discard ? new DiscardSink() : sinkFromConfig(
     config.turbopuffer,
     {
@@ -134,16 +149,18 @@ export async function copy(
     write: opts.progress?.write ?? (() => {}),
     log,
   })
-  const { schema, table } = m
   const keyColumns = plan.keyIndex.map((k) => plan.columns[k])
-  /** the key of a page's row i: its id columns as COPY printed them (`keys[j][i]`), decoded as the stream decodes them */
+  const pageCtx = { m, plan, route }
+  const tenantCtx = {
+    ...pageCtx,
+    batchSize,
+    limit: writesInFlight,
+    writer: deps,
+    pool: opts.tenantPool,
+    peaks: { open: 0, rows: 0, inFlight: 0 },
+  }
+  /** the key of a page's row i: its id columns as COPY printed them (`keys[j][i]`), decoded as the stream does */
   const pageKey = (keys: readonly string[][], i: number): RowKey => textKey(m, keyColumns, keys.map((k) => k[i]))
-  /**
-   * The dead letter of a page's row that cannot become a document: its key is the one the stream builds for the row,
-   * so its entry is the one the stream files for the row, and `dlq retry` finds the row.
-   */
-  const badRow = (key: RowKey, lsn: bigint, error: string): DeadLetter =>
-    deadLetter(m.name, lsn, key, { type: 'insert', op: 'insert', id: key.id, mapping: m.name, new: key.values }, error)
 
   /**
    * Decodes and writes a page in batches, writesInFlight at once (decoded a batch at a time, so that memory holds
@@ -151,10 +168,10 @@ export async function copy(
    * the page is in the journal of pages in flight.
    */
   const writePage = async (raw: ReadPage): Promise<WriteSummary> => {
-    const lsnText = formatLsn(raw.lsn)
-    const version = encodeVersion(raw.lsn, 0)
     // without a unique index two rows can share an id; one write per id (the last one read)
     const values = plan.keyIndexed ? raw.rows : dedupeByKey(plan, raw.rows)
+    // a tenant mapping: where each row went is noted for the page's re-check (tenant-pages.ts)
+    if (tenants) return await writeTenantPage(tenantCtx, raw.lsn, values, raw.recorded, raw.namespaces ??= new Map())
     const starts: number[] = []
     for (let i = 0; i < values.length; i += batchSize) starts.push(i)
     const written = emptySummary()
@@ -165,35 +182,7 @@ export async function copy(
       for (let n = Math.min(batchSize, values.length - start); n > 0; n -= ROWS_PER_YIELD) {
         await new Promise((resolve) => setImmediate(resolve))
       }
-      const batch = decodePage(plan, raw.lsn, values.slice(start, start + batchSize))
-      const intents: Intent[] = []
-      const badIds: DeadLetter[] = []
-      for (let i = 0; i < batch.rows.length; i++) {
-        const row = batch.rows[i]
-        const key = rowKey(m, row, batch.keys.map((k) => k[i]))
-        const id = key.id
-        if (id === undefined) {
-          // a negative integer id (NULL ids are not paged): no turbopuffer id, so a dead letter naming the fix
-          const error = `backfill of ${m.schema}.${m.table}: ${idProblem(row, m.idColumns)}`
-          badIds.push(badRow(pageKey(batch.keys, i), raw.lsn, error))
-          continue
-        }
-        intents.push({
-          route,
-          id,
-          kind: 'upsert',
-          version,
-          lsn: raw.lsn,
-          event: rowEvent('insert', id, schema, table, m.name, lsnText, row),
-          key,
-        })
-      }
-      const dead: DeadLetter[] = badIds.concat(
-        batch.bad.map((b) =>
-          badRow(textKey(m, keyColumns, b.keys), raw.lsn, `backfill of ${m.schema}.${m.table}: ${b.error}`)
-        ),
-      )
-      if (m.namespaceTemplate) raw.namespaces = notePageNamespaces(intents, raw.namespaces)
+      const { intents, dead } = batchIntents(pageCtx, decodePage(plan, raw.lsn, values.slice(start, start + batchSize)))
       // nothing is written before the page is in the journal of pages in flight (its insert ran meanwhile)
       await raw.recorded
       const s = await writeIntents(intents, dead, deps)
@@ -311,7 +300,7 @@ export async function copy(
   // Page n+1 is read while page n is decoded and written, and the snapshot LSN of page n+2 is taken meanwhile (any
   // LSN taken before a page's read can version it), so the loop waits for PostgreSQL as little as possible. A page
   // is recorded in the journal of pages in flight while its first batch is decoded, and written only after that.
-  const limit = pageRows(batchSize)
+  const limit = pageRows(batchSize, tenants)
   let nextLsn = later(pageLsn(sql, log))
   let recording: Promise<string> = Promise.resolve('')
   const fetch = (after: readonly string[] | undefined): Promise<ReadPage> => {
@@ -362,6 +351,7 @@ export async function copy(
     progress?.stop()
   }
   stats.ms = Date.now() - started
+  if (tenants) stats.pool = tenantCtx.peaks
   if (stopped) return { outcome: 'stopped', ...stats }
   const [{ n }] = await sql.unsafe<{ n: number }[]>(plan.nullIdSql)
   stats.nullIds = n

@@ -3,6 +3,7 @@ import type postgres from 'postgres'
 import type { Sink } from '../turbopuffer/types.ts'
 import type { Logger } from '../types.ts'
 import type { BackfillRecord } from './checkpoint.ts'
+import type { PoolPeaks } from './namespace-batches.ts'
 
 export interface BackfillOptions {
   /** the mapping's name */
@@ -28,6 +29,8 @@ export interface BackfillOptions {
   say?: (line: string) => void
   /** stops after the page being written is checkpointed */
   signal?: AbortSignal
+  /** a tenant mapping: the pool of open namespace batches (tenant-page-writer.ts; tests and benchmarks) */
+  tenantPool?: { maxOpen?: number; maxRows?: number }
   /** after each checkpoint (tests) */
   onCheckpoint?: (p: { lastKey: string[]; rowsDone: number }) => void
 }
@@ -48,6 +51,8 @@ export interface BackfillStats {
   nullIds: number
   ms: number
   resumed: boolean
+  /** a tenant mapping: the high-water marks of its pool of open namespace batches */
+  pool?: PoolPeaks
 }
 
 export type BackfillResult =

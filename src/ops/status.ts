@@ -8,6 +8,9 @@ import { keptAlong } from '../postgres/live-versions.ts'
 import { type SlotState, slotState } from '../postgres/slot.ts'
 import { mappingSchema, type SchemaReport } from './schema-report.ts'
 import { droppedTableMessage, missingTables } from '../stream/dropped-tables.ts'
+import type { Sink } from '../turbopuffer/types.ts'
+import { isTenantMapping } from '../pipeline/row-namespace.ts'
+import { type TenantNamespaces, tenantNamespaces } from './tenant-namespaces.ts'
 
 export interface BackfillStatus {
   version: number
@@ -52,6 +55,11 @@ export interface MappingStatus {
   active_namespace: string
   /** every live version, newest first: the newest, and older ones a re-index keeps written until retired */
   versions: VersionStatus[]
+  /**
+   * a tenant mapping (a namespace template): its namespaces, counted from the service (`all` with status --json);
+   * `{ error }` when the service could not be asked
+   */
+  namespaces?: TenantNamespaces | { error: string }
 }
 
 export interface VersionStatus {
@@ -76,10 +84,18 @@ export interface StatusReport {
 
 const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOString())
 
+/** Where status counts tenant mappings' namespaces (without it, they are not counted). */
+export interface StatusNamespaceOptions {
+  sink: Sink
+  /** list every namespace (status --json), not only the largest */
+  all?: boolean
+}
+
 export async function gatherStatus(
   config: Config,
   sql: postgres.Sql,
   slot = config.stream.slot,
+  tenants?: StatusNamespaceOptions,
 ): Promise<StatusReport> {
   const tables = new Set(await existingStateTables(sql))
   const [{ now }] = await sql<{ now: Date }[]>`SELECT now()`
@@ -142,6 +158,15 @@ export async function gatherStatus(
   const schemas = new Map<string, SchemaReport | undefined>()
   for (const m of config.mappings) schemas.set(m.name, await mappingSchema(sql, m))
   const missing = await missingTables(sql, config.mappings)
+  const namespaces = new Map<string, MappingStatus['namespaces']>()
+  for (const m of config.mappings) {
+    if (!tenants || !isTenantMapping(m)) continue
+    try {
+      namespaces.set(m.name, await tenantNamespaces(tenants.sink, m, { all: tenants.all }))
+    } catch (e) {
+      namespaces.set(m.name, { error: (e as Error).message })
+    }
+  }
   const mappings = config.mappings.map((m): MappingStatus => {
     const p = progress.get(m.name)
     const av = applied.get(m.name) ?? null
@@ -164,6 +189,7 @@ export async function gatherStatus(
       schema: schemas.get(m.name) ?? null,
       table_exists: !missing.has(m.name),
       ...(missing.has(m.name) ? { problem: droppedTableMessage(m, 'status') } : {}),
+      ...(namespaces.has(m.name) ? { namespaces: namespaces.get(m.name) } : {}),
     }
   })
   const stream = { ...slotNow, publication: config.stream.publication }
@@ -290,6 +316,16 @@ export function formatStatus(r: StatusReport): string {
       .concat(m.schema!.lines.map((l) => `  ${l}`)).join('\n')
   )
   const problems = r.mappings.flatMap((m) => m.problem ? [`error: ${m.problem}`] : [])
+  const tenants = r.mappings.flatMap((m) => m.namespaces ? [namespacesText(m.mapping, m.namespaces)] : [])
   return `${mappings}\n${problems.length ? problems.join('\n') + '\n' : ''}\n` +
+    `${tenants.length ? tenants.join('\n') + '\n\n' : ''}` +
     `${schemas.length ? schemas.join('\n') + '\n\n' : ''}${stream.join('\n')}`
+}
+
+/** A tenant mapping's namespaces: how many, and the largest ones. */
+function namespacesText(mapping: string, n: NonNullable<MappingStatus['namespaces']>): string {
+  if ('error' in n) return `namespaces of ${mapping}: could not be listed: ${n.error}`
+  const head = `namespaces of ${mapping}: ${n.count} (${n.documents} documents)`
+  if (!n.largest.length) return head
+  return [`${head}; the largest:`, ...n.largest.map((s) => `  ${s.namespace}  ${s.documents} documents`)].join('\n')
 }

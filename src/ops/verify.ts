@@ -6,85 +6,55 @@
 // through the mapping's transform as insert events.
 // Documents are compared by a hash of their canonical attributes (normalize.ts), the version attribute excluded.
 // Documents whose version is newer than the read were changed while verify ran: they are counted, not judged.
+//
+// A tenant mapping (`[target] namespace = "docs_{workspace_id}"`): each expected document carries the namespace its
+// row routes to (pipeline/row-namespace.ts rowNamespace, the writers' own function); every namespace of the mapping
+// (listed by the template's prefix, a page at a time) is read and judged against it, so a document found in another
+// tenant's namespace than its row's is misplaced (the stale copy of a row that moved), and a namespace no row routes
+// to any more is reported. `tenant` checks one namespace.
 import { rowDocumentsMode } from '../config/row-documents.ts'
-import type postgres from 'postgres'
-import { type ColumnType, readPage, readSample } from '../source/mod.ts'
+import { readPage, readSample } from '../source/mod.ts'
 import type { Config, Mapping } from '../config/load.ts'
 import { namespaceSchema } from '../pipeline/schema.ts'
 import type { Intent } from '../pipeline/changes.ts'
-import {
-  projectIntents,
-  type RouteRuntime,
-  sweepRacedRows,
-  writeIntents,
-  type WriteSummary,
-} from '../pipeline/writer.ts'
-import { currentStateIntents, deleteIntent, docId, idKey, recheckWritten } from '../pipeline/row-identity.ts'
-import { documentKey, keyIdText, type RowKey, rowKey, textKey } from '../pipeline/row-key.ts'
+import { projectIntents } from '../pipeline/writer.ts'
+import { docId, idKey } from '../pipeline/row-identity.ts'
+import { keyIdText, type RowKey, rowKey, textKey } from '../pipeline/row-key.ts'
+import { rowNamespace } from '../pipeline/row-namespace.ts'
+import { tenantNamespace } from '../pipeline/tenant-values.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import { rowEvent } from '../pipeline/row-event.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
 import { clientConfig, createClient, unmarkBigints } from '../turbopuffer/client.ts'
+import { mappingNamespaces } from '../turbopuffer/mapping-namespaces.ts'
 import { BIGINT_MARK } from '../turbopuffer/write-plan.ts'
-import type { TurbopufferSink } from '../turbopuffer/sink.ts'
 import { encodeVersion, type Id, type Logger, type Row, ROW_ATTR, VERSION_ATTR } from '../types.ts'
 import { openMapping } from './mapping-runtime.ts'
 import { canonicalAttributes, contentHash } from './normalize.ts'
+import { diffAttributes, type DriftReport, type Mismatch, type Misplaced } from './verify-report.ts'
+import { type Expected, type Extra, repair, type VerifyDeps } from './verify-repair.ts'
+
+export { type DriftReport, formatDriftReport, type Mismatch } from './verify-report.ts'
+export type { VerifyDeps } from './verify-repair.ts'
+
+/** namespaces of a tenant mapping read at once */
+const NAMESPACES_READ_AT_ONCE = 8
 
 export interface VerifyOptions {
   /** check this many randomly chosen member rows only (missing and mismatched documents; extras are not looked for) */
   sample?: number
   repair?: boolean
+  /**
+   * a tenant mapping: check one namespace, the template rendered with this value (`7`), or with `column=value`
+   * pairs for several placeholders (`region=eu,org_id=7`); pipeline/tenant-values.ts tenantNamespace
+   */
+  tenant?: string
   /** rows per page and per transform call (default 500) */
   pageSize?: number
   /** ids listed per kind of drift in the report (default 20) */
   listLimit?: number
   log: Logger
-}
-
-export interface Mismatch {
-  id: Id
-  /** attributes whose values differ, are missing or are extra */
-  attributes: string[]
-}
-
-export interface DriftReport {
-  mapping: string
-  namespace: string
-  /** the sample size, or null for a full check */
-  sample: number | null
-  /** the LSN the rows were read after */
-  lsn: string
-  /** member rows read */
-  rows: number
-  /** documents the projection expects */
-  expected: number
-  /** documents read from the namespace */
-  documents: number
-  matching: number
-  missing: { count: number; ids: Id[] }
-  extra: { count: number; ids: Id[] }
-  mismatched: { count: number; items: Mismatch[] }
-  /** rows the transform rejected or that could not be decoded (see the DLQ); their documents are not judged */
-  failed: { count: number; ids: string[] }
-  /** documents with a version newer than the read (changed while verify ran): not judged */
-  changed_during_verify: number
-  drift: boolean
-  repair?: { lsn: string; upserted: number; deleted: number; skipped: number; failed: number }
-}
-
-interface Expected {
-  id: Id
-  hash: string
-  attrs: Record<string, string>
-  key: RowKey
-  kept?: string // the attribute of a vector kept from the stored document (its embed hash matches): not compared
-}
-
-export interface VerifyDeps {
-  sql: postgres.Sql
-  sink: TurbopufferSink
 }
 
 export async function verifyMapping(
@@ -97,14 +67,21 @@ export async function verifyMapping(
   const log = opts.log
   const pageSize = opts.pageSize ?? 500
   const listLimit = opts.listLimit ?? 20
+  const tenants = mapping.namespaceTemplate !== undefined
+  // before anything is read: a --tenant that names no namespace of the mapping is an error naming the flag
+  const only = opts.tenant === undefined ? undefined : tenantNamespace(mapping, opts.tenant)
+  const rowMode = rowDocumentsMode(mapping)
   const rt = await openMapping(config, sql, log, mapping)
   try {
     const schema = namespaceSchema(mapping, rt.plan.tableColumns)
     const expected = new Map<string, Expected>()
-    /** chunked mappings: the rows read, by row key (a row with no documents too) */
+    /** chunked mappings: the rows read, by row key (a row with no documents too), and the namespace of each */
     const rowKeys = new Map<string, RowKey>()
-    /** chunked mappings: the row keys of extra documents */
+    const rowHome = new Map<string, string>()
+    /** chunked mappings: namespace + "\0" + row key of rows with extra (or misplaced) documents */
     const extraRows = new Set<string>()
+    /** namespaces some row routes to */
+    const routed = new Set<string>()
     /** document ids (as text) the projection cannot judge: failures (the DLQ has them) */
     const notJudged = new Set<string>()
     const failedIds: string[] = []
@@ -128,6 +105,7 @@ export async function verifyMapping(
       const lsnText = formatLsn(lsn)
       const version = encodeVersion(lsn, 0)
       const intents: Intent[] = []
+      const homes = new Map<Intent, string>()
       const stringIds = mapping.idType === 'string'
       for (let r = 0; r < pageRows.length; r++) {
         const row = pageRows[r]
@@ -136,8 +114,17 @@ export async function verifyMapping(
         const key = rowKey(mapping, values, keys.map((k) => k[r]), docId(row, mapping.idColumns, stringIds))
         const id = key.id
         if (id === undefined) continue
+        // the namespace the writers give the row; none (NULL, an invalid name): the writer dead-letters it
+        const ns = rowNamespace(mapping, row, id)
+        if (!ns.ok) {
+          failed(String(id))
+          continue
+        }
+        routed.add(ns.namespace)
         const event = rowEvent('insert', id, mapping.schema, mapping.table, mapping.name, lsnText, row)
-        intents.push({ route: rt.route, id, kind: 'upsert', version, lsn, event, key })
+        const intent: Intent = { route: rt.route, id, kind: 'upsert', version, lsn, event, key }
+        intents.push(intent)
+        homes.set(intent, ns.namespace)
       }
       for (let i = 0; i < intents.length; i += pageSize) {
         // the writer would dead-letter these rows (the DLQ has them): not judged
@@ -146,14 +133,16 @@ export async function verifyMapping(
         for (const d of dead) failed(d.docId ?? '?')
         for (const p of projected) {
           p.ops.forEach((op, k) => {
+            const key = p.origin[k].key!
+            const namespace = homes.get(p.origin[k])!
             if (op.kind === 'row') {
               // chunks: the row's set of documents, each as it would be written (with its row key)
-              const key = p.origin[k].key
               rowKeys.set(op.id, key)
+              rowHome.set(op.id, namespace)
               for (const d of op.documents) {
                 const doc = { ...d.attributes, [ROW_ATTR]: op.id, ...(d.vector ? { vector: d.vector } : {}) }
                 const { hash, attrs } = contentHash(canonicalAttributes(doc, schema))
-                expected.set(idKey(d.id), { id: d.id, hash, attrs, key, kept: d.stored?.attribute })
+                expected.set(idKey(d.id), { id: d.id, hash, attrs, key, namespace, kept: d.stored?.attribute })
               }
               return
             }
@@ -161,8 +150,7 @@ export async function verifyMapping(
             if (op.kind !== 'upsert') return
             const doc = op.vector ? { ...op.attributes, vector: op.vector } : op.attributes
             const { hash, attrs } = contentHash(canonicalAttributes(doc, schema))
-            const key = p.origin[k].key
-            expected.set(idKey(op.id), { id: op.id, hash, attrs, key, kept: op.stored?.attribute })
+            expected.set(idKey(op.id), { id: op.id, hash, attrs, key, namespace, kept: op.stored?.attribute })
           })
         }
       }
@@ -194,17 +182,22 @@ export async function verifyMapping(
     const seen = new Set<string>()
     const drifted: Expected[] = []
     const extra: Id[] = []
+    /** every extra or misplaced document, with the namespace it is in (what --repair deletes) */
+    const extraDocs: Extra[] = []
     const mismatched: Mismatch[] = []
+    const misplaced: Misplaced[] = []
+    let misplacedCount = 0
     let matching = 0
     let changed = 0
     let documents = 0
-    const judge = (doc: Record<string, unknown>) => {
+    const judge = (doc: Record<string, unknown>, namespace: string) => {
       documents++
       const { id, [VERSION_ATTR]: version, $dist: _dist, ...attrs } = doc
       const key = idKey(id as Id)
       const exp = expected.get(key)
       const newer = typeof version === 'string' && version > startVersion
-      if (exp) {
+      const rowKey = String(rowMode ? attrs[ROW_ATTR] : id)
+      if (exp && exp.namespace === namespace) {
         seen.add(key)
         const got = contentHash(canonicalAttributes(exp.kept ? { ...attrs, [exp.kept]: undefined } : attrs, schema))
         if (got.hash === exp.hash) matching++
@@ -215,30 +208,64 @@ export async function verifyMapping(
             mismatched.push({ id: exp.id, attributes: diffAttributes(exp.attrs, got.attrs) })
           }
         }
-      } else if (notJudged.has(String(rowDocumentsMode(mapping) ? attrs[ROW_ATTR] : id))) {
-        // the transform failed for this row: the DLQ has it
-      } else if (newer) changed++
-      else {
-        extra.push(id as Id)
-        if (rowDocumentsMode(mapping)) extraRows.add(String(attrs[ROW_ATTR]))
+        return
       }
+      // the transform failed for this row: the DLQ has it
+      if (notJudged.has(rowKey)) return
+      if (newer) {
+        changed++
+        return
+      }
+      if (exp) {
+        // its row's documents belong in another tenant's namespace: the stale copy of a row that moved
+        misplacedCount++
+        if (misplaced.length < listLimit) misplaced.push({ id: id as Id, namespace, belongs: exp.namespace })
+      } else extra.push(id as Id)
+      if (rowMode) extraRows.add(namespace + '\0' + rowKey)
+      else extraDocs.push({ id: id as Id, namespace })
     }
+    const checked: string[] = []
     if (opts.sample !== undefined) {
-      const ids = [...expected.values()].map((e) => e.id)
-      for (const doc of await fetchByIds(config, mapping.namespace, ids)) judge(doc)
+      const byNamespace = new Map<string, Id[]>()
+      for (const e of expected.values()) {
+        if (only === undefined || e.namespace === only) {
+          byNamespace.set(e.namespace, [...byNamespace.get(e.namespace) ?? [], e.id])
+        }
+      }
+      for (const [ns, ids] of byNamespace) {
+        checked.push(ns)
+        for (const doc of await fetchByIds(config, ns, ids)) judge(doc, ns)
+      }
     } else {
-      for await (const doc of sink.listDocuments(mapping.namespace, { attributes: true })) judge(doc)
+      // every namespace of the mapping, listed a page at a time (a fixed name is itself), a few read at once: a
+      // tenant's namespace is often one query, and thousands of them one after another would add up their latencies
+      const names = only === undefined ? mappingNamespaces(sink, mapping) : [only]
+      const reading = new Set<Promise<void>>()
+      for await (const ns of names) {
+        checked.push(ns)
+        const read = (async () => {
+          for await (const doc of sink.listDocuments(ns, { attributes: true })) judge(doc, ns)
+        })()
+        const entry: Promise<void> = read.finally(() => reading.delete(entry))
+        // a failure is thrown by the race or the last wait below; others settling after it are not unhandled
+        entry.catch(() => {})
+        reading.add(entry)
+        if (reading.size >= NAMESPACES_READ_AT_ONCE) await Promise.race(reading)
+      }
+      await Promise.all(reading)
     }
-    const missing = [...expected].filter(([k]) => !seen.has(k)).map(([, e]) => e)
+    const missing = [...expected].filter(([k, e]) => !seen.has(k) && (only === undefined || e.namespace === only))
+      .map(([, e]) => e)
     const mismatchCount = drifted.length
+    const unrouted = checked.filter((ns) => !routed.has(ns))
 
     const report: DriftReport = {
       mapping: mapping.name,
-      namespace: mapping.namespace,
+      namespace: only ?? mapping.namespace,
       sample: opts.sample ?? null,
       lsn: formatLsn(start),
       rows,
-      expected: expected.size,
+      expected: only === undefined ? expected.size : [...expected.values()].filter((e) => e.namespace === only).length,
       documents,
       matching,
       missing: { count: missing.length, ids: missing.slice(0, listLimit).map((e) => e.id) },
@@ -246,32 +273,38 @@ export async function verifyMapping(
       mismatched: { count: mismatchCount, items: mismatched },
       failed: { count: failedCount, ids: failedIds },
       changed_during_verify: changed,
-      drift: missing.length + extra.length + mismatchCount > 0,
+      ...(tenants
+        ? {
+          namespaces: {
+            checked: checked.length,
+            unrouted: { count: unrouted.length, names: unrouted.slice(0, listLimit) },
+          },
+          misplaced: { count: misplacedCount, items: misplaced },
+        }
+        : {}),
+      drift: missing.length + extra.length + mismatchCount + misplacedCount > 0,
     }
-    if (opts.repair && report.drift && rowDocumentsMode(mapping)) {
-      // a row with a missing, extra or stale chunk gets its replacement; extra chunks of rows that make none (gone,
-      // or out of the predicate) are deleted by their row key
+    if (opts.repair && report.drift && rowMode) {
+      // a row with a missing, extra or stale chunk gets its replacement; the documents of rows that make none (gone,
+      // or out of the predicate), or that sit in another namespace than their row's, are deleted by their row key
       const rewrite = new Map<RowKey, Expected>()
       for (const e of [...missing, ...drifted]) rewrite.set(e.key, e)
-      const gone: Id[] = []
-      for (const row of extraRows) {
+      const gone: Extra[] = []
+      for (const entry of extraRows) {
+        const cut = entry.indexOf('\0')
+        const [namespace, row] = [entry.slice(0, cut), entry.slice(cut + 1)]
         const key = rowKeys.get(row)
-        if (key) rewrite.set(key, { id: row, hash: '', attrs: {}, key })
-        else gone.push(row)
+        if (key && rowHome.get(row) === namespace) rewrite.set(key, { id: row, hash: '', attrs: {}, key, namespace })
+        else gone.push({ id: row, namespace })
       }
       report.repair = await repair(deps, rt.route, rt.plan.columns, [...rewrite.values()], gone, start, log)
     } else if (opts.repair && report.drift) {
-      report.repair = await repair(deps, rt.route, rt.plan.columns, [...missing, ...drifted], extra, start, log)
+      report.repair = await repair(deps, rt.route, rt.plan.columns, [...missing, ...drifted], extraDocs, start, log)
     }
     return report
   } finally {
     await rt.close()
   }
-}
-
-function diffAttributes(want: Record<string, string>, got: Record<string, string>): string[] {
-  const names = new Set([...Object.keys(want), ...Object.keys(got)])
-  return [...names].filter((k) => want[k] !== got[k]).sort()
 }
 
 /** Documents of `namespace` with these ids (the sample check), 1000 ids per query. */
@@ -296,92 +329,4 @@ async function fetchByIds(config: Config, namespace: string, ids: Id[]): Promise
     }
   }
   return out
-}
-
-/**
- * Rewrites the drifted documents from their rows' current state, versioned with an L = stableLsn() taken before the
- * rows are read again (a change streamed meanwhile carries a higher version and wins), and deletes the extra ones
- * at `judged`, the position they were judged extra at: a row inserted since then is streamed with a higher version,
- * so its document is never deleted by a judgement that did not see it. Both through the stream's writer.
- */
-async function repair(
-  deps: VerifyDeps,
-  route: RouteRuntime,
-  columns: readonly ColumnType[],
-  rewrite: Expected[],
-  extra: Id[],
-  judged: bigint,
-  log: Logger,
-): Promise<NonNullable<DriftReport['repair']>> {
-  const lsn = await stableLsn(deps.sql, { log })
-  const result = { lsn: formatLsn(lsn), upserted: 0, deleted: 0, skipped: 0, failed: 0 }
-  const writer = { sink: deps.sink, sql: deps.sql, log }
-  const add = (w: WriteSummary | undefined) => {
-    if (!w) return
-    result.upserted += w.upserted
-    result.deleted += w.deleted
-    result.skipped += w.skipped
-    result.failed += w.deadLettered
-  }
-  for (let i = 0; i < rewrite.length; i += 500) {
-    const chunk = rewrite.slice(i, i + 500)
-    const rowKeys = chunk.map((e) => e.key)
-    const dead: DeadLetter[] = []
-    // a row with a value that cannot be decoded: a dead letter (written with the others), not a failed repair
-    const all = await currentStateIntents(deps.sql, route, columns, rowKeys, lsn, dead)
-    add(await writeIntents(all.filter((x) => x !== undefined), dead, writer))
-    if (rowDocumentsMode(route.mapping)) {
-      // chunks a newer version streamed before these writes landed lacks (docs/ARCHITECTURE.md, invariant 11)
-      const written = all.filter((x) => x?.kind === 'upsert') as Intent[]
-      const keys = written.map((x) => String(x.id))
-      if (keys.length) await sweepRacedRows(deps.sink, route.mapping.namespace, keys, written[0].version)
-    }
-    // rows deleted while they were transformed: their streamed delete may have landed before this upsert
-    const again = await recheckWritten(route, columns, rowKeys.filter((_r, k) => all[k]?.kind === 'upsert'), writer)
-    if (again) add({ ...again, upserted: 0 })
-  }
-  for (let i = 0; i < extra.length; i += 1000) {
-    const intents = extra.slice(i, i + 1000).map((id) => deleteIntent(route, documentKey(route.mapping, id), judged))
-    add(await writeIntents(intents, [], writer))
-  }
-  for (const e of rewrite) log.debug('verify --repair: rewrote', { mapping: route.mapping.name, id: e.id })
-  return result
-}
-
-function formatIds(ids: Id[], count: number): string {
-  const shown = ids.map((id) => JSON.stringify(id)).join(', ')
-  return count > ids.length ? `${shown}, … (${count - ids.length} more)` : shown
-}
-
-/** The human drift report. */
-export function formatDriftReport(r: DriftReport): string {
-  const lines = [
-    `verify ${r.mapping} → namespace ${r.namespace}${r.sample === null ? '' : ` (sample of ${r.sample} rows)`}`,
-    `  rows read ${r.rows} (after LSN ${r.lsn}), documents expected ${r.expected}, documents read ${r.documents}`,
-    `  matching      ${r.matching}`,
-    `  missing       ${r.missing.count}${r.missing.count ? `: ${formatIds(r.missing.ids, r.missing.count)}` : ''}`,
-    `  extra         ${r.extra.count}${r.extra.count ? `: ${formatIds(r.extra.ids, r.extra.count)}` : ''}`,
-    `  mismatched    ${r.mismatched.count}`,
-    ...r.mismatched.items.map((m) => `    ${JSON.stringify(m.id)}: ${m.attributes.join(', ')}`),
-  ]
-  if (r.mismatched.count > r.mismatched.items.length) {
-    lines.push(`    … (${r.mismatched.count - r.mismatched.items.length} more)`)
-  }
-  if (r.failed.count) {
-    lines.push(
-      `  not judged    ${r.failed.count} (transform failed or row unreadable; see puffgres dlq list): ${
-        r.failed.ids.join(', ')
-      }`,
-    )
-  }
-  if (r.changed_during_verify) lines.push(`  changed while verifying (not judged) ${r.changed_during_verify}`)
-  if (r.sample !== null) lines.push('  (a sample does not look for extra documents)')
-  lines.push(r.drift ? '  DRIFT' : '  in sync')
-  if (r.repair) {
-    lines.push(
-      `  repaired at ${r.repair.lsn}: ${r.repair.upserted} upserted, ${r.repair.deleted} deleted, ` +
-        `${r.repair.skipped} skipped (a newer version is there), ${r.repair.failed} failed`,
-    )
-  }
-  return lines.join('\n')
 }

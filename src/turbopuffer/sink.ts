@@ -22,6 +22,7 @@ import { forEachLimited } from '../concurrency.ts'
 import { DEFAULT_NAMESPACE_BYTES_PER_SECOND, WriteBudget } from './write-budget.ts'
 import {
   BIGINT_MARK,
+  chunkBytes,
   chunkOps,
   collapseOps,
   countWritten,
@@ -74,13 +75,6 @@ export class TurbopufferRequestError extends Error {
     super(message)
     this.name = 'TurbopufferRequestError'
   }
-}
-
-/** A request's size, about: its documents, and 1 KiB for the rest of the body (schema, conditions). */
-function chunkBytes(chunk: ReturnType<typeof chunkOps>[number]): number {
-  let n = 1024
-  for (const p of chunk) n += p.bytes
-  return n
 }
 
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} }
@@ -318,6 +312,15 @@ export class TurbopufferSink implements Sink {
       if (err instanceof TurbopufferRequestError && err.status === 404) return
       throw err
     }
+  }
+
+  /** See Sink.documentCount: the namespace's metadata (`approx_row_count`); 0 when it does not exist. */
+  documentCount(namespace: string): Promise<number> {
+    const ns = this.#namespace(namespace)
+    return this.#call(namespace, 'query', (signal) => ns.metadata({}, { signal, maxRetries: 0 })).then(
+      (meta) => meta.approx_row_count ?? 0,
+      (err) => err instanceof TurbopufferRequestError && err.status === 404 ? 0 : Promise.reject(err),
+    )
   }
 
   #namespace(name: string): Namespace {

@@ -73,6 +73,8 @@ export interface Sink {
    * asks for the next. For a mapping's tenant namespaces use mapping-namespaces.ts, which filters by the template.
    */
   listNamespaces?(prefix: string, opts?: { cursor?: string; pageSize?: number }): Promise<NamespacePage>
+  /** The namespace's document count as the service reports it (approximate), 0 when it does not exist (status). */
+  documentCount?(namespace: string): Promise<number>
 }
 
 export interface NamespacePage {

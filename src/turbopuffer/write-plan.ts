@@ -392,3 +392,10 @@ export function countWritten(
 function showId(id: unknown): string {
   return typeof id === 'bigint' ? id.toString() : JSON.stringify(id)
 }
+
+/** A request's size, about: its documents, and 1 KiB for the rest of the body (schema, conditions). */
+export function chunkBytes(chunk: PreparedOp[]): number {
+  let n = 1024
+  for (const p of chunk) n += p.bytes
+  return n
+}
