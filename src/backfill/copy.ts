@@ -22,7 +22,7 @@ import { type RowKey, textKey } from '../pipeline/row-key.ts'
 import { emptySummary, type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
 import { encodeVersion } from '../types.ts'
-import { notePageNamespaces, pageRowNamespaces, placeDelete, type Routed, sweepPage } from './tenant-pages.ts'
+import { pageRowNamespaces, placeDelete, type Routed, sweepPage } from './tenant-pages.ts'
 import {
   type BackfillRecord,
   finishBackfill,

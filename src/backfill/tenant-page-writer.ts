@@ -71,7 +71,7 @@ export async function writeTenantPage(
     maxOpen: ctx.pool?.maxOpen ?? DEFAULT_OPEN_NAMESPACES,
     maxRows: ctx.pool?.maxRows ?? Math.max(batchSize, values.length),
     limit: ctx.limit,
-    write: async (namespace, rows) => {
+    write: async (_namespace, rows) => {
       // decoded now, as the stream decodes: a row that cannot be is a dead letter, written with the batch
       const { intents, dead } = batchIntents(ctx, decodePage(plan, lsn, rows))
       notePageNamespaces(intents, namespaces)
