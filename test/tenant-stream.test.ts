@@ -253,6 +253,32 @@ describe('a namespace per tenant, streamed', () => {
     expect(placed('items_p')).toEqual({})
     expect(placed('items_q')).toEqual({ items_q: [20] })
   })
+
+  test("a tenant's first write reads no schema: the namespace's types are taken as none", async () => {
+    const other = () => {
+      const s = pipe.server.stats()
+      return s.requests - s.writes - s.queries
+    }
+    const before = other()
+    await pipe.db.sql`INSERT INTO items VALUES (40, 'new1', 'x'), (41, 'new2', 'y'), (42, 'new3', 'z')`
+    await waitFor('rows 40–42', () => ['items_new1', 'items_new2', 'items_new3'].every((n) => pipe.docs(n).size === 1))
+    // no schema read (nor any other request) besides the writes
+    expect(other() - before).toBe(0)
+  })
+
+  test("a tenant namespace whose attribute types differ from the mapping's: the refused write is written again with its types", async () => {
+    // another process made items_typed with `title` an int: the stream, which took its types as none, declares it a
+    // string and is refused; it reads the types then, converts the value and writes the row (no dead letter)
+    const other = new TurbopufferSink({ api_key: 'test-key', base_url: pipe.server.url })
+    await other.write('items_typed', [{ kind: 'upsert', id: 999, attributes: { title: 5 }, version: '0' }], {
+      schema: { title: { type: 'int' } },
+    })
+    await pipe.db.sql`DELETE FROM __puffgres_dlq WHERE mapping = 'items'`
+    await pipe.db.sql`INSERT INTO items VALUES (43, 'typed', '42')`
+    await waitFor('row 43 in items_typed', () => pipe.docs('items_typed').has(43))
+    expect(pipe.docs('items_typed').get(43)?.title).toBe(42)
+    expect(await pipe.deadLetters('items')).toEqual([])
+  })
 })
 
 describe('backfill', () => {

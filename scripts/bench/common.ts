@@ -102,6 +102,9 @@ export function watchCpu(pid: number) {
 }
 
 export function startChild(cmd: string, argv: string[], env: Record<string, string> = {}): Child {
+  // BENCH_CPU_PROF=<dir>: every Bun child writes a CPU profile (.cpuprofile and Markdown) there when it exits
+  const profDir = process.env.BENCH_CPU_PROF
+  if (profDir && cmd === bun) argv = ['--cpu-prof', '--cpu-prof-md', `--cpu-prof-dir=${profDir}`, ...argv]
   const proc = spawn(cmd, argv, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   const lines: string[] = []
   let buf = ''

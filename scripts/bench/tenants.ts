@@ -128,19 +128,28 @@ try {
   // 1. one namespace, then the same rows over TENANTS namespaces
   if (part('stream')) {
     const rates: number[] = []
+    const cpuLines: string[] = []
     for (const table of ['single', 'items']) {
       const slot = `bench_${table}`
       await sql`SELECT pg_create_logical_replication_slot(${slot}, 'pgoutput')`
       await commitRows(sql, table, 1, STREAM_ROWS)
       const end = await markEnd(sql, table)
       try {
-        const r = await drainSlot(sql, { label: table, project: remote, slot, end })
+        const r = await drainSlot(sql, { label: table, project: remote, slot, end, server: server.child })
         peakMb = Math.max(peakMb, r.peakMb!)
         rates.push(STREAM_ROWS / r.seconds)
+        const per10k = (s: number) => (s * 10_000 / STREAM_ROWS).toFixed(2)
+        cpuLines.push(
+          `${table}: ${fmt(STREAM_ROWS / r.seconds)} rows/s; CPU s per 10k rows: run ${per10k(r.cpu!)}, ` +
+            `local server ${per10k(r.serverCpu!)}, walsender ${per10k(r.walsenderCpu!)}; run peak RSS ${
+              fmt(r.peakMb!)
+            } MB`,
+        )
       } finally {
         await sql`SELECT pg_drop_replication_slot(${slot})`.catch(() => {})
       }
     }
+    for (const l of cpuLines) console.log(`  ${l}`)
     const namespaces = (await sql<{ n: number }[]>`SELECT count(DISTINCT tenant)::int AS n FROM items`)[0].n
     row(
       `run, ${fmt(STREAM_ROWS)} rows in ${TXN}-row txns: one namespace vs ${fmt(namespaces)} tenant namespaces`,

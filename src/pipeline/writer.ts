@@ -11,7 +11,7 @@ import { type Intent, intentDeadLetter, type MappingRoute } from './changes.ts'
 import { rowDocumentsMode } from '../config/row-documents.ts'
 import { type AttributeSpec, type ColumnType, mappingAttributes } from './schema.ts'
 import { shapeAttributes } from './attribute-values.ts'
-import { forgetTypes, namespaceTypes, rememberTypes } from './namespace-types.ts'
+import { forgetTypes, namespaceTypes, rememberTypes, typesWereAssumed } from './namespace-types.ts'
 import type { TransformResult, TransformRunner } from './transform/mod.ts'
 import { backoffDelay, sleep } from '../retry.ts'
 import { intentNamespace, leavingNamespaces } from './intent-namespace.ts'
@@ -172,7 +172,7 @@ export async function projectIntents(
     const { route } = entry
     if (!entry.ops.length) return { namespace, route, schema: {}, ops: [], origin: [] }
     const attributes = mappingAttributes(route.mapping, writeColumns(route, entry.origin))
-    const existing = await namespaceTypes(deps.sink, namespace)
+    const existing = await namespaceTypes(deps.sink, namespace, route.mapping)
     // a patch (embeddings paid once) names with null what the row no longer has: every attribute the namespace has
     // now, read again, as another process may have added some since this one read them (a transform's undeclared
     // attribute written by a backfill)
@@ -244,48 +244,14 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
   const projected = await projectIntents(intents, dead, deps, conflicts, leaves)
   summary.typeConflicts = conflicts.n
   const refused = await writeLeaves(leaves, dead, deps.sink)
-  await Promise.all(projected.map(async ({ namespace, route, schema, ops: all, origin: allOrigin }) => {
-    let [ops, origin] = [all, allOrigin]
-    if (refused.size) {
-      const keep = all.flatMap((_op, k) => refused.has(allOrigin[k]) ? [] : [k])
-      ;[ops, origin] = [keep.map((k) => all[k]), keep.map((k) => allOrigin[k])]
-    }
-    if (!ops.length) return
-    const res = await deps.sink.write(namespace, ops, { schema, distanceMetric: distanceMetric(route.mapping, ops) })
-    let embeddedAgain = 0
-    if (res.unpatched?.length) {
-      // embeddings paid once: a patch that did not apply is redone as an upsert with the vector
-      const redo = await redoUnpatched(route, namespace, schema, res.unpatched, deps, distanceMetric)
-      for (const f of redo.failed) res.failed.push(f)
-      embeddedAgain = redo.embedded
-    }
-    if (res.failed.length) forgetTypes(deps.sink, namespace)
-    else await rememberTypes(deps.sink, namespace, schema)
-    const failed = new Set<WriteOp>()
-    const position = res.failed.length ? new Map(ops.map((op, k) => [op, k])) : undefined
-    for (const f of res.failed) {
-      failed.add(f.op)
-      // origin[k] is the intent of ops[k]: every op the sink was given has one
-      const intent = origin[position!.get(f.op)!]
-      // no status: the sink did not send it (it breaks a limit turbopuffer would refuse it for)
-      const error = f.status
-        ? `turbopuffer refused the write (${f.status}): ${f.error}`
-        : `not sent to turbopuffer: ${f.error}`
-      dead.push(intentDeadLetter(intent, error, f.op.id))
-    }
-    // the texts not sent because their documents kept their vectors, counted once written (not per try of the batch)
-    const kept = ops.reduce((n, op) => n + (failed.has(op) ? 0 : storedDocuments(op)), 0) - embeddedAgain
-    if (kept > 0) route.embedder?.storedHits(kept)
-    const counts = summary.byMapping.get(route.mapping.name) ?? { upserted: 0, deleted: 0 }
-    for (const op of ops) {
-      if (failed.size && failed.has(op)) continue
-      // a row's documents count as one row: upserted, or deleted when it has none left
-      if (op.kind === 'upsert' || op.kind === 'row' && op.documents.length) counts.upserted++
-      else counts.deleted++
-    }
-    summary.byMapping.set(route.mapping.name, counts)
-    summary.skipped += res.skipped
-  }))
+  const redo: Intent[] = []
+  await Promise.all(projected.map((p) => writeProjected(p, refused, summary, dead, deps, redo)))
+  if (redo.length) {
+    // tenant namespaces whose assumed types were wrong (refused): projected again with the types read since
+    const again = await projectIntents(redo, dead, deps, conflicts)
+    summary.typeConflicts = conflicts.n
+    await Promise.all(again.map((p) => writeProjected(p, new Set(), summary, dead, deps)))
+  }
   for (const c of summary.byMapping.values()) {
     summary.upserted += c.upserted
     summary.deleted += c.deleted
@@ -305,6 +271,77 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
   }
   summary.deadLettered = dead.length
   return summary
+}
+
+/**
+ * Writes one namespace's share of a batch and dead-letters what turbopuffer refused. Given `redo`, a namespace whose
+ * types were assumed (a tenant's, namespace-types.ts) and that refused the write hands its intents to `redo` instead,
+ * to be projected again with the types it has.
+ */
+async function writeProjected(
+  { namespace, route, schema, ops: all, origin: allOrigin }: Projected,
+  refused: ReadonlySet<Intent>,
+  summary: WriteSummary,
+  dead: DeadLetter[],
+  deps: WriterDeps,
+  redo?: Intent[],
+): Promise<void> {
+  let [ops, origin] = [all, allOrigin]
+  if (refused.size) {
+    const keep = all.flatMap((_op, k) => refused.has(allOrigin[k]) ? [] : [k])
+    ;[ops, origin] = [keep.map((k) => all[k]), keep.map((k) => allOrigin[k])]
+  }
+  if (!ops.length) return
+  // types taken as none (a tenant namespace): a refusal may be theirs, so the request is not split but written again
+  const assumed = redo !== undefined && typesWereAssumed(deps.sink, namespace)
+  const metric = distanceMetric(route.mapping, ops)
+  const res = await deps.sink.write(namespace, ops, { schema, distanceMetric: metric, whole: assumed || undefined })
+  let embeddedAgain = 0
+  if (res.unpatched?.length) {
+    // embeddings paid once: a patch that did not apply is redone as an upsert with the vector
+    const again = await redoUnpatched(route, namespace, schema, res.unpatched, deps, distanceMetric)
+    for (const f of again.failed) res.failed.push(f)
+    embeddedAgain = again.embedded
+  }
+  if (assumed && res.failed.some((f) => f.status !== undefined)) {
+    // the refused ops are written again once the namespace's types are read (not counted or dead-lettered here)
+    await forgetTypes(deps.sink, namespace)
+    deps.log.info('a tenant namespace refused a write; writing it again with the attribute types it has', {
+      namespace,
+      ops: res.failed.length,
+      error: res.failed[0].error,
+    })
+    const refusedOps = new Set(res.failed.filter((f) => f.status !== undefined).map((f) => f.op))
+    res.failed = res.failed.filter((f) => !refusedOps.has(f.op))
+    const keep: number[] = []
+    ops.forEach((op, k) => refusedOps.has(op) ? redo!.push(origin[k]) : keep.push(k))
+    ;[ops, origin] = [keep.map((k) => ops[k]), keep.map((k) => origin[k])]
+  } else if (res.failed.length) await forgetTypes(deps.sink, namespace)
+  else await rememberTypes(deps.sink, namespace, schema)
+  const failed = new Set<WriteOp>()
+  const position = res.failed.length ? new Map(ops.map((op, k) => [op, k])) : undefined
+  for (const f of res.failed) {
+    failed.add(f.op)
+    // origin[k] is the intent of ops[k]: every op the sink was given has one
+    const intent = origin[position!.get(f.op)!]
+    // no status: the sink did not send it (it breaks a limit turbopuffer would refuse it for)
+    const error = f.status
+      ? `turbopuffer refused the write (${f.status}): ${f.error}`
+      : `not sent to turbopuffer: ${f.error}`
+    dead.push(intentDeadLetter(intent, error, f.op.id))
+  }
+  // the texts not sent because their documents kept their vectors, counted once written (not per try of the batch)
+  const kept = ops.reduce((n, op) => n + (failed.has(op) ? 0 : storedDocuments(op)), 0) - embeddedAgain
+  if (kept > 0) route.embedder?.storedHits(kept)
+  const counts = summary.byMapping.get(route.mapping.name) ?? { upserted: 0, deleted: 0 }
+  for (const op of ops) {
+    if (failed.size && failed.has(op)) continue
+    // a row's documents count as one row: upserted, or deleted when it has none left
+    if (op.kind === 'upsert' || op.kind === 'row' && op.documents.length) counts.upserted++
+    else counts.deleted++
+  }
+  summary.byMapping.set(route.mapping.name, counts)
+  summary.skipped += res.skipped
 }
 
 /** Runs a route's transform; failures an unavailable dependency caused are retried, not dead-lettered. */

@@ -16,7 +16,7 @@ import {
   type Failure,
   sleep,
 } from './retry.ts'
-import type { FailedOp, NamespacePage, Sink, SinkStats, WriteOptions, WriteResult } from './types.ts'
+import type { NamespacePage, Sink, SinkStats, WriteOptions, WriteResult } from './types.ts'
 import { NAMESPACE_NAME } from './types.ts'
 import { forEachLimited } from '../concurrency.ts'
 import { DEFAULT_NAMESPACE_BYTES_PER_SECOND, WriteBudget } from './write-budget.ts'
@@ -165,9 +165,8 @@ export class TurbopufferSink implements Sink {
       res = await this.#call(namespace, 'write', (signal) => ns.write(body, { signal, maxRetries: 0 }))
     } catch (err) {
       if (!(err instanceof TurbopufferRequestError) || err.fatal) throw err
-      if (chunk.length === 1) {
-        const failed: FailedOp = { op: chunk[0].op, error: err.message, status: err.status }
-        result.failed.push(failed)
+      if (chunk.length === 1 || opts.whole) {
+        for (const p of chunk) result.failed.push({ op: p.op, error: err.message, status: err.status })
         return
       }
       this.#log.info('turbopuffer refused a request; splitting it to find the refused documents', {

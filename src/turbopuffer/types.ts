@@ -9,6 +9,11 @@ export interface WriteOptions {
   schema?: Record<string, unknown>
   /** sent with the request (turbopuffer needs it once a namespace holds vectors) */
   distanceMetric?: DistanceMetric
+  /**
+   * a refused request is not split to find the documents refused: all its ops come back failed (the caller writes
+   * them again once it knows why: a tenant namespace whose attribute types it assumed, pipeline/namespace-types.ts)
+   */
+  whole?: boolean
 }
 
 export interface FailedOp {
