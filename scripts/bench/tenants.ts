@@ -135,7 +135,9 @@ try {
       await commitRows(sql, table, 1, STREAM_ROWS)
       const end = await markEnd(sql, table)
       try {
+        const before = await stats(server.url)
         const r = await drainSlot(sql, { label: table, project: remote, slot, end, server: server.child })
+        const after = await stats(server.url)
         peakMb = Math.max(peakMb, r.peakMb!)
         rates.push(STREAM_ROWS / r.seconds)
         const per10k = (s: number) => (s * 10_000 / STREAM_ROWS).toFixed(2)
@@ -143,7 +145,9 @@ try {
           `${table}: ${fmt(STREAM_ROWS / r.seconds)} rows/s; CPU s per 10k rows: run ${per10k(r.cpu!)}, ` +
             `local server ${per10k(r.serverCpu!)}, walsender ${per10k(r.walsenderCpu!)}; run peak RSS ${
               fmt(r.peakMb!)
-            } MB`,
+            } MB; ${fmt(after.writes - before.writes)} writes, ${
+              fmt(after.requests - before.requests - after.writes + before.writes)
+            } other requests`,
         )
       } finally {
         await sql`SELECT pg_drop_replication_slot(${slot})`.catch(() => {})

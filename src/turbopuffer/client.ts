@@ -61,6 +61,11 @@ const fetchWithBigints: typeof fetch = async (input, init) => {
   })
 }
 
+/** An answer's JSON text parsed, integers beyond 2^53 marked first (see fetchWithBigints). */
+export function parseWithBigints(text: string): unknown {
+  return JSON.parse(LONG_INTEGER.test(text) ? markBigIntegers(text) : text)
+}
+
 /** an integer literal long enough to be beyond 2^53, where a JSON value can be */
 const LONG_INTEGER = /[:,[]\s*-?\d{16,}\s*[,\]}]/
 

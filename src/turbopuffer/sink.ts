@@ -20,6 +20,7 @@ import type { NamespacePage, Sink, SinkStats, WriteOptions, WriteResult } from '
 import { NAMESPACE_NAME } from './types.ts'
 import { forEachLimited } from '../concurrency.ts'
 import { DEFAULT_NAMESPACE_BYTES_PER_SECOND, WriteBudget } from './write-budget.ts'
+import { postWrite, type WriteEndpoint } from './write-request.ts'
 import {
   BIGINT_MARK,
   chunkBytes,
@@ -92,9 +93,15 @@ export class TurbopufferSink implements Sink {
   readonly #onPaced?: (namespace: string, ms: number) => void
   readonly #stats: SinkStats = { requests: 0, retries: 0, written: 0, skipped: 0, failed: 0 }
   readonly #budget: WriteBudget
+  /** writes go out with fetch itself (write-request.ts), unless the caller gave a client of its own */
+  readonly #endpoint?: WriteEndpoint
 
   constructor(config: TurbopufferConfig, opts: TurbopufferSinkOptions = {}) {
     this.#client = opts.client ?? createClient(config, { timeoutMs: opts.timeoutMs, env: opts.env })
+    if (!opts.client) {
+      const c = this.#client
+      this.#endpoint = { baseURL: c.baseURL.replace(/\/+$/, ''), apiKey: c.apiKey, timeoutMs: c.timeout }
+    }
     this.#log = opts.log ?? silent
     this.#signal = opts.signal
     this.#limits = { ...DEFAULT_LIMITS, ...opts.limits }
@@ -114,7 +121,8 @@ export class TurbopufferSink implements Sink {
   }
 
   async write(namespace: string, ops: WriteOp[], opts: WriteOptions = {}): Promise<WriteResult> {
-    const ns = this.#namespace(namespace)
+    // the SDK's namespace object (a client of its own) only when writes go through the SDK
+    const ns = this.#endpoint ? checkName(namespace) : this.#namespace(namespace)
     const result: WriteResult = { written: 0, skipped: 0, failed: [] }
     const prepared = []
     for (const op of collapseOps(ops)) {
@@ -146,7 +154,7 @@ export class TurbopufferSink implements Sink {
    */
   async #writeChunk(
     namespace: string,
-    ns: Namespace,
+    ns: Namespace | string,
     chunk: ReturnType<typeof chunkOps>[number],
     opts: WriteOptions,
     result: WriteResult,
@@ -162,7 +170,15 @@ export class TurbopufferSink implements Sink {
     try {
       const body = writeBody(chunk, opts)
       // per request: the SDK's write() sets maxRetries: 6 itself, overriding the client's 0
-      res = await this.#call(namespace, 'write', (signal) => ns.write(body, { signal, maxRetries: 0 }))
+      const endpoint = this.#endpoint
+      res = await this.#call(
+        namespace,
+        'write',
+        (signal) =>
+          endpoint
+            ? postWrite(endpoint, namespace, body as Record<string, unknown>, signal)
+            : (ns as Namespace).write(body, { signal, maxRetries: 0 }),
+      )
     } catch (err) {
       if (!(err instanceof TurbopufferRequestError) || err.fatal) throw err
       if (chunk.length === 1 || opts.whole) {
@@ -325,10 +341,7 @@ export class TurbopufferSink implements Sink {
   #namespace(name: string): Namespace {
     let ns = this.#namespaces.get(name)
     if (!ns) {
-      if (!NAMESPACE_NAME.test(name)) {
-        throw new Error(`turbopuffer namespace "${name}": names are 1-128 of A-Z a-z 0-9 - _ .`)
-      }
-      ns = this.#client.namespace(name)
+      ns = this.#client.namespace(checkName(name))
       // a namespace per tenant: keep the handles of the latest few thousand, not of every tenant ever written
       if (this.#namespaces.size >= 4096) this.#namespaces.delete(this.#namespaces.keys().next().value!)
       this.#namespaces.set(name, ns)
@@ -390,4 +403,12 @@ export class TurbopufferSink implements Sink {
       await sleep(delayMs, signal)
     }
   }
+}
+
+/** The name, if turbopuffer takes it as a namespace's. */
+function checkName(name: string): string {
+  if (!NAMESPACE_NAME.test(name)) {
+    throw new Error(`turbopuffer namespace "${name}": names are 1-128 of A-Z a-z 0-9 - _ .`)
+  }
+  return name
 }

@@ -1,0 +1,81 @@
+// One write request sent with fetch itself rather than through the SDK. With a namespace per tenant a batch is one
+// request per namespace it touches (thousands a second under a backlog), and the SDK's work per request (merging
+// options, building headers, formatting a debug record that is never logged, copying the answer into a new
+// Response to parse it) was about a third of `run`'s JavaScript time (scripts/bench/tenants.ts). The request, the
+// errors (the SDK's APIError, so that retry.ts classifies them alike) and the bigint handling are the same.
+import {
+  APIConnectionError,
+  APIConnectionTimeoutError,
+  APIError,
+  type NamespaceWriteResponse,
+} from '@turbopuffer/turbopuffer'
+import { parseWithBigints } from './client.ts'
+import { restoreBigints } from './write-plan.ts'
+
+export interface WriteEndpoint {
+  /** the service's base URL, without a trailing slash */
+  baseURL: string
+  apiKey: string
+  timeoutMs: number
+}
+
+/**
+ * `POST /v2/namespaces/{namespace}` with `body`. Rejects as the SDK does: an APIError for an error status, an
+ * APIConnectionTimeoutError after `timeoutMs`, an APIConnectionError for a network failure; aborts with `signal`,
+ * which keeps no listener afterwards.
+ */
+export async function postWrite(
+  endpoint: WriteEndpoint,
+  namespace: string,
+  body: Record<string, unknown>,
+  signal?: AbortSignal,
+): Promise<NamespaceWriteResponse> {
+  const ctl = new AbortController()
+  const onAbort = () => ctl.abort(signal!.reason)
+  if (signal?.aborted) ctl.abort(signal.reason)
+  signal?.addEventListener('abort', onAbort, { once: true })
+  let timedOut = false
+  const timer = setTimeout(() => {
+    timedOut = true
+    ctl.abort()
+  }, endpoint.timeoutMs)
+  try {
+    let res: Response
+    let text: string
+    try {
+      res = await fetch(`${endpoint.baseURL}/v2/namespaces/${namespace}`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${endpoint.apiKey}`,
+          'content-type': 'application/json',
+          accept: 'application/json',
+        },
+        body: restoreBigints(JSON.stringify(body)),
+        signal: ctl.signal,
+      })
+      text = await res.text()
+    } catch (err) {
+      // as the SDK reports them: the caller's abort as is, a timeout or a network failure as a connection error
+      if (signal?.aborted) throw err
+      if (timedOut) throw new APIConnectionTimeoutError()
+      throw new APIConnectionError({ cause: err instanceof Error ? err : new Error(String(err)) })
+    }
+    if (!res.ok) {
+      // as the SDK builds it: the parsed JSON error, else the text as the message
+      const json = safeJson(text)
+      throw APIError.generate(res.status, json, json === undefined ? text : undefined, res.headers)
+    }
+    return (text ? parseWithBigints(text) : {}) as NamespaceWriteResponse
+  } finally {
+    clearTimeout(timer)
+    signal?.removeEventListener('abort', onAbort)
+  }
+}
+
+function safeJson(text: string): object | undefined {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
