@@ -26,7 +26,7 @@ function state(sink: Sink): SinkTypes {
   return s
 }
 
-/** Caches `types` as the namespace's (most recently used last); a failed read is read again next time. */
+/** Caches new `types` as the namespace's (most recently used last); a failed read is read again next time. */
 function keep(s: SinkTypes, namespace: string, types: Promise<Map<string, string>>): Promise<Map<string, string>> {
   s.known.delete(namespace)
   if (s.known.size >= MAX_NAMESPACES) {
@@ -58,8 +58,12 @@ export function namespaceTypes(
 ): Promise<Map<string, string>> {
   const s = state(sink)
   const types = s.known.get(namespace)
-  // most recently used last: with a namespace per tenant the oldest are dropped (read again when written again)
-  if (types) return keep(s, namespace, types)
+  if (types) {
+    // most recently used last: with a namespace per tenant the oldest are dropped (read again when written again)
+    s.known.delete(namespace)
+    s.known.set(namespace, types)
+    return types
+  }
   if (mapping?.namespaceTemplate && sink.attributeTypes) {
     s.assumed.add(namespace)
     return keep(s, namespace, Promise.resolve(new Map()))
