@@ -267,6 +267,19 @@ describe('request splitting', () => {
     expect(server.stats().writes - writesBefore).toBe(3 + 4)
     expect((await docs(sink, ns)).size).toBe(260)
   })
+
+  test('`whole`: a refused request is not split to find the refused documents; all its ops come back failed', async () => {
+    const sink = sinkFor()
+    const ns = freshNamespace()
+    const before = sink.stats().requests
+    server.failNext(1, 400)
+    const res = await sink.write(ns, [up(1, 'v1'), up(2, 'v1'), up(3, 'v1'), up(4, 'v1')], { whole: true })
+    expect(res.written).toBe(0)
+    expect(res.failed.map((f) => [f.op.id, f.status])).toEqual([[1, 400], [2, 400], [3, 400], [4, 400]])
+    // one request: the caller (a tenant namespace whose types it assumed) writes them again once it knows why
+    expect(sink.stats().requests - before).toBe(1)
+    expect((await docs(sink, ns)).size).toBe(0)
+  })
 })
 
 describe('truncate and reads', () => {
