@@ -275,8 +275,7 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
 
 /**
  * Writes one namespace's share of a batch and dead-letters what turbopuffer refused. Given `redo`, a namespace whose
- * types were assumed (a tenant's, namespace-types.ts) and that refused the write hands its intents to `redo` instead,
- * to be projected again with the types it has.
+ * types were assumed (a tenant's, namespace-types.ts) and refused the write hands its intents to `redo` instead.
  */
 async function writeProjected(
   { namespace, route, schema, ops: all, origin: allOrigin }: Projected,
@@ -306,11 +305,7 @@ async function writeProjected(
   if (assumed && res.failed.some((f) => f.status !== undefined)) {
     // the refused ops are written again once the namespace's types are read (not counted or dead-lettered here)
     await forgetTypes(deps.sink, namespace)
-    deps.log.info('a tenant namespace refused a write; writing it again with the attribute types it has', {
-      namespace,
-      ops: res.failed.length,
-      error: res.failed[0].error,
-    })
+    deps.log.info('a tenant namespace refused a write; writing it again with its attribute types', { namespace })
     const refusedOps = new Set(res.failed.filter((f) => f.status !== undefined).map((f) => f.op))
     res.failed = res.failed.filter((f) => !refusedOps.has(f.op))
     const keep: number[] = []

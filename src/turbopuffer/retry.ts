@@ -86,3 +86,14 @@ export function abortError(signal?: AbortSignal): Error {
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return wait(ms, signal, 'turbopuffer sink: aborted')
 }
+
+/** A retry of a sink call, for logs and metrics (the sink's onRetry). */
+export interface RetryInfo {
+  namespace: string
+  operation: 'write' | 'query' | 'delete_by_filter' | 'delete_namespace' | 'list_namespaces'
+  /** 1 for the first retry */
+  attempt: number
+  delayMs: number
+  status?: number
+  error: string
+}

@@ -14,10 +14,11 @@ import {
   classifyError,
   DEFAULT_BACKOFF,
   type Failure,
+  type RetryInfo,
   sleep,
 } from './retry.ts'
 import type { NamespacePage, Sink, SinkStats, WriteOptions, WriteResult } from './types.ts'
-import { NAMESPACE_NAME } from './types.ts'
+import { checkName } from './types.ts'
 import { forEachLimited } from '../concurrency.ts'
 import { DEFAULT_NAMESPACE_BYTES_PER_SECOND, WriteBudget } from './write-budget.ts'
 import { postWrite, type WriteEndpoint } from './write-request.ts'
@@ -35,15 +36,7 @@ import {
 
 export type { TurbopufferConfig } from './client.ts'
 
-export interface RetryInfo {
-  namespace: string
-  operation: 'write' | 'query' | 'delete_by_filter' | 'delete_namespace' | 'list_namespaces'
-  /** 1 for the first retry */
-  attempt: number
-  delayMs: number
-  status?: number
-  error: string
-}
+export type { RetryInfo } from './retry.ts'
 
 export interface TurbopufferSinkOptions {
   log?: Logger
@@ -403,12 +396,4 @@ export class TurbopufferSink implements Sink {
       await sleep(delayMs, signal)
     }
   }
-}
-
-/** The name, if turbopuffer takes it as a namespace's. */
-function checkName(name: string): string {
-  if (!NAMESPACE_NAME.test(name)) {
-    throw new Error(`turbopuffer namespace "${name}": names are 1-128 of A-Z a-z 0-9 - _ .`)
-  }
-  return name
 }

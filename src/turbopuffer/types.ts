@@ -4,6 +4,14 @@ import type { DistanceMetric, Id, WriteOp } from '../types.ts'
 /** What turbopuffer accepts as a namespace name (the sink and the local server check it). */
 export const NAMESPACE_NAME = /^[A-Za-z0-9_.-]{1,128}$/
 
+/** The name, if turbopuffer takes it as a namespace's. */
+export function checkName(name: string): string {
+  if (!NAMESPACE_NAME.test(name)) {
+    throw new Error(`turbopuffer namespace "${name}": names are 1-128 of A-Z a-z 0-9 - _ .`)
+  }
+  return name
+}
+
 export interface WriteOptions {
   /** the caller's attribute schema; the sink adds `VERSION_ATTR: 'string'` */
   schema?: Record<string, unknown>
