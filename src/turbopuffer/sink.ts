@@ -20,8 +20,8 @@ import type { FailedOp, NamespacePage, Sink, SinkStats, WriteOptions, WriteResul
 import { NAMESPACE_NAME } from './types.ts'
 import { forEachLimited } from '../concurrency.ts'
 import { DEFAULT_NAMESPACE_BYTES_PER_SECOND, WriteBudget } from './write-budget.ts'
+import { BIGINT_MARK } from './wire-ids.ts'
 import {
-  BIGINT_MARK,
   chunkBytes,
   chunkOps,
   collapseOps,
