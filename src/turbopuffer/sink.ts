@@ -28,6 +28,8 @@ import {
   countWritten,
   DEFAULT_LIMITS,
   type Limits,
+  overRequestLimit,
+  type PreparedOp,
   prepareOp,
   writeBody,
 } from './write-plan.ts'
@@ -119,8 +121,9 @@ export class TurbopufferSink implements Sink {
     const prepared = []
     for (const op of collapseOps(ops)) {
       const p = prepareOp(op)
-      if (typeof p === 'string') result.failed.push({ op, error: p })
-      else prepared.push(p)
+      const tooLarge = typeof p === 'string' ? p : overRequestLimit(p, this.#limits)
+      if (tooLarge) result.failed.push({ op, error: tooLarge })
+      else prepared.push(p as PreparedOp)
     }
     const chunks = chunkOps(prepared, this.#limits)
     try {

@@ -15,9 +15,29 @@ export interface Limits {
   maxBytes: number
   /** transactions (commit LSNs) with deletes per request: each is one clause of the request's delete_condition */
   maxDeleteVersions: number
+  /**
+   * turbopuffer's largest request body (512 MiB): an op larger than that alone (a row's documents, which are
+   * replaced in one request) is refused before sending instead of after uploading it
+   */
+  requestBytes: number
 }
 
-export const DEFAULT_LIMITS: Limits = { maxRows: 10_000, maxBytes: 64 * 1024 * 1024, maxDeleteVersions: 256 }
+export const DEFAULT_LIMITS: Limits = {
+  maxRows: 10_000,
+  maxBytes: 64 * 1024 * 1024,
+  maxDeleteVersions: 256,
+  requestBytes: 512 * 1024 * 1024,
+}
+
+/** Why `p` cannot be sent in any request within `limits`, if it cannot. */
+export function overRequestLimit(p: PreparedOp, limits: Limits): string | undefined {
+  if (p.bytes + REQUEST_OVERHEAD_BYTES <= limits.requestBytes) return undefined
+  const what = p.op.kind === 'row'
+    ? `row "${p.op.id}" (its ${p.op.documents.length} documents, replaced in one request)`
+    : `document ${showId(p.op.id)}`
+  return `${what} is about ${p.bytes} bytes, over turbopuffer's request limit of ${limits.requestBytes} bytes` +
+    (p.op.kind === 'row' ? ': raise [mapping.chunking] size or make fewer, smaller documents' : '')
+}
 
 /** An op ready to send: the row it becomes (upserts) and its approximate share of the request body. */
 export interface PreparedOp {
@@ -295,9 +315,12 @@ function showId(id: unknown): string {
   return typeof id === 'bigint' ? id.toString() : JSON.stringify(id)
 }
 
+/** what a request body holds besides its documents (schema, conditions), about */
+const REQUEST_OVERHEAD_BYTES = 1024
+
 /** A request's size, about: its documents, and 1 KiB for the rest of the body (schema, conditions). */
 export function chunkBytes(chunk: PreparedOp[]): number {
-  let n = 1024
+  let n = REQUEST_OVERHEAD_BYTES
   for (const p of chunk) n += p.bytes
   return n
 }
