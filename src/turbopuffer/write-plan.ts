@@ -224,7 +224,7 @@ function checkId(id: unknown): string | undefined {
 }
 
 /** Greedy split into requests within `limits`, keeping the ops' order. */
-export function chunkOps(ops: PreparedOp[], limits: Limits): PreparedOp[][] {
+export function chunkOps(ops: PreparedOp[], limits: Omit<Limits, 'requestBytes'>): PreparedOp[][] {
   const chunks: PreparedOp[][] = []
   let chunk: PreparedOp[] = []
   let bytes = 0
