@@ -6,12 +6,12 @@ import {
   chunkOps,
   collapseOps,
   countWritten,
-  deleteCondition,
   type PreparedOp,
   prepareOp,
-  restoreBigints,
   writeBody,
 } from '../src/turbopuffer/write-plan.ts'
+import { deleteCondition } from '../src/turbopuffer/conditions.ts'
+import { restoreBigints } from '../src/turbopuffer/wire-ids.ts'
 import { EMBED_HASH_ATTR, ROW_ATTR, VERSION_ATTR, type WriteOp } from '../src/types.ts'
 import { del, up } from './harness/write-ops.ts'
 import { unappliedPatches } from '../src/turbopuffer/patches.ts'

@@ -9,7 +9,7 @@ import {
   TurbopufferSink,
   type TurbopufferSinkOptions,
 } from '../src/turbopuffer/sink.ts'
-import { VERSION_ATTR } from '../src/types.ts'
+import { VERSION_ATTR, type WriteOp } from '../src/types.ts'
 import { del, up } from './harness/write-ops.ts'
 
 type Server = Awaited<ReturnType<typeof startLocalServer>>
@@ -217,6 +217,33 @@ describe('failures', () => {
       const res = await sink.write(ns, ops)
       expect(res.written).toBe(9)
       expect(res.failed.map((f) => [f.op.id, f.status])).toEqual([[4, 413]])
+    } finally {
+      await small.stop()
+    }
+  })
+
+  test('a row whose documents together pass the request limit fails before it is sent; a smaller one is written', async () => {
+    const small = await startLocalServer({ apiKey: 'test-key', maxBodyBytes: 64 * 1024 })
+    try {
+      const sink = new TurbopufferSink(
+        { api_key: 'test-key', base_url: small.url },
+        { backoff: fast, limits: { requestBytes: 64 * 1024 } },
+      )
+      const ns = freshNamespace()
+      const row = (id: string, chunks: number): WriteOp => ({
+        kind: 'row',
+        id,
+        version: 'v1',
+        documents: Array.from(
+          { length: chunks },
+          (_, n) => ({ id: `${id}#${n}`, attributes: { s: 'x'.repeat(3_000) } }),
+        ),
+      })
+      const res = await sink.write(ns, [row('big', 30), row('ok', 2)])
+      expect(res.failed.map((f) => [f.op.id, f.status])).toEqual([['big', undefined]])
+      expect(res.failed[0].error).toContain("over turbopuffer's request limit of 65536 bytes")
+      expect(sink.stats().requests).toBe(1)
+      expect([...(await docs(sink, ns)).keys()].sort()).toEqual(['ok#0', 'ok#1'])
     } finally {
       await small.stop()
     }

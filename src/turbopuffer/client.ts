@@ -1,7 +1,7 @@
 // Builds the official SDK client from puffgres's `[turbopuffer]` settings.
 import process from 'node:process'
 import { Turbopuffer } from '@turbopuffer/turbopuffer'
-import { BIGINT_MARK, restoreBigints } from './write-plan.ts'
+import { BIGINT_MARK, restoreBigints } from './wire-ids.ts'
 
 export interface TurbopufferConfig {
   api_key?: string

@@ -2,7 +2,8 @@
 // keeps its stored vector; one that went away since its hash was read is not patched (a patch never creates a
 // document), and the writer sends it again as an upsert with its vector.
 import { type Id, idKey, type WriteOp } from '../types.ts'
-import { BIGINT_MARK, type PreparedOp } from './write-plan.ts'
+import type { PreparedOp } from './write-plan.ts'
+import { BIGINT_MARK } from './wire-ids.ts'
 
 /**
  * The patches of a request that did not apply (embeddings paid once): each op with the ids of its patched documents

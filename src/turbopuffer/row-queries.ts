@@ -3,7 +3,7 @@
 import type { Filter, NamespaceQueryParams, Row } from '@turbopuffer/turbopuffer'
 import { EMBED_HASH_ATTR, type Id, idKey, ROW_ATTR, VERSION_ATTR } from '../types.ts'
 import { unmarkBigints } from './client.ts'
-import { BIGINT_MARK } from './write-plan.ts'
+import { BIGINT_MARK } from './wire-ids.ts'
 
 /** One query of a namespace, retried; undefined when the namespace does not exist. */
 export type RowQuery = (query: Omit<NamespaceQueryParams, 'namespace'>) => Promise<Row[] | undefined>

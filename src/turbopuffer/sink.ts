@@ -21,15 +21,17 @@ import type { NamespacePage, Sink, SinkStats, WriteOptions, WriteResult } from '
 import { checkName } from './types.ts'
 import { forEachLimited } from '../concurrency.ts'
 import { DEFAULT_NAMESPACE_BYTES_PER_SECOND, WriteBudget } from './write-budget.ts'
-import { postWrite, type WriteEndpoint } from './write-request.ts'
+import { postWrite, type WriteEndpoint, writeEndpoint } from './write-request.ts'
+import { BIGINT_MARK } from './wire-ids.ts'
 import {
-  BIGINT_MARK,
   chunkBytes,
   chunkOps,
   collapseOps,
   countWritten,
   DEFAULT_LIMITS,
   type Limits,
+  overRequestLimit,
+  type PreparedOp,
   prepareOp,
   writeBody,
 } from './write-plan.ts'
@@ -91,10 +93,7 @@ export class TurbopufferSink implements Sink {
 
   constructor(config: TurbopufferConfig, opts: TurbopufferSinkOptions = {}) {
     this.#client = opts.client ?? createClient(config, { timeoutMs: opts.timeoutMs, env: opts.env })
-    if (!opts.client) {
-      const c = this.#client
-      this.#endpoint = { baseURL: c.baseURL.replace(/\/+$/, ''), apiKey: c.apiKey, timeoutMs: c.timeout }
-    }
+    if (!opts.client) this.#endpoint = writeEndpoint(this.#client)
     this.#log = opts.log ?? silent
     this.#signal = opts.signal
     this.#limits = { ...DEFAULT_LIMITS, ...opts.limits }
@@ -120,8 +119,9 @@ export class TurbopufferSink implements Sink {
     const prepared = []
     for (const op of collapseOps(ops)) {
       const p = prepareOp(op)
-      if (typeof p === 'string') result.failed.push({ op, error: p })
-      else prepared.push(p)
+      const tooLarge = typeof p === 'string' ? p : overRequestLimit(p, this.#limits)
+      if (tooLarge) result.failed.push({ op, error: tooLarge })
+      else prepared.push(p as PreparedOp)
     }
     const chunks = chunkOps(prepared, this.#limits)
     try {

@@ -5,6 +5,8 @@ import type { Filter, NamespaceWriteParams } from '@turbopuffer/turbopuffer'
 import { EMBED_HASH_ATTR, type Id, idKey, ROW_ATTR, VERSION_ATTR, type WriteOp } from '../types.ts'
 import { DOCUMENT_BYTES, VALUE_BYTES, valueBytes, vectorBytes } from './sizes.ts'
 import type { WriteOptions } from './types.ts'
+import { deleteCondition, deleteGroup, PATCH_CONDITION, rowsFilter, UPSERT_CONDITION } from './conditions.ts'
+import { BIGINT_MARK, wireId } from './wire-ids.ts'
 
 export interface Limits {
   /** rows (upserts + deletes) per request */
@@ -13,9 +15,29 @@ export interface Limits {
   maxBytes: number
   /** transactions (commit LSNs) with deletes per request: each is one clause of the request's delete_condition */
   maxDeleteVersions: number
+  /**
+   * turbopuffer's largest request body (512 MiB): an op larger than that alone (a row's documents, which are
+   * replaced in one request) is refused before sending instead of after uploading it
+   */
+  requestBytes: number
 }
 
-export const DEFAULT_LIMITS: Limits = { maxRows: 10_000, maxBytes: 64 * 1024 * 1024, maxDeleteVersions: 256 }
+export const DEFAULT_LIMITS: Limits = {
+  maxRows: 10_000,
+  maxBytes: 64 * 1024 * 1024,
+  maxDeleteVersions: 256,
+  requestBytes: 512 * 1024 * 1024,
+}
+
+/** Why `p` cannot be sent in any request within `limits`, if it cannot. */
+export function overRequestLimit(p: PreparedOp, limits: Limits): string | undefined {
+  if (p.bytes + REQUEST_OVERHEAD_BYTES <= limits.requestBytes) return undefined
+  const what = p.op.kind === 'row'
+    ? `row "${p.op.id}" (its ${p.op.documents.length} documents, replaced in one request)`
+    : `document ${showId(p.op.id)}`
+  return `${what} is about ${p.bytes} bytes, over turbopuffer's request limit of ${limits.requestBytes} bytes` +
+    (p.op.kind === 'row' ? ': raise [mapping.chunking] size or make fewer, smaller documents' : '')
+}
 
 /** An op ready to send: the row it becomes (upserts) and its approximate share of the request body. */
 export interface PreparedOp {
@@ -51,11 +73,6 @@ export function collapseOps(ops: WriteOp[]): WriteOp[] {
     }
   }
   return [...byId.values()]
-}
-
-/** An id as the SDK's JSON carries it: a bigint as a marked string, sent as a bare integer (client.ts). */
-function wireId(id: Id): string | number {
-  return typeof id === 'bigint' ? BIGINT_MARK + id : id
 }
 
 /** Checks what turbopuffer would refuse anyway, and builds the row. Returns an error message for a bad op. */
@@ -206,16 +223,8 @@ function checkId(id: unknown): string | undefined {
   return `id ${String(id)}: ids are strings or unsigned integers, not ${typeof id}`
 }
 
-/** Marks bigints so that JSON can carry them; `restoreBigints` turns the marks into bare JSON integers. */
-export const BIGINT_MARK = '\u0000bigint:'
-
-/** In a JSON text: `"\u0000bigint:123"` → `123`. */
-export function restoreBigints(json: string): string {
-  return json.includes('\\u0000bigint:') ? json.replace(/"\\u0000bigint:(-?\d+)"/g, '$1') : json
-}
-
 /** Greedy split into requests within `limits`, keeping the ops' order. */
-export function chunkOps(ops: PreparedOp[], limits: Limits): PreparedOp[][] {
+export function chunkOps(ops: PreparedOp[], limits: Omit<Limits, 'requestBytes'>): PreparedOp[][] {
   const chunks: PreparedOp[][] = []
   let chunk: PreparedOp[] = []
   let bytes = 0
@@ -247,93 +256,6 @@ export function chunkOps(ops: PreparedOp[], limits: Limits): PreparedOp[][] {
   if (chunk.length > 0) chunks.push(chunk)
   return chunks
 }
-
-/** Applies when the stored document is older, or when there is none (docs/ARCHITECTURE.md, invariant 2). */
-export const UPSERT_CONDITION: Filter = ['Or', [[VERSION_ATTR, 'Lt', { $ref_new: VERSION_ATTR }], [
-  VERSION_ATTR,
-  'Eq',
-  null,
-]]]
-
-/** Deletes of one transaction (same commit LSN: the version's first 16 hex digits) share one clause. */
-function deleteGroup(version: string): string {
-  return version.slice(0, 16)
-}
-
-/**
- * A request has one delete_condition, evaluated against each targeted document, and `$ref_new` is null for deletes,
- * so versions appear as literals. Deletes are grouped by transaction (commit LSN) and each group is compared with the
- * highest version in it: `Or(And(id In [ids of the group], v Lt max), ...)`, or plain `[v, Lt, max]` for one group.
- * (`delete_by_filter` cannot do this: it is unconditional per document.)
- *
- * Comparing a delete at (C, s) with (C, max) instead of its own version is safe for the batches puffgres sends: a
- * document whose version lies between the two was written by a later change of the same id in the same transaction,
- * which falls inside the same contiguous, per-id-coalesced batch, so no delete of that id would be in the batch at
- * all. This keeps a bulk DELETE to one clause instead of one per row; `Limits.maxDeleteVersions` bounds the clauses.
- */
-export function deleteCondition(deletes: Array<{ id: Id; version: string }>): Filter {
-  const groups = new Map<string, { max: string; ids: Id[] }>()
-  for (const d of deletes) {
-    const key = deleteGroup(d.version)
-    const g = groups.get(key)
-    if (!g) groups.set(key, { max: d.version, ids: [d.id] })
-    else {
-      g.ids.push(d.id)
-      if (d.version > g.max) g.max = d.version
-    }
-  }
-  if (groups.size === 1) return [VERSION_ATTR, 'Lt', [...groups.values()][0].max]
-  const clauses: Filter[] = []
-  for (const { max, ids } of groups.values()) {
-    const wire = ids.map(wireId)
-    const idFilter: Filter = wire.length === 1 ? ['id', 'Eq', wire[0]] : ['id', 'In', wire]
-    clauses.push(['And', [idFilter, [VERSION_ATTR, 'Lt', max]]])
-  }
-  return ['Or', clauses]
-}
-
-/**
- * Row-documents mode: the filter that deletes each row's documents older than its version, grouped by transaction
- * like `deleteCondition` and for the same reason: `Or(And(_puffgres_row In [keys of the group], v Lt max), ...)`.
- * The version is in the filter because no condition guards `delete_by_filter` (docs/ARCHITECTURE.md, invariant 11):
- * a late write of an older version deletes nothing newer. A row at (C, s) compared with (C, max): a document of the
- * row with a version between is a later change of the same row in the same transaction, collapsed into this batch.
- */
-export function rowsFilter(rows: Array<{ id: Id; version: string; spare?: Id[] }>): Filter {
-  const groups = new Map<string, { max: string; keys: string[]; spare: Id[] }>()
-  for (const r of rows) {
-    const key = deleteGroup(r.version)
-    const g = groups.get(key)
-    if (!g) groups.set(key, { max: r.version, keys: [String(r.id)], spare: [...r.spare ?? []] })
-    else {
-      g.keys.push(String(r.id))
-      if (r.spare) g.spare.push(...r.spare)
-      if (r.version > g.max) g.max = r.version
-    }
-  }
-  const clauses: Filter[] = []
-  for (const { max, keys, spare } of groups.values()) {
-    const row: Filter = keys.length === 1 ? [ROW_ATTR, 'Eq', keys[0]] : [ROW_ATTR, 'In', keys]
-    const clause: Filter[] = [row, [VERSION_ATTR, 'Lt', max]]
-    // embeddings paid once: the documents patched in the same request must not be deleted before the patch (the
-    // filter runs first); sparing ids of other rows of the group is harmless, they are patched too
-    if (spare.length) clause.push(['id', 'NotIn', spare.map(wireId)])
-    clauses.push(['And', clause])
-  }
-  return clauses.length === 1 ? clauses[0] : ['Or', clauses]
-}
-
-/**
- * A patch applies only over an older version, and never creates a document: one that went away since its stored
- * hash was read comes back short in `rows_patched` and is redone as an upsert with its vector (pipeline/writer.ts).
- * It also applies only while the document still carries the hash it was chosen for: a write of another text that
- * landed between the lookup and the patch (a racing writer at a version between the two) left that text's vector,
- * which the patch would otherwise keep under the new text's hash; such a patch is redone as an upsert too.
- */
-export const PATCH_CONDITION: Filter = [
-  'And',
-  [[VERSION_ATTR, 'Lt', { $ref_new: VERSION_ATTR }], [EMBED_HASH_ATTR, 'Eq', { $ref_new: EMBED_HASH_ATTR }]],
-]
 
 /** The write request for one chunk. */
 export function writeBody(chunk: PreparedOp[], opts: WriteOptions): Omit<NamespaceWriteParams, 'namespace'> {
@@ -393,9 +315,12 @@ function showId(id: unknown): string {
   return typeof id === 'bigint' ? id.toString() : JSON.stringify(id)
 }
 
+/** what a request body holds besides its documents (schema, conditions), about */
+const REQUEST_OVERHEAD_BYTES = 1024
+
 /** A request's size, about: its documents, and 1 KiB for the rest of the body (schema, conditions). */
 export function chunkBytes(chunk: PreparedOp[]): number {
-  let n = 1024
+  let n = REQUEST_OVERHEAD_BYTES
   for (const p of chunk) n += p.bytes
   return n
 }

@@ -8,15 +8,21 @@ import {
   APIConnectionTimeoutError,
   APIError,
   type NamespaceWriteResponse,
+  type Turbopuffer,
 } from '@turbopuffer/turbopuffer'
 import { parseWithBigints } from './client.ts'
-import { restoreBigints } from './write-plan.ts'
+import { restoreBigints } from './wire-ids.ts'
 
 export interface WriteEndpoint {
   /** the service's base URL, without a trailing slash */
   baseURL: string
   apiKey: string
   timeoutMs: number
+}
+
+/** Where a client sends its requests, and with which key and timeout. */
+export function writeEndpoint(client: Turbopuffer): WriteEndpoint {
+  return { baseURL: client.baseURL.replace(/\/+$/, ''), apiKey: client.apiKey, timeoutMs: client.timeout }
 }
 
 /**
