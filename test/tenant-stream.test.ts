@@ -278,6 +278,10 @@ describe('a namespace per tenant, streamed', () => {
     await waitFor('row 43 in items_typed', () => pipe.docs('items_typed').has(43))
     expect(pipe.docs('items_typed').get(43)?.title).toBe(42)
     expect(await pipe.deadLetters('items')).toEqual([])
+    // verify reads the namespace's types (it writes nothing again): row 43's 42 is what it expects, document 999 extra
+    const r = JSON.parse((await pipe.cli('verify', 'items', '--tenant', 'typed', '--json')).out)
+    expect(r.mismatched.count).toBe(0)
+    expect(r.extra).toEqual({ count: 1, ids: [999] })
   })
 })
 

@@ -96,6 +96,8 @@ export async function projectIntents(
   deps: Pick<WriterDeps, 'sink' | 'log' | 'retryDelayMs'>,
   conflicts: { n: number } = { n: 0 },
   leaves?: Leave[],
+  /** the writer, which writes again what a tenant namespace refused: its types are taken as none, not read */
+  assumeTypes = false,
 ): Promise<Projected[]> {
   const byRoute = new Map<RouteRuntime, Intent[]>()
   for (const i of intents) {
@@ -172,7 +174,7 @@ export async function projectIntents(
     const { route } = entry
     if (!entry.ops.length) return { namespace, route, schema: {}, ops: [], origin: [] }
     const attributes = mappingAttributes(route.mapping, writeColumns(route, entry.origin))
-    const existing = await namespaceTypes(deps.sink, namespace, route.mapping)
+    const existing = await namespaceTypes(deps.sink, namespace, assumeTypes ? route.mapping : undefined)
     // a patch (embeddings paid once) names with null what the row no longer has: every attribute the namespace has
     // now, read again, as another process may have added some since this one read them (a transform's undeclared
     // attribute written by a backfill)
@@ -241,7 +243,7 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
   const summary = emptySummary()
   const conflicts = { n: 0 }
   const leaves: Leave[] = []
-  const projected = await projectIntents(intents, dead, deps, conflicts, leaves)
+  const projected = await projectIntents(intents, dead, deps, conflicts, leaves, true)
   summary.typeConflicts = conflicts.n
   const refused = await writeLeaves(leaves, dead, deps.sink)
   const redo: Intent[] = []
@@ -273,10 +275,7 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
   return summary
 }
 
-/**
- * Writes one namespace's share of a batch and dead-letters what turbopuffer refused. Given `redo`, a namespace whose
- * types were assumed (a tenant's, namespace-types.ts) and refused the write hands its intents to `redo` instead.
- */
+/** One namespace's share written, refusals dead-lettered; with types assumed, a refused write's intents go to `redo`. */
 async function writeProjected(
   { namespace, route, schema, ops: all, origin: allOrigin }: Projected,
   refused: ReadonlySet<Intent>,
