@@ -34,6 +34,9 @@ const pipe = usePipeline({
     CREATE TABLE racing (id int PRIMARY KEY, ws text NOT NULL, title text);
     ALTER TABLE racing REPLICA IDENTITY FULL;
     INSERT INTO racing SELECT g, 't' || (g % 3), 'r' FROM generate_series(1, 9) g;
+    CREATE TABLE moving (id int PRIMARY KEY, ws text NOT NULL, title text);
+    ALTER TABLE moving REPLICA IDENTITY FULL;
+    INSERT INTO moving SELECT g, 't' || (g % 3), 'm' FROM generate_series(1, 9) g;
     INSERT INTO early SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, g % 3, 'early ' || g
       FROM generate_series(1, 30) g;`,
   migrations: {
@@ -55,6 +58,7 @@ const pipe = usePipeline({
     '005_kept.toml': migration({ name: 'kept', table: 'kept', namespace: 'kept_{ws}', extra: 'truncate = "ignore"' }),
     '006_early.toml': migration({ name: 'early', table: 'early', namespace: 'early_{region}_{org}' }),
     '007_racing.toml': migration({ name: 'racing', table: 'racing', namespace: 'racing_{ws}' }),
+    '008_moving.toml': migration({ name: 'moving', table: 'moving', namespace: 'moving_{ws}' }),
   },
   files: {
     'transforms/notes.ts': `export default function (event) {
@@ -300,6 +304,38 @@ describe('backfill', () => {
     expect(raced).toBe(true)
     expect(placed('racing_')).toEqual({ racing_t0: [3, 6, 9], racing_t1: [1, 7], racing_t2: [2, 5, 8] })
     expect(await pipe.deadLetters('racing')).toEqual([])
+  })
+  test("a row that moves to another tenant while its page is written: the re-check takes the page's copy away", async () => {
+    // the race made to happen: the backfill has read row 4 (tenant t1); before its page lands the row moves to t9 and
+    // the stream applies that (its delete in moving_t1 finds nothing yet, no tombstone); the page's late write puts
+    // the old copy in moving_t1, where the stream will never look again: only the re-check can take it away
+    const inner = new TurbopufferSink({ api_key: 'test-key', base_url: pipe.server.url })
+    let raced = false
+    const sink: Sink = {
+      write: async (ns, ops, opts) => {
+        if (!raced && ns === 'moving_t1' && ops.some((o) => o.id === 4)) {
+          raced = true
+          await pipe.db.sql`UPDATE moving SET ws = 't9' WHERE id = 4`
+          const [{ lsn }] = await pipe.db.sql`SELECT pg_current_wal_insert_lsn()::text AS lsn`
+          await waitFor(
+            'the stream to apply the move',
+            async () =>
+              (await pipe.db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
+              WHERE slot_name = 'puffgres'`)[0]?.ok,
+          )
+        }
+        return inner.write(ns, ops, opts)
+      },
+      deleteAllBefore: (ns, version) => inner.deleteAllBefore(ns, version),
+      stats: () => inner.stats(),
+      attributeTypes: (ns) => inner.attributeTypes(ns),
+      listNamespaces: (prefix, o) => inner.listNamespaces(prefix, o),
+    }
+    const r = await quietBackfill(pipe.project.config, { mapping: 'moving', batchSize: 100, sink })
+    expect(r.outcome).toBe('done')
+    expect(raced).toBe(true)
+    expect(placed('moving_')).toEqual({ moving_t0: [3, 6, 9], moving_t1: [1, 7], moving_t2: [2, 5, 8], moving_t9: [4] })
+    expect(await pipe.deadLetters('moving')).toEqual([])
   })
 })
 

@@ -21,8 +21,8 @@ import { deleteIntent } from '../pipeline/row-identity.ts'
 import { type RowKey, textKey } from '../pipeline/row-key.ts'
 import { emptySummary, type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
-import { encodeVersion } from '../types.ts'
-import { pageRowNamespaces, placeDelete, type Routed, sweepPage } from './tenant-pages.ts'
+import { encodeVersion, type Id } from '../types.ts'
+import { movedRowDeletes, pageRowNamespaces, placeDelete, type Routed, sweepPage } from './tenant-pages.ts'
 import {
   type BackfillRecord,
   finishBackfill,
@@ -208,19 +208,34 @@ export async function copy(
       if (swept) log.debug('re-check: stale chunks of rows the stream rewrote meanwhile removed', { rows: swept })
     }
     const { lsn, stale } = await recheckPage(sql, plan, page, log)
-    if (!stale.length) return undefined
-    const intents: Intent[] = stale.flatMap((i) => {
+    const moved = tenants ? await movedRows(page, stale, whereOf, lsn) : []
+    if (!stale.length && !moved.length) return undefined
+    const intents: Intent[] = moved
+    for (const i of stale) {
       // from the key texts: the page's rows are not kept once written
       const key = pageKey(page.keys, i)
       // undefined for a row that never had a document (a negative integer id): nothing to delete
       const id = key.id
-      return id === undefined ? [] : placeDelete(m, deleteIntent(route, { ...key, id }, lsn), whereOf(id))
-    })
-    log.debug('re-check: rows gone or out of the predicate since their page was read', {
+      if (id !== undefined) intents.push(...placeDelete(m, deleteIntent(route, { ...key, id }, lsn), whereOf(id)))
+    }
+    log.debug('re-check: rows gone, out of the predicate or moved to another tenant since their page was read', {
       mapping: m.name,
       rows: stale.length,
+      ...(tenants ? { moved: moved.length } : {}),
     })
     return await writeIntents(intents, [], deps)
+  }
+
+  /** A tenant mapping: the deletes of the page's rows (not stale) that moved since (tenant-pages.ts). */
+  const movedRows = (page: RecheckedPage, stale: number[], whereOf: (id: Id) => string[], lsn: bigint) => {
+    const gone = new Set(stale)
+    const keys: (RowKey & { id: Id })[] = []
+    for (let i = 0; i < (page.keys[0]?.length ?? 0); i++) {
+      if (gone.has(i)) continue
+      const key = pageKey(page.keys, i)
+      if (key.id !== undefined) keys.push({ ...key, id: key.id })
+    }
+    return movedRowDeletes(sql, plan, route, keys, whereOf, lsn)
   }
 
   // Pages completed in order (written and re-checked) whose progress is not saved yet. Saves are coalesced: one in
