@@ -14,6 +14,10 @@ import { quietBackfill } from './harness/backfill.ts'
 import { usePipeline } from './harness/pipeline.ts'
 import { migration } from './harness/project.ts'
 import { waitFor } from './harness/wait.ts'
+import { quietLogger } from './harness/stream.ts'
+import { loadConfig } from '../src/config/load.ts'
+import { listDeadLetters } from '../src/postgres/dlq.ts'
+import { retryDeadLetters } from '../src/ops/dlq-retry.ts'
 
 const pipe = usePipeline({
   name: 'tenants',
@@ -365,5 +369,57 @@ describe('migrate', () => {
   test('doctor shows the template', async () => {
     const r = await pipe.cli('doctor')
     expect(r.out).toContain('"items_{ws}" (ws in the replica identity)')
+  })
+})
+
+describe('dlq retry racing the stream', () => {
+  /** the stream has applied everything committed so far (the slot confirmed past it) */
+  async function streamCaughtUp(what: string): Promise<void> {
+    const [{ lsn }] = await pipe.db.sql`SELECT pg_current_wal_insert_lsn()::text AS lsn`
+    await waitFor(
+      what,
+      async () =>
+        (await pipe.db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
+        WHERE slot_name = 'puffgres'`)[0]?.ok,
+      60_000,
+    )
+  }
+
+  test("a row that moves (or is deleted) while its retry is written: no copy left in the retry's namespace", async () => {
+    await pipe.db.sql`DELETE FROM __puffgres_dlq WHERE mapping = 'moving'`
+    // two dead letters: their first writes refused for good
+    pipe.server.failNext(1, 400)
+    await pipe.db.sql`INSERT INTO moving VALUES (50, 'u1', 'x')`
+    await waitFor('the first dead letter', async () => (await pipe.deadLetters('moving')).length === 1)
+    pipe.server.failNext(1, 400)
+    await pipe.db.sql`INSERT INTO moving VALUES (51, 'u1', 'y')`
+    await waitFor('the second dead letter', async () => (await pipe.deadLetters('moving')).length === 2)
+    expect(placed('moving_u')).toEqual({})
+    // the retry has read each row (tenant u1); before its write lands the row moves to u2 (50) or is deleted (51)
+    // and the stream applies that (nothing in moving_u1 yet, no tombstone): the retry's late write brings a copy back
+    const inner = new TurbopufferSink({ api_key: 'test-key', base_url: pipe.server.url })
+    const raced = new Set<number>()
+    const sink: Sink = {
+      write: async (ns, ops, opts) => {
+        for (const id of [50, 51]) {
+          if (raced.has(id) || ns !== 'moving_u1' || !ops.some((o) => o.kind === 'upsert' && o.id === id)) continue
+          raced.add(id)
+          if (id === 50) await pipe.db.sql`UPDATE moving SET ws = 'u2' WHERE id = 50`
+          else await pipe.db.sql`DELETE FROM moving WHERE id = 51`
+          await streamCaughtUp(`the stream to apply the change of row ${id}`)
+        }
+        return inner.write(ns, ops, opts)
+      },
+      deleteAllBefore: (ns, version) => inner.deleteAllBefore(ns, version),
+      stats: () => inner.stats(),
+      attributeTypes: (ns) => inner.attributeTypes(ns),
+      listNamespaces: (prefix, o) => inner.listNamespaces(prefix, o),
+    }
+    const config = loadConfig(pipe.project.config)
+    const entries = await listDeadLetters(pipe.db.sql, { mapping: 'moving' })
+    const out = await retryDeadLetters(config, pipe.db.sql, sink, entries, quietLogger())
+    expect([...raced].sort()).toEqual([50, 51])
+    expect(out.map((o) => o.doc_id).sort()).toEqual(['50', '51'])
+    expect(placed('moving_u')).toEqual({ moving_u2: [50] })
   })
 })

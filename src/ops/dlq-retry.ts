@@ -13,7 +13,7 @@ import type { DeadLetter, DlqEntry } from '../postgres/dlq.ts'
 import { deleteDeadLetters, recordRetryFailure } from '../postgres/dlq.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
 import type { Sink } from '../turbopuffer/types.ts'
-import type { Logger } from '../types.ts'
+import { idKey, type Logger } from '../types.ts'
 import { findMapping, type MappingRuntime, openMapping } from './mapping-runtime.ts'
 import { MembershipError, membershipFailure } from '../membership/mod.ts'
 
@@ -124,7 +124,10 @@ async function retryOne(
     // the row may have been deleted while it was transformed and its streamed delete applied before this upsert
     // (an embedding call takes seconds): look again, and delete what is gone (docs/ARCHITECTURE.md invariant 2)
     if (intent.kind === 'upsert' && !summary.deadLettered) {
-      const deleted = await recheckWritten(rt.route, rt.plan.columns, [key], deps)
+      // where it was written: a tenant move meanwhile is deleted there (its streamed delete may have landed first)
+      const at = intentNamespace(intent)
+      const writtenTo = at.ok ? new Map([[idKey(intent.id), at.namespace]]) : undefined
+      const deleted = await recheckWritten(rt.route, rt.plan.columns, [key], deps, writtenTo)
       // that delete's failure is a dead letter of its own (the writer recorded it on this entry)
       if (deleted?.deadLettered) {
         return { ...base, ok: false, error: 'the row was deleted meanwhile; its delete failed' }
