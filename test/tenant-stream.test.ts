@@ -41,6 +41,8 @@ const pipe = usePipeline({
     CREATE TABLE moving (id int PRIMARY KEY, ws text NOT NULL, title text);
     ALTER TABLE moving REPLICA IDENTITY FULL;
     INSERT INTO moving SELECT g, 't' || (g % 3), 'm' FROM generate_series(1, 9) g;
+    CREATE TABLE drifting (id int PRIMARY KEY, ws text NOT NULL, title text);
+    ALTER TABLE drifting REPLICA IDENTITY FULL;
     INSERT INTO early SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, g % 3, 'early ' || g
       FROM generate_series(1, 30) g;`,
   migrations: {
@@ -63,6 +65,7 @@ const pipe = usePipeline({
     '006_early.toml': migration({ name: 'early', table: 'early', namespace: 'early_{region}_{org}' }),
     '007_racing.toml': migration({ name: 'racing', table: 'racing', namespace: 'racing_{ws}' }),
     '008_moving.toml': migration({ name: 'moving', table: 'moving', namespace: 'moving_{ws}' }),
+    '009_drifting.toml': migration({ name: 'drifting', table: 'drifting', namespace: 'drifting_{ws}' }),
   },
   files: {
     'transforms/notes.ts': `export default function (event) {
@@ -421,5 +424,22 @@ describe('dlq retry racing the stream', () => {
     expect([...raced].sort()).toEqual([50, 51])
     expect(out.map((o) => o.doc_id).sort()).toEqual(['50', '51'])
     expect(placed('moving_u')).toEqual({ moving_u2: [50] })
+  })
+})
+
+describe('replica identity changed after migrate', () => {
+  test('a delete that could not name its tenant: `dlq retry` deletes the document wherever it is', async () => {
+    await pipe.db.sql`INSERT INTO drifting VALUES (1, 'a', 'one'), (2, 'b', 'two')`
+    await expectPlaced('drifting_', { drifting_a: [1], drifting_b: [2] }, 'both rows placed')
+    // the identity no longer holds ws: the delete cannot say which tenant's namespace the row was in
+    await pipe.db.sql`ALTER TABLE drifting REPLICA IDENTITY DEFAULT`
+    await pipe.db.sql`DELETE FROM drifting WHERE id = 1`
+    await waitFor('the dead letter', async () => (await pipe.deadLetters('drifting')).length === 1)
+    const [entry] = await pipe.deadLetters('drifting')
+    expect(entry.error).toMatch(/REPLICA IDENTITY FULL .*dlq retry/)
+    await pipe.db.sql`ALTER TABLE drifting REPLICA IDENTITY FULL`
+    const r = await pipe.cli('dlq', 'retry', '--mapping', 'drifting')
+    expect(r.out).toContain('1 retried, 0 failed')
+    expect(placed('drifting_')).toEqual({ drifting_b: [2] })
   })
 })
