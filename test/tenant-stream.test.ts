@@ -442,4 +442,20 @@ describe('replica identity changed after migrate', () => {
     expect(r.out).toContain('1 retried, 0 failed')
     expect(placed('drifting_')).toEqual({ drifting_b: [2] })
   })
+
+  test("a key change that could not name its tenant: the old key's document is a dead letter, not forgotten", async () => {
+    await pipe.db.sql`DELETE FROM __puffgres_dlq WHERE mapping = 'drifting'`
+    await pipe.db.sql`ALTER TABLE drifting REPLICA IDENTITY DEFAULT`
+    // the change carries the old key (id 2) without ws: the old document's namespace is unknown
+    await pipe.db.sql`UPDATE drifting SET id = 20 WHERE id = 2`
+    await waitFor('the new key written', () => pipe.docs('drifting_b').has(20))
+    await waitFor('the dead letter', async () => (await pipe.deadLetters('drifting')).length === 1)
+    const [entry] = await pipe.deadLetters('drifting')
+    expect(entry.doc_id).toBe('2')
+    expect(entry.error).toMatch(/^mapping drifting: update on public\.drifting without a value for ws .*dlq retry/)
+    await pipe.db.sql`ALTER TABLE drifting REPLICA IDENTITY FULL`
+    const r = await pipe.cli('dlq', 'retry', '--mapping', 'drifting')
+    expect(r.out).toContain('1 retried, 0 failed')
+    expect(placed('drifting_')).toEqual({ drifting_b: [20] })
+  })
 })
