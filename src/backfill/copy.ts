@@ -72,6 +72,8 @@ const TENANT_WRITES_IN_FLIGHT = 256
  * only when the page has many batches (the pool holds at most one page of rows)
  */
 const TENANT_BATCHES_PER_PAGE = 35
+/** a tenant page's re-check reads the rows' placeholder columns this many keys at a time (tenant-pages.ts) */
+const MOVED_KEYS = 1000
 /** written pages whose re-check may be in flight at once (each holds only its key texts) */
 const MAX_RECHECKS = 4
 /** rows decoded per turn of the event loop given to reading the socket (see writePage) */
@@ -229,15 +231,21 @@ export async function copy(
   }
 
   /** A tenant mapping: the deletes of the page's rows (not stale) that moved since (tenant-pages.ts). */
-  const movedRows = (page: RecheckedPage, stale: number[], whereOf: (id: Id) => string[], lsn: bigint) => {
+  const movedRows = async (page: RecheckedPage, stale: number[], whereOf: (id: Id) => string[], lsn: bigint) => {
     const gone = new Set(stale)
-    const keys: (RowKey & { id: Id })[] = []
-    for (let i = 0; i < (page.keys[0]?.length ?? 0); i++) {
-      if (gone.has(i)) continue
-      const key = pageKey(page.keys, i)
-      if (key.id !== undefined) keys.push({ ...key, id: key.id })
+    const n = page.keys[0]?.length ?? 0
+    const out: Intent[] = []
+    // a thousand keys a query (read-rows.ts), built a thousand at a time: a page's keys are not all decoded at once
+    for (let from = 0; from < n; from += MOVED_KEYS) {
+      const keys: (RowKey & { id: Id })[] = []
+      for (let i = from; i < Math.min(n, from + MOVED_KEYS); i++) {
+        if (gone.has(i)) continue
+        const key = pageKey(page.keys, i)
+        if (key.id !== undefined) keys.push({ ...key, id: key.id })
+      }
+      out.push(...await movedRowDeletes(sql, plan, route, keys, whereOf, lsn))
     }
-    return movedRowDeletes(sql, plan, route, keys, whereOf, lsn)
+    return out
   }
 
   // Pages completed in order (written and re-checked) whose progress is not saved yet. Saves are coalesced: one in
