@@ -123,7 +123,14 @@ async function retryOne(
   if (intent.kind === 'delete' && rt.mapping.namespaceTemplate && !intentNamespace(intent).ok) {
     // a delete whose values name no tenant (its placeholder columns were outside the replica identity): the document
     // is looked for in every namespace of the mapping, deleted at L wherever it is (a later write there is newer)
-    const [first, ...rest] = await namespacesOf(sink, rt)
+    let all: string[]
+    try {
+      all = await namespacesOf(sink, rt)
+    } catch (err) {
+      listed.delete(rt)
+      return await fail(`cannot list the namespaces of ${rt.mapping.namespace}: ${(err as Error).message}`)
+    }
+    const [first, ...rest] = all
     if (first !== undefined) {
       intent.namespace = first
       intent.leave = [...new Set([...leave, ...rest])].filter((n) => n !== first)
