@@ -18,6 +18,7 @@ import { quietLogger } from './harness/stream.ts'
 import { loadConfig } from '../src/config/load.ts'
 import { listDeadLetters } from '../src/postgres/dlq.ts'
 import { retryDeadLetters } from '../src/ops/dlq-retry.ts'
+import { verifyMapping } from '../src/ops/verify.ts'
 
 const pipe = usePipeline({
   name: 'tenants',
@@ -424,6 +425,55 @@ describe('dlq retry racing the stream', () => {
     expect([...raced].sort()).toEqual([50, 51])
     expect(out.map((o) => o.doc_id).sort()).toEqual(['50', '51'])
     expect(placed('moving_u')).toEqual({ moving_u2: [50] })
+  })
+})
+
+describe('verify --repair racing the stream', () => {
+  test("a row that moves (or is deleted) while its repair is written: no copy left in the repair's namespace", async () => {
+    // two rows whose documents are missing (their writes refused for good)
+    pipe.server.failNext(1, 400)
+    await pipe.db.sql`INSERT INTO moving VALUES (60, 'v1', 'x')`
+    await waitFor(
+      'the first dead letter',
+      async () => (await pipe.deadLetters('moving')).some((d) => d.doc_id === '60'),
+    )
+    pipe.server.failNext(1, 400)
+    await pipe.db.sql`INSERT INTO moving VALUES (61, 'v1', 'y')`
+    await waitFor(
+      'the second dead letter',
+      async () => (await pipe.deadLetters('moving')).some((d) => d.doc_id === '61'),
+    )
+    expect(placed('moving_v')).toEqual({})
+    const raced = new Set<number>()
+    class RacingSink extends TurbopufferSink {
+      override async write(ns: string, ops: Parameters<TurbopufferSink['write']>[1], opts?: object) {
+        for (const id of [60, 61]) {
+          if (raced.has(id) || ns !== 'moving_v1' || !ops.some((o) => o.kind === 'upsert' && o.id === id)) continue
+          raced.add(id)
+          if (id === 60) await pipe.db.sql`UPDATE moving SET ws = 'v2' WHERE id = 60`
+          else await pipe.db.sql`DELETE FROM moving WHERE id = 61`
+          const [{ lsn }] = await pipe.db.sql`SELECT pg_current_wal_insert_lsn()::text AS lsn`
+          await waitFor(
+            `the stream to apply the change of row ${id}`,
+            async () =>
+              (await pipe.db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
+              WHERE slot_name = 'puffgres'`)[0]?.ok,
+            60_000,
+          )
+        }
+        return super.write(ns, ops, opts)
+      }
+    }
+    const config = loadConfig(pipe.project.config)
+    const mapping = config.mappings.find((m) => m.name === 'moving')!
+    const sink = new RacingSink({ api_key: 'test-key', base_url: pipe.server.url })
+    const report = await verifyMapping(config, mapping, { sql: pipe.db.sql, sink }, {
+      repair: true,
+      log: quietLogger(),
+    })
+    expect(report.missing.ids.map(Number).filter((id) => id >= 60).sort()).toEqual([60, 61])
+    expect([...raced].sort()).toEqual([60, 61])
+    expect(placed('moving_v')).toEqual({ moving_v2: [60] })
   })
 })
 
