@@ -4,6 +4,7 @@ import { describe, expect, test } from 'bun:test'
 import { AdaptiveLimit } from '../src/concurrency.ts'
 import type { Intent } from '../src/pipeline/changes.ts'
 import { type Batch, WritePipeline } from '../src/stream/mod.ts'
+import { parseNamespaceTemplate } from '../src/config/row-documents.ts'
 
 function setup(
   opts: {
@@ -103,6 +104,75 @@ describe('WritePipeline', () => {
     await new Promise((r) => setTimeout(r, 200))
     expect(writes.length).toBe(4) // waited long enough
     for (const w of writes) w.land()
+    await p.flushAll()
+  })
+
+  test('a tenant move collapsed into a later change: its commit is confirmed only once the later write landed', async () => {
+    // row 1 in docs_a; moved to docs_b (commit 210), then to docs_c (commit 310) while its earlier write is in flight:
+    // the two moves collapse into one write (to docs_c, leaving docs_a and docs_b). Confirming 210 before that write
+    // landed would let a restart replay only b → c (leaving docs_b): the copy in docs_a would stay for good
+    const { p, writes, confirmed, tick } = setup()
+    const mapping = { name: 'docs', namespace: 'docs_{ws}', namespaceTemplate: parseNamespaceTemplate('docs_{ws}') }
+    const change = (lsn: number, namespace: string, leave?: string[]) =>
+      p.add('docs\u00001', {
+        route: { mapping },
+        id: 1,
+        kind: 'upsert',
+        lsn: BigInt(lsn),
+        namespace,
+        ...(leave ? { leave } : {}),
+      } as unknown as Intent, 100)
+    p.begin()
+    change(100, 'docs_a')
+    p.commit(110n)
+    await tick()
+    expect(writes.length).toBe(1)
+    p.begin()
+    change(200, 'docs_b', ['docs_a'])
+    p.commit(210n)
+    p.begin()
+    change(300, 'docs_c', ['docs_b'])
+    p.commit(310n)
+    await tick()
+    writes[0].land()
+    for (let k = 0; k < 5; k++) await tick()
+    expect(writes.length).toBe(2)
+    expect(writes[1].batch.intents[0].leave?.sort()).toEqual(['docs_a', 'docs_b'])
+    expect(confirmed.at(-1)).toBe(110n)
+    writes[1].land()
+    await p.flushAll()
+    expect(confirmed.at(-1)).toBe(310n)
+  })
+
+  test('a change collapsed into a later one that needs nothing of it is confirmed at once (moved back, same place)', async () => {
+    const { p, writes, confirmed, tick } = setup()
+    const mapping = { name: 'docs', namespace: 'docs_{ws}', namespaceTemplate: parseNamespaceTemplate('docs_{ws}') }
+    const change = (lsn: number, namespace: string, leave?: string[]) =>
+      p.add('docs\u00001', {
+        route: { mapping },
+        id: 1,
+        kind: 'upsert',
+        lsn: BigInt(lsn),
+        namespace,
+        ...(leave ? { leave } : {}),
+      } as unknown as Intent, 100)
+    p.begin()
+    change(100, 'docs_a')
+    p.commit(110n)
+    await tick()
+    p.begin()
+    change(200, 'docs_b', ['docs_a'])
+    p.commit(210n)
+    p.begin()
+    change(300, 'docs_a', ['docs_b'])
+    p.commit(310n)
+    await tick()
+    writes[0].land()
+    for (let k = 0; k < 5; k++) await tick()
+    expect(writes[1].batch.intents[0].leave).toEqual(['docs_b'])
+    // b → a replayed alone leaves docs_b and writes docs_a: nothing of the move to b is needed
+    expect(confirmed.at(-1)).toBe(210n)
+    writes[1].land()
     await p.flushAll()
   })
 

@@ -1,7 +1,8 @@
 // Prometheus metrics: the registry's text format, and /metrics + /healthz scraped from a running stream.
 import { beforeAll, describe, expect, test } from 'bun:test'
 import { Registry } from '../src/stream/metrics.ts'
-import { StreamMonitor } from '../src/stream/stream-monitor.ts'
+import { namespaceLabel, StreamMonitor } from '../src/stream/stream-monitor.ts'
+import { parseNamespaceTemplate } from '../src/config/row-documents.ts'
 import { usePipeline } from './harness/pipeline.ts'
 import { migration } from './harness/project.ts'
 import { waitFor } from './harness/wait.ts'
@@ -73,6 +74,23 @@ describe('metrics registry', () => {
     expect(mon.health().ok).toBe(true)
     mon.setStreaming(false)
     expect(mon.health()).toMatchObject({ ok: false, streaming: false })
+  })
+})
+
+describe('a namespace per tenant', () => {
+  test('paced writes are counted by template, not one series per tenant (bounded)', () => {
+    const mappings = [
+      { namespace: 'prod_docs_{ws}', namespaceTemplate: parseNamespaceTemplate('prod_docs_{ws}') },
+      { namespace: 'prod_items' },
+    ]
+    const monitor = new StreamMonitor(60)
+    for (let t = 0; t < 5000; t++) monitor.sinkPaced(namespaceLabel(mappings, `prod_docs_${t}`), 10)
+    monitor.sinkPaced(namespaceLabel(mappings, 'prod_items'), 10)
+    const series = [...parseMetrics(monitor.metrics()).keys()].filter((k) => k.startsWith('puffgres_sink_paced'))
+    expect(series.sort()).toEqual([
+      'puffgres_sink_paced_seconds_total{namespace="prod_docs_{ws}"}',
+      'puffgres_sink_paced_seconds_total{namespace="prod_items"}',
+    ])
   })
 })
 

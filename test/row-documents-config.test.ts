@@ -163,6 +163,19 @@ describe('puffgres.toml', () => {
     expect(rowNamespace(fixed, undefined)).toEqual({ ok: true, namespace: fixed.namespace })
   })
 
+  test('a template whose every name is over 128 characters (PUFFGRES_BASE_NAMESPACE in front) is refused', () => {
+    project = makeProject({
+      databaseUrl: 'x',
+      migrations: { '001_a.toml': migration({ name: 'a', table: 't', namespace: 'docs_{ws}' }) },
+    })
+    const fits = loadConfig(project.config, { ...env, PUFFGRES_BASE_NAMESPACE: 'p'.repeat(122) }).mappings[0]
+    expect(rowNamespace(fits, { id: 1, ws: 7 }, 1)).toEqual({ ok: true, namespace: 'p'.repeat(122) + 'docs_7' })
+    expect(() => loadConfig(project!.config, { ...env, PUFFGRES_BASE_NAMESPACE: 'p'.repeat(123) })).toThrow(
+      'puffgres/migrations/001_a.toml: target.namespace: "docs_{ws}" with PUFFGRES_BASE_NAMESPACE in front renders ' +
+        'names of 129+ characters, over the 128 turbopuffer takes; shorten the literal text or the prefix',
+    )
+  })
+
   test('two mappings whose namespaces could meet are refused', () => {
     project = makeProject({
       databaseUrl: 'x',

@@ -14,6 +14,11 @@ import { quietBackfill } from './harness/backfill.ts'
 import { usePipeline } from './harness/pipeline.ts'
 import { migration } from './harness/project.ts'
 import { waitFor } from './harness/wait.ts'
+import { quietLogger } from './harness/stream.ts'
+import { loadConfig } from '../src/config/load.ts'
+import { listDeadLetters } from '../src/postgres/dlq.ts'
+import { retryDeadLetters } from '../src/ops/dlq-retry.ts'
+import { verifyMapping } from '../src/ops/verify.ts'
 
 const pipe = usePipeline({
   name: 'tenants',
@@ -34,6 +39,11 @@ const pipe = usePipeline({
     CREATE TABLE racing (id int PRIMARY KEY, ws text NOT NULL, title text);
     ALTER TABLE racing REPLICA IDENTITY FULL;
     INSERT INTO racing SELECT g, 't' || (g % 3), 'r' FROM generate_series(1, 9) g;
+    CREATE TABLE moving (id int PRIMARY KEY, ws text NOT NULL, title text);
+    ALTER TABLE moving REPLICA IDENTITY FULL;
+    INSERT INTO moving SELECT g, 't' || (g % 3), 'm' FROM generate_series(1, 9) g;
+    CREATE TABLE drifting (id int PRIMARY KEY, ws text NOT NULL, title text);
+    ALTER TABLE drifting REPLICA IDENTITY FULL;
     INSERT INTO early SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, g % 3, 'early ' || g
       FROM generate_series(1, 30) g;`,
   migrations: {
@@ -55,6 +65,8 @@ const pipe = usePipeline({
     '005_kept.toml': migration({ name: 'kept', table: 'kept', namespace: 'kept_{ws}', extra: 'truncate = "ignore"' }),
     '006_early.toml': migration({ name: 'early', table: 'early', namespace: 'early_{region}_{org}' }),
     '007_racing.toml': migration({ name: 'racing', table: 'racing', namespace: 'racing_{ws}' }),
+    '008_moving.toml': migration({ name: 'moving', table: 'moving', namespace: 'moving_{ws}' }),
+    '009_drifting.toml': migration({ name: 'drifting', table: 'drifting', namespace: 'drifting_{ws}' }),
   },
   files: {
     'transforms/notes.ts': `export default function (event) {
@@ -331,6 +343,38 @@ describe('backfill', () => {
     expect(placed('racing_')).toEqual({ racing_t0: [3, 6, 9], racing_t1: [1, 7], racing_t2: [2, 5, 8] })
     expect(await pipe.deadLetters('racing')).toEqual([])
   })
+  test("a row that moves to another tenant while its page is written: the re-check takes the page's copy away", async () => {
+    // the race made to happen: the backfill has read row 4 (tenant t1); before its page lands the row moves to t9 and
+    // the stream applies that (its delete in moving_t1 finds nothing yet, no tombstone); the page's late write puts
+    // the old copy in moving_t1, where the stream will never look again: only the re-check can take it away
+    const inner = new TurbopufferSink({ api_key: 'test-key', base_url: pipe.server.url })
+    let raced = false
+    const sink: Sink = {
+      write: async (ns, ops, opts) => {
+        if (!raced && ns === 'moving_t1' && ops.some((o) => o.id === 4)) {
+          raced = true
+          await pipe.db.sql`UPDATE moving SET ws = 't9' WHERE id = 4`
+          const [{ lsn }] = await pipe.db.sql`SELECT pg_current_wal_insert_lsn()::text AS lsn`
+          await waitFor(
+            'the stream to apply the move',
+            async () =>
+              (await pipe.db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
+              WHERE slot_name = 'puffgres'`)[0]?.ok,
+          )
+        }
+        return inner.write(ns, ops, opts)
+      },
+      deleteAllBefore: (ns, version) => inner.deleteAllBefore(ns, version),
+      stats: () => inner.stats(),
+      attributeTypes: (ns) => inner.attributeTypes(ns),
+      listNamespaces: (prefix, o) => inner.listNamespaces(prefix, o),
+    }
+    const r = await quietBackfill(pipe.project.config, { mapping: 'moving', batchSize: 100, sink })
+    expect(r.outcome).toBe('done')
+    expect(raced).toBe(true)
+    expect(placed('moving_')).toEqual({ moving_t0: [3, 6, 9], moving_t1: [1, 7], moving_t2: [2, 5, 8], moving_t9: [4] })
+    expect(await pipe.deadLetters('moving')).toEqual([])
+  })
 })
 
 describe('migrate', () => {
@@ -359,5 +403,139 @@ describe('migrate', () => {
   test('doctor shows the template', async () => {
     const r = await pipe.cli('doctor')
     expect(r.out).toContain('"items_{ws}" (ws in the replica identity)')
+  })
+})
+
+describe('dlq retry racing the stream', () => {
+  /** the stream has applied everything committed so far (the slot confirmed past it) */
+  async function streamCaughtUp(what: string): Promise<void> {
+    const [{ lsn }] = await pipe.db.sql`SELECT pg_current_wal_insert_lsn()::text AS lsn`
+    await waitFor(
+      what,
+      async () =>
+        (await pipe.db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
+        WHERE slot_name = 'puffgres'`)[0]?.ok,
+      60_000,
+    )
+  }
+
+  test("a row that moves (or is deleted) while its retry is written: no copy left in the retry's namespace", async () => {
+    await pipe.db.sql`DELETE FROM __puffgres_dlq WHERE mapping = 'moving'`
+    // two dead letters: their first writes refused for good
+    pipe.server.failNext(1, 400)
+    await pipe.db.sql`INSERT INTO moving VALUES (50, 'u1', 'x')`
+    await waitFor('the first dead letter', async () => (await pipe.deadLetters('moving')).length === 1)
+    pipe.server.failNext(1, 400)
+    await pipe.db.sql`INSERT INTO moving VALUES (51, 'u1', 'y')`
+    await waitFor('the second dead letter', async () => (await pipe.deadLetters('moving')).length === 2)
+    expect(placed('moving_u')).toEqual({})
+    // the retry has read each row (tenant u1); before its write lands the row moves to u2 (50) or is deleted (51)
+    // and the stream applies that (nothing in moving_u1 yet, no tombstone): the retry's late write brings a copy back
+    const inner = new TurbopufferSink({ api_key: 'test-key', base_url: pipe.server.url })
+    const raced = new Set<number>()
+    const sink: Sink = {
+      write: async (ns, ops, opts) => {
+        for (const id of [50, 51]) {
+          if (raced.has(id) || ns !== 'moving_u1' || !ops.some((o) => o.kind === 'upsert' && o.id === id)) continue
+          raced.add(id)
+          if (id === 50) await pipe.db.sql`UPDATE moving SET ws = 'u2' WHERE id = 50`
+          else await pipe.db.sql`DELETE FROM moving WHERE id = 51`
+          await streamCaughtUp(`the stream to apply the change of row ${id}`)
+        }
+        return inner.write(ns, ops, opts)
+      },
+      deleteAllBefore: (ns, version) => inner.deleteAllBefore(ns, version),
+      stats: () => inner.stats(),
+      attributeTypes: (ns) => inner.attributeTypes(ns),
+      listNamespaces: (prefix, o) => inner.listNamespaces(prefix, o),
+    }
+    const config = loadConfig(pipe.project.config)
+    const entries = await listDeadLetters(pipe.db.sql, { mapping: 'moving' })
+    const out = await retryDeadLetters(config, pipe.db.sql, sink, entries, quietLogger())
+    expect([...raced].sort()).toEqual([50, 51])
+    expect(out.map((o) => o.doc_id).sort()).toEqual(['50', '51'])
+    expect(placed('moving_u')).toEqual({ moving_u2: [50] })
+  })
+})
+
+describe('verify --repair racing the stream', () => {
+  test("a row that moves (or is deleted) while its repair is written: no copy left in the repair's namespace", async () => {
+    // two rows whose documents are missing (their writes refused for good)
+    pipe.server.failNext(1, 400)
+    await pipe.db.sql`INSERT INTO moving VALUES (60, 'v1', 'x')`
+    await waitFor(
+      'the first dead letter',
+      async () => (await pipe.deadLetters('moving')).some((d) => d.doc_id === '60'),
+    )
+    pipe.server.failNext(1, 400)
+    await pipe.db.sql`INSERT INTO moving VALUES (61, 'v1', 'y')`
+    await waitFor(
+      'the second dead letter',
+      async () => (await pipe.deadLetters('moving')).some((d) => d.doc_id === '61'),
+    )
+    expect(placed('moving_v')).toEqual({})
+    const raced = new Set<number>()
+    class RacingSink extends TurbopufferSink {
+      override async write(ns: string, ops: Parameters<TurbopufferSink['write']>[1], opts?: object) {
+        for (const id of [60, 61]) {
+          if (raced.has(id) || ns !== 'moving_v1' || !ops.some((o) => o.kind === 'upsert' && o.id === id)) continue
+          raced.add(id)
+          if (id === 60) await pipe.db.sql`UPDATE moving SET ws = 'v2' WHERE id = 60`
+          else await pipe.db.sql`DELETE FROM moving WHERE id = 61`
+          const [{ lsn }] = await pipe.db.sql`SELECT pg_current_wal_insert_lsn()::text AS lsn`
+          await waitFor(
+            `the stream to apply the change of row ${id}`,
+            async () =>
+              (await pipe.db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
+              WHERE slot_name = 'puffgres'`)[0]?.ok,
+            60_000,
+          )
+        }
+        return super.write(ns, ops, opts)
+      }
+    }
+    const config = loadConfig(pipe.project.config)
+    const mapping = config.mappings.find((m) => m.name === 'moving')!
+    const sink = new RacingSink({ api_key: 'test-key', base_url: pipe.server.url })
+    const report = await verifyMapping(config, mapping, { sql: pipe.db.sql, sink }, {
+      repair: true,
+      log: quietLogger(),
+    })
+    expect(report.missing.ids.map(Number).filter((id) => id >= 60).sort()).toEqual([60, 61])
+    expect([...raced].sort()).toEqual([60, 61])
+    expect(placed('moving_v')).toEqual({ moving_v2: [60] })
+  })
+})
+
+describe('replica identity changed after migrate', () => {
+  test('a delete that could not name its tenant: `dlq retry` deletes the document wherever it is', async () => {
+    await pipe.db.sql`INSERT INTO drifting VALUES (1, 'a', 'one'), (2, 'b', 'two')`
+    await expectPlaced('drifting_', { drifting_a: [1], drifting_b: [2] }, 'both rows placed')
+    // the identity no longer holds ws: the delete cannot say which tenant's namespace the row was in
+    await pipe.db.sql`ALTER TABLE drifting REPLICA IDENTITY DEFAULT`
+    await pipe.db.sql`DELETE FROM drifting WHERE id = 1`
+    await waitFor('the dead letter', async () => (await pipe.deadLetters('drifting')).length === 1)
+    const [entry] = await pipe.deadLetters('drifting')
+    expect(entry.error).toMatch(/REPLICA IDENTITY FULL .*dlq retry/)
+    await pipe.db.sql`ALTER TABLE drifting REPLICA IDENTITY FULL`
+    const r = await pipe.cli('dlq', 'retry', '--mapping', 'drifting')
+    expect(r.out).toContain('1 retried, 0 failed')
+    expect(placed('drifting_')).toEqual({ drifting_b: [2] })
+  })
+
+  test("a key change that could not name its tenant: the old key's document is a dead letter, not forgotten", async () => {
+    await pipe.db.sql`DELETE FROM __puffgres_dlq WHERE mapping = 'drifting'`
+    await pipe.db.sql`ALTER TABLE drifting REPLICA IDENTITY DEFAULT`
+    // the change carries the old key (id 2) without ws: the old document's namespace is unknown
+    await pipe.db.sql`UPDATE drifting SET id = 20 WHERE id = 2`
+    await waitFor('the new key written', () => pipe.docs('drifting_b').has(20))
+    await waitFor('the dead letter', async () => (await pipe.deadLetters('drifting')).length === 1)
+    const [entry] = await pipe.deadLetters('drifting')
+    expect(entry.doc_id).toBe('2')
+    expect(entry.error).toMatch(/^mapping drifting: update on public\.drifting without a value for ws .*dlq retry/)
+    await pipe.db.sql`ALTER TABLE drifting REPLICA IDENTITY FULL`
+    const r = await pipe.cli('dlq', 'retry', '--mapping', 'drifting')
+    expect(r.out).toContain('1 retried, 0 failed')
+    expect(placed('drifting_')).toEqual({ drifting_b: [20] })
   })
 })

@@ -21,8 +21,8 @@ import { deleteIntent } from '../pipeline/row-identity.ts'
 import { type RowKey, textKey } from '../pipeline/row-key.ts'
 import { emptySummary, type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
 import { DiscardSink } from '../turbopuffer/discard.ts'
-import { encodeVersion } from '../types.ts'
-import { pageRowNamespaces, placeDelete, type Routed, sweepPage } from './tenant-pages.ts'
+import { encodeVersion, type Id } from '../types.ts'
+import { movedRowDeletes, pageRowNamespaces, placeDelete, type Routed, sweepPage } from './tenant-pages.ts'
 import {
   type BackfillRecord,
   finishBackfill,
@@ -72,6 +72,8 @@ const TENANT_WRITES_IN_FLIGHT = 256
  * only when the page has many batches (the pool holds at most one page of rows)
  */
 const TENANT_BATCHES_PER_PAGE = 35
+/** a tenant page's re-check reads the rows' placeholder columns this many keys at a time (tenant-pages.ts) */
+const MOVED_KEYS = 1000
 /** written pages whose re-check may be in flight at once (each holds only its key texts) */
 const MAX_RECHECKS = 4
 /** rows decoded per turn of the event loop given to reading the socket (see writePage) */
@@ -208,19 +210,42 @@ export async function copy(
       if (swept) log.debug('re-check: stale chunks of rows the stream rewrote meanwhile removed', { rows: swept })
     }
     const { lsn, stale } = await recheckPage(sql, plan, page, log)
-    if (!stale.length) return undefined
-    const intents: Intent[] = stale.flatMap((i) => {
+    // (a page an interrupted run left has no note of where its rows went: looking for each row still there in every
+    // namespace of the mapping would be a delete of the whole page in each; `verify` finds such a copy, see README)
+    const moved = tenants && page.namespaces ? await movedRows(page, stale, whereOf, lsn) : []
+    if (!stale.length && !moved.length) return undefined
+    const intents: Intent[] = moved
+    for (const i of stale) {
       // from the key texts: the page's rows are not kept once written
       const key = pageKey(page.keys, i)
       // undefined for a row that never had a document (a negative integer id): nothing to delete
       const id = key.id
-      return id === undefined ? [] : placeDelete(m, deleteIntent(route, { ...key, id }, lsn), whereOf(id))
-    })
-    log.debug('re-check: rows gone or out of the predicate since their page was read', {
+      if (id !== undefined) intents.push(...placeDelete(m, deleteIntent(route, { ...key, id }, lsn), whereOf(id)))
+    }
+    log.debug('re-check: rows gone, out of the predicate or moved to another tenant since their page was read', {
       mapping: m.name,
       rows: stale.length,
+      ...(tenants ? { moved: moved.length } : {}),
     })
     return await writeIntents(intents, [], deps)
+  }
+
+  /** A tenant mapping: the deletes of the page's rows (not stale) that moved since (tenant-pages.ts). */
+  const movedRows = async (page: RecheckedPage, stale: number[], whereOf: (id: Id) => string[], lsn: bigint) => {
+    const gone = new Set(stale)
+    const n = page.keys[0]?.length ?? 0
+    const out: Intent[] = []
+    // a thousand keys a query (read-rows.ts), built a thousand at a time: a page's keys are not all decoded at once
+    for (let from = 0; from < n; from += MOVED_KEYS) {
+      const keys: (RowKey & { id: Id })[] = []
+      for (let i = from; i < Math.min(n, from + MOVED_KEYS); i++) {
+        if (gone.has(i)) continue
+        const key = pageKey(page.keys, i)
+        if (key.id !== undefined) keys.push({ ...key, id: key.id })
+      }
+      out.push(...await movedRowDeletes(sql, plan, route, keys, whereOf, lsn))
+    }
+    return out
   }
 
   // Pages completed in order (written and re-checked) whose progress is not saved yet. Saves are coalesced: one in

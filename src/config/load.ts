@@ -250,5 +250,15 @@ function tenantTemplate(text: string, prefix: string, rel: string): NamespaceTem
         '(letters, digits, "-", "_", ".")',
     )
   }
-  return parseNamespaceTemplate(prefix + text)
+  const template = parseNamespaceTemplate(prefix + text)
+  // the shortest name it renders (one character a placeholder): longer than turbopuffer takes, every row would be a
+  // dead letter
+  const shortest = template.parts.reduce((n, p) => n + ('literal' in p ? p.literal.length : 1), 0)
+  if (shortest > 128) {
+    throw new ConfigError(
+      `${rel}: target.namespace: "${text}" with PUFFGRES_BASE_NAMESPACE in front renders names of ${shortest}+ ` +
+        'characters, over the 128 turbopuffer takes; shorten the literal text or the prefix',
+    )
+  }
+  return template
 }

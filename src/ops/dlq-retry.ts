@@ -13,7 +13,8 @@ import type { DeadLetter, DlqEntry } from '../postgres/dlq.ts'
 import { deleteDeadLetters, recordRetryFailure } from '../postgres/dlq.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
 import type { Sink } from '../turbopuffer/types.ts'
-import type { Logger } from '../types.ts'
+import { listMappingNamespaces } from '../turbopuffer/mapping-namespaces.ts'
+import { idKey, type Logger } from '../types.ts'
 import { findMapping, type MappingRuntime, openMapping } from './mapping-runtime.ts'
 import { MembershipError, membershipFailure } from '../membership/mod.ts'
 
@@ -31,6 +32,14 @@ export interface RetryOutcome {
 function leftNamespaces(entry: DlqEntry): string[] {
   const list = (entry.event as Record<string, unknown> | null)?.[LEAVE_NAMESPACES]
   return Array.isArray(list) ? list.filter((n): n is string => typeof n === 'string' && NAMESPACE_NAME.test(n)) : []
+}
+
+/** A tenant mapping's namespaces, listed once per retry run (a delete that names no tenant looks in each). */
+const listed = new WeakMap<MappingRuntime, Promise<string[]>>()
+function namespacesOf(sink: Sink, rt: MappingRuntime): Promise<string[]> {
+  let list = listed.get(rt)
+  if (!list) listed.set(rt, list = listMappingNamespaces(sink, rt.mapping))
+  return list
 }
 
 /**
@@ -111,6 +120,22 @@ async function retryOne(
   // a tenant move's dead letter: the row leaves the namespace it moved out of first (pipeline/intent-namespace.ts)
   const leave = leftNamespaces(entry)
   if (leave.length) intent.leave = leave
+  if (intent.kind === 'delete' && rt.mapping.namespaceTemplate && !intentNamespace(intent).ok) {
+    // a delete whose values name no tenant (its placeholder columns were outside the replica identity): the document
+    // is looked for in every namespace of the mapping, deleted at L wherever it is (a later write there is newer)
+    let all: string[]
+    try {
+      all = await namespacesOf(sink, rt)
+    } catch (err) {
+      listed.delete(rt)
+      return await fail(`cannot list the namespaces of ${rt.mapping.namespace}: ${(err as Error).message}`)
+    }
+    const [first, ...rest] = all
+    if (first !== undefined) {
+      intent.namespace = first
+      intent.leave = [...new Set([...leave, ...rest])].filter((n) => n !== first)
+    }
+  }
   const dead: DeadLetter[] = []
   let summary
   const deps = { sink, sql, log }
@@ -124,7 +149,10 @@ async function retryOne(
     // the row may have been deleted while it was transformed and its streamed delete applied before this upsert
     // (an embedding call takes seconds): look again, and delete what is gone (docs/ARCHITECTURE.md invariant 2)
     if (intent.kind === 'upsert' && !summary.deadLettered) {
-      const deleted = await recheckWritten(rt.route, rt.plan.columns, [key], deps)
+      // where it was written: a tenant move meanwhile is deleted there (its streamed delete may have landed first)
+      const at = intentNamespace(intent)
+      const writtenTo = at.ok ? new Map([[idKey(intent.id), at.namespace]]) : undefined
+      const deleted = await recheckWritten(rt.route, rt.plan.columns, [key], deps, writtenTo)
       // that delete's failure is a dead letter of its own (the writer recorded it on this entry)
       if (deleted?.deadLettered) {
         return { ...base, ok: false, error: 'the row was deleted meanwhile; its delete failed' }

@@ -8,11 +8,12 @@ import { type RouteRuntime, sweepRacedRows, writeIntents, type WriteSummary } fr
 import { currentStateIntents, deleteIntent, recheckWritten } from '../pipeline/row-identity.ts'
 import { documentKey, type RowKey } from '../pipeline/row-key.ts'
 import { rowNamespace } from '../pipeline/row-namespace.ts'
+import { intentNamespace } from '../pipeline/intent-namespace.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
 import type { TurbopufferSink } from '../turbopuffer/sink.ts'
-import type { Id, Logger } from '../types.ts'
+import { type Id, idKey, type Logger } from '../types.ts'
 import type { DriftReport } from './verify-report.ts'
 
 export interface VerifyDeps {
@@ -85,7 +86,14 @@ export async function repair(
       for (const [ns, keys] of byNamespace) await sweepRacedRows(deps.sink, ns, keys, written[0].version)
     }
     // rows deleted while they were transformed: their streamed delete may have landed before this upsert
-    const again = await recheckWritten(route, columns, rowKeys.filter((_r, k) => all[k]?.kind === 'upsert'), writer)
+    // (a tenant mapping: and rows that moved to another tenant meanwhile, deleted where they were written)
+    const writtenTo = new Map<string, string>()
+    for (const x of all) {
+      const at = x?.kind === 'upsert' ? intentNamespace(x) : undefined
+      if (at?.ok) writtenTo.set(idKey(x!.id), at.namespace)
+    }
+    const upserted = rowKeys.filter((_r, k) => all[k]?.kind === 'upsert')
+    const again = await recheckWritten(route, columns, upserted, writer, writtenTo)
     if (again) add({ ...again, upserted: 0 })
   }
   // each delete aimed at the namespace the document was found in (a tenant mapping), wherever its row lives now

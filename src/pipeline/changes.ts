@@ -191,7 +191,7 @@ export function changeIntents(
         continue
       }
       const id = key.id
-      const unrouted = id === undefined ? undefined : tenantNotInIdentity(rel, change.oldIsRow, route.mapping)
+      const unrouted = id === undefined ? undefined : tenantNotInIdentity(rel, change.oldIsRow, route.mapping, 'delete')
       if (unrouted) {
         failed(route, key, { type: 'delete', id, old }, unrouted)
         continue
@@ -233,7 +233,13 @@ export function changeIntents(
     const oldId = oldKey?.id
     // a tenant move: the old values name another namespace, which the row leaves first (invariant 11)
     const leave = m.namespaceTemplate && old ? movedFrom(m, old, row) : undefined
-    if (oldId !== undefined && oldId !== id) {
+    // an id change whose old values lack a placeholder column (the identity lost it after migrate): the old document's
+    // namespace is unknown; a dead letter keeps it (its retry deletes in every namespace), not a delete nowhere
+    const unrouted = oldId !== undefined && oldId !== id
+      ? tenantNotInIdentity(rel, change.oldIsRow, m, 'update')
+      : undefined
+    if (unrouted) failed(route, oldKey!, { type: 'delete', id: oldId, old }, unrouted)
+    else if (oldId !== undefined && oldId !== id) {
       // an id change, or an id set to NULL: the old document goes (the new one is written below if it can be)
       out({
         route,
@@ -321,12 +327,17 @@ function movedFrom(m: Mapping, old: Row, row: Row): string[] | undefined {
 }
 
 /** Why a delete cannot find the row's tenant namespace: placeholder columns outside the replica identity. */
-function tenantNotInIdentity(rel: ChangedTable, wholeRow: boolean, m: Mapping): string | undefined {
+function tenantNotInIdentity(
+  rel: ChangedTable,
+  wholeRow: boolean,
+  m: Mapping,
+  kind: 'delete' | 'update',
+): string | undefined {
   if (!m.namespaceTemplate || wholeRow) return undefined
   const outside = m.namespaceTemplate.columns.filter((c) => !rel.columns.find((col) => col.name === c)?.isKey)
   if (!outside.length) return undefined
   const table = `${rel.schema}.${rel.name}`
-  return `mapping ${m.name}: delete on ${table} without a value for ${outside.join(', ')} (namespace ` +
+  return `mapping ${m.name}: ${kind} on ${table} without a value for ${outside.join(', ')} (namespace ` +
     `"${m.namespace}"): not in the table's REPLICA IDENTITY, so the row's namespace is unknown and its document ` +
     `stays; fix: ALTER TABLE ${table} REPLICA IDENTITY FULL (see puffgres migrate), then \`puffgres dlq retry\``
 }

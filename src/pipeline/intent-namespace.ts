@@ -26,13 +26,17 @@ export function leavingNamespaces(i: Intent, target: RowNamespace): string[] {
 /**
  * A pending change of a row replaced by a later one of the same row (stream/inflight.ts collapses them): the later
  * one must still take the row out of every namespace the earlier one would have left or written to, or a tenant
- * move collapsed into the next change would leave a copy behind.
+ * move collapsed into the next change would leave a copy behind. Returns whether the later one now leaves a namespace
+ * it would not leave on its own: then the earlier change's commit must not be confirmed before the later write
+ * lands (a restart would replay the later change alone, and the copy would stay).
  */
-export function carryLeaves(earlier: Intent, later: Intent): void {
-  if (!earlier.route.mapping.namespaceTemplate) return
+export function carryLeaves(earlier: Intent, later: Intent): boolean {
+  if (!earlier.route.mapping.namespaceTemplate) return false
   const at = intentNamespace(earlier)
-  const all = [...(later.leave ?? []), ...(earlier.leave ?? []), ...(at.ok ? [at.namespace] : [])]
+  const own = later.leave ?? []
+  const all = [...own, ...(earlier.leave ?? []), ...(at.ok ? [at.namespace] : [])]
   const target = intentNamespace(later)
   const leave = [...new Set(all)].filter((n) => !target.ok || n !== target.namespace)
   later.leave = leave.length ? leave : undefined
+  return leave.some((n) => !own.includes(n))
 }

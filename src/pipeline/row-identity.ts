@@ -21,6 +21,7 @@ import { docId, idKey } from './docid.ts'
 import type { DocumentKey, RowKey } from './row-key.ts'
 import { membershipFailure } from '../membership/mod.ts'
 import { deleteEvent, rowEvent } from './row-event.ts'
+import { intentNamespace } from './intent-namespace.ts'
 import { type RouteRuntime, writeIntents, type WriterDeps, type WriteSummary } from './writer.ts'
 
 export { docId, idKey }
@@ -130,13 +131,31 @@ export async function recheckWritten(
   columns: readonly ColumnType[],
   keys: readonly RowKey[],
   deps: WriterDeps,
+  writtenTo?: ReadonlyMap<string, string>,
 ): Promise<WriteSummary | undefined> {
   if (!keys.length) return undefined
   const lsn = await stableLsn(deps.sql, { log: deps.log })
-  const intents = (await currentStateIntents(deps.sql, route, columns, keys, lsn))
-    .filter((i): i is Intent => i?.kind === 'delete')
+  const intents: Intent[] = []
+  for (const i of await currentStateIntents(deps.sql, route, columns, keys, lsn)) {
+    if (!i) continue
+    // a namespace per tenant: where the upsert went (`writtenTo`, idKey of the id → namespace)
+    const written = writtenTo?.get(idKey(i.id))
+    if (i.kind === 'delete') {
+      if (written !== undefined) i.namespace = written
+      intents.push(i)
+      continue
+    }
+    // the row moved to another tenant meanwhile: the stream's delete in the namespace written to may have landed
+    // before this upsert (no tombstone), which brought a copy back there; it goes at `lsn` (a later write is newer)
+    const now = intentNamespace(i)
+    if (written !== undefined && (!now.ok || now.namespace !== written)) {
+      const gone = deleteIntent(route, { ...i.key, id: i.id }, lsn, i.event.new ?? i.key.values)
+      gone.namespace = written
+      intents.push(gone)
+    }
+  }
   if (!intents.length) return undefined
-  deps.log.debug('re-check: rows gone or out of the predicate since they were read', {
+  deps.log.debug('re-check: rows gone, out of the predicate or moved to another tenant since they were read', {
     mapping: route.mapping.name,
     rows: intents.length,
   })

@@ -13,7 +13,7 @@ import { isPermanentPostgresFailure } from '../postgres/reach.ts'
 import { Heartbeat } from './heartbeat.ts'
 import { DEFAULT_METRICS_HOST, startMetricsServer } from './metrics-server.ts'
 import { StatusPage } from './status-page.ts'
-import { StreamMonitor } from './stream-monitor.ts'
+import { namespaceLabel, StreamMonitor } from './stream-monitor.ts'
 import {
   checkSlot,
   type CreateSlot,
@@ -105,7 +105,12 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
       // not opts.signal: a graceful stop still writes the batch in flight; this one gives up after the drain timeout
       signal: sinkAbort.signal,
       onRequest: (ms, ok) => monitor.sinkRequest(ms, ok),
-      onPaced: (namespace, ms) => monitor.sinkPaced(namespace, ms),
+      // a namespace per tenant: one series per mapping's template, not per tenant (bounded); the routes hold the
+      // mappings followed since the start
+      onPaced: (namespace, ms) => {
+        const mappings = [...config.mappings, ...routes.map((r) => r.mapping)]
+        monitor.sinkPaced(namespaceLabel(mappings, namespace), ms)
+      },
       onRetry: (info) => {
         monitor.sinkRetry(info.operation, info.status)
         if (info.status === 429) writesInFlight.pushback()

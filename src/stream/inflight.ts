@@ -19,6 +19,11 @@ interface Entry {
   key: string
   intent: Intent
   txn: Txn
+  /**
+   * commits of earlier changes this one replaced and whose namespaces it carries (a tenant move, carryLeaves): they
+   * are confirmed only when this write lands
+   */
+  held?: Txn[]
   /** the change's size as decoded (an estimate of what it costs in memory) */
   bytes: number
 }
@@ -105,16 +110,21 @@ export class WritePipeline<R = unknown> {
   /** A document's wanted state; replaces a pending change of the same key (the later one wins). */
   add(key: string, intent: Intent, bytes: number): void {
     const old = this.#pending.get(key)
+    let held: Txn[] | undefined
     if (old) {
-      // a tenant move in the change replaced must still take the row out of its old namespace
-      carryLeaves(old.intent, intent)
+      // a tenant move in the change replaced must still take the row out of its old namespace; until that lands, its
+      // commit stays unconfirmed (a restart replaying only the later change would not leave that namespace)
+      if (carryLeaves(old.intent, intent)) held = [...old.held ?? [], old.txn]
+      else {
+        this.#ledger.done(old.txn)
+        for (const t of old.held ?? []) this.#ledger.done(t)
+      }
       this.#pending.delete(key) // re-insert: the map's order stays the order of last change
-      this.#ledger.done(old.txn)
       this.#pendingBytes -= old.bytes
     } else if (!this.#pending.size && !this.#dead.length) this.#pendingSince = Date.now()
     const txn = this.#ledger.add()
     this.#pendingBytes += bytes
-    this.#pending.set(key, { key, intent, txn, bytes })
+    this.#pending.set(key, held ? { key, intent, txn, bytes, held } : { key, intent, txn, bytes })
   }
 
   addDead(dead: DeadLetter): void {
@@ -261,6 +271,7 @@ export class WritePipeline<R = unknown> {
       for (const e of entries) {
         this.#busy.delete(e.key)
         this.#ledger.done(e.txn)
+        if (e.held) { for (const t of e.held) this.#ledger.done(t) }
       }
       for (const d of dead) this.#ledger.done(d.txn)
       limit.landed(token, full)

@@ -2,6 +2,8 @@
 // it (batches, confirmations, commits, sink requests); the metrics server and the heartbeat read it.
 import type { FlushInfo } from './processor.ts'
 import { Registry } from './metrics.ts'
+import type { Mapping } from '../config/load.ts'
+import { type NamespaceTemplate, templatePattern } from '../config/row-documents.ts'
 import type { EmbeddingObserver } from '../embeddings/embedder.ts'
 
 /** Sink request latency buckets, seconds. */
@@ -34,7 +36,8 @@ export class StreamMonitor {
   readonly retries = this.registry.counter('puffgres_sink_retries_total', 'turbopuffer requests retried, by operation.')
   readonly paced = this.registry.counter(
     'puffgres_sink_paced_seconds_total',
-    "Time writes waited for their namespace's write budget ([turbopuffer] namespace_mb_per_second), by namespace.",
+    "Time writes waited for their namespace's write budget ([turbopuffer] namespace_mb_per_second), by namespace " +
+      '(a namespace per tenant: by template, e.g. docs_{workspace_id}).',
   )
   readonly typeConflicts = this.registry.counter(
     'puffgres_type_conflicts_total',
@@ -197,4 +200,24 @@ export class StreamMonitor {
     this.lag()
     return this.registry.render()
   }
+}
+
+const patterns = new WeakMap<NamespaceTemplate, RegExp>()
+
+/**
+ * The `namespace` label of a namespace's metrics: a tenant mapping's namespaces are counted under its template text
+ * (`docs_{workspace_id}`), or one series per tenant would be kept (and scraped) for every tenant ever paced.
+ */
+export function namespaceLabel(
+  mappings: readonly Pick<Mapping, 'namespace' | 'namespaceTemplate'>[],
+  namespace: string,
+): string {
+  for (const m of mappings) {
+    const t = m.namespaceTemplate
+    if (!t) continue
+    let pattern = patterns.get(t)
+    if (!pattern) patterns.set(t, pattern = templatePattern(t))
+    if (pattern.test(namespace)) return m.namespace
+  }
+  return namespace
 }
