@@ -1,8 +1,8 @@
 // Turns versioned write ops into turbopuffer write requests: one op per id, local checks, size-bounded chunks, and
 // the version conditions that keep an older version from overwriting a newer one (docs/ARCHITECTURE.md, invariant 2).
 import { Buffer } from 'node:buffer'
-import type { Filter, NamespaceWriteParams } from '@turbopuffer/turbopuffer'
-import { EMBED_HASH_ATTR, type Id, idKey, ROW_ATTR, VERSION_ATTR, type WriteOp } from '../types.ts'
+import type { NamespaceWriteParams } from '@turbopuffer/turbopuffer'
+import { type Id, idKey, ROW_ATTR, VERSION_ATTR, type WriteOp } from '../types.ts'
 import { DOCUMENT_BYTES, VALUE_BYTES, valueBytes, vectorBytes } from './sizes.ts'
 import type { WriteOptions } from './types.ts'
 import { deleteCondition, deleteGroup, PATCH_CONDITION, rowsFilter, UPSERT_CONDITION } from './conditions.ts'
