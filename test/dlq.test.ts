@@ -4,6 +4,11 @@ import { beforeAll, describe, expect, test } from 'bun:test'
 import { existsSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { VERSION_ATTR } from '../src/types.ts'
+import { loadConfig } from '../src/config/load.ts'
+import { addDeadLetters, listDeadLetters } from '../src/postgres/dlq.ts'
+import { retryDeadLetters } from '../src/ops/dlq-retry.ts'
+import { TurbopufferSink } from '../src/turbopuffer/sink.ts'
+import { quietLogger } from './harness/stream.ts'
 import { usePipeline } from './harness/pipeline.ts'
 import { migration } from './harness/project.ts'
 import { waitFor } from './harness/wait.ts'
@@ -131,6 +136,33 @@ describe('puffgres dlq', () => {
     expect(await entries()).toEqual([])
 
     await pipe.startStream()
+  })
+
+  test('a row that fails again while its retry writes keeps its entry (the newer failure is not removed with it)', async () => {
+    writeFileSync(flag, '') // the bug again
+    await pipe.db.sql`INSERT INTO items VALUES (21, 'bad twenty-one', 'x')`
+    await waitFor('the dead letter', async () => (await entries()).some((e) => e.doc_id === '21'))
+    rmSync(flag)
+    const listed = (await listDeadLetters(pipe.db.sql, { mapping: 'items' })).filter((e) => e.doc_id === '21')
+    // while the retry writes, the stream files a newer failure of row 21 on the same entry
+    class RacingSink extends TurbopufferSink {
+      override async write(ns: string, ops: Parameters<TurbopufferSink['write']>[1], opts?: object) {
+        await addDeadLetters(pipe.db.sql, [{
+          mapping: 'items',
+          docId: '21',
+          lsn: 1n << 40n,
+          event: {},
+          error: 'newer',
+        }])
+        return await super.write(ns, ops, opts)
+      }
+    }
+    const sink = new RacingSink({ api_key: 'test-key', base_url: pipe.server.url })
+    const out = await retryDeadLetters(loadConfig(pipe.project.config), pipe.db.sql, sink, listed, quietLogger())
+    expect(out.map((o) => o.ok)).toEqual([false])
+    const kept = (await entries()).find((e) => e.doc_id === '21')
+    expect(kept?.error).toBe('newer')
+    await dlq('clear', '--id', kept!.id)
   })
 
   test('clear by id, by mapping, all', async () => {

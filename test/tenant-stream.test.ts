@@ -422,12 +422,13 @@ describe('dlq retry racing the stream', () => {
   test("a row that moves (or is deleted) while its retry is written: no copy left in the retry's namespace", async () => {
     await pipe.db.sql`DELETE FROM __puffgres_dlq WHERE mapping = 'moving'`
     // two dead letters: their first writes refused for good
-    pipe.server.failNext(1, 400)
+    pipe.server.failNext(2, 400) // the first write to a new tenant and its re-send with the types read
     await pipe.db.sql`INSERT INTO moving VALUES (50, 'u1', 'x')`
     await waitFor('the first dead letter', async () => (await pipe.deadLetters('moving')).length === 1)
-    pipe.server.failNext(1, 400)
+    pipe.server.failNext(2, 400)
     await pipe.db.sql`INSERT INTO moving VALUES (51, 'u1', 'y')`
     await waitFor('the second dead letter', async () => (await pipe.deadLetters('moving')).length === 2)
+    pipe.server.failNext(0) // none left over for the writes that follow
     expect(placed('moving_u')).toEqual({})
     // the retry has read each row (tenant u1); before its write lands the row moves to u2 (50) or is deleted (51)
     // and the stream applies that (nothing in moving_u1 yet, no tombstone): the retry's late write brings a copy back
@@ -461,18 +462,19 @@ describe('dlq retry racing the stream', () => {
 describe('verify --repair racing the stream', () => {
   test("a row that moves (or is deleted) while its repair is written: no copy left in the repair's namespace", async () => {
     // two rows whose documents are missing (their writes refused for good)
-    pipe.server.failNext(1, 400)
+    pipe.server.failNext(2, 400) // the first write to a new tenant and its re-send with the types read
     await pipe.db.sql`INSERT INTO moving VALUES (60, 'v1', 'x')`
     await waitFor(
       'the first dead letter',
       async () => (await pipe.deadLetters('moving')).some((d) => d.doc_id === '60'),
     )
-    pipe.server.failNext(1, 400)
+    pipe.server.failNext(2, 400)
     await pipe.db.sql`INSERT INTO moving VALUES (61, 'v1', 'y')`
     await waitFor(
       'the second dead letter',
       async () => (await pipe.deadLetters('moving')).some((d) => d.doc_id === '61'),
     )
+    pipe.server.failNext(0) // none left over for the writes that follow
     expect(placed('moving_v')).toEqual({})
     const raced = new Set<number>()
     class RacingSink extends TurbopufferSink {

@@ -23,7 +23,8 @@ the attempt count, the first and last failure times and the LSN.
   puffgres dlq retry --id <ID> | --mapping <M>
       re-runs transform + write against the row's CURRENT state in PostgreSQL (upsert if it exists and belongs to
       the mapping, else delete), versioned so that it never overwrites a newer document; an entry is removed only
-      when its write succeeds, otherwise its attempt count and error are updated. Exit 1 if any retry failed.
+      when its write succeeds and the row did not fail again meanwhile, otherwise its attempt count and error are
+      updated. Exit 1 if any retry failed.
   puffgres dlq clear --id <ID> | --mapping <M> | --all
       removes entries without retrying them
 `

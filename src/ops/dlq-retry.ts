@@ -173,7 +173,15 @@ async function retryOne(
     })
     return { ...base, ok: false, error: dead[0].error }
   }
-  await deleteDeadLetters(sql, { id: entry.id })
+  if (!await deleteDeadLetters(sql, { id: entry.id, unchanged: entry })) {
+    // a newer failure of the row was filed on the entry while this retry wrote: it stays, for the next retry
+    log.warn('dead-letter entry kept: the row failed again while it was retried', {
+      mapping: entry.mapping,
+      id: entry.doc_id,
+      entry: entry.id,
+    })
+    return { ...base, ok: false, error: 'the row failed again while it was retried; the entry is kept' }
+  }
   log.info('dead-letter entry retried', {
     mapping: entry.mapping,
     id: entry.doc_id,

@@ -71,13 +71,20 @@ export async function getDeadLetter(sql: postgres.Sql, id: string): Promise<DlqE
   return row
 }
 
-/** Removes entries: one by id, all of a mapping, or every entry. Returns how many were removed. */
+/**
+ * Removes entries: one by id, all of a mapping, or every entry. Returns how many were removed. `unchanged`: only if
+ * the entry still is as it was read (`dlq retry`): the stream may have filed a newer failure of the same row on it
+ * while the retry wrote (addDeadLetters updates the row's entry), which the retry's success does not cover.
+ */
 export async function deleteDeadLetters(
   sql: postgres.Sql,
-  which: { id: string } | { mapping: string } | { all: true },
+  which: { id: string; unchanged?: Pick<DlqEntry, 'attempts'> } | { mapping: string } | { all: true },
 ): Promise<number> {
   const where = 'id' in which
-    ? sql`id = ${which.id}::bigint`
+    ? which.unchanged
+      // every failure filed on an entry counts one more attempt (addDeadLetters, recordRetryFailure)
+      ? sql`id = ${which.id}::bigint AND attempts = ${which.unchanged.attempts}`
+      : sql`id = ${which.id}::bigint`
     : 'mapping' in which
     ? sql`mapping = ${which.mapping}`
     : sql`true`
