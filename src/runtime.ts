@@ -122,6 +122,16 @@ export function collectGarbage(): void {
 /** collections boundHeapGrowth forced, and the time they took (the memory trace reports them) */
 const forcedCollections = { count: 0, ms: 0 }
 
+/** How boundHeapGrowth paces its collections. */
+export interface HeapBound {
+  /** growth of heap plus external memory past what the last collection kept that forces one; default 16 MiB */
+  slackBytes?: number
+  /** the shortest gap between two forced collections (also at least 4× the last one's time); default 100 ms */
+  minGapMs?: number
+  /** on Bun too (default true); false: Deno only */
+  bun?: boolean
+}
+
 /**
  * Keeps the JavaScript heap, and the memory outside it that its garbage holds, from growing far past what is alive.
  * Deno: V8 lets the old generation grow to up to ~4× what survived its last full collection before it collects again;
@@ -129,26 +139,24 @@ const forcedCollections = { count: 0, ms: 0 }
  * transaction Deno's heap swung between ~45 and ~200 MB and the process peaked at ~370 MB. Dead objects also hold
  * external memory (the replication socket's chunks, the request bodies fetch encoded: ~35 MB between collections in
  * a 200 MB transaction), and the allocator keeps what they freed, so it counts too. Bun: its collector returns the
- * memory outside its heap late (peak RSS ~250-280 MB in the same transaction, ~185 MB with this).
+ * memory outside its heap late (`run`'s peak RSS 250-280 MB in the same transaction, ~185 MB with this).
  * A full collection is forced once the heap plus external memory have grown `slackBytes` past what the last
- * collection kept, checked every `everyMs`; the next no sooner than 4× the last one's time later (at least 100 ms),
- * so that forced collections take at most ~20% of a core (Deno: ~20-80 ms each on a loaded 2-core machine, Bun
- * ~20 ms; a quiet stream allocates too little to trigger one). Used by `run` and `backfill`.
+ * collection kept (checked every 50 ms); the next no sooner than 4× the last one's time later (and `minGapMs`), so
+ * that forced collections take at most ~20% of a core (Deno: ~20-80 ms each on a loaded 2-core machine, Bun ~20 ms;
+ * a quiet stream allocates too little to trigger one). `run` uses the defaults; `backfill` 32 MiB and 500 ms on Deno
+ * only: it allocates as fast as the CPU lets it (on Bun, 16 MiB seemed to cost it ~10% of its rows/s).
  * Deno gives no flag to set V8's growth from inside (--heap-growing-percent set at run time changes nothing), so
  * `--expose-gc` is set at run time: it applies to contexts made after it, and one is made to fetch `gc`. Returns
  * the stop function; a no-op where this fails.
  */
-export function boundHeapGrowth(slackBytes = 16 * 1024 * 1024, everyMs = 50): () => void {
+export function boundHeapGrowth(bound: HeapBound = {}): () => void {
+  const pace = { slackBytes: bound.slackBytes ?? 16 * 1024 * 1024, minGapMs: bound.minGapMs ?? 100 }
   if (g.Bun) {
-    return forceCollections(
-      () => g.Bun.gc(true),
-      () => {
-        const m = process.memoryUsage()
-        return m.heapUsed + m.external
-      },
-      slackBytes,
-      everyMs,
-    )
+    if (bound.bun === false) return () => {}
+    return forceCollections(() => g.Bun.gc(true), () => {
+      const m = process.memoryUsage()
+      return m.heapUsed + m.external
+    }, pace)
   }
   if (!g.Deno) return () => {}
   let gc: (() => void) | undefined
@@ -157,19 +165,18 @@ export function boundHeapGrowth(slackBytes = 16 * 1024 * 1024, everyMs = 50): ()
     gc = vm.runInNewContext('typeof gc === "function" ? gc : undefined')
   } catch { /* this runtime does not allow it: V8's own policy then */ }
   if (typeof gc !== 'function') return () => {}
-  return forceCollections(
-    gc,
-    () => {
-      const h = v8.getHeapStatistics() as v8.HeapInfo & { external_memory?: number }
-      return h.used_heap_size + (h.external_memory ?? 0)
-    },
-    slackBytes,
-    everyMs,
-  )
+  return forceCollections(gc, () => {
+    const h = v8.getHeapStatistics() as v8.HeapInfo & { external_memory?: number }
+    return h.used_heap_size + (h.external_memory ?? 0)
+  }, pace)
 }
 
 /** boundHeapGrowth's policy, over a runtime's full collection and its measure of the memory held */
-function forceCollections(gc: () => void, held: () => number, slackBytes: number, everyMs: number): () => void {
+function forceCollections(
+  gc: () => void,
+  held: () => number,
+  { slackBytes, minGapMs }: { slackBytes: number; minGapMs: number },
+): () => void {
   let kept = held()
   /** when the next collection may be forced */
   let next = 0
@@ -182,9 +189,9 @@ function forceCollections(gc: () => void, held: () => number, slackBytes: number
     const done = performance.now()
     forcedCollections.count++
     forcedCollections.ms += done - now
-    next = done + Math.max(100, 4 * (done - now))
+    next = done + Math.max(minGapMs, 4 * (done - now))
     kept = held()
-  }, everyMs)
+  }, 50)
   ;(timer as { unref?: () => void }).unref?.()
   return () => clearInterval(timer)
 }

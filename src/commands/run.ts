@@ -95,7 +95,7 @@ export async function runCommand(argv: string[], config: (opts?: { fresh?: boole
     log.info(`${sig}: finishing the batches in flight, then stopping`)
     stop.abort()
   })
-  // Deno: a heap that grows to ~4× what is alive before V8 collects (runtime.ts)
+  // a heap that grows far past what is alive before the runtime collects (runtime.ts)
   const offHeapBound = boundHeapGrowth()
   const offTrace = traceMemory()
   try {
