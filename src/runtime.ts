@@ -124,9 +124,12 @@ const forcedCollections = { count: 0, ms: 0 }
 
 /** How boundHeapGrowth paces its collections. */
 export interface HeapBound {
-  /** growth of heap plus external memory past what the last collection kept that forces one; default 16 MiB */
+  /**
+   * growth of heap plus external memory past what the last collection kept that forces one; default 16 MiB on Deno,
+   * 32 MiB on Bun (the same peak in the 200 MB transaction with half the collections)
+   */
   slackBytes?: number
-  /** the shortest gap between two forced collections (also at least 4× the last one's time); default 100 ms */
+  /** the shortest gap between two forced collections (also at least 3× the last one's time); default 100 ms */
   minGapMs?: number
   /** on Bun too (default true); false: Deno only */
   bun?: boolean
@@ -139,10 +142,10 @@ export interface HeapBound {
  * transaction Deno's heap swung between ~45 and ~200 MB and the process peaked at ~370 MB. Dead objects also hold
  * external memory (the replication socket's chunks, the request bodies fetch encoded: ~35 MB between collections in
  * a 200 MB transaction), and the allocator keeps what they freed, so it counts too. Bun: its collector returns the
- * memory outside its heap late (`run`'s peak RSS 250-280 MB in the same transaction, ~185 MB with this).
+ * memory outside its heap late (`run`'s peak RSS 250-280 MB in the same transaction, 180-200 MB with this).
  * A full collection is forced once the heap plus external memory have grown `slackBytes` past what the last
- * collection kept (checked every 50 ms); the next no sooner than 4× the last one's time later (and `minGapMs`), so
- * that forced collections take at most ~20% of a core (Deno: ~20-80 ms each on a loaded 2-core machine, Bun ~20 ms;
+ * collection kept (checked every 50 ms); the next no sooner than 3× the last one's time later (and `minGapMs`), so
+ * that forced collections take at most ~25% of a core (Deno: ~20-80 ms each on a loaded 2-core machine, Bun ~20 ms;
  * a quiet stream allocates too little to trigger one). `run` uses the defaults; `backfill` 32 MiB and 500 ms on Deno
  * only: it allocates as fast as the CPU lets it (on Bun, 16 MiB seemed to cost it ~10% of its rows/s).
  * Deno gives no flag to set V8's growth from inside (--heap-growing-percent set at run time changes nothing), so
@@ -156,7 +159,7 @@ export function boundHeapGrowth(bound: HeapBound = {}): () => void {
     return forceCollections(() => g.Bun.gc(true), () => {
       const m = process.memoryUsage()
       return m.heapUsed + m.external
-    }, pace)
+    }, { ...pace, slackBytes: bound.slackBytes ?? 32 * 1024 * 1024 })
   }
   if (!g.Deno) return () => {}
   let gc: (() => void) | undefined
@@ -189,7 +192,7 @@ function forceCollections(
     const done = performance.now()
     forcedCollections.count++
     forcedCollections.ms += done - now
-    next = done + Math.max(minGapMs, 4 * (done - now))
+    next = done + Math.max(minGapMs, 3 * (done - now))
     kept = held()
   }, 50)
   ;(timer as { unref?: () => void }).unref?.()

@@ -15,17 +15,16 @@ import { waitFor } from './harness/wait.ts'
 const ROWS = 200_000
 const ROW_BYTES = 1000
 /**
- * `run`, measured on the shared 2-core machine (loaded): Deno 231-287 MB and Bun 178-199 MB since run forces a full
- * collection once heap plus external memory have grown 16 MB (runtime.ts, boundHeapGrowth); before, Deno 310-353 MB
- * (heap growth bounded at 32 MB, at most 2 collections a second) and Bun 248-278 MB (its own collector); Deno
- * 370-380 MB with V8's own policy (the heap grew to ~4x what was alive). PUFFGRES_MEMORY_TRACE=<file> has run log
- * its memory (runtime.ts, traceMemory).
+ * `run`, measured on the shared 2-core machine (loaded): Deno 232-249 MB and Bun 183-194 MB since run forces a full
+ * collection once heap plus external memory have grown 16 MB (Bun 32 MB; runtime.ts, boundHeapGrowth); before, Deno
+ * 310-353 MB (heap growth bounded at 32 MB, at most 2 collections a second) and Bun 248-278 MB (its own collector);
+ * Deno 370-380 MB with V8's own policy (the heap grew to ~4x what was alive). PUFFGRES_MEMORY_TRACE=<file> has run
+ * log its memory (runtime.ts, traceMemory).
  */
 const BOUND_MB = 300
 /**
- * measured: 135 MB on Bun and 186-213 MB on Deno with boundHeapGrowth's 16 MB (before: 160-202 MB on Bun, 214-273 MB on
- * Deno; 1,000-row batches on Bun without forced collections: 280-310 MB, the garbage collector's slack grows with the
- * page); pages as big as the table: 407 MB on Bun
+ * measured: 160-202 MB on Bun, 186-273 MB on Deno (1,000-row batches on Bun: 280-310 MB, the garbage collector's
+ * slack grows with the page); pages as big as the table: 407 MB on Bun
  */
 const BACKFILL_BOUND_MB = 300
 
