@@ -15,7 +15,7 @@ import { waitFor } from './harness/wait.ts'
 const ROWS = 200_000
 const ROW_BYTES = 1000
 /**
- * `run`, measured on the shared 2-core machine (loaded): Deno 232-249 MB and Bun 183-194 MB since run forces a full
+ * `run`, measured on the shared 2-core machine (loaded): Deno 232-261 MB and Bun 183-196 MB since run forces a full
  * collection once heap plus external memory have grown 16 MB (Bun 32 MB; runtime.ts, boundHeapGrowth); before, Deno
  * 310-353 MB (heap growth bounded at 32 MB, at most 2 collections a second) and Bun 248-278 MB (its own collector);
  * Deno 370-380 MB with V8's own policy (the heap grew to ~4x what was alive). PUFFGRES_MEMORY_TRACE=<file> has run
