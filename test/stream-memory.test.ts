@@ -15,13 +15,16 @@ import { waitFor } from './harness/wait.ts'
 const ROWS = 200_000
 const ROW_BYTES = 1000
 /**
- * `run`, measured: 160-195 MB on Bun; on Deno 235 MB since run bounds the heap's growth between collections
- * (runtime.ts, boundHeapGrowth), 370-380 MB before (V8 let the heap grow to ~4x what was alive)
+ * `run`, measured on the shared 2-core machine (loaded): Deno 232-261 MB and Bun 183-196 MB since run forces a full
+ * collection once heap plus external memory have grown 16 MB (Bun 32 MB; runtime.ts, boundHeapGrowth); before, Deno
+ * 310-353 MB (heap growth bounded at 32 MB, at most 2 collections a second) and Bun 248-278 MB (its own collector);
+ * Deno 370-380 MB with V8's own policy (the heap grew to ~4x what was alive). PUFFGRES_MEMORY_TRACE=<file> has run
+ * log its memory (runtime.ts, traceMemory).
  */
 const BOUND_MB = 300
 /**
- * measured: 160-180 MB on Bun, 264-273 MB on Deno (1,000-row batches on Bun: 280-310 MB, the garbage collector's slack
- * grows with the page); pages as big as the table: 407 MB on Bun
+ * measured: 160-202 MB on Bun, 186-273 MB on Deno (1,000-row batches on Bun: 280-310 MB, the garbage collector's
+ * slack grows with the page); pages as big as the table: 407 MB on Bun
  */
 const BACKFILL_BOUND_MB = 300
 

@@ -135,8 +135,8 @@ export async function backfillCommand(argv: string[], config: () => Config): Pro
     process.stderr.write(`\n${signal}: finishing the page being written (Ctrl-C again to quit at once)\n`)
     stop.abort()
   })
-  // Deno: a heap that grows to ~4× what is alive before V8 collects (runtime.ts)
-  const offHeapBound = boundHeapGrowth()
+  // Deno: a heap that grows to ~4× what is alive before V8 collects (runtime.ts); looser than run's, for throughput
+  const offHeapBound = boundHeapGrowth({ slackBytes: 32 * 1024 * 1024, minGapMs: 500, bun: false })
   try {
     const result = await backfill(cfg, {
       mapping: name,

@@ -8,7 +8,7 @@ import { SlotGoneError } from '../postgres/slot-guard.ts'
 import { NotMigratedError } from '../postgres/preflight.ts'
 import { SlotMissingError } from '../postgres/replication.ts'
 import { type RunOptions, runStream, selectForRun } from '../stream/engine.ts'
-import { boundHeapGrowth, onShutdownSignals } from '../runtime.ts'
+import { boundHeapGrowth, onShutdownSignals, traceMemory } from '../runtime.ts'
 
 export const help = `puffgres run [options]
 
@@ -95,8 +95,9 @@ export async function runCommand(argv: string[], config: (opts?: { fresh?: boole
     log.info(`${sig}: finishing the batches in flight, then stopping`)
     stop.abort()
   })
-  // Deno: a heap that grows to ~4× what is alive before V8 collects (runtime.ts)
+  // a heap that grows far past what is alive before the runtime collects (runtime.ts)
   const offHeapBound = boundHeapGrowth()
+  const offTrace = traceMemory()
   try {
     // the files as they are now, not the configuration read at start: mappings migrated while run streams
     await runStream(cfg, { ...opts, signal: stop.signal, log, reloadConfig: () => config({ fresh: true }) })
@@ -111,5 +112,6 @@ export async function runCommand(argv: string[], config: (opts?: { fresh?: boole
   } finally {
     offSignals()
     offHeapBound()
+    offTrace()
   }
 }
