@@ -37,6 +37,20 @@ function setup(
   return { p, writes, confirmed, change, ids, tick }
 }
 
+/** Changes to row 1 of a mapping with a namespace per tenant: upserted in `namespace`, leaving the `leave` ones. */
+function moveRow(p: WritePipeline) {
+  const mapping = { name: 'docs', namespace: 'docs_{ws}', namespaceTemplate: parseNamespaceTemplate('docs_{ws}') }
+  return (lsn: number, namespace: string, leave?: string[]) =>
+    p.add('docs\u00001', {
+      route: { mapping },
+      id: 1,
+      kind: 'upsert',
+      lsn: BigInt(lsn),
+      namespace,
+      ...(leave ? { leave } : {}),
+    } as unknown as Intent, 100)
+}
+
 describe('WritePipeline', () => {
   // invariant 4 (bounded memory), asserted where it is kept: admission waits while too much is pending or in flight
   for (
@@ -112,16 +126,7 @@ describe('WritePipeline', () => {
     // the two moves collapse into one write (to docs_c, leaving docs_a and docs_b). Confirming 210 before that write
     // landed would let a restart replay only b → c (leaving docs_b): the copy in docs_a would stay for good
     const { p, writes, confirmed, tick } = setup()
-    const mapping = { name: 'docs', namespace: 'docs_{ws}', namespaceTemplate: parseNamespaceTemplate('docs_{ws}') }
-    const change = (lsn: number, namespace: string, leave?: string[]) =>
-      p.add('docs\u00001', {
-        route: { mapping },
-        id: 1,
-        kind: 'upsert',
-        lsn: BigInt(lsn),
-        namespace,
-        ...(leave ? { leave } : {}),
-      } as unknown as Intent, 100)
+    const change = moveRow(p)
     p.begin()
     change(100, 'docs_a')
     p.commit(110n)
@@ -146,16 +151,7 @@ describe('WritePipeline', () => {
 
   test('a change collapsed into a later one that needs nothing of it is confirmed at once (moved back, same place)', async () => {
     const { p, writes, confirmed, tick } = setup()
-    const mapping = { name: 'docs', namespace: 'docs_{ws}', namespaceTemplate: parseNamespaceTemplate('docs_{ws}') }
-    const change = (lsn: number, namespace: string, leave?: string[]) =>
-      p.add('docs\u00001', {
-        route: { mapping },
-        id: 1,
-        kind: 'upsert',
-        lsn: BigInt(lsn),
-        namespace,
-        ...(leave ? { leave } : {}),
-      } as unknown as Intent, 100)
+    const change = moveRow(p)
     p.begin()
     change(100, 'docs_a')
     p.commit(110n)
