@@ -113,7 +113,7 @@ export function registerVirtualModule(name: string, exports: Record<string, unkn
 /**
  * Bun only: a full collection now. A tenant backfill (backfill/tenant-page-writer.ts) allocates a page's worth of
  * requests to many namespaces at once, faster than Bun's collector returns it: its peak RSS was ~100 MB higher
- * without this (boundHeapGrowth's collections come later than a page's). A no-op on Deno.
+ * without this (boundHeapGrowth's collections, timed rather than at a page's end, come later). A no-op on Deno.
  */
 export function collectGarbage(): void {
   g.Bun?.gc(true)
@@ -156,7 +156,7 @@ export function boundHeapGrowth(bound: HeapBound = {}): () => void {
   const pace = { slackBytes: bound.slackBytes ?? 16 * 1024 * 1024, minGapMs: bound.minGapMs ?? 100 }
   if (g.Bun) {
     if (bound.bun === false) return () => {}
-    return forceCollections(() => g.Bun.gc(true), () => {
+    return forceCollections(collectGarbage, () => {
       const m = process.memoryUsage()
       return m.heapUsed + m.external
     }, { ...pace, slackBytes: bound.slackBytes ?? 32 * 1024 * 1024 })
