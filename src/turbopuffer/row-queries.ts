@@ -3,7 +3,7 @@
 import type { Filter, NamespaceQueryParams, Row } from '@turbopuffer/turbopuffer'
 import { EMBED_HASH_ATTR, type Id, idKey, ROW_ATTR, VERSION_ATTR } from '../types.ts'
 import { unmarkBigints } from './client.ts'
-import { BIGINT_MARK } from './wire-ids.ts'
+import { wireId } from './wire-ids.ts'
 
 /** One query of a namespace, retried; undefined when the namespace does not exist. */
 export type RowQuery = (query: Omit<NamespaceQueryParams, 'namespace'>) => Promise<Row[] | undefined>
@@ -46,7 +46,7 @@ export async function embedHashes(query: RowQuery, ids: Id[]): Promise<Map<strin
   const limit = 10_000
   for (let i = 0; i < ids.length; i += limit) {
     // a bigint id is marked and sent as a bare integer (client.ts)
-    const part = ids.slice(i, i + limit).map((id) => typeof id === 'bigint' ? BIGINT_MARK + id : id)
+    const part = ids.slice(i, i + limit).map(wireId)
     const rows = await query({
       rank_by: ['id', 'asc'],
       limit: part.length,
