@@ -116,9 +116,10 @@ export async function redoUnpatched(
     }).filter((u) => u.ids.length > 0)
   }
   if (!unpatched.length) return { failed: [], embedded: 0 }
+  const documents = unpatched.reduce((n, u) => n + u.ids.length, 0)
   deps.log.info('a document to patch was not there; writing it with its vector', {
     mapping: route.mapping.name,
-    documents: unpatched.reduce((n, u) => n + u.ids.length, 0),
+    documents,
   })
   if (!route.embedder) {
     return {
@@ -135,8 +136,7 @@ export async function redoUnpatched(
   }
   const first = new Map(ops.map((op, k) => [op, unpatched[k].op]))
   const res = await deps.sink.write(namespace, ops, { schema, distanceMetric: metric(route.mapping, ops) })
-  const embedded = unpatched.reduce((n, u) => n + u.ids.length, 0)
-  return { failed: res.failed.map((f) => ({ ...f, op: first.get(f.op) ?? f.op })), embedded }
+  return { failed: res.failed.map((f) => ({ ...f, op: first.get(f.op) ?? f.op })), embedded: documents }
 }
 
 /**
@@ -157,7 +157,10 @@ export function storedHashLookup(
     ids.forEach((id, k) => {
       const intent = intentOf.get(rows[k])
       const ns = intent && namespaceOf(intent)
-      if (ns !== undefined) byNamespace.set(ns, [...byNamespace.get(ns) ?? [], id])
+      if (ns === undefined) return
+      const list = byNamespace.get(ns)
+      if (list) list.push(id)
+      else byNamespace.set(ns, [id])
     })
     const out = new Map<string, string>()
     for (const found of await Promise.all([...byNamespace].map(([ns, list]) => sink.embedHashes!(ns, list)))) {
