@@ -43,12 +43,9 @@ export async function embedOnce(
     if (attribute === 'vector') s.doc.vector = v
     else s.doc.attributes[attribute] = v
   }
-  const hashes = new Map<EmbedSlot, string>()
   let missed: EmbedSlot[] = []
   for (const s of slots) {
-    const hash = embedHash(embedder.model, s.text, attribute)
-    hashes.set(s, hash)
-    s.doc.attributes[EMBED_HASH_ATTR] = hash
+    s.doc.attributes[EMBED_HASH_ATTR] = embedHash(embedder.model, s.text, attribute)
     const v = embedder.cached(s.text)
     if (v) put(s, v)
     else missed.push(s)
@@ -63,8 +60,9 @@ export async function embedOnce(
       // a document that writes a vector of its own besides (a pgvector column named `vector`, a transform's, with the
       // embedding in another attribute) is never patched: a patch cannot set a vector, the stored one would stay
       const own = attribute !== 'vector' && s.doc.vector !== undefined
-      if (!own && stored.get(idKey(s.id)) === hashes.get(s)) s.doc.stored = { text: s.text, attribute }
-      else left.push(s)
+      if (!own && stored.get(idKey(s.id)) === s.doc.attributes[EMBED_HASH_ATTR]) {
+        s.doc.stored = { text: s.text, attribute }
+      } else left.push(s)
     }
     // counted by the writer once the patches are written (Embedder.storedHits): a batch retried after a provider
     // outage asks again, and a patch that did not apply is embedded after all
