@@ -106,11 +106,6 @@ export async function chunkResults(
   if (!embedding || slots.length === 0) return out
   // each chunk's vector: from the cache, kept from the stored chunk of the same text, or from the provider
   const failure = await embedOnce(slots, embedding.spec.attribute ?? 'vector', embedding.embedder, storedHashes)
-  if (failure) {
-    const failed = failure.retryable
-      ? { ok: false as const, error: failure.error, retryable: true }
-      : { ok: false as const, error: failure.error }
-    for (const { i } of targets) out[i] = failed
-  }
+  if (failure) { for (const { i } of targets) out[i] = failure }
   return out
 }

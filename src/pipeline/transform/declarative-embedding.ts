@@ -78,11 +78,6 @@ export async function applyEmbedding(
   }
   if (slots.length === 0) return out
   const failure = await embedOnce(slots, attribute, embedder, storedHashes)
-  if (failure) {
-    const failed = failure.retryable
-      ? { ok: false as const, error: failure.error, retryable: true }
-      : { ok: false as const, error: failure.error }
-    for (const i of targets) out[i] = failed
-  }
+  if (failure) { for (const i of targets) out[i] = failure }
   return out
 }

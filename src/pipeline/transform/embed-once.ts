@@ -5,6 +5,7 @@
 // Shared by declarative embeddings (one document a row) and chunking (a document a chunk).
 import { type Embedder, embedHash, isRetryableEmbeddingError } from '../../embeddings/embedder.ts'
 import { EMBED_HASH_ATTR, type Id, idKey, type RowEvent, type StoredEmbedding } from '../../types.ts'
+import type { TransformResult } from './action.ts'
 
 /**
  * The stored `EMBED_HASH_ATTR` of the documents `ids` that have one, by `idKey`; rejects when it cannot ask. `rows[k]`
@@ -21,11 +22,8 @@ export interface EmbedSlot {
   doc: { attributes: Record<string, unknown>; vector?: number[]; stored?: StoredEmbedding }
 }
 
-/** Why a batch's embedding failed; `retryable` when the provider was unavailable. */
-export interface EmbedFailure {
-  error: string
-  retryable: boolean
-}
+/** Why a batch's embedding failed, as the result of each row that needed it; `retryable` for a provider outage. */
+export type EmbedFailure = Extract<TransformResult, { ok: false }>
 
 /**
  * Gives every slot its hash, then its vector: from the cache, kept from the stored document (`stored` set, no vector),
@@ -73,7 +71,8 @@ export async function embedOnce(
   try {
     vectors = await embedder.embed(missed.map((s) => s.text))
   } catch (err) {
-    return { error: (err as Error)?.message ?? String(err), retryable: isRetryableEmbeddingError(err) }
+    const error = (err as Error)?.message ?? String(err)
+    return isRetryableEmbeddingError(err) ? { ok: false, error, retryable: true } : { ok: false, error }
   }
   missed.forEach((s, k) => put(s, vectors[k]))
   return undefined
