@@ -33,7 +33,7 @@ export const DEFAULT_LIMITS: Limits = {
 export function overRequestLimit(p: PreparedOp, limits: Limits): string | undefined {
   if (p.bytes + REQUEST_OVERHEAD_BYTES <= limits.requestBytes) return undefined
   const what = p.op.kind === 'row'
-    ? `row "${p.op.id}" (its ${p.op.documents.length} documents, replaced in one request)`
+    ? `row ${showId(p.op.id)} (its ${p.op.documents.length} documents, replaced in one request)`
     : `document ${showId(p.op.id)}`
   return `${what} is about ${p.bytes} bytes, over turbopuffer's request limit of ${limits.requestBytes} bytes` +
     (p.op.kind === 'row' ? ': raise [mapping.chunking] size or make fewer, smaller documents' : '')
@@ -312,7 +312,9 @@ export function countWritten(
 
 /** An id for a message (JSON.stringify throws on a bigint). */
 function showId(id: unknown): string {
-  return typeof id === 'bigint' ? id.toString() : JSON.stringify(id)
+  const text = typeof id === 'bigint' ? id.toString() : JSON.stringify(id)
+  // a row key may be 4 KiB: a message names it, it does not repeat it
+  return text.length > 80 ? text.slice(0, 80) + '…' : text
 }
 
 /** what a request body holds besides its documents (schema, conditions), about */
