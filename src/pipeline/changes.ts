@@ -167,7 +167,10 @@ export function changeIntents(
     const d = deadLetter(route.mapping.name, lsn, key, event, error)
     bad(quiet ? { ...d, quiet } : d)
   }
-  /** a document's upsert or delete at this change's position, its event naming `row` (a delete's: the row it had) */
+  /**
+   * a document's upsert or delete at this change's position, its event naming `row` (a delete's: the row it had);
+   * every intent has the same fields (`reread`, `leave` undefined when not set), and nothing else is allocated per row
+   */
   const emit = (
     route: MappingRoute,
     kind: Intent['kind'],
@@ -175,13 +178,14 @@ export function changeIntents(
     key: RowKey,
     row: Row,
     old?: Row,
-    more?: Pick<Intent, 'reread' | 'leave'>,
+    leave?: string[],
+    reread?: true,
   ) => {
     const name = route.mapping.name
     const event = kind === 'delete'
       ? deleteEvent(id, rel.schema, rel.name, name, lsnText, row)
       : rowEvent(change.type as 'insert' | 'update', id, rel.schema, rel.name, name, lsnText, row, old)
-    out({ route, id, kind, event, key, version, lsn, relid, columns, ...more })
+    out({ route, id, kind, event, key, version, lsn, relid, columns, reread, leave })
   }
   /** the key of a decoded row for a route: its id columns' texts, and its id (none when they cannot be decoded) */
   const keyOf = (route: MappingRoute, decoded: DecodedRow, values: Row): RowKey => {
@@ -266,7 +270,7 @@ export function changeIntents(
       failed(route, key, { type, id, new: row }, identityError(rel, m), true)
     }
     if (needsReread) {
-      emit(route, 'upsert', id, key, row, old, { reread: true, leave })
+      emit(route, 'upsert', id, key, row, old, leave, true)
       continue
     }
     let member: boolean
@@ -278,10 +282,10 @@ export function changeIntents(
       continue
     }
     if (member) {
-      emit(route, 'upsert', id, key, row, old, { leave })
+      emit(route, 'upsert', id, key, row, old, leave)
     } else if (type === 'update') {
       // the row left the membership predicate (or never was in it): its document must not exist
-      emit(route, 'delete', id, key, row, undefined, { leave })
+      emit(route, 'delete', id, key, row, undefined, leave)
     }
   }
 }
