@@ -111,7 +111,7 @@ export async function projectIntents(
     // the namespace comes from the row's values before the transform sees them (never the transform's choice)
     const list: Intent[] = []
     const where: string[] = []
-    const leaving: string[][] = []
+    const leaving: (readonly string[])[] = []
     for (const intent of all) {
       const at = intentNamespace(intent)
       const gone = leavingNamespaces(intent, at)
