@@ -167,6 +167,26 @@ export function changeIntents(
     const d = deadLetter(route.mapping.name, lsn, key, event, error)
     bad(quiet ? { ...d, quiet } : d)
   }
+  /**
+   * a document's upsert or delete at this change's position, its event naming `row` (a delete's: the row it had);
+   * every intent has the same fields (`reread`, `leave` undefined when not set), and nothing else is allocated per row
+   */
+  const emit = (
+    route: MappingRoute,
+    kind: Intent['kind'],
+    id: Id,
+    key: RowKey,
+    row: Row,
+    old?: Row,
+    leave?: string[],
+    reread?: true,
+  ) => {
+    const name = route.mapping.name
+    const event = kind === 'delete'
+      ? deleteEvent(id, rel.schema, rel.name, name, lsnText, row)
+      : rowEvent(change.type as 'insert' | 'update', id, rel.schema, rel.name, name, lsnText, row, old)
+    out({ route, id, kind, event, key, version, lsn, relid, columns, reread, leave })
+  }
   /** the key of a decoded row for a route: its id columns' texts, and its id (none when they cannot be decoded) */
   const keyOf = (route: MappingRoute, decoded: DecodedRow, values: Row): RowKey => {
     const m = route.mapping
@@ -202,17 +222,7 @@ export function changeIntents(
         if (missing) bad(deadLetter(route.mapping.name, lsn, undefined, { type: 'delete', old }, missing))
         continue
       }
-      out({
-        route,
-        id,
-        kind: 'delete',
-        event: deleteEvent(id, rel.schema, rel.name, route.mapping.name, lsnText, old),
-        key,
-        version,
-        lsn,
-        relid,
-        columns,
-      })
+      emit(route, 'delete', id, key, old)
     }
     return
   }
@@ -241,17 +251,7 @@ export function changeIntents(
     if (unrouted) failed(route, oldKey!, { type: 'delete', id: oldId, old }, unrouted)
     else if (oldId !== undefined && oldId !== id) {
       // an id change, or an id set to NULL: the old document goes (the new one is written below if it can be)
-      out({
-        route,
-        id: oldId,
-        kind: 'delete',
-        event: deleteEvent(oldId, rel.schema, rel.name, route.mapping.name, lsnText, old),
-        key: oldKey!,
-        version,
-        lsn,
-        relid,
-        columns,
-      })
+      emit(route, 'delete', oldId, oldKey!, old!)
     }
     if (broken) {
       failed(route, key, { type, id, new: row }, `${type} on ${rel.schema}.${rel.name}: ${broken}`)
@@ -270,8 +270,7 @@ export function changeIntents(
       failed(route, key, { type, id, new: row }, identityError(rel, m), true)
     }
     if (needsReread) {
-      const e = rowEvent(type, id, rel.schema, rel.name, route.mapping.name, lsnText, row, old)
-      out({ route, id, kind: 'upsert', event: e, reread: true, key, version, lsn, relid, columns, leave })
+      emit(route, 'upsert', id, key, row, old, leave, true)
       continue
     }
     let member: boolean
@@ -283,22 +282,10 @@ export function changeIntents(
       continue
     }
     if (member) {
-      out({
-        route,
-        id,
-        kind: 'upsert',
-        event: rowEvent(type, id, rel.schema, rel.name, route.mapping.name, lsnText, row, old),
-        key,
-        version,
-        lsn,
-        relid,
-        columns,
-        leave,
-      })
+      emit(route, 'upsert', id, key, row, old, leave)
     } else if (type === 'update') {
       // the row left the membership predicate (or never was in it): its document must not exist
-      const e = deleteEvent(id, rel.schema, rel.name, route.mapping.name, lsnText, row)
-      out({ route, id, kind: 'delete', event: e, key, version, lsn, relid, columns, leave })
+      emit(route, 'delete', id, key, row, undefined, leave)
     }
   }
 }

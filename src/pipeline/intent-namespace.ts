@@ -14,12 +14,15 @@ export function intentNamespace(i: Intent): RowNamespace {
   return rowNamespace(m, row, i.id)
 }
 
+const NO_LEAVES: readonly string[] = Object.freeze([])
+
 /**
  * The namespaces the row leaves before this write, by a versioned delete in each: `i.leave` without the namespace
  * written to (a row that moved back needs no delete where its replacement goes).
  */
-export function leavingNamespaces(i: Intent, target: RowNamespace): string[] {
-  if (!i.leave?.length) return []
+export function leavingNamespaces(i: Intent, target: RowNamespace): readonly string[] {
+  // most rows leave nothing: one shared empty list, not one per row of every batch
+  if (!i.leave?.length) return NO_LEAVES
   return i.leave.filter((n, k) => (!target.ok || n !== target.namespace) && i.leave!.indexOf(n) === k)
 }
 

@@ -9,7 +9,7 @@ import { type Intent, intentDeadLetter } from './changes.ts'
 
 /** A row leaving namespaces before its write (a tenant move): the versioned delete of its document(s) in each. */
 export interface Leave {
-  namespaces: string[]
+  namespaces: readonly string[]
   intent: Intent
   op: WriteOp
 }

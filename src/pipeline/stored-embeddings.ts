@@ -141,22 +141,21 @@ export async function redoUnpatched(
 
 /**
  * The stored-hash lookup for one route's batch (embed-once.ts): the documents asked for grouped by the namespace their
- * row's intent writes to (`namespaceOf`; undefined: none, nothing stored), one query per namespace. Undefined when the
- * mapping embeds nothing or the sink cannot query.
+ * row's intent writes to (`namespaces[k]` for `intents[k]`, as the writer found them), one query per namespace.
+ * Undefined when the mapping embeds nothing or the sink cannot query.
  */
 export function storedHashLookup(
   sink: Sink,
   mapping: Mapping,
   intents: readonly Intent[],
-  namespaceOf: (i: Intent) => string | undefined,
+  namespaces: readonly string[],
 ): StoredHashes | undefined {
   if (!mapping.embedding || !sink.embedHashes) return undefined
-  const intentOf = new Map<RowEvent, Intent>(intents.map((i) => [i.event, i]))
+  const namespaceOf = new Map<RowEvent, string>(intents.map((i, k) => [i.event, namespaces[k]]))
   return async (ids, rows) => {
     const byNamespace = new Map<string, Id[]>()
     ids.forEach((id, k) => {
-      const intent = intentOf.get(rows[k])
-      const ns = intent && namespaceOf(intent)
+      const ns = namespaceOf.get(rows[k])
       if (ns === undefined) return
       const list = byNamespace.get(ns)
       if (list) list.push(id)

@@ -111,7 +111,7 @@ export async function projectIntents(
     // the namespace comes from the row's values before the transform sees them (never the transform's choice)
     const list: Intent[] = []
     const where: string[] = []
-    const leaving: string[][] = []
+    const leaving: (readonly string[])[] = []
     for (const intent of all) {
       const at = intentNamespace(intent)
       const gone = leavingNamespaces(intent, at)
@@ -126,7 +126,7 @@ export async function projectIntents(
       where.push(at.namespace)
       leaving.push(gone)
     }
-    const results = list.length ? await transformWithRetry(route, list, deps) : []
+    const results = list.length ? await transformWithRetry(route, list, where, deps) : []
     for (let k = 0; k < results.length; k++) {
       const res = results[k]
       const intent = list[k]
@@ -342,15 +342,14 @@ async function writeProjected(
 async function transformWithRetry(
   route: RouteRuntime,
   intents: Intent[],
+  namespaces: readonly string[],
   deps: Pick<WriterDeps, 'sink' | 'log' | 'retryDelayMs'>,
 ) {
   const events = intents.map((i) => i.event)
   // embeddings paid once: the stored documents' hashes, asked of the namespace each row's documents are in
-  // (a namespace per tenant: the one the row's values name; a row that moves finds nothing stored in the new one)
-  const storedHashes = storedHashLookup(deps.sink, route.mapping, intents, (i) => {
-    const at = intentNamespace(i)
-    return at.ok ? at.namespace : undefined
-  })
+  // (`namespaces`, projectIntents' for each intent: a namespace per tenant is the one the row's values name; a row
+  // that moves finds nothing stored in the new one)
+  const storedHashes = storedHashLookup(deps.sink, route.mapping, intents, namespaces)
   const run = (list: typeof events) => route.runner.run(list, { storedHashes })
   let results: TransformResult[] = await run(events)
   for (let attempt = 1; results.some((r) => !r.ok && r.retryable); attempt++) {
