@@ -10,7 +10,7 @@ import type { Sink } from '../src/turbopuffer/types.ts'
 import { quietBackfill } from './harness/backfill.ts'
 import { type Pipeline, usePipeline } from './harness/pipeline.ts'
 import { migration } from './harness/project.ts'
-import { waitFor } from './harness/wait.ts'
+import { waitFor, waitForStreamPast } from './harness/wait.ts'
 
 const ROWS = 1500
 const BATCH = 20
@@ -188,13 +188,7 @@ describe('backfill while `run` streams', () => {
         if (victim === undefined) {
           victim = ops.find((o) => o.kind === 'upsert' && o.id !== 0)?.id // not the marker row
           await pipe.db.sql.unsafe(`DELETE FROM ${table} WHERE id = $1`, [victim as number])
-          const [{ lsn }] = await pipe.db.sql`SELECT pg_current_wal_insert_lsn()::text AS lsn`
-          await waitFor(
-            'the stream to apply the delete',
-            async () =>
-              (await pipe.db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
-                WHERE slot_name = 'puffgres'`)[0]?.ok,
-          )
+          await waitForStreamPast(pipe.db.sql, 'the stream to apply the delete')
         }
         return inner.write(ns, ops, opts)
       },

@@ -207,18 +207,19 @@ describe('a tenant mapping operated', () => {
       expect((await pipe.cli('verify', 'notes', '--tenant', 'ws=7', '--repair')).code).toBe(0)
       expect((await pipe.cli('verify', 'notes', '--tenant', '7')).code).toBe(0)
 
-      const fixed = await pipe.cli('verify', 'plain', '--tenant', '7')
-      expect(fixed.code).toBe(2)
-      expect(fixed.err).toContain('--tenant: mapping plain has one namespace (plain)')
-      const few = await pipe.cli('verify', 'orgs', '--tenant', 'eu')
-      expect(few.code).toBe(2)
-      expect(few.err).toContain('--tenant: "eu" is not column=value')
-      const half = await pipe.cli('verify', 'orgs', '--tenant', 'region=eu')
-      expect(half.code).toBe(2)
-      expect(half.err).toContain('needs a value for org')
-      const bad = await pipe.cli('verify', 'orgs', '--tenant', 'region=e u,org=7')
-      expect(bad.code).toBe(2)
-      expect(bad.err).toContain('not a valid turbopuffer namespace name')
+      // a --tenant that names no namespace of the mapping: refused (exit 2) with what is wrong
+      for (
+        const [mapping, tenant, message] of [
+          ['plain', '7', '--tenant: mapping plain has one namespace (plain)'],
+          ['orgs', 'eu', '--tenant: "eu" is not column=value'],
+          ['orgs', 'region=eu', 'needs a value for org'],
+          ['orgs', 'region=e u,org=7', 'not a valid turbopuffer namespace name'],
+        ]
+      ) {
+        const refused = await pipe.cli('verify', mapping, '--tenant', tenant)
+        expect(refused.code).toBe(2)
+        expect(refused.err).toContain(message)
+      }
 
       expect((await pipe.cli('backfill', 'orgs')).code).toBe(0)
       const eu7 = JSON.parse((await pipe.cli('verify', 'orgs', '--tenant', 'region=eu,org=7', '--json')).out)

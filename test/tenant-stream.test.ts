@@ -13,7 +13,7 @@ import type { Sink } from '../src/turbopuffer/types.ts'
 import { quietBackfill } from './harness/backfill.ts'
 import { usePipeline } from './harness/pipeline.ts'
 import { migration } from './harness/project.ts'
-import { waitFor } from './harness/wait.ts'
+import { waitFor, waitForStreamPast } from './harness/wait.ts'
 import { quietLogger } from './harness/stream.ts'
 import { loadConfig } from '../src/config/load.ts'
 import { listDeadLetters } from '../src/postgres/dlq.ts'
@@ -322,13 +322,7 @@ describe('backfill', () => {
         if (!raced && ns === 'racing_t1' && ops.some((o) => o.id === 4)) {
           raced = true
           await pipe.db.sql`DELETE FROM racing WHERE id = 4`
-          const [{ lsn }] = await pipe.db.sql`SELECT pg_current_wal_insert_lsn()::text AS lsn`
-          await waitFor(
-            'the stream to apply the delete',
-            async () =>
-              (await pipe.db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
-              WHERE slot_name = 'puffgres'`)[0]?.ok,
-          )
+          await waitForStreamPast(pipe.db.sql, 'the stream to apply the delete')
         }
         return inner.write(ns, ops, opts)
       },
@@ -354,13 +348,7 @@ describe('backfill', () => {
         if (!raced && ns === 'moving_t1' && ops.some((o) => o.id === 4)) {
           raced = true
           await pipe.db.sql`UPDATE moving SET ws = 't9' WHERE id = 4`
-          const [{ lsn }] = await pipe.db.sql`SELECT pg_current_wal_insert_lsn()::text AS lsn`
-          await waitFor(
-            'the stream to apply the move',
-            async () =>
-              (await pipe.db.sql`SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
-              WHERE slot_name = 'puffgres'`)[0]?.ok,
-          )
+          await waitForStreamPast(pipe.db.sql, 'the stream to apply the move')
         }
         return inner.write(ns, ops, opts)
       },

@@ -24,7 +24,7 @@ export interface PageIntentsCtx {
  * The dead letter of a page's row that cannot become a document: its key is the one the stream builds for the row,
  * so its entry is the one the stream files for the row, and `dlq retry` finds the row.
  */
-export function badRow(ctx: PageIntentsCtx, key: RowKey, lsn: bigint, error: string): DeadLetter {
+function badRow(ctx: PageIntentsCtx, key: RowKey, lsn: bigint, error: string): DeadLetter {
   const m = ctx.m
   return deadLetter(
     m.name,

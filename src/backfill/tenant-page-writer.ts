@@ -19,7 +19,7 @@ import { batchIntents, type PageIntentsCtx } from './page-intents.ts'
 import { notePageNamespaces } from './tenant-pages.ts'
 
 /** namespace batches gathering rows at once, at most (README, "Operating tenant mappings") */
-export const DEFAULT_OPEN_NAMESPACES = 1000
+const DEFAULT_OPEN_NAMESPACES = 1000
 /** rows decoded per turn of the event loop given to reading the socket */
 const ROWS_PER_YIELD = 250
 /** rows routed between two forced collections on Bun (runtime.ts collectGarbage) */

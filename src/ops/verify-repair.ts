@@ -7,7 +7,6 @@ import type { Intent } from '../pipeline/changes.ts'
 import { type RouteRuntime, sweepRacedRows, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
 import { currentStateIntents, deleteIntent, recheckWritten } from '../pipeline/row-identity.ts'
 import { documentKey, type RowKey } from '../pipeline/row-key.ts'
-import { rowNamespace } from '../pipeline/row-namespace.ts'
 import { intentNamespace } from '../pipeline/intent-namespace.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
@@ -74,24 +73,25 @@ export async function repair(
     // a row with a value that cannot be decoded: a dead letter (written with the others), not a failed repair
     const all = await currentStateIntents(deps.sql, route, columns, rowKeys, lsn, dead)
     add(await writeIntents(all.filter((x) => x !== undefined), dead, writer))
+    // where each upsert went (a tenant mapping: the namespace of the row's values, idKey of the id → namespace)
+    const writtenTo = new Map<string, string>()
+    for (const x of all) {
+      const at = x?.kind === 'upsert' ? intentNamespace(x) : undefined
+      if (at?.ok) writtenTo.set(idKey(x!.id), at.namespace)
+    }
     if (rowDocumentsMode(m)) {
       // chunks a newer version streamed before these writes landed lacks (docs/ARCHITECTURE.md, invariant 11), in
       // the namespace each row was written to
       const written = all.filter((x) => x?.kind === 'upsert') as Intent[]
       const byNamespace = new Map<string, string[]>()
       for (const x of written) {
-        const ns = rowNamespace(m, x.event.new, x.id)
-        if (ns.ok) byNamespace.set(ns.namespace, [...byNamespace.get(ns.namespace) ?? [], String(x.id)])
+        const ns = writtenTo.get(idKey(x.id))
+        if (ns !== undefined) byNamespace.set(ns, [...byNamespace.get(ns) ?? [], String(x.id)])
       }
       for (const [ns, keys] of byNamespace) await sweepRacedRows(deps.sink, ns, keys, written[0].version)
     }
     // rows deleted while they were transformed: their streamed delete may have landed before this upsert
     // (a tenant mapping: and rows that moved to another tenant meanwhile, deleted where they were written)
-    const writtenTo = new Map<string, string>()
-    for (const x of all) {
-      const at = x?.kind === 'upsert' ? intentNamespace(x) : undefined
-      if (at?.ok) writtenTo.set(idKey(x!.id), at.namespace)
-    }
     const upserted = rowKeys.filter((_r, k) => all[k]?.kind === 'upsert')
     const again = await recheckWritten(route, columns, upserted, writer, writtenTo)
     if (again) add({ ...again, upserted: 0 })

@@ -70,6 +70,8 @@ export async function verifyMapping(
   const tenants = mapping.namespaceTemplate !== undefined
   // before anything is read: a --tenant that names no namespace of the mapping is an error naming the flag
   const only = opts.tenant === undefined ? undefined : tenantNamespace(mapping, opts.tenant)
+  /** an expected document of the namespace(s) checked: all of them, or the --tenant's */
+  const inScope = (e: Expected) => only === undefined || e.namespace === only
   const rowMode = rowDocumentsMode(mapping)
   const rt = await openMapping(config, sql, log, mapping)
   try {
@@ -228,7 +230,7 @@ export async function verifyMapping(
     if (opts.sample !== undefined) {
       const byNamespace = new Map<string, Id[]>()
       for (const e of expected.values()) {
-        if (only === undefined || e.namespace === only) {
+        if (inScope(e)) {
           byNamespace.set(e.namespace, [...byNamespace.get(e.namespace) ?? [], e.id])
         }
       }
@@ -254,7 +256,7 @@ export async function verifyMapping(
       }
       await Promise.all(reading)
     }
-    const missing = [...expected].filter(([k, e]) => !seen.has(k) && (only === undefined || e.namespace === only))
+    const missing = [...expected].filter(([k, e]) => !seen.has(k) && inScope(e))
       .map(([, e]) => e)
     const mismatchCount = drifted.length
     const unrouted = checked.filter((ns) => !routed.has(ns))
@@ -265,7 +267,7 @@ export async function verifyMapping(
       sample: opts.sample ?? null,
       lsn: formatLsn(start),
       rows,
-      expected: only === undefined ? expected.size : [...expected.values()].filter((e) => e.namespace === only).length,
+      expected: only === undefined ? expected.size : [...expected.values()].filter(inScope).length,
       documents,
       matching,
       missing: { count: missing.length, ids: missing.slice(0, listLimit).map((e) => e.id) },
