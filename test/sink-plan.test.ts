@@ -9,6 +9,7 @@ import {
   type PreparedOp,
   prepareOp,
   writeBody,
+  writeBodyText,
 } from '../src/turbopuffer/write-plan.ts'
 import { deleteCondition } from '../src/turbopuffer/conditions.ts'
 import { restoreBigints } from '../src/turbopuffer/wire-ids.ts'
@@ -294,4 +295,35 @@ describe("a row's documents (row-documents mode)", () => {
     expect(prepareOp({ kind: 'row', id: '1', version: V1, documents: [{ id: 'x'.repeat(65), attributes: {} }] }))
       .toMatch(/^row "1": id "x+…": string ids are at most 64 bytes$/)
   })
+})
+
+describe('the request body as sent with fetch', () => {
+  const V = '0000000001000000-0000000000'
+  const stored = { text: 't', attribute: 'vector' }
+  // what the body object says once serialized, bigints marked and then restored (client.ts)
+  const asSent = (body: object) =>
+    JSON.parse(restoreBigints(JSON.stringify(body, (_k, x) => typeof x === 'bigint' ? `\u0000bigint:${x}` : x)))
+  const cases: Record<string, WriteOp[]> = {
+    'upserts and deletes': [up(1, V, { n: 1, s: 'a"b' }), del(2, V), up(3, V, { tags: ['x', 'y'] })],
+    'an upsert with a vector and one patched (its stored vector kept)': [
+      { kind: 'upsert', id: 4, attributes: { n: 2 }, vector: [0.5, 1], version: V },
+      { kind: 'upsert', id: 5, attributes: { n: 3 }, vector: [2], version: V, stored },
+    ],
+    "a row's documents, one patched": [{
+      kind: 'row',
+      id: 'r1',
+      version: V,
+      documents: [{ id: 'r1#0', attributes: { c: 'x' } }, { id: 'r1#1', attributes: { c: 'y' }, stored }],
+    }],
+    'deletes only': [del(6, V), del(7, V)],
+    'a bigint id and value past 2^53': [up(18446744073709551615n, V, { big: 9007199254740993n })],
+  }
+  for (const [name, ops] of Object.entries(cases)) {
+    test(`writeBodyText puts together the same body as writeBody: ${name}`, () => {
+      const chunk = ops.map((op) => prepareOp(op) as PreparedOp)
+      const opts = { schema: { n: { type: 'int' } }, distanceMetric: 'cosine_distance' } as const
+      const text = writeBodyText(chunk, opts)
+      expect(JSON.parse(restoreBigints(text))).toEqual(asSent(writeBody(chunk, opts)))
+    })
+  }
 })

@@ -34,6 +34,7 @@ import {
   type PreparedOp,
   prepareOp,
   writeBody,
+  writeBodyText,
 } from './write-plan.ts'
 
 export type { TurbopufferConfig } from './client.ts'
@@ -161,17 +162,15 @@ export class TurbopufferSink implements Sink {
       await sleep(wait, this.#signal)
     }
     try {
-      const body = writeBody(chunk, opts)
       // per request: the SDK's write() sets maxRetries: 6 itself, overriding the client's 0
       const endpoint = this.#endpoint
-      res = await this.#call(
-        namespace,
-        'write',
-        (signal) =>
-          endpoint
-            ? postWrite(endpoint, namespace, body as Record<string, unknown>, signal)
-            : (ns as Namespace).write(body, { signal, maxRetries: 0 }),
-      )
+      if (endpoint) {
+        const text = writeBodyText(chunk, opts)
+        res = await this.#call(namespace, 'write', (signal) => postWrite(endpoint, namespace, text, signal))
+      } else {
+        const body = writeBody(chunk, opts)
+        res = await this.#call(namespace, 'write', (signal) => (ns as Namespace).write(body, { signal, maxRetries: 0 }))
+      }
     } catch (err) {
       if (!(err instanceof TurbopufferRequestError) || err.fatal) throw err
       if (chunk.length === 1 || opts.whole) {

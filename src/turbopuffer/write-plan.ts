@@ -49,6 +49,13 @@ export interface PreparedOp {
   rows?: Record<string, unknown>[]
   /** of a row op's documents, those sent as patches (`stored`: their vector kept), spared by the delete filter */
   patches?: Record<string, unknown>[]
+  /**
+   * the JSON of `row`, `rows` and `patches` as measured: a request body sent with fetch is put together from these
+   * (writeBodyText), not serialized a second time
+   */
+  json?: string
+  rowsJson?: string[]
+  patchesJson?: string[]
   bytes: number
 }
 
@@ -93,7 +100,9 @@ export function prepareOp(op: WriteOp): PreparedOp | string {
   const patch = op.stored !== undefined
   const built = buildRow(op.id, op.attributes, patch ? undefined : op.vector, op.version)
   if (typeof built === 'string') return built
-  return patch ? { op, row: built.row, patch, bytes: built.bytes } : { op, row: built.row, bytes: built.bytes }
+  const prepared: PreparedOp = { op, row: built.row, json: built.json, bytes: built.bytes }
+  if (patch) prepared.patch = true
+  return prepared
 }
 
 /** turbopuffer refuses a filterable string over 4 KiB: a row key longer than that cannot be filtered on. */
@@ -110,6 +119,8 @@ function prepareRowOp(op: Extract<WriteOp, { kind: 'row' }>): PreparedOp | strin
   if (typeof op.version !== 'string' || op.version === '') return `op for row ${showId(op.id)}: no version`
   const rows: Record<string, unknown>[] = []
   const patches: Record<string, unknown>[] = []
+  const rowsJson: string[] = []
+  const patchesJson: string[] = []
   // the key appears in the delete filter
   let bytes = keyBytes + op.version.length + 50
   const seen = new Set<string>()
@@ -125,13 +136,15 @@ function prepareRowOp(op: Extract<WriteOp, { kind: 'row' }>): PreparedOp | strin
     // a patched document's id is also in the delete filter's NotIn
     if (doc.stored) {
       patches.push(built.row)
+      patchesJson.push(built.json)
       bytes += built.bytes + doc.id.length + 3
     } else {
       rows.push(built.row)
+      rowsJson.push(built.json)
       bytes += built.bytes
     }
   }
-  return patches.length ? { op, rows, patches, bytes } : { op, rows, bytes }
+  return patches.length ? { op, rows, patches, rowsJson, patchesJson, bytes } : { op, rows, rowsJson, bytes }
 }
 
 /** One document as sent: its attributes, id, vector and version, checked; its JSON size. */
@@ -140,7 +153,7 @@ function buildRow(
   attributes: Record<string, unknown> | undefined,
   vector: number[] | undefined,
   version: string,
-): { row: Record<string, unknown>; bytes: number } | string {
+): { row: Record<string, unknown>; json: string; bytes: number } | string {
   const row: Record<string, unknown> = {}
   for (const [name, value] of Object.entries(attributes ?? {})) {
     if (name === 'id') {
@@ -176,7 +189,7 @@ function buildRow(
     const sizeError = checkSizes(id, row)
     if (sizeError) return sizeError
   }
-  return { row: out, bytes }
+  return { row: out, json, bytes }
 }
 
 /**
@@ -257,8 +270,15 @@ export function chunkOps(ops: PreparedOp[], limits: Omit<Limits, 'requestBytes'>
   return chunks
 }
 
-/** The write request for one chunk. */
-export function writeBody(chunk: PreparedOp[], opts: WriteOptions): Omit<NamespaceWriteParams, 'namespace'> {
+/**
+ * The write request for one chunk. Without `documents`, the body leaves out `upsert_rows` and `patch_rows` (their
+ * conditions stay): writeBodyText puts them in from their JSON.
+ */
+export function writeBody(
+  chunk: PreparedOp[],
+  opts: WriteOptions,
+  documents = true,
+): Omit<NamespaceWriteParams, 'namespace'> {
   const rows: Record<string, unknown>[] = []
   const patches: Record<string, unknown>[] = []
   const deletes: Array<{ id: Id; version: string }> = []
@@ -276,11 +296,11 @@ export function writeBody(chunk: PreparedOp[], opts: WriteOptions): Omit<Namespa
     schema: { ...(opts.schema as NamespaceWriteParams['schema']), [VERSION_ATTR]: 'string' },
   }
   if (rows.length > 0) {
-    body.upsert_rows = rows as NamespaceWriteParams['upsert_rows']
+    if (documents) body.upsert_rows = rows as NamespaceWriteParams['upsert_rows']
     body.upsert_condition = UPSERT_CONDITION
   }
   if (patches.length > 0) {
-    body.patch_rows = patches as NamespaceWriteParams['patch_rows']
+    if (documents) body.patch_rows = patches as NamespaceWriteParams['patch_rows']
     body.patch_condition = PATCH_CONDITION
     // which patches applied: the others are redone as upserts with their vectors
     body.return_affected_ids = true
@@ -296,6 +316,27 @@ export function writeBody(chunk: PreparedOp[], opts: WriteOptions): Omit<Namespa
   }
   if (opts.distanceMetric) body.distance_metric = opts.distanceMetric
   return body
+}
+
+/**
+ * The JSON text of writeBody(chunk, opts), its documents taken from the JSON prepareOp measured them by: a document
+ * is serialized once (it was twice: to measure it, and in the body). Bigints stay marked (restoreBigints).
+ */
+export function writeBodyText(chunk: PreparedOp[], opts: WriteOptions): string {
+  const rows: string[] = []
+  const patches: string[] = []
+  for (const p of chunk) {
+    if (p.op.kind === 'upsert') (p.patch ? patches : rows).push(p.json!)
+    else if (p.op.kind === 'row') {
+      for (const r of p.rowsJson!) rows.push(r)
+      if (p.patchesJson) { for (const r of p.patchesJson) patches.push(r) }
+    }
+  }
+  // the body always has a schema: never `{}`
+  const rest = JSON.stringify(writeBody(chunk, opts, false)).slice(1)
+  const docs = (rows.length ? `"upsert_rows":[${rows.join(',')}],` : '') +
+    (patches.length ? `"patch_rows":[${patches.join(',')}],` : '')
+  return `{${docs}${rest}`
 }
 
 /** How many of a request's ops changed something, from the write response. */

@@ -26,14 +26,14 @@ export function writeEndpoint(client: Turbopuffer): WriteEndpoint {
 }
 
 /**
- * `POST /v2/namespaces/{namespace}` with `body`. Rejects as the SDK does: an APIError for an error status, an
+ * `POST /v2/namespaces/{namespace}` with `body` (JSON text, bigints marked: wire-ids.ts). Rejects as the SDK does: an APIError for an error status, an
  * APIConnectionTimeoutError after `timeoutMs`, an APIConnectionError for a network failure; aborts with `signal`,
  * which keeps no listener afterwards.
  */
 export async function postWrite(
   endpoint: WriteEndpoint,
   namespace: string,
-  body: Record<string, unknown>,
+  body: string,
   signal?: AbortSignal,
 ): Promise<NamespaceWriteResponse> {
   const ctl = new AbortController()
@@ -56,7 +56,7 @@ export async function postWrite(
           'content-type': 'application/json',
           accept: 'application/json',
         },
-        body: restoreBigints(JSON.stringify(body)),
+        body: restoreBigints(body),
         signal: ctl.signal,
       })
       text = await res.text()
