@@ -42,6 +42,8 @@ const pipe = usePipeline({
     CREATE TABLE moving (id int PRIMARY KEY, ws text NOT NULL, title text);
     ALTER TABLE moving REPLICA IDENTITY FULL;
     INSERT INTO moving SELECT g, 't' || (g % 3), 'm' FROM generate_series(1, 9) g;
+    CREATE TABLE tagged (id int PRIMARY KEY, ws text, title text);
+    ALTER TABLE tagged REPLICA IDENTITY FULL;
     CREATE TABLE drifting (id int PRIMARY KEY, ws text NOT NULL, title text);
     ALTER TABLE drifting REPLICA IDENTITY FULL;
     INSERT INTO early SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, g % 3, 'early ' || g
@@ -67,6 +69,13 @@ const pipe = usePipeline({
     '007_racing.toml': migration({ name: 'racing', table: 'racing', namespace: 'racing_{ws}' }),
     '008_moving.toml': migration({ name: 'moving', table: 'moving', namespace: 'moving_{ws}' }),
     '009_drifting.toml': migration({ name: 'drifting', table: 'drifting', namespace: 'drifting_{ws}' }),
+    // the transform's document id names the tenant: a move must delete the id the old row's document had
+    '010_tagged.toml': migration({
+      name: 'tagged',
+      table: 'tagged',
+      namespace: 'tagged_{ws}',
+      transform: 'transforms/tagged.ts',
+    }),
   },
   files: {
     'transforms/notes.ts': `export default function (event) {
@@ -74,6 +83,11 @@ const pipe = usePipeline({
   const ws = event.new.ws
   event.new.ws = 'chosen_by_the_transform'
   return { type: 'upsert', attributes: { loud: event.new.title.toUpperCase(), ws: 'attr-' + ws } }
+}
+`,
+    'transforms/tagged.ts': `export default function (event) {
+  if (event.type === 'delete') return { type: 'delete', id: event.old.ws + ':' + event.old.id }
+  return { type: 'upsert', id: event.new.ws + ':' + event.new.id, attributes: { title: event.new.title } }
 }
 `,
   },
@@ -199,6 +213,20 @@ describe('a namespace per tenant, streamed', () => {
     await pipe.db.sql`DELETE FROM notes WHERE id = 2`
     await expectPlaced('notes_', { notes_b: [1] }, 'note 2 deleted')
     expect(pipe.server.namespaces().some((n) => n.includes('chosen'))).toBe(false)
+  })
+
+  test("a transform whose document id names the tenant: a move deletes the old row's document, not the new id", async () => {
+    await pipe.db.sql`INSERT INTO tagged VALUES (1, 'a', 'one'), (2, 'a', 'two')`
+    await expectPlaced('tagged_', { tagged_a: ['a:1', 'a:2'] }, 'tagged rows in a')
+    await pipe.db.sql`UPDATE tagged SET ws = 'b' WHERE id = 1`
+    // the code before: the delete in tagged_a was of 'b:1', so 'a:1' stayed readable in the old tenant
+    await expectPlaced('tagged_', { tagged_a: ['a:2'], tagged_b: ['b:1'] }, 'tagged row 1 moved to b')
+    // two moves in one transaction (collapsed into one change): every namespace it passed through is left
+    await pipe.db.sql.begin(async (tx) => {
+      await tx`UPDATE tagged SET ws = 'c' WHERE id = 2`
+      await tx`UPDATE tagged SET ws = 'd' WHERE id = 2`
+    })
+    await expectPlaced('tagged_', { tagged_b: ['b:1'], tagged_d: ['d:2'] }, 'tagged row 2 moved to d')
   })
 
   test('a chunked mapping with tenants: a move takes every chunk of the row to the new namespace', async () => {

@@ -54,6 +54,12 @@ export interface Intent {
    */
   leave?: string[]
   /**
+   * a namespace per tenant with a transform: the values the row had in namespaces it leaves that its own old values
+   * do not give (changes collapsed into this one, intent-namespace.ts carryLeaves): the transform's document id
+   * of each is deleted there (leaves.ts)
+   */
+  leftRows?: Row[]
+  /**
    * the namespace written to when the row's values at hand cannot name it (backfill's re-check of a page deletes
    * rows known by their keys, in the namespace the page wrote them to); otherwise the row's values decide
    */

@@ -41,5 +41,11 @@ export function carryLeaves(earlier: Intent, later: Intent): boolean {
   const target = intentNamespace(later)
   const leave = [...new Set(all)].filter((n) => !target.ok || n !== target.namespace)
   later.leave = leave.length ? leave : undefined
+  // a transform may name the document after the values (the tenant in its id): the earlier change's values go along,
+  // so that the transform names the document each namespace left had (leaves.ts)
+  if (leave.length && earlier.route.mapping.transform) {
+    const rows = [...later.leftRows ?? [], ...earlier.leftRows ?? [], earlier.event.old, earlier.event.new]
+    later.leftRows = rows.filter((r) => r !== undefined)
+  }
   return leave.some((n) => !own.includes(n))
 }

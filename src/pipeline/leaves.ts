@@ -6,19 +6,45 @@ import type { DeadLetter } from '../postgres/dlq.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import type { WriteOp } from '../types.ts'
 import { type Intent, intentDeadLetter } from './changes.ts'
+import { deleteEvent } from './row-event.ts'
 
 /** A row leaving namespaces before its write (a tenant move): the versioned delete of its document(s) in each. */
 export interface Leave {
   namespaces: readonly string[]
   intent: Intent
-  op: WriteOp
+  ops: WriteOp[]
 }
 
-/** The delete of a row's document(s) at the intent's version: by row key in row-documents mode, else by id. */
-export function leaveOp(m: Mapping, intent: Intent, id: WriteOp['id']): WriteOp {
-  return rowDocumentsMode(m)
-    ? { kind: 'row', id: String(intent.id), version: intent.version, documents: [] }
-    : { kind: 'delete', id, version: intent.version }
+/**
+ * The deletes of a row's document(s) at the intent's version: by row key in row-documents mode, else by id: each of
+ * `ids` (a transform may have named the document the row had there otherwise than the one it has now).
+ */
+export function leaveOps(m: Mapping, intent: Intent, ids: readonly WriteOp['id'][]): WriteOp[] {
+  if (rowDocumentsMode(m)) return [{ kind: 'row', id: String(intent.id), version: intent.version, documents: [] }]
+  const seen = new Set<string>()
+  const ops: WriteOp[] = []
+  for (const id of ids) {
+    const k = typeof id + ':' + String(id)
+    if (seen.has(k)) continue
+    seen.add(k)
+    ops.push({ kind: 'delete', id, version: intent.version })
+  }
+  return ops
+}
+
+/**
+ * A moving row's earlier values (its old row, and those of changes collapsed into it) as deletes, for the transform
+ * to name the document each had: a transform whose document id names the tenant gave the row another id there.
+ */
+export function leftRowDeletes(intent: Intent): Intent[] {
+  const rows = [intent.event.old, ...intent.leftRows ?? []]
+  const out: Intent[] = []
+  for (const old of rows) {
+    if (!old) continue
+    const e = intent.event
+    out.push({ ...intent, kind: 'delete', event: deleteEvent(intent.id, e.schema, e.table, e.mapping, e.lsn, old) })
+  }
+  return out
 }
 
 /**
@@ -39,8 +65,8 @@ export async function writeLeaves(leaves: Leave[], dead: DeadLetter[], sink: Sin
     }
   }
   await Promise.all([...byNamespace].map(async ([namespace, list]) => {
-    const res = await sink.write(namespace, list.map((l) => l.op))
-    const byOp = res.failed.length ? new Map(list.map((l) => [l.op, l])) : undefined
+    const res = await sink.write(namespace, list.flatMap((l) => l.ops))
+    const byOp = res.failed.length ? new Map(list.flatMap((l) => l.ops.map((op) => [op, l]))) : undefined
     for (const f of res.failed) {
       const l = byOp!.get(f.op)
       if (!l || refused.has(l.intent)) continue

@@ -4,7 +4,7 @@ import type postgres from 'postgres'
 import { addDeadLetters, type DeadLetter } from '../postgres/dlq.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import type { Mapping } from '../config/load.ts'
-import type { DistanceMetric, Logger, WriteOp } from '../types.ts'
+import type { DistanceMetric, Id, Logger, WriteOp } from '../types.ts'
 import type { Embedder } from '../embeddings/embedder.ts'
 import { clearDropped, redoUnpatched, storedDocuments, storedHashLookup } from './stored-embeddings.ts'
 import { type Intent, intentDeadLetter, type MappingRoute } from './changes.ts'
@@ -15,7 +15,7 @@ import { forgetTypes, namespaceTypes, rememberTypes, typesWereAssumed } from './
 import type { TransformResult, TransformRunner } from './transform/mod.ts'
 import { backoffDelay, sleep } from '../retry.ts'
 import { intentNamespace, leavingNamespaces } from './intent-namespace.ts'
-import { type Leave, leaveOp, writeLeaves } from './leaves.ts'
+import { type Leave, leaveOps, leftRowDeletes, writeLeaves } from './leaves.ts'
 
 export interface RouteRuntime extends MappingRoute {
   runner: TransformRunner
@@ -117,7 +117,7 @@ export async function projectIntents(
       const gone = leavingNamespaces(intent, at)
       if (!at.ok) {
         // no namespace now (NULL, an invalid name): the row still leaves the one it was in
-        if (gone.length) leaves?.push({ namespaces: gone, intent, op: leaveOp(route.mapping, intent, intent.id) })
+        if (gone.length) leaves?.push({ namespaces: gone, intent, ops: leaveOps(route.mapping, intent, [intent.id]) })
         // a delete of a row whose values named no namespace: it never had a document, nothing to tell
         if (intent.kind === 'upsert') dead.push(intentDeadLetter(intent, at.error))
         continue
@@ -127,6 +127,9 @@ export async function projectIntents(
       leaving.push(gone)
     }
     const results = list.length ? await transformWithRetry(route, list, where, deps) : []
+    // a transform may name a row's document after its values (the tenant in its id): the id of the document a moving
+    // row had in each namespace it leaves is the transform's for its values there, as a delete
+    const leftIds = leaves && route.mapping.transform ? await leftDocumentIds(route, list, leaving, deps) : undefined
     for (let k = 0; k < results.length; k++) {
       const res = results[k]
       const intent = list[k]
@@ -135,7 +138,8 @@ export async function projectIntents(
       if (leaving[k].length && leaves) {
         // the document the row had there: the transform's id for it (its upsert's or delete's), else the row's
         const a = res.ok && res.action.type !== 'skip' && res.action.type !== 'documents' ? res.action : undefined
-        leaves.push({ namespaces: leaving[k], intent, op: leaveOp(route.mapping, intent, a?.id ?? intent.id) })
+        const ids = [...leftIds?.get(intent) ?? [], a?.id ?? intent.id]
+        leaves.push({ namespaces: leaving[k], intent, ops: leaveOps(route.mapping, intent, ids) })
       }
       if (!res.ok) {
         dead.push(intentDeadLetter(intent, res.error))
@@ -336,6 +340,40 @@ async function writeProjected(
   }
   summary.byMapping.set(route.mapping.name, counts)
   summary.skipped += res.skipped
+}
+
+/**
+ * The ids the transform gives the documents the moving rows of `list` (those `leaving` a namespace) had there: each
+ * row's earlier values as a delete (leaves.ts leftRowDeletes). A failed transform names none (the row's own id and its
+ * new document's are deleted anyway).
+ */
+async function leftDocumentIds(
+  route: RouteRuntime,
+  list: Intent[],
+  leaving: readonly (readonly string[])[],
+  deps: Pick<WriterDeps, 'sink' | 'log' | 'retryDelayMs'>,
+): Promise<Map<Intent, Id[]>> {
+  const out = new Map<Intent, Id[]>()
+  const deletes: Intent[] = []
+  const of: Intent[] = []
+  const where: string[] = []
+  list.forEach((intent, k) => {
+    if (!leaving[k].length) return
+    for (const d of leftRowDeletes(intent)) {
+      deletes.push(d)
+      of.push(intent)
+      where.push(leaving[k][0])
+    }
+  })
+  if (!deletes.length) return out
+  const results = await transformWithRetry(route, deletes, where, deps)
+  results.forEach((r, k) => {
+    if (!r.ok || r.action.type !== 'delete') return
+    const ids = out.get(of[k])
+    if (ids) ids.push(r.action.id)
+    else out.set(of[k], [r.action.id])
+  })
+  return out
 }
 
 /** Runs a route's transform; failures an unavailable dependency caused are retried, not dead-lettered. */
