@@ -12,7 +12,7 @@ function setup(
     batchSize?: number
     maxOutstanding?: number
     maxOutstandingBytes?: number
-    spread?: { rows: number; waitMs: number }
+    spread?: { rows: number; bytes: number; waitMs: number; behind?: () => boolean }
   } = {},
 ) {
   const writes: { batch: Batch; land(): void; fail(e: Error): void }[] = []
@@ -30,7 +30,9 @@ function setup(
       new Promise((resolve, reject) => writes.push({ batch, land: () => resolve(undefined), fail: reject })),
     confirm: (lsn) => confirmed.push(lsn),
   })
-  const change = (id: number, lsn: number) => p.add(`m\u0000${id}`, { id, lsn: BigInt(lsn) } as unknown as Intent, 100)
+  // with `spread`, the changes are of a tenant mapping unless said otherwise
+  const change = (id: number, lsn: number, spread = opts.spread !== undefined) =>
+    p.add(`m\u0000${id}`, { id, lsn: BigInt(lsn) } as unknown as Intent, 100, spread)
   const ids = (k: number) => writes[k].batch.intents.map((i) => i.id)
   // a commit's write starts after the messages already received (setImmediate), a landing's effects in microtasks
   const tick = () => new Promise((r) => setImmediate(r))
@@ -84,7 +86,7 @@ describe('WritePipeline', () => {
   }
 
   test('a namespace per tenant (spread): a backlog waits for more rows while a write is in flight, a trickle does not', async () => {
-    const { p, writes, change, tick } = setup({ batchSize: 10, spread: { rows: 50, waitMs: 150 } })
+    const { p, writes, change, tick } = setup({ batchSize: 10, spread: { rows: 50, bytes: 1 << 20, waitMs: 150 } })
     p.begin()
     change(1, 100)
     p.commit(110n)
@@ -117,6 +119,56 @@ describe('WritePipeline', () => {
     expect(writes.length).toBe(3)
     await new Promise((r) => setTimeout(r, 200))
     expect(writes.length).toBe(4) // waited long enough
+    for (const w of writes) w.land()
+    await p.flushAll()
+  })
+
+  test('spread with `behind`: a backlog grows while the stream is behind, even with nothing in flight; cut once caught up', async () => {
+    let behind = true
+    const { p, writes, change, tick } = setup({
+      batchSize: 10,
+      spread: { rows: 50, bytes: 1 << 20, waitMs: 10_000, behind: () => behind },
+    })
+    for (let t = 0; t < 4; t++) {
+      p.begin()
+      for (let id = t * 10; id < t * 10 + 10; id++) change(id, 100 + t)
+      p.commit(BigInt(110 + t))
+      await tick()
+    }
+    p.tick()
+    expect(writes.length).toBe(0) // 40 rows, behind: held (the code before: written at 10, nothing being in flight)
+    behind = false
+    p.tick() // the processor's timer: the stream caught up, so what is pending goes now
+    expect(writes.length).toBe(1)
+    expect(writes[0].batch.intents.length).toBe(40)
+    // at `rows` it goes even while behind
+    behind = true
+    p.begin()
+    for (let id = 100; id < 160; id++) change(id, 200)
+    p.commit(210n)
+    await tick()
+    expect(writes.length).toBe(2)
+    expect(writes[1].batch.intents.length).toBe(50)
+    const done = p.flushAll()
+    for (let k = 0; k < 5; k++) {
+      for (const w of writes) w.land()
+      await tick()
+    }
+    await done
+    expect(writes.map((w) => w.batch.intents.length)).toEqual([40, 50, 10])
+  })
+
+  test('spread: changes of other mappings are batched as without it (maxBatch, not held)', async () => {
+    const { p, writes, change, tick } = setup({
+      batchSize: 10,
+      spread: { rows: 5_000, bytes: 1 << 24, waitMs: 10_000, behind: () => true },
+    })
+    p.begin()
+    for (let id = 0; id < 2_500; id++) change(id, 100, false)
+    p.commit(110n)
+    await tick()
+    // one namespace's changes: cut at maxBatch (1,000), at once
+    expect(writes.map((w) => w.batch.intents.length)).toEqual([1000, 1000, 500])
     for (const w of writes) w.land()
     await p.flushAll()
   })

@@ -316,7 +316,9 @@ describe('the request body as sent with fetch', () => {
       documents: [{ id: 'r1#0', attributes: { c: 'x' } }, { id: 'r1#1', attributes: { c: 'y' }, stored }],
     }],
     'deletes only': [del(6, V), del(7, V)],
-    'a bigint id and value past 2^53': [up(18446744073709551615n, V, { big: 9007199254740993n })],
+    'a bigint id and value past 2^53': [
+      { kind: 'upsert', id: 18446744073709551615n, version: V, attributes: { big: 9007199254740993n } },
+    ],
   }
   for (const [name, ops] of Object.entries(cases)) {
     test(`writeBodyText puts together the same body as writeBody: ${name}`, () => {

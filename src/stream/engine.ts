@@ -29,6 +29,7 @@ import { checkMigrated } from '../postgres/preflight.ts'
 import { isUnreachable } from '../postgres/unreachable.ts'
 import { ReplicationStream, SlotInUseError, SlotMissingError } from '../postgres/replication.ts'
 import { Checkpoint } from './checkpoint.ts'
+import { ServerWalWatch } from './server-wal.ts'
 import { ChangeProcessor, type FlushInfo, type RouteRuntime } from './processor.ts'
 import { buildRoutes, embedderFor } from '../pipeline/routes.ts'
 import { MappingFollower, migrationState } from './follow.ts'
@@ -86,6 +87,8 @@ export interface RunOptions {
 /** the engine's waits end early on stop: the loop checks the signal itself */
 const pause = (ms: number, signal?: AbortSignal) => sleep(ms, signal, null)
 const RECONNECT: Backoff = { baseMs: 500, maxMs: 30_000 }
+/** a stream this much WAL behind the server is behind: its batches grow (a namespace per tenant, inflight.ts) */
+const BEHIND_BYTES = 64n * 1024n
 
 /** Runs the stream until `signal` aborts. Throws for problems that retrying cannot fix (config, missing slot). */
 export async function runStream(fullConfig: Config, opts: RunOptions): Promise<void> {
@@ -131,6 +134,8 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
   // the mappings streamed: those whose table was dropped after `migrate` are left out (stream/dropped-tables.ts)
   let streamed = config
   let tableWatch: DroppedTableWatch | undefined
+  // a namespace per tenant: how far the server's WAL goes, for batches that grow while the stream is behind it
+  const walWatch = tenants ? new ServerWalWatch(sql) : undefined
   let follower: MappingFollower | undefined
   try {
     // PostgreSQL down or starting up when run starts: wait for it, as for a restart while streaming
@@ -190,6 +195,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
     }
     tableWatch = new DroppedTableWatch(sql, routes, log, opts.tableCheckIntervalMs ?? 10_000)
     tableWatch.start()
+    walWatch?.start()
     let waitingLogged = false
     let failures = 0
     while (!opts.signal?.aborted) {
@@ -242,6 +248,8 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
           checkpoint,
           follow: follower?.follow.bind(follower),
           publication: config.stream.publication,
+          // a namespace per tenant: batches grow while the stream is more than BEHIND_BYTES of WAL behind the server
+          behind: walWatch ? () => walWatch!.lsn - rs.receivedLsn > BEHIND_BYTES : undefined,
           // a failed batch: let go of the walsender now, not when the next message arrives (invariant 7)
           onFailure: (e) => void rs.abort(e),
           onFlush: (info) => {
@@ -314,6 +322,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
     monitor.setStreaming(false)
     await heartbeat.stop()
     await tableWatch?.stop()
+    walWatch?.stop()
     // transform runners: `bin:` child processes end here
     for (const r of routes) await r.runner.close().catch(() => {})
     await follower?.close()

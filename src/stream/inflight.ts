@@ -26,6 +26,8 @@ interface Entry {
   held?: Txn[]
   /** the change's size as decoded (an estimate of what it costs in memory) */
   bytes: number
+  /** of a mapping with a namespace per tenant (`spread`) */
+  spread?: true
 }
 
 export interface Batch {
@@ -52,12 +54,14 @@ export interface WritePipelineOptions<R> {
    */
   coalesceMs?: number
   /**
-   * a namespace per tenant: a batch is spread over many namespaces, one request each, so a request carries about
-   * batch rows / namespaces. While other batches are in flight and a backlog is pending (batchSize or more), the batch
-   * waits up to `waitMs` (from the previous cut) to grow towards `rows`: fewer, fuller requests. A trickle of changes
-   * (below batchSize) is written as without it.
+   * a namespace per tenant: a batch of such changes (`add`'s `spread`) is spread over many namespaces, one request
+   * each, so a request carries about batch rows / namespaces, and a request costs far more than a row. When most of
+   * what is pending is such changes, a batch may hold `rows` and `bytes` (not maxBatch / maxBatchBytes), and while the
+   * stream is `behind` and a backlog is pending (batchSize or more), it waits up to `waitMs` (from the previous cut)
+   * to grow: fewer, fuller requests. Once the stream has caught up it is cut at once. A trickle of changes (below
+   * batchSize) is written as without it. Without `behind`, a batch waits only while other batches are in flight.
    */
-  spread?: { rows: number; waitMs: number }
+  spread?: { rows: number; bytes: number; waitMs: number; behind?: () => boolean }
   /** how many batches may be in flight */
   limit: AdaptiveLimit
   /** writes a batch; resolves once it is durable (written or dead-lettered) */
@@ -85,6 +89,10 @@ export class WritePipeline<R = unknown> {
   #waiters: (() => void)[] = []
   #failure: Error | undefined
   #coalesceTimer: ReturnType<typeof setTimeout> | undefined
+  /** a batch is held to grow while the reader is behind (spread): cut by the next tick once it has caught up */
+  #spreading = false
+  /** pending entries added with `spread` (a namespace per tenant) */
+  #pendingSpread = 0
   #pumpSoon = false
 
   constructor(private readonly opts: WritePipelineOptions<R>) {}
@@ -107,8 +115,11 @@ export class WritePipeline<R = unknown> {
     this.#ledger.begin()
   }
 
-  /** A document's wanted state; replaces a pending change of the same key (the later one wins). */
-  add(key: string, intent: Intent, bytes: number): void {
+  /**
+   * A document's wanted state; replaces a pending change of the same key (the later one wins). `spread`: its mapping
+   * has a namespace per tenant (the `spread` option).
+   */
+  add(key: string, intent: Intent, bytes: number, spread = false): void {
     const old = this.#pending.get(key)
     let held: Txn[] | undefined
     if (old) {
@@ -121,10 +132,16 @@ export class WritePipeline<R = unknown> {
       }
       this.#pending.delete(key) // re-insert: the map's order stays the order of last change
       this.#pendingBytes -= old.bytes
+      if (old.spread) this.#pendingSpread--
     } else if (!this.#pending.size && !this.#dead.length) this.#pendingSince = Date.now()
     const txn = this.#ledger.add()
     this.#pendingBytes += bytes
-    this.#pending.set(key, held ? { key, intent, txn, bytes, held } : { key, intent, txn, bytes })
+    const entry: Entry = held ? { key, intent, txn, bytes, held } : { key, intent, txn, bytes }
+    if (spread) {
+      entry.spread = true
+      this.#pendingSpread++
+    }
+    this.#pending.set(key, entry)
   }
 
   addDead(dead: DeadLetter): void {
@@ -174,7 +191,7 @@ export class WritePipeline<R = unknown> {
   tick(): void {
     if ((this.#pending.size || this.#dead.length) && Date.now() - this.#pendingSince >= this.opts.pollIntervalMs) {
       this.#pump(true)
-    }
+    } else if (this.#spreading) this.#pump(false)
   }
 
   /** Writes everything pending and waits until all of it, and everything in flight, has landed. */
@@ -222,11 +239,17 @@ export class WritePipeline<R = unknown> {
         }, coalesce - waited)
         return
       }
-      const spread = this.opts.spread
+      // mostly changes of tenant mappings: a batch of their own size, grown while the stream is behind
+      const spread = this.opts.spread && this.#pendingSpread * 2 >= this.#pending.size ? this.opts.spread : undefined
+      const maxRows = spread?.rows ?? this.opts.maxBatch
+      const maxBytes = spread?.bytes ?? this.opts.maxBatchBytes
+      this.#spreading = false
       if (
-        spread && !force && big && this.#inflight > 0 && waited < spread.waitMs &&
-        this.#pending.size + this.#dead.length < spread.rows && this.#pendingBytes < this.opts.maxBatchBytes
+        spread && !force && big && waited < spread.waitMs &&
+        (spread.behind ? spread.behind() : this.#inflight > 0) &&
+        this.#pending.size + this.#dead.length < maxRows && this.#pendingBytes < maxBytes
       ) {
+        this.#spreading = true
         this.#coalesceTimer ??= setTimeout(() => {
           this.#coalesceTimer = undefined
           this.#pump(false)
@@ -236,7 +259,7 @@ export class WritePipeline<R = unknown> {
       const entries: Entry[] = []
       let bytes = 0
       for (const e of this.#pending.values()) {
-        if (entries.length >= this.opts.maxBatch || (entries.length && bytes + e.bytes > this.opts.maxBatchBytes)) break
+        if (entries.length >= maxRows || (entries.length && bytes + e.bytes > maxBytes)) break
         if (this.#busy.has(e.key)) continue
         entries.push(e)
         bytes += e.bytes
@@ -247,6 +270,7 @@ export class WritePipeline<R = unknown> {
       if (all) this.#pending = new Map()
       for (const e of entries) {
         if (!all) this.#pending.delete(e.key)
+        if (e.spread) this.#pendingSpread--
         this.#busy.add(e.key)
       }
       this.#pendingBytes -= bytes

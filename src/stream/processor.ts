@@ -51,6 +51,11 @@ export interface ProcessorOptions {
   onFlush?: (info: FlushInfo) => void
   /** first pause after a retryable transform failure (embedding provider down) */
   retryDelayMs?: number
+  /**
+   * whether changes already received wait to be handled (the replication reader's queue): with a namespace per tenant
+   * a batch grows while it is so, and is cut once the reader has caught up (inflight.ts `spread`)
+   */
+  behind?: () => boolean
   /** called once when a flush fails: the stream must let go of its replication connection at once */
   onFailure?: (e: Error) => void
   /**
@@ -76,10 +81,11 @@ const MAX_BATCH_BYTES = 4 * 1024 * 1024
 
 /**
  * A stream with a namespace per tenant: a batch of N changes over T namespaces is T requests of about N / T rows, and
- * the requests in flight at once are what is scarce (the runtime's connections, the service's latency), so under a
- * backlog batches grow to this many rows / bytes, waiting up to waitMs for spreadRows while others are in flight.
+ * requests are what is scarce (the service's latency, the runtime's connections: Bun sends 256 at once unless
+ * BUN_CONFIG_MAX_HTTP_REQUESTS says more), so batches of such changes may hold this many rows / bytes, and grow for up
+ * to waitMs while the stream is behind the server's WAL (inflight.ts `spread`).
  */
-const TENANT_BATCH = { maxRows: 60_000, maxBytes: 16 * 1024 * 1024, spreadRows: 60_000, waitMs: 600 }
+const TENANT_BATCH = { rows: 60_000, bytes: 16 * 1024 * 1024, waitMs: 1000 }
 
 export class ChangeProcessor {
   private readonly byRelation = new Map<number, TableRoutes>()
@@ -98,23 +104,22 @@ export class ChangeProcessor {
     const batchSize = opts.batchSize ?? 1000
     this.pollIntervalMs = opts.pollIntervalMs ?? 1000
     this.progress = new ProgressRecorder(opts.sql, opts.log)
-    // a namespace per tenant: a batch becomes a request per namespace it touches, so under a backlog it may grow
-    // (by rows and bytes, not turbopuffer's 10,000 rows a request, which the sink keeps per namespace) and wait a
-    // little for more rows per namespace (inflight.ts `spread`)
+    // a namespace per tenant: a batch of such changes becomes a request per namespace it touches, so it may grow (by
+    // rows and bytes, not turbopuffer's 10,000 rows a request, which the sink keeps per namespace) while the stream is
+    // behind (inflight.ts `spread`); the changes of other mappings are batched as without it
     const tenants = opts.routes.some((r) => r.mapping.namespaceTemplate)
-    const maxBatch = opts.maxBatch ??
-      (tenants ? TENANT_BATCH.maxRows : Math.max(batchSize, Math.min(10_000, batchSize * 4)))
-    const maxBatchBytes = tenants ? TENANT_BATCH.maxBytes : MAX_BATCH_BYTES
+    const maxBatch = opts.maxBatch ?? Math.max(batchSize, Math.min(10_000, batchSize * 4))
+    const largest = tenants ? { rows: TENANT_BATCH.rows, bytes: TENANT_BATCH.bytes } : { rows: maxBatch, bytes: 0 }
     this.pipeline = new WritePipeline<Omit<FlushInfo, 'confirmed'>>({
       batchSize,
       maxBatch,
-      maxBatchBytes,
+      maxBatchBytes: MAX_BATCH_BYTES,
       // memory: what is pending plus what is in flight (invariant 4)
-      maxOutstanding: maxBatch * 2,
-      maxOutstandingBytes: maxBatchBytes * 2,
+      maxOutstanding: Math.max(maxBatch, largest.rows) * 2,
+      maxOutstandingBytes: Math.max(MAX_BATCH_BYTES, largest.bytes) * 2,
       pollIntervalMs: this.pollIntervalMs,
       coalesceMs: Math.min(COALESCE_MS, this.pollIntervalMs),
-      spread: tenants ? { rows: TENANT_BATCH.spreadRows, waitMs: TENANT_BATCH.waitMs } : undefined,
+      spread: tenants ? { ...TENANT_BATCH, behind: opts.behind } : undefined,
       limit: opts.concurrency ?? new AdaptiveLimit(),
       write: (batch) => this.flush(batch),
       confirm: (lsn) => this.opts.checkpoint.landed(lsn),
@@ -291,7 +296,7 @@ export class ChangeProcessor {
   private add(i: Intent, bytes: number) {
     // per mapping (its namespace or template: two live versions of one mapping, a re-index, are two documents) and
     // row, whatever tenant namespace the row is in: its changes are ordered across namespaces
-    this.pipeline.add(i.route.mapping.namespace + '\u0000' + idKey(i.id), i, bytes)
+    this.pipeline.add(i.route.mapping.namespace + '\u0000' + idKey(i.id), i, bytes, !!i.route.mapping.namespaceTemplate)
   }
 
   private async truncate(relations: Relation[]) {
