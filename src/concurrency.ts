@@ -23,6 +23,52 @@ export async function forEachLimited<T>(items: T[], limit: number, fn: (item: T)
   if (rejected) throw rejected.reason
 }
 
+/**
+ * At most `size` holders at once; the others wait their turn, first come first served. Unlike a limit on the work
+ * started, the holder decides what it does before holding a slot (nothing) and after (everything).
+ */
+export class Slots {
+  #free: number
+  #waiting: Array<() => void> = []
+  #head = 0
+
+  constructor(readonly size: number) {
+    if (!Number.isInteger(size) || size < 1) throw new Error(`slots: expected a positive integer, got ${size}`)
+    this.#free = size
+  }
+
+  /** holders waiting for a slot now */
+  get waiting(): number {
+    return this.#waiting.length - this.#head
+  }
+
+  /** Resolves once a slot is held, with the function that gives it back (once; later calls do nothing). */
+  take(): Promise<() => void> {
+    if (this.#free > 0) {
+      this.#free--
+      return Promise.resolve(this.#giveBack())
+    }
+    return new Promise((resolve) => this.#waiting.push(() => resolve(this.#giveBack())))
+  }
+
+  #giveBack(): () => void {
+    let given = false
+    return () => {
+      if (given) return
+      given = true
+      if (this.#head < this.#waiting.length) {
+        const next = this.#waiting[this.#head++]
+        // the queue's front is dropped now and then, not shifted per slot
+        if (this.#head > 1024 && this.#head * 2 > this.#waiting.length) {
+          this.#waiting = this.#waiting.slice(this.#head)
+          this.#head = 0
+        }
+        next()
+      } else this.#free++
+    }
+  }
+}
+
 export interface AdaptiveLimitOptions {
   /** requests allowed in flight at first (default 8) */
   initial?: number

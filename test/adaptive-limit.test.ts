@@ -1,6 +1,6 @@
 // The AIMD limit on writes in flight: grows by about one per round of full use, halves once per 429 storm.
 import { describe, expect, test } from 'bun:test'
-import { AdaptiveLimit, forEachAdaptive } from '../src/concurrency.ts'
+import { AdaptiveLimit, forEachAdaptive, Slots } from '../src/concurrency.ts'
 
 describe('AdaptiveLimit', () => {
   test('grows while used fully, not while idle, and stops at max', () => {
@@ -53,5 +53,27 @@ describe('AdaptiveLimit', () => {
     )
       .catch((e) => e)
     expect(err.message).toBe('boom')
+  })
+})
+
+describe('Slots', () => {
+  test('at most `size` holders; the others in the order they came; a slot given back twice counts once', async () => {
+    const slots = new Slots(2)
+    const order: number[] = []
+    const held: Array<() => void> = []
+    const takers = [1, 2, 3, 4, 5].map((n) => slots.take().then((give) => (order.push(n), held.push(give))))
+    await Promise.resolve()
+    await Promise.resolve()
+    expect(order).toEqual([1, 2])
+    expect(slots.waiting).toBe(3)
+    held[0]()
+    held[0]() // again: nothing more is let in
+    await new Promise((r) => setTimeout(r, 0))
+    expect(order).toEqual([1, 2, 3])
+    held[1]()
+    held[2]()
+    await Promise.all(takers)
+    expect(order).toEqual([1, 2, 3, 4, 5])
+    expect(() => new Slots(0)).toThrow('positive integer')
   })
 })

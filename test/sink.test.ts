@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import process from 'node:process'
 import { startLocalServer } from '../src/local/server.ts'
 import { DiscardSink } from '../src/turbopuffer/discard.ts'
+import { defaultWritesInFlight } from '../src/turbopuffer/write-request.ts'
 import {
   type RetryInfo,
   TurbopufferRequestError,
@@ -306,6 +307,30 @@ describe('request splitting', () => {
     // one request: the caller (a tenant namespace whose types it assumed) writes them again once it knows why
     expect(sink.stats().requests - before).toBe(1)
     expect((await docs(sink, ns)).size).toBe(0)
+  })
+})
+
+describe('writes in flight', () => {
+  test('at most `writesInFlight` namespace writes at once; the rest wait (Bun queues past 256 with timeouts running)', async () => {
+    const slow = await startLocalServer({ apiKey: 'test-key', latencyMs: 300 })
+    try {
+      const sink = new TurbopufferSink({ api_key: 'test-key', base_url: slow.url }, { writesInFlight: 2 })
+      const started = performance.now()
+      const all = await Promise.all(
+        Array.from({ length: 6 }, (_, i) => sink.write(`inflight-${process.pid}-${i}`, [up(i, 'v1', { i })])),
+      )
+      expect(all.every((r) => r.written === 1)).toBe(true)
+      // 6 writes of 300 ms, 2 at a time: three rounds (all at once: one round)
+      expect(performance.now() - started).toBeGreaterThanOrEqual(850)
+    } finally {
+      await slow.stop()
+    }
+  })
+
+  test('the default follows BUN_CONFIG_MAX_HTTP_REQUESTS, else 256', () => {
+    expect(defaultWritesInFlight({})).toBe(256)
+    expect(defaultWritesInFlight({ BUN_CONFIG_MAX_HTTP_REQUESTS: '1024' })).toBe(1024)
+    expect(defaultWritesInFlight({ BUN_CONFIG_MAX_HTTP_REQUESTS: 'lots' })).toBe(256)
   })
 })
 

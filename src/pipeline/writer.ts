@@ -4,18 +4,18 @@ import type postgres from 'postgres'
 import { addDeadLetters, type DeadLetter } from '../postgres/dlq.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import type { Mapping } from '../config/load.ts'
-import type { DistanceMetric, Id, Logger, WriteOp } from '../types.ts'
+import type { DistanceMetric, Logger, WriteOp } from '../types.ts'
 import type { Embedder } from '../embeddings/embedder.ts'
-import { clearDropped, redoUnpatched, storedDocuments, storedHashLookup } from './stored-embeddings.ts'
+import { clearDropped, redoUnpatched, storedDocuments } from './stored-embeddings.ts'
 import { type Intent, intentDeadLetter, type MappingRoute } from './changes.ts'
 import { rowDocumentsMode } from '../config/row-documents.ts'
 import { type AttributeSpec, type ColumnType, mappingAttributes } from './schema.ts'
 import { shapeAttributes } from './attribute-values.ts'
 import { forgetTypes, namespaceTypes, rememberTypes, typesWereAssumed } from './namespace-types.ts'
-import type { TransformResult, TransformRunner } from './transform/mod.ts'
-import { backoffDelay, sleep } from '../retry.ts'
+import type { TransformRunner } from './transform/mod.ts'
+import { leftDocumentIds, transformWithRetry } from './run-transform.ts'
 import { intentNamespace, leavingNamespaces } from './intent-namespace.ts'
-import { type Leave, leaveOps, leftRowDeletes, writeLeaves } from './leaves.ts'
+import { type Leave, leaveOps, writeLeaves } from './leaves.ts'
 
 export interface RouteRuntime extends MappingRoute {
   runner: TransformRunner
@@ -340,72 +340,6 @@ async function writeProjected(
   }
   summary.byMapping.set(route.mapping.name, counts)
   summary.skipped += res.skipped
-}
-
-/**
- * The ids the transform gives the documents the moving rows of `list` (those `leaving` a namespace) had there: each
- * row's earlier values as a delete (leaves.ts leftRowDeletes). A failed transform names none (the row's own id and its
- * new document's are deleted anyway).
- */
-async function leftDocumentIds(
-  route: RouteRuntime,
-  list: Intent[],
-  leaving: readonly (readonly string[])[],
-  deps: Pick<WriterDeps, 'sink' | 'log' | 'retryDelayMs'>,
-): Promise<Map<Intent, Id[]>> {
-  const out = new Map<Intent, Id[]>()
-  const deletes: Intent[] = []
-  const of: Intent[] = []
-  const where: string[] = []
-  list.forEach((intent, k) => {
-    if (!leaving[k].length) return
-    for (const d of leftRowDeletes(intent)) {
-      deletes.push(d)
-      of.push(intent)
-      where.push(leaving[k][0])
-    }
-  })
-  if (!deletes.length) return out
-  const results = await transformWithRetry(route, deletes, where, deps)
-  results.forEach((r, k) => {
-    if (!r.ok || r.action.type !== 'delete') return
-    const ids = out.get(of[k])
-    if (ids) ids.push(r.action.id)
-    else out.set(of[k], [r.action.id])
-  })
-  return out
-}
-
-/** Runs a route's transform; failures an unavailable dependency caused are retried, not dead-lettered. */
-async function transformWithRetry(
-  route: RouteRuntime,
-  intents: Intent[],
-  namespaces: readonly string[],
-  deps: Pick<WriterDeps, 'sink' | 'log' | 'retryDelayMs'>,
-) {
-  const events = intents.map((i) => i.event)
-  // embeddings paid once: the stored documents' hashes, asked of the namespace each row's documents are in
-  // (`namespaces`, projectIntents' for each intent: a namespace per tenant is the one the row's values name; a row
-  // that moves finds nothing stored in the new one)
-  const storedHashes = storedHashLookup(deps.sink, route.mapping, intents, namespaces)
-  const run = (list: typeof events) => route.runner.run(list, { storedHashes })
-  let results: TransformResult[] = await run(events)
-  for (let attempt = 1; results.some((r) => !r.ok && r.retryable); attempt++) {
-    const idx = results.flatMap((r, k) => (!r.ok && r.retryable ? [k] : []))
-    const delay = backoffDelay(attempt - 1, { baseMs: deps.retryDelayMs ?? 500, maxMs: 30_000 })
-    deps.log.warn('transform failed for a reason that can pass (e.g. the embedding provider); retrying', {
-      mapping: route.mapping.name,
-      rows: idx.length,
-      attempt,
-      delay_ms: delay,
-      error: (results[idx[0]] as { error: string }).error,
-    })
-    await sleep(delay)
-    const again = await run(idx.map((k) => events[k]))
-    results = results.slice()
-    idx.forEach((k, j) => results[k] = again[j])
-  }
-  return results
 }
 
 /**

@@ -19,9 +19,9 @@ import {
 } from './retry.ts'
 import type { NamespacePage, Sink, SinkStats, WriteOptions, WriteResult } from './types.ts'
 import { checkName } from './types.ts'
-import { forEachLimited } from '../concurrency.ts'
+import { forEachLimited, Slots } from '../concurrency.ts'
 import { DEFAULT_NAMESPACE_BYTES_PER_SECOND, WriteBudget } from './write-budget.ts'
-import { postWrite, type WriteEndpoint, writeEndpoint } from './write-request.ts'
+import { defaultWritesInFlight, postWrite, type WriteEndpoint, writeEndpoint } from './write-request.ts'
 import { BIGINT_MARK } from './wire-ids.ts'
 import {
   chunkBytes,
@@ -41,38 +41,9 @@ export type { TurbopufferConfig } from './client.ts'
 
 export type { RetryInfo } from './retry.ts'
 
-export interface TurbopufferSinkOptions {
-  log?: Logger
-  /** gives up waiting and retrying (shutdown): pending calls reject with the signal's reason */
-  signal?: AbortSignal
-  limits?: Partial<Limits>
-  backoff?: Partial<BackoffPolicy>
-  /** requests in flight at once for one `write` call (its chunks hold disjoint ids, so order does not matter) */
-  concurrency?: number
-  /**
-   * the most bytes a second written to one namespace (default 32 MB: turbopuffer's per-namespace limit; 0: no limit):
-   * writes beyond it wait instead of drawing a 429
-   */
-  namespaceBytesPerSecond?: number
-  /** per-request timeout, ms (a timeout is retried) */
-  timeoutMs?: number
-  /** a client to use instead of one built from the config (tests, custom fetch) */
-  client?: Turbopuffer
-  env?: Record<string, string | undefined>
-  onRetry?(info: RetryInfo): void
-  /** every HTTP request's duration and outcome, for latency metrics */
-  onRequest?(ms: number, ok: boolean): void
-  /** a write waited `ms` for its namespace's byte budget (namespaceBytesPerSecond), for metrics */
-  onPaced?(namespace: string, ms: number): void
-}
-
-/** A request turbopuffer refused in a way that retrying cannot change. */
-export class TurbopufferRequestError extends Error {
-  constructor(readonly status: number, message: string, readonly fatal: boolean) {
-    super(message)
-    this.name = 'TurbopufferRequestError'
-  }
-}
+import { TurbopufferRequestError, type TurbopufferSinkOptions } from './sink-options.ts'
+export { TurbopufferRequestError } from './sink-options.ts'
+export type { TurbopufferSinkOptions } from './sink-options.ts'
 
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} }
 
@@ -91,6 +62,7 @@ export class TurbopufferSink implements Sink {
   readonly #budget: WriteBudget
   /** writes go out with fetch itself (write-request.ts), unless the caller gave a client of its own */
   readonly #endpoint?: WriteEndpoint
+  readonly #writeSlots: Slots
 
   constructor(config: TurbopufferConfig, opts: TurbopufferSinkOptions = {}) {
     this.#client = opts.client ?? createClient(config, { timeoutMs: opts.timeoutMs, env: opts.env })
@@ -100,6 +72,7 @@ export class TurbopufferSink implements Sink {
     this.#limits = { ...DEFAULT_LIMITS, ...opts.limits }
     this.#backoff = { ...DEFAULT_BACKOFF, ...opts.backoff }
     this.#concurrency = Math.max(1, opts.concurrency ?? 2)
+    this.#writeSlots = new Slots(opts.writesInFlight ?? defaultWritesInFlight(opts.env ?? process.env))
     this.#onRetry = opts.onRetry
     this.#onRequest = opts.onRequest
     this.#onPaced = opts.onPaced
@@ -116,6 +89,17 @@ export class TurbopufferSink implements Sink {
   async write(namespace: string, ops: WriteOp[], opts: WriteOptions = {}): Promise<WriteResult> {
     // the SDK's namespace object (a client of its own) only when writes go through the SDK
     const ns = this.#endpoint ? checkName(namespace) : this.#namespace(namespace)
+    // a namespace per tenant: a batch is a write per namespace, thousands at once. Those past the slots wait here, as
+    // ops: no request body is built (memory) and no request waits in the runtime's own queue with its timeout running
+    const release = await this.#writeSlots.take()
+    try {
+      return await this.#write(namespace, ns, ops, opts)
+    } finally {
+      release()
+    }
+  }
+
+  async #write(namespace: string, ns: Namespace | string, ops: WriteOp[], opts: WriteOptions): Promise<WriteResult> {
     const result: WriteResult = { written: 0, skipped: 0, failed: [] }
     const prepared = []
     for (const op of collapseOps(ops)) {

@@ -13,6 +13,18 @@ import {
 import { parseWithBigints } from './client.ts'
 import { restoreBigints } from './wire-ids.ts'
 
+/**
+ * Write requests a sink sends at once (sink.ts). Bun's fetch sends 256 requests at once and queues the rest, their
+ * timeouts running, unless BUN_CONFIG_MAX_HTTP_REQUESTS (read when the process starts) allows more: the sink keeps to
+ * the same number, on Deno too, and to that variable where it is set.
+ */
+export const DEFAULT_WRITES_IN_FLIGHT = 256
+
+export function defaultWritesInFlight(env: Record<string, string | undefined>): number {
+  const n = Number(env.BUN_CONFIG_MAX_HTTP_REQUESTS)
+  return Number.isInteger(n) && n >= 1 ? n : DEFAULT_WRITES_IN_FLIGHT
+}
+
 export interface WriteEndpoint {
   /** the service's base URL, without a trailing slash */
   baseURL: string
