@@ -158,6 +158,40 @@ describe('WritePipeline', () => {
     expect(writes.map((w) => w.batch.intents.length)).toEqual([40, 50, 10])
   })
 
+  test('spread: two tenant batches may be outstanding, while other changes keep to maxOutstanding', async () => {
+    for (const spread of [true, false]) {
+      const { p, writes, change, tick } = setup({
+        limit: 1,
+        batchSize: 5,
+        maxOutstanding: 8,
+        spread: { rows: 20, bytes: 1 << 20, waitMs: 0, behind: () => false },
+      })
+      p.begin()
+      for (let id = 1; id <= 5; id++) change(id, 100, spread)
+      await p.admit()
+      expect(writes.length).toBe(1)
+      for (let id = 6; id <= 15; id++) change(id, 100, spread)
+      const waiting = p.admit()
+      let admitted = false
+      waiting?.then(() => admitted = true)
+      for (let k = 0; k < 5; k++) await tick()
+      // 15 outstanding: room for tenant changes (two batches of 20), not for the others (8)
+      expect(admitted || waiting === undefined).toBe(spread)
+      for (let k = 0; k < 5; k++) {
+        for (const w of writes) w.land()
+        await tick()
+      }
+      await waiting
+      p.commit(110n)
+      const done = p.flushAll()
+      for (let k = 0; k < 5; k++) {
+        for (const w of writes) w.land()
+        await tick()
+      }
+      await done
+    }
+  })
+
   test('spread: changes of other mappings are batched as without it (maxBatch, not held)', async () => {
     const { p, writes, change, tick } = setup({
       batchSize: 10,

@@ -82,6 +82,8 @@ export class WritePipeline<R = unknown> {
   readonly #ledger = new CommitLedger()
   #inflight = 0
   #inflightDocs = 0
+  /** of the documents in flight, those added with `spread` */
+  #inflightSpread = 0
   #pendingBytes = 0
   #inflightBytes = 0
   /** when the oldest change not yet cut into a batch arrived */
@@ -213,8 +215,15 @@ export class WritePipeline<R = unknown> {
   }
 
   #full(): boolean {
-    return this.#pending.size + this.#dead.length + this.#inflightDocs >= this.opts.maxOutstanding ||
-      this.#pendingBytes + this.#inflightBytes >= this.opts.maxOutstandingBytes
+    // mostly changes of tenant mappings: two of their batches may be outstanding, else two of the others'
+    const spread = this.opts.spread &&
+        (this.#pendingSpread + this.#inflightSpread) * 2 >= this.#pending.size + this.#inflightDocs
+      ? this.opts.spread
+      : undefined
+    const docs = spread ? Math.max(this.opts.maxOutstanding, 2 * spread.rows) : this.opts.maxOutstanding
+    const bytes = spread ? Math.max(this.opts.maxOutstandingBytes, 2 * spread.bytes) : this.opts.maxOutstandingBytes
+    return this.#pending.size + this.#dead.length + this.#inflightDocs >= docs ||
+      this.#pendingBytes + this.#inflightBytes >= bytes
   }
 
   #advance(): void {
@@ -286,7 +295,10 @@ export class WritePipeline<R = unknown> {
     const limit = this.opts.limit
     this.#inflight++
     const docs = entries.length + dead.length
+    let spread = 0
+    for (const e of entries) if (e.spread) spread++
     this.#inflightDocs += docs
+    this.#inflightSpread += spread
     this.#inflightBytes += bytes
     const full = this.#inflight >= limit.current
     const token = limit.begin()
@@ -312,6 +324,7 @@ export class WritePipeline<R = unknown> {
     }).finally(() => {
       this.#inflight--
       this.#inflightDocs -= docs
+      this.#inflightSpread -= spread
       this.#inflightBytes -= bytes
       this.#pump(false)
       const w = this.#waiters
