@@ -26,7 +26,9 @@ Options:
   --sample <N>  check N randomly chosen member rows only (finds missing and mismatched documents, not extra ones)
   --tenant <VALUE>
                 a tenant mapping: check one namespace, the template filled with VALUE (--tenant 7); with several
-                placeholders, column=value pairs separated by commas (--tenant region=eu,org_id=7)
+                placeholders, column=value pairs separated by commas (--tenant region=eu,org_id=7). Reads that
+                tenant's rows only (selected by PostgreSQL where the placeholder columns' types allow), and the
+                rows of documents found there that they do not make, by key
   --json        the report as one JSON object
 
 Exit status: 0 in sync; 1 drift (with --repair: 0 once every drifted document was rewritten or deleted, 1 when a

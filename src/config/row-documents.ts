@@ -119,6 +119,42 @@ export function renderNamespace(
   return { ok: true, namespace: out }
 }
 
+/**
+ * Every assignment of texts to the template's placeholder columns that renderNamespace (prefix "") turns into `name`:
+ * the values a row must render to be routed there. Usually one; a separator that a value may also hold gives more
+ * (`docs_{a}_{b}` renders `docs_x_y_z` from a = "x", b = "y_z" and from a = "x_y", b = "z"). A placeholder may
+ * render nothing (an empty string). Undefined when there are more than `limit` (or finding them takes more than a
+ * thousand steps per allowed assignment).
+ */
+export function placeholderValues(
+  template: NamespaceTemplate,
+  name: string,
+  limit: number,
+): Array<Record<string, string>> | undefined {
+  const out: Array<Record<string, string>> = []
+  const values: Record<string, string> = {}
+  let steps = limit * 1000
+  const match = (part: number, at: number): boolean => {
+    if (--steps < 0) return false
+    if (part === template.parts.length) {
+      if (at === name.length) out.push({ ...values })
+      return out.length <= limit
+    }
+    const p = template.parts[part]
+    if ('literal' in p) return !name.startsWith(p.literal, at) || match(part + 1, at + p.literal.length)
+    const known = values[p.column]
+    // a column named twice renders the same text both times
+    if (known !== undefined) return !name.startsWith(known, at) || match(part + 1, at + known.length)
+    for (let end = at; end <= name.length; end++) {
+      values[p.column] = name.slice(at, end)
+      if (!match(part + 1, end)) return false
+    }
+    delete values[p.column]
+    return true
+  }
+  return match(0, 0) ? out : undefined
+}
+
 /** `[mapping.chunking]`: split text columns into chunk documents (src/pipeline/chunking.ts). */
 export const chunkingSchema = z.strictObject({
   /** the text column(s); several are joined with a blank line before chunking */

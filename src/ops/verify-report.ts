@@ -41,6 +41,14 @@ export interface DriftReport {
    * `--tenant`), and those of them no row routes to any more (kept; their documents are extra or misplaced)
    */
   namespaces?: { checked: number; unrouted: { count: number; names: string[] } }
+  /**
+   * `--tenant`: how its rows were read. `rows`: "selected", PostgreSQL selected them (the placeholder columns compared
+   * in the query), or "all read", every member row read and the other tenants' left out as read (a placeholder
+   * column whose values print otherwise, a float). `looked_up`: rows read by key, those of documents found in the
+   * namespace that its rows do not make (to tell a misplaced copy from an extra document); `scanned`: rows read
+   * again for such documents no key found (a transform names the documents), 0 unless needed.
+   */
+  tenant?: { rows: 'selected' | 'all read'; looked_up: number; scanned: number }
   /** a tenant mapping: documents in another namespace than their row's (the stale copy of a row that moved) */
   misplaced?: { count: number; items: Misplaced[] }
   drift: boolean
@@ -91,6 +99,14 @@ export function formatDriftReport(r: DriftReport): string {
   }
   if (r.mismatched.count > r.mismatched.items.length) {
     lines.push(`    … (${r.mismatched.count - r.mismatched.items.length} more)`)
+  }
+  if (r.tenant) {
+    const t = r.tenant
+    const rows = t.rows === 'selected'
+      ? 'its rows selected by PostgreSQL'
+      : 'every row read, its rows kept (PostgreSQL cannot compare a placeholder column of this type)'
+    const scanned = t.scanned ? `, ${t.scanned} read to place documents a transform named` : ''
+    lines.push(`  tenant        ${rows}; ${t.looked_up} other row(s) looked up by key${scanned}`)
   }
   if (r.failed.count) {
     lines.push(

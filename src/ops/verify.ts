@@ -11,29 +11,26 @@
 // row routes to (pipeline/row-namespace.ts rowNamespace, the writers' own function); every namespace of the mapping
 // (listed by the template's prefix, a page at a time) is read and judged against it, so a document found in another
 // tenant's namespace than its row's is misplaced (the stale copy of a row that moved), and a namespace no row routes
-// to any more is reported. `tenant` checks one namespace.
+// to any more is reported. `tenant` checks one namespace, reading only that tenant's rows (verify-tenant.ts).
 import { rowDocumentsMode } from '../config/row-documents.ts'
 import { readPage, readSample } from '../source/mod.ts'
 import type { Config, Mapping } from '../config/load.ts'
 import { namespaceSchema } from '../pipeline/schema.ts'
-import type { Intent } from '../pipeline/changes.ts'
-import { projectIntents } from '../pipeline/writer.ts'
-import { docId, idKey } from '../pipeline/row-identity.ts'
-import { keyIdText, type RowKey, rowKey, textKey } from '../pipeline/row-key.ts'
-import { rowNamespace } from '../pipeline/row-namespace.ts'
-import { tenantNamespace } from '../pipeline/tenant-values.ts'
+import { idKey } from '../pipeline/row-identity.ts'
+import type { RowKey } from '../pipeline/row-key.ts'
+import { tenantFilter, tenantNamespace } from '../pipeline/tenant-values.ts'
 import { formatLsn } from '../postgres/lsn.ts'
-import { rowEvent } from '../pipeline/row-event.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
-import type { DeadLetter } from '../postgres/dlq.ts'
 import { clientConfig, createClient, unmarkBigints } from '../turbopuffer/client.ts'
 import { mappingNamespaces } from '../turbopuffer/mapping-namespaces.ts'
 import { BIGINT_MARK } from '../turbopuffer/wire-ids.ts'
-import { encodeVersion, type Id, type Logger, type Row, ROW_ATTR, VERSION_ATTR } from '../types.ts'
+import { encodeVersion, type Id, type Logger, ROW_ATTR, VERSION_ATTR } from '../types.ts'
 import { openMapping } from './mapping-runtime.ts'
 import { canonicalAttributes, contentHash } from './normalize.ts'
 import { diffAttributes, type DriftReport, type Mismatch, type Misplaced } from './verify-report.ts'
 import { type Expected, type Extra, repair, type VerifyDeps } from './verify-repair.ts'
+import { Projection } from './verify-projection.ts'
+import { placeStrays, type Stray } from './verify-tenant.ts'
 
 export { type DriftReport, formatDriftReport, type Mismatch } from './verify-report.ts'
 export type { VerifyDeps } from './verify-repair.ts'
@@ -70,112 +67,34 @@ export async function verifyMapping(
   const tenants = mapping.namespaceTemplate !== undefined
   // before anything is read: a --tenant that names no namespace of the mapping is an error naming the flag
   const only = opts.tenant === undefined ? undefined : tenantNamespace(mapping, opts.tenant)
-  /** an expected document of the namespace(s) checked: all of them, or the --tenant's */
-  const inScope = (e: Expected) => only === undefined || e.namespace === only
   const rowMode = rowDocumentsMode(mapping)
   const rt = await openMapping(config, sql, log, mapping)
   try {
     const schema = namespaceSchema(mapping, rt.plan.tableColumns)
-    const expected = new Map<string, Expected>()
-    /** chunked mappings: the rows read, by row key (a row with no documents too), and the namespace of each */
-    const rowKeys = new Map<string, RowKey>()
-    const rowHome = new Map<string, string>()
+    const projection = new Projection(rt, schema, { sink, log }, { pageSize, listLimit })
+    const { expected, notJudged } = projection
     /** chunked mappings: namespace + "\0" + row key of rows with extra (or misplaced) documents */
     const extraRows = new Set<string>()
-    /** namespaces some row routes to */
-    const routed = new Set<string>()
-    /** document ids (as text) the projection cannot judge: failures (the DLQ has them) */
-    const notJudged = new Set<string>()
-    const failedIds: string[] = []
-    let failedCount = 0
+    // --tenant: PostgreSQL selects the tenant's rows where their types allow (else every row is read, and the
+    // others left out as they are read); either way only its rows are projected (verify-tenant.ts)
+    const filter = only === undefined ? undefined : tenantFilter(mapping, rt.plan.columns, only)
+    const scope = { scope: only }
     let rows = 0
     const start = await stableLsn(sql, { log })
     const startVersion = encodeVersion(start, 0)
-    const failed = (id: string) => {
-      failedCount++
-      notJudged.add(id)
-      if (failedIds.length < listLimit) failedIds.push(id)
-    }
-
-    /**
-     * The expected documents of a page: its rows as insert intents through the writer's own projection (transform,
-     * shapes and types as a write would give them; the namespace's older attribute types included), nothing sent.
-     * `keys[j][i]`: id column j of row i as PostgreSQL printed it (the page's key texts).
-     */
-    const project = async (pageRows: Row[], keys: string[][], lsn: bigint) => {
-      rows += pageRows.length
-      const lsnText = formatLsn(lsn)
-      const version = encodeVersion(lsn, 0)
-      const intents: Intent[] = []
-      const homes = new Map<Intent, string>()
-      const stringIds = mapping.idType === 'string'
-      for (let r = 0; r < pageRows.length; r++) {
-        const row = pageRows[r]
-        // the key keeps only the id columns' values (the page's rows are not kept once projected); the id is the row's
-        const values = Object.fromEntries(mapping.idColumns.map((c) => [c, row[c]]))
-        const key = rowKey(mapping, values, keys.map((k) => k[r]), docId(row, mapping.idColumns, stringIds))
-        const id = key.id
-        if (id === undefined) continue
-        // the namespace the writers give the row; none (NULL, an invalid name): the writer dead-letters it
-        const ns = rowNamespace(mapping, row, id)
-        if (!ns.ok) {
-          failed(String(id))
-          continue
-        }
-        routed.add(ns.namespace)
-        const event = rowEvent('insert', id, mapping.schema, mapping.table, mapping.name, lsnText, row)
-        const intent: Intent = { route: rt.route, id, kind: 'upsert', version, lsn, event, key }
-        intents.push(intent)
-        homes.set(intent, ns.namespace)
-      }
-      for (let i = 0; i < intents.length; i += pageSize) {
-        // the writer would dead-letter these rows (the DLQ has them): not judged
-        const dead: DeadLetter[] = []
-        const projected = await projectIntents(intents.slice(i, i + pageSize), dead, { sink, log })
-        for (const d of dead) failed(d.docId ?? '?')
-        for (const p of projected) {
-          p.ops.forEach((op, k) => {
-            const key = p.origin[k].key!
-            const namespace = homes.get(p.origin[k])!
-            if (op.kind === 'row') {
-              // chunks: the row's set of documents, each as it would be written (with its row key)
-              rowKeys.set(op.id, key)
-              rowHome.set(op.id, namespace)
-              for (const d of op.documents) {
-                const doc = { ...d.attributes, [ROW_ATTR]: op.id, ...(d.vector ? { vector: d.vector } : {}) }
-                const { hash, attrs } = contentHash(canonicalAttributes(doc, schema))
-                expected.set(idKey(d.id), { id: d.id, hash, attrs, key, namespace, kept: d.stored?.attribute })
-              }
-              return
-            }
-            // a transform's delete: the document must not exist (an existing one is extra)
-            if (op.kind !== 'upsert') return
-            const doc = op.vector ? { ...op.attributes, vector: op.vector } : op.attributes
-            const { hash, attrs } = contentHash(canonicalAttributes(doc, schema))
-            expected.set(idKey(op.id), { id: op.id, hash, attrs, key, namespace, kept: op.stored?.attribute })
-          })
-        }
-      }
-    }
-
-    // a row that cannot be decoded is not judged, and neither is its document (the DLQ has the row): its id is the
-    // one the stream and backfill give it, from its key texts
-    const bad = (b: { keys: string[]; error: string }) => {
-      const shown = keyIdText(textKey(mapping, rt.plan.columns, b.keys)) ?? '?'
-      failed(shown)
-      log.warn('verify: a row could not be decoded', { mapping: mapping.name, id: shown, error: b.error })
-    }
 
     if (opts.sample !== undefined) {
-      const page = await readSample(sql, rt.plan, opts.sample, log)
-      page.bad.forEach(bad)
-      await project(page.rows, page.keys, page.lsn)
+      const page = await readSample(sql, rt.plan, opts.sample, log, filter)
+      page.bad.forEach((b) => projection.bad(b))
+      rows += page.rows.length
+      await projection.page(page.rows, page.keys, page.lsn, scope)
     } else {
       let after: string[] | undefined
       for (;;) {
-        const page = await readPage(sql, rt.plan, after, pageSize)
-        page.bad.forEach(bad)
-        await project(page.rows, page.keys, page.lsn)
+        const page = await readPage(sql, rt.plan, after, pageSize, log, filter)
+        page.bad.forEach((b) => projection.bad(b))
+        rows += page.rows.length
+        await projection.page(page.rows, page.keys, page.lsn, scope)
         if (page.count < pageSize || !page.lastKey) break
         after = page.lastKey
       }
@@ -192,6 +111,18 @@ export async function verifyMapping(
     let matching = 0
     let changed = 0
     let documents = 0
+    /** --tenant: documents found that the tenant's rows do not make (verify-tenant.ts places them) */
+    const strays: Stray[] = []
+    /** an extra document, or a misplaced one (`belongs`: where its row's documents belong now) */
+    const drift = (id: Id, namespace: string, rowKey: string, belongs: string | undefined) => {
+      if (belongs !== undefined) {
+        // its row's documents belong in another tenant's namespace: the stale copy of a row that moved
+        misplacedCount++
+        if (misplaced.length < listLimit) misplaced.push({ id, namespace, belongs })
+      } else extra.push(id)
+      if (rowMode) extraRows.add(namespace + '\0' + rowKey)
+      else extraDocs.push({ id, namespace })
+    }
     const judge = (doc: Record<string, unknown>, namespace: string) => {
       documents++
       const { id, [VERSION_ATTR]: version, $dist: _dist, ...attrs } = doc
@@ -218,22 +149,14 @@ export async function verifyMapping(
         changed++
         return
       }
-      if (exp) {
-        // its row's documents belong in another tenant's namespace: the stale copy of a row that moved
-        misplacedCount++
-        if (misplaced.length < listLimit) misplaced.push({ id: id as Id, namespace, belongs: exp.namespace })
-      } else extra.push(id as Id)
-      if (rowMode) extraRows.add(namespace + '\0' + rowKey)
-      else extraDocs.push({ id: id as Id, namespace })
+      // --tenant: the other tenants' rows were not read, so where this one's row is is found out once all are listed
+      if (only !== undefined) strays.push({ id: id as Id, row: rowKey })
+      else drift(id as Id, namespace, rowKey, exp?.namespace)
     }
     const checked: string[] = []
     if (opts.sample !== undefined) {
       const byNamespace = new Map<string, Id[]>()
-      for (const e of expected.values()) {
-        if (inScope(e)) {
-          byNamespace.set(e.namespace, [...byNamespace.get(e.namespace) ?? [], e.id])
-        }
-      }
+      for (const e of expected.values()) byNamespace.set(e.namespace, [...byNamespace.get(e.namespace) ?? [], e.id])
       for (const [ns, ids] of byNamespace) {
         checked.push(ns)
         for (const doc of await fetchByIds(config, ns, ids)) judge(doc, ns)
@@ -256,10 +179,20 @@ export async function verifyMapping(
       }
       await Promise.all(reading)
     }
-    const missing = [...expected].filter(([k, e]) => !seen.has(k) && inScope(e))
-      .map(([, e]) => e)
+    let tenant: DriftReport['tenant']
+    if (only !== undefined) {
+      const placed = await placeStrays(deps, rt, projection, only, strays, { pageSize, log })
+      placed.placements.forEach((p, i) => {
+        if (p.kind === 'changed') changed++
+        else if (p.kind !== 'unjudged') {
+          drift(strays[i].id, only, strays[i].row, p.kind === 'misplaced' ? p.belongs : undefined)
+        }
+      })
+      tenant = { rows: filter ? 'selected' : 'all read', looked_up: placed.lookedUp, scanned: placed.scanned }
+    }
+    const missing = [...expected].filter(([k]) => !seen.has(k)).map(([, e]) => e)
     const mismatchCount = drifted.length
-    const unrouted = checked.filter((ns) => !routed.has(ns))
+    const unrouted = checked.filter((ns) => !projection.routed.has(ns))
 
     const report: DriftReport = {
       mapping: mapping.name,
@@ -267,13 +200,13 @@ export async function verifyMapping(
       sample: opts.sample ?? null,
       lsn: formatLsn(start),
       rows,
-      expected: only === undefined ? expected.size : [...expected.values()].filter(inScope).length,
+      expected: expected.size,
       documents,
       matching,
       missing: { count: missing.length, ids: missing.slice(0, listLimit).map((e) => e.id) },
       extra: { count: extra.length, ids: extra.slice(0, listLimit) },
       mismatched: { count: mismatchCount, items: mismatched },
-      failed: { count: failedCount, ids: failedIds },
+      failed: { count: projection.failedCount, ids: projection.failedIds },
       changed_during_verify: changed,
       ...(tenants
         ? {
@@ -284,6 +217,7 @@ export async function verifyMapping(
           misplaced: { count: misplacedCount, items: misplaced },
         }
         : {}),
+      ...(tenant ? { tenant } : {}),
       drift: missing.length + extra.length + mismatchCount + misplacedCount > 0,
     }
     if (opts.repair && report.drift && rowMode) {
@@ -295,9 +229,10 @@ export async function verifyMapping(
       for (const entry of extraRows) {
         const cut = entry.indexOf('\0')
         const [namespace, row] = [entry.slice(0, cut), entry.slice(cut + 1)]
-        const key = rowKeys.get(row)
-        if (key && rowHome.get(row) === namespace) rewrite.set(key, { id: row, hash: '', attrs: {}, key, namespace })
-        else gone.push({ id: row, namespace })
+        const key = projection.rowKeys.get(row)
+        if (key && projection.rowHome.get(row) === namespace) {
+          rewrite.set(key, { id: row, hash: '', attrs: {}, key, namespace })
+        } else gone.push({ id: row, namespace })
       }
       report.repair = await repair(deps, rt.route, rt.plan.columns, [...rewrite.values()], gone, start, log)
     } else if (opts.repair && report.drift) {

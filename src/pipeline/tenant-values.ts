@@ -1,8 +1,13 @@
 // `verify --tenant <value>` (issue 24): the namespace of one tenant, the template filled from the flag's values with
 // the writers' own function (pipeline/row-namespace.ts rowNamespace).
 import type { Mapping } from '../config/load.ts'
+import { placeholderValues } from '../config/row-documents.ts'
+import { type PlanColumn, type RowFilter, textMatchFilter } from '../source/mod.ts'
 import type { Row } from '../types.ts'
 import { rowNamespace } from './row-namespace.ts'
+
+/** The most ways of rendering one namespace a filter lists (each an OR of its condition); more: no filter. */
+const MAX_RENDERINGS = 64
 
 /**
  * `verify --tenant <value>`: the namespace of one tenant. One placeholder takes the value as is (`--tenant 7`);
@@ -39,4 +44,21 @@ export function tenantNamespace(m: Pick<Mapping, 'name' | 'namespace' | 'namespa
   const ns = rowNamespace(m, values)
   if (!ns.ok) throw new Error(`--tenant: ${ns.error}`)
   return ns.namespace
+}
+
+/**
+ * The read filter of the rows whose namespace is `namespace` (`verify --tenant`): their placeholder columns compared
+ * in SQL with the values that render it (every way of rendering it: `docs_{a}_{b}` renders `docs_x_y_z` two ways),
+ * as source/row-filter.ts compares each column type. It may select more (a collation that is not deterministic):
+ * the reader checks each row's namespace (rowNamespace) too. Undefined when SQL cannot select them (a placeholder
+ * column whose values print otherwise, a float): every row is read, and checked.
+ */
+export function tenantFilter(
+  m: Pick<Mapping, 'namespaceTemplate'>,
+  columns: readonly PlanColumn[],
+  namespace: string,
+): RowFilter | undefined {
+  if (!m.namespaceTemplate) return undefined
+  const renderings = placeholderValues(m.namespaceTemplate, namespace, MAX_RENDERINGS)
+  return renderings && textMatchFilter(columns, renderings)
 }

@@ -104,6 +104,24 @@ export function decodeValue(text: string | null, typeOid: number, typeName?: str
   return text
 }
 
+/** The builtin scalar types decodeValue turns into something else than their text (char(n): its padding dropped). */
+const NOT_AS_TEXT = new Set<number>([
+  ...[OID.bpchar, OID.int2, OID.int4, OID.oid, OID.int8, OID.float4, OID.float8, OID.bool],
+  ...[OID.timestamp, OID.timestamptz, OID.json, OID.jsonb, OID.bytea],
+])
+
+/**
+ * Whether decodeValue gives a value of this type as its PostgreSQL text itself (a string equal to what the type's
+ * output function prints): what a read may compare in SQL (`format('%s', col)`) to select the rows whose decoded
+ * value is a given string. False for numbers, booleans, json, arrays, vectors, timestamps (ISO) and char(n).
+ */
+export function decodesAsItsText(typeOid: number, typeName?: string): boolean {
+  if (typeOid >= FIRST_NON_BUILTIN_OID) typeOid = resolveTypeOid(typeOid, typeName)
+  if (NOT_AS_TEXT.has(typeOid) || ARRAY_ELEMENT[typeOid] !== undefined) return false
+  // a vector, or what may be an array of a non-builtin type: decoded otherwise (decodeValue's last cases)
+  return typeName === undefined || !(VECTOR_TYPES.has(typeName) || typeName.startsWith('_'))
+}
+
 const NONE: readonly string[] = Object.freeze([])
 const NO_ERRORS: ReadonlyMap<string, string> = new Map()
 

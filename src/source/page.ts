@@ -14,7 +14,7 @@ import { isSqlAscii, reserveRawBytes } from '../postgres/sql-ascii.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
 import { decodeValue, isJsonType, keepSourceText, keepsSourceText, keptText } from '../postgres/values.ts'
 import type { Logger, Row } from '../types.ts'
-import { copyPageSql, copySampleSql, type ReadPlan } from './read-plan.ts'
+import { copyPageSql, copySampleSql, filterSetting, type ReadPlan, type RowFilter } from './read-plan.ts'
 
 /**
  * How often to look again while transactions that were running at the stable LSN end. Usually they are short (often
@@ -67,7 +67,7 @@ export async function readRawPage(
   plan: ReadPlan,
   after: readonly string[] | undefined,
   limit: number,
-  opts: { log?: Logger; lsn?: Promise<bigint> } = {},
+  opts: { log?: Logger; lsn?: Promise<bigint>; filter?: RowFilter } = {},
 ): Promise<RawPage> {
   // the encoding is asked (once per pool) while the LSN is awaited: no round trip added to a page
   const [lsn, ascii] = await Promise.all([opts.lsn ?? pageLsn(sql, opts.log), isSqlAscii(sql)])
@@ -75,29 +75,69 @@ export async function readRawPage(
   // Raw bytes: a SQL_ASCII value that is not UTF-8 fails its row alone (a dead letter), not the whole COPY
   const rows = await reserveRawBytes(
     sql,
-    (conn) => copyRows(conn, copyPageSql(plan, after, limit), plan.columns.length),
+    (conn) => copyFiltered(conn, copyPageSql(plan, after, limit, opts.filter), plan.columns.length, opts.filter),
     ascii,
   )
   return { lsn, rows }
 }
 
-/** Reads and decodes the page after `after` (from the beginning when undefined). */
+/**
+ * Reads and decodes the page after `after` (from the beginning when undefined); with `filter`, of the rows it selects
+ * only (the page after `after` among them: keyset paging goes on as without it).
+ */
 export async function readPage(
   sql: postgres.Sql,
   plan: ReadPlan,
   after: readonly string[] | undefined,
   limit: number,
   log?: Logger,
+  filter?: RowFilter,
 ): Promise<Page> {
-  const raw = await readRawPage(sql, plan, after, limit, { log })
+  const raw = await readRawPage(sql, plan, after, limit, { log, filter })
   return decodePage(plan, raw.lsn, raw.rows)
 }
 
-/** `n` member rows picked at random (verify --sample), read after a stable LSN and decoded like a page. */
-export async function readSample(sql: postgres.Sql, plan: ReadPlan, n: number, log?: Logger): Promise<Page> {
+/**
+ * `n` member rows picked at random (verify --sample; with `filter`, among the rows it selects), read after a stable
+ * LSN and decoded like a page.
+ */
+export async function readSample(
+  sql: postgres.Sql,
+  plan: ReadPlan,
+  n: number,
+  log?: Logger,
+  filter?: RowFilter,
+): Promise<Page> {
   const lsn = await pageLsn(sql, log)
-  const rows = await reserveRawBytes(sql, (conn) => copyRows(conn, copySampleSql(plan, n), plan.columns.length))
+  const rows = await reserveRawBytes(
+    sql,
+    (conn) => copyFiltered(conn, copySampleSql(plan, n, filter), plan.columns.length, filter),
+  )
   return decodePage(plan, lsn, rows)
+}
+
+/**
+ * Runs a COPY whose filter reads its values from settings: they are bound as parameters of set_config, local to a
+ * transaction around the COPY (a pooler that hands each transaction to another server session keeps them together).
+ */
+async function copyFiltered(
+  conn: postgres.ReservedSql,
+  copySql: string,
+  ncols: number,
+  filter: RowFilter | undefined,
+): Promise<CopyRow[]> {
+  if (!filter?.values.length) return await copyRows(conn, copySql, ncols)
+  await conn.unsafe('BEGIN')
+  try {
+    const sets = filter.values.map((_, i) => `set_config('${filterSetting(i)}', $${i + 1}, true)`)
+    await conn.unsafe(`SELECT ${sets.join(', ')}`, filter.values)
+    const rows = await copyRows(conn, copySql, ncols)
+    await conn.unsafe('COMMIT')
+    return rows
+  } catch (e) {
+    await conn.unsafe('ROLLBACK').catch(() => {})
+    throw e
+  }
 }
 
 /** The last row's key texts (where the next page starts); undefined for an empty page. */

@@ -52,6 +52,20 @@ export interface ReadPlan {
   nullIdSql: string
 }
 
+/**
+ * A restriction of a plan's pages and samples to some rows (`verify --tenant`: one tenant's): a condition on the
+ * page's table alias (ROW_ALIAS) that reads its values as `current_setting('puffgres.filter_<i>')`, never as
+ * literals. COPY takes no parameters: the reader binds `values[i]` to those settings, in the COPY's transaction
+ * (page.ts).
+ */
+export interface RowFilter {
+  condition: string
+  values: string[]
+}
+
+/** The name of the setting holding a RowFilter's `values[i]`. */
+export const filterSetting = (i: number) => `puffgres.filter_${i}`
+
 /** Reads the table from the catalog and renders the SQL; throws a one-line error naming the mapping's file. */
 export async function planReads(
   sql: postgres.Sql,
@@ -103,9 +117,11 @@ export function copyPageSql(
   plan: Pick<ReadPlan, 'pageParts' | 'keyTypes'>,
   after: readonly string[] | undefined,
   limit: number,
+  filter?: RowFilter,
 ): string {
   if (!Number.isSafeInteger(limit) || limit < 1) throw new Error(`page size: expected a positive integer, got ${limit}`)
-  const { select, keyRow, order } = plan.pageParts
+  const { keyRow, order } = plan.pageParts
+  const select = filtered(plan.pageParts.select, filter)
   if (!after) return `COPY (${select} ${order} LIMIT ${limit}) TO STDOUT`
   const k = plan.keyTypes.length
   if (after.length !== k) throw new Error(`page key: expected ${k} values, got ${after.length}`)
@@ -115,12 +131,19 @@ export function copyPageSql(
 }
 
 /** `n` member rows picked at random, as `COPY (…) TO STDOUT` (verify --sample). */
-export function copySampleSql(plan: Pick<ReadPlan, 'pageParts'>, n: number): string {
+export function copySampleSql(plan: Pick<ReadPlan, 'pageParts'>, n: number, filter?: RowFilter): string {
   if (!Number.isSafeInteger(n) || n < 1) throw new Error(`sample size: expected a positive integer, got ${n}`)
-  return `COPY (${plan.pageParts.select} ORDER BY random() LIMIT ${n}) TO STDOUT`
+  return `COPY (${filtered(plan.pageParts.select, filter)} ORDER BY random() LIMIT ${n}) TO STDOUT`
 }
 
-const T = '__puffgres_t'
+/** A page's SELECT (which ends in its WHERE conditions) with a filter's condition added. */
+function filtered(select: string, filter: RowFilter | undefined): string {
+  return filter ? `${select} AND (${filter.condition})` : select
+}
+
+/** The alias of the table in every query of a plan (a filter's condition names its columns through it). */
+export const ROW_ALIAS = '__puffgres_t'
+const T = ROW_ALIAS
 const K = '__puffgres_k'
 
 /** Renders the queries of a plan (exported for tests). */

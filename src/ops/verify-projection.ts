@@ -1,0 +1,149 @@
+// `verify`'s expected documents (ops/verify.ts): rows read from the table, as insert intents through the writer's own
+// projection (transform, shapes and types as a write would give them; the namespace's older attribute types
+// included), nothing sent. Each expected document keeps the namespace its row routes to (pipeline/row-namespace.ts
+// rowNamespace, the writers' own function).
+import type { Mapping } from '../config/load.ts'
+import type { Intent } from '../pipeline/changes.ts'
+import { docId, idKey } from '../pipeline/row-identity.ts'
+import { keyIdText, type RowKey, rowKey, textKey } from '../pipeline/row-key.ts'
+import { rowNamespace } from '../pipeline/row-namespace.ts'
+import { rowEvent } from '../pipeline/row-event.ts'
+import { projectIntents } from '../pipeline/writer.ts'
+import type { DeadLetter } from '../postgres/dlq.ts'
+import { formatLsn } from '../postgres/lsn.ts'
+import type { AttributeSpec } from '../pipeline/schema.ts'
+import { encodeVersion, type Logger, type Row, ROW_ATTR, type WriteOp } from '../types.ts'
+import type { MappingRuntime } from './mapping-runtime.ts'
+import { canonicalAttributes, contentHash } from './normalize.ts'
+import type { Expected, VerifyDeps } from './verify-repair.ts'
+
+/** Where a projection's results go, when not into the Projection itself (verify --tenant's look-ups). */
+export interface ProjectionTarget {
+  /** only the rows of this namespace (`verify --tenant`); rows of others, or with none, are left out unjudged */
+  scope?: string
+  /** an expected document, by idKey of its id (default: `expected`, and the row's key and namespace) */
+  keep?: (key: string, e: Expected) => void
+  /** the id text of a row whose documents cannot be judged (default: `failed`) */
+  failed?: (id: string) => void
+}
+
+export class Projection {
+  readonly expected = new Map<string, Expected>()
+  /** chunked mappings: the rows read, by row key (a row with no documents too), and the namespace of each */
+  readonly rowKeys = new Map<string, RowKey>()
+  readonly rowHome = new Map<string, string>()
+  /** namespaces some row routes to */
+  readonly routed = new Set<string>()
+  /** document ids (as text) the projection cannot judge: failures (the DLQ has them) */
+  readonly notJudged = new Set<string>()
+  readonly failedIds: string[] = []
+  failedCount = 0
+  private readonly mapping: Mapping
+
+  constructor(
+    private readonly rt: MappingRuntime,
+    private readonly schema: Record<string, AttributeSpec>,
+    private readonly deps: Pick<VerifyDeps, 'sink'> & { log: Logger },
+    private readonly opts: { pageSize: number; listLimit: number },
+  ) {
+    this.mapping = rt.mapping
+  }
+
+  /** A row whose documents are not judged (the DLQ has it). */
+  failed(id: string): void {
+    this.failedCount++
+    this.notJudged.add(id)
+    if (this.failedIds.length < this.opts.listLimit) this.failedIds.push(id)
+  }
+
+  /**
+   * A row that cannot be decoded is not judged, and neither is its document (the DLQ has the row): its id is the one
+   * the stream and backfill give it, from its key texts.
+   */
+  bad(b: { keys: string[]; error: string }, failed = (id: string) => this.failed(id)): void {
+    const shown = keyIdText(textKey(this.mapping, this.rt.plan.columns, b.keys)) ?? '?'
+    failed(shown)
+    this.deps.log.warn('verify: a row could not be decoded', { mapping: this.mapping.name, id: shown, error: b.error })
+  }
+
+  /**
+   * The expected documents of a page's rows, read at `lsn`. `keys[j][i]`: id column j of row i as PostgreSQL printed
+   * it (the page's key texts).
+   */
+  async page(pageRows: Row[], keys: string[][], lsn: bigint, target: ProjectionTarget = {}): Promise<void> {
+    const m = this.mapping
+    const lsnText = formatLsn(lsn)
+    const version = encodeVersion(lsn, 0)
+    const intents: Intent[] = []
+    const stringIds = m.idType === 'string'
+    for (let r = 0; r < pageRows.length; r++) {
+      const row = pageRows[r]
+      // the key keeps only the id columns' values (the page's rows are not kept once projected); the id is the row's
+      const values = Object.fromEntries(m.idColumns.map((c) => [c, row[c]]))
+      const key = rowKey(m, values, keys.map((k) => k[r]), docId(row, m.idColumns, stringIds))
+      const id = key.id
+      if (id === undefined) continue
+      const event = rowEvent('insert', id, m.schema, m.table, m.name, lsnText, row)
+      intents.push({ route: this.rt.route, id, kind: 'upsert', version, lsn, event, key })
+    }
+    await this.intents(intents, target)
+  }
+
+  /** The expected documents of upsert intents (a page's rows, or rows read again by key). */
+  async intents(all: readonly Intent[], target: ProjectionTarget = {}): Promise<void> {
+    const failed = target.failed ?? ((id: string) => this.failed(id))
+    const intents: Intent[] = []
+    for (const intent of all) {
+      // the namespace the writers give the row; none (NULL, an invalid name): the writer dead-letters it
+      const ns = rowNamespace(this.mapping, intent.event.new, intent.id)
+      if (target.scope !== undefined) {
+        // another tenant's row (the filter may select more than the tenant's), or one with no namespace: not this
+        // namespace's; a document of it found there is looked up by key (verify-tenant.ts)
+        if (!ns.ok || ns.namespace !== target.scope) continue
+      } else if (!ns.ok) {
+        failed(String(intent.id))
+        continue
+      }
+      this.routed.add(ns.namespace)
+      intents.push(intent)
+    }
+    const { pageSize } = this.opts
+    for (let i = 0; i < intents.length; i += pageSize) {
+      // the writer would dead-letter these rows (the DLQ has them): not judged
+      const dead: DeadLetter[] = []
+      const projected = await projectIntents(intents.slice(i, i + pageSize), dead, this.deps)
+      for (const d of dead) failed(d.docId ?? '?')
+      for (const p of projected) this.expect(p.namespace, p.ops, p.origin, target)
+    }
+  }
+
+  private expect(
+    namespace: string,
+    ops: readonly WriteOp[],
+    origin: Intent[],
+    target: ProjectionTarget,
+  ): void {
+    const keep = target.keep ?? ((k: string, e: Expected) => this.expected.set(k, e))
+    ops.forEach((op, k) => {
+      const key = origin[k].key!
+      if (op.kind === 'row') {
+        // chunks: the row's set of documents, each as it would be written (with its row key)
+        if (!target.keep) {
+          this.rowKeys.set(op.id, key)
+          this.rowHome.set(op.id, namespace)
+        }
+        for (const d of op.documents) {
+          const doc = { ...d.attributes, [ROW_ATTR]: op.id, ...(d.vector ? { vector: d.vector } : {}) }
+          const { hash, attrs } = contentHash(canonicalAttributes(doc, this.schema))
+          keep(idKey(d.id), { id: d.id, hash, attrs, key, namespace, kept: d.stored?.attribute })
+        }
+        return
+      }
+      // a transform's delete: the document must not exist (an existing one is extra)
+      if (op.kind !== 'upsert') return
+      const doc = op.vector ? { ...op.attributes, vector: op.vector } : op.attributes
+      const { hash, attrs } = contentHash(canonicalAttributes(doc, this.schema))
+      keep(idKey(op.id), { id: op.id, hash, attrs, key, namespace, kept: op.stored?.attribute })
+    })
+  }
+}
