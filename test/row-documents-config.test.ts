@@ -72,6 +72,12 @@ describe('namespace templates', () => {
         'or leave such rows out with a membership predicate (workspace_id IS NOT NULL)',
     )
     expect(bad(undefined)).toMatch(/workspace_id is NULL/)
+    // an empty value would name the template's bare prefix, which no listing of the mapping's namespaces finds
+    // (TRUNCATE, verify, status): refused as NULL is
+    expect(bad('')).toBe(
+      'namespace "docs_{workspace_id}": workspace_id is empty, so the row has no namespace; leave such rows out ' +
+        "with a membership predicate (workspace_id <> '')",
+    )
     expect(bad('a b')).toMatch(
       /^namespace "docs_\{workspace_id\}" gives "docs_a b", not a valid turbopuffer namespace name .*workspace_id must hold only letters, digits/,
     )

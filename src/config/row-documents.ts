@@ -90,6 +90,14 @@ export function renderNamespace(
     }
     const v = value(part.column)
     let text: string
+    if (v === '') {
+      // "docs_" is a valid name, but not one the template's listing pattern finds (TRUNCATE, verify, status)
+      return {
+        ok: false,
+        error: `namespace "${template.text}": ${part.column} is empty, so the row has no namespace; leave such rows ` +
+          `out with a membership predicate (${part.column} <> '')`,
+      }
+    }
     if (typeof v === 'string') text = v
     else if (typeof v === 'bigint' || (typeof v === 'number' && Number.isInteger(v))) text = String(v)
     else if (v === null || v === undefined) {
