@@ -229,6 +229,16 @@ describe('a namespace per tenant, streamed', () => {
     await expectPlaced('tagged_', { tagged_b: ['b:1'], tagged_d: ['d:2'] }, 'tagged row 2 moved to d')
   })
 
+  test('a transform whose document id names the tenant: a row moved to no namespace (NULL) leaves its old one', async () => {
+    await pipe.db.sql`INSERT INTO tagged VALUES (3, 'a', 'three')`
+    await expectPlaced('tagged_', { tagged_a: ['a:3'], tagged_b: ['b:1'], tagged_d: ['d:2'] }, 'tagged row 3 in a')
+    await pipe.db.sql`UPDATE tagged SET ws = NULL WHERE id = 3`
+    // the code before: the delete in tagged_a was of the row's id (3), so 'a:3' stayed readable there
+    await expectPlaced('tagged_', { tagged_b: ['b:1'], tagged_d: ['d:2'] }, 'tagged row 3 gone from a')
+    await waitFor('the dead letter of row 3', async () => (await pipe.deadLetters('tagged')).length === 1)
+    await pipe.db.sql`DELETE FROM __puffgres_dlq WHERE mapping = 'tagged'`
+  })
+
   test('a chunked mapping with tenants: a move takes every chunk of the row to the new namespace', async () => {
     await pipe.db.sql`INSERT INTO pages VALUES (1, 'a', ${body(5)}), (2, 'b', ${body(2)})`
     const chunks = (ns: string, key: string) =>
