@@ -175,7 +175,8 @@ export function changeIntents(
   }
   /**
    * a document's upsert or delete at this change's position, its event naming `row` (a delete's: the row it had);
-   * every intent has the same fields (`reread`, `leave` undefined when not set), and nothing else is allocated per row
+   * every intent has the same fields (`reread`, `leave`, `leftRows` undefined when not set), and nothing else is
+   * allocated per row
    */
   const emit = (
     route: MappingRoute,
@@ -191,7 +192,10 @@ export function changeIntents(
     const event = kind === 'delete'
       ? deleteEvent(id, rel.schema, rel.name, name, lsnText, row)
       : rowEvent(change.type as 'insert' | 'update', id, rel.schema, rel.name, name, lsnText, row, old)
-    out({ route, id, kind, event, key, version, lsn, relid, columns, reread, leave })
+    // a row that moves and leaves the membership at once: its delete's event has the new values, and a transform
+    // names the document it had in the namespace it leaves by its old ones (leaves.ts)
+    const leftRows = kind === 'delete' && leave && old ? [old] : undefined
+    out({ route, id, kind, event, key, version, lsn, relid, columns, reread, leave, leftRows })
   }
   /** the key of a decoded row for a route: its id columns' texts, and its id (none when they cannot be decoded) */
   const keyOf = (route: MappingRoute, decoded: DecodedRow, values: Row): RowKey => {
@@ -291,7 +295,7 @@ export function changeIntents(
       emit(route, 'upsert', id, key, row, old, leave)
     } else if (type === 'update') {
       // the row left the membership predicate (or never was in it): its document must not exist
-      emit(route, 'delete', id, key, row, undefined, leave)
+      emit(route, 'delete', id, key, row, old, leave)
     }
   }
 }

@@ -253,6 +253,9 @@ export async function rereadIntents(
         event: kind === 'upsert'
           ? { ...i.event, new: row }
           : deleteEvent(i.id, i.event.schema, i.event.table, i.event.mapping, i.event.lsn, row),
+        // a move out of the membership: the delete's event has the values read now, and a transform names the
+        // document the row had in the namespace it leaves by its old ones (leaves.ts)
+        leftRows: kind === 'delete' && i.leave?.length && i.event.old ? [...i.leftRows ?? [], i.event.old] : i.leftRows,
       })
     }
   }
