@@ -326,6 +326,22 @@ describe('a namespace per tenant, streamed', () => {
     expect(placed('items_q')).toEqual({ items_q: [20] })
   })
 
+  test('`dlq retry` of a refused move whose transform names the document after the tenant deletes the old id', async () => {
+    await pipe.db.sql`DELETE FROM __puffgres_dlq WHERE mapping = 'tagged'`
+    await pipe.db.sql`INSERT INTO tagged VALUES (20, 'p', 'twenty')`
+    await expectPlaced('tagged_p', { tagged_p: ['p:20'] }, 'tagged row 20 in p')
+    // the move's delete in p is refused (the request of its two deletes, then each half): a dead letter
+    pipe.server.failNext(3, 400)
+    await pipe.db.sql`UPDATE tagged SET ws = 'q' WHERE id = 20`
+    await waitFor('the dead letter', async () => (await pipe.deadLetters('tagged')).length === 1)
+    expect(placed('tagged_p')).toEqual({ tagged_p: ['p:20'] })
+    const r = await pipe.cli('dlq', 'retry', '--mapping', 'tagged')
+    expect(r.out).toContain('1 retried, 0 failed')
+    // the code before: the retry deleted 'q:20' in p (its current values' id), and 'p:20' stayed readable there
+    expect(placed('tagged_p')).toEqual({})
+    expect(placed('tagged_q')).toEqual({ tagged_q: ['q:20'] })
+  })
+
   test("a tenant's first write reads no schema: the namespace's types are taken as none", async () => {
     const other = () => {
       const s = pipe.server.stats()

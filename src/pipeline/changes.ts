@@ -68,13 +68,20 @@ export interface Intent {
 
 /** The dead letter of an intent: its row key, its event (the document id `id` when the transform named another). */
 export function intentDeadLetter(i: Intent, error: string, id: Id = i.id): DeadLetter {
-  // a tenant move's old namespace goes with it: `dlq retry` sends that delete first
-  const event = i.leave?.length ? { ...i.event, [LEAVE_NAMESPACES]: i.leave } : i.event
+  // a tenant move's old namespace goes with it: `dlq retry` sends that delete first; and the values the row had there
+  // that its event does not hold, for a transform to name the document to delete (leaves.ts)
+  const event = !i.leave?.length
+    ? i.event
+    : i.leftRows?.length
+    ? { ...i.event, [LEAVE_NAMESPACES]: i.leave, [LEFT_ROWS]: i.leftRows }
+    : { ...i.event, [LEAVE_NAMESPACES]: i.leave }
   return deadLetter(i.route.mapping.name, i.lsn, i.key, event, error, id)
 }
 
 /** The key of a dead letter's event holding the namespaces the row had to leave (a tenant move's old namespace). */
 export const LEAVE_NAMESPACES = 'leave_namespaces'
+/** The key of a dead letter's event holding the row's values in the namespaces it had to leave (Intent.leftRows). */
+export const LEFT_ROWS = 'left_rows'
 
 export interface TxnPosition {
   commitLsn: bigint
