@@ -221,8 +221,21 @@ export async function rereadIntents(
     for (const i of group) {
       const row = found.get(idKey(i.id))
       if (!row) {
-        // gone: its streamed delete follows; a tenant move's old namespace is known only here, so the row leaves it
-        replaced.set(i, i.leave?.length ? { ...i, reread: undefined, kind: 'delete' } : undefined)
+        // gone: its streamed delete follows; a tenant move's old namespace is known only here, so the row leaves it:
+        // a delete of its old values (the namespace they name, and the id a transform gives them), not the change's
+        // event, which a transform (or none) makes an upsert of the new values in the old namespace
+        const e = i.event
+        replaced.set(
+          i,
+          i.leave?.length
+            ? {
+              ...i,
+              reread: undefined,
+              kind: 'delete',
+              event: deleteEvent(i.id, e.schema, e.table, e.mapping, e.lsn, e.old ?? e.new),
+            }
+            : undefined,
+        )
         continue
       }
       const error = undecodableRow(m, row)
