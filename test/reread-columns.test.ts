@@ -14,6 +14,9 @@ import { rereadIntents } from '../src/pipeline/row-identity.ts'
 import { rowKey } from '../src/pipeline/row-key.ts'
 import type { DeadLetter } from '../src/postgres/dlq.ts'
 import { encodeVersion } from '../src/types.ts'
+import { parseNamespaceTemplate } from '../src/config/row-documents.ts'
+import { intentNamespace } from '../src/pipeline/intent-namespace.ts'
+import { createIdentityRunner } from '../src/pipeline/transform/runner.ts'
 
 let db: TestDatabase
 let server: LocalServer
@@ -196,4 +199,36 @@ test("a re-read row's write schema is typed from the columns it was read with, n
   const [out] = await rereadIntents(db.sql, [intent], [])
   expect(Object.keys(out.event.new!)).toEqual(['id', 'v', 'added_at'])
   expect(out.columns?.map((c) => c.name)).toEqual(['id', 'v', 'added_at'])
+})
+
+test('a re-read tenant move whose row is gone is a delete in the namespace it leaves, not an upsert of its new values there', async () => {
+  // the row moved from t_a to t_b, its change lacked a TOAST value, and it was deleted before the re-read: its
+  // streamed delete goes to t_b, so this intent must take the document out of t_a (an upsert there left it readable)
+  await db.sql`CREATE TABLE moved (id int PRIMARY KEY, ws text, body text)`
+  const [{ oid }] = await db.sql`SELECT 'moved'::regclass::oid::int AS oid`
+  const mapping = {
+    name: 'moved',
+    schema: 'public',
+    table: 'moved',
+    idColumns: ['id'],
+    namespace: 't_{ws}',
+    namespaceTemplate: parseNamespaceTemplate('t_{ws}'),
+  } as unknown as Mapping
+  const intent = {
+    route: { mapping, keyTypes: ['integer'] },
+    id: 1,
+    kind: 'upsert',
+    event: { type: 'update', op: 'update', id: 1, old: { id: 1, ws: 'a', body: 'x' }, new: { id: 1, ws: 'b' } },
+    version: encodeVersion(1n),
+    lsn: 1n,
+    reread: true,
+    relid: oid,
+    key: rowKey(mapping, { id: 1 }, ['1']),
+    leave: ['t_a'],
+  } as unknown as Intent
+  const [out] = await rereadIntents(db.sql, [intent], [])
+  expect(out.kind).toBe('delete')
+  expect(intentNamespace(out)).toEqual({ ok: true, namespace: 't_a' })
+  const [res] = await createIdentityRunner({ mapping: 'moved' }).run([out.event])
+  expect(res).toEqual({ ok: true, action: { type: 'delete', id: 1 } })
 })

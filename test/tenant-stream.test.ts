@@ -44,6 +44,9 @@ const pipe = usePipeline({
     INSERT INTO moving SELECT g, 't' || (g % 3), 'm' FROM generate_series(1, 9) g;
     CREATE TABLE tagged (id int PRIMARY KEY, ws text, title text);
     ALTER TABLE tagged REPLICA IDENTITY FULL;
+    CREATE TABLE shown (id int PRIMARY KEY, ws text, visible bool, body text);
+    ALTER TABLE shown REPLICA IDENTITY FULL;
+    ALTER TABLE shown ALTER COLUMN body SET STORAGE EXTERNAL;
     CREATE TABLE drifting (id int PRIMARY KEY, ws text NOT NULL, title text);
     ALTER TABLE drifting REPLICA IDENTITY FULL;
     INSERT INTO early SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, g % 3, 'early ' || g
@@ -74,6 +77,14 @@ const pipe = usePipeline({
       name: 'tagged',
       table: 'tagged',
       namespace: 'tagged_{ws}',
+      transform: 'transforms/tagged.ts',
+    }),
+    // the same transform with a membership predicate: a row may move and leave the membership in one change
+    '011_shown.toml': migration({
+      name: 'shown',
+      table: 'shown',
+      namespace: 'shown_{ws}',
+      membership: 'visible = true',
       transform: 'transforms/tagged.ts',
     }),
   },
@@ -229,6 +240,27 @@ describe('a namespace per tenant, streamed', () => {
     await expectPlaced('tagged_', { tagged_b: ['b:1'], tagged_d: ['d:2'] }, 'tagged row 2 moved to d')
   })
 
+  test('a transform whose document id names the tenant: a row moved to no namespace (NULL) leaves its old one', async () => {
+    await pipe.db.sql`INSERT INTO tagged VALUES (3, 'a', 'three')`
+    await expectPlaced('tagged_', { tagged_a: ['a:3'], tagged_b: ['b:1'], tagged_d: ['d:2'] }, 'tagged row 3 in a')
+    await pipe.db.sql`UPDATE tagged SET ws = NULL WHERE id = 3`
+    // the code before: the delete in tagged_a was of the row's id (3), so 'a:3' stayed readable there
+    await expectPlaced('tagged_', { tagged_b: ['b:1'], tagged_d: ['d:2'] }, 'tagged row 3 gone from a')
+    await waitFor('the dead letter of row 3', async () => (await pipe.deadLetters('tagged')).length === 1)
+    await pipe.db.sql`DELETE FROM __puffgres_dlq WHERE mapping = 'tagged'`
+  })
+
+  test('a transform whose document id names the tenant: a row that moves and leaves the membership at once', async () => {
+    await pipe.db.sql`INSERT INTO shown VALUES (1, 'a', true, 'short'), (2, 'a', true, ${body(40)})`
+    await expectPlaced('shown_', { shown_a: ['a:1', 'a:2'] }, 'shown rows in a')
+    // the delete (not a member any more) is built from the new values: the old ones name the document in a
+    await pipe.db.sql`UPDATE shown SET ws = 'b', visible = false WHERE id = 1`
+    await expectPlaced('shown_', { shown_a: ['a:2'] }, 'shown row 1 nowhere')
+    // the same with a long body left unchanged (TOASTed): the row is re-read, and found not to be a member
+    await pipe.db.sql`UPDATE shown SET ws = 'b', visible = false WHERE id = 2`
+    await expectPlaced('shown_', {}, 'shown row 2 nowhere')
+  })
+
   test('a chunked mapping with tenants: a move takes every chunk of the row to the new namespace', async () => {
     await pipe.db.sql`INSERT INTO pages VALUES (1, 'a', ${body(5)}), (2, 'b', ${body(2)})`
     const chunks = (ns: string, key: string) =>
@@ -292,6 +324,22 @@ describe('a namespace per tenant, streamed', () => {
     expect(r.out).toContain('1 retried, 0 failed')
     expect(placed('items_p')).toEqual({})
     expect(placed('items_q')).toEqual({ items_q: [20] })
+  })
+
+  test('`dlq retry` of a refused move whose transform names the document after the tenant deletes the old id', async () => {
+    await pipe.db.sql`DELETE FROM __puffgres_dlq WHERE mapping = 'tagged'`
+    await pipe.db.sql`INSERT INTO tagged VALUES (20, 'p', 'twenty')`
+    await expectPlaced('tagged_p', { tagged_p: ['p:20'] }, 'tagged row 20 in p')
+    // the move's delete in p is refused (the request of its two deletes, then each half): a dead letter
+    pipe.server.failNext(3, 400)
+    await pipe.db.sql`UPDATE tagged SET ws = 'q' WHERE id = 20`
+    await waitFor('the dead letter', async () => (await pipe.deadLetters('tagged')).length === 1)
+    expect(placed('tagged_p')).toEqual({ tagged_p: ['p:20'] })
+    const r = await pipe.cli('dlq', 'retry', '--mapping', 'tagged')
+    expect(r.out).toContain('1 retried, 0 failed')
+    // the code before: the retry deleted 'q:20' in p (its current values' id), and 'p:20' stayed readable there
+    expect(placed('tagged_p')).toEqual({})
+    expect(placed('tagged_q')).toEqual({ tagged_q: ['q:20'] })
   })
 
   test("a tenant's first write reads no schema: the namespace's types are taken as none", async () => {

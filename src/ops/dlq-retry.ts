@@ -6,7 +6,7 @@ import { currentStateIntents, recheckWritten } from '../pipeline/row-identity.ts
 import { keyIdText, storedKey } from '../pipeline/row-key.ts'
 import { sweepRacedRows, writeIntents } from '../pipeline/writer.ts'
 import { rowDocumentsMode } from '../config/row-documents.ts'
-import { type Intent, LEAVE_NAMESPACES } from '../pipeline/changes.ts'
+import { type Intent, LEAVE_NAMESPACES, LEFT_ROWS } from '../pipeline/changes.ts'
 import { intentNamespace } from '../pipeline/intent-namespace.ts'
 import { NAMESPACE_NAME } from '../config/row-documents.ts'
 import type { DeadLetter, DlqEntry } from '../postgres/dlq.ts'
@@ -14,7 +14,7 @@ import { deleteDeadLetters, recordRetryFailure } from '../postgres/dlq.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import { listMappingNamespaces } from '../turbopuffer/mapping-namespaces.ts'
-import { idKey, type Logger } from '../types.ts'
+import { idKey, type Logger, type Row } from '../types.ts'
 import { findMapping, type MappingRuntime, openMapping } from './mapping-runtime.ts'
 import { MembershipError, membershipFailure } from '../membership/mod.ts'
 
@@ -32,6 +32,17 @@ export interface RetryOutcome {
 function leftNamespaces(entry: DlqEntry): string[] {
   const list = (entry.event as Record<string, unknown> | null)?.[LEAVE_NAMESPACES]
   return Array.isArray(list) ? list.filter((n): n is string => typeof n === 'string' && NAMESPACE_NAME.test(n)) : []
+}
+
+/**
+ * The values a dead-lettered tenant move had in the namespaces it had to leave: its event's old row, and those of
+ * changes collapsed into it (LEFT_ROWS). A transform names the document to delete there by them (leaves.ts); the row
+ * read now names the one it has now.
+ */
+function leftRows(entry: DlqEntry): Row[] {
+  const event = entry.event as Record<string, unknown> | null
+  const rows = [event?.old, ...Array.isArray(event?.[LEFT_ROWS]) ? event[LEFT_ROWS] as unknown[] : []]
+  return rows.filter((r): r is Row => typeof r === 'object' && r !== null && !Array.isArray(r))
 }
 
 /** A tenant mapping's namespaces, listed once per retry run (a delete that names no tenant looks in each). */
@@ -119,7 +130,11 @@ async function retryOne(
   if (!intent) return await fail(unreadable[0]?.error ?? 'cannot retry: the row cannot be read')
   // a tenant move's dead letter: the row leaves the namespace it moved out of first (pipeline/intent-namespace.ts)
   const leave = leftNamespaces(entry)
-  if (leave.length) intent.leave = leave
+  if (leave.length) {
+    intent.leave = leave
+    const rows = leftRows(entry)
+    if (rows.length) intent.leftRows = rows
+  }
   if (intent.kind === 'delete' && rt.mapping.namespaceTemplate && !intentNamespace(intent).ok) {
     // a delete whose values name no tenant (its placeholder columns were outside the replica identity): the document
     // is looked for in every namespace of the mapping, deleted at L wherever it is (a later write there is newer)

@@ -68,13 +68,20 @@ export interface Intent {
 
 /** The dead letter of an intent: its row key, its event (the document id `id` when the transform named another). */
 export function intentDeadLetter(i: Intent, error: string, id: Id = i.id): DeadLetter {
-  // a tenant move's old namespace goes with it: `dlq retry` sends that delete first
-  const event = i.leave?.length ? { ...i.event, [LEAVE_NAMESPACES]: i.leave } : i.event
+  // a tenant move's old namespace goes with it: `dlq retry` sends that delete first; and the values the row had there
+  // that its event does not hold, for a transform to name the document to delete (leaves.ts)
+  const event = !i.leave?.length
+    ? i.event
+    : i.leftRows?.length
+    ? { ...i.event, [LEAVE_NAMESPACES]: i.leave, [LEFT_ROWS]: i.leftRows }
+    : { ...i.event, [LEAVE_NAMESPACES]: i.leave }
   return deadLetter(i.route.mapping.name, i.lsn, i.key, event, error, id)
 }
 
 /** The key of a dead letter's event holding the namespaces the row had to leave (a tenant move's old namespace). */
 export const LEAVE_NAMESPACES = 'leave_namespaces'
+/** The key of a dead letter's event holding the row's values in the namespaces it had to leave (Intent.leftRows). */
+export const LEFT_ROWS = 'left_rows'
 
 export interface TxnPosition {
   commitLsn: bigint
@@ -175,7 +182,8 @@ export function changeIntents(
   }
   /**
    * a document's upsert or delete at this change's position, its event naming `row` (a delete's: the row it had);
-   * every intent has the same fields (`reread`, `leave` undefined when not set), and nothing else is allocated per row
+   * every intent has the same fields (`reread`, `leave`, `leftRows` undefined when not set), and nothing else is
+   * allocated per row
    */
   const emit = (
     route: MappingRoute,
@@ -191,7 +199,10 @@ export function changeIntents(
     const event = kind === 'delete'
       ? deleteEvent(id, rel.schema, rel.name, name, lsnText, row)
       : rowEvent(change.type as 'insert' | 'update', id, rel.schema, rel.name, name, lsnText, row, old)
-    out({ route, id, kind, event, key, version, lsn, relid, columns, reread, leave })
+    // a row that moves and leaves the membership at once: its delete's event has the new values, and a transform
+    // names the document it had in the namespace it leaves by its old ones (leaves.ts)
+    const leftRows = kind === 'delete' && leave && old ? [old] : undefined
+    out({ route, id, kind, event, key, version, lsn, relid, columns, reread, leave, leftRows })
   }
   /** the key of a decoded row for a route: its id columns' texts, and its id (none when they cannot be decoded) */
   const keyOf = (route: MappingRoute, decoded: DecodedRow, values: Row): RowKey => {
@@ -291,7 +302,7 @@ export function changeIntents(
       emit(route, 'upsert', id, key, row, old, leave)
     } else if (type === 'update') {
       // the row left the membership predicate (or never was in it): its document must not exist
-      emit(route, 'delete', id, key, row, undefined, leave)
+      emit(route, 'delete', id, key, row, old, leave)
     }
   }
 }

@@ -3,6 +3,7 @@
 // values; and the namespaces the row leaves first (a tenant move: its old values named another). A fixed namespace is
 // the mapping's name whatever the row.
 import type { Intent } from './changes.ts'
+import type { Row } from '../types.ts'
 import { type RowNamespace, rowNamespace } from './row-namespace.ts'
 
 /** The namespace the intent writes to, or why the row has none (a dead letter naming the row, value and fix). */
@@ -43,9 +44,27 @@ export function carryLeaves(earlier: Intent, later: Intent): boolean {
   later.leave = leave.length ? leave : undefined
   // a transform may name the document after the values (the tenant in its id): the earlier change's values go along,
   // so that the transform names the document each namespace left had (leaves.ts)
-  if (leave.length && earlier.route.mapping.transform) {
-    const rows = [...later.leftRows ?? [], ...earlier.leftRows ?? [], earlier.event.old, earlier.event.new]
-    later.leftRows = rows.filter((r) => r !== undefined)
-  }
+  if (leave.length && earlier.route.mapping.transform) later.leftRows = leftRowsOf(earlier, later, leave)
   return leave.some((n) => !own.includes(n))
+}
+
+/**
+ * The values the row had in the namespaces it `leave`s, one row per namespace (the earliest that names it): a row
+ * changed many times while pending (a hot row, held behind its write in flight) would otherwise carry every version
+ * it had, copied at each change (quadratic) and each transformed when written. Values naming the namespace written
+ * to, or none, name no document to delete.
+ */
+function leftRowsOf(earlier: Intent, later: Intent, leave: readonly string[]): Row[] | undefined {
+  const m = earlier.route.mapping
+  const kept = new Map<string, Row>()
+  const keep = (row: Row | undefined) => {
+    if (!row) return
+    const at = rowNamespace(m, row)
+    if (at.ok && !kept.has(at.namespace) && leave.includes(at.namespace)) kept.set(at.namespace, row)
+  }
+  for (const row of earlier.leftRows ?? []) keep(row)
+  keep(earlier.event.old)
+  keep(earlier.event.new)
+  for (const row of later.leftRows ?? []) keep(row)
+  return kept.size ? [...kept.values()] : undefined
 }

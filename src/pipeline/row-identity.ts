@@ -221,8 +221,21 @@ export async function rereadIntents(
     for (const i of group) {
       const row = found.get(idKey(i.id))
       if (!row) {
-        // gone: its streamed delete follows; a tenant move's old namespace is known only here, so the row leaves it
-        replaced.set(i, i.leave?.length ? { ...i, reread: undefined, kind: 'delete' } : undefined)
+        // gone: its streamed delete follows; a tenant move's old namespace is known only here, so the row leaves it:
+        // a delete of its old values (the namespace they name, and the id a transform gives them), not the change's
+        // event, which a transform (or none) makes an upsert of the new values in the old namespace
+        const e = i.event
+        replaced.set(
+          i,
+          i.leave?.length
+            ? {
+              ...i,
+              reread: undefined,
+              kind: 'delete',
+              event: deleteEvent(i.id, e.schema, e.table, e.mapping, e.lsn, e.old ?? e.new),
+            }
+            : undefined,
+        )
         continue
       }
       const error = undecodableRow(m, row)
@@ -253,6 +266,9 @@ export async function rereadIntents(
         event: kind === 'upsert'
           ? { ...i.event, new: row }
           : deleteEvent(i.id, i.event.schema, i.event.table, i.event.mapping, i.event.lsn, row),
+        // a move out of the membership: the delete's event has the values read now, and a transform names the
+        // document the row had in the namespace it leaves by its old ones (leaves.ts)
+        leftRows: kind === 'delete' && i.leave?.length && i.event.old ? [...i.leftRows ?? [], i.event.old] : i.leftRows,
       })
     }
   }

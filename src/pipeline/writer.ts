@@ -112,12 +112,17 @@ export async function projectIntents(
     const list: Intent[] = []
     const where: string[] = []
     const leaving: (readonly string[])[] = []
+    // rows with no namespace now (NULL, an invalid name) that still leave the one they were in
+    const stray: Intent[] = []
+    const strayLeaving: (readonly string[])[] = []
     for (const intent of all) {
       const at = intentNamespace(intent)
       const gone = leavingNamespaces(intent, at)
       if (!at.ok) {
-        // no namespace now (NULL, an invalid name): the row still leaves the one it was in
-        if (gone.length) leaves?.push({ namespaces: gone, intent, ops: leaveOps(route.mapping, intent, [intent.id]) })
+        if (gone.length && leaves) {
+          stray.push(intent)
+          strayLeaving.push(gone)
+        }
         // a delete of a row whose values named no namespace: it never had a document, nothing to tell
         if (intent.kind === 'upsert') dead.push(intentDeadLetter(intent, at.error))
         continue
@@ -129,7 +134,14 @@ export async function projectIntents(
     const results = list.length ? await transformWithRetry(route, list, where, deps) : []
     // a transform may name a row's document after its values (the tenant in its id): the id of the document a moving
     // row had in each namespace it leaves is the transform's for its values there, as a delete
-    const leftIds = leaves && route.mapping.transform ? await leftDocumentIds(route, list, leaving, deps) : undefined
+    const leftIds = leaves && route.mapping.transform
+      ? await leftDocumentIds(route, [...list, ...stray], [...leaving, ...strayLeaving], deps)
+      : undefined
+    stray.forEach((intent, k) => {
+      // not transformed (no namespace to write to): the row's own id, and the transform's for its earlier values
+      const ids = [...leftIds?.get(intent) ?? [], intent.id]
+      leaves!.push({ namespaces: strayLeaving[k], intent, ops: leaveOps(route.mapping, intent, ids) })
+    })
     for (let k = 0; k < results.length; k++) {
       const res = results[k]
       const intent = list[k]

@@ -127,8 +127,11 @@ export class WritePipeline<R = unknown> {
     if (old) {
       // a tenant move in the change replaced must still take the row out of its old namespace; until that lands, its
       // commit stays unconfirmed (a restart replaying only the later change would not leave that namespace)
-      if (carryLeaves(old.intent, intent)) held = [...old.held ?? [], old.txn]
-      else {
+      if (carryLeaves(old.intent, intent)) {
+        // the replaced entry's list, grown: a copy at each change of a hot row was quadratic in its changes
+        held = old.held ?? []
+        held.push(old.txn)
+      } else {
         this.#ledger.done(old.txn)
         for (const t of old.held ?? []) this.#ledger.done(t)
       }
