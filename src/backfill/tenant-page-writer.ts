@@ -11,7 +11,7 @@ import { rowNamespace } from '../pipeline/row-namespace.ts'
 import { decodeValue } from '../postgres/values.ts'
 import { emptySummary, writeIntents, type WriterDeps, type WriteSummary } from '../pipeline/writer.ts'
 import type { Mapping } from '../config/load.ts'
-import type { Row } from '../types.ts'
+import { idKey, type Row } from '../types.ts'
 import type { CopyRow } from '../postgres/copy-text.ts'
 import { decodePage, type ReadPlan } from '../source/mod.ts'
 import { NamespaceBatches, type PoolPeaks } from './namespace-batches.ts'
@@ -71,10 +71,18 @@ export async function writeTenantPage(
     maxOpen: ctx.pool?.maxOpen ?? DEFAULT_OPEN_NAMESPACES,
     maxRows: ctx.pool?.maxRows ?? Math.max(batchSize, values.length),
     limit: ctx.limit,
-    write: async (_namespace, rows) => {
+    write: async (namespace, rows) => {
       // decoded now, as the stream decodes: a row that cannot be is a dead letter, written with the batch
       const { intents, dead } = batchIntents(ctx, decodePage(plan, lsn, rows))
-      notePageNamespaces(intents, namespaces)
+      if (namespace === NO_NAMESPACE) notePageNamespaces(intents, namespaces)
+      else {
+        // routed here by the same placeholder values the whole row decodes to: the namespace is not rendered again
+        // (per row, for the write and for the page's notes)
+        for (const i of intents) {
+          i.namespace = namespace
+          namespaces.set(idKey(i.id), namespace)
+        }
+      }
       add(await writeIntents(intents, dead, ctx.writer))
     },
   })
