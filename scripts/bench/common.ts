@@ -224,25 +224,11 @@ export async function migrateProject(project: Project): Promise<void> {
   if ((await m.exited) !== 0) throw new Error(`migrate failed:\n${m.lines.join('\n')}`)
 }
 
-/**
- * `puffgres run` as a child (log level info) on `slot`, which exists already; resolves once it streams. Bun flags for
- * it in BENCH_RUN_BUN_ARGS (space-separated), e.g. `--cpu-prof-md --cpu-prof-dir=/tmp/prof` to see where it spends.
- */
+/** `puffgres run` as a child (log level info) on `slot`, which exists already; resolves once it streams. */
 export async function startRun(label: string, project: Project, slot: string, extra: string[] = []): Promise<Child> {
   const child = startChild(
     bun,
-    [
-      ...(process.env.BENCH_RUN_BUN_ARGS?.split(' ') ?? []),
-      'src/cli.ts',
-      '-c',
-      project.config,
-      'run',
-      '--slot',
-      slot,
-      '--create-slot',
-      'false',
-      ...extra,
-    ],
+    ['src/cli.ts', '-c', project.config, 'run', '--slot', slot, '--create-slot', 'false', ...extra],
     { PUFFGRES_LOG: 'info' },
   )
   try {

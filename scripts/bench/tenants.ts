@@ -192,14 +192,9 @@ try {
   // 3. backfill over TENANTS namespaces
   if (part('backfill')) {
     const before = await stats(server.url)
-    const runtimeArgs = process.env.BENCH_RUN_BUN_ARGS?.split(' ') ?? [] // profiling, as for `run` (common.ts)
-    const bf = startChild(
-      bun,
-      [...runtimeArgs, 'src/cli.ts', '-c', remote.config, 'backfill', 'docs', '--create-slot'],
-      {
-        PUFFGRES_LOG: 'warn',
-      },
-    )
+    const bf = startChild(bun, ['src/cli.ts', '-c', remote.config, 'backfill', 'docs', '--create-slot'], {
+      PUFFGRES_LOG: 'warn',
+    })
     try {
       if ((await bf.exited) !== 0) throw new Error(`backfill failed:\n${bf.lines.join('\n')}`)
     } finally {
