@@ -71,8 +71,11 @@ ${block('linux')}
   end
 
   def install
-    # a single-file binary, downloaded under its release name
-    bin.install Dir["puffgres-*"].first => "puffgres"
+    # a single-file binary, downloaded under its release name; run through a script that lets Bun's fetch send 1,024
+    # requests at once (it reads BUN_CONFIG_MAX_HTTP_REQUESTS when it starts; a namespace per tenant writes many)
+    libexec.install Dir["puffgres-*"].first => "puffgres"
+    (bin/"puffgres").write_env_script libexec/"puffgres",
+      BUN_CONFIG_MAX_HTTP_REQUESTS: "\${BUN_CONFIG_MAX_HTTP_REQUESTS:-1024}"
   end
 
   test do

@@ -164,6 +164,24 @@ describe.skipIf(!node || !npm)('the npm package', () => {
     expect(r.out.trim()).toBe('puffgres: PUFFGRES_RUNTIME=/no/such/bun: not found')
     expect(r.code).toBe(127)
   })
+
+  test("Bun's fetch may send 1,024 requests at once (BUN_CONFIG_MAX_HTTP_REQUESTS), unless the caller says otherwise", async () => {
+    // a stand-in runtime that says what it was given
+    const dir = mkdtempSync(join(tmpdir(), 'puffgres-fake-bun-'))
+    try {
+      const fake = join(dir, 'bun')
+      writeFileSync(fake, '#!/bin/sh\necho "max=$BUN_CONFIG_MAX_HTTP_REQUESTS"\n', { mode: 0o755 })
+      const said = async (extra: Record<string, string>) =>
+        (await run(join(prefix, 'bin', 'puffgres'), ['--version'], {
+          env: { ...env, ...extra, PUFFGRES_RUNTIME: fake },
+        }))
+          .out.trim()
+      expect(await said({})).toBe('max=1024')
+      expect(await said({ BUN_CONFIG_MAX_HTTP_REQUESTS: '77' })).toBe('max=77')
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
 })
 
 describe('the JSR package', () => {
@@ -206,6 +224,9 @@ describe('the Homebrew formula', () => {
     expect(block('linux', 'arm')).toEqual(['https://example.com/v1.2.3/puffgres-linux-arm64', 'c'.repeat(64)])
     expect(block('linux', 'intel')).toEqual(['https://example.com/v1.2.3/puffgres-linux-x64', 'd'.repeat(64)])
     expect(rb).toContain('version "1.2.3"')
+    // installed behind a script that lets Bun's fetch send 1,024 requests at once unless the caller set the variable
+    expect(rb).toContain('(bin/"puffgres").write_env_script libexec/"puffgres",')
+    expect(rb).toContain('BUN_CONFIG_MAX_HTTP_REQUESTS: "${BUN_CONFIG_MAX_HTTP_REQUESTS:-1024}"')
   })
 
   test('a missing binary or a malformed line is named', () => {

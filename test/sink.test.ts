@@ -327,10 +327,11 @@ describe('writes in flight', () => {
     }
   })
 
-  test('the default follows BUN_CONFIG_MAX_HTTP_REQUESTS, else 256', () => {
-    expect(defaultWritesInFlight({})).toBe(256)
-    expect(defaultWritesInFlight({ BUN_CONFIG_MAX_HTTP_REQUESTS: '1024' })).toBe(1024)
-    expect(defaultWritesInFlight({ BUN_CONFIG_MAX_HTTP_REQUESTS: 'lots' })).toBe(256)
+  test("the default: on Bun its fetch's limit (BUN_CONFIG_MAX_HTTP_REQUESTS, else 256), elsewhere 1,024", () => {
+    expect(defaultWritesInFlight({}, true)).toBe(256)
+    expect(defaultWritesInFlight({ BUN_CONFIG_MAX_HTTP_REQUESTS: '1024' }, true)).toBe(1024)
+    expect(defaultWritesInFlight({ BUN_CONFIG_MAX_HTTP_REQUESTS: 'lots' }, true)).toBe(256)
+    expect(defaultWritesInFlight({ BUN_CONFIG_MAX_HTTP_REQUESTS: '64' }, false)).toBe(1024)
   })
 })
 
