@@ -362,6 +362,46 @@ describe('truncate and reads', () => {
     expect(sawOther).toBe(false)
   })
 
+  test('documentsAtVersions pages through the documents at the versions asked, with their row keys if asked', async () => {
+    const sink = sinkFor()
+    const ns = freshNamespace()
+    const n = 2_345
+    // ids past 2^53 (bigints) page exactly; other versions are left out
+    const big = (i: number) => 2n ** 60n + BigInt(i)
+    const ops: WriteOp[] = Array.from({ length: n }, (_, i) => ({
+      kind: 'upsert' as const,
+      id: big(i),
+      version: i % 3 === 0 ? 'v1' : i % 3 === 1 ? 'v2' : 'v3',
+      attributes: {},
+    }))
+    await sink.write(ns, ops)
+    const found: unknown[] = []
+    let pages = 0
+    for await (const page of sink.documentsAtVersions(ns, ['v1', 'v3'], false)) {
+      pages++
+      for (const d of page) found.push([d.id, d.version, d.row])
+    }
+    expect(pages).toBe(2) // 1,564 documents, 1,000 a query
+    const want = ops.filter((o) => o.version !== 'v2').map((o) => [o.id, o.version, undefined])
+    expect(found).toEqual(want)
+    // one version; row keys (row-documents mode)
+    const rows = freshNamespace()
+    await sink.write(rows, [
+      {
+        kind: 'row',
+        id: '7',
+        version: 'v1',
+        documents: [{ id: '7#0', attributes: {} }, { id: '7#1', attributes: {} }],
+      },
+      { kind: 'row', id: '8', version: 'v2', documents: [{ id: '8#0', attributes: {} }] },
+    ])
+    const chunks: unknown[] = []
+    for await (const page of sink.documentsAtVersions(rows, ['v1'], true)) chunks.push(...page)
+    expect(chunks).toEqual([{ id: '7#0', version: 'v1', row: '7' }, { id: '7#1', version: 'v1', row: '7' }])
+    // a namespace that does not exist has none
+    for await (const page of sink.documentsAtVersions(freshNamespace(), ['v1'], false)) expect(page).toEqual([])
+  })
+
   test('listDocuments of a namespace that does not exist yields nothing; deleteNamespace removes one', async () => {
     const sink = sinkFor()
     expect((await docs(sink, freshNamespace())).size).toBe(0)

@@ -15,7 +15,7 @@ import { sinkFromConfig } from '../turbopuffer/from-config.ts'
 import { setImmediate } from 'node:timers'
 import { AdaptiveLimit, forEachAdaptive } from '../concurrency.ts'
 import type { Config, Mapping } from '../config/load.ts'
-import { formatLsn, parseLsn } from '../postgres/lsn.ts'
+import { formatLsn } from '../postgres/lsn.ts'
 import type { Intent } from '../pipeline/changes.ts'
 import { deleteIntent } from '../pipeline/row-identity.ts'
 import { type RowKey, textKey } from '../pipeline/row-key.ts'
@@ -23,15 +23,8 @@ import { emptySummary, type RouteRuntime, writeIntents, type WriteSummary } from
 import { DiscardSink } from '../turbopuffer/discard.ts'
 import { encodeVersion, type Id } from '../types.ts'
 import { movedRowDeletes, pageRowNamespaces, placeDelete, type Routed, sweepPage } from './tenant-pages.ts'
-import {
-  type BackfillRecord,
-  finishBackfill,
-  forgetOtherVersions,
-  forgetPage,
-  pagesInFlight,
-  recordPage,
-  saveCheckpoint,
-} from './checkpoint.ts'
+import { recheckLeftovers } from './leftover-pages.ts'
+import { type BackfillRecord, finishBackfill, recordPage, saveCheckpoint } from './checkpoint.ts'
 import {
   decodePage,
   lastKeyOf,
@@ -45,7 +38,7 @@ import {
   textArrayLiteral,
 } from '../source/mod.ts'
 import type { CopyRow } from '../postgres/copy-text.ts'
-import { createProgress, formatCount } from './progress.ts'
+import { createProgress } from './progress.ts'
 import { batchIntents } from './page-intents.ts'
 import { writeTenantPage } from './tenant-page-writer.ts'
 import { isTenantMapping } from '../pipeline/row-namespace.ts'
@@ -199,7 +192,7 @@ export async function copy(
 
   /** Deletes the rows of a written page that went away (or left the predicate) since it was read. */
   const recheck = async (page: RecheckedPage & Routed): Promise<WriteSummary | undefined> => {
-    const whereOf = await pageRowNamespaces(sink, m, page.namespaces)
+    const { whereOf, wrote } = await pageRowNamespaces(sink, m, page)
     if (rowDocumentsMode(m)) {
       // chunks the stream's newer version of a row lacks, written by this page after it (invariant 11)
       const ids = page.keys[0]?.flatMap((_k, i) => {
@@ -210,9 +203,9 @@ export async function copy(
       if (swept) log.debug('re-check: stale chunks of rows the stream rewrote meanwhile removed', { rows: swept })
     }
     const { lsn, stale } = await recheckPage(sql, plan, page, log)
-    // (a page an interrupted run left has no note of where its rows went: looking for each row still there in every
-    // namespace of the mapping would be a delete of the whole page in each; `verify` finds such a copy, see README)
-    const moved = tenants && page.namespaces ? await movedRows(page, stale, whereOf, lsn) : []
+    // (not known where its rows went, when the sink cannot find a page an interrupted run left: looking for each row
+    // still there in every namespace of the mapping would be a delete of the whole page in each; `verify` finds it)
+    const moved = tenants && wrote ? await movedRows(page, stale, wrote, lsn) : []
     if (!stale.length && !moved.length) return undefined
     const intents: Intent[] = moved
     for (const i of stale) {
@@ -230,8 +223,11 @@ export async function copy(
     return await writeIntents(intents, [], deps)
   }
 
-  /** A tenant mapping: the deletes of the page's rows (not stale) that moved since (tenant-pages.ts). */
-  const movedRows = async (page: RecheckedPage, stale: number[], whereOf: (id: Id) => string[], lsn: bigint) => {
+  /**
+   * A tenant mapping: the deletes of the page's rows (not stale) that moved since from where the page wrote them
+   * (`wrote`; rows it wrote nowhere are not read: tenant-pages.ts).
+   */
+  const movedRows = async (page: RecheckedPage, stale: number[], wrote: (id: Id) => string[], lsn: bigint) => {
     const gone = new Set(stale)
     const n = page.keys[0]?.length ?? 0
     const out: Intent[] = []
@@ -241,9 +237,9 @@ export async function copy(
       for (let i = from; i < Math.min(n, from + MOVED_KEYS); i++) {
         if (gone.has(i)) continue
         const key = pageKey(page.keys, i)
-        if (key.id !== undefined) keys.push({ ...key, id: key.id })
+        if (key.id !== undefined && wrote(key.id).length) keys.push({ ...key, id: key.id })
       }
-      out.push(...await movedRowDeletes(sql, plan, route, keys, whereOf, lsn))
+      out.push(...await movedRowDeletes(sql, plan, route, keys, wrote, lsn))
     }
     return out
   }
@@ -295,32 +291,7 @@ export async function copy(
   }
 
   // What an earlier run may have written and never re-checked (see the top of this file).
-  const orphans = await forgetOtherVersions(sql, m.name, m.version)
-  if (orphans) {
-    log.warn(
-      'a backfill of an earlier version of this mapping died while writing; its pages cannot be re-checked now: ' +
-        'run `puffgres verify --repair` to remove documents of rows deleted meanwhile',
-      { mapping: m.name, pages: orphans },
-    )
-  }
-  const leftovers = await pagesInFlight(sql, m.name, m.version)
-  if (leftovers.length) {
-    let rows = 0
-    let deleted = 0
-    for (const p of leftovers) {
-      const deletes = await recheck({ lsn: parseLsn(p.lsn), keys: p.keys })
-      rows += p.keys[0]?.length ?? 0
-      deleted += deletes?.deleted ?? 0
-      stats.skipped += deletes?.skipped ?? 0
-      stats.deadLettered += deletes?.deadLettered ?? 0
-      await forgetPage(sql, p.id)
-    }
-    stats.deleted += deleted
-    ctx.say(
-      `re-checked ${formatCount(rows)} rows of ${leftovers.length} page(s) an interrupted backfill was writing; ` +
-        `deleted ${formatCount(deleted)} document(s) whose rows are gone or left the predicate`,
-    )
-  }
+  await recheckLeftovers({ sql, sink, log, m, say: ctx.say, pageKey }, recheck, stats)
 
   // Page n+1 is read while page n is decoded and written, and the snapshot LSN of page n+2 is taken meanwhile (any
   // LSN taken before a page's read can version it), so the loop waits for PostgreSQL as little as possible. A page

@@ -1,9 +1,11 @@
 // Queries of documents by row key or by id that the writers make besides writing: the rows a racing writer must sweep
-// (newerRowVersions) and the stored embedding hashes (embeddings paid once). The sink gives them its retried query.
+// (newerRowVersions), the documents of backfill pages an interrupted run left (documentsAtVersions) and the stored
+// embedding hashes (embeddings paid once). The sink gives them its retried query.
 import type { Filter, NamespaceQueryParams, Row } from '@turbopuffer/turbopuffer'
 import { EMBED_HASH_ATTR, type Id, idKey, ROW_ATTR, VERSION_ATTR } from '../types.ts'
 import { unmarkBigints } from './client.ts'
 import { wireId } from './wire-ids.ts'
+import type { VersionedDocument } from './types.ts'
 
 /** One query of a namespace, retried; undefined when the namespace does not exist. */
 export type RowQuery = (query: Omit<NamespaceQueryParams, 'namespace'>) => Promise<Row[] | undefined>
@@ -35,6 +37,38 @@ export async function newerRowVersions(
     else after = rows[rows.length - 1].id
   }
   return out
+}
+
+/**
+ * See Sink.documentsAtVersions: `{"rank_by": ["id", "asc"], "limit": 1000, "filters": ["And", [["_puffgres_version",
+ * "In", versions], ["id", "Gt", last]]]}`, a page at a time.
+ */
+export async function* documentsAtVersions(
+  query: RowQuery,
+  versions: string[],
+  rowKeys: boolean,
+): AsyncGenerator<VersionedDocument[]> {
+  const limit = 1000
+  const version: Filter = versions.length === 1 ? [VERSION_ATTR, 'Eq', versions[0]] : [VERSION_ATTR, 'In', versions]
+  let after: Id | undefined
+  for (;;) {
+    const rows = await query({
+      rank_by: ['id', 'asc'],
+      limit,
+      // a bigint id is marked and sent as a bare integer (client.ts)
+      filters: after === undefined ? version : ['And', [version, ['id', 'Gt', wireId(after)]]],
+      include_attributes: rowKeys ? [VERSION_ATTR, ROW_ATTR] : [VERSION_ATTR],
+    })
+    if (!rows?.length) return
+    const docs = rows.map((row) => {
+      const doc: VersionedDocument = { id: unmarkBigints(row).id as Id, version: row[VERSION_ATTR] as string }
+      if (rowKeys) doc.row = row[ROW_ATTR] as string
+      return doc
+    })
+    yield docs
+    if (rows.length < limit) return
+    after = docs[docs.length - 1].id
+  }
 }
 
 /**

@@ -4,7 +4,7 @@ import { withLinkedSignal } from '../abort.ts'
 import { explainTurbopufferError } from './reach.ts'
 import type { Filter, Namespace, NamespaceWriteResponse, Row, Turbopuffer } from '@turbopuffer/turbopuffer'
 import { type Id, type Logger, VERSION_ATTR, type WriteOp } from '../types.ts'
-import { embedHashes, newerRowVersions, type RowQuery } from './row-queries.ts'
+import { documentsAtVersions, embedHashes, newerRowVersions, type RowQuery } from './row-queries.ts'
 import { unappliedPatches } from './patches.ts'
 import { createClient, type TurbopufferConfig, unmarkBigints } from './client.ts'
 import {
@@ -17,7 +17,7 @@ import {
   type RetryInfo,
   sleep,
 } from './retry.ts'
-import type { NamespacePage, Sink, SinkStats, WriteOptions, WriteResult } from './types.ts'
+import type { NamespacePage, Sink, SinkStats, VersionedDocument, WriteOptions, WriteResult } from './types.ts'
 import { checkName } from './types.ts'
 import { forEachLimited, Slots } from '../concurrency.ts'
 import { DEFAULT_NAMESPACE_BYTES_PER_SECOND, WriteBudget } from './write-budget.ts'
@@ -250,6 +250,11 @@ export class TurbopufferSink implements Sink {
   /** See Sink.newerRowVersions: 1,000 row keys a query, paged by id (row-queries.ts). */
   newerRowVersions(namespace: string, rowKeys: string[], version: string): Promise<Map<string, string>> {
     return newerRowVersions(this.#query(namespace), rowKeys, version)
+  }
+
+  /** See Sink.documentsAtVersions: 1,000 documents a query, paged by id (row-queries.ts). */
+  documentsAtVersions(namespace: string, versions: string[], rowKeys: boolean): AsyncIterable<VersionedDocument[]> {
+    return documentsAtVersions(this.#query(namespace), versions, rowKeys)
   }
 
   /** See Sink.embedHashes: up to 10,000 ids a query (row-queries.ts). */

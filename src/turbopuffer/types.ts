@@ -77,6 +77,13 @@ export interface Sink {
    */
   newerRowVersions?(namespace: string, rowKeys: string[], version: string): Promise<Map<string, string>>
   /**
+   * The documents whose version is one of `versions` (backfill pages' versions), a query page (1,000, by id) at a
+   * time: each one's id, its version and, with `rowKeys` (row-documents mode), its row key (`ROW_ATTR`). Nothing for a
+   * namespace that does not exist. For the re-check of pages an interrupted backfill left, to find where their
+   * documents are (backfill/tenant-pages.ts); without it that re-check cannot tell where a row that moved was copied.
+   */
+  documentsAtVersions?(namespace: string, versions: string[], rowKeys: boolean): AsyncIterable<VersionedDocument[]>
+  /**
    * Embeddings paid once: the `EMBED_HASH_ATTR` of those of the documents `ids` that exist and have one, by `idKey`
    * (empty for a namespace that does not exist). A sink without it makes every embedding a provider call.
    */
@@ -88,6 +95,14 @@ export interface Sink {
   listNamespaces?(prefix: string, opts?: { cursor?: string; pageSize?: number }): Promise<NamespacePage>
   /** The namespace's document count as the service reports it (approximate), 0 when it does not exist (status). */
   documentCount?(namespace: string): Promise<number>
+}
+
+/** A document found by `Sink.documentsAtVersions`. */
+export interface VersionedDocument {
+  id: Id
+  version: string
+  /** its row key (`ROW_ATTR`), when asked for */
+  row?: string
 }
 
 export interface NamespacePage {
