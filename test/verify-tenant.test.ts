@@ -115,6 +115,7 @@ const pipe = usePipeline({
     // own id, never by what the transform makes of it)
     'transforms/named.ts': `export default function (event) {
   if (event.type === 'delete') return { type: 'delete', id: 'n' + event.id }
+  if (event.new.body === 'boom') throw new Error('boom')
   return { type: 'upsert', id: 'n' + event.id, attributes: { body: event.new.body } }
 }
 `,
@@ -281,6 +282,17 @@ describe('verify --tenant', () => {
     expect(ids('named_0')).not.toContain('x1')
     expect((await verify('named')).report.drift).toBe(false)
     expect(await pipe.deadLetters('named')).toEqual([])
+  })
+
+  test('the document of a row the transform fails on is not judged (it is named otherwise than the row)', async () => {
+    await pipe.db.sql`UPDATE named SET body = 'boom' WHERE id = 7`
+    for (const args of [['--tenant', '1'], []]) {
+      const r = await verify('named', ...args, '--repair')
+      expect(r.report).toMatchObject({ failed: { count: 1, ids: ['7'] }, extra: { count: 0 } })
+      expect(ids('named_1')).toContain('n7')
+    }
+    await pipe.db.sql`UPDATE named SET body = 'n7' WHERE id = 7`
+    expect((await verify('named')).report.drift).toBe(false)
   })
 
   test("a chunked row that moved: its chunks are found by their row's key and deleted", async () => {

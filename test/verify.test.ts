@@ -17,6 +17,7 @@ const TRANSFORM = `export default function (event) {
 // ids renamed by the transform: a delete must name the document 'n' + the row's id, never 'n' + a document's id
 const RENAMED = `export default function (event) {
   if (event.type === 'delete') return { type: 'delete', id: 'n' + event.id }
+  if (event.new.name === 'boom') throw new Error('boom')
   return { type: 'upsert', id: 'n' + event.id, attributes: { name: event.new.name } }
 }
 `
@@ -36,8 +37,8 @@ const pipe = usePipeline({
                         tags text[], note text);
     CREATE TABLE events (dev int, at timestamptz, n int, PRIMARY KEY (dev, at));
     INSERT INTO events VALUES (7, '2024-05-06 07:08:09.123456+00', 1), (7, '2024-05-06 07:08:09.123999+00', 2);
-    CREATE TABLE renamed (id int PRIMARY KEY, name text);
-    INSERT INTO renamed SELECT g, 'r' || g FROM generate_series(1, 5) g;`,
+    CREATE TABLE renamed (id int PRIMARY KEY, name text, at timestamptz);
+    INSERT INTO renamed SELECT g, 'r' || g, '2024-01-01' FROM generate_series(1, 5) g;`,
   migrations: {
     '001_items.toml': migration({ name: 'items', table: 'items', membership: "status = 'active'" }),
     '002_titles.toml': migration({ name: 'titles', table: 'items', transform: 'transforms/titles.ts' }),
@@ -280,6 +281,19 @@ describe('puffgres verify', () => {
     expect(pipe.docs('pieces').has('a-3') || pipe.docs('pieces').has('b-3')).toBe(false)
     expect((await verify('pieces')).out).toContain('in sync')
     for (const m of ['renamed', 'titles', 'pieces']) expect(await pipe.deadLetters(m)).toEqual([])
+  })
+
+  test('the document of a row it could not judge stays, where the transform names it otherwise than the row', async () => {
+    // the transform fails on row 2, row 4 cannot be decoded ('290000-01-01' is a timestamptz no JS Date holds): the
+    // writers dead-letter both rows, and their documents n2 and n4 (not 2 and 4) are not judged, so not deleted
+    await pipe.db.sql`UPDATE renamed SET name = 'boom' WHERE id = 2`
+    await pipe.db.sql`UPDATE renamed SET at = '290000-01-01' WHERE id = 4`
+    const r = JSON.parse((await verify('renamed', '--json', '--repair')).out)
+    expect(r.failed).toEqual({ count: 2, ids: ['4', '2'] })
+    expect(r.extra).toEqual({ count: 0, ids: [] })
+    expect([...pipe.docs('renamed').keys()].sort()).toEqual(['n1', 'n2', 'n4', 'n5'])
+    await pipe.db.sql`UPDATE renamed SET name = 'r' || id, at = '2024-01-01' WHERE id IN (2, 4)`
+    expect((await verify('renamed')).out).toContain('in sync')
   })
 
   test('bad usage', async () => {

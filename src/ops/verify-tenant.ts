@@ -64,6 +64,7 @@ export async function placeStrays(
   const target = {
     keep: (k: string, e: Expected) => wanted.has(k) && elsewhere.set(k, e),
     failed: (id: string) => unjudged.add(id),
+    unjudged: (id: string) => unjudged.add(id),
   }
   const lsn = await stableLsn(deps.sql, { log: opts.log })
 
@@ -104,7 +105,7 @@ export async function placeStrays(
     for (;;) {
       const page = await readPage(deps.sql, rt.plan, after, opts.pageSize, opts.log)
       scanned += page.rows.length
-      for (const b of page.bad) projection.bad(b, target.failed)
+      await projection.bad(page.bad, page.lsn, target)
       await projection.page(page.rows, page.keys, page.lsn, target)
       if (page.count < opts.pageSize || !page.lastKey) break
       after = page.lastKey
