@@ -14,7 +14,7 @@ import { currentStateIntents } from '../pipeline/row-identity.ts'
 import { documentKey, type RowKey, textKey } from '../pipeline/row-key.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
-import { readPage } from '../source/mod.ts'
+import { keyTextRefused, readPage } from '../source/mod.ts'
 import { type Id, idKey, type Logger } from '../types.ts'
 import type { MappingRuntime } from './mapping-runtime.ts'
 import type { Projection } from './verify-projection.ts'
@@ -88,7 +88,7 @@ export async function placeStrays(
       current = await currentStateIntents(deps.sql, rt.route, rt.plan.columns, chunk, lsn, dead)
     } catch (e) {
       // a text the id column's type refuses (22P02, out of range, ...): a document a transform named, no key
-      if (!String((e as { code?: unknown }).code ?? '').startsWith('22')) throw e
+      if (!keyTextRefused(e)) throw e
       unlooked = true
       continue
     }
