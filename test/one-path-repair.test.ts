@@ -23,7 +23,9 @@ const pipe = usePipeline({
     CREATE TABLE bx (at timestamptz PRIMARY KEY, v int);
     INSERT INTO bx VALUES ('290000-01-01 00:00:00+00', 1), ('2024-01-01 00:00:00+00', 2);
     CREATE TABLE bb (id bigint PRIMARY KEY, v int);
-    INSERT INTO bb VALUES (1, 1);`,
+    INSERT INTO bb VALUES (1, 1);
+    CREATE TABLE rn (id int PRIMARY KEY, name text);
+    INSERT INTO rn VALUES (1, 'one');`,
   migrations: {
     '001_bi.toml': migration({ name: 'bi', table: 'bi' }),
     '002_bt.toml': migration({ name: 'bt', table: 'bt', id: 'at' }),
@@ -32,6 +34,14 @@ const pipe = usePipeline({
     '005_r.toml': migration({ name: 'r', table: 'r' }),
     '006_bx.toml': migration({ name: 'bx', table: 'bx', id: 'at' }),
     '007_bb.toml': migration({ name: 'bb', table: 'bb' }),
+    '008_rn.toml': migration({ name: 'rn', table: 'rn', transform: 'transforms/rn.ts' }),
+  },
+  files: {
+    'transforms/rn.ts': `export default function (event) {
+  if (event.type === 'delete') return { type: 'delete', id: 'n' + event.id }
+  return { type: 'upsert', id: 'n' + event.id, attributes: { name: event.new.name } }
+}
+`,
   },
 })
 
@@ -202,5 +212,35 @@ describe('verify --repair', () => {
     expect(pipe.docs('r').get(96)).toMatchObject({ name: 'inserted while verify lists' })
     const again = await pipe.cli('verify', 'r')
     expect(again.out).toContain('in sync')
+  })
+})
+
+describe('dlq retry of an entry that names no row', () => {
+  test('a document id a transform named (an older verify --repair filed it): that entry fails, the others are retried', async () => {
+    // older versions sent the delete of an extra document n77 through the transform, and filed its refusal under the
+    // document's id as if it were the row's: n77 is no value of the integer id column
+    const event = {
+      type: 'delete',
+      op: 'delete',
+      id: 'n77',
+      schema: 'public',
+      table: 'rn',
+      mapping: 'rn',
+      old: { id: 'n77' },
+    }
+    const row = { type: 'insert', op: 'insert', id: 1, mapping: 'rn', new: { id: 1, name: 'one' }, key_texts: ['1'] }
+    await pipe.db.sql`INSERT INTO __puffgres_dlq (mapping, doc_id, lsn, event, error)
+      VALUES ('rn', 'n77', '0/1', ${pipe.db.sql.json(event)}, 'refused'),
+             ('rn', '1', '0/1', ${pipe.db.sql.json(row)}, 'an older failure')`
+    const r = await pipe.cli('dlq', 'retry', '--mapping', 'rn')
+    expect(r.code).toBe(1)
+    expect(r.out + r.err).toMatch(
+      /failed .*: cannot retry: n77 is no key of public\.rn \(.*\); `puffgres verify rn --repair` deletes .*, then clear the entry$/m,
+    )
+    expect(r.err).not.toMatch(/^\s+at /m)
+    expect(pipe.docs('rn').get('n1')).toMatchObject({ name: 'one' })
+    const left = await pipe.db.sql<{ doc_id: string; attempts: number }[]>`
+      SELECT doc_id, attempts FROM __puffgres_dlq WHERE mapping = 'rn'`
+    expect(left).toEqual([{ doc_id: 'n77', attempts: 2 }])
   })
 })

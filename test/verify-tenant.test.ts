@@ -111,12 +111,12 @@ const pipe = usePipeline({
     }),
   },
   files: {
-    // documents named otherwise than their rows: an id is no key. `verify --repair` deletes an extra document
-    // through the transform, with the document's id as the event's: a delete keeps an id already named
-    'transforms/named.ts': `const named = (id) => String(id).startsWith('n') ? String(id) : 'n' + id
-export default function (event) {
-  if (event.type === 'delete') return { type: 'delete', id: named(event.id) }
-  return { type: 'upsert', id: named(event.id), attributes: { body: event.new.body } }
+    // documents named otherwise than their rows: an id is no key (and `verify --repair` deletes a document by its
+    // own id, never by what the transform makes of it)
+    'transforms/named.ts': `export default function (event) {
+  if (event.type === 'delete') return { type: 'delete', id: 'n' + event.id }
+  if (event.new.body === 'boom') throw new Error('boom')
+  return { type: 'upsert', id: 'n' + event.id, attributes: { body: event.new.body } }
 }
 `,
   },
@@ -255,6 +255,44 @@ describe('verify --tenant', () => {
       looked_up: 0,
       scanned: 0,
     })
+  })
+
+  test('documents a transform names that no row makes: deleted by their own ids, with --tenant and without', async () => {
+    // behind puffgres' back: row 4 (tenant 1) and row 5 (tenant 2) deleted; documents no row makes written directly
+    await pipe.db.sql`DELETE FROM named WHERE id IN (4, 5)`
+    await pipe.namespace('named_1').write({ upsert_rows: [{ id: 'n77', body: 'ghost', [VERSION_ATTR]: zero }] })
+    await pipe.namespace('named_0').write({ upsert_rows: [{ id: 'x1', body: 'ghost', [VERSION_ATTR]: zero }] })
+
+    const one = await verify('named', '--tenant', '1')
+    expect(one.report.extra.ids.sort()).toEqual(['n4', 'n77'])
+    const fixed = await pipe.cli('verify', 'named', '--tenant', '1', '--repair')
+    expect(fixed.out).toMatch(/0 upserted, 2 deleted, 0 skipped .*, 0 failed/)
+    expect(fixed.code).toBe(0)
+    expect(ids('named_1')).not.toContain('n4')
+    expect(ids('named_1')).not.toContain('n77')
+    expect((await verify('named', '--tenant', '1')).report.drift).toBe(false)
+
+    // every namespace: n5 in named_2, x1 in named_0 (and n1, moved to tenant 2 by the test above, missing there)
+    const all = await verify('named')
+    expect(all.report.extra.ids.sort()).toEqual(['n5', 'x1'])
+    const repaired = await pipe.cli('verify', 'named', '--repair')
+    expect(repaired.out).toMatch(/1 upserted, 2 deleted, 0 skipped .*, 0 failed/)
+    expect(repaired.code).toBe(0)
+    expect(ids('named_2')).not.toContain('n5')
+    expect(ids('named_0')).not.toContain('x1')
+    expect((await verify('named')).report.drift).toBe(false)
+    expect(await pipe.deadLetters('named')).toEqual([])
+  })
+
+  test('the document of a row the transform fails on is not judged (it is named otherwise than the row)', async () => {
+    await pipe.db.sql`UPDATE named SET body = 'boom' WHERE id = 7`
+    for (const args of [['--tenant', '1'], []]) {
+      const r = await verify('named', ...args, '--repair')
+      expect(r.report).toMatchObject({ failed: { count: 1, ids: ['7'] }, extra: { count: 0 } })
+      expect(ids('named_1')).toContain('n7')
+    }
+    await pipe.db.sql`UPDATE named SET body = 'n7' WHERE id = 7`
+    expect((await verify('named')).report.drift).toBe(false)
   })
 
   test("a chunked row that moved: its chunks are found by their row's key and deleted", async () => {

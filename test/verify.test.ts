@@ -14,19 +14,44 @@ const TRANSFORM = `export default function (event) {
 }
 `
 
+// ids renamed by the transform: a delete must name the document 'n' + the row's id, never 'n' + a document's id
+const RENAMED = `export default function (event) {
+  if (event.type === 'delete') return { type: 'delete', id: 'n' + event.id }
+  if (event.new.name === 'boom') throw new Error('boom')
+  return { type: 'upsert', id: 'n' + event.id, attributes: { name: event.new.name } }
+}
+`
+
+// several documents a row, from a transform that reads event.new whatever the event (it fails on a delete)
+const PIECES = `export default function (event) {
+  const r = event.new
+  const attributes = { name: r.name }
+  return { type: 'upsert', documents: [{ id: 'a-' + r.id, attributes }, { id: 'b-' + r.id, attributes }] }
+}
+`
+
 const pipe = usePipeline({
   name: 'verify',
   sql: `
     CREATE TABLE items (id int PRIMARY KEY, name text, status text, price numeric(10,2), at timestamptz,
                         tags text[], note text);
     CREATE TABLE events (dev int, at timestamptz, n int, PRIMARY KEY (dev, at));
-    INSERT INTO events VALUES (7, '2024-05-06 07:08:09.123456+00', 1), (7, '2024-05-06 07:08:09.123999+00', 2);`,
+    INSERT INTO events VALUES (7, '2024-05-06 07:08:09.123456+00', 1), (7, '2024-05-06 07:08:09.123999+00', 2);
+    CREATE TABLE renamed (id int PRIMARY KEY, name text, at timestamptz);
+    INSERT INTO renamed SELECT g, 'r' || g, '2024-01-01' FROM generate_series(1, 5) g;`,
   migrations: {
     '001_items.toml': migration({ name: 'items', table: 'items', membership: "status = 'active'" }),
     '002_titles.toml': migration({ name: 'titles', table: 'items', transform: 'transforms/titles.ts' }),
     '003_events.toml': migration({ name: 'events', table: 'events', id: ['dev', 'at'] }),
+    '004_renamed.toml': migration({ name: 'renamed', table: 'renamed', transform: 'transforms/renamed.ts' }),
+    '005_pieces.toml': migration({
+      name: 'pieces',
+      table: 'renamed',
+      transform: 'transforms/pieces.ts',
+      extra: 'documents = "many"',
+    }),
   },
-  files: { 'transforms/titles.ts': TRANSFORM },
+  files: { 'transforms/titles.ts': TRANSFORM, 'transforms/renamed.ts': RENAMED, 'transforms/pieces.ts': PIECES },
   stream: true,
 })
 
@@ -224,6 +249,51 @@ describe('puffgres verify', () => {
     expect([...seen].sort()).toEqual([false, true])
     expect((await verify('titles', '--repair')).code).toBe(0)
     expect(pipe.docs('titles').get('p-10')?.title).toBe('ITEM 10')
+  })
+
+  test('an extra document is deleted by its own id, not passed through the transform again', async () => {
+    // no stream runs: row 3 deleted behind puffgres' back leaves its documents; others written directly
+    for (const m of ['renamed', 'pieces']) expect((await pipe.cli('backfill', m)).code).toBe(0)
+    await pipe.db.sql`DELETE FROM renamed WHERE id = 3`
+    const zero = '0'.repeat(24)
+    await ns('renamed').write({ upsert_rows: [{ id: 'n99', name: 'ghost', [VERSION_ATTR]: zero }] })
+    // a transform that reads event.new fails on a delete event: the extra document goes all the same
+    await ns('titles').write({ upsert_rows: [{ id: 'p-999', title: 'GHOST', [VERSION_ATTR]: zero }] })
+
+    const found = JSON.parse((await verify('renamed', '--json')).out)
+    expect(found.extra.ids.sort()).toEqual(['n3', 'n99'])
+    const fixed = await verify('renamed', '--repair')
+    expect(fixed.out).toMatch(/repaired at [0-9A-F]+\/[0-9A-F]+: 0 upserted, 2 deleted, 0 skipped .*, 0 failed/)
+    expect(fixed.code).toBe(0)
+    expect([...pipe.docs('renamed').keys()].sort()).toEqual(['n1', 'n2', 'n4', 'n5'])
+    expect((await verify('renamed')).out).toContain('in sync')
+
+    const titles = await verify('titles', '--repair')
+    expect(titles.out).toMatch(/0 upserted, 1 deleted, 0 skipped .*, 0 failed/)
+    expect(titles.code).toBe(0)
+    expect(pipe.docs('titles').has('p-999')).toBe(false)
+
+    // row-documents mode: the row's documents by its row key, whatever the transform makes of a delete
+    expect(JSON.parse((await verify('pieces', '--json')).out).extra.ids.sort()).toEqual(['a-3', 'b-3'])
+    const pieces = await verify('pieces', '--repair')
+    expect(pieces.out).toMatch(/0 upserted, 1 deleted, 0 skipped .*, 0 failed/)
+    expect(pieces.code).toBe(0)
+    expect(pipe.docs('pieces').has('a-3') || pipe.docs('pieces').has('b-3')).toBe(false)
+    expect((await verify('pieces')).out).toContain('in sync')
+    for (const m of ['renamed', 'titles', 'pieces']) expect(await pipe.deadLetters(m)).toEqual([])
+  })
+
+  test('the document of a row it could not judge stays, where the transform names it otherwise than the row', async () => {
+    // the transform fails on row 2, row 4 cannot be decoded ('290000-01-01' is a timestamptz no JS Date holds): the
+    // writers dead-letter both rows, and their documents n2 and n4 (not 2 and 4) are not judged, so not deleted
+    await pipe.db.sql`UPDATE renamed SET name = 'boom' WHERE id = 2`
+    await pipe.db.sql`UPDATE renamed SET at = '290000-01-01' WHERE id = 4`
+    const r = JSON.parse((await verify('renamed', '--json', '--repair')).out)
+    expect(r.failed).toEqual({ count: 2, ids: ['4', '2'] })
+    expect(r.extra).toEqual({ count: 0, ids: [] })
+    expect([...pipe.docs('renamed').keys()].sort()).toEqual(['n1', 'n2', 'n4', 'n5'])
+    await pipe.db.sql`UPDATE renamed SET name = 'r' || id, at = '2024-01-01' WHERE id IN (2, 4)`
+    expect((await verify('renamed')).out).toContain('in sync')
   })
 
   test('bad usage', async () => {

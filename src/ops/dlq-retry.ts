@@ -16,6 +16,7 @@ import type { Sink } from '../turbopuffer/types.ts'
 import { listMappingNamespaces } from '../turbopuffer/mapping-namespaces.ts'
 import { idKey, type Logger, type Row } from '../types.ts'
 import { findMapping, type MappingRuntime, openMapping } from './mapping-runtime.ts'
+import { keyTextRefused } from '../source/mod.ts'
 import { MembershipError, membershipFailure } from '../membership/mod.ts'
 
 export interface RetryOutcome {
@@ -125,6 +126,15 @@ async function retryOne(
     // the row's membership cannot be evaluated (e.g. its column was dropped): the entry stays, saying so as the
     // stream said it (`membership: …`), instead of ending the whole retry with a stack trace
     if (err instanceof MembershipError) return await fail(membershipFailure(err))
+    // a key its id columns' types refuse names no row: a document id filed as a row's (older versions of verify
+    // --repair filed the refused delete of a document a transform named so); it fails alone, the others go on
+    if (keyTextRefused(err)) {
+      const m = rt.mapping
+      return await fail(
+        `cannot retry: ${keyIdText(key)} is no key of ${m.schema}.${m.table} (${(err as Error).message}); ` +
+          `\`puffgres verify ${m.name} --repair\` deletes a document no row makes, then clear the entry`,
+      )
+    }
     throw err
   }
   if (!intent) return await fail(unreadable[0]?.error ?? 'cannot retry: the row cannot be read')

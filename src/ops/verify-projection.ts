@@ -4,11 +4,14 @@
 // rowNamespace, the writers' own function).
 import type { Mapping } from '../config/load.ts'
 import type { Intent } from '../pipeline/changes.ts'
-import { docId, idKey } from '../pipeline/row-identity.ts'
+import { deleteIntent, docId, idKey } from '../pipeline/row-identity.ts'
 import { keyIdText, type RowKey, rowKey, textKey } from '../pipeline/row-key.ts'
 import { rowNamespace } from '../pipeline/row-namespace.ts'
-import { rowEvent } from '../pipeline/row-event.ts'
+import { deleteEvent, rowEvent } from '../pipeline/row-event.ts'
 import { projectIntents } from '../pipeline/writer.ts'
+import { deleteDocumentIds } from '../pipeline/run-transform.ts'
+import { intentNamespace } from '../pipeline/intent-namespace.ts'
+import { rowDocumentsMode } from '../config/row-documents.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import type { AttributeSpec } from '../pipeline/schema.ts'
@@ -25,6 +28,14 @@ export interface ProjectionTarget {
   keep?: (key: string, e: Expected) => void
   /** the id text of a row whose documents cannot be judged (default: `failed`) */
   failed?: (id: string) => void
+  /** the id of a document not judged: a failed row's, as the transform names it (default: into `notJudged`) */
+  unjudged?: (id: string) => void
+}
+
+/** An upsert intent of a row as its delete (the row's values as the old ones). */
+function asDelete(i: Intent): Intent {
+  const e = i.event
+  return { ...i, kind: 'delete', event: deleteEvent(i.id, e.schema, e.table, e.mapping, e.lsn, e.new ?? e.old) }
 }
 
 export class Projection {
@@ -57,13 +68,43 @@ export class Projection {
   }
 
   /**
-   * A row that cannot be decoded is not judged, and neither is its document (the DLQ has the row): its id is the one
-   * the stream and backfill give it, from its key texts.
+   * Rows of a page read at `lsn` that cannot be decoded are not judged, and neither are their documents (the DLQ has
+   * the rows): their ids are the ones the stream and backfill give them, from their key texts.
    */
-  bad(b: { keys: string[]; error: string }, failed = (id: string) => this.failed(id)): void {
-    const shown = keyIdText(textKey(this.mapping, this.rt.plan.columns, b.keys)) ?? '?'
-    failed(shown)
-    this.deps.log.warn('verify: a row could not be decoded', { mapping: this.mapping.name, id: shown, error: b.error })
+  async bad(list: readonly { keys: string[]; error: string }[], lsn: bigint, target: ProjectionTarget = {}) {
+    const failed = target.failed ?? ((id: string) => this.failed(id))
+    const keyed: Intent[] = []
+    for (const b of list) {
+      const key = textKey(this.mapping, this.rt.plan.columns, b.keys)
+      const shown = keyIdText(key) ?? '?'
+      failed(shown)
+      this.deps.log.warn('verify: a row could not be decoded', {
+        mapping: this.mapping.name,
+        id: shown,
+        error: b.error,
+      })
+      // all that is known of the row is its key: its delete, as the stream would send it
+      if (key.id !== undefined) keyed.push(deleteIntent(this.rt.route, { ...key, id: key.id }, lsn))
+    }
+    await this.unjudgedDocuments(keyed, target)
+  }
+
+  /**
+   * A transform may name a row's document otherwise than the row (`'n' + id`): the document of a row that is not
+   * judged is then the transform's id for the row as a delete, and it is not judged either (`--repair` would delete
+   * it as extra). In row-documents mode a row's documents are judged by their row key, whatever their ids.
+   */
+  private async unjudgedDocuments(deletes: Intent[], target: ProjectionTarget): Promise<void> {
+    const m = this.mapping
+    if (!deletes.length || !m.transform || rowDocumentsMode(m)) return
+    const unjudged = target.unjudged ?? ((id: string) => this.notJudged.add(id))
+    const where = deletes.map((d) => {
+      const at = intentNamespace(d)
+      return at.ok ? at.namespace : m.namespace
+    })
+    for (const id of await deleteDocumentIds(this.rt.route, deletes, where, this.deps)) {
+      if (id !== undefined) unjudged(String(id))
+    }
   }
 
   /**
@@ -93,6 +134,8 @@ export class Projection {
   async intents(all: readonly Intent[], target: ProjectionTarget = {}): Promise<void> {
     const failed = target.failed ?? ((id: string) => this.failed(id))
     const intents: Intent[] = []
+    /** rows whose documents are not judged: their deletes, for the transform to name their documents */
+    const unjudged: Intent[] = []
     for (const intent of all) {
       // the namespace the writers give the row; none (NULL, an invalid name): the writer dead-letters it
       const ns = rowNamespace(this.mapping, intent.event.new, intent.id)
@@ -102,6 +145,7 @@ export class Projection {
         if (!ns.ok || ns.namespace !== target.scope) continue
       } else if (!ns.ok) {
         failed(String(intent.id))
+        unjudged.push(asDelete(intent))
         continue
       }
       this.routed.add(ns.namespace)
@@ -111,10 +155,15 @@ export class Projection {
     for (let i = 0; i < intents.length; i += pageSize) {
       // the writer would dead-letter these rows (the DLQ has them): not judged
       const dead: DeadLetter[] = []
-      const projected = await projectIntents(intents.slice(i, i + pageSize), dead, this.deps)
+      const slice = intents.slice(i, i + pageSize)
+      const projected = await projectIntents(slice, dead, this.deps)
       for (const d of dead) failed(d.docId ?? '?')
       for (const p of projected) this.expect(p.namespace, p.ops, p.origin, target)
+      // a row the transform failed on is filed under its id (one whose document was refused, under the document's)
+      const rows = new Set(dead.map((d) => d.docId))
+      for (const x of slice) if (rows.has(String(x.id))) unjudged.push(asDelete(x))
     }
+    await this.unjudgedDocuments(unjudged, target)
   }
 
   private expect(

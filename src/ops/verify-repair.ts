@@ -1,18 +1,20 @@
-// `verify --repair` (ops/verify.ts): rewrites the drifted rows and deletes the extra documents, through the one write
-// path (pipeline/writer.ts writeIntents), versioned so that a change streamed meanwhile still wins.
+// `verify --repair` (ops/verify.ts): rewrites the drifted rows through the one write path (pipeline/writer.ts
+// writeIntents) and deletes the extra documents by their ids (pipeline/document-deletes.ts), versioned so that a change
+// streamed meanwhile still wins.
 import type postgres from 'postgres'
 import { rowDocumentsMode } from '../config/row-documents.ts'
 import type { ColumnType } from '../source/mod.ts'
 import type { Intent } from '../pipeline/changes.ts'
 import { type RouteRuntime, sweepRacedRows, writeIntents, type WriteSummary } from '../pipeline/writer.ts'
-import { currentStateIntents, deleteIntent, recheckWritten } from '../pipeline/row-identity.ts'
-import { documentKey, type RowKey } from '../pipeline/row-key.ts'
+import { currentStateIntents, recheckWritten } from '../pipeline/row-identity.ts'
+import type { RowKey } from '../pipeline/row-key.ts'
+import { deleteDocuments, type FoundDocument } from '../pipeline/document-deletes.ts'
 import { intentNamespace } from '../pipeline/intent-namespace.ts'
 import { formatLsn } from '../postgres/lsn.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
 import type { TurbopufferSink } from '../turbopuffer/sink.ts'
-import { type Id, idKey, type Logger } from '../types.ts'
+import { encodeVersion, type Id, idKey, type Logger } from '../types.ts'
 import type { DriftReport } from './verify-report.ts'
 
 export interface VerifyDeps {
@@ -33,18 +35,15 @@ export interface Expected {
 }
 
 /** A document (or, in row-documents mode, a row's documents) to delete from one namespace. */
-export interface Extra {
-  id: Id
-  namespace: string
-}
+export type Extra = FoundDocument
 
 /**
  * Rewrites the drifted documents from their rows' current state, versioned with an L = stableLsn() taken before the
- * rows are read again (a change streamed meanwhile carries a higher version and wins), and deletes the extra ones
- * at `judged`, the position they were judged extra at: a row inserted since then is streamed with a higher version,
- * so its document is never deleted by a judgement that did not see it. Both through the stream's writer. An extra
- * document of a tenant mapping is deleted from the namespace it was found in (`Intent.namespace`), wherever its row
- * lives now.
+ * rows are read again (a change streamed meanwhile carries a higher version and wins), through the stream's writer;
+ * and deletes the extra ones by their ids (pipeline/document-deletes.ts) at `judged`, the position they were judged
+ * extra at: a row inserted since then is streamed with a higher version, so its document is never deleted by a
+ * judgement that did not see it. An extra document of a tenant mapping is deleted from the namespace it was found
+ * in, wherever its row lives now.
  */
 export async function repair(
   deps: VerifyDeps,
@@ -96,13 +95,20 @@ export async function repair(
     const again = await recheckWritten(route, columns, upserted, writer, writtenTo)
     if (again) add({ ...again, upserted: 0 })
   }
-  // each delete aimed at the namespace the document was found in (a tenant mapping), wherever its row lives now
-  const intents = extra.map((e) => {
-    const intent = deleteIntent(route, documentKey(m, e.id), judged)
-    if (m.namespaceTemplate) intent.namespace = e.namespace
-    return intent
-  })
-  for (let i = 0; i < intents.length; i += 1000) add(await writeIntents(intents.slice(i, i + 1000), [], writer))
+  // each extra document deleted by its own id (row-documents mode: its row key) where it was found, at the position
+  // it was judged at: never through the transform, which names the documents of rows, not of documents
+  const gone = await deleteDocuments(deps.sink, m, extra, encodeVersion(judged, 0))
+  result.deleted += gone.deleted
+  result.skipped += gone.skipped
+  result.failed += gone.failed.length
+  for (const f of gone.failed) {
+    log.warn('verify --repair could not delete a document', {
+      mapping: m.name,
+      namespace: f.namespace,
+      id: f.id,
+      error: f.error,
+    })
+  }
   for (const e of rewrite) log.debug('verify --repair: rewrote', { mapping: m.name, id: e.id })
   return result
 }

@@ -14,7 +14,7 @@ import { currentStateIntents } from '../pipeline/row-identity.ts'
 import { documentKey, type RowKey, textKey } from '../pipeline/row-key.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
 import { stableLsn } from '../postgres/stable-lsn.ts'
-import { readPage } from '../source/mod.ts'
+import { keyTextRefused, readPage } from '../source/mod.ts'
 import { type Id, idKey, type Logger } from '../types.ts'
 import type { MappingRuntime } from './mapping-runtime.ts'
 import type { Projection } from './verify-projection.ts'
@@ -64,6 +64,7 @@ export async function placeStrays(
   const target = {
     keep: (k: string, e: Expected) => wanted.has(k) && elsewhere.set(k, e),
     failed: (id: string) => unjudged.add(id),
+    unjudged: (id: string) => unjudged.add(id),
   }
   const lsn = await stableLsn(deps.sql, { log: opts.log })
 
@@ -87,7 +88,7 @@ export async function placeStrays(
       current = await currentStateIntents(deps.sql, rt.route, rt.plan.columns, chunk, lsn, dead)
     } catch (e) {
       // a text the id column's type refuses (22P02, out of range, ...): a document a transform named, no key
-      if (!String((e as { code?: unknown }).code ?? '').startsWith('22')) throw e
+      if (!keyTextRefused(e)) throw e
       unlooked = true
       continue
     }
@@ -104,7 +105,7 @@ export async function placeStrays(
     for (;;) {
       const page = await readPage(deps.sql, rt.plan, after, opts.pageSize, opts.log)
       scanned += page.rows.length
-      for (const b of page.bad) projection.bad(b, target.failed)
+      await projection.bad(page.bad, page.lsn, target)
       await projection.page(page.rows, page.keys, page.lsn, target)
       if (page.count < opts.pageSize || !page.lastKey) break
       after = page.lastKey

@@ -85,14 +85,14 @@ export async function verifyMapping(
 
     if (opts.sample !== undefined) {
       const page = await readSample(sql, rt.plan, opts.sample, log, filter)
-      page.bad.forEach((b) => projection.bad(b))
+      await projection.bad(page.bad, page.lsn)
       rows += page.rows.length
       await projection.page(page.rows, page.keys, page.lsn, scope)
     } else {
       let after: string[] | undefined
       for (;;) {
         const page = await readPage(sql, rt.plan, after, pageSize, log, filter)
-        page.bad.forEach((b) => projection.bad(b))
+        await projection.bad(page.bad, page.lsn)
         rows += page.rows.length
         await projection.page(page.rows, page.keys, page.lsn, scope)
         if (page.count < pageSize || !page.lastKey) break

@@ -34,15 +34,30 @@ export async function leftDocumentIds(
       where.push(leaving[k][0])
     }
   })
-  if (!deletes.length) return out
-  const results = await transformWithRetry(route, deletes, where, deps)
-  results.forEach((r, k) => {
-    if (!r.ok || r.action.type !== 'delete') return
-    const ids = out.get(of[k])
-    if (ids) ids.push(r.action.id)
-    else out.set(of[k], [r.action.id])
+  const ids = await deleteDocumentIds(route, deletes, where, deps)
+  ids.forEach((id, k) => {
+    if (id === undefined) return
+    const list = out.get(of[k])
+    if (list) list.push(id)
+    else out.set(of[k], [id])
   })
   return out
+}
+
+/**
+ * The id the transform gives each delete intent's document (undefined where it fails, skips or answers no delete):
+ * a transform may name a row's document otherwise than the row (`'n' + id`, the tenant in the id), so the document a
+ * row has is known from its values only by asking. `namespaces`: each intent's, as transformWithRetry takes them.
+ */
+export async function deleteDocumentIds(
+  route: TransformRoute,
+  deletes: Intent[],
+  namespaces: readonly string[],
+  deps: TransformDeps,
+): Promise<(Id | undefined)[]> {
+  if (!deletes.length) return []
+  const results = await transformWithRetry(route, deletes, namespaces, deps)
+  return results.map((r) => r.ok && r.action.type === 'delete' ? r.action.id : undefined)
 }
 
 /** Runs a route's transform; failures an unavailable dependency caused are retried, not dead-lettered. */

@@ -10,7 +10,7 @@
 // Values decode with postgres/values.ts, as the stream decodes pgoutput's: one decode rule, a domain as its base type.
 export { type CatalogColumn, type TableInfo, tableInfo } from './catalog.ts'
 export { generatedNeeded, tableByOid, type TableShape } from './table-shape.ts'
-export { type ColumnType, readRowsByKey, undecodable } from './read-rows.ts'
+export { type ColumnType, keyTextRefused, readRowsByKey, undecodable } from './read-rows.ts'
 export {
   copyPageSql,
   copySampleSql,

@@ -40,6 +40,15 @@ export interface ColumnType {
 }
 
 /**
+ * Whether readRowsByKey failed because a key text is no value of its id column's type (a data exception, SQLSTATE
+ * class 22: `n77` for an integer, a number out of range): such a key names no row of the table. Key texts are the
+ * only values PostgreSQL itself converts there (the rows are decoded here).
+ */
+export function keyTextRefused(e: unknown): boolean {
+  return String((e as { code?: unknown } | null)?.code ?? '').startsWith('22')
+}
+
+/**
  * Keys per statement. A batch of the stream can hold more keys than one statement takes: at most 65,535 parameters,
  * and PostgreSQL runs out of stack planning `(a, b) IN (...)` with about 10,000 tuples.
  */
