@@ -325,14 +325,17 @@ export async function copy(
       stopped = !last && !!opts.signal?.aborted
       fetching = last || stopped ? undefined : fetch(lastKeyOf(plan, raw.rows))
       if (!raw.rows.length) continue
+      // taken before the write: a tenant page lets go of its rows as they are written (tenant-page-writer.ts)
+      const lastKey = lastKeyOf(plan, raw.rows)
+      const count = raw.rows.length
       const written = await writePage(raw)
       const page: WrittenPage = {
         namespaces: raw.namespaces,
         lsn: raw.lsn,
         keys: raw.keys!,
         literals: raw.literals,
-        count: raw.rows.length,
-        lastKey: lastKeyOf(plan, raw.rows),
+        count,
+        lastKey,
         pageId: await raw.recorded!,
       }
       ordered = finish(page, written, ordered)

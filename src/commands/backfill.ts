@@ -7,7 +7,7 @@ import { NotMigratedError } from '../postgres/preflight.ts'
 import { backfill, BackfillError, type BackfillResult, DEFAULT_BATCH_SIZE } from '../backfill/backfill.ts'
 import { formatCount } from '../backfill/progress.ts'
 import { SlotGoneError } from '../postgres/slot-guard.ts'
-import { boundHeapGrowth, onShutdownSignals } from '../runtime.ts'
+import { boundHeapGrowth, onShutdownSignals, traceMemory } from '../runtime.ts'
 
 export const help = `puffgres backfill <mapping> [options]
 
@@ -137,6 +137,7 @@ export async function backfillCommand(argv: string[], config: () => Config): Pro
   })
   // Deno: a heap that grows to ~4× what is alive before V8 collects (runtime.ts); looser than run's, for throughput
   const offHeapBound = boundHeapGrowth({ slackBytes: 32 * 1024 * 1024, minGapMs: 500, bun: false })
+  const offTrace = traceMemory()
   try {
     const result = await backfill(cfg, {
       mapping: name,
@@ -163,5 +164,6 @@ export async function backfillCommand(argv: string[], config: () => Config): Pro
   } finally {
     offSignals()
     offHeapBound()
+    offTrace()
   }
 }
