@@ -4,6 +4,7 @@
 // that names no namespace is a dead letter and the stream goes on, TRUNCATE empties every namespace of the mapping,
 // and `dlq retry` of a move deletes from the old namespace first.
 import { describe, expect, test } from 'bun:test'
+import process from 'node:process'
 import { existsSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { chunkText } from '../src/pipeline/chunking.ts'
@@ -137,6 +138,13 @@ describe('a namespace per tenant, streamed', () => {
     await expectPlaced('items_', { items_a: [1, 3], items_b: [2], 'items_c.d': [4] }, 'each row in its tenant')
     expect(pipe.docs('items_a').get(1)).toEqual({ ws: 'a', title: 'one' })
   })
+
+  test.skipIf(!('Bun' in globalThis) || !!process.env.BUN_CONFIG_MAX_HTTP_REQUESTS)(
+    "on Bun, run says how to raise its fetch's 256 requests at once",
+    () => {
+      expect(pipe.stream.logs.some((l) => l.includes('BUN_CONFIG_MAX_HTTP_REQUESTS=1024'))).toBe(true)
+    },
+  )
 
   test('a row that moves between tenants leaves the old namespace: no copy left behind', async () => {
     await pipe.db.sql`UPDATE items SET ws = 'b', title = 'one moved' WHERE id = 1`

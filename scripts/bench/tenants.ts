@@ -1,8 +1,9 @@
 // A namespace per tenant (issue 24) against a server as slow as turbopuffer, on a throwaway cluster:
 //   ./node_modules/.bin/bun scripts/bench/tenants.ts [--rows 1000000] [--tenants 1000] [--stream-rows 60000]
-//     [--txn-rows 500] [--seconds 10] [--rate 1000] [--only stream,latency,backfill]
+//     [--txn-rows 500] [--seconds 10] [--rate 1000] [--only stream,latency,backfill] [--http-requests 1024]
 // `puffgres local --latency-ms 150 --jitter-ms 200 --namespace-mb-per-second 32` (a child process). Measured in one
-// run, each beside its target:
+// run, each beside its target. The puffgres children run as the npm launcher and the Homebrew formula run them, with
+// BUN_CONFIG_MAX_HTTP_REQUESTS=1024 (--http-requests; 256 is Bun's own default, a bare binary's):
 // 1. `run` draining --stream-rows committed in --txn-rows transactions into one namespace (table `single`), then the
 //    same rows spread over --tenants namespaces (table `items`, `[target] namespace = "items_{tenant}"`): rows/s of
 //    each and the ratio (target ≥ 1);
@@ -12,6 +13,7 @@
 //    high-water marks, 429s answered, and peak RSS of the backfill process (target < 300 MB).
 import { parseArgs } from 'node:util'
 import os from 'node:os'
+import process from 'node:process'
 import postgres from 'postgres'
 import { startCluster } from '../../src/postgres/throwaway.ts'
 import { makeProject, migration, type Project } from '../../test/harness/project.ts'
@@ -39,6 +41,7 @@ const { values: args } = parseArgs({
     seconds: { type: 'string', default: '10' },
     rate: { type: 'string', default: '1000' },
     only: { type: 'string' },
+    'http-requests': { type: 'string', default: '1024' },
   },
 })
 const ROWS = wholeArg(args, 'rows', 1000)
@@ -47,6 +50,8 @@ const STREAM_ROWS = wholeArg(args, 'stream-rows', 1000)
 const TXN = wholeArg(args, 'txn-rows', 1)
 const SECONDS = wholeArg(args, 'seconds', 1)
 const RATE = wholeArg(args, 'rate', 1)
+// read by each Bun child when it starts (src/turbopuffer/write-request.ts)
+process.env.BUN_CONFIG_MAX_HTTP_REQUESTS = String(wholeArg(args, 'http-requests', 1))
 const PARTS = ['stream', 'latency', 'backfill']
 const ONLY = args.only?.split(',') ?? PARTS
 for (const p of ONLY) if (!PARTS.includes(p)) throw new Error(`--only: expected some of ${PARTS.join(',')}, got "${p}"`)
@@ -121,7 +126,7 @@ try {
   const load = os.loadavg().map((l) => l.toFixed(1)).join(' ')
   console.log(
     `machine: ${os.cpus().length} CPUs, load average ${load}; latency server: ${LAT} ± ${JIT} ms per request, ` +
-      `32 MB/s per namespace\n`,
+      `32 MB/s per namespace; BUN_CONFIG_MAX_HTTP_REQUESTS=${process.env.BUN_CONFIG_MAX_HTTP_REQUESTS}\n`,
   )
   console.log('| measure | result | target | met |\n| --- | --- | --- | --- |')
 
