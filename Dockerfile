@@ -32,5 +32,8 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/puffgres /usr/local/bin/puffgres
 USER nonroot
 WORKDIR /work
+# read by Bun when the binary starts: its fetch may send 1,024 requests at once, not 256 (a namespace per tenant
+# writes one request per namespace; src/turbopuffer/write-request.ts)
+ENV BUN_CONFIG_MAX_HTTP_REQUESTS=1024
 ENTRYPOINT ["/usr/local/bin/puffgres"]
 CMD ["run", "--metrics-host", "0.0.0.0"]
