@@ -333,6 +333,29 @@ describe('writes in flight', () => {
     expect(defaultWritesInFlight({ BUN_CONFIG_MAX_HTTP_REQUESTS: 'lots' }, true)).toBe(256)
     expect(defaultWritesInFlight({ BUN_CONFIG_MAX_HTTP_REQUESTS: '64' }, false)).toBe(1024)
   })
+
+  test('BUN_CONFIG_MAX_HTTP_REQUESTS read as Bun reads it: a value Bun refuses leaves its 256', () => {
+    // what Bun 1.x made of each (its fetch's most requests at once against a slow server, measured)
+    const bunTakes: [string, number][] = [
+      ['+300', 300],
+      ['1_0_0', 100],
+      ['01024', 1024],
+      ['65535', 65535],
+      ['70000', 256],
+      ['1e3', 256],
+      [' 1024', 256],
+      ['1024 ', 256],
+      ['0x400', 256],
+      ['0', 256],
+      ['-5', 256],
+      ['_1024', 256],
+      ['1024_', 256],
+      ['', 256],
+    ]
+    for (const [value, bun] of bunTakes) {
+      expect([value, defaultWritesInFlight({ BUN_CONFIG_MAX_HTTP_REQUESTS: value }, true)]).toEqual([value, bun])
+    }
+  })
 })
 
 describe('truncate and reads', () => {

@@ -3,6 +3,7 @@
 // failure, draining on stop, abandoning the sink after the drain timeout (docs/ARCHITECTURE.md, "Engine loop").
 import process from 'node:process'
 import { sinkFromConfig } from '../turbopuffer/from-config.ts'
+import { bunMaxHttpRequests } from '../turbopuffer/write-request.ts'
 import { AdaptiveLimit } from '../concurrency.ts'
 import { type Backoff, backoffDelay, sleep } from '../retry.ts'
 import { configSelection, selectMappings } from '../config/selection.ts'
@@ -102,8 +103,9 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
   // spreads a batch over many namespaces (small requests, each namespace its own write limit): more batches at once
   const tenants = config.mappings.some((m) => m.namespaceTemplate)
   const writesInFlight = new AdaptiveLimit(tenants ? { initial: 32, max: 128 } : {})
-  if (tenants && 'Bun' in globalThis && !process.env.BUN_CONFIG_MAX_HTTP_REQUESTS) {
-    // read by Bun when it starts: nothing here can raise it (the npm launcher and the Homebrew formula set it)
+  if (tenants && 'Bun' in globalThis && bunMaxHttpRequests(process.env) === undefined) {
+    // read by Bun when it starts (unset, or a value it refused): nothing here can raise it (the npm launcher and the
+    // Homebrew formula set it)
     log.info(
       'a namespace per tenant on Bun: at most 256 write requests at once; start puffgres with ' +
         'BUN_CONFIG_MAX_HTTP_REQUESTS=1024 to let a backlog over many tenants drain faster',

@@ -13,8 +13,8 @@ export interface TurbopufferSinkOptions {
   /** requests in flight at once for one `write` call (its chunks hold disjoint ids, so order does not matter) */
   concurrency?: number
   /**
-   * `write` calls (one namespace's share each) sent at once by this sink (default DEFAULT_WRITES_IN_FLIGHT); the others
-   * wait before their documents are even turned into a request body
+   * `write` calls (one namespace's share each) sent at once by this sink (default: write-request.ts
+   * defaultWritesInFlight); the others wait before their documents are even turned into a request body
    */
   writesInFlight?: number
   /**

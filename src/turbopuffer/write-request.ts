@@ -23,8 +23,20 @@ export const WRITES_IN_FLIGHT = { bun: 256, other: 1024 }
 
 export function defaultWritesInFlight(env: Record<string, string | undefined>, bun = 'Bun' in globalThis): number {
   if (!bun) return WRITES_IN_FLIGHT.other
-  const n = Number(env.BUN_CONFIG_MAX_HTTP_REQUESTS)
-  return Number.isInteger(n) && n >= 1 ? n : WRITES_IN_FLIGHT.bun
+  return bunMaxHttpRequests(env) ?? WRITES_IN_FLIGHT.bun
+}
+
+/**
+ * The requests Bun's fetch sends at once as Bun itself reads BUN_CONFIG_MAX_HTTP_REQUESTS (a decimal integer from 1
+ * to 65535, a leading `+` and `_` between digits allowed); undefined when unset or refused, and then Bun keeps its
+ * 256. Read otherwise (Number: "70000", "1e3", " 1024"), the sink would send more at once than Bun does, and the rest
+ * would wait in Bun's queue with their timeouts running.
+ */
+export function bunMaxHttpRequests(env: Record<string, string | undefined>): number | undefined {
+  const text = env.BUN_CONFIG_MAX_HTTP_REQUESTS
+  if (text === undefined || !/^\+?\d(?:[\d_]*\d)?$/.test(text)) return undefined
+  const n = Number(text.replace(/[+_]/g, ''))
+  return n >= 1 && n <= 65535 ? n : undefined
 }
 
 export interface WriteEndpoint {
