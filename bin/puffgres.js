@@ -98,7 +98,7 @@ if (!runtime) {
 const [program, ...pre] = commandFor(runtime)
 // Bun's fetch sends 256 requests at once unless this says more, read when it starts; with a namespace per tenant a
 // batch is a request per namespace (src/turbopuffer/write-request.ts)
-const env = { BUN_CONFIG_MAX_HTTP_REQUESTS: '1024', ...process.env }
+const env = { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: process.env.BUN_CONFIG_MAX_HTTP_REQUESTS || '1024' }
 const child = spawn(program, [...pre, ...process.argv.slice(2)], { stdio: 'inherit', env })
 
 // SIGTERM and SIGHUP are relayed: a supervisor or `kill` sends them to this process only. SIGINT from a terminal's

@@ -178,6 +178,7 @@ describe.skipIf(!node || !npm)('the npm package', () => {
           .out.trim()
       expect(await said({})).toBe('max=1024')
       expect(await said({ BUN_CONFIG_MAX_HTTP_REQUESTS: '77' })).toBe('max=77')
+      expect(await said({ BUN_CONFIG_MAX_HTTP_REQUESTS: '' })).toBe('max=1024')
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
