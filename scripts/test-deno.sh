@@ -77,6 +77,9 @@ DEFAULT_TESTS=(
   test/one-path-repair.test.ts
   test/row-key.test.ts
   test/vector-metric.test.ts
+  test/tenant-stream.test.ts
+  test/inflight.test.ts
+  test/server-wal.test.ts
 )
 
 # deno.json's settings and import map, plus the shim; regenerated so it never drifts from deno.json.

@@ -8,6 +8,9 @@ export class ServerWalWatch {
   #lsn = 0n
   #timer: ReturnType<typeof setInterval> | undefined
   #reading = false
+  /** after a failed read (PostgreSQL away: the engine reconnects meanwhile), no read before this time */
+  #quietUntil = 0
+  #failures = 0
 
   constructor(private readonly sql: postgres.Sql, private readonly intervalMs = 100) {}
 
@@ -28,15 +31,18 @@ export class ServerWalWatch {
   }
 
   async #read(): Promise<void> {
-    if (this.#reading) return
+    if (this.#reading || performance.now() < this.#quietUntil) return
     this.#reading = true
     try {
       // a standby (logical decoding there, PostgreSQL 16+) has no WAL of its own: what it has received
       const [r] = await this.sql<{ lsn: string | null }[]>`SELECT (CASE WHEN pg_is_in_recovery()
         THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_flush_lsn() END)::text AS lsn`
       if (r?.lsn) this.#lsn = parseLsn(r.lsn)
+      this.#failures = 0
     } catch {
-      /* the previous position stands: the stream then counts as caught up once it passes it */
+      // the previous position stands: the stream then counts as caught up once it passes it. No connection attempt
+      // every 100 ms while PostgreSQL is away: none for 1 s after a failure, doubling to 10 s
+      this.#quietUntil = performance.now() + Math.min(10_000, 1000 * 2 ** this.#failures++)
     } finally {
       this.#reading = false
     }
