@@ -589,3 +589,28 @@ export async function commitToVisible(
     await proxy.stop()
   }
 }
+
+/** The local server's counters (`puffgres local`'s /_admin/stats: requests, writes, statuses, rows upserted). */
+export async function serverStats(url: string): Promise<Record<string, any>> {
+  return await (await fetch(`${url}/_admin/stats`)).json()
+}
+
+/**
+ * A benchmark's results as a Markdown table: `row` prints each line as it is measured, `summary` all of them again
+ * at the end (for README).
+ */
+export function resultTable() {
+  const rows: string[] = []
+  const ok = (b: boolean) => (b ? 'yes' : '**no**')
+  return {
+    row(measure: string, result: string, target: string, met: boolean | undefined) {
+      const line = `| ${measure} | ${result} | ${target} | ${met === undefined ? '' : ok(met)} |`
+      rows.push(line)
+      console.log(line)
+    },
+    summary() {
+      console.log(`\nsummary (for README):\n| measure | result | target | met |\n| --- | --- | --- | --- |`)
+      for (const l of rows) console.log(l)
+    },
+  }
+}

@@ -21,7 +21,9 @@ import {
   fmt,
   markEnd,
   recvlogical,
+  resultTable,
   ROW_VALUES,
+  serverStats,
   startChild,
   wholeArg,
   withBench,
@@ -79,17 +81,10 @@ async function setLatency(url: string, ms: number, jitterMs: number) {
   if (!r.ok) throw new Error(`setting the local server's latency: ${r.status} ${await r.text()}`)
 }
 
-const stats = async (url: string) => (await (await fetch(`${url}/_admin/stats`)).json()) as Record<string, any>
-
 // ---- main ----
 
-const rowsOut: string[] = []
-const ok = (b: boolean) => (b ? 'yes' : '**no**')
-const row = (measure: string, result: string, target: string, met: boolean | undefined) => {
-  const line = `| ${measure} | ${result} | ${target} | ${met === undefined ? '' : ok(met)} |`
-  rowsOut.push(line)
-  console.log(line)
-}
+const results = resultTable()
+const row = results.row
 // turbopuffer's per-namespace write limit too: a 429 the service would answer, the latency server answers
 const flags = ['--latency-ms', String(LAT), '--jitter-ms', String(JIT), '--namespace-mb-per-second', '32']
 await withBench(TABLES, flags, async ({ url, sql, server, projects, discard: discardProject, remote }) => {
@@ -162,7 +157,7 @@ await withBench(TABLES, flags, async ({ url, sql, server, projects, discard: dis
 
   // 4. backfill against the latency server
   if (part('backfill')) {
-    const before = await stats(server.url)
+    const before = await serverStats(server.url)
     await fetch(`${server.url}/v2/namespaces/items`, { method: 'DELETE', headers: { authorization: 'Bearer x' } })
     const bf = startChild(bun, ['src/cli.ts', '-c', remote.config, 'backfill', 'items', '--create-slot'], {
       PUFFGRES_LOG: 'warn',
@@ -171,7 +166,7 @@ await withBench(TABLES, flags, async ({ url, sql, server, projects, discard: dis
     peakMb = Math.max(peakMb, bf.peakMb())
     const docs = Number((await sql`SELECT count(*)::int AS n FROM items`)[0].n)
     const bfRate = Number(/\(([\d,]+) rows\/s\)/.exec(bf.lines.join('\n'))?.[1].replace(/,/g, '') ?? NaN)
-    const after = await stats(server.url)
+    const after = await serverStats(server.url)
     const tooMany = (after.statuses['429'] ?? 0) - (before.statuses['429'] ?? 0)
     row(
       `backfill, ${fmt(docs)} rows, ${LAT} ± ${JIT} ms`,
@@ -209,6 +204,5 @@ await withBench(TABLES, flags, async ({ url, sql, server, projects, discard: dis
   }
   row('peak RSS of any puffgres child', `${fmt(peakMb)} MB`, '< 300 MB', peakMb < 300)
   await sql.end()
-  console.log(`\nsummary (for README):\n| measure | result | target | met |\n| --- | --- | --- | --- |`)
-  for (const l of rowsOut) console.log(l)
+  results.summary()
 })

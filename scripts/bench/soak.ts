@@ -31,6 +31,7 @@ import {
   localServer,
   migrateProject,
   root,
+  serverStats,
   sleep,
   startChild,
   stopChild,
@@ -257,7 +258,7 @@ try {
     60_000,
   )
     .catch((e) => console.log(`WARNING: ${(e as Error).message}`))
-  const stats = await (await fetch(`${server.url}/_admin/stats`)).json() as { statuses: Record<string, number> }
+  const stats = await serverStats(server.url) as { statuses: Record<string, number> }
   const cpu = run.cpuSeconds()
   await sql.end()
 

@@ -29,7 +29,9 @@ import {
   localServer,
   markEnd,
   migrateProject,
+  resultTable,
   ROW_VALUES,
+  serverStats,
   startChild,
   stopChild,
   wholeArg,
@@ -88,15 +90,8 @@ async function commitRows(sql: postgres.Sql, table: string, from: number, n: num
   })) g; COMMIT; END LOOP; END $$`)
 }
 
-const stats = async (url: string) => (await (await fetch(`${url}/_admin/stats`)).json()) as Record<string, any>
-
-const rowsOut: string[] = []
-const ok = (b: boolean) => (b ? 'yes' : '**no**')
-const row = (measure: string, result: string, target: string, met: boolean | undefined) => {
-  const line = `| ${measure} | ${result} | ${target} | ${met === undefined ? '' : ok(met)} |`
-  rowsOut.push(line)
-  console.log(line)
-}
+const results = resultTable()
+const row = results.row
 
 const cluster = await startCluster({ synchronous_commit: 'on' })
 const server = await localServer([
@@ -145,9 +140,9 @@ try {
       await commitRows(sql, table, 1 + round * STREAM_ROWS, STREAM_ROWS)
       const end = await markEnd(sql, table)
       try {
-        const before = await stats(server.url)
+        const before = await serverStats(server.url)
         const r = await drainSlot(sql, { label: table, project: remote, slot, end, server: server.child })
-        const after = await stats(server.url)
+        const after = await serverStats(server.url)
         peakMb = Math.max(peakMb, r.peakMb!)
         rates[table].push(STREAM_ROWS / r.seconds)
         const per10k = (s: number) => (s * 10_000 / STREAM_ROWS).toFixed(2)
@@ -210,7 +205,7 @@ try {
 
   // 3. backfill over TENANTS namespaces
   if (part('backfill')) {
-    const before = await stats(server.url)
+    const before = await serverStats(server.url)
     const bf = startChild(bun, ['src/cli.ts', '-c', remote.config, 'backfill', 'docs', '--create-slot'], {
       PUFFGRES_LOG: 'warn',
     })
@@ -219,7 +214,7 @@ try {
     } finally {
       await stopChild(bf)
     }
-    const after = await stats(server.url)
+    const after = await serverStats(server.url)
     const upserted = after.rowsUpserted - before.rowsUpserted
     if (upserted !== ROWS) throw new Error(`the server took ${upserted} upserts of docs, expected ${ROWS}`)
     const rate = Number(/\(([\d,]+) rows\/s\)/.exec(bf.lines.join('\n'))?.[1].replace(/,/g, '') ?? NaN)
@@ -237,8 +232,7 @@ try {
     row('peak RSS of the puffgres run children', `${fmt(peakMb)} MB`, '< 300 MB', peakMb < 300)
   }
   await sql.end()
-  console.log(`\nsummary (for README):\n| measure | result | target | met |\n| --- | --- | --- | --- |`)
-  for (const l of rowsOut) console.log(l)
+  results.summary()
 } finally {
   await stopChild(server.child)
   for (const p of made) p.remove()
