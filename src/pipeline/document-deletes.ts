@@ -7,9 +7,9 @@
 // document itself (in row-documents mode, every document of its row key, `_puffgres_row`), in the namespace it was
 // found in.
 import type { Mapping } from '../config/load.ts'
-import { rowDocumentsMode } from '../config/row-documents.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import type { Id, WriteOp } from '../types.ts'
+import { deleteOp } from './leaves.ts'
 
 /** A document (in row-documents mode: a row key, all of its documents) to delete from the namespace it was found in. */
 export interface FoundDocument {
@@ -40,14 +40,11 @@ export async function deleteDocuments(
   version: string,
 ): Promise<DocumentDeletes> {
   const out: DocumentDeletes = { deleted: 0, skipped: 0, failed: [] }
-  const rows = rowDocumentsMode(mapping)
   for (let i = 0; i < found.length; i += DELETES_PER_WRITE) {
     const byNamespace = new Map<string, { ops: WriteOp[]; of: Map<WriteOp, FoundDocument> }>()
     for (const f of found.slice(i, i + DELETES_PER_WRITE)) {
-      // the same ops the writer makes of a delete: by id, or the row's documents older than `version` by row key
-      const op: WriteOp = rows
-        ? { kind: 'row', id: String(f.id), version, documents: [] }
-        : { kind: 'delete', id: f.id, version }
+      // the same op the writer makes of a delete: by id, or the row's documents older than `version` by row key
+      const op = deleteOp(mapping, f.id, version)
       let entry = byNamespace.get(f.namespace)
       if (!entry) byNamespace.set(f.namespace, entry = { ops: [], of: new Map() })
       entry.ops.push(op)

@@ -4,7 +4,7 @@ import type { Mapping } from '../config/load.ts'
 import { rowDocumentsMode } from '../config/row-documents.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
 import type { Sink } from '../turbopuffer/types.ts'
-import type { WriteOp } from '../types.ts'
+import { idKey, type WriteOp } from '../types.ts'
 import { type Intent, intentDeadLetter } from './changes.ts'
 import { deleteEvent } from './row-event.ts'
 
@@ -20,16 +20,24 @@ export interface Leave {
  * `ids` (a transform may have named the document the row had there otherwise than the one it has now).
  */
 export function leaveOps(m: Mapping, intent: Intent, ids: readonly WriteOp['id'][]): WriteOp[] {
-  if (rowDocumentsMode(m)) return [{ kind: 'row', id: String(intent.id), version: intent.version, documents: [] }]
+  if (rowDocumentsMode(m)) return [deleteOp(m, intent.id, intent.version)]
   const seen = new Set<string>()
   const ops: WriteOp[] = []
   for (const id of ids) {
-    const k = typeof id + ':' + String(id)
+    const k = idKey(id)
     if (seen.has(k)) continue
     seen.add(k)
-    ops.push({ kind: 'delete', id, version: intent.version })
+    ops.push(deleteOp(m, id, intent.version))
   }
   return ops
+}
+
+/**
+ * The versioned delete of a document by its id, or in row-documents mode of every document of a row key older than
+ * `version` (the row op with no documents): what the writer sends for a row that is gone from a namespace.
+ */
+export function deleteOp(m: Mapping, id: WriteOp['id'], version: string): WriteOp {
+  return rowDocumentsMode(m) ? { kind: 'row', id: String(id), version, documents: [] } : { kind: 'delete', id, version }
 }
 
 /**

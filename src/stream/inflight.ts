@@ -219,14 +219,16 @@ export class WritePipeline<R = unknown> {
 
   #full(): boolean {
     // mostly changes of tenant mappings: two of their batches may be outstanding, else two of the others'
-    const spread = this.opts.spread &&
-        (this.#pendingSpread + this.#inflightSpread) * 2 >= this.#pending.size + this.#inflightDocs
-      ? this.opts.spread
-      : undefined
+    const spread = this.#spreadOf(this.#pendingSpread + this.#inflightSpread, this.#pending.size + this.#inflightDocs)
     const docs = spread ? Math.max(this.opts.maxOutstanding, 2 * spread.rows) : this.opts.maxOutstanding
     const bytes = spread ? Math.max(this.opts.maxOutstandingBytes, 2 * spread.bytes) : this.opts.maxOutstandingBytes
     return this.#pending.size + this.#dead.length + this.#inflightDocs >= docs ||
       this.#pendingBytes + this.#inflightBytes >= bytes
+  }
+
+  /** The `spread` option when at least half of `of` documents (`tenant` of them of tenant mappings) are such. */
+  #spreadOf(tenant: number, of: number): WritePipelineOptions<R>['spread'] {
+    return tenant * 2 >= of ? this.opts.spread : undefined
   }
 
   #advance(): void {
@@ -252,7 +254,7 @@ export class WritePipeline<R = unknown> {
         return
       }
       // mostly changes of tenant mappings: a batch of their own size, grown while the stream is behind
-      const spread = this.opts.spread && this.#pendingSpread * 2 >= this.#pending.size ? this.opts.spread : undefined
+      const spread = this.#spreadOf(this.#pendingSpread, this.#pending.size)
       const maxRows = spread?.rows ?? this.opts.maxBatch
       const maxBytes = spread?.bytes ?? this.opts.maxBatchBytes
       this.#spreading = false

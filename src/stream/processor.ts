@@ -52,8 +52,8 @@ export interface ProcessorOptions {
   /** first pause after a retryable transform failure (embedding provider down) */
   retryDelayMs?: number
   /**
-   * whether changes already received wait to be handled (the replication reader's queue): with a namespace per tenant
-   * a batch grows while it is so, and is cut once the reader has caught up (inflight.ts `spread`)
+   * whether the stream is behind the server's WAL (engine.ts, stream/server-wal.ts): with a namespace per tenant a
+   * batch grows while it is, and is cut once the stream has caught up (inflight.ts `spread`)
    */
   behind?: () => boolean
   /** called once when a flush fails: the stream must let go of its replication connection at once */
