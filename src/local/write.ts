@@ -62,7 +62,7 @@ export function planWrite(
   if (body.copy_from_namespace !== undefined || body.branch_from_namespace !== undefined) {
     return planCopy(ns, body, lookup)
   }
-  const meta: NamespaceMeta = ns ? structuredClone(ns.meta) : newMeta()
+  const meta: NamespaceMeta = ns ? cloneMeta(ns.meta) : newMeta()
   const existing = (id: DocId): Doc | undefined => ns?.docs.get(idKey(id, meta.idType))
 
   if (body.distance_metric !== undefined) setMetric(meta, body.distance_metric)
@@ -205,6 +205,14 @@ export function planWrite(
   return { meta, put, deleted, response }
 }
 
+/**
+ * The namespace's metadata, to be changed by a write: the schema's entries are replaced, never changed in place, so a
+ * copy of the schema object is enough (structuredClone of the whole was a tenth of the server's time per request).
+ */
+function cloneMeta(meta: NamespaceMeta): NamespaceMeta {
+  return { ...meta, schema: { ...meta.schema } }
+}
+
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
 }
@@ -212,7 +220,9 @@ function isObject(v: unknown): v is Record<string, unknown> {
 /** Applies attributes over a document; null removes an attribute. */
 function merge(base: Doc, attrs: Attrs): Doc {
   const out: Doc = { ...base }
-  for (const [k, v] of Object.entries(attrs)) {
+  // for…in: no array of entries per document (attrs is parsed JSON: own properties only)
+  for (const k in attrs) {
+    const v = attrs[k]
     if (v === null || v === undefined) delete out[k]
     else out[k] = v
   }
@@ -316,7 +326,8 @@ function rowsOf(body: Record<string, unknown>, rowsKey: string, columnsKey: stri
  */
 function prepareAttrs(meta: NamespaceMeta, attrs: Attrs, what: string) {
   let bytes = 0
-  for (const [name, value] of Object.entries(attrs)) {
+  for (const name in attrs) {
+    const value = attrs[name]
     if (name === 'vector') {
       if (value === null || value === undefined) continue
       const v = parseVector(value)

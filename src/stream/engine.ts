@@ -3,6 +3,7 @@
 // failure, draining on stop, abandoning the sink after the drain timeout (docs/ARCHITECTURE.md, "Engine loop").
 import process from 'node:process'
 import { sinkFromConfig } from '../turbopuffer/from-config.ts'
+import { TurbopufferSink } from '../turbopuffer/sink.ts'
 import { bunMaxHttpRequests } from '../turbopuffer/write-request.ts'
 import { AdaptiveLimit } from '../concurrency.ts'
 import { type Backoff, backoffDelay, sleep } from '../retry.ts'
@@ -103,14 +104,6 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
   // spreads a batch over many namespaces (small requests, each namespace its own write limit): more batches at once
   const tenants = config.mappings.some((m) => m.namespaceTemplate)
   const writesInFlight = new AdaptiveLimit(tenants ? { initial: 32, max: 128 } : {})
-  if (tenants && 'Bun' in globalThis && bunMaxHttpRequests(process.env) === undefined) {
-    // read by Bun when it starts (unset, or a value it refused): nothing here can raise it (the npm launcher and the
-    // Homebrew formula set it)
-    log.info(
-      'a namespace per tenant on Bun: at most 256 write requests at once; start puffgres with ' +
-        'BUN_CONFIG_MAX_HTTP_REQUESTS=1024 to let a backlog over many tenants drain faster',
-    )
-  }
   const sink: Sink = opts.discard ? new DiscardSink() : sinkFromConfig(
     config.turbopuffer,
     {
@@ -130,6 +123,17 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
       },
     },
   )
+  if (
+    tenants && 'Bun' in globalThis && sink instanceof TurbopufferSink && !sink.ownConnections &&
+    bunMaxHttpRequests(process.env) === undefined
+  ) {
+    // writes through Bun's fetch (a proxy, or PUFFGRES_HTTP=fetch): its limit is read by Bun when it starts (unset,
+    // or a value it refused), nothing here can raise it (the npm launcher and the Homebrew formula set it)
+    log.info(
+      'a namespace per tenant on Bun: at most 256 write requests at once; start puffgres with ' +
+        'BUN_CONFIG_MAX_HTTP_REQUESTS=1024 to let a backlog over many tenants drain faster',
+    )
+  }
   const heartbeat = new Heartbeat(sql, {
     slot: opts.slot,
     intervalMs: opts.heartbeatIntervalMs ?? config.stream.heartbeat_interval_ms ?? 10_000,

@@ -66,13 +66,17 @@ export class TurbopufferSink implements Sink {
 
   constructor(config: TurbopufferConfig, opts: TurbopufferSinkOptions = {}) {
     this.#client = opts.client ?? createClient(config, { timeoutMs: opts.timeoutMs, env: opts.env })
-    if (!opts.client) this.#endpoint = writeEndpoint(this.#client)
     this.#log = opts.log ?? silent
     this.#signal = opts.signal
     this.#limits = { ...DEFAULT_LIMITS, ...opts.limits }
     this.#backoff = { ...DEFAULT_BACKOFF, ...opts.backoff }
     this.#concurrency = Math.max(1, opts.concurrency ?? 2)
-    this.#writeSlots = new Slots(opts.writesInFlight ?? defaultWritesInFlight(opts.env ?? process.env))
+    const env = opts.env ?? process.env
+    if (!opts.client) this.#endpoint = writeEndpoint(this.#client, env)
+    const inFlight = opts.writesInFlight ?? defaultWritesInFlight(env, 'Bun' in globalThis, !!this.#endpoint?.pool)
+    this.#writeSlots = new Slots(inFlight)
+    // as many connections kept open as writes go at once
+    if (this.#endpoint?.pool) this.#endpoint.pool.maxIdle = inFlight
     this.#onRetry = opts.onRetry
     this.#onRequest = opts.onRequest
     this.#onPaced = opts.onPaced
@@ -80,6 +84,11 @@ export class TurbopufferSink implements Sink {
     for (const [k, v] of Object.entries(this.#limits)) {
       if (!Number.isInteger(v) || v < 1) throw new Error(`turbopuffer sink: limits.${k} must be a positive integer`)
     }
+  }
+
+  /** writes go over connections of its own (write-request.ts, keep-alive.ts), not fetch's */
+  get ownConnections(): boolean {
+    return !!this.#endpoint?.pool
   }
 
   stats(): SinkStats {

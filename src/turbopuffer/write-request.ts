@@ -10,7 +10,10 @@ import {
   type NamespaceWriteResponse,
   type Turbopuffer,
 } from '@turbopuffer/turbopuffer'
+import { Buffer } from 'node:buffer'
+import process from 'node:process'
 import { parseWithBigints } from './client.ts'
+import { KeepAlivePool } from './keep-alive.ts'
 import { restoreBigints } from './wire-ids.ts'
 
 /**
@@ -21,8 +24,13 @@ import { restoreBigints } from './wire-ids.ts'
  */
 export const WRITES_IN_FLIGHT = { bun: 256, other: 1024 }
 
-export function defaultWritesInFlight(env: Record<string, string | undefined>, bun = 'Bun' in globalThis): number {
-  if (!bun) return WRITES_IN_FLIGHT.other
+export function defaultWritesInFlight(
+  env: Record<string, string | undefined>,
+  bun = 'Bun' in globalThis,
+  ownConnections = false,
+): number {
+  // writes over keep-alive.ts's connections are not fetch's: its limit does not hold them back
+  if (!bun || ownConnections) return WRITES_IN_FLIGHT.other
   return bunMaxHttpRequests(env) ?? WRITES_IN_FLIGHT.bun
 }
 
@@ -44,11 +52,38 @@ export interface WriteEndpoint {
   baseURL: string
   apiKey: string
   timeoutMs: number
+  /** on Bun: connections kept open between writes (keep-alive.ts), else fetch's own */
+  pool?: KeepAlivePool
 }
 
-/** Where a client sends its requests, and with which key and timeout. */
-export function writeEndpoint(client: Turbopuffer): WriteEndpoint {
-  return { baseURL: client.baseURL.replace(/\/+$/, ''), apiKey: client.apiKey, timeoutMs: client.timeout }
+/**
+ * Where a client sends its requests, and with which key and timeout. On Bun the writes keep their own connections
+ * open (keep-alive.ts: Bun's fetch keeps 64; the caller sets how many, its writes in flight), unless a proxy is configured (fetch honours
+ * HTTP_PROXY / HTTPS_PROXY) or PUFFGRES_HTTP=fetch asks for fetch.
+ */
+export function writeEndpoint(
+  client: Turbopuffer,
+  env: Record<string, string | undefined> = process.env,
+  bun = 'Bun' in globalThis,
+): WriteEndpoint {
+  const baseURL = client.baseURL.replace(/\/+$/, '')
+  const endpoint: WriteEndpoint = { baseURL, apiKey: client.apiKey, timeoutMs: client.timeout }
+  if (bun && ownConnections(baseURL, env)) endpoint.pool = new KeepAlivePool(baseURL, WRITES_IN_FLIGHT.other)
+  return endpoint
+}
+
+/** Whether writes to `baseURL` may go over keep-alive.ts's connections: no proxy, not turned off, a bare origin. */
+export function ownConnections(baseURL: string, env: Record<string, string | undefined>): boolean {
+  if (env.PUFFGRES_HTTP === 'fetch') return false
+  const proxy = ['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY'].some((k) => env[k] || env[k.toLowerCase()])
+  if (proxy) return false
+  try {
+    const url = new URL(baseURL)
+    return (url.protocol === 'http:' || url.protocol === 'https:') && !url.username && !url.password &&
+      (url.pathname === '/' || url.pathname === '')
+  } catch {
+    return false
+  }
 }
 
 /**
@@ -72,20 +107,29 @@ export async function postWrite(
     ctl.abort()
   }, endpoint.timeoutMs)
   try {
-    let res: Response
+    let res: { ok: boolean; status: number; headers: Headers | Record<string, string> }
     let text: string
+    const headers = {
+      authorization: `Bearer ${endpoint.apiKey}`,
+      'content-type': 'application/json',
+      accept: 'application/json',
+    }
     try {
-      res = await fetch(`${endpoint.baseURL}/v2/namespaces/${namespace}`, {
-        method: 'POST',
-        headers: {
-          authorization: `Bearer ${endpoint.apiKey}`,
-          'content-type': 'application/json',
-          accept: 'application/json',
-        },
-        body: restoreBigints(body),
-        signal: ctl.signal,
-      })
-      text = await res.text()
+      const path = `/v2/namespaces/${namespace}`
+      if (endpoint.pool) {
+        const a = await endpoint.pool.request('POST', path, headers, Buffer.from(restoreBigints(body)), ctl.signal)
+        res = { ok: a.status >= 200 && a.status < 300, status: a.status, headers: a.headers }
+        text = a.text
+      } else {
+        const r = await fetch(`${endpoint.baseURL}${path}`, {
+          method: 'POST',
+          headers,
+          body: restoreBigints(body),
+          signal: ctl.signal,
+        })
+        res = r
+        text = await r.text()
+      }
     } catch (err) {
       // as the SDK reports them: the caller's abort as is, a timeout or a network failure as a connection error
       if (signal?.aborted) throw err
@@ -95,7 +139,8 @@ export async function postWrite(
     if (!res.ok) {
       // as the SDK builds it: the parsed JSON error, else the text as the message
       const json = safeJson(text)
-      throw APIError.generate(res.status, json, json === undefined ? text : undefined, res.headers)
+      const headers = res.headers instanceof Headers ? res.headers : new Headers(res.headers)
+      throw APIError.generate(res.status, json, json === undefined ? text : undefined, headers)
     }
     return (text ? parseWithBigints(text) : {}) as NamespaceWriteResponse
   } finally {

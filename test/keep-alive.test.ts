@@ -1,0 +1,292 @@
+// The write requests' own keep-alive connections on Bun (src/turbopuffer/keep-alive.ts), against servers that
+// answer in every way HTTP/1.1 allows a write's answer to come: over real sockets, plain and TLS.
+import { afterEach, describe, expect, test } from 'bun:test'
+import { Buffer } from 'node:buffer'
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { APIError } from '@turbopuffer/turbopuffer'
+import { KeepAlivePool } from '../src/turbopuffer/keep-alive.ts'
+import { ownConnections, postWrite } from '../src/turbopuffer/write-request.ts'
+import { startLocalServer } from '../src/local/server.ts'
+import { TurbopufferSink } from '../src/turbopuffer/sink.ts'
+import { up } from './harness/write-ops.ts'
+
+const isBun = 'Bun' in globalThis
+const g = globalThis as unknown as { Bun: any }
+const cleanups: (() => unknown)[] = []
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c()
+})
+
+/**
+ * A raw HTTP/1.1 server: `answer(request, socket, n)` is called for each complete request (head and a body of its
+ * Content-Length) with the connection's count of requests; counts connections.
+ */
+async function rawServer(answer: (req: { head: string; body: Buffer }, socket: net.Socket, n: number) => void) {
+  const stats = { connections: 0, requests: 0 }
+  const sockets = new Set<net.Socket>()
+  const server = net.createServer((socket) => {
+    stats.connections++
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+    socket.on('error', () => {})
+    let buf = Buffer.alloc(0)
+    let n = 0
+    socket.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d])
+      for (;;) {
+        const end = buf.indexOf('\r\n\r\n')
+        if (end < 0) return
+        const head = buf.toString('latin1', 0, end)
+        const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0)
+        if (buf.length < end + 4 + length) return
+        const body = buf.subarray(end + 4, end + 4 + length)
+        buf = buf.subarray(end + 4 + length)
+        stats.requests++
+        answer({ head, body }, socket, ++n)
+      }
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as net.AddressInfo).port
+  cleanups.push(() => {
+    for (const s of sockets) s.destroy()
+    return new Promise((resolve) => server.close(resolve))
+  })
+  return { url: `http://127.0.0.1:${port}`, stats, sockets }
+}
+
+const ok = (body: string, extra = '') =>
+  `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${
+    Buffer.byteLength(body)
+  }\r\n${extra}\r\n${body}`
+
+function pool(url: string, maxIdle = 64, opts: { idleMs?: number; tls?: Record<string, unknown> } = {}) {
+  const p = new KeepAlivePool(url, maxIdle, opts)
+  cleanups.push(() => p.close())
+  return p
+}
+
+const send = (p: KeepAlivePool, body = '{}', signal?: AbortSignal) =>
+  p.request('POST', '/v2/namespaces/a', { 'content-type': 'application/json' }, Buffer.from(body), signal)
+
+describe.skipIf(!isBun)('keep-alive connections (Bun)', () => {
+  test('one connection carries request after request; as many as were needed at once are kept', async () => {
+    const s = await rawServer((req, socket) => socket.write(ok(JSON.stringify({ got: req.body.toString() }))))
+    const p = pool(s.url)
+    for (let i = 0; i < 5; i++) expect(JSON.parse((await send(p, `"${i}"`)).text)).toEqual({ got: `"${i}"` })
+    expect(s.stats.connections).toBe(1)
+    await Promise.all(Array.from({ length: 20 }, (_, i) => send(p, String(i))))
+    const opened = s.stats.connections
+    expect(opened).toBeLessThanOrEqual(20)
+    await Promise.all(Array.from({ length: 20 }, (_, i) => send(p, String(i))))
+    expect(s.stats.connections).toBe(opened) // the second round reused them all
+    expect(s.stats.requests).toBe(45)
+  })
+
+  test('the request as sent: method, path, host, length and the caller headers; a body of many megabytes whole', async () => {
+    let seen: { head: string; body: Buffer } | undefined
+    const s = await rawServer((req, socket) => {
+      seen = req
+      socket.write(ok('{}'))
+    })
+    const p = pool(s.url)
+    const big = Buffer.alloc(24 * 1024 * 1024, 'é') // more than a socket takes at once: sent as it drains
+    await p.request('POST', '/v2/namespaces/big', { authorization: 'Bearer k' }, big)
+    expect(seen!.head.split('\r\n')[0]).toBe('POST /v2/namespaces/big HTTP/1.1')
+    expect(seen!.head).toContain(`host: ${new URL(s.url).host}`)
+    expect(seen!.head).toContain(`content-length: ${big.length}`)
+    expect(seen!.head).toContain('authorization: Bearer k')
+    expect(seen!.body.equals(big)).toBe(true)
+  })
+
+  test('answers: chunked with trailers, split anywhere (UTF-8 too), interim 100, 204, read until close', async () => {
+    const text = JSON.stringify({ name: 'żółw 🐢', n: 1 })
+    const bytes = Buffer.from(text)
+    const s = await rawServer((req, socket, n) => {
+      const kind = req.body.toString()
+      if (kind === 'chunked') {
+        // one byte at a time, across the middle of a multi-byte character
+        const wire = Buffer.concat([
+          Buffer.from('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n'),
+          Buffer.from(`5\r\n`),
+          bytes.subarray(0, 5),
+          Buffer.from(`\r\n${(bytes.length - 5).toString(16)};ext=1\r\n`),
+          bytes.subarray(5),
+          Buffer.from('\r\n0\r\nx-trailer: 1\r\n\r\n'),
+        ])
+        let i = 0
+        const drip = () => {
+          if (i < wire.length) socket.write(wire.subarray(i, ++i), () => setTimeout(drip, 0))
+        }
+        drip()
+      } else if (kind === 'continue') socket.write(`HTTP/1.1 100 Continue\r\n\r\n${ok(text)}`)
+      else if (kind === 'empty') socket.write('HTTP/1.1 204 No Content\r\n\r\n')
+      else if (kind === 'close') socket.end(`HTTP/1.1 200 OK\r\n\r\n${text}`)
+      void n
+    })
+    const p = pool(s.url)
+    expect((await send(p, 'chunked')).text).toBe(text)
+    expect((await send(p, 'continue')).text).toBe(text)
+    expect(await send(p, 'empty')).toMatchObject({ status: 204, text: '' })
+    expect(s.stats.connections).toBe(1)
+    expect((await send(p, 'close')).text).toBe(text)
+    expect(p.size).toBe(0) // an answer read until the close: that connection is gone
+  })
+
+  test('`connection: close` is honoured: the next request opens a new connection', async () => {
+    const s = await rawServer((_req, socket) => socket.write(ok('{}', 'connection: close\r\n')))
+    const p = pool(s.url)
+    await send(p)
+    await send(p)
+    expect(s.stats.connections).toBe(2)
+  })
+
+  test('a kept connection the server closed meanwhile: the request goes on a new one, unnoticed', async () => {
+    const s = await rawServer((_req, socket) => socket.write(ok('{"n":1}')))
+    const p = pool(s.url)
+    await send(p)
+    for (const socket of s.sockets) socket.destroy() // the server drops its idle connections
+    expect((await send(p)).text).toBe('{"n":1}')
+    expect(s.stats.connections).toBe(2)
+  })
+
+  test('a connection lost in the middle of an answer fails the request (it is not sent twice)', async () => {
+    const s = await rawServer((_req, socket) => {
+      socket.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{"partial"')
+      setTimeout(() => socket.destroy(), 20)
+    })
+    const p = pool(s.url)
+    await expect(send(p)).rejects.toThrow()
+    expect(s.stats.requests).toBe(1)
+  })
+
+  test('an abort fails the request at once with its reason and closes the connection', async () => {
+    const s = await rawServer(() => {/* never answers */})
+    const p = pool(s.url)
+    const ctl = new AbortController()
+    const pending = send(p, '{}', ctl.signal)
+    await new Promise((r) => setTimeout(r, 50))
+    ctl.abort(new Error('stop'))
+    await expect(pending).rejects.toThrow('stop')
+    expect(p.size).toBe(0)
+    await new Promise((r) => setTimeout(r, 50))
+    expect(s.sockets.size).toBe(0)
+  })
+
+  test('a refused connection rejects; unused connections close after the idle time', async () => {
+    const closed = await rawServer(() => {})
+    const port = new URL(closed.url).port
+    await cleanups.pop()!() // nothing listens there now
+    await expect(send(pool(`http://127.0.0.1:${port}`))).rejects.toThrow()
+
+    const s = await rawServer((_req, socket) => socket.write(ok('{}')))
+    const p = pool(s.url, 64, { idleMs: 100 })
+    await send(p)
+    expect(p.size).toBe(1)
+    await new Promise((r) => setTimeout(r, 300))
+    expect(p.size).toBe(0)
+    expect(s.sockets.size).toBe(0)
+  })
+
+  test('no more idle connections are kept than maxIdle', async () => {
+    const s = await rawServer((_req, socket) => setTimeout(() => socket.write(ok('{}')), 20))
+    const p = pool(s.url, 3)
+    await Promise.all(Array.from({ length: 10 }, () => send(p)))
+    expect(p.size).toBe(3)
+  })
+
+  test.skipIf(!hasOpenssl())(
+    'over TLS: the server name checked against its certificate, connections reused',
+    async () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'puffgres-tls-'))
+      cleanups.push(() => rmSync(dir, { recursive: true, force: true }))
+      execFileSync('openssl', [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost',
+        '-keyout',
+        path.join(dir, 'key.pem'),
+        '-out',
+        path.join(dir, 'cert.pem'),
+      ], { stdio: 'ignore' })
+      const cert = readFileSync(path.join(dir, 'cert.pem'), 'utf8')
+      const ports = new Set<number>()
+      const server = g.Bun.serve({
+        port: 0,
+        hostname: '127.0.0.1',
+        tls: { cert, key: readFileSync(path.join(dir, 'key.pem'), 'utf8') },
+        fetch(req: Request, srv: any) {
+          ports.add(srv.requestIP(req).port)
+          return req.text().then((t) => Response.json({ got: t }))
+        },
+      })
+      cleanups.push(() => server.stop(true))
+      const p = pool(`https://localhost:${server.port}`, 64, { tls: { ca: cert } })
+      for (let i = 0; i < 3; i++) expect(JSON.parse((await send(p, `x${i}`)).text)).toEqual({ got: `x${i}` })
+      expect(ports.size).toBe(1)
+      // a certificate the client does not trust is refused
+      const untrusted = pool(`https://localhost:${server.port}`)
+      await expect(send(untrusted)).rejects.toThrow()
+    },
+  )
+})
+
+describe('which writes use their own connections', () => {
+  test('not behind a proxy, not when PUFFGRES_HTTP=fetch, not for a base URL with a path or credentials', () => {
+    expect(ownConnections('https://gcp-us-central1.turbopuffer.com', {})).toBe(true)
+    expect(ownConnections('http://127.0.0.1:8080/', {})).toBe(true)
+    expect(ownConnections('https://x.turbopuffer.com', { HTTPS_PROXY: 'http://proxy:3128' })).toBe(false)
+    expect(ownConnections('https://x.turbopuffer.com', { http_proxy: 'http://proxy:3128' })).toBe(false)
+    expect(ownConnections('https://x.turbopuffer.com', { PUFFGRES_HTTP: 'fetch' })).toBe(false)
+    expect(ownConnections('https://x.example.com/turbopuffer', {})).toBe(false)
+    expect(ownConnections('https://u:p@x.example.com', {})).toBe(false)
+  })
+})
+
+describe.skipIf(!isBun)('writes over them, against the local server', () => {
+  test("postWrite: an error status becomes the SDK's APIError with the answer's headers (retry-after)", async () => {
+    const server = await startLocalServer({ apiKey: 'k' })
+    cleanups.push(() => server.stop())
+    server.failNext(1, 429, 250)
+    const endpoint = { baseURL: server.url, apiKey: 'k', timeoutMs: 5000, pool: pool(server.url) }
+    const err = await postWrite(endpoint, 'ns1', '{"upsert_rows":[{"id":1}]}').catch((e) => e)
+    expect(err).toBeInstanceOf(APIError)
+    expect(err.status).toBe(429)
+    expect(err.headers.get('retry-after-ms')).toBe('250')
+    expect(await postWrite(endpoint, 'ns1', '{"upsert_rows":[{"id":1}]}')).toMatchObject({ rows_upserted: 1 })
+  })
+
+  test('a sink writes a thousand namespaces at once over as many connections, then over the same ones', async () => {
+    const server = await startLocalServer({ apiKey: 'k' })
+    cleanups.push(() => server.stop())
+    const sink = new TurbopufferSink({ api_key: 'k', base_url: server.url }, { env: {} })
+    const round = (v: string) =>
+      Promise.all(Array.from({ length: 1000 }, (_, i) => sink.write(`ka_${i}`, [up(i, v, { n: i })])))
+    const first = await round('v1')
+    expect(first.every((r) => r.written === 1)).toBe(true)
+    await round('v2')
+    expect(server.stats().writesAcknowledged).toBe(2000)
+    expect(server.documents('ka_999')[0]).toMatchObject({ id: 999, n: 999 })
+  })
+})
+
+function hasOpenssl(): boolean {
+  try {
+    execFileSync('openssl', ['version'], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
