@@ -85,7 +85,7 @@ export function planWrite(
     seen.add(key)
   }
 
-  for (const row of upserts) prepareAttrs(meta, row.attrs, `document ${showId(row.id)}`)
+  for (const row of upserts) prepareAttrs(meta, row.attrs, () => `document ${showId(row.id)}`)
   for (const row of patches) {
     if (row.attrs.vector !== undefined) {
       throw violation(
@@ -93,7 +93,7 @@ export function planWrite(
         `invalid patch of document ${showId(row.id)}: a vector cannot be patched; upsert the whole document`,
       )
     }
-    prepareAttrs(meta, row.attrs, `document ${showId(row.id)}`)
+    prepareAttrs(meta, row.attrs, () => `document ${showId(row.id)}`)
   }
 
   const condition = (name: string): Predicate | undefined =>
@@ -146,7 +146,7 @@ export function planWrite(
   if (body.patch_by_filter !== undefined) {
     const partial = allowPartial(body, 'patch_by_filter')
     const { filters, patch } = patchByFilterParts(body.patch_by_filter)
-    prepareAttrs(meta, patch, 'patch_by_filter')
+    prepareAttrs(meta, patch, () => 'patch_by_filter')
     const pred = compileFilter(filters, meta.schema, meta.idType)
     const matched = matching(filters, pred)
     const sel = selectMatches('patch_by_filter', matched, limits.patchRows, partial)
@@ -321,10 +321,10 @@ function rowsOf(body: Record<string, unknown>, rowsKey: string, columnsKey: stri
 
 /**
  * Validates attribute values in place (vectors are decoded), inferring the types of attributes not seen before.
- * `what` names the document in a message ("document 7"). A patch is measured by the values it carries: the stored
+ * `what` names the document in a message ("document 7"; made only for one). A patch is measured by the values it carries: the stored
  * document it lands on is not read for size.
  */
-function prepareAttrs(meta: NamespaceMeta, attrs: Attrs, what: string) {
+function prepareAttrs(meta: NamespaceMeta, attrs: Attrs, what: () => string) {
   let bytes = 0
   for (const name in attrs) {
     const value = attrs[name]
@@ -351,7 +351,7 @@ function prepareAttrs(meta: NamespaceMeta, attrs: Attrs, what: string) {
     bytes += checkValue(name, meta.schema[name], value)
   }
   if (bytes > LIMITS.documentBytes) {
-    throw violation('document-size', `invalid ${what}: ${bytes} bytes, the limit is ${LIMITS.documentBytes}`)
+    throw violation('document-size', `invalid ${what()}: ${bytes} bytes, the limit is ${LIMITS.documentBytes}`)
   }
   checkAttributeCount(meta)
 }
