@@ -137,6 +137,25 @@ describe.skipIf(!isBun)('keep-alive connections (Bun)', () => {
     expect(p.size).toBe(0) // an answer read until the close: that connection is gone
   })
 
+  test('bytes after a complete answer (sent for no request): that connection is not used again', async () => {
+    const s = await rawServer((_req, socket) => socket.write(ok('{"a":1}') + ok('{"stray":1}')))
+    const p = pool(s.url)
+    expect((await send(p)).text).toBe('{"a":1}')
+    expect((await send(p)).text).toBe('{"a":1}') // not the stray answer
+    expect(s.stats.connections).toBe(2)
+  })
+
+  test('a body given as text is sent as UTF-8, its length in bytes', async () => {
+    let seen: { head: string; body: Buffer } | undefined
+    const s = await rawServer((req, socket) => {
+      seen = req
+      socket.write(ok('{}'))
+    })
+    await pool(s.url).request('POST', '/x', {}, '{"t":"żółw 🐢"}')
+    expect(seen!.body.toString('utf8')).toBe('{"t":"żółw 🐢"}')
+    expect(seen!.head).toContain(`content-length: ${Buffer.byteLength('{"t":"żółw 🐢"}')}`)
+  })
+
   test('`connection: close` is honoured: the next request opens a new connection', async () => {
     const s = await rawServer((_req, socket) => socket.write(ok('{}', 'connection: close\r\n')))
     const p = pool(s.url)
@@ -199,6 +218,82 @@ describe.skipIf(!isBun)('keep-alive connections (Bun)', () => {
     expect(p.size).toBe(3)
   })
 
+  test('a Content-Length repeated with one value is that length; one that is no length fails the request at once', async () => {
+    const s = await rawServer((req, socket) => {
+      const length =
+        { twice: '2\r\ncontent-length: 2', negative: '-1', word: 'two', differ: '2, 3' }[req.body.toString()]
+      if (length) socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${length}\r\n\r\n{}`)
+      else socket.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n-2\r\n{}\r\n0\r\n\r\n')
+    })
+    const p = pool(s.url)
+    expect((await send(p, 'twice', AbortSignal.timeout(2000))).text).toBe('{}')
+    for (const kind of ['negative', 'word', 'differ']) {
+      await expect(send(p, kind, AbortSignal.timeout(2000))).rejects.toThrow('content-length')
+    }
+    await expect(send(p, 'chunk', AbortSignal.timeout(2000))).rejects.toThrow('chunk size')
+  })
+
+  test('an answer read until the close is whole only when the server closed cleanly, not when it reset', async () => {
+    const s = await rawServer((_req, socket) => {
+      socket.write('HTTP/1.1 200 OK\r\n\r\n{"trunc')
+      setTimeout(() => socket.resetAndDestroy(), 20)
+    })
+    await expect(send(pool(s.url))).rejects.toThrow()
+  })
+
+  test('an abort just after the connection opened, before the request went on it, still fails the request', async () => {
+    const s = await rawServer(() => {/* never answers */})
+    const p = pool(s.url)
+    const ctl = new AbortController()
+    // the abort lands in the microtasks between the connection's opening (its listener removed) and the request
+    const remove = ctl.signal.removeEventListener.bind(ctl.signal)
+    ctl.signal.removeEventListener = ((...args: Parameters<typeof remove>) => {
+      remove(...args)
+      queueMicrotask(() => ctl.abort(new Error('stop')))
+    }) as typeof remove
+    const settled = send(p, '{}', ctl.signal).then(() => 'answered', (e) => e.message)
+    const later = new Promise((r) => setTimeout(() => r('still waiting'), 1000))
+    expect(await Promise.race([settled, later])).toBe('stop')
+    expect(p.size).toBe(0)
+  })
+
+  test('header values sent as fetch sends them: trimmed (a key read with its newline), no line break inside', async () => {
+    let seen: { head: string; body: Buffer } | undefined
+    const s = await rawServer((req, socket) => {
+      seen = req
+      socket.write(ok('{}'))
+    })
+    const p = pool(s.url)
+    await p.request('POST', '/v2/namespaces/a', { authorization: 'Bearer k\n' }, Buffer.from('{}'))
+    expect(seen!.head.split('\r\n')).toContain('authorization: Bearer k')
+    expect(seen!.head).not.toMatch(/[^\r]\n/)
+    await expect(p.request('POST', '/', { authorization: 'k\r\nx-injected: 1' }, Buffer.from('{}'))).rejects.toThrow()
+    await expect(p.request('POST', '/a b', {}, Buffer.from('{}'))).rejects.toThrow()
+    expect(s.stats.requests).toBe(1)
+  })
+
+  test('over TLS to an IP address: no server name sent (RFC 6066), the certificate checked against the address', async () => {
+    const hellos: Buffer[] = []
+    const server = net.createServer((socket) => socket.once('data', (d: Buffer) => (hellos.push(d), socket.destroy())))
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    cleanups.push(() => new Promise((resolve) => server.close(resolve)))
+    const port = (server.address() as net.AddressInfo).port
+    await expect(send(pool(`https://127.0.0.1:${port}`))).rejects.toThrow()
+    await expect(send(pool(`https://localhost:${port}`))).rejects.toThrow()
+    expect(hellos.map(serverName)).toEqual([undefined, 'localhost'])
+    if (!hasOpenssl()) return
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'puffgres-tls-'))
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }))
+    for (const [san, trusted] of [['IP:127.0.0.1', true], ['DNS:localhost', false]] as const) {
+      const { cert, key } = selfSigned(dir, san)
+      const tls = g.Bun.serve({ port: 0, hostname: '127.0.0.1', tls: { cert, key }, fetch: () => Response.json({}) })
+      cleanups.push(() => tls.stop(true))
+      const answer = send(pool(`https://127.0.0.1:${tls.port}`, 64, { tls: { ca: cert } }))
+      if (trusted) expect((await answer).status).toBe(200)
+      else await expect(answer).rejects.toThrow()
+    }
+  })
+
   test.skipIf(!hasOpenssl())(
     'over TLS: the server name checked against its certificate, connections reused',
     async () => {
@@ -236,9 +331,9 @@ describe.skipIf(!isBun)('keep-alive connections (Bun)', () => {
       const p = pool(`https://localhost:${server.port}`, 64, { tls: { ca: cert } })
       for (let i = 0; i < 3; i++) expect(JSON.parse((await send(p, `x${i}`)).text)).toEqual({ got: `x${i}` })
       expect(ports.size).toBe(1)
-      // a certificate the client does not trust is refused
+      // a certificate the client does not trust is refused, and the error says so
       const untrusted = pool(`https://localhost:${server.port}`)
-      await expect(send(untrusted)).rejects.toThrow()
+      await expect(send(untrusted)).rejects.toThrow(/^TLS with localhost:\d+: /)
     },
   )
 })
@@ -289,4 +384,40 @@ function hasOpenssl(): boolean {
   } catch {
     return false
   }
+}
+
+/** The server name (SNI) a TLS ClientHello carries, if any. */
+function serverName(hello: Buffer): string | undefined {
+  let i = 5 + 4 + 2 + 32 // record and handshake headers, version, random
+  i += 1 + hello[i] // session id
+  i += 2 + hello.readUInt16BE(i) // cipher suites
+  i += 1 + hello[i] // compression methods
+  const end = i + 2 + hello.readUInt16BE(i)
+  for (i += 2; i < end; i += 4 + hello.readUInt16BE(i + 2)) {
+    if (hello.readUInt16BE(i) === 0) return hello.toString('latin1', i + 9, i + 4 + hello.readUInt16BE(i + 2))
+  }
+  return undefined
+}
+
+/** A self-signed certificate for `san` (`IP:…` or `DNS:…`) and its key. */
+function selfSigned(dir: string, san: string): { cert: string; key: string } {
+  const [certFile, keyFile] = ['cert', 'key'].map((f) => path.join(dir, `${san.replace(/\W/g, '_')}.${f}.pem`))
+  execFileSync('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=test',
+    '-addext',
+    `subjectAltName=${san}`,
+    '-keyout',
+    keyFile,
+    '-out',
+    certFile,
+  ], { stdio: 'ignore' })
+  return { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') }
 }

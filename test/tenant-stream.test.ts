@@ -4,7 +4,6 @@
 // that names no namespace is a dead letter and the stream goes on, TRUNCATE empties every namespace of the mapping,
 // and `dlq retry` of a move deletes from the old namespace first.
 import { describe, expect, test } from 'bun:test'
-import process from 'node:process'
 import { existsSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { chunkText } from '../src/pipeline/chunking.ts'

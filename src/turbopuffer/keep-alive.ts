@@ -12,6 +12,7 @@
 // sent again on a new connection if not one byte of an answer came (a write is conditional on versions: sending it
 // twice is harmless, docs/ARCHITECTURE.md invariant 2).
 import { Buffer } from 'node:buffer'
+import { isIP } from 'node:net'
 
 /** an unused connection is closed after this long (undici's default; load balancers close idle ones later) */
 export const IDLE_MS = 4000
@@ -80,48 +81,82 @@ class Reader {
           this.#buf = this.#buf.subarray(end + 4)
           continue
         }
-        const length = headers['content-length']
         const chunked = /\bchunked\b/i.test(headers['transfer-encoding'] ?? '')
         this.#head = {
           status,
           headers,
           chunked,
-          length: status === 204 || status === 304 ? 0 : length === undefined || chunked ? undefined : Number(length),
+          length: status === 204 || status === 304 ? 0 : chunked ? undefined : contentLength(headers['content-length']),
           close: /\bclose\b/i.test(headers.connection ?? ''),
           bodyAt: end + 4,
         }
       }
       const h = this.#head
       let body: Buffer | undefined
-      if (h.chunked) body = this.#dechunk(h.bodyAt)
-      else if (h.length !== undefined) {
-        if (this.#buf.length - h.bodyAt >= h.length) body = this.#buf.subarray(h.bodyAt, h.bodyAt + h.length)
+      /** where the answer ends: bytes after it were sent for no request, and the connection is not kept */
+      let end = this.#buf.length
+      if (h.chunked) {
+        const got = this.#dechunk(h.bodyAt)
+        if (got) [body, end] = got
+      } else if (h.length !== undefined) {
+        end = h.bodyAt + h.length
+        if (this.#buf.length >= end) body = this.#buf.subarray(h.bodyAt, end)
       } else if (closed) body = this.#buf.subarray(h.bodyAt)
       if (!body) return undefined
       return {
         answer: { status: h.status, headers: h.headers, text: body.toString('utf8') },
-        close: h.close || (h.length === undefined && !h.chunked),
+        close: h.close || (h.length === undefined && !h.chunked) || this.#buf.length > end,
       }
     }
   }
 
-  /** The body of a chunked answer once its last chunk is in. */
-  #dechunk(at: number): Buffer | undefined {
+  /** The body of a chunked answer once its last chunk is in, and where the answer ends. */
+  #dechunk(at: number): [Buffer, number] | undefined {
     const parts: Buffer[] = []
     for (;;) {
       const eol = this.#buf.indexOf('\r\n', at)
       if (eol < 0) return undefined
-      const size = parseInt(this.#buf.toString('latin1', at, eol).split(';')[0], 16)
-      if (!Number.isFinite(size)) throw new Error('a chunked answer with a bad chunk size')
+      const hex = this.#buf.toString('latin1', at, eol).split(';')[0].trim()
+      // parseInt would take "-2" (and step back into the answer) or "2x"
+      if (!/^[0-9a-f]+$/i.test(hex)) throw new Error('a chunked answer with a bad chunk size')
+      const size = parseInt(hex, 16)
       if (size === 0) {
         // trailers, if any, then an empty line
-        return this.#buf.indexOf('\r\n\r\n', eol) < 0 ? undefined : Buffer.concat(parts)
+        const last = this.#buf.indexOf('\r\n\r\n', eol)
+        return last < 0 ? undefined : [Buffer.concat(parts), last + 4]
       }
       if (this.#buf.length < eol + 2 + size + 2) return undefined
       parts.push(this.#buf.subarray(eol + 2, eol + 2 + size))
       at = eol + 2 + size + 2
     }
   }
+}
+
+/**
+ * A Content-Length's value, undefined without one. A list of one value repeated is that value (RFC 9112 §6.3); what
+ * is no length fails the answer (else it would wait for a body that never completes, or take a part of one).
+ */
+function contentLength(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined
+  const values = new Set(text.split(',').map((v) => v.trim()))
+  const [value] = values
+  if (values.size !== 1 || !/^\d+$/.test(value)) {
+    throw new Error(`an answer with a bad content-length: ${JSON.stringify(text.slice(0, 40))}`)
+  }
+  return Number(value)
+}
+
+/**
+ * A header line as fetch's Headers would send it: the value trimmed of whitespace (an API key read with its newline
+ * would otherwise end the head there), and no line break inside one (a header or a request of its own).
+ */
+function headerLine(name: string, value: string): string {
+  const v = value.replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, '')
+  // as fetch: a ByteString (a byte per character), no line break or NUL
+  if (!/^[\w!#$%&'*+.^`|~-]+$/.test(name) || /[\r\n\0]|[^\0-\xff]/.test(v)) {
+    throw new TypeError(`an invalid value of the header ${JSON.stringify(name)}`)
+  }
+  return `${name}: ${v}\r\n`
 }
 
 /** One connection and the request it carries, if any. */
@@ -131,7 +166,8 @@ class Connection {
   reader = new Reader()
   /** bytes still to send once the socket drains */
   #unsent: Uint8Array[] = []
-  idleTimer?: ReturnType<typeof setTimeout>
+  /** when it last went back to the pool (performance.now()) */
+  idleSince = 0
   closed = false
   /** requests this connection carried (a reused one may have been closed by the server meanwhile) */
   served = 0
@@ -168,7 +204,6 @@ class Connection {
   fail(error: Error): void {
     if (this.closed) return
     this.closed = true
-    clearTimeout(this.idleTimer)
     this.pool.forget(this)
     try {
       this.socket?.terminate?.()
@@ -195,6 +230,8 @@ export class KeepAlivePool {
   readonly #all = new Set<Connection>()
   readonly #tlsOptions?: Record<string, unknown>
   readonly #idleMs: number
+  /** closes connections unused for idleMs (one timer for the pool: a timer per request cost more than the request) */
+  #sweeper?: ReturnType<typeof setInterval>
 
   /** `tls`: options of Bun's TLS sockets besides the server name (a test's `ca`); `idleMs`: default IDLE_MS */
   constructor(origin: string, public maxIdle: number, opts: { tls?: Record<string, unknown>; idleMs?: number } = {}) {
@@ -221,18 +258,27 @@ export class KeepAlivePool {
     method: string,
     path: string,
     headers: Record<string, string>,
-    body: Uint8Array,
+    body: string | Uint8Array,
     signal?: AbortSignal,
   ): Promise<HttpAnswer> {
-    let head = `${method} ${path} HTTP/1.1\r\nhost: ${this.#hostHeader}\r\ncontent-length: ${body.length}\r\n`
-    for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`
-    const bytes = Buffer.from(head + '\r\n', 'latin1')
+    if (!/^\/[\x21-\x7e]*$/.test(path)) throw new TypeError(`an invalid request path: ${JSON.stringify(path)}`)
+    const length = typeof body === 'string' ? Buffer.byteLength(body) : body.length
+    let head = `${method} ${path} HTTP/1.1\r\nhost: ${this.#hostHeader}\r\ncontent-length: ${length}\r\n`
+    for (const [k, v] of Object.entries(headers)) head += headerLine(k, v)
+    head += '\r\n'
+    // the request in one buffer, the body encoded straight into it (one copy of a body of many megabytes, not three),
+    // sent in one write: in one segment where it fits, read by the server at once
+    const headLength = head.length // latin1: a byte per character
+    const bytes = Buffer.allocUnsafe(headLength + length)
+    bytes.write(head, 0, 'latin1')
+    if (typeof body === 'string') bytes.write(body, headLength, 'utf8')
+    else bytes.set(body, headLength)
     for (;;) {
       signal?.throwIfAborted()
       const reused = this.#idle.pop()
       const conn = reused ?? await this.#open(signal)
       try {
-        return await this.#exchange(conn, bytes, body, signal)
+        return await this.#exchange(conn, bytes, signal)
       } catch (e) {
         // a pooled connection the server had closed: once more on a new one (a new one's failure is the network's)
         if (e instanceof Unanswered && reused) continue
@@ -248,12 +294,23 @@ export class KeepAlivePool {
 
   forget(conn: Connection): void {
     this.#all.delete(conn)
-    const i = this.#idle.indexOf(conn)
+    const i = this.#idle.lastIndexOf(conn)
     if (i >= 0) this.#idle.splice(i, 1)
+    if (!this.#all.size && this.#sweeper) {
+      clearInterval(this.#sweeper)
+      this.#sweeper = undefined
+    }
   }
 
-  #exchange(conn: Connection, head: Uint8Array, body: Uint8Array, signal?: AbortSignal): Promise<HttpAnswer> {
-    clearTimeout(conn.idleTimer)
+  /** Closes the connections unused for idleMs (the idle list is in the order they went back: oldest first). */
+  #sweep(): void {
+    const before = performance.now() - this.#idleMs
+    let n = 0
+    while (n < this.#idle.length && this.#idle[n].idleSince <= before) n++
+    for (const conn of this.#idle.splice(0, n)) conn.fail(new Error('idle'))
+  }
+
+  #exchange(conn: Connection, request: Uint8Array, signal?: AbortSignal): Promise<HttpAnswer> {
     conn.socket.ref?.()
     conn.reader = new Reader()
     return new Promise<HttpAnswer>((resolve, reject) => {
@@ -270,8 +327,9 @@ export class KeepAlivePool {
           reject(e)
         },
       }
-      // one write: a request in one segment where it fits, read by the server at once
-      conn.send(body.length ? Buffer.concat([head, body]) : head)
+      // aborted in the microtasks since the connection opened, when no listener was on the signal
+      if (signal?.aborted) return onAbort()
+      conn.send(request)
     })
   }
 
@@ -289,9 +347,12 @@ export class KeepAlivePool {
       } catch { /* closed already */ }
     } else {
       conn.socket.unref?.()
-      conn.idleTimer = setTimeout(() => conn.fail(new Error('idle')), this.#idleMs)
-      ;(conn.idleTimer as { unref?: () => void }).unref?.()
+      conn.idleSince = performance.now()
       this.#idle.push(conn)
+      if (!this.#sweeper) {
+        this.#sweeper = setInterval(() => this.#sweep(), Math.max(10, this.#idleMs / 4))
+        ;(this.#sweeper as { unref?: () => void }).unref?.()
+      }
     }
     w?.resolve(answer)
   }
@@ -299,8 +360,9 @@ export class KeepAlivePool {
   async #open(signal?: AbortSignal): Promise<Connection> {
     const conn = new Connection(this)
     const lost = (why: string, cause?: Error) => {
-      // an answer read until the close, else the request failed: retried if no byte of an answer came
-      if (conn.waiting && !conn.closed) {
+      // an answer read until a clean close (not a reset: it may be cut short), else the request failed: retried if no
+      // byte of an answer came
+      if (!cause && conn.waiting && !conn.closed) {
         let answer: HttpAnswer | undefined
         try {
           answer = conn.reader.end()
@@ -314,7 +376,9 @@ export class KeepAlivePool {
     const connecting = g.Bun!.connect({
       hostname: this.#host,
       port: this.#port,
-      ...(this.#tls ? { tls: { serverName: this.#host, ...this.#tlsOptions } } : {}),
+      // no server name for an IP address (RFC 6066 allows none, and Bun sends the host's unless told ''): Bun then
+      // checks the certificate against the address
+      ...(this.#tls ? { tls: { serverName: isIP(this.#host) ? '' : this.#host, ...this.#tlsOptions } } : {}),
       socket: {
         data: (_s: unknown, chunk: Uint8Array) => {
           if (!conn.waiting) return conn.fail(new Error('an answer to no request')) // the server closes it: never reused
@@ -327,6 +391,12 @@ export class KeepAlivePool {
           if (got) this.#answered(conn, got.answer, got.close)
         },
         drain: () => conn.drain(),
+        // a certificate refused: said as such (else the connection is only "closed")
+        handshake: (_s: unknown, success: boolean, authorizationError: Error | null) => {
+          if (success && (!authorizationError || this.#tlsOptions?.rejectUnauthorized === false)) return
+          const why = authorizationError?.message ?? 'the TLS handshake failed'
+          conn.fail(new Error(`TLS with ${this.#hostHeader}: ${why}`))
+        },
         end: () => lost('was closed by the server'),
         close: (_s: unknown, err?: Error) => lost('was closed', err),
         error: (_s: unknown, err: Error) => lost('failed', err),

@@ -10,7 +10,6 @@ import {
   type NamespaceWriteResponse,
   type Turbopuffer,
 } from '@turbopuffer/turbopuffer'
-import { Buffer } from 'node:buffer'
 import process from 'node:process'
 import { parseWithBigints } from './client.ts'
 import { KeepAlivePool } from './keep-alive.ts'
@@ -117,7 +116,7 @@ export async function postWrite(
     try {
       const path = `/v2/namespaces/${namespace}`
       if (endpoint.pool) {
-        const a = await endpoint.pool.request('POST', path, headers, Buffer.from(restoreBigints(body)), ctl.signal)
+        const a = await endpoint.pool.request('POST', path, headers, restoreBigints(body), ctl.signal)
         res = { ok: a.status >= 200 && a.status < 300, status: a.status, headers: a.headers }
         text = a.text
       } else {
