@@ -12,6 +12,7 @@ DENO=./node_modules/.bin/deno
 # for time (scripts/test-deno.sh test/demo.test.ts runs it). stream-memory.test.ts takes about a minute on Deno; the
 # memory bound is the runtime's as much as ours, so it runs on both.
 DEFAULT_TESTS=(
+  test/keep-alive.test.ts
   test/local-server.test.ts
   test/local-rules.test.ts
   test/local-by-filter.test.ts
