@@ -4,7 +4,9 @@
 //     [--repeat 3]
 // `puffgres local --latency-ms 150 --jitter-ms 200 --namespace-mb-per-second 32` (a child process). Measured in one
 // run, each beside its target. The puffgres children run as the npm launcher and the Homebrew formula run them, with
-// BUN_CONFIG_MAX_HTTP_REQUESTS=1024 (--http-requests; 256 is Bun's own default, a bare binary's):
+// BUN_CONFIG_MAX_HTTP_REQUESTS=1024 (--http-requests; 256 is Bun's own default): it bounds writes only where they go
+// through Bun's fetch (PUFFGRES_HTTP=fetch, a proxy); otherwise they keep connections of their own (keep-alive.ts,
+// compared with fetch in scripts/bench/connections.ts):
 // 1. `run` draining --stream-rows committed in --txn-rows transactions into one namespace (table `single`), then the
 //    same rows spread over --tenants namespaces (table `items`, `[target] namespace = "items_{tenant}"`): rows/s of
 //    each and the ratio (target ≥ 1). A drain takes about two seconds and one namespace's rate alone moves by a
