@@ -2,8 +2,7 @@
 // answer in every way HTTP/1.1 allows a write's answer to come: over real sockets, plain and TLS.
 import { afterEach, describe, expect, test } from 'bun:test'
 import { Buffer } from 'node:buffer'
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -13,6 +12,7 @@ import { ownConnections, postWrite } from '../src/turbopuffer/write-request.ts'
 import { startLocalServer } from '../src/local/server.ts'
 import { TurbopufferSink } from '../src/turbopuffer/sink.ts'
 import { up } from './harness/write-ops.ts'
+import { hasOpenssl, selfSigned } from './harness/tls.ts'
 
 const isBun = 'Bun' in globalThis
 const g = globalThis as unknown as { Bun: any }
@@ -299,29 +299,12 @@ describe.skipIf(!isBun)('keep-alive connections (Bun)', () => {
     async () => {
       const dir = mkdtempSync(path.join(os.tmpdir(), 'puffgres-tls-'))
       cleanups.push(() => rmSync(dir, { recursive: true, force: true }))
-      execFileSync('openssl', [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=DNS:localhost',
-        '-keyout',
-        path.join(dir, 'key.pem'),
-        '-out',
-        path.join(dir, 'cert.pem'),
-      ], { stdio: 'ignore' })
-      const cert = readFileSync(path.join(dir, 'cert.pem'), 'utf8')
+      const { cert, key } = selfSigned(dir, 'DNS:localhost')
       const ports = new Set<number>()
       const server = g.Bun.serve({
         port: 0,
         hostname: '127.0.0.1',
-        tls: { cert, key: readFileSync(path.join(dir, 'key.pem'), 'utf8') },
+        tls: { cert, key },
         fetch(req: Request, srv: any) {
           ports.add(srv.requestIP(req).port)
           return req.text().then((t) => Response.json({ got: t }))
@@ -377,15 +360,6 @@ describe.skipIf(!isBun)('writes over them, against the local server', () => {
   })
 })
 
-function hasOpenssl(): boolean {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' })
-    return true
-  } catch {
-    return false
-  }
-}
-
 /** The server name (SNI) a TLS ClientHello carries, if any. */
 function serverName(hello: Buffer): string | undefined {
   let i = 5 + 4 + 2 + 32 // record and handshake headers, version, random
@@ -397,27 +371,4 @@ function serverName(hello: Buffer): string | undefined {
     if (hello.readUInt16BE(i) === 0) return hello.toString('latin1', i + 9, i + 4 + hello.readUInt16BE(i + 2))
   }
   return undefined
-}
-
-/** A self-signed certificate for `san` (`IP:…` or `DNS:…`) and its key. */
-function selfSigned(dir: string, san: string): { cert: string; key: string } {
-  const [certFile, keyFile] = ['cert', 'key'].map((f) => path.join(dir, `${san.replace(/\W/g, '_')}.${f}.pem`))
-  execFileSync('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=test',
-    '-addext',
-    `subjectAltName=${san}`,
-    '-keyout',
-    keyFile,
-    '-out',
-    certFile,
-  ], { stdio: 'ignore' })
-  return { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') }
 }

@@ -7,12 +7,13 @@
 // where fetch opens a connection, a handshake, for nearly every request past Bun's 64 kept idle).
 // Needs `openssl` on the PATH for the TLS rows (skipped without it).
 import { parseArgs } from 'node:util'
-import { execFileSync, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import process from 'node:process'
 import { Buffer } from 'node:buffer'
+import { selfSigned } from '../../test/harness/tls.ts'
 
 const { values: args, positionals } = parseArgs({
   allowPositionals: true,
@@ -78,24 +79,8 @@ if (args.serve) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'puffgres-bench-tls-'))
   let tls: { cert: string; key: string } | undefined
   try {
-    execFileSync('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=DNS:localhost',
-      '-keyout',
-      path.join(dir, 'key.pem'),
-      '-out',
-      path.join(dir, 'cert.pem'),
-    ], { stdio: 'ignore' })
-    tls = { cert: path.join(dir, 'cert.pem'), key: path.join(dir, 'key.pem') }
+    const made = selfSigned(dir, 'DNS:localhost')
+    tls = { cert: made.certFile, key: made.keyFile }
   } catch {
     console.log('no openssl: the TLS rows are skipped')
   }
