@@ -20,6 +20,14 @@ export function newMeta(now = new Date().toISOString()): NamespaceMeta {
   return { createdAt: now, updatedAt: now, schema: {} }
 }
 
+/**
+ * The metadata for a write to change: the schema's entries are replaced, never changed in place, so a copy of the
+ * schema object is enough (structuredClone of the whole was a tenth of the local server's time per small write).
+ */
+export function cloneMeta(meta: NamespaceMeta): NamespaceMeta {
+  return { ...meta, schema: { ...meta.schema } }
+}
+
 export class Namespace {
   readonly docs = new Map<string, Doc>()
   /**
