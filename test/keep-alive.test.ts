@@ -5,6 +5,7 @@ import { Buffer } from 'node:buffer'
 import { mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
+import process from 'node:process'
 import path from 'node:path'
 import { APIError } from '@turbopuffer/turbopuffer'
 import { KeepAlivePool } from '../src/turbopuffer/keep-alive.ts'
@@ -319,6 +320,34 @@ describe.skipIf(!isBun)('keep-alive connections (Bun)', () => {
       await expect(send(untrusted)).rejects.toThrow(/^TLS with localhost:\d+: /)
     },
   )
+})
+
+describe.skipIf(!isBun || !hasOpenssl())('a private CA (Bun)', () => {
+  test('NODE_EXTRA_CA_CERTS is trusted by the own connections as by fetch (read when Bun starts: a child)', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'puffgres-ca-'))
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }))
+    const { certFile, keyFile } = selfSigned(dir, 'DNS:localhost')
+    const script = `
+      import { readFileSync } from 'node:fs'
+      import { KeepAlivePool } from ${JSON.stringify(path.resolve('src/turbopuffer/keep-alive.ts'))}
+      const tls = { cert: readFileSync(${JSON.stringify(certFile)}, 'utf8'), key: readFileSync(${
+      JSON.stringify(keyFile)
+    }, 'utf8') }
+      const server = Bun.serve({ port: 0, hostname: '127.0.0.1', tls, fetch: () => new Response('trusted') })
+      const pool = new KeepAlivePool('https://localhost:' + server.port, 4)
+      const own = await pool.request('POST', '/', {}, '').then((a) => a.text, (e) => 'refused: ' + e.message)
+      const viaFetch = await fetch('https://localhost:' + server.port).then((r) => r.text(), (e) => 'refused: ' + e.message)
+      console.log(JSON.stringify([own, viaFetch]))
+      pool.close()
+      server.stop(true)`
+    const run = (env: Record<string, string>) => {
+      const r = g.Bun.spawnSync([process.execPath, '-e', script], { env: { ...process.env, ...env } })
+      return JSON.parse(r.stdout.toString().trim().split('\n').pop())
+    }
+    expect(run({ NODE_EXTRA_CA_CERTS: certFile })).toEqual(['trusted', 'trusted'])
+    const [own, viaFetch] = run({ NODE_EXTRA_CA_CERTS: '' })
+    expect([own.startsWith('refused'), viaFetch.startsWith('refused')]).toEqual([true, true])
+  })
 })
 
 describe('which writes use their own connections', () => {
