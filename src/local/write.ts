@@ -312,8 +312,8 @@ function rowsOf(body: Record<string, unknown>, rowsKey: string, columnsKey: stri
 
 /**
  * Validates attribute values in place (vectors are decoded), inferring the types of attributes not seen before.
- * `what` names the document in a message ("document 7"; made only for one). A patch is measured by the values it carries: the stored
- * document it lands on is not read for size.
+ * `what` names the document in a message ("document 7"; made only for one). A patch is measured by the values it
+ * carries: the stored document it lands on is not read for size.
  */
 function prepareAttrs(meta: NamespaceMeta, attrs: Attrs, what: () => string) {
   let bytes = 0

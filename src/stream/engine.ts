@@ -1,10 +1,9 @@
 // The stream engine: wires source (ReplicationStream), processor (route, transform, plan, sink) and checkpoint
 // together, and keeps them running: waiting for PostgreSQL, hot standby on a slot in use, reconnecting after a
 // failure, draining on stop, abandoning the sink after the drain timeout (docs/ARCHITECTURE.md, "Engine loop").
-import process from 'node:process'
 import { sinkFromConfig } from '../turbopuffer/from-config.ts'
 import { TurbopufferSink } from '../turbopuffer/sink.ts'
-import { bunMaxHttpRequests } from '../turbopuffer/write-request.ts'
+import { WRITES_IN_FLIGHT } from '../turbopuffer/write-request.ts'
 import { AdaptiveLimit } from '../concurrency.ts'
 import { type Backoff, backoffDelay, sleep } from '../retry.ts'
 import { configSelection, selectMappings } from '../config/selection.ts'
@@ -123,15 +122,12 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
       },
     },
   )
-  if (
-    tenants && 'Bun' in globalThis && sink instanceof TurbopufferSink && !sink.ownConnections &&
-    bunMaxHttpRequests(process.env) === undefined
-  ) {
-    // writes through Bun's fetch (a proxy, or PUFFGRES_HTTP=fetch): its limit is read by Bun when it starts (unset,
-    // or a value it refused), nothing here can raise it (the npm launcher and the Homebrew formula set it)
+  if (tenants && sink instanceof TurbopufferSink && sink.writesInFlight < WRITES_IN_FLIGHT.other) {
+    // only writes through Bun's fetch (a proxy, or PUFFGRES_HTTP=fetch) are held to fewer: its limit is read by Bun
+    // when it starts, nothing here can raise it (the npm launcher and the Homebrew formula set it)
     log.info(
-      'a namespace per tenant on Bun: at most 256 write requests at once; start puffgres with ' +
-        'BUN_CONFIG_MAX_HTTP_REQUESTS=1024 to let a backlog over many tenants drain faster',
+      `a namespace per tenant through Bun's fetch: at most ${sink.writesInFlight} write requests at once; start ` +
+        'puffgres with BUN_CONFIG_MAX_HTTP_REQUESTS=1024 to let a backlog over many tenants drain faster',
     )
   }
   const heartbeat = new Heartbeat(sql, {

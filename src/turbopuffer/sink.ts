@@ -86,9 +86,9 @@ export class TurbopufferSink implements Sink {
     }
   }
 
-  /** writes go over connections of its own (write-request.ts, keep-alive.ts), not fetch's */
-  get ownConnections(): boolean {
-    return !!this.#endpoint?.pool
+  /** namespace writes sent at once (write-request.ts defaultWritesInFlight, or the option) */
+  get writesInFlight(): number {
+    return this.#writeSlots.size
   }
 
   stats(): SinkStats {

@@ -16,10 +16,10 @@ import { KeepAlivePool } from './keep-alive.ts'
 import { restoreBigints } from './wire-ids.ts'
 
 /**
- * Write requests a sink sends at once (sink.ts). Bun's fetch sends 256 requests at once and queues the rest, their
- * timeouts running, unless BUN_CONFIG_MAX_HTTP_REQUESTS (read when the process starts) allows more: on Bun the sink
- * keeps to that number (the npm launcher and the Homebrew formula set 1,024). Deno's fetch has no such limit: 1,024.
- * Over 1,000 tenants, 1,024 drained a backlog about a fifth faster than 256 (README "Performance").
+ * Write requests a sink sends at once (sink.ts): 1,024. Only writes through Bun's fetch (a proxy, PUFFGRES_HTTP=fetch)
+ * keep to its limit: 256 at once, the rest queued with their timeouts running, unless BUN_CONFIG_MAX_HTTP_REQUESTS
+ * (read when the process starts) allows more (the npm launcher and the Homebrew formula set 1,024). Over 1,000
+ * tenants, 1,024 drained a backlog about a fifth faster than 256 (README "Performance").
  */
 export const WRITES_IN_FLIGHT = { bun: 256, other: 1024 }
 
@@ -57,8 +57,8 @@ export interface WriteEndpoint {
 
 /**
  * Where a client sends its requests, and with which key and timeout. On Bun the writes keep their own connections
- * open (keep-alive.ts: Bun's fetch keeps 64; the caller sets how many, its writes in flight), unless a proxy is configured (fetch honours
- * HTTP_PROXY / HTTPS_PROXY) or PUFFGRES_HTTP=fetch asks for fetch.
+ * open (keep-alive.ts: Bun's fetch keeps 64 idle; the sink sets the pool's size to its writes in flight), unless
+ * ownConnections says no.
  */
 export function writeEndpoint(
   client: Turbopuffer,
