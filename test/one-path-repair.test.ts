@@ -235,7 +235,7 @@ describe('dlq retry of an entry that names no row', () => {
     const r = await pipe.cli('dlq', 'retry', '--mapping', 'rn')
     expect(r.code).toBe(1)
     expect(r.out + r.err).toMatch(
-      /failed .*: cannot retry: n77 is no key of public\.rn \(.*\); `puffgres verify rn --repair` deletes .*, then clear the entry$/m,
+      /failed .*: cannot retry: n77 is no key of public\.rn \(.*\); `puffgres verify rn --repair` deletes .*, then `puffgres dlq clear --id \d+`$/m,
     )
     expect(r.err).not.toMatch(/^\s+at /m)
     expect(pipe.docs('rn').get('n1')).toMatchObject({ name: 'one' })

@@ -156,6 +156,15 @@ export async function copy(
   }
   /** the key of a page's row i: its id columns as COPY printed them (`keys[j][i]`), decoded as the stream does */
   const pageKey = (keys: readonly string[][], i: number): RowKey => textKey(m, keyColumns, keys.map((k) => k[i]))
+  /** the document ids of a page's rows (none for a row that never had one: a negative integer id) */
+  const pageIds = (keys: readonly string[][]): Id[] => {
+    const out: Id[] = []
+    for (let i = 0; i < (keys[0]?.length ?? 0); i++) {
+      const id = pageKey(keys, i).id
+      if (id !== undefined) out.push(id)
+    }
+    return out
+  }
 
   /**
    * Decodes and writes a page in batches, writesInFlight at once (decoded a batch at a time, so that memory holds
@@ -195,11 +204,7 @@ export async function copy(
     const { whereOf, wrote } = await pageRowNamespaces(sink, m, page)
     if (rowDocumentsMode(m)) {
       // chunks the stream's newer version of a row lacks, written by this page after it (invariant 11)
-      const ids = page.keys[0]?.flatMap((_k, i) => {
-        const id = pageKey(page.keys, i).id
-        return id === undefined ? [] : [id]
-      }) ?? []
-      const swept = await sweepPage(deps.sink, ids, whereOf, encodeVersion(page.lsn, 0))
+      const swept = await sweepPage(deps.sink, pageIds(page.keys), whereOf, encodeVersion(page.lsn, 0))
       if (swept) log.debug('re-check: stale chunks of rows the stream rewrote meanwhile removed', { rows: swept })
     }
     const { lsn, stale } = await recheckPage(sql, plan, page, log)
@@ -291,7 +296,7 @@ export async function copy(
   }
 
   // What an earlier run may have written and never re-checked (see the top of this file).
-  await recheckLeftovers({ sql, sink, log, m, say: ctx.say, pageKey }, recheck, stats)
+  await recheckLeftovers({ sql, sink, log, m, say: ctx.say, pageIds }, recheck, stats)
 
   // Page n+1 is read while page n is decoded and written, and the snapshot LSN of page n+2 is taken meanwhile (any
   // LSN taken before a page's read can version it), so the loop waits for PostgreSQL as little as possible. A page

@@ -6,7 +6,6 @@
 import type postgres from 'postgres'
 import type { Mapping } from '../config/load.ts'
 import type { WriteSummary } from '../pipeline/writer.ts'
-import type { RowKey } from '../pipeline/row-key.ts'
 import { parseLsn } from '../postgres/lsn.ts'
 import type { RecheckedPage } from '../source/mod.ts'
 import type { Sink } from '../turbopuffer/types.ts'
@@ -24,7 +23,8 @@ export interface LeftoverCtx {
   m: Mapping
   say: (line: string) => void
   /** the key of a page's row i from its key texts (copy.ts) */
-  pageKey: (keys: readonly string[][], i: number) => RowKey
+  /** the document ids of a page's rows (copy.ts) */
+  pageIds: (keys: readonly string[][]) => Id[]
 }
 
 /** Re-checks (`recheck`, copy.ts's) and forgets the pages an earlier run of this mapping version left in the journal. */
@@ -57,7 +57,7 @@ export async function recheckLeftovers(
     found = await findPageCopies(
       c.sink,
       m,
-      leftovers.map((p) => ({ version: pageVersion(p.lsn), ids: ids(c, p.keys) })),
+      leftovers.map((p) => ({ version: pageVersion(p.lsn), ids: c.pageIds(p.keys) })),
     )
   }
   let rows = 0
@@ -81,14 +81,4 @@ export async function recheckLeftovers(
 /** The version a page's documents were written at (page-intents.ts: its read LSN, position 0). */
 function pageVersion(lsn: string): string {
   return encodeVersion(parseLsn(lsn), 0)
-}
-
-/** The document ids of a page's rows (none for a row that never had one: a negative integer id). */
-function ids(c: LeftoverCtx, keys: readonly string[][]): Id[] {
-  const out: Id[] = []
-  for (let i = 0; i < (keys[0]?.length ?? 0); i++) {
-    const id = c.pageKey(keys, i).id
-    if (id !== undefined) out.push(id)
-  }
-  return out
 }

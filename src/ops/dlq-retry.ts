@@ -132,7 +132,7 @@ async function retryOne(
       const m = rt.mapping
       return await fail(
         `cannot retry: ${keyIdText(key)} is no key of ${m.schema}.${m.table} (${(err as Error).message}); ` +
-          `\`puffgres verify ${m.name} --repair\` deletes a document no row makes, then clear the entry`,
+          `\`puffgres verify ${m.name} --repair\` deletes a document no row makes, then \`puffgres dlq clear --id ${entry.id}\``,
       )
     }
     throw err

@@ -7,7 +7,8 @@ import type { Intent } from '../pipeline/changes.ts'
 import { deleteIntent, docId, idKey } from '../pipeline/row-identity.ts'
 import { keyIdText, type RowKey, rowKey, textKey } from '../pipeline/row-key.ts'
 import { rowNamespace } from '../pipeline/row-namespace.ts'
-import { deleteEvent, rowEvent } from '../pipeline/row-event.ts'
+import { rowEvent } from '../pipeline/row-event.ts'
+import { deleteOf } from '../pipeline/leaves.ts'
 import { projectIntents } from '../pipeline/writer.ts'
 import { deleteDocumentIds } from '../pipeline/run-transform.ts'
 import { intentNamespace } from '../pipeline/intent-namespace.ts'
@@ -33,10 +34,7 @@ export interface ProjectionTarget {
 }
 
 /** An upsert intent of a row as its delete (the row's values as the old ones). */
-function asDelete(i: Intent): Intent {
-  const e = i.event
-  return { ...i, kind: 'delete', event: deleteEvent(i.id, e.schema, e.table, e.mapping, e.lsn, e.new ?? e.old) }
-}
+const asDelete = (i: Intent): Intent => deleteOf(i, i.event.new ?? i.event.old)
 
 export class Projection {
   readonly expected = new Map<string, Expected>()
@@ -149,6 +147,8 @@ export class Projection {
         continue
       }
       this.routed.add(ns.namespace)
+      // rendered once: the writer's projection takes it as is (intentNamespace)
+      intent.namespace = ns.namespace
       intents.push(intent)
     }
     const { pageSize } = this.opts

@@ -156,7 +156,11 @@ export async function verifyMapping(
     const checked: string[] = []
     if (opts.sample !== undefined) {
       const byNamespace = new Map<string, Id[]>()
-      for (const e of expected.values()) byNamespace.set(e.namespace, [...byNamespace.get(e.namespace) ?? [], e.id])
+      for (const e of expected.values()) {
+        const ids = byNamespace.get(e.namespace)
+        if (ids) ids.push(e.id)
+        else byNamespace.set(e.namespace, [e.id])
+      }
       for (const [ns, ids] of byNamespace) {
         checked.push(ns)
         for (const doc of await fetchByIds(config, ns, ids)) judge(doc, ns)

@@ -4,7 +4,7 @@ import type { Mapping } from '../config/load.ts'
 import { rowDocumentsMode } from '../config/row-documents.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
 import type { Sink } from '../turbopuffer/types.ts'
-import { idKey, type WriteOp } from '../types.ts'
+import { idKey, type Row, type WriteOp } from '../types.ts'
 import { type Intent, intentDeadLetter } from './changes.ts'
 import { deleteEvent } from './row-event.ts'
 
@@ -47,12 +47,14 @@ export function deleteOp(m: Mapping, id: WriteOp['id'], version: string): WriteO
 export function leftRowDeletes(intent: Intent): Intent[] {
   const rows = [intent.event.old, ...intent.leftRows ?? []]
   const out: Intent[] = []
-  for (const old of rows) {
-    if (!old) continue
-    const e = intent.event
-    out.push({ ...intent, kind: 'delete', event: deleteEvent(intent.id, e.schema, e.table, e.mapping, e.lsn, old) })
-  }
+  for (const old of rows) if (old) out.push(deleteOf(intent, old))
   return out
+}
+
+/** The intent as the delete of its row with the values `row` (the namespace they name, the id a transform gives). */
+export function deleteOf(intent: Intent, row: Row | undefined): Intent {
+  const e = intent.event
+  return { ...intent, kind: 'delete', event: deleteEvent(intent.id, e.schema, e.table, e.mapping, e.lsn, row) }
 }
 
 /**

@@ -21,6 +21,7 @@ import { docId, idKey } from './docid.ts'
 import type { DocumentKey, RowKey } from './row-key.ts'
 import { membershipFailure } from '../membership/mod.ts'
 import { deleteEvent, rowEvent } from './row-event.ts'
+import { deleteOf } from './leaves.ts'
 import { intentNamespace } from './intent-namespace.ts'
 import { type RouteRuntime, writeIntents, type WriterDeps, type WriteSummary } from './writer.ts'
 
@@ -224,18 +225,7 @@ export async function rereadIntents(
         // gone: its streamed delete follows; a tenant move's old namespace is known only here, so the row leaves it:
         // a delete of its old values (the namespace they name, and the id a transform gives them), not the change's
         // event, which a transform (or none) makes an upsert of the new values in the old namespace
-        const e = i.event
-        replaced.set(
-          i,
-          i.leave?.length
-            ? {
-              ...i,
-              reread: undefined,
-              kind: 'delete',
-              event: deleteEvent(i.id, e.schema, e.table, e.mapping, e.lsn, e.old ?? e.new),
-            }
-            : undefined,
-        )
+        replaced.set(i, i.leave?.length ? { ...deleteOf(i, i.event.old ?? i.event.new), reread: undefined } : undefined)
         continue
       }
       const error = undecodableRow(m, row)

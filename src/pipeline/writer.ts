@@ -115,9 +115,16 @@ export async function projectIntents(
     // rows with no namespace now (NULL, an invalid name) that still leave the one they were in
     const stray: Intent[] = []
     const strayLeaving: (readonly string[])[] = []
+    // every row that leaves a namespace (with or without one now): the only ones whose left documents are named
+    const moving: Intent[] = []
+    const movingLeaving: (readonly string[])[] = []
     for (const intent of all) {
       const at = intentNamespace(intent)
       const gone = leavingNamespaces(intent, at)
+      if (gone.length) {
+        moving.push(intent)
+        movingLeaving.push(gone)
+      }
       if (!at.ok) {
         if (gone.length && leaves) {
           stray.push(intent)
@@ -134,8 +141,8 @@ export async function projectIntents(
     const results = list.length ? await transformWithRetry(route, list, where, deps) : []
     // a transform may name a row's document after its values (the tenant in its id): the id of the document a moving
     // row had in each namespace it leaves is the transform's for its values there, as a delete
-    const leftIds = leaves && route.mapping.transform
-      ? await leftDocumentIds(route, [...list, ...stray], [...leaving, ...strayLeaving], deps)
+    const leftIds = leaves && route.mapping.transform && moving.length
+      ? await leftDocumentIds(route, moving, movingLeaving, deps)
       : undefined
     stray.forEach((intent, k) => {
       // not transformed (no namespace to write to): the row's own id, and the transform's for its earlier values

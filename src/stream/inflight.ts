@@ -282,26 +282,27 @@ export class WritePipeline<R = unknown> {
       // usually everything pending goes: a new map is cheaper than deleting each key
       const all = entries.length === this.#pending.size
       if (all) this.#pending = new Map()
+      let spreadCut = 0
       for (const e of entries) {
         if (!all) this.#pending.delete(e.key)
-        if (e.spread) this.#pendingSpread--
+        if (e.spread) spreadCut++
         this.#busy.add(e.key)
       }
+      this.#pendingSpread -= spreadCut
       this.#pendingBytes -= bytes
       const dead = this.#dead
       this.#dead = []
       // what is left (held back) waits from now: it is written as soon as its document's write lands
       this.#pendingSince = Date.now()
-      this.#send(entries, dead, bytes)
+      this.#send(entries, dead, bytes, spreadCut)
     }
   }
 
-  #send(entries: Entry[], dead: { dead: DeadLetter; txn: Txn }[], bytes: number): void {
+  /** `spread`: how many of `entries` were added with `spread` */
+  #send(entries: Entry[], dead: { dead: DeadLetter; txn: Txn }[], bytes: number, spread: number): void {
     const limit = this.opts.limit
     this.#inflight++
     const docs = entries.length + dead.length
-    let spread = 0
-    for (const e of entries) if (e.spread) spread++
     this.#inflightDocs += docs
     this.#inflightSpread += spread
     this.#inflightBytes += bytes

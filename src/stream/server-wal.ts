@@ -2,6 +2,7 @@
 // is behind it (inflight.ts `spread`). The replication protocol cannot say: a logical walsender's XLogData and
 // keepalives carry the position of what it has decoded and sent, not the end of the WAL.
 import type postgres from 'postgres'
+import { backoffDelay } from '../retry.ts'
 import { parseLsn } from '../postgres/lsn.ts'
 
 export class ServerWalWatch {
@@ -42,7 +43,7 @@ export class ServerWalWatch {
     } catch {
       // the previous position stands: the stream then counts as caught up once it passes it. No connection attempt
       // every 100 ms while PostgreSQL is away: none for 1 s after a failure, doubling to 10 s
-      this.#quietUntil = performance.now() + Math.min(10_000, 1000 * 2 ** this.#failures++)
+      this.#quietUntil = performance.now() + backoffDelay(this.#failures++, { baseMs: 1000, maxMs: 10_000 })
     } finally {
       this.#reading = false
     }
