@@ -2,7 +2,16 @@
 // batches written a few at a time, and the re-check's key list for ids that need quoting.
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { backfill, pageRows } from '../src/backfill/backfill.ts'
-import { planReads, readPage, readRowsByKey, recheckPage, textArrayLiteral } from '../src/source/mod.ts'
+import {
+  movedCandidates,
+  placeholderTexts,
+  planReads,
+  readPage,
+  readRawPage,
+  readRowsByKey,
+  recheckPage,
+  textArrayLiteral,
+} from '../src/source/mod.ts'
 import { loadConfig } from '../src/config/load.ts'
 import { runCli } from './harness/cli.ts'
 import { type TestDatabase, testDatabase } from './harness/pg.ts'
@@ -39,6 +48,11 @@ beforeAll(async () => {
     INSERT INTO k_date VALUES ('-infinity'), ('2024-02-29'), ('infinity');
     CREATE TABLE k_bytea (k bytea PRIMARY KEY);
     INSERT INTO k_bytea VALUES ('\\x00ff'), ('\\x41'), ('\\xdeadbeef');
+    CREATE TABLE placed (id int PRIMARY KEY, b bool, c char(4), ip inet, t text, ts timestamptz);
+    ALTER TABLE placed REPLICA IDENTITY FULL;
+    INSERT INTO placed SELECT g, g % 2 = 0, 'ab', '10.0.0.1', CASE g WHEN 4 THEN '' WHEN 5 THEN NULL
+      WHEN 6 THEN 'x"y' WHEN 9 THEN 'a\\b' ELSE 't' || g END, '2024-01-01 00:00:00.123456+00'
+      FROM generate_series(1, 10) g;
     CREATE TABLE k_mixed (a text, b float8, c timestamptz, PRIMARY KEY (a, b, c));
     INSERT INTO k_mixed VALUES ('x', -0.5, '2024-01-01 00:00:00.5+00'), ('x', 'NaN', '2024-01-01 00:00:00.000001+00'),
       ('y', 1e300, 'infinity');
@@ -58,6 +72,7 @@ beforeAll(async () => {
       ),
       '020_k_mixed.toml': migration({ name: 'k_mixed', table: 'k_mixed', id: ['a', 'b', 'c'] }),
       '021_rr.toml': migration({ name: 'rr', table: 'rr' }),
+      '022_placed.toml': migration({ name: 'placed', table: 'placed', namespace: 'pl_{b}_{c}_{ip}_{t}_{ts}' }),
     },
   })
   const m = await runCli(['-c', project.config, 'migrate'])
@@ -187,6 +202,12 @@ describe('the re-check', () => {
     expect(textArrayLiteral(['a"b', 'c\\d'])).toBe('{"a\\"b","c\\\\d"}')
     const [{ back }] = await db.sql<{ back: string[] }[]>`SELECT ${textArrayLiteral(ODD_KEYS)}::text[] AS back`
     expect(back).toEqual(ODD_KEYS)
+    // a NULL element (a placeholder column's NULL), apart from ''
+    const withNull = ['a', null, '', 'NULL', 'b"c']
+    expect(textArrayLiteral(withNull)).toBe('{"a",NULL,"","NULL","b\\"c"}')
+    // read element by element (postgres.js reads an array's NULL element as the text "NULL")
+    const elements = await db.sql<{ e: string | null }[]>`SELECT unnest(${textArrayLiteral(withNull)}::text[]) AS e`
+    expect(elements.map((r) => r.e)).toEqual(withNull)
   })
 
   test('finds exactly the ids that went away or left the predicate, whatever their text', async () => {
@@ -245,6 +266,33 @@ describe('the re-check', () => {
       expect([name, stale.sort((a, b) => a - b)]).toEqual([name, [0, n - 1]])
     }
   })
+})
+
+test("a tenant page's moved rows: exactly those whose placeholder columns print otherwise now, within the page", async () => {
+  const m = loadConfig(project.config).mappings.find((x) => x.name === 'placed')!
+  const plan = await planReads(db.sql, m, undefined)
+  expect(plan.placeholders?.index.map((i) => plan.columns[i].name)).toEqual(['b', 'c', 'ip', 't', 'ts'])
+  // rows 2..10: row 1 is outside the page (its change is not the page's business)
+  const raw = await readRawPage(db.sql, plan, ['1'], 100)
+  const keys = [raw.rows.map((r) => r[0] as string)]
+  const page = { lsn: raw.lsn, keys, placeholders: placeholderTexts(plan, raw.rows)! }
+  expect(page.placeholders[3]).toContain(null)
+  const moved = async () =>
+    (await movedCandidates(db.sql, plan, page)).map((i) => Number(keys[0][i])).sort((a, b) => a - b)
+  // as COPY printed them: a bool's t, an inet without /32, a char(4)'s padding, NULL apart from ''
+  expect(await moved()).toEqual([])
+  await db.sql.unsafe(`
+    UPDATE placed SET b = NOT b WHERE id IN (1, 2);
+    UPDATE placed SET c = 'ab ' WHERE id = 3;                     -- the same char(4)
+    UPDATE placed SET ip = '10.0.0.1/32' WHERE id = 3;            -- the same inet
+    UPDATE placed SET t = NULL WHERE id = 4;                      -- '' → NULL
+    UPDATE placed SET t = '' WHERE id = 5;                        -- NULL → ''
+    UPDATE placed SET t = 'x"y' WHERE id = 6;                     -- unchanged
+    UPDATE placed SET ts = ts + interval '1 microsecond' WHERE id = 7;
+    DELETE FROM placed WHERE id = 8;                              -- gone: the re-check's stale row, not moved
+    UPDATE placed SET t = 'a\\c' WHERE id = 9;
+    UPDATE placed SET ip = '10.0.0.2' WHERE id = 10;`)
+  expect(await moved()).toEqual([2, 4, 5, 7, 9, 10])
 })
 
 test('rows re-read by key (TOAST re-reads, DLQ retry, verify --repair) decode as the COPY pages and pgoutput do', async () => {

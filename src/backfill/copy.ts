@@ -28,8 +28,10 @@ import { type BackfillRecord, finishBackfill, recordPage, saveCheckpoint } from 
 import {
   decodePage,
   lastKeyOf,
+  movedCandidates,
   type Page,
   pageLsn,
+  placeholderTexts,
   type RawPage,
   type ReadPlan,
   readRawPage,
@@ -88,11 +90,17 @@ function dedupeByKey(plan: ReadPlan, rows: CopyRow[]): CopyRow[] {
   return byKey.size === rows.length ? rows : [...byKey.values()]
 }
 
+/**
+ * A tenant mapping's page: the texts of its placeholder columns as read (`placeholders[j][i]`, column-wise as `keys`),
+ * for the re-check's look for rows that moved (source/page.ts movedCandidates)
+ */
+type Placed = { placeholders?: (string | null)[][] }
+
 /** What is kept of a page once it is written (not its rows): for its re-check and its checkpoint. */
-type WrittenPage = RecheckedPage & Pick<Page, 'count' | 'lastKey'> & { pageId: string } & Routed
+type WrittenPage = RecheckedPage & Pick<Page, 'count' | 'lastKey'> & { pageId: string } & Routed & Placed
 
 /** A page as read, with its keys and its id in the journal of pages in flight (not for an empty page). */
-type ReadPage = RawPage & Partial<RecheckedPage> & { recorded?: Promise<string> } & Routed
+type ReadPage = RawPage & Partial<RecheckedPage> & { recorded?: Promise<string> } & Routed & Placed
 
 /** Swallows an unhandled rejection of a promise that is awaited later (or abandoned on an earlier failure). */
 function later<T>(p: Promise<T>): Promise<T> {
@@ -200,7 +208,7 @@ export async function copy(
   }
 
   /** Deletes the rows of a written page that went away (or left the predicate) since it was read. */
-  const recheck = async (page: RecheckedPage & Routed): Promise<WriteSummary | undefined> => {
+  const recheck = async (page: RecheckedPage & Routed & Placed): Promise<WriteSummary | undefined> => {
     const { whereOf, wrote } = await pageRowNamespaces(sink, m, page)
     if (rowDocumentsMode(m)) {
       // chunks the stream's newer version of a row lacks, written by this page after it (invariant 11)
@@ -230,16 +238,23 @@ export async function copy(
 
   /**
    * A tenant mapping: the deletes of the page's rows (not stale) that moved since from where the page wrote them
-   * (`wrote`; rows it wrote nowhere are not read: tenant-pages.ts).
+   * (`wrote`; rows it wrote nowhere are not read: tenant-pages.ts). With the placeholder columns' texts the page read,
+   * only the rows whose placeholder columns print otherwise now are read again (usually none: reading every row of
+   * the page again cost the backfill a tenth of its rate); without them (a page an interrupted run left), every row.
    */
-  const movedRows = async (page: RecheckedPage, stale: number[], wrote: (id: Id) => string[], lsn: bigint) => {
+  const movedRows = async (page: RecheckedPage & Placed, stale: number[], wrote: (id: Id) => string[], lsn: bigint) => {
     const gone = new Set(stale)
     const n = page.keys[0]?.length ?? 0
+    const positions = page.placeholders
+      ? await movedCandidates(sql, plan, { ...page, placeholders: page.placeholders })
+      : undefined
     const out: Intent[] = []
     // a thousand keys a query (read-rows.ts), built a thousand at a time: a page's keys are not all decoded at once
-    for (let from = 0; from < n; from += MOVED_KEYS) {
+    const count = positions?.length ?? n
+    for (let from = 0; from < count; from += MOVED_KEYS) {
       const keys: (RowKey & { id: Id })[] = []
-      for (let i = from; i < Math.min(n, from + MOVED_KEYS); i++) {
+      for (let p = from; p < Math.min(count, from + MOVED_KEYS); p++) {
+        const i = positions ? positions[p] : p
         if (gone.has(i)) continue
         const key = pageKey(page.keys, i)
         if (key.id !== undefined && wrote(key.id).length) keys.push({ ...key, id: key.id })
@@ -311,9 +326,10 @@ export async function copy(
       // the re-check's parameters, built once: recorded now, sent after the write
       const keys = plan.keyIndex.map((k) => raw.rows.map((r) => r[k] as string))
       const literals = keys.map(textArrayLiteral)
+      const placeholders = tenants ? placeholderTexts(plan, raw.rows) : undefined
       // one after another: journal ids follow page order, which the checkpoint's clean-up (id <= its page's) needs
       recording = later(recording.then(() => recordPage(sql, m.name, m.version, formatLsn(raw.lsn), literals)))
-      return { ...raw, keys, literals, recorded: recording }
+      return { ...raw, keys, literals, placeholders, recorded: recording }
     })
     nextLsn = later(lsn.then(() => pageLsn(sql, log)))
     return later(raw)
@@ -339,6 +355,7 @@ export async function copy(
         lsn: raw.lsn,
         keys: raw.keys!,
         literals: raw.literals,
+        placeholders: raw.placeholders,
         count,
         lastKey,
         pageId: await raw.recorded!,

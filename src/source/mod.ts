@@ -25,8 +25,10 @@ export { textMatchFilter } from './row-filter.ts'
 export {
   decodePage,
   lastKeyOf,
+  movedCandidates,
   type Page,
   pageLsn,
+  placeholderTexts,
   type RawPage,
   readPage,
   readRawPage,

@@ -270,16 +270,55 @@ export async function recheckPage(
   return { lsn, stale }
 }
 
+/**
+ * A tenant mapping's page as COPY printed it: the texts of its placeholder columns, column-wise as `Page.keys`
+ * (`[j][i]`: the template's column j of row i; null for NULL), for movedCandidates. Undefined without a template.
+ */
+export function placeholderTexts(
+  plan: Pick<ReadPlan, 'placeholders'>,
+  rows: readonly CopyRow[],
+): (string | null)[][] | undefined {
+  return plan.placeholders?.index.map((k) => rows.map((r) => r[k]))
+}
+
+/**
+ * After a page of a tenant mapping is re-checked (recheckPage, whose LSN was taken before this read): the positions
+ * (0-based, into `page.keys[j]`) of its rows that are there now with a placeholder column other than the page read
+ * (`placeholders[j][i]`: the page's texts of the template's columns, ReadPlan.placeholders.index). Only these can be
+ * in another tenant's namespace than the page wrote them to; the caller reads them again to know (tenant-pages.ts).
+ */
+export async function movedCandidates(
+  sql: postgres.Sql,
+  plan: Pick<ReadPlan, 'placeholders'>,
+  page: RecheckedPage & { placeholders: readonly (readonly (string | null)[])[] },
+): Promise<number[]> {
+  const n = page.keys[0]?.length ?? 0
+  if (!n || !plan.placeholders) return []
+  const params = [
+    ...page.literals ?? page.keys.map(textArrayLiteral),
+    ...page.placeholders.map(textArrayLiteral),
+    ...page.keys.map((k) => k[0]),
+    ...page.keys.map((k) => k[n - 1]),
+  ]
+  const rows = await sql.unsafe(plan.placeholders.movedSql, params, { prepare: false })
+    .values() as unknown as number[][]
+  return rows.map((r) => r[0] - 1)
+}
+
 const ESCAPE = /[\\"]/g
 
 /**
- * A text[] literal (`{"1","2"}`) of `texts`: every element quoted, `\` and `"` escaped. What postgres.js would send
+ * A text[] literal (`{"1","2"}`) of `texts`: every element quoted, `\` and `"` escaped, a null one NULL. What postgres.js would send
  * for the array, built here because its serializer (two regex replaces per element) stood out in profiles.
  */
-export function textArrayLiteral(texts: readonly string[]): string {
+export function textArrayLiteral(texts: readonly (string | null)[]): string {
   let plain = true
-  for (let i = 0; plain && i < texts.length; i++) plain = texts[i].indexOf('\\') < 0 && texts[i].indexOf('"') < 0
+  for (let i = 0; plain && i < texts.length; i++) {
+    const t = texts[i]
+    plain = t !== null && t.indexOf('\\') < 0 && t.indexOf('"') < 0
+  }
   if (!texts.length) return '{}'
   if (plain) return '{"' + texts.join('","') + '"}'
-  return '{"' + texts.map((t) => t.replace(ESCAPE, '\\$&')).join('","') + '"}'
+  // a NULL element unquoted (a placeholder column's NULL)
+  return '{' + texts.map((t) => t === null ? 'NULL' : '"' + t.replace(ESCAPE, '\\$&') + '"').join(',') + '}'
 }

@@ -50,6 +50,15 @@ export interface ReadPlan {
   recheckSql: string
   /** counts the member rows with a NULL id column (they cannot be documents, and paging skips them) */
   nullIdSql: string
+  /**
+   * A namespace per tenant: the position in `columns` of each placeholder column of the template (in the template's
+   * order), and `movedSql`: `$1..$k` the page's key texts as in recheckSql, `$k+1..$k+p` text[] of each placeholder
+   * column's texts as the page read them (NULL elements for NULL), then the first and the last key. Returns (`i`) the
+   * 1-based positions of the keys whose row is there now with a placeholder column printed otherwise (its output
+   * function, as COPY printed the page's: `format('%s')`, not a `::text` cast): the only rows that can have moved to
+   * another tenant since the page was read. Usually none, so the answer costs next to nothing.
+   */
+  placeholders?: { index: number[]; movedSql: string }
 }
 
 /**
@@ -105,7 +114,48 @@ export async function planReads(
     keyTypes,
     estimate: rel.reltuples >= 0 ? Math.round(rel.reltuples) : undefined,
     ...renderSql(table, columns.map((c) => c.name), mapping, keyTypes),
+    ...placeholderSql(table, columns.map((c) => c.name), mapping, keyTypes),
   }
+}
+
+/**
+ * A tenant mapping's placeholders (ReadPlan.placeholders), when every placeholder column is selected (exported for
+ * tests).
+ */
+export function placeholderSql(
+  table: string,
+  columns: readonly string[],
+  mapping: Pick<Mapping, 'idColumns' | 'namespaceTemplate'>,
+  keyTypes: readonly string[],
+): Pick<ReadPlan, 'placeholders'> {
+  const template = mapping.namespaceTemplate
+  if (!template) return {}
+  const index = template.columns.map((c) => columns.indexOf(c))
+  if (index.some((i) => i < 0)) return {}
+  const k = mapping.idColumns.length
+  const p = template.columns.length
+  const keyNames = mapping.idColumns.map((_, i) => `k${i}`)
+  const names = template.columns.map((_, i) => `p${i}`)
+  const arrays = [...keyNames, ...names].map((_, i) => `$${i + 1}::text[]`)
+  const col = (name: string) => `${T}.${ident(name)}`
+  const keys = mapping.idColumns.map(col)
+  const keyRow = k === 1 ? keys[0] : `(${keys.join(', ')})`
+  const casted = keyNames.map((n, i) => `${K}.${n}::${keyTypes[i]}`)
+  const bound = (from: number) => {
+    const ps = keyTypes.map((t, i) => `$${from + i}::text::${t}`)
+    return k === 1 ? ps[0] : `(${ps.join(', ')})`
+  }
+  // format('%s') prints a value with its type's output function, as COPY does (NULL as ''): a bool is t, an inet
+  // keeps no /32, a char(n) its padding
+  const differs = template.columns.map((c, i) =>
+    `(${col(c)} IS NULL) <> (${K}.${names[i]} IS NULL) OR format('%s', ${col(c)}) <> ${K}.${names[i]}`
+  )
+  const movedSql = `SELECT ${K}.i::int AS i FROM unnest(${arrays.join(', ')}) WITH ORDINALITY AS ${K}(${
+    [...keyNames, ...names].join(', ')
+  }, i) JOIN ${table} AS ${T} ON ${keyRow} = ${k === 1 ? casted[0] : `(${casted.join(', ')})`} AND ${keyRow} >= ${
+    bound(k + p + 1)
+  } AND ${keyRow} <= ${bound(2 * k + p + 1)} WHERE ${differs.join(' OR ')}`
+  return { placeholders: { index, movedSql } }
 }
 
 /**
