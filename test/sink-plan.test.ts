@@ -9,6 +9,7 @@ import {
   type PreparedOp,
   prepareOp,
   writeBody,
+  writeBodyParts,
   writeBodyText,
 } from '../src/turbopuffer/write-plan.ts'
 import { deleteCondition } from '../src/turbopuffer/conditions.ts'
@@ -326,6 +327,8 @@ describe('the request body as sent with fetch', () => {
       const opts = { schema: { n: { type: 'int' } }, distanceMetric: 'cosine_distance' } as const
       const text = writeBodyText(chunk, opts)
       expect(JSON.parse(restoreBigints(text))).toEqual(asSent(writeBody(chunk, opts)))
+      // sent in pieces (keep-alive.ts), each restored alone: a marked bigint never spans two pieces
+      expect(writeBodyParts(chunk, opts).map(restoreBigints).join('')).toBe(restoreBigints(text))
     })
   }
 })

@@ -132,11 +132,14 @@ export class KeepAlivePool {
     method: string,
     path: string,
     headers: Record<string, string>,
-    body: string | Uint8Array,
+    body: string | Uint8Array | readonly string[],
     signal?: AbortSignal,
   ): Promise<HttpAnswer> {
     if (!/^\/[\x21-\x7e]*$/.test(path)) throw new TypeError(`an invalid request path: ${JSON.stringify(path)}`)
-    const length = typeof body === 'string' ? Buffer.byteLength(body) : body.length
+    let length = 0
+    if (typeof body === 'string') length = Buffer.byteLength(body)
+    else if (body instanceof Uint8Array) length = body.length
+    else for (const part of body) length += Buffer.byteLength(part)
     let head = `${method} ${path} HTTP/1.1\r\nhost: ${this.#hostHeader}\r\ncontent-length: ${length}\r\n`
     for (const [k, v] of Object.entries(headers)) head += headerLine(k, v)
     head += '\r\n'
@@ -146,7 +149,12 @@ export class KeepAlivePool {
     const bytes = Buffer.allocUnsafe(headLength + length)
     bytes.write(head, 0, 'latin1')
     if (typeof body === 'string') bytes.write(body, headLength, 'utf8')
-    else bytes.set(body, headLength)
+    else if (body instanceof Uint8Array) bytes.set(body, headLength)
+    else {
+      // a body in pieces (write-plan.ts writeBodyParts): each encoded where it goes, no text of the whole made
+      let at = headLength
+      for (const part of body) at += bytes.write(part, at, 'utf8')
+    }
     for (;;) {
       signal?.throwIfAborted()
       const reused = this.#idle.pop()

@@ -34,7 +34,7 @@ import {
   type PreparedOp,
   prepareOp,
   writeBody,
-  writeBodyText,
+  writeBodyParts,
 } from './write-plan.ts'
 
 export type { TurbopufferConfig } from './client.ts'
@@ -158,8 +158,8 @@ export class TurbopufferSink implements Sink {
       // per request: the SDK's write() sets maxRetries: 6 itself, overriding the client's 0
       const endpoint = this.#endpoint
       if (endpoint) {
-        const text = writeBodyText(chunk, opts)
-        res = await this.#call(namespace, 'write', (signal) => postWrite(endpoint, namespace, text, signal))
+        const parts = writeBodyParts(chunk, opts)
+        res = await this.#call(namespace, 'write', (signal) => postWrite(endpoint, namespace, parts, signal))
       } else {
         const body = writeBody(chunk, opts)
         res = await this.#call(namespace, 'write', (signal) => (ns as Namespace).write(body, { signal, maxRetries: 0 }))

@@ -86,14 +86,15 @@ export function ownConnections(baseURL: string, env: Record<string, string | und
 }
 
 /**
- * `POST /v2/namespaces/{namespace}` with `body` (JSON text, bigints marked: wire-ids.ts). Rejects as the SDK does: an APIError for an error status, an
+ * `POST /v2/namespaces/{namespace}` with `body` (JSON text, or the pieces of it in order: write-plan.ts
+ * writeBodyParts; bigints marked: wire-ids.ts). Rejects as the SDK does: an APIError for an error status, an
  * APIConnectionTimeoutError after `timeoutMs`, an APIConnectionError for a network failure; aborts with `signal`,
  * which keeps no listener afterwards.
  */
 export async function postWrite(
   endpoint: WriteEndpoint,
   namespace: string,
-  body: string,
+  body: string | readonly string[],
   signal?: AbortSignal,
 ): Promise<NamespaceWriteResponse> {
   const ctl = new AbortController()
@@ -116,14 +117,15 @@ export async function postWrite(
     try {
       const path = `/v2/namespaces/${namespace}`
       if (endpoint.pool) {
-        const a = await endpoint.pool.request('POST', path, headers, restoreBigints(body), ctl.signal)
+        const sent = typeof body === 'string' ? restoreBigints(body) : body.map(restoreBigints)
+        const a = await endpoint.pool.request('POST', path, headers, sent, ctl.signal)
         res = { ok: a.status >= 200 && a.status < 300, status: a.status, headers: a.headers }
         text = a.text
       } else {
         const r = await fetch(`${endpoint.baseURL}${path}`, {
           method: 'POST',
           headers,
-          body: restoreBigints(body),
+          body: restoreBigints(typeof body === 'string' ? body : body.join('')),
           signal: ctl.signal,
         })
         res = r
