@@ -14,7 +14,7 @@ import { quietBackfill } from './harness/backfill.ts'
 import { usePipeline } from './harness/pipeline.ts'
 import { migration } from './harness/project.ts'
 import { waitFor, waitForStreamPast } from './harness/wait.ts'
-import { quietLogger } from './harness/stream.ts'
+import { quietLogger, startStream } from './harness/stream.ts'
 import { loadConfig } from '../src/config/load.ts'
 import { listDeadLetters } from '../src/postgres/dlq.ts'
 import { retryDeadLetters } from '../src/ops/dlq-retry.ts'
@@ -142,6 +142,30 @@ describe('a namespace per tenant, streamed', () => {
     "on Bun, writes keep their own connections: no word of fetch's 256 requests at once",
     () => {
       expect(pipe.stream.logs.some((l) => l.includes('BUN_CONFIG_MAX_HTTP_REQUESTS=1024'))).toBe(false)
+    },
+  )
+
+  test.skipIf(!('Bun' in globalThis))(
+    "on Bun through fetch (PUFFGRES_HTTP=fetch, a proxy): run says how to lift fetch's 256 requests at once",
+    async () => {
+      // read by the sink when run starts: set for this run only
+      const saved = { http: process.env.PUFFGRES_HTTP, max: process.env.BUN_CONFIG_MAX_HTTP_REQUESTS }
+      process.env.PUFFGRES_HTTP = 'fetch'
+      delete process.env.BUN_CONFIG_MAX_HTTP_REQUESTS
+      let run: ReturnType<typeof startStream> | undefined
+      try {
+        run = startStream(pipe.project.config, { slot: 'through_fetch' })
+        const hint = () => run!.logs.find((l) => l.includes('BUN_CONFIG_MAX_HTTP_REQUESTS=1024'))
+        await waitFor('the hint', () => hint() !== undefined, 20_000)
+        expect(hint()).toContain('at most 256 write requests at once')
+      } finally {
+        if (saved.http === undefined) delete process.env.PUFFGRES_HTTP
+        else process.env.PUFFGRES_HTTP = saved.http
+        if (saved.max !== undefined) process.env.BUN_CONFIG_MAX_HTTP_REQUESTS = saved.max
+        await run?.stop()
+        await pipe.db.sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+          WHERE slot_name = 'through_fetch'`
+      }
     },
   )
 
