@@ -218,6 +218,18 @@ describe.skipIf(!isBun)('keep-alive connections (Bun)', () => {
     expect(s.sockets.size).toBe(0)
   })
 
+  test('close() also closes the connections still being opened: their requests fail, none stays open', async () => {
+    const s = await rawServer((_req, socket) => socket.write(ok('{}')))
+    const p = pool(s.url)
+    const requests = Array.from({ length: 10 }, () => send(p))
+    p.close() // before any connection has opened
+    const results = await Promise.allSettled(requests)
+    expect(results.map((r) => r.status)).toEqual(Array(10).fill('rejected'))
+    expect(p.size).toBe(0)
+    await new Promise((r) => setTimeout(r, 100))
+    expect(s.sockets.size).toBe(0)
+  })
+
   test('no more idle connections are kept than maxIdle', async () => {
     const s = await rawServer((_req, socket) => setTimeout(() => socket.write(ok('{}')), 20))
     const p = pool(s.url, 3)

@@ -106,6 +106,8 @@ export class KeepAlivePool {
   readonly #idleMs: number
   /** closes connections unused for idleMs (one timer for the pool: a timer per request cost more than the request) */
   #sweeper?: ReturnType<typeof setInterval>
+  /** how many times close() was called: a connection that opens after a close is closed at once */
+  #closes = 0
 
   /** `tls`: options of Bun's TLS sockets besides the server name (a test's `ca`); `idleMs`: default IDLE_MS */
   constructor(origin: string, public maxIdle: number, opts: { tls?: Record<string, unknown>; idleMs?: number } = {}) {
@@ -169,8 +171,9 @@ export class KeepAlivePool {
     }
   }
 
-  /** Closes every connection (those carrying a request fail). */
+  /** Closes every connection (those carrying a request fail), and those still being opened once they open. */
   close(): void {
+    this.#closes++
     for (const c of [...this.#all]) c.fail(new Error('connection pool closed'))
   }
 
@@ -253,6 +256,7 @@ export class KeepAlivePool {
       const error = cause ?? new Error(`the connection to ${this.#hostHeader} ${why}`)
       conn.fail(conn.reader.received ? error : new Unanswered(error.message, { cause: error }))
     }
+    const closes = this.#closes
     const g = globalThis as { Bun?: { connect(o: unknown): Promise<unknown> } }
     const connecting = g.Bun!.connect({
       hostname: this.#host,
@@ -290,6 +294,10 @@ export class KeepAlivePool {
     })
     const socket = await abortable(connecting, signal)
     conn.socket = socket
+    if (closes !== this.#closes) {
+      conn.fail(new Error('connection pool closed'))
+      throw new Error('connection pool closed')
+    }
     // closed by the server before its first use: a network failure like any other (the sink retries it)
     if (conn.closed) throw new Error(`the connection to ${this.#hostHeader} was closed before it was used`)
     ;(socket as { setNoDelay?: (b: boolean) => void }).setNoDelay?.(true)
