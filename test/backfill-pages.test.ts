@@ -295,6 +295,27 @@ test("a tenant page's moved rows: exactly those whose placeholder columns print 
   expect(await moved()).toEqual([2, 4, 5, 7, 9, 10])
 })
 
+test("a tenant page's moved rows: a column with a case-insensitive collation moved from 'Acme' to 'acme'", async () => {
+  // the namespace is rendered byte for byte (docs_Acme, docs_acme): compared so too, not in the column's collation
+  const icu = await db.sql`SELECT 1 FROM pg_collation WHERE collprovider = 'i' LIMIT 1`
+  if (!icu.length) return console.warn('this PostgreSQL has no ICU: no nondeterministic collation to test')
+  await db.sql.unsafe(`
+    CREATE COLLATION IF NOT EXISTS nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+    CREATE TABLE cased (id int PRIMARY KEY, org text COLLATE nocase);
+    ALTER TABLE cased REPLICA IDENTITY FULL;
+    INSERT INTO cased VALUES (1, 'Acme'), (2, 'Beta'), (3, 'Beta');`)
+  const m = { ...loadConfig(project.config).mappings.find((x) => x.name === 'placed')!, table: 'cased' }
+  m.namespaceTemplate = { ...m.namespaceTemplate!, columns: ['org'] }
+  const plan = await planReads(db.sql, m, undefined)
+  const raw = await readRawPage(db.sql, plan, undefined, 100)
+  const keys = [raw.rows.map((r) => r[0] as string)]
+  const page = { lsn: raw.lsn, keys, placeholders: placeholderTexts(plan, raw.rows)! }
+  await db.sql`UPDATE cased SET org = 'acme' WHERE id = 1`
+  await db.sql`UPDATE cased SET org = 'Beta' WHERE id = 2`
+  const moved = (await movedCandidates(db.sql, plan, page)).map((i) => Number(keys[0][i]))
+  expect(moved).toEqual([1])
+})
+
 test('rows re-read by key (TOAST re-reads, DLQ retry, verify --repair) decode as the COPY pages and pgoutput do', async () => {
   const m = loadConfig(project.config).mappings.find((x) => x.name === 'rr')!
   const plan = await planReads(db.sql, m, undefined)

@@ -1,7 +1,7 @@
 // A namespace per tenant (issue 24) against a server as slow as turbopuffer, on a throwaway cluster:
 //   ./node_modules/.bin/bun scripts/bench/tenants.ts [--rows 1000000] [--tenants 1000] [--stream-rows 60000]
 //     [--txn-rows 500] [--seconds 10] [--rate 1000] [--only stream,latency,backfill] [--http-requests 1024]
-//     [--repeat 3]
+//     [--repeat 3] [--latency-ms 150] [--jitter-ms 200]
 // `puffgres local --latency-ms 150 --jitter-ms 200 --namespace-mb-per-second 32` (a child process). Measured in one
 // run, each beside its target. The puffgres children run as the npm launcher and the Homebrew formula run them, with
 // BUN_CONFIG_MAX_HTTP_REQUESTS=1024 (--http-requests; 256 is Bun's own default): it bounds writes only where they go
@@ -50,6 +50,9 @@ const { values: args } = parseArgs({
     only: { type: 'string' },
     'http-requests': { type: 'string', default: '1024' },
     repeat: { type: 'string', default: '3' },
+    // the server's latency (the targets are set at 150 ± 200 ms; 0 and 0 show what bounds each stream without it)
+    'latency-ms': { type: 'string', default: '150' },
+    'jitter-ms': { type: 'string', default: '200' },
   },
 })
 const ROWS = wholeArg(args, 'rows', 1000)
@@ -65,8 +68,11 @@ const PARTS = ['stream', 'latency', 'backfill']
 const ONLY = args.only?.split(',') ?? PARTS
 for (const p of ONLY) if (!PARTS.includes(p)) throw new Error(`--only: expected some of ${PARTS.join(',')}, got "${p}"`)
 const part = (name: string) => ONLY.includes(name)
-const LAT = 150
-const JIT = 200
+const LAT = Number(args['latency-ms'])
+const JIT = Number(args['jitter-ms'])
+if (!Number.isInteger(LAT) || LAT < 0 || !Number.isInteger(JIT) || JIT < 0) {
+  throw new Error('--latency-ms and --jitter-ms: expected whole numbers of milliseconds')
+}
 
 // the columns ROW_VALUES fills, and the tenant: any of TENANTS, drawn per row (commitToVisible inserts ROW_VALUES)
 const ITEMS = `(id bigint PRIMARY KEY, title text NOT NULL, body text, qty int, price numeric(10,2),

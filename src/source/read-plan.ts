@@ -55,8 +55,9 @@ export interface ReadPlan {
    * order), and `movedSql`: `$1..$k` the page's key texts as in recheckSql, `$k+1..$k+p` text[] of each placeholder
    * column's texts as the page read them (NULL elements for NULL), then the first and the last key. Returns (`i`) the
    * 1-based positions of the keys whose row is there now with a placeholder column printed otherwise (its output
-   * function, as COPY printed the page's: `format('%s')`, not a `::text` cast): the only rows that can have moved to
-   * another tenant since the page was read. Usually none, so the answer costs next to nothing.
+   * function, as COPY printed the page's: `format('%s')`, not a `::text` cast; compared byte for byte): the only rows
+   * whose namespace can differ from the one the page wrote (a namespace is rendered from these texts' values).
+   * Usually none, so the answer costs next to nothing.
    */
   placeholders?: { index: number[]; movedSql: string }
 }
@@ -132,30 +133,46 @@ export function placeholderSql(
   if (!template) return {}
   const index = template.columns.map((c) => columns.indexOf(c))
   if (index.some((i) => i < 0)) return {}
-  const k = mapping.idColumns.length
-  const p = template.columns.length
-  const keyNames = mapping.idColumns.map((_, i) => `k${i}`)
   const names = template.columns.map((_, i) => `p${i}`)
-  const arrays = [...keyNames, ...names].map((_, i) => `$${i + 1}::text[]`)
+  const k = mapping.idColumns.length
+  const texts = names.map((_, i) => `$${k + i + 1}::text[]`)
+  const page = pageKeys(mapping.idColumns, keyTypes, k + names.length + 1)
   const col = (name: string) => `${T}.${ident(name)}`
-  const keys = mapping.idColumns.map(col)
+  // format('%s') prints a value with its type's output function, as COPY printed the page's (a bool is t, an inet
+  // keeps no /32, a char(n) its padding; format gives '' for NULL, told apart here), compared byte for byte (COLLATE
+  // "C": a column's nondeterministic collation would take 'Acme' for 'acme', two namespaces to the renderer)
+  const differs = template.columns.map((c, i) =>
+    `(${col(c)} IS NULL) <> (${K}.${names[i]} IS NULL) OR format('%s', ${col(c)}) COLLATE "C" <> ${K}.${names[i]}`
+  )
+  // a position once, whatever the rows of its key (a table without a unique index on the id columns)
+  const movedSql = `SELECT DISTINCT ${K}.i::int AS i FROM unnest(${[...page.arrays, ...texts].join(', ')}) WITH ` +
+    `ORDINALITY AS ${K}(${[...page.names, ...names].join(', ')}, i) JOIN ${table} AS ${T} ON ${page.match} ` +
+    `WHERE ${differs.join(' OR ')}`
+  return { placeholders: { index, movedSql } }
+}
+
+/**
+ * A page's keys in a query (recheckSql, movedSql): `arrays`, the text[] parameters `$1..$k` of the key texts (one per
+ * id column, unnested as `K(names…)`), and `match`, the condition that a row of `T` has such a key within the page's
+ * range, whose first and last keys are the parameters from `$bounds` on.
+ */
+function pageKeys(idColumns: readonly string[], keyTypes: readonly string[], bounds: number) {
+  const k = idColumns.length
+  const keys = idColumns.map((name) => `${T}.${ident(name)}`)
   const keyRow = k === 1 ? keys[0] : `(${keys.join(', ')})`
-  const casted = keyNames.map((n, i) => `${K}.${n}::${keyTypes[i]}`)
+  const names = idColumns.map((_, i) => `k${i}`)
+  const arrays = idColumns.map((_, i) => `$${i + 1}::text[]`)
+  const casted = names.map((n, i) => `${K}.${n}::${keyTypes[i]}`)
+  // the page's first and last keys bound the lookups to its key range: PostgreSQL then reads that range once and
+  // hashes it (a hash anti join) instead of one index lookup per key, less than half the work
+  // sent as text and cast here: a parameter of the key's type would go through postgres.js's serializer for that
+  // type, which does not take PostgreSQL's text ('t' is not true to it; a timestamp passes through a JS Date)
   const bound = (from: number) => {
     const ps = keyTypes.map((t, i) => `$${from + i}::text::${t}`)
     return k === 1 ? ps[0] : `(${ps.join(', ')})`
   }
-  // format('%s') prints a value with its type's output function, as COPY does (NULL as ''): a bool is t, an inet
-  // keeps no /32, a char(n) its padding
-  const differs = template.columns.map((c, i) =>
-    `(${col(c)} IS NULL) <> (${K}.${names[i]} IS NULL) OR format('%s', ${col(c)}) <> ${K}.${names[i]}`
-  )
-  const movedSql = `SELECT ${K}.i::int AS i FROM unnest(${arrays.join(', ')}) WITH ORDINALITY AS ${K}(${
-    [...keyNames, ...names].join(', ')
-  }, i) JOIN ${table} AS ${T} ON ${keyRow} = ${k === 1 ? casted[0] : `(${casted.join(', ')})`} AND ${keyRow} >= ${
-    bound(k + p + 1)
-  } AND ${keyRow} <= ${bound(2 * k + p + 1)} WHERE ${differs.join(' OR ')}`
-  return { placeholders: { index, movedSql } }
+  const range = `${keyRow} >= ${bound(bounds)} AND ${keyRow} <= ${bound(bounds + k)}`
+  return { names, arrays, match: `${keyRow} = ${k === 1 ? casted[0] : `(${casted.join(', ')})`} AND ${range}` }
 }
 
 /**
@@ -212,24 +229,10 @@ export function renderSql(
   const select = columns.map(col).join(', ')
   const base = `SELECT ${select} FROM ${table} AS ${T} WHERE ${notNull}${member ? ` AND ${member}` : ''}`
   const order = `ORDER BY ${keys.join(', ')}`
-  const k = mapping.idColumns.length
-  const names = mapping.idColumns.map((_, i) => `k${i}`)
-  const arrays = mapping.idColumns.map((_, i) => `$${i + 1}::text[]`)
-  const casted = names.map((n, i) => `${K}.${n}::${keyTypes[i]}`)
-  // the page's first and last keys bound the lookups to its key range: PostgreSQL then reads that range once and
-  // hashes it (a hash anti join) instead of one index lookup per key, less than half the work
-  // sent as text and cast here: a parameter of the key's type would go through postgres.js's serializer for that
-  // type, which does not take PostgreSQL's text ('t' is not true to it; a timestamp passes through a JS Date)
-  const bound = (from: number) => {
-    const ps = keyTypes.map((t, i) => `$${from + i}::text::${t}`)
-    return k === 1 ? ps[0] : `(${ps.join(', ')})`
-  }
-  const range = `${keyRow} >= ${bound(k + 1)} AND ${keyRow} <= ${bound(2 * k + 1)}`
-  const recheckSql = `SELECT ${K}.i::int AS i FROM unnest(${arrays.join(', ')}) WITH ORDINALITY AS ${K}(${
-    names.join(', ')
-  }, i) WHERE NOT EXISTS (SELECT 1 FROM ${table} AS ${T} WHERE ${keyRow} = ${
-    k === 1 ? casted[0] : `(${casted.join(', ')})`
-  } AND ${range}${member ? ` AND ${member}` : ''})`
+  const page = pageKeys(mapping.idColumns, keyTypes, mapping.idColumns.length + 1)
+  const recheckSql = `SELECT ${K}.i::int AS i FROM unnest(${page.arrays.join(', ')}) WITH ORDINALITY AS ${K}(${
+    page.names.join(', ')
+  }, i) WHERE NOT EXISTS (SELECT 1 FROM ${table} AS ${T} WHERE ${page.match}${member ? ` AND ${member}` : ''})`
   return {
     pageParts: { select: base, keyRow, order },
     recheckSql,

@@ -106,7 +106,10 @@ export class KeepAlivePool {
   readonly #idleMs: number
   /** closes connections unused for idleMs (one timer for the pool: a timer per request cost more than the request) */
   #sweeper?: ReturnType<typeof setInterval>
-  /** how many times close() was called: a connection that opens after a close is closed at once */
+  /**
+   * how many times close() was called: a connection that was being opened when the pool was closed is closed once it
+   * opens (the pool stays usable: one opened after close() returned is kept)
+   */
   #closes = 0
 
   /** `tls`: options of Bun's TLS sockets besides the server name (a test's `ca`); `idleMs`: default IDLE_MS */
@@ -171,7 +174,7 @@ export class KeepAlivePool {
     }
   }
 
-  /** Closes every connection (those carrying a request fail), and those still being opened once they open. */
+  /** Closes every connection (those carrying a request fail), and those being opened now once they open. */
   close(): void {
     this.#closes++
     for (const c of [...this.#all]) c.fail(new Error('connection pool closed'))

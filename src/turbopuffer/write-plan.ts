@@ -50,8 +50,8 @@ export interface PreparedOp {
   /** of a row op's documents, those sent as patches (`stored`: their vector kept), spared by the delete filter */
   patches?: Record<string, unknown>[]
   /**
-   * the JSON of `row`, `rows` and `patches` as measured: a request body sent with fetch is put together from these
-   * (writeBodyText), not serialized a second time
+   * the JSON of `row`, `rows` and `patches` as measured: a request body the sink sends itself is put together from
+   * these (writeBodyParts), not serialized a second time
    */
   json?: string
   rowsJson?: string[]
@@ -277,7 +277,7 @@ export function chunkOps(ops: PreparedOp[], limits: Omit<Limits, 'requestBytes'>
 
 /**
  * The write request for one chunk. Without `documents`, the body leaves out `upsert_rows` and `patch_rows` (their
- * conditions stay): writeBodyText puts them in from their JSON.
+ * conditions stay): writeBodyParts puts them in from their JSON.
  */
 export function writeBody(
   chunk: PreparedOp[],
@@ -323,18 +323,17 @@ export function writeBody(
   return body
 }
 
-/**
- * The JSON text of writeBody(chunk, opts), its documents taken from the JSON prepareOp measured them by: a document
- * is serialized once (it was twice: to measure it, and in the body). Bigints stay marked (restoreBigints).
- */
+/** writeBodyParts as one text (the tests compare it with writeBody). Bigints stay marked (restoreBigints). */
 export function writeBodyText(chunk: PreparedOp[], opts: WriteOptions): string {
   return writeBodyParts(chunk, opts).join('')
 }
 
 /**
- * writeBodyText as the pieces it is made of, in order: the request is encoded from them into one buffer
- * (keep-alive.ts), with no text of the whole body built on the way (a joined copy of a request's documents, and
- * another of the body, per request: a tenant batch's many requests made that much more garbage to collect).
+ * The JSON of writeBody(chunk, opts) as the pieces it is made of, in order, its documents taken from the JSON
+ * prepareOp measured them by: a document is serialized once (it was twice: to measure it, and in the body). The
+ * request is encoded from the pieces into one buffer (keep-alive.ts), no text of the whole body built on the way (a
+ * joined copy of a request's documents and another of the body, per request: garbage a tenant batch's many requests
+ * made). Bigints stay marked (restoreBigints), each within one piece.
  */
 export function writeBodyParts(chunk: PreparedOp[], opts: WriteOptions): string[] {
   const parts = ['{']
