@@ -278,7 +278,7 @@ test("a tenant page's moved rows: exactly those whose placeholder columns print 
   const page = { lsn: raw.lsn, keys, placeholders: placeholderTexts(plan, raw.rows)! }
   expect(page.placeholders[3]).toContain(null)
   const moved = async () =>
-    (await movedCandidates(db.sql, plan, page)).map((i) => Number(keys[0][i])).sort((a, b) => a - b)
+    (await movedCandidates(db.sql, plan, page, page.placeholders)).map((i) => Number(keys[0][i])).sort((a, b) => a - b)
   // as COPY printed them: a bool's t, an inet without /32, a char(4)'s padding, NULL apart from ''
   expect(await moved()).toEqual([])
   await db.sql.unsafe(`
@@ -312,7 +312,7 @@ test("a tenant page's moved rows: a column with a case-insensitive collation mov
   const page = { lsn: raw.lsn, keys, placeholders: placeholderTexts(plan, raw.rows)! }
   await db.sql`UPDATE cased SET org = 'acme' WHERE id = 1`
   await db.sql`UPDATE cased SET org = 'Beta' WHERE id = 2`
-  const moved = (await movedCandidates(db.sql, plan, page)).map((i) => Number(keys[0][i]))
+  const moved = (await movedCandidates(db.sql, plan, page, page.placeholders)).map((i) => Number(keys[0][i]))
   expect(moved).toEqual([1])
 })
 

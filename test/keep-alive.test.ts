@@ -9,7 +9,7 @@ import process from 'node:process'
 import path from 'node:path'
 import { APIError } from '@turbopuffer/turbopuffer'
 import { KeepAlivePool } from '../src/turbopuffer/keep-alive.ts'
-import { ownConnections, postWrite } from '../src/turbopuffer/write-request.ts'
+import { ownConnections, postWrite, writeHeaders } from '../src/turbopuffer/write-request.ts'
 import { startLocalServer } from '../src/local/server.ts'
 import { TurbopufferSink } from '../src/turbopuffer/sink.ts'
 import { up } from './harness/write-ops.ts'
@@ -60,6 +60,16 @@ async function rawServer(answer: (req: { head: string; body: Buffer }, socket: n
   return { url: `http://127.0.0.1:${port}`, stats, sockets }
 }
 
+/** A raw server that answers `{}` to every request; `seen()` is the last request. */
+async function recordingServer() {
+  let last: { head: string; body: Buffer } | undefined
+  const s = await rawServer((req, socket) => {
+    last = req
+    socket.write(ok('{}'))
+  })
+  return { s, seen: () => last! }
+}
+
 const ok = (body: string, extra = '') =>
   `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${
     Buffer.byteLength(body)
@@ -89,19 +99,15 @@ describe.skipIf(!isBun)('keep-alive connections (Bun)', () => {
   })
 
   test('the request as sent: method, path, host, length and the caller headers; a body of many megabytes whole', async () => {
-    let seen: { head: string; body: Buffer } | undefined
-    const s = await rawServer((req, socket) => {
-      seen = req
-      socket.write(ok('{}'))
-    })
+    const { s, seen } = await recordingServer()
     const p = pool(s.url)
     const big = Buffer.alloc(24 * 1024 * 1024, 'é') // more than a socket takes at once: sent as it drains
     await p.request('POST', '/v2/namespaces/big', { authorization: 'Bearer k' }, big)
-    expect(seen!.head.split('\r\n')[0]).toBe('POST /v2/namespaces/big HTTP/1.1')
-    expect(seen!.head).toContain(`host: ${new URL(s.url).host}`)
-    expect(seen!.head).toContain(`content-length: ${big.length}`)
-    expect(seen!.head).toContain('authorization: Bearer k')
-    expect(seen!.body.equals(big)).toBe(true)
+    expect(seen().head.split('\r\n')[0]).toBe('POST /v2/namespaces/big HTTP/1.1')
+    expect(seen().head).toContain(`host: ${new URL(s.url).host}`)
+    expect(seen().head).toContain(`content-length: ${big.length}`)
+    expect(seen().head).toContain('authorization: Bearer k')
+    expect(seen().body.equals(big)).toBe(true)
   })
 
   test('answers: chunked with trailers, split anywhere (UTF-8 too), interim 100, 204, read until close', async () => {
@@ -147,20 +153,16 @@ describe.skipIf(!isBun)('keep-alive connections (Bun)', () => {
   })
 
   test('a body given as text (whole or in pieces) is sent as UTF-8, its length in bytes', async () => {
-    let seen: { head: string; body: Buffer } | undefined
-    const s = await rawServer((req, socket) => {
-      seen = req
-      socket.write(ok('{}'))
-    })
+    const { s, seen } = await recordingServer()
     await pool(s.url).request('POST', '/x', {}, '{"t":"żółw 🐢"}')
-    expect(seen!.body.toString('utf8')).toBe('{"t":"żółw 🐢"}')
-    expect(seen!.head).toContain(`content-length: ${Buffer.byteLength('{"t":"żółw 🐢"}')}`)
+    expect(seen().body.toString('utf8')).toBe('{"t":"żółw 🐢"}')
+    expect(seen().head).toContain(`content-length: ${Buffer.byteLength('{"t":"żółw 🐢"}')}`)
     // in pieces (write-plan.ts writeBodyParts): each where it goes, the length the sum of theirs; a lone surrogate as
     // the replacement character, counted as the three bytes it is sent as
     const parts = ['{"upsert_rows":[', '{"t":"żółw 🐢"}', ',', '{"u":"\ud800"}', '],', '"a":1}']
     await pool(s.url).request('POST', '/x', {}, parts)
-    expect(seen!.body).toEqual(Buffer.from(parts.join(''), 'utf8'))
-    expect(seen!.head).toContain(`content-length: ${Buffer.byteLength(parts.join(''))}`)
+    expect(seen().body).toEqual(Buffer.from(parts.join(''), 'utf8'))
+    expect(seen().head).toContain(`content-length: ${Buffer.byteLength(parts.join(''))}`)
   })
 
   test('`connection: close` is honoured: the next request opens a new connection', async () => {
@@ -277,15 +279,11 @@ describe.skipIf(!isBun)('keep-alive connections (Bun)', () => {
   })
 
   test('header values sent as fetch sends them: trimmed (a key read with its newline), no line break inside', async () => {
-    let seen: { head: string; body: Buffer } | undefined
-    const s = await rawServer((req, socket) => {
-      seen = req
-      socket.write(ok('{}'))
-    })
+    const { s, seen } = await recordingServer()
     const p = pool(s.url)
     await p.request('POST', '/v2/namespaces/a', { authorization: 'Bearer k\n' }, Buffer.from('{}'))
-    expect(seen!.head.split('\r\n')).toContain('authorization: Bearer k')
-    expect(seen!.head).not.toMatch(/[^\r]\n/)
+    expect(seen().head.split('\r\n')).toContain('authorization: Bearer k')
+    expect(seen().head).not.toMatch(/[^\r]\n/)
     await expect(p.request('POST', '/', { authorization: 'k\r\nx-injected: 1' }, Buffer.from('{}'))).rejects.toThrow()
     await expect(p.request('POST', '/a b', {}, Buffer.from('{}'))).rejects.toThrow()
     expect(s.stats.requests).toBe(1)
@@ -385,7 +383,7 @@ describe.skipIf(!isBun)('writes over them, against the local server', () => {
     const server = await startLocalServer({ apiKey: 'k' })
     cleanups.push(() => server.stop())
     server.failNext(1, 429, 250)
-    const endpoint = { baseURL: server.url, apiKey: 'k', timeoutMs: 5000, pool: pool(server.url) }
+    const endpoint = { baseURL: server.url, timeoutMs: 5000, headers: writeHeaders('k'), pool: pool(server.url) }
     const err = await postWrite(endpoint, 'ns1', '{"upsert_rows":[{"id":1}]}').catch((e) => e)
     expect(err).toBeInstanceOf(APIError)
     expect(err.status).toBe(429)

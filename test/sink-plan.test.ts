@@ -10,7 +10,6 @@ import {
   prepareOp,
   writeBody,
   writeBodyParts,
-  writeBodyText,
 } from '../src/turbopuffer/write-plan.ts'
 import { deleteCondition } from '../src/turbopuffer/conditions.ts'
 import { restoreBigints } from '../src/turbopuffer/wire-ids.ts'
@@ -322,10 +321,10 @@ describe('the request body as sent with fetch', () => {
     ],
   }
   for (const [name, ops] of Object.entries(cases)) {
-    test(`writeBodyText puts together the same body as writeBody: ${name}`, () => {
+    test(`writeBodyParts put together the same body as writeBody: ${name}`, () => {
       const chunk = ops.map((op) => prepareOp(op) as PreparedOp)
       const opts = { schema: { n: { type: 'int' } }, distanceMetric: 'cosine_distance' } as const
-      const text = writeBodyText(chunk, opts)
+      const text = writeBodyParts(chunk, opts).join('')
       expect(JSON.parse(restoreBigints(text))).toEqual(asSent(writeBody(chunk, opts)))
       // sent in pieces (keep-alive.ts), each restored alone: a marked bigint never spans two pieces
       expect(writeBodyParts(chunk, opts).map(restoreBigints).join('')).toBe(restoreBigints(text))

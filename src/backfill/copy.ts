@@ -245,9 +245,7 @@ export async function copy(
   const movedRows = async (page: RecheckedPage & Placed, stale: number[], wrote: (id: Id) => string[], lsn: bigint) => {
     const gone = new Set(stale)
     const n = page.keys[0]?.length ?? 0
-    const positions = page.placeholders
-      ? await movedCandidates(sql, plan, { ...page, placeholders: page.placeholders })
-      : undefined
+    const positions = page.placeholders ? await movedCandidates(sql, plan, page, page.placeholders) : undefined
     const out: Intent[] = []
     // a thousand keys a query (read-rows.ts), built a thousand at a time: a page's keys are not all decoded at once
     const count = positions?.length ?? n

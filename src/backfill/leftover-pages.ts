@@ -22,7 +22,6 @@ export interface LeftoverCtx {
   log: Logger
   m: Mapping
   say: (line: string) => void
-  /** the key of a page's row i from its key texts (copy.ts) */
   /** the document ids of a page's rows (copy.ts) */
   pageIds: (keys: readonly string[][]) => Id[]
 }

@@ -284,19 +284,20 @@ export function placeholderTexts(
 /**
  * After a page of a tenant mapping is re-checked (recheckPage, whose LSN was taken before this read): the positions
  * (0-based, into `page.keys[j]`) of its rows that are there now with a placeholder column other than the page read
- * (`placeholders[j][i]`: the page's texts of the template's columns, ReadPlan.placeholders.index). Only these can be
+ * (`placeholders[j][i]`: the page's texts of the template's columns, placeholderTexts). Only these can be
  * in another tenant's namespace than the page wrote them to; the caller reads them again to know (tenant-pages.ts).
  */
 export async function movedCandidates(
   sql: postgres.Sql,
   plan: Pick<ReadPlan, 'placeholders'>,
-  page: RecheckedPage & { placeholders: readonly (readonly (string | null)[])[] },
+  page: RecheckedPage,
+  placeholders: readonly (readonly (string | null)[])[],
 ): Promise<number[]> {
   const n = page.keys[0]?.length ?? 0
   if (!n || !plan.placeholders) return []
   const params = [
     ...page.literals ?? page.keys.map(textArrayLiteral),
-    ...page.placeholders.map(textArrayLiteral),
+    ...placeholders.map(textArrayLiteral),
     ...page.keys.map((k) => k[0]),
     ...page.keys.map((k) => k[n - 1]),
   ]
@@ -308,8 +309,9 @@ export async function movedCandidates(
 const ESCAPE = /[\\"]/g
 
 /**
- * A text[] literal (`{"1","2"}`) of `texts`: every element quoted, `\` and `"` escaped, a null one NULL. What postgres.js would send
- * for the array, built here because its serializer (two regex replaces per element) stood out in profiles.
+ * A text[] literal (`{"1","2"}`) of `texts`: every element quoted, `\` and `"` escaped, a null one NULL. What
+ * postgres.js would send for the array, built here because its serializer (two regex replaces per element) stood out
+ * in profiles.
  */
 export function textArrayLiteral(texts: readonly (string | null)[]): string {
   let plain = true

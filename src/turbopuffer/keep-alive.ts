@@ -131,7 +131,8 @@ export class KeepAlivePool {
 
   /**
    * Sends one request and reads its answer. Rejects with the signal's reason once it aborts (the connection is
-   * closed), or with the network's error.
+   * closed), or with the network's error. `headers` are checked and rendered once per object (the sink sends the
+   * same object with every write): an object is not to be changed after it was given.
    */
   async request(
     method: string,
@@ -146,8 +147,7 @@ export class KeepAlivePool {
     else if (body instanceof Uint8Array) length = body.length
     else for (const part of body) length += Buffer.byteLength(part)
     let head = `${method} ${path} HTTP/1.1\r\nhost: ${this.#hostHeader}\r\ncontent-length: ${length}\r\n`
-    for (const [k, v] of Object.entries(headers)) head += headerLine(k, v)
-    head += '\r\n'
+    head += this.#headerLines(headers) + '\r\n'
     // the request in one buffer, the body encoded straight into it (one copy of a body of many megabytes, not three),
     // sent in one write: in one segment where it fits, read by the server at once
     const headLength = head.length // latin1: a byte per character
@@ -172,6 +172,19 @@ export class KeepAlivePool {
         throw e instanceof Unanswered ? (e.cause as Error) : e
       }
     }
+  }
+
+  #rendered = new WeakMap<Record<string, string>, string>()
+
+  /** The caller's header lines (headerLine), rendered once per headers object. */
+  #headerLines(headers: Record<string, string>): string {
+    let lines = this.#rendered.get(headers)
+    if (lines === undefined) {
+      lines = ''
+      for (const [k, v] of Object.entries(headers)) lines += headerLine(k, v)
+      this.#rendered.set(headers, lines)
+    }
+    return lines
   }
 
   /** Closes every connection (those carrying a request fail), and those being opened now once they open. */

@@ -323,11 +323,6 @@ export function writeBody(
   return body
 }
 
-/** writeBodyParts as one text (the tests compare it with writeBody). Bigints stay marked (restoreBigints). */
-export function writeBodyText(chunk: PreparedOp[], opts: WriteOptions): string {
-  return writeBodyParts(chunk, opts).join('')
-}
-
 /**
  * The JSON of writeBody(chunk, opts) as the pieces it is made of, in order, its documents taken from the JSON
  * prepareOp measured them by: a document is serialized once (it was twice: to measure it, and in the body). The

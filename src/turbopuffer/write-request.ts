@@ -49,14 +49,15 @@ export function bunMaxHttpRequests(env: Record<string, string | undefined>): num
 export interface WriteEndpoint {
   /** the service's base URL, without a trailing slash */
   baseURL: string
-  apiKey: string
   timeoutMs: number
+  /** every write's headers (writeHeaders), made once */
+  headers: Record<string, string>
   /** on Bun: connections kept open between writes (keep-alive.ts), else fetch's own */
   pool?: KeepAlivePool
 }
 
 /**
- * Where a client sends its requests, and with which key and timeout. On Bun the writes keep their own connections
+ * Where a client sends its requests, with which headers (its key) and timeout. On Bun the writes keep their own connections
  * open (keep-alive.ts: Bun's fetch keeps 64 idle; the sink sets the pool's size to its writes in flight), unless
  * ownConnections says no.
  */
@@ -66,9 +67,18 @@ export function writeEndpoint(
   bun = 'Bun' in globalThis,
 ): WriteEndpoint {
   const baseURL = client.baseURL.replace(/\/+$/, '')
-  const endpoint: WriteEndpoint = { baseURL, apiKey: client.apiKey, timeoutMs: client.timeout }
+  const endpoint: WriteEndpoint = {
+    baseURL,
+    timeoutMs: client.timeout,
+    headers: writeHeaders(client.apiKey),
+  }
   if (bun && ownConnections(baseURL, env)) endpoint.pool = new KeepAlivePool(baseURL, WRITES_IN_FLIGHT.other)
   return endpoint
+}
+
+/** The headers of a write request. */
+export function writeHeaders(apiKey: string): Record<string, string> {
+  return { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json', accept: 'application/json' }
 }
 
 /** Whether writes to `baseURL` may go over keep-alive.ts's connections: no proxy, not turned off, a bare origin. */
@@ -109,11 +119,7 @@ export async function postWrite(
   try {
     let res: { ok: boolean; status: number; headers: Headers | Record<string, string> }
     let text: string
-    const headers = {
-      authorization: `Bearer ${endpoint.apiKey}`,
-      'content-type': 'application/json',
-      accept: 'application/json',
-    }
+    const headers = endpoint.headers
     try {
       const path = `/v2/namespaces/${namespace}`
       if (endpoint.pool) {
