@@ -62,11 +62,17 @@ export function docsById(docs: Array<Record<string, unknown>>): Map<unknown, Rec
   return out
 }
 
-/** Waits until a `run` streams from `slot` (the slot is active). */
+/**
+ * Waits until a `run` streams from `slot`: its walsender has started replication. The slot is also active while
+ * CREATE_REPLICATION_SLOT makes it (the walsender still in state "startup"); a test that went on then raced the
+ * stream's start (its publication check ran after the test had already dropped the publication).
+ */
 export async function waitForSlotActive(sql: postgres.Sql, slot = 'puffgres', timeoutMs = 20_000): Promise<void> {
   await waitFor(
     `slot ${slot} to stream`,
-    async () => (await sql`SELECT active FROM pg_replication_slots WHERE slot_name = ${slot}`)[0]?.active,
+    async () =>
+      (await sql`SELECT r.state IN ('catchup', 'streaming') AS streams FROM pg_replication_slots s
+        JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = ${slot}`)[0]?.streams,
     timeoutMs,
   )
 }
