@@ -192,6 +192,46 @@ describe('WritePipeline', () => {
     }
   })
 
+  test('spread, at the bound: what is pending waits for a landing, not a batch of its own over every namespace', async () => {
+    // two tenant batches in flight fill the bound; the next few changes used to be cut at once as a third batch: a
+    // sliver of rows spread over every tenant namespace, a request for every row or two (the benchmark's drain: 1,900
+    // rows over 1,000 namespaces after each pair of 23,000-row batches, a third of its requests)
+    const { p, writes, change, tick } = setup({
+      batchSize: 5,
+      maxOutstanding: 5,
+      spread: { rows: 10, bytes: 1 << 20, waitMs: 50, behind: () => true },
+    })
+    const add = async (from: number, to: number) => {
+      for (let id = from; id <= to; id++) {
+        change(id, 100)
+        const waiting = p.admit()
+        if (waiting) await Promise.race([waiting, tick()])
+      }
+    }
+    p.begin()
+    await add(1, 10) // a full tenant batch: cut at once
+    await add(11, 17) // held to grow while behind, cut after waitMs
+    await new Promise((r) => setTimeout(r, 80))
+    expect(writes.map((w) => w.batch.intents.length)).toEqual([10, 7])
+    // 17 in flight: three more reach the bound of two batches (20)
+    for (let id = 18; id <= 20; id++) change(id, 100)
+    let admitted = false
+    const waiting = p.admit()?.then(() => admitted = true)
+    for (let k = 0; k < 5; k++) await tick()
+    expect(admitted).toBe(false)
+    expect(writes.length).toBe(2)
+    writes[0].land()
+    await waiting
+    p.commit(110n)
+    const done = p.flushAll()
+    for (let k = 0; k < 5; k++) {
+      for (const w of writes) w.land()
+      await tick()
+    }
+    await done
+    expect(writes.map((w) => w.batch.intents.length)).toEqual([10, 7, 3])
+  })
+
   test('spread: changes of other mappings are batched as without it (maxBatch, not held)', async () => {
     const { p, writes, change, tick } = setup({
       batchSize: 10,
