@@ -196,10 +196,11 @@ describe('WritePipeline', () => {
     // two tenant batches in flight fill the bound; the next few changes used to be cut at once as a third batch: a
     // sliver of rows spread over every tenant namespace, a request for every row or two (the benchmark's drain: 1,900
     // rows over 1,000 namespaces after each pair of 23,000-row batches, a third of its requests)
+    let behind = true
     const { p, writes, change, tick } = setup({
       batchSize: 5,
       maxOutstanding: 5,
-      spread: { rows: 10, bytes: 1 << 20, waitMs: 50, behind: () => true },
+      spread: { rows: 10, bytes: 1 << 20, waitMs: 10_000, behind: () => behind },
     })
     const add = async (from: number, to: number) => {
       for (let id = from; id <= to; id++) {
@@ -210,8 +211,9 @@ describe('WritePipeline', () => {
     }
     p.begin()
     await add(1, 10) // a full tenant batch: cut at once
-    await add(11, 17) // held to grow while behind, cut after waitMs
-    await new Promise((r) => setTimeout(r, 80))
+    await add(11, 17) // held to grow while behind
+    behind = false
+    p.tick() // caught up: cut
     expect(writes.map((w) => w.batch.intents.length)).toEqual([10, 7])
     // 17 in flight: three more reach the bound of two batches (20)
     for (let id = 18; id <= 20; id++) change(id, 100)
@@ -230,6 +232,41 @@ describe('WritePipeline', () => {
     }
     await done
     expect(writes.map((w) => w.batch.intents.length)).toEqual([10, 7, 3])
+  })
+
+  test('at the bound with a write in flight and a slot free, other changes (and dead letters) go at once', async () => {
+    for (const spread of [undefined, { rows: 10, bytes: 1 << 20, waitMs: 10_000, behind: () => true }]) {
+      const { p, writes, change, tick } = setup({ batchSize: 100, maxOutstanding: 5, spread })
+      p.begin()
+      for (let id = 1; id <= 3; id++) change(id, 100, false)
+      p.commit(110n)
+      await tick()
+      expect(writes.length).toBe(1)
+      // one-namespace changes (with or without tenant mappings beside them) reach the bound: one next write, now
+      p.begin()
+      change(4, 200, false)
+      change(5, 200, false)
+      const waiting = p.admit()
+      await tick()
+      expect(writes.map((w) => w.batch.intents.length)).toEqual([3, 2])
+      // only dead letters pending at the bound: they go too
+      p.addDead({ mapping: 'm', error: 'x' } as never)
+      p.admit()
+      await tick()
+      expect(writes.length).toBe(3)
+      for (let k = 0; k < 3; k++) {
+        for (const w of writes) w.land()
+        await tick()
+      }
+      await waiting
+      p.commit(210n)
+      const done = p.flushAll()
+      for (let k = 0; k < 5; k++) {
+        for (const w of writes) w.land()
+        await tick()
+      }
+      await done
+    }
   })
 
   test('spread: changes of other mappings are batched as without it (maxBatch, not held)', async () => {

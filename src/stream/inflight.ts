@@ -185,10 +185,11 @@ export class WritePipeline<R = unknown> {
   async #admit(): Promise<void> {
     this.#pump(false)
     while (!this.#failure && this.#full()) {
-      // at the bound, what is pending goes at once (one next write), except mostly tenant changes behind writes in
-      // flight: cut now, they would be a sliver of rows over every tenant namespace, a request for every row or two;
-      // they wait for a landing and go by the batch policy
-      if (!this.#inflight || !this.#spreadOf(this.#pendingSpread, this.#pending.size)) this.#pump(true)
+      // at the bound, what is pending goes at once, except mostly tenant changes behind writes in flight: cut now,
+      // they would be a sliver of rows over every tenant namespace, a request for every row or two; they wait for a
+      // landing and go by the batch policy (or the poll interval's bound: tick)
+      const tenants = this.#pending.size > 0 && this.#spreadOf(this.#pendingSpread, this.#pending.size)
+      if (!this.#inflight || !tenants) this.#pump(true)
       if (!this.#inflight) break // cannot happen with a limit >= 1; never wait for nothing
       await this.#nextLanding()
     }
