@@ -39,6 +39,16 @@ function setup(
   return { p, writes, confirmed, change, ids, tick }
 }
 
+/** `flushAll`, landing each write as it is sent (a landing's effects take a few turns) */
+async function flushLanding(p: WritePipeline, writes: { land(): void }[]) {
+  const done = p.flushAll()
+  for (let k = 0; k < 5; k++) {
+    for (const w of writes) w.land()
+    await new Promise((r) => setImmediate(r))
+  }
+  await done
+}
+
 /** Changes to row 1 of a mapping with a namespace per tenant: upserted in `namespace`, leaving the `leave` ones. */
 function moveRow(p: WritePipeline) {
   const mapping = { name: 'docs', namespace: 'docs_{ws}', namespaceTemplate: parseNamespaceTemplate('docs_{ws}') }
@@ -149,12 +159,7 @@ describe('WritePipeline', () => {
     await tick()
     expect(writes.length).toBe(2)
     expect(writes[1].batch.intents.length).toBe(50)
-    const done = p.flushAll()
-    for (let k = 0; k < 5; k++) {
-      for (const w of writes) w.land()
-      await tick()
-    }
-    await done
+    await flushLanding(p, writes)
     expect(writes.map((w) => w.batch.intents.length)).toEqual([40, 50, 10])
   })
 
@@ -183,12 +188,7 @@ describe('WritePipeline', () => {
       }
       await waiting
       p.commit(110n)
-      const done = p.flushAll()
-      for (let k = 0; k < 5; k++) {
-        for (const w of writes) w.land()
-        await tick()
-      }
-      await done
+      await flushLanding(p, writes)
     }
   })
 
@@ -225,12 +225,7 @@ describe('WritePipeline', () => {
     writes[0].land()
     await waiting
     p.commit(110n)
-    const done = p.flushAll()
-    for (let k = 0; k < 5; k++) {
-      for (const w of writes) w.land()
-      await tick()
-    }
-    await done
+    await flushLanding(p, writes)
     expect(writes.map((w) => w.batch.intents.length)).toEqual([10, 7, 3])
   })
 
@@ -260,12 +255,7 @@ describe('WritePipeline', () => {
       }
       await waiting
       p.commit(210n)
-      const done = p.flushAll()
-      for (let k = 0; k < 5; k++) {
-        for (const w of writes) w.land()
-        await tick()
-      }
-      await done
+      await flushLanding(p, writes)
     }
   })
 
