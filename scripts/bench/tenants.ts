@@ -68,11 +68,8 @@ const PARTS = ['stream', 'latency', 'backfill']
 const ONLY = args.only?.split(',') ?? PARTS
 for (const p of ONLY) if (!PARTS.includes(p)) throw new Error(`--only: expected some of ${PARTS.join(',')}, got "${p}"`)
 const part = (name: string) => ONLY.includes(name)
-const LAT = Number(args['latency-ms'])
-const JIT = Number(args['jitter-ms'])
-if (!Number.isInteger(LAT) || LAT < 0 || !Number.isInteger(JIT) || JIT < 0) {
-  throw new Error('--latency-ms and --jitter-ms: expected whole numbers of milliseconds')
-}
+const LAT = wholeArg(args, 'latency-ms', 0)
+const JIT = wholeArg(args, 'jitter-ms', 0)
 
 // the columns ROW_VALUES fills, and the tenant: any of TENANTS, drawn per row (commitToVisible inserts ROW_VALUES)
 const ITEMS = `(id bigint PRIMARY KEY, title text NOT NULL, body text, qty int, price numeric(10,2),

@@ -5,7 +5,7 @@
 // namespaces run in parallel, at most `limit.current` at once (each namespace paced by its own write budget in the
 // sink). Memory is bounded by the pool (`maxOpen` batches, `maxRows` rows in them, plus the batches being written),
 // never by the number of tenants.
-import type { AdaptiveLimit } from '../concurrency.ts'
+import { type AdaptiveLimit, Landings } from '../concurrency.ts'
 
 export interface NamespaceBatchesOptions<T> {
   /** items per batch: one write */
@@ -30,9 +30,9 @@ export interface PoolPeaks {
 export class NamespaceBatches<T> {
   readonly #open = new Map<string, T[]>()
   #rows = 0
-  /** writes in flight, and who waits for the next one to land */
+  /** writes in flight */
   #inFlight = 0
-  #landings: (() => void)[] = []
+  readonly #landings = new Landings()
   #failure: { e: unknown } | undefined
   readonly peaks: PoolPeaks = { open: 0, rows: 0, inFlight: 0 }
 
@@ -64,22 +64,13 @@ export class NamespaceBatches<T> {
       this.#check()
       await this.#write(ns)
     }
-    while (this.#inFlight) await this.#nextLanding()
+    while (this.#inFlight) await this.#landings.next()
     this.#check()
   }
 
   /** Waits for the writes in flight without starting any (after a failure elsewhere). */
   async settle(): Promise<void> {
-    while (this.#inFlight) await this.#nextLanding()
-  }
-
-  /**
-   * Resolves when a write in flight lands. Not Promise.race over the writes: each call adds a reaction to every write
-   * in flight (hundreds), kept until that write settles, and a full pool raced once per row: 1.6 s of a
-   * 1,000,000-row backfill's profile, and garbage for each collection to mark.
-   */
-  #nextLanding(): Promise<void> {
-    return new Promise((resolve) => this.#landings.push(resolve))
+    while (this.#inFlight) await this.#landings.next()
   }
 
   #check(): void {
@@ -101,7 +92,7 @@ export class NamespaceBatches<T> {
     if (!items) return
     this.#open.delete(namespace)
     this.#rows -= items.length
-    while (this.#inFlight >= Math.max(1, this.opts.limit.current)) await this.#nextLanding()
+    while (this.#inFlight >= Math.max(1, this.opts.limit.current)) await this.#landings.next()
     this.#check()
     const full = this.#inFlight + 1 >= this.opts.limit.current
     const token = this.opts.limit.begin()
@@ -109,9 +100,7 @@ export class NamespaceBatches<T> {
       this.#failure ??= { e }
     }).finally(() => {
       this.#inFlight--
-      const waiting = this.#landings
-      this.#landings = []
-      for (const resolve of waiting) resolve()
+      this.#landings.landed()
     })
     this.#inFlight++
     this.peaks.inFlight = Math.max(this.peaks.inFlight, this.#inFlight)

@@ -9,7 +9,7 @@
 // - confirmation: commits are kept in order with a count of their changes not yet landed (CommitLedger, the
 //   checkpoint's, checkpoint.ts); the LSN confirmed is the end of the last commit of the longest landed prefix.
 import { setImmediate } from 'node:timers'
-import type { AdaptiveLimit } from '../concurrency.ts'
+import { type AdaptiveLimit, Landings } from '../concurrency.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
 import type { Intent } from '../pipeline/changes.ts'
 import { carryLeaves } from '../pipeline/intent-namespace.ts'
@@ -88,7 +88,7 @@ export class WritePipeline<R = unknown> {
   #inflightBytes = 0
   /** when the oldest change not yet cut into a batch arrived */
   #pendingSince = 0
-  #waiters: (() => void)[] = []
+  readonly #landings = new Landings()
   #failure: Error | undefined
   #coalesceTimer: ReturnType<typeof setTimeout> | undefined
   /** a batch is held to grow while the reader is behind (spread): cut by the next tick once it has caught up */
@@ -191,7 +191,7 @@ export class WritePipeline<R = unknown> {
       const tenants = this.#pending.size > 0 && this.#spreadOf(this.#pendingSpread, this.#pending.size)
       if (!this.#inflight || !tenants) this.#pump(true)
       if (!this.#inflight) break // cannot happen with a limit >= 1; never wait for nothing
-      await this.#nextLanding()
+      await this.#landings.next()
     }
     if (this.#failure) throw this.#failure
   }
@@ -212,13 +212,13 @@ export class WritePipeline<R = unknown> {
         if (!this.#pending.size && !this.#dead.length) return
         throw new Error('write pipeline: changes pending but nothing can be written (limit below 1?)')
       }
-      await this.#nextLanding()
+      await this.#landings.next()
     }
   }
 
   /** Waits for the writes in flight only (after a failure, so that nothing is written behind the stream's back). */
   async settle(): Promise<void> {
-    while (this.#inflight) await this.#nextLanding()
+    while (this.#inflight) await this.#landings.next()
   }
 
   #full(): boolean {
@@ -337,13 +337,7 @@ export class WritePipeline<R = unknown> {
       this.#inflightSpread -= spread
       this.#inflightBytes -= bytes
       this.#pump(false)
-      const w = this.#waiters
-      this.#waiters = []
-      for (const f of w) f()
+      this.#landings.landed()
     })
-  }
-
-  #nextLanding(): Promise<void> {
-    return new Promise((resolve) => this.#waiters.push(resolve))
   }
 }

@@ -57,9 +57,9 @@ export interface WriteEndpoint {
 }
 
 /**
- * Where a client sends its requests, with which headers (its key) and timeout. On Bun the writes keep their own connections
- * open (keep-alive.ts: Bun's fetch keeps 64 idle; the sink sets the pool's size to its writes in flight), unless
- * ownConnections says no.
+ * Where a client sends its requests, with which headers (its key) and timeout. On Bun the writes keep their own
+ * connections open (keep-alive.ts: Bun's fetch keeps 64 idle; the sink sets the pool's size to its writes in flight),
+ * unless ownConnections says no.
  */
 export function writeEndpoint(
   client: Turbopuffer,
