@@ -7,8 +7,7 @@ import { parseFlags, port, positiveInt, slotFlag, UsageError } from './flags.ts'
 import { SlotGoneError } from '../postgres/slot-guard.ts'
 import { NotMigratedError } from '../postgres/preflight.ts'
 import { SlotMissingError } from '../postgres/replication.ts'
-import { type RunOptions, runStream } from '../stream/engine.ts'
-import { selectForRun } from '../stream/run-selection.ts'
+import { type RunOptions, runStream, selectForRun } from '../stream/engine.ts'
 import { boundHeapGrowth, onShutdownSignals, traceMemory } from '../runtime.ts'
 
 export const help = `puffgres run [options]

@@ -6,9 +6,10 @@ import { TurbopufferSink } from '../turbopuffer/sink.ts'
 import { WRITES_IN_FLIGHT } from '../turbopuffer/write-request.ts'
 import { AdaptiveLimit } from '../concurrency.ts'
 import { type Backoff, backoffDelay, sleep } from '../retry.ts'
-import { selectForRun } from './run-selection.ts'
+import { configSelection, selectMappings } from '../config/selection.ts'
 import { ensurePublication } from '../postgres/publication.ts'
 import type { Config } from '../config/load.ts'
+import { CliError } from '../errors.ts'
 import { createLogger } from '../log.ts'
 import { isPermanentPostgresFailure } from '../postgres/reach.ts'
 import { Heartbeat } from './heartbeat.ts'
@@ -30,7 +31,6 @@ import { checkMigrated } from '../postgres/preflight.ts'
 import { isUnreachable } from '../postgres/unreachable.ts'
 import { ReplicationStream, SlotInUseError, SlotMissingError } from '../postgres/replication.ts'
 import { Checkpoint } from './checkpoint.ts'
-import { StallWatch, WritesStalledError } from './stall-watch.ts'
 import { ServerWalWatch } from './server-wal.ts'
 import { ChangeProcessor, type FlushInfo, type RouteRuntime } from './processor.ts'
 import { buildRoutes, embedderFor } from '../pipeline/routes.ts'
@@ -61,8 +61,6 @@ export interface RunOptions {
   standbyRetryMs?: number
   /** on stop, how long the batch in flight may take before it is abandoned (default 30 s) */
   drainTimeoutMs?: number
-  /** writes in flight this long with none landing: the walsender is let go until they land (stall-watch.ts) */
-  stallMs?: number
   /** serve /metrics and /healthz on this port (0: any free port); undefined: no server */
   metricsPort?: number
   /** default 127.0.0.1 (only this machine) */
@@ -210,30 +208,6 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
     walWatch?.start()
     let waitingLogged = false
     let failures = 0
-    /**
-     * Writes what was read and waits for the writes in flight. On stop, they get the drain timeout, then the sink's
-     * requests are abandoned: not confirmed, they are replayed on the next start.
-     */
-    const drainWithin = async (processor: ChangeProcessor) => {
-      let giveUp: ReturnType<typeof setTimeout> | undefined
-      const onStop = () =>
-        giveUp ??= setTimeout(() => {
-          log.warn('stopping: the batch in flight did not finish in time; it will be replayed on the next start', {
-            timeout_ms: opts.drainTimeoutMs ?? 30_000,
-          })
-          sinkAbort.abort()
-        }, opts.drainTimeoutMs ?? 30_000)
-      if (opts.signal?.aborted) onStop()
-      else opts.signal?.addEventListener('abort', onStop, { once: true })
-      try {
-        await processor.drain()
-      } catch {
-        /* logged by the processor */
-      } finally {
-        clearTimeout(giveUp)
-        opts.signal?.removeEventListener('abort', onStop)
-      }
-    }
     while (!opts.signal?.aborted) {
       // the confirm policy (docs/ARCHITECTURE.md, "Checkpoint"): the stream tells it what was taken, the processor
       // what landed; it tells the stream what to report
@@ -246,7 +220,6 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
         position: checkpoint,
       })
       let processor: ChangeProcessor | undefined
-      let stall: StallWatch | undefined
       try {
         // an invalidated slot, or one gone after progress: stop with what happened and what to do
         await checkSlot(sql, opts.slot, opts.createSlot, log)
@@ -291,30 +264,26 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
           onFailure: (e) => void rs.abort(e),
           onFlush: (info) => {
             failures = 0
-            stall?.landed()
             monitor.batch(info)
             log.debug('batch written', { ...info, confirmed: formatLsn(info.confirmed), byMapping: undefined })
             opts.onFlush?.(info)
           },
         })
         processor.start()
-        // an outage must not hold PostgreSQL's shutdown: the walsender is let go while no write lands, the loop below
-        // then waits for the writes and starts the stream again (invariant 7)
-        stall = new StallWatch({
-          stallMs: opts.stallMs,
-          writing: () => processor?.writing ?? false,
-          onStall: (ms) => {
-            const e = new WritesStalledError(ms)
-            log.warn(e.message, { slot: opts.slot })
-            void rs.abort(e)
-          },
-        })
         let stopping: Promise<void> | undefined
         const onAbort = () => stopping ??= stopStream()
         const stopStream = async () => {
-          stall?.stop()
           // finish what was read, confirm it, then end the stream (which ends the loop below)
-          await drainWithin(processor!)
+          const giveUp = setTimeout(() => {
+            log.warn('stopping: the batch in flight did not finish in time; it will be replayed on the next start', {
+              timeout_ms: opts.drainTimeoutMs ?? 30_000,
+            })
+            sinkAbort.abort()
+          }, opts.drainTimeoutMs ?? 30_000)
+          try {
+            await processor!.drain()
+          } catch { /* logged by the processor */ }
+          clearTimeout(giveUp)
           await rs.close()
         }
         opts.signal?.addEventListener('abort', onAbort, { once: true })
@@ -350,12 +319,10 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
         })
         // the walsender first: held while we wait, it would keep PostgreSQL from shutting down (invariant 7)
         await rs.abort(e as Error)
-        stall?.stop()
         // let a flush in flight finish so that writes stay in commit order across the reconnect
-        if (processor) await drainWithin(processor)
+        await processor?.drain().catch(() => {})
         await pause(delay, opts.signal)
       } finally {
-        stall?.stop()
         monitor.setStreaming(false)
         processor?.stop()
         await rs.close().catch(() => {})
@@ -373,4 +340,30 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
     await statusPage?.stop()
     await sql.end({ timeout: 2 })
   }
+}
+
+/** A bad --mapping/--publication/--slot combination: bad usage (exit status 2). */
+const usageError = (message: string) => new CliError(message, 2)
+
+/**
+ * The mappings this run streams and its publication. A run of some of the mappings keeps its own publication (it
+ * creates or updates it), which must not be the one `migrate` keeps for all of them.
+ */
+export function selectForRun(config: Config, opts: RunOptions): { config: Config; ownPublication: boolean } {
+  const fromFlag = opts.mappings !== undefined
+  const mappings = fromFlag ? selectMappings(config, opts.mappings, '--mapping', usageError) : configSelection(config)
+  const publication = opts.publication ?? config.stream.publication
+  const subset = mappings.length < config.mappings.length
+  if (subset && fromFlag) {
+    if (publication === config.stream.publication && !config.stream.mappings) {
+      throw usageError(
+        `--mapping: give this process its own --publication (publication "${publication}" is the one migrate keeps ` +
+          'for all mappings)',
+      )
+    }
+    if (opts.slot === config.stream.slot && !config.stream.mappings) {
+      throw usageError(`--mapping: give this process its own --slot (slot "${opts.slot}" streams all mappings)`)
+    }
+  }
+  return { config: { ...config, mappings, stream: { ...config.stream, publication } }, ownPublication: subset }
 }

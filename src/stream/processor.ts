@@ -147,11 +147,6 @@ export class ChangeProcessor {
     this.timer = setInterval(() => this.pipeline.tick(), tick)
   }
 
-  /** batches are being written now */
-  get writing(): boolean {
-    return this.pipeline.inflight > 0
-  }
-
   /** True when nothing is pending or being written and no transaction is open (keepalives may then be confirmed). */
   get idle(): boolean {
     return !this.inTxn && this.pipeline.idle
