@@ -39,13 +39,18 @@ function setup(
   return { p, writes, confirmed, change, ids, tick }
 }
 
-/** `flushAll`, landing each write as it is sent (a landing's effects take a few turns) */
-async function flushLanding(p: WritePipeline, writes: { land(): void }[]) {
-  const done = p.flushAll()
-  for (let k = 0; k < 5; k++) {
+/** Lands every write, those sent meanwhile too, over `turns` turns (a landing's effects take a few). */
+async function landAll(writes: { land(): void }[], turns = 5) {
+  for (let k = 0; k < turns; k++) {
     for (const w of writes) w.land()
     await new Promise((r) => setImmediate(r))
   }
+}
+
+/** `flushAll`, landing each write as it is sent */
+async function flushLanding(p: WritePipeline, writes: { land(): void }[]) {
+  const done = p.flushAll()
+  await landAll(writes)
   await done
 }
 
@@ -182,10 +187,7 @@ describe('WritePipeline', () => {
       for (let k = 0; k < 5; k++) await tick()
       // 15 outstanding: room for tenant changes (two batches of 20), not for the others (8)
       expect(admitted || waiting === undefined).toBe(spread)
-      for (let k = 0; k < 5; k++) {
-        for (const w of writes) w.land()
-        await tick()
-      }
+      await landAll(writes)
       await waiting
       p.commit(110n)
       await flushLanding(p, writes)
@@ -249,10 +251,7 @@ describe('WritePipeline', () => {
       p.admit()
       await tick()
       expect(writes.length).toBe(3)
-      for (let k = 0; k < 3; k++) {
-        for (const w of writes) w.land()
-        await tick()
-      }
+      await landAll(writes, 3)
       await waiting
       p.commit(210n)
       await flushLanding(p, writes)
