@@ -64,6 +64,44 @@ function pgCtl(args: string[]): Promise<{ code: number | null; output: string }>
 }
 
 /**
+ * `pg_ctl restart -m fast -w -t 25`, timed. When it fails, prints what the server and run were doing: the server's
+ * log (whether the shutdown checkpoint finished), its processes by title (a walsender shows its state and position)
+ * and run's last log lines. Seen once in CI (the whole suite in one process, PostgreSQL 17): the shutdown waited
+ * until run was stopped.
+ */
+async function restartFast(): Promise<{ code: number | null; output: string; ms: number }> {
+  const started = Date.now()
+  const data = join(cluster.dir, 'data')
+  const { code, output } = await pgCtl([
+    '-D',
+    data,
+    '-l',
+    join(cluster.dir, 'log'),
+    '-m',
+    'fast',
+    '-w',
+    '-t',
+    '25',
+    'restart',
+  ])
+  const ms = Date.now() - started
+  if (code) {
+    const tail = (text: string) => text.split('\n').slice(-40).join('\n')
+    let serverLog = ''
+    try {
+      serverLog = readFileSync(join(cluster.dir, 'log'), 'utf8')
+    } catch { /* none */ }
+    const ps = spawnSync('ps', ['-eo', 'pid,stat,etime,args'], { encoding: 'utf8' }).stdout ?? ''
+    const titles = ps.split('\n').filter((l) => /postgres:/.test(l)).join('\n')
+    console.log(
+      `the server's log, last lines:\n${tail(serverLog)}\nits processes:\n${titles}\n` +
+        `run's log, last lines:\n${tail(stream?.logs.join('\n') ?? '')}`,
+    )
+  }
+  return { code, output, ms }
+}
+
+/**
  * Small transactions of upserts and deletes until `stop()`, from psql child processes (a postgres.js pool in this
  * process can crash it when the server goes away under it: a write scheduled on a closed socket), retried through
  * the restart.
@@ -127,37 +165,8 @@ describe('run through a PostgreSQL restart', () => {
     server.setLatency(300)
     await waitFor('a batch in flight', () => stream!.flushes.length >= 22)
     await sql.end({ timeout: 1 })
-    const started = Date.now()
-    const restart = await pgCtl([
-      '-D',
-      join(cluster.dir, 'data'),
-      '-l',
-      join(cluster.dir, 'log'),
-      '-m',
-      'fast',
-      '-w',
-      '-t',
-      '25',
-      'restart',
-    ])
-    const ms = Date.now() - started
-    if (restart.code) {
-      // seen once in CI (the whole suite in one process, PostgreSQL 17): the shutdown waited until run was stopped.
-      // What the server and run were doing then, for whoever sees it next
-      const tail = (text: string) => text.split('\n').slice(-40).join('\n')
-      let serverLog = ''
-      try {
-        serverLog = readFileSync(join(cluster.dir, 'log'), 'utf8')
-      } catch { /* none */ }
-      // the server's processes by title (a walsender shows its state and position)
-      const ps = spawnSync('ps', ['-eo', 'pid,stat,etime,args'], { encoding: 'utf8' }).stdout ?? ''
-      const titles = ps.split('\n').filter((l) => /postgres:/.test(l)).join('\n')
-      console.log(
-        `the server's log, last lines:\n${tail(serverLog)}\nits processes:\n${titles}\n` +
-          `run's log, last lines:\n${tail(stream.logs.join('\n'))}`,
-      )
-    }
-    expect({ code: restart.code, output: restart.code ? restart.output : '' }).toEqual({ code: 0, output: '' })
+    const { code, output, ms } = await restartFast()
+    expect({ code, output: code ? output : '' }).toEqual({ code: 0, output: '' })
     expect(ms).toBeLessThan(10_000)
     sql = openPool()
     // the load goes on after the restart, and run follows it
@@ -170,6 +179,55 @@ describe('run through a PostgreSQL restart', () => {
     expect((await sql`SELECT count(*)::int AS n FROM __puffgres_dlq`)[0].n).toBe(0)
     console.log(`pg_ctl restart -m fast took ${ms} ms`)
   }, 150_000)
+
+  test('a turbopuffer outage does not hold pg_ctl restart -m fast; the changes land once it ends', async () => {
+    await stream?.stop()
+    stream = startStream(project.config, { pollIntervalMs: 20 })
+    await waitForSlotActive(sql)
+    // every write refused as if turbopuffer were down: run retries them and confirms nothing
+    server.failNext(1_000_000, 503)
+    const [{ before }] = await sql`SELECT pg_current_wal_lsn()::text AS before`
+    await sql`INSERT INTO kv SELECT g, 7 FROM generate_series(30001, 30050) g`
+    await sql`DELETE FROM kv WHERE id = 30002`
+    await waitFor('run to retry the writes', () => stream!.logs.some((l) => /request failed; retrying/.test(l)))
+    await sql.end({ timeout: 1 })
+    // a walsender exits at shutdown only once its client has reported everything it was sent: run reports what it
+    // received without confirming it (docs/ARCHITECTURE.md, invariant 7)
+    const { code, output, ms } = await restartFast()
+    expect({ code, output: code ? output : '' }).toEqual({ code: 0, output: '' })
+    expect(ms).toBeLessThan(10_000)
+    sql = openPool()
+    // what the walsender was told let it go without moving the slot past what landed
+    const [{ behind }] = await sql`
+      SELECT confirmed_flush_lsn <= ${before}::pg_lsn AS behind FROM pg_replication_slots WHERE slot_name = 'puffgres'`
+    expect(behind).toBe(true)
+    server.failNext(0, 503)
+    await waitFor('the namespace to equal the table', converged, 60_000, 200)
+    expect(server.documents('kv').some((d) => d.id === 30002)).toBe(false)
+    expect((await sql`SELECT count(*)::int AS n FROM __puffgres_dlq`)[0].n).toBe(0)
+  }, 120_000)
+
+  test('with a backlog: the replication stream paused, run sheds what it read and streams it again', async () => {
+    await stream?.stop()
+    // small batches: a few hundred changes fill what run holds (pending and in flight), the rest fills its queue and
+    // pauses the socket, so the walsender cannot send the end of the WAL
+    stream = startStream(project.config, { pollIntervalMs: 20, batchSize: 50 })
+    await waitForSlotActive(sql)
+    server.failNext(1_000_000, 503)
+    await sql`INSERT INTO kv SELECT g, 8 FROM generate_series(40001, 45000) g`
+    await sql`DELETE FROM kv WHERE id BETWEEN 40001 AND 40010`
+    await waitFor('run to retry the writes', () => stream!.logs.some((l) => /request failed; retrying/.test(l)))
+    await sql.end({ timeout: 1 })
+    // within the shed's 10 s (stalled: nothing taken from the full queue), not when the outage ends
+    const { code, output, ms } = await restartFast()
+    expect({ code, output: code ? output : '' }).toEqual({ code: 0, output: '' })
+    expect(ms).toBeLessThan(20_000)
+    sql = openPool()
+    server.failNext(0, 503)
+    console.log(`with a backlog, pg_ctl restart -m fast took ${ms} ms`)
+    await waitFor('the namespace to equal the table', converged, 60_000, 200)
+    expect((await sql`SELECT count(*)::int AS n FROM __puffgres_dlq`)[0].n).toBe(0)
+  }, 120_000)
 
   test('a batch that fails lets go of the walsender at once (not when the next change arrives)', async () => {
     await stream?.stop()

@@ -24,44 +24,15 @@ import {
   type StartOptions,
   startReplication,
 } from './replication-start.ts'
-import { standbyStatusUpdate } from './standby-status.ts'
+import { pingReply, standbyStatusUpdate } from './standby-status.ts'
+import { StallWatch } from './replication-stall.ts'
 import { TEXT_FORMAT_SETTINGS } from './values.ts'
+import type { ReplicationEvent, ReplicationOptions, StreamPosition } from './replication-types.ts'
 
 // The slot commands, their errors and the stream's error live in their own modules; importers use them from here.
 export { SlotInUseError, SlotMissingError, type SystemIdentity } from './replication-slot.ts'
 export { ReplicationError, type StartOptions } from './replication-start.ts'
-
-export interface ReplicationOptions {
-  /** application_name of the walsender connection (shows in pg_stat_replication) */
-  applicationName?: string
-  /**
-   * how often a standby status update is sent regardless of traffic; default: a third of the server's
-   * wal_sender_timeout, at most 10 s
-   */
-  statusIntervalMs?: number
-  /** frames buffered before the stream is paused; default 1000 */
-  maxQueuedFrames?: number
-  /** bytes buffered before the stream is paused; default 16 MiB */
-  maxQueuedBytes?: number
-  /** told each message as the consumer takes it and each keepalive at its place in the stream (the checkpoint) */
-  position?: StreamPosition
-}
-
-/**
- * What the stream tells whoever decides the flush position, in stream order: each message as the consumer takes
- * it, and each keepalive once the consumer has taken everything before it.
- */
-export interface StreamPosition {
-  taken(msg: PgOutputMessage): void
-  keepalive(walEnd: bigint): void
-}
-
-/** One pgoutput message with the XLogData frame's positions (0/0 for Relation and Type messages). */
-export interface ReplicationEvent {
-  walStart: bigint
-  walEnd: bigint
-  msg: PgOutputMessage
-}
+export type { ReplicationEvent, ReplicationOptions, StreamPosition } from './replication-types.ts'
 
 // pgoutput message tags, at byte 25 of an XLogData frame
 const BEGIN = 0x42
@@ -106,6 +77,9 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
   private failure: Error | undefined
   private ended = false
   private closing: Promise<void> | undefined
+  private takes = 0 // messages the consumer took: none for a while with the queue full is a stall (shed)
+  private readonly stall: StallWatch
+  private shedding: ReplicationError | undefined // shed(): frames read and dropped, the consumer's next read fails
 
   /** the flush position reported in status updates (what the consumer confirmed) */
   private flush = 0n
@@ -116,6 +90,7 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
     this.maxQueuedFrames = options.maxQueuedFrames ?? 1000
     this.maxQueuedBytes = options.maxQueuedBytes ?? 16 * 1024 * 1024
     this.position = options.position
+    this.stall = new StallWatch(options.shedAfterMs ?? 10_000, () => this.takes, options.shedIf)
     this.sql = postgres(url, {
       max: 1,
       fetch_types: false,
@@ -190,11 +165,11 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
     return this.flush
   }
 
-  /** Sends a standby status update now (written = flushed = applied = flushLsn). No-op when not streaming. */
-  sendStatus(replyRequested = false): void {
+  /** Sends a standby status update now (default: written = flushed = applied = flushLsn); no-op unless streaming */
+  sendStatus(replyRequested = false, update = standbyStatusUpdate(this.flush, replyRequested)): void {
     const stream = this.stream
     if (!stream || this.failure || stream.writableEnded || stream.destroyed) return
-    stream.write(standbyStatusUpdate(this.flush, replyRequested))
+    stream.write(update)
   }
 
   /** Highest walEnd seen in any frame (diagnostics: how far the server has sent). */
@@ -289,14 +264,16 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
     if (kind === 0x77) { // w: XLogData
       const walEnd = frame.readBigUInt64BE(9)
       if (walEnd > this.lastReceived) this.lastReceived = walEnd
-      this.enqueue(frame, frame.length)
+      if (!this.shedding) this.enqueue(frame, frame.length)
     } else if (kind === 0x6b) { // k: primary keepalive
       const walEnd = frame.readBigUInt64BE(1)
       if (walEnd > this.lastReceived) this.lastReceived = walEnd
-      // Its position in the stream matters: it may only count once the consumer has taken what came before it.
-      if (this.head === this.queue.length) this.position?.keepalive(walEnd)
+      // Its position in the stream matters: it may only count once the consumer has taken what came before it
+      // (after a shed, never: what came before it was dropped).
+      if (this.shedding) { /* not told */ }
+      else if (this.head === this.queue.length) this.position?.keepalive(walEnd)
       else this.enqueue({ keepalive: walEnd }, 0)
-      if (frame[17]) this.sendStatus()
+      if (frame[17]) this.sendStatus(false, pingReply(walEnd, this.flush)) // a reply wanted
     }
   }
 
@@ -321,11 +298,32 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
     ) {
       this.paused = true
       this.stream?.pause()
+      this.stall.start(() => this.paused && !this.failure && !this.closing, () => this.shed())
     }
+  }
+
+  /**
+   * Paused, a walsender cannot send, and at shutdown it exits only once all is sent and reported (pingReply): through
+   * a turbopuffer outage with a backlog, run held PostgreSQL's fast shutdown. So with nothing taken for shedAfterMs
+   * while paused (StallWatch): drop the queue, read and drop what follows (answering keepalives), and fail the next
+   * read, which streams again from the confirmed position. The slot stays held: no hot standby takes over meanwhile.
+   */
+  private shed() {
+    if (this.failure || this.closing) return
+    this.shedding = new ReplicationError(
+      `replication stream of slot "${this.slot}": no change taken for ${this.stall.afterMs / 1000} s (the writes ` +
+        'stalled); what was read and not written is streamed again',
+    )
+    this.queue = []
+    this.head = 0
+    this.queuedBytes = 0
+    this.paused = false
+    this.stream?.resume()
   }
 
   /** The next event for the consumer, or undefined when none is buffered; throws the stream's failure. */
   private take(): IteratorResult<ReplicationEvent> | undefined {
+    if (this.shedding && !this.failure) throw this.shedding
     for (;;) {
       if (this.head === this.queue.length) {
         if (this.failure) throw this.failure
@@ -378,6 +376,7 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
         continue
       }
       const msg = this.decoder.decode(item, 25)
+      this.takes++
       this.position?.taken(msg)
       return { done: false, value: { walStart: item.readBigUInt64BE(1), walEnd: item.readBigUInt64BE(9), msg } }
     }

@@ -103,13 +103,18 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
   // spreads a batch over many namespaces (small requests, each namespace its own write limit): more batches at once
   const tenants = config.mappings.some((m) => m.namespaceTemplate)
   const writesInFlight = new AdaptiveLimit(tenants ? { initial: 32, max: 128 } : {})
+  // the latest request to turbopuffer failed: a stream stalled meanwhile sheds what it read (postgres/replication.ts)
+  let writesFailing = false
   const sink: Sink = opts.discard ? new DiscardSink() : sinkFromConfig(
     config.turbopuffer,
     {
       log,
       // not opts.signal: a graceful stop still writes the batch in flight; this one gives up after the drain timeout
       signal: sinkAbort.signal,
-      onRequest: (ms, ok) => monitor.sinkRequest(ms, ok),
+      onRequest: (ms, ok) => {
+        monitor.sinkRequest(ms, ok)
+        writesFailing = !ok
+      },
       // a namespace per tenant: one series per mapping's template, not per tenant (bounded); the routes hold the
       // mappings followed since the start
       onPaced: (namespace, ms) => {
@@ -218,6 +223,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
       const rs = new ReplicationStream(config.postgres.connectionString, {
         applicationName: 'puffgres',
         position: checkpoint,
+        shedIf: () => writesFailing,
       })
       let processor: ChangeProcessor | undefined
       try {
