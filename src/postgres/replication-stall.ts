@@ -1,6 +1,9 @@
 // A replication stream whose consumer stopped taking messages while the stream is paused (replication.ts, shed): the
 // writes stalled, a turbopuffer outage most likely.
 
+/** The code of the ReplicationError a stream that shed fails its consumer's read with (replication.ts). */
+export const STALLED = 'PUFFGRES_STREAM_STALLED'
+
 /**
  * Calls `stalled` once `taken()` has not moved for `afterMs` while a pause lasts, and `due()` (default: always) holds
  * then; once per pause.

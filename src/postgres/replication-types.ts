@@ -21,8 +21,13 @@ export interface ReplicationOptions {
    * position. Default 10 s
    */
   shedAfterMs?: number
-  /** shed only while this holds (run: while its writes to turbopuffer fail, not while they are merely slow) */
+  /** shed only while this holds (default: always) */
   shedIf?: () => boolean
+  /**
+   * called once when the server ends the stream or the connection fails (not on close() or abort()): the slot is
+   * free, so the consumer's writes of what it took are to be abandoned, not finished (a hot standby may replay them)
+   */
+  onLost?: (error: Error) => void
 }
 
 /**

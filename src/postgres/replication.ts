@@ -25,7 +25,7 @@ import {
   startReplication,
 } from './replication-start.ts'
 import { pingReply, standbyStatusUpdate } from './standby-status.ts'
-import { StallWatch } from './replication-stall.ts'
+import { STALLED, StallWatch } from './replication-stall.ts'
 import { TEXT_FORMAT_SETTINGS } from './values.ts'
 import type { ReplicationEvent, ReplicationOptions, StreamPosition } from './replication-types.ts'
 
@@ -51,11 +51,8 @@ type QueueItem = Buffer | KeepaliveMark
  *     for await (const { msg } of await rs.start({ slot: 'puffgres', publication: 'puffgres_pub' })) {
  *       ... on msg.tag === 'commit', once its changes are durable: rs.confirm(msg.endLsn)
  *     }
- *
  * The stream engine confirms through a Checkpoint (src/stream/checkpoint.ts) given as `position`, which also lets
- * keepalives move the flush position while idle.
- *
- * Streaming is single-use: after the stream ends or fails, close() and make a new ReplicationStream.
+ * keepalives move the flush position while idle. Single-use: after the stream ends or fails, close() and make another.
  */
 export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent> {
   /** pgoutput decoder; its `relations` cache holds what the consumer has been given so far */
@@ -65,6 +62,7 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
   private readonly maxQueuedFrames: number
   private readonly maxQueuedBytes: number
   private readonly position: StreamPosition | undefined
+  private readonly onLost: ((error: Error) => void) | undefined
 
   private slot = ''
   private stream: Duplex | undefined
@@ -90,6 +88,7 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
     this.maxQueuedFrames = options.maxQueuedFrames ?? 1000
     this.maxQueuedBytes = options.maxQueuedBytes ?? 16 * 1024 * 1024
     this.position = options.position
+    this.onLost = options.onLost
     this.stall = new StallWatch(options.shedAfterMs ?? 10_000, () => this.takes, options.shedIf)
     this.sql = postgres(url, {
       max: 1,
@@ -313,6 +312,7 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
     this.shedding = new ReplicationError(
       `replication stream of slot "${this.slot}": no change taken for ${this.stall.afterMs / 1000} s (the writes ` +
         'stalled); what was read and not written is streamed again',
+      STALLED,
     )
     this.queue = []
     this.head = 0
@@ -391,6 +391,7 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
     this.failure = new ReplicationError(`replication stream of slot "${this.slot}" failed: ${detail}`, code, {
       cause: e,
     })
+    this.onLost?.(this.failure)
     clearInterval(this.timer)
     const w = this.waiter
     this.waiter = undefined

@@ -30,9 +30,10 @@ import { formatLsn } from '../postgres/lsn.ts'
 import { checkMigrated } from '../postgres/preflight.ts'
 import { isUnreachable } from '../postgres/unreachable.ts'
 import { ReplicationStream, SlotInUseError, SlotMissingError } from '../postgres/replication.ts'
+import { STALLED } from '../postgres/replication-stall.ts'
 import { Checkpoint } from './checkpoint.ts'
 import { ServerWalWatch } from './server-wal.ts'
-import { ChangeProcessor, type FlushInfo, type RouteRuntime } from './processor.ts'
+import { ABANDONED, ChangeProcessor, type FlushInfo, type RouteRuntime } from './processor.ts'
 import { buildRoutes, embedderFor } from '../pipeline/routes.ts'
 import { MappingFollower, migrationState } from './follow.ts'
 import { liveMappings } from '../postgres/live-versions.ts'
@@ -91,6 +92,13 @@ const pause = (ms: number, signal?: AbortSignal) => sleep(ms, signal, null)
 const RECONNECT: Backoff = { baseMs: 500, maxMs: 30_000 }
 /** a stream this much WAL behind the server is behind: its batches grow (a namespace per tenant, inflight.ts) */
 const BEHIND_BYTES = 64n * 1024n
+/** a replication stream whose consumer took nothing for this long, with no write succeeding meanwhile, sheds */
+const STALL_MS = 10_000
+
+const abandoned = (lost: Error) =>
+  Object.assign(new Error(`${lost.message}; the writes in flight are abandoned and streamed again`), {
+    name: ABANDONED,
+  })
 
 /** Runs the stream until `signal` aborts. Throws for problems that retrying cannot fix (config, missing slot). */
 export async function runStream(fullConfig: Config, opts: RunOptions): Promise<void> {
@@ -103,8 +111,9 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
   // spreads a batch over many namespaces (small requests, each namespace its own write limit): more batches at once
   const tenants = config.mappings.some((m) => m.namespaceTemplate)
   const writesInFlight = new AdaptiveLimit(tenants ? { initial: 32, max: 128 } : {})
-  // the latest request to turbopuffer failed: a stream stalled meanwhile sheds what it read (postgres/replication.ts)
-  let writesFailing = false
+  // when a request to turbopuffer last succeeded: a stream whose consumer waits behind writes none of which has
+  // succeeded for STALL_MS sheds what it read, so that PostgreSQL can shut down (postgres/replication.ts, shed)
+  let lastWriteOk = performance.now()
   const sink: Sink = opts.discard ? new DiscardSink() : sinkFromConfig(
     config.turbopuffer,
     {
@@ -113,7 +122,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
       signal: sinkAbort.signal,
       onRequest: (ms, ok) => {
         monitor.sinkRequest(ms, ok)
-        writesFailing = !ok
+        if (ok) lastWriteOk = performance.now()
       },
       // a namespace per tenant: one series per mapping's template, not per tenant (bounded); the routes hold the
       // mappings followed since the start
@@ -214,6 +223,11 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
     let waitingLogged = false
     let failures = 0
     while (!opts.signal?.aborted) {
+      // the writes of this connection (and all of them on the drain timeout)
+      const writes = new AbortController()
+      const giveUp = () => writes.abort(sinkAbort.signal.reason)
+      sinkAbort.signal.addEventListener('abort', giveUp, { once: true })
+      sink.useSignal?.(writes.signal)
       // the confirm policy (docs/ARCHITECTURE.md, "Checkpoint"): the stream tells it what was taken, the processor
       // what landed; it tells the stream what to report
       const checkpoint = new Checkpoint({
@@ -223,7 +237,11 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
       const rs = new ReplicationStream(config.postgres.connectionString, {
         applicationName: 'puffgres',
         position: checkpoint,
-        shedIf: () => writesFailing,
+        shedAfterMs: STALL_MS,
+        shedIf: () => performance.now() - lastWriteOk >= STALL_MS,
+        // the server ended it: the slot is free, and a hot standby may take it and replay. A write of this connection
+        // landing after the standby's newer one would undo it: what is in flight is abandoned, not finished
+        onLost: (e) => writes.abort(abandoned(e)),
       })
       let processor: ChangeProcessor | undefined
       try {
@@ -317,6 +335,9 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
           throw await stuckSlotError(sql, opts.slot, stuck, config.mappings.map((m) => m.name))
         }
         if (opts.signal?.aborted) break
+        // shed (the writes stalled, then went on): the connection still answers the walsender, so it is held until
+        // the writes land and are confirmed: no hot standby takes the slot while they are in flight
+        if ((e as { code?: string }).code === STALLED) await processor?.drain().catch(() => {})
         failures++
         const delay = backoffDelay(failures, RECONNECT)
         log.error('stream interrupted; reconnecting (unconfirmed changes will be replayed)', {
@@ -329,6 +350,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
         await processor?.drain().catch(() => {})
         await pause(delay, opts.signal)
       } finally {
+        sinkAbort.signal.removeEventListener('abort', giveUp)
         monitor.setStreaming(false)
         processor?.stop()
         await rs.close().catch(() => {})

@@ -29,6 +29,9 @@ import { type RouteRuntime, writeIntents, type WriteSummary } from '../pipeline/
 import { MIGRATE_MESSAGE_PREFIX, UnroutableTableError } from './follow.ts'
 import { publishesRelation } from '../postgres/publication.ts'
 
+/** the name of the error the engine abandons a lost stream's writes with (engine.ts, onLost) */
+export const ABANDONED = 'WritesAbandoned'
+
 export type { RouteRuntime } from '../pipeline/writer.ts'
 
 export interface ProcessorOptions {
@@ -127,9 +130,11 @@ export class ChangeProcessor {
       confirm: (lsn) => this.opts.checkpoint.landed(lsn),
       landed: (info) => this.opts.onFlush?.({ ...info, confirmed: this.opts.checkpoint.confirmed }),
       failed: (e) => {
-        this.opts.log.error('writing a batch failed; the stream stops (nothing after it is confirmed)', {
-          error: e.message,
-        })
+        // abandoned (the engine's: the replication connection was lost) is no failure of the writes
+        if (e.name === ABANDONED) this.opts.log.info(e.message)
+        else {this.opts.log.error('writing a batch failed; the stream stops (nothing after it is confirmed)', {
+            error: e.message,
+          })}
         this.opts.onFailure?.(e)
       },
     })

@@ -38,7 +38,6 @@ import {
 } from './write-plan.ts'
 
 export type { TurbopufferConfig } from './client.ts'
-
 export type { RetryInfo } from './retry.ts'
 
 import { TurbopufferRequestError, type TurbopufferSinkOptions } from './sink-options.ts'
@@ -51,7 +50,7 @@ export class TurbopufferSink implements Sink {
   readonly #client: Turbopuffer
   readonly #namespaces = new Map<string, Namespace>()
   readonly #log: Logger
-  readonly #signal?: AbortSignal
+  #signal?: AbortSignal
   readonly #limits: Limits
   readonly #backoff: BackoffPolicy
   readonly #concurrency: number
@@ -93,6 +92,11 @@ export class TurbopufferSink implements Sink {
 
   stats(): SinkStats {
     return { ...this.#stats }
+  }
+
+  /** Calls started from now on give up when `signal` aborts (Sink.useSignal). */
+  useSignal(signal: AbortSignal): void {
+    this.#signal = signal
   }
 
   async write(namespace: string, ops: WriteOp[], opts: WriteOptions = {}): Promise<WriteResult> {

@@ -64,6 +64,11 @@ export interface Sink {
    * aborted, or when retrying cannot help (e.g. the API key is refused).
    */
   write(namespace: string, ops: WriteOp[], opts?: WriteOptions): Promise<WriteResult>
+  /**
+   * Calls started from now on give up (reject) when `signal` aborts, in place of the signal the sink was made with
+   * (the stream engine: the writes of one replication connection, abandoned when PostgreSQL ends it). Optional.
+   */
+  useSignal?(signal: AbortSignal): void
   /** Deletes every document whose version is older than `version` (TRUNCATE); later writes are kept. */
   deleteAllBefore(namespace: string, version: string): Promise<void>
   stats(): SinkStats
