@@ -24,6 +24,18 @@ export async function forEachLimited<T>(items: T[], limit: number, fn: (item: T)
 }
 
 /**
+ * Promise.all that settles only once every promise has: rejects with the first rejection after the others settled.
+ * For the writes of one batch: the batch is not over (and a new connection's writes may not start) while one of its
+ * namespaces' writes still runs (docs/ARCHITECTURE.md, data flow 7).
+ */
+export async function allSettled<T>(promises: Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(promises)
+  const rejected = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected')
+  if (rejected) throw rejected.reason
+  return settled.map((s) => (s as PromiseFulfilledResult<T>).value)
+}
+
+/**
  * Waiting for the next of several writes in flight to land: `next()` resolves at the next `landed()`, every waiter
  * at once (each checks again what it waits for). Not Promise.race over the writes: each call adds a reaction to every
  * write in flight (hundreds), kept until that write settles (a backfill's pool raced once per row: 1.6 s of a

@@ -1,6 +1,6 @@
 // The AIMD limit on writes in flight: grows by about one per round of full use, halves once per 429 storm.
 import { describe, expect, test } from 'bun:test'
-import { AdaptiveLimit, forEachAdaptive, Slots } from '../src/concurrency.ts'
+import { AdaptiveLimit, allSettled, forEachAdaptive, Slots } from '../src/concurrency.ts'
 
 describe('AdaptiveLimit', () => {
   test('grows while used fully, not while idle, and stops at max', () => {
@@ -75,5 +75,18 @@ describe('Slots', () => {
     await Promise.all(takers)
     expect(order).toEqual([1, 2, 3, 4, 5])
     expect(() => new Slots(0)).toThrow('positive integer')
+  })
+})
+
+describe('allSettled', () => {
+  test('rejects with the first rejection only once every promise has settled (a batch ends with its last write)', async () => {
+    const events: string[] = []
+    const slow = new Promise<number>((r) => setTimeout(() => (events.push('slow settled'), r(2)), 100))
+    const failing = Promise.reject(new Error('first'))
+    const later = new Promise<number>((_, reject) => setTimeout(() => reject(new Error('second')), 50))
+    const error = await allSettled([failing, slow, later]).catch((e: Error) => (events.push('rejected'), e))
+    expect((error as Error).message).toBe('first')
+    expect(events).toEqual(['slow settled', 'rejected'])
+    expect(await allSettled([Promise.resolve(1), slow])).toEqual([1, 2])
   })
 })

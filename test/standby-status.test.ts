@@ -36,17 +36,21 @@ describe('standby status updates', () => {
 
 describe('StallWatch', () => {
   const wait = (ms: number) => new Promise((r) => setTimeout(r, ms))
+  const until = async (what: () => boolean, ms = 5000) => {
+    for (const end = Date.now() + ms; !what() && Date.now() < end;) await wait(20)
+  }
 
   test('calls stalled once nothing was taken for the time given, during one pause', async () => {
     let stalled = 0
-    const watch = new StallWatch(200, () => 0)
-    watch.start(() => true, () => stalled++)
+    const started = performance.now()
+    let at = 0
+    const watch = new StallWatch(400, () => 0)
+    watch.start(() => true, () => (stalled++, at = performance.now() - started))
     watch.start(() => true, () => stalled++) // a second start during the same pause is the same watch
-    await wait(120)
-    expect(stalled).toBe(0)
-    await wait(250)
+    await until(() => stalled > 0)
     expect(stalled).toBe(1)
-    await wait(200)
+    expect(at).toBeGreaterThanOrEqual(400)
+    await wait(600)
     expect(stalled).toBe(1)
   })
 
@@ -55,10 +59,10 @@ describe('StallWatch', () => {
     let due = false
     const watch = new StallWatch(100, () => 0, () => due)
     watch.start(() => true, () => stalled++)
-    await wait(300)
+    await wait(400)
     expect(stalled).toBe(0)
     due = true
-    await wait(150)
+    await until(() => stalled > 0)
     expect(stalled).toBe(1)
   })
 
@@ -66,14 +70,14 @@ describe('StallWatch', () => {
     let taken = 0
     let paused = true
     let stalled = 0
-    const watch = new StallWatch(200, () => taken)
+    const watch = new StallWatch(1000, () => taken)
     watch.start(() => paused, () => stalled++)
     const taking = setInterval(() => taken++, 40)
-    await wait(400)
+    await wait(1500)
     clearInterval(taking)
     expect(stalled).toBe(0)
     paused = false
-    await wait(400)
+    await wait(1500)
     expect(stalled).toBe(0)
     watch.stop()
   })

@@ -7,6 +7,7 @@
 // document itself (in row-documents mode, every document of its row key, `_puffgres_row`), in the namespace it was
 // found in.
 import type { Mapping } from '../config/load.ts'
+import { allSettled } from '../concurrency.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import type { Id, WriteOp } from '../types.ts'
 import { deleteOp } from './leaves.ts'
@@ -50,7 +51,7 @@ export async function deleteDocuments(
       entry.ops.push(op)
       entry.of.set(op, f)
     }
-    await Promise.all([...byNamespace].map(async ([namespace, { ops, of }]) => {
+    await allSettled([...byNamespace].map(async ([namespace, { ops, of }]) => {
       const res = await sink.write(namespace, ops)
       out.deleted += ops.length - res.failed.length
       out.skipped += res.skipped

@@ -1,6 +1,7 @@
 // A row that leaves namespaces before its write (issue 24, a tenant move; docs/ARCHITECTURE.md "One write of a row"):
 // the versioned delete of its document(s) in each namespace it leaves, sent before the batch's writes.
 import type { Mapping } from '../config/load.ts'
+import { allSettled } from '../concurrency.ts'
 import { rowDocumentsMode } from '../config/row-documents.ts'
 import type { DeadLetter } from '../postgres/dlq.ts'
 import type { Sink } from '../turbopuffer/types.ts'
@@ -74,7 +75,7 @@ export async function writeLeaves(leaves: Leave[], dead: DeadLetter[], sink: Sin
       else byNamespace.set(n, [l])
     }
   }
-  await Promise.all([...byNamespace].map(async ([namespace, list]) => {
+  await allSettled([...byNamespace].map(async ([namespace, list]) => {
     const res = await sink.write(namespace, list.flatMap((l) => l.ops))
     const byOp = res.failed.length ? new Map(list.flatMap((l) => l.ops.map((op) => [op, l]))) : undefined
     for (const f of res.failed) {

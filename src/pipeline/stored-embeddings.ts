@@ -3,6 +3,7 @@
 // row no longer has; a patch that did not apply (the document went away since its hash was read) is written again as
 // an upsert with its vector.
 import type { Mapping } from '../config/load.ts'
+import { allSettled } from '../concurrency.ts'
 import type { Embedder } from '../embeddings/embedder.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import {
@@ -162,7 +163,7 @@ export function storedHashLookup(
       else byNamespace.set(ns, [id])
     })
     const out = new Map<string, string>()
-    for (const found of await Promise.all([...byNamespace].map(([ns, list]) => sink.embedHashes!(ns, list)))) {
+    for (const found of await allSettled([...byNamespace].map(([ns, list]) => sink.embedHashes!(ns, list)))) {
       for (const [k, v] of found) out.set(k, v)
     }
     return out

@@ -1,6 +1,7 @@
 // Intents → transform → versioned writes → dead-letter queue. Shared by the stream and backfill, so a row takes
 // the same path whichever way it arrives.
 import type postgres from 'postgres'
+import { allSettled } from '../concurrency.ts'
 import { addDeadLetters, type DeadLetter } from '../postgres/dlq.ts'
 import type { Sink } from '../turbopuffer/types.ts'
 import type { Mapping } from '../config/load.ts'
@@ -193,7 +194,7 @@ export async function projectIntents(
       ns.origin.push(intent)
     }
   }
-  return await Promise.all([...byNamespace].map(async ([namespace, entry]): Promise<Projected> => {
+  return await allSettled([...byNamespace].map(async ([namespace, entry]): Promise<Projected> => {
     const { route } = entry
     if (!entry.ops.length) return { namespace, route, schema: {}, ops: [], origin: [] }
     const attributes = mappingAttributes(route.mapping, writeColumns(route, entry.origin))
@@ -270,12 +271,12 @@ export async function writeIntents(intents: Intent[], dead: DeadLetter[], deps: 
   summary.typeConflicts = conflicts.n
   const refused = await writeLeaves(leaves, dead, deps.sink)
   const redo: Intent[] = []
-  await Promise.all(projected.map((p) => writeProjected(p, refused, summary, dead, deps, redo)))
+  await allSettled(projected.map((p) => writeProjected(p, refused, summary, dead, deps, redo)))
   if (redo.length) {
     // tenant namespaces whose assumed types were wrong (refused): projected again with the types read since
     const again = await projectIntents(redo, dead, deps, conflicts)
     summary.typeConflicts = conflicts.n
-    await Promise.all(again.map((p) => writeProjected(p, new Set(), summary, dead, deps)))
+    await allSettled(again.map((p) => writeProjected(p, new Set(), summary, dead, deps)))
   }
   for (const c of summary.byMapping.values()) {
     summary.upserted += c.upserted
@@ -384,6 +385,6 @@ export async function sweepRacedRows(
     list.push({ kind: 'row', id: key, version: v, documents: [] })
     byVersion.set(v, list)
   }
-  await Promise.all([...byVersion.values()].map((ops) => sink.write(namespace, ops)))
+  await allSettled([...byVersion.values()].map((ops) => sink.write(namespace, ops)))
   return newer.size
 }

@@ -33,7 +33,8 @@ import { ReplicationStream, SlotInUseError, SlotMissingError } from '../postgres
 import { STALLED } from '../postgres/replication-stall.ts'
 import { Checkpoint } from './checkpoint.ts'
 import { ServerWalWatch } from './server-wal.ts'
-import { ABANDONED, ChangeProcessor, type FlushInfo, type RouteRuntime } from './processor.ts'
+import { ChangeProcessor, type FlushInfo, type RouteRuntime } from './processor.ts'
+import { abandoned, drainUnlessStopped } from './drain.ts'
 import { buildRoutes, embedderFor } from '../pipeline/routes.ts'
 import { MappingFollower, migrationState } from './follow.ts'
 import { liveMappings } from '../postgres/live-versions.ts'
@@ -94,11 +95,6 @@ const RECONNECT: Backoff = { baseMs: 500, maxMs: 30_000 }
 const BEHIND_BYTES = 64n * 1024n
 /** a replication stream whose consumer took nothing for this long, with no write succeeding meanwhile, sheds */
 const STALL_MS = 10_000
-
-const abandoned = (lost: Error) =>
-  Object.assign(new Error(`${lost.message}; the writes in flight are abandoned and streamed again`), {
-    name: ABANDONED,
-  })
 
 /** Runs the stream until `signal` aborts. Throws for problems that retrying cannot fix (config, missing slot). */
 export async function runStream(fullConfig: Config, opts: RunOptions): Promise<void> {
@@ -239,8 +235,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
         position: checkpoint,
         shedAfterMs: STALL_MS,
         shedIf: () => performance.now() - lastWriteOk >= STALL_MS,
-        // the server ended it: the slot is free, and a hot standby may take it and replay. A write of this connection
-        // landing after the standby's newer one would undo it: what is in flight is abandoned, not finished
+        // the server ended it, the slot is free: a standby may replay what is in flight, so it is abandoned (drain.ts)
         onLost: (e) => writes.abort(abandoned(e)),
       })
       let processor: ChangeProcessor | undefined
@@ -285,7 +280,11 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
           // a namespace per tenant: batches grow while the stream is more than BEHIND_BYTES of WAL behind the server
           behind: walWatch ? () => walWatch!.lsn - rs.receivedLsn > BEHIND_BYTES : undefined,
           // a failed batch: let go of the walsender now, not when the next message arrives (invariant 7)
-          onFailure: (e) => void rs.abort(e),
+          onFailure: (e) => {
+            // and of the other writes in flight: the slot free, a hot standby may replay them
+            writes.abort(abandoned(e))
+            void rs.abort(e)
+          },
           onFlush: (info) => {
             failures = 0
             monitor.batch(info)
@@ -337,16 +336,20 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
         if (opts.signal?.aborted) break
         // shed (the writes stalled, then went on): the connection still answers the walsender, so it is held until
         // the writes land and are confirmed: no hot standby takes the slot while they are in flight
-        if ((e as { code?: string }).code === STALLED) await processor?.drain().catch(() => {})
+        const timeout = opts.drainTimeoutMs ?? 30_000
+        const late = () => writes.abort(abandoned(new Error(`stopping: the writes did not land within ${timeout} ms`)))
+        if ((e as { code?: string }).code === STALLED) await drainUnlessStopped(processor, opts.signal, timeout, late)
         failures++
         const delay = backoffDelay(failures, RECONNECT)
         log.error('stream interrupted; reconnecting (unconfirmed changes will be replayed)', {
           error: (e as Error).message,
           retry_in_ms: delay,
         })
-        // the walsender first: held while we wait, it would keep PostgreSQL from shutting down (invariant 7)
+        // the walsender first: held while we wait, it would keep PostgreSQL from shutting down (invariant 7). Its
+        // slot free, what is still in flight is abandoned (a hot standby may replay it), and waited for: the writes
+        // of the next connection start once all of these have ended
+        writes.abort(abandoned(e as Error))
         await rs.abort(e as Error)
-        // let a flush in flight finish so that writes stay in commit order across the reconnect
         await processor?.drain().catch(() => {})
         await pause(delay, opts.signal)
       } finally {

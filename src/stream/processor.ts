@@ -131,10 +131,9 @@ export class ChangeProcessor {
       landed: (info) => this.opts.onFlush?.({ ...info, confirmed: this.opts.checkpoint.confirmed }),
       failed: (e) => {
         // abandoned (the engine's: the replication connection was lost) is no failure of the writes
+        const failed = 'writing a batch failed; the stream stops (nothing after it is confirmed)'
         if (e.name === ABANDONED) this.opts.log.info(e.message)
-        else {this.opts.log.error('writing a batch failed; the stream stops (nothing after it is confirmed)', {
-            error: e.message,
-          })}
+        else this.opts.log.error(failed, { error: e.message })
         this.opts.onFailure?.(e)
       },
     })
