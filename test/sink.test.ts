@@ -160,6 +160,32 @@ describe('failures', () => {
     expect((await docs(sink, ns)).size).toBe(200)
   })
 
+  test('onRequest names the operation of each request (the shed of run counts writes only)', async () => {
+    const seen: string[] = []
+    const sink = sinkFor({ onRequest: (_ms, ok, operation) => seen.push(`${operation} ${ok}`) })
+    const ns = freshNamespace()
+    server.failNext(1, 503)
+    await sink.write(ns, [up(1, 'v1', { i: 1 })])
+    await sink.attributeTypes!(ns)
+    expect(seen).toEqual(['write false', 'write true', 'query true'])
+  })
+
+  test('useSignal: calls started after it give up when that signal aborts; calls before keep their own', async () => {
+    const sink = sinkFor()
+    const ns = freshNamespace()
+    const first = new AbortController()
+    sink.useSignal(first.signal)
+    server.failNext(1_000_000, 503)
+    const retried = sink.write(ns, [up(1, 'v1', { i: 1 })])
+    const second = new AbortController()
+    sink.useSignal(second.signal)
+    const later = sink.write(ns, [up(2, 'v1', { i: 2 })])
+    first.abort(new Error('the connection was lost'))
+    await expect(retried).rejects.toThrow('the connection was lost')
+    server.failNext(0, 503)
+    expect(await later).toMatchObject({ written: 1, failed: [] })
+  })
+
   test('a network error (nothing listening) is retried until aborted, and the abort rejects the write', async () => {
     const controller = new AbortController()
     const retries: RetryInfo[] = []

@@ -107,8 +107,8 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
   // spreads a batch over many namespaces (small requests, each namespace its own write limit): more batches at once
   const tenants = config.mappings.some((m) => m.namespaceTemplate)
   const writesInFlight = new AdaptiveLimit(tenants ? { initial: 32, max: 128 } : {})
-  // when a request to turbopuffer last succeeded: a stream whose consumer waits behind writes none of which has
-  // succeeded for STALL_MS sheds what it read, so that PostgreSQL can shut down (postgres/replication.ts, shed)
+  // when a write to turbopuffer last succeeded (not a query: writes may fail while queries pass): a stream whose
+  // consumer waits behind writes none of which has succeeded for STALL_MS sheds what it read (replication.ts, shed)
   let lastWriteOk = performance.now()
   const sink: Sink = opts.discard ? new DiscardSink() : sinkFromConfig(
     config.turbopuffer,
@@ -116,9 +116,9 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
       log,
       // not opts.signal: a graceful stop still writes the batch in flight; this one gives up after the drain timeout
       signal: sinkAbort.signal,
-      onRequest: (ms, ok) => {
+      onRequest: (ms, ok, operation) => {
         monitor.sinkRequest(ms, ok)
-        if (ok) lastWriteOk = performance.now()
+        if (ok && operation === 'write') lastWriteOk = performance.now()
       },
       // a namespace per tenant: one series per mapping's template, not per tenant (bounded); the routes hold the
       // mappings followed since the start

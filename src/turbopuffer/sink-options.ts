@@ -28,8 +28,8 @@ export interface TurbopufferSinkOptions {
   client?: Turbopuffer
   env?: Record<string, string | undefined>
   onRetry?(info: RetryInfo): void
-  /** every HTTP request's duration and outcome, for latency metrics */
-  onRequest?(ms: number, ok: boolean): void
+  /** every HTTP request's duration, outcome and operation (latency metrics; run's shed counts writes only) */
+  onRequest?(ms: number, ok: boolean, operation: RetryInfo['operation']): void
   /** a write waited `ms` for its namespace's byte budget (namespaceBytesPerSecond), for metrics */
   onPaced?(namespace: string, ms: number): void
 }

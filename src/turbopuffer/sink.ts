@@ -39,10 +39,8 @@ import {
 
 export type { TurbopufferConfig } from './client.ts'
 export type { RetryInfo } from './retry.ts'
-
 import { TurbopufferRequestError, type TurbopufferSinkOptions } from './sink-options.ts'
-export { TurbopufferRequestError } from './sink-options.ts'
-export type { TurbopufferSinkOptions } from './sink-options.ts'
+export { TurbopufferRequestError, type TurbopufferSinkOptions } from './sink-options.ts'
 
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} }
 
@@ -55,7 +53,7 @@ export class TurbopufferSink implements Sink {
   readonly #backoff: BackoffPolicy
   readonly #concurrency: number
   readonly #onRetry?: (info: RetryInfo) => void
-  readonly #onRequest?: (ms: number, ok: boolean) => void
+  readonly #onRequest?: TurbopufferSinkOptions['onRequest']
   readonly #onPaced?: (namespace: string, ms: number) => void
   readonly #stats: SinkStats = { requests: 0, retries: 0, written: 0, skipped: 0, failed: 0 }
   readonly #budget: WriteBudget
@@ -94,7 +92,6 @@ export class TurbopufferSink implements Sink {
     return { ...this.#stats }
   }
 
-  /** Calls started from now on give up when `signal` aborts (Sink.useSignal). */
   useSignal(signal: AbortSignal): void {
     this.#signal = signal
   }
@@ -104,9 +101,10 @@ export class TurbopufferSink implements Sink {
     const ns = this.#endpoint ? checkName(namespace) : this.#namespace(namespace)
     // a namespace per tenant: a batch is a write per namespace, thousands at once. Those past the slots wait here, as
     // ops: no request body is built (memory) and no request waits in the runtime's own queue with its timeout running
+    const signal = opts.signal ?? this.#signal // the signal of the call, not of when a slot is free (useSignal)
     const release = await this.#writeSlots.take()
     try {
-      return await this.#write(namespace, ns, ops, opts)
+      return await this.#write(namespace, ns, ops, { ...opts, signal })
     } finally {
       release()
     }
@@ -156,18 +154,20 @@ export class TurbopufferSink implements Sink {
     if (wait > 0) {
       this.#stats.pacedMs = (this.#stats.pacedMs ?? 0) + wait
       this.#onPaced?.(namespace, wait)
-      await sleep(wait, this.#signal)
+      await sleep(wait, opts.signal)
     }
     try {
       // per request: the SDK's write() sets maxRetries: 6 itself, overriding the client's 0
       const endpoint = this.#endpoint
+      let send: (signal?: AbortSignal) => Promise<NamespaceWriteResponse>
       if (endpoint) {
         const parts = writeBodyParts(chunk, opts)
-        res = await this.#call(namespace, 'write', (signal) => postWrite(endpoint, namespace, parts, signal))
+        send = (signal) => postWrite(endpoint, namespace, parts, signal)
       } else {
         const body = writeBody(chunk, opts)
-        res = await this.#call(namespace, 'write', (signal) => (ns as Namespace).write(body, { signal, maxRetries: 0 }))
+        send = (signal) => (ns as Namespace).write(body, { signal, maxRetries: 0 })
       }
+      res = await this.#call(namespace, 'write', send, opts.signal)
     } catch (err) {
       if (!(err instanceof TurbopufferRequestError) || err.fatal) throw err
       if (chunk.length === 1 || opts.whole) {
@@ -352,8 +352,8 @@ export class TurbopufferSink implements Sink {
     namespace: string,
     operation: RetryInfo['operation'],
     send: (signal?: AbortSignal) => Promise<T>,
+    signal = this.#signal,
   ): Promise<T> {
-    const signal = this.#signal
     for (let attempt = 0;; attempt++) {
       if (signal?.aborted) throw abortError(signal)
       this.#stats.requests++
@@ -363,10 +363,10 @@ export class TurbopufferSink implements Sink {
         // a signal per request, unlinked when it settles: the SDK leaves a listener on the signal it is given, and
         // the shutdown signal lives as long as `run` (src/abort.ts, issue 21)
         const res = await withLinkedSignal(signal, send)
-        this.#onRequest?.(performance.now() - started, true)
+        this.#onRequest?.(performance.now() - started, true, operation)
         return res
       } catch (err) {
-        this.#onRequest?.(performance.now() - started, false)
+        this.#onRequest?.(performance.now() - started, false, operation)
         failure = classifyError(err, signal)
         // a connection failure names the URL and what to check (the retry warnings below say it)
         if (failure.kind === 'transient' && failure.status === undefined) {

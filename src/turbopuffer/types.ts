@@ -22,6 +22,8 @@ export interface WriteOptions {
    * them again once it knows why: a tenant namespace whose attribute types it assumed, pipeline/namespace-types.ts)
    */
   whole?: boolean
+  /** gives up (rejects) when it aborts; default: the sink's signal when the call is made (useSignal) */
+  signal?: AbortSignal
 }
 
 export interface FailedOp {
