@@ -268,10 +268,9 @@ export class ReplicationStream implements AsyncIterableIterator<ReplicationEvent
       const walEnd = frame.readBigUInt64BE(1)
       if (walEnd > this.lastReceived) this.lastReceived = walEnd
       // Its position in the stream matters: it may only count once the consumer has taken what came before it
-      // (after a shed, never: what came before it was dropped).
-      if (this.shedding) { /* not told */ }
-      else if (this.head === this.queue.length) this.position?.keepalive(walEnd)
-      else this.enqueue({ keepalive: walEnd }, 0)
+      // (after a shed, never: what came before it was dropped; the queue stays empty then).
+      if (this.head !== this.queue.length) this.enqueue({ keepalive: walEnd }, 0)
+      else if (!this.shedding) this.position?.keepalive(walEnd)
       if (frame[17]) this.sendStatus(false, pingReply(walEnd, this.flush)) // a reply wanted
     }
   }

@@ -13,7 +13,7 @@ export function abandoned(cause: Error): Error {
 
 /**
  * `processor.drain()` (its errors are the processor's to log); once `signal` aborts (a stop), the writes get
- * `timeoutMs` more, then `giveUp` abandons them, as the stop path does.
+ * `timeoutMs` more, then `giveUp` gives up on them. The stop path and the drain of a stream that shed.
  */
 export async function drainUnlessStopped(
   processor: ChangeProcessor | undefined,

@@ -218,6 +218,14 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
     walWatch?.start()
     let waitingLogged = false
     let failures = 0
+    // a stop: the writes in flight get the drain timeout, then the sink gives up on them
+    const drainTimeoutMs = opts.drainTimeoutMs ?? 30_000
+    const tooLate = () => {
+      log.warn('stopping: the batch in flight did not finish in time; it will be replayed on the next start', {
+        timeout_ms: drainTimeoutMs,
+      })
+      sinkAbort.abort()
+    }
     while (!opts.signal?.aborted) {
       // the writes of this connection (and all of them on the drain timeout)
       const writes = new AbortController()
@@ -297,16 +305,7 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
         const onAbort = () => stopping ??= stopStream()
         const stopStream = async () => {
           // finish what was read, confirm it, then end the stream (which ends the loop below)
-          const giveUp = setTimeout(() => {
-            log.warn('stopping: the batch in flight did not finish in time; it will be replayed on the next start', {
-              timeout_ms: opts.drainTimeoutMs ?? 30_000,
-            })
-            sinkAbort.abort()
-          }, opts.drainTimeoutMs ?? 30_000)
-          try {
-            await processor!.drain()
-          } catch { /* logged by the processor */ }
-          clearTimeout(giveUp)
+          await drainUnlessStopped(processor, opts.signal, drainTimeoutMs, tooLate)
           await rs.close()
         }
         opts.signal?.addEventListener('abort', onAbort, { once: true })
@@ -336,9 +335,9 @@ export async function runStream(fullConfig: Config, opts: RunOptions): Promise<v
         if (opts.signal?.aborted) break
         // shed (the writes stalled, then went on): the connection still answers the walsender, so it is held until
         // the writes land and are confirmed: no hot standby takes the slot while they are in flight
-        const timeout = opts.drainTimeoutMs ?? 30_000
-        const late = () => writes.abort(abandoned(new Error(`stopping: the writes did not land within ${timeout} ms`)))
-        if ((e as { code?: string }).code === STALLED) await drainUnlessStopped(processor, opts.signal, timeout, late)
+        if ((e as { code?: string }).code === STALLED) {
+          await drainUnlessStopped(processor, opts.signal, drainTimeoutMs, tooLate)
+        }
         failures++
         const delay = backoffDelay(failures, RECONNECT)
         log.error('stream interrupted; reconnecting (unconfirmed changes will be replayed)', {
